@@ -1,0 +1,468 @@
+//! The events NFs receive and publish: `#[repr(C)]` structs, each beginning with its parent's.
+//!
+//! An event of type `PKT/TCP/SYN` is laid out as a [`PktTcpEvent`], which begins with a
+//! [`PktEvent`], which begins with an [`EventHeader`]. A subscriber of `PKT` can therefore read any
+//! `PKT/*` event as a `PktEvent`: [`EventHeader::view`] checks the type and the size, then casts.
+//! Events are read in place in the host's memory for the duration of a call; nothing is copied.
+
+use crate::event_type::{builtin, EventType};
+use abi_stable::StableAbi;
+use core::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Direction of a packet: sent by the flow's originator (the sender of its first packet).
+pub const DIR_ORIG: u8 = 0;
+/// Direction of a packet: sent by the other side.
+pub const DIR_REPLY: u8 = 1;
+/// The event is not about one direction.
+pub const DIR_NONE: u8 = 2;
+
+/// Which flow an event belongs to.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct FlowRef {
+    /// Unique for the whole run; 0 when the event belongs to no flow (ARP, malformed IP...).
+    pub id: u64,
+    /// Index of the flow in its shard's table: dense, so NFs can keep per-flow state in a
+    /// `Vec` indexed by it. Reused after the flow's TERMINATE event.
+    pub slot: u32,
+    /// The stack shard that owns the flow.
+    pub shard: u16,
+    /// [`DIR_ORIG`], [`DIR_REPLY`] or [`DIR_NONE`].
+    pub dir: u8,
+    pub _reserved: u8,
+}
+
+impl FlowRef {
+    /// True when the event belongs to a flow.
+    pub fn is_some(&self) -> bool {
+        self.id != 0
+    }
+}
+
+/// What every event begins with.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+#[cfg(not(feature = "simulate-old-abi"))]
+pub struct EventHeader {
+    /// The event's type; the layout after the header is that of the type's struct.
+    pub ty: EventType,
+    /// Size in bytes of the whole event struct, header included.
+    pub size: u32,
+    /// 0 when the stack published the event, otherwise the publishing NF's number (1-based,
+    /// in config order).
+    pub publisher: u16,
+    /// Reserved for the host; 0.
+    pub flags: u16,
+    /// Timestamp of the packet that caused the event, in nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// The flow the event belongs to.
+    pub flow: FlowRef,
+}
+
+/// The header as an older ABI laid it out; exists only so a test can build a mismatched plugin.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+#[cfg(feature = "simulate-old-abi")]
+pub struct EventHeader {
+    pub ty: EventType,
+    pub size: u32,
+    pub publisher: u32,
+    pub ts_ns: u64,
+    pub flow: FlowRef,
+}
+
+/// Marks a struct that may be sent as an event.
+///
+/// # Safety
+/// The implementing type must be `#[repr(C)]` and begin with an [`EventHeader`], directly or
+/// through the struct of its parent type, and its `header().size` must be `size_of::<Self>()`.
+pub unsafe trait Event: Sized {
+    /// The header at the start of the event.
+    fn header(&self) -> &EventHeader {
+        // SAFETY: the trait's contract puts an EventHeader at offset 0.
+        unsafe { &*(self as *const Self as *const EventHeader) }
+    }
+}
+
+/// A built-in event struct and the type whose subtree it describes.
+///
+/// # Safety
+/// Every event whose type is `TYPE` or below must begin with this struct's layout.
+pub unsafe trait EventView: Event {
+    /// The type (and subtree) this struct describes.
+    const TYPE: EventType;
+}
+
+impl EventHeader {
+    /// A header for an event of type `ty` whose struct is `T`.
+    pub fn new<T: Event>(ty: EventType, ts_ns: u64, flow: FlowRef) -> EventHeader {
+        EventHeader {
+            ty,
+            size: size_of::<T>() as u32,
+            #[cfg(not(feature = "simulate-old-abi"))]
+            publisher: 0,
+            #[cfg(not(feature = "simulate-old-abi"))]
+            flags: 0,
+            #[cfg(feature = "simulate-old-abi")]
+            publisher: 0,
+            ts_ns,
+            flow,
+        }
+    }
+
+    /// Reads this event as the built-in struct `T` when its type lies in `T::TYPE`'s subtree.
+    #[inline]
+    pub fn view<T: EventView>(&self) -> Option<&T> {
+        self.view_as(T::TYPE)
+    }
+
+    /// Reads this event as `T` when its type lies under `ty`: for NF-defined types, whose codes
+    /// are assigned at load time (see `NfInit::type_of`).
+    #[inline]
+    pub fn view_as<T: Event>(&self, ty: EventType) -> Option<&T> {
+        if self.ty.is_a(ty) && self.size as usize >= size_of::<T>() {
+            // SAFETY: the host only delivers events whose struct begins with the layout of
+            // every ancestor type's struct, and the size check keeps the read in bounds.
+            Some(unsafe { &*(self as *const EventHeader as *const T) })
+        } else {
+            None
+        }
+    }
+
+    /// True when the event's type is `ancestor` or lies below it.
+    #[inline]
+    pub fn is_a(&self, ancestor: EventType) -> bool {
+        self.ty.is_a(ancestor)
+    }
+}
+
+/// `PktEvent::pkt_flags`: the packet is an IP datagram reassembled from fragments. `data` holds
+/// the reassembled datagram (starting at its IP header); `wire_len` and `ip_len` describe the
+/// fragment that completed it.
+pub const PKT_REASSEMBLED: u8 = 1;
+/// `PktEvent::pkt_flags`: the addresses and ports are those of a tunnelled (inner) packet.
+pub const PKT_TUNNELLED: u8 = 2;
+
+/// `PKT`: a packet, with the offsets the stack found while parsing it.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct PktEvent {
+    pub header: EventHeader,
+    data: *const u8,
+    /// Bytes available at `data`.
+    pub cap_len: u32,
+    /// Length of the frame on the wire (may exceed `cap_len` for truncated captures).
+    pub wire_len: u32,
+    /// Offset of the innermost IP header; equal to `cap_len` for non-IP packets.
+    pub l3_offset: u32,
+    /// Offset of the TCP/UDP header (or of the IP payload for other protocols).
+    pub l4_offset: u32,
+    /// Offset of the L4 payload.
+    pub payload_offset: u32,
+    /// The innermost IP header's declared length (IPv4 Total Length, IPv6 Payload Length + 40).
+    pub ip_len: u32,
+    /// L4 payload length declared by the headers; the captured part may be shorter.
+    pub payload_len: u32,
+    /// Port (interface) the packet came in on.
+    pub port: u16,
+    /// Outermost VLAN ID, 0 when untagged.
+    pub vlan: u16,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// 4 or 6; 0 for non-IP packets.
+    pub ip_version: u8,
+    /// IP protocol number of the innermost header (6 TCP, 17 UDP, ...).
+    pub ip_proto: u8,
+    /// TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20); 0 otherwise.
+    pub tcp_flags: u8,
+    /// [`PKT_REASSEMBLED`], [`PKT_TUNNELLED`].
+    pub pkt_flags: u8,
+}
+
+unsafe impl Event for PktEvent {}
+unsafe impl EventView for PktEvent {
+    const TYPE: EventType = builtin::PKT;
+}
+
+impl PktEvent {
+    /// A packet event over `data`, which must stay valid while the event is in flight.
+    pub fn new(header: EventHeader, data: &[u8]) -> PktEvent {
+        PktEvent {
+            header,
+            data: data.as_ptr(),
+            cap_len: data.len() as u32,
+            wire_len: data.len() as u32,
+            l3_offset: data.len() as u32,
+            l4_offset: data.len() as u32,
+            payload_offset: data.len() as u32,
+            ip_len: 0,
+            payload_len: 0,
+            port: 0,
+            vlan: 0,
+            src_port: 0,
+            dst_port: 0,
+            ip_version: 0,
+            ip_proto: 0,
+            tcp_flags: 0,
+            pkt_flags: 0,
+        }
+    }
+
+    /// The captured bytes of the packet, from its link-layer header on.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the host keeps the packet's memory alive and unchanged until every NF that
+        // received the event has returned from the call; the borrow cannot outlive that call.
+        unsafe { core::slice::from_raw_parts(self.data, self.cap_len as usize) }
+    }
+
+    /// The captured part of the L4 payload (Ethernet padding excluded).
+    pub fn payload(&self) -> &[u8] {
+        let bytes = self.bytes();
+        let start = (self.payload_offset as usize).min(bytes.len());
+        let end = start.saturating_add(self.payload_len as usize).min(bytes.len());
+        &bytes[start..end]
+    }
+
+    /// The innermost IP header and what follows it.
+    pub fn l3(&self) -> &[u8] {
+        let bytes = self.bytes();
+        &bytes[(self.l3_offset as usize).min(bytes.len())..]
+    }
+
+    /// Source address of the innermost IP header.
+    pub fn src_addr(&self) -> Option<IpAddr> {
+        ip_addr(self.l3(), self.ip_version, true)
+    }
+
+    /// Destination address of the innermost IP header.
+    pub fn dst_addr(&self) -> Option<IpAddr> {
+        ip_addr(self.l3(), self.ip_version, false)
+    }
+}
+
+fn ip_addr(l3: &[u8], version: u8, source: bool) -> Option<IpAddr> {
+    match version {
+        4 => {
+            let at = if source { 12 } else { 16 };
+            let b: [u8; 4] = l3.get(at..at + 4)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        }
+        6 => {
+            let at = if source { 8 } else { 24 };
+            let b: [u8; 16] = l3.get(at..at + 16)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
+/// `PKT/TCP`: a TCP segment.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct PktTcpEvent {
+    pub pkt: PktEvent,
+    pub seq: u32,
+    pub ack: u32,
+    /// The raw window field (unscaled).
+    pub window: u16,
+    pub _reserved: u16,
+}
+
+unsafe impl Event for PktTcpEvent {}
+unsafe impl EventView for PktTcpEvent {
+    const TYPE: EventType = builtin::PKT_TCP;
+}
+
+/// `FlowEvent::reason`: the event is not a termination.
+pub const REASON_NONE: u8 = 0;
+/// Closed by FIN in both directions, then idle past the close linger time.
+pub const REASON_FIN: u8 = 1;
+/// Reset, then idle past the close linger time.
+pub const REASON_RST: u8 = 2;
+/// No packet within the idle timeout.
+pub const REASON_TIMEOUT: u8 = 3;
+/// Evicted to make room in a full flow table.
+pub const REASON_EVICTED: u8 = 4;
+/// The input ended (end of a capture or shutdown) while the flow was open.
+pub const REASON_END_OF_INPUT: u8 = 5;
+
+/// Name of a termination reason, as logs print it.
+pub fn reason_name(reason: u8) -> &'static str {
+    match reason {
+        REASON_NONE => "none",
+        REASON_FIN => "fin",
+        REASON_RST => "rst",
+        REASON_TIMEOUT => "timeout",
+        REASON_EVICTED => "evicted",
+        REASON_END_OF_INPUT => "end_of_input",
+        _ => "unknown",
+    }
+}
+
+/// Addresses, ports and protocol of a flow; index 0 is the originator (sender of the first
+/// packet), index 1 the other side.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct FlowTuple {
+    /// 4 or 6.
+    pub ip_version: u8,
+    pub ip_proto: u8,
+    /// Outermost VLAN ID of the first packet (0 when untagged).
+    pub vlan: u16,
+    pub ports: [u16; 2],
+    /// IPv4 addresses use the first 4 bytes.
+    pub addrs: [[u8; 16]; 2],
+}
+
+impl FlowTuple {
+    /// The address of side `i` (0 originator, 1 responder).
+    pub fn addr(&self, i: usize) -> IpAddr {
+        if self.ip_version == 4 {
+            let a = &self.addrs[i];
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.addrs[i]))
+        }
+    }
+}
+
+/// What the stack counted in one direction of a flow.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct DirStats {
+    pub pkts: u64,
+    /// Sum of frame lengths on the wire (link header included).
+    pub frame_bytes: u64,
+    /// Sum of the innermost IP header's declared lengths.
+    pub ip_bytes: u64,
+    /// Sum of declared L4 payload lengths.
+    pub payload_bytes: u64,
+    /// Timestamps of the first and last packet in this direction (ns; 0 when none).
+    pub first_ts_ns: u64,
+    pub last_ts_ns: u64,
+    /// OR of the TCP flags seen.
+    pub tcp_flags: u8,
+    pub _reserved: [u8; 7],
+}
+
+/// `FLOW` and every `FLOW/*` event.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct FlowEvent {
+    pub header: EventHeader,
+    pub tuple: FlowTuple,
+    /// Index 0: sent by the originator; 1: sent by the responder.
+    pub stats: [DirStats; 2],
+    /// For `*/TERMINATE`: one of the `REASON_*` constants.
+    pub reason: u8,
+    pub _reserved: [u8; 7],
+}
+
+unsafe impl Event for FlowEvent {}
+unsafe impl EventView for FlowEvent {
+    const TYPE: EventType = builtin::FLOW;
+}
+
+/// Longest message an [`AlertEvent`] carries; longer ones are cut at a character boundary.
+pub const ALERT_MSG_MAX: usize = 120;
+
+/// `ALERT`: a finding published by an NF.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct AlertEvent {
+    pub header: EventHeader,
+    /// Rule or signature number, NF-defined.
+    pub id: u32,
+    /// 1 (highest) to 255.
+    pub severity: u8,
+    msg_len: u8,
+    pub _reserved: [u8; 2],
+    msg: [u8; ALERT_MSG_MAX],
+}
+
+unsafe impl Event for AlertEvent {}
+unsafe impl EventView for AlertEvent {
+    const TYPE: EventType = builtin::ALERT;
+}
+
+impl AlertEvent {
+    /// An alert of type `ty` (ALERT or below) about the flow and time of `cause`.
+    pub fn new<T: Event>(ty: EventType, cause: &EventHeader, id: u32, severity: u8, msg: &str) -> AlertEvent {
+        let mut cut = msg.len().min(ALERT_MSG_MAX);
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut buf = [0u8; ALERT_MSG_MAX];
+        buf[..cut].copy_from_slice(&msg.as_bytes()[..cut]);
+        AlertEvent {
+            header: EventHeader::new::<T>(ty, cause.ts_ns, cause.flow),
+            id,
+            severity,
+            msg_len: cut as u8,
+            _reserved: [0; 2],
+            msg: buf,
+        }
+    }
+
+    /// The message (empty if a publisher wrote invalid UTF-8).
+    pub fn message(&self) -> &str {
+        let len = (self.msg_len as usize).min(ALERT_MSG_MAX);
+        core::str::from_utf8(&self.msg[..len]).unwrap_or("")
+    }
+}
+
+/// Size of the largest event the host carries; published events must fit.
+pub const MAX_EVENT_SIZE: usize = 256;
+
+const _: () = assert!(size_of::<PktTcpEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<FlowEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<AlertEvent>() <= MAX_EVENT_SIZE);
+
+/// The struct size every event of a built-in type must have at least, by type.
+pub fn builtin_min_size(ty: EventType) -> usize {
+    if ty.is_a(builtin::PKT_TCP) {
+        size_of::<PktTcpEvent>()
+    } else if ty.is_a(builtin::PKT) {
+        size_of::<PktEvent>()
+    } else if ty.is_a(builtin::FLOW) {
+        size_of::<FlowEvent>()
+    } else if ty.is_a(builtin::ALERT) {
+        size_of::<AlertEvent>()
+    } else {
+        size_of::<EventHeader>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_check_type_and_size() {
+        let data = [0u8; 60];
+        let hdr = EventHeader::new::<PktTcpEvent>(builtin::PKT_TCP_SYN, 7, FlowRef::default());
+        let ev = PktTcpEvent { pkt: PktEvent::new(hdr, &data), seq: 1, ack: 2, window: 3, _reserved: 0 };
+        let h = ev.header();
+        assert!(h.view::<PktEvent>().is_some());
+        assert_eq!(h.view::<PktTcpEvent>().unwrap().seq, 1);
+        assert!(h.view::<FlowEvent>().is_none());
+        // A PKT/TCP-typed event that claims a short size cannot be read as a PktTcpEvent.
+        let mut short = ev;
+        short.pkt.header.size = size_of::<PktEvent>() as u32;
+        assert!(short.header().view::<PktTcpEvent>().is_none());
+        assert!(short.header().view::<PktEvent>().is_some());
+    }
+
+    #[test]
+    fn alert_messages_are_cut_on_char_boundaries() {
+        let cause = EventHeader::new::<AlertEvent>(builtin::ALERT, 1, FlowRef::default());
+        let long = "é".repeat(100);
+        let a = AlertEvent::new::<AlertEvent>(builtin::ALERT, &cause, 9, 1, &long);
+        assert_eq!(a.message().len(), 120);
+        assert!(a.message().chars().all(|c| c == 'é'));
+        let b = AlertEvent::new::<AlertEvent>(builtin::ALERT, &cause, 9, 1, "short");
+        assert_eq!(b.message(), "short");
+    }
+}

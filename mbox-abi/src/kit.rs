@@ -1,0 +1,170 @@
+//! Small helpers NF authors keep needing: timestamp and flag formatting, protocol names, and
+//! a buffered line writer for an NF's output file. Nothing here crosses the ABI boundary.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+/// `seconds.nanoseconds` since the epoch, as tshark prints `frame.time_epoch`.
+pub fn ts_epoch(ns: u64) -> String {
+    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+/// ISO 8601 in UTC with microseconds, as Suricata's eve.json writes `timestamp`
+/// (e.g. `2016-08-02T02:19:33.025824+0000`).
+pub fn ts_iso8601(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let micros = (ns % 1_000_000_000) / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}+0000", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// TCP flags as letters in the order S A F R P U (e.g. `SAFP`), or `-` for none.
+pub fn tcp_flag_letters(flags: u8) -> String {
+    const LETTERS: [(u8, char); 6] = [(0x02, 'S'), (0x10, 'A'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x20, 'U')];
+    let s: String = LETTERS.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, c)| *c).collect();
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s
+    }
+}
+
+/// The name of an IP protocol as eve.json writes it (`TCP`, `UDP`, `ICMP`, ... or the number).
+pub fn proto_name(proto: u8) -> String {
+    match proto {
+        1 => "ICMP".into(),
+        2 => "IGMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        47 => "GRE".into(),
+        50 => "ESP".into(),
+        58 => "IPv6-ICMP".into(),
+        132 => "SCTP".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A buffered writer of text lines to a file, or to standard output for `-`.
+pub struct LineWriter {
+    out: Box<dyn Write + Send>,
+}
+
+impl LineWriter {
+    /// Opens `path` (created or truncated), or standard output when `path` is `-`.
+    pub fn open(path: &str) -> io::Result<LineWriter> {
+        let out: Box<dyn Write + Send> = if path == "-" {
+            Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
+        } else {
+            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            Box::new(BufWriter::with_capacity(1 << 16, File::create(path)?))
+        };
+        Ok(LineWriter { out })
+    }
+
+    /// Writes `line` and a newline.
+    pub fn line(&mut self, line: &str) -> io::Result<()> {
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// An NF's `args` table from the config, with the checks every NF wants: unknown keys and
+/// wrong types are errors that name the key.
+#[derive(Debug)]
+pub struct Args {
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Args {
+    /// Parses `json` (an object), refusing keys not in `allowed`.
+    pub fn parse(json: &str, allowed: &[&str]) -> Result<Args, String> {
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("arguments are not valid JSON: {e}"))?;
+        let serde_json::Value::Object(map) = value else { return Err("arguments must be a table".into()) };
+        if let Some(bad) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(format!("unknown argument `{bad}` (this NF takes: {})", allowed.join(", ")));
+        }
+        Ok(Args { map })
+    }
+
+    /// A string argument.
+    pub fn string(&self, key: &str, default: &str) -> Result<String, String> {
+        match self.map.get(key) {
+            None => Ok(default.to_string()),
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(format!("argument `{key}` must be a string, not {other}")),
+        }
+    }
+
+    /// A non-negative integer argument.
+    pub fn u64(&self, key: &str, default: u64) -> Result<u64, String> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_u64().ok_or_else(|| format!("argument `{key}` must be a non-negative integer, not {v}")),
+        }
+    }
+
+    /// A list of non-negative integers.
+    pub fn u64_list(&self, key: &str) -> Result<Vec<u64>, String> {
+        match self.map.get(key) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_u64().ok_or_else(|| format!("argument `{key}` must list non-negative integers, not {v}")))
+                .collect(),
+            Some(other) => Err(format!("argument `{key}` must be a list, not {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(ts_epoch(1_470_104_373_025_824_000), "1470104373.025824000");
+        assert_eq!(ts_iso8601(1_470_104_373_025_824_000), "2016-08-02T02:19:33.025824+0000");
+        assert_eq!(ts_iso8601(0), "1970-01-01T00:00:00.000000+0000");
+        assert_eq!(ts_iso8601(951_782_400_000_000_000), "2000-02-29T00:00:00.000000+0000");
+    }
+
+    #[test]
+    fn args_name_the_bad_key() {
+        let a = Args::parse(r#"{"output":"x","n":3}"#, &["output", "n"]).unwrap();
+        assert_eq!(a.string("output", "-").unwrap(), "x");
+        assert_eq!(a.u64("n", 0).unwrap(), 3);
+        assert_eq!(a.u64("m", 7).unwrap(), 7);
+        assert!(Args::parse(r#"{"outptu":"x"}"#, &["output"]).unwrap_err().contains("`outptu`"));
+        assert!(a.u64("output", 0).unwrap_err().contains("`output`"));
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(tcp_flag_letters(0x02 | 0x10), "SA");
+        assert_eq!(tcp_flag_letters(0x3f), "SAFRPU");
+        assert_eq!(tcp_flag_letters(0), "-");
+    }
+}

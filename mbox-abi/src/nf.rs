@@ -1,0 +1,169 @@
+//! The network-function interface: the trait NF authors implement, and the FFI-safe object the
+//! host calls, with the panic guard between them.
+//!
+//! Authors implement [`NetworkFunction`] (plain Rust). The plugin glue wraps it in a guard that
+//! implements [`NfObject`], the `#[sabi_trait]` the host calls through a vtable once per batch.
+//! A panic in the NF is caught by the guard, on the plugin's side of the boundary (a panic that
+//! crossed it would abort the host), and comes back to the host as an error.
+
+#![allow(non_local_definitions)] // `#[sabi_trait]` expands to impls of foreign traits inside a const block.
+
+use crate::events::{Event, EventHeader};
+use abi_stable::{
+    sabi_trait,
+    std_types::{RBox, RResult, RSlice, RSliceMut, RString},
+    StableAbi,
+};
+use core::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// An NF's answer about one event. Read-only NFs' answers are ignored.
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum Verdict {
+    /// Let the event (and its packet) go on.
+    #[default]
+    Pass = 0,
+    /// Stop it: later NFs do not see it, and its packet is not transmitted.
+    Drop = 1,
+}
+
+/// The outcome of [`Host::publish`].
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PublishStatus {
+    /// Queued for the event's subscribers.
+    Published = 0,
+    /// The type is not among the publications the NF declared.
+    NotDeclared = 1,
+    /// The event's size is smaller than its type's struct or larger than the host carries.
+    BadSize = 2,
+    /// Publishing is only possible while handling events.
+    NotNow = 3,
+    /// Nobody subscribes to the type; nothing was queued.
+    NoSubscriber = 4,
+}
+
+/// The services the host lends an NF during a call. Built by the host; NFs use it via [`Host`].
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct HostCalls {
+    state: *mut c_void,
+    publish: unsafe extern "C" fn(state: *mut c_void, event: &EventHeader) -> PublishStatus,
+}
+
+impl HostCalls {
+    /// # Safety
+    /// `publish` must be safe to call with `state` for as long as this value is lent to NFs.
+    pub unsafe fn new(state: *mut c_void, publish: unsafe extern "C" fn(*mut c_void, &EventHeader) -> PublishStatus) -> HostCalls {
+        HostCalls { state, publish }
+    }
+}
+
+/// What an NF can ask of the host while it handles events.
+pub struct Host<'a> {
+    calls: &'a mut HostCalls,
+}
+
+impl<'a> Host<'a> {
+    /// Wraps the host's calls; the plugin glue does this for every batch.
+    pub fn new(calls: &'a mut HostCalls) -> Host<'a> {
+        Host { calls }
+    }
+
+    /// Publishes `event` to its type's subscribers. The host copies it (at most
+    /// `MAX_EVENT_SIZE` bytes), so it may live on the stack.
+    pub fn publish<E: Event>(&mut self, event: &E) -> PublishStatus {
+        // SAFETY: the host built `calls` for the duration of this call.
+        unsafe { (self.calls.publish)(self.calls.state, event.header()) }
+    }
+}
+
+/// What an NF author implements.
+pub trait NetworkFunction: Send + 'static {
+    /// Handles one event. The event and anything it points to are valid only during the call.
+    fn on_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> Verdict;
+
+    /// The NF's input went idle: a good time to flush buffered output.
+    fn on_idle(&mut self) {}
+
+    /// The input ended and every event was delivered: write final results.
+    fn on_finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The object the host calls, once per batch of events.
+#[sabi_trait]
+pub trait NfObject: Send {
+    /// Handles `events` in order, writing one verdict per event.
+    fn handle_batch(
+        &mut self,
+        events: RSlice<'_, &EventHeader>,
+        verdicts: RSliceMut<'_, Verdict>,
+        host: &mut HostCalls,
+    ) -> RResult<(), RString>;
+
+    /// See [`NetworkFunction::on_idle`].
+    fn idle(&mut self) -> RResult<(), RString>;
+
+    /// See [`NetworkFunction::on_finish`].
+    #[sabi(last_prefix_field)]
+    fn finish(&mut self) -> RResult<(), RString>;
+}
+
+/// A boxed NF as the host holds it.
+pub type NfBox = NfObject_TO<'static, RBox<()>>;
+
+/// Wraps an author's NF so that its panics become errors on the plugin's side.
+pub struct Guarded<N>(pub N);
+
+impl<N: NetworkFunction> NfObject for Guarded<N> {
+    fn handle_batch(
+        &mut self,
+        events: RSlice<'_, &EventHeader>,
+        mut verdicts: RSliceMut<'_, Verdict>,
+        host: &mut HostCalls,
+    ) -> RResult<(), RString> {
+        let nf = &mut self.0;
+        guard(|| {
+            let mut host = Host::new(host);
+            for (event, verdict) in events.iter().zip(verdicts.iter_mut()) {
+                *verdict = nf.on_event(event, &mut host);
+            }
+            Ok(())
+        })
+    }
+
+    fn idle(&mut self) -> RResult<(), RString> {
+        let nf = &mut self.0;
+        guard(|| {
+            nf.on_idle();
+            Ok(())
+        })
+    }
+
+    fn finish(&mut self) -> RResult<(), RString> {
+        let nf = &mut self.0;
+        guard(|| nf.on_finish())
+    }
+}
+
+/// Runs `f`, turning an error or a panic into an `RErr` with a message.
+pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, String>) -> RResult<T, RString> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(message)) => RResult::RErr(message.into()),
+        Err(payload) => RResult::RErr(format!("panicked: {}", panic_message(&*payload)).into()),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}

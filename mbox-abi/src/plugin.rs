@@ -1,0 +1,139 @@
+//! The plugin's root module: what a plugin library exports, and the glue that builds it.
+//!
+//! A plugin crate implements [`Plugin`] for its NF type and invokes [`export_nf!`](crate::export_nf).
+//! The host loads the library with abi_stable, which checks this crate's version and the full
+//! layout of every type reachable from [`PluginModule`] before anything is called.
+
+use crate::event_type::EventType;
+use crate::nf::{guard, Guarded, NetworkFunction, NfBox, NfObject_TO};
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings,
+    prefix_type::PrefixTypeTrait,
+    sabi_trait::TD_Opaque,
+    sabi_types::VersionStrings,
+    std_types::{RResult, RSlice, RStr, RString, RVec},
+    StableAbi,
+};
+
+/// What an NF declares about itself.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct NfDescriptor {
+    pub name: RString,
+    pub version: RString,
+    pub description: RString,
+    /// Type paths the NF subscribes to by default (a config may override them).
+    pub subscribes: RVec<RString>,
+    /// Type paths the NF publishes; paths that do not exist yet are registered at load.
+    pub publishes: RVec<RString>,
+    /// True when the NF never drops or modifies: it then runs in parallel with other readers.
+    pub read_only: bool,
+}
+
+/// A type path and the code the host assigned to it.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct TypeBinding<'a> {
+    pub path: RStr<'a>,
+    pub ty: EventType,
+}
+
+/// What the host tells an NF when creating it.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct NfInit<'a> {
+    /// The instance name from the config.
+    pub instance: RStr<'a>,
+    /// The instance's `args` table from the config, as JSON (`{}` when absent).
+    pub args_json: RStr<'a>,
+    /// This NF's number (1-based, config order), as found in `EventHeader::publisher`.
+    pub nf_number: u16,
+    /// Number of stack shards; `FlowRef::shard` is below it.
+    pub shards: u32,
+    /// Flow table size per shard; `FlowRef::slot` is below it.
+    pub flow_slots: u32,
+    /// Every registered type, including the ones this NF publishes.
+    pub types: RSlice<'a, TypeBinding<'a>>,
+}
+
+impl NfInit<'_> {
+    /// The code of the type at `path`, e.g. `"ALERT/HEAVY_HITTER"`.
+    pub fn type_of(&self, path: &str) -> Option<EventType> {
+        self.types.iter().find(|b| b.path.as_str() == path).map(|b| b.ty)
+    }
+}
+
+/// The root module every plugin library exports.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginModule {
+    pub descriptor: extern "C" fn() -> NfDescriptor,
+    #[sabi(last_prefix_field)]
+    pub create: extern "C" fn(init: &NfInit<'_>) -> RResult<NfBox, RString>,
+}
+
+impl RootModule for PluginModuleRef {
+    declare_root_module_statics! {PluginModuleRef}
+    const BASE_NAME: &'static str = "mbox_nf";
+    const NAME: &'static str = "mbox_nf";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// Static facts about a plugin's NF.
+pub struct PluginInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub subscribes: &'static [&'static str],
+    pub publishes: &'static [&'static str],
+    pub read_only: bool,
+}
+
+/// Implemented by a plugin's NF type; [`export_nf!`](crate::export_nf) does the rest.
+pub trait Plugin: NetworkFunction + Sized {
+    const INFO: PluginInfo;
+
+    /// Builds the NF from the config's arguments.
+    fn create(init: &NfInit<'_>) -> Result<Self, String>;
+}
+
+extern "C" fn descriptor_glue<P: Plugin>() -> NfDescriptor {
+    let strings = |list: &[&str]| list.iter().map(|s| RString::from(*s)).collect::<RVec<_>>();
+    NfDescriptor {
+        name: P::INFO.name.into(),
+        version: P::INFO.version.into(),
+        description: P::INFO.description.into(),
+        subscribes: strings(P::INFO.subscribes),
+        publishes: strings(P::INFO.publishes),
+        read_only: P::INFO.read_only,
+    }
+}
+
+extern "C" fn create_glue<P: Plugin>(init: &NfInit<'_>) -> RResult<NfBox, RString> {
+    guard(|| {
+        let nf = P::create(init)?;
+        Ok(NfObject_TO::from_value(Guarded(nf), TD_Opaque))
+    })
+}
+
+/// The root module for plugin type `P`; called by [`export_nf!`](crate::export_nf).
+pub fn module_for<P: Plugin>() -> PluginModuleRef {
+    PluginModule { descriptor: descriptor_glue::<P>, create: create_glue::<P> }.leak_into_prefix()
+}
+
+/// Exports `$nf` (a type implementing [`Plugin`]) as this library's NF.
+///
+/// The plugin crate must be a `cdylib` and depend on `abi_stable` as well as `mbox-abi`.
+#[macro_export]
+macro_rules! export_nf {
+    ($nf:ty) => {
+        #[abi_stable::export_root_module]
+        pub fn mbox_nf_root_module() -> $crate::plugin::PluginModuleRef {
+            $crate::plugin::module_for::<$nf>()
+        }
+    };
+}

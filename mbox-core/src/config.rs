@@ -1,0 +1,339 @@
+//! The run configuration: one TOML file naming the input, the output, the runtime sizes, the
+//! flow table and the NF chain. Every error names the file, the key and the problem.
+//!
+//! Relative paths are taken from the current directory, as the shell gave them.
+
+use crate::io::generator::GeneratorConfig;
+use crate::stack::flow_table::Timeouts;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// A configuration problem, with enough context to fix it.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {key}: {problem}")]
+    Invalid { path: PathBuf, key: String, problem: String },
+}
+
+/// What to do when an NF's ring is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RingFullPolicy {
+    /// The shard waits (and stops taking packets) until the NF catches up: nothing is lost.
+    #[default]
+    Backpressure,
+    /// The event is not delivered to that NF, and counted.
+    Drop,
+}
+
+/// How idle threads wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdleMode {
+    /// Spin briefly, then park: shares cores with other processes.
+    #[default]
+    Park,
+    /// Always spin: lowest latency on dedicated cores.
+    Spin,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub input: InputConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub flow: FlowConfig,
+    /// Directory holding plugins named by `plugin = "..."`; default: the mbox binary's directory.
+    #[serde(default)]
+    pub plugin_dir: Option<PathBuf>,
+    #[serde(default, rename = "nf")]
+    pub nfs: Vec<NfConfig>,
+}
+
+/// `[input]`: exactly one of `pcap` or `generator`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    pub pcap: Option<PathBuf>,
+    pub generator: Option<GeneratorConfig>,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Write the packets that pass every NF to this pcap.
+    pub pcap: Option<PathBuf>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub shards: usize,
+    /// Capacity of each shard-to-NF ring, in events.
+    pub ring_capacity: usize,
+    pub ring_full: RingFullPolicy,
+    pub idle: IdleMode,
+    /// Event slots per shard for stack events.
+    pub event_slots: usize,
+    /// Packet buffers shared by the input and the shards.
+    pub packet_buffers: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shards: 1,
+            ring_capacity: 1024,
+            ring_full: RingFullPolicy::Backpressure,
+            idle: IdleMode::Park,
+            event_slots: 4096,
+            packet_buffers: 8192,
+        }
+    }
+}
+
+/// `[flow]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Flows per shard.
+    pub table_size: usize,
+    #[serde(deserialize_with = "duration")]
+    pub tcp_idle_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub tcp_closed_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub udp_idle_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub other_idle_timeout: Duration,
+    /// Tell flows apart by their outermost VLAN ID.
+    pub vlan_in_key: bool,
+    /// Key tunnelled packets (GTP-U, VXLAN, GRE, IP-in-IP) by their innermost headers.
+    pub decap_tunnels: bool,
+    pub max_fragmented_datagrams: usize,
+    #[serde(deserialize_with = "duration")]
+    pub fragment_timeout: Duration,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            table_size: 65_536,
+            tcp_idle_timeout: Duration::from_secs(600),
+            tcp_closed_timeout: Duration::from_secs(10),
+            udp_idle_timeout: Duration::from_secs(120),
+            other_idle_timeout: Duration::from_secs(60),
+            vlan_in_key: true,
+            decap_tunnels: true,
+            max_fragmented_datagrams: 256,
+            fragment_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl FlowConfig {
+    /// The timeouts as the flow table takes them (0 = never).
+    pub fn timeouts(&self) -> Timeouts {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Timeouts {
+            tcp_open_ns: ns(self.tcp_idle_timeout),
+            tcp_closed_ns: ns(self.tcp_closed_timeout),
+            udp_ns: ns(self.udp_idle_timeout),
+            other_ns: ns(self.other_idle_timeout),
+        }
+    }
+}
+
+/// One `[[nf]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NfConfig {
+    /// Instance name (unique); defaults to the plugin's name.
+    pub name: Option<String>,
+    /// A plugin name, looked up as `lib<name>.so` (dashes as underscores) in `plugin_dir`.
+    pub plugin: Option<String>,
+    /// Or the plugin library's path.
+    pub path: Option<PathBuf>,
+    /// Event types to subscribe to, replacing the plugin's defaults.
+    pub subscribe: Option<Vec<String>>,
+    /// Arguments handed to the plugin (as JSON).
+    #[serde(default)]
+    pub args: BTreeMap<String, toml::Value>,
+}
+
+/// A duration: a string such as "30s", "5m", "250ms", "2h", "0" or "none" (never), or a
+/// number of seconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses the duration strings [`duration`] accepts.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t == "0" || t.eq_ignore_ascii_case("none") || t.eq_ignore_ascii_case("never") {
+        return Ok(Duration::ZERO);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a duration (try \"30s\", \"5m\", \"none\")"))?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" | "" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (use ns, us, ms, s, m, h or d)")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("`{text}` is out of range"))
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), problem };
+        match (&self.input.pcap, &self.input.generator) {
+            (Some(_), Some(_)) => return Err(invalid("[input]", "give either `pcap` or `generator`, not both".into())),
+            (None, None) => return Err(invalid("[input]", "give `pcap = \"FILE\"` or a `generator` table".into())),
+            (None, Some(g)) => g.validate().map_err(|p| invalid("[input] generator", p))?,
+            (Some(_), None) => {}
+        }
+        let r = &self.runtime;
+        if !(1..=64).contains(&r.shards) {
+            return Err(invalid("[runtime] shards", format!("must be between 1 and 64, not {}", r.shards)));
+        }
+        if !(2..=1 << 20).contains(&r.ring_capacity) {
+            return Err(invalid("[runtime] ring_capacity", format!("must be between 2 and 1048576, not {}", r.ring_capacity)));
+        }
+        if !(64..=1 << 22).contains(&r.event_slots) {
+            return Err(invalid("[runtime] event_slots", format!("must be between 64 and 4194304, not {}", r.event_slots)));
+        }
+        if !(64..=1 << 22).contains(&r.packet_buffers) {
+            return Err(invalid("[runtime] packet_buffers", format!("must be between 64 and 4194304, not {}", r.packet_buffers)));
+        }
+        let f = &self.flow;
+        if !(1..=1 << 26).contains(&f.table_size) {
+            return Err(invalid("[flow] table_size", format!("must be between 1 and 67108864, not {}", f.table_size)));
+        }
+        if !(1..=65_536).contains(&f.max_fragmented_datagrams) {
+            return Err(invalid(
+                "[flow] max_fragmented_datagrams",
+                format!("must be between 1 and 65536, not {}", f.max_fragmented_datagrams),
+            ));
+        }
+        for (i, nf) in self.nfs.iter().enumerate() {
+            let key = format!("[[nf]] #{} ({})", i + 1, nf.display_name());
+            match (&nf.plugin, &nf.path) {
+                (Some(_), Some(_)) => return Err(invalid(&key, "give either `plugin` or `path`, not both".into())),
+                (None, None) => return Err(invalid(&key, "give `plugin = \"NAME\"` or `path = \"LIB.so\"`".into())),
+                _ => {}
+            }
+            if let Some(name) = &nf.name {
+                if name.is_empty() || name.contains(char::is_whitespace) {
+                    return Err(invalid(&format!("{key} name"), format!("`{name}` is not a usable instance name")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NfConfig {
+    /// The name to show for this entry before its plugin is loaded.
+    pub fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        if let Some(p) = &self.plugin {
+            return p.clone();
+        }
+        self.path.as_ref().and_then(|p| p.file_stem()).map_or("?".into(), |s| s.to_string_lossy().into_owned())
+    }
+
+    /// The arguments as a JSON object string.
+    pub fn args_json(&self) -> String {
+        serde_json::to_string(&self.args).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn a_minimal_config_takes_defaults() {
+        let c = parse("[input]\npcap = \"x.pcap\"\n").unwrap();
+        assert_eq!(c.runtime.shards, 1);
+        assert!(c.nfs.is_empty());
+        assert_eq!(c.flow.tcp_idle_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_problem() {
+        let e = parse("[input]\npcap = \"x\"\n[runtime]\nshards = 0\n").unwrap_err().to_string();
+        assert_eq!(e, "test.toml: [runtime] shards: must be between 1 and 64, not 0");
+        let e = parse("[input]\npcap = \"x\"\n[runtime]\nshard = 2\n").unwrap_err().to_string();
+        assert!(e.starts_with("test.toml: ") && e.contains("unknown field `shard`") && e.contains("line 4"), "{e}");
+        let e = parse("[input]\n").unwrap_err().to_string();
+        assert!(e.contains("[input]") && e.contains("generator"), "{e}");
+        let e = parse("[input]\npcap = \"x\"\n[flow]\nudp_idle_timeout = \"5 fortnights\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown unit") && e.contains("udp_idle_timeout"), "{e}");
+        let e = parse("[input]\npcap = \"x\"\n[[nf]]\nname = \"a\"\n").unwrap_err().to_string();
+        assert_eq!(e, "test.toml: [[nf]] #1 (a): give `plugin = \"NAME\"` or `path = \"LIB.so\"`");
+        let e = parse("[input]\ngenerator = { loss = 2.0 }\n").unwrap_err().to_string();
+        assert!(e.contains("[input] generator: loss"), "{e}");
+        let e = parse("[input]\npcap = \"x\"\n[runtime]\nring_full = \"explode\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `explode`"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("none").unwrap(), Duration::ZERO);
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1e999s").is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! The controller: turns the NFs' subscriptions and publications into the service graph.
+//!
+//! For every event type the graph holds a route: the NFs that get the event, grouped in stages.
+//! Consecutive read-only subscribers (in config order) form one stage and get the event in
+//! parallel; an NF that may drop or modify is a stage of its own, so it sees the event only
+//! after the stages before it have passed it, and the stages after it only if it passes it.
+//! Routing an event is then a table lookup by its type's dense index.
+//!
+//! A config that cannot work is refused here: a subscription to a type nobody publishes, or a
+//! cycle of NFs each subscribing to what the next publishes.
+
+use crate::events::registry::TypeRegistry;
+use mbox_abi::EventType;
+use std::fmt::Write as _;
+use thiserror::Error;
+
+/// What the controller needs to know about one NF instance.
+#[derive(Debug, Clone)]
+pub struct NfSpec {
+    /// Instance name, unique in the config.
+    pub name: String,
+    pub read_only: bool,
+    pub subscribes: Vec<(String, EventType)>,
+    pub publishes: Vec<(String, EventType)>,
+}
+
+/// Index of an NF in config order.
+pub type NfIndex = u16;
+
+/// The NFs one event type goes to, stage by stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    pub stages: Vec<Vec<NfIndex>>,
+}
+
+impl Route {
+    /// True when nobody subscribes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+}
+
+/// Why a config's NFs do not form a usable graph.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum GraphError {
+    #[error("NF `{nf}` subscribes to `{path}`, but neither the stack nor any NF publishes it or a type below it")]
+    Unpublished { nf: String, path: String },
+    #[error("the NFs form a cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("two NFs are named `{0}`; give each instance a unique `name`")]
+    DuplicateName(String),
+}
+
+/// Who publishes an event: the stack or an NF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    Stack,
+    Nf(NfIndex),
+}
+
+/// The compiled service graph. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct ServiceGraph {
+    routes: Vec<Route>,
+    nfs: Vec<NfSpec>,
+    stack_publishes: Vec<EventType>,
+}
+
+impl ServiceGraph {
+    /// Checks and compiles the graph for the types in `registry`.
+    pub fn compile(registry: &TypeRegistry, stack_publishes: &[EventType], nfs: Vec<NfSpec>) -> Result<ServiceGraph, GraphError> {
+        for (i, nf) in nfs.iter().enumerate() {
+            if nfs[..i].iter().any(|other| other.name == nf.name) {
+                return Err(GraphError::DuplicateName(nf.name.clone()));
+            }
+        }
+        let graph = ServiceGraph { routes: Vec::new(), nfs, stack_publishes: stack_publishes.to_vec() };
+        for nf in &graph.nfs {
+            for (path, sub) in &nf.subscribes {
+                if graph.publishers_of(*sub).next().is_none() {
+                    return Err(GraphError::Unpublished { nf: nf.name.clone(), path: path.clone() });
+                }
+            }
+        }
+        graph.check_acyclic()?;
+        let routes = registry.types().iter().map(|t| graph.route_for(t.ty)).collect();
+        Ok(ServiceGraph { routes, ..graph })
+    }
+
+    /// The route of the type with dense index `idx`.
+    #[inline]
+    pub fn route(&self, idx: usize) -> &Route {
+        &self.routes[idx]
+    }
+
+    /// True when anybody subscribes to the type with dense index `idx`.
+    #[inline]
+    pub fn wants(&self, idx: usize) -> bool {
+        !self.routes[idx].is_empty()
+    }
+
+    /// The NFs, in config order.
+    pub fn nfs(&self) -> &[NfSpec] {
+        &self.nfs
+    }
+
+    /// Publishers of some type at or below `sub`.
+    fn publishers_of(&self, sub: EventType) -> impl Iterator<Item = Publisher> + '_ {
+        let stack = self.stack_publishes.iter().any(|p| p.is_a(sub)).then_some(Publisher::Stack);
+        let nfs = self
+            .nfs
+            .iter()
+            .enumerate()
+            .filter(move |(_, nf)| nf.publishes.iter().any(|(_, p)| p.is_a(sub)))
+            .map(|(i, _)| Publisher::Nf(i as NfIndex));
+        stack.into_iter().chain(nfs)
+    }
+
+    /// NFs that subscribe to something NF `from` publishes.
+    fn downstream(&self, from: usize) -> impl Iterator<Item = usize> + '_ {
+        let publishes = &self.nfs[from].publishes;
+        self.nfs
+            .iter()
+            .enumerate()
+            .filter(move |(_, nf)| nf.subscribes.iter().any(|(_, s)| publishes.iter().any(|(_, p)| p.is_a(*s))))
+            .map(|(i, _)| i)
+    }
+
+    fn check_acyclic(&self) -> Result<(), GraphError> {
+        // Depth-first search with an explicit path; 0 = unvisited, 1 = on the path, 2 = done.
+        let mut state = vec![0u8; self.nfs.len()];
+        let mut path = Vec::new();
+        for start in 0..self.nfs.len() {
+            if state[start] == 0 {
+                self.visit(start, &mut state, &mut path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit(&self, node: usize, state: &mut [u8], path: &mut Vec<usize>) -> Result<(), GraphError> {
+        state[node] = 1;
+        path.push(node);
+        for next in self.downstream(node) {
+            match state[next] {
+                1 => {
+                    let from = path.iter().position(|&n| n == next).unwrap_or(0);
+                    let mut cycle: Vec<String> = path[from..].iter().map(|&n| self.nfs[n].name.clone()).collect();
+                    cycle.push(self.nfs[next].name.clone());
+                    return Err(GraphError::Cycle(cycle));
+                }
+                0 => self.visit(next, state, path)?,
+                _ => {}
+            }
+        }
+        path.pop();
+        state[node] = 2;
+        Ok(())
+    }
+
+    fn route_for(&self, ty: EventType) -> Route {
+        let mut stages: Vec<Vec<NfIndex>> = Vec::new();
+        let mut open_parallel = false;
+        for (i, nf) in self.nfs.iter().enumerate() {
+            if !nf.subscribes.iter().any(|(_, s)| ty.is_a(*s)) {
+                continue;
+            }
+            if nf.read_only && open_parallel {
+                if let Some(stage) = stages.last_mut() {
+                    stage.push(i as NfIndex);
+                }
+            } else {
+                stages.push(vec![i as NfIndex]);
+            }
+            open_parallel = nf.read_only;
+        }
+        Route { stages }
+    }
+
+    /// The graph in Graphviz DOT: publishers to subscribers, edges labelled with the
+    /// subscriptions they serve, and every route's stages as comments.
+    pub fn to_dot(&self, registry: &TypeRegistry) -> String {
+        let mut dot = String::from("digraph mbox {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+        dot.push_str("  stack [label=\"stack\\n(L2/3 µStack)\", shape=box3d, style=\"\"];\n");
+        for (i, nf) in self.nfs.iter().enumerate() {
+            let role = if nf.read_only { "read-only" } else { "may drop or modify" };
+            let _ =
+                writeln!(dot, "  nf{i} [label=\"{}\\n{role}\"{}];", nf.name, if nf.read_only { "" } else { ", style=\"rounded,bold\"" });
+        }
+        let node = |p: Publisher| match p {
+            Publisher::Stack => "stack".to_string(),
+            Publisher::Nf(i) => format!("nf{i}"),
+        };
+        let mut edges: Vec<(String, String, Vec<String>)> = Vec::new();
+        for (i, nf) in self.nfs.iter().enumerate() {
+            for (path, sub) in &nf.subscribes {
+                for publisher in self.publishers_of(*sub) {
+                    let (from, to) = (node(publisher), format!("nf{i}"));
+                    match edges.iter_mut().find(|(f, t, _)| *f == from && *t == to) {
+                        Some((_, _, labels)) => labels.push(path.clone()),
+                        None => edges.push((from, to, vec![path.clone()])),
+                    }
+                }
+            }
+        }
+        for (from, to, labels) in edges {
+            let _ = writeln!(dot, "  {from} -> {to} [label=\"{}\"];", labels.join("\\n"));
+        }
+        dot.push_str("  // routes: event type: stage -> stage (NFs in one stage run in parallel)\n");
+        for (idx, route) in self.routes.iter().enumerate() {
+            if route.is_empty() {
+                continue;
+            }
+            let stages: Vec<String> = route
+                .stages
+                .iter()
+                .map(|s| format!("[{}]", s.iter().map(|&n| self.nfs[usize::from(n)].name.as_str()).collect::<Vec<_>>().join(", ")))
+                .collect();
+            let _ = writeln!(dot, "  // {}: {}", registry.path(idx), stages.join(" -> "));
+        }
+        dot.push_str("}\n");
+        dot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mbox_abi::builtin;
+
+    fn spec(reg: &mut TypeRegistry, name: &str, read_only: bool, subs: &[&str], pubs: &[&str]) -> NfSpec {
+        let publishes = pubs
+            .iter()
+            .map(|p| {
+                let idx = reg.register(p).unwrap();
+                (p.to_string(), reg.types()[idx].ty)
+            })
+            .collect();
+        let subscribes = subs.iter().map(|s| (s.to_string(), reg.type_of(s).unwrap())).collect();
+        NfSpec { name: name.into(), read_only, subscribes, publishes }
+    }
+
+    fn stack() -> Vec<EventType> {
+        builtin::ALL.iter().map(|(_, t)| *t).filter(|t| t.is_a(builtin::PKT) || t.is_a(builtin::FLOW)).collect()
+    }
+
+    #[test]
+    fn readers_share_a_stage_and_writers_get_their_own() {
+        let mut reg = TypeRegistry::with_builtins();
+        let nfs = vec![
+            spec(&mut reg, "a", true, &["PKT"], &[]),
+            spec(&mut reg, "b", true, &["PKT/TCP"], &[]),
+            spec(&mut reg, "fw", false, &["PKT"], &[]),
+            spec(&mut reg, "c", true, &["PKT"], &[]),
+            spec(&mut reg, "d", true, &["PKT/UDP"], &[]),
+        ];
+        let g = ServiceGraph::compile(&reg, &stack(), nfs).unwrap();
+        let tcp = g.route(reg.index_of("PKT/TCP/SYN").unwrap());
+        assert_eq!(tcp.stages, vec![vec![0, 1], vec![2], vec![3]]);
+        let udp = g.route(reg.index_of("PKT/UDP").unwrap());
+        assert_eq!(udp.stages, vec![vec![0], vec![2], vec![3, 4]]);
+        assert!(!g.wants(reg.index_of("FLOW/TCP/NEW").unwrap()));
+    }
+
+    #[test]
+    fn unpublished_subscriptions_and_cycles_are_refused() {
+        let mut reg = TypeRegistry::with_builtins();
+        let nfs = vec![spec(&mut reg, "logger", true, &["ALERT"], &[])];
+        let err = ServiceGraph::compile(&reg, &stack(), nfs).unwrap_err();
+        assert!(matches!(err, GraphError::Unpublished { ref path, .. } if path == "ALERT"), "{err}");
+
+        let mut reg = TypeRegistry::with_builtins();
+        reg.register("ALERT/A").unwrap();
+        reg.register("ALERT/B").unwrap();
+        let nfs = vec![spec(&mut reg, "x", true, &["PKT", "ALERT/B"], &["ALERT/A"]), spec(&mut reg, "y", true, &["ALERT/A"], &["ALERT/B"])];
+        let err = ServiceGraph::compile(&reg, &stack(), nfs).unwrap_err();
+        assert_eq!(err, GraphError::Cycle(vec!["x".into(), "y".into(), "x".into()]));
+
+        let mut reg = TypeRegistry::with_builtins();
+        let nfs = vec![spec(&mut reg, "self", true, &["ALERT"], &["ALERT/SELF"])];
+        assert!(matches!(ServiceGraph::compile(&reg, &stack(), nfs), Err(GraphError::Cycle(_))));
+    }
+
+    #[test]
+    fn dot_names_publishers_subscribers_and_routes() {
+        let mut reg = TypeRegistry::with_builtins();
+        let nfs = vec![
+            spec(&mut reg, "hh", true, &["FLOW/TCP/TERMINATE"], &["ALERT/HEAVY_HITTER"]),
+            spec(&mut reg, "logger", true, &["ALERT"], &[]),
+        ];
+        let g = ServiceGraph::compile(&reg, &stack(), nfs).unwrap();
+        let dot = g.to_dot(&reg);
+        assert!(dot.contains("stack -> nf0 [label=\"FLOW/TCP/TERMINATE\"]"), "{dot}");
+        assert!(dot.contains("nf0 -> nf1 [label=\"ALERT\"]"), "{dot}");
+        assert!(dot.contains("// ALERT/HEAVY_HITTER: [logger]"), "{dot}");
+    }
+}

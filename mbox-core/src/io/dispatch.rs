@@ -1,0 +1,247 @@
+//! The input thread: reads packets from a capture or the generator into pool buffers and steers
+//! each to its shard's RX ring by the symmetric flow hash — a software NIC doing RSS.
+//!
+//! Fragments carry ports only in the first fragment, so the first fragment's shard is
+//! remembered (by addresses and IP id) for the fragments that follow; a fragment that arrives
+//! before its first goes to the shard of its address pair and is counted as unsteered.
+
+use super::capture::{CaptureError, CaptureReader};
+use super::generator::{Generator, GeneratorConfig};
+use super::pool::PacketPool;
+use super::RxPacket;
+use crate::config::IdleMode;
+use crate::runtime::park::{Idler, Waker};
+use crate::stack::flow_key::{shard_of, FlowKey};
+use crate::stack::wire::{parse_frame, LinkType, Packet, ParseOptions, Parsed};
+use rtrb::Producer;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Where packets come from.
+pub enum Source {
+    Capture { reader: CaptureReader, path: PathBuf },
+    Generator(Box<Generator>),
+}
+
+impl Source {
+    /// Opens a capture.
+    pub fn capture(path: &Path) -> Result<Source, CaptureError> {
+        Ok(Source::Capture { reader: CaptureReader::open(path)?, path: path.to_path_buf() })
+    }
+
+    /// Starts the generator.
+    pub fn generator(cfg: GeneratorConfig) -> Source {
+        Source::Generator(Box::new(Generator::new(cfg)))
+    }
+
+    /// Reads the next packet into `buf`: (link, wire length, timestamp), `None` at the end.
+    pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<(LinkType, u32, u64)>, CaptureError> {
+        match self {
+            Source::Capture { reader, .. } => Ok(reader.next_packet(buf)?.map(|m| (m.link, m.wire_len, m.ts_ns))),
+            Source::Generator(g) => Ok(g.next_packet(buf).map(|ts| (LinkType::Ethernet, buf.len() as u32, ts))),
+        }
+    }
+
+    /// Work done and total (bytes of a capture, conversations of the generator).
+    pub fn progress(&self) -> (u64, u64) {
+        match self {
+            Source::Capture { reader, .. } => reader.progress(),
+            Source::Generator(g) => g.progress(),
+        }
+    }
+
+    /// The link type an output pcap should use.
+    pub fn link(&self) -> LinkType {
+        match self {
+            Source::Capture { reader, .. } => reader.first_link().unwrap_or(LinkType::Ethernet),
+            Source::Generator(g) => g.link(),
+        }
+    }
+
+    /// Human description for the summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Capture { path, .. } => path.display().to_string(),
+            Source::Generator(_) => "generator".to_string(),
+        }
+    }
+
+    /// Packets skipped by the reader (pcapng interfaces of unsupported link types).
+    pub fn skipped(&self) -> u64 {
+        match self {
+            Source::Capture { reader, .. } => reader.skipped_unsupported,
+            Source::Generator(_) => 0,
+        }
+    }
+}
+
+/// Counters shared with the progress display while the run goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub packets: AtomicU64,
+    pub done_units: AtomicU64,
+    pub total_units: AtomicU64,
+    pub finished: AtomicBool,
+}
+
+/// What the input thread reports at the end.
+#[derive(Debug, Default, Clone)]
+pub struct InputReport {
+    pub description: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets the reader skipped (unsupported link type).
+    pub skipped: u64,
+    /// Fragments that arrived before their first fragment (steered by addresses only).
+    pub fragments_unsteered: u64,
+    /// Times the input waited for a free buffer (back-pressure from the shards).
+    pub pool_waits: u64,
+    /// An error that ended the input early; the packets before it were processed.
+    pub error: Option<String>,
+}
+
+/// How packets are steered to shards.
+#[derive(Debug, Clone, Copy)]
+pub struct Steering {
+    pub shards: usize,
+    pub vlan_in_key: bool,
+    pub parse: ParseOptions,
+}
+
+const FRAG_CACHE: usize = 1024;
+
+/// The input thread. See the module documentation.
+pub struct Dispatcher {
+    pub source: Source,
+    pub pool: Arc<PacketPool>,
+    pub rings: Vec<Producer<RxPacket>>,
+    pub shard_wakers: Vec<Arc<Waker>>,
+    pub steering: Steering,
+    pub progress: Arc<Progress>,
+    pub stop: Arc<AtomicBool>,
+    pub idle: IdleMode,
+}
+
+impl Dispatcher {
+    /// Reads the source to its end (or until `stop`), then drops the rings, which tells the
+    /// shards the input is over.
+    pub fn run(mut self) -> InputReport {
+        self.pool.allocator_waker().bind_current();
+        let mut report = InputReport { description: self.source.describe(), ..Default::default() };
+        let mut frag_cache = vec![(0u64, 0u16); FRAG_CACHE];
+        let mut idler = Idler::new(self.idle);
+        let mut staged: Vec<Vec<RxPacket>> = (0..self.rings.len()).map(|_| Vec::with_capacity(32)).collect();
+        while !self.stop.load(Ordering::Relaxed) {
+            let Some(buf) = self.alloc(&mut idler, &mut report, &mut staged) else { break };
+            // SAFETY: `buf` was just allocated and is not shared yet.
+            let bytes = unsafe { self.pool.buf_mut(buf) };
+            let (link, wire_len, ts_ns) = match self.source.next(bytes) {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    self.pool.free(buf);
+                    break;
+                }
+                Err(e) => {
+                    self.pool.free(buf);
+                    report.error = Some(e.to_string());
+                    break;
+                }
+            };
+            let pkt = RxPacket { buf, len: bytes.len() as u32, wire_len, port: 0, link, ts_ns };
+            let shard = if self.rings.len() == 1 { 0 } else { self.steer(bytes, wire_len, link, &mut frag_cache, &mut report) };
+            report.packets += 1;
+            report.bytes += u64::from(wire_len);
+            staged[shard].push(pkt);
+            if staged[shard].len() == staged[shard].capacity() {
+                self.flush(shard, &mut staged[shard], &mut idler);
+            }
+            if report.packets % 256 == 0 {
+                self.publish_progress(&report);
+            }
+        }
+        for (shard, batch) in staged.iter_mut().enumerate() {
+            let mut batch = std::mem::take(batch);
+            self.flush(shard, &mut batch, &mut idler);
+        }
+        report.skipped = self.source.skipped();
+        self.publish_progress(&report);
+        report
+    }
+
+    fn publish_progress(&self, report: &InputReport) {
+        let (done, total) = self.source.progress();
+        self.progress.packets.store(report.packets, Ordering::Relaxed);
+        self.progress.done_units.store(done, Ordering::Relaxed);
+        self.progress.total_units.store(total, Ordering::Relaxed);
+    }
+
+    /// A free buffer, waiting (and flushing staged packets) while the shards hold them all.
+    fn alloc(&mut self, idler: &mut Idler, report: &mut InputReport, staged: &mut [Vec<RxPacket>]) -> Option<u32> {
+        loop {
+            if let Some(buf) = self.pool.alloc() {
+                idler.reset();
+                return Some(buf);
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            report.pool_waits += 1;
+            // Staged packets hold buffers too: hand them over before waiting.
+            for (shard, batch) in staged.iter_mut().enumerate() {
+                let mut b = std::mem::take(batch);
+                self.flush(shard, &mut b, idler);
+                *batch = b;
+            }
+            let pool = &self.pool;
+            idler.idle(pool.allocator_waker(), || pool.available() > 0);
+        }
+    }
+
+    /// Pushes staged packets into a shard's ring, waiting for room.
+    fn flush(&mut self, shard: usize, batch: &mut Vec<RxPacket>, idler: &mut Idler) {
+        let mut sent = 0;
+        while sent < batch.len() {
+            let (pushed, _) = self.rings[shard].push_partial_slice(&batch[sent..]);
+            sent += pushed.len();
+            self.shard_wakers[shard].wake();
+            if sent < batch.len() {
+                // The shard is behind: let it run.
+                let ring = &self.rings[shard];
+                idler.idle(self.pool.allocator_waker(), || !ring.is_full());
+            }
+        }
+        batch.clear();
+    }
+
+    fn steer(&self, data: &[u8], wire_len: u32, link: LinkType, frag_cache: &mut [(u64, u16)], report: &mut InputReport) -> usize {
+        let shards = self.rings.len();
+        let Ok(Packet::Ip(p)) = parse_frame(data, wire_len, link, self.steering.parse) else { return 0 };
+        let Some(frag) = p.fragment else {
+            let (key, _) = FlowKey::from_parsed(&p, self.steering.vlan_in_key);
+            return shard_of(key.shard_hash(), shards);
+        };
+        let tag = fragment_tag(&p, frag.id);
+        let entry = &mut frag_cache[(tag % FRAG_CACHE as u64) as usize];
+        if frag.offset == 0 {
+            let (key, _) = FlowKey::from_parsed(&p, self.steering.vlan_in_key);
+            let shard = shard_of(key.shard_hash(), shards);
+            *entry = (tag, shard as u16);
+            return shard;
+        }
+        if entry.0 == tag {
+            return usize::from(entry.1);
+        }
+        report.fragments_unsteered += 1;
+        let addresses_only = Parsed { ip_proto: 0, src_port: 0, dst_port: 0, ..p };
+        let (key, _) = FlowKey::from_parsed(&addresses_only, self.steering.vlan_in_key);
+        shard_of(key.shard_hash(), shards)
+    }
+}
+
+/// A tag for a fragmented datagram: its addresses and IP id, hashed.
+fn fragment_tag(p: &Parsed, id: u32) -> u64 {
+    use std::hash::BuildHasher as _;
+    let (lo, hi) = if p.src <= p.dst { (p.src, p.dst) } else { (p.dst, p.src) };
+    foldhash::fast::FixedState::with_seed(7).hash_one((lo, hi, id)) | 1 // never 0, the empty-entry tag
+}

@@ -1,0 +1,112 @@
+//! Where forwarded packets go: back to the pool (offline analysis) or to a pcap file written
+//! by an output thread that merges the shards' TX rings.
+
+use super::capture::{CaptureError, PcapWriter};
+use super::pool::PacketPool;
+use super::RxPacket;
+use crate::config::IdleMode;
+use crate::runtime::park::{Idler, Waker};
+use crate::stack::wire::LinkType;
+use rtrb::{Consumer, Producer, RingBuffer};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A shard's transmit path.
+pub enum Tx {
+    /// No output configured: the buffer goes back to the pool.
+    Discard(Arc<PacketPool>),
+    /// To the output thread.
+    Ring { ring: Producer<RxPacket>, writer: Arc<Waker> },
+}
+
+impl Tx {
+    /// Sends a packet on (the caller gives up its buffer).
+    #[inline]
+    pub fn send(&mut self, pkt: RxPacket) {
+        match self {
+            Tx::Discard(pool) => pool.free(pkt.buf),
+            Tx::Ring { ring, writer } => {
+                let mut item = pkt;
+                // The writer always drains, so waiting here is bounded by a file write.
+                while let Err(rtrb::PushError::Full(back)) = ring.push(item) {
+                    item = back;
+                    writer.wake();
+                    std::thread::yield_now();
+                }
+                writer.wake();
+            }
+        }
+    }
+}
+
+/// The output thread: writes what the shards forward, then returns buffers to the pool.
+pub struct PcapOutput {
+    pub path: PathBuf,
+    pub link: LinkType,
+    rings: Vec<Consumer<RxPacket>>,
+    pool: Arc<PacketPool>,
+    waker: Arc<Waker>,
+}
+
+/// Counters of the output thread.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OutputStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets whose link type differs from the file's (a pcap has one link type).
+    pub link_mismatch: u64,
+}
+
+impl PcapOutput {
+    /// The output thread and one TX path per shard.
+    pub fn new(path: PathBuf, link: LinkType, shards: usize, pool: Arc<PacketPool>) -> (PcapOutput, Vec<Tx>) {
+        let waker = Arc::new(Waker::new());
+        let mut rings = Vec::new();
+        let mut txs = Vec::new();
+        for _ in 0..shards {
+            let (p, c) = RingBuffer::new(4096);
+            rings.push(c);
+            txs.push(Tx::Ring { ring: p, writer: waker.clone() });
+        }
+        (PcapOutput { path, link, rings, pool, waker }, txs)
+    }
+
+    /// Runs until every shard has dropped its TX path and the rings are empty.
+    pub fn run(mut self, idle: IdleMode) -> Result<OutputStats, CaptureError> {
+        self.waker.bind_current();
+        let mut writer = PcapWriter::create(&self.path, self.link)?;
+        let mut stats = OutputStats::default();
+        let mut idler = Idler::new(idle);
+        let mut result = Ok(());
+        loop {
+            let mut moved = 0;
+            for ring in &mut self.rings {
+                while let Ok(pkt) = ring.pop() {
+                    moved += 1;
+                    if pkt.link != self.link {
+                        stats.link_mismatch += 1;
+                    } else if result.is_ok() {
+                        // SAFETY: the shard handed the buffer over with the packet.
+                        let data = unsafe { self.pool.bytes(pkt.buf, pkt.len) };
+                        result = writer.write(pkt.ts_ns, pkt.wire_len, data);
+                        stats.packets += 1;
+                        stats.bytes += u64::from(pkt.len);
+                    }
+                    self.pool.free(pkt.buf);
+                }
+            }
+            if moved > 0 {
+                idler.reset();
+                continue;
+            }
+            if self.rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
+                break;
+            }
+            let rings = &self.rings;
+            idler.idle(&self.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
+        }
+        result?;
+        writer.finish()?;
+        Ok(stats)
+    }
+}

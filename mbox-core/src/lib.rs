@@ -1,0 +1,15 @@
+//! mbox-core: the host side of mbox, a Rust implementation of Microboxes.
+//!
+//! Data flows one way: [`io`] (packets in) -> [`runtime`] shards running the [`stack`]
+//! µStacks -> [`events`] routed by the [`controller`]'s service graph -> NFs loaded by
+//! [`plugin`] -> verdicts -> [`io`] (packets out). [`config`] describes a run and
+//! [`summary`] reports it.
+
+pub mod config;
+pub mod controller;
+pub mod events;
+pub mod io;
+pub mod plugin;
+pub mod runtime;
+pub mod stack;
+pub mod summary;

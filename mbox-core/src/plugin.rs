@@ -1,0 +1,99 @@
+//! Loading NF plugins: find the library, check it against this host's ABI, read its descriptor
+//! and create instances.
+//!
+//! abi_stable checks the mbox-abi version and the full layout of every type the plugin
+//! exchanges before any plugin code runs; its long report is turned into one line that says
+//! what to rebuild. Libraries are never unloaded (abi_stable's design): a loaded plugin stays
+//! mapped until the process exits.
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::RResult;
+use mbox_abi::{NfBox, NfDescriptor, NfInit, PluginModuleRef, ABI_CRATE_VERSION};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why a plugin could not be used.
+#[derive(Debug, Error)]
+pub enum PluginError {
+    #[error("plugin `{name}`: no library at {path} (build it with `cargo build --release -p {name}`, or fix `path`/`plugin_dir`)")]
+    NotFound { name: String, path: PathBuf },
+    #[error("plugin `{name}` ({path}): cannot load the library: {reason}")]
+    Open { name: String, path: PathBuf, reason: String },
+    #[error("plugin `{name}` ({path}) is not an mbox NF plugin (it exports no mbox root module)")]
+    NotAPlugin { name: String, path: PathBuf },
+    #[error("plugin `{name}` ({path}) was built against mbox-abi {found}; this mbox needs {expected}: rebuild the plugin against this mbox's mbox-abi")]
+    Version { name: String, path: PathBuf, found: String, expected: String },
+    #[error("plugin `{name}` ({path}) was built against a different mbox-abi (its types differ from mbox-abi {expected} in this mbox): rebuild the plugin against this mbox's mbox-abi")]
+    Layout { name: String, path: PathBuf, expected: String, detail: String },
+    #[error("NF `{instance}` could not be created: {reason}")]
+    Create { instance: String, reason: String },
+}
+
+/// A loaded plugin library.
+pub struct Plugin {
+    pub path: PathBuf,
+    module: PluginModuleRef,
+    pub descriptor: NfDescriptor,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("path", &self.path).field("descriptor", &self.descriptor).finish()
+    }
+}
+
+/// The library file a plugin called `name` has in `dir` (`flow-stats` -> `libflow_stats.so`).
+pub fn library_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX))
+}
+
+/// The directory of the running executable, where cargo puts the plugins it builds.
+pub fn default_plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Test and bench binaries live one level down, in target/<profile>/deps.
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        return dir.parent().map(Path::to_path_buf).unwrap_or(dir);
+    }
+    dir
+}
+
+impl Plugin {
+    /// Loads the plugin at `path`; `name` is what the config calls it (for messages).
+    pub fn load(name: &str, path: &Path) -> Result<Plugin, PluginError> {
+        if !path.is_file() {
+            return Err(PluginError::NotFound { name: name.to_string(), path: path.to_path_buf() });
+        }
+        let err = |e: LibraryError| match e {
+            LibraryError::OpenError { err, .. } => {
+                PluginError::Open { name: name.to_string(), path: path.to_path_buf(), reason: err.to_string() }
+            }
+            LibraryError::GetSymbolError { .. } => PluginError::NotAPlugin { name: name.to_string(), path: path.to_path_buf() },
+            LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => PluginError::Version {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                found: actual_version.to_string(),
+                expected: expected_version.to_string(),
+            },
+            LibraryError::AbiInstability(detail) => PluginError::Layout {
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                expected: ABI_CRATE_VERSION.to_string(),
+                detail: detail.to_string(),
+            },
+            other => PluginError::Open { name: name.to_string(), path: path.to_path_buf(), reason: other.to_string().trim().to_string() },
+        };
+        let header = lib_header_from_path(path).map_err(err)?;
+        let module = header.init_root_module::<PluginModuleRef>().map_err(err)?;
+        let descriptor = (module.descriptor())();
+        Ok(Plugin { path: path.to_path_buf(), module, descriptor })
+    }
+
+    /// Creates an NF instance.
+    pub fn create(&self, init: &NfInit<'_>) -> Result<NfBox, PluginError> {
+        match (self.module.create())(init) {
+            RResult::ROk(nf) => Ok(nf),
+            RResult::RErr(reason) => Err(PluginError::Create { instance: init.instance.to_string(), reason: reason.into_string() }),
+        }
+    }
+}

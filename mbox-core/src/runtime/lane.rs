@@ -1,0 +1,164 @@
+//! A lane: the channels between one shard and one NF.
+//!
+//! - Events go out as handles (slot indices of the shard's arena) on an rtrb SPSC ring.
+//! - Completions come back as a single counter: the NF handles a ring's events in order and
+//!   adds how many it finished, so the shard retires that many from the front of its own
+//!   in-order record of what it sent. No message per event travels back.
+//! - Events the NF publishes come back on a second SPSC ring, as bytes (publications are rare).
+
+use crate::events::arena::{EventArena, EventBytes};
+use crate::runtime::park::Waker;
+use crossbeam_utils::CachePadded;
+use rtrb::{Consumer, Producer, RingBuffer};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The shard's end of a lane.
+pub struct LaneTx {
+    ring: Producer<u32>,
+    /// Handles waiting for room in the ring, oldest first.
+    pending: VecDeque<u32>,
+    /// Handles in the ring or being handled, in the order they were pushed.
+    in_flight: VecDeque<u32>,
+    done: Arc<CachePadded<AtomicU64>>,
+    /// The completion count already read, and how many of those are not yet retired.
+    retired: u64,
+    retirable: usize,
+    nf_waker: Arc<Waker>,
+    publications: Option<Consumer<EventBytes>>,
+    /// Events pushed to the NF.
+    pub delivered: u64,
+    /// Events not delivered because the ring was full under the `drop` policy.
+    pub ring_full_drops: u64,
+}
+
+/// The NF's end of a lane.
+pub struct LaneRx {
+    pub ring: Consumer<u32>,
+    pub done: Arc<CachePadded<AtomicU64>>,
+    pub arena: Arc<EventArena>,
+    pub shard_waker: Arc<Waker>,
+    /// Where the NF's publications for this shard go (only for NFs that publish).
+    pub publications: Option<Producer<EventBytes>>,
+    pub shard: u16,
+}
+
+/// Creates a lane whose ring holds `capacity` handles; `backlog` bounds what may wait outside it.
+pub fn lane(
+    capacity: usize,
+    backlog: usize,
+    arena: Arc<EventArena>,
+    shard: u16,
+    shard_waker: Arc<Waker>,
+    nf_waker: Arc<Waker>,
+    publishes: bool,
+) -> (LaneTx, LaneRx) {
+    let (tx, rx) = RingBuffer::new(capacity);
+    let done = Arc::new(CachePadded::new(AtomicU64::new(0)));
+    let (pub_tx, pub_rx) = if publishes {
+        let (p, c) = RingBuffer::new(256);
+        (Some(p), Some(c))
+    } else {
+        (None, None)
+    };
+    (
+        LaneTx {
+            ring: tx,
+            pending: VecDeque::with_capacity(backlog),
+            in_flight: VecDeque::with_capacity(capacity + backlog),
+            done: done.clone(),
+            retired: 0,
+            retirable: 0,
+            nf_waker,
+            publications: pub_rx,
+            delivered: 0,
+            ring_full_drops: 0,
+        },
+        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx, shard },
+    )
+}
+
+impl LaneTx {
+    /// Queues a handle for the NF; [`LaneTx::flush`] moves it into the ring.
+    #[inline]
+    pub fn send(&mut self, handle: u32) {
+        self.pending.push_back(handle);
+    }
+
+    /// True when handles wait for room in the ring.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// True when the NF holds or has queued events of this lane.
+    pub fn is_busy(&self) -> bool {
+        !self.pending.is_empty() || !self.in_flight.is_empty()
+    }
+
+    /// Moves queued handles into the ring, oldest first, and wakes the NF if any moved.
+    /// Returns the number moved.
+    pub fn flush(&mut self) -> usize {
+        if self.pending.is_empty() {
+            return 0;
+        }
+        let mut moved = 0;
+        for _ in 0..2 {
+            let (front, _) = self.pending.as_slices();
+            let (pushed, _) = self.ring.push_partial_slice(front);
+            let n = pushed.len();
+            self.in_flight.extend(self.pending.drain(..n));
+            moved += n;
+            if n == 0 || self.pending.is_empty() {
+                break;
+            }
+        }
+        if moved > 0 {
+            self.delivered += moved as u64;
+            self.nf_waker.wake();
+        }
+        moved
+    }
+
+    /// Under the `drop` policy: gives up on a handle that did not fit, so the shard can
+    /// treat it as passed by this NF. Call until `None`.
+    pub fn next_dropped(&mut self) -> Option<u32> {
+        let h = self.pending.pop_front()?;
+        self.ring_full_drops += 1;
+        Some(h)
+    }
+
+    /// Reads the NF's completion counter; [`LaneTx::next_retired`] then yields what it finished.
+    pub fn poll_done(&mut self) -> bool {
+        let done = self.done.load(Ordering::Acquire);
+        self.retirable += (done - self.retired) as usize;
+        self.retired = done;
+        self.retirable > 0
+    }
+
+    /// The next handle the NF has finished, oldest first.
+    #[inline]
+    pub fn next_retired(&mut self) -> Option<u32> {
+        if self.retirable == 0 {
+            return None;
+        }
+        self.retirable -= 1;
+        self.in_flight.pop_front()
+    }
+
+    /// The next publication of the NF, if any.
+    pub fn next_publication(&mut self) -> Option<EventBytes> {
+        self.publications.as_mut()?.pop().ok()
+    }
+
+    /// True when a publication waits.
+    pub fn has_publication(&self) -> bool {
+        self.publications.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// True when the NF finished events the shard has not retired yet.
+    pub fn has_completions(&self) -> bool {
+        self.retirable > 0 || self.done.load(Ordering::Acquire) != self.retired
+    }
+}

@@ -1,0 +1,13 @@
+//! The runtime: threads and the channels between them.
+//!
+//! - [`park`]: how idle threads spin, then park, and are woken.
+//! - [`lane`]: the shard-to-NF channels (event handles out, a completion counter back).
+//! - [`shard`]: a stack shard's loop.
+//! - [`nf_host`]: an NF instance's loop.
+//! - [`pipeline`]: assembling and running all of it from a config.
+
+pub mod lane;
+pub mod nf_host;
+pub mod park;
+pub mod pipeline;
+pub mod shard;

@@ -1,0 +1,220 @@
+//! The thread that runs one NF instance: pops event handles from its lanes (one per shard),
+//! hands them to the plugin a batch at a time, records verdicts and reports completions.
+//!
+//! A plugin that fails (returns an error or panics; the panic is caught on its side of the
+//! boundary) is disabled: the thread keeps draining its lanes so nothing upstream stalls, counts
+//! those events as dropped, and never calls the plugin again (nor drops it: its state may be
+//! broken, and its destructor runs plugin code).
+
+use super::lane::LaneRx;
+use super::park::{Idler, Waker};
+use crate::config::IdleMode;
+use crate::controller::{NfIndex, ServiceGraph};
+use crate::events::arena::EventBytes;
+use crate::events::registry::TypeRegistry;
+use abi_stable::std_types::{RResult, RSlice, RSliceMut};
+use mbox_abi::{builtin_min_size, EventHeader, EventType, HostCalls, NfBox, PublishStatus, Verdict, MAX_EVENT_SIZE};
+use rtrb::Producer;
+use std::ffi::c_void;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Events handed to the plugin per call.
+pub const NF_BATCH: usize = 64;
+
+/// Everything an NF thread needs; built by the pipeline.
+pub struct NfWorker {
+    pub index: NfIndex,
+    pub name: String,
+    pub read_only: bool,
+    pub nf: NfBox,
+    pub lanes: Vec<LaneRx>,
+    pub waker: Arc<Waker>,
+    pub idle: IdleMode,
+    /// Types the NF declared it publishes.
+    pub publishes: Vec<EventType>,
+    pub registry: Arc<TypeRegistry>,
+    pub graph: Arc<ServiceGraph>,
+}
+
+/// What an NF thread counted.
+#[derive(Debug, Clone, Default)]
+pub struct NfReport {
+    pub name: String,
+    pub read_only: bool,
+    /// Events handed to the plugin.
+    pub events: u64,
+    pub batches: u64,
+    /// Events not handed to the plugin because it had been disabled.
+    pub dropped_disabled: u64,
+    /// Events the NF answered with `Drop`.
+    pub verdict_drops: u64,
+    pub published: u64,
+    /// Publications refused, by reason.
+    pub publish_not_declared: u64,
+    pub publish_bad_size: u64,
+    pub publish_no_subscriber: u64,
+    /// Time spent inside the plugin.
+    pub busy_ns: u64,
+    /// Why the plugin was disabled, if it was.
+    pub failure: Option<String>,
+    /// An error the plugin returned when finishing.
+    pub finish_error: Option<String>,
+}
+
+/// The publication context lent to the plugin for one batch.
+struct PublishCtx<'a> {
+    ring: Option<&'a mut Producer<EventBytes>>,
+    shard_waker: &'a Waker,
+    declared: &'a [EventType],
+    registry: &'a TypeRegistry,
+    graph: &'a ServiceGraph,
+    report: &'a mut NfReport,
+}
+
+impl PublishCtx<'_> {
+    /// Checks and queues a publication. Must not panic: it runs inside a plugin call.
+    fn publish(&mut self, event: &EventHeader) -> PublishStatus {
+        if !self.declared.contains(&event.ty) {
+            self.report.publish_not_declared += 1;
+            return PublishStatus::NotDeclared;
+        }
+        let size = event.size as usize;
+        if size < builtin_min_size(event.ty) || size > MAX_EVENT_SIZE {
+            self.report.publish_bad_size += 1;
+            return PublishStatus::BadSize;
+        }
+        let Some(route) = self.registry.index_of_type(event.ty) else {
+            self.report.publish_not_declared += 1;
+            return PublishStatus::NotDeclared;
+        };
+        if !self.graph.wants(route) {
+            self.report.publish_no_subscriber += 1;
+            return PublishStatus::NoSubscriber;
+        }
+        let Some(ring) = self.ring.as_deref_mut() else { return PublishStatus::NotNow };
+        let mut bytes = EventBytes::from_header(event);
+        // The shard drains publications every round from slots reserved for them, so this
+        // wait ends; wake it in case it sleeps.
+        while let Err(rtrb::PushError::Full(back)) = ring.push(bytes) {
+            bytes = back;
+            self.shard_waker.wake();
+            std::thread::yield_now();
+        }
+        self.shard_waker.wake();
+        self.report.published += 1;
+        PublishStatus::Published
+    }
+}
+
+unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: &EventHeader) -> PublishStatus {
+    // SAFETY: `state` is the PublishCtx the NF thread built for the current call.
+    let ctx = unsafe { &mut *(state as *mut PublishCtx<'_>) };
+    ctx.publish(event)
+}
+
+impl NfWorker {
+    /// Runs until every shard has closed its lane and the lanes are empty.
+    pub fn run(self) -> NfReport {
+        let NfWorker { index: _, name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph } = self;
+        waker.bind_current();
+        let mut report = NfReport { name: name.clone(), read_only, ..Default::default() };
+        let mut idler = Idler::new(idle);
+        let mut events: [*const EventHeader; NF_BATCH] = [std::ptr::null(); NF_BATCH];
+        let mut handles = [0u32; NF_BATCH];
+        let mut verdicts = [Verdict::Pass; NF_BATCH];
+        let mut idle_told = true;
+        loop {
+            let mut progress = false;
+            for lane in lanes.iter_mut() {
+                let LaneRx { ring, done, arena, shard_waker, publications, .. } = lane;
+                let n = ring.slots().min(NF_BATCH);
+                if n == 0 {
+                    continue;
+                }
+                let Ok(chunk) = ring.read_chunk(n) else { continue };
+                let (a, b) = chunk.as_slices();
+                for (k, &h) in a.iter().chain(b).enumerate() {
+                    handles[k] = h;
+                    // SAFETY: the shard wrote slot `h` before pushing its handle.
+                    events[k] = unsafe { arena.header(h) };
+                }
+                if report.failure.is_none() {
+                    verdicts[..n].fill(Verdict::Pass);
+                    let mut ctx = PublishCtx {
+                        ring: publications.as_mut(),
+                        shard_waker,
+                        declared: &publishes,
+                        registry: &registry,
+                        graph: &graph,
+                        report: &mut report,
+                    };
+                    // SAFETY: the trampoline casts `state` back to this PublishCtx, which
+                    // outlives the call.
+                    let mut calls = unsafe { HostCalls::new(&mut ctx as *mut PublishCtx<'_> as *mut c_void, publish_trampoline) };
+                    // SAFETY: the first `n` pointers are non-null references into the arena,
+                    // valid until the completion below; `*const T` and `&T` share a layout.
+                    let batch: &[&EventHeader] = unsafe { std::slice::from_raw_parts(events.as_ptr() as *const &EventHeader, n) };
+                    let started = Instant::now();
+                    let outcome = nf.handle_batch(RSlice::from_slice(batch), RSliceMut::from_mut_slice(&mut verdicts[..n]), &mut calls);
+                    report.busy_ns += started.elapsed().as_nanos() as u64;
+                    report.batches += 1;
+                    match outcome {
+                        RResult::ROk(()) => {
+                            report.events += n as u64;
+                            if !read_only {
+                                for k in 0..n {
+                                    if verdicts[k] == Verdict::Drop {
+                                        arena.set_drop(handles[k]);
+                                        report.verdict_drops += 1;
+                                    }
+                                }
+                            }
+                        }
+                        RResult::RErr(message) => {
+                            log::error!("NF `{name}` failed and is disabled; its events are counted as dropped from now on: {message}");
+                            report.failure = Some(message.into_string());
+                            report.dropped_disabled += n as u64;
+                        }
+                    }
+                } else {
+                    report.dropped_disabled += n as u64;
+                }
+                chunk.commit_all();
+                done.fetch_add(n as u64, Ordering::Release);
+                shard_waker.wake();
+                progress = true;
+            }
+            if progress {
+                idler.reset();
+                idle_told = false;
+                continue;
+            }
+            if lanes.iter().all(|l| l.ring.is_abandoned() && l.ring.is_empty()) {
+                break;
+            }
+            if idler.is_long_idle() && !idle_told {
+                idle_told = true;
+                if report.failure.is_none() {
+                    if let RResult::RErr(message) = nf.idle() {
+                        log::error!("NF `{name}` failed while idle and is disabled: {message}");
+                        report.failure = Some(message.into_string());
+                    }
+                }
+            }
+            let lanes = &lanes;
+            idler.idle(&waker, || lanes.iter().any(|l| !l.ring.is_empty() || l.ring.is_abandoned()));
+        }
+        if report.failure.is_none() {
+            if let RResult::RErr(message) = nf.finish() {
+                log::error!("NF `{name}` failed to finish: {message}");
+                report.finish_error = Some(message.into_string());
+            }
+        } else {
+            // A failed plugin's state may be inconsistent and its destructor is plugin code.
+            std::mem::forget(nf);
+        }
+        report
+    }
+}

@@ -1,0 +1,131 @@
+//! Spin briefly, then park: how idle pipeline threads wait without burning a core.
+//!
+//! Every thread that waits for work owns a [`Waker`]. Before parking it announces itself
+//! (`sleeping = true`), re-checks its inputs, and only then parks; a producer publishes its
+//! item, then checks `sleeping` and unparks. Both sides put a SeqCst fence between their write
+//! and their read, so either the producer sees the flag or the consumer sees the item: no
+//! wakeup is lost. Unparking costs a syscall only when the consumer really sleeps.
+
+use crate::config::IdleMode;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+/// The sleeping flag and thread handle of one waiting thread.
+#[derive(Default, Debug)]
+pub struct Waker {
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Waker {
+    pub fn new() -> Waker {
+        Waker::default()
+    }
+
+    /// Binds the waker to the calling thread; call once at the start of the owner's loop.
+    pub fn bind_current(&self) {
+        let _ = self.thread.set(thread::current());
+    }
+
+    /// Wakes the owner if it sleeps. Call after publishing work for it.
+    #[inline]
+    pub fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
+            if let Some(t) = self.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+/// The owner's side: how long to spin, yield and then park between checks for work.
+pub struct Idler {
+    idle_rounds: u32,
+    mode: IdleMode,
+}
+
+/// Rounds of `spin_loop` before yielding, and of yielding before parking.
+const SPIN_ROUNDS: u32 = 64;
+const YIELD_ROUNDS: u32 = 16;
+/// A parked thread re-checks its inputs at least this often, as a safety net.
+const PARK_TIMEOUT: Duration = Duration::from_millis(20);
+
+impl Idler {
+    pub fn new(mode: IdleMode) -> Idler {
+        Idler { idle_rounds: 0, mode }
+    }
+
+    /// Work was found: the next idle period starts with spinning again.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.idle_rounds = 0;
+    }
+
+    /// No work was found. `has_work` re-checks the inputs after the thread announced that it
+    /// sleeps; it is only called on the way to parking.
+    pub fn idle(&mut self, waker: &Waker, has_work: impl FnOnce() -> bool) {
+        self.idle_rounds = self.idle_rounds.saturating_add(1);
+        if self.mode == IdleMode::Spin || self.idle_rounds <= SPIN_ROUNDS {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            return;
+        }
+        if self.idle_rounds <= SPIN_ROUNDS + YIELD_ROUNDS {
+            thread::yield_now();
+            return;
+        }
+        waker.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if has_work() {
+            waker.sleeping.store(false, Ordering::Relaxed);
+            return;
+        }
+        thread::park_timeout(PARK_TIMEOUT);
+        waker.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// True once the thread has gone past spinning (used to flush buffered output lazily).
+    pub fn is_long_idle(&self) -> bool {
+        self.idle_rounds > SPIN_ROUNDS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_parked_thread_is_woken_by_new_work() {
+        let waker = Arc::new(Waker::new());
+        let work = Arc::new(AtomicU64::new(0));
+        let (w, k) = (waker.clone(), work.clone());
+        let consumer = thread::spawn(move || {
+            w.bind_current();
+            let mut idler = Idler::new(IdleMode::Park);
+            let mut seen = 0;
+            while seen < 1000 {
+                let now = k.load(Ordering::Acquire);
+                if now > seen {
+                    seen = now;
+                    idler.reset();
+                } else {
+                    idler.idle(&w, || k.load(Ordering::Acquire) > seen);
+                }
+            }
+        });
+        for i in 1..=1000 {
+            work.store(i, Ordering::Release);
+            waker.wake();
+            if i % 100 == 0 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        consumer.join().unwrap();
+    }
+}

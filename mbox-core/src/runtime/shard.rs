@@ -1,0 +1,534 @@
+//! A shard: one thread owning an L2/3 µStack and the events it publishes.
+//!
+//! The shard takes packets from its RX ring, runs them through its stack, writes the events
+//! the stack reports into its arena and routes each through the service graph, stage by
+//! stage, over its lanes to the NFs. It retires what the NFs finish, routes what they publish,
+//! and forwards (or drops) a packet once every event holding it is done. Nothing in it is
+//! shared with other shards; all of its bookkeeping is plain (non-atomic) state.
+
+use super::lane::LaneTx;
+use super::park::{Idler, Waker};
+use crate::config::{IdleMode, RingFullPolicy};
+use crate::controller::ServiceGraph;
+use crate::events::arena::EventArena;
+use crate::events::registry::TypeRegistry;
+use crate::io::output::Tx;
+use crate::io::pool::PacketPool;
+use crate::io::RxPacket;
+use crate::stack::flow_table::{FlowEntry, FlowTable};
+use crate::stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats};
+use crate::stack::wire::{ip_proto, tcp_flags};
+use mbox_abi::{builtin, EventHeader, FlowEvent, FlowRef, PktEvent, PktTcpEvent, DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE};
+use rtrb::Consumer;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Everything a shard thread needs; built by the pipeline.
+pub struct ShardSetup {
+    pub id: u16,
+    pub rx: Consumer<RxPacket>,
+    pub pool: Arc<PacketPool>,
+    pub tx: Tx,
+    pub stack: StackConfig,
+    pub graph: Arc<ServiceGraph>,
+    pub registry: Arc<TypeRegistry>,
+    pub arena: Arc<EventArena>,
+    /// Arena slots for stack events; the rest are kept for NF publications, so that draining
+    /// publications never waits for packet events (which could wait for the publisher).
+    pub stack_slots: usize,
+    pub lanes: Vec<LaneTx>,
+    pub policy: RingFullPolicy,
+    pub waker: Arc<Waker>,
+    pub idle: IdleMode,
+}
+
+/// What a shard counted, returned when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct ShardReport {
+    pub id: u16,
+    pub stack: StackStats,
+    /// Events emitted, by dense type index.
+    pub events_by_type: Vec<u64>,
+    /// Per NF: events delivered, and events not delivered because its ring was full.
+    pub delivered: Vec<u64>,
+    pub ring_full_drops: Vec<u64>,
+    pub forwarded: u64,
+    /// Packets dropped by an NF's verdict.
+    pub dropped_by_nf: u64,
+    pub malformed: u64,
+    pub fragments_forwarded: u64,
+    pub publications: u64,
+}
+
+/// Dense indices of the built-in types the stack emits.
+struct StackTypes {
+    pkt: usize,
+    pkt_tcp: usize,
+    pkt_tcp_syn: usize,
+    pkt_tcp_fin: usize,
+    pkt_tcp_rst: usize,
+    pkt_udp: usize,
+    /// By flow kind: TCP, UDP, other IP.
+    flow_new: [usize; 3],
+    flow_end: [usize; 3],
+}
+
+impl StackTypes {
+    fn new(reg: &TypeRegistry) -> StackTypes {
+        let idx = |ty| reg.index_of_type(ty).unwrap_or(0);
+        StackTypes {
+            pkt: idx(builtin::PKT),
+            pkt_tcp: idx(builtin::PKT_TCP),
+            pkt_tcp_syn: idx(builtin::PKT_TCP_SYN),
+            pkt_tcp_fin: idx(builtin::PKT_TCP_FIN),
+            pkt_tcp_rst: idx(builtin::PKT_TCP_RST),
+            pkt_udp: idx(builtin::PKT_UDP),
+            flow_new: [idx(builtin::FLOW_TCP_NEW), idx(builtin::FLOW_UDP_NEW), idx(builtin::FLOW_IP_NEW)],
+            flow_end: [idx(builtin::FLOW_TCP_TERMINATE), idx(builtin::FLOW_UDP_TERMINATE), idx(builtin::FLOW_IP_TERMINATE)],
+        }
+    }
+}
+
+const NO_HELD: u32 = u32::MAX;
+
+/// Shard-side state of an event slot.
+#[derive(Clone, Copy)]
+struct EventMeta {
+    route: u32,
+    stage: u16,
+    /// NFs of the current stage that have not finished.
+    pending: u16,
+    /// The held packet the event points into, or `NO_HELD`.
+    held: u32,
+    published: bool,
+}
+
+/// A packet kept alive (not forwarded yet) because events point into it.
+struct Held {
+    rx: RxPacket,
+    datagram: Option<u32>,
+    refs: u32,
+    dropped: bool,
+}
+
+/// The event machinery of a shard: what the stack reports into.
+struct Plane {
+    shard: u16,
+    graph: Arc<ServiceGraph>,
+    registry: Arc<TypeRegistry>,
+    types: StackTypes,
+    arena: Arc<EventArena>,
+    meta: Vec<EventMeta>,
+    free_stack: Vec<u32>,
+    free_published: Vec<u32>,
+    stack_slots: usize,
+    held: Vec<Held>,
+    free_held: Vec<u32>,
+    lanes: Vec<LaneTx>,
+    policy: RingFullPolicy,
+    pool: Arc<PacketPool>,
+    tx: Tx,
+    /// The packet being processed, and its held entry once an event holds it.
+    current: Option<RxPacket>,
+    current_held: u32,
+    /// Reassembled datagrams nobody points at any more, to hand back to the stack.
+    release_datagrams: Vec<u32>,
+    report: ShardReport,
+}
+
+/// A running shard.
+pub struct Shard {
+    stack: L23Stack,
+    plane: Plane,
+    /// The packet pool, apart from the plane so packet bytes can be borrowed while it works.
+    pool: Arc<PacketPool>,
+    rx: Consumer<RxPacket>,
+    waker: Arc<Waker>,
+    idle: IdleMode,
+}
+
+/// Packets taken from the RX ring per round.
+const RX_BATCH: usize = 32;
+
+impl Shard {
+    pub fn new(s: ShardSetup) -> Shard {
+        let slots = s.arena.len();
+        let stack_slots = s.stack_slots.min(slots);
+        let held_cap = stack_slots;
+        let mut report = ShardReport { id: s.id, ..Default::default() };
+        report.events_by_type = vec![0; s.registry.len()];
+        report.delivered = vec![0; s.lanes.len()];
+        report.ring_full_drops = vec![0; s.lanes.len()];
+        let placeholder = RxPacket { buf: 0, len: 0, wire_len: 0, port: 0, link: crate::stack::wire::LinkType::Ethernet, ts_ns: 0 };
+        let plane = Plane {
+            shard: s.id,
+            types: StackTypes::new(&s.registry),
+            graph: s.graph,
+            registry: s.registry,
+            meta: vec![EventMeta { route: 0, stage: 0, pending: 0, held: NO_HELD, published: false }; slots],
+            free_stack: (0..stack_slots as u32).rev().collect(),
+            free_published: (stack_slots as u32..slots as u32).rev().collect(),
+            stack_slots,
+            arena: s.arena,
+            held: (0..held_cap).map(|_| Held { rx: placeholder, datagram: None, refs: 0, dropped: false }).collect(),
+            free_held: (0..held_cap as u32).rev().collect(),
+            lanes: s.lanes,
+            policy: s.policy,
+            pool: s.pool,
+            tx: s.tx,
+            current: None,
+            current_held: NO_HELD,
+            release_datagrams: Vec::new(),
+            report,
+        };
+        Shard { stack: L23Stack::new(s.stack, s.id), pool: plane.pool.clone(), plane, rx: s.rx, waker: s.waker, idle: s.idle }
+    }
+
+    /// Runs until the input ends and every event has been retired.
+    pub fn run(mut self) -> ShardReport {
+        self.waker.bind_current();
+        let mut idler = Idler::new(self.idle);
+        let mut inbox: VecDeque<RxPacket> = VecDeque::with_capacity(RX_BATCH);
+        let mut input_over = false;
+        let mut drained = false;
+        loop {
+            let mut progress = self.plane.retire();
+            progress |= self.plane.route_publications();
+            for slot in self.plane.release_datagrams.drain(..) {
+                self.stack.release_datagram(slot);
+            }
+            if !self.plane.backlogged() {
+                if inbox.is_empty() && !input_over {
+                    let n = self.rx.slots().min(RX_BATCH);
+                    if n > 0 {
+                        if let Ok(chunk) = self.rx.read_chunk(n) {
+                            inbox.extend(chunk);
+                        }
+                        self.pool.allocator_waker().wake();
+                    } else if self.rx.is_abandoned() && self.rx.is_empty() {
+                        input_over = true;
+                    }
+                }
+                while let Some(&pkt) = inbox.front() {
+                    if !self.handle(pkt) {
+                        break;
+                    }
+                    inbox.pop_front();
+                    progress = true;
+                    if self.plane.backlogged() {
+                        break;
+                    }
+                }
+                if input_over && inbox.is_empty() && !drained {
+                    drained = self.stack.drain(&mut self.plane);
+                    progress = true;
+                }
+            }
+            progress |= self.plane.flush_lanes();
+            if drained && self.plane.all_done() {
+                break;
+            }
+            if progress {
+                idler.reset();
+            } else {
+                let (plane, rx) = (&self.plane, &self.rx);
+                idler.idle(&self.waker, || plane.has_work() || !rx.is_empty() || rx.is_abandoned());
+            }
+        }
+        let mut report = std::mem::take(&mut self.plane.report);
+        report.stack = self.stack.stats();
+        for (i, lane) in self.plane.lanes.iter().enumerate() {
+            report.delivered[i] = lane.delivered;
+            report.ring_full_drops[i] = lane.ring_full_drops;
+        }
+        report
+    }
+
+    /// Runs one packet through the stack; false when it must wait for event room.
+    fn handle(&mut self, pkt: RxPacket) -> bool {
+        // SAFETY: the input handed this buffer to the shard with the packet.
+        let data = unsafe { self.pool.bytes(pkt.buf, pkt.len) };
+        self.plane.current = Some(pkt);
+        self.plane.current_held = NO_HELD;
+        let outcome = self.stack.process(data, pkt.link, pkt.wire_len, pkt.ts_ns, &mut self.plane);
+        self.plane.current = None;
+        match outcome {
+            Disposition::Blocked => return false,
+            Disposition::Delivered => {
+                if self.plane.current_held == NO_HELD {
+                    self.plane.forward(pkt);
+                }
+            }
+            Disposition::Fragment => {
+                self.plane.report.fragments_forwarded += 1;
+                self.plane.forward(pkt);
+            }
+            Disposition::Malformed(_) => {
+                self.plane.report.malformed += 1;
+                self.pool.free(pkt.buf);
+            }
+        }
+        true
+    }
+}
+
+impl Plane {
+    /// Writes an event into a free slot and sends it to its route's first stage.
+    fn emit<E: mbox_abi::Event>(&mut self, route: usize, event: &E, held: u32) {
+        let Some(h) = self.free_stack.pop() else {
+            // `has_room` is checked before the stack reports anything, so this is a bug guard.
+            debug_assert!(false, "event slots exhausted despite has_room");
+            return;
+        };
+        // SAFETY: `h` came from the free list, so no NF holds it.
+        unsafe { self.arena.write(h, event) };
+        if held != NO_HELD {
+            self.held[held as usize].refs += 1;
+        }
+        self.meta[h as usize] = EventMeta { route: route as u32, stage: 0, pending: 0, held, published: false };
+        self.report.events_by_type[route] += 1;
+        self.start_stage(h);
+    }
+
+    /// Sends event `h` to the NFs of its current stage, or completes it after the last.
+    fn start_stage(&mut self, h: u32) {
+        let meta = self.meta[h as usize];
+        let route = self.graph.route(meta.route as usize);
+        let Some(stage) = route.stages.get(usize::from(meta.stage)) else {
+            self.complete(h);
+            return;
+        };
+        for &nf in stage {
+            self.lanes[usize::from(nf)].send(h);
+        }
+        self.meta[h as usize].pending = stage.len() as u16;
+    }
+
+    /// One NF of the current stage is done with `h`.
+    fn stage_done(&mut self, h: u32) {
+        let meta = &mut self.meta[h as usize];
+        meta.pending -= 1;
+        if meta.pending > 0 {
+            return;
+        }
+        if self.arena.is_dropped(h) {
+            let held = meta.held;
+            if held != NO_HELD {
+                self.held[held as usize].dropped = true;
+            }
+            self.complete(h);
+        } else {
+            meta.stage += 1;
+            self.start_stage(h);
+        }
+    }
+
+    fn complete(&mut self, h: u32) {
+        let meta = self.meta[h as usize];
+        if meta.held != NO_HELD {
+            self.release_held(meta.held);
+        }
+        if meta.published {
+            self.free_published.push(h);
+        } else {
+            self.free_stack.push(h);
+        }
+    }
+
+    fn release_held(&mut self, idx: u32) {
+        let held = &mut self.held[idx as usize];
+        held.refs -= 1;
+        if held.refs > 0 {
+            return;
+        }
+        let (rx, dropped, datagram) = (held.rx, held.dropped, held.datagram.take());
+        if let Some(slot) = datagram {
+            self.release_datagrams.push(slot);
+        }
+        if dropped {
+            self.report.dropped_by_nf += 1;
+            self.pool.free(rx.buf);
+        } else {
+            self.forward(rx);
+        }
+        self.free_held.push(idx);
+    }
+
+    fn forward(&mut self, rx: RxPacket) {
+        self.report.forwarded += 1;
+        self.tx.send(rx);
+    }
+
+    /// The held entry of the packet being processed, creating it on first use.
+    fn hold_current(&mut self, datagram: Option<u32>) -> u32 {
+        if self.current_held == NO_HELD {
+            let (Some(rx), Some(idx)) = (self.current, self.free_held.pop()) else { return NO_HELD };
+            self.held[idx as usize] = Held { rx, datagram, refs: 0, dropped: false };
+            self.current_held = idx;
+        }
+        self.current_held
+    }
+
+    /// Retires what the NFs finished. True if anything was retired.
+    fn retire(&mut self) -> bool {
+        let mut any = false;
+        for nf in 0..self.lanes.len() {
+            if !self.lanes[nf].poll_done() {
+                continue;
+            }
+            any = true;
+            // One at a time: finishing a stage may send the event to this lane again.
+            while let Some(h) = self.lanes[nf].next_retired() {
+                self.stage_done(h);
+            }
+        }
+        any
+    }
+
+    /// Routes events the NFs published. True if any was routed.
+    fn route_publications(&mut self) -> bool {
+        let mut any = false;
+        for nf in 0..self.lanes.len() {
+            while !self.free_published.is_empty() {
+                let Some(mut bytes) = self.lanes[nf].next_publication() else { break };
+                let Some(route) = self.registry.index_of_type(bytes.header().ty) else { continue };
+                bytes.header_mut().publisher = nf as u16 + 1;
+                let h = self.free_published.pop().unwrap_or_default();
+                // SAFETY: `h` came from the free list, so no NF holds it.
+                unsafe { self.arena.write_bytes(h, &bytes) };
+                self.meta[h as usize] = EventMeta { route: route as u32, stage: 0, pending: 0, held: NO_HELD, published: true };
+                self.report.events_by_type[route] += 1;
+                self.report.publications += 1;
+                self.start_stage(h);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Moves queued handles into the NF rings; under the drop policy, gives up on those that
+    /// do not fit. True if anything moved.
+    fn flush_lanes(&mut self) -> bool {
+        let mut any = false;
+        for nf in 0..self.lanes.len() {
+            any |= self.lanes[nf].flush() > 0;
+            if self.policy == RingFullPolicy::Drop {
+                while let Some(h) = self.lanes[nf].next_dropped() {
+                    self.stage_done(h);
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
+    /// True while events wait for room in some NF's ring (back-pressure: take no packets).
+    fn backlogged(&self) -> bool {
+        self.lanes.iter().any(LaneTx::has_pending)
+    }
+
+    /// True when something could progress without new packets.
+    fn has_work(&self) -> bool {
+        self.lanes.iter().any(|l| l.has_completions() || l.has_publication() || l.has_pending())
+    }
+
+    /// True when no event is in flight and no publication waits.
+    fn all_done(&self) -> bool {
+        self.free_stack.len() == self.stack_slots
+            && self.free_published.len() == self.meta.len() - self.stack_slots
+            && self.lanes.iter().all(|l| !l.is_busy() && !l.has_publication())
+    }
+
+    fn flow_event(&self, ty: mbox_abi::EventType, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64) -> FlowEvent {
+        FlowEvent {
+            header: EventHeader::new::<FlowEvent>(ty, ts_ns, FlowRef { id: flow.id, slot, shard: self.shard, dir: DIR_NONE, _reserved: 0 }),
+            tuple: flow.tuple,
+            stats: flow.stats,
+            reason,
+            _reserved: [0; 7],
+        }
+    }
+}
+
+fn flow_kind(proto: u8) -> usize {
+    match proto {
+        ip_proto::TCP => 0,
+        ip_proto::UDP => 1,
+        _ => 2,
+    }
+}
+
+impl StackSink for Plane {
+    fn has_room(&self, events: usize) -> bool {
+        self.free_stack.len() >= events && !self.free_held.is_empty()
+    }
+
+    fn flow_started(&mut self, flow: &FlowEntry, slot: u32, ts_ns: u64) {
+        let route = self.types.flow_new[flow_kind(flow.tuple.ip_proto)];
+        if self.graph.wants(route) {
+            let ty = self.registry.types()[route].ty;
+            let ev = self.flow_event(ty, flow, slot, REASON_NONE, ts_ns);
+            self.emit(route, &ev, NO_HELD);
+        }
+    }
+
+    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64) {
+        let route = self.types.flow_end[flow_kind(flow.tuple.ip_proto)];
+        if self.graph.wants(route) {
+            let ty = self.registry.types()[route].ty;
+            let ev = self.flow_event(ty, flow, slot, reason, ts_ns);
+            self.emit(route, &ev, NO_HELD);
+        }
+    }
+
+    fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable) {
+        let t = &self.types;
+        let tcp = pkt.parsed.filter(|p| p.ip_proto == ip_proto::TCP && p.has_l4_header());
+        let route = match (pkt.parsed, tcp) {
+            (_, Some(p)) if p.tcp.flags & tcp_flags::SYN != 0 => t.pkt_tcp_syn,
+            (_, Some(p)) if p.tcp.flags & tcp_flags::FIN != 0 => t.pkt_tcp_fin,
+            (_, Some(p)) if p.tcp.flags & tcp_flags::RST != 0 => t.pkt_tcp_rst,
+            (_, Some(_)) => t.pkt_tcp,
+            (Some(p), None) if p.ip_proto == ip_proto::UDP && p.has_l4_header() => t.pkt_udp,
+            _ => t.pkt,
+        };
+        if !self.graph.wants(route) {
+            if let Some(slot) = pkt.datagram {
+                self.release_datagrams.push(slot);
+            }
+            return;
+        }
+        let held = self.hold_current(pkt.datagram);
+        let flow = match pkt.flow {
+            Some((slot, dir)) => FlowRef { id: flows.get(slot).id, slot, shard: self.shard, dir, _reserved: 0 },
+            None => FlowRef { shard: self.shard, dir: DIR_NONE, ..FlowRef::default() },
+        };
+        let ts_ns = self.current.map_or(0, |c| c.ts_ns);
+        let ty = self.registry.types()[route].ty;
+        let mut ev = PktEvent::new(EventHeader::new::<PktEvent>(ty, ts_ns, flow), pkt.data);
+        ev.wire_len = pkt.wire_len;
+        ev.port = self.current.map_or(0, |c| c.port);
+        if let Some(p) = pkt.parsed {
+            ev.l3_offset = p.l3_offset;
+            ev.l4_offset = p.l4_offset;
+            ev.payload_offset = p.payload_offset;
+            ev.ip_len = p.ip_len;
+            ev.payload_len = p.payload_len;
+            ev.vlan = p.vlan;
+            ev.src_port = p.src_port;
+            ev.dst_port = p.dst_port;
+            ev.ip_version = p.ip_version;
+            ev.ip_proto = p.ip_proto;
+            ev.tcp_flags = if tcp.is_some() { p.tcp.flags } else { 0 };
+            ev.pkt_flags = if pkt.datagram.is_some() { PKT_REASSEMBLED } else { 0 } | if p.tunnelled { PKT_TUNNELLED } else { 0 };
+        }
+        match tcp {
+            Some(p) => {
+                ev.header.size = std::mem::size_of::<PktTcpEvent>() as u32;
+                let tcp_ev = PktTcpEvent { pkt: ev, seq: p.tcp.seq, ack: p.tcp.ack, window: p.tcp.window, _reserved: 0 };
+                self.emit(route, &tcp_ev, held);
+            }
+            None => self.emit(route, &ev, held),
+        }
+    }
+}

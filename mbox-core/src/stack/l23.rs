@@ -1,0 +1,306 @@
+//! The L2/3 µStack: parse a packet, reassemble fragments, find or create its flow, count it,
+//! and tell the shard what happened through a [`StackSink`].
+//!
+//! The stack owns the flow table and the reassembler of one shard. It drives flow expiry with
+//! packet time (a clock that never goes back), and reports flows that start, end and packets
+//! that belong to them in the order NFs must see them: an expired flow's end before the next
+//! packet, a new flow's start before its first packet.
+
+use super::flow_key::FlowKey;
+use super::flow_table::{close_bits, FlowClass, FlowEntry, FlowTable, Timeouts};
+use super::fragments::{FragmentOutcome, FragmentStats, Reassembler};
+use super::wire::{ip_proto, parse, parse_frame, tcp_flags, LinkType, Packet, ParseError, ParseOptions, Parsed};
+use mbox_abi::{FlowTuple, REASON_END_OF_INPUT, REASON_EVICTED, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+
+/// Settings of the L2/3 µStack.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StackConfig {
+    pub flow_slots: usize,
+    pub timeouts: Timeouts,
+    pub vlan_in_key: bool,
+    pub parse: ParseOptions,
+    pub max_fragmented_datagrams: usize,
+    pub fragment_timeout_ns: u64,
+}
+
+/// A packet as the stack hands it to the shard.
+pub struct StackPacket<'a> {
+    /// The bytes NFs see: the frame, or a reassembled datagram (from its IP header).
+    pub data: &'a [u8],
+    /// `None` for non-IP frames.
+    pub parsed: Option<&'a Parsed>,
+    /// Flow slot and direction (0 originator, 1 responder); `None` without a flow.
+    pub flow: Option<(u32, u8)>,
+    /// The reassembly slot whose buffer `data` is, to release when NFs are done.
+    pub datagram: Option<u32>,
+    /// Length on the wire of the frame (for a reassembled datagram: of the completing fragment).
+    pub wire_len: u32,
+}
+
+/// Where the stack reports what it found; implemented by the shard.
+pub trait StackSink {
+    /// True when `events` more events can be emitted now.
+    fn has_room(&self, events: usize) -> bool;
+    /// A flow started (before its first packet is reported).
+    fn flow_started(&mut self, flow: &FlowEntry, slot: u32, ts_ns: u64);
+    /// A flow ended; `flow` has already left the table (its slot may be reused next).
+    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64);
+    /// A packet to deliver and then forward.
+    fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable);
+}
+
+/// What became of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Reported to the sink.
+    Delivered,
+    /// An IP fragment stored for reassembly (or refused by it): forward it as it is.
+    Fragment,
+    /// Not enough event room: call again with the same packet later.
+    Blocked,
+    /// Unparsable: drop it.
+    Malformed(ParseError),
+}
+
+/// Counters of the stack, reported in the run summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StackStats {
+    pub packets: u64,
+    pub non_ip: u64,
+    pub malformed: [u64; ParseError::ALL.len()],
+    pub flows_tcp: u64,
+    pub flows_udp: u64,
+    pub flows_other: u64,
+    /// Flows ended, by `REASON_*` value.
+    pub ended: [u64; 8],
+    pub port_reuse: u64,
+    pub fragments: FragmentStats,
+}
+
+/// The L2/3 µStack of one shard.
+pub struct L23Stack {
+    cfg: StackConfig,
+    pub flows: FlowTable,
+    frags: Reassembler,
+    /// Packet time: the latest timestamp seen, never going back.
+    clock_ns: u64,
+    stats: StackStats,
+}
+
+impl L23Stack {
+    pub fn new(cfg: StackConfig, shard: u16) -> L23Stack {
+        L23Stack {
+            flows: FlowTable::new(cfg.flow_slots, cfg.timeouts, shard),
+            frags: Reassembler::new(cfg.max_fragmented_datagrams, cfg.fragment_timeout_ns),
+            cfg,
+            clock_ns: 0,
+            stats: StackStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> StackStats {
+        StackStats { fragments: self.frags.stats, ..self.stats }
+    }
+
+    /// Frees a reassembled datagram once no event points at it.
+    pub fn release_datagram(&mut self, slot: u32) {
+        self.frags.release(slot);
+    }
+
+    /// Processes one packet. On [`Disposition::Blocked`] nothing about the packet was recorded.
+    pub fn process<S: StackSink>(&mut self, data: &[u8], link: LinkType, wire_len: u32, ts_ns: u64, sink: &mut S) -> Disposition {
+        self.clock_ns = self.clock_ns.max(ts_ns);
+        if !self.expire(sink) || !sink.has_room(4) {
+            return Disposition::Blocked;
+        }
+        self.stats.packets += 1;
+        let parsed = match parse_frame(data, wire_len, link, self.cfg.parse) {
+            Ok(Packet::Ip(p)) => p,
+            Ok(Packet::NonIp { .. }) => {
+                self.stats.non_ip += 1;
+                sink.packet(&StackPacket { data, parsed: None, flow: None, datagram: None, wire_len }, &self.flows);
+                return Disposition::Delivered;
+            }
+            Err(e) => {
+                self.stats.malformed[e.index()] += 1;
+                return Disposition::Malformed(e);
+            }
+        };
+        let Some(frag) = parsed.fragment else {
+            self.deliver(data, &parsed, None, wire_len, ts_ns, sink);
+            return Disposition::Delivered;
+        };
+        match self.frags.add(data, &parsed, &frag, self.clock_ns) {
+            FragmentOutcome::Complete { slot, len } => {
+                let link = if parsed.ip_version == 4 { LinkType::Ipv4 } else { LinkType::Ipv6 };
+                // The datagram parses like a packet; it is reported with the completing
+                // fragment's lengths on the wire, as tshark counts it.
+                let datagram = self.frags.datagram(slot, len);
+                match parse(datagram, link, self.cfg.parse) {
+                    Ok(Packet::Ip(mut whole)) => {
+                        whole.vlan = parsed.vlan;
+                        whole.vlan_tags = parsed.vlan_tags;
+                        whole.ip_len = parsed.ip_len;
+                        let (frags, mut stack) = self.split();
+                        let datagram = frags.datagram(slot, len);
+                        stack.deliver(datagram, &whole, Some(slot), wire_len, ts_ns, sink);
+                        Disposition::Delivered
+                    }
+                    _ => {
+                        self.frags.release(slot);
+                        self.stats.malformed[ParseError::TruncatedL4.index()] += 1;
+                        Disposition::Fragment
+                    }
+                }
+            }
+            FragmentOutcome::Incomplete | FragmentOutcome::Dropped => Disposition::Fragment,
+        }
+    }
+
+    /// Splits borrows: the reassembler (read) and the rest of the stack (write).
+    fn split(&mut self) -> (&Reassembler, StackParts<'_>) {
+        (&self.frags, StackParts { flows: &mut self.flows, stats: &mut self.stats, cfg: &self.cfg, clock_ns: self.clock_ns })
+    }
+
+    fn deliver<S: StackSink>(&mut self, data: &[u8], p: &Parsed, datagram: Option<u32>, wire_len: u32, ts_ns: u64, sink: &mut S) {
+        let (_, mut parts) = self.split();
+        parts.deliver(data, p, datagram, wire_len, ts_ns, sink);
+    }
+
+    /// Ends flows idle past their timeout. False when the sink ran out of room first.
+    fn expire<S: StackSink>(&mut self, sink: &mut S) -> bool {
+        while let Some(slot) = self.flows.next_expired(self.clock_ns) {
+            if !sink.has_room(1) {
+                return false;
+            }
+            let entry = self.flows.remove(slot);
+            let reason = close_reason(&entry).unwrap_or(REASON_TIMEOUT);
+            self.stats.ended[usize::from(reason)] += 1;
+            sink.flow_ended(&entry, slot, reason, self.clock_ns);
+        }
+        true
+    }
+
+    /// Ends every flow (the input is over). False when the sink ran out of room first; call
+    /// again once events have retired.
+    pub fn drain<S: StackSink>(&mut self, sink: &mut S) -> bool {
+        while let Some(slot) = self.flows.oldest() {
+            if !sink.has_room(1) {
+                return false;
+            }
+            let entry = self.flows.remove(slot);
+            let reason = close_reason(&entry).unwrap_or(REASON_END_OF_INPUT);
+            self.stats.ended[usize::from(reason)] += 1;
+            sink.flow_ended(&entry, slot, reason, self.clock_ns);
+        }
+        true
+    }
+}
+
+/// The part of the stack that flow handling mutates, borrowed apart from the reassembler.
+struct StackParts<'a> {
+    flows: &'a mut FlowTable,
+    stats: &'a mut StackStats,
+    cfg: &'a StackConfig,
+    clock_ns: u64,
+}
+
+impl StackParts<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn deliver<S: StackSink>(&mut self, data: &[u8], p: &Parsed, datagram: Option<u32>, wire_len: u32, ts_ns: u64, sink: &mut S) {
+        let (key, side) = FlowKey::from_parsed(p, self.cfg.vlan_in_key);
+        let hash = self.flows.hash(&key);
+        let is_tcp = p.ip_proto == ip_proto::TCP && p.has_l4_header();
+        let flags = if is_tcp { p.tcp.flags } else { 0 };
+        let fresh_syn = flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let mut slot = self.flows.find(&key, hash);
+        if let Some(s) = slot {
+            let e = self.flows.get(s);
+            // A new SYN with another ISN on a closed connection: the port was reused.
+            if fresh_syn && e.class() == FlowClass::TcpClosed && e.syn_seq != Some(p.tcp.seq) {
+                let entry = self.flows.remove(s);
+                let reason = close_reason(&entry).unwrap_or(REASON_FIN);
+                self.stats.ended[usize::from(reason)] += 1;
+                self.stats.port_reuse += 1;
+                sink.flow_ended(&entry, s, reason, self.clock_ns);
+                slot = None;
+            }
+        }
+        let slot = match slot {
+            Some(s) => s,
+            None => self.new_flow(key, hash, side, p, sink),
+        };
+        let entry = self.flows.get_mut(slot);
+        let dir = entry.dir_of(side);
+        let stats = &mut entry.stats[dir];
+        if stats.pkts == 0 {
+            stats.first_ts_ns = ts_ns;
+        }
+        stats.pkts += 1;
+        stats.last_ts_ns = ts_ns;
+        stats.frame_bytes += u64::from(wire_len);
+        stats.ip_bytes += u64::from(p.ip_len);
+        stats.payload_bytes += u64::from(p.payload_len);
+        stats.tcp_flags |= flags;
+        let class = if is_tcp {
+            if fresh_syn && entry.syn_seq.is_none() && dir == 0 {
+                entry.syn_seq = Some(p.tcp.seq);
+            }
+            if flags & tcp_flags::RST != 0 {
+                entry.close |= close_bits::RST;
+            }
+            if flags & tcp_flags::FIN != 0 {
+                entry.close |= if side == 0 { close_bits::FIN_SIDE0 } else { close_bits::FIN_SIDE1 };
+            }
+            if close_reason(entry).is_some() {
+                FlowClass::TcpClosed
+            } else {
+                FlowClass::TcpOpen
+            }
+        } else {
+            entry.class()
+        };
+        self.flows.touch(slot, self.clock_ns, class);
+        sink.packet(&StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len }, self.flows);
+    }
+
+    fn new_flow<S: StackSink>(&mut self, key: FlowKey, hash: u64, side: u8, p: &Parsed, sink: &mut S) -> u32 {
+        if self.flows.is_full() {
+            if let Some(victim) = self.flows.lru_victim() {
+                let entry = self.flows.remove(victim);
+                self.stats.ended[usize::from(REASON_EVICTED)] += 1;
+                sink.flow_ended(&entry, victim, REASON_EVICTED, self.clock_ns);
+            }
+        }
+        let (ports, class) = match p.ip_proto {
+            ip_proto::TCP => {
+                self.stats.flows_tcp += 1;
+                ([p.src_port, p.dst_port], FlowClass::TcpOpen)
+            }
+            ip_proto::UDP => {
+                self.stats.flows_udp += 1;
+                ([p.src_port, p.dst_port], FlowClass::Udp)
+            }
+            _ => {
+                self.stats.flows_other += 1;
+                ([0, 0], FlowClass::Other)
+            }
+        };
+        let tuple = FlowTuple { ip_version: p.ip_version, ip_proto: p.ip_proto, vlan: p.vlan, ports, addrs: [p.src, p.dst] };
+        // Cannot fail: a slot was freed above if the table was full.
+        let slot = self.flows.insert(key, hash, tuple, side, class, self.clock_ns).unwrap_or(0);
+        sink.flow_started(self.flows.get(slot), slot, self.clock_ns);
+        slot
+    }
+}
+
+/// FIN or RST when a TCP flow has closed, else `None`.
+fn close_reason(e: &FlowEntry) -> Option<u8> {
+    if e.close & close_bits::RST != 0 {
+        Some(REASON_RST)
+    } else if e.close & (close_bits::FIN_SIDE0 | close_bits::FIN_SIDE1) == close_bits::FIN_SIDE0 | close_bits::FIN_SIDE1 {
+        Some(REASON_FIN)
+    } else {
+        None
+    }
+}

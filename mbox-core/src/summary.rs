@@ -1,0 +1,269 @@
+//! The end-of-run summary: packets, flows, events per type, drops by cause, per-NF counts and
+//! CPU seconds per million packets — as text for people and as JSON for scripts and tests.
+
+use crate::runtime::pipeline::RunReport;
+use crate::stack::wire::ParseError;
+use mbox_abi::reason_name;
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+
+/// Totals over all shards.
+#[derive(Debug, Default)]
+struct Totals {
+    forwarded: u64,
+    dropped_by_nf: u64,
+    malformed: Vec<(&'static str, u64)>,
+    non_ip: u64,
+    flows: [u64; 3],
+    ended: Vec<(&'static str, u64)>,
+    port_reuse: u64,
+    events: Vec<(String, u64)>,
+    delivered: Vec<u64>,
+    ring_full: Vec<u64>,
+    fragments: [u64; 5],
+    fragments_forwarded: u64,
+    publications: u64,
+}
+
+fn totals(r: &RunReport) -> Totals {
+    let mut t = Totals::default();
+    let mut malformed = [0u64; ParseError::ALL.len()];
+    let mut ended = [0u64; 8];
+    let mut events = vec![0u64; r.type_paths.len()];
+    t.delivered = vec![0; r.nfs.len()];
+    t.ring_full = vec![0; r.nfs.len()];
+    for s in &r.shards {
+        t.forwarded += s.forwarded;
+        t.dropped_by_nf += s.dropped_by_nf;
+        t.non_ip += s.stack.non_ip;
+        t.flows[0] += s.stack.flows_tcp;
+        t.flows[1] += s.stack.flows_udp;
+        t.flows[2] += s.stack.flows_other;
+        t.port_reuse += s.stack.port_reuse;
+        t.fragments_forwarded += s.fragments_forwarded;
+        t.publications += s.publications;
+        let f = &s.stack.fragments;
+        for (acc, v) in t.fragments.iter_mut().zip([f.fragments, f.reassembled, f.timed_out, f.no_slot, f.invalid]) {
+            *acc += v;
+        }
+        for (acc, v) in malformed.iter_mut().zip(s.stack.malformed) {
+            *acc += v;
+        }
+        for (acc, v) in ended.iter_mut().zip(s.stack.ended) {
+            *acc += v;
+        }
+        for (acc, v) in events.iter_mut().zip(&s.events_by_type) {
+            *acc += v;
+        }
+        for (i, (d, f)) in s.delivered.iter().zip(&s.ring_full_drops).enumerate() {
+            t.delivered[i] += d;
+            t.ring_full[i] += f;
+        }
+    }
+    t.malformed = ParseError::ALL.iter().zip(malformed).filter(|(_, n)| *n > 0).map(|(e, n)| (e.name(), n)).collect();
+    t.ended = ended.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (reason_name(i as u8), *n)).collect();
+    t.events = r.type_paths.iter().cloned().zip(events).filter(|(_, n)| *n > 0).collect();
+    t
+}
+
+/// Thousands separators, for counts people read.
+fn n(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn cpu_per_mpkt(r: &RunReport) -> f64 {
+    if r.input.packets == 0 {
+        return 0.0;
+    }
+    r.cpu.as_secs_f64() / r.input.packets as f64 * 1e6
+}
+
+/// The summary as text.
+pub fn text(r: &RunReport) -> String {
+    let t = totals(r);
+    let mut s = String::new();
+    let _ = writeln!(s, "input     {}: {} packets, {} bytes on the wire", r.input.description, n(r.input.packets), n(r.input.bytes));
+    if let Some(e) = &r.input.error {
+        let _ = writeln!(s, "          INPUT ERROR (the packets before it were processed): {e}");
+    }
+    if r.input.skipped > 0 {
+        let _ = writeln!(s, "          skipped {} packets on interfaces of unsupported link types", n(r.input.skipped));
+    }
+    let malformed: u64 = t.malformed.iter().map(|(_, v)| v).sum();
+    let _ = writeln!(
+        s,
+        "packets   {} forwarded, {} dropped by NFs, {} malformed, {} non-IP",
+        n(t.forwarded),
+        n(t.dropped_by_nf),
+        n(malformed),
+        n(t.non_ip)
+    );
+    if !t.malformed.is_empty() {
+        let causes: Vec<String> = t.malformed.iter().map(|(c, v)| format!("{c} {}", n(*v))).collect();
+        let _ = writeln!(s, "          malformed by cause: {}", causes.join(", "));
+    }
+    if t.fragments[0] > 0 {
+        let f = &t.fragments;
+        let _ = writeln!(
+            s,
+            "fragments {} received, {} datagrams reassembled, {} timed out, {} refused (no slot {}, invalid {}), {} unsteered",
+            n(f[0]),
+            n(f[1]),
+            n(f[2]),
+            n(f[3] + f[4]),
+            n(f[3]),
+            n(f[4]),
+            n(r.input.fragments_unsteered)
+        );
+    }
+    let _ =
+        writeln!(s, "flows     {} TCP, {} UDP, {} other IP; port reuse {}", n(t.flows[0]), n(t.flows[1]), n(t.flows[2]), n(t.port_reuse));
+    if !t.ended.is_empty() {
+        let ended: Vec<String> = t.ended.iter().map(|(c, v)| format!("{c} {}", n(*v))).collect();
+        let _ = writeln!(s, "          ended by: {}", ended.join(", "));
+    }
+    let _ = writeln!(s, "events    {} published by NFs", n(t.publications));
+    for (path, count) in &t.events {
+        let _ = writeln!(s, "          {path:<22} {:>12}", n(*count));
+    }
+    if !r.nfs.is_empty() {
+        let _ = writeln!(
+            s,
+            "NFs       {:<16} {:>12} {:>9} {:>10} {:>10} {:>10} {:>9}",
+            "name", "events", "batches", "dropped", "verdict", "published", "busy s"
+        );
+    }
+    for (i, nf) in r.nfs.iter().enumerate() {
+        let dropped = t.ring_full[i] + nf.dropped_disabled;
+        let _ = writeln!(
+            s,
+            "          {:<16} {:>12} {:>9} {:>10} {:>10} {:>10} {:>9.3}",
+            nf.name,
+            n(nf.events),
+            n(nf.batches),
+            n(dropped),
+            n(nf.verdict_drops),
+            n(nf.published),
+            nf.busy_ns as f64 / 1e9
+        );
+        if t.ring_full[i] > 0 {
+            let _ = writeln!(s, "            {} events dropped: ring full", n(t.ring_full[i]));
+        }
+        if let Some(f) = &nf.failure {
+            let _ = writeln!(s, "            DISABLED: {f} ({} events dropped since)", n(nf.dropped_disabled));
+        }
+        if let Some(f) = &nf.finish_error {
+            let _ = writeln!(s, "            failed to finish: {f}");
+        }
+        let rejected = nf.publish_not_declared + nf.publish_bad_size;
+        if rejected > 0 {
+            let _ = writeln!(
+                s,
+                "            {} publications refused (undeclared type {}, bad size {})",
+                n(rejected),
+                n(nf.publish_not_declared),
+                n(nf.publish_bad_size)
+            );
+        }
+    }
+    if let Some(o) = &r.output {
+        let _ = writeln!(
+            s,
+            "output    {} packets written{}",
+            n(o.packets),
+            if o.link_mismatch > 0 { format!(", {} of another link type skipped", n(o.link_mismatch)) } else { String::new() }
+        );
+    }
+    let secs = r.wall.as_secs_f64();
+    let rate = if secs > 0.0 { r.input.packets as f64 / secs } else { 0.0 };
+    let _ = writeln!(
+        s,
+        "cost      {:.3} s CPU, {:.3} s wall, {:.2} CPU-s per million packets, {:.0} packets/s",
+        r.cpu.as_secs_f64(),
+        secs,
+        cpu_per_mpkt(r),
+        rate
+    );
+    s
+}
+
+/// The summary as JSON.
+pub fn json(r: &RunReport) -> Value {
+    let t = totals(r);
+    let to_map = |items: &[(&'static str, u64)]| items.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>();
+    let nfs: Vec<Value> = r
+        .nfs
+        .iter()
+        .enumerate()
+        .map(|(i, nf)| {
+            json!({
+                "name": nf.name,
+                "read_only": nf.read_only,
+                "delivered": t.delivered[i],
+                "events": nf.events,
+                "batches": nf.batches,
+                "dropped_ring_full": t.ring_full[i],
+                "dropped_disabled": nf.dropped_disabled,
+                "verdict_drops": nf.verdict_drops,
+                "published": nf.published,
+                "publish_refused": nf.publish_not_declared + nf.publish_bad_size,
+                "busy_s": nf.busy_ns as f64 / 1e9,
+                "failure": nf.failure,
+                "finish_error": nf.finish_error,
+            })
+        })
+        .collect();
+    json!({
+        "input": {
+            "source": r.input.description,
+            "packets": r.input.packets,
+            "bytes": r.input.bytes,
+            "skipped": r.input.skipped,
+            "error": r.input.error,
+        },
+        "packets": {
+            "forwarded": t.forwarded,
+            "dropped_by_nf": t.dropped_by_nf,
+            "non_ip": t.non_ip,
+            "malformed": to_map(&t.malformed),
+        },
+        "fragments": {
+            "received": t.fragments[0],
+            "reassembled": t.fragments[1],
+            "timed_out": t.fragments[2],
+            "no_slot": t.fragments[3],
+            "invalid": t.fragments[4],
+            "forwarded_unreassembled": t.fragments_forwarded,
+            "unsteered": r.input.fragments_unsteered,
+        },
+        "flows": { "tcp": t.flows[0], "udp": t.flows[1], "other": t.flows[2], "port_reuse": t.port_reuse, "ended": to_map(&t.ended) },
+        "events": t.events.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
+        "publications": t.publications,
+        "nfs": nfs,
+        "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch })),
+        "cpu_s": r.cpu.as_secs_f64(),
+        "wall_s": r.wall.as_secs_f64(),
+        "cpu_s_per_mpkt": cpu_per_mpkt(r),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::n;
+
+    #[test]
+    fn thousands() {
+        assert_eq!(n(0), "0");
+        assert_eq!(n(999), "999");
+        assert_eq!(n(1000), "1,000");
+        assert_eq!(n(1234567), "1,234,567");
+    }
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests: paths, running a config in-process, reading the
+//! reference TSV files.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use mbox_core::config::Config;
+use mbox_core::plugin::{default_plugin_dir, library_path};
+use mbox_core::runtime::pipeline::{self, RunOptions, RunReport};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The bundled captures and their references.
+pub fn pcaps() -> PathBuf {
+    repo().join("testdata/pcaps")
+}
+
+/// Where the plugins of this build are; fails with instructions when they were not built.
+pub fn plugin_dir() -> PathBuf {
+    let dir = default_plugin_dir();
+    for name in ["flow-stats", "logger"] {
+        let lib = library_path(&dir, name);
+        assert!(
+            lib.is_file(),
+            "{} is missing: build the plugins first (`cargo build --workspace`, same profile as the tests)",
+            lib.display()
+        );
+    }
+    dir
+}
+
+/// Runs a config given as TOML text (plugin_dir is filled in).
+pub fn run_toml(toml: &str) -> RunReport {
+    try_run_toml(toml).unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+/// Runs a config given as TOML text, returning the pipeline's error.
+pub fn try_run_toml(toml: &str) -> Result<RunReport, String> {
+    let text = format!("plugin_dir = {:?}\n{toml}", plugin_dir().display().to_string());
+    let cfg = Config::parse(&text, Path::new("test.toml")).map_err(|e| e.to_string())?;
+    let prepared = pipeline::prepare(cfg, Path::new("test.toml")).map_err(|e| e.to_string())?;
+    pipeline::run(prepared, RunOptions::default()).map_err(|e| e.to_string())
+}
+
+/// Rows of a reference TSV file as maps from column name to value.
+pub fn read_tsv(path: &Path) -> Vec<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    lines.map(|l| header.iter().map(|h| h.to_string()).zip(l.split('\t').map(str::to_string)).collect()).collect()
+}
+
+/// JSON lines from a file.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}"))).collect()
+}
+
+/// A TOML string literal for a path.
+pub fn toml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}

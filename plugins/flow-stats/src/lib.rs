@@ -1,0 +1,180 @@
+//! flow-stats: per-flow, per-direction packets and bytes, first and last timestamp, written as
+//! one JSON line when the flow ends.
+//!
+//! It counts the `PKT` events it receives itself (it does not copy the stack's counters), so its
+//! output is also a check that every packet event reached it exactly once. Flows are oriented
+//! client -> server the way the reference tools do it: the sender of the first SYN without ACK,
+//! else the receiver of the first SYN+ACK, else the sender of the first packet.
+//!
+//! Arguments: `output` (a file path, `-` for standard output; default `-`).
+
+use mbox_abi::kit::{proto_name, tcp_flag_letters, ts_epoch, Args, LineWriter};
+use mbox_abi::{export_nf, reason_name, EventHeader, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict};
+use serde_json::json;
+
+/// What flow-stats counts in one direction.
+#[derive(Default, Clone, Copy)]
+struct Dir {
+    pkts: u64,
+    frame_bytes: u64,
+    ip_bytes: u64,
+    payload_bytes: u64,
+    tcp_flags: u8,
+}
+
+/// One flow's counters, kept in the slot the stack gave the flow.
+#[derive(Clone, Copy)]
+struct FlowCounters {
+    id: u64,
+    dirs: [Dir; 2],
+    first_ts: u64,
+    last_ts: u64,
+    monotonic: bool,
+    /// Direction of the first SYN without ACK, and of the first SYN+ACK.
+    first_syn: Option<u8>,
+    first_synack: Option<u8>,
+}
+
+impl FlowCounters {
+    fn new(id: u64, ts: u64) -> FlowCounters {
+        FlowCounters { id, dirs: [Dir::default(); 2], first_ts: ts, last_ts: ts, monotonic: true, first_syn: None, first_synack: None }
+    }
+}
+
+pub struct FlowStats {
+    out: LineWriter,
+    /// The first write error; reported when the run finishes.
+    write_error: Option<String>,
+    /// By shard, then by flow slot.
+    flows: Vec<Vec<Option<FlowCounters>>>,
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+impl FlowStats {
+    fn slot(&mut self, shard: u16, slot: u32) -> &mut Option<FlowCounters> {
+        let table = &mut self.flows[usize::from(shard)];
+        let i = slot as usize;
+        if table.len() <= i {
+            table.resize(i + 1, None);
+        }
+        &mut table[i]
+    }
+
+    fn count(&mut self, pkt: &PktEvent) {
+        let h = &pkt.header;
+        let dir = h.flow.dir.min(1);
+        let ts = h.ts_ns;
+        let entry = self.slot(h.flow.shard, h.flow.slot);
+        let c = match entry {
+            Some(c) if c.id == h.flow.id => c,
+            _ => entry.insert(FlowCounters::new(h.flow.id, ts)),
+        };
+        if ts < c.last_ts {
+            c.monotonic = false;
+        }
+        c.last_ts = ts;
+        let d = &mut c.dirs[usize::from(dir)];
+        d.pkts += 1;
+        d.frame_bytes += u64::from(pkt.wire_len);
+        d.ip_bytes += u64::from(pkt.ip_len);
+        d.payload_bytes += u64::from(pkt.payload_len);
+        d.tcp_flags |= pkt.tcp_flags;
+        if pkt.tcp_flags & (SYN | ACK) == SYN && c.first_syn.is_none() {
+            c.first_syn = Some(dir);
+        }
+        if pkt.tcp_flags & (SYN | ACK) == SYN | ACK && c.first_synack.is_none() {
+            c.first_synack = Some(dir);
+        }
+    }
+
+    fn end(&mut self, flow: &FlowEvent) {
+        let h = &flow.header;
+        let Some(c) = self.slot(h.flow.shard, h.flow.slot).take().filter(|c| c.id == h.flow.id) else {
+            return; // no packet of this flow was delivered (e.g. a subscription without PKT)
+        };
+        // The client's direction: 0 when the originator is the client.
+        let (client, client_by) = match (c.first_syn, c.first_synack) {
+            (Some(d), _) => (d, "syn"),
+            (None, Some(d)) => (1 - d, "synack"),
+            (None, None) => (0, "first"),
+        };
+        let (cs, sc) = (c.dirs[usize::from(client)], c.dirs[usize::from(1 - client)]);
+        let t = &flow.tuple;
+        let dir_json = |d: Dir| {
+            json!({
+                "pkts": d.pkts,
+                "frame_bytes": d.frame_bytes,
+                "ip_bytes": d.ip_bytes,
+                "payload_bytes": d.payload_bytes,
+                "tcp_flags": if t.ip_proto == 6 { tcp_flag_letters(d.tcp_flags) } else { "-".into() },
+            })
+        };
+        let line = json!({
+            "flow_id": c.id,
+            "proto": proto_name(t.ip_proto),
+            "vlan": t.vlan,
+            "client_ip": t.addr(usize::from(client)).to_string(),
+            "client_port": t.ports[usize::from(client)],
+            "server_ip": t.addr(usize::from(1 - client)).to_string(),
+            "server_port": t.ports[usize::from(1 - client)],
+            "client_by": client_by,
+            "c2s": dir_json(cs),
+            "s2c": dir_json(sc),
+            "first_ts": ts_epoch(c.first_ts),
+            "last_ts": ts_epoch(c.last_ts),
+            "ts_monotonic": c.monotonic,
+            "end_reason": reason_name(flow.reason),
+        });
+        if self.write_error.is_none() {
+            if let Err(e) = self.out.line(&line.to_string()) {
+                self.write_error = Some(format!("writing the output: {e}"));
+            }
+        }
+    }
+}
+
+impl NetworkFunction for FlowStats {
+    fn on_event(&mut self, event: &EventHeader, _host: &mut Host<'_>) -> Verdict {
+        if let Some(pkt) = event.view::<PktEvent>() {
+            if pkt.header.flow.is_some() {
+                self.count(pkt);
+            }
+        } else if let Some(flow) = event.view::<FlowEvent>() {
+            self.end(flow);
+        }
+        Verdict::Pass
+    }
+
+    fn on_idle(&mut self) {
+        let _ = self.out.flush();
+    }
+
+    fn on_finish(&mut self) -> Result<(), String> {
+        if let Some(e) = self.write_error.take() {
+            return Err(e);
+        }
+        self.out.flush().map_err(|e| format!("flushing the output: {e}"))
+    }
+}
+
+impl Plugin for FlowStats {
+    const INFO: PluginInfo = PluginInfo {
+        name: "flow-stats",
+        version: env!("CARGO_PKG_VERSION"),
+        description: "per-flow, per-direction packet and byte counters as JSON lines at flow end",
+        subscribes: &["PKT", "FLOW/TCP/TERMINATE", "FLOW/UDP/TERMINATE", "FLOW/IP/TERMINATE"],
+        publishes: &[],
+        read_only: true,
+    };
+
+    fn create(init: &NfInit<'_>) -> Result<Self, String> {
+        let args = Args::parse(init.args_json.as_str(), &["output"])?;
+        let path = args.string("output", "-")?;
+        let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
+        Ok(FlowStats { out, write_error: None, flows: (0..init.shards).map(|_| Vec::new()).collect() })
+    }
+}
+
+export_nf!(FlowStats);

@@ -1,0 +1,140 @@
+//! logger: writes every event it subscribes to as one JSON line, with Suricata eve.json field
+//! names where they exist (`timestamp`, `flow_id`, `event_type`, `src_ip`, `src_port`, `dest_ip`,
+//! `dest_port`, `proto`, `alert.signature_id`, ...), so jq and log shippers read it unchanged.
+//! `mbox_type` adds the event's full type path.
+//!
+//! Default subscription: `FLOW`; list `ALERT` (when an NF publishes alerts) or `PKT` in the
+//! config to log those too.
+//! Arguments: `output` (a file path, `-` for standard output; default `-`).
+
+use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter};
+use mbox_abi::{
+    export_nf, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin,
+    PluginInfo, Verdict, REASON_NONE,
+};
+use serde_json::{json, Map, Value};
+
+pub struct Logger {
+    out: LineWriter,
+    write_error: Option<String>,
+    /// Type paths by code, from the host's registry.
+    paths: Vec<(EventType, String)>,
+}
+
+impl Logger {
+    fn path(&self, ty: EventType) -> &str {
+        self.paths.iter().find(|(t, _)| *t == ty).map_or("?", |(_, p)| p.as_str())
+    }
+
+    fn line(&self, event: &EventHeader) -> Value {
+        let path = self.path(event.ty);
+        let mut line = Map::new();
+        line.insert("timestamp".into(), json!(ts_iso8601(event.ts_ns)));
+        if event.flow.is_some() {
+            line.insert("flow_id".into(), json!(event.flow.id));
+        }
+        if let Some(pkt) = event.view::<PktEvent>() {
+            line.insert("event_type".into(), json!("packet"));
+            if let (Some(src), Some(dst)) = (pkt.src_addr(), pkt.dst_addr()) {
+                line.insert("src_ip".into(), json!(src.to_string()));
+                line.insert("src_port".into(), json!(pkt.src_port));
+                line.insert("dest_ip".into(), json!(dst.to_string()));
+                line.insert("dest_port".into(), json!(pkt.dst_port));
+                line.insert("proto".into(), json!(proto_name(pkt.ip_proto)));
+            }
+            line.insert("packet_info".into(), json!({ "len": pkt.wire_len, "cap_len": pkt.cap_len, "payload_len": pkt.payload_len }));
+            if let Some(tcp) = event.view::<PktTcpEvent>() {
+                let f = tcp.pkt.tcp_flags;
+                let mut t = json!({ "tcp_flags": format!("{f:02x}"), "seq": tcp.seq, "ack": tcp.ack, "window": tcp.window });
+                for (bit, name) in [(0x02, "syn"), (0x01, "fin"), (0x04, "rst"), (0x08, "psh"), (0x10, "ack"), (0x20, "urg")] {
+                    if f & bit != 0 {
+                        t[name] = json!(true);
+                    }
+                }
+                line.insert("tcp".into(), t);
+            }
+        } else if let Some(flow) = event.view::<FlowEvent>() {
+            let t = &flow.tuple;
+            let ended = flow.reason != REASON_NONE;
+            line.insert("event_type".into(), json!(if ended { "flow" } else { "flow_start" }));
+            line.insert("src_ip".into(), json!(t.addr(0).to_string()));
+            line.insert("src_port".into(), json!(t.ports[0]));
+            line.insert("dest_ip".into(), json!(t.addr(1).to_string()));
+            line.insert("dest_port".into(), json!(t.ports[1]));
+            line.insert("proto".into(), json!(proto_name(t.ip_proto)));
+            if t.vlan != 0 {
+                line.insert("vlan".into(), json!([t.vlan]));
+            }
+            let [o, r] = flow.stats;
+            let start = [o.first_ts_ns, r.first_ts_ns].into_iter().filter(|&x| x != 0).min().unwrap_or(event.ts_ns);
+            let end = o.last_ts_ns.max(r.last_ts_ns).max(start);
+            let mut f = json!({
+                "pkts_toserver": o.pkts,
+                "pkts_toclient": r.pkts,
+                "bytes_toserver": o.frame_bytes,
+                "bytes_toclient": r.frame_bytes,
+                "start": ts_iso8601(start),
+            });
+            if ended {
+                f["end"] = json!(ts_iso8601(end));
+                f["reason"] = json!(reason_name(flow.reason));
+            }
+            line.insert("flow".into(), f);
+        } else if let Some(alert) = event.view::<AlertEvent>() {
+            line.insert("event_type".into(), json!("alert"));
+            line.insert(
+                "alert".into(),
+                json!({ "signature_id": alert.id, "signature": alert.message(), "severity": alert.severity, "category": path }),
+            );
+        } else {
+            let leaf = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+            line.insert("event_type".into(), json!(leaf));
+        }
+        line.insert("mbox_type".into(), json!(path));
+        Value::Object(line)
+    }
+}
+
+impl NetworkFunction for Logger {
+    fn on_event(&mut self, event: &EventHeader, _host: &mut Host<'_>) -> Verdict {
+        if self.write_error.is_none() {
+            let line = self.line(event).to_string();
+            if let Err(e) = self.out.line(&line) {
+                self.write_error = Some(format!("writing the output: {e}"));
+            }
+        }
+        Verdict::Pass
+    }
+
+    fn on_idle(&mut self) {
+        let _ = self.out.flush();
+    }
+
+    fn on_finish(&mut self) -> Result<(), String> {
+        if let Some(e) = self.write_error.take() {
+            return Err(e);
+        }
+        self.out.flush().map_err(|e| format!("flushing the output: {e}"))
+    }
+}
+
+impl Plugin for Logger {
+    const INFO: PluginInfo = PluginInfo {
+        name: "logger",
+        version: env!("CARGO_PKG_VERSION"),
+        description: "writes the events it subscribes to as eve.json-style JSON lines",
+        subscribes: &["FLOW"],
+        publishes: &[],
+        read_only: true,
+    };
+
+    fn create(init: &NfInit<'_>) -> Result<Self, String> {
+        let args = Args::parse(init.args_json.as_str(), &["output"])?;
+        let path = args.string("output", "-")?;
+        let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
+        let paths = init.types.iter().map(|b| (b.ty, b.path.to_string())).collect();
+        Ok(Logger { out, write_error: None, paths })
+    }
+}
+
+export_nf!(Logger);
