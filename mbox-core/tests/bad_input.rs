@@ -1,0 +1,168 @@
+//! Bad input of every kind gets a clear error or a counted drop, never a panic: configs,
+//! plugins (missing, mismatched ABI, bad arguments), service graphs, capture files.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn mbox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mbox"))
+}
+
+fn err_of(toml: &str) -> String {
+    match try_run_toml(toml) {
+        Ok(_) => panic!("expected an error for:\n{toml}"),
+        Err(e) => e,
+    }
+}
+
+const INPUT: &str = "[input]\ngenerator = { flows = 10, udp_flows = 0 }\n";
+
+#[test]
+fn graph_errors_name_the_problem() {
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\nsubscribe = [\"ALERT\"]\n"));
+    assert!(e.contains("NF `logger` subscribes to `ALERT`, but neither the stack nor any NF publishes it"), "{e}");
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"heavy-hitter\"\nsubscribe = [\"PKT\", \"ALERT\"]\n"));
+    assert!(e.contains("cycle: heavy-hitter -> heavy-hitter"), "{e}");
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TPC\"]\n"));
+    assert_eq!(e, "test.toml: [[nf]] #1 (logger) subscribe: unknown event type `FLOW/TPC`");
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\n[[nf]]\nplugin = \"logger\"\n"));
+    assert!(e.contains("two NFs are named `logger`"), "{e}");
+}
+
+#[test]
+fn plugin_errors_say_what_to_do() {
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"no-such-nf\"\n"));
+    assert!(e.contains("plugin `no-such-nf`: no library at") && e.contains("cargo build --release -p no-such-nf"), "{e}");
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"flow-stats\"\nargs = {{ outptu = \"x\" }}\n"));
+    assert_eq!(e, "NF `flow-stats` could not be created: unknown argument `outptu` (this NF takes: output)");
+    // A library that is not a plugin at all.
+    let not_plugin = std::env::temp_dir().join(format!("mbox-not-a-plugin-{}.so", std::process::id()));
+    std::fs::write(&not_plugin, b"not an ELF file").unwrap();
+    let e = err_of(&format!("{INPUT}[[nf]]\npath = {}\n", toml_path(&not_plugin)));
+    std::fs::remove_file(&not_plugin).ok();
+    assert!(e.contains("cannot load the library"), "{e}");
+}
+
+/// Builds the fixture plugin whose mbox-abi has another `EventHeader` layout.
+fn old_abi_plugin() -> PathBuf {
+    let root = repo();
+    let target = root.join("target/old-abi-fixture");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(root.join("tests/fixtures/old-abi-plugin/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building the old-ABI fixture failed");
+    target.join("debug").join(format!("{}old_abi_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}
+
+#[test]
+fn a_plugin_built_against_another_abi_is_refused_with_one_clear_line() {
+    let lib = old_abi_plugin();
+    let e = err_of(&format!("{INPUT}[[nf]]\nname = \"old\"\npath = {}\n", toml_path(&lib)));
+    assert!(e.starts_with("plugin `old` ("), "{e}");
+    assert!(e.contains("was built against a different mbox-abi"), "{e}");
+    assert!(e.contains("rebuild the plugin against this mbox's mbox-abi"), "{e}");
+    assert!(!e.contains('\n'), "one line, not abi_stable's report: {e}");
+}
+
+#[test]
+fn bad_configs_exit_with_the_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[input]\npcap = \"x.pcap\"\n[runtime]\nshards = 0\n").unwrap();
+    let out = mbox().arg("run").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{}: [runtime] shards: must be between 1 and 64, not 0", cfg.display())), "{stderr}");
+
+    std::fs::write(&cfg, "[input]\npcap = \"x.pcap\"\nshards = 2\n").unwrap();
+    let out = mbox().arg("run").arg(&cfg).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unknown field `shards`") && stderr.contains("line 3"), "{stderr}");
+
+    let out = mbox().arg("run").arg(dir.path().join("missing.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config"));
+}
+
+fn run_capture(dir: &Path, capture: &Path) -> std::process::Output {
+    let cfg = dir.join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "plugin_dir = {}\n[input]\npcap = {}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+            toml_path(&plugin_dir()),
+            toml_path(capture),
+            toml_path(&dir.join("flows.jsonl"))
+        ),
+    )
+    .unwrap();
+    mbox().arg("run").arg(&cfg).arg("--quiet").output().unwrap()
+}
+
+#[test]
+fn garbage_and_cut_captures_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pcap");
+    std::fs::write(&garbage, b"this is not a capture at all").unwrap();
+    let out = run_capture(dir.path(), &garbage);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap or pcapng file"));
+
+    // A real capture cut in the middle of a record: the packets before the cut are processed,
+    // the summary says what happened, and the exit status says the input was incomplete.
+    let bytes = std::fs::read(pcaps().join("ndpi__smtp.pcap")).unwrap();
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run_capture(dir.path(), &cut);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("INPUT ERROR") && stdout.contains("ends inside a record"), "{stdout}");
+    assert!(!read_jsonl(&dir.path().join("flows.jsonl")).is_empty(), "flows before the cut are reported");
+}
+
+#[test]
+fn malformed_packets_are_counted_by_cause_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    // reasm_crash_anon holds two TCP segments with impossible data offsets.
+    let out = run_capture(dir.path(), &pcaps().join("ndpi__reasm_crash_anon.pcapng"));
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("2 malformed") && stdout.contains("bad_tcp_data_offset 2"), "{stdout}");
+}
+
+#[test]
+fn graph_prints_dot_and_gen_writes_a_capture_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("gen.pcap");
+    let out = mbox().args(["gen", "--flows", "20", "--udp-flows", "5", "--reorder", "0.1", "--out"]).arg(&pcap).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run_capture(dir.path(), &pcap);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(read_jsonl(&dir.path().join("flows.jsonl")).len(), 25);
+
+    let cfg = dir.path().join("graph.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "plugin_dir = {}\n[input]\npcap = \"unused.pcap\"\n\
+             [[nf]]\nplugin = \"heavy-hitter\"\n[[nf]]\nplugin = \"port-filter\"\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"ALERT\", \"FLOW\"]\n",
+            toml_path(&plugin_dir())
+        ),
+    )
+    .unwrap();
+    let out = mbox().arg("graph").arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph mbox {"));
+    assert!(dot.contains("stack -> nf0 [label=\"PKT\"]"), "{dot}");
+    assert!(dot.contains("nf0 -> nf2 [label=\"ALERT\"]"), "{dot}");
+    assert!(dot.contains("// PKT/TCP: [heavy-hitter] -> [port-filter]"), "{dot}");
+}

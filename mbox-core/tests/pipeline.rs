@@ -1,0 +1,217 @@
+//! The runtime end to end: shards, rings, back-pressure and drop policies, ordered NFs and
+//! verdicts, publish/subscribe of NF-defined types, and fault isolation.
+
+mod common;
+
+use common::*;
+use mbox_core::runtime::pipeline::RunReport;
+use serde_json::Value;
+use std::path::Path;
+
+/// Generated traffic with every impairment, small enough for debug builds.
+const TRAFFIC: &str = "generator = { flows = 300, udp_flows = 60, concurrency = 40, response_bytes = 6000, loss = 0.02, reorder = 0.05, duplicate = 0.02, tap_loss = 0.01, seed = 7 }";
+
+/// flow-stats lines without the run-specific flow id, sorted: comparable across runs.
+fn flow_lines(path: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = read_jsonl(path)
+        .into_iter()
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("flow_id");
+            v.to_string()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn flow_stats_run(extra: &str, out: &Path) -> RunReport {
+    run_toml(&format!("[input]\n{TRAFFIC}\n{extra}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n", toml_path(out)))
+}
+
+fn events_of(report: &RunReport, path: &str) -> u64 {
+    let idx = report.type_paths.iter().position(|p| p == path).unwrap();
+    report.shards.iter().map(|s| s.events_by_type[idx]).sum()
+}
+
+fn delivered(report: &RunReport, nf: usize) -> u64 {
+    report.shards.iter().map(|s| s.delivered[nf]).sum()
+}
+
+#[test]
+fn every_shard_count_gives_the_same_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.jsonl");
+    let base = flow_stats_run("[runtime]\nshards = 1", &one);
+    let expected = flow_lines(&one);
+    assert_eq!(expected.len(), 360);
+    let packets = base.input.packets;
+    for shards in [2, 3, 4] {
+        let out = dir.path().join(format!("{shards}.jsonl"));
+        let report = flow_stats_run(&format!("[runtime]\nshards = {shards}"), &out);
+        assert_eq!(report.shards.len(), shards);
+        assert!(report.shards.iter().all(|s| s.stack.packets > 0), "every shard got flows");
+        assert_eq!(report.input.packets, packets);
+        assert_eq!(flow_lines(&out), expected, "{shards} shards");
+    }
+}
+
+#[test]
+fn back_pressure_with_tiny_rings_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let normal = dir.path().join("normal.jsonl");
+    flow_stats_run("", &normal);
+    let tiny = dir.path().join("tiny.jsonl");
+    let report = flow_stats_run("[runtime]\nshards = 2\nring_capacity = 2\nevent_slots = 64\npacket_buffers = 64", &tiny);
+    assert_eq!(flow_lines(&tiny), flow_lines(&normal));
+    assert_eq!(report.shards.iter().map(|s| s.ring_full_drops[0]).sum::<u64>(), 0);
+    assert_eq!(report.nfs[0].events, delivered(&report, 0));
+}
+
+#[test]
+fn the_drop_policy_counts_every_event_it_does_not_deliver() {
+    let report = run_toml(&format!(
+        "[input]\n{TRAFFIC}\n[runtime]\nring_capacity = 4\nring_full = \"drop\"\n\
+         [[nf]]\nplugin = \"test-faults\"\nargs = {{ delay_us = 20 }}\n"
+    ));
+    let offered = events_of(&report, "PKT/TCP")
+        + events_of(&report, "PKT/TCP/SYN")
+        + events_of(&report, "PKT/TCP/FIN")
+        + events_of(&report, "PKT/TCP/RST")
+        + events_of(&report, "PKT/UDP");
+    let dropped: u64 = report.shards.iter().map(|s| s.ring_full_drops[0]).sum();
+    assert!(dropped > 0, "a slow NF behind a 4-slot ring must lose events under the drop policy");
+    assert_eq!(delivered(&report, 0) + dropped, offered);
+    assert_eq!(report.nfs[0].events, delivered(&report, 0));
+    assert_eq!(report.shards.iter().map(|s| s.forwarded).sum::<u64>(), report.input.packets, "packets still flow");
+}
+
+#[test]
+fn an_nf_that_drops_runs_in_order_and_its_drops_stay_out_of_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after, pcap) = (dir.path().join("before.jsonl"), dir.path().join("after.jsonl"), dir.path().join("out.pcap"));
+    let report = run_toml(&format!(
+        "[input]\n{TRAFFIC}\n[output]\npcap = {}\n\
+         [[nf]]\nname = \"before\"\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n\
+         [[nf]]\nplugin = \"port-filter\"\nargs = {{ drop_ports = [80] }}\n\
+         [[nf]]\nname = \"after\"\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+        toml_path(&pcap),
+        toml_path(&before),
+        toml_path(&after)
+    ));
+    let tcp_packets = events_of(&report, "PKT/TCP")
+        + events_of(&report, "PKT/TCP/SYN")
+        + events_of(&report, "PKT/TCP/FIN")
+        + events_of(&report, "PKT/TCP/RST");
+    let udp_packets = events_of(&report, "PKT/UDP");
+    assert_eq!(report.nfs[1].verdict_drops, tcp_packets, "every TCP packet is to or from port 80");
+    assert_eq!(report.shards.iter().map(|s| s.dropped_by_nf).sum::<u64>(), tcp_packets);
+    // The NF before the filter saw every flow; the one after it saw only UDP packets.
+    let before = read_jsonl(&before);
+    let after = read_jsonl(&after);
+    assert_eq!(before.len(), 360);
+    assert_eq!(after.len(), 60);
+    assert!(after.iter().all(|f| f["proto"] == "UDP"));
+    // The output holds exactly the packets the filter passed.
+    let written = mbox_core::io::capture::read_all(&pcap).unwrap();
+    assert_eq!(written.len() as u64, udp_packets);
+    assert_eq!(report.output.unwrap().packets, udp_packets);
+}
+
+#[test]
+fn nfs_publish_their_own_types_to_subscribers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (flows, events) = (dir.path().join("flows.jsonl"), dir.path().join("events.jsonl"));
+    let threshold = 6_500u64;
+    let report = run_toml(&format!(
+        "[input]\n{TRAFFIC}\n[runtime]\nshards = 2\n\
+         [[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n\
+         [[nf]]\nplugin = \"heavy-hitter\"\nargs = {{ threshold_bytes = {threshold} }}\n\
+         [[nf]]\nplugin = \"logger\"\nsubscribe = [\"ALERT\"]\nargs = {{ output = {} }}\n",
+        toml_path(&flows),
+        toml_path(&events)
+    ));
+    let heavy: Vec<Value> = read_jsonl(&flows)
+        .into_iter()
+        .filter(|f| f["c2s"]["frame_bytes"].as_u64().unwrap() + f["s2c"]["frame_bytes"].as_u64().unwrap() >= threshold)
+        .collect();
+    assert!(!heavy.is_empty());
+    let alerts = read_jsonl(&events);
+    assert_eq!(alerts.len(), heavy.len(), "one alert per flow over the threshold");
+    assert!(alerts.iter().all(|a| a["event_type"] == "alert" && a["mbox_type"] == "ALERT/HEAVY_HITTER" && a["alert"]["signature_id"] == 1));
+    let mut alerted: Vec<u64> = alerts.iter().map(|a| a["flow_id"].as_u64().unwrap()).collect();
+    let mut expected: Vec<u64> = heavy.iter().map(|f| f["flow_id"].as_u64().unwrap()).collect();
+    alerted.sort();
+    expected.sort();
+    assert_eq!(alerted, expected);
+    assert_eq!(report.nfs[1].published, heavy.len() as u64);
+    assert_eq!(events_of(&report, "ALERT/HEAVY_HITTER"), heavy.len() as u64);
+}
+
+#[test]
+fn a_panicking_plugin_is_disabled_and_the_host_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alone, beside) = (dir.path().join("alone.jsonl"), dir.path().join("beside.jsonl"));
+    flow_stats_run("", &alone);
+    let report = run_toml(&format!(
+        "[input]\n{TRAFFIC}\n[runtime]\nshards = 2\n\
+         [[nf]]\nplugin = \"test-faults\"\nargs = {{ panic_after = 500 }}\n\
+         [[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+        toml_path(&beside)
+    ));
+    let faulty = &report.nfs[0];
+    let failure = faulty.failure.as_deref().expect("the panic is reported");
+    assert!(failure.contains("deliberate panic at event 500"), "{failure}");
+    assert!(faulty.dropped_disabled > 0);
+    assert_eq!(faulty.events + faulty.dropped_disabled, delivered(&report, 0), "every event is handled or counted as dropped");
+    assert!(faulty.events < 500);
+    assert_eq!(flow_lines(&beside), flow_lines(&alone), "the other NF is unaffected");
+    assert_eq!(report.shards.iter().map(|s| s.forwarded).sum::<u64>(), report.input.packets);
+}
+
+#[test]
+fn a_capture_spanning_years_expires_flows_by_packet_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("flows.jsonl");
+    // 1kxun spans 5.8 years: with default timeouts its flows end by timeout as time jumps.
+    let report = run_toml(&format!(
+        "[input]\npcap = {}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+        toml_path(&pcaps().join("ndpi__1kxun.pcap")),
+        toml_path(&out)
+    ));
+    let ended_by_timeout: u64 = report.shards.iter().map(|s| s.stack.ended[mbox_abi::REASON_TIMEOUT as usize]).sum();
+    assert!(ended_by_timeout > 0);
+    let flows: Vec<Value> = read_jsonl(&out).into_iter().filter(|f| f["proto"] == "TCP" || f["proto"] == "UDP").collect();
+    let packets: u64 = flows.iter().map(|f| f["c2s"]["pkts"].as_u64().unwrap() + f["s2c"]["pkts"].as_u64().unwrap()).sum();
+    let reference: u64 = read_tsv(&pcaps().join("EXPECTED-flows.tsv"))
+        .iter()
+        .filter(|r| r["pcap"] == "ndpi__1kxun.pcap")
+        .map(|r| r["c2s_pkts"].parse::<u64>().unwrap() + r["s2c_pkts"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(packets, reference, "splitting flows by timeout loses no packet");
+    // A flow idle past its timeout before the capture's last packet ended by timeout (or by its
+    // FIN/RST linger); the others were still open at the end of the input.
+    let ts = |f: &Value, k: &str| f[k].as_str().unwrap().split('.').next().unwrap().parse::<u64>().unwrap();
+    let end = flows.iter().map(|f| ts(f, "last_ts")).max().unwrap();
+    for f in &flows {
+        let timeout = if f["proto"] == "TCP" { 600 } else { 120 };
+        let reason = f["end_reason"].as_str().unwrap();
+        if end - ts(f, "last_ts") > timeout + 1 {
+            assert!(["timeout", "fin", "rst"].contains(&reason), "{f}");
+        } else if end - ts(f, "last_ts") < timeout {
+            assert!(["end_of_input", "fin", "rst"].contains(&reason), "{f}");
+        }
+    }
+}
+
+#[test]
+fn a_full_flow_table_evicts_the_least_recent_flow_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("flows.jsonl");
+    let report = flow_stats_run("[flow]\ntable_size = 8", &out);
+    let evicted: u64 = report.shards.iter().map(|s| s.stack.ended[mbox_abi::REASON_EVICTED as usize]).sum();
+    assert!(evicted > 0, "40 concurrent conversations cannot fit 8 slots");
+    let flows = read_jsonl(&out);
+    assert_eq!(flows.iter().filter(|f| f["end_reason"] == "evicted").count() as u64, evicted);
+    let packets: u64 = flows.iter().map(|f| f["c2s"]["pkts"].as_u64().unwrap() + f["s2c"]["pkts"].as_u64().unwrap()).sum();
+    assert_eq!(packets, report.input.packets, "an evicted flow's later packets start a new flow; none is lost");
+}
