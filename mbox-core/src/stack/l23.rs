@@ -9,7 +9,7 @@
 use super::flow_key::FlowKey;
 use super::flow_table::{close_bits, FlowClass, FlowEntry, FlowTable, Timeouts};
 use super::fragments::{FragmentOutcome, FragmentStats, Reassembler};
-use super::wire::{ip_proto, parse, parse_frame, tcp_flags, LinkType, Packet, ParseError, ParseOptions, Parsed};
+use super::wire::{ip_proto, parse, parse_into, tcp_flags, Frame, LinkType, Packet, ParseError, ParseOptions, Parsed};
 use mbox_abi::{FlowTuple, REASON_END_OF_INPUT, REASON_EVICTED, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 
 /// Settings of the L2/3 µStack.
@@ -114,9 +114,10 @@ impl L23Stack {
             return Disposition::Blocked;
         }
         self.stats.packets += 1;
-        let parsed = match parse_frame(data, wire_len, link, self.cfg.parse) {
-            Ok(Packet::Ip(p)) => p,
-            Ok(Packet::NonIp { .. }) => {
+        let mut parsed = Parsed::default();
+        match parse_into(data, wire_len, link, self.cfg.parse, &mut parsed) {
+            Ok(Frame::Ip) => {}
+            Ok(Frame::NonIp { .. }) => {
                 self.stats.non_ip += 1;
                 sink.packet(&StackPacket { data, parsed: None, flow: None, datagram: None, wire_len }, &self.flows);
                 return Disposition::Delivered;
@@ -125,7 +126,7 @@ impl L23Stack {
                 self.stats.malformed[e.index()] += 1;
                 return Disposition::Malformed(e);
             }
-        };
+        }
         let Some(frag) = parsed.fragment else {
             self.deliver(data, &parsed, None, wire_len, ts_ns, sink);
             return Disposition::Delivered;

@@ -282,23 +282,42 @@ pub fn parse(data: &[u8], link: LinkType, opts: ParseOptions) -> Result<Packet, 
 /// frame carried has its payload cut at the frame's end (as tshark does), while a capture cut
 /// short by a snaplen still reports the declared lengths.
 pub fn parse_frame(data: &[u8], wire_len: u32, link: LinkType, opts: ParseOptions) -> Result<Packet, ParseError> {
-    let wire = (wire_len as usize).max(data.len());
     let mut out = Parsed::default();
+    match parse_into(data, wire_len, link, opts, &mut out)? {
+        Frame::Ip => Ok(Packet::Ip(out)),
+        Frame::NonIp { ethertype } => Ok(Packet::NonIp { ethertype }),
+    }
+}
+
+/// What [`parse_into`] found; for [`Frame::Ip`] the headers are in its `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    Ip,
+    NonIp { ethertype: u16 },
+}
+
+/// [`parse_frame`] writing into the caller's `out`, which the hot path keeps on its stack so
+/// the headers are not copied around on return.
+pub fn parse_into(data: &[u8], wire_len: u32, link: LinkType, opts: ParseOptions, out: &mut Parsed) -> Result<Frame, ParseError> {
+    let wire = (wire_len as usize).max(data.len());
+    out.vlan = 0;
+    out.vlan_tags = 0;
+    out.tunnelled = false;
     let (offset, ethertype) = match link {
-        LinkType::Ethernet => match ethernet(data, 0, &mut out)? {
+        LinkType::Ethernet => match ethernet(data, 0, out)? {
             Some(found) => found,
-            None => return Ok(Packet::NonIp { ethertype: 0 }),
+            None => return Ok(Frame::NonIp { ethertype: 0 }),
         },
         LinkType::LinuxSll => {
             let proto = be16(data, 14).ok_or(ParseError::TruncatedLink)?;
-            after_ethertype(data, 16, proto, &mut out)?
+            after_ethertype(data, 16, proto, out)?
         }
         LinkType::LinuxSll2 => {
             let proto = be16(data, 0).ok_or(ParseError::TruncatedLink)?;
             if data.len() < 20 {
                 return Err(ParseError::TruncatedLink);
             }
-            after_ethertype(data, 20, proto, &mut out)?
+            after_ethertype(data, 20, proto, out)?
         }
         LinkType::RawIp => (0, version_ethertype(data, 0)?),
         LinkType::Ipv4 => (0, ETHERTYPE_IPV4),
@@ -311,16 +330,16 @@ pub fn parse_frame(data: &[u8], wire_len: u32, link: LinkType, opts: ParseOption
             match family {
                 2 => (4, ETHERTYPE_IPV4),
                 24 | 28 | 30 => (4, ETHERTYPE_IPV6),
-                _ => return Ok(Packet::NonIp { ethertype: 0 }),
+                _ => return Ok(Frame::NonIp { ethertype: 0 }),
             }
         }
     };
     match ethertype {
         ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
-            ip(data, wire, offset, ethertype, opts, 0, &mut out)?;
-            Ok(Packet::Ip(out))
+            ip(data, wire, offset, ethertype, opts, 0, out)?;
+            Ok(Frame::Ip)
         }
-        other => Ok(Packet::NonIp { ethertype: other }),
+        other => Ok(Frame::NonIp { ethertype: other }),
     }
 }
 
