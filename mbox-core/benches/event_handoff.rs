@@ -90,7 +90,8 @@ impl Harness {
             let ev = PktEvent::new(EventHeader::new::<PktEvent>(builtin::PKT, i, FlowRef::default()), &data);
             // SAFETY: `h` came from the free list: the NF does not hold it.
             unsafe { self.arena.write(h, &ev) };
-            self.tx.send(h);
+            self.tx.expect(h);
+            self.tx.send_next();
             if i % 32 == 31 {
                 self.tx.flush();
                 self.retire();

@@ -22,6 +22,9 @@ pub enum ConfigError {
     Invalid { path: PathBuf, key: String, problem: String },
 }
 
+/// Most NF instances in one config (the shard tracks per-event NF sets as 64-bit masks).
+pub const MAX_NFS: usize = 64;
+
 /// What to do when an NF's ring is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -257,6 +260,9 @@ impl Config {
                 "[flow] max_fragmented_datagrams",
                 format!("must be between 1 and 65536, not {}", f.max_fragmented_datagrams),
             ));
+        }
+        if self.nfs.len() > MAX_NFS {
+            return Err(invalid("[[nf]]", format!("at most {MAX_NFS} NF instances, not {}", self.nfs.len())));
         }
         for (i, nf) in self.nfs.iter().enumerate() {
             let key = format!("[[nf]] #{} ({})", i + 1, nf.display_name());

@@ -87,34 +87,38 @@ fn the_drop_policy_counts_every_event_it_does_not_deliver() {
 
 #[test]
 fn an_nf_that_drops_runs_in_order_and_its_drops_stay_out_of_the_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let (before, after, pcap) = (dir.path().join("before.jsonl"), dir.path().join("after.jsonl"), dir.path().join("out.pcap"));
-    let report = run_toml(&format!(
-        "[input]\n{TRAFFIC}\n[output]\npcap = {}\n\
-         [[nf]]\nname = \"before\"\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n\
-         [[nf]]\nplugin = \"port-filter\"\nargs = {{ drop_ports = [80] }}\n\
-         [[nf]]\nname = \"after\"\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
-        toml_path(&pcap),
-        toml_path(&before),
-        toml_path(&after)
-    ));
-    let tcp_packets = events_of(&report, "PKT/TCP")
-        + events_of(&report, "PKT/TCP/SYN")
-        + events_of(&report, "PKT/TCP/FIN")
-        + events_of(&report, "PKT/TCP/RST");
-    let udp_packets = events_of(&report, "PKT/UDP");
-    assert_eq!(report.nfs[1].verdict_drops, tcp_packets, "every TCP packet is to or from port 80");
-    assert_eq!(report.shards.iter().map(|s| s.dropped_by_nf).sum::<u64>(), tcp_packets);
-    // The NF before the filter saw every flow; the one after it saw only UDP packets.
-    let before = read_jsonl(&before);
-    let after = read_jsonl(&after);
-    assert_eq!(before.len(), 360);
-    assert_eq!(after.len(), 60);
-    assert!(after.iter().all(|f| f["proto"] == "UDP"));
-    // The output holds exactly the packets the filter passed.
-    let written = mbox_core::io::capture::read_all(&pcap).unwrap();
-    assert_eq!(written.len() as u64, udp_packets);
-    assert_eq!(report.output.unwrap().packets, udp_packets);
+    // Small rings make the NFs lag each other, which is when ordering bugs show.
+    for ring in [4, 1024] {
+        let dir = tempfile::tempdir().unwrap();
+        let (before, after, pcap) = (dir.path().join("before.jsonl"), dir.path().join("after.jsonl"), dir.path().join("out.pcap"));
+        let report = run_toml(&format!(
+            "[input]\n{TRAFFIC}\n[runtime]\nring_capacity = {ring}\n[output]\npcap = {}\n\
+             [[nf]]\nname = \"before\"\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n\
+             [[nf]]\nplugin = \"port-filter\"\nargs = {{ drop_ports = [80] }}\n\
+             [[nf]]\nname = \"after\"\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+            toml_path(&pcap),
+            toml_path(&before),
+            toml_path(&after)
+        ));
+        let tcp_packets = events_of(&report, "PKT/TCP")
+            + events_of(&report, "PKT/TCP/SYN")
+            + events_of(&report, "PKT/TCP/FIN")
+            + events_of(&report, "PKT/TCP/RST");
+        let udp_packets = events_of(&report, "PKT/UDP");
+        assert_eq!(report.nfs[1].verdict_drops, tcp_packets, "every TCP packet is to or from port 80");
+        assert_eq!(report.shards.iter().map(|s| s.dropped_by_nf).sum::<u64>(), tcp_packets);
+        // The NF before the filter saw every flow; the one after it saw exactly the UDP flows,
+        // each packet before the flow's end (events reach every NF in emission order).
+        let before = read_jsonl(&before);
+        let after = read_jsonl(&after);
+        assert_eq!(before.len(), 360);
+        let udp_before: Vec<&Value> = before.iter().filter(|f| f["proto"] == "UDP").collect();
+        assert_eq!(after.iter().collect::<Vec<_>>(), udp_before, "ring {ring}");
+        // The output holds exactly the packets the filter passed.
+        let written = mbox_core::io::capture::read_all(&pcap).unwrap();
+        assert_eq!(written.len() as u64, udp_packets);
+        assert_eq!(report.output.unwrap().packets, udp_packets);
+    }
 }
 
 #[test]

@@ -5,6 +5,11 @@
 //!   adds how many it finished, so the shard retires that many from the front of its own
 //!   in-order record of what it sent. No message per event travels back.
 //! - Events the NF publishes come back on a second SPSC ring, as bytes (publications are rare).
+//!
+//! The lane also keeps the order in which the shard emitted the events this NF will see
+//! (`order`): an event that reaches the NF only after an upstream NF passed it holds back the
+//! events emitted after it, so every NF sees a flow's events in emission order — a flow's end
+//! never overtakes its packets.
 
 use crate::events::arena::{EventArena, EventBytes};
 use crate::runtime::park::Waker;
@@ -17,6 +22,9 @@ use std::sync::Arc;
 /// The shard's end of a lane.
 pub struct LaneTx {
     ring: Producer<u32>,
+    /// Handles of the events this NF will see (or skip), in emission order; the shard moves
+    /// them to `pending` from the front as they become ready for this NF.
+    order: VecDeque<u32>,
     /// Handles waiting for room in the ring, oldest first.
     pending: VecDeque<u32>,
     /// Handles in the ring or being handled, in the order they were pushed.
@@ -65,6 +73,7 @@ pub fn lane(
     (
         LaneTx {
             ring: tx,
+            order: VecDeque::with_capacity(backlog),
             pending: VecDeque::with_capacity(backlog),
             in_flight: VecDeque::with_capacity(capacity + backlog),
             done: done.clone(),
@@ -80,10 +89,31 @@ pub fn lane(
 }
 
 impl LaneTx {
-    /// Queues a handle for the NF; [`LaneTx::flush`] moves it into the ring.
+    /// Records that the NF will see (or skip) this event, after those recorded before it.
     #[inline]
-    pub fn send(&mut self, handle: u32) {
-        self.pending.push_back(handle);
+    pub fn expect(&mut self, handle: u32) {
+        self.order.push_back(handle);
+    }
+
+    /// The oldest event not yet sent to or skipped by the NF.
+    #[inline]
+    pub fn next_expected(&self) -> Option<u32> {
+        self.order.front().copied()
+    }
+
+    /// Sends the oldest expected event (it is ready for this NF): [`LaneTx::flush`] moves it
+    /// into the ring.
+    #[inline]
+    pub fn send_next(&mut self) {
+        if let Some(h) = self.order.pop_front() {
+            self.pending.push_back(h);
+        }
+    }
+
+    /// Skips the oldest expected event (an upstream NF dropped it).
+    #[inline]
+    pub fn skip_next(&mut self) {
+        self.order.pop_front();
     }
 
     /// True when handles wait for room in the ring.
@@ -92,9 +122,9 @@ impl LaneTx {
         !self.pending.is_empty()
     }
 
-    /// True when the NF holds or has queued events of this lane.
+    /// True when the NF holds, has queued, or still expects events of this lane.
     pub fn is_busy(&self) -> bool {
-        !self.pending.is_empty() || !self.in_flight.is_empty()
+        !self.order.is_empty() || !self.pending.is_empty() || !self.in_flight.is_empty()
     }
 
     /// Moves queued handles into the ring, oldest first, and wakes the NF if any moved.

@@ -98,9 +98,21 @@ struct EventMeta {
     stage: u16,
     /// NFs of the current stage that have not finished.
     pending: u16,
+    /// Lanes whose emission-order queue still holds the event.
+    queued: u16,
+    /// NFs (by bit) the event is ready for: their stage has been reached.
+    ready: u64,
+    /// NFs (by bit) that will never see the event: an upstream NF dropped it.
+    skipped: u64,
     /// The held packet the event points into, or `NO_HELD`.
     held: u32,
     published: bool,
+}
+
+impl EventMeta {
+    fn new(route: usize, held: u32, published: bool) -> EventMeta {
+        EventMeta { route: route as u32, stage: 0, pending: 0, queued: 0, ready: 0, skipped: 0, held, published }
+    }
 }
 
 /// A packet kept alive (not forwarded yet) because events point into it.
@@ -165,7 +177,7 @@ impl Shard {
             types: StackTypes::new(&s.registry),
             graph: s.graph,
             registry: s.registry,
-            meta: vec![EventMeta { route: 0, stage: 0, pending: 0, held: NO_HELD, published: false }; slots],
+            meta: vec![EventMeta::new(0, NO_HELD, false); slots],
             free_stack: (0..stack_slots as u32).rev().collect(),
             free_published: (stack_slots as u32..slots as u32).rev().collect(),
             stack_slots,
@@ -285,23 +297,36 @@ impl Plane {
         if held != NO_HELD {
             self.held[held as usize].refs += 1;
         }
-        self.meta[h as usize] = EventMeta { route: route as u32, stage: 0, pending: 0, held, published: false };
+        self.meta[h as usize] = EventMeta::new(route, held, false);
         self.report.events_by_type[route] += 1;
+        self.dispatch(h);
+    }
+
+    /// Queues a new event with every NF of its route, in emission order, and opens stage 0.
+    fn dispatch(&mut self, h: u32) {
+        let route = self.graph.route(self.meta[h as usize].route as usize);
+        let mut queued = 0;
+        for &nf in route.stages.iter().flatten() {
+            self.lanes[usize::from(nf)].expect(h);
+            queued += 1;
+        }
+        self.meta[h as usize].queued = queued;
         self.start_stage(h);
     }
 
-    /// Sends event `h` to the NFs of its current stage, or completes it after the last.
+    /// Makes event `h` ready for the NFs of its current stage, or finishes it after the last.
     fn start_stage(&mut self, h: u32) {
         let meta = self.meta[h as usize];
         let route = self.graph.route(meta.route as usize);
         let Some(stage) = route.stages.get(usize::from(meta.stage)) else {
-            self.complete(h);
+            self.try_complete(h);
             return;
         };
+        let meta = &mut self.meta[h as usize];
         for &nf in stage {
-            self.lanes[usize::from(nf)].send(h);
+            meta.ready |= 1 << nf;
         }
-        self.meta[h as usize].pending = stage.len() as u16;
+        meta.pending = stage.len() as u16;
     }
 
     /// One NF of the current stage is done with `h`.
@@ -312,14 +337,28 @@ impl Plane {
             return;
         }
         if self.arena.is_dropped(h) {
-            let held = meta.held;
-            if held != NO_HELD {
-                self.held[held as usize].dropped = true;
+            // The NFs of later stages will skip it (in their emission order).
+            let route = self.graph.route(meta.route as usize);
+            for &nf in route.stages.iter().skip(usize::from(meta.stage) + 1).flatten() {
+                meta.skipped |= 1 << nf;
             }
-            self.complete(h);
+            meta.stage = route.stages.len() as u16;
+            if meta.held != NO_HELD {
+                self.held[meta.held as usize].dropped = true;
+            }
+            self.try_complete(h);
         } else {
             meta.stage += 1;
             self.start_stage(h);
+        }
+    }
+
+    /// Frees `h` once its last stage is done and no lane's order queue holds it any more.
+    fn try_complete(&mut self, h: u32) {
+        let meta = self.meta[h as usize];
+        let past_last = usize::from(meta.stage) >= self.graph.route(meta.route as usize).stages.len();
+        if meta.queued == 0 && past_last {
+            self.complete(h);
         }
     }
 
@@ -396,21 +435,35 @@ impl Plane {
                 let h = self.free_published.pop().unwrap_or_default();
                 // SAFETY: `h` came from the free list, so no NF holds it.
                 unsafe { self.arena.write_bytes(h, &bytes) };
-                self.meta[h as usize] = EventMeta { route: route as u32, stage: 0, pending: 0, held: NO_HELD, published: true };
+                self.meta[h as usize] = EventMeta::new(route, NO_HELD, true);
                 self.report.events_by_type[route] += 1;
                 self.report.publications += 1;
-                self.start_stage(h);
+                self.dispatch(h);
                 any = true;
             }
         }
         any
     }
 
-    /// Moves queued handles into the NF rings; under the drop policy, gives up on those that
-    /// do not fit. True if anything moved.
+    /// Moves the events each NF may now see, in emission order, into its ring; under the drop
+    /// policy, gives up on those that do not fit. True if anything moved.
     fn flush_lanes(&mut self) -> bool {
         let mut any = false;
         for nf in 0..self.lanes.len() {
+            let bit = 1u64 << nf;
+            while let Some(h) = self.lanes[nf].next_expected() {
+                let meta = &mut self.meta[h as usize];
+                if meta.skipped & bit != 0 {
+                    self.lanes[nf].skip_next();
+                } else if meta.ready & bit != 0 {
+                    self.lanes[nf].send_next();
+                } else {
+                    break; // an upstream NF still holds it: later events wait behind it
+                }
+                meta.queued -= 1;
+                self.try_complete(h);
+                any = true;
+            }
             any |= self.lanes[nf].flush() > 0;
             if self.policy == RingFullPolicy::Drop {
                 while let Some(h) = self.lanes[nf].next_dropped() {
