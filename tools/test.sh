@@ -17,4 +17,4 @@ else
     cargo test --workspace --no-fail-fast
 fi
 # Doc tests (nextest does not run them).
-cargo test --workspace --doc
+cargo test -p mbox-abi -p mbox-core --doc

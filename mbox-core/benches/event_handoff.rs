@@ -41,7 +41,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(ring: usize) -> Harness {
+    fn new(ring: usize, idle: IdleMode) -> Harness {
         let registry = Arc::new(TypeRegistry::with_builtins());
         let spec = NfSpec { name: "count".into(), read_only: true, subscribes: vec![("PKT".into(), builtin::PKT)], publishes: vec![] };
         let graph = Arc::new(ServiceGraph::compile(&registry, &stack_publications(), vec![spec]).unwrap());
@@ -56,7 +56,7 @@ impl Harness {
             nf: NfObject_TO::from_value(Guarded(Count(0)), TD_Opaque),
             lanes: vec![rx],
             waker: nf_waker,
-            idle: IdleMode::Park,
+            idle,
             publishes: vec![],
             registry,
             graph,
@@ -120,9 +120,13 @@ impl Drop for Harness {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("handoff");
     group.throughput(Throughput::Elements(1));
-    for ring in [256, 1024] {
-        let mut h = Harness::new(ring);
-        group.bench_function(format!("one_nf/ring{ring}"), |b| b.iter_custom(|iters| h.send(iters)));
+    // `park` is the default (an idle NF thread sleeps and is woken); `spin` is the dedicated-core
+    // mode, which shows the ring itself without wake-ups.
+    for (idle, name) in [(IdleMode::Park, "park"), (IdleMode::Spin, "spin")] {
+        for ring in [256, 1024] {
+            let mut h = Harness::new(ring, idle);
+            group.bench_function(format!("one_nf/{name}/ring{ring}"), |b| b.iter_custom(|iters| h.send(iters)));
+        }
     }
     group.finish();
 }

@@ -166,6 +166,11 @@ impl Dispatcher {
         }
         report.skipped = self.source.skipped();
         self.publish_progress(&report);
+        // Dropping the rings tells the shards the input is over; wake them to notice.
+        self.rings.clear();
+        for waker in &self.shard_wakers {
+            waker.wake();
+        }
         report
     }
 

@@ -17,6 +17,8 @@ pub enum Tx {
     Discard(Arc<PacketPool>),
     /// To the output thread.
     Ring { ring: Producer<RxPacket>, writer: Arc<Waker> },
+    /// After [`Tx::close`]: nothing is sent any more.
+    Closed,
 }
 
 impl Tx {
@@ -35,6 +37,17 @@ impl Tx {
                 }
                 writer.wake();
             }
+            Tx::Closed => debug_assert!(false, "send on a closed TX path"),
+        }
+    }
+}
+
+impl Tx {
+    /// Closes the path; the output thread is woken to notice once it has drained the ring.
+    pub fn close(&mut self) {
+        if let Tx::Ring { ring, writer } = std::mem::replace(self, Tx::Closed) {
+            drop(ring);
+            writer.wake();
         }
     }
 }

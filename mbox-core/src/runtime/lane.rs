@@ -89,6 +89,13 @@ pub fn lane(
 }
 
 impl LaneTx {
+    /// Closes the lane: the NF sees it abandoned once it has drained it, and is woken to notice.
+    pub fn close(self) {
+        let waker = self.nf_waker.clone();
+        drop(self);
+        waker.wake();
+    }
+
     /// Records that the NF will see (or skip) this event, after those recorded before it.
     #[inline]
     pub fn expect(&mut self, handle: u32) {

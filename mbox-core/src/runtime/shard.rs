@@ -249,10 +249,12 @@ impl Shard {
         }
         let mut report = std::mem::take(&mut self.plane.report);
         report.stack = self.stack.stats();
-        for (i, lane) in self.plane.lanes.iter().enumerate() {
+        for (i, lane) in self.plane.lanes.drain(..).enumerate() {
             report.delivered[i] = lane.delivered;
             report.ring_full_drops[i] = lane.ring_full_drops;
+            lane.close();
         }
+        self.plane.tx.close();
         report
     }
 
