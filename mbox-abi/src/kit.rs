@@ -61,9 +61,12 @@ pub fn proto_name(proto: u8) -> String {
     }
 }
 
-/// A buffered writer of text lines to a file, or to standard output for `-`.
+/// A buffered writer of text lines to a file, or to standard output for `-`. The first write
+/// error stops the writing and is kept for [`LineWriter::finish`] to report: an NF's
+/// `on_event` has no error to return, its `on_finish` does.
 pub struct LineWriter {
     out: Box<dyn Write + Send>,
+    error: Option<String>,
 }
 
 impl LineWriter {
@@ -77,17 +80,31 @@ impl LineWriter {
             }
             Box::new(BufWriter::with_capacity(1 << 16, File::create(path)?))
         };
-        Ok(LineWriter { out })
+        Ok(LineWriter { out, error: None })
     }
 
-    /// Writes `line` and a newline.
-    pub fn line(&mut self, line: &str) -> io::Result<()> {
-        self.out.write_all(line.as_bytes())?;
-        self.out.write_all(b"\n")
+    /// Writes `line` and a newline (nothing after a write error).
+    pub fn line(&mut self, line: &str) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(line.as_bytes()).and_then(|()| self.out.write_all(b"\n")) {
+                self.error = Some(format!("writing the output: {e}"));
+            }
+        }
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    /// Flushes what is buffered (a good thing to do when the NF goes idle).
+    pub fn flush(&mut self) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.error = Some(format!("flushing the output: {e}"));
+            }
+        }
+    }
+
+    /// Flushes, and reports the first error the writer met.
+    pub fn finish(&mut self) -> Result<(), String> {
+        self.flush();
+        self.error.take().map_or(Ok(()), Err)
     }
 }
 

@@ -166,3 +166,12 @@ fn graph_prints_dot_and_gen_writes_a_capture_that_runs() {
     assert!(dot.contains("nf0 -> nf2 [label=\"ALERT\"]"), "{dot}");
     assert!(dot.contains("// PKT/TCP: [heavy-hitter] -> [port-filter]"), "{dot}");
 }
+
+#[test]
+fn an_nf_whose_output_fails_says_so_at_the_end() {
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    let report = run_toml(&format!("{INPUT}[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = \"/dev/full\" }}\n"));
+    let err = report.nfs[0].finish_error.as_deref().expect("the write error is reported");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(report.nfs[0].failure.is_none(), "a failing output does not disable the NF");
+}

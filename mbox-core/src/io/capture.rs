@@ -212,18 +212,23 @@ impl CaptureReader {
             let body = (total - 12) as usize;
             match kind {
                 // Enhanced packet block: interface, timestamp, lengths, data, options.
-                6 => {
+                // Enhanced (6) and obsolete (2) packet blocks: interface, timestamp, lengths,
+                // data, options. The obsolete block's interface is 16 bits, then a drop count.
+                6 | 2 => {
                     if body < 20 {
-                        return Err(self.corrupt(block_at, "enhanced packet block too short".into()));
+                        return Err(self.corrupt(block_at, "packet block too short".into()));
                     }
                     let mut fixed = [0u8; 20];
                     self.read_exact_or_truncated(&mut fixed)?;
-                    let iface = u32_at(&fixed, 0, swapped);
+                    let iface = if kind == 6 {
+                        u32_at(&fixed, 0, swapped)
+                    } else {
+                        u32::from(if swapped { u16::from_be_bytes([fixed[0], fixed[1]]) } else { u16::from_le_bytes([fixed[0], fixed[1]]) })
+                    };
                     let units = (u64::from(u32_at(&fixed, 4, swapped)) << 32) | u64::from(u32_at(&fixed, 8, swapped));
                     let caplen = u32_at(&fixed, 12, swapped);
                     let wire_len = u32_at(&fixed, 16, swapped);
-                    let padded = (caplen as usize).div_ceil(4) * 4;
-                    if caplen > MAX_RECORD || 20 + padded > body {
+                    if caplen > MAX_RECORD || 20 + (caplen as usize).div_ceil(4) * 4 > body {
                         return Err(self.corrupt(block_at, format!("packet length {caplen} does not fit its block")));
                     }
                     self.read_into(buf, caplen as usize)?;
@@ -253,31 +258,6 @@ impl CaptureReader {
                     self.read_into(buf, caplen as usize)?;
                     self.skip((body - 4 - caplen as usize) as u64 + 4)?;
                     return Ok(Some(self.meta(i, 0, 0, wire_len)));
-                }
-                // Obsolete packet block: 16-bit interface and drop count, then as EPB.
-                2 => {
-                    if body < 20 {
-                        return Err(self.corrupt(block_at, "packet block too short".into()));
-                    }
-                    let mut fixed = [0u8; 20];
-                    self.read_exact_or_truncated(&mut fixed)?;
-                    let iface = u32::from(if swapped {
-                        u16::from_be_bytes([fixed[0], fixed[1]])
-                    } else {
-                        u16::from_le_bytes([fixed[0], fixed[1]])
-                    });
-                    let units = (u64::from(u32_at(&fixed, 4, swapped)) << 32) | u64::from(u32_at(&fixed, 8, swapped));
-                    let caplen = u32_at(&fixed, 12, swapped);
-                    let wire_len = u32_at(&fixed, 16, swapped);
-                    if caplen > MAX_RECORD || 20 + (caplen as usize).div_ceil(4) * 4 > body {
-                        return Err(self.corrupt(block_at, format!("packet length {caplen} does not fit its block")));
-                    }
-                    self.read_into(buf, caplen as usize)?;
-                    self.skip((body - 20 - caplen as usize) as u64 + 4)?;
-                    match self.interface(block_at, iface)? {
-                        Some(i) => return Ok(Some(self.meta(i, iface, units, wire_len.max(caplen)))),
-                        None => continue,
-                    }
                 }
                 // Interface description block.
                 1 => {

@@ -170,27 +170,24 @@ impl L23Stack {
 
     /// Ends flows idle past their timeout. False when the sink ran out of room first.
     fn expire<S: StackSink>(&mut self, sink: &mut S) -> bool {
-        while let Some(slot) = self.flows.next_expired(self.clock_ns) {
-            if !sink.has_room(1) {
-                return false;
-            }
-            let entry = self.flows.remove(slot);
-            let reason = close_reason(&entry).unwrap_or(REASON_TIMEOUT);
-            self.stats.ended[usize::from(reason)] += 1;
-            sink.flow_ended(&entry, slot, reason, self.clock_ns);
-        }
-        true
+        let now = self.clock_ns;
+        self.end_flows(sink, REASON_TIMEOUT, |flows| flows.next_expired(now))
     }
 
     /// Ends every flow (the input is over). False when the sink ran out of room first; call
     /// again once events have retired.
     pub fn drain<S: StackSink>(&mut self, sink: &mut S) -> bool {
-        while let Some(slot) = self.flows.oldest() {
+        self.end_flows(sink, REASON_END_OF_INPUT, FlowTable::oldest)
+    }
+
+    /// Ends the flows `next` picks, one by one, with `reason` (or FIN/RST for closed TCP).
+    fn end_flows<S: StackSink>(&mut self, sink: &mut S, reason: u8, next: impl Fn(&FlowTable) -> Option<u32>) -> bool {
+        while let Some(slot) = next(&self.flows) {
             if !sink.has_room(1) {
                 return false;
             }
             let entry = self.flows.remove(slot);
-            let reason = close_reason(&entry).unwrap_or(REASON_END_OF_INPUT);
+            let reason = close_reason(&entry).unwrap_or(reason);
             self.stats.ended[usize::from(reason)] += 1;
             sink.flow_ended(&entry, slot, reason, self.clock_ns);
         }

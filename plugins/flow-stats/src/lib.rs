@@ -43,8 +43,6 @@ impl FlowCounters {
 
 pub struct FlowStats {
     out: LineWriter,
-    /// The first write error; reported when the run finishes.
-    write_error: Option<String>,
     /// By shard, then by flow slot.
     flows: Vec<Vec<Option<FlowCounters>>>,
 }
@@ -127,11 +125,7 @@ impl FlowStats {
             "ts_monotonic": c.monotonic,
             "end_reason": reason_name(flow.reason),
         });
-        if self.write_error.is_none() {
-            if let Err(e) = self.out.line(&line.to_string()) {
-                self.write_error = Some(format!("writing the output: {e}"));
-            }
-        }
+        self.out.line(&line.to_string());
     }
 }
 
@@ -148,14 +142,11 @@ impl NetworkFunction for FlowStats {
     }
 
     fn on_idle(&mut self) {
-        let _ = self.out.flush();
+        self.out.flush();
     }
 
     fn on_finish(&mut self) -> Result<(), String> {
-        if let Some(e) = self.write_error.take() {
-            return Err(e);
-        }
-        self.out.flush().map_err(|e| format!("flushing the output: {e}"))
+        self.out.finish()
     }
 }
 
@@ -173,7 +164,7 @@ impl Plugin for FlowStats {
         let args = Args::parse(init.args_json.as_str(), &["output"])?;
         let path = args.string("output", "-")?;
         let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
-        Ok(FlowStats { out, write_error: None, flows: (0..init.shards).map(|_| Vec::new()).collect() })
+        Ok(FlowStats { out, flows: (0..init.shards).map(|_| Vec::new()).collect() })
     }
 }
 

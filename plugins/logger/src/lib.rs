@@ -16,7 +16,6 @@ use serde_json::{json, Map, Value};
 
 pub struct Logger {
     out: LineWriter,
-    write_error: Option<String>,
     /// Type paths by code, from the host's registry.
     paths: Vec<(EventType, String)>,
 }
@@ -97,24 +96,17 @@ impl Logger {
 
 impl NetworkFunction for Logger {
     fn on_event(&mut self, event: &EventHeader, _host: &mut Host<'_>) -> Verdict {
-        if self.write_error.is_none() {
-            let line = self.line(event).to_string();
-            if let Err(e) = self.out.line(&line) {
-                self.write_error = Some(format!("writing the output: {e}"));
-            }
-        }
+        let line = self.line(event).to_string();
+        self.out.line(&line);
         Verdict::Pass
     }
 
     fn on_idle(&mut self) {
-        let _ = self.out.flush();
+        self.out.flush();
     }
 
     fn on_finish(&mut self) -> Result<(), String> {
-        if let Some(e) = self.write_error.take() {
-            return Err(e);
-        }
-        self.out.flush().map_err(|e| format!("flushing the output: {e}"))
+        self.out.finish()
     }
 }
 
@@ -133,7 +125,7 @@ impl Plugin for Logger {
         let path = args.string("output", "-")?;
         let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
         let paths = init.types.iter().map(|b| (b.ty, b.path.to_string())).collect();
-        Ok(Logger { out, write_error: None, paths })
+        Ok(Logger { out, paths })
     }
 }
 
