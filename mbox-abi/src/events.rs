@@ -209,6 +209,13 @@ impl PktEvent {
         }
     }
 
+    /// Forgets the packet bytes (the event then has none): the host does this to events of
+    /// `PKT` types that NFs publish, whose pointers it cannot keep alive.
+    pub fn detach_bytes(&mut self) {
+        self.data = core::ptr::NonNull::<u8>::dangling().as_ptr();
+        self.cap_len = 0;
+    }
+
     /// The captured bytes of the packet, from its link-layer header on.
     #[inline]
     pub fn bytes(&self) -> &[u8] {

@@ -42,6 +42,9 @@ pub enum PublishStatus {
     NotNow = 3,
     /// Nobody subscribes to the type; nothing was queued.
     NoSubscriber = 4,
+    /// The host's queue for this NF's publications is full (its subscribers lag); the event
+    /// was not published, and the host counts it.
+    Full = 5,
 }
 
 /// The services the host lends an NF during a call. Built by the host; NFs use it via [`Host`].
@@ -49,13 +52,17 @@ pub enum PublishStatus {
 #[derive(StableAbi)]
 pub struct HostCalls {
     state: *mut c_void,
-    publish: unsafe extern "C" fn(state: *mut c_void, event: &EventHeader) -> PublishStatus,
+    /// `event` points to an object of `size` bytes (the event struct the NF built).
+    publish: unsafe extern "C" fn(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus,
 }
 
 impl HostCalls {
     /// # Safety
     /// `publish` must be safe to call with `state` for as long as this value is lent to NFs.
-    pub unsafe fn new(state: *mut c_void, publish: unsafe extern "C" fn(*mut c_void, &EventHeader) -> PublishStatus) -> HostCalls {
+    pub unsafe fn new(
+        state: *mut c_void,
+        publish: unsafe extern "C" fn(*mut c_void, *const EventHeader, u32) -> PublishStatus,
+    ) -> HostCalls {
         HostCalls { state, publish }
     }
 }
@@ -72,10 +79,13 @@ impl<'a> Host<'a> {
     }
 
     /// Publishes `event` to its type's subscribers. The host copies it (at most
-    /// `MAX_EVENT_SIZE` bytes), so it may live on the stack.
+    /// `MAX_EVENT_SIZE` bytes), so it may live on the stack. The copy's size is the size of
+    /// `E`, whatever the header says. Events of `PKT` types carry no packet bytes once published.
     pub fn publish<E: Event>(&mut self, event: &E) -> PublishStatus {
-        // SAFETY: the host built `calls` for the duration of this call.
-        unsafe { (self.calls.publish)(self.calls.state, event.header()) }
+        let size = core::mem::size_of::<E>() as u32;
+        // SAFETY: the host built `calls` for the duration of this call, and reads at most
+        // `size` bytes from `event`.
+        unsafe { (self.calls.publish)(self.calls.state, event as *const E as *const EventHeader, size) }
     }
 }
 

@@ -163,14 +163,15 @@ pub fn text(r: &RunReport) -> String {
         if let Some(f) = &nf.finish_error {
             let _ = writeln!(s, "            failed to finish: {f}");
         }
-        let rejected = nf.publish_not_declared + nf.publish_bad_size;
+        let rejected = nf.publish_not_declared + nf.publish_bad_size + nf.publish_full;
         if rejected > 0 {
             let _ = writeln!(
                 s,
-                "            {} publications refused (undeclared type {}, bad size {})",
+                "            {} publications refused (undeclared type {}, bad size {}, queue full {})",
                 n(rejected),
                 n(nf.publish_not_declared),
-                n(nf.publish_bad_size)
+                n(nf.publish_bad_size),
+                n(nf.publish_full)
             );
         }
     }
@@ -214,7 +215,8 @@ pub fn json(r: &RunReport) -> Value {
                 "dropped_disabled": nf.dropped_disabled,
                 "verdict_drops": nf.verdict_drops,
                 "published": nf.published,
-                "publish_refused": nf.publish_not_declared + nf.publish_bad_size,
+                "publish_refused": nf.publish_not_declared + nf.publish_bad_size + nf.publish_full,
+                "publish_full": nf.publish_full,
                 "busy_s": nf.busy_ns as f64 / 1e9,
                 "failure": nf.failure,
                 "finish_error": nf.finish_error,

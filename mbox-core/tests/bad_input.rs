@@ -168,6 +168,12 @@ fn graph_prints_dot_and_gen_writes_a_capture_that_runs() {
 }
 
 #[test]
+fn an_output_that_cannot_be_created_stops_the_run_before_it_starts() {
+    let e = err_of(&format!("{INPUT}[output]\npcap = \"/nonexistent-dir/out.pcap\"\n"));
+    assert!(e.starts_with("output: /nonexistent-dir/out.pcap: No such file or directory"), "{e}");
+}
+
+#[test]
 fn an_nf_whose_output_fails_says_so_at_the_end() {
     // /dev/full accepts the open and fails every write with ENOSPC.
     let report = run_toml(&format!("{INPUT}[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = \"/dev/full\" }}\n"));

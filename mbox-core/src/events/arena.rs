@@ -17,19 +17,34 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub struct EventBytes(MaybeUninit<[u8; MAX_EVENT_SIZE]>);
 
 impl EventBytes {
-    /// An event's bytes (`header.size` of them, at most `MAX_EVENT_SIZE`).
-    pub fn from_header(header: &EventHeader) -> EventBytes {
+    /// Copies the `size`-byte event at `event` (at most `MAX_EVENT_SIZE`), and sets the copy's
+    /// header size to it.
+    ///
+    /// # Safety
+    /// `event` must point to `size` readable bytes that begin with an `EventHeader`, and `size`
+    /// must be at least the header's size.
+    pub unsafe fn copy_from(event: *const EventHeader, size: usize) -> EventBytes {
         let mut out = EventBytes(MaybeUninit::uninit());
-        let size = (header.size as usize).min(MAX_EVENT_SIZE);
-        // SAFETY: `header` begins an event of `header.size` bytes (the publisher's contract,
-        // checked against the type's minimum by the caller); the copy stays within both.
-        unsafe { std::ptr::copy_nonoverlapping(header as *const EventHeader as *const u8, out.0.as_mut_ptr() as *mut u8, size) };
+        let size = size.min(MAX_EVENT_SIZE);
+        unsafe { std::ptr::copy_nonoverlapping(event as *const u8, out.0.as_mut_ptr() as *mut u8, size) };
+        out.header_mut().size = size as u32;
         out
+    }
+
+    /// Reads the event as the built-in struct `T`, for in-place fixes by the host.
+    pub fn view_mut<T: mbox_abi::EventView>(&mut self) -> Option<&mut T> {
+        let header = self.header();
+        if header.ty.is_a(T::TYPE) && header.size as usize >= std::mem::size_of::<T>() {
+            // SAFETY: type and size checked as `EventHeader::view` does; the bytes are ours.
+            Some(unsafe { &mut *(self.0.as_mut_ptr() as *mut T) })
+        } else {
+            None
+        }
     }
 
     /// The header at the start of the bytes.
     pub fn header(&self) -> &EventHeader {
-        // SAFETY: only built by `from_header` or `write`, which copy a whole header first.
+        // SAFETY: only built by `copy_from`, which copies at least a whole header.
         unsafe { &*(self.0.as_ptr() as *const EventHeader) }
     }
 

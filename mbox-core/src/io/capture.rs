@@ -296,15 +296,15 @@ impl CaptureReader {
         while opts.len() >= 4 {
             let code = if swapped { u16::from_be_bytes([opts[0], opts[1]]) } else { u16::from_le_bytes([opts[0], opts[1]]) };
             let len = usize::from(if swapped { u16::from_be_bytes([opts[2], opts[3]]) } else { u16::from_le_bytes([opts[2], opts[3]]) });
-            let value = opts.get(4..4 + len).unwrap_or(&[]);
-            match code {
-                0 => break,
-                9 if len == 1 => {
-                    let v = value[0];
+            // An option running past the block is ignored, as is the rest of the list.
+            let Some(value) = opts.get(4..4 + len) else { break };
+            match (code, value) {
+                (0, _) => break,
+                (9, &[v]) => {
                     iface.tsresol = if v & 0x80 == 0 { (10, u32::from(v)) } else { (2, u32::from(v & 0x7f)) };
                 }
-                14 if len == 8 => {
-                    let raw: [u8; 8] = value.try_into().unwrap_or([0; 8]);
+                (14, bytes) if bytes.len() == 8 => {
+                    let raw: [u8; 8] = bytes.try_into().unwrap_or([0; 8]);
                     iface.tsoffset_s = if swapped { i64::from_be_bytes(raw) } else { i64::from_le_bytes(raw) };
                 }
                 _ => {}

@@ -207,6 +207,15 @@ impl Dispatcher {
     fn flush(&mut self, shard: usize, batch: &mut Vec<RxPacket>, idler: &mut Idler) {
         let mut sent = 0;
         while sent < batch.len() {
+            if self.rings[shard].is_abandoned() {
+                // The shard's thread is gone (a bug, reported when the run ends): its packets
+                // go back to the pool rather than wait forever.
+                for pkt in &batch[sent..] {
+                    self.pool.free(pkt.buf);
+                }
+                self.stop.store(true, Ordering::Relaxed);
+                break;
+            }
             let (pushed, _) = self.rings[shard].push_partial_slice(&batch[sent..]);
             sent += pushed.len();
             self.shard_wakers[shard].wake();

@@ -92,6 +92,12 @@ impl GeneratorConfig {
         if !(64..=9000).contains(&self.mss) {
             return Err(format!("mss must be between 64 and 9000, not {}", self.mss));
         }
+        if self.request_bytes > 1 << 30 || self.response_bytes > 1 << 30 {
+            return Err("request_bytes and response_bytes must be at most 1 GiB".into());
+        }
+        if self.packet_gap_ns > 3_600_000_000_000 {
+            return Err(format!("packet_gap_ns must be at most an hour, not {}", self.packet_gap_ns));
+        }
         Ok(())
     }
 }
@@ -168,11 +174,16 @@ fn request_len(c: &Conversation, cfg: &GeneratorConfig) -> u32 {
 }
 
 fn response_len(c: &Conversation, cfg: &GeneratorConfig) -> u32 {
-    c.response_head.1 as u32 + cfg.response_bytes
+    (c.response_head.1 as u32).saturating_add(cfg.response_bytes)
 }
 
-/// The byte at `offset` of a conversation's request (dir 0) or response (dir 1) stream.
-pub fn stream_byte(conv_id: u64, dir: u8, head: &[u8], offset: u32) -> u8 {
+/// The byte at `offset` of a conversation's request (dir 0) or response (dir 1) stream of
+/// `total` bytes: the rendered head, then padding (requests, ending with a blank line) or body.
+pub fn stream_byte(conv_id: u64, dir: u8, head: &[u8], total: u32, offset: u32) -> u8 {
+    if dir == 0 && offset.saturating_add(4) >= total {
+        // The request's header block ends with an empty line.
+        return b"\r\n\r\n"[(offset.saturating_add(4) - total).min(3) as usize];
+    }
     if (offset as usize) < head.len() {
         return head[offset as usize];
     }
@@ -282,7 +293,7 @@ impl Generator {
 
     fn tick(&mut self) -> u64 {
         let gap = self.cfg.packet_gap_ns;
-        self.clock_ns += gap / 2 + self.rng.below(gap.max(1));
+        self.clock_ns = self.clock_ns.saturating_add(gap / 2 + self.rng.below(gap.max(1)));
         self.clock_ns
     }
 
@@ -410,12 +421,7 @@ impl Generator {
                 let (head, dir): (&[u8], u8) =
                     if from_client { (&c.request_head.0[..c.request_head.1], 0) } else { (&c.response_head.0[..c.response_head.1], 1) };
                 for (k, b) in payload[..len as usize].iter_mut().enumerate() {
-                    *b = stream_byte(c.id, dir, head, c.sent + k as u32);
-                }
-                if from_client && c.sent + len == total && total >= 4 {
-                    // End the request's headers properly.
-                    let end = len as usize;
-                    payload[end.saturating_sub(4)..end].copy_from_slice(b"\r\n\r\n");
+                    *b = stream_byte(c.id, dir, head, total, c.sent + k as u32);
                 }
                 let (seq, ack) = if from_client { (c.client_seq, c.server_seq) } else { (c.server_seq, c.client_seq) };
                 tcp_packet(out, c, from_client, ACK | PSH, seq, ack, &payload[..len as usize], checksums);
@@ -467,20 +473,20 @@ enum Impairment {
 
 /// A DNS query for `gen.mbox.test` A, or its answer with one address.
 fn dns_message(out: &mut [u8; 512], id: u16, query: bool) -> usize {
-    let mut m = Vec::with_capacity(64);
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(if query { &[0x01, 0x00] } else { &[0x81, 0x80] });
-    m.extend_from_slice(&[0, 1, 0, if query { 0 } else { 1 }, 0, 0, 0, 0]);
-    for label in ["gen", "mbox", "test"] {
-        m.push(label.len() as u8);
-        m.extend_from_slice(label.as_bytes());
-    }
-    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        out[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    put(&id.to_be_bytes());
+    put(if query { &[0x01, 0x00] } else { &[0x81, 0x80] });
+    put(&[0, 1, 0, if query { 0 } else { 1 }, 0, 0, 0, 0]);
+    put(b"\x03gen\x04mbox\x04test\x00");
+    put(&[0, 1, 0, 1]);
     if !query {
-        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 19, 0, 1]);
+        put(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 19, 0, 1]);
     }
-    out[..m.len()].copy_from_slice(&m);
-    m.len()
+    len
 }
 
 fn ethernet_ipv4(out: &mut Vec<u8>, c: &Conversation, from_client: bool, proto: u8, l4_len: usize) {
@@ -631,6 +637,23 @@ mod tests {
         assert!(tapped < clean * 9 / 10);
         let dup = run(GeneratorConfig { duplicate: 0.2, ..base }).len();
         assert!(dup > clean * 11 / 10);
+    }
+
+    #[test]
+    fn requests_end_with_a_blank_line_whatever_their_size() {
+        for request_bytes in [0, 1, 83, 1460, 1461, 1463, 3000] {
+            let cfg = GeneratorConfig { flows: 1, udp_flows: 0, request_bytes, response_bytes: 10, ..Default::default() };
+            let mut request = Vec::new();
+            for (_, p) in run(cfg) {
+                let Ok(Packet::Ip(parsed)) = parse(&p, LinkType::Ethernet, ParseOptions::default()) else { panic!() };
+                if parsed.dst_port == 80 {
+                    request.extend_from_slice(&p[parsed.payload_offset as usize..]);
+                }
+            }
+            assert!(request.starts_with(b"GET /object/0 HTTP/1.1\r\n"), "{request_bytes}");
+            assert!(request.ends_with(b"\r\n\r\n"), "{request_bytes}");
+            assert!(request.len() >= request_bytes as usize);
+        }
     }
 
     #[test]

@@ -69,12 +69,12 @@ impl PacketPool {
         &buf[..(len as usize).min(buf.len())]
     }
 
-    /// Returns a buffer; the caller gives up `idx`.
+    /// Returns a buffer; the caller gives up `idx`. Callers wake the allocator
+    /// ([`PacketPool::allocator_waker`]) once per batch of frees, not per packet.
     #[inline]
     pub fn free(&self, idx: u32) {
         // Cannot fail: there are never more indices than slots.
         let _ = self.free.push(idx);
-        self.allocator.wake();
     }
 
     /// The waker of the thread that allocates (it parks when the pool runs dry).

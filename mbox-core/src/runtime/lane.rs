@@ -19,6 +19,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Publications an NF may have queued for one shard before it is told `Full`.
+pub const PUBLICATION_RING: usize = 1024;
+
 /// The shard's end of a lane.
 pub struct LaneTx {
     ring: Producer<u32>,
@@ -37,7 +40,8 @@ pub struct LaneTx {
     publications: Option<Consumer<EventBytes>>,
     /// Events pushed to the NF.
     pub delivered: u64,
-    /// Events not delivered because the ring was full under the `drop` policy.
+    /// Events not delivered because the ring was full under the `drop` policy (counted by
+    /// the shard).
     pub ring_full_drops: u64,
 }
 
@@ -65,7 +69,7 @@ pub fn lane(
     let (tx, rx) = RingBuffer::new(capacity);
     let done = Arc::new(CachePadded::new(AtomicU64::new(0)));
     let (pub_tx, pub_rx) = if publishes {
-        let (p, c) = RingBuffer::new(256);
+        let (p, c) = RingBuffer::new(PUBLICATION_RING);
         (Some(p), Some(c))
     } else {
         (None, None)
@@ -158,12 +162,29 @@ impl LaneTx {
         moved
     }
 
-    /// Under the `drop` policy: gives up on a handle that did not fit, so the shard can
-    /// treat it as passed by this NF. Call until `None`.
-    pub fn next_dropped(&mut self) -> Option<u32> {
-        let h = self.pending.pop_front()?;
-        self.ring_full_drops += 1;
-        Some(h)
+    /// Gives up on a handle that did not fit in the ring when `give_up` holds (the `drop`
+    /// policy, or a dead NF), so the shard can finish it without this NF. Call until `None`.
+    pub fn next_dropped(&mut self, give_up: bool) -> Option<u32> {
+        if !give_up {
+            return None;
+        }
+        self.pending.pop_front()
+    }
+
+    /// True when the NF's thread is gone: nothing will consume the ring again.
+    pub fn is_dead(&self) -> bool {
+        self.ring.is_abandoned()
+    }
+
+    /// True when the ring has room for another handle.
+    pub fn has_room(&self) -> bool {
+        self.ring.slots() > 0
+    }
+
+    /// After the NF died: treats everything it held as finished, so the shard can retire it.
+    pub fn abandon_in_flight(&mut self) {
+        self.poll_done();
+        self.retirable = self.in_flight.len();
     }
 
     /// Reads the NF's completion counter; [`LaneTx::next_retired`] then yields what it finished.

@@ -13,7 +13,7 @@ use crate::controller::{NfIndex, ServiceGraph};
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
 use abi_stable::std_types::{RResult, RSlice, RSliceMut};
-use mbox_abi::{builtin_min_size, EventHeader, EventType, HostCalls, NfBox, PublishStatus, Verdict, MAX_EVENT_SIZE};
+use mbox_abi::{builtin_min_size, EventHeader, EventType, HostCalls, NfBox, PktEvent, PublishStatus, Verdict, MAX_EVENT_SIZE};
 use rtrb::Producer;
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;
@@ -55,6 +55,8 @@ pub struct NfReport {
     pub publish_not_declared: u64,
     pub publish_bad_size: u64,
     pub publish_no_subscriber: u64,
+    /// Publications refused because the queue to the shard was full.
+    pub publish_full: u64,
     /// Time spent inside the plugin.
     pub busy_ns: u64,
     /// Why the plugin was disabled, if it was.
@@ -74,18 +76,29 @@ struct PublishCtx<'a> {
 }
 
 impl PublishCtx<'_> {
-    /// Checks and queues a publication. Must not panic: it runs inside a plugin call.
-    fn publish(&mut self, event: &EventHeader) -> PublishStatus {
-        if !self.declared.contains(&event.ty) {
-            self.report.publish_not_declared += 1;
-            return PublishStatus::NotDeclared;
-        }
-        let size = event.size as usize;
-        if size < builtin_min_size(event.ty) || size > MAX_EVENT_SIZE {
+    /// Checks and queues the `size`-byte event at `event`. Must not panic: it runs inside a
+    /// plugin call. Never waits: when the queue to the shard is full (the publication's
+    /// subscribers lag, possibly behind events this very NF still has to finish), the event is
+    /// refused and counted, because waiting could deadlock.
+    ///
+    /// # Safety
+    /// `event` must point to `size` readable bytes (the plugin glue passes the object's size).
+    unsafe fn publish(&mut self, event: *const EventHeader, size: usize) -> PublishStatus {
+        if size < std::mem::size_of::<EventHeader>() || size > MAX_EVENT_SIZE {
             self.report.publish_bad_size += 1;
             return PublishStatus::BadSize;
         }
-        let Some(route) = self.registry.index_of_type(event.ty) else {
+        // SAFETY: at least a header's bytes are readable (checked above).
+        let ty = unsafe { (*event).ty };
+        if !self.declared.contains(&ty) {
+            self.report.publish_not_declared += 1;
+            return PublishStatus::NotDeclared;
+        }
+        if size < builtin_min_size(ty) {
+            self.report.publish_bad_size += 1;
+            return PublishStatus::BadSize;
+        }
+        let Some(route) = self.registry.index_of_type(ty) else {
             self.report.publish_not_declared += 1;
             return PublishStatus::NotDeclared;
         };
@@ -94,24 +107,30 @@ impl PublishCtx<'_> {
             return PublishStatus::NoSubscriber;
         }
         let Some(ring) = self.ring.as_deref_mut() else { return PublishStatus::NotNow };
-        let mut bytes = EventBytes::from_header(event);
-        // The shard drains publications every round from slots reserved for them, so this
-        // wait ends; wake it in case it sleeps.
-        while let Err(rtrb::PushError::Full(back)) = ring.push(bytes) {
-            bytes = back;
-            self.shard_waker.wake();
-            std::thread::yield_now();
+        // SAFETY: `size` bytes are readable and begin with a header (the caller's contract).
+        let mut bytes = unsafe { EventBytes::copy_from(event, size) };
+        if let Some(pkt) = bytes.view_mut::<PktEvent>() {
+            // The host cannot keep whatever the NF's pointer points at alive.
+            pkt.detach_bytes();
         }
+        let pushed = ring.push(bytes).is_ok();
         self.shard_waker.wake();
+        if !pushed {
+            self.report.publish_full += 1;
+            return PublishStatus::Full;
+        }
         self.report.published += 1;
         PublishStatus::Published
     }
 }
 
-unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: &EventHeader) -> PublishStatus {
-    // SAFETY: `state` is the PublishCtx the NF thread built for the current call.
-    let ctx = unsafe { &mut *(state as *mut PublishCtx<'_>) };
-    ctx.publish(event)
+unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus {
+    // SAFETY: `state` is the PublishCtx the NF thread built for the current call, and the
+    // plugin glue passes the event's own size.
+    unsafe {
+        let ctx = &mut *(state as *mut PublishCtx<'_>);
+        ctx.publish(event, size as usize)
+    }
 }
 
 impl NfWorker {
@@ -204,7 +223,7 @@ impl NfWorker {
                 }
             }
             let lanes = &lanes;
-            idler.idle(&waker, || lanes.iter().any(|l| !l.ring.is_empty() || l.ring.is_abandoned()));
+            idler.idle(&waker, || lanes.iter().any(|l| !l.ring.is_empty()) || lanes.iter().all(|l| l.ring.is_abandoned()));
         }
         if report.failure.is_none() {
             if let RResult::RErr(message) = nf.finish() {

@@ -48,8 +48,8 @@ pub struct Idler {
 }
 
 /// Rounds of `spin_loop` before yielding, and of yielding before parking.
-const SPIN_ROUNDS: u32 = 64;
-const YIELD_ROUNDS: u32 = 16;
+const SPIN_ROUNDS: u32 = 32;
+const YIELD_ROUNDS: u32 = 8;
 /// A parked thread re-checks its inputs at least this often, as a safety net.
 const PARK_TIMEOUT: Duration = Duration::from_millis(20);
 
@@ -69,7 +69,7 @@ impl Idler {
     pub fn idle(&mut self, waker: &Waker, has_work: impl FnOnce() -> bool) {
         self.idle_rounds = self.idle_rounds.saturating_add(1);
         if self.mode == IdleMode::Spin || self.idle_rounds <= SPIN_ROUNDS {
-            for _ in 0..32 {
+            for _ in 0..16 {
                 std::hint::spin_loop();
             }
             return;

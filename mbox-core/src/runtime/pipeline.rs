@@ -208,7 +208,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let link = source.link();
     let (output, txs): (Option<PcapOutput>, Vec<Tx>) = match &config.output.pcap {
         Some(path) => {
-            let (out, txs) = PcapOutput::new(path.clone(), link, shards, pool.clone());
+            let (out, txs) = PcapOutput::new(path.clone(), link, shards, pool.clone()).map_err(PipelineError::Output)?;
             (Some(out), txs)
         }
         None => (None, (0..shards).map(|_| Tx::Discard(pool.clone())).collect()),

@@ -55,7 +55,8 @@ pub struct ShardReport {
     pub forwarded: u64,
     /// Packets dropped by an NF's verdict.
     pub dropped_by_nf: u64,
-    pub malformed: u64,
+    /// Events given up because their NF's thread was gone.
+    pub lost_to_dead_nf: u64,
     pub fragments_forwarded: u64,
     pub publications: u64,
 }
@@ -216,7 +217,6 @@ impl Shard {
                         if let Ok(chunk) = self.rx.read_chunk(n) {
                             inbox.extend(chunk);
                         }
-                        self.pool.allocator_waker().wake();
                     } else if self.rx.is_abandoned() && self.rx.is_empty() {
                         input_over = true;
                     }
@@ -237,6 +237,9 @@ impl Shard {
                 }
             }
             progress |= self.plane.flush_lanes();
+            // Once per round, not per packet: wake whoever waits for buffers or output.
+            self.pool.allocator_waker().wake();
+            self.plane.tx.notify();
             if drained && self.plane.all_done() {
                 break;
             }
@@ -244,7 +247,10 @@ impl Shard {
                 idler.reset();
             } else {
                 let (plane, rx) = (&self.plane, &self.rx);
-                idler.idle(&self.waker, || plane.has_work() || !rx.is_empty() || rx.is_abandoned());
+                // New input only counts when the shard may take it; the end of the input only
+                // once (after that, `input_over` is set and there is nothing more to read).
+                let may_read = !input_over && !plane.backlogged();
+                idler.idle(&self.waker, || plane.has_work() || (may_read && (!rx.is_empty() || rx.is_abandoned())));
             }
         }
         let mut report = std::mem::take(&mut self.plane.report);
@@ -277,10 +283,7 @@ impl Shard {
                 self.plane.report.fragments_forwarded += 1;
                 self.plane.forward(pkt);
             }
-            Disposition::Malformed(_) => {
-                self.plane.report.malformed += 1;
-                self.pool.free(pkt.buf);
-            }
+            Disposition::Malformed(_) => self.pool.free(pkt.buf),
         }
         true
     }
@@ -414,6 +417,10 @@ impl Plane {
     fn retire(&mut self) -> bool {
         let mut any = false;
         for nf in 0..self.lanes.len() {
+            if self.lanes[nf].is_dead() {
+                // Nothing will ever report these done: give them up (see `flush_lanes`).
+                self.lanes[nf].abandon_in_flight();
+            }
             if !self.lanes[nf].poll_done() {
                 continue;
             }
@@ -453,25 +460,45 @@ impl Plane {
         let mut any = false;
         for nf in 0..self.lanes.len() {
             let bit = 1u64 << nf;
+            let dead = self.lanes[nf].is_dead();
             while let Some(h) = self.lanes[nf].next_expected() {
                 let meta = &mut self.meta[h as usize];
+                let ready = meta.ready & bit != 0;
                 if meta.skipped & bit != 0 {
                     self.lanes[nf].skip_next();
-                } else if meta.ready & bit != 0 {
+                } else if ready && !dead {
                     self.lanes[nf].send_next();
-                } else {
+                } else if !ready {
                     break; // an upstream NF still holds it: later events wait behind it
+                } else {
+                    self.lanes[nf].skip_next();
                 }
+                let meta = &mut self.meta[h as usize];
                 meta.queued -= 1;
-                self.try_complete(h);
+                if ready && dead {
+                    // Its NF's thread is gone (a host bug, reported when the run ends): the
+                    // event passes, so that the rest of the pipeline can finish.
+                    self.report.lost_to_dead_nf += 1;
+                    self.stage_done(h);
+                } else {
+                    self.try_complete(h);
+                }
                 any = true;
             }
             any |= self.lanes[nf].flush() > 0;
-            if self.policy == RingFullPolicy::Drop {
-                while let Some(h) = self.lanes[nf].next_dropped() {
-                    self.stage_done(h);
-                    any = true;
+            let read_only = self.graph.nfs()[nf].read_only;
+            while let Some(h) = self.lanes[nf].next_dropped(self.policy == RingFullPolicy::Drop || dead) {
+                if dead {
+                    self.report.lost_to_dead_nf += 1;
+                } else {
+                    self.lanes[nf].ring_full_drops += 1;
                 }
+                if !dead && !read_only {
+                    // An NF that may drop did not see it: fail closed.
+                    self.arena.set_drop(h);
+                }
+                self.stage_done(h);
+                any = true;
             }
         }
         any
@@ -484,7 +511,7 @@ impl Plane {
 
     /// True when something could progress without new packets.
     fn has_work(&self) -> bool {
-        self.lanes.iter().any(|l| l.has_completions() || l.has_publication() || l.has_pending())
+        self.lanes.iter().any(|l| l.has_completions() || l.has_publication() || (l.has_pending() && l.has_room()) || l.is_dead())
     }
 
     /// True when no event is in flight and no publication waits.

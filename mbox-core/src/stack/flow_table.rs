@@ -133,7 +133,9 @@ impl FlowTable {
     pub fn new(capacity: usize, timeouts: Timeouts, shard: u16) -> FlowTable {
         let capacity = capacity.max(1);
         FlowTable {
-            index: HashTable::with_capacity(capacity),
+            // Twice the flows: deletions leave tombstones, and with this much spare room hashbrown
+            // rehashes in place instead of allocating while flows churn.
+            index: HashTable::with_capacity(2 * capacity),
             // Randomly seeded: flow keys come from the network, so the hash must not be guessable.
             hasher: foldhash::fast::RandomState::default(),
             entries: (0..capacity).map(|_| FlowEntry::vacant()).collect(),
@@ -208,6 +210,10 @@ impl FlowTable {
 
     /// Records activity at shard time `now`, possibly in a new timeout class.
     pub fn touch(&mut self, slot: u32, now: u64, class: FlowClass) {
+        if !self.entries[slot as usize].live {
+            debug_assert!(false, "touch of a vacant flow slot");
+            return;
+        }
         self.unlink(slot);
         let e = &mut self.entries[slot as usize];
         e.last_seen = now;
@@ -215,7 +221,7 @@ impl FlowTable {
         self.push_tail(slot);
     }
 
-    /// The flow that has been idle past its timeout longest at time `now`, if any.
+    /// The flow whose idle timeout ran out first, if any has run out at time `now`.
     pub fn next_expired(&self, now: u64) -> Option<u32> {
         let mut best: Option<(u64, u32)> = None;
         for (class, list) in self.lists.iter().enumerate() {
@@ -223,9 +229,10 @@ impl FlowTable {
             if timeout == 0 || list.head == NIL {
                 continue;
             }
-            let e = &self.entries[list.head as usize];
-            if now.saturating_sub(e.last_seen) > timeout && best.is_none_or(|(seen, _)| e.last_seen < seen) {
-                best = Some((e.last_seen, list.head));
+            // Each list is in last-seen order and has one timeout: its head expires first.
+            let deadline = self.entries[list.head as usize].last_seen.saturating_add(timeout);
+            if now > deadline && best.is_none_or(|(first, _)| deadline < first) {
+                best = Some((deadline, list.head));
             }
         }
         best.map(|(_, slot)| slot)
@@ -241,13 +248,19 @@ impl FlowTable {
         self.lists.iter().filter(|l| l.head != NIL).map(|l| l.head).min_by_key(|&slot| self.entries[slot as usize].last_seen)
     }
 
-    /// Any live flow (for draining the table at the end of input), oldest first.
+    /// A live flow to end when draining the table (the input is over): of the flows at the
+    /// heads of the class lists, the one created first, so draining is deterministic.
     pub fn oldest(&self) -> Option<u32> {
         self.lists.iter().filter(|l| l.head != NIL).map(|l| l.head).min_by_key(|&slot| self.entries[slot as usize].id)
     }
 
     /// Removes the flow in `slot`, returning it; the slot is reused by a later flow.
     pub fn remove(&mut self, slot: u32) -> FlowEntry {
+        if !self.entries[slot as usize].live {
+            // Removing twice would corrupt the lists and the free list.
+            debug_assert!(false, "removal of a vacant flow slot");
+            return self.entries[slot as usize].clone();
+        }
         self.unlink(slot);
         let hash = self.entries[slot as usize].hash;
         if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {

@@ -61,6 +61,8 @@ struct Datagram {
     header_len: usize,
     /// Payload length, known once the last fragment (more = false) arrived.
     total: Option<usize>,
+    /// End of the furthest fragment received.
+    max_end: usize,
     covered_units: usize,
     covered: Box<[u64]>,
     buf: Vec<u8>,
@@ -75,6 +77,7 @@ impl Datagram {
             first_ts: 0,
             header_len: 0,
             total: None,
+            max_end: 0,
             covered_units: 0,
             covered: Box::new([]),
             buf: Vec::new(),
@@ -94,6 +97,7 @@ impl Datagram {
         self.first_ts = now;
         self.header_len = 0;
         self.total = None;
+        self.max_end = 0;
         self.covered_units = 0;
     }
 }
@@ -116,8 +120,11 @@ impl Reassembler {
         self.stats.fragments += 1;
         let start = f.offset as usize;
         let len = f.data_len as usize;
+        let end = start + len;
         let captured = data.get(f.data_offset as usize..).map_or(0, <[u8]>::len);
-        if start + len > MAX_PAYLOAD || captured < len || (f.more && len % 8 != 0) {
+        // An IPv4 datagram's header counts in its 16-bit total length; IPv6's does not.
+        let max_payload = if p.ip_version == 4 { MAX_PAYLOAD - f.header_len as usize } else { MAX_PAYLOAD };
+        if end > max_payload || captured < len || (f.more && len % 8 != 0) {
             self.stats.invalid += 1;
             return FragmentOutcome::Dropped;
         }
@@ -129,6 +136,17 @@ impl Reassembler {
             return FragmentOutcome::Dropped;
         };
         let d = &mut self.slots[slot];
+        // Fragments that contradict the datagram's end (beyond it, or a second, different
+        // last fragment) are refused: they are malformed or an evasion attempt.
+        let contradicts = match d.total {
+            Some(total) => end > total || (!f.more && end != total),
+            None => !f.more && end < d.max_end,
+        };
+        if contradicts {
+            self.stats.invalid += 1;
+            return FragmentOutcome::Dropped;
+        }
+        d.max_end = d.max_end.max(end);
         if f.offset == 0 {
             let l3 = p.l3_offset as usize;
             let header = synth_header(&data[l3..l3 + f.header_len as usize], p.ip_version);
@@ -140,12 +158,12 @@ impl Reassembler {
             }
         }
         if !f.more {
-            d.total = Some(start + len);
+            d.total = Some(end);
         }
         // Copy unit by unit, skipping units already covered: the first copy of a byte wins.
         let payload = &data[f.data_offset as usize..f.data_offset as usize + len];
         let mut unit = start / 8;
-        while unit * 8 < start + len {
+        while unit * 8 < end {
             let bit = 1u64 << (unit % 64);
             if d.covered[unit / 64] & bit == 0 {
                 d.covered[unit / 64] |= bit;
@@ -156,6 +174,8 @@ impl Reassembler {
             }
             unit += 1;
         }
+        // Every unit below the end must be covered (the count alone could include units a
+        // contradicting fragment placed elsewhere; those are refused above, so it is exact).
         match d.total {
             Some(total) if d.header_len > 0 && d.covered_units == total.div_ceil(8) => {
                 let header_len = d.header_len;
@@ -285,6 +305,26 @@ mod tests {
         assert_eq!(checksum(&whole[..20]), 0xffff, "header checksum is valid");
         r.release(slot);
         assert_eq!(r.stats.reassembled, 1);
+    }
+
+    #[test]
+    fn fragments_that_contradict_the_end_do_not_complete_a_datagram_with_holes() {
+        let d = udp_datagram(100);
+        let mut r = Reassembler::new(2, 1_000_000_000);
+        assert_eq!(add(&mut r, &v4_fragment(&d, 0, 8, true)), FragmentOutcome::Incomplete);
+        assert_eq!(add(&mut r, &v4_fragment(&d, 64, 8, true)), FragmentOutcome::Incomplete);
+        // A "last" fragment ending at 16 while data up to 72 arrived: refused.
+        assert_eq!(add(&mut r, &v4_fragment(&d, 8, 8, false)), FragmentOutcome::Dropped);
+        assert_eq!(r.stats.invalid, 1);
+        // The real last fragment, then the hole: complete and exact.
+        assert_eq!(add(&mut r, &v4_fragment(&d, 72, 36, false)), FragmentOutcome::Incomplete);
+        assert_eq!(add(&mut r, &v4_fragment(&d, 8, 56, true)), FragmentOutcome::Complete { slot: 0, len: 128 });
+        assert_eq!(&r.datagram(0, 128)[20..], &d[..]);
+        // A fragment beyond the known end is refused.
+        r.release(0);
+        assert_eq!(add(&mut r, &v4_fragment(&d, 72, 36, false)), FragmentOutcome::Incomplete);
+        let longer = udp_datagram(200);
+        assert_eq!(add(&mut r, &v4_fragment(&longer, 104, 8, true)), FragmentOutcome::Dropped);
     }
 
     #[test]

@@ -148,8 +148,10 @@ impl L23Stack {
                         Disposition::Delivered
                     }
                     _ => {
+                        // Complete but unparsable (e.g. no whole TCP header): forwarded as
+                        // fragments, counted with the refused ones.
                         self.frags.release(slot);
-                        self.stats.malformed[ParseError::TruncatedL4.index()] += 1;
+                        self.frags.stats.invalid += 1;
                         Disposition::Fragment
                     }
                 }

@@ -376,8 +376,14 @@ fn after_ethertype(data: &[u8], mut at: usize, mut ethertype: u16, out: &mut Par
                 let label = be32(data, at).ok_or(ParseError::BadMpls)?;
                 at += 4;
                 if label & 0x100 != 0 {
-                    // Bottom of stack: MPLS does not say what follows; the version nibble does.
-                    return Ok((at, version_ethertype(data, at).map_err(|_| ParseError::BadMpls)?));
+                    // Bottom of stack: MPLS does not say what follows; the version nibble does
+                    // (anything else, e.g. a pseudowire control word, is not IP).
+                    let ethertype = match data.get(at).ok_or(ParseError::BadMpls)? >> 4 {
+                        4 => ETHERTYPE_IPV4,
+                        6 => ETHERTYPE_IPV6,
+                        _ => 0,
+                    };
+                    return Ok((at, ethertype));
                 }
             }
             Err(ParseError::BadMpls)
@@ -431,19 +437,34 @@ fn ip(data: &[u8], wire: usize, at: usize, ethertype: u16, opts: ParseOptions, d
     match proto {
         ip_proto::TCP => tcp(data, l4_at, l4_len, out),
         ip_proto::UDP => {
-            udp(data, l4_at, out)?;
+            udp(data, l4_at, l4_len, out)?;
             if opts.decap_tunnels && out.fragment.is_none() {
-                udp_tunnel(data, wire, opts, depth, out)?;
+                udp_tunnel(data, wire, opts, depth, out);
             }
             Ok(())
         }
         ip_proto::IPIP | ip_proto::IPV6 if opts.decap_tunnels && out.fragment.is_none() => {
             let inner = if proto == ip_proto::IPIP { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
-            out.tunnelled = true;
-            ip(data, wire, l4_at, inner, opts, depth + 1, out)
+            decap(out, |out| {
+                out.tunnelled = true;
+                ip(data, wire, l4_at, inner, opts, depth + 1, out)
+            });
+            Ok(())
         }
-        ip_proto::GRE if opts.decap_tunnels && out.fragment.is_none() => gre(data, wire, l4_at, opts, depth, out),
+        ip_proto::GRE if opts.decap_tunnels && out.fragment.is_none() => {
+            decap(out, |out| gre(data, wire, l4_at, opts, depth, out));
+            Ok(())
+        }
         _ => Ok(()),
+    }
+}
+
+/// Parses a tunnel's inner packet into `out`; when the inner packet cannot be parsed (cut
+/// short, garbage, nested too deep), `out` stays the outer packet, which is still valid.
+fn decap(out: &mut Parsed, inner: impl FnOnce(&mut Parsed) -> Result<(), ParseError>) {
+    let outer = *out;
+    if inner(out).is_err() {
+        *out = outer;
     }
 }
 
@@ -460,10 +481,14 @@ fn ipv4(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
     if data.len() < at + ihl {
         return Err(ParseError::TruncatedIp); // options cut off
     }
-    let total = u32::from(u16::from_be_bytes([h[2], h[3]]));
-    if (total as usize) < ihl {
-        return Err(ParseError::BadIpv4TotalLength);
-    }
+    // What the frame really carried from this header on.
+    let carried = (wire.saturating_sub(at) as u32).max(ihl as u32);
+    let total = match u32::from(u16::from_be_bytes([h[2], h[3]])) {
+        // 0: segmentation offload left the length unset; the frame tells it.
+        0 => carried,
+        t if (t as usize) < ihl => return Err(ParseError::BadIpv4TotalLength),
+        t => t,
+    };
     out.ip_version = 4;
     out.ip_len = total;
     out.src = [0; 16];
@@ -473,8 +498,7 @@ fn ipv4(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
     let frag_field = u16::from_be_bytes([h[6], h[7]]);
     let more = frag_field & 0x2000 != 0;
     let offset = u32::from(frag_field & 0x1fff) * 8;
-    // What the frame really carried bounds the payload (`total` stays as declared in ip_len).
-    let carried = (wire.saturating_sub(at) as u32).max(ihl as u32);
+    // What the frame carried bounds the payload (`total` stays as declared in ip_len).
     let l4_len = total.min(carried) - ihl as u32;
     if more || offset != 0 {
         out.fragment = Some(FragmentInfo {
@@ -495,7 +519,11 @@ fn ipv6(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
     if h[0] >> 4 != 6 {
         return Err(ParseError::BadIpVersion);
     }
-    let payload_len = u32::from(u16::from_be_bytes([h[4], h[5]]));
+    let payload_len = match u32::from(u16::from_be_bytes([h[4], h[5]])) {
+        // 0: a jumbogram or segmentation offload; the frame tells the length.
+        0 => wire.saturating_sub(at + 40) as u32,
+        n => n,
+    };
     out.ip_version = 6;
     out.ip_len = payload_len + 40;
     out.src.copy_from_slice(&h[8..24]);
@@ -535,6 +563,9 @@ fn ipv6(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
                 pos += 8;
                 if offset != 0 {
                     // A later fragment: what follows is data, not headers.
+                    if pos as u64 > end {
+                        return Err(ParseError::BadIpv6Extension);
+                    }
                     return Ok((next, pos, data_len));
                 }
             }
@@ -572,7 +603,7 @@ fn tcp(data: &[u8], at: usize, l4_len: u32, out: &mut Parsed) -> Result<(), Pars
     Ok(())
 }
 
-fn udp(data: &[u8], at: usize, out: &mut Parsed) -> Result<(), ParseError> {
+fn udp(data: &[u8], at: usize, l4_len: u32, out: &mut Parsed) -> Result<(), ParseError> {
     let h = data.get(at..at + 8).ok_or(ParseError::TruncatedL4)?;
     let len = u32::from(u16::from_be_bytes([h[4], h[5]]));
     if len < 8 {
@@ -581,14 +612,21 @@ fn udp(data: &[u8], at: usize, out: &mut Parsed) -> Result<(), ParseError> {
     out.src_port = u16::from_be_bytes([h[0], h[1]]);
     out.dst_port = u16::from_be_bytes([h[2], h[3]]);
     out.payload_offset = at as u32 + 8;
-    // The UDP header's own length, as tshark reports `udp.length - 8`.
-    out.payload_len = len - 8;
+    // The UDP header's own length (as tshark reports `udp.length - 8`), within what the IP
+    // packet carried.
+    out.payload_len = (len - 8).min(l4_len.saturating_sub(8));
     Ok(())
 }
 
 /// Looks inside GTP-U and VXLAN; leaves `out` as the outer UDP packet when the payload is not a
-/// tunnel it understands.
-fn udp_tunnel(data: &[u8], wire: usize, opts: ParseOptions, depth: usize, out: &mut Parsed) -> Result<(), ParseError> {
+/// tunnel it understands or cannot be parsed.
+fn udp_tunnel(data: &[u8], wire: usize, opts: ParseOptions, depth: usize, out: &mut Parsed) {
+    if out.dst_port == UDP_PORT_GTPU || out.src_port == UDP_PORT_GTPU || out.dst_port == UDP_PORT_VXLAN {
+        decap(out, |out| udp_tunnel_inner(data, wire, opts, depth, out));
+    }
+}
+
+fn udp_tunnel_inner(data: &[u8], wire: usize, opts: ParseOptions, depth: usize, out: &mut Parsed) -> Result<(), ParseError> {
     let at = out.payload_offset as usize;
     if out.dst_port == UDP_PORT_GTPU || out.src_port == UDP_PORT_GTPU {
         let Some(flags) = data.get(at) else { return Ok(()) };
@@ -777,6 +815,29 @@ pub(crate) mod tests {
         let mut arp = vec![0u8; 42];
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
         assert_eq!(parse(&arp, LinkType::Ethernet, ParseOptions::default()), Ok(Packet::NonIp { ethertype: 0x0806 }));
+    }
+
+    #[test]
+    fn a_broken_tunnel_payload_leaves_the_outer_packet() {
+        // UDP to the VXLAN port with the I flag, but no room for an inner Ethernet header.
+        let mut pkt = eth_ipv4_tcp(b"", 0);
+        pkt.truncate(34);
+        pkt[14 + 9] = ip_proto::UDP;
+        pkt.extend_from_slice(&[0x12, 0x34, 0x12, 0xb5, 0, 16, 0, 0]); // ports 4660 -> 4789, length 16
+        pkt.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 1, 0]);
+        let ip_len = (pkt.len() - 14) as u16;
+        pkt[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        let p = ip_of(parse(&pkt, LinkType::Ethernet, ParseOptions::default()));
+        assert!(!p.tunnelled);
+        assert_eq!((p.ip_proto, p.dst_port, p.payload_len), (ip_proto::UDP, 4789, 8));
+    }
+
+    #[test]
+    fn zero_lengths_from_segmentation_offload_use_the_frame() {
+        let mut pkt = eth_ipv4_tcp(&[1; 3000], tcp_flags::ACK);
+        pkt[16..18].copy_from_slice(&0u16.to_be_bytes());
+        let p = ip_of(parse(&pkt, LinkType::Ethernet, ParseOptions::default()));
+        assert_eq!((p.ip_len, p.payload_len), (3040, 3000));
     }
 
     #[test]
