@@ -23,6 +23,7 @@ struct Totals {
     fragments: [u64; 5],
     fragments_forwarded: u64,
     publications: u64,
+    lost_to_dead_nf: u64,
 }
 
 fn totals(r: &RunReport) -> Totals {
@@ -42,6 +43,7 @@ fn totals(r: &RunReport) -> Totals {
         t.port_reuse += s.stack.port_reuse;
         t.fragments_forwarded += s.fragments_forwarded;
         t.publications += s.publications;
+        t.lost_to_dead_nf += s.lost_to_dead_nf;
         let f = &s.stack.fragments;
         for (acc, v) in t.fragments.iter_mut().zip([f.fragments, f.reassembled, f.timed_out, f.no_slot, f.invalid]) {
             *acc += v;
@@ -131,6 +133,9 @@ pub fn text(r: &RunReport) -> String {
         let _ = writeln!(s, "          ended by: {}", ended.join(", "));
     }
     let _ = writeln!(s, "events    {} published by NFs", n(t.publications));
+    if t.lost_to_dead_nf > 0 {
+        let _ = writeln!(s, "          {} events lost because an NF thread died (see the error below)", n(t.lost_to_dead_nf));
+    }
     for (path, count) in &t.events {
         let _ = writeln!(s, "          {path:<22} {:>12}", n(*count));
     }
@@ -229,6 +234,8 @@ pub fn json(r: &RunReport) -> Value {
             "packets": r.input.packets,
             "bytes": r.input.bytes,
             "skipped": r.input.skipped,
+            "pool_waits": r.input.pool_waits,
+            "ring_waits": r.input.ring_waits,
             "error": r.input.error,
         },
         "packets": {
@@ -249,6 +256,7 @@ pub fn json(r: &RunReport) -> Value {
         "flows": { "tcp": t.flows[0], "udp": t.flows[1], "other": t.flows[2], "port_reuse": t.port_reuse, "ended": to_map(&t.ended) },
         "events": t.events.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
         "publications": t.publications,
+        "lost_to_dead_nf": t.lost_to_dead_nf,
         "nfs": nfs,
         "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch })),
         "cpu_s": r.cpu.as_secs_f64(),

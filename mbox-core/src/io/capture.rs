@@ -353,7 +353,8 @@ impl CaptureReader {
         if self.offset + len as u64 > self.len {
             return Err(self.truncated());
         }
-        buf.clear();
+        // No clear first: resizing a reused buffer then zeroes only bytes it never held, and the
+        // read overwrites the rest.
         buf.resize(len, 0);
         self.read_exact_or_truncated(buf)
     }

@@ -7,7 +7,7 @@
 
 use super::capture::{CaptureError, CaptureReader};
 use super::generator::{Generator, GeneratorConfig};
-use super::pool::PacketPool;
+use super::pool::Allocator;
 use super::RxPacket;
 use crate::config::IdleMode;
 use crate::runtime::park::{Idler, Waker};
@@ -95,8 +95,10 @@ pub struct InputReport {
     pub skipped: u64,
     /// Fragments that arrived before their first fragment (steered by addresses only).
     pub fragments_unsteered: u64,
-    /// Times the input waited for a free buffer (back-pressure from the shards).
+    /// Times the input waited for a free buffer, or for room in a shard's ring: back-pressure
+    /// from the shards (the input is not what limits the rate when these are high).
     pub pool_waits: u64,
+    pub ring_waits: u64,
     /// An error that ended the input early; the packets before it were processed.
     pub error: Option<String>,
 }
@@ -110,11 +112,13 @@ pub struct Steering {
 }
 
 const FRAG_CACHE: usize = 1024;
+/// Packets waiting in a shard's ring before the input wakes the shard (see `nudge`).
+const WAKE_BATCH: usize = 64;
 
 /// The input thread. See the module documentation.
 pub struct Dispatcher {
     pub source: Source,
-    pub pool: Arc<PacketPool>,
+    pub alloc: Allocator,
     pub rings: Vec<Producer<RxPacket>>,
     pub shard_wakers: Vec<Arc<Waker>>,
     pub steering: Steering,
@@ -127,7 +131,8 @@ impl Dispatcher {
     /// Reads the source to its end (or until `stop`), then drops the rings, which tells the
     /// shards the input is over.
     pub fn run(mut self) -> InputReport {
-        self.pool.allocator_waker().bind_current();
+        let pool = self.alloc.pool().clone();
+        pool.allocator_waker().bind_current();
         let mut report = InputReport { description: self.source.describe(), ..Default::default() };
         let mut frag_cache = vec![(0u64, 0u16); FRAG_CACHE];
         let mut idler = Idler::new(self.idle);
@@ -135,15 +140,15 @@ impl Dispatcher {
         while !self.stop.load(Ordering::Relaxed) {
             let Some(buf) = self.alloc(&mut idler, &mut report, &mut staged) else { break };
             // SAFETY: `buf` was just allocated and is not shared yet.
-            let bytes = unsafe { self.pool.buf_mut(buf) };
+            let bytes = unsafe { pool.buf_mut(buf) };
             let (link, wire_len, ts_ns) = match self.source.next(bytes) {
                 Ok(Some(found)) => found,
                 Ok(None) => {
-                    self.pool.free(buf);
+                    self.alloc.free(buf);
                     break;
                 }
                 Err(e) => {
-                    self.pool.free(buf);
+                    self.alloc.free(buf);
                     report.error = Some(e.to_string());
                     break;
                 }
@@ -154,7 +159,7 @@ impl Dispatcher {
             report.bytes += u64::from(wire_len);
             staged[shard].push(pkt);
             if staged[shard].len() == staged[shard].capacity() {
-                self.flush(shard, &mut staged[shard], &mut idler);
+                self.flush(shard, &mut staged[shard], &mut idler, &mut report);
             }
             if report.packets % 256 == 0 {
                 self.publish_progress(&report);
@@ -162,7 +167,7 @@ impl Dispatcher {
         }
         for (shard, batch) in staged.iter_mut().enumerate() {
             let mut batch = std::mem::take(batch);
-            self.flush(shard, &mut batch, &mut idler);
+            self.flush(shard, &mut batch, &mut idler, &mut report);
         }
         report.skipped = self.source.skipped();
         self.publish_progress(&report);
@@ -184,7 +189,7 @@ impl Dispatcher {
     /// A free buffer, waiting (and flushing staged packets) while the shards hold them all.
     fn alloc(&mut self, idler: &mut Idler, report: &mut InputReport, staged: &mut [Vec<RxPacket>]) -> Option<u32> {
         loop {
-            if let Some(buf) = self.pool.alloc() {
+            if let Some(buf) = self.alloc.alloc() {
                 idler.reset();
                 return Some(buf);
             }
@@ -195,37 +200,55 @@ impl Dispatcher {
             // Staged packets hold buffers too: hand them over before waiting.
             for (shard, batch) in staged.iter_mut().enumerate() {
                 let mut b = std::mem::take(batch);
-                self.flush(shard, &mut b, idler);
+                self.flush(shard, &mut b, idler, report);
                 *batch = b;
+                self.nudge(shard, 1);
             }
-            let pool = &self.pool;
-            idler.idle(pool.allocator_waker(), || pool.available() > 0);
+            let alloc = &self.alloc;
+            idler.idle(alloc.pool().allocator_waker(), || alloc.has_returns());
         }
     }
 
     /// Pushes staged packets into a shard's ring, waiting for room.
-    fn flush(&mut self, shard: usize, batch: &mut Vec<RxPacket>, idler: &mut Idler) {
+    fn flush(&mut self, shard: usize, batch: &mut Vec<RxPacket>, idler: &mut Idler, report: &mut InputReport) {
         let mut sent = 0;
         while sent < batch.len() {
             if self.rings[shard].is_abandoned() {
                 // The shard's thread is gone (a bug, reported when the run ends): its packets
                 // go back to the pool rather than wait forever.
                 for pkt in &batch[sent..] {
-                    self.pool.free(pkt.buf);
+                    self.alloc.free(pkt.buf);
                 }
                 self.stop.store(true, Ordering::Relaxed);
                 break;
             }
             let (pushed, _) = self.rings[shard].push_partial_slice(&batch[sent..]);
+            if !pushed.is_empty() {
+                // Progress: the next wait starts with spinning again, not with parking.
+                idler.reset();
+            }
             sent += pushed.len();
-            self.shard_wakers[shard].wake();
             if sent < batch.len() {
                 // The shard is behind: let it run.
+                report.ring_waits += 1;
+                self.shard_wakers[shard].wake();
                 let ring = &self.rings[shard];
-                idler.idle(self.pool.allocator_waker(), || !ring.is_full());
+                idler.idle(self.alloc.pool().allocator_waker(), || !ring.is_full());
+            } else {
+                self.nudge(shard, WAKE_BATCH);
             }
         }
         batch.clear();
+    }
+
+    /// Wakes a shard if at least `min` packets wait in its ring: a wake-up is a system call
+    /// when the shard sleeps, too dear for every small batch. Before the input itself waits,
+    /// it nudges every shard with anything queued.
+    fn nudge(&self, shard: usize, min: usize) {
+        let ring = &self.rings[shard];
+        if ring.buffer().capacity() - ring.slots() >= min {
+            self.shard_wakers[shard].wake();
+        }
     }
 
     fn steer(&self, data: &[u8], wire_len: u32, link: LinkType, frag_cache: &mut [(u64, u16)], report: &mut InputReport) -> usize {

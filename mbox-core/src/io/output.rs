@@ -2,7 +2,7 @@
 //! by an output thread that merges the shards' TX rings.
 
 use super::capture::{CaptureError, PcapWriter};
-use super::pool::PacketPool;
+use super::pool::{PacketPool, Releaser};
 use super::RxPacket;
 use crate::config::IdleMode;
 use crate::runtime::park::{Idler, Waker};
@@ -12,29 +12,39 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 
-/// A shard's transmit path.
-pub enum Tx {
+/// A shard's transmit path, and where it gives back buffers of packets it drops.
+pub struct Tx {
+    path: TxPath,
+    releaser: Releaser,
+}
+
+enum TxPath {
     /// No output configured: the buffer goes back to the pool.
-    Discard(Arc<PacketPool>),
+    Discard,
     /// To the output thread.
-    Ring { ring: Producer<RxPacket>, writer: Arc<Waker>, pool: Arc<PacketPool> },
+    Ring { ring: Producer<RxPacket>, writer: Arc<Waker> },
     /// After [`Tx::close`]: nothing is sent any more.
     Closed,
 }
 
 impl Tx {
+    /// A path that forwards nowhere (offline analysis): buffers go straight back.
+    pub fn discard(releaser: Releaser) -> Tx {
+        Tx { path: TxPath::Discard, releaser }
+    }
+
     /// Sends a packet on (the caller gives up its buffer). Call [`Tx::notify`] after a batch.
     #[inline]
     pub fn send(&mut self, pkt: RxPacket) {
-        match self {
-            Tx::Discard(pool) => pool.free(pkt.buf),
-            Tx::Ring { ring, writer, pool } => {
+        match &mut self.path {
+            TxPath::Discard => self.releaser.release(pkt.buf),
+            TxPath::Ring { ring, writer } => {
                 let mut item = pkt;
                 // The writer always drains, so waiting here is bounded by a file write; a
                 // writer that is gone (it failed) gets nothing more.
                 while let Err(rtrb::PushError::Full(back)) = ring.push(item) {
                     if ring.is_abandoned() {
-                        pool.free(back.buf);
+                        self.releaser.release(back.buf);
                         return;
                     }
                     item = back;
@@ -42,20 +52,29 @@ impl Tx {
                     std::thread::yield_now();
                 }
             }
-            Tx::Closed => debug_assert!(false, "send on a closed TX path"),
+            TxPath::Closed => debug_assert!(false, "send on a closed TX path"),
         }
     }
 
-    /// Wakes the output thread if it sleeps (once per batch of sends, not per packet).
-    pub fn notify(&self) {
-        if let Tx::Ring { writer, .. } = self {
+    /// Drops a packet: its buffer goes back to the pool.
+    #[inline]
+    pub fn drop_packet(&mut self, buf: u32) {
+        self.releaser.release(buf);
+    }
+
+    /// Hands released buffers back and wakes the output thread if it sleeps: once per batch
+    /// of sends, not per packet.
+    pub fn notify(&mut self) {
+        self.releaser.flush();
+        if let TxPath::Ring { writer, .. } = &self.path {
             writer.wake();
         }
     }
 
     /// Closes the path; the output thread is woken to notice once it has drained the ring.
     pub fn close(&mut self) {
-        if let Tx::Ring { ring, writer, .. } = std::mem::replace(self, Tx::Closed) {
+        self.releaser.flush();
+        if let TxPath::Ring { ring, writer } = std::mem::replace(&mut self.path, TxPath::Closed) {
             drop(ring);
             writer.wake();
         }
@@ -68,6 +87,7 @@ pub struct PcapOutput {
     pub link: LinkType,
     rings: Vec<Consumer<RxPacket>>,
     pool: Arc<PacketPool>,
+    releaser: Releaser,
     waker: Arc<Waker>,
 }
 
@@ -82,18 +102,24 @@ pub struct OutputStats {
 
 impl PcapOutput {
     /// The output thread (its file created now, so that a bad path stops the run before it
-    /// starts) and one TX path per shard.
-    pub fn new(path: PathBuf, link: LinkType, shards: usize, pool: Arc<PacketPool>) -> Result<(PcapOutput, Vec<Tx>), CaptureError> {
+    /// starts) and one TX path per shard releaser.
+    pub fn new(
+        path: PathBuf,
+        link: LinkType,
+        pool: Arc<PacketPool>,
+        releaser: Releaser,
+        shard_releasers: Vec<Releaser>,
+    ) -> Result<(PcapOutput, Vec<Tx>), CaptureError> {
         let writer = PcapWriter::create(&path, link)?;
         let waker = Arc::new(Waker::new());
         let mut rings = Vec::new();
         let mut txs = Vec::new();
-        for _ in 0..shards {
+        for shard_releaser in shard_releasers {
             let (p, c) = RingBuffer::new(4096);
             rings.push(c);
-            txs.push(Tx::Ring { ring: p, writer: waker.clone(), pool: pool.clone() });
+            txs.push(Tx { path: TxPath::Ring { ring: p, writer: waker.clone() }, releaser: shard_releaser });
         }
-        Ok((PcapOutput { writer, link, rings, pool, waker }, txs))
+        Ok((PcapOutput { writer, link, rings, pool, releaser, waker }, txs))
     }
 
     /// Runs until every shard has dropped its TX path and the rings are empty.
@@ -116,12 +142,12 @@ impl PcapOutput {
                         stats.packets += 1;
                         stats.bytes += u64::from(pkt.len);
                     }
-                    self.pool.free(pkt.buf);
+                    self.releaser.release(pkt.buf);
                 }
             }
             if moved > 0 {
-                // Buffers went back to the pool: the input may be waiting for one.
-                self.pool.allocator_waker().wake();
+                // Buffers go back to the pool: the input may be waiting for one.
+                self.releaser.flush();
                 idler.reset();
                 continue;
             }

@@ -2,57 +2,59 @@
 //! analogue of a DPDK mempool).
 //!
 //! Buffers are allocated once; a packet travels as the buffer's index. Whoever holds the index
-//! owns the buffer: the input fills it, a shard reads it, and the last user returns it through a
-//! lock-free queue. A buffer grows only if a packet is larger than it, and keeps that size, so
-//! the steady state allocates nothing.
+//! owns the buffer: the input fills it, a shard reads it, and the last user gives it back.
+//! Giving back goes through an SPSC ring per releasing thread (a shard, the output thread),
+//! in batches, to the one allocating thread: no cache line is shared by more than two threads
+//! and nothing is written per packet across cores. A buffer grows only if a packet is larger
+//! than it, and keeps that size, so the steady state allocates nothing.
 
 use crate::runtime::park::Waker;
-use crossbeam_queue::ArrayQueue;
+use rtrb::{Consumer, Producer, RingBuffer};
 use std::cell::UnsafeCell;
+use std::sync::Arc;
 
-/// See the module documentation.
+/// The buffers. See the module documentation.
 pub struct PacketPool {
     bufs: Box<[UnsafeCell<Vec<u8>>]>,
-    free: ArrayQueue<u32>,
-    /// The allocating thread, woken when a buffer comes back to an empty pool.
+    /// The allocating thread, woken when buffers come back while it waits for one.
     allocator: Waker,
 }
 
 // SAFETY: a buffer is only touched by the holder of its index, and indices move between threads
-// through queues and rings whose release/acquire ordering publishes the buffer's contents.
+// through rings whose release/acquire ordering publishes the buffer's contents.
 unsafe impl Sync for PacketPool {}
 unsafe impl Send for PacketPool {}
 
-impl PacketPool {
-    /// `count` buffers of `buf_size` bytes each.
-    pub fn new(count: usize, buf_size: usize) -> PacketPool {
-        let free = ArrayQueue::new(count.max(1));
-        for i in 0..count as u32 {
-            let _ = free.push(i);
-        }
-        PacketPool { bufs: (0..count).map(|_| UnsafeCell::new(Vec::with_capacity(buf_size))).collect(), free, allocator: Waker::new() }
+/// Creates `count` buffers of `buf_size` bytes, the allocator's end, and `releasers` ends for
+/// threads that give buffers back.
+pub fn packet_pool(count: usize, buf_size: usize, releasers: usize) -> (Arc<PacketPool>, Allocator, Vec<Releaser>) {
+    let pool =
+        Arc::new(PacketPool { bufs: (0..count).map(|_| UnsafeCell::new(Vec::with_capacity(buf_size))).collect(), allocator: Waker::new() });
+    let mut returns = Vec::new();
+    let mut ends = Vec::new();
+    for _ in 0..releasers {
+        // Room for every buffer: a release never waits.
+        let (p, c) = RingBuffer::new(count.max(1));
+        returns.push(c);
+        ends.push(Releaser { ring: p, batch: Vec::with_capacity(RELEASE_BATCH), pool: pool.clone() });
     }
+    let allocator = Allocator { pool: pool.clone(), free: (0..count as u32).rev().collect(), returns };
+    (pool, allocator, ends)
+}
 
+/// Buffers a releaser collects before handing them back.
+const RELEASE_BATCH: usize = 64;
+
+impl PacketPool {
     /// Number of buffers.
     pub fn capacity(&self) -> usize {
         self.bufs.len()
     }
 
-    /// Buffers currently free.
-    pub fn available(&self) -> usize {
-        self.free.len()
-    }
-
-    /// Takes a free buffer.
-    #[inline]
-    pub fn alloc(&self) -> Option<u32> {
-        self.free.pop()
-    }
-
     /// The buffer to fill.
     ///
     /// # Safety
-    /// The caller must hold `idx` (from [`PacketPool::alloc`]) and not have handed it on.
+    /// The caller must hold `idx` (from [`Allocator::alloc`]) and not have handed it on.
     #[allow(clippy::mut_from_ref)]
     #[inline]
     pub unsafe fn buf_mut(&self, idx: u32) -> &mut Vec<u8> {
@@ -69,17 +71,87 @@ impl PacketPool {
         &buf[..(len as usize).min(buf.len())]
     }
 
-    /// Returns a buffer; the caller gives up `idx`. Callers wake the allocator
-    /// ([`PacketPool::allocator_waker`]) once per batch of frees, not per packet.
-    #[inline]
-    pub fn free(&self, idx: u32) {
-        // Cannot fail: there are never more indices than slots.
-        let _ = self.free.push(idx);
-    }
-
     /// The waker of the thread that allocates (it parks when the pool runs dry).
     pub fn allocator_waker(&self) -> &Waker {
         &self.allocator
+    }
+}
+
+/// The allocating thread's end: free buffers, refilled from the releasers' rings.
+pub struct Allocator {
+    pool: Arc<PacketPool>,
+    free: Vec<u32>,
+    returns: Vec<Consumer<u32>>,
+}
+
+impl Allocator {
+    /// Takes a free buffer.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<u32> {
+        if self.free.is_empty() {
+            self.collect();
+        }
+        self.free.pop()
+    }
+
+    /// Gives back a buffer the allocating thread itself did not hand on.
+    pub fn free(&mut self, idx: u32) {
+        self.free.push(idx);
+    }
+
+    /// True when released buffers wait to be collected.
+    pub fn has_returns(&self) -> bool {
+        self.returns.iter().any(|r| !r.is_empty())
+    }
+
+    /// The pool this allocator serves.
+    pub fn pool(&self) -> &Arc<PacketPool> {
+        &self.pool
+    }
+
+    fn collect(&mut self) {
+        for ring in &mut self.returns {
+            let n = ring.slots();
+            if let Ok(chunk) = ring.read_chunk(n) {
+                self.free.extend(chunk);
+            }
+        }
+    }
+}
+
+/// A releasing thread's end.
+pub struct Releaser {
+    ring: Producer<u32>,
+    batch: Vec<u32>,
+    pool: Arc<PacketPool>,
+}
+
+impl Releaser {
+    /// Gives a buffer back (the caller gives up `idx`); batched, see [`Releaser::flush`].
+    #[inline]
+    pub fn release(&mut self, idx: u32) {
+        self.batch.push(idx);
+        if self.batch.len() >= RELEASE_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands the collected buffers to the allocator and wakes it if it waits. Call once per
+    /// round of work.
+    pub fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // Cannot fail: the ring holds every buffer of the pool.
+        let _ = self.ring.push_partial_slice(&self.batch);
+        self.batch.clear();
+        self.pool.allocator.wake();
+    }
+}
+
+impl Drop for Releaser {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -88,19 +160,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_circulate() {
-        let pool = PacketPool::new(2, 16);
-        let a = pool.alloc().unwrap();
-        let b = pool.alloc().unwrap();
-        assert!(pool.alloc().is_none());
+    fn buffers_circulate_through_releasers() {
+        let (pool, mut alloc, mut releasers) = packet_pool(2, 16, 1);
+        let a = alloc.alloc().unwrap();
+        let b = alloc.alloc().unwrap();
+        assert!(alloc.alloc().is_none());
         unsafe {
             let buf = pool.buf_mut(a);
             buf.clear();
             buf.extend_from_slice(&[1; 100]); // larger than the initial size: grows once
             assert_eq!(pool.bytes(a, 100).len(), 100);
         }
-        pool.free(a);
-        pool.free(b);
-        assert_eq!(pool.available(), 2);
+        releasers[0].release(a);
+        assert!(alloc.alloc().is_none(), "released buffers travel in batches");
+        releasers[0].flush();
+        assert!(alloc.has_returns());
+        assert_eq!(alloc.alloc(), Some(a));
+        alloc.free(b);
+        assert_eq!(alloc.alloc(), Some(b));
+        releasers[0].release(a);
+        drop(releasers);
+        assert_eq!(alloc.alloc(), Some(a), "a releaser hands back what it holds when it goes");
     }
 }

@@ -19,6 +19,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Events waiting in a ring before the shard wakes a sleeping NF (see [`LaneTx::nudge`]).
+pub const WAKE_BATCH: usize = 32;
+
 /// Publications an NF may have queued for one shard before it is told `Full`.
 pub const PUBLICATION_RING: usize = 1024;
 
@@ -138,8 +141,8 @@ impl LaneTx {
         !self.order.is_empty() || !self.pending.is_empty() || !self.in_flight.is_empty()
     }
 
-    /// Moves queued handles into the ring, oldest first, and wakes the NF if any moved.
-    /// Returns the number moved.
+    /// Moves queued handles into the ring, oldest first, and wakes the NF once enough wait for
+    /// it (see [`LaneTx::nudge`]). Returns the number moved.
     pub fn flush(&mut self) -> usize {
         if self.pending.is_empty() {
             return 0;
@@ -157,9 +160,19 @@ impl LaneTx {
         }
         if moved > 0 {
             self.delivered += moved as u64;
-            self.nf_waker.wake();
+            self.nudge(WAKE_BATCH);
         }
         moved
+    }
+
+    /// Wakes the NF if at least `min` events wait in its ring. Waking a parked thread is a
+    /// system call: doing it for every small batch would cost more than the events, so the
+    /// shard wakes an NF when a batch's worth waits, and wakes every NF with anything
+    /// waiting before it goes idle itself.
+    pub fn nudge(&self, min: usize) {
+        if self.ring.buffer().capacity() - self.ring.slots() >= min.min(self.ring.buffer().capacity()) {
+            self.nf_waker.wake();
+        }
     }
 
     /// Gives up on a handle that did not fit in the ring when `give_up` holds (the `drop`

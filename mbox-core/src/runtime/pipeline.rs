@@ -15,7 +15,7 @@ use crate::events::registry::{RegistryError, TypeRegistry};
 use crate::io::capture::CaptureError;
 use crate::io::dispatch::{Dispatcher, InputReport, Progress, Source, Steering};
 use crate::io::output::{OutputStats, PcapOutput, Tx};
-use crate::io::pool::PacketPool;
+use crate::io::pool::packet_pool;
 use crate::io::RxPacket;
 use crate::plugin::{default_plugin_dir, library_path, Plugin, PluginError};
 use crate::stack::l23::StackConfig;
@@ -156,7 +156,9 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         (None, Some(g)) => Source::generator(g.clone()),
         (None, None) => unreachable!("validated: pcap or generator"),
     };
-    let pool = Arc::new(PacketPool::new(rt.packet_buffers, INITIAL_BUFFER));
+    // One releaser per shard, and one for the output thread when there is one.
+    let releasers = shards + usize::from(config.output.pcap.is_some());
+    let (pool, alloc, mut releasers) = packet_pool(rt.packet_buffers, INITIAL_BUFFER, releasers);
     let registry = Arc::new(registry);
     let graph = Arc::new(graph);
 
@@ -208,10 +210,11 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let link = source.link();
     let (output, txs): (Option<PcapOutput>, Vec<Tx>) = match &config.output.pcap {
         Some(path) => {
-            let (out, txs) = PcapOutput::new(path.clone(), link, shards, pool.clone()).map_err(PipelineError::Output)?;
+            let own = releasers.pop().expect("a releaser for the output thread");
+            let (out, txs) = PcapOutput::new(path.clone(), link, pool.clone(), own, releasers).map_err(PipelineError::Output)?;
             (Some(out), txs)
         }
-        None => (None, (0..shards).map(|_| Tx::Discard(pool.clone())).collect()),
+        None => (None, releasers.into_iter().map(Tx::discard).collect()),
     };
 
     let stack_cfg = StackConfig {
@@ -278,7 +281,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
 
     let dispatcher = Dispatcher {
         source,
-        pool: pool.clone(),
+        alloc,
         rings: rx_producers,
         shard_wakers: shard_wakers.clone(),
         steering: Steering { shards, vlan_in_key: config.flow.vlan_in_key, parse: stack_cfg.parse },

@@ -139,7 +139,6 @@ struct Plane {
     free_held: Vec<u32>,
     lanes: Vec<LaneTx>,
     policy: RingFullPolicy,
-    pool: Arc<PacketPool>,
     tx: Tx,
     /// The packet being processed, and its held entry once an event holds it.
     current: Option<RxPacket>,
@@ -153,7 +152,7 @@ struct Plane {
 pub struct Shard {
     stack: L23Stack,
     plane: Plane,
-    /// The packet pool, apart from the plane so packet bytes can be borrowed while it works.
+    /// The packet pool, to read packets' bytes.
     pool: Arc<PacketPool>,
     rx: Consumer<RxPacket>,
     waker: Arc<Waker>,
@@ -187,14 +186,13 @@ impl Shard {
             free_held: (0..held_cap as u32).rev().collect(),
             lanes: s.lanes,
             policy: s.policy,
-            pool: s.pool,
             tx: s.tx,
             current: None,
             current_held: NO_HELD,
             release_datagrams: Vec::new(),
             report,
         };
-        Shard { stack: L23Stack::new(s.stack, s.id), pool: plane.pool.clone(), plane, rx: s.rx, waker: s.waker, idle: s.idle }
+        Shard { stack: L23Stack::new(s.stack, s.id), pool: s.pool, plane, rx: s.rx, waker: s.waker, idle: s.idle }
     }
 
     /// Runs until the input ends and every event has been retired.
@@ -204,6 +202,7 @@ impl Shard {
         let mut inbox: VecDeque<RxPacket> = VecDeque::with_capacity(RX_BATCH);
         let mut input_over = false;
         let mut drained = false;
+        let mut nudged = false;
         loop {
             let mut progress = self.plane.retire();
             progress |= self.plane.route_publications();
@@ -237,15 +236,22 @@ impl Shard {
                 }
             }
             progress |= self.plane.flush_lanes();
-            // Once per round, not per packet: wake whoever waits for buffers or output.
-            self.pool.allocator_waker().wake();
+            // Once per round, not per packet: give buffers back, wake the output.
             self.plane.tx.notify();
             if drained && self.plane.all_done() {
                 break;
             }
             if progress {
                 idler.reset();
+                nudged = false;
             } else {
+                if !nudged {
+                    // About to idle: NFs must not wait for a fuller batch that will not come.
+                    for lane in &self.plane.lanes {
+                        lane.nudge(1);
+                    }
+                    nudged = true;
+                }
                 let (plane, rx) = (&self.plane, &self.rx);
                 // New input only counts when the shard may take it; the end of the input only
                 // once (after that, `input_over` is set and there is nothing more to read).
@@ -283,7 +289,7 @@ impl Shard {
                 self.plane.report.fragments_forwarded += 1;
                 self.plane.forward(pkt);
             }
-            Disposition::Malformed(_) => self.pool.free(pkt.buf),
+            Disposition::Malformed(_) => self.plane.tx.drop_packet(pkt.buf),
         }
         true
     }
@@ -391,7 +397,7 @@ impl Plane {
         }
         if dropped {
             self.report.dropped_by_nf += 1;
-            self.pool.free(rx.buf);
+            self.tx.drop_packet(rx.buf);
         } else {
             self.forward(rx);
         }
