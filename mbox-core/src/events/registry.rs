@@ -93,11 +93,6 @@ impl TypeRegistry {
         &self.types[idx].path
     }
 
-    /// The path of a type code, or a placeholder for codes nobody registered.
-    pub fn path_of_type(&self, ty: EventType) -> &str {
-        self.index_of_type(ty).map_or("?", |i| self.path(i))
-    }
-
     /// Registers `path` if it is new (its parent must exist); returns its dense index.
     pub fn register(&mut self, path: &str) -> Result<usize, RegistryError> {
         if let Some(&idx) = self.by_path.get(path) {

@@ -82,7 +82,6 @@ pub struct Progress {
     pub packets: AtomicU64,
     pub done_units: AtomicU64,
     pub total_units: AtomicU64,
-    pub finished: AtomicBool,
 }
 
 /// What the input thread reports at the end.
@@ -106,7 +105,6 @@ pub struct InputReport {
 /// How packets are steered to shards.
 #[derive(Debug, Clone, Copy)]
 pub struct Steering {
-    pub shards: usize,
     pub vlan_in_key: bool,
     pub parse: ParseOptions,
 }

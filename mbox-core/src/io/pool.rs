@@ -46,11 +46,6 @@ pub fn packet_pool(count: usize, buf_size: usize, releasers: usize) -> (Arc<Pack
 const RELEASE_BATCH: usize = 64;
 
 impl PacketPool {
-    /// Number of buffers.
-    pub fn capacity(&self) -> usize {
-        self.bufs.len()
-    }
-
     /// The buffer to fill.
     ///
     /// # Safety

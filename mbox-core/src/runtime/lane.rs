@@ -56,7 +56,6 @@ pub struct LaneRx {
     pub shard_waker: Arc<Waker>,
     /// Where the NF's publications for this shard go (only for NFs that publish).
     pub publications: Option<Producer<EventBytes>>,
-    pub shard: u16,
 }
 
 /// Creates a lane whose ring holds `capacity` handles; `backlog` bounds what may wait outside it.
@@ -64,7 +63,6 @@ pub fn lane(
     capacity: usize,
     backlog: usize,
     arena: Arc<EventArena>,
-    shard: u16,
     shard_waker: Arc<Waker>,
     nf_waker: Arc<Waker>,
     publishes: bool,
@@ -91,7 +89,7 @@ pub fn lane(
             delivered: 0,
             ring_full_drops: 0,
         },
-        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx, shard },
+        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx },
     )
 }
 

@@ -9,7 +9,7 @@
 use super::lane::LaneRx;
 use super::park::{Idler, Waker};
 use crate::config::IdleMode;
-use crate::controller::{NfIndex, ServiceGraph};
+use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
 use abi_stable::std_types::{RResult, RSlice, RSliceMut};
@@ -25,7 +25,6 @@ pub const NF_BATCH: usize = 64;
 
 /// Everything an NF thread needs; built by the pipeline.
 pub struct NfWorker {
-    pub index: NfIndex,
     pub name: String,
     pub read_only: bool,
     pub nf: NfBox,
@@ -136,7 +135,7 @@ unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: *const EventH
 impl NfWorker {
     /// Runs until every shard has closed its lane and the lanes are empty.
     pub fn run(self) -> NfReport {
-        let NfWorker { index: _, name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph } = self;
+        let NfWorker { name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph } = self;
         waker.bind_current();
         let mut report = NfReport { name: name.clone(), read_only, ..Default::default() };
         let mut idler = Idler::new(idle);

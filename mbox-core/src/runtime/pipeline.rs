@@ -187,19 +187,12 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let mut nf_lanes: Vec<Vec<LaneRx>> = graph.nfs().iter().map(|_| Vec::new()).collect();
     let mut shard_lanes: Vec<Vec<LaneTx>> = Vec::new();
     let mut arenas = Vec::new();
-    for (s, shard_waker) in shard_wakers.iter().enumerate() {
+    for shard_waker in &shard_wakers {
         let arena = Arc::new(EventArena::new(rt.event_slots + pub_slots));
         let mut lanes = Vec::new();
         for (n, spec) in graph.nfs().iter().enumerate() {
-            let (tx, rx) = lane(
-                rt.ring_capacity,
-                arena.len(),
-                arena.clone(),
-                s as u16,
-                shard_waker.clone(),
-                nf_wakers[n].clone(),
-                !spec.publishes.is_empty(),
-            );
+            let (tx, rx) =
+                lane(rt.ring_capacity, arena.len(), arena.clone(), shard_waker.clone(), nf_wakers[n].clone(), !spec.publishes.is_empty());
             lanes.push(tx);
             nf_lanes[n].push(rx);
         }
@@ -234,7 +227,6 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let mut nf_threads: Vec<JoinHandle<NfReport>> = Vec::new();
     for ((i, nf), (spec, lanes)) in instances.into_iter().enumerate().zip(graph.nfs().iter().zip(nf_lanes)) {
         let worker = NfWorker {
-            index: i as u16,
             name: spec.name.clone(),
             read_only: spec.read_only,
             nf,
@@ -284,7 +276,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         alloc,
         rings: rx_producers,
         shard_wakers: shard_wakers.clone(),
-        steering: Steering { shards, vlan_in_key: config.flow.vlan_in_key, parse: stack_cfg.parse },
+        steering: Steering { vlan_in_key: config.flow.vlan_in_key, parse: stack_cfg.parse },
         progress: progress.clone(),
         stop: stop.clone(),
         idle: rt.idle,
