@@ -7,9 +7,9 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mbox_core::io::capture::read_all;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
-use mbox_core::stack::flow_table::{FlowEntry, FlowTable};
-use mbox_core::stack::l23::{L23Stack, StackConfig, StackPacket, StackSink};
-use mbox_core::stack::wire::{parse_frame, LinkType, ParseOptions};
+use mbox_stack::flow_table::{FlowEntry, FlowTable};
+use mbox_stack::l23::{L23Stack, StackConfig, StackPacket, StackSink};
+use mbox_stack::wire::{parse_frame, LinkType, ParseOptions};
 use std::hint::black_box;
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! Relative paths are taken from the current directory, as the shell gave them.
 
 use crate::io::generator::GeneratorConfig;
-use crate::stack::flow_table::Timeouts;
+use mbox_stack::flow_table::Timeouts;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

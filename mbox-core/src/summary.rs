@@ -2,8 +2,8 @@
 //! CPU seconds per million packets — as text for people and as JSON for scripts and tests.
 
 use crate::runtime::pipeline::RunReport;
-use crate::stack::wire::ParseError;
 use mbox_abi::reason_name;
+use mbox_stack::wire::ParseError;
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 

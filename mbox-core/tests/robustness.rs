@@ -5,9 +5,9 @@ mod common;
 
 use common::pcaps;
 use mbox_core::io::capture::{read_all, CaptureReader};
-use mbox_core::stack::flow_table::{FlowEntry, FlowTable, Timeouts};
-use mbox_core::stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink};
-use mbox_core::stack::wire::{parse, parse_frame, LinkType, Packet, ParseOptions};
+use mbox_stack::flow_table::{FlowEntry, FlowTable, Timeouts};
+use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink};
+use mbox_stack::wire::{parse, parse_frame, LinkType, Packet, ParseOptions};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 

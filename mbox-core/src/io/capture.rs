@@ -6,7 +6,7 @@
 //! so a corrupt or hostile file ends in a [`CaptureError`] naming the byte offset, not a panic
 //! or an unbounded allocation.
 
-use crate::stack::wire::LinkType;
+use mbox_stack::wire::LinkType;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 //! `reorder` delays a packet by one to three packets, `duplicate` repeats it.
 //! Addresses come from 198.18.0.0/15 (clients in 198.18/16, servers in 198.19/16).
 
-use crate::stack::wire::{ip_proto, tcp_flags, LinkType};
+use mbox_stack::wire::{ip_proto, tcp_flags, LinkType};
 use serde::Deserialize;
 use std::collections::VecDeque;
 
@@ -582,7 +582,7 @@ fn fold(mut acc: u32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::wire::{parse, Packet, ParseOptions};
+    use mbox_stack::wire::{parse, Packet, ParseOptions};
     use std::collections::HashMap;
 
     fn run(cfg: GeneratorConfig) -> Vec<(u64, Vec<u8>)> {

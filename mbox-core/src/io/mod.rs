@@ -16,7 +16,7 @@ pub mod generator;
 pub mod output;
 pub mod pool;
 
-use crate::stack::wire::LinkType;
+use mbox_stack::wire::LinkType;
 
 /// A received packet in flight between I/O and a shard: a handle to its buffer, not its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

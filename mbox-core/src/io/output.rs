@@ -6,7 +6,7 @@ use super::pool::{PacketPool, Releaser};
 use super::RxPacket;
 use crate::config::IdleMode;
 use crate::runtime::park::{Idler, Waker};
-use crate::stack::wire::LinkType;
+use mbox_stack::wire::LinkType;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::path::PathBuf;
 

@@ -15,10 +15,10 @@ use crate::events::registry::TypeRegistry;
 use crate::io::output::Tx;
 use crate::io::pool::PacketPool;
 use crate::io::RxPacket;
-use crate::stack::flow_table::{FlowEntry, FlowTable};
-use crate::stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats};
-use crate::stack::wire::{ip_proto, tcp_flags};
 use mbox_abi::{builtin, EventHeader, FlowEvent, FlowRef, PktEvent, PktTcpEvent, DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE};
+use mbox_stack::flow_table::{FlowEntry, FlowTable};
+use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats};
+use mbox_stack::wire::{ip_proto, tcp_flags};
 use rtrb::Consumer;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -171,7 +171,7 @@ impl Shard {
         report.events_by_type = vec![0; s.registry.len()];
         report.delivered = vec![0; s.lanes.len()];
         report.ring_full_drops = vec![0; s.lanes.len()];
-        let placeholder = RxPacket { buf: 0, len: 0, wire_len: 0, port: 0, link: crate::stack::wire::LinkType::Ethernet, ts_ns: 0 };
+        let placeholder = RxPacket { buf: 0, len: 0, wire_len: 0, port: 0, link: mbox_stack::wire::LinkType::Ethernet, ts_ns: 0 };
         let plane = Plane {
             shard: s.id,
             types: StackTypes::new(&s.registry),

@@ -9,7 +9,7 @@
 //! Buffers are allocated on first use and then reused: a completed datagram stays held while
 //! events point at it, and [`Reassembler::release`] frees it when they retire.
 
-use super::wire::{FragmentInfo, Parsed};
+use crate::wire::{FragmentInfo, Parsed};
 
 /// Largest IP payload a datagram can carry.
 const MAX_PAYLOAD: usize = 65535;
@@ -261,7 +261,7 @@ fn checksum(bytes: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::wire::{parse, LinkType, Packet, ParseOptions};
+    use crate::wire::{parse, LinkType, Packet, ParseOptions};
 
     /// An IPv4 fragment (raw IP) of a UDP datagram whose payload is `payload`.
     fn v4_fragment(datagram: &[u8], offset: usize, len: usize, more: bool) -> Vec<u8> {

@@ -5,7 +5,7 @@
 //! side sent the packet. The same key, hashed with a fixed seed, picks the shard, which makes
 //! the shard choice symmetric by construction.
 
-use super::wire::{ip_proto, Parsed};
+use crate::wire::{ip_proto, Parsed};
 use core::hash::{BuildHasher, Hash, Hasher};
 
 /// Addresses, ports, protocol (and optionally the VLAN) of a flow, endpoints in canonical order.

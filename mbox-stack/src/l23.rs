@@ -6,10 +6,10 @@
 //! that belong to them in the order NFs must see them: an expired flow's end before the next
 //! packet, a new flow's start before its first packet.
 
-use super::flow_key::FlowKey;
-use super::flow_table::{close_bits, FlowClass, FlowEntry, FlowTable, Timeouts};
-use super::fragments::{FragmentOutcome, FragmentStats, Reassembler};
-use super::wire::{ip_proto, parse, parse_into, tcp_flags, Frame, LinkType, Packet, ParseError, ParseOptions, Parsed};
+use crate::flow_key::FlowKey;
+use crate::flow_table::{close_bits, FlowClass, FlowEntry, FlowTable, Timeouts};
+use crate::fragments::{FragmentOutcome, FragmentStats, Reassembler};
+use crate::wire::{ip_proto, parse, parse_into, tcp_flags, Frame, LinkType, Packet, ParseError, ParseOptions, Parsed};
 use mbox_abi::{FlowTuple, REASON_END_OF_INPUT, REASON_EVICTED, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 
 /// Settings of the L2/3 µStack.

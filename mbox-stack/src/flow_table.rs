@@ -7,7 +7,7 @@
 //! to expire. Expiry is therefore O(1) per flow however far packet time jumps (some captures span
 //! years), and the same lists give the eviction victim when the table is full.
 
-use super::flow_key::{FlowKey, Side};
+use crate::flow_key::{FlowKey, Side};
 use core::hash::BuildHasher;
 use hashbrown::HashTable;
 use mbox_abi::{DirStats, FlowTuple};

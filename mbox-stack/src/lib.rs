@@ -1,0 +1,13 @@
+//! The mbox µStacks as a library, with no threads and no I/O: the host's shards run them, and
+//! so can an NF that wants its own stack (the baseline of the chain-length experiment).
+//!
+//! - [`wire`]: header parsing (link layer to TCP/UDP, tunnels).
+//! - [`flow_key`], [`flow_table`]: the bidirectional flow key and the per-shard flow table.
+//! - [`fragments`]: IPv4/IPv6 reassembly.
+//! - [`l23`]: the L2/3 µStack's per-packet logic, reporting into a [`l23::StackSink`].
+
+pub mod flow_key;
+pub mod flow_table;
+pub mod fragments;
+pub mod l23;
+pub mod wire;
