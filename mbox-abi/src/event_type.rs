@@ -142,6 +142,10 @@ pub mod builtin {
     pub const FLOW_TCP_NEW: EventType = node(FLOW_TCP, 1);
     /// A TCP connection ended; the event says why.
     pub const FLOW_TCP_TERMINATE: EventType = node(FLOW_TCP, 2);
+    /// New in-order bytes of one direction's reassembled stream: an offset range, read in place.
+    pub const FLOW_TCP_DATA_RDY: EventType = node(FLOW_TCP, 3);
+    /// Bytes of one direction's stream that will never arrive: an offset range and why.
+    pub const FLOW_TCP_GAP: EventType = node(FLOW_TCP, 4);
     /// A UDP flow.
     pub const FLOW_UDP: EventType = node(FLOW, 2);
     /// The stack saw the first datagram of a UDP flow.
@@ -170,6 +174,8 @@ pub mod builtin {
         ("FLOW/TCP", FLOW_TCP),
         ("FLOW/TCP/NEW", FLOW_TCP_NEW),
         ("FLOW/TCP/TERMINATE", FLOW_TCP_TERMINATE),
+        ("FLOW/TCP/DATA_RDY", FLOW_TCP_DATA_RDY),
+        ("FLOW/TCP/GAP", FLOW_TCP_GAP),
         ("FLOW/UDP", FLOW_UDP),
         ("FLOW/UDP/NEW", FLOW_UDP_NEW),
         ("FLOW/UDP/TERMINATE", FLOW_UDP_TERMINATE),

@@ -265,7 +265,84 @@ fn ip_addr(l3: &[u8], version: u8, source: bool) -> Option<IpAddr> {
     }
 }
 
-/// `PKT/TCP`: a TCP segment.
+/// TCP states of one side of a connection, as the monitor infers them (RFC 9293 names).
+pub mod tcp_state {
+    pub const CLOSED: u8 = 0;
+    pub const LISTEN: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
+    pub const SYN_RECEIVED: u8 = 3;
+    pub const ESTABLISHED: u8 = 4;
+    pub const FIN_WAIT_1: u8 = 5;
+    pub const FIN_WAIT_2: u8 = 6;
+    pub const CLOSING: u8 = 7;
+    pub const TIME_WAIT: u8 = 8;
+    pub const CLOSE_WAIT: u8 = 9;
+    pub const LAST_ACK: u8 = 10;
+
+    /// The state's name, as logs print it.
+    pub fn name(state: u8) -> &'static str {
+        match state {
+            CLOSED => "closed",
+            LISTEN => "listen",
+            SYN_SENT => "syn_sent",
+            SYN_RECEIVED => "syn_received",
+            ESTABLISHED => "established",
+            FIN_WAIT_1 => "fin_wait_1",
+            FIN_WAIT_2 => "fin_wait_2",
+            CLOSING => "closing",
+            TIME_WAIT => "time_wait",
+            CLOSE_WAIT => "close_wait",
+            LAST_ACK => "last_ack",
+            _ => "unknown",
+        }
+    }
+}
+
+/// One side of a TCP connection as the monitor sees it (index 0: the flow's originator).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct TcpSideSnapshot {
+    /// One of the [`tcp_state`] constants.
+    pub state: u8,
+    /// Window scale shift this side announced, or 0xff when it announced none.
+    pub wscale: u8,
+    pub _reserved: [u8; 2],
+    /// Initial sequence number (when the SYN was seen; else the first sequence number seen).
+    pub isn: u32,
+    /// The next sequence number this side will send (highest seen + length).
+    pub next_seq: u32,
+    /// The last acknowledgment number this side sent.
+    pub ack: u32,
+    /// The receive window this side last advertised, scaled when both sides agreed a scale.
+    pub window: u32,
+    /// Retransmitted segments this side sent.
+    pub retransmissions: u32,
+    /// Bytes of this side's stream accounted for so far (delivered plus gaps).
+    pub stream_bytes: u64,
+}
+
+/// `TcpSnapshot::flags`: the connection was picked up without seeing its handshake.
+pub const TCP_MIDSTREAM: u32 = 1;
+/// `TcpSnapshot::flags`: both sides sent a SYN without ACK (simultaneous open).
+pub const TCP_SIMULTANEOUS_OPEN: u32 = 2;
+/// `TcpSnapshot::flags`: the segment this snapshot is about repeated bytes already sent.
+pub const TCP_SEG_RETRANSMISSION: u32 = 4;
+/// `TcpSnapshot::flags`: the segment this snapshot is about arrived beyond a hole.
+pub const TCP_SEG_OUT_OF_ORDER: u32 = 8;
+
+/// The TCP monitor's view of a connection as of one packet: events carry a copy, so an NF that
+/// lags behind still sees a consistent state while the stack moves on.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub struct TcpSnapshot {
+    /// Index 0: the flow's originator; 1: the other side.
+    pub sides: [TcpSideSnapshot; 2],
+    /// `TCP_*` flags.
+    pub flags: u32,
+    pub _reserved: u32,
+}
+
+/// `PKT/TCP`: a TCP segment, and the connection's state after it.
 #[repr(C)]
 #[derive(StableAbi, Copy, Clone, Debug)]
 pub struct PktTcpEvent {
@@ -275,6 +352,8 @@ pub struct PktTcpEvent {
     /// The raw window field (unscaled).
     pub window: u16,
     pub _reserved: u16,
+    /// All zero when nobody needs TCP state (the monitor does not run then).
+    pub snapshot: TcpSnapshot,
 }
 
 unsafe impl Event for PktTcpEvent {}
@@ -372,6 +451,96 @@ unsafe impl EventView for FlowEvent {
     const TYPE: EventType = builtin::FLOW;
 }
 
+/// `FLOW/TCP` and every `FLOW/TCP/*` event: a flow event and the connection's state.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct FlowTcpEvent {
+    pub flow: FlowEvent,
+    pub snapshot: TcpSnapshot,
+}
+
+unsafe impl Event for FlowTcpEvent {}
+unsafe impl EventView for FlowTcpEvent {
+    const TYPE: EventType = builtin::FLOW_TCP;
+}
+
+/// `FLOW/TCP/DATA_RDY`: bytes `[offset, offset + len)` of one direction's stream
+/// (`header.flow.dir`), read in place with [`StreamDataEvent::bytes`]. Offsets count from the
+/// stream's first byte and include gaps, so consecutive events of a direction are contiguous
+/// unless a `FLOW/TCP/GAP` (or a lost event, see `kit::StreamCursor`) lies between them.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct StreamDataEvent {
+    pub tcp: FlowTcpEvent,
+    data: *const u8,
+    pub offset: u64,
+    pub len: u32,
+    pub _reserved: u32,
+}
+
+unsafe impl Event for StreamDataEvent {}
+unsafe impl EventView for StreamDataEvent {
+    const TYPE: EventType = builtin::FLOW_TCP_DATA_RDY;
+}
+
+impl StreamDataEvent {
+    /// A data event over `bytes`, which must stay valid while the event is in flight.
+    pub fn new(tcp: FlowTcpEvent, offset: u64, bytes: &[u8]) -> StreamDataEvent {
+        StreamDataEvent { tcp, data: bytes.as_ptr(), offset, len: bytes.len() as u32, _reserved: 0 }
+    }
+
+    /// The stream bytes this event announces.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: as for `PktEvent::bytes`: the host keeps the bytes alive and unchanged until
+        // every NF that received the event has returned from the call.
+        unsafe { core::slice::from_raw_parts(self.data, self.len as usize) }
+    }
+
+    /// Forgets the bytes (see `PktEvent::detach_bytes`).
+    pub fn detach_bytes(&mut self) {
+        self.data = core::ptr::NonNull::<u8>::dangling().as_ptr();
+        self.len = 0;
+    }
+}
+
+/// `StreamGapEvent::reason`: the receiver acknowledged data the capture never held.
+pub const GAP_NOT_CAPTURED: u8 = 1;
+/// The capture holds only part of a segment (snaplen).
+pub const GAP_TRUNCATED: u8 = 2;
+/// Data beyond a hole could not be kept (the per-flow or per-shard bound on held segments).
+pub const GAP_MEMORY: u8 = 3;
+/// The flow ended with a hole before data that had arrived.
+pub const GAP_AT_END: u8 = 4;
+
+/// Name of a gap reason, as logs print it.
+pub fn gap_reason_name(reason: u8) -> &'static str {
+    match reason {
+        GAP_NOT_CAPTURED => "not_captured",
+        GAP_TRUNCATED => "truncated",
+        GAP_MEMORY => "memory",
+        GAP_AT_END => "at_end",
+        _ => "unknown",
+    }
+}
+
+/// `FLOW/TCP/GAP`: bytes `[offset, offset + len)` of one direction's stream are missing for good.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct StreamGapEvent {
+    pub tcp: FlowTcpEvent,
+    pub offset: u64,
+    pub len: u64,
+    /// One of the `GAP_*` constants.
+    pub reason: u8,
+    pub _reserved: [u8; 7],
+}
+
+unsafe impl Event for StreamGapEvent {}
+unsafe impl EventView for StreamGapEvent {
+    const TYPE: EventType = builtin::FLOW_TCP_GAP;
+}
+
 /// Longest message an [`AlertEvent`] carries; longer ones are cut at a character boundary.
 pub const ALERT_MSG_MAX: usize = 120;
 
@@ -421,9 +590,11 @@ impl AlertEvent {
 }
 
 /// Size of the largest event the host carries; published events must fit.
-pub const MAX_EVENT_SIZE: usize = 256;
+pub const MAX_EVENT_SIZE: usize = 320;
 
 const _: () = assert!(size_of::<PktTcpEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<StreamDataEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<StreamGapEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<FlowEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<AlertEvent>() <= MAX_EVENT_SIZE);
 
@@ -433,6 +604,12 @@ pub fn builtin_min_size(ty: EventType) -> usize {
         size_of::<PktTcpEvent>()
     } else if ty.is_a(builtin::PKT) {
         size_of::<PktEvent>()
+    } else if ty.is_a(builtin::FLOW_TCP_DATA_RDY) {
+        size_of::<StreamDataEvent>()
+    } else if ty.is_a(builtin::FLOW_TCP_GAP) {
+        size_of::<StreamGapEvent>()
+    } else if ty.is_a(builtin::FLOW_TCP) {
+        size_of::<FlowTcpEvent>()
     } else if ty.is_a(builtin::FLOW) {
         size_of::<FlowEvent>()
     } else if ty.is_a(builtin::ALERT) {
@@ -450,7 +627,7 @@ mod tests {
     fn views_check_type_and_size() {
         let data = [0u8; 60];
         let hdr = EventHeader::new::<PktTcpEvent>(builtin::PKT_TCP_SYN, 7, FlowRef::default());
-        let ev = PktTcpEvent { pkt: PktEvent::new(hdr, &data), seq: 1, ack: 2, window: 3, _reserved: 0 };
+        let ev = PktTcpEvent { pkt: PktEvent::new(hdr, &data), seq: 1, ack: 2, window: 3, _reserved: 0, snapshot: TcpSnapshot::default() };
         let h = ev.header();
         assert!(h.view::<PktEvent>().is_some());
         assert_eq!(h.view::<PktTcpEvent>().unwrap().seq, 1);

@@ -1,14 +1,18 @@
-//! The L2/3 µStack per packet: header parsing alone, and parsing plus flow lookup/creation,
-//! counters and expiry (the stack reporting into a sink that does nothing).
+//! The stack per packet, module by module: header parsing alone; the L2/3 µStack (parsing,
+//! flow lookup/creation, counters, expiry); plus TCP state tracking; plus stream reassembly
+//! (the stack reporting into a sink that does nothing but keep packets it is asked to).
 //!
 //! Inputs: every packet of the bundled real captures (testdata/pcaps, 56k packets), and
 //! generated HTTP-like conversations. `cargo bench -p mbox-core --bench l23_stack`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use mbox_abi::TcpSnapshot;
 use mbox_core::io::capture::read_all;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
 use mbox_stack::flow_table::{FlowEntry, FlowTable};
-use mbox_stack::l23::{L23Stack, StackConfig, StackPacket, StackSink};
+use mbox_stack::l23::{L23Stack, StackConfig, StackPacket, StackSink, StreamContext};
+use mbox_stack::tcp::stream::{Source, StreamLimits};
+use mbox_stack::tcp::Depth;
 use mbox_stack::wire::{parse_frame, LinkType, ParseOptions};
 use std::hint::black_box;
 use std::path::Path;
@@ -57,15 +61,21 @@ impl StackSink for NullSink {
     fn flow_started(&mut self, flow: &FlowEntry, _slot: u32, _ts: u64) {
         self.0 += flow.id;
     }
-    fn flow_ended(&mut self, flow: &FlowEntry, _slot: u32, _reason: u8, _ts: u64) {
+    fn flow_ended(&mut self, flow: &FlowEntry, _slot: u32, _reason: u8, _ts: u64, _tcp: Option<&TcpSnapshot>) {
         self.0 += flow.stats[0].pkts;
     }
     fn packet(&mut self, pkt: &StackPacket<'_>, _flows: &FlowTable) {
         self.0 += u64::from(pkt.wire_len);
     }
+    fn keep(&mut self) -> Option<u32> {
+        Some(0) // the host holds the packet (a refcount); nothing is copied
+    }
+    fn stream_data(&mut self, _ctx: &StreamContext<'_>, _dir: u8, offset: u64, len: u32, _source: Source) {
+        self.0 += offset + u64::from(len);
+    }
 }
 
-fn stack() -> L23Stack {
+fn stack(tcp: Option<Depth>) -> L23Stack {
     let flow = mbox_core::config::FlowConfig::default();
     L23Stack::new(
         StackConfig {
@@ -75,6 +85,8 @@ fn stack() -> L23Stack {
             parse: ParseOptions::default(),
             max_fragmented_datagrams: 256,
             fragment_timeout_ns: 30_000_000_000,
+            tcp,
+            stream_limits: StreamLimits::default(),
         },
         0,
     )
@@ -91,20 +103,22 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
-        group.bench_function("stack", |b| {
-            b.iter_batched(
-                stack,
-                |mut s| {
-                    let mut sink = NullSink(0);
-                    for p in &packets {
-                        black_box(s.process(&p.bytes, p.link, p.wire_len, p.ts_ns, &mut sink));
-                    }
-                    s.drain(&mut sink);
-                    black_box(sink.0)
-                },
-                BatchSize::LargeInput,
-            )
-        });
+        for (module, tcp) in [("stack", None), ("stack+tcp_state", Some(Depth::State)), ("stack+tcp_reassembly", Some(Depth::Reassembly))] {
+            group.bench_function(module, |b| {
+                b.iter_batched(
+                    || stack(tcp),
+                    |mut s| {
+                        let mut sink = NullSink(0);
+                        for p in &packets {
+                            black_box(s.process(&p.bytes, p.link, p.wire_len, p.ts_ns, &mut sink));
+                        }
+                        s.drain(&mut sink);
+                        black_box(sink.0)
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
         group.finish();
     }
 }

@@ -58,6 +58,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub flow: FlowConfig,
+    #[serde(default)]
+    pub tcp: TcpConfig,
     /// Directory holding plugins named by `plugin = "..."`; default: the mbox binary's directory.
     #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
@@ -161,6 +163,39 @@ impl FlowConfig {
     }
 }
 
+/// How much of the TCP monitor runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpMonitor {
+    /// What the subscriptions need: reassembly when an NF subscribes to `FLOW/TCP/DATA_RDY` or
+    /// `FLOW/TCP/GAP`, state tracking when one subscribes to `PKT/TCP` or below, else nothing.
+    #[default]
+    Auto,
+    Off,
+    State,
+    Reassembly,
+}
+
+/// `[tcp]`: the TCP monitor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpConfig {
+    pub monitor: TcpMonitor,
+    /// Out-of-order segments kept per direction of a connection.
+    pub max_kept_segments_per_flow: usize,
+    /// Out-of-order segments kept per shard (each holds a packet buffer); default a quarter of
+    /// `[runtime] packet_buffers`, so held segments can never starve the input.
+    pub max_kept_segments: Option<usize>,
+    /// How far (bytes) beyond the next expected byte a segment may start and still be kept.
+    pub max_out_of_order_distance: u32,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig { monitor: TcpMonitor::Auto, max_kept_segments_per_flow: 64, max_kept_segments: None, max_out_of_order_distance: 1 << 24 }
+    }
+}
+
 /// One `[[nf]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +289,24 @@ impl Config {
         let f = &self.flow;
         if !(1..=1 << 26).contains(&f.table_size) {
             return Err(invalid("[flow] table_size", format!("must be between 1 and 67108864, not {}", f.table_size)));
+        }
+        let t = &self.tcp;
+        if !(1..=1024).contains(&t.max_kept_segments_per_flow) {
+            return Err(invalid(
+                "[tcp] max_kept_segments_per_flow",
+                format!("must be between 1 and 1024, not {}", t.max_kept_segments_per_flow),
+            ));
+        }
+        if let Some(n) = t.max_kept_segments {
+            if n > r.packet_buffers / 2 {
+                return Err(invalid(
+                    "[tcp] max_kept_segments",
+                    format!(
+                        "must be at most half of [runtime] packet_buffers ({}), not {n}: held segments would starve the input",
+                        r.packet_buffers / 2
+                    ),
+                ));
+            }
         }
         if !(1..=65_536).contains(&f.max_fragmented_datagrams) {
             return Err(invalid(

@@ -4,11 +4,15 @@
 mod common;
 
 use common::pcaps;
+use mbox_abi::TcpSnapshot;
 use mbox_core::io::capture::{read_all, CaptureReader};
 use mbox_stack::flow_table::{FlowEntry, FlowTable, Timeouts};
-use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink};
+use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StreamContext};
+use mbox_stack::tcp::stream::{Source, StreamLimits};
+use mbox_stack::tcp::Depth;
 use mbox_stack::wire::{parse, parse_frame, LinkType, Packet, ParseOptions};
 use proptest::prelude::*;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 const LINKS: [LinkType; 7] =
@@ -36,10 +40,23 @@ fn samples() -> &'static Vec<(LinkType, Vec<u8>)> {
 }
 
 /// A sink that accepts everything and checks the stack's promises.
+#[derive(Default)]
 struct Checker {
     started: u64,
     ended: u64,
     packets: u64,
+    /// Kept segments not yet let go, and the next stream offset expected per (flow id, dir).
+    kept: HashSet<u32>,
+    next_token: u32,
+    stream_next: HashMap<(u64, u8), u64>,
+}
+
+impl Checker {
+    fn stream_at(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u64) {
+        let next = self.stream_next.entry((ctx.flow.id, dir)).or_insert(0);
+        assert_eq!(*next, offset, "stream ranges are contiguous: data and gaps cover each offset once");
+        *next += len;
+    }
 }
 
 impl StackSink for Checker {
@@ -50,8 +67,25 @@ impl StackSink for Checker {
         assert_ne!(flow.id, 0);
         self.started += 1;
     }
-    fn flow_ended(&mut self, _flow: &FlowEntry, _slot: u32, _reason: u8, _ts: u64) {
+    fn flow_ended(&mut self, _flow: &FlowEntry, _slot: u32, _reason: u8, _ts: u64, _tcp: Option<&TcpSnapshot>) {
         self.ended += 1;
+    }
+    fn keep(&mut self) -> Option<u32> {
+        self.next_token += 1;
+        self.kept.insert(self.next_token);
+        Some(self.next_token)
+    }
+    fn unkeep(&mut self, token: u32) {
+        assert!(self.kept.remove(&token), "let go of a segment never kept (or twice)");
+    }
+    fn stream_data(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u32, source: Source) {
+        if let Source::Kept { token, .. } = source {
+            assert!(self.kept.contains(&token), "data from a segment not kept");
+        }
+        self.stream_at(ctx, dir, offset, u64::from(len));
+    }
+    fn stream_gap(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u64, _reason: u8) {
+        self.stream_at(ctx, dir, offset, len);
     }
     fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable) {
         if let Some((slot, dir)) = pkt.flow {
@@ -75,6 +109,8 @@ fn small_stack() -> L23Stack {
             parse: ParseOptions::default(),
             max_fragmented_datagrams: 4,
             fragment_timeout_ns: 1_000,
+            tcp: Some(Depth::Reassembly),
+            stream_limits: StreamLimits { max_kept: 4, max_distance: 100_000 },
         },
         0,
     )
@@ -94,7 +130,7 @@ proptest! {
         picks in proptest::collection::vec((any::<prop::sample::Index>(), proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6), 0u32..3000, 0u64..10_000), 1..40)
     ) {
         let mut stack = small_stack();
-        let mut sink = Checker { started: 0, ended: 0, packets: 0 };
+        let mut sink = Checker::default();
         for (pick, mutations, wire, ts) in picks {
             let (link, original) = &samples()[pick.index(samples().len())];
             let mut pkt = original.clone();
@@ -110,6 +146,7 @@ proptest! {
         prop_assert!(stack.drain(&mut sink));
         prop_assert_eq!(sink.started, sink.ended, "every flow that started ended");
         prop_assert!(stack.flows.is_empty());
+        prop_assert!(sink.kept.is_empty(), "every kept segment was let go");
     }
 
     #[test]
@@ -183,7 +220,7 @@ proptest! {
         impl StackSink for Grab {
             fn has_room(&self, _: usize) -> bool { true }
             fn flow_started(&mut self, _: &FlowEntry, _: u32, _: u64) {}
-            fn flow_ended(&mut self, _: &FlowEntry, _: u32, _: u8, _: u64) {}
+            fn flow_ended(&mut self, _: &FlowEntry, _: u32, _: u8, _: u64, _: Option<&TcpSnapshot>) {}
             fn packet(&mut self, pkt: &StackPacket<'_>, _: &FlowTable) {
                 if pkt.datagram.is_some() { self.0 = Some(pkt.data.to_vec()); }
             }

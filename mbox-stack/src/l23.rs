@@ -1,16 +1,20 @@
-//! The L2/3 µStack: parse a packet, reassemble fragments, find or create its flow, count it,
-//! and tell the shard what happened through a [`StackSink`].
+//! A shard's stack: parse a packet, reassemble fragments, find or create its flow, count it,
+//! run the TCP monitor on TCP segments when configured, and tell the shard what happened
+//! through a [`StackSink`].
 //!
-//! The stack owns the flow table and the reassembler of one shard. It drives flow expiry with
-//! packet time (a clock that never goes back), and reports flows that start, end and packets
-//! that belong to them in the order NFs must see them: an expired flow's end before the next
-//! packet, a new flow's start before its first packet.
+//! The stack owns the flow table, the IP reassembler and the TCP connections of one shard. It
+//! drives flow expiry with packet time (a clock that never goes back), and reports in the order
+//! NFs must see things: an expired flow's end before the next packet, a new flow's start before
+//! its first packet, a packet before the stream bytes it carries, a flow's last bytes before its
+//! end.
 
 use crate::flow_key::FlowKey;
 use crate::flow_table::{close_bits, FlowClass, FlowEntry, FlowTable, Timeouts};
 use crate::fragments::{FragmentOutcome, FragmentStats, Reassembler};
+use crate::tcp::stream::{Source, StreamLimits, StreamSink, StreamStats};
+use crate::tcp::{Depth, Segment, TcpConn};
 use crate::wire::{ip_proto, parse, parse_into, tcp_flags, Frame, LinkType, Packet, ParseError, ParseOptions, Parsed};
-use mbox_abi::{FlowTuple, REASON_END_OF_INPUT, REASON_EVICTED, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+use mbox_abi::{FlowTuple, TcpSnapshot, REASON_END_OF_INPUT, REASON_EVICTED, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 
 /// Settings of the L2/3 µStack.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +25,9 @@ pub struct StackConfig {
     pub parse: ParseOptions,
     pub max_fragmented_datagrams: usize,
     pub fragment_timeout_ns: u64,
+    /// The TCP monitor: `None` when nobody needs TCP state; else how deep it goes.
+    pub tcp: Option<Depth>,
+    pub stream_limits: StreamLimits,
 }
 
 /// A packet as the stack hands it to the shard.
@@ -35,6 +42,15 @@ pub struct StackPacket<'a> {
     pub datagram: Option<u32>,
     /// Length on the wire of the frame (for a reassembled datagram: of the completing fragment).
     pub wire_len: u32,
+    /// The TCP monitor's state after this segment (TCP packets, when the monitor runs).
+    pub tcp: Option<&'a TcpSnapshot>,
+}
+
+/// Where a stream event belongs: the flow, its slot and the connection's state.
+pub struct StreamContext<'a> {
+    pub flow: &'a FlowEntry,
+    pub slot: u32,
+    pub snapshot: &'a TcpSnapshot,
 }
 
 /// Where the stack reports what it found; implemented by the shard.
@@ -43,10 +59,44 @@ pub trait StackSink {
     fn has_room(&self, events: usize) -> bool;
     /// A flow started (before its first packet is reported).
     fn flow_started(&mut self, flow: &FlowEntry, slot: u32, ts_ns: u64);
-    /// A flow ended; `flow` has already left the table (its slot may be reused next).
-    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64);
+    /// A flow ended; `flow` has already left the table (its slot may be reused next). `tcp` is
+    /// the connection's last state when the TCP monitor ran.
+    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64, tcp: Option<&TcpSnapshot>);
     /// A packet to deliver and then forward.
     fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable);
+    /// Keeps the packet last reported for later: its TCP payload arrived out of order and its
+    /// bytes will be reported when the hole before them fills. `None` when a bound is reached
+    /// (the default: a sink that does not reassemble keeps nothing).
+    fn keep(&mut self) -> Option<u32> {
+        None
+    }
+    /// Lets go of a kept packet.
+    fn unkeep(&mut self, _token: u32) {}
+    /// Bytes `[offset, offset + len)` of the stream of direction `dir` are ready at `source`.
+    fn stream_data(&mut self, _ctx: &StreamContext<'_>, _dir: u8, _offset: u64, _len: u32, _source: Source) {}
+    /// Bytes `[offset, offset + len)` of the stream of direction `dir` will never be reported.
+    fn stream_gap(&mut self, _ctx: &StreamContext<'_>, _dir: u8, _offset: u64, _len: u64, _reason: u8) {}
+}
+
+/// Forwards a connection's stream reports to the stack's sink, with their flow.
+struct StreamAdapter<'a, S> {
+    sink: &'a mut S,
+    ctx: StreamContext<'a>,
+}
+
+impl<S: StackSink> StreamSink for StreamAdapter<'_, S> {
+    fn keep(&mut self) -> Option<u32> {
+        self.sink.keep()
+    }
+    fn unkeep(&mut self, token: u32) {
+        self.sink.unkeep(token)
+    }
+    fn data(&mut self, dir: u8, offset: u64, len: u32, source: Source) {
+        self.sink.stream_data(&self.ctx, dir, offset, len, source)
+    }
+    fn gap(&mut self, dir: u8, offset: u64, len: u64, reason: u8) {
+        self.sink.stream_gap(&self.ctx, dir, offset, len, reason)
+    }
 }
 
 /// What became of a packet.
@@ -75,6 +125,8 @@ pub struct StackStats {
     pub ended: [u64; 8],
     pub port_reuse: u64,
     pub fragments: FragmentStats,
+    /// Both directions of every TCP connection that ended, summed.
+    pub streams: StreamStats,
 }
 
 /// The L2/3 µStack of one shard.
@@ -82,6 +134,8 @@ pub struct L23Stack {
     cfg: StackConfig,
     pub flows: FlowTable,
     frags: Reassembler,
+    /// TCP connections by flow slot (grown as slots are used).
+    tcp: Vec<TcpConn>,
     /// Packet time: the latest timestamp seen, never going back.
     clock_ns: u64,
     stats: StackStats,
@@ -92,6 +146,7 @@ impl L23Stack {
         L23Stack {
             flows: FlowTable::new(cfg.flow_slots, cfg.timeouts, shard),
             frags: Reassembler::new(cfg.max_fragmented_datagrams, cfg.fragment_timeout_ns),
+            tcp: Vec::new(),
             cfg,
             clock_ns: 0,
             stats: StackStats::default(),
@@ -110,7 +165,7 @@ impl L23Stack {
     /// Processes one packet. On [`Disposition::Blocked`] nothing about the packet was recorded.
     pub fn process<S: StackSink>(&mut self, data: &[u8], link: LinkType, wire_len: u32, ts_ns: u64, sink: &mut S) -> Disposition {
         self.clock_ns = self.clock_ns.max(ts_ns);
-        if !self.expire(sink) || !sink.has_room(4) {
+        if !self.expire(sink) || !sink.has_room(self.events_per_packet()) {
             return Disposition::Blocked;
         }
         self.stats.packets += 1;
@@ -119,7 +174,7 @@ impl L23Stack {
             Ok(Frame::Ip) => {}
             Ok(Frame::NonIp { .. }) => {
                 self.stats.non_ip += 1;
-                sink.packet(&StackPacket { data, parsed: None, flow: None, datagram: None, wire_len }, &self.flows);
+                sink.packet(&StackPacket { data, parsed: None, flow: None, datagram: None, wire_len, tcp: None }, &self.flows);
                 return Disposition::Delivered;
             }
             Err(e) => {
@@ -160,9 +215,21 @@ impl L23Stack {
         }
     }
 
+    /// Events one packet may cause at most: a flow's end (with what its streams still keep),
+    /// a new flow, the packet, and the stream bytes it releases.
+    fn events_per_packet(&self) -> usize {
+        match self.cfg.tcp {
+            Some(Depth::Reassembly) => 6 + 4 * self.cfg.stream_limits.max_kept,
+            _ => 4,
+        }
+    }
+
     /// Splits borrows: the reassembler (read) and the rest of the stack (write).
     fn split(&mut self) -> (&Reassembler, StackParts<'_>) {
-        (&self.frags, StackParts { flows: &mut self.flows, stats: &mut self.stats, cfg: &self.cfg, clock_ns: self.clock_ns })
+        (
+            &self.frags,
+            StackParts { flows: &mut self.flows, tcp: &mut self.tcp, stats: &mut self.stats, cfg: &self.cfg, clock_ns: self.clock_ns },
+        )
     }
 
     fn deliver<S: StackSink>(&mut self, data: &[u8], p: &Parsed, datagram: Option<u32>, wire_len: u32, ts_ns: u64, sink: &mut S) {
@@ -184,22 +251,30 @@ impl L23Stack {
 
     /// Ends the flows `next` picks, one by one, with `reason` (or FIN/RST for closed TCP).
     fn end_flows<S: StackSink>(&mut self, sink: &mut S, reason: u8, next: impl Fn(&FlowTable) -> Option<u32>) -> bool {
-        while let Some(slot) = next(&self.flows) {
-            if !sink.has_room(1) {
+        let (_, mut parts) = self.split();
+        while let Some(slot) = next(parts.flows) {
+            let pending = parts.tcp.get(slot as usize).map_or(0, TcpConn::events_to_finish);
+            if !sink.has_room(pending + 1) {
                 return false;
             }
-            let entry = self.flows.remove(slot);
-            let reason = close_reason(&entry).unwrap_or(reason);
-            self.stats.ended[usize::from(reason)] += 1;
-            sink.flow_ended(&entry, slot, reason, self.clock_ns);
+            parts.end_flow(slot, EndReason::UnlessClosed(reason), sink);
         }
         true
     }
 }
 
+/// Why a flow ends.
+#[derive(Debug, Clone, Copy)]
+enum EndReason {
+    Exactly(u8),
+    /// This reason, unless the TCP connection closed (then FIN or RST).
+    UnlessClosed(u8),
+}
+
 /// The part of the stack that flow handling mutates, borrowed apart from the reassembler.
 struct StackParts<'a> {
     flows: &'a mut FlowTable,
+    tcp: &'a mut Vec<TcpConn>,
     stats: &'a mut StackStats,
     cfg: &'a StackConfig,
     clock_ns: u64,
@@ -218,11 +293,8 @@ impl StackParts<'_> {
             let e = self.flows.get(s);
             // A new SYN with another ISN on a closed connection: the port was reused.
             if fresh_syn && e.class() == FlowClass::TcpClosed && e.syn_seq != Some(p.tcp.seq) {
-                let entry = self.flows.remove(s);
-                let reason = close_reason(&entry).unwrap_or(REASON_FIN);
-                self.stats.ended[usize::from(reason)] += 1;
                 self.stats.port_reuse += 1;
-                sink.flow_ended(&entry, s, reason, self.clock_ns);
+                self.end_flow(s, EndReason::UnlessClosed(REASON_FIN), sink);
                 slot = None;
             }
         }
@@ -261,15 +333,63 @@ impl StackParts<'_> {
             entry.class()
         };
         self.flows.touch(slot, self.clock_ns, class);
-        sink.packet(&StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len }, self.flows);
+        let (Some(depth), true) = (self.cfg.tcp, is_tcp) else {
+            sink.packet(&StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len, tcp: None }, self.flows);
+            return;
+        };
+        // The TCP monitor: state first, so the packet's event carries it; then the streams.
+        let options =
+            data.get(p.l4_offset as usize + 20..(p.l4_offset as usize + usize::from(p.tcp.header_len)).min(data.len())).unwrap_or(&[]);
+        let captured = data.len().saturating_sub(p.payload_offset as usize).min(p.payload_len as usize) as u32;
+        let seg = Segment { seq: p.tcp.seq, ack: p.tcp.ack, flags, window: p.tcp.window, len: p.payload_len, captured, options };
+        let Some(conn) = self.tcp.get_mut(slot as usize) else {
+            // Cannot happen (new TCP flows get a connection); report the packet without state.
+            sink.packet(&StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len, tcp: None }, self.flows);
+            return;
+        };
+        conn.update(dir, &seg, depth);
+        let snapshot = conn.snapshot();
+        let pkt = StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len, tcp: Some(&snapshot) };
+        sink.packet(&pkt, self.flows);
+        let ctx = StreamContext { flow: self.flows.get(slot), slot, snapshot: &snapshot };
+        let mut adapter = StreamAdapter { sink, ctx };
+        self.tcp[slot as usize].streams(dir, &seg, depth, self.cfg.stream_limits, &mut adapter);
+    }
+
+    /// Ends the flow in `slot`: its streams report what they still keep, then the flow's end
+    /// with `reason` — or, for `Reason::UnlessClosed`, FIN/RST when the connection closed.
+    fn end_flow<S: StackSink>(&mut self, slot: u32, reason: EndReason, sink: &mut S) {
+        let is_tcp = self.flows.get(slot).tuple.ip_proto == ip_proto::TCP;
+        let mut last_state = None;
+        if let Some(conn) = self.tcp.get_mut(slot as usize).filter(|_| self.cfg.tcp.is_some() && is_tcp) {
+            let snapshot = conn.snapshot();
+            last_state = Some(snapshot);
+            let ctx = StreamContext { flow: self.flows.get(slot), slot, snapshot: &snapshot };
+            conn.finish(&mut StreamAdapter { sink: &mut *sink, ctx });
+            for dir in 0..2 {
+                let s = conn.stream(dir).stats;
+                let t = &mut self.stats.streams;
+                t.delivered += s.delivered;
+                t.gap_bytes += s.gap_bytes;
+                t.gaps += s.gaps;
+                t.old_bytes += s.old_bytes;
+                t.kept += s.kept;
+                t.not_kept += s.not_kept;
+            }
+        }
+        let entry = self.flows.remove(slot);
+        let reason = match reason {
+            EndReason::Exactly(r) => r,
+            EndReason::UnlessClosed(r) => close_reason(&entry).unwrap_or(r),
+        };
+        self.stats.ended[usize::from(reason)] += 1;
+        sink.flow_ended(&entry, slot, reason, self.clock_ns, last_state.as_ref());
     }
 
     fn new_flow<S: StackSink>(&mut self, key: FlowKey, hash: u64, side: u8, p: &Parsed, sink: &mut S) -> u32 {
         if self.flows.is_full() {
             if let Some(victim) = self.flows.lru_victim() {
-                let entry = self.flows.remove(victim);
-                self.stats.ended[usize::from(REASON_EVICTED)] += 1;
-                sink.flow_ended(&entry, victim, REASON_EVICTED, self.clock_ns);
+                self.end_flow(victim, EndReason::Exactly(REASON_EVICTED), sink);
             }
         }
         let (ports, class) = match p.ip_proto {
@@ -289,6 +409,12 @@ impl StackParts<'_> {
         let tuple = FlowTuple { ip_version: p.ip_version, ip_proto: p.ip_proto, vlan: p.vlan, ports, addrs: [p.src, p.dst] };
         // Cannot fail: a slot was freed above if the table was full.
         let slot = self.flows.insert(key, hash, tuple, side, class, self.clock_ns).unwrap_or(0);
+        if self.cfg.tcp.is_some() && p.ip_proto == ip_proto::TCP {
+            if self.tcp.len() <= slot as usize {
+                self.tcp.resize_with(slot as usize + 1, TcpConn::default);
+            }
+            self.tcp[slot as usize].reset();
+        }
         sink.flow_started(self.flows.get(slot), slot, self.clock_ns);
         slot
     }

@@ -5,9 +5,11 @@
 //! - [`flow_key`], [`flow_table`]: the bidirectional flow key and the per-shard flow table.
 //! - [`fragments`]: IPv4/IPv6 reassembly.
 //! - [`l23`]: the L2/3 µStack's per-packet logic, reporting into a [`l23::StackSink`].
+//! - [`tcp`]: the TCP Monitor µStack: both sides' state and both directions reassembled.
 
 pub mod flow_key;
 pub mod flow_table;
 pub mod fragments;
 pub mod l23;
+pub mod tcp;
 pub mod wire;

@@ -8,7 +8,7 @@ use super::lane::{lane, LaneRx, LaneTx};
 use super::nf_host::{NfReport, NfWorker};
 use super::park::Waker;
 use super::shard::{Shard, ShardReport, ShardSetup};
-use crate::config::{Config, ConfigError, NfConfig};
+use crate::config::{Config, ConfigError, NfConfig, TcpMonitor};
 use crate::controller::{GraphError, NfSpec, ServiceGraph};
 use crate::events::arena::EventArena;
 use crate::events::registry::{RegistryError, TypeRegistry};
@@ -20,6 +20,8 @@ use crate::io::RxPacket;
 use crate::plugin::{default_plugin_dir, library_path, Plugin, PluginError};
 use mbox_abi::{builtin, EventType, NfInit};
 use mbox_stack::l23::StackConfig;
+use mbox_stack::tcp::stream::StreamLimits;
+use mbox_stack::tcp::Depth;
 use mbox_stack::wire::ParseOptions;
 use rtrb::RingBuffer;
 use std::io::IsTerminal;
@@ -63,6 +65,19 @@ pub struct Prepared {
     pub registry: TypeRegistry,
     pub graph: ServiceGraph,
     pub plugins: Vec<(NfConfig, Arc<Plugin>)>,
+}
+
+/// How deep the TCP monitor runs: as configured, or (auto) as deep as the subscriptions need.
+pub fn tcp_depth(mode: TcpMonitor, registry: &TypeRegistry, graph: &ServiceGraph) -> Option<Depth> {
+    let wanted = |ty: EventType| registry.index_of_type(ty).is_some_and(|i| graph.wants(i));
+    match mode {
+        TcpMonitor::Off => None,
+        TcpMonitor::State => Some(Depth::State),
+        TcpMonitor::Reassembly => Some(Depth::Reassembly),
+        TcpMonitor::Auto if wanted(builtin::FLOW_TCP_DATA_RDY) || wanted(builtin::FLOW_TCP_GAP) => Some(Depth::Reassembly),
+        TcpMonitor::Auto if graph.nfs().iter().any(|nf| nf.subscribes.iter().any(|(_, s)| s.is_a(builtin::PKT_TCP))) => Some(Depth::State),
+        TcpMonitor::Auto => None,
+    }
 }
 
 /// The event types the stack publishes.
@@ -217,7 +232,10 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         parse: ParseOptions { decap_tunnels: config.flow.decap_tunnels },
         max_fragmented_datagrams: config.flow.max_fragmented_datagrams,
         fragment_timeout_ns: u64::try_from(config.flow.fragment_timeout.as_nanos()).unwrap_or(u64::MAX),
+        tcp: tcp_depth(config.tcp.monitor, &registry, &graph),
+        stream_limits: StreamLimits { max_kept: config.tcp.max_kept_segments_per_flow, max_distance: config.tcp.max_out_of_order_distance },
     };
+    let max_kept = config.tcp.max_kept_segments.unwrap_or(rt.packet_buffers / 4).max(1);
 
     let cpu_start = cpu_time();
     let started = Instant::now();
@@ -267,6 +285,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             policy: rt.ring_full,
             waker: shard_wakers[s].clone(),
             idle: rt.idle,
+            max_kept,
         };
         shard_threads.push(spawn(&format!("mbox-shard-{s}"), move || Shard::new(setup).run())?);
     }

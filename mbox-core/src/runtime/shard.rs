@@ -15,9 +15,13 @@ use crate::events::registry::TypeRegistry;
 use crate::io::output::Tx;
 use crate::io::pool::PacketPool;
 use crate::io::RxPacket;
-use mbox_abi::{builtin, EventHeader, FlowEvent, FlowRef, PktEvent, PktTcpEvent, DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE};
+use mbox_abi::{
+    builtin, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, PktEvent, PktTcpEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot,
+    DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE,
+};
 use mbox_stack::flow_table::{FlowEntry, FlowTable};
-use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats};
+use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats, StreamContext};
+use mbox_stack::tcp::stream::Source;
 use mbox_stack::wire::{ip_proto, tcp_flags};
 use rtrb::Consumer;
 use std::collections::VecDeque;
@@ -40,6 +44,8 @@ pub struct ShardSetup {
     pub policy: RingFullPolicy,
     pub waker: Arc<Waker>,
     pub idle: IdleMode,
+    /// Packets kept at once for out-of-order TCP data (a bound on held packet buffers).
+    pub max_kept: usize,
 }
 
 /// What a shard counted, returned when it ends.
@@ -72,6 +78,8 @@ struct StackTypes {
     /// By flow kind: TCP, UDP, other IP.
     flow_new: [usize; 3],
     flow_end: [usize; 3],
+    data_rdy: usize,
+    gap: usize,
 }
 
 impl StackTypes {
@@ -86,6 +94,8 @@ impl StackTypes {
             pkt_udp: idx(builtin::PKT_UDP),
             flow_new: [idx(builtin::FLOW_TCP_NEW), idx(builtin::FLOW_UDP_NEW), idx(builtin::FLOW_IP_NEW)],
             flow_end: [idx(builtin::FLOW_TCP_TERMINATE), idx(builtin::FLOW_UDP_TERMINATE), idx(builtin::FLOW_IP_TERMINATE)],
+            data_rdy: idx(builtin::FLOW_TCP_DATA_RDY),
+            gap: idx(builtin::FLOW_TCP_GAP),
         }
     }
 }
@@ -120,6 +130,8 @@ impl EventMeta {
 struct Held {
     rx: RxPacket,
     datagram: Option<u32>,
+    /// The packet's TCP payload (captured bytes), for stream data reported from it later.
+    payload: (*const u8, u32),
     refs: u32,
     dropped: bool,
 }
@@ -140,9 +152,15 @@ struct Plane {
     lanes: Vec<LaneTx>,
     policy: RingFullPolicy,
     tx: Tx,
-    /// The packet being processed, and its held entry once an event holds it.
+    /// The packet being processed, its reassembled datagram and TCP payload as the stack
+    /// reported them, and its held entry once an event holds it.
     current: Option<RxPacket>,
+    current_datagram: Option<u32>,
+    current_payload: (*const u8, u32),
     current_held: u32,
+    /// Packets kept for out-of-order TCP data, and the bound.
+    kept: usize,
+    max_kept: usize,
     /// Reassembled datagrams nobody points at any more, to hand back to the stack.
     release_datagrams: Vec<u32>,
     report: ShardReport,
@@ -182,13 +200,19 @@ impl Shard {
             free_published: (stack_slots as u32..slots as u32).rev().collect(),
             stack_slots,
             arena: s.arena,
-            held: (0..held_cap).map(|_| Held { rx: placeholder, datagram: None, refs: 0, dropped: false }).collect(),
+            held: (0..held_cap)
+                .map(|_| Held { rx: placeholder, datagram: None, payload: (std::ptr::null(), 0), refs: 0, dropped: false })
+                .collect(),
             free_held: (0..held_cap as u32).rev().collect(),
             lanes: s.lanes,
             policy: s.policy,
             tx: s.tx,
             current: None,
+            current_datagram: None,
+            current_payload: (std::ptr::null(), 0),
             current_held: NO_HELD,
+            kept: 0,
+            max_kept: s.max_kept,
             release_datagrams: Vec::new(),
             report,
         };
@@ -275,6 +299,7 @@ impl Shard {
         // SAFETY: the input handed this buffer to the shard with the packet.
         let data = unsafe { self.pool.bytes(pkt.buf, pkt.len) };
         self.plane.current = Some(pkt);
+        self.plane.current_datagram = None;
         self.plane.current_held = NO_HELD;
         let outcome = self.stack.process(data, pkt.link, pkt.wire_len, pkt.ts_ns, &mut self.plane);
         self.plane.current = None;
@@ -282,6 +307,10 @@ impl Shard {
             Disposition::Blocked => return false,
             Disposition::Delivered => {
                 if self.plane.current_held == NO_HELD {
+                    // Nothing points into the packet (or its reassembled datagram): let it go.
+                    if let Some(slot) = self.plane.current_datagram {
+                        self.plane.release_datagrams.push(slot);
+                    }
                     self.plane.forward(pkt);
                 }
             }
@@ -410,10 +439,10 @@ impl Plane {
     }
 
     /// The held entry of the packet being processed, creating it on first use.
-    fn hold_current(&mut self, datagram: Option<u32>) -> u32 {
+    fn hold_current(&mut self) -> u32 {
         if self.current_held == NO_HELD {
             let (Some(rx), Some(idx)) = (self.current, self.free_held.pop()) else { return NO_HELD };
-            self.held[idx as usize] = Held { rx, datagram, refs: 0, dropped: false };
+            self.held[idx as usize] = Held { rx, datagram: self.current_datagram, payload: self.current_payload, refs: 0, dropped: false };
             self.current_held = idx;
         }
         self.current_held
@@ -527,13 +556,39 @@ impl Plane {
             && self.lanes.iter().all(|l| !l.is_busy() && !l.has_publication())
     }
 
-    fn flow_event(&self, ty: mbox_abi::EventType, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64) -> FlowEvent {
+    fn flow_event(&self, ty: EventType, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64) -> FlowEvent {
         FlowEvent {
             header: EventHeader::new::<FlowEvent>(ty, ts_ns, FlowRef { id: flow.id, slot, shard: self.shard, dir: DIR_NONE, _reserved: 0 }),
             tuple: flow.tuple,
             stats: flow.stats,
             reason,
             _reserved: [0; 7],
+        }
+    }
+
+    /// A `FLOW/TCP/*` event's common part, sized for the event struct `E` it begins.
+    fn flow_tcp_event<E: mbox_abi::Event>(&self, ty: EventType, ctx: &StreamContext<'_>, dir: u8) -> FlowTcpEvent {
+        let ts_ns = self.current.map_or(0, |c| c.ts_ns);
+        let mut flow = self.flow_event(ty, ctx.flow, ctx.slot, REASON_NONE, ts_ns);
+        flow.header.size = std::mem::size_of::<E>() as u32;
+        flow.header.flow.dir = dir;
+        FlowTcpEvent { flow, snapshot: *ctx.snapshot }
+    }
+
+    /// Emits a flow's start or end: a `FlowTcpEvent` for TCP (the snapshot is zero when the
+    /// monitor does not run), a `FlowEvent` otherwise.
+    fn emit_flow(&mut self, route: usize, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64, tcp: Option<&TcpSnapshot>) {
+        if !self.graph.wants(route) {
+            return;
+        }
+        let ty = self.registry.types()[route].ty;
+        let mut ev = self.flow_event(ty, flow, slot, reason, ts_ns);
+        if flow.tuple.ip_proto == ip_proto::TCP {
+            ev.header.size = std::mem::size_of::<FlowTcpEvent>() as u32;
+            let ev = FlowTcpEvent { flow: ev, snapshot: tcp.copied().unwrap_or_default() };
+            self.emit(route, &ev, NO_HELD);
+        } else {
+            self.emit(route, &ev, NO_HELD);
         }
     }
 }
@@ -553,23 +608,73 @@ impl StackSink for Plane {
 
     fn flow_started(&mut self, flow: &FlowEntry, slot: u32, ts_ns: u64) {
         let route = self.types.flow_new[flow_kind(flow.tuple.ip_proto)];
-        if self.graph.wants(route) {
-            let ty = self.registry.types()[route].ty;
-            let ev = self.flow_event(ty, flow, slot, REASON_NONE, ts_ns);
-            self.emit(route, &ev, NO_HELD);
-        }
+        self.emit_flow(route, flow, slot, REASON_NONE, ts_ns, None);
     }
 
-    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64) {
+    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64, tcp: Option<&TcpSnapshot>) {
         let route = self.types.flow_end[flow_kind(flow.tuple.ip_proto)];
-        if self.graph.wants(route) {
-            let ty = self.registry.types()[route].ty;
-            let ev = self.flow_event(ty, flow, slot, reason, ts_ns);
-            self.emit(route, &ev, NO_HELD);
+        self.emit_flow(route, flow, slot, reason, ts_ns, tcp);
+    }
+
+    fn keep(&mut self) -> Option<u32> {
+        if self.kept >= self.max_kept {
+            return None;
         }
+        let held = self.hold_current();
+        if held == NO_HELD {
+            return None;
+        }
+        self.held[held as usize].refs += 1;
+        self.kept += 1;
+        Some(held)
+    }
+
+    fn unkeep(&mut self, token: u32) {
+        self.kept -= 1;
+        self.release_held(token);
+    }
+
+    fn stream_data(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u32, source: Source) {
+        let route = self.types.data_rdy;
+        if !self.graph.wants(route) {
+            return;
+        }
+        let (held, (base, available), start) = match source {
+            Source::Current { start } => (self.hold_current(), self.current_payload, start),
+            Source::Kept { token, start } => (token, self.held[token as usize].payload, start),
+        };
+        if held == NO_HELD || start.saturating_add(len) > available {
+            debug_assert!(false, "stream range outside its packet");
+            return;
+        }
+        // SAFETY: `base` points at the held packet's captured payload of `available` bytes,
+        // alive while the event holds the packet; the range was checked against it.
+        let bytes = unsafe { std::slice::from_raw_parts(base.add(start as usize), len as usize) };
+        let ty = self.registry.types()[route].ty;
+        let ev = StreamDataEvent::new(self.flow_tcp_event::<StreamDataEvent>(ty, ctx, dir), offset, bytes);
+        self.emit(route, &ev, held);
+    }
+
+    fn stream_gap(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u64, reason: u8) {
+        let route = self.types.gap;
+        if !self.graph.wants(route) {
+            return;
+        }
+        let ty = self.registry.types()[route].ty;
+        let ev = StreamGapEvent { tcp: self.flow_tcp_event::<StreamGapEvent>(ty, ctx, dir), offset, len, reason, _reserved: [0; 7] };
+        self.emit(route, &ev, NO_HELD);
     }
 
     fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable) {
+        self.current_datagram = pkt.datagram;
+        self.current_payload = match pkt.parsed {
+            Some(p) => {
+                let start = (p.payload_offset as usize).min(pkt.data.len());
+                let captured = (pkt.data.len() - start).min(p.payload_len as usize);
+                (pkt.data[start..].as_ptr(), captured as u32)
+            }
+            None => (std::ptr::null(), 0),
+        };
         let t = &self.types;
         let tcp = pkt.parsed.filter(|p| p.ip_proto == ip_proto::TCP && p.has_l4_header());
         let route = match (pkt.parsed, tcp) {
@@ -581,12 +686,9 @@ impl StackSink for Plane {
             _ => t.pkt,
         };
         if !self.graph.wants(route) {
-            if let Some(slot) = pkt.datagram {
-                self.release_datagrams.push(slot);
-            }
             return;
         }
-        let held = self.hold_current(pkt.datagram);
+        let held = self.hold_current();
         let flow = match pkt.flow {
             Some((slot, dir)) => FlowRef { id: flows.get(slot).id, slot, shard: self.shard, dir, _reserved: 0 },
             None => FlowRef { shard: self.shard, dir: DIR_NONE, ..FlowRef::default() },
@@ -613,7 +715,14 @@ impl StackSink for Plane {
         match tcp {
             Some(p) => {
                 ev.header.size = std::mem::size_of::<PktTcpEvent>() as u32;
-                let tcp_ev = PktTcpEvent { pkt: ev, seq: p.tcp.seq, ack: p.tcp.ack, window: p.tcp.window, _reserved: 0 };
+                let tcp_ev = PktTcpEvent {
+                    pkt: ev,
+                    seq: p.tcp.seq,
+                    ack: p.tcp.ack,
+                    window: p.tcp.window,
+                    _reserved: 0,
+                    snapshot: pkt.tcp.copied().unwrap_or_default(),
+                };
                 self.emit(route, &tcp_ev, held);
             }
             None => self.emit(route, &ev, held),

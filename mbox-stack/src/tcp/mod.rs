@@ -1,0 +1,385 @@
+//! The TCP Monitor µStack: both sides' state of every connection, and both directions
+//! reassembled (see [`stream`]), as a passive observer (mOS's "monitor" stack).
+//!
+//! For each segment the monitor updates the sender's and the receiver's state (RFC 9293 names,
+//! inferred from what crosses the wire: handshake, simultaneous open, connections picked up
+//! mid-stream, half-close, FIN and RST teardown, TIME-WAIT), their sequence and acknowledgment
+//! numbers, windows (scaled when both SYNs carried a window scale), and retransmissions; then it
+//! hands the payload to the sender's stream. [`TcpConn::snapshot`] is the copy of that state
+//! events carry.
+
+pub mod stream;
+
+use mbox_abi::events::tcp_state::*;
+use mbox_abi::{TcpSideSnapshot, TcpSnapshot, TCP_MIDSTREAM, TCP_SEG_OUT_OF_ORDER, TCP_SEG_RETRANSMISSION, TCP_SIMULTANEOUS_OPEN};
+use stream::{seq_diff, Stream, StreamLimits, StreamSink};
+
+/// TCP flag bits (as in `wire::tcp_flags`).
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+/// The fields of one TCP segment the monitor uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    /// Payload length declared by the headers, and the part of it that was captured.
+    pub len: u32,
+    pub captured: u32,
+    /// The TCP options (what was captured of them).
+    pub options: &'a [u8],
+}
+
+/// How much of the monitor a connection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Depth {
+    /// State of both sides; streams only counted.
+    State,
+    /// State and both streams reassembled.
+    Reassembly,
+}
+
+/// One side of a connection.
+#[derive(Debug, Clone, Copy, Default)]
+struct Side {
+    state: u8,
+    seen: bool,
+    /// Window scale from this side's SYN (None: none announced).
+    wscale: Option<u8>,
+    isn: u32,
+    /// Highest sequence number sent so far, plus its length (SYN and FIN count one).
+    next_seq: u32,
+    ack: u32,
+    window: u16,
+    fin_seq: Option<u32>,
+    syn_seen: bool,
+    retransmissions: u32,
+}
+
+/// The monitor's state of one connection. Reused for the next flow of the same slot.
+#[derive(Debug, Clone, Default)]
+pub struct TcpConn {
+    sides: [Side; 2],
+    streams: [Stream; 2],
+    flags: u32,
+    /// Flags about the last segment (retransmission, out of order).
+    segment_flags: u32,
+}
+
+/// Reads the window scale option (kind 3) from TCP options, if present and well formed.
+pub fn window_scale(options: &[u8]) -> Option<u8> {
+    let mut i = 0;
+    while i < options.len() {
+        match options[i] {
+            0 => return None, // end of options
+            1 => i += 1,      // no-op
+            kind => {
+                let len = usize::from(*options.get(i + 1)?);
+                if len < 2 || i + len > options.len() {
+                    return None; // malformed: stop rather than guess
+                }
+                if kind == 3 && len == 3 {
+                    return Some(options[i + 2].min(14)); // RFC 7323: at most 14
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}
+
+impl TcpConn {
+    /// Resets for a new flow in this slot (keeping the streams' allocations).
+    pub fn reset(&mut self) {
+        self.sides = [Side::default(); 2];
+        for s in &mut self.streams {
+            s.reset();
+        }
+        self.flags = 0;
+        self.segment_flags = 0;
+    }
+
+    /// The stream of direction `dir` (0: the originator's bytes).
+    pub fn stream(&self, dir: usize) -> &Stream {
+        &self.streams[dir]
+    }
+
+    /// Takes one segment sent in direction `dir` (0: by the flow's originator): updates the
+    /// state ([`TcpConn::update`]), then the streams ([`TcpConn::streams`]).
+    pub fn segment<S: StreamSink>(&mut self, dir: usize, seg: &Segment<'_>, depth: Depth, limits: StreamLimits, sink: &mut S) {
+        self.update(dir, seg, depth);
+        self.streams(dir, seg, depth, limits, sink);
+    }
+
+    /// Updates both sides' state for a segment sent in direction `dir`.
+    pub fn update(&mut self, dir: usize, seg: &Segment<'_>, depth: Depth) {
+        let (me, peer) = (dir, 1 - dir);
+        let flags = seg.flags;
+        self.segment_flags = 0;
+        if !self.sides[me].seen && !self.sides[peer].seen {
+            self.first_segment(me, flags);
+        }
+        // Retransmission: bytes (or a SYN/FIN) at or below what this side already sent.
+        let seg_len = seg.len + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
+        let end = seg.seq.wrapping_add(seg_len);
+        {
+            let side = &mut self.sides[me];
+            if side.seen && seg_len > 0 && seq_diff(end, side.next_seq) <= 0 {
+                side.retransmissions += 1;
+                self.segment_flags |= TCP_SEG_RETRANSMISSION;
+            }
+            if !side.seen || seq_diff(end, side.next_seq) > 0 {
+                side.next_seq = end;
+            }
+            side.seen = true;
+            side.window = seg.window;
+            if flags & ACK != 0 {
+                side.ack = seg.ack;
+            }
+        }
+        let stream = &self.streams[me];
+        let data_seq = seg.seq.wrapping_add(u32::from(flags & SYN != 0));
+        if depth == Depth::Reassembly && seg.len > 0 && stream.started() && seq_diff(data_seq, stream.next_seq()) > 0 {
+            self.segment_flags |= TCP_SEG_OUT_OF_ORDER;
+        }
+        if flags & RST != 0 {
+            self.sides[me].state = CLOSED;
+            self.sides[peer].state = CLOSED;
+        } else {
+            if flags & SYN != 0 {
+                self.syn(me, peer, seg);
+            }
+            if flags & ACK != 0 {
+                self.acknowledged(me, peer, seg.ack);
+            }
+            if flags & FIN != 0 {
+                self.fin(me, peer, seg.seq.wrapping_add(seg.len).wrapping_add(u32::from(flags & SYN != 0)));
+            }
+        }
+    }
+
+    /// Hands a segment sent in direction `dir` to the streams: the peer's may give up a hole
+    /// this segment's ACK passes; then this segment's payload goes to its own stream.
+    pub fn streams<S: StreamSink>(&mut self, dir: usize, seg: &Segment<'_>, depth: Depth, limits: StreamLimits, sink: &mut S) {
+        let (me, peer) = (dir, 1 - dir);
+        let syn = seg.flags & SYN != 0;
+        match depth {
+            Depth::State => self.streams[me].track(seg.seq, syn, seg.len),
+            Depth::Reassembly => {
+                if seg.flags & ACK != 0 {
+                    self.streams[peer].peer_ack(peer as u8, seg.ack, sink);
+                }
+                self.streams[me].segment(me as u8, seg.seq, syn, seg.len, seg.captured, limits, sink);
+            }
+        }
+    }
+
+    /// The connection's first segment sets what the monitor assumes about the other side.
+    fn first_segment(&mut self, me: usize, flags: u8) {
+        let peer = 1 - me;
+        match (flags & SYN != 0, flags & ACK != 0) {
+            (true, false) => self.sides[peer].state = LISTEN,
+            // A SYN+ACK first: the SYN was missed; the peer is waiting for it.
+            (true, true) => self.sides[peer].state = SYN_SENT,
+            _ => {
+                // Picked up mid-stream.
+                self.flags |= TCP_MIDSTREAM;
+                self.sides[me].state = ESTABLISHED;
+                self.sides[peer].state = ESTABLISHED;
+            }
+        }
+    }
+
+    fn syn(&mut self, me: usize, peer: usize, seg: &Segment<'_>) {
+        let side = &mut self.sides[me];
+        side.isn = seg.seq;
+        side.syn_seen = true;
+        side.wscale = window_scale(seg.options);
+        if seg.flags & ACK == 0 {
+            if side.state == CLOSED || side.state == LISTEN {
+                side.state = SYN_SENT;
+            }
+            if self.sides[peer].state == SYN_SENT {
+                // Both sent a SYN without ACK: simultaneous open (RFC 9293 3.5).
+                self.flags |= TCP_SIMULTANEOUS_OPEN;
+                self.sides[me].state = SYN_RECEIVED;
+                self.sides[peer].state = SYN_RECEIVED;
+            }
+        } else if matches!(side.state, CLOSED | LISTEN | SYN_SENT) {
+            side.state = SYN_RECEIVED;
+        }
+    }
+
+    /// `me` acknowledged `ack`: what that completes on either side.
+    fn acknowledged(&mut self, me: usize, peer: usize, ack: u32) {
+        if self.sides[peer].syn_seen && ack == self.sides[peer].isn.wrapping_add(1) {
+            // The peer's SYN is acknowledged: a SYN_RECEIVED peer is now established, and a
+            // SYN_SENT side sending this ACK completes the three-way handshake.
+            if self.sides[peer].state == SYN_RECEIVED {
+                self.sides[peer].state = ESTABLISHED;
+            }
+            if self.sides[me].state == SYN_SENT {
+                self.sides[me].state = ESTABLISHED;
+            }
+        }
+        // The peer's FIN acknowledged.
+        if let Some(fin) = self.sides[peer].fin_seq {
+            if seq_diff(ack, fin.wrapping_add(1)) >= 0 {
+                let p = &mut self.sides[peer];
+                p.state = match p.state {
+                    FIN_WAIT_1 => FIN_WAIT_2,
+                    CLOSING => TIME_WAIT,
+                    LAST_ACK => CLOSED,
+                    s => s,
+                };
+            }
+        }
+    }
+
+    /// `me` sent a FIN at sequence number `fin_seq`.
+    fn fin(&mut self, me: usize, peer: usize, fin_seq: u32) {
+        self.sides[me].fin_seq = Some(fin_seq);
+        let m = &mut self.sides[me];
+        m.state = match m.state {
+            CLOSE_WAIT => LAST_ACK,
+            LAST_ACK | FIN_WAIT_1 | FIN_WAIT_2 | CLOSING | TIME_WAIT | CLOSED => m.state,
+            _ => FIN_WAIT_1,
+        };
+        let p = &mut self.sides[peer];
+        p.state = match p.state {
+            FIN_WAIT_1 => CLOSING,
+            FIN_WAIT_2 => TIME_WAIT,
+            LAST_ACK | CLOSING | TIME_WAIT | CLOSED | CLOSE_WAIT => p.state,
+            _ => CLOSE_WAIT,
+        };
+    }
+
+    /// The flow ended: reports what its streams still keep (after gaps) and lets it go.
+    pub fn finish<S: StreamSink>(&mut self, sink: &mut S) {
+        for (dir, stream) in self.streams.iter_mut().enumerate() {
+            stream.finish(dir as u8, sink);
+        }
+    }
+
+    /// Events [`TcpConn::finish`] may emit at most.
+    pub fn events_to_finish(&self) -> usize {
+        self.streams.iter().map(Stream::events_to_finish).sum()
+    }
+
+    /// The copy of the connection's state that events carry.
+    pub fn snapshot(&self) -> TcpSnapshot {
+        let scaled = self.sides[0].wscale.is_some() && self.sides[1].wscale.is_some();
+        let side = |i: usize| {
+            let s = &self.sides[i];
+            let shift = if scaled { s.wscale.unwrap_or(0) } else { 0 };
+            TcpSideSnapshot {
+                state: s.state,
+                wscale: s.wscale.unwrap_or(0xff),
+                _reserved: [0; 2],
+                isn: s.isn,
+                next_seq: s.next_seq,
+                ack: s.ack,
+                window: u32::from(s.window) << shift,
+                retransmissions: s.retransmissions,
+                stream_bytes: self.streams[i].next_offset(),
+            }
+        };
+        TcpSnapshot { sides: [side(0), side(1)], flags: self.flags | self.segment_flags, _reserved: 0 }
+    }
+
+    /// True once both sides are closed (or one reset the connection).
+    pub fn is_closed(&self) -> bool {
+        self.sides.iter().all(|s| matches!(s.state, CLOSED | TIME_WAIT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream::Source;
+    use super::*;
+
+    struct Null;
+    impl StreamSink for Null {
+        fn keep(&mut self) -> Option<u32> {
+            Some(0)
+        }
+        fn unkeep(&mut self, _: u32) {}
+        fn data(&mut self, _: u8, _: u64, _: u32, _: Source) {}
+        fn gap(&mut self, _: u8, _: u64, _: u64, _: u8) {}
+    }
+
+    fn seg(c: &mut TcpConn, dir: usize, flags: u8, seq: u32, ack: u32, len: u32) {
+        let s = Segment { seq, ack, flags, window: 1000, len, captured: len, options: &[] };
+        c.segment(dir, &s, Depth::Reassembly, StreamLimits::default(), &mut Null);
+    }
+
+    fn states(c: &TcpConn) -> (u8, u8) {
+        let s = c.snapshot();
+        (s.sides[0].state, s.sides[1].state)
+    }
+
+    #[test]
+    fn handshake_data_and_fin_teardown() {
+        let mut c = TcpConn::default();
+        seg(&mut c, 0, SYN, 100, 0, 0);
+        assert_eq!(states(&c), (SYN_SENT, LISTEN));
+        seg(&mut c, 1, SYN | ACK, 500, 101, 0);
+        assert_eq!(states(&c), (SYN_SENT, SYN_RECEIVED));
+        seg(&mut c, 0, ACK, 101, 501, 0);
+        assert_eq!(states(&c), (ESTABLISHED, ESTABLISHED));
+        seg(&mut c, 0, ACK, 101, 501, 10);
+        seg(&mut c, 0, ACK, 101, 501, 10);
+        assert_eq!(c.snapshot().sides[0].retransmissions, 1);
+        assert_ne!(c.snapshot().flags & TCP_SEG_RETRANSMISSION, 0);
+        seg(&mut c, 0, FIN | ACK, 111, 501, 0);
+        assert_eq!(states(&c), (FIN_WAIT_1, CLOSE_WAIT));
+        seg(&mut c, 1, ACK, 501, 112, 0);
+        assert_eq!(states(&c), (FIN_WAIT_2, CLOSE_WAIT));
+        seg(&mut c, 1, FIN | ACK, 501, 112, 0);
+        assert_eq!(states(&c), (TIME_WAIT, LAST_ACK));
+        seg(&mut c, 0, ACK, 112, 502, 0);
+        assert_eq!(states(&c), (TIME_WAIT, CLOSED));
+        assert!(c.is_closed());
+        assert_eq!(c.snapshot().sides[0].stream_bytes, 10);
+    }
+
+    #[test]
+    fn simultaneous_open_midstream_and_reset() {
+        let mut c = TcpConn::default();
+        seg(&mut c, 0, SYN, 1, 0, 0);
+        seg(&mut c, 1, SYN, 9, 0, 0);
+        assert_eq!(states(&c), (SYN_RECEIVED, SYN_RECEIVED));
+        assert_ne!(c.snapshot().flags & TCP_SIMULTANEOUS_OPEN, 0);
+        seg(&mut c, 0, SYN | ACK, 1, 10, 0);
+        seg(&mut c, 1, SYN | ACK, 9, 2, 0);
+        assert_eq!(states(&c), (ESTABLISHED, ESTABLISHED));
+
+        let mut m = TcpConn::default();
+        seg(&mut m, 1, ACK, 7000, 300, 100);
+        assert_eq!(states(&m), (ESTABLISHED, ESTABLISHED));
+        assert_ne!(m.snapshot().flags & TCP_MIDSTREAM, 0);
+        seg(&mut m, 0, RST, 300, 0, 0);
+        assert_eq!(states(&m), (CLOSED, CLOSED));
+    }
+
+    #[test]
+    fn windows_scale_only_when_both_sides_agree() {
+        let mut c = TcpConn::default();
+        let opts = [1, 3, 3, 7]; // NOP, window scale 7
+        let syn = Segment { seq: 0, ack: 0, flags: SYN, window: 100, len: 0, captured: 0, options: &opts };
+        c.segment(0, &syn, Depth::State, StreamLimits::default(), &mut Null);
+        let synack = Segment { seq: 50, ack: 1, flags: SYN | ACK, window: 200, len: 0, captured: 0, options: &[3, 3, 2] };
+        c.segment(1, &synack, Depth::State, StreamLimits::default(), &mut Null);
+        seg(&mut c, 0, ACK, 1, 51, 0);
+        let s = c.snapshot();
+        assert_eq!((s.sides[0].wscale, s.sides[1].wscale), (7, 2));
+        assert_eq!(s.sides[0].window, 1000 << 7);
+        assert_eq!(window_scale(&[3, 3, 20]), Some(14));
+        assert_eq!(window_scale(&[2, 4, 5, 180, 3]), None, "truncated option list");
+        assert_eq!(window_scale(&[8, 0]), None, "zero-length option");
+    }
+}

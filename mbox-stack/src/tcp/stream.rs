@@ -1,0 +1,431 @@
+//! One direction of a TCP connection as a bytestream: in-order bytes are reported at once,
+//! out-of-order segments are kept until the hole before them fills, and holes that will never
+//! fill are reported as gaps.
+//!
+//! Nothing is copied here. A segment's bytes stay in its packet: the stream reports ranges of
+//! "the current packet" or of a segment kept earlier (the sink keeps the packet alive and gives
+//! a token for it). Offsets count from the stream's first byte and include gaps.
+//!
+//! Policy, chosen to agree with the reference (tshark 4.0's `follow`, see
+//! testdata/pcaps/README.md) on every capture without holes:
+//! - The stream starts at the first segment seen in this direction (+1 for a SYN); data before
+//!   that start that arrives later is old and dropped (counted).
+//! - Retransmissions and overlaps: bytes already reported are never reported again. Among kept
+//!   segments, the earliest to arrive that reaches the next expected byte is used first, so for
+//!   overlapping copies the first copy wins; a segment arriving in order wins over copies kept
+//!   beyond it.
+//! - A hole is given up (a gap, reason `not_captured`) when the other side acknowledges data
+//!   beyond it and a later segment is kept: the receiver got the bytes, the capture did not.
+//! - A segment cut short by the capture's snaplen reports its captured bytes and a gap
+//!   (`truncated`) for the rest.
+//! - When the flow ends, kept data behind holes is reported after gaps (`at_end`), rather than
+//!   lost; the reference drops such data (it lists it as `stuck`).
+//! - Keeping is bounded (per flow here, per shard by the sink): a segment that cannot be kept is
+//!   dropped and its bytes are reported as a gap (`memory`) once the stream moves past them.
+
+use mbox_abi::{GAP_AT_END, GAP_MEMORY, GAP_NOT_CAPTURED, GAP_TRUNCATED};
+
+/// Where the bytes of a reported range are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// In the packet being processed: from byte `start` of its TCP payload.
+    Current { start: u32 },
+    /// In a segment kept earlier: from byte `start` of its payload.
+    Kept { token: u32, start: u32 },
+}
+
+/// What the stream reports to; the host's shard, or an NF running its own stack.
+pub trait StreamSink {
+    /// Keeps the current packet for later (its payload is out of order). `None` when a bound
+    /// is reached; the segment is then dropped.
+    fn keep(&mut self) -> Option<u32>;
+    /// Lets go of a kept segment.
+    fn unkeep(&mut self, token: u32);
+    /// Bytes `[offset, offset + len)` of direction `dir` are ready, at `source`.
+    fn data(&mut self, dir: u8, offset: u64, len: u32, source: Source);
+    /// Bytes `[offset, offset + len)` of direction `dir` will never be reported.
+    fn gap(&mut self, dir: u8, offset: u64, len: u64, reason: u8);
+}
+
+/// What one direction's stream counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Bytes reported as data.
+    pub delivered: u64,
+    /// Bytes reported as gaps, and how many gaps.
+    pub gap_bytes: u64,
+    pub gaps: u64,
+    /// Bytes dropped because they lay before the stream's start or were already reported.
+    pub old_bytes: u64,
+    /// Segments kept out of order.
+    pub kept: u64,
+    /// Segments that could not be kept (a bound).
+    pub not_kept: u64,
+}
+
+/// A segment kept out of order: stream offsets of its payload, and what of it was captured.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    /// Offset of the segment's first payload byte (which may lie before `next` by now).
+    origin: u64,
+    /// End of its payload, and end of the captured part.
+    end: u64,
+    captured_end: u64,
+    token: u32,
+}
+
+/// The state of one direction. See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Stream {
+    started: bool,
+    /// Sequence number and stream offset of the next byte expected.
+    next_seq: u32,
+    next_off: u64,
+    /// Kept segments in arrival order. The vector keeps its capacity across flows (the
+    /// connection slot is reused), so keeping allocates only while the table warms up.
+    kept: Vec<Kept>,
+    /// Range covering the data dropped for want of room: a later gap over it is `memory`.
+    lost_to_memory: Option<(u64, u64)>,
+    pub stats: StreamStats,
+}
+
+/// Bounds on what a stream keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Segments kept out of order per direction.
+    pub max_kept: usize,
+    /// How far beyond the next expected byte a segment may start and still be kept.
+    pub max_distance: u32,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits { max_kept: 64, max_distance: 1 << 24 }
+    }
+}
+
+/// `a - b` on the sequence-number circle, as a signed distance.
+#[inline]
+pub fn seq_diff(a: u32, b: u32) -> i64 {
+    i64::from(a.wrapping_sub(b) as i32)
+}
+
+impl Stream {
+    /// Resets for a new flow, keeping the kept-segment vector's capacity.
+    pub fn reset(&mut self) {
+        let kept = std::mem::take(&mut self.kept);
+        *self = Stream { kept, ..Stream::default() };
+        self.kept.clear();
+    }
+
+    /// True once a segment of this direction was seen.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Stream offset of the next byte expected (bytes reported plus gaps).
+    pub fn next_offset(&self) -> u64 {
+        self.next_off
+    }
+
+    /// Sequence number of the next byte expected.
+    pub fn next_seq(&self) -> u32 {
+        self.next_seq
+    }
+
+    /// Number of kept segments.
+    pub fn kept_len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Starts the stream at the first segment seen: `seq`, +1 for a SYN.
+    pub fn start_if_new(&mut self, seq: u32, syn: bool) {
+        if !self.started {
+            self.started = true;
+            self.next_seq = seq.wrapping_add(u32::from(syn));
+            self.next_off = 0;
+        }
+    }
+
+    /// Only counts: moves `next` past in-order data without reporting it (no subscriber wants
+    /// this flow's bytes).
+    pub fn track(&mut self, seq: u32, syn: bool, len: u32) {
+        self.start_if_new(seq, syn);
+        let data_seq = seq.wrapping_add(u32::from(syn));
+        let end_seq = data_seq.wrapping_add(len);
+        let ahead = seq_diff(end_seq, self.next_seq);
+        if len > 0 && ahead > 0 {
+            self.next_off += ahead as u64;
+            self.next_seq = end_seq;
+        }
+    }
+
+    /// Takes one segment: `len` payload bytes declared from `seq` (+1 for a SYN), of which the
+    /// first `captured` are in the packet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn segment<S: StreamSink>(&mut self, dir: u8, seq: u32, syn: bool, len: u32, captured: u32, limits: StreamLimits, sink: &mut S) {
+        self.start_if_new(seq, syn);
+        if len == 0 {
+            return;
+        }
+        let data_seq = seq.wrapping_add(u32::from(syn));
+        let rel = seq_diff(data_seq, self.next_seq);
+        let end_rel = rel + i64::from(len);
+        if end_rel <= 0 {
+            self.stats.old_bytes += u64::from(len);
+            return;
+        }
+        let end = self.next_off + end_rel as u64;
+        if rel <= 0 {
+            // In order (possibly starting with bytes already reported, which are skipped).
+            let skip = (-rel) as u64;
+            self.stats.old_bytes += skip;
+            let captured_end = (self.next_off + u64::from(captured.min(len))).saturating_sub(skip).max(self.next_off);
+            self.deliver(dir, skip, end, captured_end, None, sink);
+            self.drain(dir, sink);
+            return;
+        }
+        let origin = self.next_off + rel as u64;
+        let captured_end = origin + u64::from(captured.min(len));
+        // Beyond a hole: keep it for later, within bounds.
+        let kept = if rel > i64::from(limits.max_distance) || self.kept.len() >= limits.max_kept { None } else { sink.keep() };
+        match kept {
+            Some(token) => {
+                self.stats.kept += 1;
+                self.kept.push(Kept { origin, end, captured_end, token });
+            }
+            None => {
+                self.stats.not_kept += 1;
+                let (lo, hi) = self.lost_to_memory.unwrap_or((origin, end));
+                self.lost_to_memory = Some((lo.min(origin), hi.max(end)));
+            }
+        }
+    }
+
+    /// The other side acknowledged `ack`: if that is beyond a hole with data kept after it,
+    /// the hole was not captured; report it and go on.
+    pub fn peer_ack<S: StreamSink>(&mut self, dir: u8, ack: u32, sink: &mut S) {
+        let Some(lowest) = self.kept.iter().map(|k| k.origin).min() else { return };
+        if lowest <= self.next_off {
+            return;
+        }
+        let lowest_seq = self.next_seq.wrapping_add((lowest - self.next_off) as u32);
+        if seq_diff(ack, lowest_seq) > 0 {
+            self.skip_to(dir, lowest, GAP_NOT_CAPTURED, sink);
+            self.drain(dir, sink);
+        }
+    }
+
+    /// The flow ended: reports kept data after gaps, and lets go of every kept segment.
+    pub fn finish<S: StreamSink>(&mut self, dir: u8, sink: &mut S) {
+        while let Some(lowest) = self.kept.iter().map(|k| k.origin).min() {
+            if lowest > self.next_off {
+                self.skip_to(dir, lowest, GAP_AT_END, sink);
+            }
+            let before = self.kept.len();
+            self.drain(dir, sink);
+            if self.kept.len() == before {
+                break; // cannot happen (drain consumes what starts at `next`); stay finite
+            }
+        }
+        for k in self.kept.drain(..) {
+            sink.unkeep(k.token);
+        }
+    }
+
+    /// Events `finish` may emit at most (a data event and a gap per kept segment).
+    pub fn events_to_finish(&self) -> usize {
+        2 * self.kept.len()
+    }
+
+    /// Reports a gap up to `to` and moves `next` there.
+    fn skip_to<S: StreamSink>(&mut self, dir: u8, to: u64, default_reason: u8, sink: &mut S) {
+        let len = to - self.next_off;
+        let memory = self.lost_to_memory.is_some_and(|(lo, hi)| lo < to && hi > self.next_off);
+        let reason = if memory { GAP_MEMORY } else { default_reason };
+        sink.gap(dir, self.next_off, len, reason);
+        self.stats.gaps += 1;
+        self.stats.gap_bytes += len;
+        self.next_seq = self.next_seq.wrapping_add(len as u32);
+        self.next_off = to;
+    }
+
+    /// Reports `[next, end)` of a segment whose payload byte `start` is the next expected
+    /// byte: the captured part (up to `captured_end`) as data, the rest as a truncation gap.
+    /// `kept` names the kept segment, or `None` for the current packet.
+    fn deliver<S: StreamSink>(&mut self, dir: u8, start: u64, end: u64, captured_end: u64, kept: Option<u32>, sink: &mut S) {
+        debug_assert!(self.next_off < end);
+        if captured_end > self.next_off {
+            // Segments are at most 64 KiB (IP), so a range always fits a u32.
+            let len = (captured_end - self.next_off) as u32;
+            let start = start as u32;
+            let source = match kept {
+                Some(token) => Source::Kept { token, start },
+                None => Source::Current { start },
+            };
+            sink.data(dir, self.next_off, len, source);
+            self.stats.delivered += u64::from(len);
+            self.next_seq = self.next_seq.wrapping_add(len);
+            self.next_off = captured_end;
+        }
+        if end > self.next_off {
+            self.skip_to(dir, end, GAP_TRUNCATED, sink);
+        }
+    }
+
+    /// Reports kept segments that now reach `next`, earliest arrival first, and lets go of
+    /// those entirely behind it.
+    fn drain<S: StreamSink>(&mut self, dir: u8, sink: &mut S) {
+        loop {
+            let next = self.next_off;
+            let Some(i) = self.kept.iter().position(|k| k.origin <= next && k.end > next) else { break };
+            let k = self.kept.remove(i);
+            self.deliver(dir, next - k.origin, k.end, k.captured_end, Some(k.token), sink);
+            sink.unkeep(k.token);
+        }
+        let next = self.next_off;
+        let mut i = 0;
+        while i < self.kept.len() {
+            if self.kept[i].end <= next {
+                let k = self.kept.remove(i);
+                self.stats.old_bytes += k.end - k.origin;
+                sink.unkeep(k.token);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that rebuilds the stream from the payloads the test hands it.
+    #[derive(Default)]
+    struct Rebuild {
+        /// Payload of the current packet, and of kept packets by token.
+        current: Vec<u8>,
+        kept: Vec<Option<Vec<u8>>>,
+        out: Vec<u8>,
+        gaps: Vec<(u64, u64, u8)>,
+        capacity: usize,
+        /// Offsets must be contiguous: data and gaps together cover the stream exactly once.
+        expect: u64,
+    }
+
+    impl StreamSink for Rebuild {
+        fn keep(&mut self) -> Option<u32> {
+            if self.kept.iter().filter(|k| k.is_some()).count() >= self.capacity {
+                return None;
+            }
+            self.kept.push(Some(self.current.clone()));
+            Some(self.kept.len() as u32 - 1)
+        }
+        fn unkeep(&mut self, token: u32) {
+            assert!(self.kept[token as usize].take().is_some(), "unkept twice");
+        }
+        fn data(&mut self, _dir: u8, offset: u64, len: u32, source: Source) {
+            assert_eq!(offset, self.expect);
+            let bytes = match source {
+                Source::Current { start } => &self.current[start as usize..start as usize + len as usize],
+                Source::Kept { token, start } => {
+                    &self.kept[token as usize].as_ref().unwrap()[start as usize..start as usize + len as usize]
+                }
+            };
+            self.out.extend_from_slice(bytes);
+            self.expect += u64::from(len);
+        }
+        fn gap(&mut self, _dir: u8, offset: u64, len: u64, reason: u8) {
+            assert_eq!(offset, self.expect);
+            self.gaps.push((offset, len, reason));
+            self.expect += len;
+        }
+    }
+
+    fn seg(s: &mut Stream, sink: &mut Rebuild, seq: u32, payload: &[u8]) {
+        sink.current = payload.to_vec();
+        let n = payload.len() as u32;
+        s.segment(0, seq, false, n, n, StreamLimits::default(), sink);
+    }
+
+    #[test]
+    fn out_of_order_segments_wait_for_the_hole() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        s.segment(0, 999, true, 0, 0, StreamLimits::default(), &mut k); // SYN: starts at 1000
+        seg(&mut s, &mut k, 1006, b"world");
+        seg(&mut s, &mut k, 1011, b"!");
+        assert_eq!(k.out, b"");
+        seg(&mut s, &mut k, 1000, b"hello ");
+        assert_eq!(k.out, b"hello world!");
+        assert_eq!(s.kept_len(), 0);
+        assert!(k.kept.iter().all(Option::is_none), "every kept segment was let go");
+    }
+
+    #[test]
+    fn retransmissions_and_overlaps_report_each_byte_once_first_copy_wins() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        seg(&mut s, &mut k, 0, b"abcd");
+        seg(&mut s, &mut k, 0, b"abcd"); // retransmission
+        seg(&mut s, &mut k, 2, b"cdef"); // overlap: only "ef" is new
+        seg(&mut s, &mut k, 10, b"XXXX"); // kept first
+        seg(&mut s, &mut k, 10, b"kkkk"); // a later copy of the same bytes
+        seg(&mut s, &mut k, 6, b"ghij");
+        assert_eq!(k.out, b"abcdefghijXXXX");
+        assert_eq!(s.stats.old_bytes, 4 + 2 + 4);
+    }
+
+    #[test]
+    fn an_acknowledged_hole_becomes_a_gap_and_the_stream_goes_on() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        seg(&mut s, &mut k, 0, b"ab");
+        seg(&mut s, &mut k, 5, b"fg");
+        s.peer_ack(0, 5, &mut k); // not beyond the kept data's start
+        assert!(k.gaps.is_empty());
+        s.peer_ack(0, 6, &mut k);
+        assert_eq!(k.gaps, vec![(2, 3, GAP_NOT_CAPTURED)]);
+        assert_eq!(k.out, b"abfg");
+        seg(&mut s, &mut k, 7, b"h");
+        assert_eq!(k.out, b"abfgh");
+    }
+
+    #[test]
+    fn truncated_segments_and_memory_bounds_are_explicit_gaps() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 1, ..Default::default() });
+        k.current = b"abcd".to_vec();
+        s.segment(0, 0, false, 10, 4, StreamLimits::default(), &mut k);
+        assert_eq!(k.gaps, vec![(4, 6, GAP_TRUNCATED)]);
+        seg(&mut s, &mut k, 20, b"uv"); // kept (capacity 1)
+        seg(&mut s, &mut k, 30, b"yz"); // cannot be kept
+        s.finish(0, &mut k);
+        assert_eq!(k.out, b"abcduv");
+        assert_eq!(k.gaps[1], (10, 10, GAP_AT_END));
+        assert_eq!(s.stats.not_kept, 1);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        seg(&mut s, &mut k, u32::MAX - 1, b"ab");
+        seg(&mut s, &mut k, 2, b"ef");
+        seg(&mut s, &mut k, 0, b"cd");
+        assert_eq!(k.out, b"abcdef");
+    }
+
+    #[test]
+    fn a_segment_reaching_back_before_the_start_is_clipped() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        seg(&mut s, &mut k, 100, b"ab");
+        seg(&mut s, &mut k, 95, b"0123456789"); // bytes 95..102: only 102.. is new
+        assert_eq!(k.out, b"ab789");
+    }
+
+    #[test]
+    fn data_before_the_start_is_old() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        seg(&mut s, &mut k, 100, b"late");
+        seg(&mut s, &mut k, 90, b"0123456789");
+        assert_eq!(k.out, b"late");
+        assert_eq!(s.stats.old_bytes, 10);
+    }
+}
