@@ -11,4 +11,5 @@ pub mod events;
 pub mod io;
 pub mod plugin;
 pub mod runtime;
+pub mod streams;
 pub mod summary;

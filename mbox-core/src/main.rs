@@ -34,6 +34,17 @@ enum Command {
     },
     /// Print the service graph CONFIG compiles to, in Graphviz DOT.
     Graph { config: PathBuf },
+    /// Reassemble every TCP connection of a capture: one file per direction, and an index
+    /// (streams.tsv) with addresses, sizes, SHA-256 and gaps.
+    Streams {
+        capture: PathBuf,
+        /// Directory for the files (created if needed).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Flows open at once.
+        #[arg(long, default_value_t = 65_536)]
+        max_flows: usize,
+    },
     /// Write synthetic traffic to a pcap file.
     Gen {
         /// The pcap file to write.
@@ -106,6 +117,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = Config::load(&config)?;
             let prepared = pipeline::prepare(cfg, &config)?;
             print!("{}", prepared.graph.to_dot(&prepared.registry));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Streams { capture, out, max_flows } => {
+            let report = mbox_core::streams::write_streams(&capture, &out, max_flows.max(1))?;
+            eprintln!("{} packets, {} TCP connections: {}", report.packets, report.connections, out.join("streams.tsv").display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Gen { out, traffic: t } => {

@@ -219,7 +219,7 @@ impl L23Stack {
     /// a new flow, the packet, and the stream bytes it releases.
     fn events_per_packet(&self) -> usize {
         match self.cfg.tcp {
-            Some(Depth::Reassembly) => 6 + 4 * self.cfg.stream_limits.max_kept,
+            Some(Depth::Reassembly) => self.cfg.stream_limits.max_kept.saturating_mul(4).saturating_add(6),
             _ => 4,
         }
     }

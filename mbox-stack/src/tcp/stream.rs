@@ -138,9 +138,12 @@ impl Stream {
         self.kept.len()
     }
 
-    /// Starts the stream at the first segment seen: `seq`, +1 for a SYN.
+    /// Starts the stream at the first segment seen: `seq`, +1 for a SYN. A SYN seen before any
+    /// byte of the direction restarts it (a repeated SYN+ACK with a new sequence number, or a
+    /// SYN after a reset: the last SYN defines the stream, as the reference has it).
     pub fn start_if_new(&mut self, seq: u32, syn: bool) {
-        if !self.started {
+        let restart = syn && self.next_off == 0 && self.kept.is_empty();
+        if !self.started || restart {
             self.started = true;
             self.next_seq = seq.wrapping_add(u32::from(syn));
             self.next_off = 0;
@@ -418,6 +421,18 @@ mod tests {
         seg(&mut s, &mut k, 100, b"ab");
         seg(&mut s, &mut k, 95, b"0123456789"); // bytes 95..102: only 102.. is new
         assert_eq!(k.out, b"ab789");
+    }
+
+    #[test]
+    fn a_new_syn_before_any_data_restarts_the_stream() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        s.segment(0, 500, true, 0, 0, StreamLimits::default(), &mut k);
+        s.segment(0, 9000, true, 0, 0, StreamLimits::default(), &mut k); // another SYN+ACK
+        seg(&mut s, &mut k, 9001, b"data");
+        assert_eq!(k.out, b"data");
+        s.segment(0, 100, true, 0, 0, StreamLimits::default(), &mut k); // too late: data was seen
+        seg(&mut s, &mut k, 9005, b"more");
+        assert_eq!(k.out, b"datamore");
     }
 
     #[test]
