@@ -13,7 +13,7 @@ pub const MAX_DEPTH: u32 = 7;
 
 /// A node of the event type tree. See the module documentation for the encoding.
 #[repr(transparent)]
-#[derive(StableAbi, Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(StableAbi, Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct EventType(u64);
 
 impl EventType {

@@ -8,7 +8,8 @@
 
 #![allow(non_local_definitions)] // `#[sabi_trait]` expands to impls of foreign traits inside a const block.
 
-use crate::events::{Event, EventHeader};
+use crate::event_type::EventType;
+use crate::events::{Event, EventHeader, FlowRef};
 use abi_stable::{
     sabi_trait,
     std_types::{RBox, RResult, RSlice, RSliceMut, RString},
@@ -54,16 +55,32 @@ pub struct HostCalls {
     state: *mut c_void,
     /// `event` points to an object of `size` bytes (the event struct the NF built).
     publish: unsafe extern "C" fn(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus,
+    /// Stops the events of `ty` (and below) of one flow for the calling NF.
+    unsubscribe: unsafe extern "C" fn(state: *mut c_void, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus,
+}
+
+/// The outcome of [`Host::unsubscribe`].
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum UnsubscribeStatus {
+    /// Queued: events of the type that the flow's shard emits from now on skip this NF (events
+    /// already on their way still arrive).
+    Done = 0,
+    /// The event is not about a flow, or not about one of this batch's shard.
+    NoFlow = 1,
+    /// The host's queue of such requests is full; try again with a later event.
+    Full = 2,
 }
 
 impl HostCalls {
     /// # Safety
-    /// `publish` must be safe to call with `state` for as long as this value is lent to NFs.
+    /// The functions must be safe to call with `state` for as long as this value is lent to NFs.
     pub unsafe fn new(
         state: *mut c_void,
         publish: unsafe extern "C" fn(*mut c_void, *const EventHeader, u32) -> PublishStatus,
+        unsubscribe: unsafe extern "C" fn(*mut c_void, &FlowRef, EventType) -> UnsubscribeStatus,
     ) -> HostCalls {
-        HostCalls { state, publish }
+        HostCalls { state, publish, unsubscribe }
     }
 }
 
@@ -86,6 +103,14 @@ impl<'a> Host<'a> {
         // SAFETY: the host built `calls` for the duration of this call, and reads at most
         // `size` bytes from `event`.
         unsafe { (self.calls.publish)(self.calls.state, event as *const E as *const EventHeader, size) }
+    }
+
+    /// Stops events of type `ty` (and its subtree) of `flow` for this NF: a classifier done
+    /// with a flow unsubscribes from its data, and when no NF wants a flow's bytes any more the
+    /// stack stops reassembling it. Lasts until the flow ends.
+    pub fn unsubscribe(&mut self, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus {
+        // SAFETY: as for `publish`.
+        unsafe { (self.calls.unsubscribe)(self.calls.state, flow, ty) }
     }
 }
 

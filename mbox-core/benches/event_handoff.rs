@@ -48,7 +48,7 @@ impl Harness {
         let arena = Arc::new(EventArena::new(SLOTS));
         let (shard_waker, nf_waker) = (Arc::new(Waker::new()), Arc::new(Waker::new()));
         shard_waker.bind_current();
-        let (tx, rx) = lane(ring, SLOTS, arena.clone(), shard_waker, nf_waker.clone(), false);
+        let (tx, rx) = lane(ring, SLOTS, arena.clone(), 0, shard_waker, nf_waker.clone(), false);
         let worker = NfWorker {
             name: "count".into(),
             read_only: true,
@@ -108,7 +108,7 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         // Dropping the lane's producer ends the NF thread.
-        let (tx, _) = lane(2, 2, self.arena.clone(), Arc::new(Waker::new()), Arc::new(Waker::new()), false);
+        let (tx, _) = lane(2, 2, self.arena.clone(), 0, Arc::new(Waker::new()), Arc::new(Waker::new()), false);
         drop(std::mem::replace(&mut self.tx, tx));
         if let Some(w) = self.worker.take() {
             let _ = w.join();

@@ -251,6 +251,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// Checks what only matters once it is known that TCP streams are reassembled: a packet
+    /// may release up to four times a flow's kept segments in events (see the stack), and the
+    /// arena must hold that many, or the shard could never proceed.
+    pub fn validate_reassembly(&self, path: &Path) -> Result<(), ConfigError> {
+        let per_packet = 4 * self.tcp.max_kept_segments_per_flow + 6;
+        if self.runtime.event_slots < per_packet {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: "[runtime] event_slots".into(),
+                problem: format!(
+                    "must be at least {per_packet} (4 x [tcp] max_kept_segments_per_flow + 6) when TCP streams are reassembled, not {}",
+                    self.runtime.event_slots
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;

@@ -11,7 +11,7 @@
 use crate::flow_key::FlowKey;
 use crate::flow_table::{close_bits, FlowClass, FlowEntry, FlowTable, Timeouts};
 use crate::fragments::{FragmentOutcome, FragmentStats, Reassembler};
-use crate::tcp::stream::{Source, StreamLimits, StreamSink, StreamStats};
+use crate::tcp::stream::{Source, StreamLimits, StreamSink, StreamSinkKeep, StreamStats};
 use crate::tcp::{Depth, Segment, TcpConn};
 use crate::wire::{ip_proto, parse, parse_into, tcp_flags, Frame, LinkType, Packet, ParseError, ParseOptions, Parsed};
 use mbox_abi::{FlowTuple, TcpSnapshot, REASON_END_OF_INPUT, REASON_EVICTED, REASON_FIN, REASON_RST, REASON_TIMEOUT};
@@ -64,6 +64,11 @@ pub trait StackSink {
     fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64, tcp: Option<&TcpSnapshot>);
     /// A packet to deliver and then forward.
     fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable);
+    /// False when nobody wants the stream bytes of the flow in `slot` any more (its NFs
+    /// unsubscribed): the stack then stops reassembling it.
+    fn wants_streams(&self, _slot: u32) -> bool {
+        true
+    }
     /// Keeps the packet last reported for later: its TCP payload arrived out of order and its
     /// bytes will be reported when the hole before them fills. `None` when a bound is reached
     /// (the default: a sink that does not reassemble keeps nothing).
@@ -84,13 +89,28 @@ struct StreamAdapter<'a, S> {
     ctx: StreamContext<'a>,
 }
 
-impl<S: StackSink> StreamSink for StreamAdapter<'_, S> {
+impl<S: StackSink> StreamSinkKeep for StreamAdapter<'_, S> {
     fn keep(&mut self) -> Option<u32> {
         self.sink.keep()
     }
     fn unkeep(&mut self, token: u32) {
         self.sink.unkeep(token)
     }
+}
+
+/// The keeping part of a stack sink, for letting go of kept segments.
+struct Keeper<'a, S>(&'a mut S);
+
+impl<S: StackSink> StreamSinkKeep for Keeper<'_, S> {
+    fn keep(&mut self) -> Option<u32> {
+        self.0.keep()
+    }
+    fn unkeep(&mut self, token: u32) {
+        self.0.unkeep(token)
+    }
+}
+
+impl<S: StackSink> StreamSink for StreamAdapter<'_, S> {
     fn data(&mut self, dir: u8, offset: u64, len: u32, source: Source) {
         self.sink.stream_data(&self.ctx, dir, offset, len, source)
     }
@@ -346,6 +366,14 @@ impl StackParts<'_> {
             // Cannot happen (new TCP flows get a connection); report the packet without state.
             sink.packet(&StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len, tcp: None }, self.flows);
             return;
+        };
+        // Customized per flow: once its subscribers no longer want its bytes, only its state is
+        // tracked (what it still keeps is let go).
+        let depth = if depth == Depth::Reassembly && !sink.wants_streams(slot) {
+            conn.stop_reassembly(&mut Keeper(&mut *sink));
+            Depth::State
+        } else {
+            depth
         };
         conn.update(dir, &seg, depth);
         let snapshot = conn.snapshot();

@@ -4,7 +4,8 @@
 //! - Completions come back as a single counter: the NF handles a ring's events in order and
 //!   adds how many it finished, so the shard retires that many from the front of its own
 //!   in-order record of what it sent. No message per event travels back.
-//! - Events the NF publishes come back on a second SPSC ring, as bytes (publications are rare).
+//! - Events the NF publishes come back on a second SPSC ring, as bytes (publications are rare),
+//!   and its per-flow unsubscriptions on a third, as small records.
 //!
 //! The lane also keeps the order in which the shard emitted the events this NF will see
 //! (`order`): an event that reaches the NF only after an upstream NF passed it holds back the
@@ -14,6 +15,7 @@
 use crate::events::arena::{EventArena, EventBytes};
 use crate::runtime::park::Waker;
 use crossbeam_utils::CachePadded;
+use mbox_abi::EventType;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +26,16 @@ pub const WAKE_BATCH: usize = 32;
 
 /// Publications an NF may have queued for one shard before it is told `Full`.
 pub const PUBLICATION_RING: usize = 1024;
+/// Unsubscriptions an NF may have queued for one shard before it is told `Full`.
+pub const CONTROL_RING: usize = 256;
+
+/// An NF's request to stop the events of `ty` (and below) of one flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsubscribe {
+    pub flow_id: u64,
+    pub slot: u32,
+    pub ty: EventType,
+}
 
 /// The shard's end of a lane.
 pub struct LaneTx {
@@ -41,6 +53,7 @@ pub struct LaneTx {
     retirable: usize,
     nf_waker: Arc<Waker>,
     publications: Option<Consumer<EventBytes>>,
+    unsubscriptions: Consumer<Unsubscribe>,
     /// Events pushed to the NF.
     pub delivered: u64,
     /// Events not delivered because the ring was full under the `drop` policy (counted by
@@ -56,6 +69,10 @@ pub struct LaneRx {
     pub shard_waker: Arc<Waker>,
     /// Where the NF's publications for this shard go (only for NFs that publish).
     pub publications: Option<Producer<EventBytes>>,
+    /// Where the NF's unsubscriptions from this shard's flows go.
+    pub unsubscriptions: Producer<Unsubscribe>,
+    /// The shard this lane comes from.
+    pub shard: u16,
 }
 
 /// Creates a lane whose ring holds `capacity` handles; `backlog` bounds what may wait outside it.
@@ -63,10 +80,12 @@ pub fn lane(
     capacity: usize,
     backlog: usize,
     arena: Arc<EventArena>,
+    shard: u16,
     shard_waker: Arc<Waker>,
     nf_waker: Arc<Waker>,
     publishes: bool,
 ) -> (LaneTx, LaneRx) {
+    let (unsub_tx, unsub_rx) = RingBuffer::new(CONTROL_RING);
     let (tx, rx) = RingBuffer::new(capacity);
     let done = Arc::new(CachePadded::new(AtomicU64::new(0)));
     let (pub_tx, pub_rx) = if publishes {
@@ -86,10 +105,11 @@ pub fn lane(
             retirable: 0,
             nf_waker,
             publications: pub_rx,
+            unsubscriptions: unsub_rx,
             delivered: 0,
             ring_full_drops: 0,
         },
-        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx },
+        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx, unsubscriptions: unsub_tx, shard },
     )
 }
 
@@ -223,7 +243,12 @@ impl LaneTx {
 
     /// True when a publication waits.
     pub fn has_publication(&self) -> bool {
-        self.publications.as_ref().is_some_and(|c| !c.is_empty())
+        self.publications.as_ref().is_some_and(|c| !c.is_empty()) || !self.unsubscriptions.is_empty()
+    }
+
+    /// The next unsubscription request of the NF, if any.
+    pub fn next_unsubscription(&mut self) -> Option<Unsubscribe> {
+        self.unsubscriptions.pop().ok()
     }
 
     /// True when the NF finished events the shard has not retired yet.

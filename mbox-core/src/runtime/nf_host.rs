@@ -6,14 +6,17 @@
 //! those events as dropped, and never calls the plugin again (nor drops it: its state may be
 //! broken, and its destructor runs plugin code).
 
-use super::lane::LaneRx;
+use super::lane::{LaneRx, Unsubscribe};
 use super::park::{Idler, Waker};
 use crate::config::IdleMode;
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
 use abi_stable::std_types::{RResult, RSlice, RSliceMut};
-use mbox_abi::{builtin_min_size, EventHeader, EventType, HostCalls, NfBox, PktEvent, PublishStatus, Verdict, MAX_EVENT_SIZE};
+use mbox_abi::{
+    builtin_min_size, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, UnsubscribeStatus, Verdict,
+    MAX_EVENT_SIZE,
+};
 use rtrb::Producer;
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;
@@ -56,6 +59,8 @@ pub struct NfReport {
     pub publish_no_subscriber: u64,
     /// Publications refused because the queue to the shard was full.
     pub publish_full: u64,
+    /// Per-flow unsubscriptions the NF asked for.
+    pub unsubscriptions: u64,
     /// Time spent inside the plugin.
     pub busy_ns: u64,
     /// Why the plugin was disabled, if it was.
@@ -67,6 +72,8 @@ pub struct NfReport {
 /// The publication context lent to the plugin for one batch.
 struct PublishCtx<'a> {
     ring: Option<&'a mut Producer<EventBytes>>,
+    unsubscriptions: &'a mut Producer<Unsubscribe>,
+    shard: u16,
     shard_waker: &'a Waker,
     declared: &'a [EventType],
     registry: &'a TypeRegistry,
@@ -123,6 +130,29 @@ impl PublishCtx<'_> {
     }
 }
 
+impl PublishCtx<'_> {
+    /// Queues an unsubscription for the lane's shard. Must not panic (runs inside a plugin call).
+    fn unsubscribe(&mut self, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus {
+        if !flow.is_some() || flow.shard != self.shard {
+            return UnsubscribeStatus::NoFlow;
+        }
+        let pushed = self.unsubscriptions.push(Unsubscribe { flow_id: flow.id, slot: flow.slot, ty }).is_ok();
+        self.shard_waker.wake();
+        if pushed {
+            self.report.unsubscriptions += 1;
+            UnsubscribeStatus::Done
+        } else {
+            UnsubscribeStatus::Full
+        }
+    }
+}
+
+unsafe extern "C" fn unsubscribe_trampoline(state: *mut c_void, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus {
+    // SAFETY: `state` is the PublishCtx the NF thread built for the current call.
+    let ctx = unsafe { &mut *(state as *mut PublishCtx<'_>) };
+    ctx.unsubscribe(flow, ty)
+}
+
 unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus {
     // SAFETY: `state` is the PublishCtx the NF thread built for the current call, and the
     // plugin glue passes the event's own size.
@@ -146,7 +176,7 @@ impl NfWorker {
         loop {
             let mut progress = false;
             for lane in lanes.iter_mut() {
-                let LaneRx { ring, done, arena, shard_waker, publications, .. } = lane;
+                let LaneRx { ring, done, arena, shard_waker, publications, unsubscriptions, shard } = lane;
                 let n = ring.slots().min(NF_BATCH);
                 if n == 0 {
                     continue;
@@ -162,6 +192,8 @@ impl NfWorker {
                     verdicts[..n].fill(Verdict::Pass);
                     let mut ctx = PublishCtx {
                         ring: publications.as_mut(),
+                        unsubscriptions,
+                        shard: *shard,
                         shard_waker,
                         declared: &publishes,
                         registry: &registry,
@@ -170,7 +202,9 @@ impl NfWorker {
                     };
                     // SAFETY: the trampoline casts `state` back to this PublishCtx, which
                     // outlives the call.
-                    let mut calls = unsafe { HostCalls::new(&mut ctx as *mut PublishCtx<'_> as *mut c_void, publish_trampoline) };
+                    let mut calls = unsafe {
+                        HostCalls::new(&mut ctx as *mut PublishCtx<'_> as *mut c_void, publish_trampoline, unsubscribe_trampoline)
+                    };
                     // SAFETY: the first `n` pointers are non-null references into the arena,
                     // valid until the completion below; `*const T` and `&T` share a layout.
                     let batch: &[&EventHeader] = unsafe { std::slice::from_raw_parts(events.as_ptr() as *const &EventHeader, n) };

@@ -137,6 +137,9 @@ pub fn prepare(config: Config, config_path: &Path) -> Result<Prepared, PipelineE
     }
     let graph = ServiceGraph::compile(&registry, &stack_publications(), specs)
         .map_err(|source| PipelineError::Graph { config: config_path.to_path_buf(), source })?;
+    if tcp_depth(config.tcp.monitor, &registry, &graph) == Some(Depth::Reassembly) {
+        config.validate_reassembly(config_path)?;
+    }
     Ok(Prepared { config, config_path: config_path.to_path_buf(), registry, graph, plugins })
 }
 
@@ -202,12 +205,13 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let mut nf_lanes: Vec<Vec<LaneRx>> = graph.nfs().iter().map(|_| Vec::new()).collect();
     let mut shard_lanes: Vec<Vec<LaneTx>> = Vec::new();
     let mut arenas = Vec::new();
-    for shard_waker in &shard_wakers {
+    for (shard, shard_waker) in shard_wakers.iter().enumerate() {
         let arena = Arc::new(EventArena::new(rt.event_slots + pub_slots));
         let mut lanes = Vec::new();
         for (n, spec) in graph.nfs().iter().enumerate() {
+            let publishes = !spec.publishes.is_empty();
             let (tx, rx) =
-                lane(rt.ring_capacity, arena.len(), arena.clone(), shard_waker.clone(), nf_wakers[n].clone(), !spec.publishes.is_empty());
+                lane(rt.ring_capacity, arena.len(), arena.clone(), shard as u16, shard_waker.clone(), nf_wakers[n].clone(), publishes);
             lanes.push(tx);
             nf_lanes[n].push(rx);
         }

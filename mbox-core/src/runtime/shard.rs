@@ -6,7 +6,7 @@
 //! and forwards (or drops) a packet once every event holding it is done. Nothing in it is
 //! shared with other shards; all of its bookkeeping is plain (non-atomic) state.
 
-use super::lane::LaneTx;
+use super::lane::{LaneTx, Unsubscribe};
 use super::park::{Idler, Waker};
 use crate::config::{IdleMode, RingFullPolicy};
 use crate::controller::ServiceGraph;
@@ -63,6 +63,8 @@ pub struct ShardReport {
     pub dropped_by_nf: u64,
     /// Events given up because their NF's thread was gone.
     pub lost_to_dead_nf: u64,
+    /// Unsubscriptions that arrived after their flow ended (or past the per-flow limit).
+    pub stale_unsubscriptions: u64,
     pub fragments_forwarded: u64,
     pub publications: u64,
 }
@@ -115,6 +117,8 @@ struct EventMeta {
     ready: u64,
     /// NFs (by bit) that will never see the event: an upstream NF dropped it.
     skipped: u64,
+    /// NFs (by bit) that unsubscribed from this event's type for its flow.
+    excluded: u64,
     /// The held packet the event points into, or `NO_HELD`.
     held: u32,
     published: bool,
@@ -122,7 +126,26 @@ struct EventMeta {
 
 impl EventMeta {
     fn new(route: usize, held: u32, published: bool) -> EventMeta {
-        EventMeta { route: route as u32, stage: 0, pending: 0, queued: 0, ready: 0, skipped: 0, held, published }
+        EventMeta { route: route as u32, stage: 0, pending: 0, queued: 0, ready: 0, skipped: 0, excluded: 0, held, published }
+    }
+}
+
+/// Per-flow unsubscriptions: (type, NFs by bit) pairs, for the flow with id `id` in a slot.
+#[derive(Debug, Clone, Copy, Default)]
+struct FlowMutes {
+    id: u64,
+    len: u8,
+    entries: [(EventType, u64); MAX_MUTES],
+}
+
+/// Distinct types one flow's NFs may unsubscribe from (further ones are counted and ignored).
+const MAX_MUTES: usize = 4;
+
+impl FlowMutes {
+    /// NFs that do not want events of type `ty` of this flow.
+    #[inline]
+    fn excluded(&self, ty: EventType) -> u64 {
+        self.entries[..usize::from(self.len)].iter().filter(|(t, _)| ty.is_a(*t)).fold(0, |acc, (_, nfs)| acc | nfs)
     }
 }
 
@@ -163,6 +186,11 @@ struct Plane {
     max_kept: usize,
     /// Reassembled datagrams nobody points at any more, to hand back to the stack.
     release_datagrams: Vec<u32>,
+    /// Unsubscriptions by flow slot (grown as slots are used).
+    mutes: Vec<FlowMutes>,
+    /// NFs (by bit) subscribed to stream data or gaps: a flow whose NFs all unsubscribed from
+    /// both needs no reassembly.
+    stream_nfs: (u64, u64),
     report: ShardReport,
 }
 
@@ -214,8 +242,13 @@ impl Shard {
             kept: 0,
             max_kept: s.max_kept,
             release_datagrams: Vec::new(),
+            mutes: Vec::new(),
+            stream_nfs: (0, 0),
             report,
         };
+        let mut plane = plane;
+        let nfs_of = |route: usize| plane.graph.route(route).stages.iter().flatten().fold(0u64, |acc, &nf| acc | 1 << nf);
+        plane.stream_nfs = (nfs_of(plane.types.data_rdy), nfs_of(plane.types.gap));
         Shard { stack: L23Stack::new(s.stack, s.id), pool: s.pool, plane, rx: s.rx, waker: s.waker, idle: s.idle }
     }
 
@@ -338,15 +371,45 @@ impl Plane {
             self.held[held as usize].refs += 1;
         }
         self.meta[h as usize] = EventMeta::new(route, held, false);
+        self.meta[h as usize].excluded = self.excluded(event.header());
         self.report.events_by_type[route] += 1;
         self.dispatch(h);
     }
 
-    /// Queues a new event with every NF of its route, in emission order, and opens stage 0.
+    /// NFs that unsubscribed from this event's type for its flow.
+    #[inline]
+    fn excluded(&self, header: &EventHeader) -> u64 {
+        match self.mutes.get(header.flow.slot as usize) {
+            Some(m) if m.len > 0 && header.flow.is_some() && m.id == header.flow.id => m.excluded(header.ty),
+            _ => 0,
+        }
+    }
+
+    /// Applies an NF's unsubscription (ignored when the flow has already ended).
+    fn unsubscribe(&mut self, nf: usize, u: Unsubscribe) {
+        let Some(m) = self.mutes.get_mut(u.slot as usize).filter(|m| m.id == u.flow_id) else {
+            self.report.stale_unsubscriptions += 1;
+            return;
+        };
+        let bit = 1u64 << nf;
+        let len = usize::from(m.len);
+        if let Some(entry) = m.entries[..len].iter_mut().find(|(t, _)| *t == u.ty) {
+            entry.1 |= bit;
+        } else if len < MAX_MUTES {
+            m.entries[len] = (u.ty, bit);
+            m.len += 1;
+        } else {
+            self.report.stale_unsubscriptions += 1;
+        }
+    }
+
+    /// Queues a new event with every NF of its route (but those that unsubscribed from it for
+    /// its flow), in emission order, and opens its first stage.
     fn dispatch(&mut self, h: u32) {
-        let route = self.graph.route(self.meta[h as usize].route as usize);
+        let meta = self.meta[h as usize];
+        let route = self.graph.route(meta.route as usize);
         let mut queued = 0;
-        for &nf in route.stages.iter().flatten() {
+        for &nf in route.stages.iter().flatten().filter(|&&nf| meta.excluded & 1 << nf == 0) {
             self.lanes[usize::from(nf)].expect(h);
             queued += 1;
         }
@@ -354,19 +417,24 @@ impl Plane {
         self.start_stage(h);
     }
 
-    /// Makes event `h` ready for the NFs of its current stage, or finishes it after the last.
+    /// Makes event `h` ready for the NFs of its current stage (skipping stages whose NFs all
+    /// unsubscribed), or finishes it after the last.
     fn start_stage(&mut self, h: u32) {
-        let meta = self.meta[h as usize];
-        let route = self.graph.route(meta.route as usize);
-        let Some(stage) = route.stages.get(usize::from(meta.stage)) else {
-            self.try_complete(h);
-            return;
-        };
+        let route = self.graph.route(self.meta[h as usize].route as usize);
         let meta = &mut self.meta[h as usize];
-        for &nf in stage {
-            meta.ready |= 1 << nf;
+        while let Some(stage) = route.stages.get(usize::from(meta.stage)) {
+            let mut pending = 0;
+            for &nf in stage.iter().filter(|&&nf| meta.excluded & 1 << nf == 0) {
+                meta.ready |= 1 << nf;
+                pending += 1;
+            }
+            if pending > 0 {
+                meta.pending = pending;
+                return;
+            }
+            meta.stage += 1;
         }
-        meta.pending = stage.len() as u16;
+        self.try_complete(h);
     }
 
     /// One NF of the current stage is done with `h`.
@@ -380,7 +448,7 @@ impl Plane {
             // The NFs of later stages will skip it (in their emission order).
             let route = self.graph.route(meta.route as usize);
             for &nf in route.stages.iter().skip(usize::from(meta.stage) + 1).flatten() {
-                meta.skipped |= 1 << nf;
+                meta.skipped |= 1 << nf & !meta.excluded;
             }
             meta.stage = route.stages.len() as u16;
             if meta.held != NO_HELD {
@@ -472,6 +540,10 @@ impl Plane {
     fn route_publications(&mut self) -> bool {
         let mut any = false;
         for nf in 0..self.lanes.len() {
+            while let Some(u) = self.lanes[nf].next_unsubscription() {
+                self.unsubscribe(nf, u);
+                any = true;
+            }
             while !self.free_published.is_empty() {
                 let Some(mut bytes) = self.lanes[nf].next_publication() else { break };
                 let Some(route) = self.registry.index_of_type(bytes.header().ty) else { continue };
@@ -480,6 +552,7 @@ impl Plane {
                 // SAFETY: `h` came from the free list, so no NF holds it.
                 unsafe { self.arena.write_bytes(h, &bytes) };
                 self.meta[h as usize] = EventMeta::new(route, NO_HELD, true);
+                self.meta[h as usize].excluded = self.excluded(bytes.header());
                 self.report.events_by_type[route] += 1;
                 self.report.publications += 1;
                 self.dispatch(h);
@@ -607,6 +680,11 @@ impl StackSink for Plane {
     }
 
     fn flow_started(&mut self, flow: &FlowEntry, slot: u32, ts_ns: u64) {
+        let slot_idx = slot as usize;
+        if self.mutes.len() <= slot_idx {
+            self.mutes.resize(slot_idx + 1, FlowMutes::default());
+        }
+        self.mutes[slot_idx] = FlowMutes { id: flow.id, ..FlowMutes::default() };
         let route = self.types.flow_new[flow_kind(flow.tuple.ip_proto)];
         self.emit_flow(route, flow, slot, REASON_NONE, ts_ns, None);
     }
@@ -614,6 +692,12 @@ impl StackSink for Plane {
     fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64, tcp: Option<&TcpSnapshot>) {
         let route = self.types.flow_end[flow_kind(flow.tuple.ip_proto)];
         self.emit_flow(route, flow, slot, reason, ts_ns, tcp);
+    }
+
+    fn wants_streams(&self, slot: u32) -> bool {
+        let (data, gap) = self.stream_nfs;
+        let Some(m) = self.mutes.get(slot as usize).filter(|m| m.len > 0) else { return true };
+        data & !m.excluded(builtin::FLOW_TCP_DATA_RDY) != 0 || gap & !m.excluded(builtin::FLOW_TCP_GAP) != 0
     }
 
     fn keep(&mut self) -> Option<u32> {

@@ -258,6 +258,14 @@ impl TcpConn {
         };
     }
 
+    /// Stops reassembling: lets go of whatever the streams keep, without reporting it (nobody
+    /// wants it). The streams then only count.
+    pub fn stop_reassembly<S: stream::StreamSinkKeep>(&mut self, sink: &mut S) {
+        for stream in &mut self.streams {
+            stream.abandon(sink);
+        }
+    }
+
     /// The flow ended: reports what its streams still keep (after gaps) and lets it go.
     pub fn finish<S: StreamSink>(&mut self, sink: &mut S) {
         for (dir, stream) in self.streams.iter_mut().enumerate() {
@@ -303,11 +311,14 @@ mod tests {
     use super::*;
 
     struct Null;
-    impl StreamSink for Null {
+    impl stream::StreamSinkKeep for Null {
         fn keep(&mut self) -> Option<u32> {
             Some(0)
         }
         fn unkeep(&mut self, _: u32) {}
+    }
+
+    impl StreamSink for Null {
         fn data(&mut self, _: u8, _: u64, _: u32, _: Source) {}
         fn gap(&mut self, _: u8, _: u64, _: u64, _: u8) {}
     }

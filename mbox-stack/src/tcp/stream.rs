@@ -34,13 +34,17 @@ pub enum Source {
     Kept { token: u32, start: u32 },
 }
 
-/// What the stream reports to; the host's shard, or an NF running its own stack.
-pub trait StreamSink {
+/// Keeping segments: the part of a [`StreamSink`] that owns packets.
+pub trait StreamSinkKeep {
     /// Keeps the current packet for later (its payload is out of order). `None` when a bound
     /// is reached; the segment is then dropped.
     fn keep(&mut self) -> Option<u32>;
     /// Lets go of a kept segment.
     fn unkeep(&mut self, token: u32);
+}
+
+/// What the stream reports to; the host's shard, or an NF running its own stack.
+pub trait StreamSink: StreamSinkKeep {
     /// Bytes `[offset, offset + len)` of direction `dir` are ready, at `source`.
     fn data(&mut self, dir: u8, offset: u64, len: u32, source: Source);
     /// Bytes `[offset, offset + len)` of direction `dir` will never be reported.
@@ -236,6 +240,13 @@ impl Stream {
         }
     }
 
+    /// Lets go of every kept segment without reporting it (reassembly stopped for this flow).
+    pub fn abandon<S: StreamSinkKeep>(&mut self, sink: &mut S) {
+        for k in self.kept.drain(..) {
+            sink.unkeep(k.token);
+        }
+    }
+
     /// Events `finish` may emit at most (a data event and a gap per kept segment).
     pub fn events_to_finish(&self) -> usize {
         2 * self.kept.len()
@@ -317,7 +328,7 @@ mod tests {
         expect: u64,
     }
 
-    impl StreamSink for Rebuild {
+    impl StreamSinkKeep for Rebuild {
         fn keep(&mut self) -> Option<u32> {
             if self.kept.iter().filter(|k| k.is_some()).count() >= self.capacity {
                 return None;
@@ -328,6 +339,9 @@ mod tests {
         fn unkeep(&mut self, token: u32) {
             assert!(self.kept[token as usize].take().is_some(), "unkept twice");
         }
+    }
+
+    impl StreamSink for Rebuild {
         fn data(&mut self, _dir: u8, offset: u64, len: u32, source: Source) {
             assert_eq!(offset, self.expect);
             let bytes = match source {

@@ -7,11 +7,21 @@
 //! config to log those too.
 //! Arguments: `output` (a file path, `-` for standard output; default `-`).
 
+use mbox_abi::events::tcp_state;
 use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter};
 use mbox_abi::{
-    export_nf, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin,
-    PluginInfo, Verdict, REASON_NONE,
+    export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, Host, NetworkFunction, NfInit,
+    PktEvent, PktTcpEvent, Plugin, PluginInfo, StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict, REASON_NONE,
 };
+
+/// The TCP monitor's view of a connection, for logs.
+fn snapshot_json(s: &TcpSnapshot) -> Value {
+    let side = |i: usize| {
+        let d = &s.sides[i];
+        json!({ "state": tcp_state::name(d.state), "next_seq": d.next_seq, "ack": d.ack, "window": d.window, "retransmissions": d.retransmissions, "stream_bytes": d.stream_bytes })
+    };
+    json!({ "orig": side(0), "reply": side(1), "flags": s.flags })
+}
 use serde_json::{json, Map, Value};
 
 pub struct Logger {
@@ -45,6 +55,9 @@ impl Logger {
             if let Some(tcp) = event.view::<PktTcpEvent>() {
                 let f = tcp.pkt.tcp_flags;
                 let mut t = json!({ "tcp_flags": format!("{f:02x}"), "seq": tcp.seq, "ack": tcp.ack, "window": tcp.window });
+                if tcp.snapshot != TcpSnapshot::default() {
+                    t["mbox_state"] = snapshot_json(&tcp.snapshot);
+                }
                 for (bit, name) in [(0x02, "syn"), (0x01, "fin"), (0x04, "rst"), (0x08, "psh"), (0x10, "ack"), (0x20, "urg")] {
                     if f & bit != 0 {
                         t[name] = json!(true);
@@ -52,6 +65,14 @@ impl Logger {
                 }
                 line.insert("tcp".into(), t);
             }
+        } else if let Some(gap) = event.view::<StreamGapEvent>() {
+            // Stream events before other flow events: they are flow events too.
+            line.insert("event_type".into(), json!("stream_gap"));
+            let g = json!({ "direction": gap.tcp.flow.header.flow.dir, "offset": gap.offset, "len": gap.len, "reason": gap_reason_name(gap.reason) });
+            line.insert("stream".into(), g);
+        } else if let Some(data) = event.view::<StreamDataEvent>() {
+            line.insert("event_type".into(), json!("stream_data"));
+            line.insert("stream".into(), json!({ "direction": data.tcp.flow.header.flow.dir, "offset": data.offset, "len": data.len }));
         } else if let Some(flow) = event.view::<FlowEvent>() {
             let t = &flow.tuple;
             let ended = flow.reason != REASON_NONE;
@@ -79,6 +100,9 @@ impl Logger {
                 f["reason"] = json!(reason_name(flow.reason));
             }
             line.insert("flow".into(), f);
+            if let Some(tcp) = event.view::<FlowTcpEvent>().filter(|t| t.snapshot != TcpSnapshot::default()) {
+                line.insert("tcp".into(), json!({ "mbox_state": snapshot_json(&tcp.snapshot) }));
+            }
         } else if let Some(alert) = event.view::<AlertEvent>() {
             line.insert("event_type".into(), json!("alert"));
             line.insert(

@@ -1,0 +1,164 @@
+//! The TCP monitor through the runtime: stream events (zero-copy, out-of-order data held in its
+//! packets) carry exactly the bytes offline reassembly finds, with several shards and small
+//! rings too; NFs unsubscribing from a flow's bytes stop its reassembly; snapshots follow the
+//! connection's states.
+
+mod common;
+
+use common::*;
+use mbox_core::io::capture::PcapWriter;
+use mbox_core::io::generator::{Generator, GeneratorConfig};
+use mbox_core::runtime::pipeline::RunReport;
+use mbox_core::streams::write_streams;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A direction: (sender address, port, receiver address, port).
+type Direction = (String, u64, String, u64);
+/// What a direction carried: (bytes, SHA-256, gaps).
+type Carried = (u64, String, u64);
+
+/// Per direction, from stream-hash's output.
+fn hashed(path: &Path) -> HashMap<Direction, Carried> {
+    read_jsonl(path)
+        .into_iter()
+        .map(|v| {
+            let key = (
+                v["src_ip"].as_str().unwrap().to_string(),
+                v["src_port"].as_u64().unwrap(),
+                v["dst_ip"].as_str().unwrap().to_string(),
+                v["dst_port"].as_u64().unwrap(),
+            );
+            assert_eq!(v["lost_bytes"], 0, "no data event was lost: {v}");
+            (key, (v["bytes"].as_u64().unwrap(), v["hash"].as_str().unwrap().to_string(), v["gaps"].as_u64().unwrap()))
+        })
+        .collect()
+}
+
+/// The same, from `mbox streams`' index.
+fn offline(capture: &Path, dir: &Path) -> HashMap<Direction, Carried> {
+    write_streams(capture, dir, 65_536).unwrap();
+    read_tsv(&dir.join("streams.tsv"))
+        .into_iter()
+        .map(|r| {
+            let key = (r["src_ip"].clone(), r["src_port"].parse().unwrap(), r["dst_ip"].clone(), r["dst_port"].parse().unwrap());
+            (key, (r["bytes"].parse().unwrap(), r["sha256"].clone(), r["gaps"].parse().unwrap()))
+        })
+        .collect()
+}
+
+fn run_stream_hash(capture: &Path, out: &Path, runtime: &str) -> RunReport {
+    // Keep as much out-of-order data as the offline tool does (which keeps everything).
+    run_toml(&format!(
+        "[input]\npcap = {}\n[runtime]\n{runtime}\n[tcp]\nmax_kept_segments_per_flow = 1024\nmax_kept_segments = 4096\nmax_out_of_order_distance = 2147483647\n\
+         [flow]\ntcp_idle_timeout = \"none\"\ntcp_closed_timeout = \"none\"\nudp_idle_timeout = \"none\"\nvlan_in_key = false\n\
+         [[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {}, algorithm = \"sha256\" }}\n",
+        toml_path(capture),
+        toml_path(out)
+    ))
+}
+
+fn generated_capture(dir: &Path, response_bytes: u32) -> std::path::PathBuf {
+    let path = dir.join(format!("generated-{response_bytes}.pcap"));
+    let cfg = GeneratorConfig {
+        flows: 150,
+        udp_flows: 10,
+        concurrency: 30,
+        response_bytes,
+        loss: 0.03,
+        reorder: 0.05,
+        duplicate: 0.03,
+        tap_loss: 0.005,
+        seed: 11,
+        ..Default::default()
+    };
+    let mut g = Generator::new(cfg);
+    let mut w = PcapWriter::create(&path, g.link()).unwrap();
+    let mut buf = Vec::new();
+    while let Some(ts) = g.next_packet(&mut buf) {
+        w.write(ts, buf.len() as u32, &buf).unwrap();
+    }
+    w.finish().unwrap();
+    path
+}
+
+#[test]
+fn stream_events_carry_exactly_the_offline_reassembly_on_every_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut captures: Vec<_> = std::fs::read_dir(pcaps())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    captures.sort();
+    captures.push(generated_capture(dir.path(), 20_000));
+    let mut directions = 0;
+    for (i, capture) in captures.iter().enumerate() {
+        let expected = offline(capture, &dir.path().join(format!("offline-{i}")));
+        // Alternate between one shard with roomy rings and three shards with tiny ones.
+        let runtime = if i % 2 == 0 { "shards = 1\nevent_slots = 8192" } else { "shards = 3\nring_capacity = 4\nevent_slots = 4200" };
+        let out = dir.path().join(format!("hash-{i}.jsonl"));
+        let report = run_stream_hash(capture, &out, runtime);
+        assert!(report.nfs[0].failure.is_none());
+        let got = hashed(&out);
+        for (key, want) in &expected {
+            assert_eq!(got.get(key), Some(want), "{}: direction {key:?}", capture.display());
+        }
+        assert_eq!(got.len(), expected.len(), "{}", capture.display());
+        directions += got.len();
+    }
+    assert!(directions > 3100);
+}
+
+#[test]
+fn unsubscribing_from_a_flow_stops_its_reassembly() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long responses, and rings short enough that the stack cannot run far ahead of the NF
+    // (unsubscribing is asynchronous: events already emitted still arrive).
+    let capture = generated_capture(dir.path(), 200_000);
+    let full = run_stream_hash(&capture, &dir.path().join("full.jsonl"), "ring_capacity = 16\nevent_slots = 8192");
+    let report = run_toml(&format!(
+        "[input]\npcap = {}\n[runtime]\nring_capacity = 16\n[[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {}, stop_after_bytes = 300 }}\n",
+        toml_path(&capture),
+        toml_path(&dir.path().join("stop.jsonl"))
+    ));
+    let events = |r: &RunReport, path: &str| {
+        let i = r.type_paths.iter().position(|p| p == path).unwrap();
+        r.shards.iter().map(|s| s.events_by_type[i]).sum::<u64>()
+    };
+    let reassembled = |r: &RunReport| r.shards.iter().map(|s| s.stack.streams.delivered).sum::<u64>();
+    assert_eq!(report.nfs[0].unsubscriptions, 2 * 150, "DATA_RDY and GAP, once per connection");
+    assert!(events(&report, "FLOW/TCP/DATA_RDY") * 4 < events(&full, "FLOW/TCP/DATA_RDY"));
+    assert!(
+        reassembled(&report) * 4 < reassembled(&full),
+        "the stack stopped reassembling: {} vs {}",
+        reassembled(&report),
+        reassembled(&full)
+    );
+    let lines = read_jsonl(&dir.path().join("stop.jsonl"));
+    assert!(lines.iter().all(|l| l["unsubscribed"] == true));
+}
+
+#[test]
+fn snapshots_follow_the_handshake_and_the_teardown() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    // One clean SMTP session: handshake, data both ways, FIN teardown.
+    run_toml(&format!(
+        "[input]\npcap = {}\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"PKT/TCP\", \"FLOW/TCP/TERMINATE\"]\nargs = {{ output = {} }}\n",
+        toml_path(&pcaps().join("ndpi__smtp.pcap")),
+        toml_path(&out)
+    ));
+    let lines = read_jsonl(&out);
+    let state = |l: &Value, side: &str| l["tcp"]["mbox_state"][side]["state"].as_str().unwrap_or("").to_string();
+    let packets: Vec<&Value> = lines.iter().filter(|l| l["event_type"] == "packet").collect();
+    assert_eq!((state(packets[0], "orig"), state(packets[0], "reply")), ("syn_sent".into(), "listen".into()));
+    assert_eq!((state(packets[1], "orig"), state(packets[1], "reply")), ("syn_sent".into(), "syn_received".into()));
+    assert_eq!((state(packets[2], "orig"), state(packets[2], "reply")), ("established".into(), "established".into()));
+    let last = packets.last().unwrap();
+    assert!(["time_wait", "closed"].contains(&state(last, "orig").as_str()) && state(last, "reply") != "established", "{last}");
+    let end = lines.iter().find(|l| l["event_type"] == "flow").unwrap();
+    let bytes = |side: &str| end["tcp"]["mbox_state"][side]["stream_bytes"].as_u64().unwrap();
+    assert_eq!((bytes("orig"), bytes("reply")), (16527, 1428), "stream bytes as the reference counts them");
+}
