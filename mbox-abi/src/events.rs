@@ -178,6 +178,10 @@ pub struct PktEvent {
     pub tcp_flags: u8,
     /// [`PKT_REASSEMBLED`], [`PKT_TUNNELLED`].
     pub pkt_flags: u8,
+    /// How `bytes()` is framed: the pcap LINKTYPE (1 Ethernet, 113 Linux SLL, 101 raw IP, ...;
+    /// for a reassembled datagram 228 or 229, raw IPv4 or IPv6).
+    pub link_type: u16,
+    pub _reserved: [u8; 6],
 }
 
 unsafe impl Event for PktEvent {}
@@ -206,6 +210,8 @@ impl PktEvent {
             ip_proto: 0,
             tcp_flags: 0,
             pkt_flags: 0,
+            link_type: 1,
+            _reserved: [0; 6],
         }
     }
 

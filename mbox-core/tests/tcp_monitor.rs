@@ -162,3 +162,21 @@ fn snapshots_follow_the_handshake_and_the_teardown() {
     let bytes = |side: &str| end["tcp"]["mbox_state"][side]["stream_bytes"].as_u64().unwrap();
     assert_eq!((bytes("orig"), bytes("reply")), (16527, 1428), "stream bytes as the reference counts them");
 }
+
+#[test]
+fn the_own_stack_baseline_sees_the_same_streams_as_the_shared_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = generated_capture(dir.path(), 20_000);
+    let (shared, own) = (dir.path().join("shared.jsonl"), dir.path().join("own.jsonl"));
+    run_toml(&format!(
+        "[input]\npcap = {}\n\
+         [[nf]]\nname = \"shared\"\nplugin = \"stream-hash\"\nargs = {{ output = {}, algorithm = \"sha256\" }}\n\
+         [[nf]]\nname = \"own\"\nplugin = \"stream-hash\"\nsubscribe = [\"PKT\"]\nargs = {{ output = {}, algorithm = \"sha256\", mode = \"own-stack\" }}\n",
+        toml_path(&capture),
+        toml_path(&shared),
+        toml_path(&own)
+    ));
+    let (a, b) = (hashed(&shared), hashed(&own));
+    assert_eq!(a.len(), 300);
+    assert_eq!(a, b);
+}

@@ -22,7 +22,7 @@ use mbox_abi::{
 use mbox_stack::flow_table::{FlowEntry, FlowTable};
 use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats, StreamContext};
 use mbox_stack::tcp::stream::Source;
-use mbox_stack::wire::{ip_proto, tcp_flags};
+use mbox_stack::wire::{ip_proto, tcp_flags, LinkType};
 use rtrb::Consumer;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -782,6 +782,11 @@ impl StackSink for Plane {
         let mut ev = PktEvent::new(EventHeader::new::<PktEvent>(ty, ts_ns, flow), pkt.data);
         ev.wire_len = pkt.wire_len;
         ev.port = self.current.map_or(0, |c| c.port);
+        ev.link_type = match (pkt.datagram, pkt.parsed) {
+            (Some(_), Some(p)) if p.ip_version == 6 => LinkType::Ipv6.to_linktype() as u16,
+            (Some(_), _) => LinkType::Ipv4.to_linktype() as u16,
+            (None, _) => self.current.map_or(1, |c| c.link.to_linktype() as u16),
+        };
         if let Some(p) = pkt.parsed {
             ev.l3_offset = p.l3_offset;
             ev.l4_offset = p.l4_offset;

@@ -1,35 +1,70 @@
-//! stream-hash: reads every reassembled byte of every TCP connection (from `FLOW/TCP/DATA_RDY`
-//! events, in place) and hashes each direction. At the connection's end it writes one JSON line
-//! per direction: sender, receiver, bytes, hash, gaps. It is the "NF that reads every byte" of
-//! the chain-length experiment, and a check of the reassembly the host delivers.
+//! stream-hash: reads every reassembled byte of every TCP connection and hashes each direction.
+//! At the connection's end it writes one JSON line per direction: sender, receiver, bytes, hash,
+//! gaps. It is the "NF that reads every byte" of the chain-length experiment, and a check of the
+//! reassembly the host delivers.
 //!
-//! Arguments: `output` (file, `-` for stdout; default: no output), `algorithm` (`sha256`, or
-//! `fold`, a cheap 64-bit multiply-xor over 8-byte words; default `fold`), `stop_after_bytes`
-//! (unsubscribe from a connection's bytes after that many; default 0 = never).
+//! Two ways to get the bytes:
+//! - `mode = "events"` (default): from the host's consolidated stack, as `FLOW/TCP/DATA_RDY`
+//!   events read in place.
+//! - `mode = "own-stack"`: the mOS-style baseline. The NF subscribes to raw packets (`PKT`;
+//!   set `subscribe = ["PKT"]` in the config) and runs a stack of its own (the same
+//!   `mbox-stack` code: parsing, flow table, TCP monitor, reassembly), as an NF that links its
+//!   own stack does. Out-of-order data is copied: the NF cannot keep the host's packets.
+//!
+//! Arguments: `mode`; `output` (file, `-` for stdout; default: no output); `algorithm`
+//! (`sha256`, `fold` — a 64-bit multiply-xor chain — or `sum`, a word sum that reads 8 bytes
+//! at a time and vectorizes; default `sum`); `stop_after_bytes` (events mode: unsubscribe from
+//! a connection's bytes after that many; default 0 = never); `flow_slots` (own-stack mode: the
+//! stack's flow table size; default 65536).
 
 use mbox_abi::kit::{Args, LineWriter};
 use mbox_abi::{
-    builtin, export_nf, EventHeader, FlowRef, FlowTcpEvent, Host, NetworkFunction, NfInit, Plugin, PluginInfo, StreamDataEvent,
-    StreamGapEvent, Verdict,
+    builtin, export_nf, EventHeader, FlowRef, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo,
+    StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict,
 };
+use mbox_stack::flow_table::{FlowEntry, FlowTable, Timeouts};
+use mbox_stack::l23::{L23Stack, StackConfig, StackPacket, StackSink, StreamContext};
+use mbox_stack::tcp::stream::{Source, StreamLimits};
+use mbox_stack::tcp::Depth;
+use mbox_stack::wire::{ip_proto, LinkType, ParseOptions};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    Sha256,
+    Fold,
+    Sum,
+}
 
 #[derive(Clone)]
 enum Hasher {
     Sha256(Sha256),
-    Fold(u64),
+    Word(u64),
 }
 
 impl Hasher {
-    fn update(&mut self, bytes: &[u8]) {
+    fn new(algorithm: Algorithm) -> Hasher {
+        match algorithm {
+            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            _ => Hasher::Word(0),
+        }
+    }
+
+    fn update(&mut self, algorithm: Algorithm, bytes: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Fold(acc) => {
+            Hasher::Word(acc) => {
                 let mut chunks = bytes.chunks_exact(8);
-                for c in &mut chunks {
-                    let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
-                    *acc = (*acc ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+                if algorithm == Algorithm::Fold {
+                    for c in &mut chunks {
+                        let w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+                        *acc = (*acc ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+                    }
+                } else {
+                    // Independent additions: the compiler vectorizes this loop.
+                    let sum = (&mut chunks).fold(0u64, |s, c| s.wrapping_add(u64::from_le_bytes(c.try_into().unwrap_or_default())));
+                    *acc = acc.wrapping_add(sum);
                 }
                 for &b in chunks.remainder() {
                     *acc = (*acc ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
@@ -41,7 +76,7 @@ impl Hasher {
     fn finish(self) -> String {
         match self {
             Hasher::Sha256(h) => h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-            Hasher::Fold(acc) => format!("{acc:016x}"),
+            Hasher::Word(acc) => format!("{acc:016x}"),
         }
     }
 }
@@ -53,8 +88,8 @@ struct Direction {
     bytes: u64,
     gaps: u64,
     gap_bytes: u64,
-    /// Next offset expected; a data event elsewhere means events were lost on the way (the
-    /// host's drop policy), counted here.
+    /// Next offset expected; data elsewhere means events were lost on the way (the host's
+    /// drop policy), counted here.
     next: u64,
     lost_bytes: u64,
 }
@@ -66,72 +101,66 @@ struct Conn {
     unsubscribed: bool,
 }
 
-pub struct StreamHash {
+/// The per-connection hashes and the output, whichever way the bytes come.
+struct Tables {
     out: Option<LineWriter>,
-    sha256: bool,
+    algorithm: Algorithm,
     stop_after: u64,
-    /// By shard, then flow slot.
+    /// By shard (0 for the NF's own stack), then flow slot.
     conns: Vec<Vec<Option<Conn>>>,
 }
 
-impl StreamHash {
-    fn conn(&mut self, flow: &FlowRef) -> &mut Conn {
-        let table = &mut self.conns[usize::from(flow.shard)];
-        let slot = flow.slot as usize;
+impl Tables {
+    fn conn(&mut self, shard: u16, slot: u32, id: u64) -> &mut Conn {
+        let table = &mut self.conns[usize::from(shard)];
+        let slot = slot as usize;
         if table.len() <= slot {
             table.resize(slot + 1, None);
         }
-        let hasher = if self.sha256 { Hasher::Sha256(Sha256::new()) } else { Hasher::Fold(0) };
-        let fresh = || Direction { hasher: hasher.clone(), bytes: 0, gaps: 0, gap_bytes: 0, next: 0, lost_bytes: 0 };
+        let fresh = || Direction { hasher: Hasher::new(self.algorithm), bytes: 0, gaps: 0, gap_bytes: 0, next: 0, lost_bytes: 0 };
         let entry = &mut table[slot];
-        if entry.as_ref().is_none_or(|c| c.id != flow.id) {
-            *entry = Some(Conn { id: flow.id, dirs: [fresh(), fresh()], unsubscribed: false });
+        if entry.as_ref().is_none_or(|c| c.id != id) {
+            *entry = Some(Conn { id, dirs: [fresh(), fresh()], unsubscribed: false });
         }
         entry.as_mut().unwrap_or_else(|| unreachable!("just set"))
     }
 
-    fn data(&mut self, ev: &StreamDataEvent, host: &mut Host<'_>) {
-        let flow = ev.tcp.flow.header.flow;
-        let stop_after = self.stop_after;
-        let conn = self.conn(&flow);
-        let d = &mut conn.dirs[usize::from(flow.dir.min(1))];
-        if ev.offset > d.next {
-            d.lost_bytes += ev.offset - d.next;
+    /// Hashes bytes of direction `dir`; true when the connection has had enough (stop_after).
+    fn data(&mut self, shard: u16, slot: u32, id: u64, dir: u8, offset: u64, bytes: &[u8]) -> bool {
+        let (algorithm, stop_after) = (self.algorithm, self.stop_after);
+        let conn = self.conn(shard, slot, id);
+        let d = &mut conn.dirs[usize::from(dir.min(1))];
+        if offset > d.next {
+            d.lost_bytes += offset - d.next;
         }
-        d.hasher.update(ev.bytes());
-        d.bytes += u64::from(ev.len);
-        d.next = ev.offset + u64::from(ev.len);
+        d.hasher.update(algorithm, bytes);
+        d.bytes += bytes.len() as u64;
+        d.next = offset + bytes.len() as u64;
         if stop_after > 0 && !conn.unsubscribed && conn.dirs[0].bytes + conn.dirs[1].bytes >= stop_after {
             conn.unsubscribed = true;
-            host.unsubscribe(&flow, builtin::FLOW_TCP_DATA_RDY);
-            host.unsubscribe(&flow, builtin::FLOW_TCP_GAP);
+            return true;
         }
+        false
     }
 
-    fn gap(&mut self, ev: &StreamGapEvent) {
-        let flow = ev.tcp.flow.header.flow;
-        let d = &mut self.conn(&flow).dirs[usize::from(flow.dir.min(1))];
+    fn gap(&mut self, shard: u16, slot: u32, id: u64, dir: u8, offset: u64, len: u64) {
+        let d = &mut self.conn(shard, slot, id).dirs[usize::from(dir.min(1))];
         d.gaps += 1;
-        d.gap_bytes += ev.len;
-        d.next = ev.offset + ev.len;
+        d.gap_bytes += len;
+        d.next = offset + len;
     }
 
-    fn end(&mut self, ev: &FlowTcpEvent) {
-        let flow = ev.flow.header.flow;
-        let Some(conn) = self.conns[usize::from(flow.shard)].get_mut(flow.slot as usize).and_then(Option::take) else { return };
-        if conn.id != flow.id {
-            return;
-        }
-        let Some(out) = &mut self.out else { return };
-        let t = &ev.flow.tuple;
+    fn end(&mut self, shard: u16, slot: u32, id: u64, tuple: &FlowTuple) {
+        let Some(conn) = self.conns[usize::from(shard)].get_mut(slot as usize).and_then(Option::take) else { return };
+        let Some(out) = self.out.as_mut().filter(|_| conn.id == id) else { return };
         for (dir, d) in conn.dirs.into_iter().enumerate() {
             let line = json!({
                 "flow_id": conn.id,
                 "direction": if dir == 0 { "orig" } else { "reply" },
-                "src_ip": t.addr(dir).to_string(),
-                "src_port": t.ports[dir],
-                "dst_ip": t.addr(1 - dir).to_string(),
-                "dst_port": t.ports[1 - dir],
+                "src_ip": tuple.addr(dir).to_string(),
+                "src_port": tuple.ports[dir],
+                "dst_ip": tuple.addr(1 - dir).to_string(),
+                "dst_port": tuple.ports[1 - dir],
                 "bytes": d.bytes,
                 "hash": d.hasher.finish(),
                 "gaps": d.gaps,
@@ -144,26 +173,147 @@ impl StreamHash {
     }
 }
 
+/// The baseline's own stack, and copies of the out-of-order payloads it keeps.
+struct OwnStack {
+    stack: L23Stack,
+    kept: Vec<Vec<u8>>,
+    free: Vec<u32>,
+}
+
+/// The own stack's sink: hashes what it reports.
+struct OwnSink<'a> {
+    tables: &'a mut Tables,
+    kept: &'a mut Vec<Vec<u8>>,
+    free: &'a mut Vec<u32>,
+    /// The TCP payload of the packet the stack reported last (the frame, or a datagram it
+    /// reassembled): valid until `L23Stack::process` returns, which is when stream reports
+    /// about it are made.
+    payload: (*const u8, usize),
+}
+
+/// The bytes `payload` points at.
+///
+/// # Safety
+/// `payload` must be the last packet's payload as `OwnSink::payload` describes, read during the
+/// `L23Stack::process` call that reported it.
+unsafe fn payload<'x>(payload: (*const u8, usize)) -> &'x [u8] {
+    if payload.0.is_null() {
+        return &[];
+    }
+    unsafe { std::slice::from_raw_parts(payload.0, payload.1) }
+}
+
+impl StackSink for OwnSink<'_> {
+    fn has_room(&self, _events: usize) -> bool {
+        true
+    }
+    fn flow_started(&mut self, _flow: &FlowEntry, _slot: u32, _ts_ns: u64) {}
+    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, _reason: u8, _ts_ns: u64, _tcp: Option<&TcpSnapshot>) {
+        if flow.tuple.ip_proto == ip_proto::TCP {
+            self.tables.end(0, slot, flow.id, &flow.tuple);
+        }
+    }
+    fn packet(&mut self, pkt: &StackPacket<'_>, _flows: &FlowTable) {
+        self.payload = match pkt.parsed {
+            Some(p) => {
+                let start = (p.payload_offset as usize).min(pkt.data.len());
+                let end = (start + p.payload_len as usize).min(pkt.data.len());
+                (pkt.data[start..].as_ptr(), end - start)
+            }
+            None => (std::ptr::null(), 0),
+        };
+    }
+    fn keep(&mut self) -> Option<u32> {
+        // SAFETY: called by the stack while it processes the packet it last reported.
+        let bytes = unsafe { payload(self.payload) };
+        Some(match self.free.pop() {
+            Some(i) => {
+                let v = &mut self.kept[i as usize];
+                v.clear();
+                v.extend_from_slice(bytes);
+                i
+            }
+            None => {
+                self.kept.push(bytes.to_vec());
+                self.kept.len() as u32 - 1
+            }
+        })
+    }
+    fn unkeep(&mut self, token: u32) {
+        self.free.push(token);
+    }
+    fn stream_data(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u32, source: Source) {
+        let (buf, start) = match source {
+            // SAFETY: as in `keep`.
+            Source::Current { start } => (unsafe { payload(self.payload) }, start),
+            Source::Kept { token, start } => (&self.kept[token as usize][..], start),
+        };
+        let bytes = &buf[start as usize..(start as usize + len as usize).min(buf.len())];
+        self.tables.data(0, ctx.slot, ctx.flow.id, dir, offset, bytes);
+    }
+    fn stream_gap(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u64, _reason: u8) {
+        self.tables.gap(0, ctx.slot, ctx.flow.id, dir, offset, len);
+    }
+}
+
+pub struct StreamHash {
+    tables: Tables,
+    own: Option<Box<OwnStack>>,
+}
+
+impl StreamHash {
+    fn data(&mut self, ev: &StreamDataEvent, host: &mut Host<'_>) {
+        let flow: FlowRef = ev.tcp.flow.header.flow;
+        if self.tables.data(flow.shard, flow.slot, flow.id, flow.dir, ev.offset, ev.bytes()) {
+            host.unsubscribe(&flow, builtin::FLOW_TCP_DATA_RDY);
+            host.unsubscribe(&flow, builtin::FLOW_TCP_GAP);
+        }
+    }
+
+    fn own_packet(&mut self, pkt: &PktEvent) {
+        let Some(own) = self.own.as_mut() else { return };
+        let Some(link) = LinkType::from_linktype(u32::from(pkt.link_type)) else { return };
+        let OwnStack { stack, kept, free } = &mut **own;
+        let mut sink = OwnSink { tables: &mut self.tables, kept, free, payload: (std::ptr::null(), 0) };
+        let _ = stack.process(pkt.bytes(), link, pkt.wire_len, pkt.header.ts_ns, &mut sink);
+    }
+
+    fn own_finish(&mut self) {
+        if let Some(own) = self.own.as_mut() {
+            let OwnStack { stack, kept, free } = &mut **own;
+            let mut sink = OwnSink { tables: &mut self.tables, kept, free, payload: (std::ptr::null(), 0) };
+            stack.drain(&mut sink);
+        }
+    }
+}
+
 impl NetworkFunction for StreamHash {
     fn on_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> Verdict {
-        if let Some(ev) = event.view::<StreamDataEvent>() {
+        if self.own.is_some() {
+            if let Some(pkt) = event.view::<PktEvent>() {
+                self.own_packet(pkt);
+            }
+        } else if let Some(ev) = event.view::<StreamDataEvent>() {
             self.data(ev, host);
         } else if let Some(ev) = event.view::<StreamGapEvent>() {
-            self.gap(ev);
+            let flow = ev.tcp.flow.header.flow;
+            self.tables.gap(flow.shard, flow.slot, flow.id, flow.dir, ev.offset, ev.len);
         } else if let Some(ev) = event.view::<FlowTcpEvent>() {
-            self.end(ev);
+            let flow = ev.flow.header.flow;
+            self.tables.end(flow.shard, flow.slot, flow.id, &ev.flow.tuple);
         }
         Verdict::Pass
     }
 
     fn on_idle(&mut self) {
-        if let Some(out) = &mut self.out {
+        if let Some(out) = &mut self.tables.out {
             out.flush();
         }
     }
 
     fn on_finish(&mut self) -> Result<(), String> {
-        self.out.as_mut().map_or(Ok(()), LineWriter::finish)
+        self.own_finish();
+        self.tables.out.as_mut().map_or(Ok(()), LineWriter::finish)
     }
 }
 
@@ -171,24 +321,52 @@ impl Plugin for StreamHash {
     const INFO: PluginInfo = PluginInfo {
         name: "stream-hash",
         version: env!("CARGO_PKG_VERSION"),
-        description: "hashes every reassembled byte of each TCP direction",
+        description: "hashes every reassembled byte of each TCP direction (from events, or with a stack of its own)",
         subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/GAP", "FLOW/TCP/TERMINATE"],
         publishes: &[],
         read_only: true,
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
-        let args = Args::parse(init.args_json.as_str(), &["output", "algorithm", "stop_after_bytes"])?;
+        let args = Args::parse(init.args_json.as_str(), &["output", "algorithm", "stop_after_bytes", "mode", "flow_slots"])?;
         let out = match args.string("output", "")?.as_str() {
             "" => None,
             path => Some(LineWriter::open(path).map_err(|e| format!("cannot open output `{path}`: {e}"))?),
         };
-        let sha256 = match args.string("algorithm", "fold")?.as_str() {
-            "sha256" => true,
-            "fold" => false,
-            other => return Err(format!("argument `algorithm` must be `sha256` or `fold`, not `{other}`")),
+        let algorithm = match args.string("algorithm", "sum")?.as_str() {
+            "sha256" => Algorithm::Sha256,
+            "fold" => Algorithm::Fold,
+            "sum" => Algorithm::Sum,
+            other => return Err(format!("argument `algorithm` must be `sha256`, `fold` or `sum`, not `{other}`")),
         };
-        Ok(StreamHash { out, sha256, stop_after: args.u64("stop_after_bytes", 0)?, conns: (0..init.shards).map(|_| Vec::new()).collect() })
+        let own = match args.string("mode", "events")?.as_str() {
+            "events" => None,
+            "own-stack" => {
+                let slots = args.u64("flow_slots", 65_536)?.clamp(1, 1 << 24) as usize;
+                let flow = Timeouts {
+                    tcp_open_ns: 600_000_000_000,
+                    tcp_closed_ns: 10_000_000_000,
+                    udp_ns: 120_000_000_000,
+                    other_ns: 60_000_000_000,
+                };
+                let cfg = StackConfig {
+                    flow_slots: slots,
+                    timeouts: flow,
+                    vlan_in_key: true,
+                    parse: ParseOptions::default(),
+                    max_fragmented_datagrams: 256,
+                    fragment_timeout_ns: 30_000_000_000,
+                    tcp: Some(Depth::Reassembly),
+                    stream_limits: StreamLimits::default(),
+                };
+                Some(Box::new(OwnStack { stack: L23Stack::new(cfg, 0), kept: Vec::new(), free: Vec::new() }))
+            }
+            other => return Err(format!("argument `mode` must be `events` or `own-stack`, not `{other}`")),
+        };
+        let shards = if own.is_some() { 1 } else { init.shards as usize };
+        let tables =
+            Tables { out, algorithm, stop_after: args.u64("stop_after_bytes", 0)?, conns: (0..shards).map(|_| Vec::new()).collect() };
+        Ok(StreamHash { tables, own })
     }
 }
 
