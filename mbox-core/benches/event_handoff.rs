@@ -16,7 +16,7 @@ use mbox_core::events::arena::EventArena;
 use mbox_core::events::registry::TypeRegistry;
 use mbox_core::runtime::lane::{lane, LaneTx};
 use mbox_core::runtime::nf_host::NfWorker;
-use mbox_core::runtime::park::Waker;
+use mbox_core::runtime::park::{IdlePolicy, Waker};
 use mbox_core::runtime::pipeline::stack_publications;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +55,8 @@ impl Harness {
             nf: NfObject_TO::from_value(Guarded(Count(0)), TD_Opaque),
             lanes: vec![rx],
             waker: nf_waker,
-            idle,
+            // The bench thread and the NF thread.
+            idle: IdlePolicy::new(idle, 2),
             publishes: vec![],
             registry,
             graph,

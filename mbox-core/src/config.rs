@@ -68,11 +68,39 @@ pub struct Config {
 }
 
 /// `[input]`: exactly one of `pcap` or `generator`.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    pub pcap: Option<PathBuf>,
+    /// Captures read one after the other (`pcap = "FILE"` or `pcap = ["A", "B"]`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub pcap: Vec<PathBuf>,
     pub generator: Option<GeneratorConfig>,
+    /// Read the captures this many times (a bigger input from small captures).
+    #[serde(default = "one")]
+    pub repeat: u32,
+    /// Move each capture in time to start this long after the previous one's last packet, so
+    /// one capture's flows end (idle timeout) before the next begins: repeated captures then
+    /// give new flows instead of old data on the previous pass's connections.
+    #[serde(default, deserialize_with = "some_duration")]
+    pub retime: Option<Duration>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A path or a list of paths.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// `[output]`.
@@ -228,6 +256,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     }
 }
 
+fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 /// Parses the duration strings [`duration`] accepts.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -285,11 +317,17 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), problem };
-        match (&self.input.pcap, &self.input.generator) {
-            (Some(_), Some(_)) => return Err(invalid("[input]", "give either `pcap` or `generator`, not both".into())),
-            (None, None) => return Err(invalid("[input]", "give `pcap = \"FILE\"` or a `generator` table".into())),
-            (None, Some(g)) => g.validate().map_err(|p| invalid("[input] generator", p))?,
-            (Some(_), None) => {}
+        match (self.input.pcap.is_empty(), &self.input.generator) {
+            (false, Some(_)) => return Err(invalid("[input]", "give either `pcap` or `generator`, not both".into())),
+            (true, None) => return Err(invalid("[input]", "give `pcap = \"FILE\"` (or a list of files) or a `generator` table".into())),
+            (true, Some(g)) => g.validate().map_err(|p| invalid("[input] generator", p))?,
+            (false, None) => {}
+        }
+        if self.input.generator.is_some() && (self.input.repeat != 1 || self.input.retime.is_some()) {
+            return Err(invalid("[input]", "`repeat` and `retime` apply to captures, not to the generator".into()));
+        }
+        if self.input.repeat == 0 {
+            return Err(invalid("[input] repeat", "must be at least 1".into()));
         }
         let r = &self.runtime;
         if !(1..=64).contains(&r.shards) {

@@ -100,7 +100,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { config, report, quiet, pcap } => {
             let mut cfg = Config::load(&config)?;
             if let Some(path) = pcap {
-                cfg.input.pcap = Some(path);
+                cfg.input.pcap = vec![path];
                 cfg.input.generator = None;
             }
             let prepared = pipeline::prepare(cfg, &config)?;

@@ -219,3 +219,71 @@ fn a_full_flow_table_evicts_the_least_recent_flow_and_says_so() {
     let packets: u64 = flows.iter().map(|f| f["c2s"]["pkts"].as_u64().unwrap() + f["s2c"]["pkts"].as_u64().unwrap()).sum();
     assert_eq!(packets, report.input.packets, "an evicted flow's later packets start a new flow; none is lost");
 }
+
+#[test]
+fn a_list_of_captures_is_read_in_order_as_one_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["ndpi__smtp.pcap", "ndpi__ocsp.pcapng", "ndpi__http_ipv6.pcap"];
+    let run = |files: &[&str], out: &Path| {
+        let list: Vec<String> = files.iter().map(|n| toml_path(&pcaps().join(n))).collect();
+        run_toml(&format!(
+            "[input]\npcap = [{}]\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+            list.join(", "),
+            toml_path(out)
+        ))
+    };
+    let mut packets = 0;
+    let mut flows = Vec::new();
+    for name in names {
+        let out = dir.path().join(format!("{name}.jsonl"));
+        packets += run(&[name], &out).input.packets;
+        flows.extend(flow_lines(&out));
+    }
+    let out = dir.path().join("all.jsonl");
+    let report = run(&names, &out);
+    assert_eq!(report.input.packets, packets);
+    assert!(report.input.description.ends_with("ndpi__smtp.pcap and 2 more captures"), "{}", report.input.description);
+    flows.sort();
+    assert_eq!(flow_lines(&out), flows, "the same flows as the captures one by one");
+
+    // A missing file anywhere in the list stops the run before it starts.
+    let missing = dir.path().join("missing.pcap");
+    let err = try_run_toml(&format!("[input]\npcap = [{}, {}]\n", toml_path(&pcaps().join(names[0])), toml_path(&missing))).unwrap_err();
+    assert!(err.contains("missing.pcap"), "{err}");
+}
+
+#[test]
+fn repeated_and_retimed_captures_give_new_flows_each_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = toml_path(&pcaps().join("ndpi__smtp.pcap"));
+    let run = |input: &str, out: &Path| {
+        run_toml(&format!(
+            "[input]\npcap = {capture}\n{input}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+            toml_path(out)
+        ))
+    };
+    let once = dir.path().join("once.jsonl");
+    let single = run("", &once);
+    let thrice = dir.path().join("thrice.jsonl");
+    let report = run("repeat = 3\nretime = \"1h\"", &thrice);
+    assert_eq!(report.input.packets, 3 * single.input.packets);
+    // Each pass's connections are new flows with the same counts, one hour and more apart.
+    let counts = |v: &Value| (v["src_port"].clone(), v["c2s"].clone(), v["s2c"].clone());
+    let first: Vec<Value> = read_jsonl(&once);
+    let all: Vec<Value> = read_jsonl(&thrice);
+    assert_eq!(all.len(), 3 * first.len());
+    for f in &first {
+        assert_eq!(all.iter().filter(|g| counts(g) == counts(f)).count(), 3, "{f}");
+    }
+    let starts: std::collections::BTreeSet<u64> =
+        all.iter().map(|f| f["first_ts"].as_str().unwrap().split('.').next().unwrap().parse().unwrap()).collect();
+    assert!(starts.last().unwrap() - starts.first().unwrap() >= 2 * 3600);
+    // Flows of the earlier passes ended by idle timeout when the next pass began.
+    let timeouts = all.iter().filter(|f| f["end_reason"] == "timeout").count();
+    assert!(timeouts >= 2 * first.iter().filter(|f| f["end_reason"] == "end_of_input").count(), "{timeouts}");
+
+    let e = try_run_toml("[input]\ngenerator = { flows = 1 }\nrepeat = 2\n").unwrap_err();
+    assert!(e.contains("`repeat` and `retime` apply to captures"), "{e}");
+    let e = try_run_toml(&format!("[input]\npcap = {capture}\nrepeat = 0\n")).unwrap_err();
+    assert!(e.contains("[input] repeat: must be at least 1"), "{e}");
+}

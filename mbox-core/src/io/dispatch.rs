@@ -9,25 +9,75 @@ use super::capture::{CaptureError, CaptureReader};
 use super::generator::{Generator, GeneratorConfig};
 use super::pool::Allocator;
 use super::RxPacket;
-use crate::config::IdleMode;
-use crate::runtime::park::{Idler, Waker};
+use crate::config::InputConfig;
+use crate::runtime::park::{IdlePolicy, Idler, Waker};
 use mbox_stack::flow_key::{shard_of, FlowKey};
 use mbox_stack::wire::{parse_frame, LinkType, Packet, ParseOptions, Parsed};
 use rtrb::Producer;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Where packets come from.
 pub enum Source {
-    Capture { reader: CaptureReader, path: PathBuf },
+    Captures(Box<Captures>),
     Generator(Box<Generator>),
 }
 
+/// Captures read one after the other, as one input (see `[input]` in docs/config.md).
+pub struct Captures {
+    reader: CaptureReader,
+    /// Every file, and the position of the current one in the sequence of `repeat` passes.
+    paths: Vec<PathBuf>,
+    position: usize,
+    repeat: usize,
+    description: String,
+    /// Bytes of the files already read, and of all passes over all files (for progress).
+    done_bytes: u64,
+    total_bytes: u64,
+    /// Packets skipped by the readers of the files already read.
+    skipped_before: u64,
+    first_link: LinkType,
+    /// `retime`: the pause before each file, the shift applied to the current file's times
+    /// (set at its first packet), and the last time handed out.
+    retime_ns: Option<u64>,
+    shift_ns: Option<i128>,
+    last_ts_ns: u64,
+}
+
 impl Source {
-    /// Opens a capture.
-    pub fn capture(path: &Path) -> Result<Source, CaptureError> {
-        Ok(Source::Capture { reader: CaptureReader::open(path)?, path: path.to_path_buf() })
+    /// Opens the captures of `[input]`. Every file is opened (and its header checked) here, so
+    /// a missing or foreign file stops the run before it starts.
+    pub fn captures(input: &InputConfig) -> Result<Source, CaptureError> {
+        let (first, rest) = input.pcap.split_first().expect("validated: at least one capture");
+        let reader = CaptureReader::open(first)?;
+        let mut file_bytes = reader.progress().1;
+        for path in rest {
+            file_bytes += CaptureReader::open(path)?.progress().1;
+        }
+        let repeat = input.repeat.max(1) as usize;
+        let mut description = match rest.len() {
+            0 => first.display().to_string(),
+            n => format!("{} and {n} more captures", first.display()),
+        };
+        if repeat > 1 {
+            description.push_str(&format!(", {repeat} times"));
+        }
+        let first_link = reader.first_link().unwrap_or(LinkType::Ethernet);
+        Ok(Source::Captures(Box::new(Captures {
+            reader,
+            paths: input.pcap.clone(),
+            position: 0,
+            repeat,
+            description,
+            done_bytes: 0,
+            total_bytes: file_bytes.saturating_mul(repeat as u64),
+            skipped_before: 0,
+            first_link,
+            retime_ns: input.retime.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            shift_ns: None,
+            last_ts_ns: 0,
+        })))
     }
 
     /// Starts the generator.
@@ -38,23 +88,23 @@ impl Source {
     /// Reads the next packet into `buf`: (link, wire length, timestamp), `None` at the end.
     pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<(LinkType, u32, u64)>, CaptureError> {
         match self {
-            Source::Capture { reader, .. } => Ok(reader.next_packet(buf)?.map(|m| (m.link, m.wire_len, m.ts_ns))),
+            Source::Captures(c) => c.next(buf),
             Source::Generator(g) => Ok(g.next_packet(buf).map(|ts| (LinkType::Ethernet, buf.len() as u32, ts))),
         }
     }
 
-    /// Work done and total (bytes of a capture, conversations of the generator).
+    /// Work done and total (bytes of the captures, conversations of the generator).
     pub fn progress(&self) -> (u64, u64) {
         match self {
-            Source::Capture { reader, .. } => reader.progress(),
+            Source::Captures(c) => (c.done_bytes + c.reader.progress().0, c.total_bytes),
             Source::Generator(g) => g.progress(),
         }
     }
 
-    /// The link type an output pcap should use.
+    /// The link type an output pcap should use (the first capture's).
     pub fn link(&self) -> LinkType {
         match self {
-            Source::Capture { reader, .. } => reader.first_link().unwrap_or(LinkType::Ethernet),
+            Source::Captures(c) => c.first_link,
             Source::Generator(g) => g.link(),
         }
     }
@@ -62,17 +112,48 @@ impl Source {
     /// Human description for the summary.
     pub fn describe(&self) -> String {
         match self {
-            Source::Capture { path, .. } => path.display().to_string(),
+            Source::Captures(c) => c.description.clone(),
             Source::Generator(_) => "generator".to_string(),
         }
     }
 
-    /// Packets skipped by the reader (pcapng interfaces of unsupported link types).
+    /// Packets skipped by the readers (pcapng interfaces of unsupported link types).
     pub fn skipped(&self) -> u64 {
         match self {
-            Source::Capture { reader, .. } => reader.skipped_unsupported,
+            Source::Captures(c) => c.skipped_before + c.reader.skipped_unsupported,
             Source::Generator(_) => 0,
         }
+    }
+}
+
+impl Captures {
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<(LinkType, u32, u64)>, CaptureError> {
+        loop {
+            if let Some(m) = self.reader.next_packet(buf)? {
+                return Ok(Some((m.link, m.wire_len, self.retimed(m.ts_ns))));
+            }
+            self.position += 1;
+            if self.position >= self.paths.len() * self.repeat {
+                return Ok(None);
+            }
+            self.done_bytes += self.reader.progress().1;
+            self.skipped_before += self.reader.skipped_unsupported;
+            self.reader = CaptureReader::open(&self.paths[self.position % self.paths.len()])?;
+            self.shift_ns = None;
+        }
+    }
+
+    /// A packet's time, moved when `retime` is on: the file's first packet comes `retime` after
+    /// the previous file's last, and the rest keep their distance from it.
+    fn retimed(&mut self, ts_ns: u64) -> u64 {
+        let Some(pause) = self.retime_ns else { return ts_ns };
+        let shift = *self.shift_ns.get_or_insert_with(|| match self.position {
+            0 => 0,
+            _ => i128::from(self.last_ts_ns) + i128::from(pause) - i128::from(ts_ns),
+        });
+        let ts = (i128::from(ts_ns) + shift).clamp(0, i128::from(u64::MAX)) as u64;
+        self.last_ts_ns = self.last_ts_ns.max(ts);
+        ts
     }
 }
 
@@ -122,7 +203,7 @@ pub struct Dispatcher {
     pub steering: Steering,
     pub progress: Arc<Progress>,
     pub stop: Arc<AtomicBool>,
-    pub idle: IdleMode,
+    pub idle: IdlePolicy,
 }
 
 impl Dispatcher {

@@ -4,8 +4,7 @@
 use super::capture::{CaptureError, PcapWriter};
 use super::pool::{PacketPool, Releaser};
 use super::RxPacket;
-use crate::config::IdleMode;
-use crate::runtime::park::{Idler, Waker};
+use crate::runtime::park::{IdlePolicy, Idler, Waker};
 use mbox_stack::wire::LinkType;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::path::PathBuf;
@@ -123,7 +122,7 @@ impl PcapOutput {
     }
 
     /// Runs until every shard has dropped its TX path and the rings are empty.
-    pub fn run(mut self, idle: IdleMode) -> Result<OutputStats, CaptureError> {
+    pub fn run(mut self, idle: IdlePolicy) -> Result<OutputStats, CaptureError> {
         self.waker.bind_current();
         let mut stats = OutputStats::default();
         let mut idler = Idler::new(idle);

@@ -7,8 +7,7 @@
 //! broken, and its destructor runs plugin code).
 
 use super::lane::{LaneRx, Unsubscribe};
-use super::park::{Idler, Waker};
-use crate::config::IdleMode;
+use super::park::{IdlePolicy, Idler, Waker};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
@@ -33,7 +32,7 @@ pub struct NfWorker {
     pub nf: NfBox,
     pub lanes: Vec<LaneRx>,
     pub waker: Arc<Waker>,
-    pub idle: IdleMode,
+    pub idle: IdlePolicy,
     /// Types the NF declared it publishes.
     pub publishes: Vec<EventType>,
     pub registry: Arc<TypeRegistry>,

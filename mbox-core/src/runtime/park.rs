@@ -1,5 +1,10 @@
 //! Spin briefly, then park: how idle pipeline threads wait without burning a core.
 //!
+//! Spinning only pays when the spinning thread has a core to itself: on a machine with fewer
+//! cores than busy pipeline threads (2 cores, a shard and 8 NFs), a spinning thread takes the
+//! core from a thread with work. So [`IdlePolicy`] spins only when the run's threads fit the
+//! cores; otherwise an idle thread yields twice and parks.
+//!
 //! Every thread that waits for work owns a [`Waker`]. Before parking it announces itself
 //! (`sleeping = true`), re-checks its inputs, and only then parks; a producer publishes its
 //! item, then checks `sleeping` and unparks. Both sides put a SeqCst fence between their write
@@ -41,21 +46,45 @@ impl Waker {
     }
 }
 
+/// How an idle thread waits: from `[runtime] idle` and whether the run's threads fit the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdlePolicy {
+    /// Never park (`idle = "spin"`).
+    spin_forever: bool,
+    /// Rounds of `spin_loop` before yielding, and of yielding before parking.
+    spin_rounds: u32,
+    yield_rounds: u32,
+}
+
+impl IdlePolicy {
+    /// The policy for a run of `threads` busy threads (input, shards, NFs, output) on this
+    /// machine.
+    pub fn new(mode: IdleMode, threads: usize) -> IdlePolicy {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        IdlePolicy::for_cores(mode, threads, cores)
+    }
+
+    fn for_cores(mode: IdleMode, threads: usize, cores: usize) -> IdlePolicy {
+        let spin_forever = mode == IdleMode::Spin;
+        if threads <= cores {
+            IdlePolicy { spin_forever, spin_rounds: 32, yield_rounds: 8 }
+        } else {
+            IdlePolicy { spin_forever, spin_rounds: 0, yield_rounds: 2 }
+        }
+    }
+}
+
 /// The owner's side: how long to spin, yield and then park between checks for work.
 pub struct Idler {
     idle_rounds: u32,
-    mode: IdleMode,
+    policy: IdlePolicy,
 }
-
-/// Rounds of `spin_loop` before yielding, and of yielding before parking.
-const SPIN_ROUNDS: u32 = 32;
-const YIELD_ROUNDS: u32 = 8;
 /// A parked thread re-checks its inputs at least this often, as a safety net.
 const PARK_TIMEOUT: Duration = Duration::from_millis(20);
 
 impl Idler {
-    pub fn new(mode: IdleMode) -> Idler {
-        Idler { idle_rounds: 0, mode }
+    pub fn new(policy: IdlePolicy) -> Idler {
+        Idler { idle_rounds: 0, policy }
     }
 
     /// Work was found: the next idle period starts with spinning again.
@@ -68,13 +97,14 @@ impl Idler {
     /// sleeps; it is only called on the way to parking.
     pub fn idle(&mut self, waker: &Waker, has_work: impl FnOnce() -> bool) {
         self.idle_rounds = self.idle_rounds.saturating_add(1);
-        if self.mode == IdleMode::Spin || self.idle_rounds <= SPIN_ROUNDS {
+        let p = self.policy;
+        if p.spin_forever || self.idle_rounds <= p.spin_rounds {
             for _ in 0..16 {
                 std::hint::spin_loop();
             }
             return;
         }
-        if self.idle_rounds <= SPIN_ROUNDS + YIELD_ROUNDS {
+        if self.idle_rounds <= p.spin_rounds + p.yield_rounds {
             thread::yield_now();
             return;
         }
@@ -90,7 +120,7 @@ impl Idler {
 
     /// True once the thread has gone past spinning (used to flush buffered output lazily).
     pub fn is_long_idle(&self) -> bool {
-        self.idle_rounds > SPIN_ROUNDS
+        self.idle_rounds > self.policy.spin_rounds
     }
 }
 
@@ -107,7 +137,7 @@ mod tests {
         let (w, k) = (waker.clone(), work.clone());
         let consumer = thread::spawn(move || {
             w.bind_current();
-            let mut idler = Idler::new(IdleMode::Park);
+            let mut idler = Idler::new(IdlePolicy::new(IdleMode::Park, 2));
             let mut seen = 0;
             while seen < 1000 {
                 let now = k.load(Ordering::Acquire);
@@ -127,5 +157,14 @@ mod tests {
             }
         }
         consumer.join().unwrap();
+    }
+
+    #[test]
+    fn threads_spin_only_when_they_fit_the_cores() {
+        let fits = IdlePolicy::for_cores(IdleMode::Park, 4, 16);
+        assert!(fits.spin_rounds > 0 && !fits.spin_forever);
+        let crowded = IdlePolicy::for_cores(IdleMode::Park, 11, 2);
+        assert_eq!((crowded.spin_rounds, crowded.spin_forever), (0, false));
+        assert!(IdlePolicy::for_cores(IdleMode::Spin, 11, 2).spin_forever, "`spin` is the user's call");
     }
 }

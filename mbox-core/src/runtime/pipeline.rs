@@ -6,7 +6,7 @@
 
 use super::lane::{lane, LaneRx, LaneTx};
 use super::nf_host::{NfReport, NfWorker};
-use super::park::Waker;
+use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
 use crate::config::{Config, ConfigError, NfConfig, TcpMonitor};
 use crate::controller::{GraphError, NfSpec, ServiceGraph};
@@ -169,10 +169,9 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let Prepared { config, registry, graph, plugins, .. } = prepared;
     let rt = &config.runtime;
     let shards = rt.shards;
-    let source = match (&config.input.pcap, &config.input.generator) {
-        (Some(path), _) => Source::capture(path).map_err(PipelineError::Input)?,
-        (None, Some(g)) => Source::generator(g.clone()),
-        (None, None) => unreachable!("validated: pcap or generator"),
+    let source = match &config.input.generator {
+        Some(g) => Source::generator(g.clone()),
+        None => Source::captures(&config.input).map_err(PipelineError::Input)?,
     };
     // One releaser per shard, and one for the output thread when there is one.
     let releasers = shards + usize::from(config.output.pcap.is_some());
@@ -241,6 +240,11 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     };
     let max_kept = config.tcp.max_kept_segments.unwrap_or(rt.packet_buffers / 4).max(1);
 
+    // The input, the shards, the NFs and the output: whether they fit the cores decides whether
+    // idle threads spin.
+    let threads = 1 + shards + graph.nfs().len() + usize::from(output.is_some());
+    let idle = IdlePolicy::new(rt.idle, threads);
+
     let cpu_start = cpu_time();
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
@@ -254,7 +258,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             nf,
             lanes,
             waker: nf_wakers[i].clone(),
-            idle: rt.idle,
+            idle,
             publishes: spec.publishes.iter().map(|(_, t)| *t).collect(),
             registry: registry.clone(),
             graph: graph.clone(),
@@ -263,10 +267,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     }
 
     let output_thread = match output {
-        Some(out) => {
-            let idle = rt.idle;
-            Some(spawn("mbox-output", move || out.run(idle))?)
-        }
+        Some(out) => Some(spawn("mbox-output", move || out.run(idle))?),
         None => None,
     };
 
@@ -288,7 +289,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             lanes,
             policy: rt.ring_full,
             waker: shard_wakers[s].clone(),
-            idle: rt.idle,
+            idle,
             max_kept,
         };
         shard_threads.push(spawn(&format!("mbox-shard-{s}"), move || Shard::new(setup).run())?);
@@ -302,7 +303,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         steering: Steering { vlan_in_key: config.flow.vlan_in_key, parse: stack_cfg.parse },
         progress: progress.clone(),
         stop: stop.clone(),
-        idle: rt.idle,
+        idle,
     };
     let input_thread = spawn("mbox-input", move || dispatcher.run())?;
 

@@ -7,8 +7,8 @@
 //! shared with other shards; all of its bookkeeping is plain (non-atomic) state.
 
 use super::lane::{LaneTx, Unsubscribe};
-use super::park::{Idler, Waker};
-use crate::config::{IdleMode, RingFullPolicy};
+use super::park::{IdlePolicy, Idler, Waker};
+use crate::config::RingFullPolicy;
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventArena;
 use crate::events::registry::TypeRegistry;
@@ -43,7 +43,7 @@ pub struct ShardSetup {
     pub lanes: Vec<LaneTx>,
     pub policy: RingFullPolicy,
     pub waker: Arc<Waker>,
-    pub idle: IdleMode,
+    pub idle: IdlePolicy,
     /// Packets kept at once for out-of-order TCP data (a bound on held packet buffers).
     pub max_kept: usize,
 }
@@ -202,7 +202,7 @@ pub struct Shard {
     pool: Arc<PacketPool>,
     rx: Consumer<RxPacket>,
     waker: Arc<Waker>,
-    idle: IdleMode,
+    idle: IdlePolicy,
 }
 
 /// Packets taken from the RX ring per round.
