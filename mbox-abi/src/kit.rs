@@ -1,5 +1,6 @@
-//! Small helpers NF authors keep needing: timestamp and flag formatting, protocol names, and
-//! a buffered line writer for an NF's output file. Nothing here crosses the ABI boundary.
+//! Small helpers NF authors keep needing: timestamp and flag formatting, protocol names, a
+//! buffered line writer for an NF's output file, argument checks, and a cursor that finds the
+//! stream bytes an NF missed. Nothing here crosses the ABI boundary.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -156,6 +157,37 @@ impl Args {
     }
 }
 
+/// Follows one direction of a TCP stream through `FLOW/TCP/DATA_RDY` and `FLOW/TCP/GAP` events
+/// and says which bytes never reached this NF. Events name their byte range, so a range the
+/// host could not deliver (with `[runtime] ring_full = "drop"`, an NF that lags loses events)
+/// shows as a jump in offsets; events that were lost after the last one delivered show at the
+/// flow's end, against the snapshot's `stream_bytes`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCursor {
+    next: u64,
+}
+
+impl StreamCursor {
+    /// Takes the range `[offset, offset + len)` of a data or gap event; returns how many bytes
+    /// before it this NF never got (0 when nothing was lost).
+    pub fn advance(&mut self, offset: u64, len: u64) -> u64 {
+        let lost = offset.saturating_sub(self.next);
+        self.next = self.next.max(offset.saturating_add(len));
+        lost
+    }
+
+    /// The flow ended with `stream_bytes` bytes accounted for in this direction (the
+    /// TERMINATE event's `TcpSideSnapshot::stream_bytes`); returns the bytes lost at the end.
+    pub fn finish(&mut self, stream_bytes: u64) -> u64 {
+        self.advance(stream_bytes, 0)
+    }
+
+    /// The next offset expected.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +208,17 @@ mod tests {
         assert_eq!(a.u64("m", 7).unwrap(), 7);
         assert!(Args::parse(r#"{"outptu":"x"}"#, &["output"]).unwrap_err().contains("`outptu`"));
         assert!(a.u64("output", 0).unwrap_err().contains("`output`"));
+    }
+
+    #[test]
+    fn a_stream_cursor_finds_the_missing_ranges() {
+        let mut c = StreamCursor::default();
+        assert_eq!(c.advance(0, 100), 0);
+        assert_eq!(c.advance(100, 50), 0, "a gap event's range counts as seen");
+        assert_eq!(c.advance(400, 10), 250, "events for [150, 400) were lost");
+        assert_eq!(c.next(), 410);
+        assert_eq!(c.finish(410), 0);
+        assert_eq!(c.finish(500), 90, "events after the last one were lost");
     }
 
     #[test]

@@ -59,10 +59,10 @@ fn run_stream_hash(capture: &Path, out: &Path, runtime: &str) -> RunReport {
     ))
 }
 
-fn generated_capture(dir: &Path, response_bytes: u32) -> std::path::PathBuf {
-    let path = dir.join(format!("generated-{response_bytes}.pcap"));
+fn generated_capture(dir: &Path, flows: u64, response_bytes: u32) -> std::path::PathBuf {
+    let path = dir.join(format!("generated-{flows}-{response_bytes}.pcap"));
     let cfg = GeneratorConfig {
-        flows: 150,
+        flows,
         udp_flows: 10,
         concurrency: 30,
         response_bytes,
@@ -92,7 +92,7 @@ fn stream_events_carry_exactly_the_offline_reassembly_on_every_capture() {
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
         .collect();
     captures.sort();
-    captures.push(generated_capture(dir.path(), 20_000));
+    captures.push(generated_capture(dir.path(), 150, 20_000));
     let mut directions = 0;
     for (i, capture) in captures.iter().enumerate() {
         let expected = offline(capture, &dir.path().join(format!("offline-{i}")));
@@ -112,11 +112,50 @@ fn stream_events_carry_exactly_the_offline_reassembly_on_every_capture() {
 }
 
 #[test]
+fn an_nf_that_lags_under_the_drop_policy_learns_exactly_which_bytes_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = generated_capture(dir.path(), 1000, 20_000);
+    // SHA-256 in a debug build is far slower than the stack: with small rings and the drop
+    // policy, stream-hash loses events. Closed connections end 1 ms (of capture time) after
+    // their FINs, so TERMINATE events come spread over the run rather than all at its end.
+    let run = |policy: &str, out: &Path| {
+        run_toml(&format!(
+            "[input]\npcap = {}\n[runtime]\nring_capacity = 256\nring_full = \"{policy}\"\nevent_slots = 8192\n\
+             [flow]\ntcp_closed_timeout = \"1ms\"\n\
+             [[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {}, algorithm = \"sha256\" }}\n",
+            toml_path(&capture),
+            toml_path(out)
+        ))
+    };
+    // Each stream's length (delivered bytes plus gaps), by flow id and direction, from a run
+    // that loses nothing (with one shard, flow ids are the same in every run).
+    let all = dir.path().join("all.jsonl");
+    run("backpressure", &all);
+    let key = |v: &Value| (v["flow_id"].as_u64().unwrap(), v["direction"].as_str().unwrap().to_string());
+    let length: HashMap<(u64, String), u64> =
+        read_jsonl(&all).iter().map(|v| (key(v), v["bytes"].as_u64().unwrap() + v["gap_bytes"].as_u64().unwrap())).collect();
+
+    let out = dir.path().join("lagging.jsonl");
+    let report = run("drop", &out);
+    let drops: u64 = report.shards.iter().map(|s| s.ring_full_drops[0]).sum();
+    assert!(drops > 0, "the NF lagged");
+    let (mut lost, mut lines) = (0, 0);
+    for v in read_jsonl(&out) {
+        lines += 1;
+        let seen = v["bytes"].as_u64().unwrap() + v["gap_bytes"].as_u64().unwrap() + v["lost_bytes"].as_u64().unwrap();
+        assert_eq!(seen, length[&key(&v)], "delivered + gaps + lost covers the stream exactly: {v}");
+        lost += v["lost_bytes"].as_u64().unwrap();
+    }
+    assert!(lines > 0, "some TERMINATE events got through");
+    assert!(lost > 0, "lost events show as lost bytes");
+}
+
+#[test]
 fn unsubscribing_from_a_flow_stops_its_reassembly() {
     let dir = tempfile::tempdir().unwrap();
     // Long responses, and rings short enough that the stack cannot run far ahead of the NF
     // (unsubscribing is asynchronous: events already emitted still arrive).
-    let capture = generated_capture(dir.path(), 200_000);
+    let capture = generated_capture(dir.path(), 150, 200_000);
     let full = run_stream_hash(&capture, &dir.path().join("full.jsonl"), "ring_capacity = 16\nevent_slots = 8192");
     let report = run_toml(&format!(
         "[input]\npcap = {}\n[runtime]\nring_capacity = 16\n[[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {}, stop_after_bytes = 300 }}\n",
@@ -166,7 +205,7 @@ fn snapshots_follow_the_handshake_and_the_teardown() {
 #[test]
 fn the_own_stack_baseline_sees_the_same_streams_as_the_shared_stack() {
     let dir = tempfile::tempdir().unwrap();
-    let capture = generated_capture(dir.path(), 20_000);
+    let capture = generated_capture(dir.path(), 150, 20_000);
     let (shared, own) = (dir.path().join("shared.jsonl"), dir.path().join("own.jsonl"));
     run_toml(&format!(
         "[input]\npcap = {}\n\

@@ -391,9 +391,10 @@ impl StackParts<'_> {
         let mut last_state = None;
         if let Some(conn) = self.tcp.get_mut(slot as usize).filter(|_| self.cfg.tcp.is_some() && is_tcp) {
             let snapshot = conn.snapshot();
-            last_state = Some(snapshot);
             let ctx = StreamContext { flow: self.flows.get(slot), slot, snapshot: &snapshot };
             conn.finish(&mut StreamAdapter { sink: &mut *sink, ctx });
+            // The end's state counts what `finish` reported (data kept behind holes, gaps).
+            last_state = Some(conn.snapshot());
             for dir in 0..2 {
                 let s = conn.stream(dir).stats;
                 let t = &mut self.stats.streams;

@@ -17,7 +17,7 @@
 //! a connection's bytes after that many; default 0 = never); `flow_slots` (own-stack mode: the
 //! stack's flow table size; default 65536).
 
-use mbox_abi::kit::{Args, LineWriter};
+use mbox_abi::kit::{Args, LineWriter, StreamCursor};
 use mbox_abi::{
     builtin, export_nf, EventHeader, FlowRef, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo,
     StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict,
@@ -37,16 +37,18 @@ enum Algorithm {
     Sum,
 }
 
+/// A direction's running hash. SHA-256's state is boxed so that the word hashes' connection
+/// table stays small (an NF reading every byte touches one entry per segment).
 #[derive(Clone)]
 enum Hasher {
-    Sha256(Sha256),
+    Sha256(Box<Sha256>),
     Word(u64),
 }
 
 impl Hasher {
     fn new(algorithm: Algorithm) -> Hasher {
         match algorithm {
-            Algorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+            Algorithm::Sha256 => Hasher::Sha256(Box::new(Sha256::new())),
             _ => Hasher::Word(0),
         }
     }
@@ -88,9 +90,8 @@ struct Direction {
     bytes: u64,
     gaps: u64,
     gap_bytes: u64,
-    /// Next offset expected; data elsewhere means events were lost on the way (the host's
-    /// drop policy), counted here.
-    next: u64,
+    /// Bytes whose events never came (the host's drop policy with a lagging NF).
+    cursor: StreamCursor,
     lost_bytes: u64,
 }
 
@@ -117,7 +118,14 @@ impl Tables {
         if table.len() <= slot {
             table.resize(slot + 1, None);
         }
-        let fresh = || Direction { hasher: Hasher::new(self.algorithm), bytes: 0, gaps: 0, gap_bytes: 0, next: 0, lost_bytes: 0 };
+        let fresh = || Direction {
+            hasher: Hasher::new(self.algorithm),
+            bytes: 0,
+            gaps: 0,
+            gap_bytes: 0,
+            cursor: StreamCursor::default(),
+            lost_bytes: 0,
+        };
         let entry = &mut table[slot];
         if entry.as_ref().is_none_or(|c| c.id != id) {
             *entry = Some(Conn { id, dirs: [fresh(), fresh()], unsubscribed: false });
@@ -130,12 +138,9 @@ impl Tables {
         let (algorithm, stop_after) = (self.algorithm, self.stop_after);
         let conn = self.conn(shard, slot, id);
         let d = &mut conn.dirs[usize::from(dir.min(1))];
-        if offset > d.next {
-            d.lost_bytes += offset - d.next;
-        }
+        d.lost_bytes += d.cursor.advance(offset, bytes.len() as u64);
         d.hasher.update(algorithm, bytes);
         d.bytes += bytes.len() as u64;
-        d.next = offset + bytes.len() as u64;
         if stop_after > 0 && !conn.unsubscribed && conn.dirs[0].bytes + conn.dirs[1].bytes >= stop_after {
             conn.unsubscribed = true;
             return true;
@@ -147,13 +152,17 @@ impl Tables {
         let d = &mut self.conn(shard, slot, id).dirs[usize::from(dir.min(1))];
         d.gaps += 1;
         d.gap_bytes += len;
-        d.next = offset + len;
+        d.lost_bytes += d.cursor.advance(offset, len);
     }
 
-    fn end(&mut self, shard: u16, slot: u32, id: u64, tuple: &FlowTuple) {
+    /// The connection ended; `snapshot` (its state at the end) says how long each stream was.
+    fn end(&mut self, shard: u16, slot: u32, id: u64, tuple: &FlowTuple, snapshot: &TcpSnapshot) {
         let Some(conn) = self.conns[usize::from(shard)].get_mut(slot as usize).and_then(Option::take) else { return };
         let Some(out) = self.out.as_mut().filter(|_| conn.id == id) else { return };
-        for (dir, d) in conn.dirs.into_iter().enumerate() {
+        for (dir, mut d) in conn.dirs.into_iter().enumerate() {
+            if !conn.unsubscribed {
+                d.lost_bytes += d.cursor.finish(snapshot.sides[dir].stream_bytes);
+            }
             let line = json!({
                 "flow_id": conn.id,
                 "direction": if dir == 0 { "orig" } else { "reply" },
@@ -208,9 +217,9 @@ impl StackSink for OwnSink<'_> {
         true
     }
     fn flow_started(&mut self, _flow: &FlowEntry, _slot: u32, _ts_ns: u64) {}
-    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, _reason: u8, _ts_ns: u64, _tcp: Option<&TcpSnapshot>) {
-        if flow.tuple.ip_proto == ip_proto::TCP {
-            self.tables.end(0, slot, flow.id, &flow.tuple);
+    fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, _reason: u8, _ts_ns: u64, tcp: Option<&TcpSnapshot>) {
+        if let Some(snapshot) = tcp.filter(|_| flow.tuple.ip_proto == ip_proto::TCP) {
+            self.tables.end(0, slot, flow.id, &flow.tuple, snapshot);
         }
     }
     fn packet(&mut self, pkt: &StackPacket<'_>, _flows: &FlowTable) {
@@ -300,7 +309,7 @@ impl NetworkFunction for StreamHash {
             self.tables.gap(flow.shard, flow.slot, flow.id, flow.dir, ev.offset, ev.len);
         } else if let Some(ev) = event.view::<FlowTcpEvent>() {
             let flow = ev.flow.header.flow;
-            self.tables.end(flow.shard, flow.slot, flow.id, &ev.flow.tuple);
+            self.tables.end(flow.shard, flow.slot, flow.id, &ev.flow.tuple, &ev.snapshot);
         }
         Verdict::Pass
     }
