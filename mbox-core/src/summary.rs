@@ -3,6 +3,7 @@
 
 use crate::runtime::pipeline::RunReport;
 use mbox_abi::reason_name;
+use mbox_stack::tcp::stream::StreamStats;
 use mbox_stack::wire::ParseError;
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -24,6 +25,8 @@ struct Totals {
     fragments_forwarded: u64,
     publications: u64,
     lost_to_dead_nf: u64,
+    /// Both directions of every TCP connection reassembled, summed.
+    streams: StreamStats,
 }
 
 fn totals(r: &RunReport) -> Totals {
@@ -44,6 +47,13 @@ fn totals(r: &RunReport) -> Totals {
         t.fragments_forwarded += s.fragments_forwarded;
         t.publications += s.publications;
         t.lost_to_dead_nf += s.lost_to_dead_nf;
+        let (acc, v) = (&mut t.streams, &s.stack.streams);
+        acc.delivered += v.delivered;
+        acc.gap_bytes += v.gap_bytes;
+        acc.gaps += v.gaps;
+        acc.old_bytes += v.old_bytes;
+        acc.kept += v.kept;
+        acc.not_kept += v.not_kept;
         let f = &s.stack.fragments;
         for (acc, v) in t.fragments.iter_mut().zip([f.fragments, f.reassembled, f.timed_out, f.no_slot, f.invalid]) {
             *acc += v;
@@ -131,6 +141,19 @@ pub fn text(r: &RunReport) -> String {
     if !t.ended.is_empty() {
         let ended: Vec<String> = t.ended.iter().map(|(c, v)| format!("{c} {}", n(*v))).collect();
         let _ = writeln!(s, "          ended by: {}", ended.join(", "));
+    }
+    let st = &t.streams;
+    if st.delivered + st.gap_bytes + st.kept > 0 {
+        let _ = writeln!(
+            s,
+            "streams   {} bytes reassembled, {} gaps ({} bytes), {} repeated or old bytes; {} segments kept out of order, {} not kept (bounds)",
+            n(st.delivered),
+            n(st.gaps),
+            n(st.gap_bytes),
+            n(st.old_bytes),
+            n(st.kept),
+            n(st.not_kept)
+        );
     }
     let _ = writeln!(s, "events    {} published by NFs", n(t.publications));
     if t.lost_to_dead_nf > 0 {
@@ -252,6 +275,14 @@ pub fn json(r: &RunReport) -> Value {
             "invalid": t.fragments[4],
             "forwarded_unreassembled": t.fragments_forwarded,
             "unsteered": r.input.fragments_unsteered,
+        },
+        "streams": {
+            "delivered_bytes": t.streams.delivered,
+            "gaps": t.streams.gaps,
+            "gap_bytes": t.streams.gap_bytes,
+            "old_bytes": t.streams.old_bytes,
+            "kept_segments": t.streams.kept,
+            "not_kept_segments": t.streams.not_kept,
         },
         "flows": { "tcp": t.flows[0], "udp": t.flows[1], "other": t.flows[2], "port_reuse": t.port_reuse, "ended": to_map(&t.ended) },
         "events": t.events.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),

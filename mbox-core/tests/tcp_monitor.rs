@@ -180,6 +180,42 @@ fn unsubscribing_from_a_flow_stops_its_reassembly() {
 }
 
 #[test]
+fn bounds_on_kept_segments_give_counted_gaps_and_never_wrong_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = generated_capture(dir.path(), 150, 20_000);
+    let expected = offline(&capture, &dir.path().join("offline"));
+    let out = dir.path().join("hash.jsonl");
+    // One kept segment per direction and four per shard: lossy, reordered traffic overflows both.
+    let report = run_toml(&format!(
+        "[input]\npcap = {}\n[tcp]\nmax_kept_segments_per_flow = 1\nmax_kept_segments = 4\n\
+         [flow]\ntcp_idle_timeout = \"none\"\ntcp_closed_timeout = \"none\"\n\
+         [[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {}, algorithm = \"sha256\" }}\n",
+        toml_path(&capture),
+        toml_path(&out)
+    ));
+    let streams = |f: fn(&mbox_stack::tcp::stream::StreamStats) -> u64| report.shards.iter().map(|s| f(&s.stack.streams)).sum::<u64>();
+    assert!(streams(|s| s.not_kept) > 0, "the bounds were hit");
+    assert!(streams(|s| s.gaps) > 0);
+    let summary = mbox_core::summary::json(&report);
+    assert_eq!(summary["streams"]["not_kept_segments"], streams(|s| s.not_kept), "the summary counts them");
+    let got = hashed(&out);
+    let (mut exact, mut gapped) = (0, 0);
+    for (key, (bytes, hash, gaps)) in &got {
+        let (want_bytes, want_hash, want_gaps) = &expected[key];
+        if *gaps == 0 {
+            // Without a gap, the bytes are exactly the stream's.
+            assert_eq!((bytes, hash), (want_bytes, want_hash), "{key:?}");
+            exact += 1;
+        } else {
+            // Bytes that could not be kept are a gap, never other bytes in their place.
+            assert!(bytes <= want_bytes, "{key:?}: {bytes} bytes, {gaps} gaps, want {want_bytes}");
+            gapped += usize::from(gaps > want_gaps);
+        }
+    }
+    assert!(exact > 0 && gapped > 0, "{exact} exact, {gapped} with more gaps than the capture has");
+}
+
+#[test]
 fn snapshots_follow_the_handshake_and_the_teardown() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.jsonl");

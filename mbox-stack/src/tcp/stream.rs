@@ -21,7 +21,8 @@
 //! - When the flow ends, kept data behind holes is reported after gaps (`at_end`), rather than
 //!   lost; the reference drops such data (it lists it as `stuck`).
 //! - Keeping is bounded (per flow here, per shard by the sink): a segment that cannot be kept is
-//!   dropped and its bytes are reported as a gap (`memory`) once the stream moves past them.
+//!   dropped and its bytes are reported as a gap (`memory`) once the stream moves past them, or
+//!   when the flow ends.
 
 use mbox_abi::{GAP_AT_END, GAP_MEMORY, GAP_NOT_CAPTURED, GAP_TRUNCATED};
 
@@ -238,6 +239,10 @@ impl Stream {
         for k in self.kept.drain(..) {
             sink.unkeep(k.token);
         }
+        // Data seen but not kept and never sent again: a gap, so that the loss is explicit.
+        if let Some((_, hi)) = self.lost_to_memory.filter(|&(_, hi)| hi > self.next_off) {
+            self.skip_to(dir, hi, GAP_MEMORY, sink);
+        }
     }
 
     /// Lets go of every kept segment without reporting it (reassembly stopped for this flow).
@@ -245,11 +250,14 @@ impl Stream {
         for k in self.kept.drain(..) {
             sink.unkeep(k.token);
         }
+        // Nothing is reported from now on, not even what was lost before.
+        self.lost_to_memory = None;
     }
 
-    /// Events `finish` may emit at most (a data event and a gap per kept segment).
+    /// Events `finish` may emit at most (a data event and a gap per kept segment, and a gap
+    /// over data that could not be kept).
     pub fn events_to_finish(&self) -> usize {
-        2 * self.kept.len()
+        2 * self.kept.len() + usize::from(self.lost_to_memory.is_some())
     }
 
     /// Reports a gap up to `to` and moves `next` there.
@@ -417,7 +425,20 @@ mod tests {
         s.finish(0, &mut k);
         assert_eq!(k.out, b"abcduv");
         assert_eq!(k.gaps[1], (10, 10, GAP_AT_END));
+        // "yz" was seen but not kept: the stream still accounts for it, as a memory gap.
+        assert_eq!(k.gaps[2], (22, 10, GAP_MEMORY));
         assert_eq!(s.stats.not_kept, 1);
+    }
+
+    #[test]
+    fn after_reassembly_stops_nothing_is_reported_not_even_old_losses() {
+        // Found by the reassembly fuzz target.
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 0, ..Default::default() });
+        seg(&mut s, &mut k, 0, b"ab");
+        seg(&mut s, &mut k, 10, b"xy"); // cannot be kept
+        s.abandon(&mut k);
+        s.finish(0, &mut k);
+        assert_eq!((k.out.as_slice(), k.gaps.len()), (&b"ab"[..], 0));
     }
 
     #[test]
