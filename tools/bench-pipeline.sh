@@ -21,4 +21,4 @@ row() {
 printf 'chain\tpackets\tcpu_s\tcpu_s_per_Mpkt\tkpps\n'
 row "stack only (no NF)" ""
 row "flow-stats" '[[nf]]\nplugin = "flow-stats"\nargs = { output = "'"$dir"'/flows.jsonl" }\n'
-row "flow-stats + heavy-hitter + logger" '[[nf]]\nplugin = "flow-stats"\nargs = { output = "'"$dir"'/flows.jsonl" }\n[[nf]]\nplugin = "heavy-hitter"\n[[nf]]\nplugin = "logger"\nsubscribe = ["ALERT", "FLOW"]\nargs = { output = "'"$dir"'/events.jsonl" }\n'
+row "flow-stats + heavy-hitter + logger" '[[nf]]\nplugin = "flow-stats"\nargs = { output = "'"$dir"'/flows.jsonl" }\n[[nf]]\nplugin = "heavy-hitter"\n[[nf]]\nplugin = "logger"\nsubscribe = ["ALERT", "FLOW/TCP/NEW", "FLOW/TCP/TERMINATE", "FLOW/UDP"]\nargs = { output = "'"$dir"'/events.jsonl" }\n'

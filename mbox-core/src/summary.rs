@@ -47,13 +47,7 @@ fn totals(r: &RunReport) -> Totals {
         t.fragments_forwarded += s.fragments_forwarded;
         t.publications += s.publications;
         t.lost_to_dead_nf += s.lost_to_dead_nf;
-        let (acc, v) = (&mut t.streams, &s.stack.streams);
-        acc.delivered += v.delivered;
-        acc.gap_bytes += v.gap_bytes;
-        acc.gaps += v.gaps;
-        acc.old_bytes += v.old_bytes;
-        acc.kept += v.kept;
-        acc.not_kept += v.not_kept;
+        t.streams += s.stack.streams;
         let f = &s.stack.fragments;
         for (acc, v) in t.fragments.iter_mut().zip([f.fragments, f.reassembled, f.timed_out, f.no_slot, f.invalid]) {
             *acc += v;

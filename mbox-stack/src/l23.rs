@@ -396,14 +396,7 @@ impl StackParts<'_> {
             // The end's state counts what `finish` reported (data kept behind holes, gaps).
             last_state = Some(conn.snapshot());
             for dir in 0..2 {
-                let s = conn.stream(dir).stats;
-                let t = &mut self.stats.streams;
-                t.delivered += s.delivered;
-                t.gap_bytes += s.gap_bytes;
-                t.gaps += s.gaps;
-                t.old_bytes += s.old_bytes;
-                t.kept += s.kept;
-                t.not_kept += s.not_kept;
+                self.stats.streams += conn.stream(dir).stats;
             }
         }
         let entry = self.flows.remove(slot);

@@ -78,19 +78,22 @@ impl IdlePolicy {
 pub struct Idler {
     idle_rounds: u32,
     policy: IdlePolicy,
+    /// The thread parked in this idle period and came back without work.
+    slept: bool,
 }
 /// A parked thread re-checks its inputs at least this often, as a safety net.
 const PARK_TIMEOUT: Duration = Duration::from_millis(20);
 
 impl Idler {
     pub fn new(policy: IdlePolicy) -> Idler {
-        Idler { idle_rounds: 0, policy }
+        Idler { idle_rounds: 0, policy, slept: false }
     }
 
     /// Work was found: the next idle period starts with spinning again.
     #[inline]
     pub fn reset(&mut self) {
         self.idle_rounds = 0;
+        self.slept = false;
     }
 
     /// No work was found. `has_work` re-checks the inputs after the thread announced that it
@@ -116,11 +119,14 @@ impl Idler {
         }
         thread::park_timeout(PARK_TIMEOUT);
         waker.sleeping.store(false, Ordering::Relaxed);
+        self.slept = true;
     }
 
-    /// True once the thread has gone past spinning (used to flush buffered output lazily).
+    /// True once the thread has slept and found no work on waking: the input has gone quiet
+    /// (a producer with work wakes it, and then work resets the idler). Used to flush
+    /// buffered output lazily, not between every two batches of a busy run.
     pub fn is_long_idle(&self) -> bool {
-        self.idle_rounds > self.policy.spin_rounds
+        self.slept
     }
 }
 

@@ -68,6 +68,17 @@ pub struct StreamStats {
     pub not_kept: u64,
 }
 
+impl std::ops::AddAssign for StreamStats {
+    fn add_assign(&mut self, o: StreamStats) {
+        self.delivered += o.delivered;
+        self.gap_bytes += o.gap_bytes;
+        self.gaps += o.gaps;
+        self.old_bytes += o.old_bytes;
+        self.kept += o.kept;
+        self.not_kept += o.not_kept;
+    }
+}
+
 /// A segment kept out of order: stream offsets of its payload, and what of it was captured.
 #[derive(Debug, Clone, Copy)]
 struct Kept {
