@@ -45,6 +45,8 @@ fn every_shard_count_gives_the_same_flows() {
     let expected = flow_lines(&one);
     assert_eq!(expected.len(), 360);
     let packets = base.input.packets;
+    // The input thread's CPU time is part of the run's.
+    assert!(base.input.cpu > std::time::Duration::ZERO && base.input.cpu <= base.cpu, "{:?} of {:?}", base.input.cpu, base.cpu);
     for shards in [2, 3, 4] {
         let out = dir.path().join(format!("{shards}.jsonl"));
         let report = flow_stats_run(&format!("[runtime]\nshards = {shards}"), &out);
