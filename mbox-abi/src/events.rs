@@ -462,6 +462,7 @@ unsafe impl EventView for FlowEvent {
 #[derive(StableAbi, Copy, Clone, Debug)]
 pub struct FlowTcpEvent {
     pub flow: FlowEvent,
+    /// All zero when the TCP monitor does not run (see `[tcp] monitor` in docs/config.md).
     pub snapshot: TcpSnapshot,
 }
 

@@ -5,6 +5,8 @@
 
 use crate::io::generator::GeneratorConfig;
 use mbox_stack::flow_table::Timeouts;
+use mbox_stack::l23::events_per_packet;
+use mbox_stack::tcp::Depth;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -256,8 +258,9 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     }
 }
 
+/// An optional duration: "none" or "0" mean none.
 fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
+    duration(d).map(|t| Some(t).filter(|t| !t.is_zero()))
 }
 
 /// Parses the duration strings [`duration`] accepts.
@@ -284,16 +287,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 impl Config {
     /// Checks what only matters once it is known that TCP streams are reassembled: a packet
-    /// may release up to four times a flow's kept segments in events (see the stack), and the
-    /// arena must hold that many, or the shard could never proceed.
+    /// may cause up to six times a flow's kept segments in events
+    /// (`mbox_stack::l23::events_per_packet`), and the arena must hold that many, or the shard
+    /// could never proceed.
     pub fn validate_reassembly(&self, path: &Path) -> Result<(), ConfigError> {
-        let per_packet = 4 * self.tcp.max_kept_segments_per_flow + 6;
+        let per_packet = events_per_packet(Some(Depth::Reassembly), self.tcp.max_kept_segments_per_flow);
         if self.runtime.event_slots < per_packet {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
                 key: "[runtime] event_slots".into(),
                 problem: format!(
-                    "must be at least {per_packet} (4 x [tcp] max_kept_segments_per_flow + 6) when TCP streams are reassembled, not {}",
+                    "must be at least {per_packet} (6 x [tcp] max_kept_segments_per_flow + 9) when TCP streams are reassembled, not {}",
                     self.runtime.event_slots
                 ),
             });

@@ -25,6 +25,7 @@ struct Totals {
     fragments_forwarded: u64,
     publications: u64,
     lost_to_dead_nf: u64,
+    events_without_slot: u64,
     /// Both directions of every TCP connection reassembled, summed.
     streams: StreamStats,
 }
@@ -47,6 +48,7 @@ fn totals(r: &RunReport) -> Totals {
         t.fragments_forwarded += s.fragments_forwarded;
         t.publications += s.publications;
         t.lost_to_dead_nf += s.lost_to_dead_nf;
+        t.events_without_slot += s.events_without_slot;
         t.streams += s.stack.streams;
         let f = &s.stack.fragments;
         for (acc, v) in t.fragments.iter_mut().zip([f.fragments, f.reassembled, f.timed_out, f.no_slot, f.invalid]) {
@@ -152,6 +154,10 @@ pub fn text(r: &RunReport) -> String {
     let _ = writeln!(s, "events    {} published by NFs", n(t.publications));
     if t.lost_to_dead_nf > 0 {
         let _ = writeln!(s, "          {} events lost because an NF thread died (see the error below)", n(t.lost_to_dead_nf));
+    }
+    if t.events_without_slot > 0 {
+        let _ =
+            writeln!(s, "          {} events lost for want of an event slot (a bug in mbox: please report it)", n(t.events_without_slot));
     }
     for (path, count) in &t.events {
         let _ = writeln!(s, "          {path:<22} {:>12}", n(*count));
@@ -284,6 +290,7 @@ pub fn json(r: &RunReport) -> Value {
         "events": t.events.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
         "publications": t.publications,
         "lost_to_dead_nf": t.lost_to_dead_nf,
+        "events_without_slot": t.events_without_slot,
         "nfs": nfs,
         "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch })),
         "cpu_s": r.cpu.as_secs_f64(),

@@ -284,6 +284,24 @@ fn repeated_and_retimed_captures_give_new_flows_each_pass() {
     let timeouts = all.iter().filter(|f| f["end_reason"] == "timeout").count();
     assert!(timeouts >= 2 * first.iter().filter(|f| f["end_reason"] == "end_of_input").count(), "{timeouts}");
 
+    // A capture without packets first: the next one keeps its own times (nothing to follow).
+    let empty = dir.path().join("empty.pcap");
+    mbox_core::io::capture::PcapWriter::create(&empty, mbox_stack::wire::LinkType::Ethernet).unwrap().finish().unwrap();
+    let after_empty = dir.path().join("after-empty.jsonl");
+    run_toml(&format!(
+        "[input]\npcap = [{}, {capture}]\nretime = \"1h\"\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+        toml_path(&empty),
+        toml_path(&after_empty)
+    ));
+    let first_ts = |path: &Path| read_jsonl(path).iter().map(|f| f["first_ts"].as_str().unwrap().to_string()).min().unwrap();
+    assert_eq!(first_ts(&after_empty), first_ts(&once));
+    // "none" is no retiming, not retiming with no pause.
+    let none = dir.path().join("none.jsonl");
+    let report = run("repeat = 2\nretime = \"none\"", &none);
+    assert_eq!(report.input.packets, 2 * single.input.packets);
+    let last_ts = |path: &Path| read_jsonl(path).iter().map(|f| f["last_ts"].as_str().unwrap().to_string()).max().unwrap();
+    assert_eq!(last_ts(&none), last_ts(&once), "the second pass was not moved in time");
+
     let e = try_run_toml("[input]\ngenerator = { flows = 1 }\nrepeat = 2\n").unwrap_err();
     assert!(e.contains("`repeat` and `retime` apply to captures"), "{e}");
     let e = try_run_toml(&format!("[input]\npcap = {capture}\nrepeat = 0\n")).unwrap_err();

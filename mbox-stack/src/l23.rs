@@ -30,6 +30,19 @@ pub struct StackConfig {
     pub stream_limits: StreamLimits,
 }
 
+/// Events one packet may cause at most, so the sink can promise room before the stack starts.
+/// With reassembly (`max_kept` segments per direction), the worst is a packet whose new flow
+/// evicts an old one: the old flow's streams finish (per direction, per kept segment a gap, its
+/// data and a truncation gap, then a hole and a memory gap: 3k + 2), its end, the new flow, the
+/// packet, and the packet's data and truncation gap: 6k + 9. A packet of an existing flow causes
+/// at most 4k + 4 (the peer's stream released by its ACK, its own by its data).
+pub fn events_per_packet(tcp: Option<Depth>, max_kept: usize) -> usize {
+    match tcp {
+        Some(Depth::Reassembly) => max_kept.saturating_mul(6).saturating_add(9),
+        _ => 4,
+    }
+}
+
 /// A packet as the stack hands it to the shard.
 pub struct StackPacket<'a> {
     /// The bytes NFs see: the frame, or a reassembled datagram (from its IP header).
@@ -235,13 +248,9 @@ impl L23Stack {
         }
     }
 
-    /// Events one packet may cause at most: a flow's end (with what its streams still keep),
-    /// a new flow, the packet, and the stream bytes it releases.
+    /// Events one packet may cause at most (see [`events_per_packet`]).
     fn events_per_packet(&self) -> usize {
-        match self.cfg.tcp {
-            Some(Depth::Reassembly) => self.cfg.stream_limits.max_kept.saturating_mul(4).saturating_add(6),
-            _ => 4,
-        }
+        events_per_packet(self.cfg.tcp, self.cfg.stream_limits.max_kept)
     }
 
     /// Splits borrows: the reassembler (read) and the rest of the stack (write).

@@ -41,10 +41,10 @@ pub struct Captures {
     skipped_before: u64,
     first_link: LinkType,
     /// `retime`: the pause before each file, the shift applied to the current file's times
-    /// (set at its first packet), and the last time handed out.
+    /// (set at its first packet), and the last time handed out (`None` before the first packet).
     retime_ns: Option<u64>,
     shift_ns: Option<i128>,
-    last_ts_ns: u64,
+    last_ts_ns: Option<u64>,
 }
 
 impl Source {
@@ -78,7 +78,7 @@ impl Source {
             first_link,
             retime_ns: input.retime.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             shift_ns: None,
-            last_ts_ns: 0,
+            last_ts_ns: None,
         })))
     }
 
@@ -138,9 +138,10 @@ impl Captures {
             if self.position >= self.paths.len() * self.repeat {
                 return Ok(None);
             }
-            self.done_bytes += self.reader.progress().1;
-            self.skipped_before += self.reader.skipped_unsupported;
-            self.reader = CaptureReader::open(&self.paths[self.position % self.paths.len()])?;
+            let next = CaptureReader::open(&self.paths[self.position % self.paths.len()])?;
+            let done = std::mem::replace(&mut self.reader, next);
+            self.done_bytes += done.progress().1;
+            self.skipped_before += done.skipped_unsupported;
             self.shift_ns = None;
         }
     }
@@ -149,12 +150,13 @@ impl Captures {
     /// the previous file's last, and the rest keep their distance from it.
     fn retimed(&mut self, ts_ns: u64) -> u64 {
         let Some(pause) = self.retime_ns else { return ts_ns };
-        let shift = *self.shift_ns.get_or_insert_with(|| match self.position {
-            0 => 0,
-            _ => i128::from(self.last_ts_ns) + i128::from(pause) - i128::from(ts_ns),
+        let last = self.last_ts_ns;
+        let shift = *self.shift_ns.get_or_insert_with(|| match last {
+            None => 0,
+            Some(last) => i128::from(last) + i128::from(pause) - i128::from(ts_ns),
         });
         let ts = (i128::from(ts_ns) + shift).clamp(0, i128::from(u64::MAX)) as u64;
-        self.last_ts_ns = self.last_ts_ns.max(ts);
+        self.last_ts_ns = Some(last.map_or(ts, |l| l.max(ts)));
         ts
     }
 }

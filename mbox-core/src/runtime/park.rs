@@ -83,6 +83,9 @@ pub struct Idler {
 }
 /// A parked thread re-checks its inputs at least this often, as a safety net.
 const PARK_TIMEOUT: Duration = Duration::from_millis(20);
+/// With `idle = "spin"` (never parks), rounds of spinning after which the input counts as quiet
+/// (a few milliseconds).
+const QUIET_SPIN_ROUNDS: u32 = 1 << 14;
 
 impl Idler {
     pub fn new(policy: IdlePolicy) -> Idler {
@@ -122,11 +125,12 @@ impl Idler {
         self.slept = true;
     }
 
-    /// True once the thread has slept and found no work on waking: the input has gone quiet
-    /// (a producer with work wakes it, and then work resets the idler). Used to flush
-    /// buffered output lazily, not between every two batches of a busy run.
+    /// True once the input has gone quiet: the thread slept and found no work on waking (a
+    /// producer with work wakes it, and then work resets the idler), or, when it never sleeps,
+    /// spun for a while. Used to flush buffered output lazily, not between every two batches
+    /// of a busy run.
     pub fn is_long_idle(&self) -> bool {
-        self.slept
+        self.slept || (self.policy.spin_forever && self.idle_rounds > QUIET_SPIN_ROUNDS)
     }
 }
 

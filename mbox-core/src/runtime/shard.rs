@@ -67,6 +67,10 @@ pub struct ShardReport {
     pub stale_unsubscriptions: u64,
     pub fragments_forwarded: u64,
     pub publications: u64,
+    /// Stack events lost for want of a free event slot. The stack is promised room for a
+    /// packet's worst case before it starts (`mbox_stack::l23::events_per_packet`), so this
+    /// stays 0 unless that bound is wrong; counted rather than silent if it ever is.
+    pub events_without_slot: u64,
 }
 
 /// Dense indices of the built-in types the stack emits.
@@ -362,6 +366,7 @@ impl Plane {
     fn emit<E: mbox_abi::Event>(&mut self, route: usize, event: &E, held: u32) {
         let Some(h) = self.free_stack.pop() else {
             // `has_room` is checked before the stack reports anything, so this is a bug guard.
+            self.report.events_without_slot += 1;
             debug_assert!(false, "event slots exhausted despite has_room");
             return;
         };

@@ -1,7 +1,8 @@
 //! The reassembler driven by arbitrary segment and acknowledgment sequences: whatever arrives,
 //! reported ranges are contiguous (data and gaps cover each offset once), kept segments are all
-//! let go, and nothing panics. Reassembly may stop midway (the flow's last subscriber left): from
-//! then on segments are only counted, and nothing more is reported.
+//! let go, `finish` stays within the events it promised, and nothing panics. Reassembly may stop
+//! midway (the flow's last subscriber left): from then on segments are only counted, and
+//! nothing more is reported.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +11,7 @@ use mbox_stack::tcp::stream::{Source, Stream, StreamLimits, StreamSink, StreamSi
 struct Check {
     next: u64,
     stopped: bool,
+    events: usize,
     live: Vec<bool>,
     current_len: u32,
     lens: Vec<u32>,
@@ -33,6 +35,7 @@ impl StreamSink for Check {
     fn data(&mut self, _dir: u8, offset: u64, len: u32, source: Source) {
         assert!(!self.stopped, "data after reassembly stopped");
         assert_eq!(offset, self.next);
+        self.events += 1;
         let (start, available) = match source {
             Source::Current { start } => (start, self.current_len),
             Source::Kept { token, start } => {
@@ -46,13 +49,14 @@ impl StreamSink for Check {
     fn gap(&mut self, _dir: u8, offset: u64, len: u64, _reason: u8) {
         assert!(!self.stopped, "gap after reassembly stopped");
         assert_eq!(offset, self.next);
+        self.events += 1;
         self.next += len;
     }
 }
 
 fuzz_target!(|input: &[u8]| {
     let mut stream = Stream::default();
-    let mut check = Check { next: 0, stopped: false, live: Vec::new(), current_len: 0, lens: Vec::new() };
+    let mut check = Check { next: 0, stopped: false, events: 0, live: Vec::new(), current_len: 0, lens: Vec::new() };
     let limits = StreamLimits { max_kept: 6, max_distance: 1 << 16 };
     // Each 8-byte record: kind, seq (u32, small range around a base close to the wrap, so
     // sequence numbers wrap around), len (u16), captured.
@@ -79,6 +83,9 @@ fuzz_target!(|input: &[u8]| {
             }
         }
     }
+    // The stack reserves event room for `finish` from this bound: it must hold.
+    let (promised, before) = (stream.events_to_finish(), check.events);
     stream.finish(0, &mut check);
+    assert!(check.events - before <= promised, "finish emitted {} events, promised {promised}", check.events - before);
     assert!(check.live.iter().all(|l| !l), "every kept segment was let go");
 });

@@ -163,6 +163,8 @@ impl Stream {
             self.started = true;
             self.next_seq = seq.wrapping_add(u32::from(syn));
             self.next_off = 0;
+            // Offsets of the stream before the restart mean nothing now.
+            self.lost_to_memory = None;
         }
     }
 
@@ -250,8 +252,12 @@ impl Stream {
         for k in self.kept.drain(..) {
             sink.unkeep(k.token);
         }
-        // Data seen but not kept and never sent again: a gap, so that the loss is explicit.
-        if let Some((_, hi)) = self.lost_to_memory.filter(|&(_, hi)| hi > self.next_off) {
+        // Data seen but not kept and never sent again: a gap, so that the loss is explicit (and
+        // the hole before it, never seen at all, one of its own).
+        if let Some((lo, hi)) = self.lost_to_memory.filter(|&(_, hi)| hi > self.next_off) {
+            if lo > self.next_off {
+                self.skip_to(dir, lo, GAP_AT_END, sink);
+            }
             self.skip_to(dir, hi, GAP_MEMORY, sink);
         }
     }
@@ -265,10 +271,10 @@ impl Stream {
         self.lost_to_memory = None;
     }
 
-    /// Events `finish` may emit at most (a data event and a gap per kept segment, and a gap
-    /// over data that could not be kept).
+    /// Events `finish` may emit at most: per kept segment a gap before it, its data and a gap
+    /// for a truncated tail; then a hole and a gap over data that could not be kept.
     pub fn events_to_finish(&self) -> usize {
-        2 * self.kept.len() + usize::from(self.lost_to_memory.is_some())
+        3 * self.kept.len() + 2 * usize::from(self.lost_to_memory.is_some())
     }
 
     /// Reports a gap up to `to` and moves `next` there.
@@ -342,6 +348,7 @@ mod tests {
         kept: Vec<Option<Vec<u8>>>,
         out: Vec<u8>,
         gaps: Vec<(u64, u64, u8)>,
+        data_events: usize,
         capacity: usize,
         /// Offsets must be contiguous: data and gaps together cover the stream exactly once.
         expect: u64,
@@ -370,6 +377,7 @@ mod tests {
                 }
             };
             self.out.extend_from_slice(bytes);
+            self.data_events += 1;
             self.expect += u64::from(len);
         }
         fn gap(&mut self, _dir: u8, offset: u64, len: u64, reason: u8) {
@@ -436,8 +444,9 @@ mod tests {
         s.finish(0, &mut k);
         assert_eq!(k.out, b"abcduv");
         assert_eq!(k.gaps[1], (10, 10, GAP_AT_END));
-        // "yz" was seen but not kept: the stream still accounts for it, as a memory gap.
-        assert_eq!(k.gaps[2], (22, 10, GAP_MEMORY));
+        // "yz" was seen but not kept: the stream still accounts for it, as a memory gap, after
+        // the hole before it (never seen).
+        assert_eq!(k.gaps[2..], [(22, 8, GAP_AT_END), (30, 2, GAP_MEMORY)]);
         assert_eq!(s.stats.not_kept, 1);
     }
 
@@ -450,6 +459,34 @@ mod tests {
         s.abandon(&mut k);
         s.finish(0, &mut k);
         assert_eq!((k.out.as_slice(), k.gaps.len()), (&b"ab"[..], 0));
+    }
+
+    #[test]
+    fn a_restart_forgets_what_the_old_stream_could_not_keep() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 0, ..Default::default() });
+        s.segment(0, 999, true, 0, 0, StreamLimits::default(), &mut k);
+        seg(&mut s, &mut k, 5000, b"xy"); // cannot be kept
+        s.segment(0, 1999, true, 0, 0, StreamLimits::default(), &mut k); // a new SYN: restart
+        seg(&mut s, &mut k, 2000, b"abc");
+        s.finish(0, &mut k);
+        assert_eq!((k.out.as_slice(), k.gaps.len(), s.next_offset()), (&b"abc"[..], 0, 3));
+    }
+
+    #[test]
+    fn finishing_emits_no_more_events_than_it_said() {
+        // Kept segments behind holes and cut short by the snaplen: a gap, data and a gap each.
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 3, ..Default::default() });
+        seg(&mut s, &mut k, 0, b"a");
+        for start in [10u32, 200, 400] {
+            k.current = vec![b'x'; 10];
+            s.segment(0, start, false, 100, 10, StreamLimits::default(), &mut k);
+        }
+        k.current = b"yz".to_vec();
+        s.segment(0, 600, false, 2, 2, StreamLimits::default(), &mut k); // not kept
+        let promised = s.events_to_finish();
+        let before = k.gaps.len() + k.data_events;
+        s.finish(0, &mut k);
+        assert_eq!(k.gaps.len() + k.data_events - before, promised);
     }
 
     #[test]

@@ -102,6 +102,20 @@ struct Conn {
     unsubscribed: bool,
 }
 
+impl Conn {
+    fn new(id: u64, algorithm: Algorithm) -> Conn {
+        let fresh = || Direction {
+            hasher: Hasher::new(algorithm),
+            bytes: 0,
+            gaps: 0,
+            gap_bytes: 0,
+            cursor: StreamCursor::default(),
+            lost_bytes: 0,
+        };
+        Conn { id, dirs: [fresh(), fresh()], unsubscribed: false }
+    }
+}
+
 /// The per-connection hashes and the output, whichever way the bytes come.
 struct Tables {
     out: Option<LineWriter>,
@@ -118,17 +132,9 @@ impl Tables {
         if table.len() <= slot {
             table.resize(slot + 1, None);
         }
-        let fresh = || Direction {
-            hasher: Hasher::new(self.algorithm),
-            bytes: 0,
-            gaps: 0,
-            gap_bytes: 0,
-            cursor: StreamCursor::default(),
-            lost_bytes: 0,
-        };
         let entry = &mut table[slot];
         if entry.as_ref().is_none_or(|c| c.id != id) {
-            *entry = Some(Conn { id, dirs: [fresh(), fresh()], unsubscribed: false });
+            *entry = Some(Conn::new(id, self.algorithm));
         }
         entry.as_mut().unwrap_or_else(|| unreachable!("just set"))
     }
@@ -157,8 +163,14 @@ impl Tables {
 
     /// The connection ended; `snapshot` (its state at the end) says how long each stream was.
     fn end(&mut self, shard: u16, slot: u32, id: u64, tuple: &FlowTuple, snapshot: &TcpSnapshot) {
-        let Some(conn) = self.conns[usize::from(shard)].get_mut(slot as usize).and_then(Option::take) else { return };
-        let Some(out) = self.out.as_mut().filter(|_| conn.id == id) else { return };
+        let entry = self.conns[usize::from(shard)].get_mut(slot as usize).filter(|e| e.as_ref().is_some_and(|c| c.id == id));
+        let conn = match entry.and_then(Option::take) {
+            Some(conn) => conn,
+            // No event of a connection that carried bytes came: all were lost (drop policy).
+            None if snapshot.sides.iter().any(|s| s.stream_bytes > 0) => Conn::new(id, self.algorithm),
+            None => return,
+        };
+        let Some(out) = self.out.as_mut() else { return };
         for (dir, mut d) in conn.dirs.into_iter().enumerate() {
             if !conn.unsubscribed {
                 d.lost_bytes += d.cursor.finish(snapshot.sides[dir].stream_bytes);
