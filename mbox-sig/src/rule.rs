@@ -1,0 +1,600 @@
+//! Rules in a subset of Suricata's syntax, parsed into plain data: the header (action,
+//! protocol, addresses, ports, direction) and the detection options that mbox supports.
+//! Anything else makes the rule unsupported, with a reason, never silently changes what it
+//! matches.
+
+use crate::net::{AddrSet, PortSet, Vars};
+use regex::bytes::{Regex, RegexBuilder};
+use thiserror::Error;
+
+/// Why a rule was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("line {line}{}: {reason}", sid.map(|s| format!(" (sid {s})")).unwrap_or_default())]
+pub struct RuleError {
+    pub line: usize,
+    pub sid: Option<u32>,
+    pub reason: String,
+}
+
+/// The protocol a rule applies to: a transport, or an application protocol the NF recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Http,
+    Tls,
+    Ssh,
+    Smtp,
+    Dns,
+}
+
+/// Where a content or pcre looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Buffer {
+    /// The reassembled TCP stream of one direction (or a UDP payload).
+    Stream,
+    HttpUri,
+    HttpHost,
+    HttpMethod,
+    HttpUserAgent,
+    /// An HTTP body (responses, and requests with a body).
+    FileData,
+    TlsSni,
+    SshSoftware,
+    DnsQuery,
+}
+
+impl Buffer {
+    /// The application protocol a buffer belongs to (`None`: the stream itself).
+    pub fn proto(self) -> Option<Proto> {
+        match self {
+            Buffer::Stream => None,
+            Buffer::HttpUri | Buffer::HttpHost | Buffer::HttpMethod | Buffer::HttpUserAgent | Buffer::FileData => Some(Proto::Http),
+            Buffer::TlsSni => Some(Proto::Tls),
+            Buffer::SshSoftware => Some(Proto::Ssh),
+            Buffer::DnsQuery => Some(Proto::Dns),
+        }
+    }
+}
+
+/// A `content` and its modifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    pub pattern: Vec<u8>,
+    pub nocase: bool,
+    pub negated: bool,
+    /// Absolute bounds: the match starts at or after `offset` and ends within `depth` bytes of
+    /// it (from the buffer's start).
+    pub offset: Option<u32>,
+    pub depth: Option<u32>,
+    /// Relative bounds, from the end of the previous match in the same buffer.
+    pub distance: Option<i32>,
+    pub within: Option<u32>,
+    /// The match must end at the buffer's end.
+    pub endswith: bool,
+}
+
+impl Content {
+    /// Whether its position depends on the previous match.
+    pub fn is_relative(&self) -> bool {
+        self.distance.is_some() || self.within.is_some()
+    }
+}
+
+/// A `pcre` (compiled with the regex crate; see [`compile_pcre`] for what is refused).
+#[derive(Debug, Clone)]
+pub struct Pcre {
+    pub source: String,
+    pub regex: Regex,
+    /// `R`: searched from the end of the previous match.
+    pub relative: bool,
+    pub negated: bool,
+}
+
+impl PartialEq for Pcre {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.source, self.relative, self.negated) == (&other.source, other.relative, other.negated)
+    }
+}
+
+impl Eq for Pcre {}
+
+/// One detection step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Content(Content),
+    Pcre(Pcre),
+}
+
+/// `flow:` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowOpts {
+    /// `Some(true)`: only data from the client (`to_server`); `Some(false)`: only `to_client`.
+    pub to_server: Option<bool>,
+    /// `Some(true)`: only once the handshake completed; `Some(false)`: only before.
+    pub established: Option<bool>,
+}
+
+/// A loaded rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub sid: u32,
+    pub rev: u32,
+    pub msg: String,
+    pub proto: Proto,
+    pub src: AddrSet,
+    pub src_ports: PortSet,
+    pub dst: AddrSet,
+    pub dst_ports: PortSet,
+    /// `<>`: either way round.
+    pub bidirectional: bool,
+    pub flow: FlowOpts,
+    /// Detection steps in rule order, each with the buffer it looks at.
+    pub items: Vec<(Buffer, Item)>,
+    /// 1-based line in its file.
+    pub line: usize,
+}
+
+impl Rule {
+    /// The application protocol a flow must have for this rule (from its protocol or its
+    /// buffers).
+    pub fn app_proto(&self) -> Option<Proto> {
+        match self.proto {
+            Proto::Tcp | Proto::Udp => self.items.iter().find_map(|(b, _)| b.proto()),
+            p => Some(p),
+        }
+    }
+}
+
+/// The outcome of loading a rule file: the rules, and those refused with their reasons.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub rules: Vec<Rule>,
+    pub refused: Vec<RuleError>,
+}
+
+/// Parses every rule in `text` (one per line; `#` comments and blank lines skipped; a line
+/// ending in `\` continues on the next).
+pub fn parse_rules(text: &str, vars: &Vars) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut pending = String::new();
+    let mut first_line = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if pending.is_empty() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            first_line = i + 1;
+        }
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            continue;
+        }
+        pending.push_str(line);
+        match parse_rule(&pending, first_line, vars) {
+            Ok(Some(rule)) => loaded.rules.push(rule),
+            Ok(None) => {}
+            Err(e) => loaded.refused.push(e),
+        }
+        pending.clear();
+    }
+    if !pending.is_empty() {
+        loaded.refused.push(RuleError { line: first_line, sid: None, reason: "the file ends inside a continued line".into() });
+    }
+    loaded
+}
+
+/// Parses one rule. `Ok(None)` for rules that never alert by design (none here yet).
+pub fn parse_rule<'a>(text: &'a str, line: usize, vars: &Vars) -> Result<Option<Rule>, RuleError> {
+    let sid = find_sid(text);
+    let err = |reason: String| RuleError { line, sid, reason };
+    let open = text.find('(').ok_or_else(|| err("no option list `( ... )`".into()))?;
+    let close = text.rfind(')').filter(|&c| c > open).ok_or_else(|| err("the option list is not closed".into()))?;
+    if !text[close + 1..].trim().is_empty() {
+        return Err(err("text after the option list".into()));
+    }
+    let header: Vec<&str> = text[..open].split_whitespace().collect();
+    let [action, proto, src, sport, dir, dst, dport] = header[..] else {
+        return Err(err(format!("the header needs 7 fields (action proto src sport -> dst dport), found {}", header.len())));
+    };
+    if action != "alert" {
+        return Err(err(format!("action `{action}` (only `alert` is supported: mbox's IDS reports, it does not block)")));
+    }
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "http" | "http1" => Proto::Http,
+        "tls" => Proto::Tls,
+        "ssh" => Proto::Ssh,
+        "smtp" => Proto::Smtp,
+        "dns" => Proto::Dns,
+        other => return Err(err(format!("protocol `{other}`"))),
+    };
+    let bidirectional = match dir {
+        "->" => false,
+        "<>" => true,
+        other => return Err(err(format!("direction `{other}` (use -> or <>)"))),
+    };
+    let src = AddrSet::parse(src, vars).map_err(|e| err(format!("source address: {e}")))?;
+    let src_ports = PortSet::parse(sport, vars).map_err(|e| err(format!("source port: {e}")))?;
+    let dst = AddrSet::parse(dst, vars).map_err(|e| err(format!("destination address: {e}")))?;
+    let dst_ports = PortSet::parse(dport, vars).map_err(|e| err(format!("destination port: {e}")))?;
+
+    let mut rule = Rule {
+        sid: 0,
+        rev: 0,
+        msg: String::new(),
+        proto,
+        src,
+        src_ports,
+        dst,
+        dst_ports,
+        bidirectional,
+        flow: FlowOpts::default(),
+        items: Vec::new(),
+        line,
+    };
+    let mut buffer = Buffer::Stream;
+    let mut have_sid = false;
+    for (name, value) in split_options(&text[open + 1..close]).map_err(&err)? {
+        let value = value.map(str::trim);
+        let need = |v: Option<&'a str>| -> Result<&'a str, RuleError> { v.ok_or_else(|| err(format!("`{name}` needs a value"))) };
+        match name {
+            "msg" => rule.msg = unquote_text(need(value)?),
+            "sid" => {
+                rule.sid = number(need(value)?).map_err(|e| err(format!("sid: {e}")))?;
+                have_sid = true;
+            }
+            "rev" => rule.rev = number(need(value)?).map_err(|e| err(format!("rev: {e}")))?,
+            // Metadata that does not change what a rule matches.
+            "metadata" | "classtype" | "reference" | "priority" | "gid" | "target" | "fast_pattern" | "rawbytes" => {}
+            "flow" => rule.flow = parse_flow(need(value)?).map_err(&err)?,
+            "content" => {
+                let (negated, pattern) = parse_content(need(value)?).map_err(|e| err(format!("content: {e}")))?;
+                let content =
+                    Content { pattern, nocase: false, negated, offset: None, depth: None, distance: None, within: None, endswith: false };
+                rule.items.push((buffer, Item::Content(content)));
+            }
+            "nocase" | "offset" | "depth" | "distance" | "within" | "startswith" | "endswith" => {
+                let Some((_, Item::Content(c))) = rule.items.last_mut() else {
+                    return Err(err(format!("`{name}` without a content before it")));
+                };
+                apply_modifier(c, name, value).map_err(|e| err(format!("{name}: {e}")))?;
+            }
+            "pcre" => {
+                let (pcre, forced) = parse_pcre(need(value)?).map_err(|e| err(format!("pcre: {e}")))?;
+                rule.items.push((forced.unwrap_or(buffer), Item::Pcre(pcre)));
+            }
+            // Legacy content modifiers: the content before them looks in that buffer.
+            "http_uri" | "http_host" | "http_method" | "http_user_agent" if value.is_none() => {
+                let Some((b, Item::Content(_))) = rule.items.last_mut() else {
+                    return Err(err(format!("`{name}` without a content before it")));
+                };
+                *b = match name {
+                    "http_uri" => Buffer::HttpUri,
+                    "http_host" => Buffer::HttpHost,
+                    "http_method" => Buffer::HttpMethod,
+                    _ => Buffer::HttpUserAgent,
+                };
+            }
+            // Sticky buffers: the contents after them look there.
+            "http.uri" if value.is_none() => buffer = Buffer::HttpUri,
+            "http.host" if value.is_none() => buffer = Buffer::HttpHost,
+            "http.method" if value.is_none() => buffer = Buffer::HttpMethod,
+            "http.user_agent" if value.is_none() => buffer = Buffer::HttpUserAgent,
+            "file.data" | "file_data" | "http.response_body" if value.is_none() => buffer = Buffer::FileData,
+            "tls.sni" | "tls_sni" if value.is_none() => buffer = Buffer::TlsSni,
+            "ssh.software" if value.is_none() => buffer = Buffer::SshSoftware,
+            "dns.query" | "dns_query" if value.is_none() => buffer = Buffer::DnsQuery,
+            other => return Err(err(format!("unsupported keyword `{other}`"))),
+        }
+    }
+    if !have_sid {
+        return Err(err("no sid".into()));
+    }
+    check_buffers(&rule).map_err(&err)?;
+    Ok(Some(rule))
+}
+
+/// A rule's buffers must belong to its protocol (`alert tls ... http.uri` can never match).
+fn check_buffers(rule: &Rule) -> Result<(), String> {
+    let mut apps = rule.items.iter().filter_map(|(b, _)| b.proto());
+    if let Some(first) = apps.next() {
+        if let Some(other) = apps.find(|p| *p != first) {
+            return Err(format!("buffers of two protocols ({first:?} and {other:?})"));
+        }
+        let fits = match rule.proto {
+            // A tcp rule may look into any TCP application's buffers (DNS over TCP included).
+            Proto::Tcp => true,
+            Proto::Udp => first == Proto::Dns,
+            p => p == first,
+        };
+        if !fits {
+            return Err(format!("a {first:?} buffer in a {:?} rule", rule.proto));
+        }
+    }
+    for (i, (buffer, item)) in rule.items.iter().enumerate() {
+        let relative = match item {
+            Item::Content(c) => c.is_relative(),
+            Item::Pcre(p) => p.relative,
+        };
+        if relative && !rule.items[..i].iter().any(|(b, _)| b == buffer) {
+            return Err("a relative match (distance/within/R) with nothing before it in its buffer".into());
+        }
+    }
+    Ok(())
+}
+
+/// The sid, if the text has one, for error messages about rules that fail before it is read.
+fn find_sid(text: &str) -> Option<u32> {
+    let at = text.find("sid:")?;
+    let rest = text[at + 4..].trim_start();
+    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Splits `name:value; name; ...` at semicolons outside quotes (and not escaped).
+fn split_options(body: &str) -> Result<Vec<(&str, Option<&str>)>, String> {
+    let mut options = Vec::new();
+    let bytes = body.as_bytes();
+    let (mut start, mut in_quotes, mut i) = (0, false, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1, // the next byte is escaped
+            b'"' => in_quotes = !in_quotes,
+            b';' if !in_quotes => {
+                push_option(&body[start..i], &mut options)?;
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if in_quotes {
+        return Err("a quoted value is not closed".into());
+    }
+    if !body[start..].trim().is_empty() {
+        return Err(format!("the last option `{}` lacks its `;`", body[start..].trim()));
+    }
+    Ok(options)
+}
+
+fn push_option<'a>(text: &'a str, options: &mut Vec<(&'a str, Option<&'a str>)>) -> Result<(), String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(());
+    }
+    match text.split_once(':') {
+        Some((name, value)) => options.push((name.trim(), Some(value))),
+        None => options.push((text, None)),
+    }
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.trim().parse().map_err(|_| format!("`{text}` is not a number"))
+}
+
+/// A quoted option value without its quotes and escapes (for `msg`).
+fn unquote_text(text: &str) -> String {
+    let inner = text.trim().strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `"abc|0d 0a|def"` or `!"..."`: the bytes, with `|hex|` runs and `\` escapes decoded.
+fn parse_content(value: &str) -> Result<(bool, Vec<u8>), String> {
+    let (negated, quoted) = match value.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, value),
+    };
+    let inner = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or("the pattern must be in double quotes")?;
+    let mut out = Vec::with_capacity(inner.len());
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                let next = *bytes.get(i + 1).ok_or("a trailing backslash")?;
+                out.push(next);
+                i += 2;
+            }
+            b'|' => {
+                let end = inner[i + 1..].find('|').ok_or("an unclosed |hex| run")? + i + 1;
+                let hex: String = inner[i + 1..end].chars().filter(|c| !c.is_whitespace()).collect();
+                if hex.len() % 2 != 0 {
+                    return Err(format!("odd number of hex digits in `|{}|`", &inner[i + 1..end]));
+                }
+                for pair in hex.as_bytes().chunks(2) {
+                    let s = std::str::from_utf8(pair).map_err(|_| "bad hex")?;
+                    out.push(u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not hex"))?);
+                }
+                i = end + 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("an empty pattern".into());
+    }
+    Ok((negated, out))
+}
+
+fn apply_modifier(c: &mut Content, name: &str, value: Option<&str>) -> Result<(), String> {
+    let int = |v: Option<&str>| -> Result<i64, String> {
+        let v = v.ok_or("needs a value")?;
+        // A name instead of a number is a byte_extract variable: not supported.
+        v.parse::<i64>().map_err(|_| format!("`{v}` is not a number"))
+    };
+    let unsigned = |v: Option<&str>| -> Result<u32, String> { u32::try_from(int(v)?).map_err(|_| "must be 0 or more".to_string()) };
+    match name {
+        "nocase" => c.nocase = true,
+        "offset" => c.offset = Some(unsigned(value)?),
+        "depth" => c.depth = Some(unsigned(value)?.max(1)),
+        "distance" => c.distance = Some(i32::try_from(int(value)?).map_err(|_| "out of range")?),
+        "within" => c.within = Some(unsigned(value)?.max(1)),
+        "startswith" => {
+            c.offset = Some(0);
+            c.depth = Some(c.pattern.len() as u32);
+        }
+        "endswith" => c.endswith = true,
+        _ => unreachable!("only the modifiers matched by the caller"),
+    }
+    Ok(())
+}
+
+/// `"/regex/flags"` (or `!"..."`). Returns the pcre and, for the legacy buffer flags, the
+/// buffer it forces.
+fn parse_pcre(value: &str) -> Result<(Pcre, Option<Buffer>), String> {
+    let (negated, quoted) = match value.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, value),
+    };
+    let inner = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or("the expression must be in double quotes")?;
+    let body = inner.strip_prefix('/').ok_or("the expression must start with `/`")?;
+    let end = body.rfind('/').ok_or("the expression must end with `/` and flags")?;
+    let (pattern, flags) = (&body[..end], &body[end + 1..]);
+    let mut builder = PcreFlags::default();
+    let mut forced = None;
+    for f in flags.chars() {
+        match f {
+            'i' => builder.caseless = true,
+            's' => builder.dotall = true,
+            'm' => builder.multiline = true,
+            'x' => builder.extended = true,
+            'R' => builder.relative = true,
+            'U' => forced = Some(Buffer::HttpUri),
+            'W' => forced = Some(Buffer::HttpHost),
+            'M' => forced = Some(Buffer::HttpMethod),
+            'V' => forced = Some(Buffer::HttpUserAgent),
+            other => return Err(format!("flag `{other}`")),
+        }
+    }
+    let regex = compile_pcre(pattern, &builder)?;
+    Ok((Pcre { source: inner.to_string(), regex, relative: builder.relative, negated }, forced))
+}
+
+#[derive(Default)]
+struct PcreFlags {
+    caseless: bool,
+    dotall: bool,
+    multiline: bool,
+    extended: bool,
+    relative: bool,
+}
+
+/// Compiles a PCRE pattern with the regex crate, over bytes. What the regex crate cannot do
+/// (look-around, backreferences, possessive or atomic groups, recursion) makes the rule
+/// unsupported with the regex crate's own message; `\x` escapes and classes work as in PCRE.
+fn compile_pcre(pattern: &str, flags: &PcreFlags) -> Result<Regex, String> {
+    for (needle, what) in
+        [("(?=", "look-ahead"), ("(?!", "look-ahead"), ("(?<=", "look-behind"), ("(?<!", "look-behind"), ("(?>", "atomic groups")]
+    {
+        if pattern.contains(needle) {
+            return Err(format!("{what} (not in the regex crate)"));
+        }
+    }
+    RegexBuilder::new(pattern)
+        .unicode(false)
+        .case_insensitive(flags.caseless)
+        .dot_matches_new_line(flags.dotall)
+        .multi_line(flags.multiline)
+        .ignore_whitespace(flags.extended)
+        .size_limit(1 << 22)
+        .build()
+        .map_err(|e| e.to_string().lines().last().unwrap_or("does not compile").trim().to_string())
+}
+
+fn parse_flow(value: &str) -> Result<FlowOpts, String> {
+    let mut flow = FlowOpts::default();
+    for part in value.split(',').map(str::trim) {
+        match part {
+            "to_server" | "from_client" => flow.to_server = Some(true),
+            "to_client" | "from_server" => flow.to_server = Some(false),
+            "established" => flow.established = Some(true),
+            "not_established" => flow.established = Some(false),
+            // Match on reassembled streams (what mbox does anyway), or without state (ignored).
+            "only_stream" | "stateless" => {}
+            other => return Err(format!("flow option `{other}`")),
+        }
+    }
+    Ok(flow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> Result<Rule, RuleError> {
+        parse_rule(text, 1, &Vars::default()).map(|r| r.unwrap())
+    }
+
+    #[test]
+    fn a_header_and_content_with_modifiers() {
+        let r = rule(r#"alert tcp $HOME_NET any -> $EXTERNAL_NET [80,8080] (msg:"x \"y\""; flow:established,to_server; content:"GET |20|/a\;b"; nocase; offset:0; depth:10; content:!"zz"; distance:1; within:5; sid:7; rev:2;)"#).unwrap();
+        assert_eq!((r.sid, r.rev, r.msg.as_str(), r.proto), (7, 2, "x \"y\"", Proto::Tcp));
+        assert_eq!(r.flow, FlowOpts { to_server: Some(true), established: Some(true) });
+        let (Buffer::Stream, Item::Content(c)) = &r.items[0] else { panic!() };
+        assert_eq!((c.pattern.as_slice(), c.nocase, c.offset, c.depth), (&b"GET  /a;b"[..], true, Some(0), Some(10)));
+        let (_, Item::Content(c)) = &r.items[1] else { panic!() };
+        assert!(c.negated && c.distance == Some(1) && c.within == Some(5));
+        assert!(r.dst_ports.contains(8080) && !r.dst_ports.contains(443));
+    }
+
+    #[test]
+    fn sticky_buffers_and_pcre() {
+        let r = rule(
+            r#"alert http any any -> any any (msg:"m"; http.uri; content:"union"; nocase; content:"select"; distance:0; pcre:"/(cmd\.exe|\/bin\/sh)/i"; tls.sni; content:"x"; sid:1;)"#,
+        );
+        assert!(r.unwrap_err().reason.contains("two protocols"));
+        let r = rule(r#"alert http any any -> any any (msg:"m"; http.uri; content:"union"; nocase; content:"select"; distance:0; pcre:"/(cmd\.exe|\/bin\/sh)/iR"; sid:1;)"#).unwrap();
+        assert!(r.items.iter().all(|(b, _)| *b == Buffer::HttpUri));
+        let (_, Item::Pcre(p)) = &r.items[2] else { panic!() };
+        assert!(p.relative && p.regex.is_match(b"x/BIN/SH"));
+        assert_eq!(r.app_proto(), Some(Proto::Http));
+    }
+
+    #[test]
+    fn unsupported_rules_say_why() {
+        let cases = [
+            (r#"drop tcp any any -> any any (msg:"m"; sid:1;)"#, "action `drop`"),
+            (r#"alert icmp any any -> any any (msg:"m"; sid:1;)"#, "protocol `icmp`"),
+            (r#"alert tcp any any -> any any (msg:"m"; byte_test:1,>,2,0; sid:1;)"#, "unsupported keyword `byte_test`"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"a"; within:$x; sid:1;)"#, "not a number"),
+            (r#"alert tcp any any -> any any (msg:"m"; pcre:"/a(?=b)/"; sid:1;)"#, "look-ahead"),
+            (r#"alert tcp any any -> any any (msg:"m"; pcre:"/(a)\1/"; sid:1;)"#, "pcre"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"a"; sid:1)"#, "lacks its `;`"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"|4|"; sid:1;)"#, "odd number"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"a"; distance:0; sid:1;)"#, "nothing before it"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"a";)"#, "no sid"),
+            (r#"alert tcp any any -> $NOPE any (msg:"m"; sid:1;)"#, "unknown address variable"),
+            (r#"alert tcp any any <- any any (msg:"m"; sid:1;)"#, "direction"),
+            (r#"alert udp any any -> any any (msg:"m"; http.uri; content:"a"; sid:1;)"#, "Http buffer in a Udp rule"),
+        ];
+        for (text, why) in cases {
+            let e = rule(text).unwrap_err();
+            assert!(e.reason.contains(why), "{text}: {e}");
+            assert!(e.sid.is_some() || why == "no sid", "{e}");
+        }
+    }
+
+    #[test]
+    fn a_file_with_comments_continuations_and_bad_lines() {
+        let text = "# a comment\n\nalert tcp any any -> any any (msg:\"a\"; \\\n content:\"x\"; sid:1;)\nnonsense\nalert udp any any -> any 53 (msg:\"b\"; dns.query; content:\".\"; sid:2;)\n";
+        let loaded = parse_rules(text, &Vars::default());
+        assert_eq!(loaded.rules.iter().map(|r| (r.sid, r.line)).collect::<Vec<_>>(), [(1, 3), (2, 6)]);
+        assert_eq!(loaded.refused.len(), 1);
+        assert_eq!(loaded.refused[0].line, 5);
+    }
+}
