@@ -1,0 +1,283 @@
+//! HTTP/1.x: message heads (parsed by httparse, returned as slices of the input) and bodies
+//! (Content-Length, chunked, or until the connection closes), decoded incrementally.
+
+use crate::Parse;
+
+/// Most headers a message head may have; more is treated as not HTTP.
+const MAX_HEADERS: usize = 128;
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (a response without a length).
+    UntilClose,
+}
+
+/// A request line and the headers NFs look at, as slices of the parsed buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    pub method: &'a [u8],
+    pub uri: &'a [u8],
+    pub host: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
+    /// Bytes of the head, blank line included: the body starts here.
+    pub head_len: usize,
+    pub body: BodyLength,
+}
+
+/// A status line and what delimits the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a [u8]>,
+    pub head_len: usize,
+    pub body: BodyLength,
+}
+
+/// Parses a request head at the start of `buf`.
+pub fn request_head(buf: &[u8]) -> Parse<RequestHead<'_>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::Invalid,
+    };
+    let (Some(method), Some(uri)) = (req.method, req.path) else { return Parse::Invalid };
+    let header = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    let body = match body_length(req.headers) {
+        Some(BodyLength::UntilClose) | None => BodyLength::None,
+        Some(b) => b,
+    };
+    Parse::Done(RequestHead {
+        method: method.as_bytes(),
+        uri: uri.as_bytes(),
+        host: header("host"),
+        user_agent: header("user-agent"),
+        head_len,
+        body,
+    })
+}
+
+/// Parses a response head at the start of `buf`; `head_request` says the request was HEAD
+/// (its response has no body whatever its headers say).
+pub fn response_head(buf: &[u8], head_request: bool) -> Parse<ResponseHead<'_>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let head_len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::Invalid,
+    };
+    let Some(status) = res.code else { return Parse::Invalid };
+    let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    let body = if no_body { BodyLength::None } else { body_length(res.headers).unwrap_or(BodyLength::UntilClose) };
+    let content_type = res.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value);
+    Parse::Done(ResponseHead { status, content_type, head_len, body })
+}
+
+/// The body length the headers declare: chunked wins over Content-Length (RFC 9112 6.3);
+/// `None` when neither is given.
+fn body_length(headers: &[httparse::Header<'_>]) -> Option<BodyLength> {
+    let chunked = headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && h.value.split(|&b| b == b',').any(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    });
+    if chunked {
+        return Some(BodyLength::Chunked);
+    }
+    let length = headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length"))?;
+    let n = std::str::from_utf8(length.value).ok()?.trim().parse::<u64>().ok()?;
+    Some(if n == 0 { BodyLength::None } else { BodyLength::Length(n) })
+}
+
+/// Where a body decoder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    /// Body bytes left (Content-Length, or the current chunk).
+    Data {
+        left: u64,
+        chunked: bool,
+    },
+    /// Reading a chunk-size line (and its extensions) up to LF.
+    ChunkSize {
+        size: u64,
+        digits: u32,
+        in_extension: bool,
+    },
+    /// The CRLF after a chunk's data.
+    ChunkEnd {
+        seen_cr: bool,
+    },
+    /// The trailer section after the last chunk: ends at an empty line.
+    Trailer {
+        line_len: u32,
+    },
+    UntilClose,
+    Done,
+}
+
+/// Decodes one message body from the bytes that follow its head, however they are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDecoder {
+    state: BodyState,
+}
+
+/// Bad framing in a body: the rest of the connection cannot be parsed as HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadChunk;
+
+impl BodyDecoder {
+    pub fn new(length: BodyLength) -> BodyDecoder {
+        let state = match length {
+            BodyLength::None => BodyState::Done,
+            BodyLength::Length(n) => BodyState::Data { left: n, chunked: false },
+            BodyLength::Chunked => BodyState::ChunkSize { size: 0, digits: 0, in_extension: false },
+            BodyLength::UntilClose => BodyState::UntilClose,
+        };
+        BodyDecoder { state }
+    }
+
+    /// True once the body is complete (the next bytes start the next message).
+    pub fn is_done(&self) -> bool {
+        self.state == BodyState::Done
+    }
+
+    /// Consumes body framing and data from `input`, handing each run of body bytes to `data`.
+    /// Returns the bytes consumed: all of `input`, or fewer when the body ended inside it.
+    pub fn feed<'a>(&mut self, input: &'a [u8], data: &mut dyn FnMut(&'a [u8])) -> Result<usize, BadChunk> {
+        let mut at = 0;
+        while at < input.len() {
+            match &mut self.state {
+                BodyState::Done => break,
+                BodyState::UntilClose => {
+                    data(&input[at..]);
+                    at = input.len();
+                }
+                BodyState::Data { left, chunked } => {
+                    let n = (*left).min((input.len() - at) as u64) as usize;
+                    data(&input[at..at + n]);
+                    at += n;
+                    *left -= n as u64;
+                    if *left == 0 {
+                        self.state = if *chunked { BodyState::ChunkEnd { seen_cr: false } } else { BodyState::Done };
+                    }
+                }
+                BodyState::ChunkSize { size, digits, in_extension } => {
+                    let b = input[at];
+                    at += 1;
+                    match b {
+                        b'\n' if *digits > 0 => {
+                            self.state = if *size == 0 {
+                                BodyState::Trailer { line_len: 0 }
+                            } else {
+                                BodyState::Data { left: *size, chunked: true }
+                            };
+                        }
+                        b'\r' => {}
+                        _ if *in_extension => {}
+                        b';' | b' ' | b'\t' if *digits > 0 => *in_extension = true,
+                        _ => {
+                            let digit = (b as char).to_digit(16).ok_or(BadChunk)?;
+                            *digits += 1;
+                            if *digits > 16 {
+                                return Err(BadChunk);
+                            }
+                            *size = (*size << 4) | u64::from(digit);
+                        }
+                    }
+                }
+                BodyState::ChunkEnd { seen_cr } => {
+                    let b = input[at];
+                    at += 1;
+                    match b {
+                        b'\r' if !*seen_cr => *seen_cr = true,
+                        b'\n' => self.state = BodyState::ChunkSize { size: 0, digits: 0, in_extension: false },
+                        _ => return Err(BadChunk),
+                    }
+                }
+                BodyState::Trailer { line_len } => {
+                    let b = input[at];
+                    at += 1;
+                    match b {
+                        b'\n' if *line_len == 0 => self.state = BodyState::Done,
+                        b'\n' => *line_len = 0,
+                        b'\r' => {}
+                        _ => *line_len += 1,
+                    }
+                }
+            }
+        }
+        Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_head_and_its_fields() {
+        let raw = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.0\r\n\r\nrest";
+        let Parse::Done(h) = request_head(raw) else { panic!() };
+        assert_eq!(
+            (h.method, h.uri, h.host, h.user_agent),
+            (&b"GET"[..], &b"/a?b=1"[..], Some(&b"example.com"[..]), Some(&b"curl/8.0"[..]))
+        );
+        assert_eq!((h.head_len, h.body), (raw.len() - 4, BodyLength::None));
+        assert_eq!(request_head(&raw[..20]), Parse::Partial);
+        assert_eq!(request_head(b"\x16\x03\x01\x02\x00"), Parse::Invalid);
+        let Parse::Done(h) = request_head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n") else { panic!() };
+        assert_eq!(h.body, BodyLength::Length(5));
+    }
+
+    #[test]
+    fn response_bodies_by_length_chunks_and_close() {
+        let Parse::Done(h) = response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\n\r\n", false)
+        else {
+            panic!()
+        };
+        assert_eq!(h.body, BodyLength::Chunked);
+        let Parse::Done(h) = response_head(b"HTTP/1.0 200 OK\r\n\r\n", false) else { panic!() };
+        assert_eq!(h.body, BodyLength::UntilClose);
+        let Parse::Done(h) = response_head(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", false) else { panic!() };
+        assert_eq!(h.body, BodyLength::None);
+        let Parse::Done(h) = response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true) else { panic!() };
+        assert_eq!(h.body, BodyLength::None, "a response to HEAD has no body");
+    }
+
+    /// Decodes `wire` fed in pieces of `step` bytes; returns the body and the bytes consumed.
+    fn decode(length: BodyLength, wire: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool), BadChunk> {
+        let mut d = BodyDecoder::new(length);
+        let (mut body, mut used) = (Vec::new(), 0);
+        for piece in wire.chunks(step) {
+            let n = d.feed(piece, &mut |b| body.extend_from_slice(b))?;
+            used += n;
+            if n < piece.len() {
+                break;
+            }
+        }
+        Ok((body, used, d.is_done()))
+    }
+
+    #[test]
+    fn chunked_bodies_in_any_split() {
+        let wire = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        for step in 1..wire.len() {
+            let (body, used, done) = decode(BodyLength::Chunked, wire, step).unwrap();
+            assert_eq!(body, b"Wikipedia in\r\n\r\nchunks.", "step {step}");
+            assert_eq!((used, done), (wire.len() - 4, true), "step {step}");
+        }
+        assert!(decode(BodyLength::Chunked, b"zz\r\n", 3).is_err());
+        assert!(decode(BodyLength::Chunked, b"3\r\nabcX", 3).is_err());
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_end() {
+        let (body, used, done) = decode(BodyLength::Length(3), b"abcdef", 2).unwrap();
+        assert_eq!((body.as_slice(), used, done), (&b"abc"[..], 3, true));
+    }
+}
