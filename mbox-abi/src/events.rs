@@ -409,6 +409,24 @@ pub struct FlowTuple {
 }
 
 impl FlowTuple {
+    /// The tuple of a flow between `addrs[0]:ports[0]` (the originator) and `addrs[1]:ports[1]`
+    /// (both of one IP version; a mixed pair is taken as IPv6).
+    pub fn new(ip_proto: u8, vlan: u16, addrs: [IpAddr; 2], ports: [u16; 2]) -> FlowTuple {
+        let v4 = addrs.iter().all(IpAddr::is_ipv4);
+        let bytes = |a: IpAddr| -> [u8; 16] {
+            match a {
+                IpAddr::V4(v) if v4 => {
+                    let mut b = [0u8; 16];
+                    b[..4].copy_from_slice(&v.octets());
+                    b
+                }
+                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+                IpAddr::V6(v) => v.octets(),
+            }
+        };
+        FlowTuple { ip_version: if v4 { 4 } else { 6 }, ip_proto, vlan, ports, addrs: [bytes(addrs[0]), bytes(addrs[1])] }
+    }
+
     /// The address of side `i` (0 originator, 1 responder).
     pub fn addr(&self, i: usize) -> IpAddr {
         if self.ip_version == 4 {
@@ -596,6 +614,66 @@ impl AlertEvent {
     }
 }
 
+/// Application protocols, as NFs that classify flows or match signatures name them.
+pub mod app {
+    pub const UNKNOWN: u8 = 0;
+    pub const HTTP: u8 = 1;
+    pub const TLS: u8 = 2;
+    pub const SSH: u8 = 3;
+    pub const SMTP: u8 = 4;
+    pub const IMAP: u8 = 5;
+    pub const POP3: u8 = 6;
+    pub const FTP: u8 = 7;
+    pub const DNS: u8 = 8;
+    pub const BITTORRENT: u8 = 9;
+    pub const QUIC: u8 = 10;
+
+    /// The protocol's name as logs print it (Suricata's `app_proto` names where they exist).
+    pub fn name(app: u8) -> &'static str {
+        match app {
+            HTTP => "http",
+            TLS => "tls",
+            SSH => "ssh",
+            SMTP => "smtp",
+            IMAP => "imap",
+            POP3 => "pop3",
+            FTP => "ftp",
+            DNS => "dns",
+            BITTORRENT => "bittorrent",
+            QUIC => "quic",
+            _ => "unknown",
+        }
+    }
+}
+
+/// The type path under which signature matches are published.
+pub const SIG_MATCH_PATH: &str = "ALERT/SIG_MATCH";
+
+/// `ALERT/SIG_MATCH`: a signature matched. The alert's `id` is the rule's sid and its message
+/// the rule's `msg`; the rest is what a log line about it needs without tracking the flow.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct SigMatchEvent {
+    pub alert: AlertEvent,
+    /// The flow, originator (client) first.
+    pub tuple: FlowTuple,
+    pub rev: u32,
+    /// Direction of the data that matched: 0 from the originator (to the server), 1 back.
+    pub dir: u8,
+    /// The flow's application protocol as the matcher saw it (`app::*`).
+    pub app_proto: u8,
+    pub _reserved: [u8; 2],
+    /// Where the match ended in that direction's stream (bytes from its start); 0 for a
+    /// datagram.
+    pub stream_offset: u64,
+    /// Time of the flow's first packet (ns since the epoch).
+    pub flow_start_ns: u64,
+}
+
+// SAFETY: repr(C), begins with AlertEvent (which begins with EventHeader); its header's size is
+// set from this type by `AlertEvent::new::<SigMatchEvent>`.
+unsafe impl Event for SigMatchEvent {}
+
 /// Size of the largest event the host carries; published events must fit.
 pub const MAX_EVENT_SIZE: usize = 320;
 
@@ -603,6 +681,7 @@ const _: () = assert!(size_of::<PktTcpEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamDataEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamGapEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<FlowEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<SigMatchEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<AlertEvent>() <= MAX_EVENT_SIZE);
 
 /// The struct size every event of a built-in type must have at least, by type.

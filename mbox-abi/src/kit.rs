@@ -144,6 +144,29 @@ impl Args {
         }
     }
 
+    /// A boolean argument.
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| format!("argument `{key}` must be true or false, not {v}")),
+        }
+    }
+
+    /// A table of strings (`{ NAME = "value", ... }`), in key order.
+    pub fn string_map(&self, key: &str) -> Result<Vec<(String, String)>, String> {
+        match self.map.get(key) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::Object(items)) => items
+                .iter()
+                .map(|(k, v)| match v.as_str() {
+                    Some(s) => Ok((k.clone(), s.to_string())),
+                    None => Err(format!("argument `{key}.{k}` must be a string, not {v}")),
+                })
+                .collect(),
+            Some(other) => Err(format!("argument `{key}` must be a table, not {other}")),
+        }
+    }
+
     /// A list of non-negative integers.
     pub fn u64_list(&self, key: &str) -> Result<Vec<u64>, String> {
         match self.map.get(key) {
@@ -208,6 +231,10 @@ mod tests {
         assert_eq!(a.u64("m", 7).unwrap(), 7);
         assert!(Args::parse(r#"{"outptu":"x"}"#, &["output"]).unwrap_err().contains("`outptu`"));
         assert!(a.u64("output", 0).unwrap_err().contains("`output`"));
+        let a = Args::parse(r#"{"on":true,"vars":{"HOME_NET":"any"}}"#, &["on", "vars"]).unwrap();
+        assert!(a.bool("on", false).unwrap() && !a.bool("off", false).unwrap());
+        assert_eq!(a.string_map("vars").unwrap(), [("HOME_NET".to_string(), "any".to_string())]);
+        assert!(a.bool("vars", false).is_err() && a.string_map("on").is_err());
     }
 
     #[test]

@@ -178,13 +178,15 @@ fn match_steps(steps: &[Item], bytes: &[u8], prev_end: usize, budget: &mut u32) 
             None
         }
         Item::Pcre(p) => {
+            // A relative pcre searches the buffer from the previous match on, as a buffer of its
+            // own (Suricata hands PCRE the rest of the buffer), so `^` anchors there.
             let start = if p.relative { prev_end.min(bytes.len()) } else { 0 };
-            let found = p.regex.find_at(bytes, start);
+            let found = p.regex.find(&bytes[start..]);
             match (found, p.negated) {
                 (Some(_), true) => None,
                 (None, true) => match_steps(rest, bytes, prev_end, budget),
                 (None, false) => None,
-                (Some(m), false) => match_steps(rest, bytes, m.end(), budget),
+                (Some(m), false) => match_steps(rest, bytes, start + m.end(), budget),
             }
         }
     }
@@ -324,6 +326,13 @@ mod tests {
         assert!(!r.header_matches(ext, 80, home, 4000, Direction { to_server: false, established: true }));
         assert!(!r.header_matches(home, 4000, ext, 80, Direction { to_server: true, established: false }));
         assert!(!r.header_matches(home, 4000, ext, 8080, up));
+    }
+
+    #[test]
+    fn a_relative_pcre_anchors_at_the_previous_match() {
+        let e = engine(&[r#"alert tcp any any -> any any (msg:"r"; content:"%7bjndi%3a"; nocase; pcre:"/^(l|r|d)/Ri"; sid:1;)"#]);
+        assert_eq!(matching(&e, &stream(b"x=%7Bjndi%3Aldap://")), [1]);
+        assert!(matching(&e, &stream(b"x=%7bjndi%3a ldap://")).is_empty(), "^ is right after the content");
     }
 
     #[test]

@@ -10,8 +10,9 @@
 use mbox_abi::events::tcp_state;
 use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter};
 use mbox_abi::{
-    export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, Host, NetworkFunction, NfInit,
-    PktEvent, PktTcpEvent, Plugin, PluginInfo, StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict, REASON_NONE,
+    app, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, Host, NetworkFunction,
+    NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict, REASON_NONE,
+    SIG_MATCH_PATH,
 };
 
 /// The TCP monitor's view of a connection, for logs.
@@ -28,6 +29,8 @@ pub struct Logger {
     out: LineWriter,
     /// Type paths by code, from the host's registry.
     paths: Vec<(EventType, String)>,
+    /// `ALERT/SIG_MATCH`, when an NF of the run publishes it.
+    sig_match: Option<EventType>,
 }
 
 impl Logger {
@@ -103,6 +106,29 @@ impl Logger {
             if let Some(tcp) = event.view::<FlowTcpEvent>().filter(|t| t.snapshot != TcpSnapshot::default()) {
                 line.insert("tcp".into(), json!({ "mbox_state": snapshot_json(&tcp.snapshot) }));
             }
+        } else if let Some(m) = self.sig_match.and_then(|ty| event.view_as::<SigMatchEvent>(ty)) {
+            // A signature match: the fields Suricata's eve.json alerts have.
+            let t = &m.tuple;
+            let (src, dst) = if m.dir == 0 { (0, 1) } else { (1, 0) };
+            line.insert("event_type".into(), json!("alert"));
+            line.insert("src_ip".into(), json!(t.addr(src).to_string()));
+            line.insert("src_port".into(), json!(t.ports[src]));
+            line.insert("dest_ip".into(), json!(t.addr(dst).to_string()));
+            line.insert("dest_port".into(), json!(t.ports[dst]));
+            line.insert("proto".into(), json!(proto_name(t.ip_proto)));
+            if m.app_proto != app::UNKNOWN {
+                line.insert("app_proto".into(), json!(app::name(m.app_proto)));
+            }
+            line.insert("direction".into(), json!(if m.dir == 0 { "to_server" } else { "to_client" }));
+            line.insert(
+                "alert".into(),
+                json!({ "action": "allowed", "gid": 1, "signature_id": m.alert.id, "rev": m.rev, "signature": m.alert.message(), "severity": m.alert.severity }),
+            );
+            line.insert(
+                "flow".into(),
+                json!({ "src_ip": t.addr(0).to_string(), "src_port": t.ports[0], "dest_ip": t.addr(1).to_string(), "dest_port": t.ports[1], "start": ts_iso8601(m.flow_start_ns) }),
+            );
+            line.insert("stream_offset".into(), json!(m.stream_offset));
         } else if let Some(alert) = event.view::<AlertEvent>() {
             line.insert("event_type".into(), json!("alert"));
             line.insert(
@@ -149,7 +175,7 @@ impl Plugin for Logger {
         let path = args.string("output", "-")?;
         let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
         let paths = init.types.iter().map(|b| (b.ty, b.path.to_string())).collect();
-        Ok(Logger { out, paths })
+        Ok(Logger { out, paths, sig_match: init.type_of(SIG_MATCH_PATH) })
     }
 }
 

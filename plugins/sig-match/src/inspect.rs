@@ -1,0 +1,513 @@
+//! What sig-match does with a flow's bytes, apart from the ABI: keeps each direction's stream
+//! (up to a depth), recognises the application protocol, feeds the protocol parsers, and asks
+//! the engine which rules match the stream and the protocol buffers. Matches come out through a
+//! callback; each rule alerts at most once per flow and direction.
+
+use mbox_abi::app;
+use mbox_proto::{dns, http, ssh, tls, Parse};
+use mbox_sig::{Buffer, Buffers, Direction, Engine, Proto, Rule};
+use std::net::IpAddr;
+
+/// Limits and choices, from the plugin's arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Stream bytes kept and inspected per direction (Suricata: `stream.reassembly.depth`).
+    pub stream_depth: usize,
+    /// HTTP body bytes inspected per message (Suricata: `response-body-limit`).
+    pub body_limit: usize,
+    /// Inspect connections picked up without their handshake (Suricata: `stream.midstream`).
+    pub midstream: bool,
+}
+
+/// Bytes of a client's stream after which an unrecognised protocol is given up.
+const DETECT_LIMIT: usize = 8192;
+
+/// The endpoints of a flow, originator first.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints {
+    pub addrs: [IpAddr; 2],
+    pub ports: [u16; 2],
+}
+
+/// A match: the rule (an index into the engine's rules), the direction and where it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub rule: u32,
+    pub dir: u8,
+    pub app: u8,
+    pub stream_offset: u64,
+}
+
+/// Matching shared by every flow: the engine and scratch space.
+pub struct Matcher {
+    engine: Engine,
+    settings: Settings,
+    candidates: Vec<u32>,
+    /// Longest fast pattern among stream rules, less one: how far back a scan of new stream
+    /// bytes starts, so a pattern split across two deliveries is found.
+    overlap: usize,
+    /// Recycled stream and body buffers (a flow's buffers go back here when it ends).
+    spare: Vec<Vec<u8>>,
+    pub stats: Stats,
+}
+
+/// Counters for the NF's report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub bytes_inspected: u64,
+    pub bytes_beyond_depth: u64,
+    pub directions_with_gaps: u64,
+    pub midstream_flows_skipped: u64,
+    pub alerts: u64,
+}
+
+/// One direction of a TCP connection.
+#[derive(Debug, Default)]
+struct Side {
+    /// The stream from its start, up to the depth.
+    stream: Vec<u8>,
+    /// Next stream offset expected; data elsewhere (a gap, or events lost) ends inspection.
+    next: u64,
+    broken: bool,
+    /// Scanned for rules that need no protocol, and for rules that do (only once it is known).
+    scanned_any: usize,
+    scanned_app: usize,
+    /// Where the protocol parser goes on.
+    parsed: usize,
+    /// HTTP: the body being read (decoder and the bytes kept for inspection).
+    body: Option<(http::BodyDecoder, Vec<u8>)>,
+    /// SSH: the identification line was read.
+    banner_done: bool,
+}
+
+/// The application protocol as recognised so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum App {
+    Unknown,
+    Known(u8),
+    /// Not one this NF parses: only rules without a protocol apply.
+    Other,
+}
+
+/// What sig-match keeps per TCP connection or UDP flow.
+pub struct FlowInspection {
+    pub id: u64,
+    ends: Endpoints,
+    app: App,
+    sides: [Side; 2],
+    /// HTTP: methods of requests whose responses have not come yet (HEAD means no body).
+    pending_methods: std::collections::VecDeque<bool>,
+    /// (rule, direction) pairs that alerted.
+    alerted: Vec<(u32, u8)>,
+    skipped: bool,
+    /// Transport: TCP or UDP.
+    tcp: bool,
+}
+
+impl Matcher {
+    pub fn new(rules: Vec<Rule>, settings: Settings) -> Matcher {
+        let overlap = rules
+            .iter()
+            .flat_map(|r| r.items.iter())
+            .filter(|(b, _)| *b == Buffer::Stream)
+            .filter_map(|(_, i)| match i {
+                mbox_sig::rule::Item::Content(c) => Some(c.pattern.len()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(1)
+            .saturating_sub(1);
+        Matcher { engine: Engine::new(rules), settings, candidates: Vec::new(), overlap, spare: Vec::new(), stats: Stats::default() }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        self.engine.rules()
+    }
+
+    /// State for a new flow.
+    pub fn flow(&mut self, id: u64, ends: Endpoints, tcp: bool, midstream: bool) -> FlowInspection {
+        let skipped = tcp && midstream && !self.settings.midstream;
+        if skipped {
+            self.stats.midstream_flows_skipped += 1;
+        }
+        FlowInspection {
+            id,
+            ends,
+            app: App::Unknown,
+            sides: [Side::default(), Side::default()],
+            pending_methods: Default::default(),
+            alerted: Vec::new(),
+            skipped,
+            tcp,
+        }
+    }
+
+    /// Takes a flow's state back at its end: inspects what is still pending (a body the
+    /// connection's close ended) and recycles its buffers.
+    pub fn end(&mut self, mut flow: FlowInspection, hit: &mut dyn FnMut(Hit)) {
+        for dir in 0..2 {
+            if let Some((_, body)) = flow.sides[dir].body.take() {
+                self.inspect_body(&mut flow, dir as u8, &body, hit);
+                self.recycle(body);
+            }
+        }
+        for side in flow.sides {
+            self.recycle(side.stream);
+        }
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && self.spare.len() < 1024 {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// New bytes `[offset, offset + bytes.len())` of a TCP connection's direction `dir`.
+    pub fn stream_data(
+        &mut self,
+        flow: &mut FlowInspection,
+        dir: u8,
+        offset: u64,
+        bytes: &[u8],
+        established: bool,
+        hit: &mut dyn FnMut(Hit),
+    ) {
+        if flow.skipped {
+            return;
+        }
+        let d = usize::from(dir.min(1));
+        let side = &mut flow.sides[d];
+        if side.broken {
+            return;
+        }
+        if offset != side.next {
+            // A gap (or events that never came): later bytes are not where they seem.
+            side.broken = true;
+            self.stats.directions_with_gaps += 1;
+            return;
+        }
+        side.next += bytes.len() as u64;
+        if side.stream.capacity() == 0 {
+            side.stream = self.spare.pop().unwrap_or_default();
+        }
+        let room = self.settings.stream_depth.saturating_sub(side.stream.len());
+        let take = room.min(bytes.len());
+        side.stream.extend_from_slice(&bytes[..take]);
+        self.stats.bytes_inspected += take as u64;
+        self.stats.bytes_beyond_depth += (bytes.len() - take) as u64;
+        if take == 0 {
+            return;
+        }
+        if flow.app == App::Unknown {
+            flow.app = detect(flow);
+        }
+        self.parse_app(flow, dir, hit);
+        self.scan_stream(flow, dir, established, hit);
+    }
+
+    /// Bytes of direction `dir` are missing for good: what follows is not inspected.
+    pub fn gap(&mut self, flow: &mut FlowInspection, dir: u8) {
+        let side = &mut flow.sides[usize::from(dir.min(1))];
+        if !side.broken {
+            side.broken = true;
+            self.stats.directions_with_gaps += 1;
+        }
+    }
+
+    /// A UDP datagram's payload, sent in direction `dir`.
+    pub fn datagram(&mut self, flow: &mut FlowInspection, dir: u8, payload: &[u8], hit: &mut dyn FnMut(Hit)) {
+        let (sport, dport) = ports(&flow.ends, dir);
+        let direction = Direction { to_server: dir == 0, established: true };
+        let is_dns = (sport == 53 || dport == 53) && dns::header(payload).is_some();
+        if is_dns {
+            flow.app = App::Known(app::DNS);
+            if dns::header(payload).is_some_and(|h| !h.is_response) {
+                dns::for_each_question(payload, |name| {
+                    let mut b = Buffers::default();
+                    b.set(Buffer::DnsQuery, name);
+                    self.evaluate(flow, dir, direction, &b, hit);
+                });
+            }
+        }
+        let mut b = Buffers::default();
+        b.set(Buffer::Stream, payload);
+        self.evaluate(flow, dir, direction, &b, hit);
+    }
+
+    /// Runs the protocol parser on what came in direction `dir`.
+    fn parse_app(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
+        let d = usize::from(dir);
+        match flow.app {
+            App::Known(app::HTTP) => self.parse_http(flow, dir, hit),
+            App::Known(app::TLS) if dir == 0 && flow.sides[0].parsed == 0 => {
+                if let Parse::Done(hello) = tls::client_hello(&flow.sides[0].stream) {
+                    flow.sides[0].parsed = flow.sides[0].stream.len();
+                    if let Some(sni) = hello.sni {
+                        let mut b = Buffers::default();
+                        b.set(Buffer::TlsSni, &sni);
+                        self.evaluate(flow, 0, Direction { to_server: true, established: true }, &b, hit);
+                    }
+                }
+            }
+            App::Known(app::SSH) if !flow.sides[d].banner_done => {
+                let stream = std::mem::take(&mut flow.sides[d].stream);
+                if let Parse::Done(banner) = ssh::banner(&stream) {
+                    flow.sides[d].banner_done = true;
+                    let mut b = Buffers::default();
+                    b.set(Buffer::SshSoftware, banner.software);
+                    self.evaluate(flow, dir, Direction { to_server: dir == 0, established: true }, &b, hit);
+                }
+                flow.sides[d].stream = stream;
+            }
+            App::Known(app::DNS) if dir == 0 => {
+                let stream = std::mem::take(&mut flow.sides[0].stream);
+                let from = flow.sides[0].parsed.min(stream.len());
+                let used = dns::tcp_messages(&stream[from..], |msg| {
+                    if dns::header(msg).is_some_and(|h| !h.is_response) {
+                        dns::for_each_question(msg, |name| {
+                            let mut b = Buffers::default();
+                            b.set(Buffer::DnsQuery, name);
+                            self.evaluate(flow, 0, Direction { to_server: true, established: true }, &b, hit);
+                        });
+                    }
+                });
+                flow.sides[0].parsed = from + used;
+                flow.sides[0].stream = stream;
+            }
+            _ => {}
+        }
+    }
+
+    /// HTTP: requests (client) and responses (server) one after another, bodies included.
+    fn parse_http(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
+        let d = usize::from(dir);
+        let stream = std::mem::take(&mut flow.sides[d].stream);
+        let direction = Direction { to_server: dir == 0, established: true };
+        loop {
+            let at = flow.sides[d].parsed.min(stream.len());
+            if let Some((mut decoder, mut body)) = flow.sides[d].body.take() {
+                let limit = self.settings.body_limit;
+                let consumed = match decoder.feed(&stream[at..], &mut |chunk| {
+                    let room = limit.saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                }) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        // Bad chunk framing: inspect what there is and stop parsing.
+                        self.inspect_body(flow, dir, &body, hit);
+                        self.recycle(body);
+                        flow.sides[d].parsed = usize::MAX;
+                        break;
+                    }
+                };
+                flow.sides[d].parsed = at + consumed;
+                if decoder.is_done() {
+                    self.inspect_body(flow, dir, &body, hit);
+                    self.recycle(body);
+                    continue;
+                }
+                flow.sides[d].body = Some((decoder, body));
+                break;
+            }
+            if at >= stream.len() {
+                break;
+            }
+            let rest = &stream[at..];
+            let length = if dir == 0 {
+                match http::request_head(rest) {
+                    Parse::Done(head) => {
+                        let mut b = Buffers::default();
+                        b.set(Buffer::HttpMethod, head.method).set(Buffer::HttpUri, head.uri);
+                        if let Some(h) = head.host {
+                            b.set(Buffer::HttpHost, h);
+                        }
+                        if let Some(ua) = head.user_agent {
+                            b.set(Buffer::HttpUserAgent, ua);
+                        }
+                        self.evaluate(flow, dir, direction, &b, hit);
+                        flow.pending_methods.push_back(head.method.eq_ignore_ascii_case(b"HEAD"));
+                        flow.sides[d].parsed = at + head.head_len;
+                        head.body
+                    }
+                    Parse::Partial => break,
+                    Parse::Invalid => {
+                        flow.sides[d].parsed = usize::MAX;
+                        break;
+                    }
+                }
+            } else {
+                let head_request = flow.pending_methods.front().copied().unwrap_or(false);
+                match http::response_head(rest, head_request) {
+                    Parse::Done(head) => {
+                        // Interim (1xx) responses do not answer the request.
+                        if !(100..200).contains(&head.status) {
+                            flow.pending_methods.pop_front();
+                        }
+                        flow.sides[d].parsed = at + head.head_len;
+                        head.body
+                    }
+                    Parse::Partial => break,
+                    Parse::Invalid => {
+                        flow.sides[d].parsed = usize::MAX;
+                        break;
+                    }
+                }
+            };
+            if length != http::BodyLength::None {
+                flow.sides[d].body = Some((http::BodyDecoder::new(length), self.buffer()));
+            }
+        }
+        flow.sides[d].stream = stream;
+    }
+
+    fn inspect_body(&mut self, flow: &mut FlowInspection, dir: u8, body: &[u8], hit: &mut dyn FnMut(Hit)) {
+        if body.is_empty() {
+            return;
+        }
+        let mut b = Buffers::default();
+        b.set(Buffer::FileData, body);
+        self.evaluate(flow, dir, Direction { to_server: dir == 0, established: true }, &b, hit);
+    }
+
+    /// Rules on the stream itself: the new bytes (and an overlap before them) go through the
+    /// prefilter; candidates are verified against the whole stream kept so far.
+    fn scan_stream(&mut self, flow: &mut FlowInspection, dir: u8, established: bool, hit: &mut dyn FnMut(Hit)) {
+        let d = usize::from(dir);
+        let stream = std::mem::take(&mut flow.sides[d].stream);
+        let direction = Direction { to_server: dir == 0, established };
+        let app_known = flow.app != App::Unknown;
+        // Scan from the earlier of the two marks; rules are filtered by protocol below.
+        let from = if app_known { flow.sides[d].scanned_app.min(flow.sides[d].scanned_any) } else { flow.sides[d].scanned_any };
+        let start = from.saturating_sub(self.overlap);
+        let mut b = Buffers::default();
+        b.set(Buffer::Stream, &stream[start..]);
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        self.engine.candidates(&b, &mut candidates);
+        let mut whole = Buffers::default();
+        whole.set(Buffer::Stream, &stream);
+        for &r in &candidates {
+            let needs_app = self.engine.rules()[r as usize].app_proto().is_some() || self.engine.rules()[r as usize].proto != Proto::Tcp;
+            if needs_app && !app_known {
+                continue;
+            }
+            self.check(flow, r, dir, direction, &whole, hit);
+        }
+        self.candidates = candidates;
+        flow.sides[d].scanned_any = stream.len();
+        if app_known {
+            flow.sides[d].scanned_app = stream.len();
+        }
+        flow.sides[d].stream = stream;
+    }
+
+    /// Verifies the candidates for `buffers` and reports the rules that match.
+    fn evaluate(&mut self, flow: &mut FlowInspection, dir: u8, direction: Direction, buffers: &Buffers<'_>, hit: &mut dyn FnMut(Hit)) {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        self.engine.candidates(buffers, &mut candidates);
+        for &r in &candidates {
+            self.check(flow, r, dir, direction, buffers, hit);
+        }
+        self.candidates = candidates;
+    }
+
+    /// Protocol, header and flow options of rule `r`, then its contents.
+    fn check(&mut self, flow: &mut FlowInspection, r: u32, dir: u8, direction: Direction, buffers: &Buffers<'_>, hit: &mut dyn FnMut(Hit)) {
+        if flow.alerted.contains(&(r, dir)) {
+            return;
+        }
+        let rule = &self.engine.rules()[r as usize];
+        let flow_app = match flow.app {
+            App::Known(a) => a,
+            _ => app::UNKNOWN,
+        };
+        let proto_ok = match rule.proto {
+            Proto::Tcp => flow.tcp && rule.app_proto().is_none_or(|p| app_code(p) == flow_app),
+            Proto::Udp => !flow.tcp,
+            p => app_code(p) == flow_app,
+        };
+        if !proto_ok {
+            return;
+        }
+        let d = usize::from(dir.min(1));
+        let (sport, dport) = ports(&flow.ends, dir);
+        if !rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, direction) {
+            return;
+        }
+        let Some(end) = self.engine.verify(r, buffers) else { return };
+        flow.alerted.push((r, dir));
+        self.stats.alerts += 1;
+        hit(Hit { rule: r, dir, app: flow_app, stream_offset: end as u64 });
+    }
+}
+
+/// The ports of data sent in direction `dir`: (sender's, receiver's).
+fn ports(ends: &Endpoints, dir: u8) -> (u16, u16) {
+    let d = usize::from(dir.min(1));
+    (ends.ports[d], ends.ports[1 - d])
+}
+
+fn app_code(p: Proto) -> u8 {
+    match p {
+        Proto::Http => app::HTTP,
+        Proto::Tls => app::TLS,
+        Proto::Ssh => app::SSH,
+        Proto::Smtp => app::SMTP,
+        Proto::Dns => app::DNS,
+        Proto::Tcp | Proto::Udp => app::UNKNOWN,
+    }
+}
+
+/// Recognises the application protocol from the first bytes of both directions, the way
+/// Suricata's probing parsers do: by content, with the port only for DNS over TCP.
+fn detect(flow: &FlowInspection) -> App {
+    let (client, server) = (&flow.sides[0].stream, &flow.sides[1].stream);
+    for side in [client, server] {
+        if matches!(ssh::banner(side), Parse::Done(_)) && side.starts_with(b"SSH-") {
+            return App::Known(app::SSH);
+        }
+    }
+    if !client.is_empty() {
+        match http::request_head(client) {
+            Parse::Done(_) => return App::Known(app::HTTP),
+            Parse::Partial if looks_like_request(client) => return App::Unknown,
+            _ => {}
+        }
+        match tls::client_hello(client) {
+            Parse::Done(_) => return App::Known(app::TLS),
+            Parse::Partial => return App::Unknown,
+            Parse::Invalid => {}
+        }
+        let word = |s: &[u8], w: &[u8]| s.len() >= w.len() && s[..w.len()].eq_ignore_ascii_case(w);
+        if word(client, b"EHLO") || word(client, b"HELO") {
+            return App::Known(app::SMTP);
+        }
+        if flow.ends.ports.contains(&53) && client.len() >= 14 {
+            let len = usize::from(u16::from_be_bytes([client[0], client[1]]));
+            if len >= 12 && dns::header(&client[2..]).is_some_and(|h| !h.is_response && h.questions > 0) {
+                return App::Known(app::DNS);
+            }
+        }
+    }
+    if server.starts_with(b"220") && client.is_empty() {
+        // An SMTP (or FTP) greeting: wait for the client's first command.
+        return App::Unknown;
+    }
+    if client.len() >= DETECT_LIMIT || (!client.is_empty() && !server.is_empty()) {
+        App::Other
+    } else {
+        App::Unknown
+    }
+}
+
+/// Whether a partial head can still become an HTTP request (an upper-case method, then a space).
+fn looks_like_request(b: &[u8]) -> bool {
+    let method = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    method > 0 && method <= 16 && (b.len() == method || b[method] == b' ')
+}
