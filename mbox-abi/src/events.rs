@@ -627,6 +627,27 @@ pub mod app {
     pub const DNS: u8 = 8;
     pub const BITTORRENT: u8 = 9;
     pub const QUIC: u8 = 10;
+    /// SMTP, IMAP and POP3 over TLS (implicit, or after STARTTLS/STLS).
+    pub const SMTPS: u8 = 11;
+    pub const IMAPS: u8 = 12;
+    pub const POPS: u8 = 13;
+    /// DNS-format name resolution on the local link.
+    pub const MDNS: u8 = 14;
+    pub const LLMNR: u8 = 15;
+    pub const SSDP: u8 = 16;
+    pub const NETBIOS: u8 = 17;
+    pub const DHCP: u8 = 18;
+    pub const DHCPV6: u8 = 19;
+    pub const STUN: u8 = 20;
+    pub const NTP: u8 = 21;
+    /// HTTP to a proxy port (8080, 3128) where the content said nothing more.
+    pub const HTTP_PROXY: u8 = 22;
+
+    /// Every protocol, for tables.
+    pub const ALL: [u8; 23] = [
+        UNKNOWN, HTTP, TLS, SSH, SMTP, IMAP, POP3, FTP, DNS, BITTORRENT, QUIC, SMTPS, IMAPS, POPS, MDNS, LLMNR, SSDP, NETBIOS, DHCP,
+        DHCPV6, STUN, NTP, HTTP_PROXY,
+    ];
 
     /// The protocol's name as logs print it (Suricata's `app_proto` names where they exist).
     pub fn name(app: u8) -> &'static str {
@@ -641,8 +662,69 @@ pub mod app {
             DNS => "dns",
             BITTORRENT => "bittorrent",
             QUIC => "quic",
+            SMTPS => "smtps",
+            IMAPS => "imaps",
+            POPS => "pops",
+            MDNS => "mdns",
+            LLMNR => "llmnr",
+            SSDP => "ssdp",
+            NETBIOS => "netbios",
+            DHCP => "dhcp",
+            DHCPV6 => "dhcpv6",
+            STUN => "stun",
+            NTP => "ntp",
+            HTTP_PROXY => "http_proxy",
             _ => "unknown",
         }
+    }
+}
+
+/// The type path under which flow classifications are published.
+pub const FLOW_TYPE_PATH: &str = "FLOW/TYPE";
+
+/// `FlowTypeEvent::confidence`: the content identified the protocol.
+pub const CONFIDENCE_DPI: u8 = 1;
+/// The flow carried too little to tell; the protocol is the one its port is registered for.
+pub const CONFIDENCE_PORT: u8 = 2;
+
+/// Longest host name or SNI a [`FlowTypeEvent`] carries.
+pub const FLOW_TYPE_HOST_MAX: usize = 64;
+
+/// `FLOW/TYPE`: a flow's application protocol, once known (published by a classifier NF).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct FlowTypeEvent {
+    pub flow: FlowEvent,
+    /// `app::*`.
+    pub app: u8,
+    /// `CONFIDENCE_*`.
+    pub confidence: u8,
+    host_len: u8,
+    pub _reserved: [u8; 5],
+    /// The HTTP host or the TLS server name, when the protocol has one.
+    host: [u8; FLOW_TYPE_HOST_MAX],
+}
+
+// SAFETY: repr(C), begins with FlowEvent (which begins with EventHeader); the classifier sets
+// the header's size from this type.
+unsafe impl Event for FlowTypeEvent {}
+
+impl FlowTypeEvent {
+    /// A classification of the flow `flow` describes (its header's type set to `ty`).
+    pub fn new(ty: EventType, flow: &FlowEvent, app: u8, confidence: u8, host: &[u8]) -> FlowTypeEvent {
+        let mut ev = FlowTypeEvent { flow: *flow, app, confidence, host_len: 0, _reserved: [0; 5], host: [0; FLOW_TYPE_HOST_MAX] };
+        ev.flow.header.ty = ty;
+        ev.flow.header.size = size_of::<FlowTypeEvent>() as u32;
+        ev.flow.header.publisher = 0;
+        let n = host.len().min(FLOW_TYPE_HOST_MAX);
+        ev.host[..n].copy_from_slice(&host[..n]);
+        ev.host_len = n as u8;
+        ev
+    }
+
+    /// The host name or server name (possibly cut to [`FLOW_TYPE_HOST_MAX`] bytes).
+    pub fn host(&self) -> &[u8] {
+        &self.host[..usize::from(self.host_len).min(FLOW_TYPE_HOST_MAX)]
     }
 }
 
@@ -682,6 +764,7 @@ const _: () = assert!(size_of::<StreamDataEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamGapEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<FlowEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<SigMatchEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<FlowTypeEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<AlertEvent>() <= MAX_EVENT_SIZE);
 
 /// The struct size every event of a built-in type must have at least, by type.

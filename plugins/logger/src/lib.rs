@@ -10,9 +10,9 @@
 use mbox_abi::events::tcp_state;
 use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter};
 use mbox_abi::{
-    app, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, Host, NetworkFunction,
-    NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict, REASON_NONE,
-    SIG_MATCH_PATH,
+    app, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTypeEvent, Host,
+    NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot,
+    Verdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE, SIG_MATCH_PATH,
 };
 
 /// The TCP monitor's view of a connection, for logs.
@@ -29,8 +29,9 @@ pub struct Logger {
     out: LineWriter,
     /// Type paths by code, from the host's registry.
     paths: Vec<(EventType, String)>,
-    /// `ALERT/SIG_MATCH`, when an NF of the run publishes it.
+    /// `ALERT/SIG_MATCH` and `FLOW/TYPE`, when NFs of the run publish them.
     sig_match: Option<EventType>,
+    flow_type: Option<EventType>,
 }
 
 impl Logger {
@@ -76,6 +77,32 @@ impl Logger {
         } else if let Some(data) = event.view::<StreamDataEvent>() {
             line.insert("event_type".into(), json!("stream_data"));
             line.insert("stream".into(), json!({ "direction": data.tcp.flow.header.flow.dir, "offset": data.offset, "len": data.len }));
+        } else if let Some(t) = self.flow_type.and_then(|ty| event.view_as::<FlowTypeEvent>(ty)) {
+            // A classification: the flow and its application protocol.
+            let tuple = &t.flow.tuple;
+            line.insert("event_type".into(), json!("flow_type"));
+            line.insert("src_ip".into(), json!(tuple.addr(0).to_string()));
+            line.insert("src_port".into(), json!(tuple.ports[0]));
+            line.insert("dest_ip".into(), json!(tuple.addr(1).to_string()));
+            line.insert("dest_port".into(), json!(tuple.ports[1]));
+            line.insert("proto".into(), json!(proto_name(tuple.ip_proto)));
+            if tuple.vlan != 0 {
+                line.insert("vlan".into(), json!([tuple.vlan]));
+            }
+            line.insert("app_proto".into(), json!(app::name(t.app)));
+            let confidence = match t.confidence {
+                CONFIDENCE_DPI => "dpi",
+                CONFIDENCE_PORT => "port",
+                _ => "none",
+            };
+            line.insert("confidence".into(), json!(confidence));
+            let name = String::from_utf8_lossy(t.host());
+            if !name.is_empty() {
+                match t.app {
+                    app::HTTP | app::HTTP_PROXY => line.insert("http".into(), json!({ "hostname": name })),
+                    _ => line.insert("tls".into(), json!({ "sni": name })),
+                };
+            }
         } else if let Some(flow) = event.view::<FlowEvent>() {
             let t = &flow.tuple;
             let ended = flow.reason != REASON_NONE;
@@ -175,7 +202,7 @@ impl Plugin for Logger {
         let path = args.string("output", "-")?;
         let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
         let paths = init.types.iter().map(|b| (b.ty, b.path.to_string())).collect();
-        Ok(Logger { out, paths, sig_match: init.type_of(SIG_MATCH_PATH) })
+        Ok(Logger { out, paths, sig_match: init.type_of(SIG_MATCH_PATH), flow_type: init.type_of(FLOW_TYPE_PATH) })
     }
 }
 
