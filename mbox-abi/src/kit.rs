@@ -2,6 +2,8 @@
 //! buffered line writer for an NF's output file, argument checks, and a cursor that finds the
 //! stream bytes an NF missed. Nothing here crosses the ABI boundary.
 
+use crate::events::Event;
+use crate::nf::{Host, PublishStatus};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -106,6 +108,51 @@ impl LineWriter {
     pub fn finish(&mut self) -> Result<(), String> {
         self.flush();
         self.error.take().map_or(Ok(()), Err)
+    }
+}
+
+/// Publications an NF could not hand over yet because the host's queue for them was full (its
+/// subscribers lag), kept in order and retried before anything newer: a burst is delayed, not
+/// lost. Bounded: beyond `limit` waiting events, new ones are dropped and counted.
+pub struct PublishQueue<T: Event + Copy> {
+    waiting: std::collections::VecDeque<T>,
+    limit: usize,
+    /// Events dropped because `limit` events were already waiting.
+    pub dropped: u64,
+}
+
+impl<T: Event + Copy> PublishQueue<T> {
+    pub fn new(limit: usize) -> Self {
+        PublishQueue { waiting: Default::default(), limit, dropped: 0 }
+    }
+
+    /// Retries the waiting events, oldest first; true when none waits any more. Call it at the
+    /// start of every event, so that waiting events go out as soon as there is room.
+    pub fn retry(&mut self, host: &mut Host<'_>) -> bool {
+        while let Some(event) = self.waiting.front() {
+            if host.publish(event) == PublishStatus::Full {
+                return false;
+            }
+            self.waiting.pop_front();
+        }
+        true
+    }
+
+    /// Publishes `event` after the events still waiting.
+    pub fn publish(&mut self, host: &mut Host<'_>, event: T) {
+        if self.retry(host) && host.publish(&event) != PublishStatus::Full {
+            return;
+        }
+        if self.waiting.len() >= self.limit {
+            self.dropped += 1;
+        } else {
+            self.waiting.push_back(event);
+        }
+    }
+
+    /// Events still waiting (lost if the run ends before another event comes).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
     }
 }
 

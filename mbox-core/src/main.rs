@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use mbox_core::config::Config;
 use mbox_core::io::capture::PcapWriter;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
+use mbox_core::io::merge::{merge, MergeOptions};
 use mbox_core::runtime::pipeline::{self, RunOptions};
 use mbox_core::summary;
 use std::path::PathBuf;
@@ -44,6 +45,25 @@ enum Command {
         /// Flows open at once.
         #[arg(long, default_value_t = 65_536)]
         max_flows: usize,
+    },
+    /// Merge captures into one Ethernet pcap, repeated with moved addresses and times: the same
+    /// input for mbox and for other tools (Suricata, ndpiReader) to compare on.
+    Merge {
+        /// The captures, read in this order.
+        #[arg(required = true)]
+        captures: Vec<PathBuf>,
+        /// The pcap file to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Read the captures this many times.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Pause before each capture, after the previous one's last packet ("1h", "30s").
+        #[arg(long, default_value = "1h")]
+        retime: String,
+        /// Keep every pass's addresses (repeated passes then continue the same flows).
+        #[arg(long)]
+        no_remap: bool,
     },
     /// Write synthetic traffic to a pcap file.
     Gen {
@@ -122,6 +142,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Streams { capture, out, max_flows } => {
             let report = mbox_core::streams::write_streams(&capture, &out, max_flows.max(1))?;
             eprintln!("{} packets, {} TCP connections: {}", report.packets, report.connections, out.join("streams.tsv").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge { captures, out, repeat, retime, no_remap } => {
+            let retime = mbox_core::config::parse_duration(&retime).map_err(anyhow::Error::msg).context("--retime")?;
+            let opts = MergeOptions { repeat: repeat.max(1), retime, remap: !no_remap };
+            let report = merge(&captures, &opts, &out).with_context(|| format!("merging into {}", out.display()))?;
+            eprintln!(
+                "wrote {} packets ({} bytes) to {}; skipped {} non-IP frames of non-Ethernet captures, {} malformed",
+                report.packets,
+                report.bytes,
+                out.display(),
+                report.skipped_non_ip,
+                report.malformed
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Gen { out, traffic: t } => {

@@ -307,3 +307,21 @@ fn repeated_and_retimed_captures_give_new_flows_each_pass() {
     let e = try_run_toml(&format!("[input]\npcap = {capture}\nrepeat = 0\n")).unwrap_err();
     assert!(e.contains("[input] repeat: must be at least 1"), "{e}");
 }
+
+#[test]
+fn the_bundled_ids_config_raises_its_alert_and_classifies_its_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("configs/ids.toml"))
+        .unwrap()
+        .replace("\"testdata/", &format!("\"{}/testdata/", repo().display()))
+        .replace("\"out/", &format!("\"{}/", dir.path().display()));
+    let report = run_toml(&text);
+    assert!(report.nfs.iter().all(|nf| nf.failure.is_none()));
+    let eve = read_jsonl(&dir.path().join("eve.jsonl"));
+    let alerts: Vec<u64> =
+        eve.iter().filter(|l| l["event_type"] == "alert").map(|l| l["alert"]["signature_id"].as_u64().unwrap()).collect();
+    assert_eq!(alerts, [9_000_001]);
+    let types: Vec<&str> = eve.iter().filter(|l| l["event_type"] == "flow_type").map(|l| l["app_proto"].as_str().unwrap()).collect();
+    assert_eq!(types, ["http", "http", "http"]);
+    assert_eq!(read_jsonl(&dir.path().join("ids-flows.jsonl")).len(), 7);
+}

@@ -85,6 +85,12 @@ fn dpi_agrees_with_ndpi_on_the_protocols_it_knows() {
         if supported.contains(theirs.as_str()) {
             claimed += 1;
             agreed += u64::from(mine == theirs);
+            if mine != theirs {
+                eprintln!(
+                    "differs: {} {} {}:{} {}:{}: nDPI {theirs} ({}), dpi {mine}",
+                    r["pcap"], r["l4"], r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"], r["confidence"]
+                );
+            }
         }
     }
     eprintln!("\n| nDPI master | dpi: flows |\n|---|---|");

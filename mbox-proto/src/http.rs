@@ -37,29 +37,85 @@ pub struct ResponseHead<'a> {
     pub body: BodyLength,
 }
 
-/// Parses a request head at the start of `buf`.
+/// Parses a request head at the start of `buf`. A request line that breaks the grammar but is
+/// plainly HTTP (`GET /cgi-bin/x;cat /etc/passwd HTTP/1.1`: spaces in the target, as attacks
+/// send them) is taken leniently, as web servers and Suricata's parser take it: the method is
+/// the first word, the version the last, the target what lies between.
 pub fn request_head(buf: &[u8]) -> Parse<RequestHead<'_>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parse::Partial,
-        Err(_) => return Parse::Invalid,
-    };
-    let (Some(method), Some(uri)) = (req.method, req.path) else { return Parse::Invalid };
-    let header = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
-    let body = match body_length(req.headers) {
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => {
+            let (Some(method), Some(uri)) = (req.method, req.path) else { return Parse::Invalid };
+            request(method.as_bytes(), uri.as_bytes(), req.headers, head_len)
+        }
+        Ok(httparse::Status::Partial) => Parse::Partial,
+        Err(_) => lenient_request(buf),
+    }
+}
+
+/// The request a head with `headers` describes.
+fn request<'a>(method: &'a [u8], uri: &'a [u8], headers: &[httparse::Header<'a>], head_len: usize) -> Parse<RequestHead<'a>> {
+    let header = |name: &str| headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    let body = match body_length(headers) {
         Some(BodyLength::UntilClose) | None => BodyLength::None,
         Some(b) => b,
     };
-    Parse::Done(RequestHead {
-        method: method.as_bytes(),
-        uri: uri.as_bytes(),
-        host: header("host"),
-        user_agent: header("user-agent"),
-        head_len,
-        body,
-    })
+    Parse::Done(RequestHead { method, uri, host: header("host"), user_agent: header("user-agent"), head_len, body })
+}
+
+/// Longest request line the lenient parser looks for.
+const MAX_REQUEST_LINE: usize = 8192;
+
+/// `METHOD target with spaces HTTP/1.x`, then headers as usual.
+fn lenient_request(buf: &[u8]) -> Parse<RequestHead<'_>> {
+    let method_len = buf.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    if method_len == 0 || method_len > 16 || buf.get(method_len) != Some(&b' ') {
+        return Parse::Invalid;
+    }
+    let Some(end) = buf.iter().take(MAX_REQUEST_LINE).position(|&b| b == b'\n') else {
+        return if buf.len() < MAX_REQUEST_LINE { Parse::Partial } else { Parse::Invalid };
+    };
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let Some(version_at) = line.windows(6).rposition(|w| w == b" HTTP/") else { return Parse::Invalid };
+    if version_at <= method_len + 1 || line.len() != version_at + 9 {
+        return Parse::Invalid;
+    }
+    let (method, uri) = (&buf[..method_len], &line[method_len + 1..version_at]);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(&buf[end + 1..], &mut headers) {
+        Ok(httparse::Status::Complete((n, parsed))) => request(method, uri, parsed, end + 1 + n),
+        Ok(httparse::Status::Partial) => Parse::Partial,
+        Err(_) => loose_headers(buf, end + 1, method, uri),
+    }
+}
+
+/// Headers that break the grammar (control bytes in a value, as scanners send): lines of
+/// `name: value` up to the blank line, read as they are.
+fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8]) -> Parse<RequestHead<'a>> {
+    let rest = &buf[start..];
+    let blank =
+        rest.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).or_else(|| rest.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
+    let Some(head_end) = blank else {
+        return if buf.len() < MAX_REQUEST_LINE * 4 { Parse::Partial } else { Parse::Invalid };
+    };
+    let (mut host, mut user_agent, mut body) = (None, None, BodyLength::None);
+    for line in rest[..head_end].split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"host") {
+            host = Some(value);
+        } else if name.eq_ignore_ascii_case(b"user-agent") {
+            user_agent = Some(value);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") && value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked")) {
+            body = BodyLength::Chunked;
+        } else if name.eq_ignore_ascii_case(b"content-length") && body != BodyLength::Chunked {
+            let n = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            body = if n == 0 { BodyLength::None } else { BodyLength::Length(n) };
+        }
+    }
+    Parse::Done(RequestHead { method, uri, host, user_agent, head_len: start + head_end, body })
 }
 
 /// Parses a response head at the start of `buf`; `head_request` says the request was HEAD
@@ -232,6 +288,20 @@ mod tests {
         assert_eq!(request_head(b"\x16\x03\x01\x02\x00"), Parse::Invalid);
         let Parse::Done(h) = request_head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n") else { panic!() };
         assert_eq!(h.body, BodyLength::Length(5));
+        // Spaces in the target, as attacks send them.
+        let raw = b"GET /cgi-bin/x;cat /etc/passwd|?d=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        let Parse::Done(h) = request_head(raw) else { panic!() };
+        assert_eq!(
+            (h.method, h.uri, h.host, h.head_len),
+            (&b"GET"[..], &b"/cgi-bin/x;cat /etc/passwd|?d=1"[..], Some(&b"127.0.0.1"[..]), raw.len())
+        );
+        assert_eq!(request_head(&raw[..30]), Parse::Partial);
+        assert_eq!(request_head(b"GET  HTTP/1.1\r\n\r\n"), Parse::Invalid, "no target");
+        assert_eq!(request_head(b"HELLO world\r\n"), Parse::Invalid);
+        // A control byte in a header value, as scanners send.
+        let raw = b"GET / HTTP/1.0\r\nNikto: \x1f\r\nUser-Agent: Mozilla/5.00 (Nikto)\r\nContent-Length: 2\r\n\r\nab";
+        let Parse::Done(h) = request_head(raw) else { panic!() };
+        assert_eq!((h.user_agent, h.body, h.head_len), (Some(&b"Mozilla/5.00 (Nikto)"[..]), BodyLength::Length(2), raw.len() - 2));
     }
 
     #[test]

@@ -95,6 +95,14 @@ impl Source {
         }
     }
 
+    /// Which pass over the captures the last packet came from (0 for the generator).
+    pub fn pass(&self) -> u32 {
+        match self {
+            Source::Captures(c) => (c.position / c.paths.len()) as u32,
+            Source::Generator(_) => 0,
+        }
+    }
+
     /// Work done and total (bytes of the captures, conversations of the generator).
     pub fn progress(&self) -> (u64, u64) {
         match self {

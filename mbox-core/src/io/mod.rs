@@ -6,6 +6,7 @@
 //! - [`dispatch`]: the input thread, a software NIC that reads a source and steers each packet
 //!   to its shard's RX ring by the symmetric flow hash (what RSS does in hardware).
 //! - [`output`]: the output thread writing forwarded packets to a pcap.
+//! - [`merge`]: many captures into one Ethernet pcap (`mbox merge`), for other tools to read.
 //!
 //! Shards see only [`RxPacket`] handles on rings, whatever the source; a DPDK backend feeds
 //! the same rings' consumers.
@@ -13,6 +14,7 @@
 pub mod capture;
 pub mod dispatch;
 pub mod generator;
+pub mod merge;
 pub mod output;
 pub mod pool;
 

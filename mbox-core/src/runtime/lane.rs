@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub const WAKE_BATCH: usize = 32;
 
 /// Publications an NF may have queued for one shard before it is told `Full`.
-pub const PUBLICATION_RING: usize = 1024;
+pub const PUBLICATION_RING: usize = 4096;
 /// Unsubscriptions an NF may have queued for one shard before it is told `Full`.
 pub const CONTROL_RING: usize = 256;
 

@@ -56,7 +56,7 @@ const INITIAL_BUFFER: usize = 2048;
 /// Capacity of each input-to-shard ring.
 const RX_RING: usize = 1024;
 /// Event slots per shard reserved for NF publications (when some NF publishes).
-const PUBLICATION_SLOTS: usize = 1024;
+const PUBLICATION_SLOTS: usize = 4096;
 
 /// A config whose plugins are loaded and whose graph is compiled, ready to run.
 pub struct Prepared {

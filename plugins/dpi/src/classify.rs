@@ -34,7 +34,8 @@ pub fn tcp(client: &[u8], server: &[u8], server_port: u16) -> Verdict {
     if !client.is_empty() {
         match http::request_head(client) {
             Parse::Done(h) => return Verdict::Known(app::HTTP, h.host.unwrap_or_default().to_vec()),
-            Parse::Partial if looks_like_request(client) => undecided = true,
+            // A valid start of a request (what httparse and the lenient line parser call partial).
+            Parse::Partial => undecided = true,
             _ => {}
         }
         match tls::client_hello(client) {
@@ -79,9 +80,14 @@ fn tls_app(server_port: u16) -> u8 {
 /// their switch to TLS.
 fn mail_or_ftp(client: &[u8], server: &[u8]) -> Option<Verdict> {
     let starts = |s: &[u8], w: &[u8]| s.len() >= w.len() && s[..w.len()].eq_ignore_ascii_case(w);
-    // The client may speak first to SMTP (some captures miss the greeting).
+    // The client may speak first to SMTP (some captures miss the greeting). SMTP becomes SMTPS
+    // when the client asks for STARTTLS, so wait for its next command.
     if starts(client, b"EHLO ") || starts(client, b"HELO ") {
-        return Some(Verdict::Known(smtp_or_smtps(client), Vec::new()));
+        let lines = client.iter().filter(|&&b| b == b'\n').count();
+        if contains_line(client, b"STARTTLS") {
+            return Some(Verdict::Known(app::SMTPS, Vec::new()));
+        }
+        return Some(if lines >= 2 { Verdict::Known(app::SMTP, Vec::new()) } else { Verdict::Undecided });
     }
     if starts(server, b"+OK") {
         let tls = contains_line(client, b"STLS");
@@ -108,24 +114,9 @@ fn mail_or_ftp(client: &[u8], server: &[u8]) -> Option<Verdict> {
     None
 }
 
-/// SMTP, or SMTPS once the client asked for STARTTLS.
-fn smtp_or_smtps(client: &[u8]) -> u8 {
-    if contains_line(client, b"STARTTLS") {
-        app::SMTPS
-    } else {
-        app::SMTP
-    }
-}
-
 /// Whether a line of `text` starts with `word` (case-insensitive).
 fn contains_line(text: &[u8], word: &[u8]) -> bool {
     text.split(|&b| b == b'\n').any(|l| l.len() >= word.len() && l[..word.len()].eq_ignore_ascii_case(word))
-}
-
-/// Whether a partial head can still become an HTTP request (an upper-case method, then a space).
-fn looks_like_request(b: &[u8]) -> bool {
-    let method = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
-    method > 0 && method <= 16 && (b.len() == method || b[method] == b' ')
 }
 
 /// A UDP datagram, sent from `sport` to `dport`.
@@ -215,7 +206,7 @@ pub fn by_port(tcp: bool, ports: [u16; 2]) -> u8 {
     for port in [ports[1], ports[0]] {
         let app = if tcp {
             match port {
-                80 => app::HTTP,
+                80 | 81 | 8181 => app::HTTP,
                 443 => app::TLS,
                 8080 | 3128 => app::HTTP_PROXY,
                 22 => app::SSH,
@@ -270,6 +261,8 @@ mod tests {
         assert_eq!(known(tcp(b"", b"SSH-2.0-OpenSSH_9.0\r\n", 22)), app::SSH);
         assert_eq!(known(tcp(b"EHLO x\r\nSTARTTLS\r\n", b"220 mail\r\n", 25)), app::SMTPS);
         assert_eq!(known(tcp(b"EHLO x\r\nMAIL FROM:<a@b>\r\n", b"220 mail\r\n", 25)), app::SMTP);
+        assert_eq!(tcp(b"EHLO x\r\n", b"220 mail\r\n250-STARTTLS\r\n", 25), Verdict::Undecided, "STARTTLS may come next");
+        assert_eq!(known(tcp(b"GET /x;cat /etc/passwd HTTP/1.1\r\n\r\n", b"", 8080)), app::HTTP, "a lenient request line");
         assert_eq!(known(tcp(b"USER anonymous\r\n", b"220 Welcome\r\n", 21)), app::FTP);
         assert_eq!(tcp(b"", b"220 Welcome\r\n", 21), Verdict::Undecided);
         assert_eq!(known(tcp(b"", b"220 ProFTPD Server\r\n", 21)), app::FTP);

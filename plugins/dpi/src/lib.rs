@@ -11,11 +11,10 @@
 pub mod classify;
 
 use classify::Verdict;
-use mbox_abi::kit::Args;
+use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
     app, builtin, export_nf, DirStats, EventHeader, EventType, FlowEvent, FlowRef, FlowTuple, FlowTypeEvent, Host, NetworkFunction, NfInit,
-    PktEvent, Plugin, PluginInfo, PublishStatus, StreamDataEvent, Verdict as NfVerdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH,
-    REASON_NONE,
+    PktEvent, Plugin, PluginInfo, StreamDataEvent, Verdict as NfVerdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
 };
 
 /// What dpi keeps per flow until it is classified.
@@ -36,8 +35,8 @@ pub struct Dpi {
     flow_type: EventType,
     /// By shard, then flow slot.
     flows: Vec<Vec<Flow>>,
-    /// Classifications the host could not take.
-    dropped: u64,
+    /// Classifications waiting for room in the host's queue.
+    queue: PublishQueue<FlowTypeEvent>,
     counts: [u64; 256],
 }
 
@@ -62,9 +61,7 @@ impl Dpi {
     fn publish(&mut self, flow: &FlowEvent, app: u8, confidence: u8, host_name: &[u8], host: &mut Host<'_>) {
         self.counts[usize::from(app)] += 1;
         let ev = FlowTypeEvent::new(self.flow_type, flow, app, confidence, host_name);
-        if host.publish(&ev) != PublishStatus::Published {
-            self.dropped += 1;
-        }
+        self.queue.publish(host, ev);
     }
 
     fn on_stream_data(&mut self, ev: &StreamDataEvent, host: &mut Host<'_>) {
@@ -129,7 +126,8 @@ impl Dpi {
         }
     }
 
-    /// A flow ended: if nothing was published, the port's protocol (or unknown).
+    /// A flow ended: if nothing was published, the port's protocol, if it has one (flows of
+    /// no known protocol are not reported).
     fn on_end(&mut self, flow: &FlowEvent, host: &mut Host<'_>) {
         let r = flow.header.flow;
         let f = self.flow(r);
@@ -137,15 +135,18 @@ impl Dpi {
             return;
         }
         f.done = true;
-        let tcp = flow.tuple.ip_proto == 6;
-        let guess = classify::by_port(tcp, flow.tuple.ports);
-        let confidence = if guess == app::UNKNOWN { 0 } else { CONFIDENCE_PORT };
-        self.publish(flow, guess, confidence, b"", host);
+        let guess = classify::by_port(flow.tuple.ip_proto == 6, flow.tuple.ports);
+        if guess == app::UNKNOWN {
+            self.counts[usize::from(app::UNKNOWN)] += 1;
+        } else {
+            self.publish(flow, guess, CONFIDENCE_PORT, b"", host);
+        }
     }
 }
 
 impl NetworkFunction for Dpi {
     fn on_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> NfVerdict {
+        self.queue.retry(host);
         if let Some(ev) = event.view::<StreamDataEvent>() {
             self.on_stream_data(ev, host);
         } else if let Some(flow) = event.view::<FlowEvent>().filter(|f| f.reason != REASON_NONE) {
@@ -162,8 +163,9 @@ impl NetworkFunction for Dpi {
             .filter(|&&a| self.counts[usize::from(a)] > 0)
             .map(|&a| format!("{} {}", app::name(a), self.counts[usize::from(a)]))
             .collect();
-        if self.dropped > 0 {
-            parts.push(format!("{} classifications dropped (publication queue full)", self.dropped));
+        let lost = self.queue.dropped + self.queue.waiting() as u64;
+        if lost > 0 {
+            parts.push(format!("{lost} classifications not published (the host's queue stayed full)"));
         }
         eprintln!("dpi: {}", parts.join(", "));
         Ok(())
@@ -183,7 +185,12 @@ impl Plugin for Dpi {
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
         Args::parse(init.args_json.as_str(), &[])?;
         let flow_type = init.type_of(FLOW_TYPE_PATH).ok_or("the host did not register FLOW/TYPE")?;
-        Ok(Dpi { flow_type, flows: (0..init.shards.max(1)).map(|_| Vec::new()).collect(), dropped: 0, counts: [0; 256] })
+        Ok(Dpi {
+            flow_type,
+            flows: (0..init.shards.max(1)).map(|_| Vec::new()).collect(),
+            queue: PublishQueue::new(1 << 16),
+            counts: [0; 256],
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 
 use mbox_abi::kit::{proto_name, tcp_flag_letters, ts_epoch, Args, LineWriter};
 use mbox_abi::{export_nf, reason_name, EventHeader, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict};
-use serde_json::json;
+use std::fmt::Write as _;
 
 /// What flow-stats counts in one direction.
 #[derive(Default, Clone, Copy)]
@@ -43,6 +43,8 @@ impl FlowCounters {
 
 pub struct FlowStats {
     out: LineWriter,
+    /// The line being written (reused).
+    line: String,
     /// By shard, then by flow slot.
     flows: Vec<Vec<Option<FlowCounters>>>,
 }
@@ -100,33 +102,50 @@ impl FlowStats {
         };
         let (cs, sc) = (c.dirs[usize::from(client)], c.dirs[usize::from(1 - client)]);
         let t = &flow.tuple;
-        let dir_json = |d: Dir| {
-            json!({
-                "pkts": d.pkts,
-                "frame_bytes": d.frame_bytes,
-                "ip_bytes": d.ip_bytes,
-                "payload_bytes": d.payload_bytes,
-                "tcp_flags": if t.ip_proto == 6 { tcp_flag_letters(d.tcp_flags) } else { "-".into() },
-            })
-        };
-        let line = json!({
-            "flow_id": c.id,
-            "proto": proto_name(t.ip_proto),
-            "vlan": t.vlan,
-            "client_ip": t.addr(usize::from(client)).to_string(),
-            "client_port": t.ports[usize::from(client)],
-            "server_ip": t.addr(usize::from(1 - client)).to_string(),
-            "server_port": t.ports[usize::from(1 - client)],
-            "client_by": client_by,
-            "c2s": dir_json(cs),
-            "s2c": dir_json(sc),
-            "first_ts": ts_epoch(c.first_ts),
-            "last_ts": ts_epoch(c.last_ts),
-            "ts_monotonic": c.monotonic,
-            "end_reason": reason_name(flow.reason),
-        });
-        self.out.line(&line.to_string());
+        // Written field by field into a reused buffer: one line per flow, no allocation (every
+        // value is a number or a name that needs no JSON escaping).
+        let tcp = t.ip_proto == 6;
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let _ = write!(
+            line,
+            r#"{{"flow_id":{},"proto":"{}","vlan":{},"client_ip":"{}","client_port":{},"server_ip":"{}","server_port":{},"client_by":"{}","c2s":"#,
+            c.id,
+            proto_name(t.ip_proto),
+            t.vlan,
+            t.addr(usize::from(client)),
+            t.ports[usize::from(client)],
+            t.addr(usize::from(1 - client)),
+            t.ports[usize::from(1 - client)],
+            client_by
+        );
+        write_dir(&mut line, cs, tcp);
+        line.push_str(r#","s2c":"#);
+        write_dir(&mut line, sc, tcp);
+        let _ = write!(
+            line,
+            r#","first_ts":"{}","last_ts":"{}","ts_monotonic":{},"end_reason":"{}"}}"#,
+            ts_epoch(c.first_ts),
+            ts_epoch(c.last_ts),
+            c.monotonic,
+            reason_name(flow.reason)
+        );
+        self.out.line(&line);
+        self.line = line;
     }
+}
+
+/// One direction's counters as a JSON object.
+fn write_dir(line: &mut String, d: Dir, tcp: bool) {
+    let _ = write!(
+        line,
+        r#"{{"pkts":{},"frame_bytes":{},"ip_bytes":{},"payload_bytes":{},"tcp_flags":"{}"}}"#,
+        d.pkts,
+        d.frame_bytes,
+        d.ip_bytes,
+        d.payload_bytes,
+        if tcp { tcp_flag_letters(d.tcp_flags) } else { "-".into() }
+    );
 }
 
 impl NetworkFunction for FlowStats {
@@ -164,7 +183,7 @@ impl Plugin for FlowStats {
         let args = Args::parse(init.args_json.as_str(), &["output"])?;
         let path = args.string("output", "-")?;
         let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
-        Ok(FlowStats { out, flows: (0..init.shards).map(|_| Vec::new()).collect() })
+        Ok(FlowStats { out, line: String::new(), flows: (0..init.shards).map(|_| Vec::new()).collect() })
     }
 }
 

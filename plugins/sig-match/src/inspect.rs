@@ -38,9 +38,16 @@ pub struct Hit {
     pub stream_offset: u64,
 }
 
-/// Matching shared by every flow: the engine and scratch space.
+/// Matching shared by every flow: the engines and scratch space.
 pub struct Matcher {
+    /// Every rule: protocol buffers (URIs, SNIs, ...) are matched against it.
     engine: Engine,
+    /// Per stream context (application protocol x direction, see [`context`]), the rules that
+    /// look at the stream there, compiled on their own: a direction no stream rule applies to
+    /// is not scanned (nor kept), one few rules apply to is scanned for few patterns.
+    contexts: Vec<Option<StreamRules>>,
+    /// Which protocol parsers some rule needs.
+    needs: Needs,
     settings: Settings,
     candidates: Vec<u32>,
     /// Longest fast pattern among stream rules, less one: how far back a scan of new stream
@@ -49,6 +56,40 @@ pub struct Matcher {
     /// Recycled stream and body buffers (a flow's buffers go back here when it ends).
     spare: Vec<Vec<u8>>,
     pub stats: Stats,
+}
+
+/// The stream rules of one context, and their indices among all rules.
+struct StreamRules {
+    engine: Engine,
+    global: Vec<u32>,
+}
+
+/// Which buffers the loaded rules look at (parsers nobody needs do not run).
+#[derive(Debug, Default, Clone, Copy)]
+struct Needs {
+    http_request: bool,
+    file_data: bool,
+    tls_sni: bool,
+    ssh_software: bool,
+    dns_query: bool,
+}
+
+/// The index of a stream context: an application protocol (`app::*`, `app::UNKNOWN` while
+/// unknown or for none this NF parses) and a direction.
+fn context(app: u8, dir: u8) -> usize {
+    usize::from(app) * 2 + usize::from(dir.min(1))
+}
+
+/// Whether `rule` looks at the stream of a TCP connection of `app` in direction `dir`.
+fn applies_to_stream(rule: &Rule, app: u8, dir: u8) -> bool {
+    if !rule.items.iter().any(|(b, _)| *b == Buffer::Stream) || rule.flow.to_server.is_some_and(|t| t != (dir == 0)) {
+        return false;
+    }
+    match rule.proto {
+        Proto::Tcp => rule.app_proto().is_none_or(|p| app_code(p) == app),
+        Proto::Udp => false,
+        p => app_code(p) == app,
+    }
 }
 
 /// Counters for the NF's report.
@@ -78,6 +119,8 @@ struct Side {
     body: Option<(http::BodyDecoder, Vec<u8>)>,
     /// SSH: the identification line was read.
     banner_done: bool,
+    /// Nothing more of this direction is needed (no rule looks there): not kept.
+    ignored: bool,
 }
 
 /// The application protocol as recognised so far.
@@ -117,7 +160,36 @@ impl Matcher {
             .max()
             .unwrap_or(1)
             .saturating_sub(1);
-        Matcher { engine: Engine::new(rules), settings, candidates: Vec::new(), overlap, spare: Vec::new(), stats: Stats::default() }
+        let mut needs = Needs::default();
+        for (buffer, _) in rules.iter().flat_map(|r| r.items.iter()) {
+            match buffer {
+                Buffer::HttpUri | Buffer::HttpHost | Buffer::HttpMethod | Buffer::HttpUserAgent => needs.http_request = true,
+                Buffer::FileData => needs.file_data = true,
+                Buffer::TlsSni => needs.tls_sni = true,
+                Buffer::SshSoftware => needs.ssh_software = true,
+                Buffer::DnsQuery => needs.dns_query = true,
+                Buffer::Stream => {}
+            }
+        }
+        let max_app = app::ALL.iter().copied().max().unwrap_or(0);
+        let contexts = (0..=context(max_app, 1))
+            .map(|c| {
+                let (app, dir) = ((c / 2) as u8, (c % 2) as u8);
+                let global: Vec<u32> = (0..rules.len() as u32).filter(|&r| applies_to_stream(&rules[r as usize], app, dir)).collect();
+                (!global.is_empty())
+                    .then(|| StreamRules { engine: Engine::new(global.iter().map(|&r| rules[r as usize].clone()).collect()), global })
+            })
+            .collect();
+        Matcher {
+            engine: Engine::new(rules),
+            contexts,
+            needs,
+            settings,
+            candidates: Vec::new(),
+            overlap,
+            spare: Vec::new(),
+            stats: Stats::default(),
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -182,7 +254,7 @@ impl Matcher {
         }
         let d = usize::from(dir.min(1));
         let side = &mut flow.sides[d];
-        if side.broken {
+        if side.broken || side.ignored {
             return;
         }
         if offset != side.next {
@@ -208,6 +280,30 @@ impl Matcher {
         }
         self.parse_app(flow, dir, hit);
         self.scan_stream(flow, dir, established, hit);
+        if flow.app != App::Unknown && !self.wants(flow, dir) {
+            let side = &mut flow.sides[d];
+            side.ignored = true;
+            let buf = std::mem::take(&mut side.stream);
+            self.recycle(buf);
+        }
+    }
+
+    /// Whether anything still needs direction `dir` of `flow` (once its protocol is decided):
+    /// stream rules of its context, or a parser some rule needs.
+    fn wants(&self, flow: &FlowInspection, dir: u8) -> bool {
+        let a = flow_app(flow);
+        if self.contexts[context(a, dir)].is_some() {
+            return true;
+        }
+        let side = &flow.sides[usize::from(dir.min(1))];
+        match a {
+            app::HTTP if dir == 0 => self.needs.http_request || self.needs.file_data,
+            app::HTTP => self.needs.file_data,
+            app::TLS => dir == 0 && self.needs.tls_sni && side.parsed == 0,
+            app::SSH => self.needs.ssh_software && !side.banner_done,
+            app::DNS => dir == 0 && self.needs.dns_query,
+            _ => false,
+        }
     }
 
     /// Bytes of direction `dir` are missing for good: what follows is not inspected.
@@ -378,24 +474,26 @@ impl Matcher {
     /// prefilter; candidates are verified against the whole stream kept so far.
     fn scan_stream(&mut self, flow: &mut FlowInspection, dir: u8, established: bool, hit: &mut dyn FnMut(Hit)) {
         let d = usize::from(dir);
-        let stream = std::mem::take(&mut flow.sides[d].stream);
         let direction = Direction { to_server: dir == 0, established };
         let app_known = flow.app != App::Unknown;
-        // Scan from the earlier of the two marks; rules are filtered by protocol below.
-        let from = if app_known { flow.sides[d].scanned_app.min(flow.sides[d].scanned_any) } else { flow.sides[d].scanned_any };
+        let Some(ctx) = self.contexts[context(flow_app(flow), dir)].as_ref() else {
+            flow.sides[d].scanned_any = flow.sides[d].stream.len();
+            return;
+        };
+        let stream = std::mem::take(&mut flow.sides[d].stream);
+        // While the protocol is unknown, the context holds only rules that need none; once it
+        // is known, its context's rules see the stream from the start.
+        let from = if app_known { flow.sides[d].scanned_app } else { flow.sides[d].scanned_any };
         let start = from.saturating_sub(self.overlap);
         let mut b = Buffers::default();
         b.set(Buffer::Stream, &stream[start..]);
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
-        self.engine.candidates(&b, &mut candidates);
+        ctx.engine.candidates(&b, &mut candidates);
         let mut whole = Buffers::default();
         whole.set(Buffer::Stream, &stream);
-        for &r in &candidates {
-            let needs_app = self.engine.rules()[r as usize].app_proto().is_some() || self.engine.rules()[r as usize].proto != Proto::Tcp;
-            if needs_app && !app_known {
-                continue;
-            }
+        for &local in &candidates {
+            let r = self.contexts[context(flow_app(flow), dir)].as_ref().map_or(u32::MAX, |c| c.global[local as usize]);
             self.check(flow, r, dir, direction, &whole, hit);
         }
         self.candidates = candidates;
@@ -453,6 +551,14 @@ fn ports(ends: &Endpoints, dir: u8) -> (u16, u16) {
     (ends.ports[d], ends.ports[1 - d])
 }
 
+/// The protocol a flow is known to have (`app::UNKNOWN` while unknown, or for none parsed here).
+fn flow_app(flow: &FlowInspection) -> u8 {
+    match flow.app {
+        App::Known(a) => a,
+        _ => app::UNKNOWN,
+    }
+}
+
 fn app_code(p: Proto) -> u8 {
     match p {
         Proto::Http => app::HTTP,
@@ -476,7 +582,8 @@ fn detect(flow: &FlowInspection) -> App {
     if !client.is_empty() {
         match http::request_head(client) {
             Parse::Done(_) => return App::Known(app::HTTP),
-            Parse::Partial if looks_like_request(client) => return App::Unknown,
+            // A valid start of a request: wait for the rest.
+            Parse::Partial => return App::Unknown,
             _ => {}
         }
         match tls::client_hello(client) {
@@ -504,10 +611,4 @@ fn detect(flow: &FlowInspection) -> App {
     } else {
         App::Unknown
     }
-}
-
-/// Whether a partial head can still become an HTTP request (an upper-case method, then a space).
-fn looks_like_request(b: &[u8]) -> bool {
-    let method = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
-    method > 0 && method <= 16 && (b.len() == method || b[method] == b' ')
 }

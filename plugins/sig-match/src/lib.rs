@@ -13,10 +13,10 @@
 pub mod inspect;
 
 use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings};
-use mbox_abi::kit::Args;
+use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
     builtin, export_nf, AlertEvent, EventHeader, EventType, FlowEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent, Plugin,
-    PluginInfo, PublishStatus, SigMatchEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH, TCP_MIDSTREAM,
+    PluginInfo, SigMatchEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH, TCP_MIDSTREAM,
 };
 use mbox_sig::{parse_rules, Vars};
 
@@ -32,8 +32,8 @@ pub struct SigMatch {
     alert_type: EventType,
     /// By shard, then flow slot.
     flows: Vec<Vec<Option<Box<Tracked>>>>,
-    /// Alerts the host could not take (its publication queue was full).
-    dropped_alerts: u64,
+    /// Alerts waiting for room in the host's queue.
+    queue: PublishQueue<SigMatchEvent>,
     /// Matches of the current event, reused.
     hits: Vec<Hit>,
 }
@@ -92,9 +92,7 @@ impl SigMatch {
             stream_offset: hit.stream_offset,
             flow_start_ns: start_ns,
         };
-        if host.publish(&event) != PublishStatus::Published {
-            self.dropped_alerts += 1;
-        }
+        self.queue.publish(host, event);
     }
 
     /// Publishes what an inspection step found.
@@ -157,6 +155,7 @@ fn is_established(s: &TcpSnapshot) -> bool {
 
 impl NetworkFunction for SigMatch {
     fn on_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> Verdict {
+        self.queue.retry(host);
         if let Some(ev) = event.view::<StreamDataEvent>() {
             self.on_stream_data(ev, host);
         } else if let Some(ev) = event.view::<StreamGapEvent>() {
@@ -172,6 +171,7 @@ impl NetworkFunction for SigMatch {
 
     fn on_finish(&mut self) -> Result<(), String> {
         let s = self.matcher.stats;
+        let lost = self.queue.dropped + self.queue.waiting() as u64;
         eprintln!(
             "sig-match: {} alerts; {} stream bytes inspected, {} beyond the depth; {} directions stopped at a gap; {} connections picked up mid-stream not inspected{}",
             s.alerts,
@@ -179,7 +179,7 @@ impl NetworkFunction for SigMatch {
             s.bytes_beyond_depth,
             s.directions_with_gaps,
             s.midstream_flows_skipped,
-            if self.dropped_alerts > 0 { format!("; {} alerts dropped (publication queue full)", self.dropped_alerts) } else { String::new() }
+            if lost > 0 { format!("; {lost} alerts not published (the host's queue stayed full)") } else { String::new() }
         );
         Ok(())
     }
@@ -225,7 +225,7 @@ impl Plugin for SigMatch {
             matcher: Matcher::new(loaded.rules, settings),
             alert_type,
             flows: (0..init.shards.max(1)).map(|_| Vec::new()).collect(),
-            dropped_alerts: 0,
+            queue: PublishQueue::new(1 << 16),
             hits: Vec::new(),
         })
     }
