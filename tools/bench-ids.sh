@@ -4,7 +4,8 @@
 # input is every bundled capture merged into one Ethernet pcap, PASSES times over, each pass
 # with moved addresses and times (`mbox merge`), so all three read exactly the same packets.
 # Each tool runs REPEAT times (default 3) in rounds; the run with the median wall time is kept.
-# Then the ET Open rules: how many load and how long loading takes, next to Suricata.
+# Then the ET Open rules: how many load and how long loading takes, next to Suricata, and the
+# alerts they raise on every capture next to Suricata's.
 # Writes OUT/ids.md (default docs/bench). Needs suricata (bookworm-backports) and ndpiReader
 # (libndpi-bin); see docs/ids.md.
 # Usage: tools/bench-ids.sh [PASSES] [OUT]   (defaults: 20 docs/bench)
@@ -67,6 +68,31 @@ et_mbox=$(cat "$dir/et-time.txt")
 /usr/bin/time -f "%e" -o "$dir/et-suri.txt" suricata -T -S testdata/rules/et-open/et-open.rules -l "$dir/suri" -c /etc/suricata/suricata.yaml > /dev/null 2>&1 || true
 et_suri=$(cat "$dir/et-suri.txt")
 
+# ET Open's alerts on every capture, next to Suricata's (testdata/rules/EXPECTED-*et-open*.tsv):
+# (capture, sid) pairs found, missed and extra, with the stock variables and with HOME_NET and
+# EXTERNAL_NET set to any.
+et_alerts() {
+    local vars=$1 capture name
+    for capture in testdata/pcaps/*.pcap testdata/pcaps/*.pcapng; do
+        name=$(basename "$capture")
+        printf 'plugin_dir = "target/release"\n[input]\npcap = "%s"\n[[nf]]\nplugin = "sig-match"\nargs = { rules = "testdata/rules/et-open/et-open.rules"%s }\n[[nf]]\nplugin = "logger"\nsubscribe = ["ALERT"]\nargs = { output = "%s/et.jsonl" }\n' \
+            "$capture" "$vars" "$dir" > "$dir/et-run.toml"
+        ./target/release/mbox run "$dir/et-run.toml" --quiet > /dev/null 2>&1
+        jq -r --arg p "$name" '"\($p)\t\(.alert.signature_id)"' "$dir/et.jsonl"
+    done | sort -u
+}
+et_compare() {
+    local ours=$1 expected=$2
+    tail -n +2 "$expected" | cut -f1,2 | sort -u > "$dir/et-expected.tsv"
+    printf '%s of %s (capture, sid) pairs of Suricata found, %s extra' \
+        "$(comm -12 "$ours" "$dir/et-expected.tsv" | wc -l)" "$(wc -l < "$dir/et-expected.tsv")" "$(comm -23 "$ours" "$dir/et-expected.tsv" | wc -l)"
+    comm -23 "$ours" "$dir/et-expected.tsv" | awk 'NR == 1 { printf " (" } { printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 } END { if (NR) printf ")" }'
+}
+et_alerts "" > "$dir/et-stock.tsv"
+et_alerts ', vars = { HOME_NET = "any", EXTERNAL_NET = "any" }' > "$dir/et-any.tsv"
+et_stock=$(et_compare "$dir/et-stock.tsv" testdata/rules/EXPECTED-suricata-alerts-et-open.tsv)
+et_any=$(et_compare "$dir/et-any.tsv" testdata/rules/EXPECTED-suricata-alerts-et-open-anynet.tsv)
+
 {
     printf 'Input: %s packets (every bundled capture, %s passes, `mbox merge`). Median of %s runs in rounds.\n\n' "$packets" "$passes" "$repeat"
     printf '| tool | wall s | packets/s | CPU-s per Mpkt | alerts |\n|---|---|---|---|---|\n'
@@ -77,5 +103,6 @@ et_suri=$(cat "$dir/et-suri.txt")
     awk -v mw="$mbox_wall" -v sw="$suri_wall" -v fw="$fp_wall" -v nw="$ndpi_wall" 'BEGIN { printf "\nmbox packets/s: %.2fx Suricata'"'"'s (single), %.2fx (autofp), %.2fx ndpiReader'"'"'s.\n", sw / mw, fw / mw, nw / mw }'
     printf '\nET Open (5,434 rules): mbox: %s; load and a run on a small capture %s s; `suricata -T`: %s s.\n' "$et_loaded" "$et_mbox" "$et_suri"
     printf '(Alerts are counted as each tool logs them: Suricata once per match, mbox once per rule, flow and direction.)\n'
+    printf '\nET Open alerts on the 67 captures, a run each: stock variables: %s; HOME_NET and EXTERNAL_NET any: %s.\n' "$et_stock" "$et_any"
 } > "$out/ids.md"
 cat "$out/ids.md"
