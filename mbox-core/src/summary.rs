@@ -195,7 +195,7 @@ pub fn text(r: &RunReport) -> String {
         if rejected > 0 {
             let _ = writeln!(
                 s,
-                "            {} publications refused (undeclared type {}, bad size {}, queue full {})",
+                "            {} publish attempts refused (undeclared type {}, bad size {}, queue full {}: an NF that retries, as kit::PublishQueue does, may still deliver these)",
                 n(rejected),
                 n(nf.publish_not_declared),
                 n(nf.publish_bad_size),

@@ -170,7 +170,7 @@ enum BodyState {
     },
     /// The trailer section after the last chunk: ends at an empty line.
     Trailer {
-        line_len: u32,
+        line_empty: bool,
     },
     UntilClose,
     Done,
@@ -228,7 +228,7 @@ impl BodyDecoder {
                     match b {
                         b'\n' if *digits > 0 => {
                             self.state = if *size == 0 {
-                                BodyState::Trailer { line_len: 0 }
+                                BodyState::Trailer { line_empty: true }
                             } else {
                                 BodyState::Data { left: *size, chunked: true }
                             };
@@ -255,14 +255,14 @@ impl BodyDecoder {
                         _ => return Err(BadChunk),
                     }
                 }
-                BodyState::Trailer { line_len } => {
+                BodyState::Trailer { line_empty } => {
                     let b = input[at];
                     at += 1;
                     match b {
-                        b'\n' if *line_len == 0 => self.state = BodyState::Done,
-                        b'\n' => *line_len = 0,
+                        b'\n' if *line_empty => self.state = BodyState::Done,
+                        b'\n' => *line_empty = true,
                         b'\r' => {}
-                        _ => *line_len += 1,
+                        _ => *line_empty = false,
                     }
                 }
             }

@@ -23,9 +23,11 @@ pub fn banner(stream: &[u8]) -> Parse<Banner<'_>> {
     while at < stream.len().min(MAX_PREAMBLE) {
         let rest = &stream[at..];
         let Some(end) = memchr_newline(rest) else {
-            // An incomplete line: SSH if what there is could start an identification line.
+            // An incomplete line: SSH if what there is could start an identification line (of
+            // at most MAX_LINE bytes).
             let prefix = &rest[..rest.len().min(4)];
-            return if b"SSH-".starts_with(prefix) || (at > 0 && rest.len() < MAX_LINE) { Parse::Partial } else { Parse::Invalid };
+            let could_be = (b"SSH-".starts_with(prefix) || at > 0) && rest.len() <= MAX_LINE;
+            return if could_be { Parse::Partial } else { Parse::Invalid };
         };
         let line = rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end]);
         if let Some(id) = line.strip_prefix(b"SSH-") {
@@ -68,5 +70,8 @@ mod tests {
         assert_eq!(banner(b"GET / HTTP/1.1\r\n"), Parse::Partial, "could still be a preamble line");
         assert_eq!(banner(b"\x16\x03\x01\x02\x00\x01"), Parse::Invalid);
         assert_eq!(banner(b"SSH-2.0\r\n"), Parse::Invalid);
+        let mut endless = b"SSH-2.0-".to_vec();
+        endless.extend(std::iter::repeat_n(b'x', 300));
+        assert_eq!(banner(&endless), Parse::Invalid, "longer than an identification line may be");
     }
 }

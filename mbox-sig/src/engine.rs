@@ -113,7 +113,7 @@ impl Engine {
         for (buffer, steps) in &self.plans[rule as usize] {
             let bytes = buffers.get(*buffer)?;
             let mut budget = MAX_STEPS;
-            let last = match_steps(steps, bytes, 0, &mut budget)?;
+            let Steps::Matched(last) = match_steps(steps, bytes, 0, &mut budget) else { return None };
             if *buffer == Buffer::Stream {
                 end = last;
             }
@@ -146,48 +146,83 @@ fn fast_pattern(rule: &Rule) -> Option<(Buffer, &[u8])> {
         .max_by_key(|(_, p)| p.len())
 }
 
-/// Matches `steps[0..]` in `bytes` after a previous match that ended at `prev_end`; returns
-/// the end of the last positive match. Tries every position of a positive step before giving
-/// up (a later step may only fit after a later occurrence).
-fn match_steps(steps: &[Item], bytes: &[u8], prev_end: usize, budget: &mut u32) -> Option<usize> {
-    let Some((first, rest)) = steps.split_first() else { return Some(prev_end) };
+/// The outcome of matching the steps after one position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    /// All steps matched; the end of the last positive match.
+    Matched(usize),
+    /// Not from here; an earlier step may try its next occurrence.
+    NoMatch,
+    /// Not from here nor from any later position (or the budget ran out): stop backtracking.
+    Never,
+}
+
+/// Matches `steps[0..]` in `bytes` after a previous match that ended at `prev_end`. Tries the
+/// later occurrences of a positive step when the steps after it fail (a later step may only fit
+/// after a later occurrence), but stops, as Suricata does, as soon as a step is not found in a
+/// window that only shrinks as `prev_end` grows: no later occurrence can help then.
+fn match_steps(steps: &[Item], bytes: &[u8], prev_end: usize, budget: &mut u32) -> Steps {
+    let Some((first, rest)) = steps.split_first() else { return Steps::Matched(prev_end) };
     if *budget == 0 {
-        return None;
+        return Steps::Never;
     }
     *budget -= 1;
     match first {
         Item::Content(c) if c.negated => {
             if find_content(c, bytes, prev_end, 0).is_some() {
-                return None;
+                return Steps::NoMatch;
             }
             match_steps(rest, bytes, prev_end, budget)
         }
         Item::Content(c) => {
             let mut from = 0;
+            let mut found_any = false;
             while let Some(end) = find_content(c, bytes, prev_end, from) {
-                if let Some(last) = match_steps(rest, bytes, end, budget) {
-                    return Some(last);
+                found_any = true;
+                match match_steps(rest, bytes, end, budget) {
+                    Steps::NoMatch => {}
+                    done => return done,
                 }
                 if *budget == 0 {
-                    return None;
+                    return Steps::Never;
                 }
                 *budget -= 1;
                 // The next occurrence starts after this one's start.
                 from = end - c.pattern.len() + 1;
             }
-            None
+            // Without `within`, the window runs to the buffer's end, so a later previous match
+            // only shrinks it: if nothing is here, nothing will be.
+            if !found_any && c.within.is_none() {
+                Steps::Never
+            } else {
+                Steps::NoMatch
+            }
         }
         Item::Pcre(p) => {
             // A relative pcre searches the buffer from the previous match on, as a buffer of its
             // own (Suricata hands PCRE the rest of the buffer), so `^` anchors there.
             let start = if p.relative { prev_end.min(bytes.len()) } else { 0 };
-            let found = p.regex.find(&bytes[start..]);
-            match (found, p.negated) {
-                (Some(_), true) => None,
-                (None, true) => match_steps(rest, bytes, prev_end, budget),
-                (None, false) => None,
-                (Some(m), false) => match_steps(rest, bytes, start + m.end(), budget),
+            let subject = &bytes[start..];
+            if p.negated {
+                return if p.regex.is_match(subject) { Steps::NoMatch } else { match_steps(rest, bytes, prev_end, budget) };
             }
+            // Every match, not only the first: a later step may need a later one.
+            let mut at = 0;
+            while let Some(m) = p.regex.find_at(subject, at) {
+                match match_steps(rest, bytes, start + m.end(), budget) {
+                    Steps::NoMatch => {}
+                    done => return done,
+                }
+                if *budget == 0 {
+                    return Steps::Never;
+                }
+                *budget -= 1;
+                at = m.start() + 1;
+                if at > subject.len() {
+                    break;
+                }
+            }
+            Steps::NoMatch
         }
     }
 }
@@ -333,6 +368,28 @@ mod tests {
         let e = engine(&[r#"alert tcp any any -> any any (msg:"r"; content:"%7bjndi%3a"; nocase; pcre:"/^(l|r|d)/Ri"; sid:1;)"#]);
         assert_eq!(matching(&e, &stream(b"x=%7Bjndi%3Aldap://")), [1]);
         assert!(matching(&e, &stream(b"x=%7bjndi%3a ldap://")).is_empty(), "^ is right after the content");
+    }
+
+    #[test]
+    fn a_pcre_tries_its_later_matches() {
+        let e =
+            engine(&[r#"alert tcp any any -> any any (msg:"p"; content:"zz"; pcre:"/a/R"; content:"b"; distance:0; within:1; sid:1;)"#]);
+        assert_eq!(matching(&e, &stream(b"zzacab")), [1]);
+    }
+
+    #[test]
+    fn a_step_that_cannot_be_found_ends_the_search() {
+        // Every "A" is followed by "BB", but there is no "C": without stopping, each "A" would
+        // be tried against each later "BB".
+        let e =
+            engine(&[r#"alert tcp any any -> any any (msg:"p"; content:"A"; content:"BB"; distance:0; content:"C"; distance:0; sid:1;)"#]);
+        let input: Vec<u8> = b"\0ABB".repeat(1 << 16);
+        let started = std::time::Instant::now();
+        assert!(matching(&e, &stream(&input)).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        let mut ok = input.clone();
+        ok.extend_from_slice(b"C");
+        assert_eq!(matching(&e, &stream(&ok)), [1]);
     }
 
     #[test]

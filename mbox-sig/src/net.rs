@@ -82,8 +82,8 @@ impl Default for Vars {
     }
 }
 
-/// Variables may refer to variables; deeper than this is taken for a cycle.
-const MAX_VAR_DEPTH: usize = 16;
+/// Nesting of variables, negations and lists; deeper than this is taken for a cycle (or abuse).
+const MAX_VAR_DEPTH: usize = 32;
 
 impl AddrSet {
     pub fn parse(text: &str, vars: &Vars) -> Result<AddrSet, String> {
@@ -157,7 +157,7 @@ impl Group for PortSet {
 /// Parses `any`, `!x`, `[a, b, ...]` (nested), and hands anything else to `atom`.
 fn parse_group<T: Group>(text: &str, atom: &mut dyn FnMut(&str, usize) -> Result<T, String>, depth: usize) -> Result<T, String> {
     if depth > MAX_VAR_DEPTH {
-        return Err("variables nest too deep (a cycle?)".into());
+        return Err("variables, negations or lists nest too deep (a cycle?)".into());
     }
     let text = text.trim();
     if text.is_empty() {
@@ -166,12 +166,14 @@ fn parse_group<T: Group>(text: &str, atom: &mut dyn FnMut(&str, usize) -> Result
     if text.eq_ignore_ascii_case("any") {
         return Ok(T::any());
     }
+    // Negations and brackets nest like variables do: bounded, so a hostile header is an error,
+    // not a stack overflow.
     if let Some(rest) = text.strip_prefix('!') {
-        return Ok(T::not(parse_group(rest, atom, depth)?));
+        return Ok(T::not(parse_group(rest, atom, depth + 1)?));
     }
     if let Some(inner) = text.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or_else(|| format!("unbalanced brackets in `{text}`"))?;
-        let items = split_top_level(inner)?.into_iter().map(|item| parse_group(item, atom, depth)).collect::<Result<Vec<_>, _>>()?;
+        let items = split_top_level(inner)?.into_iter().map(|item| parse_group(item, atom, depth + 1)).collect::<Result<Vec<_>, _>>()?;
         return Ok(T::list(items));
     }
     atom(text, depth)
@@ -334,5 +336,8 @@ mod tests {
         cyclic.addresses.insert("A".into(), "$B".into());
         cyclic.addresses.insert("B".into(), "$A".into());
         assert!(AddrSet::parse("$A", &cyclic).unwrap_err().contains("cycle"));
+        assert!(AddrSet::parse(&"!".repeat(10_000), &vars).unwrap_err().contains("too deep"));
+        let nested = format!("{}1.2.3.4{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(AddrSet::parse(&nested, &vars).unwrap_err().contains("too deep"));
     }
 }

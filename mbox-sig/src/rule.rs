@@ -300,7 +300,13 @@ pub fn parse_rule<'a>(text: &'a str, line: usize, vars: &Vars) -> Result<Option<
 /// A rule's buffers must belong to its protocol (`alert tls ... http.uri` can never match).
 fn check_buffers(rule: &Rule) -> Result<(), String> {
     let mut apps = rule.items.iter().filter_map(|(b, _)| b.proto());
+    let on_stream = rule.items.iter().any(|(b, _)| *b == Buffer::Stream);
     if let Some(first) = apps.next() {
+        if on_stream {
+            // The stream and a protocol buffer are inspected at different moments (the stream as
+            // it grows, a URI when its request is parsed): such a rule could never see both.
+            return Err(format!("contents in both the stream and a {first:?} buffer"));
+        }
         if let Some(other) = apps.find(|p| *p != first) {
             return Err(format!("buffers of two protocols ({first:?} and {other:?})"));
         }
@@ -414,8 +420,8 @@ fn parse_content(value: &str) -> Result<(bool, Vec<u8>), String> {
                     return Err(format!("odd number of hex digits in `|{}|`", &inner[i + 1..end]));
                 }
                 for pair in hex.as_bytes().chunks(2) {
-                    let s = std::str::from_utf8(pair).map_err(|_| "bad hex")?;
-                    out.push(u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not hex"))?);
+                    let digit = |b: u8| (b as char).to_digit(16).ok_or_else(|| format!("`{}` is not hex", String::from_utf8_lossy(pair)));
+                    out.push((digit(pair[0])? * 16 + digit(pair[1])?) as u8);
                 }
                 i = end + 1;
             }
@@ -441,9 +447,19 @@ fn apply_modifier(c: &mut Content, name: &str, value: Option<&str>) -> Result<()
     match name {
         "nocase" => c.nocase = true,
         "offset" => c.offset = Some(unsigned(value)?),
-        "depth" => c.depth = Some(unsigned(value)?.max(1)),
+        "depth" | "within" => {
+            // Shorter than the pattern, it could never match (Suricata refuses it too).
+            let n = unsigned(value)?;
+            if (n as usize) < c.pattern.len() {
+                return Err(format!("{n} is shorter than the pattern ({} bytes)", c.pattern.len()));
+            }
+            if name == "depth" {
+                c.depth = Some(n);
+            } else {
+                c.within = Some(n);
+            }
+        }
         "distance" => c.distance = Some(i32::try_from(int(value)?).map_err(|_| "out of range")?),
-        "within" => c.within = Some(unsigned(value)?.max(1)),
         "startswith" => {
             c.offset = Some(0);
             c.depth = Some(c.pattern.len() as u32);
@@ -581,6 +597,9 @@ mod tests {
             (r#"alert tcp any any -> $NOPE any (msg:"m"; sid:1;)"#, "unknown address variable"),
             (r#"alert tcp any any <- any any (msg:"m"; sid:1;)"#, "direction"),
             (r#"alert udp any any -> any any (msg:"m"; http.uri; content:"a"; sid:1;)"#, "Http buffer in a Udp rule"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"|+1 +2|"; sid:1;)"#, "not hex"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"abc"; depth:2; sid:1;)"#, "shorter than the pattern"),
+            (r#"alert http any any -> any any (msg:"m"; content:"a"; http.uri; content:"b"; sid:1;)"#, "both the stream and"),
         ];
         for (text, why) in cases {
             let e = rule(text).unwrap_err();

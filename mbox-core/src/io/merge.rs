@@ -119,9 +119,12 @@ fn remap(frame: &mut [u8], p: &Parsed, pass: u32) {
     }
     // The L4 checksum (TCP and UDP cover the addresses), when its header is in this packet.
     let l4 = p.l4_offset as usize;
+    let first_fragment = p.fragment.is_none_or(|f| f.offset == 0);
     let l4_sum = match p.ip_proto {
         ip_proto::TCP if p.has_l4_header() => Some(l4 + 16),
         ip_proto::UDP if p.has_l4_header() => Some(l4 + 6),
+        // ICMPv6's checksum covers the addresses too (ICMPv4's does not).
+        ICMPV6 if p.ip_version == 6 && first_fragment => Some(l4 + 2),
         _ => None,
     }
     .filter(|&at| at + 2 <= frame.len());
@@ -136,9 +139,16 @@ fn remap(frame: &mut [u8], p: &Parsed, pass: u32) {
         }
         if let Some(at) = l4_sum {
             update_checksum(frame, at, old, new);
+            // A UDP checksum that comes out as 0 is sent as 0xffff (0 means "none").
+            if p.ip_proto == ip_proto::UDP && frame[at..at + 2] == [0, 0] {
+                frame[at..at + 2].copy_from_slice(&[0xff, 0xff]);
+            }
         }
     }
 }
+
+/// IP protocol number of ICMPv6.
+const ICMPV6: u8 = 58;
 
 /// Updates the Internet checksum at `at` for one 16-bit word changed from `old` to `new`
 /// (RFC 1624: HC' = ~(~HC + ~m + m')).

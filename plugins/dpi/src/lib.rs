@@ -14,7 +14,8 @@ use classify::Verdict;
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
     app, builtin, export_nf, DirStats, EventHeader, EventType, FlowEvent, FlowRef, FlowTuple, FlowTypeEvent, Host, NetworkFunction, NfInit,
-    PktEvent, Plugin, PluginInfo, StreamDataEvent, Verdict as NfVerdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
+    PktEvent, Plugin, PluginInfo, StreamDataEvent, UnsubscribeStatus, Verdict as NfVerdict, CONFIDENCE_DPI, CONFIDENCE_PORT,
+    FLOW_TYPE_PATH, REASON_NONE,
 };
 
 /// What dpi keeps per flow until it is classified.
@@ -29,6 +30,9 @@ struct Flow {
     done: bool,
     /// The content said "none of mine": wait for the end to guess by port.
     unknown: bool,
+    /// Data still comes although this NF is done with it: its unsubscription is to be sent
+    /// (again, if the host's queue for it was full).
+    unsubscribe: bool,
 }
 
 pub struct Dpi {
@@ -50,10 +54,7 @@ impl Dpi {
         }
         let f = &mut table[slot];
         if f.id != flow.id {
-            for buf in &mut f.start {
-                buf.clear();
-            }
-            *f = Flow { id: flow.id, start: std::mem::take(&mut f.start), ..Flow::default() };
+            *f = Flow { id: flow.id, ..Flow::default() };
         }
         f
     }
@@ -71,6 +72,11 @@ impl Dpi {
         let server_port = flow_ev.tuple.ports[1];
         let f = self.flow(r);
         if f.done || f.unknown {
+            // Data after this NF let go of the flow: events already on their way, or an
+            // unsubscription the host could not take; ask again in the latter case.
+            if std::mem::take(&mut f.unsubscribe) && host.unsubscribe(&r, builtin::FLOW_TCP_DATA_RDY) == UnsubscribeStatus::Full {
+                self.flow(r).unsubscribe = true;
+            }
             return;
         }
         if ev.offset != f.next[dir] {
@@ -89,12 +95,11 @@ impl Dpi {
                 Verdict::Undecided => return,
             }
         }
-        // Classified, or hopeless: this NF needs no more of the flow's bytes.
-        host.unsubscribe(&r, builtin::FLOW_TCP_DATA_RDY);
+        // Classified, or hopeless: this NF needs no more of the flow's bytes (nor its buffers).
+        let full = host.unsubscribe(&r, builtin::FLOW_TCP_DATA_RDY) == UnsubscribeStatus::Full;
         let f = self.flow(r);
-        for buf in &mut f.start {
-            buf.clear();
-        }
+        f.unsubscribe = full;
+        f.start = Default::default();
     }
 
     fn on_datagram(&mut self, pkt: &PktEvent, host: &mut Host<'_>) {
@@ -108,8 +113,8 @@ impl Dpi {
         }
         match classify::udp(pkt.payload(), pkt.src_port, pkt.dst_port) {
             Verdict::Known(app, host_name) => {
-                f.done = true;
                 let (Some(src), Some(dst)) = (pkt.src_addr(), pkt.dst_addr()) else { return };
+                self.flow(r).done = true;
                 let (addrs, ports) =
                     if r.dir == 0 { ([src, dst], [pkt.src_port, pkt.dst_port]) } else { ([dst, src], [pkt.dst_port, pkt.src_port]) };
                 let flow = FlowEvent {

@@ -17,7 +17,13 @@ pub struct Settings {
     pub body_limit: usize,
     /// Inspect connections picked up without their handshake (Suricata: `stream.midstream`).
     pub midstream: bool,
+    /// Stream bytes kept by all flows together.
+    pub memory_limit: usize,
 }
+
+/// Spare buffers kept for new flows, and the largest kept (bigger ones are freed).
+const SPARE_BUFFERS: usize = 1024;
+const SPARE_MAX: usize = 64 << 10;
 
 /// Bytes of a client's stream after which an unrecognised protocol is given up.
 const DETECT_LIMIT: usize = 8192;
@@ -55,6 +61,10 @@ pub struct Matcher {
     overlap: usize,
     /// Recycled stream and body buffers (a flow's buffers go back here when it ends).
     spare: Vec<Vec<u8>>,
+    /// Stream bytes kept by every flow together (bounded by `Settings::memory_limit`).
+    kept_bytes: usize,
+    /// The HTTP host being inspected, lower-cased (reused).
+    host: Vec<u8>,
     pub stats: Stats,
 }
 
@@ -97,6 +107,8 @@ fn applies_to_stream(rule: &Rule, app: u8, dir: u8) -> bool {
 pub struct Stats {
     pub bytes_inspected: u64,
     pub bytes_beyond_depth: u64,
+    /// Bytes not inspected because every flow's kept bytes reached the memory limit.
+    pub bytes_over_memory: u64,
     pub directions_with_gaps: u64,
     pub midstream_flows_skipped: u64,
     pub alerts: u64,
@@ -121,6 +133,22 @@ struct Side {
     banner_done: bool,
     /// Nothing more of this direction is needed (no rule looks there): not kept.
     ignored: bool,
+    /// Stream rules whose fast pattern was seen but whose other steps did not hold yet (they
+    /// may once more bytes come): checked again with every new piece of the stream.
+    pending: Vec<u32>,
+}
+
+/// Rules a direction keeps waiting at most (the rest are not retried).
+const MAX_PENDING: usize = 64;
+
+/// What checking a rule found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Alerted,
+    /// Its steps do not hold (yet); more bytes or a later state may change that.
+    NotYet,
+    /// Never for this flow and direction (already alerted, other protocol or addresses).
+    Never,
 }
 
 /// The application protocol as recognised so far.
@@ -188,6 +216,8 @@ impl Matcher {
             candidates: Vec::new(),
             overlap,
             spare: Vec::new(),
+            kept_bytes: 0,
+            host: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -228,8 +258,11 @@ impl Matcher {
         }
     }
 
+    /// Takes back a buffer: its bytes no longer count against the memory limit, and small
+    /// buffers are kept for the next flow (big ones go back to the allocator).
     fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() > 0 && self.spare.len() < 1024 {
+        self.kept_bytes = self.kept_bytes.saturating_sub(buf.len());
+        if buf.capacity() > 0 && buf.capacity() <= SPARE_MAX && self.spare.len() < SPARE_BUFFERS {
             buf.clear();
             self.spare.push(buf);
         }
@@ -269,7 +302,17 @@ impl Matcher {
         }
         let room = self.settings.stream_depth.saturating_sub(side.stream.len());
         let take = room.min(bytes.len());
+        if self.kept_bytes + take > self.settings.memory_limit {
+            // Every flow's kept bytes together are bounded: this direction is not inspected
+            // further (counted).
+            self.stats.bytes_over_memory += bytes.len() as u64;
+            side.ignored = true;
+            let buf = std::mem::take(&mut side.stream);
+            self.recycle(buf);
+            return;
+        }
         side.stream.extend_from_slice(&bytes[..take]);
+        self.kept_bytes += take;
         self.stats.bytes_inspected += take as u64;
         self.stats.bytes_beyond_depth += (bytes.len() - take) as u64;
         if take == 0 {
@@ -337,7 +380,7 @@ impl Matcher {
 
     /// Runs the protocol parser on what came in direction `dir`.
     fn parse_app(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
-        let d = usize::from(dir);
+        let d = usize::from(dir.min(1));
         match flow.app {
             App::Known(app::HTTP) => self.parse_http(flow, dir, hit),
             App::Known(app::TLS) if dir == 0 && flow.sides[0].parsed == 0 => {
@@ -381,17 +424,21 @@ impl Matcher {
 
     /// HTTP: requests (client) and responses (server) one after another, bodies included.
     fn parse_http(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
-        let d = usize::from(dir);
+        let d = usize::from(dir.min(1));
         let stream = std::mem::take(&mut flow.sides[d].stream);
         let direction = Direction { to_server: dir == 0, established: true };
         loop {
             let at = flow.sides[d].parsed.min(stream.len());
             if let Some((mut decoder, mut body)) = flow.sides[d].body.take() {
                 let limit = self.settings.body_limit;
-                let consumed = match decoder.feed(&stream[at..], &mut |chunk| {
+                let before = body.len();
+                let fed = decoder.feed(&stream[at..], &mut |chunk| {
                     let room = limit.saturating_sub(body.len());
                     body.extend_from_slice(&chunk[..room.min(chunk.len())]);
-                }) {
+                });
+                // Body bytes count against the memory limit as stream bytes do.
+                self.kept_bytes += body.len() - before;
+                let consumed = match fed {
                     Ok(n) => n,
                     Err(_) => {
                         // Bad chunk framing: inspect what there is and stop parsing.
@@ -419,13 +466,18 @@ impl Matcher {
                     Parse::Done(head) => {
                         let mut b = Buffers::default();
                         b.set(Buffer::HttpMethod, head.method).set(Buffer::HttpUri, head.uri);
+                        // Suricata's http.host is lower-cased.
+                        let mut host = std::mem::take(&mut self.host);
+                        host.clear();
                         if let Some(h) = head.host {
-                            b.set(Buffer::HttpHost, h);
+                            host.extend(h.iter().map(u8::to_ascii_lowercase));
+                            b.set(Buffer::HttpHost, &host);
                         }
                         if let Some(ua) = head.user_agent {
                             b.set(Buffer::HttpUserAgent, ua);
                         }
                         self.evaluate(flow, dir, direction, &b, hit);
+                        self.host = host;
                         flow.pending_methods.push_back(head.method.eq_ignore_ascii_case(b"HEAD"));
                         flow.sides[d].parsed = at + head.head_len;
                         head.body
@@ -473,7 +525,7 @@ impl Matcher {
     /// Rules on the stream itself: the new bytes (and an overlap before them) go through the
     /// prefilter; candidates are verified against the whole stream kept so far.
     fn scan_stream(&mut self, flow: &mut FlowInspection, dir: u8, established: bool, hit: &mut dyn FnMut(Hit)) {
-        let d = usize::from(dir);
+        let d = usize::from(dir.min(1));
         let direction = Direction { to_server: dir == 0, established };
         let app_known = flow.app != App::Unknown;
         let Some(ctx) = self.contexts[context(flow_app(flow), dir)].as_ref() else {
@@ -490,12 +542,25 @@ impl Matcher {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         ctx.engine.candidates(&b, &mut candidates);
+        // The context engine's rule numbers, as rule numbers of all rules.
+        for r in candidates.iter_mut() {
+            *r = ctx.global[*r as usize];
+        }
         let mut whole = Buffers::default();
         whole.set(Buffer::Stream, &stream);
-        for &local in &candidates {
-            let r = self.contexts[context(flow_app(flow), dir)].as_ref().map_or(u32::MAX, |c| c.global[local as usize]);
-            self.check(flow, r, dir, direction, &whole, hit);
+        let mut pending = std::mem::take(&mut flow.sides[d].pending);
+        for &r in &candidates {
+            // A rule whose fast pattern is here but whose other steps do not hold yet is
+            // checked again as more of the stream comes.
+            match self.check(flow, r, dir, direction, &whole, hit) {
+                Checked::NotYet if !pending.contains(&r) && pending.len() < MAX_PENDING => pending.push(r),
+                Checked::NotYet => {}
+                Checked::Alerted | Checked::Never => pending.retain(|&p| p != r),
+            }
         }
+        // Rules waiting since earlier bytes, whose fast pattern is not in these new ones.
+        pending.retain(|&r| candidates.contains(&r) || self.check(flow, r, dir, direction, &whole, hit) == Checked::NotYet);
+        flow.sides[d].pending = pending;
         self.candidates = candidates;
         flow.sides[d].scanned_any = stream.len();
         if app_known {
@@ -516,9 +581,17 @@ impl Matcher {
     }
 
     /// Protocol, header and flow options of rule `r`, then its contents.
-    fn check(&mut self, flow: &mut FlowInspection, r: u32, dir: u8, direction: Direction, buffers: &Buffers<'_>, hit: &mut dyn FnMut(Hit)) {
+    fn check(
+        &mut self,
+        flow: &mut FlowInspection,
+        r: u32,
+        dir: u8,
+        direction: Direction,
+        buffers: &Buffers<'_>,
+        hit: &mut dyn FnMut(Hit),
+    ) -> Checked {
         if flow.alerted.contains(&(r, dir)) {
-            return;
+            return Checked::Never;
         }
         let rule = &self.engine.rules()[r as usize];
         let flow_app = match flow.app {
@@ -531,17 +604,30 @@ impl Matcher {
             p => app_code(p) == flow_app,
         };
         if !proto_ok {
-            return;
+            return Checked::Never;
         }
         let d = usize::from(dir.min(1));
         let (sport, dport) = ports(&flow.ends, dir);
-        if !rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, direction) {
-            return;
+        let addresses_ok =
+            rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, Direction { established: true, ..direction })
+                || rule.header_matches(
+                    flow.ends.addrs[d],
+                    sport,
+                    flow.ends.addrs[1 - d],
+                    dport,
+                    Direction { established: false, ..direction },
+                );
+        if !addresses_ok {
+            return Checked::Never;
         }
-        let Some(end) = self.engine.verify(r, buffers) else { return };
+        if !rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, direction) {
+            return Checked::NotYet;
+        }
+        let Some(end) = self.engine.verify(r, buffers) else { return Checked::NotYet };
         flow.alerted.push((r, dir));
         self.stats.alerts += 1;
         hit(Hit { rule: r, dir, app: flow_app, stream_offset: end as u64 });
+        Checked::Alerted
     }
 }
 
@@ -580,16 +666,17 @@ fn detect(flow: &FlowInspection) -> App {
         }
     }
     if !client.is_empty() {
+        // A valid start of a request or hello: wait for the rest, within the limit.
+        let wait = client.len() < DETECT_LIMIT;
         match http::request_head(client) {
             Parse::Done(_) => return App::Known(app::HTTP),
-            // A valid start of a request: wait for the rest.
-            Parse::Partial => return App::Unknown,
+            Parse::Partial if wait => return App::Unknown,
             _ => {}
         }
         match tls::client_hello(client) {
             Parse::Done(_) => return App::Known(app::TLS),
-            Parse::Partial => return App::Unknown,
-            Parse::Invalid => {}
+            Parse::Partial if wait => return App::Unknown,
+            _ => {}
         }
         let word = |s: &[u8], w: &[u8]| s.len() >= w.len() && s[..w.len()].eq_ignore_ascii_case(w);
         if word(client, b"EHLO") || word(client, b"HELO") {
@@ -610,5 +697,52 @@ fn detect(flow: &FlowInspection) -> App {
         App::Other
     } else {
         App::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mbox_sig::{parse_rules, Vars};
+
+    fn matcher(rules: &str) -> Matcher {
+        let loaded = parse_rules(rules, &Vars::default());
+        assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+        Matcher::new(loaded.rules, Settings { stream_depth: 1 << 20, body_limit: 100 << 10, midstream: false, memory_limit: 1 << 30 })
+    }
+
+    fn ends() -> Endpoints {
+        Endpoints { addrs: ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()], ports: [40000, 8000] }
+    }
+
+    /// Feeds client segments; returns the sids that alerted.
+    fn feed(m: &mut Matcher, segments: &[&[u8]]) -> Vec<u32> {
+        let mut flow = m.flow(1, ends(), true, false);
+        let (mut offset, mut hits) = (0u64, Vec::new());
+        for seg in segments {
+            m.stream_data(&mut flow, 0, offset, seg, true, &mut |h| hits.push(h.rule));
+            offset += seg.len() as u64;
+        }
+        m.end(flow, &mut |h| hits.push(h.rule));
+        hits.into_iter().map(|r| m.rules()[r as usize].sid).collect()
+    }
+
+    #[test]
+    fn a_rule_completed_by_a_later_segment_alerts() {
+        let mut m = matcher(r#"alert tcp any any -> any any (msg:"x"; content:"LONGPATTERN"; content:"X"; distance:0; sid:1;)"#);
+        assert_eq!(feed(&mut m, &[b"LONGPATTERN..X"]), [1]);
+        assert_eq!(feed(&mut m, &[b"LONGPATTERN..", b"..X"]), [1], "the fast pattern came first, the rest later");
+        assert_eq!(feed(&mut m, &[b"LONGPAT", b"TERN..X"]), [1], "a pattern split across segments");
+        assert!(feed(&mut m, &[b"LONGPATTERN..", b"..Y"]).is_empty());
+    }
+
+    #[test]
+    fn a_client_that_never_finishes_a_request_line_costs_little() {
+        let mut m = matcher(r#"alert http any any -> any any (msg:"x"; content:"jndi:"; sid:1;)"#);
+        let chunk = vec![b'A'; 1460];
+        let segments: Vec<&[u8]> = (0..700).map(|_| chunk.as_slice()).collect();
+        let started = std::time::Instant::now();
+        assert!(feed(&mut m, &segments).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 }

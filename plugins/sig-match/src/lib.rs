@@ -8,7 +8,9 @@
 //! variables, e.g. `{ HOME_NET = "any" }`; names ending in `_PORTS` are ports);
 //! `stream_depth` (stream bytes inspected per direction, default 1 MiB as Suricata's
 //! `stream.reassembly.depth`); `body_limit` (HTTP body bytes, default 100 KiB); `midstream`
-//! (inspect connections picked up without a handshake, default false as in Suricata).
+//! (inspect connections picked up without a handshake, default false as in Suricata);
+//! `memory_limit` (stream bytes kept by all flows together, default 256 MiB: beyond it, new
+//! directions are not inspected, and the bytes are counted).
 
 pub mod inspect;
 
@@ -36,6 +38,8 @@ pub struct SigMatch {
     queue: PublishQueue<SigMatchEvent>,
     /// Matches of the current event, reused.
     hits: Vec<Hit>,
+    /// Alerts of flows whose end was not seen, waiting for a moment to publish.
+    stale: Vec<SigMatchEvent>,
 }
 
 impl SigMatch {
@@ -54,11 +58,26 @@ impl SigMatch {
             Some(t) if t.inspection.id == flow.id => t,
             old => {
                 if let Some(old) = old {
-                    self.matcher.end(old.inspection, &mut |_| {});
+                    self.finish_stale(header, *old);
                 }
                 let ends = Endpoints { addrs: [tuple.addr(0), tuple.addr(1)], ports: tuple.ports };
                 Box::new(Tracked { inspection: self.matcher.flow(flow.id, ends, tcp, midstream), tuple: *tuple, start_ns })
             }
+        }
+    }
+
+    /// An older flow in a slot whose end this NF did not see (its TERMINATE was lost): what it
+    /// still had pending is inspected, and alerts go out under that flow's identity. They are
+    /// published with the next event that lets this NF publish.
+    fn finish_stale(&mut self, cause: &EventHeader, old: Tracked) {
+        let Tracked { inspection, tuple, start_ns } = old;
+        let mut header = *cause;
+        header.flow.id = inspection.id;
+        let mut hits = Vec::new();
+        self.matcher.end(inspection, &mut |h| hits.push(h));
+        for h in hits {
+            let event = self.alert(&header, &tuple, start_ns, h);
+            self.stale.push(event);
         }
     }
 
@@ -69,7 +88,8 @@ impl SigMatch {
 
     fn end(&mut self, header: &EventHeader, host: &mut Host<'_>) {
         let flow = header.flow;
-        let Some(table) = self.flows.get_mut(usize::from(flow.shard)) else { return };
+        let shard = usize::from(flow.shard).min(self.flows.len() - 1);
+        let Some(table) = self.flows.get_mut(shard) else { return };
         let Some(entry) = table.get_mut(flow.slot as usize) else { return };
         let Some(tracked) = entry.take_if(|t| t.inspection.id == flow.id) else { return };
         let Tracked { inspection, tuple, start_ns } = *tracked;
@@ -81,8 +101,14 @@ impl SigMatch {
     }
 
     fn publish(&mut self, cause: &EventHeader, tuple: &FlowTuple, start_ns: u64, hit: Hit, host: &mut Host<'_>) {
+        let event = self.alert(cause, tuple, start_ns, hit);
+        self.queue.publish(host, event);
+    }
+
+    /// The event for a match.
+    fn alert(&self, cause: &EventHeader, tuple: &FlowTuple, start_ns: u64, hit: Hit) -> SigMatchEvent {
         let rule = &self.matcher.rules()[hit.rule as usize];
-        let event = SigMatchEvent {
+        SigMatchEvent {
             alert: AlertEvent::new::<SigMatchEvent>(self.alert_type, cause, rule.sid, 3, &rule.msg),
             tuple: *tuple,
             rev: rule.rev,
@@ -91,8 +117,7 @@ impl SigMatch {
             _reserved: [0; 2],
             stream_offset: hit.stream_offset,
             flow_start_ns: start_ns,
-        };
-        self.queue.publish(host, event);
+        }
     }
 
     /// Publishes what an inspection step found.
@@ -156,6 +181,9 @@ fn is_established(s: &TcpSnapshot) -> bool {
 impl NetworkFunction for SigMatch {
     fn on_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> Verdict {
         self.queue.retry(host);
+        for stale in std::mem::take(&mut self.stale) {
+            self.queue.publish(host, stale);
+        }
         if let Some(ev) = event.view::<StreamDataEvent>() {
             self.on_stream_data(ev, host);
         } else if let Some(ev) = event.view::<StreamGapEvent>() {
@@ -171,12 +199,13 @@ impl NetworkFunction for SigMatch {
 
     fn on_finish(&mut self) -> Result<(), String> {
         let s = self.matcher.stats;
-        let lost = self.queue.dropped + self.queue.waiting() as u64;
+        let lost = self.queue.dropped + (self.queue.waiting() + self.stale.len()) as u64;
         eprintln!(
-            "sig-match: {} alerts; {} stream bytes inspected, {} beyond the depth; {} directions stopped at a gap; {} connections picked up mid-stream not inspected{}",
+            "sig-match: {} alerts; {} stream bytes inspected, {} beyond the depth, {} over the memory limit; {} directions stopped at a gap; {} connections picked up mid-stream not inspected{}",
             s.alerts,
             s.bytes_inspected,
             s.bytes_beyond_depth,
+            s.bytes_over_memory,
             s.directions_with_gaps,
             s.midstream_flows_skipped,
             if lost > 0 { format!("; {lost} alerts not published (the host's queue stayed full)") } else { String::new() }
@@ -196,7 +225,7 @@ impl Plugin for SigMatch {
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
-        let args = Args::parse(init.args_json.as_str(), &["rules", "vars", "stream_depth", "body_limit", "midstream"])?;
+        let args = Args::parse(init.args_json.as_str(), &["rules", "vars", "stream_depth", "body_limit", "midstream", "memory_limit"])?;
         let path = args.string("rules", "")?;
         if path.is_empty() {
             return Err("argument `rules` (a rule file) is required".into());
@@ -219,6 +248,7 @@ impl Plugin for SigMatch {
             stream_depth: args.u64("stream_depth", 1 << 20)?.min(1 << 30) as usize,
             body_limit: args.u64("body_limit", 100 << 10)?.min(1 << 30) as usize,
             midstream: args.bool("midstream", false)?,
+            memory_limit: args.u64("memory_limit", 256 << 20)?.min(1 << 40) as usize,
         };
         let alert_type = init.type_of(SIG_MATCH_PATH).ok_or("the host did not register ALERT/SIG_MATCH")?;
         Ok(SigMatch {
@@ -227,6 +257,7 @@ impl Plugin for SigMatch {
             flows: (0..init.shards.max(1)).map(|_| Vec::new()).collect(),
             queue: PublishQueue::new(1 << 16),
             hits: Vec::new(),
+            stale: Vec::new(),
         })
     }
 }
