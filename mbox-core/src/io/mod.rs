@@ -7,12 +7,15 @@
 //!   to its shard's RX ring by the symmetric flow hash (what RSS does in hardware).
 //! - [`output`]: the output thread writing forwarded packets to a pcap.
 //! - [`merge`]: many captures into one Ethernet pcap (`mbox merge`), for other tools to read.
+//! - `dpdk` (feature `dpdk`): the EAL, mempools, ports and mbuf bursts behind a safe layer.
 //!
 //! Shards see only [`RxPacket`] handles on rings, whatever the source; a DPDK backend feeds
 //! the same rings' consumers.
 
 pub mod capture;
 pub mod dispatch;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod generator;
 pub mod merge;
 pub mod output;

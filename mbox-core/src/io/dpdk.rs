@@ -1,0 +1,304 @@
+//! DPDK behind a safe layer (feature `dpdk`): the EAL (started once per process), mempools of
+//! mbufs, ports with their RX/TX queues, and bursts of owned mbufs. Errors say what to fix: a
+//! failed EAL start with DPDK's reason, a missing port, and "EAL started but found 0 ports"
+//! (what a vdev whose probe failed looks like — a missing interface, or no CAP_NET_RAW).
+
+use dpdk_sys as sys;
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+use thiserror::Error;
+
+/// What can go wrong with DPDK.
+#[derive(Debug, Error)]
+pub enum DpdkError {
+    #[error("DPDK's EAL did not start ({args}): {reason}")]
+    Eal { args: String, reason: String },
+    #[error("DPDK's EAL was already started with other arguments ({0}); a process starts it once")]
+    AlreadyStarted(String),
+    #[error(
+        "DPDK's EAL started but found 0 ports ({0}): a --vdev whose probe failed looks like this (a missing interface, or no CAP_NET_RAW and CAP_NET_ADMIN for af_packet)"
+    )]
+    NoPorts(String),
+    #[error("DPDK port {port} does not exist ({count} ports found)")]
+    NoSuchPort { port: u16, count: u16 },
+    #[error("DPDK port {port}: {what} failed: {reason}")]
+    Port { port: u16, what: &'static str, reason: String },
+    #[error("DPDK mempool `{name}` ({mbufs} mbufs): {reason}")]
+    Mempool { name: String, mbufs: u32, reason: String },
+}
+
+/// DPDK's message for an error code (negative return values are `-errno`).
+fn reason(code: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local string.
+    unsafe { CStr::from_ptr(sys::rte_strerror(code.abs())) }.to_string_lossy().into_owned()
+}
+
+/// The started EAL.
+#[derive(Debug)]
+pub struct Eal {
+    args: String,
+}
+
+static EAL: OnceLock<Result<Eal, String>> = OnceLock::new();
+
+impl Eal {
+    /// Starts the EAL with `args` (as on a DPDK command line, without the program name). A
+    /// process starts it once: a second call with the same arguments returns the same EAL, with
+    /// other arguments an error.
+    pub fn start(args: &[String]) -> Result<&'static Eal, DpdkError> {
+        let joined = args.join(" ");
+        let started = EAL.get_or_init(|| {
+            let mut owned: Vec<CString> = vec![CString::new("mbox").expect("no NUL")];
+            for a in args {
+                owned.push(CString::new(a.as_str()).map_err(|_| format!("argument `{a}` contains a NUL byte"))?);
+            }
+            let mut argv: Vec<*mut std::ffi::c_char> = owned.iter().map(|a| a.as_ptr() as *mut _).collect();
+            // SAFETY: argv holds valid NUL-terminated strings that outlive the call (EAL keeps
+            // pointers into them: `owned` is leaked below on success).
+            let rc = unsafe { sys::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };
+            if rc < 0 {
+                // SAFETY: reads DPDK's thread-local errno.
+                return Err(reason(unsafe { sys::mbox_rte_errno() }));
+            }
+            std::mem::forget(owned);
+            Ok(Eal { args: joined.clone() })
+        });
+        match started {
+            Ok(eal) if eal.args == joined => Ok(eal),
+            Ok(eal) => Err(DpdkError::AlreadyStarted(eal.args.clone())),
+            Err(reason) => Err(DpdkError::Eal { args: joined, reason: reason.clone() }),
+        }
+    }
+
+    /// Ports the EAL found.
+    pub fn port_count(&self) -> u16 {
+        // SAFETY: the EAL is started.
+        unsafe { sys::rte_eth_dev_count_avail() }
+    }
+
+    /// Checks that port `port` exists (and that there is any port at all).
+    pub fn require_port(&self, port: u16) -> Result<(), DpdkError> {
+        match self.port_count() {
+            0 => Err(DpdkError::NoPorts(self.args.clone())),
+            n if port >= n => Err(DpdkError::NoSuchPort { port, count: n }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A pool of mbufs (freed when the process ends: DPDK pools live as long as the EAL).
+#[derive(Debug)]
+pub struct Mempool(NonNull<sys::rte_mempool>);
+
+// SAFETY: DPDK mempools are thread-safe (per-lcore caches and a lock-free ring behind them).
+unsafe impl Send for Mempool {}
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// `mbufs` packet buffers of DPDK's default size (2 KiB of data after the headroom).
+    pub fn new(_eal: &Eal, name: &str, mbufs: u32) -> Result<Mempool, DpdkError> {
+        let err = |reason: String| DpdkError::Mempool { name: name.to_string(), mbufs, reason };
+        let cname = CString::new(name).map_err(|_| err("the name contains a NUL byte".into()))?;
+        // SAFETY: the EAL is started (the `_eal` witness); the name is a valid C string.
+        let pool = unsafe {
+            sys::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                mbufs,
+                256.min(mbufs / 2),
+                0,
+                (sys::RTE_MBUF_DEFAULT_BUF_SIZE) as u16,
+                sys::rte_socket_id() as i32,
+            )
+        };
+        // SAFETY: reads DPDK's thread-local errno.
+        NonNull::new(pool).map(Mempool).ok_or_else(|| err(reason(unsafe { sys::mbox_rte_errno() })))
+    }
+
+    /// An empty mbuf from the pool (`None` when the pool is exhausted).
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool is valid for the process's life.
+        NonNull::new(unsafe { sys::mbox_rte_pktmbuf_alloc(self.0.as_ptr()) }).map(Mbuf)
+    }
+}
+
+/// A packet buffer owned by mbox (freed back to its pool when dropped).
+#[derive(Debug)]
+pub struct Mbuf(NonNull<sys::rte_mbuf>);
+
+// SAFETY: an mbuf belongs to whoever holds its pointer; freeing it from any thread is allowed.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// The packet's bytes (first segment).
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: mtod points at data_len valid bytes of the mbuf, which we own.
+        unsafe {
+            let m = self.0.as_ptr();
+            std::slice::from_raw_parts(sys::mbox_rte_pktmbuf_mtod(m) as *const u8, usize::from(sys::mbox_rte_pktmbuf_data_len(m)))
+        }
+    }
+
+    /// Appends `bytes` (`false` when the mbuf has no room for them).
+    pub fn append(&mut self, bytes: &[u8]) -> bool {
+        let Ok(len) = u16::try_from(bytes.len()) else { return false };
+        // SAFETY: append returns room for `len` more bytes inside the mbuf, or NULL.
+        let at = unsafe { sys::mbox_rte_pktmbuf_append(self.0.as_ptr(), len) };
+        if at.is_null() {
+            return false;
+        }
+        // SAFETY: `at` has room for `len` bytes, and `bytes` does not overlap the mbuf.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), at as *mut u8, bytes.len()) };
+        true
+    }
+
+    /// The RSS hash the NIC computed (0 when it computed none).
+    pub fn rss_hash(&self) -> u32 {
+        // SAFETY: reads a field of an mbuf we own.
+        unsafe { sys::mbox_rte_mbuf_rss_hash(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; it goes back to its pool.
+        unsafe { sys::mbox_rte_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+/// What a port is and can do.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub driver: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    /// Hash functions the port can spread packets over RX queues with (`RTE_ETH_RSS_*`);
+    /// 0 when it has no RSS (mbox then steers in software).
+    pub rss_offloads: u64,
+}
+
+/// A started port with `rx_queues` RX and `tx_queues` TX queues.
+#[derive(Debug)]
+pub struct Port {
+    pub id: u16,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+}
+
+/// Descriptors per queue.
+const RING_SIZE: u16 = 1024;
+
+impl Port {
+    /// What port `id` is.
+    pub fn info(eal: &Eal, id: u16) -> Result<PortInfo, DpdkError> {
+        eal.require_port(id)?;
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: the port exists; `info` is a valid struct to fill.
+        let rc = unsafe { sys::rte_eth_dev_info_get(id, &mut info) };
+        if rc != 0 {
+            return Err(DpdkError::Port { port: id, what: "reading its info", reason: reason(rc) });
+        }
+        // SAFETY: driver_name is a static string of the driver.
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
+        };
+        Ok(PortInfo {
+            driver,
+            max_rx_queues: info.max_rx_queues,
+            max_tx_queues: info.max_tx_queues,
+            rss_offloads: info.flow_type_rss_offloads,
+        })
+    }
+
+    /// Configures and starts port `id` with the given queues, receiving into `pool`.
+    pub fn start(eal: &Eal, id: u16, rx_queues: u16, tx_queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
+        let info = Port::info(eal, id)?;
+        if rx_queues > info.max_rx_queues || tx_queues > info.max_tx_queues {
+            return Err(DpdkError::Port {
+                port: id,
+                what: "configuring queues",
+                reason: format!(
+                    "{rx_queues} RX / {tx_queues} TX queues asked, {} ({}) has {} / {}",
+                    info.driver, id, info.max_rx_queues, info.max_tx_queues
+                ),
+            });
+        }
+        let fail = |what: &'static str, rc: i32| DpdkError::Port { port: id, what, reason: reason(rc) };
+        let conf = sys::rte_eth_conf::default();
+        // SAFETY: the port exists and is stopped; `conf` is a valid configuration.
+        let rc = unsafe { sys::rte_eth_dev_configure(id, rx_queues, tx_queues, &conf) };
+        if rc != 0 {
+            return Err(fail("configure", rc));
+        }
+        // SAFETY: as above; queues are set up before the start.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
+        let socket = if socket < 0 { 0 } else { socket as u32 };
+        for q in 0..rx_queues {
+            // SAFETY: the pool outlives the port (it lives as long as the process).
+            let rc = unsafe { sys::rte_eth_rx_queue_setup(id, q, RING_SIZE, socket, std::ptr::null(), pool.0.as_ptr()) };
+            if rc != 0 {
+                return Err(fail("setting up an RX queue", rc));
+            }
+        }
+        for q in 0..tx_queues {
+            // SAFETY: as above.
+            let rc = unsafe { sys::rte_eth_tx_queue_setup(id, q, RING_SIZE, socket, std::ptr::null()) };
+            if rc != 0 {
+                return Err(fail("setting up a TX queue", rc));
+            }
+        }
+        // SAFETY: the port is configured.
+        let rc = unsafe { sys::rte_eth_dev_start(id) };
+        if rc != 0 {
+            return Err(fail("start", rc));
+        }
+        Ok(Port { id, rx_queues, tx_queues })
+    }
+
+    /// Receives up to `max` packets from RX queue `queue` into `out`; returns how many came.
+    pub fn rx_burst(&self, queue: u16, out: &mut Vec<Mbuf>, max: u16) -> usize {
+        let mut raw: [*mut sys::rte_mbuf; 64] = [std::ptr::null_mut(); 64];
+        let max = max.min(64);
+        // SAFETY: `raw` has room for `max` pointers; the queue was set up.
+        let n = unsafe { sys::mbox_rte_eth_rx_burst(self.id, queue, raw.as_mut_ptr(), max) };
+        out.extend(raw[..usize::from(n)].iter().filter_map(|&m| NonNull::new(m)).map(Mbuf));
+        usize::from(n)
+    }
+
+    /// Sends (up to 64 of) the packets of `pkts` on TX queue `queue`; the sent ones leave `pkts`
+    /// (the port owns and frees them), those it could not take stay, oldest first.
+    pub fn tx_burst(&self, queue: u16, pkts: &mut Vec<Mbuf>) -> usize {
+        let mut raw: [*mut sys::rte_mbuf; 64] = [std::ptr::null_mut(); 64];
+        let n = pkts.len().min(raw.len());
+        for (slot, m) in raw.iter_mut().zip(pkts.iter()) {
+            *slot = m.0.as_ptr();
+        }
+        let n = n as u16;
+        // SAFETY: `raw` holds `n` valid mbufs we own; the sent ones pass to the driver.
+        let sent = usize::from(unsafe { sys::mbox_rte_eth_tx_burst(self.id, queue, raw.as_mut_ptr(), n) });
+        for m in pkts.drain(..sent) {
+            std::mem::forget(m); // the driver frees it after sending
+        }
+        sent
+    }
+
+    /// Packets received and sent, and what the port missed or failed.
+    pub fn stats(&self) -> PortStats {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: the port exists; `s` is a valid struct to fill.
+        unsafe { sys::rte_eth_stats_get(self.id, &mut s) };
+        PortStats { rx_packets: s.ipackets, tx_packets: s.opackets, rx_missed: s.imissed, rx_errors: s.ierrors, tx_errors: s.oerrors }
+    }
+}
+
+/// A port's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+}

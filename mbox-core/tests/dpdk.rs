@@ -1,0 +1,57 @@
+//! The DPDK layer on real PMDs without hardware or hugepages (feature `dpdk`): the EAL starts,
+//! null ports receive and send bursts of mbufs, and what goes wrong says so. Each test runs in
+//! its own process (nextest), which matters: a process starts the EAL once.
+#![cfg(feature = "dpdk")]
+
+use mbox_core::io::dpdk::{DpdkError, Eal, Mempool, Port};
+
+/// EAL arguments that need no hugepages, no PCI and no shared files.
+fn eal_args(vdevs: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--no-huge", "-m", "128", "--no-pci", "--no-shconf", "--no-telemetry", "-l", "0", "--log-level", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
+    args
+}
+
+#[test]
+fn null_ports_receive_and_send_bursts() {
+    let eal = Eal::start(&eal_args(&["net_null0", "net_null1"])).unwrap();
+    assert_eq!(eal.port_count(), 2);
+    let info = Port::info(eal, 0).unwrap();
+    assert_eq!(info.driver, "net_null");
+    let pool = Mempool::new(eal, "test_pool", 4095).unwrap();
+    let (rx, tx) = (Port::start(eal, 0, 1, 1, &pool).unwrap(), Port::start(eal, 1, 1, 1, &pool).unwrap());
+    let mut burst = Vec::new();
+    let mut received = 0;
+    for _ in 0..100 {
+        received += rx.rx_burst(0, &mut burst, 32);
+        while !burst.is_empty() {
+            tx.tx_burst(0, &mut burst);
+        }
+    }
+    assert!(received >= 1000, "the null PMD makes a packet whenever asked: {received}");
+    assert_eq!(tx.stats().tx_packets, received as u64);
+    // mbufs go back to the pool: it never ran dry although 100 bursts came through.
+    let mut m = pool.alloc().expect("a free mbuf");
+    assert!(m.append(b"hello") && m.data() == b"hello");
+    // Queues a port does not have are refused with the numbers.
+    let e = Port::start(eal, 0, 60_000, 1, &pool).unwrap_err().to_string();
+    assert!(e.contains("queues asked"), "{e}");
+    assert!(matches!(eal.require_port(5), Err(DpdkError::NoSuchPort { port: 5, count: 2 })));
+    assert!(matches!(Eal::start(&eal_args(&["net_null0"])), Err(DpdkError::AlreadyStarted(_))));
+}
+
+#[test]
+fn an_eal_without_ports_says_so() {
+    let eal = Eal::start(&eal_args(&[])).unwrap();
+    let e = eal.require_port(0).unwrap_err().to_string();
+    assert!(e.contains("found 0 ports"), "{e}");
+}
+
+#[test]
+fn bad_eal_arguments_are_an_error_not_an_abort() {
+    let e = Eal::start(&["--no-such-option".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("EAL did not start"), "{e}");
+}
