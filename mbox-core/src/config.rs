@@ -53,7 +53,11 @@ pub enum IdleMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
     pub input: InputConfig,
+    /// DPDK ports instead of `[input]` (a build with the `dpdk` feature).
+    #[serde(default)]
+    pub dpdk: Option<DpdkConfig>,
     #[serde(default)]
     pub output: OutputConfig,
     #[serde(default)]
@@ -69,7 +73,34 @@ pub struct Config {
     pub nfs: Vec<NfConfig>,
 }
 
-/// `[input]`: exactly one of `pcap` or `generator`.
+/// `[dpdk]`: packets from DPDK ports, each pair of ports a wire (what comes in on one goes out
+/// of the other, unless an NF drops it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkConfig {
+    /// EAL arguments, e.g. `["--no-huge", "-m", "256", "--vdev=net_af_packet0,iface=veth0"]`.
+    pub eal: Vec<String>,
+    /// Port ids in pairs: `[0, 1]` forwards 0 -> 1 and 1 -> 0.
+    #[serde(default = "default_ports")]
+    pub ports: Vec<u16>,
+    /// Mbufs in the pool (at least twice what the rings hold).
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    /// Stop once no packet came for this long ("500ms"; for replays through `net_pcap`).
+    /// Default: run until interrupted (Ctrl-C).
+    #[serde(default, deserialize_with = "some_duration")]
+    pub idle_stop: Option<Duration>,
+}
+
+fn default_ports() -> Vec<u16> {
+    vec![0, 1]
+}
+
+fn default_mbufs() -> u32 {
+    8191
+}
+
+/// `[input]`: exactly one of `pcap` or `generator` (or a `[dpdk]` section instead).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
@@ -89,6 +120,34 @@ pub struct InputConfig {
 
 fn one() -> u32 {
     1
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig { pcap: Vec::new(), generator: None, repeat: 1, retime: None }
+    }
+}
+
+/// Checks `[dpdk]`: returns the key and the problem.
+fn validate_dpdk(d: &DpdkConfig) -> Result<(), (&'static str, String)> {
+    if !cfg!(feature = "dpdk") {
+        return Err((
+            "[dpdk]",
+            "this mbox was built without DPDK: build it with `--features mbox-core/dpdk` (needs the system DPDK)".into(),
+        ));
+    }
+    if d.ports.is_empty() || d.ports.len() % 2 != 0 {
+        return Err(("[dpdk] ports", format!("must be pairs of port ids (each pair a wire), not {:?}", d.ports)));
+    }
+    let mut seen = d.ports.clone();
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Err(("[dpdk] ports", format!("a port appears twice in {:?}", d.ports)));
+    }
+    if d.mbufs < 1024 {
+        return Err(("[dpdk] mbufs", format!("must be at least 1024, not {}", d.mbufs)));
+    }
+    Ok(())
 }
 
 /// A path or a list of paths.
@@ -321,11 +380,21 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), problem };
-        match (self.input.pcap.is_empty(), &self.input.generator) {
-            (false, Some(_)) => return Err(invalid("[input]", "give either `pcap` or `generator`, not both".into())),
-            (true, None) => return Err(invalid("[input]", "give `pcap = \"FILE\"` (or a list of files) or a `generator` table".into())),
-            (true, Some(g)) => g.validate().map_err(|p| invalid("[input] generator", p))?,
-            (false, None) => {}
+        match (self.input.pcap.is_empty(), &self.input.generator, &self.dpdk) {
+            (true, None, Some(d)) => validate_dpdk(d).map_err(|(k, p)| invalid(k, p))?,
+            (_, _, Some(_)) => return Err(invalid("[dpdk]", "DPDK ports are the input: leave `[input]` out".into())),
+            (false, Some(_), None) => return Err(invalid("[input]", "give either `pcap` or `generator`, not both".into())),
+            (true, None, None) => {
+                return Err(invalid(
+                    "[input]",
+                    "give `pcap = \"FILE\"` (or a list of files), a `generator` table, or a `[dpdk]` section".into(),
+                ))
+            }
+            (true, Some(g), None) => g.validate().map_err(|p| invalid("[input] generator", p))?,
+            (false, None, None) => {}
+        }
+        if self.dpdk.is_some() && self.output.pcap.is_some() {
+            return Err(invalid("[output] pcap", "with DPDK ports, forwarded packets leave through the ports, not to a file".into()));
         }
         if self.input.generator.is_some() && (self.input.repeat != 1 || self.input.retime.is_some()) {
             return Err(invalid("[input]", "`repeat` and `retime` apply to captures, not to the generator".into()));
@@ -444,6 +513,21 @@ mod tests {
         assert!(e.contains("[input] generator: loss"), "{e}");
         let e = parse("[input]\npcap = \"x\"\n[runtime]\nring_full = \"explode\"\n").unwrap_err().to_string();
         assert!(e.contains("unknown variant `explode`"), "{e}");
+    }
+
+    #[test]
+    fn dpdk_sections() {
+        let e = |text: &str| parse(text).unwrap_err().to_string();
+        if cfg!(feature = "dpdk") {
+            assert!(parse("[dpdk]\neal = [\"--no-huge\"]\n").is_ok());
+            assert!(e("[dpdk]\neal = []\nports = [0]\n").contains("pairs of port ids"));
+            assert!(e("[dpdk]\neal = []\nports = [0, 0]\n").contains("appears twice"));
+            assert!(e("[dpdk]\neal = []\nmbufs = 10\n").contains("at least 1024"));
+        } else {
+            assert!(e("[dpdk]\neal = []\n").contains("built without DPDK"));
+        }
+        assert!(e("[input]\npcap = \"x\"\n[dpdk]\neal = []\n").contains("leave `[input]` out"));
+        assert!(e("").contains("or a `[dpdk]` section"));
     }
 
     #[test]

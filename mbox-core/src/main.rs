@@ -118,6 +118,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { config, report, quiet, pcap } => {
+            // Ctrl-C (or SIGTERM) ends the run as the end of its input would: NFs finish and
+            // the summary is printed. A live input runs until then.
+            mbox_core::runtime::stop::install();
             let mut cfg = Config::load(&config)?;
             if let Some(path) = pcap {
                 cfg.input.pcap = vec![path];

@@ -206,9 +206,10 @@ pub fn text(r: &RunReport) -> String {
     if let Some(o) = &r.output {
         let _ = writeln!(
             s,
-            "output    {} packets written{}",
+            "output    {} packets out{}{}",
             n(o.packets),
-            if o.link_mismatch > 0 { format!(", {} of another link type skipped", n(o.link_mismatch)) } else { String::new() }
+            if o.link_mismatch > 0 { format!(", {} of another link type skipped", n(o.link_mismatch)) } else { String::new() },
+            if o.tx_dropped > 0 { format!(", {} the port would not take (dropped)", n(o.tx_dropped)) } else { String::new() }
         );
     }
     let secs = r.wall.as_secs_f64();
@@ -292,7 +293,7 @@ pub fn json(r: &RunReport) -> Value {
         "lost_to_dead_nf": t.lost_to_dead_nf,
         "events_without_slot": t.events_without_slot,
         "nfs": nfs,
-        "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch })),
+        "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch, "tx_dropped": o.tx_dropped })),
         "cpu_s": r.cpu.as_secs_f64(),
         "wall_s": r.wall.as_secs_f64(),
         "cpu_s_per_mpkt": cpu_per_mpkt(r),

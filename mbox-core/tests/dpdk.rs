@@ -55,3 +55,62 @@ fn bad_eal_arguments_are_an_error_not_an_abort() {
     let e = Eal::start(&["--no-such-option".to_string()]).unwrap_err().to_string();
     assert!(e.contains("EAL did not start"), "{e}");
 }
+
+mod common;
+
+/// flow-stats lines reduced to what a replay through DPDK keeps: the counters (times are the
+/// wall clock's there, and so are the flows' end reasons).
+fn counters(path: &std::path::Path) -> Vec<String> {
+    let mut lines: Vec<String> = common::read_jsonl(path)
+        .into_iter()
+        .map(|v| {
+            format!(
+                "{} {}:{} {}:{} {} {}",
+                v["proto"], v["client_ip"], v["client_port"], v["server_ip"], v["server_port"], v["c2s"], v["s2c"]
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_capture_replayed_through_net_pcap_gives_what_the_reader_gives() {
+    use common::*;
+    let dir = tempfile::tempdir().unwrap();
+    let capture = pcaps().join("ndpi__http_ipv6.pcap");
+    // The pure-Rust reader.
+    let reader_flows = dir.path().join("reader.jsonl");
+    let report = run_toml(&format!(
+        "[input]\npcap = {}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+        toml_path(&capture),
+        toml_path(&reader_flows)
+    ));
+    let packets = report.input.packets;
+    // The same capture through DPDK's pcap PMD: port 0 replays it, port 1 receives nothing and
+    // writes what mbox forwards.
+    let empty = dir.path().join("empty.pcap");
+    mbox_core::io::capture::PcapWriter::create(&empty, mbox_stack::wire::LinkType::Ethernet).unwrap().finish().unwrap();
+    let (out0, out1) = (dir.path().join("out0.pcap"), dir.path().join("out1.pcap"));
+    let mut eal = eal_args(&[
+        &format!("net_pcap0,rx_pcap={},tx_pcap={}", capture.display(), out0.display()),
+        &format!("net_pcap1,rx_pcap={},tx_pcap={}", empty.display(), out1.display()),
+    ]);
+    eal.push("--file-prefix=mbox-test".into());
+    let eal_toml: Vec<String> = eal.iter().map(|a| format!("{a:?}")).collect();
+    let dpdk_flows = dir.path().join("dpdk.jsonl");
+    let report = run_toml(&format!(
+        "[dpdk]\neal = [{}]\nports = [0, 1]\nidle_stop = \"300ms\"\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+        eal_toml.join(", "),
+        toml_path(&dpdk_flows)
+    ));
+    assert_eq!(report.input.packets, packets, "every packet of the capture came in");
+    assert!(report.input.description.contains("net_pcap"), "{}", report.input.description);
+    assert_eq!(counters(&dpdk_flows), counters(&reader_flows));
+    // What came in on port 0 went out of port 1, unchanged and in order.
+    let forwarded = mbox_core::io::capture::read_all(&out1).unwrap();
+    let original = mbox_core::io::capture::read_all(&capture).unwrap();
+    assert_eq!(forwarded.len() as u64, packets);
+    assert!(forwarded.iter().zip(&original).all(|((_, a), (_, b))| a == b));
+    assert_eq!(report.output.unwrap().packets, packets);
+}

@@ -24,6 +24,21 @@ use std::time::Duration;
 pub enum Source {
     Captures(Box<Captures>),
     Generator(Box<Generator>),
+    /// DPDK ports: mbufs are lent to the pool, not copied.
+    #[cfg(feature = "dpdk")]
+    Dpdk(Box<super::dpdk::DpdkInput>),
+}
+
+/// What the next read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A packet is in the slot: its link type, length captured and on the wire, time, and the
+    /// input port it came from.
+    Packet { link: LinkType, len: u32, wire_len: u32, ts_ns: u64, port: u16 },
+    /// Nothing now (a live input): try again.
+    Idle,
+    /// The input is over.
+    End,
 }
 
 /// Captures read one after the other, as one input (see `[input]` in docs/config.md).
@@ -87,11 +102,27 @@ impl Source {
         Source::Generator(Box::new(Generator::new(cfg)))
     }
 
+    /// Reads the next packet into pool slot `idx` (copied into its buffer, or lent to it).
+    pub fn next_into(&mut self, pool: &super::pool::PacketPool, idx: u32) -> Result<Next, CaptureError> {
+        #[cfg(feature = "dpdk")]
+        if let Source::Dpdk(d) = self {
+            return Ok(d.next_into(pool, idx));
+        }
+        // SAFETY: the caller holds `idx` and has not handed it on.
+        let buf = unsafe { pool.buf_mut(idx) };
+        Ok(match self.next(buf)? {
+            Some((link, wire_len, ts_ns)) => Next::Packet { link, len: buf.len() as u32, wire_len, ts_ns, port: 0 },
+            None => Next::End,
+        })
+    }
+
     /// Reads the next packet into `buf`: (link, wire length, timestamp), `None` at the end.
     pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<(LinkType, u32, u64)>, CaptureError> {
         match self {
             Source::Captures(c) => c.next(buf),
             Source::Generator(g) => Ok(g.next_packet(buf).map(|ts| (LinkType::Ethernet, buf.len() as u32, ts))),
+            #[cfg(feature = "dpdk")]
+            Source::Dpdk(_) => Ok(None),
         }
     }
 
@@ -99,7 +130,7 @@ impl Source {
     pub fn pass(&self) -> u32 {
         match self {
             Source::Captures(c) => (c.position / c.paths.len()) as u32,
-            Source::Generator(_) => 0,
+            _ => 0,
         }
     }
 
@@ -108,6 +139,8 @@ impl Source {
         match self {
             Source::Captures(c) => (c.done_bytes + c.reader.progress().0, c.total_bytes),
             Source::Generator(g) => g.progress(),
+            #[cfg(feature = "dpdk")]
+            Source::Dpdk(_) => (0, 0),
         }
     }
 
@@ -116,6 +149,8 @@ impl Source {
         match self {
             Source::Captures(c) => c.first_link,
             Source::Generator(g) => g.link(),
+            #[cfg(feature = "dpdk")]
+            Source::Dpdk(_) => LinkType::Ethernet,
         }
     }
 
@@ -124,6 +159,8 @@ impl Source {
         match self {
             Source::Captures(c) => c.description.clone(),
             Source::Generator(_) => "generator".to_string(),
+            #[cfg(feature = "dpdk")]
+            Source::Dpdk(d) => d.describe(),
         }
     }
 
@@ -131,7 +168,7 @@ impl Source {
     pub fn skipped(&self) -> u64 {
         match self {
             Source::Captures(c) => c.skipped_before + c.reader.skipped_unsupported,
-            Source::Generator(_) => 0,
+            _ => 0,
         }
     }
 }
@@ -166,6 +203,21 @@ impl Captures {
         let ts = (i128::from(ts_ns) + shift).clamp(0, i128::from(u64::MAX)) as u64;
         self.last_ts_ns = Some(last.map_or(ts, |l| l.max(ts)));
         ts
+    }
+}
+
+/// How a live input waits after `empty_polls` polls in a row found nothing: spinning when the
+/// policy spins (dedicated cores), else yielding a few times and then sleeping, doubling from
+/// 10 us up to 1 ms, so that an idle wire costs almost no CPU and traffic is seen within a
+/// millisecond.
+fn backoff(policy: IdlePolicy, empty_polls: u32) {
+    if policy.spins_forever() {
+        std::hint::spin_loop();
+    } else if empty_polls < 16 {
+        std::thread::yield_now();
+    } else {
+        let micros = 10u64 << (empty_polls - 16).min(7);
+        std::thread::sleep(std::time::Duration::from_micros(micros.min(1000)));
     }
 }
 
@@ -231,13 +283,24 @@ impl Dispatcher {
         let mut frag_cache = vec![(0u64, 0u16); FRAG_CACHE];
         let mut idler = Idler::new(self.idle);
         let mut staged: Vec<Vec<RxPacket>> = (0..self.rings.len()).map(|_| Vec::with_capacity(32)).collect();
-        while !self.stop.load(Ordering::Relaxed) {
+        let mut empty_polls = 0u32;
+        while !self.stop.load(Ordering::Relaxed) && !crate::runtime::stop::requested() {
             let Some(buf) = self.alloc(&mut idler, &mut report, &mut staged) else { break };
-            // SAFETY: `buf` was just allocated and is not shared yet.
-            let bytes = unsafe { pool.buf_mut(buf) };
-            let (link, wire_len, ts_ns) = match self.source.next(bytes) {
-                Ok(Some(found)) => found,
-                Ok(None) => {
+            let (link, len, wire_len, ts_ns, port) = match self.source.next_into(&pool, buf) {
+                Ok(Next::Packet { link, len, wire_len, ts_ns, port }) => (link, len, wire_len, ts_ns, port),
+                Ok(Next::Idle) => {
+                    // A live input with nothing now: hand over what is staged, then back off.
+                    self.alloc.free(buf);
+                    for (shard, batch) in staged.iter_mut().enumerate() {
+                        let mut b = std::mem::take(batch);
+                        self.flush(shard, &mut b, &mut idler, &mut report);
+                        *batch = b;
+                    }
+                    empty_polls = empty_polls.saturating_add(1);
+                    backoff(self.idle, empty_polls);
+                    continue;
+                }
+                Ok(Next::End) => {
                     self.alloc.free(buf);
                     break;
                 }
@@ -247,8 +310,16 @@ impl Dispatcher {
                     break;
                 }
             };
-            let pkt = RxPacket { buf, len: bytes.len() as u32, wire_len, port: 0, link, ts_ns };
-            let shard = if self.rings.len() == 1 { 0 } else { self.steer(bytes, wire_len, link, &mut frag_cache, &mut report) };
+            idler.reset();
+            empty_polls = 0;
+            let pkt = RxPacket { buf, len, wire_len, port, link, ts_ns };
+            let shard = if self.rings.len() == 1 {
+                0
+            } else {
+                // SAFETY: we hold `buf`, just filled.
+                let bytes = unsafe { pool.bytes(buf, len) };
+                self.steer(bytes, wire_len, link, &mut frag_cache, &mut report)
+            };
             report.packets += 1;
             report.bytes += u64::from(wire_len);
             staged[shard].push(pkt);

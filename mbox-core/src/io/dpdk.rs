@@ -178,7 +178,7 @@ pub struct PortInfo {
 }
 
 /// A started port with `rx_queues` RX and `tx_queues` TX queues.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Port {
     pub id: u16,
     pub rx_queues: u16,
@@ -301,4 +301,204 @@ pub struct PortStats {
     pub rx_missed: u64,
     pub rx_errors: u64,
     pub tx_errors: u64,
+}
+
+impl Mbuf {
+    /// Gives up ownership: the raw pointer, for a pool slot to carry.
+    pub fn into_raw(self) -> *mut std::ffi::c_void {
+        let p = self.0.as_ptr() as *mut std::ffi::c_void;
+        std::mem::forget(self);
+        p
+    }
+
+    /// Takes ownership back of what [`Mbuf::into_raw`] gave.
+    ///
+    /// # Safety
+    /// `raw` must come from `into_raw` and not have been taken back before.
+    pub unsafe fn from_raw(raw: *mut std::ffi::c_void) -> Mbuf {
+        Mbuf(NonNull::new(raw as *mut sys::rte_mbuf).expect("a pointer from Mbuf::into_raw"))
+    }
+
+    /// Length of the packet (all segments).
+    pub fn pkt_len(&self) -> u32 {
+        // SAFETY: reads a field of an mbuf we own.
+        unsafe { sys::mbox_rte_pktmbuf_pkt_len(self.0.as_ptr()) }
+    }
+}
+
+/// What the pool calls to give a lent mbuf back: it is freed to its mempool.
+///
+/// # Safety
+/// `token` must come from `Mbuf::into_raw` (as `DpdkInput::next_into` lends them) and be given
+/// back once.
+pub unsafe fn give_back(token: *mut std::ffi::c_void) {
+    drop(unsafe { Mbuf::from_raw(token) });
+}
+
+/// The ports mbox receives from, polled in turn, their mbufs lent to pool slots.
+pub struct DpdkInput {
+    ports: Vec<Port>,
+    /// The pool the ports receive into (kept with the input that depends on it).
+    _pool: std::sync::Arc<Mempool>,
+    burst: std::collections::VecDeque<(u16, Mbuf)>,
+    scratch: Vec<Mbuf>,
+    next_port: usize,
+    description: String,
+    /// `idle_stop`: the input ends once nothing came for this long.
+    idle_stop: Option<std::time::Duration>,
+    last_packet: std::time::Instant,
+}
+
+/// A port and its index among the configured ports (what `RxPacket::port` carries).
+impl DpdkInput {
+    pub fn new(ports: Vec<Port>, pool: std::sync::Arc<Mempool>, description: String, idle_stop: Option<std::time::Duration>) -> DpdkInput {
+        DpdkInput {
+            ports,
+            _pool: pool,
+            burst: Default::default(),
+            scratch: Vec::with_capacity(32),
+            next_port: 0,
+            description,
+            idle_stop,
+            last_packet: std::time::Instant::now(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    /// The next packet, lent to pool slot `idx`.
+    pub fn next_into(&mut self, pool: &super::pool::PacketPool, idx: u32) -> super::dispatch::Next {
+        if self.burst.is_empty() {
+            // One burst from the next port that has packets.
+            for _ in 0..self.ports.len() {
+                let i = self.next_port;
+                self.next_port = (self.next_port + 1) % self.ports.len();
+                if self.ports[i].rx_burst(0, &mut self.scratch, 32) > 0 {
+                    self.burst.extend(self.scratch.drain(..).map(|m| (i as u16, m)));
+                    break;
+                }
+            }
+        }
+        let Some((port, mbuf)) = self.burst.pop_front() else {
+            if self.idle_stop.is_some_and(|limit| self.last_packet.elapsed() >= limit) {
+                return super::dispatch::Next::End;
+            }
+            return super::dispatch::Next::Idle;
+        };
+        self.last_packet = std::time::Instant::now();
+        let (len, wire_len) = (mbuf.data().len() as u32, mbuf.pkt_len());
+        let data = mbuf.data().as_ptr();
+        // SAFETY: the caller holds `idx`; the mbuf stays valid until the pool gives it back or
+        // an output takes it.
+        unsafe { pool.lend(idx, super::pool::Lent { data, len, token: mbuf.into_raw() }) };
+        super::dispatch::Next::Packet { link: mbox_stack::wire::LinkType::Ethernet, len, wire_len, ts_ns: now_ns(), port }
+    }
+}
+
+/// Wall-clock time in ns since the epoch (live packets carry the time they were received).
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The output thread of a DPDK wire: what the shards forward leaves through the other port of
+/// its pair, as the very mbuf it came in (nothing is copied).
+pub struct DpdkOutput {
+    ports: Vec<Port>,
+    rings: Vec<rtrb::Consumer<super::RxPacket>>,
+    pool: std::sync::Arc<super::pool::PacketPool>,
+    releaser: super::pool::Releaser,
+    waker: std::sync::Arc<crate::runtime::park::Waker>,
+    pending: Vec<Vec<Mbuf>>,
+}
+
+impl DpdkOutput {
+    /// The output thread and one TX path per shard releaser.
+    pub fn new(
+        ports: Vec<Port>,
+        pool: std::sync::Arc<super::pool::PacketPool>,
+        releaser: super::pool::Releaser,
+        shard_releasers: Vec<super::pool::Releaser>,
+    ) -> (DpdkOutput, Vec<super::output::Tx>) {
+        let waker = std::sync::Arc::new(crate::runtime::park::Waker::new());
+        let mut rings = Vec::new();
+        let mut txs = Vec::new();
+        for r in shard_releasers {
+            let (p, c) = rtrb::RingBuffer::new(4096);
+            rings.push(c);
+            txs.push(super::output::Tx::ring(p, waker.clone(), r));
+        }
+        let pending = ports.iter().map(|_| Vec::with_capacity(64)).collect();
+        (DpdkOutput { ports, rings, pool, releaser, waker, pending }, txs)
+    }
+
+    /// Runs until every shard has closed its TX path and everything went out.
+    pub fn run(mut self, idle: crate::runtime::park::IdlePolicy) -> super::output::OutputStats {
+        self.waker.bind_current();
+        let mut stats = super::output::OutputStats::default();
+        let mut idler = crate::runtime::park::Idler::new(idle);
+        loop {
+            let mut moved = 0;
+            for ring in &mut self.rings {
+                while let Ok(pkt) = ring.pop() {
+                    moved += 1;
+                    // SAFETY: the shard handed the slot over with the packet.
+                    if let Some(lent) = unsafe { self.pool.take_lent(pkt.buf) } {
+                        // SAFETY: the token came from Mbuf::into_raw in the input.
+                        let mbuf = unsafe { Mbuf::from_raw(lent.token) };
+                        stats.bytes += u64::from(mbuf.pkt_len());
+                        // Pairs are (0,1), (2,3), ...: the other port of the pair.
+                        let out = usize::from(pkt.port) ^ 1;
+                        if out < self.pending.len() {
+                            self.pending[out].push(mbuf);
+                        }
+                    }
+                    self.releaser.release(pkt.buf);
+                    if moved % 32 == 0 {
+                        send(&self.ports, &mut self.pending, &mut stats, false);
+                    }
+                }
+            }
+            send(&self.ports, &mut self.pending, &mut stats, true);
+            if moved > 0 {
+                self.releaser.flush();
+                idler.reset();
+                continue;
+            }
+            if self.rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
+                break;
+            }
+            let rings = &self.rings;
+            idler.idle(&self.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
+        }
+        self.releaser.flush();
+        stats
+    }
+}
+
+/// Transmits what waits for each port; with `drain`, retries a little and drops (counted) what
+/// a port will not take.
+fn send(ports: &[Port], pending: &mut [Vec<Mbuf>], stats: &mut super::output::OutputStats, drain: bool) {
+    {
+        for (i, port) in ports.iter().enumerate() {
+            let queue = &mut pending[i];
+            let mut tries = 0;
+            while !queue.is_empty() {
+                let sent = port.tx_burst(0, queue);
+                stats.packets += sent as u64;
+                if sent == 0 {
+                    tries += 1;
+                    if !drain || tries > 100 {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+            if drain && !queue.is_empty() {
+                stats.tx_dropped += queue.len() as u64;
+                queue.clear();
+            }
+        }
+    }
 }

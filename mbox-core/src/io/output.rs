@@ -32,6 +32,11 @@ impl Tx {
         Tx { path: TxPath::Discard, releaser }
     }
 
+    /// A path to an output thread through `ring` (the thread is woken through `writer`).
+    pub fn ring(ring: Producer<RxPacket>, writer: Arc<Waker>, releaser: Releaser) -> Tx {
+        Tx { path: TxPath::Ring { ring, writer }, releaser }
+    }
+
     /// Sends a packet on (the caller gives up its buffer). Call [`Tx::notify`] after a batch.
     #[inline]
     pub fn send(&mut self, pkt: RxPacket) {
@@ -97,6 +102,8 @@ pub struct OutputStats {
     pub bytes: u64,
     /// Packets whose link type differs from the file's (a pcap has one link type).
     pub link_mismatch: u64,
+    /// Packets a port would not take even after retries (counted, freed).
+    pub tx_dropped: u64,
 }
 
 impl PcapOutput {
@@ -116,7 +123,7 @@ impl PcapOutput {
         for shard_releaser in shard_releasers {
             let (p, c) = RingBuffer::new(4096);
             rings.push(c);
-            txs.push(Tx { path: TxPath::Ring { ring: p, writer: waker.clone() }, releaser: shard_releaser });
+            txs.push(Tx::ring(p, waker.clone(), shard_releaser));
         }
         Ok((PcapOutput { writer, link, rings, pool, releaser, waker }, txs))
     }

@@ -5,9 +5,11 @@
 //! - [`shard`]: a stack shard's loop.
 //! - [`nf_host`]: an NF instance's loop.
 //! - [`pipeline`]: assembling and running all of it from a config.
+//! - [`stop`]: stopping a run from outside (Ctrl-C, SIGTERM).
 
 pub mod lane;
 pub mod nf_host;
 pub mod park;
 pub mod pipeline;
 pub mod shard;
+pub mod stop;

@@ -64,6 +64,11 @@ impl IdlePolicy {
         IdlePolicy::for_cores(mode, threads, cores)
     }
 
+    /// Whether idle threads never sleep (`idle = "spin"`: dedicated cores).
+    pub fn spins_forever(&self) -> bool {
+        self.spin_forever
+    }
+
     fn for_cores(mode: IdleMode, threads: usize, cores: usize) -> IdlePolicy {
         let spin_forever = mode == IdleMode::Spin;
         if threads <= cores {

@@ -15,7 +15,7 @@ use crate::events::registry::{RegistryError, TypeRegistry};
 use crate::io::capture::CaptureError;
 use crate::io::dispatch::{Dispatcher, InputReport, Progress, Source, Steering};
 use crate::io::output::{OutputStats, PcapOutput, Tx};
-use crate::io::pool::packet_pool;
+use crate::io::pool::lending_pool;
 use crate::io::RxPacket;
 use crate::plugin::{default_plugin_dir, library_path, Plugin, PluginError};
 use mbox_abi::{builtin, EventType, NfInit};
@@ -49,6 +49,45 @@ pub enum PipelineError {
     Output(CaptureError),
     #[error("a {0} thread failed: {1}")]
     Thread(String, String),
+    #[cfg(feature = "dpdk")]
+    #[error(transparent)]
+    Dpdk(#[from] crate::io::dpdk::DpdkError),
+}
+
+/// Where forwarded packets go.
+enum Output {
+    Pcap(PcapOutput),
+    #[cfg(feature = "dpdk")]
+    Dpdk(crate::io::dpdk::DpdkOutput),
+}
+
+impl Output {
+    fn run(self, idle: IdlePolicy) -> Result<OutputStats, crate::io::capture::CaptureError> {
+        match self {
+            Output::Pcap(out) => out.run(idle),
+            #[cfg(feature = "dpdk")]
+            Output::Dpdk(out) => Ok(out.run(idle)),
+        }
+    }
+}
+
+/// Starts the EAL and the ports of `[dpdk]`: the ports, the mempool their mbufs come from, and a
+/// description for the summary.
+#[cfg(feature = "dpdk")]
+fn start_dpdk(
+    d: &crate::config::DpdkConfig,
+) -> Result<(Vec<crate::io::dpdk::Port>, Arc<crate::io::dpdk::Mempool>, String), crate::io::dpdk::DpdkError> {
+    use crate::io::dpdk::{Eal, Mempool, Port};
+    let eal = Eal::start(&d.eal)?;
+    let pool = Arc::new(Mempool::new(eal, "mbox_rx", d.mbufs)?);
+    let mut ports = Vec::new();
+    let mut names = Vec::new();
+    for &id in &d.ports {
+        let info = Port::info(eal, id)?;
+        ports.push(Port::start(eal, id, 1, 1, &pool)?);
+        names.push(format!("{id} ({})", info.driver));
+    }
+    Ok((ports, pool, format!("DPDK ports {}", names.join(", "))))
 }
 
 /// Packet buffer size before any growth (a jumbo-free Ethernet frame fits).
@@ -169,13 +208,32 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let Prepared { config, registry, graph, plugins, .. } = prepared;
     let rt = &config.runtime;
     let shards = rt.shards;
-    let source = match &config.input.generator {
-        Some(g) => Source::generator(g.clone()),
-        None => Source::captures(&config.input).map_err(PipelineError::Input)?,
+    #[cfg(feature = "dpdk")]
+    let dpdk_ports = match &config.dpdk {
+        Some(d) => Some(start_dpdk(d)?),
+        None => None,
+    };
+    #[cfg(not(feature = "dpdk"))]
+    let dpdk_ports: Option<()> = None;
+    let source = match (&config.input.generator, &dpdk_ports) {
+        #[cfg(feature = "dpdk")]
+        (_, Some((ports, pool, description))) => Source::Dpdk(Box::new(crate::io::dpdk::DpdkInput::new(
+            ports.clone(),
+            pool.clone(),
+            description.clone(),
+            config.dpdk.as_ref().and_then(|d| d.idle_stop),
+        ))),
+        (Some(g), _) => Source::generator(g.clone()),
+        _ => Source::captures(&config.input).map_err(PipelineError::Input)?,
     };
     // One releaser per shard, and one for the output thread when there is one.
-    let releasers = shards + usize::from(config.output.pcap.is_some());
-    let (pool, alloc, mut releasers) = packet_pool(rt.packet_buffers, INITIAL_BUFFER, releasers);
+    let has_output = config.output.pcap.is_some() || dpdk_ports.is_some();
+    let releasers = shards + usize::from(has_output);
+    #[cfg(feature = "dpdk")]
+    let give_back = dpdk_ports.as_ref().map(|_| crate::io::dpdk::give_back as unsafe fn(*mut std::ffi::c_void));
+    #[cfg(not(feature = "dpdk"))]
+    let give_back = None;
+    let (pool, alloc, mut releasers) = lending_pool(rt.packet_buffers, INITIAL_BUFFER, releasers, give_back);
     let registry = Arc::new(registry);
     let graph = Arc::new(graph);
 
@@ -219,13 +277,19 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     }
 
     let link = source.link();
-    let (output, txs): (Option<PcapOutput>, Vec<Tx>) = match &config.output.pcap {
-        Some(path) => {
+    let (output, txs): (Option<Output>, Vec<Tx>) = match (&config.output.pcap, &dpdk_ports) {
+        #[cfg(feature = "dpdk")]
+        (_, Some((ports, _, _))) => {
+            let own = releasers.pop().expect("a releaser for the output thread");
+            let (out, txs) = crate::io::dpdk::DpdkOutput::new(ports.clone(), pool.clone(), own, releasers);
+            (Some(Output::Dpdk(out)), txs)
+        }
+        (Some(path), _) => {
             let own = releasers.pop().expect("a releaser for the output thread");
             let (out, txs) = PcapOutput::new(path.clone(), link, pool.clone(), own, releasers).map_err(PipelineError::Output)?;
-            (Some(out), txs)
+            (Some(Output::Pcap(out)), txs)
         }
-        None => (None, releasers.into_iter().map(Tx::discard).collect()),
+        _ => (None, releasers.into_iter().map(Tx::discard).collect()),
     };
 
     let stack_cfg = StackConfig {
