@@ -277,11 +277,35 @@ pub struct TcpConfig {
     pub max_kept_segments: Option<usize>,
     /// How far (bytes) beyond the next expected byte a segment may start and still be kept.
     pub max_out_of_order_distance: u32,
+    /// How out-of-order segments are kept until the hole before them fills.
+    pub out_of_order: KeepMode,
+    /// Bytes of buffers for copied out-of-order payload, per shard (copy mode).
+    pub max_copied_bytes: usize,
+}
+
+/// `[tcp] out_of_order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepMode {
+    /// Copy for live inputs (DPDK), hold otherwise.
+    #[default]
+    Auto,
+    /// Hold the packet (zero-copy; the packet leaves once the hole is filled and NFs are done).
+    Hold,
+    /// Copy the payload and let the packet go on at once.
+    Copy,
 }
 
 impl Default for TcpConfig {
     fn default() -> Self {
-        TcpConfig { monitor: TcpMonitor::Auto, max_kept_segments_per_flow: 64, max_kept_segments: None, max_out_of_order_distance: 1 << 24 }
+        TcpConfig {
+            monitor: TcpMonitor::Auto,
+            max_kept_segments_per_flow: 256,
+            max_kept_segments: None,
+            max_out_of_order_distance: 1 << 24,
+            out_of_order: KeepMode::Auto,
+            max_copied_bytes: 64 << 20,
+        }
     }
 }
 
@@ -437,6 +461,12 @@ impl Config {
                 ));
             }
         }
+        if !(64 << 10..=1 << 40).contains(&t.max_copied_bytes) {
+            return Err(invalid(
+                "[tcp] max_copied_bytes",
+                format!("must be between 65536 (one kept range) and 2^40, not {}", t.max_copied_bytes),
+            ));
+        }
         if !(1..=65_536).contains(&f.max_fragmented_datagrams) {
             return Err(invalid(
                 "[flow] max_fragmented_datagrams",
@@ -513,6 +543,10 @@ mod tests {
         assert!(e.contains("[input] generator: loss"), "{e}");
         let e = parse("[input]\npcap = \"x\"\n[runtime]\nring_full = \"explode\"\n").unwrap_err().to_string();
         assert!(e.contains("unknown variant `explode`"), "{e}");
+        let e = parse("[input]\npcap = \"x\"\n[tcp]\nmax_copied_bytes = 1500\n").unwrap_err().to_string();
+        assert!(e.contains("[tcp] max_copied_bytes: must be between 65536"), "{e}");
+        let e = parse("[input]\npcap = \"x\"\n[tcp]\nout_of_order = \"later\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `later`"), "{e}");
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub fn text(r: &RunReport) -> String {
     if r.input.skipped > 0 {
         let _ = writeln!(s, "          skipped {} packets on interfaces of unsupported link types", n(r.input.skipped));
     }
+    if r.input.missed > 0 {
+        let _ = writeln!(s, "          MISSED {} packets: the ports dropped them on arrival (input too slow)", n(r.input.missed));
+    }
     let malformed: u64 = t.malformed.iter().map(|(_, v)| v).sum();
     let _ = writeln!(
         s,
@@ -259,6 +262,7 @@ pub fn json(r: &RunReport) -> Value {
             "packets": r.input.packets,
             "bytes": r.input.bytes,
             "skipped": r.input.skipped,
+            "missed": r.input.missed,
             "pool_waits": r.input.pool_waits,
             "ring_waits": r.input.ring_waits,
             "error": r.input.error,

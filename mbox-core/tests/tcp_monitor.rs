@@ -49,9 +49,14 @@ fn offline(capture: &Path, dir: &Path) -> HashMap<Direction, Carried> {
 }
 
 fn run_stream_hash(capture: &Path, out: &Path, runtime: &str) -> RunReport {
+    run_stream_hash_keeping(capture, out, runtime, "hold")
+}
+
+/// The same, with `[tcp] out_of_order = keep` ("hold" or "copy").
+fn run_stream_hash_keeping(capture: &Path, out: &Path, runtime: &str, keep: &str) -> RunReport {
     // Keep as much out-of-order data as the offline tool does (which keeps everything).
     run_toml(&format!(
-        "[input]\npcap = {}\n[runtime]\n{runtime}\n[tcp]\nmax_kept_segments_per_flow = 1024\nmax_kept_segments = 4096\nmax_out_of_order_distance = 2147483647\n\
+        "[input]\npcap = {}\n[runtime]\n{runtime}\n[tcp]\nout_of_order = \"{keep}\"\nmax_kept_segments_per_flow = 1024\nmax_kept_segments = 4096\nmax_out_of_order_distance = 2147483647\n\
          [flow]\ntcp_idle_timeout = \"none\"\ntcp_closed_timeout = \"none\"\nudp_idle_timeout = \"none\"\nvlan_in_key = false\n\
          [[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {}, algorithm = \"sha256\" }}\n",
         toml_path(capture),
@@ -92,14 +97,23 @@ fn stream_events_carry_exactly_the_offline_reassembly_on_every_capture() {
         .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
         .collect();
     captures.sort();
-    captures.push(generated_capture(dir.path(), 150, 20_000));
+    // The generated lossy traffic twice: as capture 67 (three shards, tiny rings) and as
+    // capture 68 (out-of-order payloads copied).
+    let generated = generated_capture(dir.path(), 150, 20_000);
+    captures.push(generated.clone());
+    captures.push(generated);
     let mut directions = 0;
     for (i, capture) in captures.iter().enumerate() {
         let expected = offline(capture, &dir.path().join(format!("offline-{i}")));
-        // Alternate between one shard with roomy rings and three shards with tiny ones.
-        let runtime = if i % 2 == 0 { "shards = 1\nevent_slots = 8192" } else { "shards = 3\nring_capacity = 4\nevent_slots = 6200" };
+        // In turn: one shard with roomy rings, three shards with tiny ones, and one shard that
+        // copies out-of-order payloads instead of holding their packets (as for live ports).
+        let (runtime, keep) = match i % 3 {
+            0 => ("shards = 1\nevent_slots = 8192", "hold"),
+            1 => ("shards = 3\nring_capacity = 4\nevent_slots = 6200", "hold"),
+            _ => ("shards = 1\nevent_slots = 8192", "copy"),
+        };
         let out = dir.path().join(format!("hash-{i}.jsonl"));
-        let report = run_stream_hash(capture, &out, runtime);
+        let report = run_stream_hash_keeping(capture, &out, runtime, keep);
         assert!(report.nfs[0].failure.is_none());
         let got = hashed(&out);
         for (key, want) in &expected {

@@ -90,6 +90,11 @@ pub trait StackSink {
     }
     /// Lets go of a kept packet.
     fn unkeep(&mut self, _token: u32) {}
+    /// Appends the current payload to kept entry `token` (a sink that keeps copies); see
+    /// [`StreamSinkKeep::extend_kept`].
+    fn extend_kept(&mut self, _token: u32) -> bool {
+        false
+    }
     /// Bytes `[offset, offset + len)` of the stream of direction `dir` are ready at `source`.
     fn stream_data(&mut self, _ctx: &StreamContext<'_>, _dir: u8, _offset: u64, _len: u32, _source: Source) {}
     /// Bytes `[offset, offset + len)` of the stream of direction `dir` will never be reported.
@@ -109,6 +114,9 @@ impl<S: StackSink> StreamSinkKeep for StreamAdapter<'_, S> {
     fn unkeep(&mut self, token: u32) {
         self.sink.unkeep(token)
     }
+    fn extend_kept(&mut self, token: u32) -> bool {
+        self.sink.extend_kept(token)
+    }
 }
 
 /// The keeping part of a stack sink, for letting go of kept segments.
@@ -120,6 +128,9 @@ impl<S: StackSink> StreamSinkKeep for Keeper<'_, S> {
     }
     fn unkeep(&mut self, token: u32) {
         self.0.unkeep(token)
+    }
+    fn extend_kept(&mut self, token: u32) -> bool {
+        self.0.extend_kept(token)
     }
 }
 

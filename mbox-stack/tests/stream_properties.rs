@@ -1,5 +1,6 @@
 //! Properties of the reassembler: any segmentation, order, duplication and overlap of a
-//! stream gives back the stream; lost segments give gaps at the right offsets, never wrong bytes.
+//! stream gives back the stream; lost segments give gaps at the right offsets, never wrong bytes;
+//! with a sink that holds packets and with one that grows copies of contiguous segments.
 
 use mbox_stack::tcp::stream::{Source, Stream, StreamLimits, StreamSink, StreamSinkKeep};
 use proptest::prelude::*;
@@ -7,6 +8,8 @@ use proptest::prelude::*;
 /// Rebuilds what the stream reports, checking that offsets are contiguous.
 #[derive(Default)]
 struct Rebuild {
+    /// Keeps copies it can grow (up to `GROW_LIMIT` bytes), as a live shard does.
+    copies: bool,
     current: Vec<u8>,
     kept: Vec<Option<Vec<u8>>>,
     /// Bytes by offset (None: a gap).
@@ -21,7 +24,18 @@ impl StreamSinkKeep for Rebuild {
     fn unkeep(&mut self, token: u32) {
         assert!(self.kept[token as usize].take().is_some(), "let go twice");
     }
+    fn extend_kept(&mut self, token: u32) -> bool {
+        let kept = self.kept[token as usize].as_mut().expect("extends a kept segment");
+        if !self.copies || kept.len() + self.current.len() > GROW_LIMIT {
+            return false;
+        }
+        kept.extend_from_slice(&self.current);
+        true
+    }
 }
+
+/// Small, so that the properties also cover a copy that cannot grow further.
+const GROW_LIMIT: usize = 600;
 
 impl StreamSink for Rebuild {
     fn data(&mut self, _dir: u8, offset: u64, len: u32, source: Source) {
@@ -84,10 +98,12 @@ proptest! {
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
         extra in proptest::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..10),
         order in any::<u64>(),
+        copies in any::<bool>(),
     ) {
         let mut segs = segments(data.len(), &cuts, &extra);
         shuffle(&mut segs, order);
-        let (mut stream, mut sink) = (Stream::default(), Rebuild::default());
+        let fed: usize = segs.iter().map(|&(_, len)| len).sum();
+        let (mut stream, mut sink) = (Stream::default(), Rebuild { copies, ..Rebuild::default() });
         // The SYN comes first: it fixes where the stream starts.
         stream.segment(0, isn, true, 0, 0, LIMITS, &mut sink);
         for seg in segs {
@@ -96,6 +112,8 @@ proptest! {
         stream.finish(0, &mut sink);
         let out: Vec<u8> = sink.out.iter().map(|b| b.expect("no gap")).collect();
         prop_assert_eq!(out, data);
+        // Every byte fed is accounted for: reported once, or counted as old.
+        prop_assert_eq!(stream.stats.delivered + stream.stats.old_bytes, fed as u64);
         prop_assert!(sink.kept.iter().all(Option::is_none), "every kept segment was let go");
     }
 
@@ -107,13 +125,14 @@ proptest! {
         lost in proptest::collection::vec(any::<bool>(), 40),
         order in any::<u64>(),
         ack_every in 1usize..6,
+        copies in any::<bool>(),
     ) {
         let mut segs = segments(data.len(), &cuts, &[]);
         let last = *segs.last().unwrap();
         // Lose some segments (never the last, so the stream's end is known).
         let mut kept_segs: Vec<_> = segs.drain(..).enumerate().filter(|(i, s)| *s == last || !lost[i % lost.len()]).map(|(_, s)| s).collect();
         shuffle(&mut kept_segs, order);
-        let (mut stream, mut sink) = (Stream::default(), Rebuild::default());
+        let (mut stream, mut sink) = (Stream::default(), Rebuild { copies, ..Rebuild::default() });
         stream.segment(0, isn, true, 0, 0, LIMITS, &mut sink);
         let mut high = 0;
         for (i, seg) in kept_segs.into_iter().enumerate() {

@@ -164,6 +164,15 @@ impl Source {
         }
     }
 
+    /// Packets the live ports dropped on arrival or received with errors.
+    pub fn missed(&self) -> u64 {
+        match self {
+            #[cfg(feature = "dpdk")]
+            Source::Dpdk(d) => d.missed(),
+            _ => 0,
+        }
+    }
+
     /// Packets skipped by the readers (pcapng interfaces of unsupported link types).
     pub fn skipped(&self) -> u64 {
         match self {
@@ -237,6 +246,9 @@ pub struct InputReport {
     pub bytes: u64,
     /// Packets the reader skipped (unsupported link type).
     pub skipped: u64,
+    /// Packets the ports dropped on arrival, or received with errors: the RX ring was full
+    /// because the input did not read in time (live ports only).
+    pub missed: u64,
     /// Fragments that arrived before their first fragment (steered by addresses only).
     pub fragments_unsteered: u64,
     /// Times the input waited for a free buffer, or for room in a shard's ring: back-pressure
@@ -335,6 +347,7 @@ impl Dispatcher {
             self.flush(shard, &mut batch, &mut idler, &mut report);
         }
         report.skipped = self.source.skipped();
+        report.missed = self.source.missed();
         report.cpu = thread_cpu_time();
         self.publish_progress(&report);
         // Dropping the rings tells the shards the input is over; wake them to notice.

@@ -368,6 +368,11 @@ impl DpdkInput {
         self.description.clone()
     }
 
+    /// Packets the ports dropped on arrival (RX ring full) or received with errors.
+    pub fn missed(&self) -> u64 {
+        self.ports.iter().map(|p| p.stats()).map(|s| s.rx_missed + s.rx_errors).sum()
+    }
+
     /// The next packet, lent to pool slot `idx`.
     pub fn next_into(&mut self, pool: &super::pool::PacketPool, idx: u32) -> super::dispatch::Next {
         if self.burst.is_empty() {

@@ -8,7 +8,7 @@ use super::lane::{lane, LaneRx, LaneTx};
 use super::nf_host::{NfReport, NfWorker};
 use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
-use crate::config::{Config, ConfigError, NfConfig, TcpMonitor};
+use crate::config::{Config, ConfigError, KeepMode, NfConfig, TcpMonitor};
 use crate::controller::{GraphError, NfSpec, ServiceGraph};
 use crate::events::arena::EventArena;
 use crate::events::registry::{RegistryError, TypeRegistry};
@@ -355,6 +355,12 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             waker: shard_wakers[s].clone(),
             idle,
             max_kept,
+            max_copied_bytes: config.tcp.max_copied_bytes,
+            copy_kept: match config.tcp.out_of_order {
+                KeepMode::Auto => config.dpdk.is_some(),
+                KeepMode::Hold => false,
+                KeepMode::Copy => true,
+            },
         };
         shard_threads.push(spawn(&format!("mbox-shard-{s}"), move || Shard::new(setup).run())?);
     }

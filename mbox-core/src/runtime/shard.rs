@@ -46,7 +46,15 @@ pub struct ShardSetup {
     pub idle: IdlePolicy,
     /// Packets kept at once for out-of-order TCP data (a bound on held packet buffers).
     pub max_kept: usize,
+    /// Copy out-of-order segments' payloads instead of holding their packets (live inputs).
+    pub copy_kept: bool,
+    /// Bytes of out-of-order payload copied at once (with `copy_kept`).
+    pub max_copied_bytes: usize,
 }
+
+/// What one copy grows to at most when segments continuing it are appended: a kept range is
+/// reported as one event, and its buffer is reused by later copies.
+const MAX_COPY_RANGE: usize = 64 * 1024;
 
 /// What a shard counted, returned when it ends.
 #[derive(Debug, Clone, Default)]
@@ -153,7 +161,8 @@ impl FlowMutes {
     }
 }
 
-/// A packet kept alive (not forwarded yet) because events point into it.
+/// A packet kept alive (not forwarded yet) because events point into it — or, with
+/// `copy_kept`, a copy of an out-of-order segment's payload (the packet itself went on).
 struct Held {
     rx: RxPacket,
     datagram: Option<u32>,
@@ -161,6 +170,9 @@ struct Held {
     payload: (*const u8, u32),
     refs: u32,
     dropped: bool,
+    /// The copy's bytes, when this entry is a copy (kept with its capacity for reuse).
+    copy: Vec<u8>,
+    is_copy: bool,
 }
 
 /// The event machinery of a shard: what the stack reports into.
@@ -188,6 +200,10 @@ struct Plane {
     /// Packets kept for out-of-order TCP data, and the bound.
     kept: usize,
     max_kept: usize,
+    copy_kept: bool,
+    /// Capacity of the copies' buffers (in use or kept for reuse), and the bound on it.
+    copy_capacity: usize,
+    max_copied_bytes: usize,
     /// Reassembled datagrams nobody points at any more, to hand back to the stack.
     release_datagrams: Vec<u32>,
     /// Unsubscriptions by flow slot (grown as slots are used).
@@ -233,7 +249,15 @@ impl Shard {
             stack_slots,
             arena: s.arena,
             held: (0..held_cap)
-                .map(|_| Held { rx: placeholder, datagram: None, payload: (std::ptr::null(), 0), refs: 0, dropped: false })
+                .map(|_| Held {
+                    rx: placeholder,
+                    datagram: None,
+                    payload: (std::ptr::null(), 0),
+                    refs: 0,
+                    dropped: false,
+                    copy: Vec::new(),
+                    is_copy: false,
+                })
                 .collect(),
             free_held: (0..held_cap as u32).rev().collect(),
             lanes: s.lanes,
@@ -245,6 +269,9 @@ impl Shard {
             current_held: NO_HELD,
             kept: 0,
             max_kept: s.max_kept,
+            copy_kept: s.copy_kept,
+            copy_capacity: 0,
+            max_copied_bytes: s.max_copied_bytes,
             release_datagrams: Vec::new(),
             mutes: Vec::new(),
             stream_nfs: (0, 0),
@@ -493,6 +520,18 @@ impl Plane {
         if held.refs > 0 {
             return;
         }
+        if held.is_copy {
+            // A copy: nothing to forward, the entry (and its buffer) goes back for reuse.
+            held.is_copy = false;
+            if self.copy_capacity > self.max_copied_bytes / 2 {
+                // Past half the bound, buffers are not kept for reuse: what stays allocated
+                // idle never keeps later copies from the other half.
+                self.copy_capacity -= held.copy.capacity();
+                held.copy = Vec::new();
+            }
+            self.free_held.push(idx);
+            return;
+        }
         let (rx, dropped, datagram) = (held.rx, held.dropped, held.datagram.take());
         if let Some(slot) = datagram {
             self.release_datagrams.push(slot);
@@ -511,11 +550,37 @@ impl Plane {
         self.tx.send(rx);
     }
 
+    /// Appends the current packet's payload to copy `idx`; false (nothing appended) when its
+    /// buffer would have to grow past `max_copied_bytes` of copies in all.
+    fn append_current(&mut self, idx: u32) -> bool {
+        let (base, len) = self.current_payload;
+        let h = &mut self.held[idx as usize];
+        if !base.is_null() {
+            let (need, capacity) = (h.copy.len() + len as usize, h.copy.capacity());
+            if need > capacity {
+                // Powers of two up to MAX_COPY_RANGE: a buffer never outgrows a range, and a
+                // reused one usually has room already.
+                let target = need.next_power_of_two().clamp(2048, MAX_COPY_RANGE.max(need));
+                if self.copy_capacity + (target - capacity) > self.max_copied_bytes {
+                    return false;
+                }
+                h.copy.reserve_exact(target - h.copy.len());
+                self.copy_capacity += h.copy.capacity() - capacity;
+            }
+            // SAFETY: the current packet's payload is valid while the stack processes it.
+            h.copy.extend_from_slice(unsafe { std::slice::from_raw_parts(base, len as usize) });
+        }
+        h.payload = (h.copy.as_ptr(), h.copy.len() as u32);
+        true
+    }
+
     /// The held entry of the packet being processed, creating it on first use.
     fn hold_current(&mut self) -> u32 {
         if self.current_held == NO_HELD {
             let (Some(rx), Some(idx)) = (self.current, self.free_held.pop()) else { return NO_HELD };
-            self.held[idx as usize] = Held { rx, datagram: self.current_datagram, payload: self.current_payload, refs: 0, dropped: false };
+            let h = &mut self.held[idx as usize];
+            (h.rx, h.datagram, h.payload, h.refs, h.dropped, h.is_copy) =
+                (rx, self.current_datagram, self.current_payload, 0, false, false);
             self.current_held = idx;
         }
         self.current_held
@@ -709,6 +774,21 @@ impl StackSink for Plane {
         if self.kept >= self.max_kept {
             return None;
         }
+        if self.copy_kept {
+            // A live input: the packet goes on now (holding it until the hole fills would hold
+            // back the very segments whose acknowledgments make the sender resend the hole);
+            // its payload is copied into a reused buffer instead.
+            let idx = self.free_held.pop()?;
+            self.held[idx as usize].copy.clear();
+            if !self.append_current(idx) {
+                self.free_held.push(idx);
+                return None;
+            }
+            let h = &mut self.held[idx as usize];
+            (h.refs, h.dropped, h.datagram, h.is_copy) = (1, false, None, true);
+            self.kept += 1;
+            return Some(idx);
+        }
         let held = self.hold_current();
         if held == NO_HELD {
             return None;
@@ -721,6 +801,16 @@ impl StackSink for Plane {
     fn unkeep(&mut self, token: u32) {
         self.kept -= 1;
         self.release_held(token);
+    }
+
+    fn extend_kept(&mut self, token: u32) -> bool {
+        let h = &self.held[token as usize];
+        if !h.is_copy || h.copy.len() + self.current_payload.1 as usize > MAX_COPY_RANGE {
+            return false;
+        }
+        // Kept and not reported yet, so no event points into the buffer that may move.
+        debug_assert_eq!(h.refs, 1);
+        self.append_current(token)
     }
 
     fn stream_data(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u32, source: Source) {

@@ -22,7 +22,8 @@
 //!   lost; the reference drops such data (it lists it as `stuck`).
 //! - Keeping is bounded (per flow here, per shard by the sink): a segment that cannot be kept is
 //!   dropped and its bytes are reported as a gap (`memory`) once the stream moves past them, or
-//!   when the flow ends.
+//!   when the flow ends. A sink that keeps copies may grow a kept segment with the segments that
+//!   continue it, so that a hole costs one kept entry (see `StreamSinkKeep::extend_kept`).
 
 use mbox_abi::{GAP_AT_END, GAP_MEMORY, GAP_NOT_CAPTURED, GAP_TRUNCATED};
 
@@ -42,6 +43,12 @@ pub trait StreamSinkKeep {
     fn keep(&mut self) -> Option<u32>;
     /// Lets go of a kept segment.
     fn unkeep(&mut self, token: u32);
+    /// Appends the current packet's payload to kept segment `token`, whose bytes it continues
+    /// exactly. Only a sink that keeps copies can (a held packet cannot grow); `false` when it
+    /// cannot or a bound is reached, and the segment is then kept on its own.
+    fn extend_kept(&mut self, _token: u32) -> bool {
+        false
+    }
 }
 
 /// What the stream reports to; the host's shard, or an NF running its own stack.
@@ -116,7 +123,7 @@ pub struct StreamLimits {
 
 impl Default for StreamLimits {
     fn default() -> Self {
-        StreamLimits { max_kept: 64, max_distance: 1 << 24 }
+        StreamLimits { max_kept: 256, max_distance: 1 << 24 }
     }
 }
 
@@ -208,19 +215,38 @@ impl Stream {
         }
         let origin = self.next_off + rel as u64;
         let captured_end = origin + u64::from(captured.min(len));
-        // Beyond a hole: keep it for later, within bounds.
-        let kept = if rel > i64::from(limits.max_distance) || self.kept.len() >= limits.max_kept { None } else { sink.keep() };
+        if rel > i64::from(limits.max_distance) {
+            self.not_kept(origin, end);
+            return;
+        }
+        // Beyond a hole. The usual case after a loss is a run of segments, each continuing one
+        // kept before: a copying sink grows that one, so a hole costs one kept entry however
+        // many segments follow it (and the kept bound counts holes, not segments). Not when
+        // another kept segment overlaps these bytes: it arrived first, so its copy must win.
+        if captured == len && self.kept.iter().all(|k| k.origin >= end || k.end <= origin) {
+            if let Some(k) = self.kept.iter_mut().find(|k| k.end == origin && k.captured_end == k.end) {
+                if sink.extend_kept(k.token) {
+                    self.stats.kept += 1;
+                    (k.end, k.captured_end) = (end, captured_end);
+                    return;
+                }
+            }
+        }
+        let kept = if self.kept.len() >= limits.max_kept { None } else { sink.keep() };
         match kept {
             Some(token) => {
                 self.stats.kept += 1;
                 self.kept.push(Kept { origin, end, captured_end, token });
             }
-            None => {
-                self.stats.not_kept += 1;
-                let (lo, hi) = self.lost_to_memory.unwrap_or((origin, end));
-                self.lost_to_memory = Some((lo.min(origin), hi.max(end)));
-            }
+            None => self.not_kept(origin, end),
         }
+    }
+
+    /// A segment beyond a hole could not be kept: its bytes become a `memory` gap later.
+    fn not_kept(&mut self, origin: u64, end: u64) {
+        self.stats.not_kept += 1;
+        let (lo, hi) = self.lost_to_memory.unwrap_or((origin, end));
+        self.lost_to_memory = Some((lo.min(origin), hi.max(end)));
     }
 
     /// The other side acknowledged `ack`: if that is beyond a hole with data kept after it,
@@ -295,7 +321,8 @@ impl Stream {
     fn deliver<S: StreamSink>(&mut self, dir: u8, start: u64, end: u64, captured_end: u64, kept: Option<u32>, sink: &mut S) {
         debug_assert!(self.next_off < end);
         if captured_end > self.next_off {
-            // Segments are at most 64 KiB (IP), so a range always fits a u32.
+            // Segments are at most 64 KiB (IP) and a sink bounds what it grows a kept one to,
+            // so a range always fits a u32.
             let len = (captured_end - self.next_off) as u32;
             let start = start as u32;
             let source = match kept {
@@ -319,6 +346,8 @@ impl Stream {
             let next = self.next_off;
             let Some(i) = self.kept.iter().position(|k| k.origin <= next && k.end > next) else { break };
             let k = self.kept.remove(i);
+            // Its head overlapped bytes reported already (a retransmission or another copy).
+            self.stats.old_bytes += next - k.origin;
             self.deliver(dir, next - k.origin, k.end, k.captured_end, Some(k.token), sink);
             sink.unkeep(k.token);
         }
@@ -350,6 +379,8 @@ mod tests {
         gaps: Vec<(u64, u64, u8)>,
         data_events: usize,
         capacity: usize,
+        /// Grows kept copies (as a live shard does) instead of keeping each segment alone.
+        copies: bool,
         /// Offsets must be contiguous: data and gaps together cover the stream exactly once.
         expect: u64,
     }
@@ -364,6 +395,12 @@ mod tests {
         }
         fn unkeep(&mut self, token: u32) {
             assert!(self.kept[token as usize].take().is_some(), "unkept twice");
+        }
+        fn extend_kept(&mut self, token: u32) -> bool {
+            if self.copies {
+                self.kept[token as usize].as_mut().unwrap().extend_from_slice(&self.current);
+            }
+            self.copies
         }
     }
 
@@ -404,6 +441,26 @@ mod tests {
         assert_eq!(k.out, b"hello world!");
         assert_eq!(s.kept_len(), 0);
         assert!(k.kept.iter().all(Option::is_none), "every kept segment was let go");
+    }
+
+    #[test]
+    fn a_copying_sink_keeps_a_run_after_a_hole_as_one_range() {
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, copies: true, ..Default::default() });
+        s.segment(0, 999, true, 0, 0, StreamLimits::default(), &mut k);
+        for (i, part) in [b"wo", b"rl", b"d!"].iter().enumerate() {
+            seg(&mut s, &mut k, 1006 + 2 * i as u32, *part);
+        }
+        seg(&mut s, &mut k, 1020, b"z"); // after a second hole: a range of its own
+        assert_eq!((s.kept_len(), s.stats.kept), (2, 4));
+        seg(&mut s, &mut k, 1000, b"hello ");
+        assert_eq!(k.out, b"hello world!");
+        assert_eq!(k.data_events, 2, "the range came as one event");
+        // A copy never grows over bytes another kept copy holds, which arrived first and wins.
+        seg(&mut s, &mut k, 1014, b"AA");
+        seg(&mut s, &mut k, 1015, b"BBB"); // overlaps "AA": kept alone
+        seg(&mut s, &mut k, 1016, b"NN"); // continues "AA", but "BBB" holds these bytes
+        seg(&mut s, &mut k, 1012, b"ef");
+        assert_eq!(k.out, b"hello world!efAABB");
     }
 
     #[test]
