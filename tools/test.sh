@@ -5,12 +5,12 @@ cd "$(dirname "$0")/.."
 
 # The DPDK backend's tests need the system DPDK 22.11 (Debian's packages; bindgen needs
 # libclang); the live testbed test (mbox-core/tests/testbed.rs, tools/testbed.sh) needs
-# network namespaces, nginx, curl, ethtool and nftables. Installed when missing and possible
+# network namespaces, nginx, curl, wrk, ethtool and python3. Installed when missing and possible
 # (root with apt).
-packages=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev iproute2 ethtool nftables nginx-light curl)
+packages=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev iproute2 ethtool python3 nginx-light curl wrk)
 missing=()
 pkg-config --exists libdpdk 2>/dev/null || missing+=(dpdk)
-for tool in ip ethtool nft nginx curl; do
+for tool in ip ethtool python3 nginx curl wrk; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
 # The live testbed: a client and a server, each in a network namespace of its own, joined to
-# the namespace mbox runs in through a "wire" namespace whose bridges can lose packets. The
-# ends in mbox's namespace carry nothing until mbox bridges them through DPDK af_packet ports.
-# nginx serves files in the server namespace.
+# the namespace mbox runs in through a "wire" namespace. The ends in mbox's namespace carry
+# nothing until mbox bridges them through DPDK af_packet ports. nginx serves files in the
+# server namespace.
 #
-#   tools/testbed.sh up [DIR]    create it (DIR: where nginx's files, config and logs go)
-#   tools/testbed.sh loss PCT    drop PCT% (integer) of the frames crossing the wire, both ways;
-#                                0 restores a clean wire
-#   tools/testbed.sh down        tear it down (also what `up` does first, and on any failure)
-#   tools/testbed.sh env         print the variables describing it
+#   tools/testbed.sh up [DIR]              create it (DIR: nginx's files, config and logs, and
+#                                          the impairment's log and counts)
+#   tools/testbed.sh impair LOSS REORDER DUP
+#                                          percentages of frames crossing the wire (both ways,
+#                                          both sides) to lose, swap with the next, and send
+#                                          twice; `impair off` restores a clean wire and
+#                                          writes what was done to DIR/impair-stats.json
+#   tools/testbed.sh down                  tear it down (also what `up` does first, and on
+#                                          any failure)
+#   tools/testbed.sh env                   print the variables describing it
 #
-#   client ns mbox-tb-c: mb-c0 198.18.1.1/24 <-> [wire ns mbox-tb-w: br-c] <-> mb-c1 (mbox port 0)
-#   server ns mbox-tb-s: mb-s0 198.18.1.2/24 <-> [wire ns mbox-tb-w: br-s] <-> mb-s1 (mbox port 1)
+#   client ns mbox-tb-c: mb-c0 198.18.1.1/24 <-> [wire ns mbox-tb-w] <-> mb-c1 (mbox port 0)
+#   server ns mbox-tb-s: mb-s0 198.18.1.2/24 <-> [wire ns mbox-tb-w] <-> mb-s1 (mbox port 1)
 #
-# Why a wire namespace: the kernel here has no netem, and a drop inside the sender's own stack
-# (nftables output, tc egress) is reported back to TCP, which just sends again, so mbox would
-# never see a gap. A bridge in another namespace drops where neither end can tell, like a lossy
-# link. Addresses come from 198.18.0.0/15 only. Checksum offload is off on the endpoints
-# (af_packet would otherwise carry unfinished checksums). Needs root, iproute2, ethtool, nginx,
-# and nftables for `loss`.
+# In the wire namespace a bridge joins each side's two veth ends; `impair` replaces the
+# bridges with tools/wire-impair.py, a relay that does what `tc netem` would (this kernel has
+# no netem, and a drop inside the sender's own stack is reported back to TCP, which just sends
+# again: mbox would never see a hole). Addresses come from 198.18.0.0/15 only. Checksum offload
+# is off on the endpoints (af_packet would otherwise carry unfinished checksums). Needs root,
+# iproute2, ethtool, nginx, and python3 for `impair`.
 set -euo pipefail
 
 CLIENT_NS=mbox-tb-c
@@ -27,8 +32,13 @@ WIRE_NS=mbox-tb-w
 CLIENT_IP=198.18.1.1
 SERVER_IP=198.18.1.2
 PIDFILE=/run/mbox-testbed-nginx.pid
+IMPAIR_PIDFILE=/run/mbox-testbed-impair.pid
+# Where `up` put its files, for `impair` to find.
+DIRFILE=/run/mbox-testbed.dir
+TOOLS=$(cd "$(dirname "$0")" && pwd)
 
 down() {
+    stop_impair
     if [ -f "$PIDFILE" ]; then
         kill "$(cat "$PIDFILE")" 2> /dev/null || true
         rm -f "$PIDFILE"
@@ -39,6 +49,21 @@ down() {
     ip netns del "$WIRE_NS" 2> /dev/null || true
     ip link del mb-c1 2> /dev/null || true
     ip link del mb-s1 2> /dev/null || true
+    rm -f "$DIRFILE"
+}
+
+# Stops the impairing relay (it writes its counts as it exits).
+stop_impair() {
+    if [ -f "$IMPAIR_PIDFILE" ]; then
+        local pid
+        pid=$(cat "$IMPAIR_PIDFILE")
+        kill "$pid" 2> /dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2> /dev/null || break
+            sleep 0.1
+        done
+        rm -f "$IMPAIR_PIDFILE"
+    fi
 }
 
 env_vars() {
@@ -92,6 +117,7 @@ up() {
 
     # nginx in the server namespace, serving $dir/www.
     mkdir -p "$dir/www" "$dir/nginx"
+    (cd "$dir" && pwd) > "$DIRFILE"
     cat > "$dir/nginx/nginx.conf" << EOF
 worker_processes 1;
 pid $PIDFILE;
@@ -117,31 +143,55 @@ EOF
     env_vars
 }
 
-# Random loss on both wire bridges, in nftables' bridge family so that no IP stack sees it.
-loss() {
-    local pct=${1:-}
-    [[ "$pct" =~ ^[0-9]+$ ]] && [ "$pct" -le 100 ] || { echo "testbed: loss wants a percentage 0-100, got '$pct'" >&2; exit 2; }
-    command -v nft > /dev/null || { echo "testbed: nft (nftables) is not installed" >&2; exit 1; }
-    ip netns exec "$WIRE_NS" nft flush ruleset
-    if [ "$pct" -gt 0 ]; then
-        ip netns exec "$WIRE_NS" nft -f - << EOF
-table bridge impair {
-    chain forward {
-        type filter hook forward priority 0; policy accept;
-        numgen random mod 100 < $pct drop
-    }
-}
-EOF
+# Replaces the wire's bridges with the impairing relay, or puts them back.
+impair() {
+    local w=$WIRE_NS
+    [ -f "$DIRFILE" ] || { echo "testbed: not up" >&2; exit 1; }
+    local dir
+    dir=$(cat "$DIRFILE")
+    stop_impair
+    if [ "${1:-}" = off ]; then
+        for side in c s; do
+            for port in "mb-${side}0w" "mb-${side}1w"; do
+                ip netns exec "$w" ip link set "$port" master "br-$side"
+            done
+        done
+        return
     fi
+    [ $# = 3 ] || { echo "usage: $0 impair LOSS REORDER DUP | impair off" >&2; exit 2; }
+    for pct in "$@"; do
+        [[ "$pct" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "testbed: impair wants percentages, got '$pct'" >&2; exit 2; }
+    done
+    command -v python3 > /dev/null || { echo "testbed: python3 is not installed" >&2; exit 1; }
+    for side in c s; do
+        for port in "mb-${side}0w" "mb-${side}1w"; do
+            ip netns exec "$w" ip link set "$port" nomaster
+        done
+    done
+    rm -f "$dir/impair.ready" "$dir/impair-stats.json"
+    ip netns exec "$w" python3 "$TOOLS/wire-impair.py" --pair mb-c0w:mb-c1w --pair mb-s0w:mb-s1w \
+        --loss "$1" --reorder "$2" --duplicate "$3" \
+        --stats "$dir/impair-stats.json" --ready "$dir/impair.ready" > "$dir/impair.log" 2>&1 &
+    echo $! > "$IMPAIR_PIDFILE"
+    for _ in $(seq 50); do
+        [ -f "$dir/impair.ready" ] && return
+        kill -0 "$(cat "$IMPAIR_PIDFILE")" 2> /dev/null || break
+        sleep 0.1
+    done
+    echo "testbed: the impairing relay did not start: $(cat "$dir/impair.log")" >&2
+    exit 1
 }
 
 case "${1:-}" in
     up) up "${2:-}" ;;
-    loss) loss "${2:-}" ;;
+    impair)
+        shift
+        impair "$@"
+        ;;
     down) down ;;
     env) env_vars ;;
     *)
-        echo "usage: $0 up [DIR] | loss PCT | down | env" >&2
+        echo "usage: $0 up [DIR] | impair LOSS REORDER DUP | impair off | down | env" >&2
         exit 2
         ;;
 esac

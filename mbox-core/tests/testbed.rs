@@ -1,12 +1,14 @@
 //! Live traffic through mbox (feature `dpdk`): tools/testbed.sh puts a client and an nginx
 //! server in network namespaces, and mbox bridges them through DPDK af_packet ports. curl
-//! fetches files from a few bytes to 20 MB through (a) a plain L2/3 forward and (b) the
-//! monitor with dpi, sig-match, flow-stats, stream-hash and the logger; then again over a
-//! lossy wire, so that mbox sees segments out of order and retransmitted. Every body must arrive
-//! byte-exact, flow-stats must count what the endpoints sent, an attack-looking request must
-//! raise an alert, and the monitor's reassembled server streams must equal what the server sent.
+//! fetches files from a few bytes to 20 MB, and wrk loads the server for a moment, through (a)
+//! a plain L2/3 forward and (b) the monitor with dpi, sig-match, flow-stats, stream-hash and the
+//! logger; then (c) again over an impaired wire (2% loss, 25% reordering, 1% duplication, as
+//! `tc netem` would do), so that mbox sees segments out of order, retransmitted and repeated.
+//! Every body must arrive byte-exact, flow-stats must count what the endpoints sent, an
+//! attack-looking request must raise an alert, and the monitor's reassembled server streams
+//! must equal what the server sent.
 //!
-//! Needs root, iproute2, ethtool, nftables, nginx and curl. Without them the test says so and passes,
+//! Needs root, iproute2, ethtool, python3, nginx, curl and wrk. Without them the test says so and passes,
 //! unless MBOX_REQUIRE_TESTBED is set (tools/test.sh sets it when it runs as root, as CI does).
 #![cfg(feature = "dpdk")]
 
@@ -28,15 +30,15 @@ struct Testbed {
 impl Testbed {
     fn up() -> Option<Testbed> {
         let root = unsafe { libc::geteuid() } == 0;
-        let tools = ["ip", "ethtool", "nft", "nginx", "curl"]
+        let tools = ["ip", "ethtool", "python3", "nginx", "curl", "wrk"]
             .iter()
             .all(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success()));
         if !(root && tools) {
             assert!(
                 std::env::var_os("MBOX_REQUIRE_TESTBED").is_none(),
-                "the testbed needs root, iproute2, ethtool, nftables, nginx and curl"
+                "the testbed needs root, iproute2, ethtool, python3, nginx, curl and wrk"
             );
-            eprintln!("skipped: the testbed needs root, iproute2, ethtool, nftables, nginx and curl");
+            eprintln!("skipped: the testbed needs root, iproute2, ethtool, python3, nginx, curl and wrk");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -56,10 +58,28 @@ impl Testbed {
         Command::new("ip").args(["netns", "exec", CLIENT_NS]).args(args).output().unwrap()
     }
 
-    /// Drops `pct`% of the frames on the wire, both ways (0: a clean wire).
-    fn loss(&self, pct: u32) {
-        let out = Command::new(repo().join("tools/testbed.sh")).args(["loss", &pct.to_string()]).output().unwrap();
-        assert!(out.status.success(), "testbed loss: {}", String::from_utf8_lossy(&out.stderr));
+    /// Impairs the wire: percentages of frames to lose, reorder and duplicate (`None`: a
+    /// clean wire again, returning what the impairing relay did).
+    fn impair(&self, impairment: Option<(u32, u32, u32)>) -> Option<serde_json::Value> {
+        let args = match impairment {
+            Some((loss, reorder, dup)) => vec![loss.to_string(), reorder.to_string(), dup.to_string()],
+            None => vec!["off".to_string()],
+        };
+        let out = Command::new(repo().join("tools/testbed.sh")).arg("impair").args(&args).output().unwrap();
+        assert!(out.status.success(), "testbed impair: {}", String::from_utf8_lossy(&out.stderr));
+        let stats = std::fs::read_to_string(self.dir.path().join("impair-stats.json")).ok()?;
+        impairment.is_none().then(|| serde_json::from_str(&stats).unwrap())
+    }
+
+    /// Loads the server with wrk for a moment; every request must succeed.
+    fn wrk(&self, run: &str) {
+        let out = self.client(&["wrk", "-t", "1", "-c", "8", "-d", "2s", "--timeout", "10s", &format!("http://{SERVER}/f100k")]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{run}: wrk: {text} {}", String::from_utf8_lossy(&out.stderr));
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let requests: u64 = words.windows(2).find(|w| w[1] == "requests").and_then(|w| w[0].parse().ok()).unwrap_or(0);
+        assert!(requests > 0, "{run}: wrk completed no request: {text}");
+        assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "{run}: wrk saw errors: {text}");
     }
 }
 
@@ -186,15 +206,18 @@ fn live_traffic_through_mbox() {
     for (name, _) in FILES {
         fetch(&tb, name, &tb.dir.path().join(format!("fwd-{name}.h")));
     }
+    tb.wrk("forward");
     let report = m.stop();
     assert_eq!(report["packets"]["dropped_by_nf"], 0);
     assert_eq!(report["output"]["tx_dropped"], 0);
 
-    // (b) and (c): the monitor chain, on a clean wire and then on one losing 2% of frames, which
-    // mbox sees as gaps that retransmissions fill later: out-of-order data to keep and reorder.
+    // (b) and (c): the monitor chain, on a clean wire and then on an impaired one, where mbox
+    // sees holes that retransmissions fill later, segments swapped, and segments twice.
     let rules = repo().join("testdata/rules/custom.rules");
-    for (run, loss) in [("ids", 0), ("lossy", 2)] {
-        tb.loss(loss);
+    for (run, impairment) in [("ids", None), ("impaired", Some((2, 25, 1)))] {
+        if impairment.is_some() {
+            tb.impair(impairment);
+        }
         let (eve, flows, hashes) = (
             tb.dir.path().join(format!("{run}-eve.jsonl")),
             tb.dir.path().join(format!("{run}-flows.jsonl")),
@@ -215,17 +238,32 @@ fn live_traffic_through_mbox() {
             let sizes = fetch(&tb, name, &headers);
             fetched.push((name, headers, sizes));
         }
+        tb.wrk(run);
         // An attack-looking request (SQL injection in the URI: sid 9000002).
         let _ = tb.client(&["curl", "-s", "-o", "/dev/null", &format!("http://{SERVER}/x?id=1%20union%20select%201")]);
         let report = m.stop();
+        if impairment.is_some() {
+            // The relay really lost, swapped and repeated frames, in both directions.
+            let done = tb.impair(None).expect("the relay's counts");
+            for (direction, counts) in done.as_object().unwrap() {
+                for what in ["lost", "reordered", "duplicated"] {
+                    assert!(counts[what].as_u64() > Some(0), "{direction}: nothing {what}: {counts}");
+                }
+            }
+        }
         assert!(report["nfs"].as_array().unwrap().iter().all(|nf| nf["failure"].is_null()), "{report}");
-        assert_eq!(
-            report["streams"]["gaps"], 0,
-            "{run}: every hole was filled by a retransmission: {} {}",
-            report["streams"], report["input"]
-        );
-        if loss > 0 {
-            // Without this the lossy run would prove nothing about reordering.
+        // Every hole was filled by a retransmission, but where a connection was aborted (wrk
+        // resets its connections when its time is up, responses still in flight): a hole
+        // there may never be sent again, and the stream ends with a gap.
+        let flows_seen = read_jsonl(&flows);
+        for stream in read_jsonl(&hashes).iter().filter(|l| l["gaps"] != 0) {
+            let port = if stream["src_port"] == 80 { &stream["dst_port"] } else { &stream["src_port"] };
+            let flow = flows_seen.iter().find(|f| f["proto"] == "TCP" && &f["client_port"] == port).expect("flow-stats has the connection");
+            let reset = [&flow["c2s"]["tcp_flags"], &flow["s2c"]["tcp_flags"]].iter().any(|f| f.as_str().is_some_and(|f| f.contains('R')));
+            assert!(reset, "{run}: a gap in a connection that was not reset: {stream} {flow} {}", report["streams"]);
+        }
+        if impairment.is_some() {
+            // Without this the impaired run would prove nothing about reordering.
             assert!(report["streams"]["kept_segments"].as_u64() > Some(0), "{run}: no out-of-order data seen: {}", report["streams"]);
         }
 
@@ -264,7 +302,6 @@ fn live_traffic_through_mbox() {
             "{run}: flow-stats vs {streams}"
         );
     }
-    tb.loss(0);
 }
 
 /// The config the README runs on the testbed stays valid.

@@ -95,6 +95,10 @@ pub trait StackSink {
     fn extend_kept(&mut self, _token: u32) -> bool {
         false
     }
+    /// Appends kept entry `next` to kept entry `token`; see [`StreamSinkKeep::merge_kept`].
+    fn merge_kept(&mut self, _token: u32, _next: u32) -> bool {
+        false
+    }
     /// Bytes `[offset, offset + len)` of the stream of direction `dir` are ready at `source`.
     fn stream_data(&mut self, _ctx: &StreamContext<'_>, _dir: u8, _offset: u64, _len: u32, _source: Source) {}
     /// Bytes `[offset, offset + len)` of the stream of direction `dir` will never be reported.
@@ -117,6 +121,9 @@ impl<S: StackSink> StreamSinkKeep for StreamAdapter<'_, S> {
     fn extend_kept(&mut self, token: u32) -> bool {
         self.sink.extend_kept(token)
     }
+    fn merge_kept(&mut self, token: u32, next: u32) -> bool {
+        self.sink.merge_kept(token, next)
+    }
 }
 
 /// The keeping part of a stack sink, for letting go of kept segments.
@@ -131,6 +138,9 @@ impl<S: StackSink> StreamSinkKeep for Keeper<'_, S> {
     }
     fn extend_kept(&mut self, token: u32) -> bool {
         self.0.extend_kept(token)
+    }
+    fn merge_kept(&mut self, token: u32, next: u32) -> bool {
+        self.0.merge_kept(token, next)
     }
 }
 

@@ -32,6 +32,15 @@ impl StreamSinkKeep for Rebuild {
         kept.extend_from_slice(&self.current);
         true
     }
+    fn merge_kept(&mut self, token: u32, next: u32) -> bool {
+        let tail = self.kept[next as usize].clone().expect("merges a kept segment");
+        let kept = self.kept[token as usize].as_mut().expect("merges into a kept segment");
+        if !self.copies || kept.len() + tail.len() > GROW_LIMIT {
+            return false;
+        }
+        kept.extend_from_slice(&tail);
+        true
+    }
 }
 
 /// Small, so that the properties also cover a copy that cannot grow further.

@@ -550,26 +550,32 @@ impl Plane {
         self.tx.send(rx);
     }
 
-    /// Appends the current packet's payload to copy `idx`; false (nothing appended) when its
-    /// buffer would have to grow past `max_copied_bytes` of copies in all.
+    /// Appends the current packet's payload to copy `idx`; see [`Plane::append`].
     fn append_current(&mut self, idx: u32) -> bool {
         let (base, len) = self.current_payload;
-        let h = &mut self.held[idx as usize];
-        if !base.is_null() {
-            let (need, capacity) = (h.copy.len() + len as usize, h.copy.capacity());
-            if need > capacity {
-                // Powers of two up to MAX_COPY_RANGE: a buffer never outgrows a range, and a
-                // reused one usually has room already.
-                let target = need.next_power_of_two().clamp(2048, MAX_COPY_RANGE.max(need));
-                if self.copy_capacity + (target - capacity) > self.max_copied_bytes {
-                    return false;
-                }
-                h.copy.reserve_exact(target - h.copy.len());
-                self.copy_capacity += h.copy.capacity() - capacity;
-            }
-            // SAFETY: the current packet's payload is valid while the stack processes it.
-            h.copy.extend_from_slice(unsafe { std::slice::from_raw_parts(base, len as usize) });
+        if base.is_null() {
+            return true;
         }
+        // SAFETY: the current packet's payload is valid while the stack processes it.
+        self.append(idx, unsafe { std::slice::from_raw_parts(base, len as usize) })
+    }
+
+    /// Appends `bytes` to copy `idx`; false (nothing appended) when its buffer would have to
+    /// grow past `max_copied_bytes` of copies in all.
+    fn append(&mut self, idx: u32, bytes: &[u8]) -> bool {
+        let h = &mut self.held[idx as usize];
+        let (need, capacity) = (h.copy.len() + bytes.len(), h.copy.capacity());
+        if need > capacity {
+            // Powers of two up to MAX_COPY_RANGE: a buffer never outgrows a range, and a
+            // reused one usually has room already.
+            let target = need.next_power_of_two().clamp(2048, MAX_COPY_RANGE.max(need));
+            if self.copy_capacity + (target - capacity) > self.max_copied_bytes {
+                return false;
+            }
+            h.copy.reserve_exact(target - h.copy.len());
+            self.copy_capacity += h.copy.capacity() - capacity;
+        }
+        h.copy.extend_from_slice(bytes);
         h.payload = (h.copy.as_ptr(), h.copy.len() as u32);
         true
     }
@@ -779,7 +785,9 @@ impl StackSink for Plane {
             // back the very segments whose acknowledgments make the sender resend the hole);
             // its payload is copied into a reused buffer instead.
             let idx = self.free_held.pop()?;
-            self.held[idx as usize].copy.clear();
+            let h = &mut self.held[idx as usize];
+            h.copy.clear();
+            h.payload = (h.copy.as_ptr(), 0);
             if !self.append_current(idx) {
                 self.free_held.push(idx);
                 return None;
@@ -811,6 +819,20 @@ impl StackSink for Plane {
         // Kept and not reported yet, so no event points into the buffer that may move.
         debug_assert_eq!(h.refs, 1);
         self.append_current(token)
+    }
+
+    fn merge_kept(&mut self, token: u32, next: u32) -> bool {
+        let (h, n) = (&self.held[token as usize], &self.held[next as usize]);
+        if !h.is_copy || !n.is_copy || h.copy.len() + n.copy.len() > MAX_COPY_RANGE {
+            return false;
+        }
+        debug_assert_eq!((h.refs, n.refs), (1, 1));
+        // Out of its entry for the while: the two buffers are distinct, but the borrow of
+        // `self.held` is not.
+        let bytes = std::mem::take(&mut self.held[next as usize].copy);
+        let merged = self.append(token, &bytes);
+        self.held[next as usize].copy = bytes;
+        merged
     }
 
     fn stream_data(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, len: u32, source: Source) {

@@ -49,6 +49,11 @@ pub trait StreamSinkKeep {
     fn extend_kept(&mut self, _token: u32) -> bool {
         false
     }
+    /// Appends kept segment `next`'s bytes to kept segment `token`, whose bytes they continue
+    /// exactly (the stream lets go of `next` itself afterwards). `false` as for `extend_kept`.
+    fn merge_kept(&mut self, _token: u32, _next: u32) -> bool {
+        false
+    }
 }
 
 /// What the stream reports to; the host's shard, or an NF running its own stack.
@@ -221,13 +226,13 @@ impl Stream {
         }
         // Beyond a hole. The usual case after a loss is a run of segments, each continuing one
         // kept before: a copying sink grows that one, so a hole costs one kept entry however
-        // many segments follow it (and the kept bound counts holes, not segments). Not when
-        // another kept segment overlaps these bytes: it arrived first, so its copy must win.
-        if captured == len && self.kept.iter().all(|k| k.origin >= end || k.end <= origin) {
-            if let Some(k) = self.kept.iter_mut().find(|k| k.end == origin && k.captured_end == k.end) {
-                if sink.extend_kept(k.token) {
+        // many segments follow it (and the kept bound counts holes, not segments).
+        if captured == len && self.only_copy_of(origin, end, None) {
+            if let Some(i) = self.kept.iter().position(|k| k.end == origin && k.captured_end == k.end) {
+                if sink.extend_kept(self.kept[i].token) {
                     self.stats.kept += 1;
-                    (k.end, k.captured_end) = (end, captured_end);
+                    (self.kept[i].end, self.kept[i].captured_end) = (end, captured_end);
+                    self.absorb_following(i, sink);
                     return;
                 }
             }
@@ -237,8 +242,37 @@ impl Stream {
             Some(token) => {
                 self.stats.kept += 1;
                 self.kept.push(Kept { origin, end, captured_end, token });
+                self.absorb_following(self.kept.len() - 1, sink);
             }
             None => self.not_kept(origin, end),
+        }
+    }
+
+    /// True if no kept segment but `except` holds bytes of `[origin, end)`. Growing a kept copy
+    /// over bytes another one holds would change which copy wins (the first to arrive).
+    fn only_copy_of(&self, origin: u64, end: u64, except: Option<usize>) -> bool {
+        self.kept.iter().enumerate().all(|(j, k)| Some(j) == except || k.origin >= end || k.end <= origin)
+    }
+
+    /// Merges into kept segment `i` the kept segments that continue it exactly (a reordered
+    /// run fills in between them), while the sink can grow it.
+    fn absorb_following<S: StreamSinkKeep>(&mut self, mut i: usize, sink: &mut S) {
+        loop {
+            let k = self.kept[i];
+            if k.captured_end != k.end {
+                return;
+            }
+            let Some(j) = self.kept.iter().position(|o| o.origin == k.end && o.captured_end == o.end) else { return };
+            let o = self.kept[j];
+            if !self.only_copy_of(o.origin, o.end, Some(j)) || !sink.merge_kept(k.token, o.token) {
+                return;
+            }
+            (self.kept[i].end, self.kept[i].captured_end) = (o.end, o.captured_end);
+            self.kept.remove(j);
+            sink.unkeep(o.token);
+            if j < i {
+                i -= 1;
+            }
         }
     }
 
@@ -402,6 +436,13 @@ mod tests {
             }
             self.copies
         }
+        fn merge_kept(&mut self, token: u32, next: u32) -> bool {
+            if self.copies {
+                let tail = self.kept[next as usize].clone().unwrap();
+                self.kept[token as usize].as_mut().unwrap().extend_from_slice(&tail);
+            }
+            self.copies
+        }
     }
 
     impl StreamSink for Rebuild {
@@ -455,12 +496,23 @@ mod tests {
         seg(&mut s, &mut k, 1000, b"hello ");
         assert_eq!(k.out, b"hello world!");
         assert_eq!(k.data_events, 2, "the range came as one event");
+        // A reordered run after a hole: the ranges it leaves between them merge as it fills in.
+        seg(&mut s, &mut k, 1032, b"ij");
+        seg(&mut s, &mut k, 1028, b"ef");
+        seg(&mut s, &mut k, 1030, b"gh"); // joins "ef" and "ij"
+        seg(&mut s, &mut k, 1026, b"cd"); // and "cd" joins them too
+        assert_eq!(s.kept_len(), 2, "the run and \"z\"");
         // A copy never grows over bytes another kept copy holds, which arrived first and wins.
         seg(&mut s, &mut k, 1014, b"AA");
         seg(&mut s, &mut k, 1015, b"BBB"); // overlaps "AA": kept alone
         seg(&mut s, &mut k, 1016, b"NN"); // continues "AA", but "BBB" holds these bytes
         seg(&mut s, &mut k, 1012, b"ef");
         assert_eq!(k.out, b"hello world!efAABB");
+        seg(&mut s, &mut k, 1018, b"XX");
+        // In order, over the run kept at 1026..1034: it wins, the run gives the rest.
+        seg(&mut s, &mut k, 1021, b"0123456789");
+        assert_eq!(k.out, b"hello world!efAABBXXz0123456789hij");
+        assert_eq!(s.kept_len(), 0);
     }
 
     #[test]
