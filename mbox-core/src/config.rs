@@ -83,9 +83,13 @@ pub struct DpdkConfig {
     /// Port ids in pairs: `[0, 1]` forwards 0 -> 1 and 1 -> 0.
     #[serde(default = "default_ports")]
     pub ports: Vec<u16>,
-    /// Mbufs in the pool (at least twice what the rings hold).
-    #[serde(default = "default_mbufs")]
-    pub mbufs: u32,
+    /// Mbufs in the pool; default: enough for every RX and TX ring full and every packet
+    /// buffer holding one.
+    pub mbufs: Option<u32>,
+    /// How packets reach the shards: a queue pair per shard (the port spreads flows), an
+    /// input thread steering in software, or (auto) the first where every port can.
+    #[serde(default)]
+    pub steering: DpdkSteering,
     /// Stop once no packet came for this long ("500ms"; for replays through `net_pcap`).
     /// Default: run until interrupted (Ctrl-C).
     #[serde(default, deserialize_with = "some_duration")]
@@ -96,8 +100,18 @@ fn default_ports() -> Vec<u16> {
     vec![0, 1]
 }
 
-fn default_mbufs() -> u32 {
-    8191
+/// `[dpdk] steering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DpdkSteering {
+    /// A queue pair per shard where every port can spread flows over that many queues
+    /// symmetrically (RSS, af_packet's fanout), else software.
+    #[default]
+    Auto,
+    /// A queue pair per shard, or an error naming the port that cannot.
+    Queues,
+    /// One input thread receives and steers by the software flow hash; one output thread sends.
+    Software,
 }
 
 /// `[input]`: exactly one of `pcap` or `generator` (or a `[dpdk]` section instead).
@@ -144,8 +158,8 @@ fn validate_dpdk(d: &DpdkConfig) -> Result<(), (&'static str, String)> {
     if seen.windows(2).any(|w| w[0] == w[1]) {
         return Err(("[dpdk] ports", format!("a port appears twice in {:?}", d.ports)));
     }
-    if d.mbufs < 1024 {
-        return Err(("[dpdk] mbufs", format!("must be at least 1024, not {}", d.mbufs)));
+    if let Some(mbufs) = d.mbufs.filter(|&m| m < 1024) {
+        return Err(("[dpdk] mbufs", format!("must be at least 1024, not {mbufs}")));
     }
     Ok(())
 }

@@ -297,6 +297,7 @@ pub fn json(r: &RunReport) -> Value {
         "lost_to_dead_nf": t.lost_to_dead_nf,
         "events_without_slot": t.events_without_slot,
         "nfs": nfs,
+        "shards": r.shards.iter().map(|s| json!({ "id": s.id, "packets": s.stack.packets, "tcp_flows": s.stack.flows_tcp })).collect::<Vec<_>>(),
         "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch, "tx_dropped": o.tx_dropped })),
         "cpu_s": r.cpu.as_secs_f64(),
         "wall_s": r.wall.as_secs_f64(),

@@ -215,21 +215,6 @@ impl Captures {
     }
 }
 
-/// How a live input waits after `empty_polls` polls in a row found nothing: spinning when the
-/// policy spins (dedicated cores), else yielding a few times and then sleeping, doubling from
-/// 10 us up to 1 ms, so that an idle wire costs almost no CPU and traffic is seen within a
-/// millisecond.
-fn backoff(policy: IdlePolicy, empty_polls: u32) {
-    if policy.spins_forever() {
-        std::hint::spin_loop();
-    } else if empty_polls < 16 {
-        std::thread::yield_now();
-    } else {
-        let micros = 10u64 << (empty_polls - 16).min(7);
-        std::thread::sleep(std::time::Duration::from_micros(micros.min(1000)));
-    }
-}
-
 /// Counters shared with the progress display while the run goes on.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -295,7 +280,6 @@ impl Dispatcher {
         let mut frag_cache = vec![(0u64, 0u16); FRAG_CACHE];
         let mut idler = Idler::new(self.idle);
         let mut staged: Vec<Vec<RxPacket>> = (0..self.rings.len()).map(|_| Vec::with_capacity(32)).collect();
-        let mut empty_polls = 0u32;
         while !self.stop.load(Ordering::Relaxed) && !crate::runtime::stop::requested() {
             let Some(buf) = self.alloc(&mut idler, &mut report, &mut staged) else { break };
             let (link, len, wire_len, ts_ns, port) = match self.source.next_into(&pool, buf) {
@@ -308,8 +292,8 @@ impl Dispatcher {
                         self.flush(shard, &mut b, &mut idler, &mut report);
                         *batch = b;
                     }
-                    empty_polls = empty_polls.saturating_add(1);
-                    backoff(self.idle, empty_polls);
+                    // Nobody wakes this thread for the device: poll with growing pauses.
+                    idler.idle_polling(pool.allocator_waker(), || false);
                     continue;
                 }
                 Ok(Next::End) => {
@@ -323,7 +307,6 @@ impl Dispatcher {
                 }
             };
             idler.reset();
-            empty_polls = 0;
             let pkt = RxPacket { buf, len, wire_len, port, link, ts_ns };
             let shard = if self.rings.len() == 1 {
                 0

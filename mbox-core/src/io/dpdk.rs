@@ -24,6 +24,8 @@ pub enum DpdkError {
     NoSuchPort { port: u16, count: u16 },
     #[error("DPDK port {port}: {what} failed: {reason}")]
     Port { port: u16, what: &'static str, reason: String },
+    #[error("[dpdk] steering = \"queues\": a queue pair per shard is not possible: port {port} {reason}")]
+    NoQueuePairs { port: u16, reason: String },
     #[error("DPDK mempool `{name}` ({mbufs} mbufs): {reason}")]
     Mempool { name: String, mbufs: u32, reason: String },
 }
@@ -177,6 +179,38 @@ pub struct PortInfo {
     pub rss_offloads: u64,
 }
 
+/// The flow types mbox spreads over queues: IPv4 and IPv6, by addresses and (TCP, UDP) ports.
+/// Fragments hash on addresses only (`RTE_ETH_RSS_FRAG_*`), as every RSS NIC does.
+const RSS_FLOWS: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 13);
+
+/// The symmetric Toeplitz key: repeating 0x6d5a makes the hash of (a, b) equal that of (b, a),
+/// so both directions of a flow land in one queue (Woo and Park, "Scalable TCP Session
+/// Monitoring with Symmetric Receive-side Scaling", 2012).
+static SYMMETRIC_RSS_KEY: [u8; 40] = {
+    let mut key = [0u8; 40];
+    let mut i = 0;
+    while i < 40 {
+        key[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
+        i += 1;
+    }
+    key
+};
+
+impl PortInfo {
+    /// How the port spreads flows over its RX queues so that both directions of a flow meet in
+    /// one, or `None` when it cannot (mbox then steers in software). af_packet's queues are
+    /// one PACKET_FANOUT group, which the kernel fills by a symmetric flow hash.
+    pub fn flow_hashing(&self) -> Option<&'static str> {
+        if self.driver == "net_af_packet" {
+            Some("the kernel's symmetric fanout hash")
+        } else if self.rss_offloads & RSS_FLOWS != 0 {
+            Some("RSS with a symmetric key")
+        } else {
+            None
+        }
+    }
+}
+
 /// A started port with `rx_queues` RX and `tx_queues` TX queues.
 #[derive(Debug, Clone)]
 pub struct Port {
@@ -212,7 +246,8 @@ impl Port {
         })
     }
 
-    /// Configures and starts port `id` with the given queues, receiving into `pool`.
+    /// Configures and starts port `id` with the given queues, receiving into `pool`. With more
+    /// than one RX queue on a port with RSS, flows are spread by the symmetric key.
     pub fn start(eal: &Eal, id: u16, rx_queues: u16, tx_queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
         let info = Port::info(eal, id)?;
         if rx_queues > info.max_rx_queues || tx_queues > info.max_tx_queues {
@@ -226,7 +261,15 @@ impl Port {
             });
         }
         let fail = |what: &'static str, rc: i32| DpdkError::Port { port: id, what, reason: reason(rc) };
-        let conf = sys::rte_eth_conf::default();
+        let mut conf = sys::rte_eth_conf::default();
+        let rss = info.rss_offloads & RSS_FLOWS;
+        if rx_queues > 1 && rss != 0 {
+            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            // DPDK copies the key during configure and never writes through the pointer.
+            conf.rx_adv_conf.rss_conf.rss_key = SYMMETRIC_RSS_KEY.as_ptr() as *mut u8;
+            conf.rx_adv_conf.rss_conf.rss_key_len = SYMMETRIC_RSS_KEY.len() as u8;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss;
+        }
         // SAFETY: the port exists and is stopped; `conf` is a valid configuration.
         let rc = unsafe { sys::rte_eth_dev_configure(id, rx_queues, tx_queues, &conf) };
         if rc != 0 {
@@ -326,6 +369,11 @@ impl Mbuf {
     }
 }
 
+/// Packets `ports` dropped on arrival (an RX ring was full) or received with errors.
+pub fn missed(ports: &[Port]) -> u64 {
+    ports.iter().map(|p| p.stats()).map(|s| s.rx_missed + s.rx_errors).sum()
+}
+
 /// What the pool calls to give a lent mbuf back: it is freed to its mempool.
 ///
 /// # Safety
@@ -335,9 +383,11 @@ pub unsafe fn give_back(token: *mut std::ffi::c_void) {
     drop(unsafe { Mbuf::from_raw(token) });
 }
 
-/// The ports mbox receives from, polled in turn, their mbufs lent to pool slots.
+/// The ports mbox receives from (one RX queue of each), polled in turn, their mbufs lent to
+/// pool slots.
 pub struct DpdkInput {
     ports: Vec<Port>,
+    queue: u16,
     /// The pool the ports receive into (kept with the input that depends on it).
     _pool: std::sync::Arc<Mempool>,
     burst: std::collections::VecDeque<(u16, Mbuf)>,
@@ -351,9 +401,17 @@ pub struct DpdkInput {
 
 /// A port and its index among the configured ports (what `RxPacket::port` carries).
 impl DpdkInput {
-    pub fn new(ports: Vec<Port>, pool: std::sync::Arc<Mempool>, description: String, idle_stop: Option<std::time::Duration>) -> DpdkInput {
+    /// Receives from RX queue `queue` of every port.
+    pub fn new(
+        ports: Vec<Port>,
+        queue: u16,
+        pool: std::sync::Arc<Mempool>,
+        description: String,
+        idle_stop: Option<std::time::Duration>,
+    ) -> DpdkInput {
         DpdkInput {
             ports,
+            queue,
             _pool: pool,
             burst: Default::default(),
             scratch: Vec::with_capacity(32),
@@ -370,7 +428,7 @@ impl DpdkInput {
 
     /// Packets the ports dropped on arrival (RX ring full) or received with errors.
     pub fn missed(&self) -> u64 {
-        self.ports.iter().map(|p| p.stats()).map(|s| s.rx_missed + s.rx_errors).sum()
+        missed(&self.ports)
     }
 
     /// The next packet, lent to pool slot `idx`.
@@ -380,7 +438,7 @@ impl DpdkInput {
             for _ in 0..self.ports.len() {
                 let i = self.next_port;
                 self.next_port = (self.next_port + 1) % self.ports.len();
-                if self.ports[i].rx_burst(0, &mut self.scratch, 32) > 0 {
+                if self.ports[i].rx_burst(self.queue, &mut self.scratch, 32) > 0 {
                     self.burst.extend(self.scratch.drain(..).map(|m| (i as u16, m)));
                     break;
                 }
@@ -461,11 +519,11 @@ impl DpdkOutput {
                     }
                     self.releaser.release(pkt.buf);
                     if moved % 32 == 0 {
-                        send(&self.ports, &mut self.pending, &mut stats, false);
+                        send(&self.ports, 0, &mut self.pending, &mut stats, false);
                     }
                 }
             }
-            send(&self.ports, &mut self.pending, &mut stats, true);
+            send(&self.ports, 0, &mut self.pending, &mut stats, true);
             if moved > 0 {
                 self.releaser.flush();
                 idler.reset();
@@ -482,15 +540,15 @@ impl DpdkOutput {
     }
 }
 
-/// Transmits what waits for each port; with `drain`, retries a little and drops (counted) what
-/// a port will not take.
-fn send(ports: &[Port], pending: &mut [Vec<Mbuf>], stats: &mut super::output::OutputStats, drain: bool) {
+/// Transmits what waits for each port on its TX queue `queue`; with `drain`, retries a little
+/// and drops (counted) what a port will not take.
+fn send(ports: &[Port], queue_id: u16, pending: &mut [Vec<Mbuf>], stats: &mut super::output::OutputStats, drain: bool) {
     {
         for (i, port) in ports.iter().enumerate() {
             let queue = &mut pending[i];
             let mut tries = 0;
             while !queue.is_empty() {
-                let sent = port.tx_burst(0, queue);
+                let sent = port.tx_burst(queue_id, queue);
                 stats.packets += sent as u64;
                 if sent == 0 {
                     tries += 1;
@@ -505,5 +563,109 @@ fn send(ports: &[Port], pending: &mut [Vec<Mbuf>], stats: &mut super::output::Ou
                 queue.clear();
             }
         }
+    }
+}
+
+/// A shard's own receive side when each shard has a queue pair: RX queue `queue` of every
+/// port, its mbufs lent to the shard's own pool. No input thread stands between the port and
+/// the shard.
+pub struct QueueInput {
+    input: DpdkInput,
+    alloc: super::pool::Allocator,
+    report: super::dispatch::InputReport,
+}
+
+impl QueueInput {
+    pub fn new(input: DpdkInput, alloc: super::pool::Allocator) -> QueueInput {
+        let report = super::dispatch::InputReport { description: input.describe(), ..Default::default() };
+        QueueInput { input, alloc, report }
+    }
+
+    /// Receives up to `max` packets into `inbox`.
+    pub fn read(&mut self, inbox: &mut std::collections::VecDeque<super::RxPacket>, max: usize) -> super::Read {
+        use super::dispatch::Next;
+        if crate::runtime::stop::requested() {
+            return super::Read::Over;
+        }
+        let mut got = 0;
+        while got < max {
+            let Some(buf) = self.alloc.alloc() else {
+                // Every slot is held (by NFs, or on its way out): the shard frees them first.
+                self.report.pool_waits += 1;
+                break;
+            };
+            match self.input.next_into(self.alloc.pool(), buf) {
+                Next::Packet { link, len, wire_len, ts_ns, port } => {
+                    inbox.push_back(super::RxPacket { buf, len, wire_len, port, link, ts_ns });
+                    self.report.packets += 1;
+                    self.report.bytes += u64::from(wire_len);
+                    got += 1;
+                }
+                Next::Idle => {
+                    self.alloc.free(buf);
+                    break;
+                }
+                Next::End => {
+                    self.alloc.free(buf);
+                    if got == 0 {
+                        return super::Read::Over;
+                    }
+                    break;
+                }
+            }
+        }
+        if got > 0 {
+            super::Read::Got
+        } else {
+            super::Read::Nothing
+        }
+    }
+
+    /// What it received (the ports' missed packets are counted once, for all queues).
+    pub fn into_report(self) -> super::dispatch::InputReport {
+        self.report
+    }
+}
+
+/// A shard's own transmit side when each shard has a queue pair: what it forwards leaves on TX
+/// queue `queue` of the other port of the pair, as the very mbuf it came in.
+pub struct QueueTx {
+    ports: Vec<Port>,
+    queue: u16,
+    pool: std::sync::Arc<super::pool::PacketPool>,
+    pending: Vec<Vec<Mbuf>>,
+    pub stats: super::output::OutputStats,
+}
+
+/// Mbufs gathered for a port before a burst goes out.
+const TX_BURST: usize = 32;
+
+impl QueueTx {
+    pub fn new(ports: Vec<Port>, queue: u16, pool: std::sync::Arc<super::pool::PacketPool>) -> QueueTx {
+        let pending = ports.iter().map(|_| Vec::with_capacity(64)).collect();
+        QueueTx { ports, queue, pool, pending, stats: Default::default() }
+    }
+
+    /// Takes the packet's mbuf for its way out (the caller gives the slot back).
+    pub fn push(&mut self, pkt: &super::RxPacket) {
+        // SAFETY: the shard gives up the slot with the packet.
+        let Some(lent) = (unsafe { self.pool.take_lent(pkt.buf) }) else { return };
+        // SAFETY: the token came from Mbuf::into_raw in the input.
+        let mbuf = unsafe { Mbuf::from_raw(lent.token) };
+        self.stats.bytes += u64::from(mbuf.pkt_len());
+        // Pairs are (0,1), (2,3), ...: the other port of the pair.
+        let out = usize::from(pkt.port) ^ 1;
+        if out < self.pending.len() {
+            self.pending[out].push(mbuf);
+            if self.pending[out].len() >= TX_BURST {
+                self.flush(false);
+            }
+        }
+    }
+
+    /// Sends what waits; with `drain`, retries a little and drops (counted) what a port will
+    /// not take.
+    pub fn flush(&mut self, drain: bool) {
+        send(&self.ports, self.queue, &mut self.pending, &mut self.stats, drain);
     }
 }

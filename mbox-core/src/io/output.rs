@@ -22,6 +22,9 @@ enum TxPath {
     Discard,
     /// To the output thread.
     Ring { ring: Producer<RxPacket>, writer: Arc<Waker> },
+    /// Out of the shard's own TX queue (DPDK with a queue pair per shard).
+    #[cfg(feature = "dpdk")]
+    Queue(Box<super::dpdk::QueueTx>),
     /// After [`Tx::close`]: nothing is sent any more.
     Closed,
 }
@@ -35,6 +38,12 @@ impl Tx {
     /// A path to an output thread through `ring` (the thread is woken through `writer`).
     pub fn ring(ring: Producer<RxPacket>, writer: Arc<Waker>, releaser: Releaser) -> Tx {
         Tx { path: TxPath::Ring { ring, writer }, releaser }
+    }
+
+    /// A path out of the shard's own TX queue.
+    #[cfg(feature = "dpdk")]
+    pub fn queue(queue: super::dpdk::QueueTx, releaser: Releaser) -> Tx {
+        Tx { path: TxPath::Queue(Box::new(queue)), releaser }
     }
 
     /// Sends a packet on (the caller gives up its buffer). Call [`Tx::notify`] after a batch.
@@ -56,6 +65,11 @@ impl Tx {
                     std::thread::yield_now();
                 }
             }
+            #[cfg(feature = "dpdk")]
+            TxPath::Queue(q) => {
+                q.push(&pkt);
+                self.releaser.release(pkt.buf);
+            }
             TxPath::Closed => debug_assert!(false, "send on a closed TX path"),
         }
     }
@@ -69,19 +83,33 @@ impl Tx {
     /// Hands released buffers back and wakes the output thread if it sleeps: once per batch
     /// of sends, not per packet.
     pub fn notify(&mut self) {
-        self.releaser.flush();
-        if let TxPath::Ring { writer, .. } = &self.path {
-            writer.wake();
+        match &mut self.path {
+            TxPath::Ring { writer, .. } => writer.wake(),
+            #[cfg(feature = "dpdk")]
+            TxPath::Queue(q) => q.flush(false),
+            _ => {}
         }
+        self.releaser.flush();
     }
 
     /// Closes the path; the output thread is woken to notice once it has drained the ring.
-    pub fn close(&mut self) {
+    /// Returns what the path sent itself (a shard's own TX queue), `None` otherwise.
+    pub fn close(&mut self) -> Option<OutputStats> {
+        let stats = match std::mem::replace(&mut self.path, TxPath::Closed) {
+            TxPath::Ring { ring, writer } => {
+                drop(ring);
+                writer.wake();
+                None
+            }
+            #[cfg(feature = "dpdk")]
+            TxPath::Queue(mut q) => {
+                q.flush(true);
+                Some(q.stats)
+            }
+            _ => None,
+        };
         self.releaser.flush();
-        if let TxPath::Ring { ring, writer } = std::mem::replace(&mut self.path, TxPath::Closed) {
-            drop(ring);
-            writer.wake();
-        }
+        stats
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Idler {
     policy: IdlePolicy,
     /// The thread parked in this idle period and came back without work.
     slept: bool,
+    /// Parks in a row while polling a device ([`Idler::idle_polling`]).
+    polls_parked: u32,
 }
 /// A parked thread re-checks its inputs at least this often, as a safety net.
 const PARK_TIMEOUT: Duration = Duration::from_millis(20);
@@ -94,7 +96,7 @@ const QUIET_SPIN_ROUNDS: u32 = 1 << 14;
 
 impl Idler {
     pub fn new(policy: IdlePolicy) -> Idler {
-        Idler { idle_rounds: 0, policy, slept: false }
+        Idler { idle_rounds: 0, policy, slept: false, polls_parked: 0 }
     }
 
     /// Work was found: the next idle period starts with spinning again.
@@ -102,6 +104,7 @@ impl Idler {
     pub fn reset(&mut self) {
         self.idle_rounds = 0;
         self.slept = false;
+        self.polls_parked = 0;
     }
 
     /// No work was found. `has_work` re-checks the inputs after the thread announced that it
@@ -127,6 +130,29 @@ impl Idler {
         }
         thread::park_timeout(PARK_TIMEOUT);
         waker.sleeping.store(false, Ordering::Relaxed);
+        self.slept = true;
+    }
+
+    /// As [`Idler::idle`], for a thread that also polls a device nobody wakes it for (a NIC
+    /// queue): it parks for 10 us at first, doubling up to 1 ms while nothing comes, so that an
+    /// idle wire costs almost no CPU and traffic is seen within a millisecond; a waker still
+    /// ends the park at once.
+    pub fn idle_polling(&mut self, waker: &Waker, has_work: impl FnOnce() -> bool) {
+        let p = self.policy;
+        if p.spin_forever || self.idle_rounds < p.spin_rounds + p.yield_rounds {
+            self.idle(waker, has_work);
+            return;
+        }
+        waker.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if has_work() {
+            waker.sleeping.store(false, Ordering::Relaxed);
+            return;
+        }
+        let micros = 10u64 << self.polls_parked.min(7);
+        thread::park_timeout(Duration::from_micros(micros.min(1000)));
+        waker.sleeping.store(false, Ordering::Relaxed);
+        self.polls_parked = self.polls_parked.saturating_add(1);
         self.slept = true;
     }
 

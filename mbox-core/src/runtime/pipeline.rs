@@ -15,15 +15,15 @@ use crate::events::registry::{RegistryError, TypeRegistry};
 use crate::io::capture::CaptureError;
 use crate::io::dispatch::{Dispatcher, InputReport, Progress, Source, Steering};
 use crate::io::output::{OutputStats, PcapOutput, Tx};
-use crate::io::pool::lending_pool;
-use crate::io::RxPacket;
+use crate::io::pool::{lending_pool, Allocator, PacketPool};
+use crate::io::{RxPacket, ShardInput};
 use crate::plugin::{default_plugin_dir, library_path, Plugin, PluginError};
 use mbox_abi::{builtin, EventType, NfInit};
 use mbox_stack::l23::StackConfig;
 use mbox_stack::tcp::stream::StreamLimits;
 use mbox_stack::tcp::Depth;
 use mbox_stack::wire::ParseOptions;
-use rtrb::RingBuffer;
+use rtrb::{Producer, RingBuffer};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,23 +71,165 @@ impl Output {
     }
 }
 
-/// Starts the EAL and the ports of `[dpdk]`: the ports, the mempool their mbufs come from, and a
-/// description for the summary.
+/// The started DPDK ports of `[dpdk]` and how packets reach the shards.
 #[cfg(feature = "dpdk")]
-fn start_dpdk(
-    d: &crate::config::DpdkConfig,
-) -> Result<(Vec<crate::io::dpdk::Port>, Arc<crate::io::dpdk::Mempool>, String), crate::io::dpdk::DpdkError> {
-    use crate::io::dpdk::{Eal, Mempool, Port};
+struct DpdkPlan {
+    ports: Vec<crate::io::dpdk::Port>,
+    mempool: Arc<crate::io::dpdk::Mempool>,
+    /// Each shard polls its own RX queue and sends on its own TX queue; otherwise one input
+    /// thread receives (queue 0) and steers in software, and one output thread sends.
+    queues: bool,
+    description: String,
+}
+
+/// Starts the EAL and the ports of `[dpdk]`, with a queue pair per shard where every port can
+/// spread flows symmetrically over that many queues (and `steering` allows).
+#[cfg(feature = "dpdk")]
+fn start_dpdk(d: &crate::config::DpdkConfig, shards: usize, packet_buffers: usize) -> Result<DpdkPlan, crate::io::dpdk::DpdkError> {
+    use crate::config::DpdkSteering;
+    use crate::io::dpdk::{DpdkError, Eal, Mempool, Port};
     let eal = Eal::start(&d.eal)?;
-    let pool = Arc::new(Mempool::new(eal, "mbox_rx", d.mbufs)?);
-    let mut ports = Vec::new();
-    let mut names = Vec::new();
+    let mut infos = Vec::new();
     for &id in &d.ports {
-        let info = Port::info(eal, id)?;
-        ports.push(Port::start(eal, id, 1, 1, &pool)?);
-        names.push(format!("{id} ({})", info.driver));
+        infos.push((id, Port::info(eal, id)?));
     }
-    Ok((ports, pool, format!("DPDK ports {}", names.join(", "))))
+    let n = shards as u16;
+    // Why a queue pair per shard is not possible, if it is not.
+    let obstacle = infos.iter().find_map(|(id, info)| {
+        if info.max_rx_queues < n || info.max_tx_queues < n {
+            Some((*id, format!("has {} RX / {} TX queues for {shards} shards", info.max_rx_queues, info.max_tx_queues)))
+        } else if n > 1 && info.flow_hashing().is_none() {
+            Some((*id, format!("({}) cannot spread flows over queues (no RSS)", info.driver)))
+        } else {
+            None
+        }
+    });
+    let queues = match (d.steering, &obstacle) {
+        (DpdkSteering::Software, _) => false,
+        (_, None) => true,
+        (DpdkSteering::Queues, Some((port, reason))) => return Err(DpdkError::NoQueuePairs { port: *port, reason: reason.clone() }),
+        (DpdkSteering::Auto, Some(_)) => false,
+    };
+    let per_port = if queues { n } else { 1 };
+    // Enough for every RX and TX ring full, and every packet slot holding one.
+    let mbufs =
+        d.mbufs.unwrap_or_else(|| (d.ports.len() * usize::from(per_port) * 2 * 1024 + packet_buffers).min(u32::MAX as usize) as u32);
+    let mempool = Arc::new(Mempool::new(eal, "mbox_rx", mbufs)?);
+    let mut ports = Vec::new();
+    for (id, _) in &infos {
+        ports.push(Port::start(eal, *id, per_port, per_port, &mempool)?);
+    }
+    let names: Vec<String> = infos.iter().map(|(id, info)| format!("{id} ({})", info.driver)).collect();
+    let how = match (queues, &obstacle) {
+        (true, _) if shards == 1 => "the shard polls a queue pair".to_string(),
+        (true, _) => format!("a queue pair per shard, flows spread by {}", infos[0].1.flow_hashing().unwrap_or("the port")),
+        (false, _) if shards == 1 => "one input thread".to_string(),
+        (false, Some((port, reason))) => format!("an input thread steers in software: port {port} {reason}"),
+        (false, None) => "an input thread steers in software".to_string(),
+    };
+    Ok(DpdkPlan { ports, mempool, queues, description: format!("DPDK ports {}; {how}", names.join(", ")) })
+}
+
+/// Where each shard's packets come from and go, and the threads that feed and drain them.
+struct Io {
+    /// Per shard: its input, the pool its packets live in, and its way out.
+    shards: Vec<(ShardInput, Arc<PacketPool>, Tx)>,
+    /// The input thread's source, allocator and rings to the shards; none when each shard
+    /// polls its own queue.
+    dispatcher: Option<(Source, Allocator, Vec<Producer<RxPacket>>)>,
+    /// The output thread, when one writes or sends what the shards forward.
+    output: Option<Output>,
+    /// The DPDK ports, for their missed-packet counters at the end.
+    #[cfg(feature = "dpdk")]
+    ports: Vec<crate::io::dpdk::Port>,
+    /// The input, for the summary when the shards read it themselves.
+    description: String,
+}
+
+/// Builds the run's I/O: captures or the generator through an input thread, DPDK ports through
+/// an input thread or a queue pair per shard; a pcap or the ports' other side as output.
+fn build_io(config: &Config, shards: usize) -> Result<Io, PipelineError> {
+    let rt = &config.runtime;
+    #[cfg(feature = "dpdk")]
+    let dpdk = match &config.dpdk {
+        Some(d) => Some((d, start_dpdk(d, shards, rt.packet_buffers)?)),
+        None => None,
+    };
+    #[cfg(feature = "dpdk")]
+    if let Some((d, plan)) = &dpdk {
+        if plan.queues {
+            return Ok(queue_io(d, plan, shards, rt.packet_buffers));
+        }
+    }
+    #[cfg(not(feature = "dpdk"))]
+    let dpdk: Option<((), ())> = None;
+
+    let source = match (&config.input.generator, &dpdk) {
+        #[cfg(feature = "dpdk")]
+        (_, Some((d, plan))) => Source::Dpdk(Box::new(crate::io::dpdk::DpdkInput::new(
+            plan.ports.clone(),
+            0,
+            plan.mempool.clone(),
+            plan.description.clone(),
+            d.idle_stop,
+        ))),
+        (Some(g), _) => Source::generator(g.clone()),
+        _ => Source::captures(&config.input).map_err(PipelineError::Input)?,
+    };
+    // One releaser per shard, and one for the output thread when there is one.
+    let has_output = config.output.pcap.is_some() || dpdk.is_some();
+    let releasers = shards + usize::from(has_output);
+    #[cfg(feature = "dpdk")]
+    let give_back = dpdk.as_ref().map(|_| crate::io::dpdk::give_back as unsafe fn(*mut std::ffi::c_void));
+    #[cfg(not(feature = "dpdk"))]
+    let give_back = None;
+    let (pool, alloc, mut releasers) = lending_pool(rt.packet_buffers, INITIAL_BUFFER, releasers, give_back);
+
+    let link = source.link();
+    let (output, txs): (Option<Output>, Vec<Tx>) = match (&config.output.pcap, &dpdk) {
+        #[cfg(feature = "dpdk")]
+        (_, Some((_, plan))) => {
+            let own = releasers.pop().expect("a releaser for the output thread");
+            let (out, txs) = crate::io::dpdk::DpdkOutput::new(plan.ports.clone(), pool.clone(), own, releasers);
+            (Some(Output::Dpdk(out)), txs)
+        }
+        (Some(path), _) => {
+            let own = releasers.pop().expect("a releaser for the output thread");
+            let (out, txs) = PcapOutput::new(path.clone(), link, pool.clone(), own, releasers).map_err(PipelineError::Output)?;
+            (Some(Output::Pcap(out)), txs)
+        }
+        _ => (None, releasers.into_iter().map(Tx::discard).collect()),
+    };
+    let mut producers = Vec::new();
+    let mut shard_io = Vec::new();
+    for tx in txs {
+        let (producer, consumer) = RingBuffer::<RxPacket>::new(RX_RING);
+        producers.push(producer);
+        shard_io.push((ShardInput::Ring(consumer), pool.clone(), tx));
+    }
+    Ok(Io {
+        shards: shard_io,
+        description: source.describe(),
+        dispatcher: Some((source, alloc, producers)),
+        output,
+        #[cfg(feature = "dpdk")]
+        ports: dpdk.map(|(_, plan)| plan.ports).unwrap_or_default(),
+    })
+}
+
+/// A queue pair per shard: each shard receives into, and sends from, a pool of its own.
+#[cfg(feature = "dpdk")]
+fn queue_io(d: &crate::config::DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: usize) -> Io {
+    use crate::io::dpdk::{give_back, DpdkInput, QueueInput, QueueTx};
+    let slots = (packet_buffers / shards).max(1024);
+    let mut shard_io = Vec::new();
+    for s in 0..shards {
+        let (pool, alloc, mut releasers) = lending_pool(slots, INITIAL_BUFFER, 1, Some(give_back));
+        let input = DpdkInput::new(plan.ports.clone(), s as u16, plan.mempool.clone(), plan.description.clone(), d.idle_stop);
+        let tx = Tx::queue(QueueTx::new(plan.ports.clone(), s as u16, pool.clone()), releasers.pop().expect("one releaser"));
+        shard_io.push((ShardInput::Queue(Box::new(QueueInput::new(input, alloc))), pool, tx));
+    }
+    Io { shards: shard_io, dispatcher: None, output: None, ports: plan.ports.clone(), description: plan.description.clone() }
 }
 
 /// Packet buffer size before any growth (a jumbo-free Ethernet frame fits).
@@ -208,32 +350,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let Prepared { config, registry, graph, plugins, .. } = prepared;
     let rt = &config.runtime;
     let shards = rt.shards;
-    #[cfg(feature = "dpdk")]
-    let dpdk_ports = match &config.dpdk {
-        Some(d) => Some(start_dpdk(d)?),
-        None => None,
-    };
-    #[cfg(not(feature = "dpdk"))]
-    let dpdk_ports: Option<()> = None;
-    let source = match (&config.input.generator, &dpdk_ports) {
-        #[cfg(feature = "dpdk")]
-        (_, Some((ports, pool, description))) => Source::Dpdk(Box::new(crate::io::dpdk::DpdkInput::new(
-            ports.clone(),
-            pool.clone(),
-            description.clone(),
-            config.dpdk.as_ref().and_then(|d| d.idle_stop),
-        ))),
-        (Some(g), _) => Source::generator(g.clone()),
-        _ => Source::captures(&config.input).map_err(PipelineError::Input)?,
-    };
-    // One releaser per shard, and one for the output thread when there is one.
-    let has_output = config.output.pcap.is_some() || dpdk_ports.is_some();
-    let releasers = shards + usize::from(has_output);
-    #[cfg(feature = "dpdk")]
-    let give_back = dpdk_ports.as_ref().map(|_| crate::io::dpdk::give_back as unsafe fn(*mut std::ffi::c_void));
-    #[cfg(not(feature = "dpdk"))]
-    let give_back = None;
-    let (pool, alloc, mut releasers) = lending_pool(rt.packet_buffers, INITIAL_BUFFER, releasers, give_back);
+    let io = build_io(&config, shards)?;
     let registry = Arc::new(registry);
     let graph = Arc::new(graph);
 
@@ -276,22 +393,6 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         arenas.push(arena);
     }
 
-    let link = source.link();
-    let (output, txs): (Option<Output>, Vec<Tx>) = match (&config.output.pcap, &dpdk_ports) {
-        #[cfg(feature = "dpdk")]
-        (_, Some((ports, _, _))) => {
-            let own = releasers.pop().expect("a releaser for the output thread");
-            let (out, txs) = crate::io::dpdk::DpdkOutput::new(ports.clone(), pool.clone(), own, releasers);
-            (Some(Output::Dpdk(out)), txs)
-        }
-        (Some(path), _) => {
-            let own = releasers.pop().expect("a releaser for the output thread");
-            let (out, txs) = PcapOutput::new(path.clone(), link, pool.clone(), own, releasers).map_err(PipelineError::Output)?;
-            (Some(Output::Pcap(out)), txs)
-        }
-        _ => (None, releasers.into_iter().map(Tx::discard).collect()),
-    };
-
     let stack_cfg = StackConfig {
         flow_slots: config.flow.table_size,
         timeouts: config.flow.timeouts(),
@@ -306,7 +407,10 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
 
     // The input, the shards, the NFs and the output: whether they fit the cores decides whether
     // idle threads spin.
-    let threads = 1 + shards + graph.nfs().len() + usize::from(output.is_some());
+    let Io { shards: shard_io, dispatcher, output, description, .. } = io;
+    #[cfg(feature = "dpdk")]
+    let ports = io.ports;
+    let threads = usize::from(dispatcher.is_some()) + shards + graph.nfs().len() + usize::from(output.is_some());
     let idle = IdlePolicy::new(rt.idle, threads);
 
     let cpu_start = cpu_time();
@@ -335,15 +439,12 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         None => None,
     };
 
-    let mut rx_producers = Vec::new();
     let mut shard_threads: Vec<JoinHandle<ShardReport>> = Vec::new();
-    for (s, ((lanes, tx), arena)) in shard_lanes.into_iter().zip(txs).zip(arenas).enumerate() {
-        let (producer, consumer) = RingBuffer::<RxPacket>::new(RX_RING);
-        rx_producers.push(producer);
+    for (s, ((lanes, (rx, pool, tx)), arena)) in shard_lanes.into_iter().zip(shard_io).zip(arenas).enumerate() {
         let setup = ShardSetup {
             id: s as u16,
-            rx: consumer,
-            pool: pool.clone(),
+            rx,
+            pool,
             tx,
             stack: stack_cfg,
             graph: graph.clone(),
@@ -365,33 +466,59 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         shard_threads.push(spawn(&format!("mbox-shard-{s}"), move || Shard::new(setup).run())?);
     }
 
-    let dispatcher = Dispatcher {
-        source,
-        alloc,
-        rings: rx_producers,
-        shard_wakers: shard_wakers.clone(),
-        steering: Steering { vlan_in_key: config.flow.vlan_in_key, parse: stack_cfg.parse },
-        progress: progress.clone(),
-        stop: stop.clone(),
-        idle,
-    };
-    let input_thread = spawn("mbox-input", move || dispatcher.run())?;
-
-    let bar = opts.progress.then(ProgressDisplay::new).flatten();
-    if let Some(bar) = &bar {
-        while !input_thread.is_finished() {
-            bar.update(&progress);
-            thread::sleep(Duration::from_millis(100));
+    let input_thread = match dispatcher {
+        Some((source, alloc, rings)) => {
+            let dispatcher = Dispatcher {
+                source,
+                alloc,
+                rings,
+                shard_wakers: shard_wakers.clone(),
+                steering: Steering { vlan_in_key: config.flow.vlan_in_key, parse: stack_cfg.parse },
+                progress: progress.clone(),
+                stop: stop.clone(),
+                idle,
+            };
+            Some(spawn("mbox-input", move || dispatcher.run())?)
         }
-    }
-    let input = join("input", input_thread)?;
-    if let Some(bar) = bar {
-        bar.update(&progress);
-        bar.finish();
-    }
+        None => None,
+    };
+
+    let input = match input_thread {
+        Some(input_thread) => {
+            let bar = opts.progress.then(ProgressDisplay::new).flatten();
+            if let Some(bar) = &bar {
+                while !input_thread.is_finished() {
+                    bar.update(&progress);
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+            let input = join("input", input_thread)?;
+            if let Some(bar) = bar {
+                bar.update(&progress);
+                bar.finish();
+            }
+            input
+        }
+        // The shards read their own queues: their reports are summed below.
+        None => InputReport { description, ..Default::default() },
+    };
     let mut report = RunReport { input, type_paths: registry.types().iter().map(|t| t.path.clone()).collect(), ..Default::default() };
     for t in shard_threads {
-        report.shards.push(join("shard", t)?);
+        let mut shard = join("shard", t)?;
+        if let Some(input) = shard.input.take() {
+            let r = &mut report.input;
+            (r.packets, r.bytes, r.pool_waits) = (r.packets + input.packets, r.bytes + input.bytes, r.pool_waits + input.pool_waits);
+        }
+        if let Some(out) = shard.output.take() {
+            let o = report.output.get_or_insert_with(OutputStats::default);
+            (o.packets, o.bytes, o.tx_dropped) = (o.packets + out.packets, o.bytes + out.bytes, o.tx_dropped + out.tx_dropped);
+        }
+        report.shards.push(shard);
+    }
+    #[cfg(feature = "dpdk")]
+    if report.input.missed == 0 {
+        // Counted once for all queues of the ports (an input thread counted it already).
+        report.input.missed = crate::io::dpdk::missed(&ports);
     }
     for t in nf_threads {
         report.nfs.push(join("NF", t)?);

@@ -14,7 +14,7 @@ use crate::events::arena::EventArena;
 use crate::events::registry::TypeRegistry;
 use crate::io::output::Tx;
 use crate::io::pool::PacketPool;
-use crate::io::RxPacket;
+use crate::io::{Read, RxPacket, ShardInput};
 use mbox_abi::{
     builtin, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, PktEvent, PktTcpEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot,
     DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE,
@@ -23,14 +23,13 @@ use mbox_stack::flow_table::{FlowEntry, FlowTable};
 use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats, StreamContext};
 use mbox_stack::tcp::stream::Source;
 use mbox_stack::wire::{ip_proto, tcp_flags, LinkType};
-use rtrb::Consumer;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Everything a shard thread needs; built by the pipeline.
 pub struct ShardSetup {
     pub id: u16,
-    pub rx: Consumer<RxPacket>,
+    pub rx: ShardInput,
     pub pool: Arc<PacketPool>,
     pub tx: Tx,
     pub stack: StackConfig,
@@ -79,6 +78,9 @@ pub struct ShardReport {
     /// packet's worst case before it starts (`mbox_stack::l23::events_per_packet`), so this
     /// stays 0 unless that bound is wrong; counted rather than silent if it ever is.
     pub events_without_slot: u64,
+    /// With a queue pair per shard, what the shard received and sent itself.
+    pub input: Option<crate::io::dispatch::InputReport>,
+    pub output: Option<crate::io::output::OutputStats>,
 }
 
 /// Dense indices of the built-in types the stack emits.
@@ -220,7 +222,7 @@ pub struct Shard {
     plane: Plane,
     /// The packet pool, to read packets' bytes.
     pool: Arc<PacketPool>,
-    rx: Consumer<RxPacket>,
+    rx: ShardInput,
     waker: Arc<Waker>,
     idle: IdlePolicy,
 }
@@ -299,14 +301,7 @@ impl Shard {
             }
             if !self.plane.backlogged() {
                 if inbox.is_empty() && !input_over {
-                    let n = self.rx.slots().min(RX_BATCH);
-                    if n > 0 {
-                        if let Ok(chunk) = self.rx.read_chunk(n) {
-                            inbox.extend(chunk);
-                        }
-                    } else if self.rx.is_abandoned() && self.rx.is_empty() {
-                        input_over = true;
-                    }
+                    input_over = self.rx.read(&mut inbox, RX_BATCH) == Read::Over;
                 }
                 while let Some(&pkt) = inbox.front() {
                     if !self.handle(pkt) {
@@ -344,7 +339,12 @@ impl Shard {
                 // New input only counts when the shard may take it; the end of the input only
                 // once (after that, `input_over` is set and there is nothing more to read).
                 let may_read = !input_over && !plane.backlogged();
-                idler.idle(&self.waker, || plane.has_work() || (may_read && (!rx.is_empty() || rx.is_abandoned())));
+                if may_read && rx.polled() {
+                    // A NIC queue wakes nobody: sleep only briefly between polls.
+                    idler.idle_polling(&self.waker, || plane.has_work());
+                } else {
+                    idler.idle(&self.waker, || plane.has_work() || (may_read && rx.waiting()));
+                }
             }
         }
         let mut report = std::mem::take(&mut self.plane.report);
@@ -354,7 +354,8 @@ impl Shard {
             report.ring_full_drops[i] = lane.ring_full_drops;
             lane.close();
         }
-        self.plane.tx.close();
+        report.output = self.plane.tx.close();
+        report.input = self.rx.into_report();
         report
     }
 
