@@ -199,6 +199,10 @@ pub struct RuntimeConfig {
     pub event_slots: usize,
     /// Packet buffers shared by the input and the shards.
     pub packet_buffers: usize,
+    /// Cores to pin the pipeline's threads to, one thread per core in order: the shards, the
+    /// NFs, the input thread, the output thread (wrapping round when there are more threads).
+    /// None: the kernel places them.
+    pub cores: Option<Vec<usize>>,
 }
 
 impl Default for RuntimeConfig {
@@ -210,6 +214,7 @@ impl Default for RuntimeConfig {
             idle: IdleMode::Park,
             event_slots: 4096,
             packet_buffers: 8192,
+            cores: None,
         }
     }
 }
@@ -453,6 +458,18 @@ impl Config {
         if !(64..=1 << 22).contains(&r.packet_buffers) {
             return Err(invalid("[runtime] packet_buffers", format!("must be between 64 and 4194304, not {}", r.packet_buffers)));
         }
+        if let Some(cores) = &r.cores {
+            let max = crate::runtime::cores::MAX_CORES;
+            if cores.is_empty() {
+                return Err(invalid("[runtime] cores", "is empty: list cores, or leave it out to let the kernel place threads".into()));
+            }
+            if let Some(c) = cores.iter().find(|&&c| c >= max) {
+                return Err(invalid("[runtime] cores", format!("core {c} is out of range (0..{max})")));
+            }
+            if let Some((_, c)) = cores.iter().enumerate().find(|(i, c)| cores[..*i].contains(c)) {
+                return Err(invalid("[runtime] cores", format!("core {c} is listed twice")));
+            }
+        }
         let f = &self.flow;
         if !(1..=1 << 26).contains(&f.table_size) {
             return Err(invalid("[flow] table_size", format!("must be between 1 and 67108864, not {}", f.table_size)));
@@ -561,6 +578,11 @@ mod tests {
         assert!(e.contains("[tcp] max_copied_bytes: must be between 65536"), "{e}");
         let e = parse("[input]\npcap = \"x\"\n[tcp]\nout_of_order = \"later\"\n").unwrap_err().to_string();
         assert!(e.contains("unknown variant `later`"), "{e}");
+        for (cores, problem) in [("[]", "is empty"), ("[1, 2, 1]", "core 1 is listed twice"), ("[4096]", "core 4096 is out of range")] {
+            let e = parse(&format!("[input]\npcap = \"x\"\n[runtime]\ncores = {cores}\n")).unwrap_err().to_string();
+            assert!(e.contains(&format!("[runtime] cores: {problem}")), "{e}");
+        }
+        assert_eq!(parse("[input]\npcap = \"x\"\n[runtime]\ncores = [0, 1]\n").unwrap().runtime.cores, Some(vec![0, 1]));
     }
 
     #[test]

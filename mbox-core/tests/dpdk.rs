@@ -4,6 +4,7 @@
 #![cfg(feature = "dpdk")]
 
 use mbox_core::io::dpdk::{DpdkError, Eal, Mempool, Port};
+use mbox_core::runtime::cores::Affinity;
 
 /// EAL arguments that need no hugepages, no PCI and no shared files.
 fn eal_args(vdevs: &[&str]) -> Vec<String> {
@@ -45,7 +46,12 @@ fn null_ports_receive_and_send_bursts() {
 
 #[test]
 fn an_eal_without_ports_says_so() {
+    // The EAL pins its thread to the main lcore (`-l 0`); mbox takes that back, or every
+    // thread it spawns afterwards would share core 0.
+    let before = Affinity::current().unwrap().describe();
     let eal = Eal::start(&eal_args(&[])).unwrap();
+    assert_eq!(Affinity::current().unwrap().describe(), before);
+    assert_eq!(std::thread::spawn(|| Affinity::current().unwrap().describe()).join().unwrap(), before);
     let e = eal.require_port(0).unwrap_err().to_string();
     assert!(e.contains("found 0 ports"), "{e}");
 }

@@ -58,6 +58,18 @@ fn every_shard_count_gives_the_same_flows() {
 }
 
 #[test]
+fn pinned_threads_give_the_same_flows_and_unavailable_cores_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (free, pinned) = (dir.path().join("free.jsonl"), dir.path().join("pinned.jsonl"));
+    flow_stats_run("[runtime]\nshards = 2", &free);
+    // Every thread on core 0 (more threads than cores: they wrap round), spinning.
+    flow_stats_run("[runtime]\nshards = 2\ncores = [0]\nidle = \"spin\"", &pinned);
+    assert_eq!(flow_lines(&pinned), flow_lines(&free));
+    let e = try_run_toml(&format!("[input]\n{TRAFFIC}\n[runtime]\ncores = [0, 1023]\n")).unwrap_err();
+    assert!(e.contains("[runtime] cores: core 1023 is not one this process may run on"), "{e}");
+}
+
+#[test]
 fn back_pressure_with_tiny_rings_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let normal = dir.path().join("normal.jsonl");

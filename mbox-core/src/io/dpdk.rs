@@ -3,6 +3,7 @@
 //! failed EAL start with DPDK's reason, a missing port, and "EAL started but found 0 ports"
 //! (what a vdev whose probe failed looks like — a missing interface, or no CAP_NET_RAW).
 
+use crate::runtime::cores::Affinity;
 use dpdk_sys as sys;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
@@ -56,9 +57,13 @@ impl Eal {
                 owned.push(CString::new(a.as_str()).map_err(|_| format!("argument `{a}` contains a NUL byte"))?);
             }
             let mut argv: Vec<*mut std::ffi::c_char> = owned.iter().map(|a| a.as_ptr() as *mut _).collect();
+            // The EAL pins this thread to its main lcore; mbox's threads, spawned from here,
+            // would inherit that. They get the process's cores back (or `[runtime] cores`).
+            let cores = Affinity::current().map_err(|e| format!("reading this thread's cores: {e}"))?;
             // SAFETY: argv holds valid NUL-terminated strings that outlive the call (EAL keeps
             // pointers into them: `owned` is leaked below on success).
             let rc = unsafe { sys::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };
+            cores.restore().map_err(|e| format!("restoring this thread's cores after the EAL's start: {e}"))?;
             if rc < 0 {
                 // SAFETY: reads DPDK's thread-local errno.
                 return Err(reason(unsafe { sys::mbox_rte_errno() }));

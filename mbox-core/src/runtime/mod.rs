@@ -1,12 +1,14 @@
 //! The runtime: threads and the channels between them.
 //!
 //! - [`park`]: how idle threads spin, then park, and are woken.
+//! - [`cores`]: pinning threads to cores (`[runtime] cores`, and undoing the EAL's pinning).
 //! - [`lane`]: the shard-to-NF channels (event handles out, a completion counter back).
 //! - [`shard`]: a stack shard's loop.
 //! - [`nf_host`]: an NF instance's loop.
 //! - [`pipeline`]: assembling and running all of it from a config.
 //! - [`stop`]: stopping a run from outside (Ctrl-C, SIGTERM).
 
+pub mod cores;
 pub mod lane;
 pub mod nf_host;
 pub mod park;

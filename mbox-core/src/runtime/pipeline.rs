@@ -18,6 +18,7 @@ use crate::io::output::{OutputStats, PcapOutput, Tx};
 use crate::io::pool::{lending_pool, Allocator, PacketPool};
 use crate::io::{RxPacket, ShardInput};
 use crate::plugin::{default_plugin_dir, library_path, Plugin, PluginError};
+use crate::runtime::cores::{self, Affinity};
 use mbox_abi::{builtin, EventType, NfInit};
 use mbox_stack::l23::StackConfig;
 use mbox_stack::tcp::stream::StreamLimits;
@@ -49,6 +50,8 @@ pub enum PipelineError {
     Output(CaptureError),
     #[error("a {0} thread failed: {1}")]
     Thread(String, String),
+    #[error("{config}: [runtime] cores: {problem}")]
+    Cores { config: PathBuf, problem: String },
     #[cfg(feature = "dpdk")]
     #[error(transparent)]
     Dpdk(#[from] crate::io::dpdk::DpdkError),
@@ -347,7 +350,7 @@ pub struct RunOptions {
 
 /// Runs a prepared pipeline to the end of its input.
 pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineError> {
-    let Prepared { config, registry, graph, plugins, .. } = prepared;
+    let Prepared { config, config_path, registry, graph, plugins } = prepared;
     let rt = &config.runtime;
     let shards = rt.shards;
     let io = build_io(&config, shards)?;
@@ -412,6 +415,8 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let ports = io.ports;
     let threads = usize::from(dispatcher.is_some()) + shards + graph.nfs().len() + usize::from(output.is_some());
     let idle = IdlePolicy::new(rt.idle, threads);
+    let cores = Cores::check(rt.cores.as_deref(), &config_path)?;
+    let nfs = graph.nfs().len();
 
     let cpu_start = cpu_time();
     let started = Instant::now();
@@ -431,11 +436,11 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             registry: registry.clone(),
             graph: graph.clone(),
         };
-        nf_threads.push(spawn(&format!("nf-{}", spec.name), move || worker.run())?);
+        nf_threads.push(cores.spawn(shards + i, &format!("nf-{}", spec.name), move || worker.run())?);
     }
 
     let output_thread = match output {
-        Some(out) => Some(spawn("mbox-output", move || out.run(idle))?),
+        Some(out) => Some(cores.spawn(shards + nfs + 1, "mbox-output", move || out.run(idle))?),
         None => None,
     };
 
@@ -463,7 +468,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
                 KeepMode::Copy => true,
             },
         };
-        shard_threads.push(spawn(&format!("mbox-shard-{s}"), move || Shard::new(setup).run())?);
+        shard_threads.push(cores.spawn(s, &format!("mbox-shard-{s}"), move || Shard::new(setup).run())?);
     }
 
     let input_thread = match dispatcher {
@@ -478,7 +483,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
                 stop: stop.clone(),
                 idle,
             };
-            Some(spawn("mbox-input", move || dispatcher.run())?)
+            Some(cores.spawn(shards + nfs, "mbox-input", move || dispatcher.run())?)
         }
         None => None,
     };
@@ -531,8 +536,36 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     Ok(report)
 }
 
-fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, PipelineError> {
-    thread::Builder::new().name(name.to_string()).spawn(f).map_err(|e| PipelineError::Thread(name.to_string(), e.to_string()))
+/// `[runtime] cores`, checked against the cores this process may use.
+struct Cores<'a>(Option<&'a [usize]>);
+
+impl<'a> Cores<'a> {
+    fn check(cores: Option<&'a [usize]>, config: &Path) -> Result<Cores<'a>, PipelineError> {
+        if let Some(cores) = cores {
+            let problem = |problem: String| PipelineError::Cores { config: config.to_path_buf(), problem };
+            let allowed = Affinity::current().map_err(|e| problem(format!("reading this process's cores: {e}")))?;
+            if let Some(c) = cores.iter().find(|&&c| !allowed.contains(c)) {
+                return Err(problem(format!("core {c} is not one this process may run on ({})", allowed.describe())));
+            }
+        }
+        Ok(Cores(cores))
+    }
+
+    /// Spawns a pipeline thread; the `slot`th (shards first, then NFs, input, output) is pinned
+    /// to the `slot`th listed core, wrapping round.
+    fn spawn<T: Send + 'static>(
+        &self,
+        slot: usize,
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<JoinHandle<T>, PipelineError> {
+        let failed = |e: std::io::Error| PipelineError::Thread(name.to_string(), e.to_string());
+        let handle = thread::Builder::new().name(name.to_string()).spawn(f).map_err(failed)?;
+        if let Some(cores) = self.0 {
+            cores::pin(&handle, cores[slot % cores.len()]).map_err(failed)?;
+        }
+        Ok(handle)
+    }
 }
 
 fn join<T>(what: &str, handle: JoinHandle<T>) -> Result<T, PipelineError> {
