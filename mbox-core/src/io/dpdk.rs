@@ -474,10 +474,9 @@ fn now_ns() -> u64 {
 /// its pair, as the very mbuf it came in (nothing is copied).
 pub struct DpdkOutput {
     ports: Vec<Port>,
-    rings: Vec<rtrb::Consumer<super::RxPacket>>,
+    shards: super::output::ShardRings,
     pool: std::sync::Arc<super::pool::PacketPool>,
     releaser: super::pool::Releaser,
-    waker: std::sync::Arc<crate::runtime::park::Waker>,
     pending: Vec<Vec<Mbuf>>,
 }
 
@@ -489,26 +488,19 @@ impl DpdkOutput {
         releaser: super::pool::Releaser,
         shard_releasers: Vec<super::pool::Releaser>,
     ) -> (DpdkOutput, Vec<super::output::Tx>) {
-        let waker = std::sync::Arc::new(crate::runtime::park::Waker::new());
-        let mut rings = Vec::new();
-        let mut txs = Vec::new();
-        for r in shard_releasers {
-            let (p, c) = rtrb::RingBuffer::new(4096);
-            rings.push(c);
-            txs.push(super::output::Tx::ring(p, waker.clone(), r));
-        }
+        let (shards, txs) = super::output::ShardRings::new(shard_releasers);
         let pending = ports.iter().map(|_| Vec::with_capacity(64)).collect();
-        (DpdkOutput { ports, rings, pool, releaser, waker, pending }, txs)
+        (DpdkOutput { ports, shards, pool, releaser, pending }, txs)
     }
 
     /// Runs until every shard has closed its TX path and everything went out.
     pub fn run(mut self, idle: crate::runtime::park::IdlePolicy) -> super::output::OutputStats {
-        self.waker.bind_current();
+        self.shards.bind_current();
         let mut stats = super::output::OutputStats::default();
         let mut idler = crate::runtime::park::Idler::new(idle);
         loop {
             let mut moved = 0;
-            for ring in &mut self.rings {
+            for ring in &mut self.shards.rings {
                 while let Ok(pkt) = ring.pop() {
                     moved += 1;
                     // SAFETY: the shard handed the slot over with the packet.
@@ -529,16 +521,9 @@ impl DpdkOutput {
                 }
             }
             send(&self.ports, 0, &mut self.pending, &mut stats, true);
-            if moved > 0 {
-                self.releaser.flush();
-                idler.reset();
-                continue;
-            }
-            if self.rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
+            if !self.shards.end_round(moved, &mut self.releaser, &mut idler) {
                 break;
             }
-            let rings = &self.rings;
-            idler.idle(&self.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
         }
         self.releaser.flush();
         stats

@@ -117,10 +117,52 @@ impl Tx {
 pub struct PcapOutput {
     writer: PcapWriter,
     pub link: LinkType,
-    rings: Vec<Consumer<RxPacket>>,
+    shards: ShardRings,
     pool: Arc<PacketPool>,
     releaser: Releaser,
+}
+
+/// The shards' rings into an output thread, and the waker that rouses it.
+pub struct ShardRings {
+    pub rings: Vec<Consumer<RxPacket>>,
     waker: Arc<Waker>,
+}
+
+impl ShardRings {
+    /// One ring per shard releaser, and the shards' TX paths into them.
+    pub fn new(shard_releasers: Vec<Releaser>) -> (ShardRings, Vec<Tx>) {
+        let waker = Arc::new(Waker::new());
+        let mut rings = Vec::new();
+        let mut txs = Vec::new();
+        for shard_releaser in shard_releasers {
+            let (p, c) = RingBuffer::new(4096);
+            rings.push(c);
+            txs.push(Tx::ring(p, waker.clone(), shard_releaser));
+        }
+        (ShardRings { rings, waker }, txs)
+    }
+
+    /// Call on the output thread before its loop.
+    pub fn bind_current(&self) {
+        self.waker.bind_current();
+    }
+
+    /// Ends a round of the output loop that took `moved` packets: gives buffers back (the input
+    /// may be waiting for one) or waits for the next packet. False once every shard has closed
+    /// its ring and the rings are empty.
+    pub fn end_round(&self, moved: usize, releaser: &mut Releaser, idler: &mut Idler) -> bool {
+        if moved > 0 {
+            releaser.flush();
+            idler.reset();
+            return true;
+        }
+        let rings = &self.rings;
+        if rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
+            return false;
+        }
+        idler.idle(&self.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
+        true
+    }
 }
 
 /// Counters of the output thread.
@@ -145,26 +187,19 @@ impl PcapOutput {
         shard_releasers: Vec<Releaser>,
     ) -> Result<(PcapOutput, Vec<Tx>), CaptureError> {
         let writer = PcapWriter::create(&path, link)?;
-        let waker = Arc::new(Waker::new());
-        let mut rings = Vec::new();
-        let mut txs = Vec::new();
-        for shard_releaser in shard_releasers {
-            let (p, c) = RingBuffer::new(4096);
-            rings.push(c);
-            txs.push(Tx::ring(p, waker.clone(), shard_releaser));
-        }
-        Ok((PcapOutput { writer, link, rings, pool, releaser, waker }, txs))
+        let (shards, txs) = ShardRings::new(shard_releasers);
+        Ok((PcapOutput { writer, link, shards, pool, releaser }, txs))
     }
 
     /// Runs until every shard has dropped its TX path and the rings are empty.
     pub fn run(mut self, idle: IdlePolicy) -> Result<OutputStats, CaptureError> {
-        self.waker.bind_current();
+        self.shards.bind_current();
         let mut stats = OutputStats::default();
         let mut idler = Idler::new(idle);
         let mut result = Ok(());
         loop {
             let mut moved = 0;
-            for ring in &mut self.rings {
+            for ring in &mut self.shards.rings {
                 while let Ok(pkt) = ring.pop() {
                     moved += 1;
                     if pkt.link != self.link {
@@ -179,17 +214,9 @@ impl PcapOutput {
                     self.releaser.release(pkt.buf);
                 }
             }
-            if moved > 0 {
-                // Buffers go back to the pool: the input may be waiting for one.
-                self.releaser.flush();
-                idler.reset();
-                continue;
-            }
-            if self.rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
+            if !self.shards.end_round(moved, &mut self.releaser, &mut idler) {
                 break;
             }
-            let rings = &self.rings;
-            idler.idle(&self.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
         }
         result?;
         self.writer.finish()?;

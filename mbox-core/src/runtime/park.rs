@@ -122,15 +122,7 @@ impl Idler {
             thread::yield_now();
             return;
         }
-        waker.sleeping.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if has_work() {
-            waker.sleeping.store(false, Ordering::Relaxed);
-            return;
-        }
-        thread::park_timeout(PARK_TIMEOUT);
-        waker.sleeping.store(false, Ordering::Relaxed);
-        self.slept = true;
+        self.slept |= park(waker, has_work, PARK_TIMEOUT);
     }
 
     /// As [`Idler::idle`], for a thread that also polls a device nobody wakes it for (a NIC
@@ -143,17 +135,11 @@ impl Idler {
             self.idle(waker, has_work);
             return;
         }
-        waker.sleeping.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if has_work() {
-            waker.sleeping.store(false, Ordering::Relaxed);
-            return;
-        }
         let micros = 10u64 << self.polls_parked.min(7);
-        thread::park_timeout(Duration::from_micros(micros.min(1000)));
-        waker.sleeping.store(false, Ordering::Relaxed);
-        self.polls_parked = self.polls_parked.saturating_add(1);
-        self.slept = true;
+        if park(waker, has_work, Duration::from_micros(micros.min(1000))) {
+            self.polls_parked = self.polls_parked.saturating_add(1);
+            self.slept = true;
+        }
     }
 
     /// True once the input has gone quiet: the thread slept and found no work on waking (a
@@ -163,6 +149,20 @@ impl Idler {
     pub fn is_long_idle(&self) -> bool {
         self.slept || (self.policy.spin_forever && self.idle_rounds > QUIET_SPIN_ROUNDS)
     }
+}
+
+/// Announces that the thread sleeps, re-checks `has_work`, and parks for at most `timeout`
+/// unless work came meanwhile. Returns whether it parked.
+fn park(waker: &Waker, has_work: impl FnOnce() -> bool, timeout: Duration) -> bool {
+    waker.sleeping.store(true, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    if has_work() {
+        waker.sleeping.store(false, Ordering::Relaxed);
+        return false;
+    }
+    thread::park_timeout(timeout);
+    waker.sleeping.store(false, Ordering::Relaxed);
+    true
 }
 
 #[cfg(test)]
