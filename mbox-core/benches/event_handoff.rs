@@ -60,6 +60,9 @@ impl Harness {
             publishes: vec![],
             registry,
             graph,
+            plugin: "in-process".into(),
+            version: "0".into(),
+            live: Arc::default(),
         };
         let worker = std::thread::spawn(move || {
             worker.run();

@@ -66,6 +66,8 @@ pub struct Config {
     pub flow: FlowConfig,
     #[serde(default)]
     pub tcp: TcpConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
     /// Directory holding plugins named by `plugin = "..."`; default: the mbox binary's directory.
     #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
@@ -176,6 +178,14 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error
         OneOrMany::One(p) => vec![p],
         OneOrMany::Many(v) => v,
     })
+}
+
+/// `[control]`: how to reach the running mbox.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The Unix socket `mboxctl` talks to (created with mode 0600, removed at the end).
+    pub socket: Option<PathBuf>,
 }
 
 /// `[output]`.

@@ -2,10 +2,11 @@
 //!
 //! Data flows one way: [`io`] (packets in) -> [`runtime`] shards running the µStacks of the
 //! `mbox-stack` crate -> [`events`] routed by the [`controller`]'s service graph -> NFs loaded by
-//! [`plugin`] -> verdicts -> [`io`] (packets out). [`config`] describes a run and
-//! [`summary`] reports it.
+//! [`plugin`] -> verdicts -> [`io`] (packets out). [`config`] describes a run,
+//! [`summary`] reports it, and [`control`] answers `mboxctl` while it runs.
 
 pub mod config;
+pub mod control;
 pub mod controller;
 pub mod events;
 pub mod io;

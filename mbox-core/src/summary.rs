@@ -233,15 +233,34 @@ pub fn text(r: &RunReport) -> String {
 pub fn json(r: &RunReport) -> Value {
     let t = totals(r);
     let to_map = |items: &[(&'static str, u64)]| items.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>();
+    // Non-zero counts by type path.
+    let by_type = |counts: &mut dyn Iterator<Item = (usize, u64)>| {
+        let mut sums = vec![0u64; r.type_paths.len()];
+        for (idx, n) in counts {
+            if let Some(sum) = sums.get_mut(idx) {
+                *sum += n;
+            }
+        }
+        r.type_paths.iter().zip(sums).filter(|(_, n)| *n > 0).map(|(p, n)| (p.clone(), json!(n))).collect::<Map<_, _>>()
+    };
     let nfs: Vec<Value> = r
         .nfs
         .iter()
         .enumerate()
         .map(|(i, nf)| {
+            let events_in =
+                by_type(&mut r.shards.iter().filter_map(|s| s.delivered_by_type.get(i)).flat_map(|c| c.iter().copied().enumerate()));
+            let events_out = by_type(&mut nf.published_by_type.iter().copied().enumerate());
             json!({
                 "name": nf.name,
+                "plugin": nf.plugin,
+                "version": nf.version,
                 "read_only": nf.read_only,
                 "delivered": t.delivered[i],
+                "events_in": events_in,
+                "events_out": events_out,
+                "ring_used": r.shards.iter().map(|s| s.ring_used.get(i).copied().unwrap_or(0)).sum::<u64>(),
+                "service_ns_per_event": if nf.events > 0 { nf.busy_ns as f64 / nf.events as f64 } else { 0.0 },
                 "events": nf.events,
                 "batches": nf.batches,
                 "dropped_ring_full": t.ring_full[i],
@@ -297,7 +316,17 @@ pub fn json(r: &RunReport) -> Value {
         "lost_to_dead_nf": t.lost_to_dead_nf,
         "events_without_slot": t.events_without_slot,
         "nfs": nfs,
-        "shards": r.shards.iter().map(|s| json!({ "id": s.id, "packets": s.stack.packets, "tcp_flows": s.stack.flows_tcp })).collect::<Vec<_>>(),
+        "shards": r.shards.iter().map(|s| json!({
+            "id": s.id,
+            "packets": s.stack.packets,
+            "forwarded": s.forwarded,
+            "dropped_by_nf": s.dropped_by_nf,
+            "tcp_flows": s.stack.flows_tcp,
+            "udp_flows": s.stack.flows_udp,
+            "other_flows": s.stack.flows_other,
+            "ring_used": s.ring_used,
+            "ring_full_drops": s.ring_full_drops,
+        })).collect::<Vec<_>>(),
         "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch, "tx_dropped": o.tx_dropped })),
         "cpu_s": r.cpu.as_secs_f64(),
         "wall_s": r.wall.as_secs_f64(),

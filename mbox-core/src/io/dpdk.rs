@@ -615,6 +615,11 @@ impl QueueInput {
     pub fn into_report(self) -> super::dispatch::InputReport {
         self.report
     }
+
+    /// What it counted so far.
+    pub fn report(&self) -> &super::dispatch::InputReport {
+        &self.report
+    }
 }
 
 /// A shard's own transmit side when each shard has a queue pair: what it forwards leaves on TX

@@ -100,6 +100,15 @@ impl ShardInput {
         }
     }
 
+    /// What the shard's own input counted so far (`None` for a ring: the input thread reports).
+    pub fn report(&self) -> Option<dispatch::InputReport> {
+        match self {
+            ShardInput::Ring(_) => None,
+            #[cfg(feature = "dpdk")]
+            ShardInput::Queue(q) => Some(q.report().clone()),
+        }
+    }
+
     /// What the shard's own input counted (`None` for a ring: the input thread reports).
     pub fn into_report(self) -> Option<dispatch::InputReport> {
         match self {

@@ -207,6 +207,11 @@ impl LaneTx {
         self.ring.is_abandoned()
     }
 
+    /// Events in the ring: pushed, not yet taken by the NF.
+    pub fn occupancy(&self) -> usize {
+        self.ring.buffer().capacity() - self.ring.slots()
+    }
+
     /// True when the ring has room for another handle.
     pub fn has_room(&self) -> bool {
         self.ring.slots() > 0

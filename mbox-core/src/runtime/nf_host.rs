@@ -8,6 +8,7 @@
 
 use super::lane::{LaneRx, Unsubscribe};
 use super::park::{IdlePolicy, Idler, Waker};
+use crate::control::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
@@ -37,6 +38,11 @@ pub struct NfWorker {
     pub publishes: Vec<EventType>,
     pub registry: Arc<TypeRegistry>,
     pub graph: Arc<ServiceGraph>,
+    /// The plugin's library and version, for reports.
+    pub plugin: String,
+    pub version: String,
+    /// Where the thread publishes its report while it runs (for the control socket).
+    pub live: Arc<Snapshot<NfReport>>,
 }
 
 /// What an NF thread counted.
@@ -44,6 +50,9 @@ pub struct NfWorker {
 pub struct NfReport {
     pub name: String,
     pub read_only: bool,
+    /// The plugin library it runs, and the version the plugin declares.
+    pub plugin: String,
+    pub version: String,
     /// Events handed to the plugin.
     pub events: u64,
     pub batches: u64,
@@ -52,6 +61,8 @@ pub struct NfReport {
     /// Events the NF answered with `Drop`.
     pub verdict_drops: u64,
     pub published: u64,
+    /// Publications by dense type index.
+    pub published_by_type: Vec<u64>,
     /// Publications refused, by reason.
     pub publish_not_declared: u64,
     pub publish_bad_size: u64,
@@ -66,6 +77,13 @@ pub struct NfReport {
     pub failure: Option<String>,
     /// An error the plugin returned when finishing.
     pub finish_error: Option<String>,
+}
+
+impl NfReport {
+    /// A report with nothing counted yet, for `types` registered types.
+    pub fn new(name: &str, read_only: bool, plugin: String, version: String, types: usize) -> NfReport {
+        NfReport { name: name.to_string(), read_only, plugin, version, published_by_type: vec![0; types], ..Default::default() }
+    }
 }
 
 /// The publication context lent to the plugin for one batch.
@@ -125,6 +143,7 @@ impl PublishCtx<'_> {
             return PublishStatus::Full;
         }
         self.report.published += 1;
+        self.report.published_by_type[route] += 1;
         PublishStatus::Published
     }
 }
@@ -164,9 +183,10 @@ unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: *const EventH
 impl NfWorker {
     /// Runs until every shard has closed its lane and the lanes are empty.
     pub fn run(self) -> NfReport {
-        let NfWorker { name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph } = self;
+        let NfWorker { name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph, plugin, version, live } = self;
         waker.bind_current();
-        let mut report = NfReport { name: name.clone(), read_only, ..Default::default() };
+        let mut report = NfReport::new(&name, read_only, plugin, version, registry.len());
+        let mut live = Publisher::new(live);
         let mut idler = Idler::new(idle);
         let mut events: [*const EventHeader; NF_BATCH] = [std::ptr::null(); NF_BATCH];
         let mut handles = [0u32; NF_BATCH];
@@ -237,6 +257,9 @@ impl NfWorker {
                 shard_waker.wake();
                 progress = true;
             }
+            if live.due() {
+                live.publish(&report);
+            }
             if progress {
                 idler.reset();
                 idle_told = false;
@@ -247,6 +270,7 @@ impl NfWorker {
             }
             if idler.is_long_idle() && !idle_told {
                 idle_told = true;
+                live.publish(&report);
                 if report.failure.is_none() {
                     if let RResult::RErr(message) = nf.idle() {
                         log::error!("NF `{name}` failed while idle and is disabled: {message}");

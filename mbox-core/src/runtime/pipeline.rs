@@ -9,6 +9,8 @@ use super::nf_host::{NfReport, NfWorker};
 use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
 use crate::config::{Config, ConfigError, KeepMode, NfConfig, TcpMonitor};
+use crate::control::live::{LiveView, Snapshot};
+use crate::control::server::{ControlError, ControlServer, ControlState};
 use crate::controller::{GraphError, NfSpec, ServiceGraph};
 use crate::events::arena::EventArena;
 use crate::events::registry::{RegistryError, TypeRegistry};
@@ -52,6 +54,8 @@ pub enum PipelineError {
     Thread(String, String),
     #[error("{config}: [runtime] cores: {problem}")]
     Cores { config: PathBuf, problem: String },
+    #[error(transparent)]
+    Control(#[from] ControlError),
     #[cfg(feature = "dpdk")]
     #[error(transparent)]
     Dpdk(#[from] crate::io::dpdk::DpdkError),
@@ -422,6 +426,32 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let live = LiveView {
+        started,
+        cpu_start,
+        input_description: description.clone(),
+        progress: progress.clone(),
+        type_paths: registry.types().iter().map(|t| t.path.clone()).collect(),
+        shards: (0..shards).map(|s| Arc::new(Snapshot::new(ShardReport::new(s as u16, registry.len(), graph.nfs().len())))).collect(),
+        nfs: graph
+            .nfs()
+            .iter()
+            .zip(&plugins)
+            .map(|(spec, (_, plugin))| {
+                let (path, version) = (plugin.path.display().to_string(), plugin.descriptor.version.to_string());
+                Arc::new(Snapshot::new(NfReport::new(&spec.name, spec.read_only, path, version, registry.len())))
+            })
+            .collect(),
+    };
+    let (shard_live, nf_live) = (live.shards.clone(), live.nfs.clone());
+    // The socket comes up before the threads, so a bad path stops the run before it starts.
+    let _control = match &config.control.socket {
+        Some(path) => Some(ControlServer::start(
+            path,
+            ControlState { live, graph: graph.clone(), registry: registry.clone(), config_path: config_path.clone() },
+        )?),
+        None => None,
+    };
 
     let mut nf_threads: Vec<JoinHandle<NfReport>> = Vec::new();
     for ((i, nf), (spec, lanes)) in instances.into_iter().enumerate().zip(graph.nfs().iter().zip(nf_lanes)) {
@@ -435,6 +465,9 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             publishes: spec.publishes.iter().map(|(_, t)| *t).collect(),
             registry: registry.clone(),
             graph: graph.clone(),
+            plugin: plugins[i].1.path.display().to_string(),
+            version: plugins[i].1.descriptor.version.to_string(),
+            live: nf_live[i].clone(),
         };
         nf_threads.push(cores.spawn(shards + i, &format!("nf-{}", spec.name), move || worker.run())?);
     }
@@ -462,6 +495,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             idle,
             max_kept,
             max_copied_bytes: config.tcp.max_copied_bytes,
+            live: shard_live[s].clone(),
             copy_kept: match config.tcp.out_of_order {
                 KeepMode::Auto => config.dpdk.is_some(),
                 KeepMode::Hold => false,

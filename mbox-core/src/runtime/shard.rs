@@ -9,6 +9,7 @@
 use super::lane::{LaneTx, Unsubscribe};
 use super::park::{IdlePolicy, Idler, Waker};
 use crate::config::RingFullPolicy;
+use crate::control::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventArena;
 use crate::events::registry::TypeRegistry;
@@ -49,6 +50,8 @@ pub struct ShardSetup {
     pub copy_kept: bool,
     /// Bytes of out-of-order payload copied at once (with `copy_kept`).
     pub max_copied_bytes: usize,
+    /// Where the shard publishes its report while it runs (for the control socket).
+    pub live: Arc<Snapshot<ShardReport>>,
 }
 
 /// What one copy grows to at most when segments continuing it are appended: a kept range is
@@ -65,6 +68,11 @@ pub struct ShardReport {
     /// Per NF: events delivered, and events not delivered because its ring was full.
     pub delivered: Vec<u64>,
     pub ring_full_drops: Vec<u64>,
+    /// Per NF, by dense type index: events delivered.
+    pub delivered_by_type: Vec<Vec<u64>>,
+    /// Per NF: events in its ring when the report was made (in flight to, or being handled by,
+    /// the NF).
+    pub ring_used: Vec<u64>,
     pub forwarded: u64,
     /// Packets dropped by an NF's verdict.
     pub dropped_by_nf: u64,
@@ -81,6 +89,21 @@ pub struct ShardReport {
     /// With a queue pair per shard, what the shard received and sent itself.
     pub input: Option<crate::io::dispatch::InputReport>,
     pub output: Option<crate::io::output::OutputStats>,
+}
+
+impl ShardReport {
+    /// A report with nothing counted yet, for `types` registered types and `nfs` NFs.
+    pub fn new(id: u16, types: usize, nfs: usize) -> ShardReport {
+        ShardReport {
+            id,
+            events_by_type: vec![0; types],
+            delivered: vec![0; nfs],
+            ring_full_drops: vec![0; nfs],
+            delivered_by_type: vec![vec![0; types]; nfs],
+            ring_used: vec![0; nfs],
+            ..Default::default()
+        }
+    }
 }
 
 /// Dense indices of the built-in types the stack emits.
@@ -225,6 +248,7 @@ pub struct Shard {
     rx: ShardInput,
     waker: Arc<Waker>,
     idle: IdlePolicy,
+    live: Publisher<ShardReport>,
 }
 
 /// Packets taken from the RX ring per round.
@@ -235,10 +259,7 @@ impl Shard {
         let slots = s.arena.len();
         let stack_slots = s.stack_slots.min(slots);
         let held_cap = stack_slots;
-        let mut report = ShardReport { id: s.id, ..Default::default() };
-        report.events_by_type = vec![0; s.registry.len()];
-        report.delivered = vec![0; s.lanes.len()];
-        report.ring_full_drops = vec![0; s.lanes.len()];
+        let report = ShardReport::new(s.id, s.registry.len(), s.lanes.len());
         let placeholder = RxPacket { buf: 0, len: 0, wire_len: 0, port: 0, link: mbox_stack::wire::LinkType::Ethernet, ts_ns: 0 };
         let plane = Plane {
             shard: s.id,
@@ -282,7 +303,15 @@ impl Shard {
         let mut plane = plane;
         let nfs_of = |route: usize| plane.graph.route(route).stages.iter().flatten().fold(0u64, |acc, &nf| acc | 1 << nf);
         plane.stream_nfs = (nfs_of(plane.types.data_rdy), nfs_of(plane.types.gap));
-        Shard { stack: L23Stack::new(s.stack, s.id), pool: s.pool, plane, rx: s.rx, waker: s.waker, idle: s.idle }
+        Shard {
+            stack: L23Stack::new(s.stack, s.id),
+            pool: s.pool,
+            plane,
+            rx: s.rx,
+            waker: s.waker,
+            idle: s.idle,
+            live: Publisher::new(s.live),
+        }
     }
 
     /// Runs until the input ends and every event has been retired.
@@ -324,16 +353,23 @@ impl Shard {
             if drained && self.plane.all_done() {
                 break;
             }
+            if self.live.due() {
+                self.update_report();
+                self.live.publish(&self.plane.report);
+            }
             if progress {
                 idler.reset();
                 nudged = false;
             } else {
                 if !nudged {
-                    // About to idle: NFs must not wait for a fuller batch that will not come.
+                    // About to idle: NFs must not wait for a fuller batch that will not come,
+                    // and readers of the live report should not wait for the next period.
                     for lane in &self.plane.lanes {
                         lane.nudge(1);
                     }
                     nudged = true;
+                    self.update_report();
+                    self.live.publish(&self.plane.report);
                 }
                 let (plane, rx) = (&self.plane, &self.rx);
                 // New input only counts when the shard may take it; the end of the input only
@@ -347,16 +383,26 @@ impl Shard {
                 }
             }
         }
+        self.update_report();
         let mut report = std::mem::take(&mut self.plane.report);
-        report.stack = self.stack.stats();
-        for (i, lane) in self.plane.lanes.drain(..).enumerate() {
-            report.delivered[i] = lane.delivered;
-            report.ring_full_drops[i] = lane.ring_full_drops;
+        for lane in self.plane.lanes.drain(..) {
             lane.close();
         }
         report.output = self.plane.tx.close();
         report.input = self.rx.into_report();
         report
+    }
+
+    /// Brings the report up to date with what the stack, the lanes and the input count.
+    fn update_report(&mut self) {
+        let report = &mut self.plane.report;
+        report.stack = self.stack.stats();
+        for (i, lane) in self.plane.lanes.iter().enumerate() {
+            report.delivered[i] = lane.delivered;
+            report.ring_full_drops[i] = lane.ring_full_drops;
+            report.ring_used[i] = lane.occupancy() as u64;
+        }
+        report.input = self.rx.report();
     }
 
     /// Runs one packet through the stack; false when it must wait for event room.
@@ -653,6 +699,7 @@ impl Plane {
                     self.lanes[nf].skip_next();
                 } else if ready && !dead {
                     self.lanes[nf].send_next();
+                    self.report.delivered_by_type[nf][meta.route as usize] += 1;
                 } else if !ready {
                     break; // an upstream NF still holds it: later events wait behind it
                 } else {

@@ -1,0 +1,227 @@
+//! `mboxctl`: asks a running mbox (through its `[control] socket`) for its status, counters,
+//! service graph and subscriptions.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, ExitCode, Stdio};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "mboxctl", version, about = "Talk to a running mbox through its control socket")]
+struct Cli {
+    /// The running mbox's `[control] socket`.
+    #[arg(long, short, env = "MBOX_SOCKET", global = true)]
+    socket: Option<PathBuf>,
+    /// Print the answer as JSON (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Uptime, input, shards, and each NF's plugin and state.
+    Status,
+    /// Counters per shard and per NF: packets, events in and out by type, drops by cause,
+    /// ring occupancy, NF service time.
+    Stats,
+    /// The compiled service graph, as Graphviz DOT.
+    Graph {
+        /// Write it as SVG to this file instead (needs graphviz's `dot`).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// What an NF subscribes to and publishes, and where it runs on each event type's route.
+    Subscriptions { nf: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mboxctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let Some(socket) = &cli.socket else {
+        bail!("no control socket: give --socket PATH (the `[control] socket` of the running mbox's config) or set MBOX_SOCKET");
+    };
+    let request = match &cli.command {
+        Command::Status => json!({ "command": "status" }),
+        Command::Stats => json!({ "command": "stats" }),
+        Command::Graph { .. } => json!({ "command": "graph" }),
+        Command::Subscriptions { nf } => json!({ "command": "subscriptions", "nf": nf }),
+    };
+    let result = ask(socket, &request)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    match &cli.command {
+        Command::Status => print!("{}", status_text(&result)),
+        Command::Stats => print!("{}", stats_text(&result)),
+        Command::Graph { svg: None } => print!("{}", result["dot"].as_str().unwrap_or_default()),
+        Command::Graph { svg: Some(path) } => write_svg(result["dot"].as_str().unwrap_or_default(), path)?,
+        Command::Subscriptions { .. } => print!("{}", subscriptions_text(&result)),
+    }
+    Ok(())
+}
+
+/// Sends one request and returns its result, or the server's error.
+fn ask(socket: &Path, request: &Value) -> Result<Value> {
+    let mut stream = UnixStream::connect(socket).with_context(|| match std::fs::metadata(socket) {
+        Err(_) => format!("no mbox control socket at {} (is mbox running with `[control] socket` set?)", socket.display()),
+        Ok(_) => format!("cannot connect to {}", socket.display()),
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    writeln!(stream, "{request}")?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).context("reading the answer")?;
+    if line.is_empty() {
+        bail!("mbox closed the connection without answering");
+    }
+    let answer: Value = serde_json::from_str(&line).context("the answer is not JSON")?;
+    if answer["ok"] == true {
+        Ok(answer["result"].clone())
+    } else {
+        bail!("{}", answer["error"].as_str().unwrap_or("failed"))
+    }
+}
+
+fn write_svg(dot: &str, path: &Path) -> Result<()> {
+    let mut child = Process::new("dot")
+        .args(["-Tsvg", "-o"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("running graphviz's `dot` (install graphviz, or leave out --svg for DOT text)")?;
+    child.stdin.take().expect("piped stdin").write_all(dot.as_bytes())?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`dot` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Thousands separators.
+fn n(v: &Value) -> String {
+    let digits = v.as_u64().unwrap_or(0).to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn status_text(s: &Value) -> String {
+    let mut out = format!(
+        "mbox pid {}, up {:.1} s, config {}\ninput: {}\n{} packets, {} shard(s)\n",
+        s["pid"],
+        s["uptime_s"].as_f64().unwrap_or(0.0),
+        s["config"].as_str().unwrap_or("?"),
+        s["input"].as_str().unwrap_or("?"),
+        n(&s["packets"]),
+        s["shards"]
+    );
+    out.push_str(&format!("{:<16} {:<9} {:>14}  plugin (version)\n", "NF", "state", "events"));
+    for nf in s["nfs"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<16} {:<9} {:>14}  {} ({})\n",
+            nf["name"].as_str().unwrap_or("?"),
+            nf["state"].as_str().unwrap_or("?"),
+            n(&nf["events"]),
+            nf["plugin"].as_str().unwrap_or("?"),
+            nf["version"].as_str().unwrap_or("?")
+        ));
+        if let Some(failure) = nf["failure"].as_str() {
+            out.push_str(&format!("    failure: {failure}\n"));
+        }
+    }
+    out
+}
+
+fn stats_text(s: &Value) -> String {
+    let mut out = format!(
+        "up {:.1} s, {:.2} CPU-s; {} packets in, {} forwarded, {} dropped by NFs\n\n",
+        s["wall_s"].as_f64().unwrap_or(0.0),
+        s["cpu_s"].as_f64().unwrap_or(0.0),
+        n(&s["input"]["packets"]),
+        n(&s["packets"]["forwarded"]),
+        n(&s["packets"]["dropped_by_nf"])
+    );
+    out.push_str(&format!(
+        "{:<6} {:>14} {:>14} {:>10} {:>10} {:>10} {:>8}  ring used per NF\n",
+        "shard", "packets", "forwarded", "NF drops", "TCP", "UDP", "other"
+    ));
+    for sh in s["shards"].as_array().into_iter().flatten() {
+        let rings: Vec<String> = sh["ring_used"].as_array().into_iter().flatten().map(|v| v.to_string()).collect();
+        out.push_str(&format!(
+            "{:<6} {:>14} {:>14} {:>10} {:>10} {:>10} {:>8}  {}\n",
+            sh["id"],
+            n(&sh["packets"]),
+            n(&sh["forwarded"]),
+            n(&sh["dropped_by_nf"]),
+            n(&sh["tcp_flows"]),
+            n(&sh["udp_flows"]),
+            n(&sh["other_flows"]),
+            rings.join(" ")
+        ));
+    }
+    out.push_str(&format!(
+        "\n{:<16} {:>14} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>12}\n",
+        "NF", "events in", "events out", "verdict drop", "ring full", "disabled", "refused", "ring used", "ns per event"
+    ));
+    for nf in s["nfs"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<16} {:>14} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>12.0}\n",
+            nf["name"].as_str().unwrap_or("?"),
+            n(&nf["events"]),
+            n(&nf["published"]),
+            n(&nf["verdict_drops"]),
+            n(&nf["dropped_ring_full"]),
+            n(&nf["dropped_disabled"]),
+            n(&nf["publish_refused"]),
+            n(&nf["ring_used"]),
+            nf["service_ns_per_event"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    for nf in s["nfs"].as_array().into_iter().flatten() {
+        for (what, key) in [("in", "events_in"), ("out", "events_out")] {
+            let counts: Vec<String> =
+                nf[key].as_object().into_iter().flatten().map(|(path, count)| format!("{path} {}", n(count))).collect();
+            if !counts.is_empty() {
+                out.push_str(&format!("{} events {what}: {}\n", nf["name"].as_str().unwrap_or("?"), counts.join(", ")));
+            }
+        }
+    }
+    out
+}
+
+fn subscriptions_text(s: &Value) -> String {
+    let list = |key: &str| s[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ");
+    let mut out = format!(
+        "{} ({})\nsubscribes: {}\npublishes: {}\nper-flow unsubscriptions so far: {}\n",
+        s["name"].as_str().unwrap_or("?"),
+        if s["read_only"] == true { "read-only" } else { "may drop or modify" },
+        list("subscribes"),
+        if s["publishes"].as_array().is_some_and(|a| a.is_empty()) { "nothing".to_string() } else { list("publishes") },
+        n(&s["flow_unsubscriptions"])
+    );
+    out.push_str("routes (event type: stage of stages):\n");
+    for r in s["routes"].as_array().into_iter().flatten() {
+        out.push_str(&format!("  {}: {} of {}\n", r["type"].as_str().unwrap_or("?"), r["stage"], r["stages"]));
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! The control plane: what a running mbox tells `mboxctl`, and how.
+//!
+//! - [`live`]: the shards' and NFs' counters, published while they run.
+//! - [`server`]: the control socket and its requests.
+
+pub mod live;
+pub mod server;

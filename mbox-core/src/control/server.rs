@@ -1,0 +1,231 @@
+//! The control socket: a Unix socket (mode 0600) where `mboxctl` asks a running mbox for its
+//! status, counters, service graph and subscriptions.
+//!
+//! One request per connection: a JSON line such as `{"command":"stats"}`, answered by one JSON
+//! line, `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. Each connection gets a
+//! thread of its own (at most [`MAX_CLIENTS`] at once), so a slow client delays nobody.
+
+use super::live::LiveView;
+use crate::controller::ServiceGraph;
+use crate::events::registry::TypeRegistry;
+use crate::summary;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Connections served at once; more are answered with an error.
+pub const MAX_CLIENTS: usize = 16;
+
+/// The longest request line accepted.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// A request, as the client sends it.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Stats,
+    Graph,
+    Subscriptions { nf: String },
+}
+
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error("control socket {path}: another mbox is listening there")]
+    InUse { path: PathBuf },
+    #[error("control socket {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// What the control thread answers from: fixed facts about the run, and the live counters.
+pub struct ControlState {
+    pub live: LiveView,
+    pub graph: Arc<ServiceGraph>,
+    pub registry: Arc<TypeRegistry>,
+    pub config_path: PathBuf,
+}
+
+impl ControlState {
+    /// Answers one request.
+    pub fn answer(&self, request: &Request) -> Result<Value, String> {
+        match request {
+            Request::Status => Ok(self.status()),
+            Request::Stats => Ok(summary::json(&self.live.report())),
+            Request::Graph => Ok(json!({ "dot": self.graph.to_dot(&self.registry) })),
+            Request::Subscriptions { nf } => self.subscriptions(nf),
+        }
+    }
+
+    fn status(&self) -> Value {
+        let report = self.live.report();
+        let nfs: Vec<Value> = report
+            .nfs
+            .iter()
+            .map(|nf| {
+                json!({
+                    "name": nf.name,
+                    "plugin": nf.plugin,
+                    "version": nf.version,
+                    "read_only": nf.read_only,
+                    "state": if nf.failure.is_some() { "disabled" } else { "running" },
+                    "failure": nf.failure,
+                    "events": nf.events,
+                })
+            })
+            .collect();
+        json!({
+            "pid": std::process::id(),
+            "config": self.config_path,
+            "uptime_s": report.wall.as_secs_f64(),
+            "input": report.input.description,
+            "packets": report.shards.iter().map(|s| s.stack.packets).sum::<u64>(),
+            "shards": report.shards.len(),
+            "nfs": nfs,
+        })
+    }
+
+    fn subscriptions(&self, name: &str) -> Result<Value, String> {
+        let nfs = self.graph.nfs();
+        let Some(index) = nfs.iter().position(|nf| nf.name == name) else {
+            let known: Vec<&str> = nfs.iter().map(|nf| nf.name.as_str()).collect();
+            return Err(format!("no NF named `{name}` (NFs: {})", known.join(", ")));
+        };
+        let nf = &nfs[index];
+        // Where the NF sits on each route that reaches it.
+        let mut routes = Vec::new();
+        for idx in 0..self.registry.len() {
+            let route = self.graph.route(idx);
+            if let Some(stage) = route.stages.iter().position(|s| s.contains(&(index as u16))) {
+                routes.push(json!({ "type": self.registry.path(idx), "stage": stage + 1, "stages": route.stages.len() }));
+            }
+        }
+        let report = self.live.report();
+        Ok(json!({
+            "name": nf.name,
+            "read_only": nf.read_only,
+            "subscribes": nf.subscribes.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "publishes": nf.publishes.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "routes": routes,
+            "flow_unsubscriptions": report.nfs.get(index).map_or(0, |r| r.unsubscriptions),
+        }))
+    }
+}
+
+/// The listening control socket and its thread.
+pub struct ControlServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Binds `path` (mode 0600; a stale socket left by a dead mbox is replaced, a live one is
+    /// not) and starts answering.
+    pub fn start(path: &Path, state: ControlState) -> Result<ControlServer, ControlError> {
+        let io = |source| ControlError::Io { path: path.to_path_buf(), source };
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse { path: path.to_path_buf() });
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        // Accept polls so that the thread notices the stop.
+        listener.set_nonblocking(true).map_err(io)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let state = Arc::new(state);
+        let thread = thread::Builder::new().name("mbox-control".into()).spawn(move || serve(listener, state, thread_stop)).map_err(io)?;
+        Ok(ControlServer { path: path.to_path_buf(), stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(listener: UnixListener, state: Arc<ControlState>, stop: Arc<AtomicBool>) {
+    let clients = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                    let _ = reply(&stream, Err(format!("busy: {MAX_CLIENTS} clients already connected")));
+                    continue;
+                }
+                let (state, done) = (state.clone(), clients.clone());
+                let spawned = thread::Builder::new().name("mbox-control-client".into()).spawn(move || {
+                    handle(stream, &state);
+                    done.fetch_sub(1, Ordering::AcqRel);
+                });
+                if spawned.is_err() {
+                    clients.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                log::warn!("control socket: accept failed: {e}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Reads one request from the client and answers it.
+fn handle(stream: UnixStream, state: &ControlState) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
+    let answer = match read {
+        Ok(0) => return,
+        Ok(_) => match serde_json::from_str::<Request>(&line) {
+            Ok(request) => state.answer(&request),
+            Err(e) => Err(format!("bad request: {e}")),
+        },
+        Err(e) => Err(format!("reading the request: {e}")),
+    };
+    let _ = reply(&stream, answer);
+}
+
+fn reply(mut stream: &UnixStream, answer: Result<Value, String>) -> std::io::Result<()> {
+    let message = match answer {
+        Ok(result) => json!({ "ok": true, "result": result }),
+        Err(error) => json!({ "ok": false, "error": error }),
+    };
+    let mut text = message.to_string();
+    text.push('\n');
+    stream.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_and_unknown_ones_are_refused() {
+        assert!(matches!(serde_json::from_str::<Request>(r#"{"command":"stats"}"#), Ok(Request::Stats)));
+        assert!(matches!(
+            serde_json::from_str::<Request>(r#"{"command":"subscriptions","nf":"dpi"}"#),
+            Ok(Request::Subscriptions { nf }) if nf == "dpi"
+        ));
+        assert!(serde_json::from_str::<Request>(r#"{"command":"explode"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"command":"subscriptions"}"#).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! The control plane end to end: a real `mbox run` with a control socket, driven by the real
+//! `mboxctl` binary — status, live stats, graph, subscriptions, several clients at once, a
+//! panicking NF showing in status, and the errors a user meets.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+/// A running `mbox run` and its control socket.
+struct Running {
+    child: Option<Child>,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Starts mbox on generated traffic (far more than the test needs; it is stopped) with the
+    /// NFs of `nfs` (TOML), and waits for the socket.
+    fn start(nfs: &str) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("mbox.sock");
+        let config = dir.path().join("run.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "plugin_dir = {}\n[input]\ngenerator = {{ flows = 50000000, concurrency = 2000 }}\n[runtime]\nshards = 2\n\
+                 [control]\nsocket = {}\n{nfs}",
+                toml_path(&plugin_dir()),
+                toml_path(&socket)
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mbox"))
+            .args(["run", config.to_str().unwrap(), "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let running = Running { child: Some(child), socket, _dir: dir };
+        let started = Instant::now();
+        while !running.socket.exists() {
+            assert!(started.elapsed() < Duration::from_secs(20), "no control socket after 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        running
+    }
+
+    /// Runs mboxctl against this mbox.
+    fn ctl(&self, args: &[&str]) -> Output {
+        mboxctl(&self.socket, args)
+    }
+
+    /// Runs mboxctl with --json and parses its answer (which must succeed).
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        assert!(out.status.success(), "mboxctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Stops mbox as Ctrl-C would.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "mbox exited with {status}");
+        assert!(!self.socket.exists(), "the socket is removed at the end");
+    }
+}
+
+impl Drop for Running {
+    /// A failed test still ends its mbox.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn mboxctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--socket").arg(socket).args(args).output().unwrap()
+}
+
+/// Exactly one line on stderr, and a failure exit.
+fn one_line_failure(out: &Output) -> String {
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    err
+}
+
+#[test]
+fn mboxctl_reads_a_running_mbox() {
+    let nfs = "[[nf]]\nplugin = \"flow-stats\"\nargs = { output = \"/dev/null\" }\n\
+               [[nf]]\nplugin = \"heavy-hitter\"\nargs = { threshold_bytes = 2000 }\n\
+               [[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TCP/NEW\", \"ALERT\"]\nargs = { output = \"/dev/null\" }\n";
+    let mbox = Running::start(nfs);
+    let mode = std::fs::metadata(&mbox.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner may talk to mbox");
+
+    let status = mbox.json(&["status"]);
+    assert_eq!(status["shards"], 2);
+    let names: Vec<&str> = status["nfs"].as_array().unwrap().iter().map(|nf| nf["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["flow-stats", "heavy-hitter", "logger"]);
+    assert!(status["nfs"].as_array().unwrap().iter().all(|nf| nf["state"] == "running" && nf["version"] == "0.1.0"));
+
+    // Live: the counters move while traffic runs.
+    let first = mbox.json(&["stats"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = mbox.json(&["stats"]);
+    let packets = |s: &Value| s["shards"].as_array().unwrap().iter().map(|sh| sh["packets"].as_u64().unwrap()).sum::<u64>();
+    assert!(packets(&second) > packets(&first), "{} then {}", packets(&first), packets(&second));
+    let nf = |s: &Value, i: usize| s["nfs"][i].clone();
+    // Events in by type add up to the events delivered; heavy-hitter's alerts are its events
+    // out, and they reach the logger.
+    for i in 0..3 {
+        let by_type: u64 = nf(&second, i)["events_in"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(by_type, nf(&second, i)["delivered"].as_u64().unwrap(), "{}", nf(&second, i));
+    }
+    let alerts = nf(&second, 1)["events_out"]["ALERT/HEAVY_HITTER"].as_u64().unwrap_or(0);
+    assert!(alerts > 0, "{}", nf(&second, 1));
+    assert!(nf(&second, 2)["events_in"]["FLOW/TCP/NEW"].as_u64() > Some(0));
+    assert!(nf(&second, 0)["service_ns_per_event"].as_f64() > Some(0.0));
+
+    // People's output says the same.
+    let text = String::from_utf8(mbox.ctl(&["stats"]).stdout).unwrap();
+    assert!(text.contains("heavy-hitter events out: ALERT/HEAVY_HITTER"), "{text}");
+    let text = String::from_utf8(mbox.ctl(&["status"]).stdout).unwrap();
+    assert!(text.contains("flow-stats") && text.contains("running"), "{text}");
+
+    let dot = String::from_utf8(mbox.ctl(&["graph"]).stdout).unwrap();
+    assert!(dot.starts_with("digraph mbox {") && dot.contains("nf1 -> nf2 [label=\"ALERT\"]"), "{dot}");
+    let subs = mbox.json(&["subscriptions", "logger"]);
+    assert_eq!(subs["subscribes"], serde_json::json!(["FLOW/TCP/NEW", "ALERT"]));
+    assert!(subs["routes"].as_array().unwrap().iter().any(|r| r["type"] == "ALERT/HEAVY_HITTER"), "{subs}");
+
+    // Several clients at once all get their answers.
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let socket = mbox.socket.clone();
+            std::thread::spawn(move || mboxctl(&socket, &["--json", if i % 2 == 0 { "stats" } else { "status" }]))
+        })
+        .collect();
+    for t in threads {
+        let out = t.join().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap();
+    }
+
+    // Mistakes: an unknown NF, and a second mbox on the same socket.
+    let err = one_line_failure(&mbox.ctl(&["subscriptions", "nope"]));
+    assert!(err.contains("no NF named `nope` (NFs: flow-stats, heavy-hitter, logger)"), "{err}");
+    let second_mbox = Command::new(env!("CARGO_BIN_EXE_mbox"))
+        .args(["run", mbox._dir.path().join("run.toml").to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!second_mbox.status.success());
+    assert!(String::from_utf8_lossy(&second_mbox.stderr).contains("another mbox is listening there"));
+    mbox.stop();
+}
+
+#[test]
+fn a_panicking_nf_shows_in_status_and_the_host_keeps_answering() {
+    let mbox = Running::start(
+        "[[nf]]\nplugin = \"test-faults\"\nargs = { panic_after = 1000 }\n[[nf]]\nplugin = \"flow-stats\"\nargs = { output = \"/dev/null\" }\n",
+    );
+    let started = Instant::now();
+    let faulty = loop {
+        let status = mbox.json(&["status"]);
+        if status["nfs"][0]["state"] == "disabled" {
+            break status["nfs"][0].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the panic never showed: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(faulty["failure"].as_str().unwrap().contains("deliberate panic at event 1000"), "{faulty}");
+    let text = String::from_utf8(mbox.ctl(&["status"]).stdout).unwrap();
+    assert!(text.contains("disabled") && text.contains("failure: panicked"), "{text}");
+    // The NF beside it still runs, and so does traffic.
+    let before = mbox.json(&["stats"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = mbox.json(&["stats"]);
+    assert!(after["nfs"][1]["events"].as_u64() > before["nfs"][1]["events"].as_u64());
+    assert!(after["nfs"][0]["dropped_disabled"].as_u64() > Some(0));
+    mbox.stop();
+}
+
+#[test]
+fn mboxctl_without_a_running_mbox_says_so_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = one_line_failure(&mboxctl(&dir.path().join("none.sock"), &["status"]));
+    assert!(err.contains("no mbox control socket at") && err.contains("none.sock"), "{err}");
+    // No socket given at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("status").env_remove("MBOX_SOCKET").output().unwrap();
+    let err = one_line_failure(&out);
+    assert!(err.contains("give --socket PATH"), "{err}");
+    // A file that is not a socket.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let err = one_line_failure(&mboxctl(&file, &["status"]));
+    assert!(err.contains("cannot connect to"), "{err}");
+}
