@@ -4,7 +4,6 @@
 
 use crate::events::Event;
 use crate::nf::{Host, PublishStatus};
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -73,15 +72,18 @@ pub struct LineWriter {
 }
 
 impl LineWriter {
-    /// Opens `path` (created or truncated), or standard output when `path` is `-`.
-    pub fn open(path: &str) -> io::Result<LineWriter> {
+    /// Opens `path` (created, and truncated unless `append`), or standard output when `path`
+    /// is `-`. Pass [`NfInit::replacing`](crate::NfInit::replacing) as `append`: an instance
+    /// that replaces another on a reload continues its output.
+    pub fn open(path: &str, append: bool) -> io::Result<LineWriter> {
         let out: Box<dyn Write + Send> = if path == "-" {
             Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
         } else {
             if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Box::new(BufWriter::with_capacity(1 << 16, File::create(path)?))
+            let file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path)?;
+            Box::new(BufWriter::with_capacity(1 << 16, file))
         };
         Ok(LineWriter { out, error: None })
     }

@@ -12,7 +12,7 @@ use crate::event_type::EventType;
 use crate::events::{Event, EventHeader, FlowRef};
 use abi_stable::{
     sabi_trait,
-    std_types::{RBox, RResult, RSlice, RSliceMut, RString},
+    std_types::{RBox, ROption, RResult, RSlice, RSliceMut, RString, RVec},
     StableAbi,
 };
 use core::ffi::c_void;
@@ -126,6 +126,21 @@ pub trait NetworkFunction: Send + 'static {
     fn on_finish(&mut self) -> Result<(), String> {
         Ok(())
     }
+
+    /// A new build of this NF replaces this instance (`mboxctl reload`): return the state the
+    /// new instance should continue from, as bytes (and flush any output: the new instance
+    /// appends to it). `None` (the default) hands nothing over; the host then calls
+    /// [`on_finish`](Self::on_finish) on this instance instead, and the new one starts afresh.
+    fn save_state(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Takes over the state a previous instance saved with [`save_state`](Self::save_state) —
+    /// possibly an older build, so put a version in the bytes. An error leaves the previous
+    /// instance running. The default refuses any state.
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        Err(format!("this NF does not take over saved state ({} bytes offered)", state.len()))
+    }
 }
 
 /// The object the host calls, once per batch of events.
@@ -143,8 +158,14 @@ pub trait NfObject: Send {
     fn idle(&mut self) -> RResult<(), RString>;
 
     /// See [`NetworkFunction::on_finish`].
-    #[sabi(last_prefix_field)]
     fn finish(&mut self) -> RResult<(), RString>;
+
+    /// See [`NetworkFunction::save_state`].
+    fn save_state(&mut self) -> RResult<ROption<RVec<u8>>, RString>;
+
+    /// See [`NetworkFunction::restore_state`].
+    #[sabi(last_prefix_field)]
+    fn restore_state(&mut self, state: RSlice<'_, u8>) -> RResult<(), RString>;
 }
 
 /// A boxed NF as the host holds it.
@@ -181,6 +202,16 @@ impl<N: NetworkFunction> NfObject for Guarded<N> {
     fn finish(&mut self) -> RResult<(), RString> {
         let nf = &mut self.0;
         guard(|| nf.on_finish())
+    }
+
+    fn save_state(&mut self) -> RResult<ROption<RVec<u8>>, RString> {
+        let nf = &mut self.0;
+        guard(|| Ok(nf.save_state().map(RVec::from).into()))
+    }
+
+    fn restore_state(&mut self, state: RSlice<'_, u8>) -> RResult<(), RString> {
+        let nf = &mut self.0;
+        guard(|| nf.restore_state(state.as_slice()))
     }
 }
 

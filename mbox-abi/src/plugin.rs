@@ -56,6 +56,9 @@ pub struct NfInit<'a> {
     pub flow_slots: u32,
     /// Every registered type, including the ones this NF publishes.
     pub types: RSlice<'a, TypeBinding<'a>>,
+    /// True when this instance replaces a running one (`mboxctl reload`): append to output
+    /// files rather than truncate them.
+    pub replacing: bool,
 }
 
 impl NfInit<'_> {

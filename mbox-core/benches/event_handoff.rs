@@ -63,6 +63,7 @@ impl Harness {
             plugin: "in-process".into(),
             version: "0".into(),
             live: Arc::default(),
+            control: Arc::default(),
         };
         let worker = std::thread::spawn(move || {
             worker.run();

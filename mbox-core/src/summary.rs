@@ -272,6 +272,7 @@ pub fn json(r: &RunReport) -> Value {
                 "busy_s": nf.busy_ns as f64 / 1e9,
                 "failure": nf.failure,
                 "finish_error": nf.finish_error,
+                "reloads": nf.reloads,
             })
         })
         .collect();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn mbox() -> Command {
@@ -44,21 +44,6 @@ fn plugin_errors_say_what_to_do() {
     let e = err_of(&format!("{INPUT}[[nf]]\npath = {}\n", toml_path(&not_plugin)));
     std::fs::remove_file(&not_plugin).ok();
     assert!(e.contains("cannot load the library"), "{e}");
-}
-
-/// Builds the fixture plugin whose mbox-abi has another `EventHeader` layout.
-fn old_abi_plugin() -> PathBuf {
-    let root = repo();
-    let target = root.join("target/old-abi-fixture");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--manifest-path"])
-        .arg(root.join("tests/fixtures/old-abi-plugin/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .status()
-        .expect("running cargo");
-    assert!(status.success(), "building the old-ABI fixture failed");
-    target.join("debug").join(format!("{}old_abi_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
 }
 
 #[test]

@@ -35,8 +35,9 @@ impl Running {
             ),
         )
         .unwrap();
+        let report = dir.path().join("report.json");
         let child = Command::new(env!("CARGO_BIN_EXE_mbox"))
-            .args(["run", config.to_str().unwrap(), "--quiet"])
+            .args(["run", config.to_str().unwrap(), "--quiet", "--report", report.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -63,13 +64,27 @@ impl Running {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    /// Stops mbox as Ctrl-C would.
-    fn stop(mut self) {
+    /// Stops mbox as Ctrl-C would; returns its report.
+    fn stop(mut self) -> Value {
         let mut child = self.child.take().unwrap();
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().unwrap();
         assert!(status.success(), "mbox exited with {status}");
         assert!(!self.socket.exists(), "the socket is removed at the end");
+        serde_json::from_str(&std::fs::read_to_string(self._dir.path().join("report.json")).unwrap()).unwrap()
+    }
+
+    /// Waits until NF `nf` has handled more than `events` events.
+    fn wait_for_events(&self, nf: usize, events: u64) -> Value {
+        let started = Instant::now();
+        loop {
+            let stats = self.json(&["stats"]);
+            if stats["nfs"][nf]["events"].as_u64() > Some(events) {
+                return stats;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "NF {nf} stuck at {}", stats["nfs"][nf]);
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -188,6 +203,78 @@ fn a_panicking_nf_shows_in_status_and_the_host_keeps_answering() {
     let after = mbox.json(&["stats"]);
     assert!(after["nfs"][1]["events"].as_u64() > before["nfs"][1]["events"].as_u64());
     assert!(after["nfs"][0]["dropped_disabled"].as_u64() > Some(0));
+    // A reload replaces the disabled instance: the new one handles events again (until it,
+    // too, reaches its deliberate panic).
+    let handled = after["nfs"][0]["events"].as_u64().unwrap();
+    let reloaded = mbox.json(&["reload", "test-faults"]);
+    assert_eq!(reloaded["state_bytes"], Value::Null, "a failed instance hands nothing over");
+    mbox.wait_for_events(0, handled);
+    let report = mbox.stop();
+    let revived = &report["nfs"][0];
+    assert!(revived["events"].as_u64() > Some(handled) && revived["reloads"] == 1, "{revived}");
+}
+
+#[test]
+fn reload_under_load_loses_no_event_and_flow_counts_continue() {
+    let out = tempfile::tempdir().unwrap();
+    let (flows, eve) = (out.path().join("flows.jsonl"), out.path().join("eve.jsonl"));
+    let mbox = Running::start(&format!(
+        "[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n\
+         [[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TCP/NEW\"]\nargs = {{ output = {} }}\n",
+        toml_path(&flows),
+        toml_path(&eve)
+    ));
+    let before = mbox.wait_for_events(0, 20_000);
+    let text = String::from_utf8(mbox.ctl(&["reload", "flow-stats"]).stdout).unwrap();
+    assert!(text.starts_with("reloaded flow-stats from ") && text.contains("bytes of state to the new one"), "{text}");
+    let text = String::from_utf8(mbox.ctl(&["reload", "logger"]).stdout).unwrap();
+    assert!(text.contains("had no state to hand over and finished"), "{text}");
+    let again = mbox.json(&["reload", "flow-stats"]);
+    assert!(again["state_bytes"].as_u64() > Some(0), "{again}");
+    // The counters go on from where they were.
+    let after = mbox.wait_for_events(0, before["nfs"][0]["events"].as_u64().unwrap() + 1000);
+    assert!(after["nfs"][0]["delivered"].as_u64() >= before["nfs"][0]["delivered"].as_u64());
+    let status = String::from_utf8(mbox.ctl(&["status"]).stdout).unwrap();
+    assert!(status.contains("reloaded 2x") && status.contains("reloaded 1x"), "{status}");
+    let report = mbox.stop();
+
+    let (fs, logger) = (&report["nfs"][0], &report["nfs"][1]);
+    assert_eq!((fs["reloads"].as_u64(), logger["reloads"].as_u64()), (Some(2), Some(1)));
+    for nf in [fs, logger] {
+        assert_eq!(nf["events"], nf["delivered"], "every event delivered was handled: {nf}");
+        assert_eq!((nf["dropped_disabled"].as_u64(), nf["dropped_ring_full"].as_u64()), (Some(0), Some(0)), "{nf}");
+    }
+    // flow-stats wrote every flow once, whole: its packets add up to the PKT events it got,
+    // although three instances counted them.
+    let lines = read_jsonl(&flows);
+    let flows_seen = ["tcp", "udp", "other"].iter().map(|k| report["flows"][k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(lines.len() as u64, flows_seen);
+    let ids: std::collections::HashSet<u64> = lines.iter().map(|l| l["flow_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), lines.len(), "no flow written twice");
+    let packets: u64 = lines.iter().map(|l| l["c2s"]["pkts"].as_u64().unwrap() + l["s2c"]["pkts"].as_u64().unwrap()).sum();
+    let pkt_events: u64 =
+        fs["events_in"].as_object().unwrap().iter().filter(|(path, _)| path.starts_with("PKT")).map(|(_, n)| n.as_u64().unwrap()).sum();
+    assert_eq!(packets, pkt_events);
+    // The logger's new instance appended to the old one's file.
+    assert_eq!(read_jsonl(&eve).len() as u64, logger["events"].as_u64().unwrap());
+}
+
+#[test]
+fn a_build_the_graph_cannot_take_is_refused_and_the_old_instance_keeps_running() {
+    let mbox = Running::start("[[nf]]\nplugin = \"flow-stats\"\nargs = { output = \"/dev/null\" }\n");
+    let old_abi = old_abi_plugin();
+    let err = one_line_failure(&mbox.ctl(&["reload", "flow-stats", "--path", old_abi.to_str().unwrap()]));
+    assert!(err.contains("was built against a different mbox-abi") && err.contains("the running instance is unchanged"), "{err}");
+    assert!(err.contains(old_abi.to_str().unwrap()), "the message names the file given, not the copy: {err}");
+    let logger = plugin_dir().join(format!("{}logger{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+    let err = one_line_failure(&mbox.ctl(&["reload", "flow-stats", "--path", logger.to_str().unwrap()]));
+    assert!(err.contains("subscribes to [FLOW] instead of [PKT, "), "{err}");
+    let err = one_line_failure(&mbox.ctl(&["reload", "nope"]));
+    assert!(err.contains("no NF named `nope`"), "{err}");
+    let status = mbox.json(&["status"]);
+    assert_eq!((&status["nfs"][0]["state"], &status["nfs"][0]["reloads"]), (&Value::from("running"), &Value::from(0)));
+    let events = status["nfs"][0]["events"].as_u64().unwrap();
+    mbox.wait_for_events(0, events);
     mbox.stop();
 }
 

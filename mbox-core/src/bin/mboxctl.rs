@@ -38,6 +38,14 @@ enum Command {
     },
     /// What an NF subscribes to and publishes, and where it runs on each event type's route.
     Subscriptions { nf: String },
+    /// Swap in a rebuilt plugin for NF while traffic runs: the old instance handles what is
+    /// queued for it and hands over its state; nothing is dropped.
+    Reload {
+        nf: String,
+        /// The library to load (default: the one the NF runs now, rebuilt in place).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +68,11 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Stats => json!({ "command": "stats" }),
         Command::Graph { .. } => json!({ "command": "graph" }),
         Command::Subscriptions { nf } => json!({ "command": "subscriptions", "nf": nf }),
+        Command::Reload { nf, path } => {
+            // mbox may run elsewhere than here: send an absolute path.
+            let path = path.as_ref().map(std::path::absolute).transpose().context("resolving --path")?;
+            json!({ "command": "reload", "nf": nf, "path": path })
+        }
     };
     let result = ask(socket, &request)?;
     if cli.json {
@@ -72,6 +85,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Graph { svg: None } => print!("{}", result["dot"].as_str().unwrap_or_default()),
         Command::Graph { svg: Some(path) } => write_svg(result["dot"].as_str().unwrap_or_default(), path)?,
         Command::Subscriptions { .. } => print!("{}", subscriptions_text(&result)),
+        Command::Reload { .. } => println!("{}", reload_text(&result)),
     }
     Ok(())
 }
@@ -137,8 +151,12 @@ fn status_text(s: &Value) -> String {
     );
     out.push_str(&format!("{:<16} {:<9} {:>14}  plugin (version)\n", "NF", "state", "events"));
     for nf in s["nfs"].as_array().into_iter().flatten() {
+        let reloads = match nf["reloads"].as_u64() {
+            Some(0) | None => String::new(),
+            Some(k) => format!(", reloaded {k}x"),
+        };
         out.push_str(&format!(
-            "{:<16} {:<9} {:>14}  {} ({})\n",
+            "{:<16} {:<9} {:>14}  {} ({}{reloads})\n",
             nf["name"].as_str().unwrap_or("?"),
             nf["state"].as_str().unwrap_or("?"),
             n(&nf["events"]),
@@ -207,6 +225,20 @@ fn stats_text(s: &Value) -> String {
         }
     }
     out
+}
+
+fn reload_text(r: &Value) -> String {
+    let handed = match r["state_bytes"].as_u64() {
+        Some(bytes) => format!("handed {bytes} bytes of state to the new one"),
+        None => "had no state to hand over and finished".to_string(),
+    };
+    format!(
+        "reloaded {} from {} (version {}): the old instance handled the {} events queued for it and {handed}",
+        r["nf"].as_str().unwrap_or("?"),
+        r["plugin"].as_str().unwrap_or("?"),
+        r["version"].as_str().unwrap_or("?"),
+        n(&r["drained"])
+    )
 }
 
 fn subscriptions_text(s: &Value) -> String {

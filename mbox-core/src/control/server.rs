@@ -6,6 +6,7 @@
 //! thread of its own (at most [`MAX_CLIENTS`] at once), so a slow client delays nobody.
 
 use super::live::LiveView;
+use super::reload::Reloader;
 use crate::controller::ServiceGraph;
 use crate::events::registry::TypeRegistry;
 use crate::summary;
@@ -35,6 +36,7 @@ pub enum Request {
     Stats,
     Graph,
     Subscriptions { nf: String },
+    Reload { nf: String, path: Option<PathBuf> },
 }
 
 #[derive(Debug, Error)]
@@ -51,6 +53,7 @@ pub struct ControlState {
     pub graph: Arc<ServiceGraph>,
     pub registry: Arc<TypeRegistry>,
     pub config_path: PathBuf,
+    pub reloader: Reloader,
 }
 
 impl ControlState {
@@ -61,6 +64,7 @@ impl ControlState {
             Request::Stats => Ok(summary::json(&self.live.report())),
             Request::Graph => Ok(json!({ "dot": self.graph.to_dot(&self.registry) })),
             Request::Subscriptions { nf } => self.subscriptions(nf),
+            Request::Reload { nf, path } => self.reloader.reload(nf, path.as_deref()),
         }
     }
 
@@ -78,6 +82,7 @@ impl ControlState {
                     "state": if nf.failure.is_some() { "disabled" } else { "running" },
                     "failure": nf.failure,
                     "events": nf.events,
+                    "reloads": nf.reloads,
                 })
             })
             .collect();

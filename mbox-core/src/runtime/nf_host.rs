@@ -4,7 +4,12 @@
 //! A plugin that fails (returns an error or panics; the panic is caught on its side of the
 //! boundary) is disabled: the thread keeps draining its lanes so nothing upstream stalls, counts
 //! those events as dropped, and never calls the plugin again (nor drops it: its state may be
-//! broken, and its destructor runs plugin code).
+//! broken, and its destructor runs plugin code) — unless a reload replaces it.
+//!
+//! A reload (`mboxctl reload`, see `control::reload`) swaps in a new instance between two
+//! batches: the old instance first handles every event that was queued for it when the request
+//! came, then hands its state to the new one (or finishes, when it has none to hand). Shards
+//! keep queueing meanwhile; nothing is dropped and no other NF waits.
 
 use super::lane::{LaneRx, Unsubscribe};
 use super::park::{IdlePolicy, Idler, Waker};
@@ -12,15 +17,15 @@ use crate::control::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
-use abi_stable::std_types::{RResult, RSlice, RSliceMut};
+use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut};
 use mbox_abi::{
     builtin_min_size, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, UnsubscribeStatus, Verdict,
     MAX_EVENT_SIZE,
 };
 use rtrb::Producer;
 use std::ffi::c_void;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 /// Events handed to the plugin per call.
@@ -43,6 +48,8 @@ pub struct NfWorker {
     pub version: String,
     /// Where the thread publishes its report while it runs (for the control socket).
     pub live: Arc<Snapshot<NfReport>>,
+    /// Reload requests from the control socket.
+    pub control: Arc<NfControl>,
 }
 
 /// What an NF thread counted.
@@ -77,6 +84,8 @@ pub struct NfReport {
     pub failure: Option<String>,
     /// An error the plugin returned when finishing.
     pub finish_error: Option<String>,
+    /// Times a new build replaced the instance (`mboxctl reload`).
+    pub reloads: u64,
 }
 
 impl NfReport {
@@ -180,82 +189,179 @@ unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: *const EventH
     }
 }
 
+/// A reload waiting for an NF thread: the new instance, and where to say how it went.
+pub struct Reload {
+    pub nf: NfBox,
+    /// The library the new instance comes from, and its declared version (for reports).
+    pub plugin: String,
+    pub version: String,
+    pub reply: mpsc::Sender<Result<Reloaded, String>>,
+}
+
+/// How a reload went.
+#[derive(Debug, Clone, Copy)]
+pub struct Reloaded {
+    /// Events queued for the NF when the reload was asked, handled by the old instance.
+    pub drained: u64,
+    /// The size of the state the old instance handed to the new one (`None`: it handed none,
+    /// and finished instead).
+    pub state_bytes: Option<usize>,
+}
+
+/// How the control thread reaches an NF thread: a reload request, checked once per round of
+/// the thread's loop (one relaxed load; no lock unless a request waits).
+#[derive(Default)]
+pub struct NfControl {
+    pending: AtomicBool,
+    request: Mutex<RequestSlot>,
+}
+
+#[derive(Default)]
+struct RequestSlot {
+    reload: Option<Reload>,
+    /// The NF thread has ended: nobody would take a request.
+    closed: bool,
+}
+
+impl NfControl {
+    /// Queues a reload and wakes the NF thread; refused while another is under way, or once
+    /// the thread has ended.
+    pub fn request(&self, reload: Reload, waker: &Waker) -> Result<(), String> {
+        let mut slot = self.request.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.closed {
+            return Err("the run is ending: the NF's thread has stopped".into());
+        }
+        if slot.reload.is_some() {
+            return Err("a reload of this NF is already under way".into());
+        }
+        slot.reload = Some(reload);
+        self.pending.store(true, Ordering::Release);
+        waker.wake();
+        Ok(())
+    }
+
+    fn take(&self) -> Option<Reload> {
+        if !self.pending.load(Ordering::Acquire) {
+            return None;
+        }
+        self.pending.store(false, Ordering::Relaxed);
+        self.request.lock().unwrap_or_else(|e| e.into_inner()).reload.take()
+    }
+
+    /// The NF thread ends: refuses later requests, and answers one that came too late.
+    fn close(&self) {
+        let mut slot = self.request.lock().unwrap_or_else(|e| e.into_inner());
+        slot.closed = true;
+        if let Some(late) = slot.reload.take() {
+            let _ = late.reply.send(Err("the run is ending: the NF's thread has stopped".into()));
+        }
+    }
+}
+
+/// The per-batch scratch arrays.
+struct Batch {
+    events: [*const EventHeader; NF_BATCH],
+    handles: [u32; NF_BATCH],
+    verdicts: [Verdict; NF_BATCH],
+}
+
+/// What stays the same for the NF's whole run.
+struct NfContext {
+    name: String,
+    read_only: bool,
+    publishes: Vec<EventType>,
+    registry: Arc<TypeRegistry>,
+    graph: Arc<ServiceGraph>,
+}
+
+/// Hands at most `max` of the events waiting in `lane` to the NF (or, once it failed, counts
+/// them as dropped) and reports them done. Returns how many it took.
+fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, report: &mut NfReport, cx: &NfContext) -> usize {
+    let LaneRx { ring, done, arena, shard_waker, publications, unsubscriptions, shard } = lane;
+    let n = ring.slots().min(max).min(NF_BATCH);
+    if n == 0 {
+        return 0;
+    }
+    let Ok(chunk) = ring.read_chunk(n) else { return 0 };
+    let (a, b) = chunk.as_slices();
+    for (k, &h) in a.iter().chain(b).enumerate() {
+        batch.handles[k] = h;
+        // SAFETY: the shard wrote slot `h` before pushing its handle.
+        batch.events[k] = unsafe { arena.header(h) };
+    }
+    if report.failure.is_none() {
+        batch.verdicts[..n].fill(Verdict::Pass);
+        let mut ctx = PublishCtx {
+            ring: publications.as_mut(),
+            unsubscriptions,
+            shard: *shard,
+            shard_waker,
+            declared: &cx.publishes,
+            registry: &cx.registry,
+            graph: &cx.graph,
+            report,
+        };
+        // SAFETY: the trampoline casts `state` back to this PublishCtx, which outlives the call.
+        let mut calls =
+            unsafe { HostCalls::new(&mut ctx as *mut PublishCtx<'_> as *mut c_void, publish_trampoline, unsubscribe_trampoline) };
+        // SAFETY: the first `n` pointers are non-null references into the arena, valid until
+        // the completion below; `*const T` and `&T` share a layout.
+        let events: &[&EventHeader] = unsafe { std::slice::from_raw_parts(batch.events.as_ptr() as *const &EventHeader, n) };
+        let started = Instant::now();
+        let outcome = nf.handle_batch(RSlice::from_slice(events), RSliceMut::from_mut_slice(&mut batch.verdicts[..n]), &mut calls);
+        report.busy_ns += started.elapsed().as_nanos() as u64;
+        report.batches += 1;
+        match outcome {
+            RResult::ROk(()) => {
+                report.events += n as u64;
+                if !cx.read_only {
+                    for k in 0..n {
+                        if batch.verdicts[k] == Verdict::Drop {
+                            arena.set_drop(batch.handles[k]);
+                            report.verdict_drops += 1;
+                        }
+                    }
+                }
+            }
+            RResult::RErr(message) => {
+                log::error!("NF `{}` failed and is disabled; its events are counted as dropped from now on: {message}", cx.name);
+                report.failure = Some(message.into_string());
+                report.dropped_disabled += n as u64;
+            }
+        }
+    } else {
+        report.dropped_disabled += n as u64;
+    }
+    chunk.commit_all();
+    done.fetch_add(n as u64, Ordering::Release);
+    shard_waker.wake();
+    n
+}
+
 impl NfWorker {
     /// Runs until every shard has closed its lane and the lanes are empty.
     pub fn run(self) -> NfReport {
-        let NfWorker { name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph, plugin, version, live } = self;
+        let NfWorker { name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph, plugin, version, live, control } = self;
         waker.bind_current();
         let mut report = NfReport::new(&name, read_only, plugin, version, registry.len());
+        let cx = NfContext { name, read_only, publishes, registry, graph };
         let mut live = Publisher::new(live);
         let mut idler = Idler::new(idle);
-        let mut events: [*const EventHeader; NF_BATCH] = [std::ptr::null(); NF_BATCH];
-        let mut handles = [0u32; NF_BATCH];
-        let mut verdicts = [Verdict::Pass; NF_BATCH];
+        let mut batch = Batch { events: [std::ptr::null(); NF_BATCH], handles: [0; NF_BATCH], verdicts: [Verdict::Pass; NF_BATCH] };
         let mut idle_told = true;
         loop {
+            if let Some(request) = control.take() {
+                let outcome = reload(&mut nf, request.nf, &mut lanes, &mut batch, &mut report, &cx);
+                if outcome.is_ok() {
+                    (report.plugin, report.version) = (request.plugin, request.version);
+                    report.reloads += 1;
+                }
+                live.publish_now(&report);
+                let _ = request.reply.send(outcome);
+            }
             let mut progress = false;
             for lane in lanes.iter_mut() {
-                let LaneRx { ring, done, arena, shard_waker, publications, unsubscriptions, shard } = lane;
-                let n = ring.slots().min(NF_BATCH);
-                if n == 0 {
-                    continue;
-                }
-                let Ok(chunk) = ring.read_chunk(n) else { continue };
-                let (a, b) = chunk.as_slices();
-                for (k, &h) in a.iter().chain(b).enumerate() {
-                    handles[k] = h;
-                    // SAFETY: the shard wrote slot `h` before pushing its handle.
-                    events[k] = unsafe { arena.header(h) };
-                }
-                if report.failure.is_none() {
-                    verdicts[..n].fill(Verdict::Pass);
-                    let mut ctx = PublishCtx {
-                        ring: publications.as_mut(),
-                        unsubscriptions,
-                        shard: *shard,
-                        shard_waker,
-                        declared: &publishes,
-                        registry: &registry,
-                        graph: &graph,
-                        report: &mut report,
-                    };
-                    // SAFETY: the trampoline casts `state` back to this PublishCtx, which
-                    // outlives the call.
-                    let mut calls = unsafe {
-                        HostCalls::new(&mut ctx as *mut PublishCtx<'_> as *mut c_void, publish_trampoline, unsubscribe_trampoline)
-                    };
-                    // SAFETY: the first `n` pointers are non-null references into the arena,
-                    // valid until the completion below; `*const T` and `&T` share a layout.
-                    let batch: &[&EventHeader] = unsafe { std::slice::from_raw_parts(events.as_ptr() as *const &EventHeader, n) };
-                    let started = Instant::now();
-                    let outcome = nf.handle_batch(RSlice::from_slice(batch), RSliceMut::from_mut_slice(&mut verdicts[..n]), &mut calls);
-                    report.busy_ns += started.elapsed().as_nanos() as u64;
-                    report.batches += 1;
-                    match outcome {
-                        RResult::ROk(()) => {
-                            report.events += n as u64;
-                            if !read_only {
-                                for k in 0..n {
-                                    if verdicts[k] == Verdict::Drop {
-                                        arena.set_drop(handles[k]);
-                                        report.verdict_drops += 1;
-                                    }
-                                }
-                            }
-                        }
-                        RResult::RErr(message) => {
-                            log::error!("NF `{name}` failed and is disabled; its events are counted as dropped from now on: {message}");
-                            report.failure = Some(message.into_string());
-                            report.dropped_disabled += n as u64;
-                        }
-                    }
-                } else {
-                    report.dropped_disabled += n as u64;
-                }
-                chunk.commit_all();
-                done.fetch_add(n as u64, Ordering::Release);
-                shard_waker.wake();
-                progress = true;
+                progress |= serve(lane, NF_BATCH, &mut nf, &mut batch, &mut report, &cx) > 0;
             }
             if live.due() {
                 live.publish(&report);
@@ -273,17 +379,22 @@ impl NfWorker {
                 live.publish(&report);
                 if report.failure.is_none() {
                     if let RResult::RErr(message) = nf.idle() {
-                        log::error!("NF `{name}` failed while idle and is disabled: {message}");
+                        log::error!("NF `{}` failed while idle and is disabled: {message}", cx.name);
                         report.failure = Some(message.into_string());
                     }
                 }
             }
-            let lanes = &lanes;
-            idler.idle(&waker, || lanes.iter().any(|l| !l.ring.is_empty()) || lanes.iter().all(|l| l.ring.is_abandoned()));
+            let (lanes, control) = (&lanes, &control);
+            idler.idle(&waker, || {
+                lanes.iter().any(|l| !l.ring.is_empty())
+                    || lanes.iter().all(|l| l.ring.is_abandoned())
+                    || control.pending.load(Ordering::Relaxed)
+            });
         }
+        control.close();
         if report.failure.is_none() {
             if let RResult::RErr(message) = nf.finish() {
-                log::error!("NF `{name}` failed to finish: {message}");
+                log::error!("NF `{}` failed to finish: {message}", cx.name);
                 report.finish_error = Some(message.into_string());
             }
         } else {
@@ -292,4 +403,54 @@ impl NfWorker {
         }
         report
     }
+}
+
+/// Replaces `nf` by `new`: the old instance first handles every event already queued for it,
+/// then hands its state over (or finishes, when it has none to hand). A failed old instance
+/// is replaced without either (its state may be broken). On an error the old instance stays.
+fn reload(
+    nf: &mut NfBox,
+    mut new: NfBox,
+    lanes: &mut [LaneRx],
+    batch: &mut Batch,
+    report: &mut NfReport,
+    cx: &NfContext,
+) -> Result<Reloaded, String> {
+    // What was queued when the request came; later events wait for the new instance.
+    let mut drained = 0u64;
+    for lane in lanes.iter_mut() {
+        let mut owed = lane.ring.slots();
+        while owed > 0 {
+            let n = serve(lane, owed, nf, batch, report, cx);
+            if n == 0 {
+                break;
+            }
+            owed -= n;
+            drained += n as u64;
+        }
+    }
+    let failed = report.failure.is_some();
+    let mut state_bytes = None;
+    if !failed {
+        match nf.save_state() {
+            RResult::ROk(ROption::RSome(state)) => {
+                if let RResult::RErr(e) = new.restore_state(RSlice::from_slice(state.as_slice())) {
+                    return Err(format!("the new instance refused the old one's state ({e}); the old instance keeps running"));
+                }
+                state_bytes = Some(state.len());
+            }
+            RResult::ROk(ROption::RNone) => {
+                if let RResult::RErr(e) = nf.finish() {
+                    report.finish_error = Some(e.into_string());
+                }
+            }
+            RResult::RErr(e) => return Err(format!("the old instance could not save its state ({e}); it keeps running")),
+        }
+    }
+    let old = std::mem::replace(nf, new);
+    if failed {
+        std::mem::forget(old);
+        report.failure = None;
+    }
+    Ok(Reloaded { drained, state_bytes })
 }

@@ -5,11 +5,12 @@
 //! when a pcap output is configured. The calling thread shows progress and joins them.
 
 use super::lane::{lane, LaneRx, LaneTx};
-use super::nf_host::{NfReport, NfWorker};
+use super::nf_host::{NfControl, NfReport, NfWorker};
 use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
 use crate::config::{Config, ConfigError, KeepMode, NfConfig, TcpMonitor};
 use crate::control::live::{LiveView, Snapshot};
+use crate::control::reload::{Declared, ReloadTarget, Reloader};
 use crate::control::server::{ControlError, ControlServer, ControlState};
 use crate::controller::{GraphError, NfSpec, ServiceGraph};
 use crate::events::arena::EventArena;
@@ -30,7 +31,7 @@ use rtrb::{Producer, RingBuffer};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -374,6 +375,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             shards: shards as u32,
             flow_slots: config.flow.table_size as u32,
             types: bindings.as_slice().into(),
+            replacing: false,
         };
         instances.push(plugin.create(&init)?);
     }
@@ -444,12 +446,35 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             .collect(),
     };
     let (shard_live, nf_live) = (live.shards.clone(), live.nfs.clone());
+    let nf_controls: Vec<Arc<NfControl>> = graph.nfs().iter().map(|_| Arc::default()).collect();
     // The socket comes up before the threads, so a bad path stops the run before it starts.
     let _control = match &config.control.socket {
-        Some(path) => Some(ControlServer::start(
-            path,
-            ControlState { live, graph: graph.clone(), registry: registry.clone(), config_path: config_path.clone() },
-        )?),
+        Some(path) => {
+            let targets = plugins
+                .iter()
+                .enumerate()
+                .map(|(i, (nf_cfg, plugin))| {
+                    let d = &plugin.descriptor;
+                    ReloadTarget {
+                        name: graph.nfs()[i].name.clone(),
+                        nf_number: (i + 1) as u16,
+                        args_json: nf_cfg.args_json(),
+                        subscriptions_from_config: nf_cfg.subscribe.is_some(),
+                        declared: Declared {
+                            subscribes: d.subscribes.iter().map(|s| s.to_string()).collect(),
+                            publishes: d.publishes.iter().map(|s| s.to_string()).collect(),
+                            read_only: d.read_only,
+                        },
+                        library: Mutex::new(plugin.path.clone()),
+                        control: nf_controls[i].clone(),
+                        waker: nf_wakers[i].clone(),
+                    }
+                })
+                .collect();
+            let reloader = Reloader::new(targets, registry.clone(), shards as u32, config.flow.table_size as u32);
+            let state = ControlState { live, graph: graph.clone(), registry: registry.clone(), config_path: config_path.clone(), reloader };
+            Some(ControlServer::start(path, state)?)
+        }
         None => None,
     };
 
@@ -468,6 +493,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             plugin: plugins[i].1.path.display().to_string(),
             version: plugins[i].1.descriptor.version.to_string(),
             live: nf_live[i].clone(),
+            control: nf_controls[i].clone(),
         };
         nf_threads.push(cores.spawn(shards + i, &format!("nf-{}", spec.name), move || worker.run())?);
     }

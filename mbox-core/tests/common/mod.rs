@@ -64,3 +64,18 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 pub fn toml_path(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
 }
+
+/// Builds the fixture plugin whose mbox-abi has another `EventHeader` layout.
+pub fn old_abi_plugin() -> PathBuf {
+    let root = repo();
+    let target = root.join("target/old-abi-fixture");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(root.join("tests/fixtures/old-abi-plugin/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building the old-ABI fixture failed");
+    target.join("debug").join(format!("{}old_abi_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+}

@@ -7,6 +7,9 @@
 //! else the receiver of the first SYN+ACK, else the sender of the first packet.
 //!
 //! Arguments: `output` (a file path, `-` for standard output; default `-`).
+//!
+//! On a reload (`mboxctl reload flow-stats`) it hands its open flows to the new instance, which
+//! appends to the same output: no flow is written twice or in parts.
 
 use mbox_abi::kit::{proto_name, tcp_flag_letters, ts_epoch, Args, LineWriter};
 use mbox_abi::{export_nf, reason_name, EventHeader, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict};
@@ -167,6 +170,114 @@ impl NetworkFunction for FlowStats {
     fn on_finish(&mut self) -> Result<(), String> {
         self.out.finish()
     }
+
+    /// Every open flow's counters, so that a reloaded flow-stats writes whole flows.
+    fn save_state(&mut self) -> Option<Vec<u8>> {
+        self.out.flush();
+        Some(state::save(&self.flows))
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        state::restore(bytes, &mut self.flows)
+    }
+}
+
+/// The counters of open flows as bytes: a version byte, the shard count, then per flow its
+/// shard, slot and counters, little-endian.
+mod state {
+    use super::{Dir, FlowCounters};
+
+    const VERSION: u8 = 1;
+    /// shard, slot, id, first/last ts, monotonic, first_syn, first_synack, 2 directions.
+    const FLOW_BYTES: usize = 2 + 4 + 8 * 3 + 3 + 2 * (8 * 4 + 1);
+
+    pub fn save(flows: &[Vec<Option<FlowCounters>>]) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        out.extend_from_slice(&(flows.len() as u32).to_le_bytes());
+        for (shard, table) in flows.iter().enumerate() {
+            for (slot, c) in table.iter().enumerate() {
+                let Some(c) = c else { continue };
+                out.extend_from_slice(&(shard as u16).to_le_bytes());
+                out.extend_from_slice(&(slot as u32).to_le_bytes());
+                for v in [c.id, c.first_ts, c.last_ts] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                let dir = |d: Option<u8>| d.unwrap_or(0xff);
+                out.extend_from_slice(&[u8::from(c.monotonic), dir(c.first_syn), dir(c.first_synack)]);
+                for d in &c.dirs {
+                    for v in [d.pkts, d.frame_bytes, d.ip_bytes, d.payload_bytes] {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                    out.push(d.tcp_flags);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn restore(bytes: &[u8], flows: &mut [Vec<Option<FlowCounters>>]) -> Result<(), String> {
+        let (&version, rest) = bytes.split_first().ok_or("empty state")?;
+        if version != VERSION {
+            return Err(format!("state version {version}, this build reads {VERSION}"));
+        }
+        let (shards, mut rest) = rest.split_first_chunk::<4>().ok_or("state cut short")?;
+        let shards = u32::from_le_bytes(*shards) as usize;
+        if shards != flows.len() {
+            return Err(format!("state of {shards} shards, this run has {}", flows.len()));
+        }
+        if rest.len() % FLOW_BYTES != 0 {
+            return Err("state cut short".into());
+        }
+        while !rest.is_empty() {
+            let (flow, next) = rest.split_at(FLOW_BYTES);
+            rest = next;
+            let mut at = 0;
+            let mut take = |n: usize| {
+                let mut word = [0u8; 8];
+                word[..n].copy_from_slice(&flow[at..at + n]);
+                at += n;
+                u64::from_le_bytes(word)
+            };
+            let (shard, slot) = (take(2) as usize, take(4) as usize);
+            let (id, first_ts, last_ts) = (take(8), take(8), take(8));
+            let (monotonic, first_syn, first_synack) = (take(1) == 1, take(1) as u8, take(1) as u8);
+            let mut dirs = [Dir::default(); 2];
+            for d in &mut dirs {
+                *d = Dir { pkts: take(8), frame_bytes: take(8), ip_bytes: take(8), payload_bytes: take(8), tcp_flags: take(1) as u8 };
+            }
+            let table = flows.get_mut(shard).ok_or("a flow of a shard this run does not have")?;
+            if table.len() <= slot {
+                table.resize(slot + 1, None);
+            }
+            let dir = |d: u8| (d != 0xff).then_some(d);
+            table[slot] =
+                Some(FlowCounters { id, dirs, first_ts, last_ts, monotonic, first_syn: dir(first_syn), first_synack: dir(first_synack) });
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn counters_survive_a_save_and_restore_and_bad_state_is_refused() {
+            let mut c = FlowCounters::new(42, 1_000);
+            c.dirs[1] = Dir { pkts: 3, frame_bytes: 300, ip_bytes: 280, payload_bytes: 100, tcp_flags: 0x12 };
+            c.first_synack = Some(1);
+            c.monotonic = false;
+            let flows = vec![vec![None, Some(c)], vec![Some(FlowCounters::new(7, 5))]];
+            let bytes = save(&flows);
+            let mut back = vec![Vec::new(), Vec::new()];
+            restore(&bytes, &mut back).unwrap();
+            let got = back[0][1].unwrap();
+            assert_eq!((got.id, got.dirs[1].pkts, got.dirs[1].payload_bytes, got.first_synack, got.first_syn), (42, 3, 100, Some(1), None));
+            assert!(!got.monotonic && back[0][0].is_none() && back[1][0].unwrap().id == 7);
+            assert!(restore(&bytes[..bytes.len() - 1], &mut back).is_err());
+            assert!(restore(&[9], &mut back).is_err());
+            assert!(restore(&bytes, &mut [Vec::new()]).unwrap_err().contains("2 shards"));
+        }
+    }
 }
 
 impl Plugin for FlowStats {
@@ -182,7 +293,7 @@ impl Plugin for FlowStats {
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
         let args = Args::parse(init.args_json.as_str(), &["output"])?;
         let path = args.string("output", "-")?;
-        let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
+        let out = LineWriter::open(&path, init.replacing).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
         Ok(FlowStats { out, line: String::new(), flows: (0..init.shards).map(|_| Vec::new()).collect() })
     }
 }

@@ -200,7 +200,7 @@ impl Plugin for Logger {
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
         let args = Args::parse(init.args_json.as_str(), &["output"])?;
         let path = args.string("output", "-")?;
-        let out = LineWriter::open(&path).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
+        let out = LineWriter::open(&path, init.replacing).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
         let paths = init.types.iter().map(|b| (b.ty, b.path.to_string())).collect();
         Ok(Logger { out, paths, sig_match: init.type_of(SIG_MATCH_PATH), flow_type: init.type_of(FLOW_TYPE_PATH) })
     }

@@ -352,7 +352,7 @@ impl Plugin for StreamHash {
         let args = Args::parse(init.args_json.as_str(), &["output", "algorithm", "stop_after_bytes", "mode", "flow_slots"])?;
         let out = match args.string("output", "")?.as_str() {
             "" => None,
-            path => Some(LineWriter::open(path).map_err(|e| format!("cannot open output `{path}`: {e}"))?),
+            path => Some(LineWriter::open(path, init.replacing).map_err(|e| format!("cannot open output `{path}`: {e}"))?),
         };
         let algorithm = match args.string("algorithm", "sum")?.as_str() {
             "sha256" => Algorithm::Sha256,

@@ -1,0 +1,167 @@
+//! Reloading an NF's plugin while traffic runs (`mboxctl reload NF [--path P]`).
+//!
+//! The rebuilt library is copied to a unique path first (dlopen hands back the library it
+//! already loaded for a path it has seen), loaded there — abi_stable checks its mbox-abi
+//! version and layouts before any of its code runs — and compared with the running NF's
+//! declarations: the service graph was compiled from them, so a build that publishes other
+//! types, subscribes to others, or changes whether it may drop is refused (restart mbox for
+//! that). A new instance is then created (`NfInit::replacing`: it appends to its outputs) and
+//! handed to the NF's thread, which swaps it in between two batches (`runtime::nf_host`). Any
+//! refusal leaves the running instance as it was. Libraries are never unloaded (abi_stable's
+//! design): each reload keeps its copy mapped, and the file itself is removed at once.
+
+use crate::events::registry::TypeRegistry;
+use crate::plugin::Plugin;
+use crate::runtime::nf_host::{NfControl, Reload};
+use crate::runtime::park::Waker;
+use mbox_abi::NfInit;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+/// How long a reload waits for the NF thread to drain and swap.
+const SWAP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a running NF was declared as, to compare a new build with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub subscribes: Vec<String>,
+    pub publishes: Vec<String>,
+    pub read_only: bool,
+}
+
+/// One NF instance that can be reloaded.
+pub struct ReloadTarget {
+    pub name: String,
+    /// Its number in the config (1-based), as `NfInit::nf_number`.
+    pub nf_number: u16,
+    pub args_json: String,
+    /// The config lists its subscriptions itself: the plugin's defaults may change.
+    pub subscriptions_from_config: bool,
+    pub declared: Declared,
+    /// The library a plain `reload` loads: the config's, or the last `--path` that worked.
+    pub library: Mutex<PathBuf>,
+    pub control: Arc<NfControl>,
+    pub waker: Arc<Waker>,
+}
+
+/// Reloads the run's NFs.
+pub struct Reloader {
+    pub targets: Vec<ReloadTarget>,
+    pub registry: Arc<TypeRegistry>,
+    pub shards: u32,
+    pub flow_slots: u32,
+    /// Numbers the unique copies.
+    copies: AtomicU64,
+}
+
+impl Reloader {
+    pub fn new(targets: Vec<ReloadTarget>, registry: Arc<TypeRegistry>, shards: u32, flow_slots: u32) -> Reloader {
+        Reloader { targets, registry, shards, flow_slots, copies: AtomicU64::new(0) }
+    }
+
+    /// Reloads NF `name` from `path` (default: where it was loaded from). Returns what the
+    /// swap did, or why nothing changed.
+    pub fn reload(&self, name: &str, path: Option<&Path>) -> Result<Value, String> {
+        let Some(target) = self.targets.iter().find(|t| t.name == name) else {
+            let known: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!("no NF named `{name}` (NFs: {})", known.join(", ")));
+        };
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => target.library.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        };
+        let kept = "the running instance is unchanged";
+        let plugin = self.load_copy(name, &path).map_err(|e| format!("{e}; {kept}"))?;
+        let d = &plugin.descriptor;
+        let declared = Declared {
+            subscribes: d.subscribes.iter().map(|s| s.to_string()).collect(),
+            publishes: d.publishes.iter().map(|s| s.to_string()).collect(),
+            read_only: d.read_only,
+        };
+        if let Some(change) = incompatible(&target.declared, &declared, target.subscriptions_from_config) {
+            return Err(format!(
+                "{} {change}: the service graph was compiled for the old declarations (restart mbox to change them); {kept}",
+                path.display()
+            ));
+        }
+        let bindings = self.registry.bindings();
+        let init = NfInit {
+            instance: name.into(),
+            args_json: target.args_json.as_str().into(),
+            nf_number: target.nf_number,
+            shards: self.shards,
+            flow_slots: self.flow_slots,
+            types: bindings.as_slice().into(),
+            replacing: true,
+        };
+        let nf = plugin.create(&init).map_err(|e| format!("{e}; {kept}"))?;
+        let version = d.version.to_string();
+        let (reply, answer) = mpsc::channel();
+        let request = Reload { nf, plugin: path.display().to_string(), version: version.clone(), reply };
+        target.control.request(request, &target.waker).map_err(|e| format!("{e}; {kept}"))?;
+        let reloaded = match answer.recv_timeout(SWAP_TIMEOUT) {
+            Ok(Ok(reloaded)) => reloaded,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(format!("the NF thread did not swap within {} s (the run may be ending)", SWAP_TIMEOUT.as_secs())),
+        };
+        *target.library.lock().unwrap_or_else(|e| e.into_inner()) = path.clone();
+        Ok(json!({
+            "nf": name,
+            "plugin": path,
+            "version": version,
+            "drained": reloaded.drained,
+            "state_bytes": reloaded.state_bytes,
+        }))
+    }
+
+    /// Loads a unique copy of `path`; the copy's file is removed once it is mapped.
+    fn load_copy(&self, name: &str, path: &Path) -> Result<Plugin, String> {
+        if !path.is_file() {
+            return Err(format!("no library at {}", path.display()));
+        }
+        let serial = self.copies.fetch_add(1, Ordering::Relaxed);
+        let file = path.file_name().map_or_else(|| "plugin.so".into(), |f| f.to_string_lossy().into_owned());
+        let copy = std::env::temp_dir().join(format!("mbox-reload-{}-{serial}-{file}", std::process::id()));
+        std::fs::copy(path, &copy).map_err(|e| format!("copying {} to {}: {e}", path.display(), copy.display()))?;
+        let loaded = Plugin::load(name, &copy);
+        let _ = std::fs::remove_file(&copy);
+        // Messages name the file the user gave, not the copy.
+        loaded.map_err(|e| e.to_string().replace(&copy.display().to_string(), &path.display().to_string()))
+    }
+}
+
+/// What differs between a running NF's declarations and a new build's, if it matters.
+fn incompatible(old: &Declared, new: &Declared, subscriptions_from_config: bool) -> Option<String> {
+    if old.read_only != new.read_only {
+        return Some(format!("is {} (the running NF is not)", if new.read_only { "read-only" } else { "not read-only" }));
+    }
+    if old.publishes != new.publishes {
+        return Some(format!("publishes [{}] instead of [{}]", new.publishes.join(", "), old.publishes.join(", ")));
+    }
+    if !subscriptions_from_config && old.subscribes != new.subscribes {
+        return Some(format!("subscribes to [{}] instead of [{}]", new.subscribes.join(", "), old.subscribes.join(", ")));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_the_graph_depends_on_refuse_a_build() {
+        let old = Declared { subscribes: vec!["PKT".into()], publishes: vec![], read_only: true };
+        assert_eq!(incompatible(&old, &old.clone(), false), None);
+        let other_subs = Declared { subscribes: vec!["FLOW".into()], ..old.clone() };
+        assert!(incompatible(&old, &other_subs, false).unwrap().contains("subscribes to [FLOW] instead of [PKT]"));
+        // The config chose the subscriptions: the plugin's defaults do not matter.
+        assert_eq!(incompatible(&old, &other_subs, true), None);
+        let publishing = Declared { publishes: vec!["ALERT/X".into()], ..old.clone() };
+        assert!(incompatible(&old, &publishing, true).unwrap().contains("publishes [ALERT/X]"));
+        let dropping = Declared { read_only: false, ..old.clone() };
+        assert!(incompatible(&old, &dropping, true).unwrap().contains("not read-only"));
+    }
+}
