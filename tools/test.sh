@@ -5,27 +5,31 @@ cd "$(dirname "$0")/.."
 
 # The DPDK backend's tests need the system DPDK 22.11 (Debian's packages; bindgen needs
 # libclang); the live testbed test (mbox-core/tests/testbed.rs, tools/testbed.sh) needs
-# network namespaces, nginx, curl, wrk, ethtool and python3. Installed when missing and possible
-# (root with apt).
+# network namespaces, nginx, curl, wrk, ethtool and python3; the metrics test lints with promtool
+# (Debian's prometheus package, installed without its recommendations: only promtool is used).
+# Installed when missing and possible (root with apt).
 packages=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev iproute2 ethtool python3 nginx-light curl wrk)
+lean_packages=(prometheus)
 missing=()
 pkg-config --exists libdpdk 2>/dev/null || missing+=(dpdk)
-for tool in ip ethtool python3 nginx curl wrk; do
+for tool in ip ethtool python3 nginx curl wrk promtool; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${lean_packages[@]}"
     elif [[ " ${missing[*]} " == *" dpdk "* ]]; then
         echo "tools/test.sh: DPDK is not installed and cannot be (not root): apt-get install ${packages[*]}" >&2
         exit 1
     else
-        echo "tools/test.sh: ${missing[*]} missing (not root): the live testbed test will skip" >&2
+        echo "tools/test.sh: ${missing[*]} missing (not root): the live testbed and promtool checks will skip" >&2
     fi
 fi
 features=(--features mbox-core/dpdk)
-# As root (as in CI) the testbed can be built, so its test must run rather than skip.
+# As root (as in CI) the testbed can be built and promtool installed, so the tests that need
+# them must run rather than skip.
 if [ "$(id -u)" = 0 ]; then
     export MBOX_REQUIRE_TESTBED=1
 fi

@@ -186,6 +186,8 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error
 pub struct ControlConfig {
     /// The Unix socket `mboxctl` talks to (created with mode 0600, removed at the end).
     pub socket: Option<PathBuf>,
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), e.g. `127.0.0.1:9464`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `[output]`.

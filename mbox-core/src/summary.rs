@@ -75,7 +75,7 @@ fn totals(r: &RunReport) -> Totals {
 }
 
 /// Thousands separators, for counts people read.
-fn n(v: u64) -> String {
+pub fn n(v: u64) -> String {
     let digits = v.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

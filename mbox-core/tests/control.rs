@@ -22,6 +22,11 @@ impl Running {
     /// Starts mbox on generated traffic (far more than the test needs; it is stopped) with the
     /// NFs of `nfs` (TOML), and waits for the socket.
     fn start(nfs: &str) -> Running {
+        Running::start_with(nfs, "")
+    }
+
+    /// As [`Running::start`], with more `[control]` keys.
+    fn start_with(nfs: &str, control: &str) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("mbox.sock");
         let config = dir.path().join("run.toml");
@@ -29,7 +34,7 @@ impl Running {
             &config,
             format!(
                 "plugin_dir = {}\n[input]\ngenerator = {{ flows = 50000000, concurrency = 2000 }}\n[runtime]\nshards = 2\n\
-                 [control]\nsocket = {}\n{nfs}",
+                 [control]\nsocket = {}\n{control}\n{nfs}",
                 toml_path(&plugin_dir()),
                 toml_path(&socket)
             ),
@@ -292,4 +297,63 @@ fn mboxctl_without_a_running_mbox_says_so_in_one_line() {
     std::fs::write(&file, "").unwrap();
     let err = one_line_failure(&mboxctl(&file, &["status"]));
     assert!(err.contains("cannot connect to"), "{err}");
+}
+
+/// GET `url`'s path from its host over plain HTTP; returns the status line and the body.
+fn http_get(url: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// A sample's value in Prometheus text, by its name and labels as written.
+fn sample(text: &str, series: &str) -> f64 {
+    let line =
+        text.lines().find(|l| l.split_once(' ').is_some_and(|(s, _)| s == series)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+    line.rsplit_once(' ').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
+    let mbox = Running::start_with(
+        "[[nf]]\nplugin = \"flow-stats\"\nargs = { output = \"/dev/null\" }\n[[nf]]\nplugin = \"heavy-hitter\"\nargs = { threshold_bytes = 2000 }\n",
+        "metrics = \"127.0.0.1:0\"",
+    );
+    mbox.wait_for_events(0, 10_000);
+    let url = mbox.json(&["status"])["metrics"].as_str().expect("status gives the metrics URL").to_string();
+    let (status, text) = http_get(&url);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(sample(&text, "mbox_nf_up{nf=\"flow-stats\"}"), 1.0);
+    assert!(sample(&text, "mbox_nf_events_total{nf=\"flow-stats\"}") >= 10_000.0);
+    // Nobody subscribes to heavy-hitter's alerts here: the host refuses them as such.
+    assert!(sample(&text, "mbox_nf_publish_refused_total{nf=\"heavy-hitter\",reason=\"no_subscriber\"}") > 0.0);
+    assert!(sample(&text, "mbox_shard_packets_total{shard=\"1\"}") > 0.0);
+    assert_eq!(sample(&text, "mbox_nf_dropped_total{nf=\"flow-stats\",cause=\"disabled\"}"), 0.0);
+    assert_eq!(http_get(&url.replace("/metrics", "/other")).0, "HTTP/1.1 404 Not Found");
+    let report = mbox.stop();
+    // Counters only grow: the final report has at least what the endpoint showed.
+    assert!(report["nfs"][0]["events"].as_f64().unwrap() >= sample(&text, "mbox_nf_events_total{nf=\"flow-stats\"}"));
+
+    // A real parser: promtool (Debian's `prometheus` package; tools/test.sh installs it).
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut promtool) = promtool else {
+        assert!(std::env::var_os("MBOX_REQUIRE_TESTBED").is_none(), "promtool is not installed (apt-get install prometheus)");
+        eprintln!("promtool is not installed: the format was not linted");
+        return;
+    };
+    use std::io::Write;
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

@@ -2,6 +2,7 @@
 //! service graph and subscriptions.
 
 use anyhow::{bail, Context, Result};
+use mbox_core::summary;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -128,15 +129,7 @@ fn write_svg(dot: &str, path: &Path) -> Result<()> {
 
 /// Thousands separators.
 fn n(v: &Value) -> String {
-    let digits = v.as_u64().unwrap_or(0).to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    summary::n(v.as_u64().unwrap_or(0))
 }
 
 fn status_text(s: &Value) -> String {
@@ -149,6 +142,9 @@ fn status_text(s: &Value) -> String {
         n(&s["packets"]),
         s["shards"]
     );
+    if let Some(url) = s["metrics"].as_str() {
+        out.push_str(&format!("metrics: {url}\n"));
+    }
     out.push_str(&format!("{:<16} {:<9} {:>14}  plugin (version)\n", "NF", "state", "events"));
     for nf in s["nfs"].as_array().into_iter().flatten() {
         let reloads = match nf["reloads"].as_u64() {

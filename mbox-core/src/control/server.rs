@@ -3,8 +3,9 @@
 //!
 //! One request per connection: a JSON line such as `{"command":"stats"}`, answered by one JSON
 //! line, `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. Each connection gets a
-//! thread of its own (at most [`MAX_CLIENTS`] at once), so a slow client delays nobody.
+//! thread of its own (`control::listen`).
 
+use super::listen::{Acceptor, MAX_CLIENTS};
 use super::live::LiveView;
 use super::reload::Reloader;
 use crate::controller::ServiceGraph;
@@ -16,14 +17,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 use std::time::Duration;
 use thiserror::Error;
-
-/// Connections served at once; more are answered with an error.
-pub const MAX_CLIENTS: usize = 16;
 
 /// The longest request line accepted.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -45,15 +41,19 @@ pub enum ControlError {
     InUse { path: PathBuf },
     #[error("control socket {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// What the control thread answers from: fixed facts about the run, and the live counters.
 pub struct ControlState {
-    pub live: LiveView,
+    pub live: Arc<LiveView>,
     pub graph: Arc<ServiceGraph>,
     pub registry: Arc<TypeRegistry>,
     pub config_path: PathBuf,
     pub reloader: Reloader,
+    /// Where the metrics endpoint listens, if it does.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl ControlState {
@@ -89,6 +89,7 @@ impl ControlState {
         json!({
             "pid": std::process::id(),
             "config": self.config_path,
+            "metrics": self.metrics.map(|a| format!("http://{a}/metrics")),
             "uptime_s": report.wall.as_secs_f64(),
             "input": report.input.description,
             "packets": report.shards.iter().map(|s| s.stack.packets).sum::<u64>(),
@@ -124,17 +125,16 @@ impl ControlState {
     }
 }
 
-/// The listening control socket and its thread.
+/// The listening control socket.
 pub struct ControlServer {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    acceptor: Option<Acceptor>,
 }
 
 impl ControlServer {
     /// Binds `path` (mode 0600; a stale socket left by a dead mbox is replaced, a live one is
     /// not) and starts answering.
-    pub fn start(path: &Path, state: ControlState) -> Result<ControlServer, ControlError> {
+    pub fn start(path: &Path, state: Arc<ControlState>) -> Result<ControlServer, ControlError> {
         let io = |source| ControlError::Io { path: path.to_path_buf(), source };
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
@@ -144,57 +144,30 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(path).map_err(io)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        // Accept polls so that the thread notices the stop.
         listener.set_nonblocking(true).map_err(io)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        let state = Arc::new(state);
-        let thread = thread::Builder::new().name("mbox-control".into()).spawn(move || serve(listener, state, thread_stop)).map_err(io)?;
-        Ok(ControlServer { path: path.to_path_buf(), stop, thread: Some(thread) })
+        let acceptor = Acceptor::start(
+            "mbox-control",
+            listener,
+            move |stream| handle(stream, &state),
+            |stream| {
+                let _ = reply(&stream, Err(format!("busy: {MAX_CLIENTS} clients already connected")));
+            },
+        )
+        .map_err(io)?;
+        Ok(ControlServer { path: path.to_path_buf(), acceptor: Some(acceptor) })
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // Stop accepting before the path goes.
+        self.acceptor.take();
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn serve(listener: UnixListener, state: Arc<ControlState>, stop: Arc<AtomicBool>) {
-    let clients = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-                    clients.fetch_sub(1, Ordering::AcqRel);
-                    let _ = reply(&stream, Err(format!("busy: {MAX_CLIENTS} clients already connected")));
-                    continue;
-                }
-                let (state, done) = (state.clone(), clients.clone());
-                let spawned = thread::Builder::new().name("mbox-control-client".into()).spawn(move || {
-                    handle(stream, &state);
-                    done.fetch_sub(1, Ordering::AcqRel);
-                });
-                if spawned.is_err() {
-                    clients.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                log::warn!("control socket: accept failed: {e}");
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
     }
 }
 
 /// Reads one request from the client and answers it.
 fn handle(stream: UnixStream, state: &ControlState) {
-    let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
     let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);

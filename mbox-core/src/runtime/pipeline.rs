@@ -10,6 +10,7 @@ use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
 use crate::config::{Config, ConfigError, KeepMode, NfConfig, TcpMonitor};
 use crate::control::live::{LiveView, Snapshot};
+use crate::control::metrics::MetricsServer;
 use crate::control::reload::{Declared, ReloadTarget, Reloader};
 use crate::control::server::{ControlError, ControlServer, ControlState};
 use crate::controller::{GraphError, NfSpec, ServiceGraph};
@@ -428,7 +429,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let live = LiveView {
+    let live = Arc::new(LiveView {
         started,
         cpu_start,
         input_description: description.clone(),
@@ -444,9 +445,13 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
                 Arc::new(Snapshot::new(NfReport::new(&spec.name, spec.read_only, path, version, registry.len())))
             })
             .collect(),
-    };
+    });
     let (shard_live, nf_live) = (live.shards.clone(), live.nfs.clone());
     let nf_controls: Vec<Arc<NfControl>> = graph.nfs().iter().map(|_| Arc::default()).collect();
+    let metrics = match config.control.metrics {
+        Some(addr) => Some(MetricsServer::start(addr, live.clone()).map_err(|source| ControlError::Metrics { addr, source })?),
+        None => None,
+    };
     // The socket comes up before the threads, so a bad path stops the run before it starts.
     let _control = match &config.control.socket {
         Some(path) => {
@@ -472,8 +477,15 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
                 })
                 .collect();
             let reloader = Reloader::new(targets, registry.clone(), shards as u32, config.flow.table_size as u32);
-            let state = ControlState { live, graph: graph.clone(), registry: registry.clone(), config_path: config_path.clone(), reloader };
-            Some(ControlServer::start(path, state)?)
+            let state = ControlState {
+                live: live.clone(),
+                graph: graph.clone(),
+                registry: registry.clone(),
+                config_path: config_path.clone(),
+                reloader,
+                metrics: metrics.as_ref().map(|m| m.addr),
+            };
+            Some(ControlServer::start(path, Arc::new(state))?)
         }
         None => None,
     };

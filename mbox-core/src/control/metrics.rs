@@ -1,0 +1,203 @@
+//! The metrics endpoint: `GET /metrics` on `[control] metrics` (an address such as
+//! `127.0.0.1:9464`) answers with the run's counters in Prometheus' text exposition format —
+//! the same numbers `mboxctl stats` shows.
+
+use super::listen::{Acceptor, MAX_CLIENTS};
+use super::live::LiveView;
+use crate::runtime::pipeline::RunReport;
+use mbox_abi::reason_name;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest request head read.
+const MAX_HEAD: u64 = 8 * 1024;
+
+/// The listening metrics endpoint.
+pub struct MetricsServer {
+    pub addr: SocketAddr,
+    _acceptor: Acceptor,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and starts serving `live`'s counters.
+    pub fn start(addr: SocketAddr, live: Arc<LiveView>) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let acceptor = Acceptor::start(
+            "mbox-metrics",
+            listener,
+            move |stream| handle(stream, &live),
+            |stream| respond(&stream, "503 Service Unavailable", &format!("busy: {MAX_CLIENTS} clients already connected\n")),
+        )?;
+        Ok(MetricsServer { addr, _acceptor: acceptor })
+    }
+}
+
+fn handle(stream: TcpStream, live: &LiveView) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new((&stream).take(MAX_HEAD));
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    // The rest of the head (nothing in it matters here).
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim_end() != "" {
+        line.clear();
+    }
+    let mut words = request_line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("GET"), Some("/metrics")) => respond(&stream, "200 OK", &render(&live.report())),
+        (Some("GET"), Some(_)) => respond(&stream, "404 Not Found", "mbox serves its metrics at /metrics\n"),
+        _ => respond(&stream, "405 Method Not Allowed", "GET /metrics\n"),
+    }
+}
+
+fn respond(mut stream: &TcpStream, status: &str, body: &str) {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
+}
+
+/// A label value, escaped as the format wants.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Writes metric families: `# HELP`, `# TYPE`, then samples.
+struct Families {
+    out: String,
+}
+
+impl Families {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP mbox_{name} {help}\n# TYPE mbox_{name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = write!(self.out, "mbox_{name}");
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let _ = write!(self.out, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    /// A family with one sample per item.
+    fn each<T>(&mut self, name: &str, kind: &str, help: &str, items: &[T], sample: impl Fn(&mut Families, &T)) {
+        self.family(name, kind, help);
+        for item in items {
+            sample(self, item);
+        }
+    }
+}
+
+/// The report in Prometheus' text format.
+pub fn render(r: &RunReport) -> String {
+    let mut f = Families { out: String::new() };
+    f.family("uptime_seconds", "gauge", "Seconds since the run started.");
+    f.sample("uptime_seconds", &[], r.wall.as_secs_f64());
+    f.family("cpu_seconds_total", "counter", "CPU seconds (user and system) the run used.");
+    f.sample("cpu_seconds_total", &[], r.cpu.as_secs_f64());
+    f.family("input_packets_total", "counter", "Packets the input delivered.");
+    f.sample("input_packets_total", &[], r.input.packets);
+
+    let shards = &r.shards;
+    let id = |s: &crate::runtime::shard::ShardReport| s.id.to_string();
+    f.each("shard_packets_total", "counter", "Packets a shard's stack processed.", shards, |f, s| {
+        f.sample("shard_packets_total", &[("shard", &id(s))], s.stack.packets)
+    });
+    f.each("shard_forwarded_total", "counter", "Packets a shard forwarded.", shards, |f, s| {
+        f.sample("shard_forwarded_total", &[("shard", &id(s))], s.forwarded)
+    });
+    f.each("shard_dropped_by_nf_total", "counter", "Packets dropped by an NF's verdict.", shards, |f, s| {
+        f.sample("shard_dropped_by_nf_total", &[("shard", &id(s))], s.dropped_by_nf)
+    });
+    f.each("shard_flows_total", "counter", "Flows a shard saw start, by protocol.", shards, |f, s| {
+        for (proto, n) in [("tcp", s.stack.flows_tcp), ("udp", s.stack.flows_udp), ("other", s.stack.flows_other)] {
+            f.sample("shard_flows_total", &[("shard", &id(s)), ("proto", proto)], n);
+        }
+    });
+    f.each("shard_flows_ended_total", "counter", "Flows that ended, by reason.", shards, |f, s| {
+        for (reason, &n) in s.stack.ended.iter().enumerate().filter(|(_, n)| **n > 0) {
+            f.sample("shard_flows_ended_total", &[("shard", &id(s)), ("reason", reason_name(reason as u8))], n);
+        }
+    });
+    f.each("shard_events_total", "counter", "Events a shard emitted (the stack's and NFs' publications), by type.", shards, |f, s| {
+        for (path, &n) in r.type_paths.iter().zip(&s.events_by_type).filter(|(_, n)| **n > 0) {
+            f.sample("shard_events_total", &[("shard", &id(s)), ("type", path)], n);
+        }
+    });
+
+    let nfs: Vec<(usize, &crate::runtime::nf_host::NfReport)> = r.nfs.iter().enumerate().collect();
+    f.each("nf_up", "gauge", "1 while the NF runs, 0 once it was disabled by a failure.", &nfs, |f, (_, nf)| {
+        f.sample("nf_up", &[("nf", &nf.name)], u8::from(nf.failure.is_none()))
+    });
+    f.each("nf_events_total", "counter", "Events the NF handled.", &nfs, |f, (_, nf)| {
+        f.sample("nf_events_total", &[("nf", &nf.name)], nf.events)
+    });
+    f.each("nf_events_in_total", "counter", "Events delivered to the NF, by type.", &nfs, |f, (i, nf)| {
+        let mut sums = vec![0u64; r.type_paths.len()];
+        for s in shards {
+            for (sum, n) in sums.iter_mut().zip(s.delivered_by_type.get(*i).into_iter().flatten()) {
+                *sum += n;
+            }
+        }
+        for (path, n) in r.type_paths.iter().zip(sums).filter(|(_, n)| *n > 0) {
+            f.sample("nf_events_in_total", &[("nf", &nf.name), ("type", path)], n);
+        }
+    });
+    f.each("nf_events_out_total", "counter", "Events the NF published, by type.", &nfs, |f, (_, nf)| {
+        for (path, &n) in r.type_paths.iter().zip(&nf.published_by_type).filter(|(_, n)| **n > 0) {
+            f.sample("nf_events_out_total", &[("nf", &nf.name), ("type", path)], n);
+        }
+    });
+    f.each("nf_dropped_total", "counter", "Events the NF did not see or stopped, by cause.", &nfs, |f, (i, nf)| {
+        let ring_full: u64 = shards.iter().filter_map(|s| s.ring_full_drops.get(*i)).sum();
+        for (cause, n) in [("verdict", nf.verdict_drops), ("ring_full", ring_full), ("disabled", nf.dropped_disabled)] {
+            f.sample("nf_dropped_total", &[("nf", &nf.name), ("cause", cause)], n);
+        }
+    });
+    f.each("nf_publish_refused_total", "counter", "Publications the host refused, by reason.", &nfs, |f, (_, nf)| {
+        for (reason, n) in [
+            ("not_declared", nf.publish_not_declared),
+            ("bad_size", nf.publish_bad_size),
+            ("no_subscriber", nf.publish_no_subscriber),
+            ("full", nf.publish_full),
+        ] {
+            f.sample("nf_publish_refused_total", &[("nf", &nf.name), ("reason", reason)], n);
+        }
+    });
+    f.each("nf_busy_seconds_total", "counter", "Seconds spent inside the NF's code.", &nfs, |f, (_, nf)| {
+        f.sample("nf_busy_seconds_total", &[("nf", &nf.name)], nf.busy_ns as f64 / 1e9)
+    });
+    f.each("nf_ring_used", "gauge", "Events waiting in the ring from a shard to the NF.", &nfs, |f, (i, nf)| {
+        for s in shards {
+            f.sample("nf_ring_used", &[("nf", &nf.name), ("shard", &id(s))], s.ring_used.get(*i).copied().unwrap_or(0));
+        }
+    });
+    f.each("nf_reloads_total", "counter", "Times a rebuilt plugin replaced the NF.", &nfs, |f, (_, nf)| {
+        f.sample("nf_reloads_total", &[("nf", &nf.name)], nf.reloads)
+    });
+    f.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a "b" \c"#), r#"a \"b\" \\c"#);
+        assert_eq!(escape("x\ny"), "x\\ny");
+        let mut f = Families { out: String::new() };
+        f.sample("x_total", &[("nf", "q\"")], 3);
+        assert_eq!(f.out, "mbox_x_total{nf=\"q\\\"\"} 3\n");
+    }
+}
