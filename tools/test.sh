@@ -49,3 +49,6 @@ else
 fi
 # Doc tests (nextest does not run them).
 cargo test -p mbox-abi -p mbox-core --doc "${features[@]}"
+# The README's walk-through (mboxctl new, build, run, change, rebuild, reload), exactly as
+# written; it builds the release binaries as the README's first command does.
+tools/walkthrough.sh

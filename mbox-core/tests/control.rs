@@ -357,3 +357,21 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     let out = promtool.wait_with_output().unwrap();
     assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn mboxctl_new_writes_a_plugin_crate_and_refuses_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_mboxctl")).current_dir(dir.path()).args(args).output().unwrap();
+    let err = one_line_failure(&ctl(&["new", "Bad_Name"]));
+    assert!(err.contains("is not a plugin name"), "{err}");
+    let err = one_line_failure(&ctl(&["new", "fine"]));
+    assert!(err.contains("no plugins/ here"), "{err}");
+    let out = ctl(&["new", "rate-meter", "--dir", "rm"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lib = std::fs::read_to_string(dir.path().join("rm/src/lib.rs")).unwrap();
+    assert!(lib.contains("name: \"rate-meter\"") && lib.contains("publishes: &[\"ALERT/RATE_METER\"]"), "{lib}");
+    assert!(!lib.contains("{{"), "every placeholder filled");
+    assert!(std::fs::read_to_string(dir.path().join("rm/Cargo.toml")).unwrap().contains("name = \"rate-meter\""));
+    let err = one_line_failure(&ctl(&["new", "rate-meter", "--dir", "rm"]));
+    assert!(err.contains("already exists"), "{err}");
+}

@@ -93,6 +93,8 @@ impl Drop for Testbed {
 struct Mbox {
     child: Child,
     report: PathBuf,
+    /// Its control socket.
+    socket: PathBuf,
 }
 
 impl Mbox {
@@ -115,10 +117,13 @@ impl Mbox {
             &format!("--vdev=net_af_packet1,iface=mb-s1,framecnt=8192,qpairs={shards}"),
         ];
         let eal: Vec<String> = eal.iter().map(|a| format!("{a:?}")).collect();
+        let socket = tb.dir.path().join(format!("{name}.sock"));
         let text = format!(
-            "plugin_dir = {:?}\n[dpdk]\neal = [{}]\nports = [0, 1]\nsteering = \"queues\"\n[runtime]\nshards = {shards}\n{nfs}",
+            "plugin_dir = {:?}\n[dpdk]\neal = [{}]\nports = [0, 1]\nsteering = \"queues\"\n[runtime]\nshards = {shards}\n\
+             [control]\nsocket = {}\n{nfs}",
             plugin_dir().display().to_string(),
-            eal.join(", ")
+            eal.join(", "),
+            toml_path(&socket)
         );
         std::fs::write(&config, text).unwrap();
         let report = tb.dir.path().join(format!("{name}-report.json"));
@@ -127,7 +132,7 @@ impl Mbox {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let m = Mbox { child, report };
+        let m = Mbox { child, report, socket };
         // Ready once a request gets through.
         let started = Instant::now();
         while !tb.client(&["curl", "-s", "-o", "/dev/null", "-m", "2", &format!("http://{SERVER}/small")]).status.success() {
@@ -244,7 +249,18 @@ fn live_traffic_through_mbox() {
             let sizes = fetch(&tb, name, &headers);
             fetched.push((name, headers, sizes));
         }
+        // Under wrk's load, flow-stats and the logger are reloaded: no request may fail, and
+        // flow-stats' counts (checked below against the stack's) go on across the swap.
+        let socket = m.socket.clone();
+        let reloads = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            ["flow-stats", "logger"]
+                .map(|nf| Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("-s").arg(&socket).args(["reload", nf]).output().unwrap())
+        });
         tb.wrk(run);
+        for out in reloads.join().unwrap() {
+            assert!(out.status.success(), "{run}: reload under load: {}", String::from_utf8_lossy(&out.stderr));
+        }
         // An attack-looking request (SQL injection in the URI: sid 9000002).
         let _ = tb.client(&["curl", "-s", "-o", "/dev/null", &format!("http://{SERVER}/x?id=1%20union%20select%201")]);
         let report = m.stop();
@@ -258,6 +274,9 @@ fn live_traffic_through_mbox() {
             }
         }
         assert!(report["nfs"].as_array().unwrap().iter().all(|nf| nf["failure"].is_null()), "{report}");
+        let reloaded: Vec<&str> =
+            report["nfs"].as_array().unwrap().iter().filter(|nf| nf["reloads"] == 1).map(|nf| nf["name"].as_str().unwrap()).collect();
+        assert_eq!(reloaded, ["flow-stats", "logger"], "{run}");
         if shards > 1 {
             assert!(report["input"]["source"].as_str().unwrap().contains("a queue pair per shard"), "{}", report["input"]);
             let per_shard = report["shards"].as_array().unwrap();

@@ -2,8 +2,8 @@
 //! service graph and subscriptions.
 
 use anyhow::{bail, Context, Result};
-use mbox_core::summary;
 use clap::{Parser, Subcommand};
+use mbox_core::summary;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -39,6 +39,14 @@ enum Command {
     },
     /// What an NF subscribes to and publishes, and where it runs on each event type's route.
     Subscriptions { nf: String },
+    /// Create a plugin crate that builds as is (run it in the mbox repository: it goes to
+    /// plugins/NAME, a workspace member).
+    New {
+        name: String,
+        /// Where to create it instead of plugins/NAME.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Swap in a rebuilt plugin for NF while traffic runs: the old instance handles what is
     /// queued for it and hands over its state; nothing is dropped.
     Reload {
@@ -61,6 +69,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    if let Command::New { name, dir } = &cli.command {
+        return new_plugin(name, dir.as_deref());
+    }
     let Some(socket) = &cli.socket else {
         bail!("no control socket: give --socket PATH (the `[control] socket` of the running mbox's config) or set MBOX_SOCKET");
     };
@@ -69,6 +80,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Stats => json!({ "command": "stats" }),
         Command::Graph { .. } => json!({ "command": "graph" }),
         Command::Subscriptions { nf } => json!({ "command": "subscriptions", "nf": nf }),
+        Command::New { .. } => unreachable!("answered above"),
         Command::Reload { nf, path } => {
             // mbox may run elsewhere than here: send an absolute path.
             let path = path.as_ref().map(std::path::absolute).transpose().context("resolving --path")?;
@@ -87,7 +99,43 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Graph { svg: Some(path) } => write_svg(result["dot"].as_str().unwrap_or_default(), path)?,
         Command::Subscriptions { .. } => print!("{}", subscriptions_text(&result)),
         Command::Reload { .. } => println!("{}", reload_text(&result)),
+        Command::New { .. } => unreachable!("answered above"),
     }
+    Ok(())
+}
+
+/// The plugin template (mbox-core/templates/plugin): `{{name}}` is the crate and NF name,
+/// `{{type}}` the alert type it publishes.
+const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.in");
+const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.in");
+
+/// `mboxctl new NAME`: writes a plugin crate from the template.
+fn new_plugin(name: &str, dir: Option<&Path>) -> Result<()> {
+    let valid = name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        bail!("`{name}` is not a plugin name: lowercase letters, digits and `-`, starting with a letter (at most 40)");
+    }
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let plugins = Path::new("plugins");
+            if !plugins.is_dir() || !Path::new("Cargo.toml").is_file() {
+                bail!("no plugins/ here: run `mboxctl new` in the mbox repository, or give --dir");
+            }
+            plugins.join(name)
+        }
+    };
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    let ty = format!("ALERT/{}", name.to_ascii_uppercase().replace('-', "_"));
+    let fill = |text: &str| text.replace("{{name}}", name).replace("{{type}}", &ty);
+    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
+    std::fs::write(dir.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
+    println!("created {} (NF `{name}`, publishes {ty}); build it with `cargo build -p {name}`", dir.display());
     Ok(())
 }
 
@@ -229,11 +277,12 @@ fn reload_text(r: &Value) -> String {
         None => "had no state to hand over and finished".to_string(),
     };
     format!(
-        "reloaded {} from {} (version {}): the old instance handled the {} events queued for it and {handed}",
+        "reloaded {} from {} (version {}): the old instance handled the {} events queued for it and {handed}; the NF paused {:.2} ms",
         r["nf"].as_str().unwrap_or("?"),
         r["plugin"].as_str().unwrap_or("?"),
         r["version"].as_str().unwrap_or("?"),
-        n(&r["drained"])
+        n(&r["drained"]),
+        r["pause_ms"].as_f64().unwrap_or(0.0)
     )
 }
 

@@ -114,6 +114,7 @@ impl Reloader {
             "version": version,
             "drained": reloaded.drained,
             "state_bytes": reloaded.state_bytes,
+            "pause_ms": reloaded.pause.as_secs_f64() * 1e3,
         }))
     }
 

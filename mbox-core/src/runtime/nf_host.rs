@@ -26,7 +26,7 @@ use rtrb::Producer;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Events handed to the plugin per call.
 pub const NF_BATCH: usize = 64;
@@ -206,6 +206,9 @@ pub struct Reloaded {
     /// The size of the state the old instance handed to the new one (`None`: it handed none,
     /// and finished instead).
     pub state_bytes: Option<usize>,
+    /// How long the NF's thread was busy with the swap (draining included): the time its
+    /// queue waited.
+    pub pause: Duration,
 }
 
 /// How the control thread reaches an NF thread: a reload request, checked once per round of
@@ -416,6 +419,7 @@ fn reload(
     report: &mut NfReport,
     cx: &NfContext,
 ) -> Result<Reloaded, String> {
+    let started = Instant::now();
     // What was queued when the request came; later events wait for the new instance.
     let mut drained = 0u64;
     for lane in lanes.iter_mut() {
@@ -451,6 +455,8 @@ fn reload(
     if failed {
         std::mem::forget(old);
         report.failure = None;
+    } else {
+        drop(old);
     }
-    Ok(Reloaded { drained, state_bytes })
+    Ok(Reloaded { drained, state_bytes, pause: started.elapsed() })
 }
