@@ -156,6 +156,17 @@ fn mboxctl_reads_a_running_mbox() {
 
     let dot = String::from_utf8(mbox.ctl(&["graph"]).stdout).unwrap();
     assert!(dot.starts_with("digraph mbox {") && dot.contains("nf1 -> nf2 [label=\"ALERT\"]"), "{dot}");
+    // SVG through graphviz where it is installed (tools/test.sh installs it), else one line.
+    let svg = mbox._dir.path().join("graph.svg");
+    let out = mbox.ctl(&["graph", "--svg", svg.to_str().unwrap()]);
+    if Command::new("dot").arg("-V").output().is_ok() {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("<svg") && text.contains("heavy&#45;hitter"), "{text}");
+    } else {
+        assert!(std::env::var_os("MBOX_REQUIRE_TESTBED").is_none(), "graphviz is not installed (apt-get install graphviz)");
+        assert!(one_line_failure(&out).contains("install graphviz"));
+    }
     let subs = mbox.json(&["subscriptions", "logger"]);
     assert_eq!(subs["subscribes"], serde_json::json!(["FLOW/TCP/NEW", "ALERT"]));
     assert!(subs["routes"].as_array().unwrap().iter().any(|r| r["type"] == "ALERT/HEAVY_HITTER"), "{subs}");
@@ -171,6 +182,18 @@ fn mboxctl_reads_a_running_mbox() {
         let out = t.join().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).unwrap();
+    }
+
+    // Another user may not talk to mbox (as root, try as nobody).
+    if unsafe { libc::geteuid() } == 0 && Path::new("/usr/bin/setpriv").exists() {
+        let out = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_mboxctl"), "-s"])
+            .arg(&mbox.socket)
+            .arg("status")
+            .output()
+            .unwrap();
+        let err = one_line_failure(&out);
+        assert!(err.starts_with("mboxctl: no permission to talk to mbox at "), "{err}");
     }
 
     // Mistakes: an unknown NF, and a second mbox on the same socket.
@@ -296,7 +319,12 @@ fn mboxctl_without_a_running_mbox_says_so_in_one_line() {
     let file = dir.path().join("file");
     std::fs::write(&file, "").unwrap();
     let err = one_line_failure(&mboxctl(&file, &["status"]));
-    assert!(err.contains("cannot connect to"), "{err}");
+    assert!(err.contains("no mbox is listening at"), "{err}");
+    // A socket left behind by an mbox that ended.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let err = one_line_failure(&mboxctl(&stale, &["status"]));
+    assert!(err.contains("no mbox is listening at"), "{err}");
 }
 
 /// GET `url`'s path from its host over plain HTTP; returns the status line and the body.

@@ -1,11 +1,11 @@
 //! `mboxctl`: asks a running mbox (through its `[control] socket`) for its status, counters,
 //! service graph and subscriptions.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mbox_core::summary;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitCode, Stdio};
@@ -141,9 +141,14 @@ fn new_plugin(name: &str, dir: Option<&Path>) -> Result<()> {
 
 /// Sends one request and returns its result, or the server's error.
 fn ask(socket: &Path, request: &Value) -> Result<Value> {
-    let mut stream = UnixStream::connect(socket).with_context(|| match std::fs::metadata(socket) {
-        Err(_) => format!("no mbox control socket at {} (is mbox running with `[control] socket` set?)", socket.display()),
-        Ok(_) => format!("cannot connect to {}", socket.display()),
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        let at = socket.display();
+        match e.kind() {
+            ErrorKind::NotFound => anyhow!("no mbox control socket at {at} (is mbox running with `[control] socket` set?)"),
+            ErrorKind::PermissionDenied => anyhow!("no permission to talk to mbox at {at}: its socket is its owner's only (mode 0600)"),
+            ErrorKind::ConnectionRefused => anyhow!("no mbox is listening at {at} (left by an mbox that ended?)"),
+            _ => anyhow!("cannot connect to {at}: {e}"),
+        }
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     writeln!(stream, "{request}")?;

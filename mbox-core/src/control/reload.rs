@@ -105,7 +105,12 @@ impl Reloader {
         let reloaded = match answer.recv_timeout(SWAP_TIMEOUT) {
             Ok(Ok(reloaded)) => reloaded,
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(format!("the NF thread did not swap within {} s (the run may be ending)", SWAP_TIMEOUT.as_secs())),
+            Err(_) => {
+                return Err(format!(
+                    "the NF thread did not swap within {} s (it is busy, or the run is ending); the new instance waits for it",
+                    SWAP_TIMEOUT.as_secs()
+                ))
+            }
         };
         *target.library.lock().unwrap_or_else(|e| e.into_inner()) = path.clone();
         Ok(json!({
