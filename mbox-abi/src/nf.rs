@@ -129,10 +129,11 @@ pub trait NetworkFunction: Send + 'static {
 
     /// A new build of this NF replaces this instance (`mboxctl reload`): return the state the
     /// new instance should continue from, as bytes (and flush any output: the new instance
-    /// appends to it). `None` (the default) hands nothing over; the host then calls
+    /// appends to it). `Ok(None)` (the default) hands nothing over; the host then calls
     /// [`on_finish`](Self::on_finish) on this instance instead, and the new one starts afresh.
-    fn save_state(&mut self) -> Option<Vec<u8>> {
-        None
+    /// An error refuses the reload: this instance keeps running.
+    fn save_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
 
     /// Takes over the state a previous instance saved with [`save_state`](Self::save_state) —
@@ -206,7 +207,7 @@ impl<N: NetworkFunction> NfObject for Guarded<N> {
 
     fn save_state(&mut self) -> RResult<ROption<RVec<u8>>, RString> {
         let nf = &mut self.0;
-        guard(|| Ok(nf.save_state().map(RVec::from).into()))
+        guard(|| Ok(nf.save_state()?.map(RVec::from).into()))
     }
 
     fn restore_state(&mut self, state: RSlice<'_, u8>) -> RResult<(), RString> {

@@ -269,6 +269,7 @@ pub fn json(r: &RunReport) -> Value {
                 "published": nf.published,
                 "publish_refused": nf.publish_not_declared + nf.publish_bad_size + nf.publish_full,
                 "publish_full": nf.publish_full,
+                "publish_no_subscriber": nf.publish_no_subscriber,
                 "busy_s": nf.busy_ns as f64 / 1e9,
                 "failure": nf.failure,
                 "finish_error": nf.finish_error,

@@ -236,6 +236,7 @@ fn a_panicking_nf_shows_in_status_and_the_host_keeps_answering() {
     let handled = after["nfs"][0]["events"].as_u64().unwrap();
     let reloaded = mbox.json(&["reload", "test-faults"]);
     assert_eq!(reloaded["state_bytes"], Value::Null, "a failed instance hands nothing over");
+    assert_eq!(reloaded["replaced_failed"], true);
     mbox.wait_for_events(0, handled);
     let report = mbox.stop();
     let revived = &report["nfs"][0];
@@ -296,7 +297,7 @@ fn a_build_the_graph_cannot_take_is_refused_and_the_old_instance_keeps_running()
     assert!(err.contains(old_abi.to_str().unwrap()), "the message names the file given, not the copy: {err}");
     let logger = plugin_dir().join(format!("{}logger{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
     let err = one_line_failure(&mbox.ctl(&["reload", "flow-stats", "--path", logger.to_str().unwrap()]));
-    assert!(err.contains("subscribes to [FLOW] instead of [PKT, "), "{err}");
+    assert!(err.contains("is plugin `logger`, not `flow-stats`"), "{err}");
     let err = one_line_failure(&mbox.ctl(&["reload", "nope"]));
     assert!(err.contains("no NF named `nope`"), "{err}");
     let status = mbox.json(&["status"]);
@@ -402,4 +403,15 @@ fn mboxctl_new_writes_a_plugin_crate_and_refuses_bad_names() {
     assert!(std::fs::read_to_string(dir.path().join("rm/Cargo.toml")).unwrap().contains("name = \"rate-meter\""));
     let err = one_line_failure(&ctl(&["new", "rate-meter", "--dir", "rm"]));
     assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn a_control_socket_path_holding_another_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("notes.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    let capture = pcaps().join("ndpi__http_ipv6.pcap");
+    let e = try_run_toml(&format!("[input]\npcap = {}\n[control]\nsocket = {}\n", toml_path(&capture), toml_path(&precious))).unwrap_err();
+    assert!(e.contains("a file that is not a socket is there"), "{e}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
 }

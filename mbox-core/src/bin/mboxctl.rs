@@ -43,12 +43,13 @@ enum Command {
     /// plugins/NAME, a workspace member).
     New {
         name: String,
-        /// Where to create it instead of plugins/NAME.
+        /// Where to create it instead of plugins/NAME (it takes its settings from the workspace
+        /// it is a member of).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Swap in a rebuilt plugin for NF while traffic runs: the old instance handles what is
-    /// queued for it and hands over its state; nothing is dropped.
+    /// queued for it and hands over its state (or finishes); the shards queue meanwhile.
     Reload {
         nf: String,
         /// The library to load (default: the one the NF runs now, rebuilt in place).
@@ -117,6 +118,11 @@ fn new_plugin(name: &str, dir: Option<&Path>) -> Result<()> {
     if !valid {
         bail!("`{name}` is not a plugin name: lowercase letters, digits and `-`, starting with a letter (at most 40)");
     }
+    // Package names the workspace (or cargo) already uses.
+    const TAKEN: [&str; 10] = ["mbox-abi", "mbox-core", "mbox-stack", "mbox-sig", "mbox-proto", "dpdk-sys", "test", "core", "std", "alloc"];
+    if TAKEN.contains(&name) {
+        bail!("`{name}` is taken (a crate of the workspace, or reserved by cargo): choose another name");
+    }
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
@@ -150,7 +156,8 @@ fn ask(socket: &Path, request: &Value) -> Result<Value> {
             _ => anyhow!("cannot connect to {at}: {e}"),
         }
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // A reload may wait up to a minute for a busy NF, then for the swap itself.
+    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
     writeln!(stream, "{request}")?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line).context("reading the answer")?;
@@ -277,16 +284,21 @@ fn stats_text(s: &Value) -> String {
 }
 
 fn reload_text(r: &Value) -> String {
-    let handed = match r["state_bytes"].as_u64() {
-        Some(bytes) => format!("handed {bytes} bytes of state to the new one"),
-        None => "had no state to hand over and finished".to_string(),
+    let old = if r["replaced_failed"] == true {
+        format!("the old instance had failed: the {} events queued for it were counted as dropped", n(&r["drained"]))
+    } else {
+        let handed = match (r["state_bytes"].as_u64(), r["finish_error"].as_str()) {
+            (Some(bytes), _) => format!("handed {bytes} bytes of state to the new one"),
+            (None, None) => "had no state to hand over and finished".to_string(),
+            (None, Some(e)) => format!("had no state to hand over; finishing, it reported: {e}"),
+        };
+        format!("the old instance handled the {} events queued for it and {handed}", n(&r["drained"]))
     };
     format!(
-        "reloaded {} from {} (version {}): the old instance handled the {} events queued for it and {handed}; the NF paused {:.2} ms",
+        "reloaded {} from {} (version {}): {old}; the NF paused {:.2} ms",
         r["nf"].as_str().unwrap_or("?"),
         r["plugin"].as_str().unwrap_or("?"),
         r["version"].as_str().unwrap_or("?"),
-        n(&r["drained"]),
         r["pause_ms"].as_f64().unwrap_or(0.0)
     )
 }

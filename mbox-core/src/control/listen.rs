@@ -2,13 +2,13 @@
 //! of its own (at most [`MAX_CLIENTS`] at once), so that a slow client delays nobody. Shared by
 //! the control socket and the metrics endpoint.
 
-use std::io;
+use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Connections served at once; more are answered with `busy` and closed.
 pub const MAX_CLIENTS: usize = 16;
@@ -34,6 +34,64 @@ impl Listener for TcpListener {
         let (stream, _) = self.accept()?;
         stream.set_nonblocking(false)?;
         Ok(stream)
+    }
+}
+
+/// A stream whose reads and writes can be given timeouts.
+pub trait Timed {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
+}
+
+impl Timed for UnixStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+}
+
+impl Timed for TcpStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+}
+
+/// Reads from a client until a deadline for the whole request, not per read: a client that
+/// trickles a byte at a time cannot hold its thread for longer.
+pub struct Deadline<'a, S> {
+    stream: &'a S,
+    deadline: Instant,
+}
+
+impl<'a, S: Timed> Deadline<'a, S> {
+    /// Reading must end within `limit`; a write (the answer) may take as long again.
+    pub fn new(stream: &'a S, limit: Duration) -> Deadline<'a, S> {
+        let _ = stream.set_timeouts(Some(limit), Some(limit));
+        Deadline { stream, deadline: Instant::now() + limit }
+    }
+}
+
+impl<S: Timed> Read for Deadline<'_, S>
+where
+    for<'s> &'s S: Read,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the request took too long"));
+        }
+        self.stream.set_timeouts(Some(left), Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+/// Gives a client's slot back however its thread ends (a panic included).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -66,14 +124,12 @@ impl Acceptor {
                             busy(stream);
                             continue;
                         }
-                        let (serve, done) = (serve.clone(), clients.clone());
-                        let spawned = thread::Builder::new().name(client_name.clone()).spawn(move || {
+                        let (serve, slot) = (serve.clone(), Slot(clients.clone()));
+                        // A thread that cannot be spawned drops its closure, and the slot with it.
+                        let _ = thread::Builder::new().name(client_name.clone()).spawn(move || {
+                            let _slot = slot;
                             serve(stream);
-                            done.fetch_sub(1, Ordering::AcqRel);
                         });
-                        if spawned.is_err() {
-                            clients.fetch_sub(1, Ordering::AcqRel);
-                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(20)),
                     Err(e) => {
@@ -93,5 +149,33 @@ impl Drop for Acceptor {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    #[test]
+    fn a_trickling_client_is_cut_off_at_the_deadline_not_per_read() {
+        let (server, mut client) = UnixStream::pair().unwrap();
+        // A byte every 20 ms, never a newline: each read succeeds, the request never ends.
+        let trickle = thread::spawn(move || {
+            for _ in 0..100 {
+                if client.write_all(b"x").is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let started = Instant::now();
+        let mut line = String::new();
+        let read = BufReader::new(Deadline::new(&server, Duration::from_millis(300))).read_line(&mut line);
+        assert!(read.is_err(), "{read:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "cut off after {took:?}");
+        drop(server);
+        trickle.join().unwrap();
     }
 }

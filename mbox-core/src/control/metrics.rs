@@ -2,7 +2,7 @@
 //! `127.0.0.1:9464`) answers with the run's counters in Prometheus' text exposition format —
 //! the same numbers `mboxctl stats` shows.
 
-use super::listen::{Acceptor, MAX_CLIENTS};
+use super::listen::{Acceptor, Deadline, MAX_CLIENTS};
 use super::live::LiveView;
 use crate::runtime::pipeline::RunReport;
 use mbox_abi::reason_name;
@@ -38,8 +38,7 @@ impl MetricsServer {
 }
 
 fn handle(stream: TcpStream, live: &LiveView) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new((&stream).take(MAX_HEAD));
+    let mut reader = BufReader::new(Deadline::new(&stream, Duration::from_secs(5)).take(MAX_HEAD));
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
         return;
@@ -49,6 +48,8 @@ fn handle(stream: TcpStream, live: &LiveView) {
     while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim_end() != "" {
         line.clear();
     }
+    // A client that does not read its answer holds the thread no longer than this.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let mut words = request_line.split_whitespace();
     match (words.next(), words.next()) {
         (Some("GET"), Some("/metrics")) => respond(&stream, "200 OK", &render(&live.report())),

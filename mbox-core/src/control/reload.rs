@@ -16,6 +16,7 @@ use crate::runtime::nf_host::{NfControl, Reload};
 use crate::runtime::park::Waker;
 use mbox_abi::NfInit;
 use serde_json::{json, Value};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -27,6 +28,8 @@ const SWAP_TIMEOUT: Duration = Duration::from_secs(60);
 /// What a running NF was declared as, to compare a new build with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declared {
+    /// The plugin's own name (its descriptor's, not the instance's).
+    pub plugin: String,
     pub subscribes: Vec<String>,
     pub publishes: Vec<String>,
     pub read_only: bool,
@@ -77,6 +80,7 @@ impl Reloader {
         let plugin = self.load_copy(name, &path).map_err(|e| format!("{e}; {kept}"))?;
         let d = &plugin.descriptor;
         let declared = Declared {
+            plugin: d.name.to_string(),
             subscribes: d.subscribes.iter().map(|s| s.to_string()).collect(),
             publishes: d.publishes.iter().map(|s| s.to_string()).collect(),
             read_only: d.read_only,
@@ -102,16 +106,19 @@ impl Reloader {
         let (reply, answer) = mpsc::channel();
         let request = Reload { nf, plugin: path.display().to_string(), version: version.clone(), reply };
         target.control.request(request, &target.waker).map_err(|e| format!("{e}; {kept}"))?;
-        let reloaded = match answer.recv_timeout(SWAP_TIMEOUT) {
-            Ok(Ok(reloaded)) => reloaded,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
+        let outcome = match answer.recv_timeout(SWAP_TIMEOUT) {
+            Ok(outcome) => outcome,
+            // Not started yet: take it back, so that nothing changes behind the user's back.
+            Err(_) if target.control.withdraw().is_some() => {
                 return Err(format!(
-                    "the NF thread did not swap within {} s (it is busy, or the run is ending); the new instance waits for it",
+                    "the NF's thread did not get to the swap within {} s (it is busy in the NF); {kept}",
                     SWAP_TIMEOUT.as_secs()
                 ))
             }
+            // Under way: it ends with an answer.
+            Err(_) => answer.recv().unwrap_or_else(|_| Err("the NF's thread ended during the swap".into())),
         };
+        let reloaded = outcome?;
         *target.library.lock().unwrap_or_else(|e| e.into_inner()) = path.clone();
         Ok(json!({
             "nf": name,
@@ -119,19 +126,31 @@ impl Reloader {
             "version": version,
             "drained": reloaded.drained,
             "state_bytes": reloaded.state_bytes,
+            "replaced_failed": reloaded.replaced_failed,
+            "finish_error": reloaded.finish_error,
             "pause_ms": reloaded.pause.as_secs_f64() * 1e3,
         }))
     }
 
-    /// Loads a unique copy of `path`; the copy's file is removed once it is mapped.
+    /// Loads a unique copy of `path`, made next to it (a directory the libraries are already
+    /// trusted and allowed to run from, unlike a shared /tmp that others can write to or that
+    /// may be mounted noexec) as a new file; the copy is removed once it is mapped.
     fn load_copy(&self, name: &str, path: &Path) -> Result<Plugin, String> {
         if !path.is_file() {
             return Err(format!("no library at {}", path.display()));
         }
         let serial = self.copies.fetch_add(1, Ordering::Relaxed);
         let file = path.file_name().map_or_else(|| "plugin.so".into(), |f| f.to_string_lossy().into_owned());
-        let copy = std::env::temp_dir().join(format!("mbox-reload-{}-{serial}-{file}", std::process::id()));
-        std::fs::copy(path, &copy).map_err(|e| format!("copying {} to {}: {e}", path.display(), copy.display()))?;
+        let copy = path.with_file_name(format!(".mbox-reload-{}-{serial}-{file}", std::process::id()));
+        let copied = (|| {
+            let mut from = std::fs::File::open(path)?;
+            let mut to = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o700).open(&copy)?;
+            std::io::copy(&mut from, &mut to)
+        })();
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&copy);
+            return Err(format!("copying {} to {} (the loader needs a new file): {e}", path.display(), copy.display()));
+        }
         let loaded = Plugin::load(name, &copy);
         let _ = std::fs::remove_file(&copy);
         // Messages name the file the user gave, not the copy.
@@ -141,6 +160,9 @@ impl Reloader {
 
 /// What differs between a running NF's declarations and a new build's, if it matters.
 fn incompatible(old: &Declared, new: &Declared, subscriptions_from_config: bool) -> Option<String> {
+    if old.plugin != new.plugin {
+        return Some(format!("is plugin `{}`, not `{}` (a build of the same plugin replaces it)", new.plugin, old.plugin));
+    }
     if old.read_only != new.read_only {
         return Some(format!("is {} (the running NF is not)", if new.read_only { "read-only" } else { "not read-only" }));
     }
@@ -159,7 +181,9 @@ mod tests {
 
     #[test]
     fn only_changes_the_graph_depends_on_refuse_a_build() {
-        let old = Declared { subscribes: vec!["PKT".into()], publishes: vec![], read_only: true };
+        let old = Declared { plugin: "x".into(), subscribes: vec!["PKT".into()], publishes: vec![], read_only: true };
+        let other = Declared { plugin: "y".into(), ..old.clone() };
+        assert!(incompatible(&old, &other, true).unwrap().contains("is plugin `y`, not `x`"));
         assert_eq!(incompatible(&old, &old.clone(), false), None);
         let other_subs = Declared { subscribes: vec!["FLOW".into()], ..old.clone() };
         assert!(incompatible(&old, &other_subs, false).unwrap().contains("subscribes to [FLOW] instead of [PKT]"));

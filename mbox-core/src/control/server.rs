@@ -5,7 +5,7 @@
 //! line, `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. Each connection gets a
 //! thread of its own (`control::listen`).
 
-use super::listen::{Acceptor, MAX_CLIENTS};
+use super::listen::{Acceptor, Deadline, MAX_CLIENTS};
 use super::live::LiveView;
 use super::reload::Reloader;
 use crate::controller::ServiceGraph;
@@ -14,7 +14,7 @@ use crate::summary;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +39,8 @@ pub enum Request {
 pub enum ControlError {
     #[error("control socket {path}: another mbox is listening there")]
     InUse { path: PathBuf },
+    #[error("control socket {path}: a file that is not a socket is there (choose another path)")]
+    NotASocket { path: PathBuf },
     #[error("control socket {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("metrics endpoint {addr}: {source}")]
@@ -136,11 +138,19 @@ impl ControlServer {
     /// not) and starts answering.
     pub fn start(path: &Path, state: Arc<ControlState>) -> Result<ControlServer, ControlError> {
         let io = |source| ControlError::Io { path: path.to_path_buf(), source };
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ControlError::InUse { path: path.to_path_buf() });
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(ControlError::NotASocket { path: path.to_path_buf() });
             }
-            std::fs::remove_file(path).map_err(io)?;
+            match UnixStream::connect(path) {
+                Ok(_) => return Err(ControlError::InUse { path: path.to_path_buf() }),
+                // Left by an mbox that ended: nobody listens.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => std::fs::remove_file(path).map_err(io)?,
+                Err(e) => return Err(io(e)),
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
         let listener = UnixListener::bind(path).map_err(io)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
@@ -168,9 +178,8 @@ impl Drop for ControlServer {
 
 /// Reads one request from the client and answers it.
 fn handle(stream: UnixStream, state: &ControlState) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
-    let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
+    let read = BufReader::new(Deadline::new(&stream, Duration::from_secs(10)).take(MAX_REQUEST)).read_line(&mut line);
     let answer = match read {
         Ok(0) => return,
         Ok(_) => match serde_json::from_str::<Request>(&line) {
@@ -179,6 +188,8 @@ fn handle(stream: UnixStream, state: &ControlState) {
         },
         Err(e) => Err(format!("reading the request: {e}")),
     };
+    // A client that does not read its answer holds the thread no longer than this.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let _ = reply(&stream, answer);
 }
 

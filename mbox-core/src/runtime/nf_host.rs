@@ -9,7 +9,9 @@
 //! A reload (`mboxctl reload`, see `control::reload`) swaps in a new instance between two
 //! batches: the old instance first handles every event that was queued for it when the request
 //! came, then hands its state to the new one (or finishes, when it has none to hand). Shards
-//! keep queueing meanwhile; nothing is dropped and no other NF waits.
+//! keep queueing meanwhile and no other NF waits; under the default back-pressure policy
+//! nothing is dropped (with `ring_full = "drop"`, what overflows the NF's ring during the swap
+//! is dropped and counted, as whenever the NF is slow).
 
 use super::lane::{LaneRx, Unsubscribe};
 use super::park::{IdlePolicy, Idler, Waker};
@@ -199,10 +201,15 @@ pub struct Reload {
 }
 
 /// How a reload went.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Reloaded {
-    /// Events queued for the NF when the reload was asked, handled by the old instance.
+    /// Events queued for the NF when the reload was asked, handled by the old instance (or,
+    /// when it had failed, counted as dropped).
     pub drained: u64,
+    /// The old instance had failed (and was replaced as it was).
+    pub replaced_failed: bool,
+    /// What the old instance's `on_finish` reported, when it had no state to hand over.
+    pub finish_error: Option<String>,
     /// The size of the state the old instance handed to the new one (`None`: it handed none,
     /// and finished instead).
     pub state_bytes: Option<usize>,
@@ -241,6 +248,15 @@ impl NfControl {
         self.pending.store(true, Ordering::Release);
         waker.wake();
         Ok(())
+    }
+
+    /// Takes back a request the NF thread has not started on (`None` once it has).
+    pub fn withdraw(&self) -> Option<Reload> {
+        let withdrawn = self.request.lock().unwrap_or_else(|e| e.into_inner()).reload.take();
+        if withdrawn.is_some() {
+            self.pending.store(false, Ordering::Relaxed);
+        }
+        withdrawn
     }
 
     fn take(&self) -> Option<Reload> {
@@ -435,6 +451,7 @@ fn reload(
     }
     let failed = report.failure.is_some();
     let mut state_bytes = None;
+    let mut finish_error = None;
     if !failed {
         match nf.save_state() {
             RResult::ROk(ROption::RSome(state)) => {
@@ -445,7 +462,7 @@ fn reload(
             }
             RResult::ROk(ROption::RNone) => {
                 if let RResult::RErr(e) = nf.finish() {
-                    report.finish_error = Some(e.into_string());
+                    finish_error = Some(e.into_string());
                 }
             }
             RResult::RErr(e) => return Err(format!("the old instance could not save its state ({e}); it keeps running")),
@@ -458,5 +475,5 @@ fn reload(
     } else {
         drop(old);
     }
-    Ok(Reloaded { drained, state_bytes, pause: started.elapsed() })
+    Ok(Reloaded { drained, replaced_failed: failed, finish_error, state_bytes, pause: started.elapsed() })
 }

@@ -466,6 +466,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
                         args_json: nf_cfg.args_json(),
                         subscriptions_from_config: nf_cfg.subscribe.is_some(),
                         declared: Declared {
+                            plugin: d.name.to_string(),
                             subscribes: d.subscribes.iter().map(|s| s.to_string()).collect(),
                             publishes: d.publishes.iter().map(|s| s.to_string()).collect(),
                             read_only: d.read_only,

@@ -50,6 +50,8 @@ pub struct FlowStats {
     line: String,
     /// By shard, then by flow slot.
     flows: Vec<Vec<Option<FlowCounters>>>,
+    /// Slots per shard's flow table (saved state naming another slot is refused).
+    flow_slots: usize,
 }
 
 const SYN: u8 = 0x02;
@@ -172,13 +174,14 @@ impl NetworkFunction for FlowStats {
     }
 
     /// Every open flow's counters, so that a reloaded flow-stats writes whole flows.
-    fn save_state(&mut self) -> Option<Vec<u8>> {
-        self.out.flush();
-        Some(state::save(&self.flows))
+    fn save_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        // What this instance wrote is on disk before the new one appends.
+        self.out.finish()?;
+        Ok(Some(state::save(&self.flows)))
     }
 
     fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        state::restore(bytes, &mut self.flows)
+        state::restore(bytes, &mut self.flows, self.flow_slots)
     }
 }
 
@@ -215,7 +218,8 @@ mod state {
         out
     }
 
-    pub fn restore(bytes: &[u8], flows: &mut [Vec<Option<FlowCounters>>]) -> Result<(), String> {
+    /// Refuses state that does not fit this run (`flow_slots` per shard) rather than trust it.
+    pub fn restore(bytes: &[u8], flows: &mut [Vec<Option<FlowCounters>>], flow_slots: usize) -> Result<(), String> {
         let (&version, rest) = bytes.split_first().ok_or("empty state")?;
         if version != VERSION {
             return Err(format!("state version {version}, this build reads {VERSION}"));
@@ -246,6 +250,12 @@ mod state {
                 *d = Dir { pkts: take(8), frame_bytes: take(8), ip_bytes: take(8), payload_bytes: take(8), tcp_flags: take(1) as u8 };
             }
             let table = flows.get_mut(shard).ok_or("a flow of a shard this run does not have")?;
+            if slot >= flow_slots {
+                return Err(format!("a flow in slot {slot}, this run has {flow_slots} per shard"));
+            }
+            if [first_syn, first_synack].iter().any(|&d| d > 1 && d != 0xff) {
+                return Err("a flow with a direction other than 0 or 1".into());
+            }
             if table.len() <= slot {
                 table.resize(slot + 1, None);
             }
@@ -269,13 +279,20 @@ mod state {
             let flows = vec![vec![None, Some(c)], vec![Some(FlowCounters::new(7, 5))]];
             let bytes = save(&flows);
             let mut back = vec![Vec::new(), Vec::new()];
-            restore(&bytes, &mut back).unwrap();
+            restore(&bytes, &mut back, 2).unwrap();
             let got = back[0][1].unwrap();
             assert_eq!((got.id, got.dirs[1].pkts, got.dirs[1].payload_bytes, got.first_synack, got.first_syn), (42, 3, 100, Some(1), None));
             assert!(!got.monotonic && back[0][0].is_none() && back[1][0].unwrap().id == 7);
-            assert!(restore(&bytes[..bytes.len() - 1], &mut back).is_err());
-            assert!(restore(&[9], &mut back).is_err());
-            assert!(restore(&bytes, &mut [Vec::new()]).unwrap_err().contains("2 shards"));
+            assert!(restore(&bytes[..bytes.len() - 1], &mut back, 2).is_err());
+            assert!(restore(&[9], &mut back, 2).is_err());
+            assert!(restore(&bytes, &mut [Vec::new()], 2).unwrap_err().contains("2 shards"));
+            // Hostile state: a slot past the table (would allocate without bound), a direction
+            // that would index out of range when the flow ends.
+            assert!(restore(&bytes, &mut back, 1).unwrap_err().contains("slot 1"));
+            let mut bad = bytes.clone();
+            let syn_at = 1 + 4 + 2 + 4 + 24 + 1;
+            bad[syn_at] = 7;
+            assert!(restore(&bad, &mut back, 2).unwrap_err().contains("direction"));
         }
     }
 }
@@ -294,7 +311,12 @@ impl Plugin for FlowStats {
         let args = Args::parse(init.args_json.as_str(), &["output"])?;
         let path = args.string("output", "-")?;
         let out = LineWriter::open(&path, init.replacing).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
-        Ok(FlowStats { out, line: String::new(), flows: (0..init.shards).map(|_| Vec::new()).collect() })
+        Ok(FlowStats {
+            out,
+            line: String::new(),
+            flows: (0..init.shards).map(|_| Vec::new()).collect(),
+            flow_slots: init.flow_slots as usize,
+        })
     }
 }
 
