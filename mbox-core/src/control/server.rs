@@ -152,7 +152,13 @@ impl ControlServer {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let listener = UnixListener::bind(path).map_err(io)?;
+        // Created 0600 from the start: no moment where others could connect. (umask is the
+        // process's; no other mbox thread creates files yet.)
+        // SAFETY: umask only swaps the process's file-creation mask.
+        let umask = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        unsafe { libc::umask(umask) };
+        let listener = bound.map_err(io)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         listener.set_nonblocking(true).map_err(io)?;
         let acceptor = Acceptor::start(
