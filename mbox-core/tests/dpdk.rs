@@ -23,7 +23,7 @@ fn null_ports_receive_and_send_bursts() {
     let info = Port::info(eal, 0).unwrap();
     assert_eq!(info.driver, "net_null");
     let pool = Mempool::new(eal, "test_pool", 4095).unwrap();
-    let (rx, tx) = (Port::start(eal, 0, 1, 1, &pool).unwrap(), Port::start(eal, 1, 1, 1, &pool).unwrap());
+    let (rx, tx) = (Port::start(eal, 0, 1, 1, &pool, 0).unwrap(), Port::start(eal, 1, 1, 1, &pool, 0).unwrap());
     let mut burst = Vec::new();
     let mut received = 0;
     for _ in 0..100 {
@@ -38,7 +38,7 @@ fn null_ports_receive_and_send_bursts() {
     let mut m = pool.alloc().expect("a free mbuf");
     assert!(m.append(b"hello") && m.data() == b"hello");
     // Queues a port does not have are refused with the numbers.
-    let e = Port::start(eal, 0, 60_000, 1, &pool).unwrap_err().to_string();
+    let e = Port::start(eal, 0, 60_000, 1, &pool, 0).unwrap_err().to_string();
     assert!(e.contains("queues asked"), "{e}");
     assert!(matches!(eal.require_port(5), Err(DpdkError::NoSuchPort { port: 5, count: 2 })));
     assert!(matches!(Eal::start(&eal_args(&["net_null0"])), Err(DpdkError::AlreadyStarted(_))));
@@ -119,4 +119,11 @@ fn a_capture_replayed_through_net_pcap_gives_what_the_reader_gives() {
     assert_eq!(forwarded.len() as u64, packets);
     assert!(forwarded.iter().zip(&original).all(|((_, a), (_, b))| a == b));
     assert_eq!(report.output.unwrap().packets, packets);
+}
+
+#[test]
+fn a_mempool_smaller_than_the_rings_is_refused_with_the_default_named() {
+    let eal: Vec<String> = eal_args(&["net_null0", "net_null1"]).iter().map(|a| format!("{a:?}")).collect();
+    let e = common::try_run_toml(&format!("[dpdk]\neal = [{}]\nports = [0, 1]\nmbufs = 2048\n", eal.join(", "))).unwrap_err();
+    assert!(e.contains("[dpdk] mbufs is below the 4096 the RX and TX rings hold alone"), "{e}");
 }

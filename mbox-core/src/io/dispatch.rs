@@ -350,11 +350,17 @@ impl Dispatcher {
 
     /// A free buffer, waiting (and flushing staged packets) while the shards hold them all.
     fn alloc(&mut self, idler: &mut Idler, report: &mut InputReport, staged: &mut [Vec<RxPacket>]) -> Option<u32> {
+        let mut waited = false;
         loop {
             if let Some(buf) = self.alloc.alloc() {
-                idler.reset();
+                // Only a wait that ended starts the backoff afresh: resetting on every buffer
+                // would keep a live input polling an idle device from ever parking.
+                if waited {
+                    idler.reset();
+                }
                 return Some(buf);
             }
+            waited = true;
             if self.stop.load(Ordering::Relaxed) {
                 return None;
             }

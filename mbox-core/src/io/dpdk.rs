@@ -63,12 +63,14 @@ impl Eal {
             // SAFETY: argv holds valid NUL-terminated strings that outlive the call (EAL keeps
             // pointers into them: `owned` is leaked below on success).
             let rc = unsafe { sys::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };
-            cores.restore().map_err(|e| format!("restoring this thread's cores after the EAL's start: {e}"))?;
             if rc < 0 {
+                let _ = cores.restore();
                 // SAFETY: reads DPDK's thread-local errno.
                 return Err(reason(unsafe { sys::mbox_rte_errno() }));
             }
+            // The EAL keeps pointers into the arguments from now on.
             std::mem::forget(owned);
+            cores.restore().map_err(|e| format!("restoring this thread's cores after the EAL's start: {e}"))?;
             Ok(Eal { args: joined.clone() })
         });
         match started {
@@ -182,24 +184,27 @@ pub struct PortInfo {
     /// Hash functions the port can spread packets over RX queues with (`RTE_ETH_RSS_*`);
     /// 0 when it has no RSS (mbox then steers in software).
     pub rss_offloads: u64,
+    /// The RSS key length the port takes (0: it did not say; 40 bytes then), and the size of
+    /// its redirection table (hash -> queue).
+    pub hash_key_size: u8,
+    pub reta_size: u16,
 }
 
 /// The flow types mbox spreads over queues: IPv4 and IPv6, by addresses and (TCP, UDP) ports.
 /// Fragments hash on addresses only (`RTE_ETH_RSS_FRAG_*`), as every RSS NIC does.
 const RSS_FLOWS: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 13);
 
-/// The symmetric Toeplitz key: repeating 0x6d5a makes the hash of (a, b) equal that of (b, a),
-/// so both directions of a flow land in one queue (Woo and Park, "Scalable TCP Session
-/// Monitoring with Symmetric Receive-side Scaling", 2012).
-static SYMMETRIC_RSS_KEY: [u8; 40] = {
-    let mut key = [0u8; 40];
-    let mut i = 0;
-    while i < 40 {
-        key[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
-        i += 1;
-    }
-    key
-};
+/// The symmetric Toeplitz key of `len` bytes: repeating 0x6d5a makes the hash of (a, b) equal
+/// that of (b, a), so both directions of a flow land in one queue (Woo and Park, "Scalable TCP
+/// Session Monitoring with Symmetric Receive-side Scaling", 2012).
+fn symmetric_rss_key(len: usize) -> Vec<u8> {
+    (0..len).map(|i| if i % 2 == 0 { 0x6d } else { 0x5a }).collect()
+}
+
+/// The flow types mbox spreads over queues that `port` can hash.
+pub fn rss_flows(info: &PortInfo) -> u64 {
+    info.rss_offloads & RSS_FLOWS
+}
 
 impl PortInfo {
     /// How the port spreads flows over its RX queues so that both directions of a flow meet in
@@ -225,7 +230,7 @@ pub struct Port {
 }
 
 /// Descriptors per queue.
-const RING_SIZE: u16 = 1024;
+pub const RING_SIZE: u16 = 1024;
 
 impl Port {
     /// What port `id` is.
@@ -248,12 +253,16 @@ impl Port {
             max_rx_queues: info.max_rx_queues,
             max_tx_queues: info.max_tx_queues,
             rss_offloads: info.flow_type_rss_offloads,
+            hash_key_size: info.hash_key_size,
+            reta_size: info.reta_size,
         })
     }
 
     /// Configures and starts port `id` with the given queues, receiving into `pool`. With more
-    /// than one RX queue on a port with RSS, flows are spread by the symmetric key.
-    pub fn start(eal: &Eal, id: u16, rx_queues: u16, tx_queues: u16, pool: &Mempool) -> Result<Port, DpdkError> {
+    /// than one RX queue and `rss_hf` (the hash functions every port of the run shares), flows
+    /// are spread by the symmetric key, and the redirection table sends hash `h` to queue
+    /// `h mod rx_queues`.
+    pub fn start(eal: &Eal, id: u16, rx_queues: u16, tx_queues: u16, pool: &Mempool, rss_hf: u64) -> Result<Port, DpdkError> {
         let info = Port::info(eal, id)?;
         if rx_queues > info.max_rx_queues || tx_queues > info.max_tx_queues {
             return Err(DpdkError::Port {
@@ -267,13 +276,14 @@ impl Port {
         }
         let fail = |what: &'static str, rc: i32| DpdkError::Port { port: id, what, reason: reason(rc) };
         let mut conf = sys::rte_eth_conf::default();
-        let rss = info.rss_offloads & RSS_FLOWS;
-        if rx_queues > 1 && rss != 0 {
+        let rss = rx_queues > 1 && rss_hf & info.rss_offloads != 0;
+        let mut key = symmetric_rss_key(if info.hash_key_size == 0 { 40 } else { usize::from(info.hash_key_size) });
+        if rss {
             conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
-            // DPDK copies the key during configure and never writes through the pointer.
-            conf.rx_adv_conf.rss_conf.rss_key = SYMMETRIC_RSS_KEY.as_ptr() as *mut u8;
-            conf.rx_adv_conf.rss_conf.rss_key_len = SYMMETRIC_RSS_KEY.len() as u8;
-            conf.rx_adv_conf.rss_conf.rss_hf = rss;
+            // DPDK copies the key during configure.
+            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+            conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf & info.rss_offloads;
         }
         // SAFETY: the port exists and is stopped; `conf` is a valid configuration.
         let rc = unsafe { sys::rte_eth_dev_configure(id, rx_queues, tx_queues, &conf) };
@@ -301,6 +311,27 @@ impl Port {
         let rc = unsafe { sys::rte_eth_dev_start(id) };
         if rc != 0 {
             return Err(fail("start", rc));
+        }
+        if rss && info.reta_size > 0 {
+            // Hash h -> queue h mod n on every port, so that both directions of a flow (one
+            // hash, by the symmetric key) meet in one queue number whatever the driver's
+            // default table.
+            let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+            let mut table: Vec<sys::rte_eth_rss_reta_entry64> = (0..usize::from(info.reta_size).div_ceil(group))
+                .map(|g| {
+                    let mut entry = sys::rte_eth_rss_reta_entry64 { mask: u64::MAX, reta: [0; 64] };
+                    for (i, q) in entry.reta.iter_mut().enumerate() {
+                        *q = ((g * group + i) % usize::from(rx_queues)) as u16;
+                    }
+                    entry
+                })
+                .collect();
+            // SAFETY: `table` holds reta_size entries in groups of 64, as the call wants.
+            let rc = unsafe { sys::rte_eth_dev_rss_reta_update(id, table.as_mut_ptr(), info.reta_size) };
+            // A driver without a settable table spreads round robin already.
+            if rc != 0 && rc != -(libc::ENOTSUP) {
+                return Err(fail("programming the RSS redirection table", rc));
+            }
         }
         Ok(Port { id, rx_queues, tx_queues })
     }
@@ -399,20 +430,24 @@ pub struct DpdkInput {
     scratch: Vec<Mbuf>,
     next_port: usize,
     description: String,
-    /// `idle_stop`: the input ends once nothing came for this long.
+    /// `idle_stop`: the input ends once nothing came for this long — on any queue: with a
+    /// queue pair per shard, the inputs share the time of the last packet (a quiet queue alone
+    /// must not end its shard while flows still reach the others).
     idle_stop: Option<std::time::Duration>,
-    last_packet: std::time::Instant,
+    last_packet: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A port and its index among the configured ports (what `RxPacket::port` carries).
 impl DpdkInput {
-    /// Receives from RX queue `queue` of every port.
+    /// Receives from RX queue `queue` of every port. `last_packet` (wall-clock ns, see
+    /// [`last_packet_clock`]) is shared by the inputs of all queues.
     pub fn new(
         ports: Vec<Port>,
         queue: u16,
         pool: std::sync::Arc<Mempool>,
         description: String,
         idle_stop: Option<std::time::Duration>,
+        last_packet: std::sync::Arc<std::sync::atomic::AtomicU64>,
     ) -> DpdkInput {
         DpdkInput {
             ports,
@@ -423,7 +458,7 @@ impl DpdkInput {
             next_port: 0,
             description,
             idle_stop,
-            last_packet: std::time::Instant::now(),
+            last_packet,
         }
     }
 
@@ -445,17 +480,20 @@ impl DpdkInput {
                 self.next_port = (self.next_port + 1) % self.ports.len();
                 if self.ports[i].rx_burst(self.queue, &mut self.scratch, 32) > 0 {
                     self.burst.extend(self.scratch.drain(..).map(|m| (i as u16, m)));
+                    if self.idle_stop.is_some() {
+                        self.last_packet.store(now_ns(), std::sync::atomic::Ordering::Relaxed);
+                    }
                     break;
                 }
             }
         }
         let Some((port, mbuf)) = self.burst.pop_front() else {
-            if self.idle_stop.is_some_and(|limit| self.last_packet.elapsed() >= limit) {
+            let last = self.last_packet.load(std::sync::atomic::Ordering::Relaxed);
+            if self.idle_stop.is_some_and(|limit| now_ns().saturating_sub(last) >= limit.as_nanos() as u64) {
                 return super::dispatch::Next::End;
             }
             return super::dispatch::Next::Idle;
         };
-        self.last_packet = std::time::Instant::now();
         let (len, wire_len) = (mbuf.data().len() as u32, mbuf.pkt_len());
         let data = mbuf.data().as_ptr();
         // SAFETY: the caller holds `idx`; the mbuf stays valid until the pool gives it back or
@@ -463,6 +501,11 @@ impl DpdkInput {
         unsafe { pool.lend(idx, super::pool::Lent { data, len, token: mbuf.into_raw() }) };
         super::dispatch::Next::Packet { link: mbox_stack::wire::LinkType::Ethernet, len, wire_len, ts_ns: now_ns(), port }
     }
+}
+
+/// A clock for [`DpdkInput::new`]'s `last_packet`, starting now.
+pub fn last_packet_clock() -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    std::sync::Arc::new(std::sync::atomic::AtomicU64::new(now_ns()))
 }
 
 /// Wall-clock time in ns since the epoch (live packets carry the time they were received).
@@ -551,6 +594,12 @@ fn send(ports: &[Port], queue_id: u16, pending: &mut [Vec<Mbuf>], stats: &mut su
             if drain && !queue.is_empty() {
                 stats.tx_dropped += queue.len() as u64;
                 queue.clear();
+            } else if queue.len() > MAX_PENDING {
+                // The port takes nothing (link down, or a ring that stays full): drop what
+                // comes on top, counted, rather than let waiting mbufs empty the mempool and
+                // stop every port's receiving.
+                stats.tx_dropped += (queue.len() - MAX_PENDING) as u64;
+                queue.truncate(MAX_PENDING);
             }
         }
     }
@@ -634,6 +683,9 @@ pub struct QueueTx {
 
 /// Mbufs gathered for a port before a burst goes out.
 const TX_BURST: usize = 32;
+
+/// Mbufs waiting for one port's TX queue at most (a ring's worth); more are dropped, counted.
+pub const MAX_PENDING: usize = RING_SIZE as usize;
 
 impl QueueTx {
     pub fn new(ports: Vec<Port>, queue: u16, pool: std::sync::Arc<super::pool::PacketPool>) -> QueueTx {

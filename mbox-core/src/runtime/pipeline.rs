@@ -96,19 +96,37 @@ struct DpdkPlan {
 #[cfg(feature = "dpdk")]
 fn start_dpdk(d: &crate::config::DpdkConfig, shards: usize, packet_buffers: usize) -> Result<DpdkPlan, crate::io::dpdk::DpdkError> {
     use crate::config::DpdkSteering;
-    use crate::io::dpdk::{DpdkError, Eal, Mempool, Port};
+    use crate::io::dpdk::{rss_flows, DpdkError, Eal, Mempool, Port, MAX_PENDING, RING_SIZE};
     let eal = Eal::start(&d.eal)?;
     let mut infos = Vec::new();
     for &id in &d.ports {
         infos.push((id, Port::info(eal, id)?));
     }
     let n = shards as u16;
+    let af_packet = |info: &crate::io::dpdk::PortInfo| info.driver == "net_af_packet";
+    // The RSS hash functions every RSS port shares: both directions of a flow must hash alike
+    // on whichever port they arrive.
+    let rss_hf = infos.iter().filter(|(_, i)| !af_packet(i)).fold(u64::MAX, |acc, (_, i)| acc & rss_flows(i));
+    let reta_sizes: Vec<u16> = infos.iter().filter(|(_, i)| !af_packet(i)).map(|(_, i)| i.reta_size).collect();
     // Why a queue pair per shard is not possible, if it is not.
     let obstacle = infos.iter().find_map(|(id, info)| {
-        if info.max_rx_queues < n || info.max_tx_queues < n {
+        if af_packet(info) && info.max_rx_queues != n {
+            // Its sockets all join the kernel's fanout: each must have a shard reading it.
+            Some((*id, format!("(net_af_packet) has qpairs={}, not one per shard ({shards})", info.max_rx_queues)))
+        } else if info.max_rx_queues < n || info.max_tx_queues < n {
             Some((*id, format!("has {} RX / {} TX queues for {shards} shards", info.max_rx_queues, info.max_tx_queues)))
         } else if n > 1 && info.flow_hashing().is_none() {
             Some((*id, format!("({}) cannot spread flows over queues (no RSS)", info.driver)))
+        } else if n > 1 && !af_packet(info) && rss_hf == 0 {
+            Some((*id, "shares no RSS hash function with the other ports".to_string()))
+        } else if n > 1 && !af_packet(info) && reta_sizes.iter().any(|&r| r != info.reta_size || r % n != 0) {
+            Some((
+                *id,
+                format!(
+                    "has an RSS redirection table of {} entries: the ports' tables ({reta_sizes:?}) do not split {shards} queues alike",
+                    info.reta_size
+                ),
+            ))
         } else {
             None
         }
@@ -120,13 +138,40 @@ fn start_dpdk(d: &crate::config::DpdkConfig, shards: usize, packet_buffers: usiz
         (DpdkSteering::Auto, Some(_)) => false,
     };
     let per_port = if queues { n } else { 1 };
-    // Enough for every RX and TX ring full, and every packet slot holding one.
-    let mbufs =
-        d.mbufs.unwrap_or_else(|| (d.ports.len() * usize::from(per_port) * 2 * 1024 + packet_buffers).min(u32::MAX as usize) as u32);
+    if let Some((id, info)) = infos.iter().find(|(_, i)| af_packet(i) && i.max_rx_queues != per_port) {
+        // The kernel would spread flows over sockets nobody reads: lost, and uncounted.
+        return Err(DpdkError::Port {
+            port: *id,
+            what: "checking its queues",
+            reason: format!(
+                "net_af_packet with qpairs={} spreads flows over {} sockets, mbox reads {per_port}: set qpairs={per_port}{}",
+                info.max_rx_queues,
+                info.max_rx_queues,
+                if queues { "" } else { " (software steering), or qpairs=<shards> with steering = \"queues\"" }
+            ),
+        });
+    }
+    // Every RX and TX ring full, every TX queue's backlog, every packet slot holding one, and
+    // a receive burst per shard and port.
+    let ports_queues = d.ports.len() * usize::from(per_port);
+    let rings = ports_queues * 2 * usize::from(RING_SIZE);
+    let slots = if queues { shards * slots_per_shard(packet_buffers, shards) } else { packet_buffers };
+    let needed = rings + ports_queues * MAX_PENDING + slots + shards * d.ports.len() * 32;
+    let mbufs = match d.mbufs {
+        Some(m) if (m as usize) < rings => {
+            return Err(DpdkError::Mempool {
+                name: "mbox_rx".into(),
+                mbufs: m,
+                reason: format!("[dpdk] mbufs is below the {rings} the RX and TX rings hold alone (the default here is {needed})"),
+            })
+        }
+        Some(m) => m,
+        None => needed.min(u32::MAX as usize) as u32,
+    };
     let mempool = Arc::new(Mempool::new(eal, "mbox_rx", mbufs)?);
     let mut ports = Vec::new();
     for (id, _) in &infos {
-        ports.push(Port::start(eal, *id, per_port, per_port, &mempool)?);
+        ports.push(Port::start(eal, *id, per_port, per_port, &mempool, if queues { rss_hf } else { 0 })?);
     }
     let names: Vec<String> = infos.iter().map(|(id, info)| format!("{id} ({})", info.driver)).collect();
     let how = match (queues, &obstacle) {
@@ -181,6 +226,7 @@ fn build_io(config: &Config, shards: usize) -> Result<Io, PipelineError> {
             plan.mempool.clone(),
             plan.description.clone(),
             d.idle_stop,
+            crate::io::dpdk::last_packet_clock(),
         ))),
         (Some(g), _) => Source::generator(g.clone()),
         _ => Source::captures(&config.input).map_err(PipelineError::Input)?,
@@ -229,16 +275,26 @@ fn build_io(config: &Config, shards: usize) -> Result<Io, PipelineError> {
 /// A queue pair per shard: each shard receives into, and sends from, a pool of its own.
 #[cfg(feature = "dpdk")]
 fn queue_io(d: &crate::config::DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: usize) -> Io {
-    use crate::io::dpdk::{give_back, DpdkInput, QueueInput, QueueTx};
-    let slots = (packet_buffers / shards).max(1024);
+    use crate::io::dpdk::{give_back, last_packet_clock, DpdkInput, QueueInput, QueueTx};
+    let slots = slots_per_shard(packet_buffers, shards);
+    // One clock of the last packet for all queues: `idle_stop` ends the run, not one shard.
+    let last_packet = last_packet_clock();
     let mut shard_io = Vec::new();
     for s in 0..shards {
         let (pool, alloc, mut releasers) = lending_pool(slots, INITIAL_BUFFER, 1, Some(give_back));
-        let input = DpdkInput::new(plan.ports.clone(), s as u16, plan.mempool.clone(), plan.description.clone(), d.idle_stop);
+        let input =
+            DpdkInput::new(plan.ports.clone(), s as u16, plan.mempool.clone(), plan.description.clone(), d.idle_stop, last_packet.clone());
         let tx = Tx::queue(QueueTx::new(plan.ports.clone(), s as u16, pool.clone()), releasers.pop().expect("one releaser"));
         shard_io.push((ShardInput::Queue(Box::new(QueueInput::new(input, alloc))), pool, tx));
     }
     Io { shards: shard_io, dispatcher: None, output: None, ports: plan.ports.clone(), description: plan.description.clone() }
+}
+
+/// Packet slots of each shard's own pool with a queue pair per shard: `[runtime]
+/// packet_buffers` split between the shards, at least 1024 each (a RX ring's worth).
+#[cfg(feature = "dpdk")]
+fn slots_per_shard(packet_buffers: usize, shards: usize) -> usize {
+    (packet_buffers / shards).max(1024)
 }
 
 /// Packet buffer size before any growth (a jumbo-free Ethernet frame fits).
