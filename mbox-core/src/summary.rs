@@ -233,24 +233,17 @@ pub fn text(r: &RunReport) -> String {
 pub fn json(r: &RunReport) -> Value {
     let t = totals(r);
     let to_map = |items: &[(&'static str, u64)]| items.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>();
-    // Non-zero counts by type path.
-    let by_type = |counts: &mut dyn Iterator<Item = (usize, u64)>| {
-        let mut sums = vec![0u64; r.type_paths.len()];
-        for (idx, n) in counts {
-            if let Some(sum) = sums.get_mut(idx) {
-                *sum += n;
-            }
-        }
-        r.type_paths.iter().zip(sums).filter(|(_, n)| *n > 0).map(|(p, n)| (p.clone(), json!(n))).collect::<Map<_, _>>()
+    // Non-zero counts by type path (counts by dense type index).
+    let by_type = |counts: &[u64]| {
+        r.type_paths.iter().zip(counts).filter(|(_, n)| **n > 0).map(|(p, n)| (p.clone(), json!(n))).collect::<Map<_, _>>()
     };
     let nfs: Vec<Value> = r
         .nfs
         .iter()
         .enumerate()
         .map(|(i, nf)| {
-            let events_in =
-                by_type(&mut r.shards.iter().filter_map(|s| s.delivered_by_type.get(i)).flat_map(|c| c.iter().copied().enumerate()));
-            let events_out = by_type(&mut nf.published_by_type.iter().copied().enumerate());
+            let events_in = by_type(&r.nf_events_in(i));
+            let events_out = by_type(&nf.published_by_type);
             json!({
                 "name": nf.name,
                 "plugin": nf.plugin,

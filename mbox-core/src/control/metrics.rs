@@ -144,13 +144,7 @@ pub fn render(r: &RunReport) -> String {
         f.sample("nf_events_total", &[("nf", &nf.name)], nf.events)
     });
     f.each("nf_events_in_total", "counter", "Events delivered to the NF, by type.", &nfs, |f, (i, nf)| {
-        let mut sums = vec![0u64; r.type_paths.len()];
-        for s in shards {
-            for (sum, n) in sums.iter_mut().zip(s.delivered_by_type.get(*i).into_iter().flatten()) {
-                *sum += n;
-            }
-        }
-        for (path, n) in r.type_paths.iter().zip(sums).filter(|(_, n)| *n > 0) {
+        for (path, n) in r.type_paths.iter().zip(r.nf_events_in(*i)).filter(|(_, n)| *n > 0) {
             f.sample("nf_events_in_total", &[("nf", &nf.name), ("type", path)], n);
         }
     });

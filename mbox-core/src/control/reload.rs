@@ -14,7 +14,7 @@ use crate::events::registry::TypeRegistry;
 use crate::plugin::Plugin;
 use crate::runtime::nf_host::{NfControl, Reload};
 use crate::runtime::park::Waker;
-use mbox_abi::NfInit;
+use mbox_abi::{NfDescriptor, NfInit};
 use serde_json::{json, Value};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,18 @@ pub struct Declared {
     pub subscribes: Vec<String>,
     pub publishes: Vec<String>,
     pub read_only: bool,
+}
+
+impl Declared {
+    /// What a plugin's descriptor declares.
+    pub fn of(d: &NfDescriptor) -> Declared {
+        Declared {
+            plugin: d.name.to_string(),
+            subscribes: d.subscribes.iter().map(|s| s.to_string()).collect(),
+            publishes: d.publishes.iter().map(|s| s.to_string()).collect(),
+            read_only: d.read_only,
+        }
+    }
 }
 
 /// One NF instance that can be reloaded.
@@ -79,13 +91,7 @@ impl Reloader {
         let kept = "the running instance is unchanged";
         let plugin = self.load_copy(name, &path).map_err(|e| format!("{e}; {kept}"))?;
         let d = &plugin.descriptor;
-        let declared = Declared {
-            plugin: d.name.to_string(),
-            subscribes: d.subscribes.iter().map(|s| s.to_string()).collect(),
-            publishes: d.publishes.iter().map(|s| s.to_string()).collect(),
-            read_only: d.read_only,
-        };
-        if let Some(change) = incompatible(&target.declared, &declared, target.subscriptions_from_config) {
+        if let Some(change) = incompatible(&target.declared, &Declared::of(d), target.subscriptions_from_config) {
             return Err(format!(
                 "{} {change}: the service graph was compiled for the old declarations (restart mbox to change them); {kept}",
                 path.display()

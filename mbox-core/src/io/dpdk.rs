@@ -207,11 +207,17 @@ pub fn rss_flows(info: &PortInfo) -> u64 {
 }
 
 impl PortInfo {
+    /// Whether the port is an af_packet vdev: its `qpairs` sockets all join one kernel fanout
+    /// group, so flows are spread whether or not anybody reads a socket.
+    pub fn is_af_packet(&self) -> bool {
+        self.driver == "net_af_packet"
+    }
+
     /// How the port spreads flows over its RX queues so that both directions of a flow meet in
     /// one, or `None` when it cannot (mbox then steers in software). af_packet's queues are
     /// one PACKET_FANOUT group, which the kernel fills by a symmetric flow hash.
     pub fn flow_hashing(&self) -> Option<&'static str> {
-        if self.driver == "net_af_packet" {
+        if self.is_af_packet() {
             Some("the kernel's symmetric fanout hash")
         } else if self.rss_offloads & RSS_FLOWS != 0 {
             Some("RSS with a symmetric key")

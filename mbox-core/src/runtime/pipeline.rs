@@ -103,23 +103,22 @@ fn start_dpdk(d: &crate::config::DpdkConfig, shards: usize, packet_buffers: usiz
         infos.push((id, Port::info(eal, id)?));
     }
     let n = shards as u16;
-    let af_packet = |info: &crate::io::dpdk::PortInfo| info.driver == "net_af_packet";
     // The RSS hash functions every RSS port shares: both directions of a flow must hash alike
     // on whichever port they arrive.
-    let rss_hf = infos.iter().filter(|(_, i)| !af_packet(i)).fold(u64::MAX, |acc, (_, i)| acc & rss_flows(i));
-    let reta_sizes: Vec<u16> = infos.iter().filter(|(_, i)| !af_packet(i)).map(|(_, i)| i.reta_size).collect();
+    let rss_hf = infos.iter().filter(|(_, i)| !i.is_af_packet()).fold(u64::MAX, |acc, (_, i)| acc & rss_flows(i));
+    let reta_sizes: Vec<u16> = infos.iter().filter(|(_, i)| !i.is_af_packet()).map(|(_, i)| i.reta_size).collect();
     // Why a queue pair per shard is not possible, if it is not.
     let obstacle = infos.iter().find_map(|(id, info)| {
-        if af_packet(info) && info.max_rx_queues != n {
+        if info.is_af_packet() && info.max_rx_queues != n {
             // Its sockets all join the kernel's fanout: each must have a shard reading it.
             Some((*id, format!("(net_af_packet) has qpairs={}, not one per shard ({shards})", info.max_rx_queues)))
         } else if info.max_rx_queues < n || info.max_tx_queues < n {
             Some((*id, format!("has {} RX / {} TX queues for {shards} shards", info.max_rx_queues, info.max_tx_queues)))
         } else if n > 1 && info.flow_hashing().is_none() {
             Some((*id, format!("({}) cannot spread flows over queues (no RSS)", info.driver)))
-        } else if n > 1 && !af_packet(info) && rss_hf == 0 {
+        } else if n > 1 && !info.is_af_packet() && rss_hf == 0 {
             Some((*id, "shares no RSS hash function with the other ports".to_string()))
-        } else if n > 1 && !af_packet(info) && reta_sizes.iter().any(|&r| r != info.reta_size || r % n != 0) {
+        } else if n > 1 && !info.is_af_packet() && reta_sizes.iter().any(|&r| r != info.reta_size || r % n != 0) {
             Some((
                 *id,
                 format!(
@@ -138,7 +137,7 @@ fn start_dpdk(d: &crate::config::DpdkConfig, shards: usize, packet_buffers: usiz
         (DpdkSteering::Auto, Some(_)) => false,
     };
     let per_port = if queues { n } else { 1 };
-    if let Some((id, info)) = infos.iter().find(|(_, i)| af_packet(i) && i.max_rx_queues != per_port) {
+    if let Some((id, info)) = infos.iter().find(|(_, i)| i.is_af_packet() && i.max_rx_queues != per_port) {
         // The kernel would spread flows over sockets nobody reads: lost, and uncounted.
         return Err(DpdkError::Port {
             port: *id,
@@ -403,6 +402,19 @@ pub struct RunReport {
     pub cpu: Duration,
 }
 
+impl RunReport {
+    /// Events delivered to NF `nf`, by dense type index, summed over the shards.
+    pub fn nf_events_in(&self, nf: usize) -> Vec<u64> {
+        let mut sums = vec![0u64; self.type_paths.len()];
+        for counts in self.shards.iter().filter_map(|s| s.delivered_by_type.get(nf)) {
+            for (sum, n) in sums.iter_mut().zip(counts) {
+                *sum += n;
+            }
+        }
+        sums
+    }
+}
+
 /// Options of a run that are not in the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -514,23 +526,15 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
             let targets = plugins
                 .iter()
                 .enumerate()
-                .map(|(i, (nf_cfg, plugin))| {
-                    let d = &plugin.descriptor;
-                    ReloadTarget {
-                        name: graph.nfs()[i].name.clone(),
-                        nf_number: (i + 1) as u16,
-                        args_json: nf_cfg.args_json(),
-                        subscriptions_from_config: nf_cfg.subscribe.is_some(),
-                        declared: Declared {
-                            plugin: d.name.to_string(),
-                            subscribes: d.subscribes.iter().map(|s| s.to_string()).collect(),
-                            publishes: d.publishes.iter().map(|s| s.to_string()).collect(),
-                            read_only: d.read_only,
-                        },
-                        library: Mutex::new(plugin.path.clone()),
-                        control: nf_controls[i].clone(),
-                        waker: nf_wakers[i].clone(),
-                    }
+                .map(|(i, (nf_cfg, plugin))| ReloadTarget {
+                    name: graph.nfs()[i].name.clone(),
+                    nf_number: (i + 1) as u16,
+                    args_json: nf_cfg.args_json(),
+                    subscriptions_from_config: nf_cfg.subscribe.is_some(),
+                    declared: Declared::of(&plugin.descriptor),
+                    library: Mutex::new(plugin.path.clone()),
+                    control: nf_controls[i].clone(),
+                    waker: nf_wakers[i].clone(),
                 })
                 .collect();
             let reloader = Reloader::new(targets, registry.clone(), shards as u32, config.flow.table_size as u32);
