@@ -2,9 +2,21 @@
 //! "fast pattern" per rule, in the buffer that pattern looks at) picks candidate rules, and each
 //! candidate is verified step by step — contents with their absolute and relative bounds,
 //! negations and pcres — backtracking over earlier matches the way Suricata does.
+//!
+//! Verification is bounded by a budget of work, which the caller sets (sig-match earns it per
+//! stream byte): every search charges what it scans — a byte through an automaton (a regex, a
+//! case-insensitive literal) costs one unit, a byte passed over by memchr's vectorised literal
+//! search an eighth ([`MEMCHR_BYTES_PER_UNIT`]; measured here: 0.02 ns against 1-1.5 ns) — so no
+//! rule and no input can make a verification cost more than its budget. Within that, the search avoids work whose
+//! outcome is already known: a step is only retried at a later occurrence when the step after
+//! it is relative (what Suricata does too), and a relative step with an open-ended window that
+//! is not found ends the search (later occurrences only shrink its window). Literal searches are
+//! compiled once (memchr's finder, a case-insensitive Aho-Corasick for `nocase`), so each is
+//! linear in the bytes it scans.
 
-use crate::rule::{Buffer, Content, Item, Rule};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use crate::rule::{Buffer, Content, Item, Pcre, Rule};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use memchr::memmem;
 use std::net::IpAddr;
 
 /// Number of [`Buffer`] kinds (the index space of per-buffer tables).
@@ -14,10 +26,13 @@ fn index(b: Buffer) -> usize {
     b as usize
 }
 
-/// The buffers one inspection can see: the stream so far, or a protocol field.
+/// The buffers one inspection can see: a window of the stream, or a protocol field.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Buffers<'a> {
     slots: [Option<&'a [u8]>; BUFFERS],
+    /// Stream offset of the stream buffer's first byte: absolute positions (`offset`, `depth`)
+    /// count from the stream's start, which may lie before the window inspected.
+    stream_base: u64,
 }
 
 impl<'a> Buffers<'a> {
@@ -25,8 +40,29 @@ impl<'a> Buffers<'a> {
         self.slots[index(buffer)] = Some(bytes);
         self
     }
+
+    /// Sets the stream buffer to a window of the stream that starts at stream offset `base`.
+    pub fn set_stream_window(&mut self, bytes: &'a [u8], base: u64) -> &mut Self {
+        self.stream_base = base;
+        self.set(Buffer::Stream, bytes)
+    }
+
     pub fn get(&self, buffer: Buffer) -> Option<&'a [u8]> {
         self.slots[index(buffer)]
+    }
+
+    /// Stream offset of the stream buffer's first byte (see [`Buffers::set_stream_window`]).
+    pub fn stream_base(&self) -> u64 {
+        self.stream_base
+    }
+
+    /// Where absolute positions of `buffer` count from, relative to its first byte.
+    fn base(&self, buffer: Buffer) -> u64 {
+        if buffer == Buffer::Stream {
+            self.stream_base
+        } else {
+            0
+        }
     }
 }
 
@@ -37,19 +73,92 @@ struct Prefilter {
     owners: Vec<u32>,
 }
 
+/// A content's literal search, compiled once.
+enum Finder {
+    Exact(Box<memmem::Finder<'static>>),
+    Caseless(AhoCorasick),
+}
+
+/// Bytes of a memchr literal search that cost one unit of work (see the module docs).
+pub const MEMCHR_BYTES_PER_UNIT: usize = 8;
+
+impl Finder {
+    fn new(c: &Content) -> Finder {
+        if c.nocase {
+            Finder::Caseless(case_insensitive_automaton(std::slice::from_ref(&c.pattern)))
+        } else {
+            Finder::Exact(Box::new(memmem::Finder::new(&c.pattern).into_owned()))
+        }
+    }
+
+    /// Start of the first occurrence in `window`.
+    fn find(&self, window: &[u8]) -> Option<usize> {
+        match self {
+            Finder::Exact(f) => f.find(window),
+            Finder::Caseless(ac) => ac.find(window).map(|m| m.start()),
+        }
+    }
+
+    /// The work of scanning `bytes` bytes.
+    fn cost(&self, bytes: usize) -> usize {
+        match self {
+            Finder::Exact(_) => bytes.div_ceil(MEMCHR_BYTES_PER_UNIT),
+            Finder::Caseless(_) => bytes,
+        }
+    }
+}
+
+/// An Aho-Corasick automaton over literal patterns, ASCII case-insensitively. Long patterns
+/// get the contiguous NFA: building a DFA follows failure links per state and byte, which
+/// for a long repetitive pattern (`AAAA...`) grows with the square of its length.
+fn case_insensitive_automaton<P: AsRef<[u8]>>(patterns: &[P]) -> AhoCorasick {
+    let longest = patterns.iter().map(|p| p.as_ref().len()).max().unwrap_or(0);
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .kind((longest > LONG_PATTERN).then_some(AhoCorasickKind::ContiguousNFA))
+        .build(patterns)
+        .expect("literal patterns always build")
+}
+
+/// Patterns longer than this are searched with an NFA (see [`case_insensitive_automaton`]).
+const LONG_PATTERN: usize = 256;
+
+/// One detection step, compiled.
+enum Step {
+    Content(Content, Finder),
+    Pcre(Pcre),
+}
+
+impl Step {
+    fn is_relative(&self) -> bool {
+        match self {
+            Step::Content(c, _) => c.is_relative(),
+            Step::Pcre(p) => p.relative,
+        }
+    }
+}
+
 /// Rules compiled for matching.
 pub struct Engine {
     rules: Vec<Rule>,
     /// Per rule, its steps grouped by buffer (in rule order within each buffer).
-    plans: Vec<Vec<(Buffer, Vec<Item>)>>,
+    plans: Vec<Vec<(Buffer, Vec<Step>)>>,
     prefilters: Vec<Option<Prefilter>>,
     /// Rules without a positive content: candidates whenever their buffers are present.
     unfiltered: Vec<u32>,
 }
 
-/// Steps a verification may take before the rule is given up as not matching (pathological
-/// rules against adversarial input must not stall the NF).
-const MAX_STEPS: u32 = 10_000;
+/// What verifying a rule found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// Every step holds; where the last positive match in the stream buffer ended (an index
+    /// into that buffer; 0 when the rule does not look at the stream).
+    Match(usize),
+    NoMatch,
+    /// The budget ran out before the answer was known.
+    OutOfBudget,
+}
 
 impl Engine {
     pub fn new(rules: Vec<Rule>) -> Engine {
@@ -67,11 +176,8 @@ impl Engine {
                 if list.is_empty() {
                     return None;
                 }
-                let automaton = AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(list.iter().map(|(p, _)| p))
-                    .expect("literal patterns always build");
+                let texts: Vec<&[u8]> = list.iter().map(|(p, _)| p.as_slice()).collect();
+                let automaton = case_insensitive_automaton(&texts);
                 Some(Prefilter { automaton, owners: list.into_iter().map(|(_, r)| r).collect() })
             })
             .collect();
@@ -81,6 +187,13 @@ impl Engine {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The length of the longest pattern the prefilter looks for in `buffer` (0 if none): a
+    /// scan of a buffer that grows must start this many bytes, less one, before its new bytes
+    /// to find a pattern that straddles them.
+    pub fn longest_fast_pattern(&self, buffer: Buffer) -> usize {
+        self.rules.iter().filter_map(fast_pattern).filter(|(b, _)| *b == buffer).map(|(_, p)| p.len()).max().unwrap_or(0)
     }
 
     /// Appends to `out` the rules worth verifying against `buffers` (each at most once; `out`
@@ -106,36 +219,44 @@ impl Engine {
     }
 
     /// Whether every detection step of rule `rule` (an index into [`Engine::rules`]) holds in
-    /// `buffers` (all the buffers it looks at must be present). Returns where the last positive
-    /// match in the stream ended, or 0.
-    pub fn verify(&self, rule: u32, buffers: &Buffers<'_>) -> Option<usize> {
+    /// `buffers` (all the buffers it looks at must be present), spending at most `budget`
+    /// units of work (what it spent is taken off; see the module docs).
+    pub fn verify(&self, rule: u32, buffers: &Buffers<'_>, budget: &mut u64) -> Verification {
         let mut end = 0;
         for (buffer, steps) in &self.plans[rule as usize] {
-            let bytes = buffers.get(*buffer)?;
-            let mut budget = MAX_STEPS;
-            let Steps::Matched(last) = match_steps(steps, bytes, 0, &mut budget) else { return None };
-            if *buffer == Buffer::Stream {
-                end = last;
+            let Some(bytes) = buffers.get(*buffer) else { return Verification::NoMatch };
+            let subject = Subject { bytes, base: buffers.base(*buffer) };
+            match match_steps(steps, &subject, 0, budget) {
+                Steps::Matched(last) if *buffer == Buffer::Stream => end = last,
+                Steps::Matched(_) => {}
+                Steps::NoMatch | Steps::Never => return Verification::NoMatch,
+                Steps::OutOfBudget => return Verification::OutOfBudget,
             }
         }
-        Some(end)
+        Verification::Match(end)
     }
 }
 
-/// A rule's steps grouped by buffer.
-fn plan(rule: &Rule) -> Vec<(Buffer, Vec<Item>)> {
-    let mut groups: Vec<(Buffer, Vec<Item>)> = Vec::new();
+/// A rule's steps grouped by buffer, with their searches compiled.
+fn plan(rule: &Rule) -> Vec<(Buffer, Vec<Step>)> {
+    let mut groups: Vec<(Buffer, Vec<Step>)> = Vec::new();
     for (buffer, item) in &rule.items {
+        let step = match item {
+            Item::Content(c) => Step::Content(c.clone(), Finder::new(c)),
+            Item::Pcre(p) => Step::Pcre(p.clone()),
+        };
         match groups.iter_mut().find(|(b, _)| b == buffer) {
-            Some((_, steps)) => steps.push(item.clone()),
-            None => groups.push((*buffer, vec![item.clone()])),
+            Some((_, steps)) => steps.push(step),
+            None => groups.push((*buffer, vec![step])),
         }
     }
     groups
 }
 
-/// The rule's longest positive content: the prefilter looks for it (any match of the rule
-/// contains it, so a rule whose fast pattern is absent cannot match).
+/// The rule's longest positive content, or its first [`FAST_PATTERN_MAX`] bytes: the
+/// prefilter looks for it (any match of the rule contains it, so a rule whose fast pattern is
+/// absent cannot match). Short fast patterns keep short the overlap a stream scan must repeat
+/// to find a pattern split across two pieces of the stream.
 fn fast_pattern(rule: &Rule) -> Option<(Buffer, &[u8])> {
     rule.items
         .iter()
@@ -144,6 +265,16 @@ fn fast_pattern(rule: &Rule) -> Option<(Buffer, &[u8])> {
             _ => None,
         })
         .max_by_key(|(_, p)| p.len())
+        .map(|(b, p)| (b, &p[..p.len().min(FAST_PATTERN_MAX)]))
+}
+
+/// The longest fast pattern the prefilter looks for.
+pub const FAST_PATTERN_MAX: usize = 64;
+
+/// The bytes a rule's steps are matched in, and the buffer offset of their first byte.
+struct Subject<'a> {
+    bytes: &'a [u8],
+    base: u64,
 }
 
 /// The outcome of matching the steps after one position.
@@ -153,40 +284,54 @@ enum Steps {
     Matched(usize),
     /// Not from here; an earlier step may try its next occurrence.
     NoMatch,
-    /// Not from here nor from any later position (or the budget ran out): stop backtracking.
+    /// Not from here nor from any later position: stop backtracking.
     Never,
+    /// The budget ran out.
+    OutOfBudget,
 }
 
-/// Matches `steps[0..]` in `bytes` after a previous match that ended at `prev_end`. Tries the
-/// later occurrences of a positive step when the steps after it fail (a later step may only fit
-/// after a later occurrence), but stops, as Suricata does, as soon as a step is not found in a
-/// window that only shrinks as `prev_end` grows: no later occurrence can help then.
-fn match_steps(steps: &[Item], bytes: &[u8], prev_end: usize, budget: &mut u32) -> Steps {
+/// Takes `cost` units (at least one) off the budget. A search runs only when the budget covers
+/// the most it can cost (see [`affords`]), and is charged what it actually scanned.
+fn spend(budget: &mut u64, cost: usize) {
+    *budget = budget.saturating_sub(cost.max(1) as u64);
+}
+
+/// Whether the budget covers a search that may cost up to `cost` units.
+fn affords(budget: u64, cost: usize) -> bool {
+    budget >= cost.max(1) as u64
+}
+
+/// Matches `steps[0..]` in the subject after a previous match that ended at `prev_end`. Tries
+/// the later occurrences of a positive step when the steps after it fail, but only when the
+/// next step is relative (otherwise its outcome does not depend on this step's position), and
+/// stops as soon as a step is not found in a window that only shrinks as `prev_end` grows: no
+/// later occurrence can help then.
+fn match_steps(steps: &[Step], subject: &Subject<'_>, prev_end: usize, budget: &mut u64) -> Steps {
     let Some((first, rest)) = steps.split_first() else { return Steps::Matched(prev_end) };
-    if *budget == 0 {
-        return Steps::Never;
-    }
-    *budget -= 1;
+    let retry = rest.first().is_some_and(Step::is_relative);
+    let bytes = subject.bytes;
     match first {
-        Item::Content(c) if c.negated => {
-            if find_content(c, bytes, prev_end, 0).is_some() {
-                return Steps::NoMatch;
-            }
-            match_steps(rest, bytes, prev_end, budget)
-        }
-        Item::Content(c) => {
+        Step::Content(c, finder) if c.negated => match find_content(c, finder, subject, prev_end, 0, budget) {
+            Found::At(_) => Steps::NoMatch,
+            Found::Nowhere => match_steps(rest, subject, prev_end, budget),
+            Found::OutOfBudget => Steps::OutOfBudget,
+        },
+        Step::Content(c, finder) => {
             let mut from = 0;
             let mut found_any = false;
-            while let Some(end) = find_content(c, bytes, prev_end, from) {
+            loop {
+                let end = match find_content(c, finder, subject, prev_end, from, budget) {
+                    Found::At(end) => end,
+                    Found::Nowhere => break,
+                    Found::OutOfBudget => return Steps::OutOfBudget,
+                };
                 found_any = true;
-                match match_steps(rest, bytes, end, budget) {
-                    Steps::NoMatch => {}
+                match match_steps(rest, subject, end, budget) {
+                    Steps::NoMatch if retry => {}
+                    // The rest does not depend on where this step matched.
+                    Steps::NoMatch => return Steps::Never,
                     done => return done,
                 }
-                if *budget == 0 {
-                    return Steps::Never;
-                }
-                *budget -= 1;
                 // The next occurrence starts after this one's start.
                 from = end - c.pattern.len() + 1;
             }
@@ -198,45 +343,82 @@ fn match_steps(steps: &[Item], bytes: &[u8], prev_end: usize, budget: &mut u32) 
                 Steps::NoMatch
             }
         }
-        Item::Pcre(p) => {
+        Step::Pcre(p) => {
             // A relative pcre searches the buffer from the previous match on, as a buffer of its
             // own (Suricata hands PCRE the rest of the buffer), so `^` anchors there.
             let start = if p.relative { prev_end.min(bytes.len()) } else { 0 };
-            let subject = &bytes[start..];
+            let text = &bytes[start..];
+            // An anchored pattern needs the buffer's start, which a window of a stream that
+            // began earlier does not hold.
+            let beheaded = !p.relative && p.anchored && subject.base > 0;
+            if !affords(*budget, text.len()) {
+                return Steps::OutOfBudget;
+            }
             if p.negated {
-                return if p.regex.is_match(subject) { Steps::NoMatch } else { match_steps(rest, bytes, prev_end, budget) };
+                spend(budget, text.len());
+                return if !beheaded && p.regex.is_match(text) { Steps::NoMatch } else { match_steps(rest, subject, prev_end, budget) };
+            }
+            if beheaded {
+                return Steps::Never;
             }
             // Every match, not only the first: a later step may need a later one.
             let mut at = 0;
-            while let Some(m) = p.regex.find_at(subject, at) {
-                match match_steps(rest, bytes, start + m.end(), budget) {
-                    Steps::NoMatch => {}
+            let mut found_any = false;
+            loop {
+                if !affords(*budget, text.len() - at) {
+                    return Steps::OutOfBudget;
+                }
+                let found = p.regex.find_at(text, at);
+                // A search scans at most to the end of the text from where it starts; a match
+                // ends where it was decided (the lazy DFA may look one byte further).
+                spend(budget, found.map_or(text.len(), |m| m.end() + 1).min(text.len()) - at);
+                let Some(m) = found else { break };
+                found_any = true;
+                match match_steps(rest, subject, start + m.end(), budget) {
+                    Steps::NoMatch if retry => {}
+                    Steps::NoMatch => return Steps::Never,
                     done => return done,
                 }
-                if *budget == 0 {
-                    return Steps::Never;
-                }
-                *budget -= 1;
                 at = m.start() + 1;
-                if at > subject.len() {
+                if at > text.len() {
                     break;
                 }
             }
-            Steps::NoMatch
+            // Not found from here: from a later start (a shorter rest of the buffer) it is not
+            // found either, unless the pattern is anchored at where the search starts.
+            let anchored_here = p.relative && p.anchored;
+            if !found_any && !anchored_here {
+                Steps::Never
+            } else {
+                Steps::NoMatch
+            }
         }
     }
 }
 
-/// The end of the first occurrence of `c` that starts at or after `from` and within its
-/// bounds, given the previous match's end.
-fn find_content(c: &Content, bytes: &[u8], prev_end: usize, from: usize) -> Option<usize> {
+/// The outcome of one content search.
+enum Found {
+    /// The end of the occurrence.
+    At(usize),
+    Nowhere,
+    OutOfBudget,
+}
+
+/// The first occurrence of `c` that starts at or after `from` and within its bounds, given the
+/// previous match's end. Absolute bounds count from the buffer's start, `subject.base` bytes
+/// before the subject's first byte.
+fn find_content(c: &Content, finder: &Finder, subject: &Subject<'_>, prev_end: usize, from: usize, budget: &mut u64) -> Found {
+    let bytes = subject.bytes;
     let len = c.pattern.len();
     let (mut start, mut limit) = (0usize, bytes.len());
-    if let Some(offset) = c.offset {
-        start = offset as usize;
-    }
+    let absolute_start = u64::from(c.offset.unwrap_or(0));
+    start = start.max(absolute_start.saturating_sub(subject.base).min(bytes.len() as u64) as usize);
     if let Some(depth) = c.depth {
-        limit = limit.min(start.saturating_add(depth as usize));
+        let absolute_limit = absolute_start + u64::from(depth);
+        if absolute_limit <= subject.base {
+            return Found::Nowhere;
+        }
+        limit = limit.min((absolute_limit - subject.base).min(bytes.len() as u64) as usize);
     }
     if c.is_relative() {
         let distance = i64::from(c.distance.unwrap_or(0));
@@ -248,19 +430,27 @@ fn find_content(c: &Content, bytes: &[u8], prev_end: usize, from: usize) -> Opti
     }
     start = start.max(from);
     if c.endswith {
-        let at = bytes.len().checked_sub(len)?;
-        return (at >= start && at + len <= limit && eq(&bytes[at..], &c.pattern, c.nocase)).then_some(bytes.len());
+        let Some(at) = bytes.len().checked_sub(len) else { return Found::Nowhere };
+        if !affords(*budget, len) {
+            return Found::OutOfBudget;
+        }
+        spend(budget, len);
+        let here = at >= start && at + len <= limit && eq(&bytes[at..], &c.pattern, c.nocase);
+        return if here { Found::At(bytes.len()) } else { Found::Nowhere };
     }
     if limit < start.saturating_add(len) {
-        return None;
+        return Found::Nowhere;
     }
     let window = &bytes[start..limit];
-    let at = if c.nocase {
-        window.windows(len).position(|w| w.eq_ignore_ascii_case(&c.pattern))
-    } else {
-        memchr::memmem::find(window, &c.pattern)
-    }?;
-    Some(start + at + len)
+    if !affords(*budget, finder.cost(window.len())) {
+        return Found::OutOfBudget;
+    }
+    let at = finder.find(window);
+    spend(budget, finder.cost(at.map_or(window.len(), |a| a + len)));
+    match at {
+        Some(a) => Found::At(start + a + len),
+        None => Found::Nowhere,
+    }
 }
 
 fn eq(a: &[u8], b: &[u8], nocase: bool) -> bool {
@@ -309,7 +499,17 @@ mod tests {
     fn matching(e: &Engine, buffers: &Buffers<'_>) -> Vec<u32> {
         let mut c = Vec::new();
         e.candidates(buffers, &mut c);
-        c.into_iter().filter(|&r| e.verify(r, buffers).is_some()).map(|r| e.rules()[r as usize].sid).collect()
+        c.into_iter()
+            .filter(|&r| matches!(e.verify(r, buffers, &mut u64::MAX.clone()), Verification::Match(_)))
+            .map(|r| e.rules()[r as usize].sid)
+            .collect()
+    }
+
+    /// Bytes one verification of the engine's first rule examines.
+    fn cost(e: &Engine, buffers: &Buffers<'_>) -> (Verification, u64) {
+        let mut budget = u64::MAX;
+        let v = e.verify(0, buffers, &mut budget);
+        (v, u64::MAX - budget)
     }
 
     fn stream(bytes: &[u8]) -> Buffers<'_> {
@@ -393,11 +593,86 @@ mod tests {
     }
 
     #[test]
-    fn a_pathological_rule_gives_up() {
+    fn a_pathological_rule_costs_a_bounded_multiple_of_its_input() {
         let e = engine(&[
             r#"alert tcp any any -> any any (msg:"p"; content:"a"; content:"a"; distance:0; content:"a"; distance:0; content:"b"; distance:0; sid:1;)"#,
         ]);
         let input = vec![b'a'; 5000];
+        assert!(matching(&e, &stream(&input)).is_empty());
+        let (v, spent) = cost(&e, &stream(&input));
+        assert_eq!(v, Verification::NoMatch);
+        assert!(spent < 4 * input.len() as u64, "{spent}");
+    }
+
+    #[test]
+    fn a_step_that_does_not_depend_on_the_one_before_is_not_retried() {
+        // Stock ET Open sid 2102699 against a stream of its fast pattern: every occurrence of
+        // TO_CHAR used to run the (non-relative) pcre over the whole buffer again.
+        let e = engine(&[
+            r#"alert tcp any any -> any any (msg:"o"; content:"TO_CHAR"; nocase; pcre:"/TO_CHAR\s*\(\s*SYSTIMESTAMP\s*,\s*(\x27[^\x27]{256}|\x22[^\x22]{256})/smi"; sid:1;)"#,
+        ]);
+        let input = b"TO_CHAR ".repeat(1 << 17);
+        let (v, spent) = cost(&e, &stream(&input));
+        assert_eq!(v, Verification::NoMatch);
+        assert!(spent <= 3 * input.len() as u64, "{spent} bytes examined for {}", input.len());
+        let mut hit = input.clone();
+        hit.extend_from_slice(b"TO_CHAR(SYSTIMESTAMP, '");
+        hit.extend(std::iter::repeat_n(b'x', 256));
+        assert_eq!(matching(&e, &stream(&hit)), [1]);
+    }
+
+    #[test]
+    fn a_relative_pcre_not_found_ends_the_search() {
+        let e = engine(&[r#"alert tcp any any -> any any (msg:"r"; content:"ab"; pcre:"/cd+e/R"; sid:1;)"#]);
+        let input = b"ab".repeat(1 << 16);
+        let (v, spent) = cost(&e, &stream(&input));
+        assert_eq!(v, Verification::NoMatch);
+        assert!(spent <= 3 * input.len() as u64, "{spent}");
+    }
+
+    #[test]
+    fn the_budget_bounds_any_verification() {
+        let e = engine(&[
+            r#"alert tcp any any -> any any (msg:"p"; content:"a"; content:"a"; distance:0; within:100; content:"b"; distance:0; within:100; sid:1;)"#,
+        ]);
+        let input = vec![b'a'; 1 << 16];
+        // Searches run only when the budget covers them: what was left is never overdrawn.
+        let mut budget = 10_000;
+        assert_eq!(e.verify(0, &stream(&input), &mut budget), Verification::OutOfBudget);
+        assert!(budget < 10_000);
+        let mut budget = 1 << 30;
+        assert_eq!(e.verify(0, &stream(b"xxaayyb"), &mut budget), Verification::Match(7));
+    }
+
+    #[test]
+    fn absolute_positions_count_from_the_stream_start_in_a_window() {
+        let e = engine(&[
+            r#"alert tcp any any -> any any (msg:"a"; content:"GET"; depth:3; sid:1;)"#,
+            r#"alert tcp any any -> any any (msg:"b"; content:"xyz"; offset:100; depth:10; sid:2;)"#,
+            r#"alert tcp any any -> any any (msg:"c"; pcre:"/^GET/"; sid:3;)"#,
+            r#"alert tcp any any -> any any (msg:"d"; content:"GE"; pcre:"/^T/R"; sid:4;)"#,
+        ]);
+        let mut b = Buffers::default();
+        b.set_stream_window(b"GET xyz...", 0);
+        assert_eq!(matching(&e, &b), [1, 3, 4]);
+        // The same bytes 100 bytes into the stream: only what may lie there matches.
+        b.set_stream_window(b"GET xyz...", 100);
+        assert_eq!(matching(&e, &b), [2, 4]);
+        b.set_stream_window(b"GET xyz...", 96);
+        assert_eq!(matching(&e, &b), [2, 4]);
+        b.set_stream_window(b"GET xyz...", 105);
+        assert_eq!(matching(&e, &b), [4], "offset 100 depth 10 ends before 105 + 7");
+    }
+
+    #[test]
+    fn a_long_repetitive_pattern_compiles_fast() {
+        let rule = format!(r#"alert tcp any any -> any any (msg:"l"; content:"{}"; nocase; sid:1;)"#, "A".repeat(30_000));
+        let started = std::time::Instant::now();
+        let e = engine(&[&rule]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        let mut input = vec![b'a'; 30_000];
+        assert_eq!(matching(&e, &stream(&input)), [1]);
+        input[29_999] = b'b';
         assert!(matching(&e, &stream(&input)).is_empty());
     }
 }

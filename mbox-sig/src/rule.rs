@@ -89,6 +89,9 @@ pub struct Pcre {
     /// `R`: searched from the end of the previous match.
     pub relative: bool,
     pub negated: bool,
+    /// Every match starts at the subject's start (`^` without the `m` flag, or `\A`): against
+    /// a window of a stream that no longer holds the stream's start, it cannot match.
+    pub anchored: bool,
 }
 
 impl PartialEq for Pcre {
@@ -136,6 +139,41 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// How far into a stream this rule can look: every stream byte that can decide whether it
+    /// matches lies before this offset (`None`: anywhere). An absolute content is bounded by
+    /// `offset + depth`, a relative one by `distance + within` after the match before it; a
+    /// content without either bound, `endswith` and pcres reach anywhere.
+    pub fn stream_reach(&self) -> Option<u64> {
+        let (mut reach, mut prev_end) = (0u64, 0u64);
+        for (buffer, item) in &self.items {
+            if *buffer != Buffer::Stream {
+                continue;
+            }
+            let Item::Content(c) = item else { return None };
+            if c.endswith {
+                return None;
+            }
+            let absolute = c.depth.map(|d| u64::from(c.offset.unwrap_or(0)) + u64::from(d));
+            let relative = match (c.is_relative(), c.within) {
+                (true, Some(within)) => Some(prev_end + c.distance.unwrap_or(0).max(0) as u64 + u64::from(within)),
+                _ => None,
+            };
+            let end = match (absolute, relative) {
+                (Some(a), Some(r)) => a.min(r),
+                (Some(a), None) => a,
+                (None, Some(r)) => r,
+                (None, None) => return None,
+            };
+            // A negated content constrains the bytes it looks at, but the next relative step
+            // still counts from the last positive match.
+            if !c.negated {
+                prev_end = end;
+            }
+            reach = reach.max(end);
+        }
+        Some(reach)
+    }
+
     /// The application protocol a flow must have for this rule (from its protocol or its
     /// buffers).
     pub fn app_proto(&self) -> Option<Proto> {
@@ -498,7 +536,8 @@ fn parse_pcre(value: &str) -> Result<(Pcre, Option<Buffer>), String> {
         }
     }
     let regex = compile_pcre(pattern, &builder)?;
-    Ok((Pcre { source: inner.to_string(), regex, relative: builder.relative, negated }, forced))
+    let anchored = starts_anchored(pattern, &builder);
+    Ok((Pcre { source: inner.to_string(), regex, relative: builder.relative, negated, anchored }, forced))
 }
 
 #[derive(Default)]
@@ -530,6 +569,22 @@ fn compile_pcre(pattern: &str, flags: &PcreFlags) -> Result<Regex, String> {
         .size_limit(1 << 22)
         .build()
         .map_err(|e| e.to_string().lines().last().unwrap_or("does not compile").trim().to_string())
+}
+
+/// Whether every match of `pattern` must begin at the start of the subject.
+fn starts_anchored(pattern: &str, flags: &PcreFlags) -> bool {
+    let parsed = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .case_insensitive(flags.caseless)
+        .dot_matches_new_line(flags.dotall)
+        .multi_line(flags.multiline)
+        .ignore_whitespace(flags.extended)
+        .build()
+        .parse(pattern);
+    // The pattern compiled with the regex crate, so it parses; if not, "not anchored" only
+    // means a window is searched as if it could match.
+    parsed.is_ok_and(|hir| hir.properties().look_set_prefix().contains(regex_syntax::hir::Look::Start))
 }
 
 fn parse_flow(value: &str) -> Result<FlowOpts, String> {
@@ -606,6 +661,20 @@ mod tests {
             assert!(e.reason.contains(why), "{text}: {e}");
             assert!(e.sid.is_some() || why == "no sid", "{e}");
         }
+    }
+
+    #[test]
+    fn stream_reach_follows_depth_and_within() {
+        let reach = |opts: &str| rule(&format!("alert tcp any any -> any any (msg:\"m\"; {opts} sid:1;)")).unwrap().stream_reach();
+        assert_eq!(reach(r#"content:"GET"; depth:3;"#), Some(3));
+        assert_eq!(reach(r#"content:"GET"; offset:10; depth:3;"#), Some(13));
+        assert_eq!(reach(r#"content:"GET"; depth:3; content:"x"; distance:2; within:5;"#), Some(10));
+        assert_eq!(reach(r#"content:"GET"; depth:3; content:!"x"; within:5; content:"y"; distance:0; within:4;"#), Some(8));
+        assert_eq!(reach(r#"content:"GET"; depth:3; content:"x"; distance:0;"#), None, "x may lie anywhere after GET");
+        assert_eq!(reach(r#"content:"GET";"#), None);
+        assert_eq!(reach(r#"content:"GET"; depth:3; pcre:"/x/R";"#), None);
+        assert_eq!(reach(r#"content:"GET"; depth:3; content:"x"; endswith;"#), None);
+        assert_eq!(reach(r#"http.uri; content:"GET";"#), Some(0), "no stream steps");
     }
 
     #[test]

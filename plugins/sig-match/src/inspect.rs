@@ -1,25 +1,59 @@
-//! What sig-match does with a flow's bytes, apart from the ABI: keeps each direction's stream
-//! (up to a depth), recognises the application protocol, feeds the protocol parsers, and asks
-//! the engine which rules match the stream and the protocol buffers. Matches come out through a
-//! callback; each rule alerts at most once per flow and direction.
+//! What sig-match does with a flow's bytes, apart from the ABI: keeps a window of each
+//! direction's stream, recognises the application protocol, feeds the protocol parsers, and
+//! asks the engine which rules match the stream and the protocol buffers. Matches come out
+//! through a callback; each rule alerts at most once per flow and direction.
+//!
+//! What it keeps and what it spends are bounded, so that no traffic can make it blind without
+//! saying so, or stall it:
+//! - **Memory.** A direction keeps the last `inspect_window` bytes of its stream (up to twice
+//!   that before the window slides), only while some rule or parser can still use them: not
+//!   after the stream's end (FIN or RST), not beyond the furthest byte its rules can reach (their
+//!   `depth`/`within` bounds), not beyond `stream_depth`. All flows together keep at most
+//!   `memory_limit`; a direction refused for it is counted (and the first refusal warned about).
+//! - **Work.** Every direction earns a budget of verification work per stream byte
+//!   ([`WORK_PER_BYTE`] units, about a byte through an automaton each, on top of
+//!   [`INITIAL_WORK`]). Prefilter scans and rule
+//!   verifications spend it; when it runs short, they wait for more bytes (the window keeps
+//!   what they need), and a rule that cannot be decided within its share is given up, counted.
+//!   So the cost per inspected byte has a fixed bound whatever the rules and the bytes.
 
 use mbox_abi::app;
 use mbox_proto::{dns, http, ssh, tls, Parse};
+use mbox_sig::engine::Verification;
 use mbox_sig::{Buffer, Buffers, Direction, Engine, Proto, Rule};
 use std::net::IpAddr;
 
 /// Limits and choices, from the plugin's arguments.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    /// Stream bytes kept and inspected per direction (Suricata: `stream.reassembly.depth`).
+    /// Stream bytes inspected per direction (Suricata: `stream.reassembly.depth`).
     pub stream_depth: usize,
     /// HTTP body bytes inspected per message (Suricata: `response-body-limit`).
     pub body_limit: usize,
     /// Inspect connections picked up without their handshake (Suricata: `stream.midstream`).
     pub midstream: bool,
-    /// Stream bytes kept by all flows together.
+    /// Stream and body bytes kept by all flows together.
     pub memory_limit: usize,
+    /// Stream bytes a match may span: the window of each direction kept for verification.
+    pub inspect_window: usize,
 }
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { stream_depth: 1 << 20, body_limit: 100 << 10, midstream: false, memory_limit: 256 << 20, inspect_window: 64 << 10 }
+    }
+}
+
+/// Work a direction earns per stream byte it delivers, in the engine's units (about a byte
+/// through an automaton; see `mbox_sig::engine`). A plain stream costs about one per byte: the
+/// prefilter's scan.
+pub const WORK_PER_BYTE: u64 = 16;
+/// Verification work a direction starts with: small flows never wait for it.
+pub const INITIAL_WORK: u64 = 1 << 20;
+/// The most one verification of one rule may spend, as a multiple of its buffer's length (on
+/// top of a constant): a rule that cannot be decided within it is given up for the direction.
+const VERIFY_WORK_PER_BYTE: u64 = 4;
+const VERIFY_WORK_MIN: u64 = 64 << 10;
 
 /// Spare buffers kept for new flows, and the largest kept (bigger ones are freed).
 const SPARE_BUFFERS: usize = 1024;
@@ -27,6 +61,13 @@ const SPARE_MAX: usize = 64 << 10;
 
 /// Bytes of a client's stream after which an unrecognised protocol is given up.
 const DETECT_LIMIT: usize = 8192;
+
+/// An HTTP head still incomplete beyond this many bytes is parsed again only when a blank line
+/// may have arrived (parsing from its start on every segment would cost its length each time).
+const HEAD_REPARSE_LIMIT: usize = 8192;
+
+/// `Side::parsed` once the protocol parser stopped for good.
+const PARSE_STOPPED: u64 = u64::MAX;
 
 /// The endpoints of a flow, originator first.
 #[derive(Debug, Clone, Copy)]
@@ -49,9 +90,12 @@ pub struct Matcher {
     /// Every rule: protocol buffers (URIs, SNIs, ...) are matched against it.
     engine: Engine,
     /// Per stream context (application protocol x direction, see [`context`]), the rules that
-    /// look at the stream there, compiled on their own: a direction no stream rule applies to
-    /// is not scanned (nor kept), one few rules apply to is scanned for few patterns.
-    contexts: Vec<Option<StreamRules>>,
+    /// look at the stream there, as an index into `stream_rules`: a direction no stream rule
+    /// applies to is not scanned (nor kept), one few rules apply to is scanned for few patterns.
+    contexts: Vec<Option<usize>>,
+    /// The distinct sets of stream rules, each compiled once (contexts of protocols no rule
+    /// names share the set of the rules that name none).
+    stream_rules: Vec<StreamRules>,
     /// Which protocol parsers some rule needs.
     needs: Needs,
     settings: Settings,
@@ -61,17 +105,19 @@ pub struct Matcher {
     overlap: usize,
     /// Recycled stream and body buffers (a flow's buffers go back here when it ends).
     spare: Vec<Vec<u8>>,
-    /// Stream bytes kept by every flow together (bounded by `Settings::memory_limit`).
+    /// Stream and body bytes kept by every flow together (bounded by `Settings::memory_limit`).
     kept_bytes: usize,
     /// The HTTP host being inspected, lower-cased (reused).
     host: Vec<u8>,
     pub stats: Stats,
 }
 
-/// The stream rules of one context, and their indices among all rules.
+/// The stream rules of one or more contexts, and their indices among all rules.
 struct StreamRules {
     engine: Engine,
     global: Vec<u32>,
+    /// The furthest stream byte any of them can look at (`None`: no bound).
+    reach: Option<u64>,
 }
 
 /// Which buffers the loaded rules look at (parsers nobody needs do not run).
@@ -102,43 +148,101 @@ fn applies_to_stream(rule: &Rule, app: u8, dir: u8) -> bool {
     }
 }
 
-/// Counters for the NF's report.
+/// Counters for the NF's report (and, live, for `mboxctl stats` and the metrics).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     pub bytes_inspected: u64,
     pub bytes_beyond_depth: u64,
-    /// Bytes not inspected because every flow's kept bytes reached the memory limit.
+    /// Bytes not inspected because every flow's kept bytes reached the memory limit, and the
+    /// directions that happened to.
     pub bytes_over_memory: u64,
+    pub directions_over_memory: u64,
     pub directions_with_gaps: u64,
     pub midstream_flows_skipped: u64,
     pub alerts: u64,
+    /// Rule checks that could not be decided within their share of the work budget.
+    pub rules_given_up: u64,
+    /// Work spent on prefilter scans and verification (the engine's units).
+    pub work: u64,
+    /// Directions whose bytes were let go before the flow ended: at the stream's end, or once
+    /// no rule could reach further.
+    pub directions_released: u64,
 }
 
 /// One direction of a TCP connection.
 #[derive(Debug, Default)]
 struct Side {
-    /// The stream from its start, up to the depth.
-    stream: Vec<u8>,
+    /// Stream bytes `[base, next)` (or up to the depth): the window rules are verified in.
+    window: Vec<u8>,
+    base: u64,
     /// Next stream offset expected; data elsewhere (a gap, or events lost) ends inspection.
     next: u64,
-    broken: bool,
-    /// Scanned for rules that need no protocol, and for rules that do (only once it is known).
-    scanned_any: usize,
-    scanned_app: usize,
-    /// Where the protocol parser goes on.
-    parsed: usize,
+    state: SideState,
+    /// Scanned up to here (stream offsets) for rules that need no protocol, and for rules that
+    /// do (only once it is known).
+    scanned_any: u64,
+    scanned_app: u64,
+    /// Where the protocol parser goes on (a stream offset; [`PARSE_STOPPED`]).
+    parsed: u64,
+    /// The window's end when an incomplete HTTP head was last parsed.
+    head_tried_at: u64,
     /// HTTP: the body being read (decoder and the bytes kept for inspection).
     body: Option<(http::BodyDecoder, Vec<u8>)>,
     /// SSH: the identification line was read.
     banner_done: bool,
-    /// Nothing more of this direction is needed (no rule looks there): not kept.
-    ignored: bool,
-    /// Stream rules whose fast pattern was seen but whose other steps did not hold yet (they
-    /// may once more bytes come): checked again with every new piece of the stream.
-    pending: Vec<u32>,
+    /// Stream rules whose fast pattern was seen but that are not decided yet: their other
+    /// steps do not hold yet, or their verification waits for work budget. Checked again as
+    /// the stream grows.
+    pending: Vec<Pending>,
+    /// Work this direction may still spend (the engine's units).
+    credit: u64,
 }
 
-/// Rules a direction keeps waiting at most (the rest are not retried).
+/// What happens to a direction's bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum SideState {
+    /// Kept and inspected.
+    #[default]
+    Inspecting,
+    /// Let go: no rule or parser needs them, or the stream ended.
+    Released,
+    /// Beyond `stream_depth` (counted).
+    BeyondDepth,
+    /// Refused for the memory limit (counted).
+    OverMemory,
+    /// After a gap: not where the stream's offsets say.
+    Broken,
+}
+
+/// A stream rule waiting to be decided.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    rule: u32,
+    /// The end of the last scan that found its fast pattern: once the window starts beyond
+    /// it, the pattern is gone and so is the rule's chance.
+    seen_to: u64,
+    /// Checked again once the window reaches this offset: an expensive check waits for more
+    /// bytes in proportion to its cost.
+    retry_at: u64,
+}
+
+/// Stream bytes a pending rule waits before its next check, per unit of work its last check
+/// cost: re-checking the pending rules costs at most a quarter of a unit per byte each.
+const RETRY_BYTES_PER_WORK: u64 = 4;
+
+impl Side {
+    /// The window's end: one past the last stream byte kept.
+    fn end(&self) -> u64 {
+        self.base + self.window.len() as u64
+    }
+}
+
+/// The part of `window` (which starts at stream offset `base`) from stream offset `from` on.
+fn window_from(window: &[u8], base: u64, from: u64) -> &[u8] {
+    &window[from.saturating_sub(base).min(window.len() as u64) as usize..]
+}
+
+/// Rules a direction keeps waiting at most (the rest are given up, counted).
 const MAX_PENDING: usize = 64;
 
 /// What checking a rule found.
@@ -149,6 +253,10 @@ enum Checked {
     NotYet,
     /// Never for this flow and direction (already alerted, other protocol or addresses).
     Never,
+    /// Its verification may cost more than the direction has left now: it waits for more.
+    Deferred,
+    /// Its verification may cost more than a rule's share: it is given up.
+    OutOfBudget,
 }
 
 /// The application protocol as recognised so far.
@@ -177,17 +285,6 @@ pub struct FlowInspection {
 
 impl Matcher {
     pub fn new(rules: Vec<Rule>, settings: Settings) -> Matcher {
-        let overlap = rules
-            .iter()
-            .flat_map(|r| r.items.iter())
-            .filter(|(b, _)| *b == Buffer::Stream)
-            .filter_map(|(_, i)| match i {
-                mbox_sig::rule::Item::Content(c) => Some(c.pattern.len()),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(1)
-            .saturating_sub(1);
         let mut needs = Needs::default();
         for (buffer, _) in rules.iter().flat_map(|r| r.items.iter()) {
             match buffer {
@@ -200,17 +297,29 @@ impl Matcher {
             }
         }
         let max_app = app::ALL.iter().copied().max().unwrap_or(0);
+        let mut stream_rules: Vec<StreamRules> = Vec::new();
         let contexts = (0..=context(max_app, 1))
             .map(|c| {
                 let (app, dir) = ((c / 2) as u8, (c % 2) as u8);
                 let global: Vec<u32> = (0..rules.len() as u32).filter(|&r| applies_to_stream(&rules[r as usize], app, dir)).collect();
-                (!global.is_empty())
-                    .then(|| StreamRules { engine: Engine::new(global.iter().map(|&r| rules[r as usize].clone()).collect()), global })
+                if global.is_empty() {
+                    return None;
+                }
+                if let Some(i) = stream_rules.iter().position(|s| s.global == global) {
+                    return Some(i);
+                }
+                let reach = global.iter().map(|&r| rules[r as usize].stream_reach()).try_fold(0, |m, r| r.map(|r| m.max(r)));
+                let engine = Engine::new(global.iter().map(|&r| rules[r as usize].clone()).collect());
+                stream_rules.push(StreamRules { engine, global, reach });
+                Some(stream_rules.len() - 1)
             })
             .collect();
+        let settings = Settings { inspect_window: settings.inspect_window.max(1), ..settings };
+        let overlap = stream_rules.iter().map(|s| s.engine.longest_fast_pattern(Buffer::Stream)).max().unwrap_or(1).saturating_sub(1);
         Matcher {
             engine: Engine::new(rules),
             contexts,
+            stream_rules,
             needs,
             settings,
             candidates: Vec::new(),
@@ -226,17 +335,23 @@ impl Matcher {
         self.engine.rules()
     }
 
+    /// Stream and body bytes kept by all flows now.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
+    }
+
     /// State for a new flow.
     pub fn flow(&mut self, id: u64, ends: Endpoints, tcp: bool, midstream: bool) -> FlowInspection {
         let skipped = tcp && midstream && !self.settings.midstream;
         if skipped {
             self.stats.midstream_flows_skipped += 1;
         }
+        let side = || Side { credit: INITIAL_WORK, ..Side::default() };
         FlowInspection {
             id,
             ends,
             app: App::Unknown,
-            sides: [Side::default(), Side::default()],
+            sides: [side(), side()],
             pending_methods: Default::default(),
             alerted: Vec::new(),
             skipped,
@@ -244,17 +359,46 @@ impl Matcher {
         }
     }
 
-    /// Takes a flow's state back at its end: inspects what is still pending (a body the
-    /// connection's close ended) and recycles its buffers.
+    /// Takes a flow's state back at its end: decides what is still pending (rules waiting for
+    /// work, a body the connection's close ended) and recycles its buffers.
     pub fn end(&mut self, mut flow: FlowInspection, hit: &mut dyn FnMut(Hit)) {
         for dir in 0..2 {
-            if let Some((_, body)) = flow.sides[dir].body.take() {
-                self.inspect_body(&mut flow, dir as u8, &body, hit);
-                self.recycle(body);
-            }
+            self.finish_side(&mut flow, dir, hit);
         }
-        for side in flow.sides {
-            self.recycle(side.stream);
+    }
+
+    /// Direction `dir`'s stream ended (its FIN reached, or a reset): nothing more will come, so
+    /// what is pending is decided now and its bytes are let go.
+    pub fn stream_end(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
+        let d = usize::from(dir.min(1));
+        if flow.sides[d].state == SideState::Inspecting {
+            self.finish_side(flow, d as u8, hit);
+            flow.sides[d].state = SideState::Released;
+            self.stats.directions_released += 1;
+        }
+    }
+
+    /// Decides what direction `dir` still has pending and lets its buffers go.
+    fn finish_side(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
+        let d = usize::from(dir.min(1));
+        if !flow.skipped && flow.sides[d].state == SideState::Inspecting {
+            self.scan_stream(flow, dir, true, true, hit);
+        }
+        if let Some((_, body)) = flow.sides[d].body.take() {
+            self.inspect_body(flow, dir, &body, hit);
+            self.recycle(body);
+        }
+        self.release(&mut flow.sides[d]);
+    }
+
+    /// Lets go of a direction's bytes (its state says what happens to later ones).
+    fn release(&mut self, side: &mut Side) {
+        side.pending.clear();
+        let window = std::mem::take(&mut side.window);
+        side.base = side.next;
+        self.recycle(window);
+        if let Some((_, body)) = side.body.take() {
+            self.recycle(body);
         }
     }
 
@@ -287,58 +431,102 @@ impl Matcher {
         }
         let d = usize::from(dir.min(1));
         let side = &mut flow.sides[d];
-        if side.broken || side.ignored {
-            return;
+        match side.state {
+            SideState::Inspecting => {}
+            SideState::BeyondDepth => {
+                self.stats.bytes_beyond_depth += bytes.len() as u64;
+                return;
+            }
+            SideState::OverMemory => {
+                self.stats.bytes_over_memory += bytes.len() as u64;
+                return;
+            }
+            SideState::Released | SideState::Broken => return,
         }
         if offset != side.next {
             // A gap (or events that never came): later bytes are not where they seem.
-            side.broken = true;
-            self.stats.directions_with_gaps += 1;
+            self.broken(flow, dir, hit);
             return;
         }
         side.next += bytes.len() as u64;
-        if side.stream.capacity() == 0 {
-            side.stream = self.spare.pop().unwrap_or_default();
+        let room = (self.settings.stream_depth as u64).saturating_sub(offset).min(bytes.len() as u64) as usize;
+        self.stats.bytes_beyond_depth += (bytes.len() - room) as u64;
+        if room == 0 {
+            // Beyond the depth: what the window still holds is decided, then let go.
+            self.finish_side(flow, dir, hit);
+            flow.sides[d].state = SideState::BeyondDepth;
+            return;
         }
-        let room = self.settings.stream_depth.saturating_sub(side.stream.len());
-        let take = room.min(bytes.len());
-        if self.kept_bytes + take > self.settings.memory_limit {
+        if self.kept_bytes + room > self.settings.memory_limit {
             // Every flow's kept bytes together are bounded: this direction is not inspected
-            // further (counted).
+            // further (counted, and warned about once: an operator must know the IDS is
+            // not seeing everything).
+            if self.stats.directions_over_memory == 0 {
+                eprintln!(
+                    "sig-match: warning: memory_limit ({} bytes) reached: new stream bytes go uninspected (counted as bytes_over_memory)",
+                    self.settings.memory_limit
+                );
+            }
+            self.stats.directions_over_memory += 1;
             self.stats.bytes_over_memory += bytes.len() as u64;
-            side.ignored = true;
-            let buf = std::mem::take(&mut side.stream);
-            self.recycle(buf);
+            self.finish_side(flow, dir, hit);
+            flow.sides[d].state = SideState::OverMemory;
             return;
         }
-        side.stream.extend_from_slice(&bytes[..take]);
-        self.kept_bytes += take;
-        self.stats.bytes_inspected += take as u64;
-        self.stats.bytes_beyond_depth += (bytes.len() - take) as u64;
-        if take == 0 {
-            return;
+        let side = &mut flow.sides[d];
+        if side.window.capacity() == 0 {
+            side.window = self.spare.pop().unwrap_or_default();
         }
+        side.window.extend_from_slice(&bytes[..room]);
+        side.credit = side.credit.saturating_add(WORK_PER_BYTE * room as u64);
+        self.kept_bytes += room;
+        self.stats.bytes_inspected += room as u64;
         if flow.app == App::Unknown {
             flow.app = detect(flow);
         }
         self.parse_app(flow, dir, hit);
-        self.scan_stream(flow, dir, established, hit);
+        // Bytes about to leave the window are scanned whatever the budget says.
+        let window = self.settings.inspect_window;
+        let side = &flow.sides[d];
+        let slide = side.window.len() > 2 * window;
+        self.scan_stream(flow, dir, established, slide, hit);
+        if slide {
+            self.slide(&mut flow.sides[d]);
+        }
         if flow.app != App::Unknown && !self.wants(flow, dir) {
-            let side = &mut flow.sides[d];
-            side.ignored = true;
-            let buf = std::mem::take(&mut side.stream);
-            self.recycle(buf);
+            self.release(&mut flow.sides[d]);
+            flow.sides[d].state = SideState::Released;
+            self.stats.directions_released += 1;
+        }
+    }
+
+    /// Keeps the last `inspect_window` bytes of a direction's window. Pending rules whose fast
+    /// pattern was only seen in bytes that leave are dropped (they can no longer match).
+    fn slide(&mut self, side: &mut Side) {
+        let keep = self.settings.inspect_window;
+        let drop = side.window.len().saturating_sub(keep);
+        side.window.drain(..drop);
+        side.base += drop as u64;
+        self.kept_bytes = self.kept_bytes.saturating_sub(drop);
+        let base = side.base;
+        side.pending.retain(|p| p.seen_to > base);
+        if side.parsed < base {
+            // A head longer than the window: the parser cannot go on.
+            side.parsed = PARSE_STOPPED;
         }
     }
 
     /// Whether anything still needs direction `dir` of `flow` (once its protocol is decided):
-    /// stream rules of its context, or a parser some rule needs.
+    /// stream rules of its context that can still reach its next bytes (or are pending), or a
+    /// parser some rule needs.
     fn wants(&self, flow: &FlowInspection, dir: u8) -> bool {
         let a = flow_app(flow);
-        if self.contexts[context(a, dir)].is_some() {
-            return true;
-        }
         let side = &flow.sides[usize::from(dir.min(1))];
+        if let Some(rules) = self.contexts[context(a, dir)].map(|i| &self.stream_rules[i]) {
+            if rules.reach.is_none_or(|reach| side.scanned_app < reach) || !side.pending.is_empty() {
+                return true;
+            }
+        }
         match a {
             app::HTTP if dir == 0 => self.needs.http_request || self.needs.file_data,
             app::HTTP => self.needs.file_data,
@@ -349,19 +537,27 @@ impl Matcher {
         }
     }
 
-    /// Bytes of direction `dir` are missing for good: what follows is not inspected.
-    pub fn gap(&mut self, flow: &mut FlowInspection, dir: u8) {
-        let side = &mut flow.sides[usize::from(dir.min(1))];
-        if !side.broken {
-            side.broken = true;
-            self.stats.directions_with_gaps += 1;
+    /// Bytes of direction `dir` are missing for good: what came before is decided, what
+    /// follows is not inspected.
+    pub fn gap(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
+        if flow.sides[usize::from(dir.min(1))].state == SideState::Inspecting {
+            self.broken(flow, dir, hit);
         }
+    }
+
+    /// The stream of direction `dir` is not where its offsets say any more.
+    fn broken(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
+        self.finish_side(flow, dir, hit);
+        flow.sides[usize::from(dir.min(1))].state = SideState::Broken;
+        self.stats.directions_with_gaps += 1;
     }
 
     /// A UDP datagram's payload, sent in direction `dir`.
     pub fn datagram(&mut self, flow: &mut FlowInspection, dir: u8, payload: &[u8], hit: &mut dyn FnMut(Hit)) {
         let (sport, dport) = ports(&flow.ends, dir);
         let direction = Direction { to_server: dir == 0, established: true };
+        let d = usize::from(dir.min(1));
+        flow.sides[d].credit = flow.sides[d].credit.saturating_add(WORK_PER_BYTE * payload.len() as u64);
         let is_dns = (sport == 53 || dport == 53) && dns::header(payload).is_some();
         if is_dns {
             flow.app = App::Known(app::DNS);
@@ -383,9 +579,10 @@ impl Matcher {
         let d = usize::from(dir.min(1));
         match flow.app {
             App::Known(app::HTTP) => self.parse_http(flow, dir, hit),
-            App::Known(app::TLS) if dir == 0 && flow.sides[0].parsed == 0 => {
-                if let Parse::Done(hello) = tls::client_hello(&flow.sides[0].stream) {
-                    flow.sides[0].parsed = flow.sides[0].stream.len();
+            // The hello is the stream's first message: parsed while the window holds its start.
+            App::Known(app::TLS) if dir == 0 && flow.sides[0].parsed == 0 && flow.sides[0].base == 0 => {
+                if let Parse::Done(hello) = tls::client_hello(&flow.sides[0].window) {
+                    flow.sides[0].parsed = flow.sides[0].end();
                     if let Some(sni) = hello.sni {
                         let mut b = Buffers::default();
                         b.set(Buffer::TlsSni, &sni);
@@ -393,20 +590,20 @@ impl Matcher {
                     }
                 }
             }
-            App::Known(app::SSH) if !flow.sides[d].banner_done => {
-                let stream = std::mem::take(&mut flow.sides[d].stream);
-                if let Parse::Done(banner) = ssh::banner(&stream) {
+            App::Known(app::SSH) if !flow.sides[d].banner_done && flow.sides[d].base == 0 => {
+                let window = std::mem::take(&mut flow.sides[d].window);
+                if let Parse::Done(banner) = ssh::banner(&window) {
                     flow.sides[d].banner_done = true;
                     let mut b = Buffers::default();
                     b.set(Buffer::SshSoftware, banner.software);
                     self.evaluate(flow, dir, Direction { to_server: dir == 0, established: true }, &b, hit);
                 }
-                flow.sides[d].stream = stream;
+                flow.sides[d].window = window;
             }
-            App::Known(app::DNS) if dir == 0 => {
-                let stream = std::mem::take(&mut flow.sides[0].stream);
-                let from = flow.sides[0].parsed.min(stream.len());
-                let used = dns::tcp_messages(&stream[from..], |msg| {
+            App::Known(app::DNS) if dir == 0 && flow.sides[0].parsed != PARSE_STOPPED => {
+                let window = std::mem::take(&mut flow.sides[0].window);
+                let (from, base) = (flow.sides[0].parsed, flow.sides[0].base);
+                let used = dns::tcp_messages(window_from(&window, base, from), |msg| {
                     if dns::header(msg).is_some_and(|h| !h.is_response) {
                         dns::for_each_question(msg, |name| {
                             let mut b = Buffers::default();
@@ -415,8 +612,8 @@ impl Matcher {
                         });
                     }
                 });
-                flow.sides[0].parsed = from + used;
-                flow.sides[0].stream = stream;
+                flow.sides[0].parsed = from.max(base) + used as u64;
+                flow.sides[0].window = window;
             }
             _ => {}
         }
@@ -425,14 +622,20 @@ impl Matcher {
     /// HTTP: requests (client) and responses (server) one after another, bodies included.
     fn parse_http(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
         let d = usize::from(dir.min(1));
-        let stream = std::mem::take(&mut flow.sides[d].stream);
+        let window = std::mem::take(&mut flow.sides[d].window);
+        let base = flow.sides[d].base;
+        let end = base + window.len() as u64;
         let direction = Direction { to_server: dir == 0, established: true };
         loop {
-            let at = flow.sides[d].parsed.min(stream.len());
+            let parsed = flow.sides[d].parsed;
+            if parsed == PARSE_STOPPED {
+                break;
+            }
+            let rest = window_from(&window, base, parsed);
             if let Some((mut decoder, mut body)) = flow.sides[d].body.take() {
                 let limit = self.settings.body_limit;
                 let before = body.len();
-                let fed = decoder.feed(&stream[at..], &mut |chunk| {
+                let fed = decoder.feed(rest, &mut |chunk| {
                     let room = limit.saturating_sub(body.len());
                     body.extend_from_slice(&chunk[..room.min(chunk.len())]);
                 });
@@ -444,11 +647,11 @@ impl Matcher {
                         // Bad chunk framing: inspect what there is and stop parsing.
                         self.inspect_body(flow, dir, &body, hit);
                         self.recycle(body);
-                        flow.sides[d].parsed = usize::MAX;
+                        flow.sides[d].parsed = PARSE_STOPPED;
                         break;
                     }
                 };
-                flow.sides[d].parsed = at + consumed;
+                flow.sides[d].parsed = parsed + consumed as u64;
                 if decoder.is_done() {
                     self.inspect_body(flow, dir, &body, hit);
                     self.recycle(body);
@@ -457,10 +660,10 @@ impl Matcher {
                 flow.sides[d].body = Some((decoder, body));
                 break;
             }
-            if at >= stream.len() {
+            if rest.is_empty() || !worth_parsing_head(rest, flow.sides[d].head_tried_at.saturating_sub(parsed) as usize) {
                 break;
             }
-            let rest = &stream[at..];
+            flow.sides[d].head_tried_at = end;
             let length = if dir == 0 {
                 match http::request_head(rest) {
                     Parse::Done(head) => {
@@ -479,12 +682,12 @@ impl Matcher {
                         self.evaluate(flow, dir, direction, &b, hit);
                         self.host = host;
                         flow.pending_methods.push_back(head.method.eq_ignore_ascii_case(b"HEAD"));
-                        flow.sides[d].parsed = at + head.head_len;
+                        flow.sides[d].parsed = parsed + head.head_len as u64;
                         head.body
                     }
                     Parse::Partial => break,
                     Parse::Invalid => {
-                        flow.sides[d].parsed = usize::MAX;
+                        flow.sides[d].parsed = PARSE_STOPPED;
                         break;
                     }
                 }
@@ -496,12 +699,12 @@ impl Matcher {
                         if !(100..200).contains(&head.status) {
                             flow.pending_methods.pop_front();
                         }
-                        flow.sides[d].parsed = at + head.head_len;
+                        flow.sides[d].parsed = parsed + head.head_len as u64;
                         head.body
                     }
                     Parse::Partial => break,
                     Parse::Invalid => {
-                        flow.sides[d].parsed = usize::MAX;
+                        flow.sides[d].parsed = PARSE_STOPPED;
                         break;
                     }
                 }
@@ -510,7 +713,7 @@ impl Matcher {
                 flow.sides[d].body = Some((http::BodyDecoder::new(length), self.buffer()));
             }
         }
-        flow.sides[d].stream = stream;
+        flow.sides[d].window = window;
     }
 
     fn inspect_body(&mut self, flow: &mut FlowInspection, dir: u8, body: &[u8], hit: &mut dyn FnMut(Hit)) {
@@ -522,65 +725,111 @@ impl Matcher {
         self.evaluate(flow, dir, Direction { to_server: dir == 0, established: true }, &b, hit);
     }
 
-    /// Rules on the stream itself: the new bytes (and an overlap before them) go through the
-    /// prefilter; candidates are verified against the whole stream kept so far.
-    fn scan_stream(&mut self, flow: &mut FlowInspection, dir: u8, established: bool, hit: &mut dyn FnMut(Hit)) {
+    /// Rules on the stream itself: bytes not scanned yet (and an overlap before them) go
+    /// through the prefilter, whose candidates join the direction's pending rules; pending
+    /// rules are verified against the window. Each costs work: what the direction cannot
+    /// pay for now waits for more bytes, unless `force` (the bytes are about to leave the
+    /// window, or nothing more will come), when what still cannot be paid for is given up.
+    fn scan_stream(&mut self, flow: &mut FlowInspection, dir: u8, established: bool, force: bool, hit: &mut dyn FnMut(Hit)) {
         let d = usize::from(dir.min(1));
-        let direction = Direction { to_server: dir == 0, established };
         let app_known = flow.app != App::Unknown;
-        let Some(ctx) = self.contexts[context(flow_app(flow), dir)].as_ref() else {
-            flow.sides[d].scanned_any = flow.sides[d].stream.len();
+        let Some(ctx) = self.contexts[context(flow_app(flow), dir)] else {
+            let side = &mut flow.sides[d];
+            (side.scanned_any, side.scanned_app) = (side.end(), side.end());
             return;
         };
-        let stream = std::mem::take(&mut flow.sides[d].stream);
+        let window = std::mem::take(&mut flow.sides[d].window);
+        let side = &mut flow.sides[d];
+        let end = side.base + window.len() as u64;
         // While the protocol is unknown, the context holds only rules that need none; once it
-        // is known, its context's rules see the stream from the start.
-        let from = if app_known { flow.sides[d].scanned_app } else { flow.sides[d].scanned_any };
-        let start = from.saturating_sub(self.overlap);
-        let mut b = Buffers::default();
-        b.set(Buffer::Stream, &stream[start..]);
-        let mut candidates = std::mem::take(&mut self.candidates);
-        candidates.clear();
-        ctx.engine.candidates(&b, &mut candidates);
-        // The context engine's rule numbers, as rule numbers of all rules.
-        for r in candidates.iter_mut() {
-            *r = ctx.global[*r as usize];
-        }
-        let mut whole = Buffers::default();
-        whole.set(Buffer::Stream, &stream);
-        let mut pending = std::mem::take(&mut flow.sides[d].pending);
-        for &r in &candidates {
-            // A rule whose fast pattern is here but whose other steps do not hold yet is
-            // checked again as more of the stream comes.
-            match self.check(flow, r, dir, direction, &whole, hit) {
-                Checked::NotYet if !pending.contains(&r) && pending.len() < MAX_PENDING => pending.push(r),
-                Checked::NotYet => {}
-                Checked::Alerted | Checked::Never => pending.retain(|&p| p != r),
+        // is known, its context's rules see the window from its start.
+        let from = if app_known { side.scanned_app } else { side.scanned_any };
+        let start = from.saturating_sub(self.overlap as u64).max(side.base);
+        if from < end {
+            // A scan repeats the overlap before its new bytes: with tiny segments and a short
+            // budget, new bytes wait until they are at least as many (the scans then cost at
+            // most twice the bytes).
+            let cost = end - start;
+            let batching = side.credit < INITIAL_WORK / 2 && end - from < self.overlap as u64;
+            if (side.credit < cost || batching) && !force {
+                flow.sides[d].window = window;
+                return;
+            }
+            side.credit = side.credit.saturating_sub(cost);
+            self.stats.work += cost;
+            let mut b = Buffers::default();
+            b.set(Buffer::Stream, &window[(start - side.base) as usize..]);
+            let mut candidates = std::mem::take(&mut self.candidates);
+            candidates.clear();
+            let rules = &self.stream_rules[ctx];
+            rules.engine.candidates(&b, &mut candidates);
+            for &r in &candidates {
+                // The context engine's rule number, as a rule number of all rules.
+                let rule = rules.global[r as usize];
+                match side.pending.iter().position(|p| p.rule == rule) {
+                    // Found again in new bytes: checked at its next turn (which comes before
+                    // these bytes leave the window).
+                    Some(i) => side.pending[i].seen_to = end,
+                    None if side.pending.len() < MAX_PENDING => side.pending.push(Pending { rule, seen_to: end, retry_at: 0 }),
+                    None => self.stats.rules_given_up += 1,
+                }
+            }
+            self.candidates = candidates;
+            side.scanned_any = end;
+            if app_known {
+                side.scanned_app = end;
             }
         }
-        // Rules waiting since earlier bytes, whose fast pattern is not in these new ones.
-        pending.retain(|&r| candidates.contains(&r) || self.check(flow, r, dir, direction, &whole, hit) == Checked::NotYet);
-        flow.sides[d].pending = pending;
-        self.candidates = candidates;
-        flow.sides[d].scanned_any = stream.len();
-        if app_known {
-            flow.sides[d].scanned_app = stream.len();
+        let direction = Direction { to_server: dir == 0, established };
+        let mut whole = Buffers::default();
+        whole.set_stream_window(&window, flow.sides[d].base);
+        let mut pending = std::mem::take(&mut flow.sides[d].pending);
+        let mut i = 0;
+        while i < pending.len() {
+            let p = pending[i];
+            if p.retry_at > end && !force {
+                i += 1;
+                continue;
+            }
+            let credit = flow.sides[d].credit;
+            match self.check(flow, p.rule, dir, direction, &whole, hit) {
+                Checked::NotYet => {
+                    // Waiting longer than half a window could let a new occurrence of its
+                    // pattern leave before it is checked.
+                    let spent = credit - flow.sides[d].credit;
+                    pending[i].retry_at = end + (spent * RETRY_BYTES_PER_WORK).min(self.settings.inspect_window as u64 / 2);
+                    i += 1;
+                }
+                Checked::Alerted | Checked::Never => {
+                    pending.swap_remove(i);
+                }
+                Checked::Deferred if !force => break,
+                Checked::Deferred | Checked::OutOfBudget => {
+                    self.stats.rules_given_up += 1;
+                    pending.swap_remove(i);
+                }
+            }
         }
-        flow.sides[d].stream = stream;
+        flow.sides[d].pending = pending;
+        flow.sides[d].window = window;
     }
 
-    /// Verifies the candidates for `buffers` and reports the rules that match.
+    /// Verifies the candidates for `buffers` (a protocol buffer or a datagram: decided now) and
+    /// reports the rules that match.
     fn evaluate(&mut self, flow: &mut FlowInspection, dir: u8, direction: Direction, buffers: &Buffers<'_>, hit: &mut dyn FnMut(Hit)) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         self.engine.candidates(buffers, &mut candidates);
         for &r in &candidates {
-            self.check(flow, r, dir, direction, buffers, hit);
+            if matches!(self.check(flow, r, dir, direction, buffers, hit), Checked::Deferred | Checked::OutOfBudget) {
+                self.stats.rules_given_up += 1;
+            }
         }
         self.candidates = candidates;
     }
 
-    /// Protocol, header and flow options of rule `r`, then its contents.
+    /// Protocol, header and flow options of rule `r`, then its contents, within the work the
+    /// direction has left (and a rule's share of it).
     fn check(
         &mut self,
         flow: &mut FlowInspection,
@@ -623,12 +872,39 @@ impl Matcher {
         if !rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, direction) {
             return Checked::NotYet;
         }
-        let Some(end) = self.engine.verify(r, buffers) else { return Checked::NotYet };
-        flow.alerted.push((r, dir));
-        self.stats.alerts += 1;
-        hit(Hit { rule: r, dir, app: flow_app, stream_offset: end as u64 });
-        Checked::Alerted
+        let longest = rule.items.iter().filter_map(|(b, _)| buffers.get(*b)).map(<[u8]>::len).max().unwrap_or(0) as u64;
+        let share = VERIFY_WORK_MIN + VERIFY_WORK_PER_BYTE * longest;
+        let credit = &mut flow.sides[d].credit;
+        let mut budget = share.min(*credit);
+        let given = budget;
+        let verified = self.engine.verify(r, buffers, &mut budget);
+        *credit -= given - budget;
+        self.stats.work += given - budget;
+        let limited_by_credit = given < share;
+        match verified {
+            Verification::Match(end) => {
+                flow.alerted.push((r, dir));
+                self.stats.alerts += 1;
+                let base = if rule.items.iter().any(|(b, _)| *b == Buffer::Stream) { buffers.stream_base() } else { 0 };
+                hit(Hit { rule: r, dir, app: flow_app, stream_offset: base + end as u64 });
+                Checked::Alerted
+            }
+            Verification::NoMatch => Checked::NotYet,
+            Verification::OutOfBudget if limited_by_credit => Checked::Deferred,
+            Verification::OutOfBudget => Checked::OutOfBudget,
+        }
     }
+}
+
+/// Whether an incomplete HTTP head (`rest`, of which the first `tried` bytes were parsed
+/// before) is worth parsing again: always while it is short, then only once a blank line may
+/// have arrived.
+fn worth_parsing_head(rest: &[u8], tried: usize) -> bool {
+    if tried == 0 || rest.len() <= HEAD_REPARSE_LIMIT {
+        return true;
+    }
+    let new = &rest[tried.saturating_sub(3).min(rest.len())..];
+    memchr::memmem::find(new, b"\n\n").is_some() || memchr::memmem::find(new, b"\n\r\n").is_some()
 }
 
 /// The ports of data sent in direction `dir`: (sender's, receiver's).
@@ -659,7 +935,11 @@ fn app_code(p: Proto) -> u8 {
 /// Recognises the application protocol from the first bytes of both directions, the way
 /// Suricata's probing parsers do: by content, with the port only for DNS over TCP.
 fn detect(flow: &FlowInspection) -> App {
-    let (client, server) = (&flow.sides[0].stream, &flow.sides[1].stream);
+    if flow.sides.iter().any(|s| s.base > 0) {
+        // The starts of the streams are gone (a window slid before anything was recognised).
+        return App::Other;
+    }
+    let (client, server) = (&flow.sides[0].window, &flow.sides[1].window);
     for side in [client, server] {
         if matches!(ssh::banner(side), Parse::Done(_)) && side.starts_with(b"SSH-") {
             return App::Known(app::SSH);
@@ -708,7 +988,7 @@ mod tests {
     fn matcher(rules: &str) -> Matcher {
         let loaded = parse_rules(rules, &Vars::default());
         assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
-        Matcher::new(loaded.rules, Settings { stream_depth: 1 << 20, body_limit: 100 << 10, midstream: false, memory_limit: 1 << 30 })
+        Matcher::new(loaded.rules, Settings { memory_limit: 1 << 30, ..Settings::default() })
     }
 
     fn ends() -> Endpoints {
@@ -744,5 +1024,93 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(feed(&mut m, &segments).is_empty());
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    fn with(rules: &str, settings: Settings) -> Matcher {
+        let loaded = parse_rules(rules, &Vars::default());
+        assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+        Matcher::new(loaded.rules, settings)
+    }
+
+    /// Feeds `total` client bytes of `fill` in `segment`-byte pieces into an open flow.
+    fn stream(m: &mut Matcher, flow: &mut FlowInspection, offset: &mut u64, bytes: &[u8], hits: &mut Vec<u32>) {
+        for piece in bytes.chunks(1448) {
+            m.stream_data(flow, 0, *offset, piece, true, &mut |h| hits.push(h.rule));
+            *offset += piece.len() as u64;
+        }
+    }
+
+    #[test]
+    fn matches_are_found_within_the_window_and_not_beyond_it() {
+        let rules = r#"alert tcp any any -> any any (msg:"x"; content:"LONGPATTERN"; content:"X"; distance:0; sid:1;)"#;
+        let mut m = with(rules, Settings { inspect_window: 4096, ..Settings::default() });
+        let near = [b"LONGPATTERN".as_slice(), &vec![b'.'; 3000], b"X"].concat();
+        assert_eq!(feed(&mut m, &[&near]), [1]);
+        // Far apart, the pattern leaves the window before its rule can hold.
+        let mut flow = m.flow(2, ends(), true, false);
+        let (mut offset, mut hits) = (0, Vec::new());
+        stream(&mut m, &mut flow, &mut offset, b"LONGPATTERN", &mut hits);
+        stream(&mut m, &mut flow, &mut offset, &vec![b'.'; 20_000], &mut hits);
+        assert!(flow.sides[0].pending.is_empty(), "the rule whose pattern left is no longer pending");
+        assert!(flow.sides[0].window.len() <= 2 * 4096);
+        stream(&mut m, &mut flow, &mut offset, b"X", &mut hits);
+        m.end(flow, &mut |h| hits.push(h.rule));
+        assert!(hits.is_empty());
+        assert_eq!(m.kept_bytes(), 0);
+    }
+
+    #[test]
+    fn a_stream_end_decides_what_is_pending_and_lets_its_bytes_go() {
+        let rules = r#"alert tcp any any -> any any (msg:"x"; content:"evil"; content:"!"; distance:0; sid:1;)"#;
+        let mut m = matcher(rules);
+        let mut flow = m.flow(1, ends(), true, false);
+        let (mut offset, mut hits) = (0, Vec::new());
+        stream(&mut m, &mut flow, &mut offset, b"evil", &mut hits);
+        stream(&mut m, &mut flow, &mut offset, b" then !", &mut hits);
+        assert_eq!(hits, [0]);
+        assert!(m.kept_bytes() > 0);
+        m.stream_end(&mut flow, 0, &mut |h| hits.push(h.rule));
+        assert_eq!(m.kept_bytes(), 0, "the ended direction's window is let go while the flow lives on");
+        // Bytes after the end are not inspected (an endpoint discards data after a FIN).
+        stream(&mut m, &mut flow, &mut offset, b"evil!", &mut hits);
+        assert_eq!(hits, [0]);
+        assert_eq!(m.kept_bytes(), 0);
+        m.end(flow, &mut |_| {});
+        assert_eq!(m.stats.directions_released, 1);
+    }
+
+    #[test]
+    fn a_direction_is_let_go_once_no_rule_can_reach_further() {
+        let rules = r#"alert tcp any any -> any any (msg:"x"; content:"GET"; depth:3; content:"admin"; distance:0; within:100; sid:1;)"#;
+        let mut m = matcher(rules);
+        let mut flow = m.flow(1, ends(), true, false);
+        let (mut offset, mut hits) = (0, Vec::new());
+        // Recognised as HTTP, whose stream rules reach at most 103 bytes in.
+        stream(&mut m, &mut flow, &mut offset, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", &mut hits);
+        stream(&mut m, &mut flow, &mut offset, &vec![b'.'; 4000], &mut hits);
+        assert_eq!(m.kept_bytes(), 0, "nothing can match beyond byte 103");
+        assert_eq!(m.stats.directions_released, 1);
+        m.end(flow, &mut |_| {});
+        assert_eq!(feed(&mut m, &[b"GET /admin"]), [1]);
+    }
+
+    #[test]
+    fn the_memory_limit_refuses_new_directions_and_counts_them() {
+        let rules = r#"alert tcp any any -> any any (msg:"x"; content:"evil"; sid:1;)"#;
+        let mut m = with(rules, Settings { memory_limit: 3000, ..Settings::default() });
+        let mut first = m.flow(1, ends(), true, false);
+        let (mut a, mut hits) = (0, Vec::new());
+        stream(&mut m, &mut first, &mut a, &[b'.'; 2000], &mut hits);
+        let mut second = m.flow(2, ends(), true, false);
+        let mut b = 0;
+        stream(&mut m, &mut second, &mut b, &[b'.'; 1500], &mut hits);
+        stream(&mut m, &mut second, &mut b, b"evil", &mut hits);
+        assert!(hits.is_empty());
+        assert_eq!((m.stats.directions_over_memory, m.stats.bytes_over_memory), (1, 1504));
+        m.end(second, &mut |_| {});
+        m.end(first, &mut |_| {});
+        assert_eq!(m.kept_bytes(), 0);
+        // Memory is back: new directions are inspected again.
+        assert_eq!(feed(&mut m, &[b"evil"]), [1]);
     }
 }

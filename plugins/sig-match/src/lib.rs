@@ -10,7 +10,9 @@
 //! `stream.reassembly.depth`); `body_limit` (HTTP body bytes, default 100 KiB); `midstream`
 //! (inspect connections picked up without a handshake, default false as in Suricata);
 //! `memory_limit` (stream bytes kept by all flows together, default 256 MiB: beyond it, new
-//! directions are not inspected, and the bytes are counted).
+//! directions are not inspected, and the bytes are counted); `inspect_window` (stream bytes a
+//! match may span, default 64 KiB: each direction keeps that much of its stream). What is kept
+//! and the work spent per byte are bounded: see [`inspect`].
 
 pub mod inspect;
 
@@ -140,11 +142,14 @@ impl SigMatch {
         self.put(&header, tracked);
     }
 
-    fn on_gap(&mut self, ev: &StreamGapEvent) {
+    fn on_gap(&mut self, ev: &StreamGapEvent, host: &mut Host<'_>) {
         let header = ev.tcp.flow.header;
         let midstream = ev.tcp.snapshot.flags & TCP_MIDSTREAM != 0;
         let mut tracked = self.take(&header, &ev.tcp.flow.tuple, flow_start(&ev.tcp.flow), true, midstream);
-        self.matcher.gap(&mut tracked.inspection, header.flow.dir);
+        let mut hits = std::mem::take(&mut self.hits);
+        self.matcher.gap(&mut tracked.inspection, header.flow.dir, &mut |h| hits.push(h));
+        self.report(&header, &tracked, &mut hits, host);
+        self.hits = hits;
         self.put(&header, tracked);
     }
 
@@ -188,7 +193,7 @@ impl NetworkFunction for SigMatch {
             self.on_stream_data(ev, host);
         } else if let Some(ev) = event.view::<StreamGapEvent>() {
             // The bytes after a gap are not where the stream's offsets say: stop inspecting.
-            self.on_gap(ev);
+            self.on_gap(ev, host);
         } else if event.is_a(builtin::FLOW_TCP_TERMINATE) || event.is_a(builtin::FLOW_UDP_TERMINATE) {
             self.end(event, host);
         } else if let Some(pkt) = event.view::<PktEvent>() {
@@ -201,11 +206,14 @@ impl NetworkFunction for SigMatch {
         let s = self.matcher.stats;
         let lost = self.queue.dropped + (self.queue.waiting() + self.stale.len()) as u64;
         eprintln!(
-            "sig-match: {} alerts; {} stream bytes inspected, {} beyond the depth, {} over the memory limit; {} directions stopped at a gap; {} connections picked up mid-stream not inspected{}",
+            "sig-match: {} alerts; {} stream bytes inspected ({:.1} units of work per byte), {} beyond the depth, {} over the memory limit ({} directions); {} rule checks given up for work; {} directions stopped at a gap; {} connections picked up mid-stream not inspected{}",
             s.alerts,
             s.bytes_inspected,
+            s.work as f64 / s.bytes_inspected.max(1) as f64,
             s.bytes_beyond_depth,
             s.bytes_over_memory,
+            s.directions_over_memory,
+            s.rules_given_up,
             s.directions_with_gaps,
             s.midstream_flows_skipped,
             if lost > 0 { format!("; {lost} alerts not published (the host's queue stayed full)") } else { String::new() }
@@ -225,7 +233,10 @@ impl Plugin for SigMatch {
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
-        let args = Args::parse(init.args_json.as_str(), &["rules", "vars", "stream_depth", "body_limit", "midstream", "memory_limit"])?;
+        let args = Args::parse(
+            init.args_json.as_str(),
+            &["rules", "vars", "stream_depth", "body_limit", "midstream", "memory_limit", "inspect_window"],
+        )?;
         let path = args.string("rules", "")?;
         if path.is_empty() {
             return Err("argument `rules` (a rule file) is required".into());
@@ -249,6 +260,7 @@ impl Plugin for SigMatch {
             body_limit: args.u64("body_limit", 100 << 10)?.min(1 << 30) as usize,
             midstream: args.bool("midstream", false)?,
             memory_limit: args.u64("memory_limit", 256 << 20)?.min(1 << 40) as usize,
+            inspect_window: args.u64("inspect_window", 64 << 10)?.clamp(1 << 10, 1 << 30) as usize,
         };
         let alert_type = init.type_of(SIG_MATCH_PATH).ok_or("the host did not register ALERT/SIG_MATCH")?;
         Ok(SigMatch {
