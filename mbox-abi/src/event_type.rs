@@ -146,6 +146,11 @@ pub mod builtin {
     pub const FLOW_TCP_DATA_RDY: EventType = node(FLOW_TCP, 3);
     /// Bytes of one direction's stream that will never arrive: an offset range and why.
     pub const FLOW_TCP_GAP: EventType = node(FLOW_TCP, 4);
+    /// One direction's stream reached its end: every byte before its FIN was reported (as data
+    /// or gaps), or the connection was reset (an RST its receiver takes). Bytes that still
+    /// arrive after it are reported too: data in flight, or a FIN or RST that never reached
+    /// its receiver (an evasion an NF should not let blind it).
+    pub const FLOW_TCP_STREAM_END: EventType = node(FLOW_TCP, 5);
     /// A UDP flow.
     pub const FLOW_UDP: EventType = node(FLOW, 2);
     /// The stack saw the first datagram of a UDP flow.
@@ -176,6 +181,7 @@ pub mod builtin {
         ("FLOW/TCP/TERMINATE", FLOW_TCP_TERMINATE),
         ("FLOW/TCP/DATA_RDY", FLOW_TCP_DATA_RDY),
         ("FLOW/TCP/GAP", FLOW_TCP_GAP),
+        ("FLOW/TCP/STREAM_END", FLOW_TCP_STREAM_END),
         ("FLOW/UDP", FLOW_UDP),
         ("FLOW/UDP/NEW", FLOW_UDP_NEW),
         ("FLOW/UDP/TERMINATE", FLOW_UDP_TERMINATE),

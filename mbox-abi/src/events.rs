@@ -566,6 +566,39 @@ unsafe impl EventView for StreamGapEvent {
     const TYPE: EventType = builtin::FLOW_TCP_GAP;
 }
 
+/// `StreamEndEvent::reason`: the stream reached its FIN.
+pub const END_FIN: u8 = 1;
+/// The connection was reset (an RST at exactly the sequence number its receiver expects).
+pub const END_RST: u8 = 2;
+
+/// Name of a stream end's reason, as logs print it.
+pub fn end_reason_name(reason: u8) -> &'static str {
+    match reason {
+        END_FIN => "fin",
+        END_RST => "rst",
+        _ => "unknown",
+    }
+}
+
+/// `FLOW/TCP/STREAM_END`: direction `header.flow.dir`'s stream reached its end at `offset`
+/// bytes (data and gaps), once per direction: NFs can decide what they kept for it and let it
+/// go without waiting for the flow's `TERMINATE` (which comes only after the close linger
+/// time). Bytes may still follow (see `builtin::FLOW_TCP_STREAM_END`).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct StreamEndEvent {
+    pub tcp: FlowTcpEvent,
+    pub offset: u64,
+    /// [`END_FIN`] or [`END_RST`].
+    pub reason: u8,
+    pub _reserved: [u8; 7],
+}
+
+unsafe impl Event for StreamEndEvent {}
+unsafe impl EventView for StreamEndEvent {
+    const TYPE: EventType = builtin::FLOW_TCP_STREAM_END;
+}
+
 /// Longest message an [`AlertEvent`] carries; longer ones are cut at a character boundary.
 pub const ALERT_MSG_MAX: usize = 120;
 
@@ -762,6 +795,7 @@ pub const MAX_EVENT_SIZE: usize = 320;
 const _: () = assert!(size_of::<PktTcpEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamDataEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamGapEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<StreamEndEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<FlowEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<SigMatchEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<FlowTypeEvent>() <= MAX_EVENT_SIZE);
@@ -777,6 +811,8 @@ pub fn builtin_min_size(ty: EventType) -> usize {
         size_of::<StreamDataEvent>()
     } else if ty.is_a(builtin::FLOW_TCP_GAP) {
         size_of::<StreamGapEvent>()
+    } else if ty.is_a(builtin::FLOW_TCP_STREAM_END) {
+        size_of::<StreamEndEvent>()
     } else if ty.is_a(builtin::FLOW_TCP) {
         size_of::<FlowTcpEvent>()
     } else if ty.is_a(builtin::FLOW) {

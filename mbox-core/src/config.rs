@@ -411,7 +411,7 @@ impl Config {
                 path: path.to_path_buf(),
                 key: "[runtime] event_slots".into(),
                 problem: format!(
-                    "must be at least {per_packet} (6 x [tcp] max_kept_segments_per_flow + 9) when TCP streams are reassembled, not {}",
+                    "must be at least {per_packet} (6 x [tcp] max_kept_segments_per_flow + 11) when TCP streams are reassembled, not {}",
                     self.runtime.event_slots
                 ),
             });

@@ -34,12 +34,13 @@ pub struct StackConfig {
 /// With reassembly (`max_kept` segments per direction), the worst is a packet whose new flow
 /// evicts an old one: the old flow's streams finish (per direction, per kept segment a gap, its
 /// data and a truncation gap, then a hole and a memory gap: 3k + 2), its end, the new flow, the
-/// packet, and the packet's data and truncation gap: 6k + 9. A packet of an existing flow causes
-/// at most 4k + 4 (the peer's stream released by its ACK, its own by its data).
+/// packet, the packet's data and truncation gap, and both streams' ends: 6k + 11. A packet of an
+/// existing flow causes at most 4k + 6 (the peer's stream released by its ACK, its own by its
+/// data, both ends).
 pub fn events_per_packet(tcp: Option<Depth>, max_kept: usize) -> usize {
     match tcp {
-        Some(Depth::Reassembly) => max_kept.saturating_mul(6).saturating_add(9),
-        _ => 4,
+        Some(Depth::Reassembly) => max_kept.saturating_mul(6).saturating_add(11),
+        _ => 6,
     }
 }
 
@@ -103,6 +104,8 @@ pub trait StackSink {
     fn stream_data(&mut self, _ctx: &StreamContext<'_>, _dir: u8, _offset: u64, _len: u32, _source: Source) {}
     /// Bytes `[offset, offset + len)` of the stream of direction `dir` will never be reported.
     fn stream_gap(&mut self, _ctx: &StreamContext<'_>, _dir: u8, _offset: u64, _len: u64, _reason: u8) {}
+    /// The stream of direction `dir` is complete at `offset` (`END_FIN` or `END_RST`).
+    fn stream_end(&mut self, _ctx: &StreamContext<'_>, _dir: u8, _offset: u64, _reason: u8) {}
 }
 
 /// Forwards a connection's stream reports to the stack's sink, with their flow.
@@ -150,6 +153,9 @@ impl<S: StackSink> StreamSink for StreamAdapter<'_, S> {
     }
     fn gap(&mut self, dir: u8, offset: u64, len: u64, reason: u8) {
         self.sink.stream_gap(&self.ctx, dir, offset, len, reason)
+    }
+    fn end(&mut self, dir: u8, offset: u64, reason: u8) {
+        self.sink.stream_end(&self.ctx, dir, offset, reason)
     }
 }
 

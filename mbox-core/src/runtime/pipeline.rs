@@ -320,7 +320,12 @@ pub fn tcp_depth(mode: TcpMonitor, registry: &TypeRegistry, graph: &ServiceGraph
         TcpMonitor::State => Some(Depth::State),
         TcpMonitor::Reassembly => Some(Depth::Reassembly),
         TcpMonitor::Auto if wanted(builtin::FLOW_TCP_DATA_RDY) || wanted(builtin::FLOW_TCP_GAP) => Some(Depth::Reassembly),
-        TcpMonitor::Auto if graph.nfs().iter().any(|nf| nf.subscribes.iter().any(|(_, s)| s.is_a(builtin::PKT_TCP))) => Some(Depth::State),
+        TcpMonitor::Auto
+            if wanted(builtin::FLOW_TCP_STREAM_END)
+                || graph.nfs().iter().any(|nf| nf.subscribes.iter().any(|(_, s)| s.is_a(builtin::PKT_TCP))) =>
+        {
+            Some(Depth::State)
+        }
         TcpMonitor::Auto => None,
     }
 }

@@ -17,8 +17,8 @@ use crate::io::output::Tx;
 use crate::io::pool::PacketPool;
 use crate::io::{Read, RxPacket, ShardInput};
 use mbox_abi::{
-    builtin, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, PktEvent, PktTcpEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot,
-    DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE,
+    builtin, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, PktEvent, PktTcpEvent, StreamDataEvent, StreamEndEvent,
+    StreamGapEvent, TcpSnapshot, DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE,
 };
 use mbox_stack::flow_table::{FlowEntry, FlowTable};
 use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats, StreamContext};
@@ -119,6 +119,7 @@ struct StackTypes {
     flow_end: [usize; 3],
     data_rdy: usize,
     gap: usize,
+    stream_end: usize,
 }
 
 impl StackTypes {
@@ -135,6 +136,7 @@ impl StackTypes {
             flow_end: [idx(builtin::FLOW_TCP_TERMINATE), idx(builtin::FLOW_UDP_TERMINATE), idx(builtin::FLOW_IP_TERMINATE)],
             data_rdy: idx(builtin::FLOW_TCP_DATA_RDY),
             gap: idx(builtin::FLOW_TCP_GAP),
+            stream_end: idx(builtin::FLOW_TCP_STREAM_END),
         }
     }
 }
@@ -911,6 +913,16 @@ impl StackSink for Plane {
         }
         let ty = self.registry.types()[route].ty;
         let ev = StreamGapEvent { tcp: self.flow_tcp_event::<StreamGapEvent>(ty, ctx, dir), offset, len, reason, _reserved: [0; 7] };
+        self.emit(route, &ev, NO_HELD);
+    }
+
+    fn stream_end(&mut self, ctx: &StreamContext<'_>, dir: u8, offset: u64, reason: u8) {
+        let route = self.types.stream_end;
+        if !self.graph.wants(route) {
+            return;
+        }
+        let ty = self.registry.types()[route].ty;
+        let ev = StreamEndEvent { tcp: self.flow_tcp_event::<StreamEndEvent>(ty, ctx, dir), offset, reason, _reserved: [0; 7] };
         self.emit(route, &ev, NO_HELD);
     }
 

@@ -11,7 +11,9 @@
 pub mod stream;
 
 use mbox_abi::events::tcp_state::*;
-use mbox_abi::{TcpSideSnapshot, TcpSnapshot, TCP_MIDSTREAM, TCP_SEG_OUT_OF_ORDER, TCP_SEG_RETRANSMISSION, TCP_SIMULTANEOUS_OPEN};
+use mbox_abi::{
+    TcpSideSnapshot, TcpSnapshot, END_FIN, END_RST, TCP_MIDSTREAM, TCP_SEG_OUT_OF_ORDER, TCP_SEG_RETRANSMISSION, TCP_SIMULTANEOUS_OPEN,
+};
 use stream::{seq_diff, Stream, StreamLimits, StreamSink};
 
 /// TCP flag bits (as in `wire::tcp_flags`).
@@ -68,6 +70,10 @@ pub struct TcpConn {
     flags: u32,
     /// Flags about the last segment (retransmission, out of order).
     segment_flags: u32,
+    /// Per direction: its stream's end was reported.
+    ended: [bool; 2],
+    /// The last segment was an RST the receiver would accept: both streams end.
+    reset: bool,
 }
 
 /// Reads the window scale option (kind 3) from TCP options, if present and well formed.
@@ -101,6 +107,8 @@ impl TcpConn {
         }
         self.flags = 0;
         self.segment_flags = 0;
+        self.ended = [false; 2];
+        self.reset = false;
     }
 
     /// The stream of direction `dir` (0: the originator's bytes).
@@ -120,6 +128,7 @@ impl TcpConn {
         let (me, peer) = (dir, 1 - dir);
         let flags = seg.flags;
         self.segment_flags = 0;
+        self.reset = flags & RST != 0 && self.acceptable_reset(me, seg.seq);
         if !self.sides[me].seen && !self.sides[peer].seen {
             self.first_segment(me, flags);
         }
@@ -175,6 +184,38 @@ impl TcpConn {
                 }
                 self.streams[me].segment(me as u8, seg.seq, syn, seg.len, seg.captured, limits, sink);
             }
+        }
+        self.report_ends(sink);
+    }
+
+    /// Whether the receiver would take an RST from `me` at `seq`: exactly at the next sequence
+    /// number it expects (RFC 5961 3.2, as Linux does: anything else in the window only draws a
+    /// challenge ACK), counting a FIN already sent; an RST before anything was sent is taken.
+    /// An injected RST with a guessed sequence number must not end the streams here when the
+    /// endpoint would ignore it.
+    fn acceptable_reset(&self, me: usize, seq: u32) -> bool {
+        let (side, stream) = (&self.sides[me], &self.streams[me]);
+        !side.seen || seq == side.next_seq || (stream.started() && seq == stream.next_seq())
+    }
+
+    /// Reports the end of each stream that just completed: its FIN reached in order (every
+    /// byte before it reported, as data or gaps), or an acceptable reset.
+    fn report_ends<S: StreamSink>(&mut self, sink: &mut S) {
+        for dir in 0..2 {
+            if self.ended[dir] {
+                continue;
+            }
+            let stream = &self.streams[dir];
+            let fin_reached = self.sides[dir].fin_seq.is_some_and(|fin| stream.started() && seq_diff(stream.next_seq(), fin) >= 0);
+            let reason = if fin_reached {
+                END_FIN
+            } else if self.reset {
+                END_RST
+            } else {
+                continue;
+            };
+            self.ended[dir] = true;
+            sink.end(dir as u8, stream.next_offset(), reason);
         }
     }
 
@@ -356,6 +397,63 @@ mod tests {
         assert_eq!(states(&c), (TIME_WAIT, CLOSED));
         assert!(c.is_closed());
         assert_eq!(c.snapshot().sides[0].stream_bytes, 10);
+    }
+
+    /// Records the stream ends the connection reports.
+    #[derive(Default)]
+    struct Ends(Vec<(u8, u64, u8)>);
+    impl stream::StreamSinkKeep for Ends {
+        fn keep(&mut self) -> Option<u32> {
+            Some(0)
+        }
+        fn unkeep(&mut self, _: u32) {}
+    }
+    impl StreamSink for Ends {
+        fn data(&mut self, _: u8, _: u64, _: u32, _: Source) {}
+        fn gap(&mut self, _: u8, _: u64, _: u64, _: u8) {}
+        fn end(&mut self, dir: u8, offset: u64, reason: u8) {
+            self.0.push((dir, offset, reason));
+        }
+    }
+
+    fn seg_to(c: &mut TcpConn, sink: &mut Ends, dir: usize, flags: u8, seq: u32, ack: u32, len: u32) {
+        let s = Segment { seq, ack, flags, window: 1000, len, captured: len, options: &[] };
+        c.segment(dir, &s, Depth::Reassembly, StreamLimits::default(), sink);
+    }
+
+    #[test]
+    fn a_stream_ends_once_its_fin_is_reached_in_order() {
+        let (mut c, mut e) = (TcpConn::default(), Ends::default());
+        seg_to(&mut c, &mut e, 0, SYN, 100, 0, 0);
+        seg_to(&mut c, &mut e, 1, SYN | ACK, 500, 101, 0);
+        seg_to(&mut c, &mut e, 0, ACK, 101, 501, 10);
+        // The FIN comes before the segment in front of it.
+        seg_to(&mut c, &mut e, 0, FIN | ACK, 121, 501, 5);
+        assert!(e.0.is_empty(), "bytes 10..20 are still missing");
+        seg_to(&mut c, &mut e, 0, ACK, 111, 501, 10);
+        assert_eq!(e.0, [(0, 25, END_FIN)]);
+        // A retransmitted FIN ends nothing twice; the other side ends with its own FIN.
+        seg_to(&mut c, &mut e, 0, FIN | ACK, 121, 501, 5);
+        seg_to(&mut c, &mut e, 1, FIN | ACK, 501, 127, 0);
+        assert_eq!(e.0, [(0, 25, END_FIN), (1, 0, END_FIN)]);
+    }
+
+    #[test]
+    fn only_a_reset_the_receiver_would_take_ends_the_streams() {
+        let (mut c, mut e) = (TcpConn::default(), Ends::default());
+        seg_to(&mut c, &mut e, 0, SYN, 100, 0, 0);
+        seg_to(&mut c, &mut e, 1, SYN | ACK, 500, 101, 0);
+        seg_to(&mut c, &mut e, 0, ACK, 101, 501, 10);
+        // Injected with a sequence number other than the one the receiver expects (far off, or
+        // in its window but not exact: RFC 5961's challenge-ACK case): ignored.
+        seg_to(&mut c, &mut e, 0, RST, 90_000, 0, 0);
+        seg_to(&mut c, &mut e, 0, RST, 105, 0, 0);
+        seg_to(&mut c, &mut e, 1, RST, 400, 0, 0);
+        assert!(e.0.is_empty());
+        seg_to(&mut c, &mut e, 0, ACK, 111, 501, 10);
+        // Exactly where the receiver is: both directions end where they are.
+        seg_to(&mut c, &mut e, 1, RST | ACK, 501, 121, 0);
+        assert_eq!(e.0, [(0, 20, END_RST), (1, 0, END_RST)]);
     }
 
     #[test]

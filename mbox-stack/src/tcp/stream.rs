@@ -62,6 +62,8 @@ pub trait StreamSink: StreamSinkKeep {
     fn data(&mut self, dir: u8, offset: u64, len: u32, source: Source);
     /// Bytes `[offset, offset + len)` of direction `dir` will never be reported.
     fn gap(&mut self, dir: u8, offset: u64, len: u64, reason: u8);
+    /// Direction `dir`'s stream is complete at `offset` (`END_FIN` or `END_RST`); reported once.
+    fn end(&mut self, _dir: u8, _offset: u64, _reason: u8) {}
 }
 
 /// What one direction's stream counted.

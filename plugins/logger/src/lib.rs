@@ -10,9 +10,9 @@
 use mbox_abi::events::tcp_state;
 use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter};
 use mbox_abi::{
-    app, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTypeEvent, Host,
-    NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot,
-    Verdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE, SIG_MATCH_PATH,
+    app, end_reason_name, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent,
+    FlowTypeEvent, Host, NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent,
+    StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE, SIG_MATCH_PATH,
 };
 
 /// The TCP monitor's view of a connection, for logs.
@@ -74,6 +74,10 @@ impl Logger {
             line.insert("event_type".into(), json!("stream_gap"));
             let g = json!({ "direction": gap.tcp.flow.header.flow.dir, "offset": gap.offset, "len": gap.len, "reason": gap_reason_name(gap.reason) });
             line.insert("stream".into(), g);
+        } else if let Some(end) = event.view::<StreamEndEvent>() {
+            line.insert("event_type".into(), json!("stream_end"));
+            let e = json!({ "direction": end.tcp.flow.header.flow.dir, "offset": end.offset, "reason": end_reason_name(end.reason) });
+            line.insert("stream".into(), e);
         } else if let Some(data) = event.view::<StreamDataEvent>() {
             line.insert("event_type".into(), json!("stream_data"));
             line.insert("stream".into(), json!({ "direction": data.tcp.flow.header.flow.dir, "offset": data.offset, "len": data.len }));

@@ -367,13 +367,14 @@ impl Matcher {
         }
     }
 
-    /// Direction `dir`'s stream ended (its FIN reached, or a reset): nothing more will come, so
-    /// what is pending is decided now and its bytes are let go.
+    /// Direction `dir`'s stream reached its end (its FIN, or a reset): what is pending is
+    /// decided now and its bytes are let go. Bytes that still come (data in flight, or a FIN or
+    /// RST that never reached the receiver — an evasion) are inspected afresh: only matches
+    /// spanning the end are lost.
     pub fn stream_end(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
         let d = usize::from(dir.min(1));
         if flow.sides[d].state == SideState::Inspecting {
             self.finish_side(flow, d as u8, hit);
-            flow.sides[d].state = SideState::Released;
             self.stats.directions_released += 1;
         }
     }
@@ -387,15 +388,22 @@ impl Matcher {
         if let Some((_, body)) = flow.sides[d].body.take() {
             self.inspect_body(flow, dir, &body, hit);
             self.recycle(body);
+            // What follows the body's bytes so far is not a message head.
+            flow.sides[d].parsed = PARSE_STOPPED;
         }
         self.release(&mut flow.sides[d]);
     }
 
-    /// Lets go of a direction's bytes (its state says what happens to later ones).
+    /// Lets go of a direction's bytes (its state says what happens to later ones; bytes that
+    /// are still inspected start a new window).
     fn release(&mut self, side: &mut Side) {
         side.pending.clear();
         let window = std::mem::take(&mut side.window);
         side.base = side.next;
+        if side.parsed < side.base {
+            // The parser was in the middle of something it can no longer see.
+            side.parsed = PARSE_STOPPED;
+        }
         self.recycle(window);
         if let Some((_, body)) = side.body.take() {
             self.recycle(body);
@@ -1061,7 +1069,8 @@ mod tests {
 
     #[test]
     fn a_stream_end_decides_what_is_pending_and_lets_its_bytes_go() {
-        let rules = r#"alert tcp any any -> any any (msg:"x"; content:"evil"; content:"!"; distance:0; sid:1;)"#;
+        let rules = "alert tcp any any -> any any (msg:\"x\"; content:\"evil\"; content:\"!\"; distance:0; sid:1;)\n\
+                     alert tcp any any -> any any (msg:\"y\"; content:\"later\"; sid:2;)";
         let mut m = matcher(rules);
         let mut flow = m.flow(1, ends(), true, false);
         let (mut offset, mut hits) = (0, Vec::new());
@@ -1071,12 +1080,11 @@ mod tests {
         assert!(m.kept_bytes() > 0);
         m.stream_end(&mut flow, 0, &mut |h| hits.push(h.rule));
         assert_eq!(m.kept_bytes(), 0, "the ended direction's window is let go while the flow lives on");
-        // Bytes after the end are not inspected (an endpoint discards data after a FIN).
-        stream(&mut m, &mut flow, &mut offset, b"evil!", &mut hits);
-        assert_eq!(hits, [0]);
-        assert_eq!(m.kept_bytes(), 0);
+        // Bytes after the end (a FIN that never reached the server?) are still inspected.
+        stream(&mut m, &mut flow, &mut offset, b"later", &mut hits);
+        assert_eq!(hits, [0, 1]);
         m.end(flow, &mut |_| {});
-        assert_eq!(m.stats.directions_released, 1);
+        assert_eq!((m.stats.directions_released, m.kept_bytes()), (1, 0));
     }
 
     #[test]

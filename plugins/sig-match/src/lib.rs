@@ -19,8 +19,9 @@ pub mod inspect;
 use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings};
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
-    builtin, export_nf, AlertEvent, EventHeader, EventType, FlowEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent, Plugin,
-    PluginInfo, SigMatchEvent, StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH, TCP_MIDSTREAM,
+    builtin, export_nf, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent,
+    Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH,
+    TCP_MIDSTREAM,
 };
 use mbox_sig::{parse_rules, Vars};
 
@@ -44,11 +45,19 @@ pub struct SigMatch {
     stale: Vec<SigMatchEvent>,
 }
 
+/// What an event says about the flow it belongs to, for starting its inspection.
+struct FlowFacts<'a> {
+    tuple: &'a FlowTuple,
+    start_ns: u64,
+    tcp: bool,
+    midstream: bool,
+}
+
 impl SigMatch {
     /// Takes the state of the flow an event belongs to out of the table, creating it if the flow
     /// is new (or the slot holds an older flow whose end this NF did not see). Put it back with
     /// [`SigMatch::put`].
-    fn take(&mut self, header: &EventHeader, tuple: &FlowTuple, start_ns: u64, tcp: bool, midstream: bool) -> Box<Tracked> {
+    fn take(&mut self, header: &EventHeader, facts: &FlowFacts<'_>) -> Box<Tracked> {
         let flow = header.flow;
         let shard = usize::from(flow.shard).min(self.flows.len() - 1);
         let slot = flow.slot as usize;
@@ -62,8 +71,10 @@ impl SigMatch {
                 if let Some(old) = old {
                     self.finish_stale(header, *old);
                 }
-                let ends = Endpoints { addrs: [tuple.addr(0), tuple.addr(1)], ports: tuple.ports };
-                Box::new(Tracked { inspection: self.matcher.flow(flow.id, ends, tcp, midstream), tuple: *tuple, start_ns })
+                let t = facts.tuple;
+                let ends = Endpoints { addrs: [t.addr(0), t.addr(1)], ports: t.ports };
+                let inspection = self.matcher.flow(flow.id, ends, facts.tcp, facts.midstream);
+                Box::new(Tracked { inspection, tuple: *t, start_ns: facts.start_ns })
             }
         }
     }
@@ -129,28 +140,33 @@ impl SigMatch {
         }
     }
 
-    fn on_stream_data(&mut self, ev: &StreamDataEvent, host: &mut Host<'_>) {
-        let header = ev.tcp.flow.header;
-        let snapshot = &ev.tcp.snapshot;
-        let midstream = snapshot.flags & TCP_MIDSTREAM != 0;
-        let mut tracked = self.take(&header, &ev.tcp.flow.tuple, flow_start(&ev.tcp.flow), true, midstream);
+    /// Runs `step` on the inspection of the flow an event belongs to (creating it if new), and
+    /// publishes what it found.
+    fn inspect(
+        &mut self,
+        header: &EventHeader,
+        facts: FlowFacts<'_>,
+        host: &mut Host<'_>,
+        step: impl FnOnce(&mut Matcher, &mut FlowInspection, &mut dyn FnMut(Hit)),
+    ) {
+        let mut tracked = self.take(header, &facts);
         let mut hits = std::mem::take(&mut self.hits);
-        self.matcher
-            .stream_data(&mut tracked.inspection, header.flow.dir, ev.offset, ev.bytes(), is_established(snapshot), &mut |h| hits.push(h));
-        self.report(&header, &tracked, &mut hits, host);
+        step(&mut self.matcher, &mut tracked.inspection, &mut |h| hits.push(h));
+        self.report(header, &tracked, &mut hits, host);
         self.hits = hits;
-        self.put(&header, tracked);
+        self.put(header, tracked);
     }
 
-    fn on_gap(&mut self, ev: &StreamGapEvent, host: &mut Host<'_>) {
-        let header = ev.tcp.flow.header;
-        let midstream = ev.tcp.snapshot.flags & TCP_MIDSTREAM != 0;
-        let mut tracked = self.take(&header, &ev.tcp.flow.tuple, flow_start(&ev.tcp.flow), true, midstream);
-        let mut hits = std::mem::take(&mut self.hits);
-        self.matcher.gap(&mut tracked.inspection, header.flow.dir, &mut |h| hits.push(h));
-        self.report(&header, &tracked, &mut hits, host);
-        self.hits = hits;
-        self.put(&header, tracked);
+    /// [`SigMatch::inspect`] for an event of a TCP connection.
+    fn inspect_tcp(
+        &mut self,
+        tcp: &FlowTcpEvent,
+        host: &mut Host<'_>,
+        step: impl FnOnce(&mut Matcher, &mut FlowInspection, &mut dyn FnMut(Hit)),
+    ) {
+        let midstream = tcp.snapshot.flags & TCP_MIDSTREAM != 0;
+        let facts = FlowFacts { tuple: &tcp.flow.tuple, start_ns: flow_start(&tcp.flow), tcp: true, midstream };
+        self.inspect(&tcp.flow.header, facts, host, step);
     }
 
     fn on_datagram(&mut self, pkt: &PktEvent, host: &mut Host<'_>) {
@@ -162,12 +178,8 @@ impl SigMatch {
         let dir = header.flow.dir;
         let (addrs, ports) = if dir == 0 { ([src, dst], [pkt.src_port, pkt.dst_port]) } else { ([dst, src], [pkt.dst_port, pkt.src_port]) };
         let tuple = FlowTuple::new(pkt.ip_proto, pkt.vlan, addrs, ports);
-        let mut tracked = self.take(&header, &tuple, header.ts_ns, false, false);
-        let mut hits = std::mem::take(&mut self.hits);
-        self.matcher.datagram(&mut tracked.inspection, dir, pkt.payload(), &mut |h| hits.push(h));
-        self.report(&header, &tracked, &mut hits, host);
-        self.hits = hits;
-        self.put(&header, tracked);
+        let facts = FlowFacts { tuple: &tuple, start_ns: header.ts_ns, tcp: false, midstream: false };
+        self.inspect(&header, facts, host, |m, flow, hit| m.datagram(flow, dir, pkt.payload(), hit));
     }
 }
 
@@ -190,10 +202,17 @@ impl NetworkFunction for SigMatch {
             self.queue.publish(host, stale);
         }
         if let Some(ev) = event.view::<StreamDataEvent>() {
-            self.on_stream_data(ev, host);
+            let (dir, established) = (ev.tcp.flow.header.flow.dir, is_established(&ev.tcp.snapshot));
+            self.inspect_tcp(&ev.tcp, host, |m, flow, hit| m.stream_data(flow, dir, ev.offset, ev.bytes(), established, hit));
         } else if let Some(ev) = event.view::<StreamGapEvent>() {
             // The bytes after a gap are not where the stream's offsets say: stop inspecting.
-            self.on_gap(ev, host);
+            let dir = ev.tcp.flow.header.flow.dir;
+            self.inspect_tcp(&ev.tcp, host, |m, flow, hit| m.gap(flow, dir, hit));
+        } else if let Some(ev) = event.view::<StreamEndEvent>() {
+            // Nothing more of this direction will come: decide it and let its bytes go now,
+            // not when the flow's TERMINATE comes (after the close linger time).
+            let dir = ev.tcp.flow.header.flow.dir;
+            self.inspect_tcp(&ev.tcp, host, |m, flow, hit| m.stream_end(flow, dir, hit));
         } else if event.is_a(builtin::FLOW_TCP_TERMINATE) || event.is_a(builtin::FLOW_UDP_TERMINATE) {
             self.end(event, host);
         } else if let Some(pkt) = event.view::<PktEvent>() {
@@ -227,7 +246,7 @@ impl Plugin for SigMatch {
         name: "sig-match",
         version: env!("CARGO_PKG_VERSION"),
         description: "signature IDS: Suricata-subset rules on reassembled streams and HTTP/TLS/SSH/DNS buffers",
-        subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/GAP", "FLOW/TCP/TERMINATE", "PKT/UDP", "FLOW/UDP/TERMINATE"],
+        subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/GAP", "FLOW/TCP/STREAM_END", "FLOW/TCP/TERMINATE", "PKT/UDP", "FLOW/UDP/TERMINATE"],
         publishes: &[SIG_MATCH_PATH],
         read_only: true,
     };
