@@ -18,7 +18,7 @@ pub mod plugin;
 
 pub use event_type::{builtin, EventType};
 pub use events::*;
-pub use nf::{Host, HostCalls, NetworkFunction, NfBox, PublishStatus, UnsubscribeStatus, Verdict};
+pub use nf::{Counter, Counters, Host, HostCalls, NetworkFunction, NfBox, PublishStatus, UnsubscribeStatus, Verdict};
 pub use plugin::{NfDescriptor, NfInit, Plugin, PluginInfo, PluginModule, PluginModuleRef, TypeBinding};
 
 pub use abi_stable;

@@ -12,7 +12,7 @@ use crate::event_type::EventType;
 use crate::events::{Event, EventHeader, FlowRef};
 use abi_stable::{
     sabi_trait,
-    std_types::{RBox, ROption, RResult, RSlice, RSliceMut, RString, RVec},
+    std_types::{RBox, ROption, RResult, RSlice, RSliceMut, RStr, RString, RVec},
     StableAbi,
 };
 use core::ffi::c_void;
@@ -114,6 +114,27 @@ impl<'a> Host<'a> {
     }
 }
 
+/// One of an NF's own counters: a name (`snake_case`, unique within the NF) and its value, as
+/// `mboxctl stats`, the metrics endpoint and the run's report show it.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    pub name: RStr<'static>,
+    pub value: u64,
+}
+
+/// Where an NF writes its counters (see [`NetworkFunction::counters`]).
+pub struct Counters<'a> {
+    out: &'a mut RVec<Counter>,
+}
+
+impl Counters<'_> {
+    /// Reports counter `name` at `value`.
+    pub fn set(&mut self, name: &'static str, value: u64) {
+        self.out.push(Counter { name: RStr::from_str(name), value });
+    }
+}
+
 /// What an NF author implements.
 pub trait NetworkFunction: Send + 'static {
     /// Handles one event. The event and anything it points to are valid only during the call.
@@ -142,6 +163,11 @@ pub trait NetworkFunction: Send + 'static {
     fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
         Err(format!("this NF does not take over saved state ({} bytes offered)", state.len()))
     }
+
+    /// Reports the NF's own counters — what an operator must see while it runs, such as bytes
+    /// it could not inspect. Called on the NF's thread between batches, every few milliseconds
+    /// and at the end; keep it cheap (copy fields, no formatting).
+    fn counters(&self, _out: &mut Counters<'_>) {}
 }
 
 /// The object the host calls, once per batch of events.
@@ -167,6 +193,13 @@ pub trait NfObject: Send {
     /// See [`NetworkFunction::restore_state`].
     #[sabi(last_prefix_field)]
     fn restore_state(&mut self, state: RSlice<'_, u8>) -> RResult<(), RString>;
+
+    /// See [`NetworkFunction::counters`]: appends them to `out`. After the last prefix field,
+    /// with a default: a plugin built before it existed reports none (the host's side of the
+    /// trait object runs the default when the plugin's vtable lacks the method).
+    fn counters(&mut self, _out: &mut RVec<Counter>) -> RResult<(), RString> {
+        RResult::ROk(())
+    }
 }
 
 /// A boxed NF as the host holds it.
@@ -213,6 +246,14 @@ impl<N: NetworkFunction> NfObject for Guarded<N> {
     fn restore_state(&mut self, state: RSlice<'_, u8>) -> RResult<(), RString> {
         let nf = &mut self.0;
         guard(|| nf.restore_state(state.as_slice()))
+    }
+
+    fn counters(&mut self, out: &mut RVec<Counter>) -> RResult<(), RString> {
+        let nf = &self.0;
+        guard(|| {
+            nf.counters(&mut Counters { out });
+            Ok(())
+        })
     }
 }
 

@@ -194,6 +194,10 @@ pub fn text(r: &RunReport) -> String {
         if let Some(f) = &nf.finish_error {
             let _ = writeln!(s, "            failed to finish: {f}");
         }
+        if !nf.counters.is_empty() {
+            let counters: Vec<String> = nf.counters.iter().map(|(name, v)| format!("{name} {}", n(*v))).collect();
+            let _ = writeln!(s, "            {}", counters.join(", "));
+        }
         let rejected = nf.publish_not_declared + nf.publish_bad_size + nf.publish_full;
         if rejected > 0 {
             let _ = writeln!(
@@ -267,6 +271,7 @@ pub fn json(r: &RunReport) -> Value {
                 "failure": nf.failure,
                 "finish_error": nf.finish_error,
                 "reloads": nf.reloads,
+                "counters": nf.counters.iter().map(|(name, v)| (name.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),
             })
         })
         .collect();

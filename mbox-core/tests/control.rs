@@ -350,11 +350,19 @@ fn sample(text: &str, series: &str) -> f64 {
 
 #[test]
 fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
-    let mbox = Running::start_with(
-        "[[nf]]\nplugin = \"flow-stats\"\nargs = { output = \"/dev/null\" }\n[[nf]]\nplugin = \"heavy-hitter\"\nargs = { threshold_bytes = 2000 }\n",
-        "metrics = \"127.0.0.1:0\"",
+    let nfs = format!(
+        "[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = \"/dev/null\" }}\n[[nf]]\nplugin = \"heavy-hitter\"\nargs = {{ threshold_bytes = 2000 }}\n\
+         [[nf]]\nplugin = \"sig-match\"\nargs = {{ rules = {} }}\n",
+        toml_path(&repo().join("testdata/rules/custom.rules"))
     );
+    let mbox = Running::start_with(&nfs, "metrics = \"127.0.0.1:0\"");
     mbox.wait_for_events(0, 10_000);
+    mbox.wait_for_events(2, 10_000);
+    // An NF's own counters, while it runs: in stats (JSON and text) and in the metrics.
+    let stats = mbox.json(&["stats"]);
+    assert!(stats["nfs"][2]["counters"]["bytes_inspected"].as_u64().unwrap() > 0, "{}", stats["nfs"][2]);
+    let text_stats = String::from_utf8(mbox.ctl(&["stats"]).stdout).unwrap();
+    assert!(text_stats.contains("sig-match counters: alerts "), "{text_stats}");
     let url = mbox.json(&["status"])["metrics"].as_str().expect("status gives the metrics URL").to_string();
     let (status, text) = http_get(&url);
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -364,6 +372,8 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     assert!(sample(&text, "mbox_nf_publish_refused_total{nf=\"heavy-hitter\",reason=\"no_subscriber\"}") > 0.0);
     assert!(sample(&text, "mbox_shard_packets_total{shard=\"1\"}") > 0.0);
     assert_eq!(sample(&text, "mbox_nf_dropped_total{nf=\"flow-stats\",cause=\"disabled\"}"), 0.0);
+    assert!(sample(&text, "mbox_nf_stat{nf=\"sig-match\",name=\"bytes_inspected\"}") > 0.0);
+    assert_eq!(sample(&text, "mbox_nf_stat{nf=\"sig-match\",name=\"directions_over_memory\"}"), 0.0);
     assert_eq!(http_get(&url.replace("/metrics", "/other")).0, "HTTP/1.1 404 Not Found");
     let report = mbox.stop();
     // Counters only grow: the final report has at least what the endpoint showed.

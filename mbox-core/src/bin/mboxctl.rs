@@ -279,6 +279,10 @@ fn stats_text(s: &Value) -> String {
                 out.push_str(&format!("{} events {what}: {}\n", nf["name"].as_str().unwrap_or("?"), counts.join(", ")));
             }
         }
+        let own: Vec<String> = nf["counters"].as_object().into_iter().flatten().map(|(name, v)| format!("{name} {}", n(v))).collect();
+        if !own.is_empty() {
+            out.push_str(&format!("{} counters: {}\n", nf["name"].as_str().unwrap_or("?"), own.join(", ")));
+        }
     }
     out
 }

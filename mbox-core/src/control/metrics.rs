@@ -180,6 +180,11 @@ pub fn render(r: &RunReport) -> String {
     f.each("nf_reloads_total", "counter", "Times a rebuilt plugin replaced the NF.", &nfs, |f, (_, nf)| {
         f.sample("nf_reloads_total", &[("nf", &nf.name)], nf.reloads)
     });
+    f.each("nf_stat", "gauge", "The NF's own counters, by name (the NF's docs say what each counts).", &nfs, |f, (_, nf)| {
+        for (name, value) in &nf.counters {
+            f.sample("nf_stat", &[("nf", &nf.name), ("name", name)], *value);
+        }
+    });
     f.out
 }
 

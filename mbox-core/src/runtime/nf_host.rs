@@ -19,9 +19,9 @@ use crate::control::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
-use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut};
+use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
-    builtin_min_size, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, UnsubscribeStatus, Verdict,
+    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, UnsubscribeStatus, Verdict,
     MAX_EVENT_SIZE,
 };
 use rtrb::Producer;
@@ -88,6 +88,8 @@ pub struct NfReport {
     pub finish_error: Option<String>,
     /// Times a new build replaced the instance (`mboxctl reload`).
     pub reloads: u64,
+    /// The NF's own counters (`NetworkFunction::counters`), as of the last time it was asked.
+    pub counters: Vec<(String, u64)>,
 }
 
 impl NfReport {
@@ -357,6 +359,28 @@ fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, repor
     n
 }
 
+/// Asks the plugin for its own counters and records them in `report` (reusing its entries
+/// while the names stay the same). A disabled plugin is not asked: its state may be broken.
+fn read_counters(nf: &mut NfBox, scratch: &mut RVec<Counter>, report: &mut NfReport, name: &str) {
+    if report.failure.is_some() {
+        return;
+    }
+    scratch.clear();
+    if let RResult::RErr(message) = nf.counters(scratch) {
+        log::error!("NF `{name}` failed reporting its counters and is disabled: {message}");
+        report.failure = Some(message.into_string());
+        return;
+    }
+    let same = report.counters.len() == scratch.len() && report.counters.iter().zip(scratch.iter()).all(|((n, _), c)| n == c.name.as_str());
+    if same {
+        for ((_, value), c) in report.counters.iter_mut().zip(scratch.iter()) {
+            *value = c.value;
+        }
+    } else {
+        report.counters = scratch.iter().map(|c| (c.name.as_str().to_string(), c.value)).collect();
+    }
+}
+
 impl NfWorker {
     /// Runs until every shard has closed its lane and the lanes are empty.
     pub fn run(self) -> NfReport {
@@ -368,6 +392,7 @@ impl NfWorker {
         let mut idler = Idler::new(idle);
         let mut batch = Batch { events: [std::ptr::null(); NF_BATCH], handles: [0; NF_BATCH], verdicts: [Verdict::Pass; NF_BATCH] };
         let mut idle_told = true;
+        let mut counters = RVec::new();
         loop {
             if let Some(request) = control.take() {
                 let outcome = reload(&mut nf, request.nf, &mut lanes, &mut batch, &mut report, &cx);
@@ -383,6 +408,7 @@ impl NfWorker {
                 progress |= serve(lane, NF_BATCH, &mut nf, &mut batch, &mut report, &cx) > 0;
             }
             if live.due() {
+                read_counters(&mut nf, &mut counters, &mut report, &cx.name);
                 live.publish(&report);
             }
             if progress {
@@ -395,6 +421,7 @@ impl NfWorker {
             }
             if idler.is_long_idle() && !idle_told {
                 idle_told = true;
+                read_counters(&mut nf, &mut counters, &mut report, &cx.name);
                 live.publish(&report);
                 if report.failure.is_none() {
                     if let RResult::RErr(message) = nf.idle() {
@@ -416,7 +443,10 @@ impl NfWorker {
                 log::error!("NF `{}` failed to finish: {message}", cx.name);
                 report.finish_error = Some(message.into_string());
             }
-        } else {
+            // What finishing decided counts too.
+            read_counters(&mut nf, &mut counters, &mut report, &cx.name);
+        }
+        if report.failure.is_some() {
             // A failed plugin's state may be inconsistent and its destructor is plugin code.
             std::mem::forget(nf);
         }

@@ -19,8 +19,8 @@ pub mod inspect;
 use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings};
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
-    builtin, export_nf, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent,
-    Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH,
+    builtin, export_nf, AlertEvent, Counters, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit,
+    PktEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH,
     TCP_MIDSTREAM,
 };
 use mbox_sig::{parse_rules, Vars};
@@ -219,6 +219,26 @@ impl NetworkFunction for SigMatch {
             self.on_datagram(pkt, host);
         }
         Verdict::Pass
+    }
+
+    fn counters(&self, out: &mut Counters<'_>) {
+        let s = &self.matcher.stats;
+        for (name, value) in [
+            ("alerts", s.alerts),
+            ("bytes_inspected", s.bytes_inspected),
+            ("work", s.work),
+            ("bytes_beyond_depth", s.bytes_beyond_depth),
+            ("bytes_over_memory", s.bytes_over_memory),
+            ("directions_over_memory", s.directions_over_memory),
+            ("rules_given_up", s.rules_given_up),
+            ("directions_with_gaps", s.directions_with_gaps),
+            ("directions_released", s.directions_released),
+            ("midstream_flows_skipped", s.midstream_flows_skipped),
+            ("kept_bytes", self.matcher.kept_bytes() as u64),
+            ("alerts_not_published", self.queue.dropped),
+        ] {
+            out.set(name, value);
+        }
     }
 
     fn on_finish(&mut self) -> Result<(), String> {
