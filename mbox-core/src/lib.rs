@@ -8,6 +8,7 @@
 pub mod config;
 pub mod control;
 pub mod controller;
+pub mod elf;
 pub mod events;
 pub mod io;
 pub mod plugin;

@@ -1,0 +1,155 @@
+//! What trying to break mbox found, each kept from coming back: truncated plugins, absurd
+//! sizes, endless configs, outputs that clobber inputs or each other, clients that starve the
+//! control socket, and signals during start-up. Every test runs the real binaries.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn mbox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mbox"))
+}
+
+fn mboxctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--socket").arg(socket).args(args).output().unwrap()
+}
+
+/// Runs `mbox ARGS`, killing it after `limit`; returns its output and how long it took.
+fn mbox_within(args: &[&str], limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = mbox().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("mbox {args:?} still ran after {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child.wait_with_output().unwrap(), started.elapsed())
+}
+
+/// The one line a failed command printed on stderr, after checking its exit status.
+fn one_line_error(out: &Output, code: i32) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+/// A plugin library of this build.
+fn plugin(name: &str) -> PathBuf {
+    mbox_core::plugin::library_path(&plugin_dir(), name)
+}
+
+/// A copy of a real plugin cut inside its loadable segments, as a library still being written
+/// is (the first 400 KB of a plugin are code and read-only data, debug build or release).
+fn truncated_plugin(dir: &Path, name: &str) -> PathBuf {
+    let bytes = std::fs::read(plugin(name)).unwrap();
+    let cut = dir.join(format!("lib{}.so", name.replace('-', "_")));
+    std::fs::write(&cut, &bytes[..400_000.min(bytes.len() / 2)]).unwrap();
+    cut
+}
+
+/// A running `mbox run` on endless generated traffic, with a control socket.
+struct Running {
+    child: Option<Child>,
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Starts mbox with the NFs of `nfs` and more `[control]` keys; waits for the socket.
+    fn start(nfs: &str, control: &str) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("mbox.sock");
+        let config = dir.path().join("run.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "plugin_dir = {}\n[input]\ngenerator = {{ flows = 50000000, concurrency = 200 }}\n\
+                 [control]\nsocket = {}\n{control}\n{nfs}",
+                toml_path(&plugin_dir()),
+                toml_path(&socket)
+            ),
+        )
+        .unwrap();
+        let child = mbox().args(["run", config.to_str().unwrap(), "--quiet"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let running = Running { child: Some(child), socket, dir };
+        let started = Instant::now();
+        while !running.socket.exists() {
+            assert!(started.elapsed() < Duration::from_secs(20), "no control socket after 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        running
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// `mboxctl --json status`, which must succeed.
+    fn status(&self) -> serde_json::Value {
+        let out = mboxctl(&self.socket, &["--json", "status"]);
+        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Stops mbox as Ctrl-C would and checks that it ended well.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "mbox exited with {status}");
+    }
+}
+
+impl Drop for Running {
+    /// A failed test still ends its mbox.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_truncated_plugin_is_refused_at_start_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = truncated_plugin(dir.path(), "flow-stats");
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!("[input]\ngenerator = {{ flows = 10 }}\n[[nf]]\npath = {}\nargs = {{ output = \"/dev/null\" }}\n", toml_path(&cut)),
+    )
+    .unwrap();
+    let (out, _) = mbox_within(&["run", config.to_str().unwrap(), "--quiet"], Duration::from_secs(20));
+    let err = one_line_error(&out, 1);
+    assert!(err.contains(&cut.display().to_string()) && err.contains("incomplete (still being written?)"), "{err}");
+}
+
+#[test]
+fn a_truncated_plugin_is_refused_on_reload_and_mbox_keeps_running() {
+    let mbox = Running::start("[[nf]]\nplugin = \"flow-stats\"\nargs = { output = \"/dev/null\" }\n", "");
+    let libs = tempfile::tempdir().unwrap();
+    let cut = truncated_plugin(libs.path(), "flow-stats");
+    let out = mboxctl(&mbox.socket, &["reload", "flow-stats", "--path", cut.to_str().unwrap()]);
+    let err = one_line_error(&out, 1);
+    assert!(err.contains("incomplete (still being written?)") && err.contains("the running instance is unchanged"), "{err}");
+    assert!(err.contains(&cut.display().to_string()) && !err.contains(".mbox-reload-"), "names the file given: {err}");
+    // Still running and answering, its socket in place, and no copy left beside the library.
+    let status = mbox.status();
+    assert_eq!((&status["pid"], &status["nfs"][0]["state"]), (&serde_json::json!(mbox.pid()), &serde_json::json!("running")));
+    assert!(mbox.socket.exists());
+    let left: Vec<_> = std::fs::read_dir(libs.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [cut.file_name().unwrap()], "the reload's copy is removed");
+    // A whole build still reloads.
+    let out = mboxctl(&mbox.socket, &["reload", "flow-stats"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = &mbox.dir;
+    mbox.stop();
+}
