@@ -153,3 +153,24 @@ fn a_truncated_plugin_is_refused_on_reload_and_mbox_keeps_running() {
     let _ = &mbox.dir;
     mbox.stop();
 }
+
+#[test]
+fn a_huge_generator_concurrency_is_refused_in_one_line_by_gen_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("gen.pcap");
+    for concurrency in ["1000001", "100000000000", &usize::MAX.to_string()] {
+        let (out, took) = mbox_within(&["gen", "--concurrency", concurrency, "--out", pcap.to_str().unwrap()], Duration::from_secs(10));
+        let err = one_line_error(&out, 1);
+        assert!(err.contains("concurrency must be between 1 and 1000000"), "{err}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        let config = dir.path().join("run.toml");
+        std::fs::write(&config, format!("[input]\ngenerator = {{ flows = 10, concurrency = {concurrency} }}\n")).unwrap();
+        let (out, _) = mbox_within(&["run", config.to_str().unwrap(), "--quiet"], Duration::from_secs(10));
+        let err = one_line_error(&out, 1);
+        assert!(err.contains("[input] generator: concurrency must be between 1 and 1000000"), "{err}");
+    }
+    // The largest allowed value with few flows reserves for those flows only, and runs.
+    let (out, _) =
+        mbox_within(&["gen", "--flows", "20", "--concurrency", "1000000", "--out", pcap.to_str().unwrap()], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
