@@ -9,6 +9,7 @@ use mbox_stack::l23::events_per_packet;
 use mbox_stack::tcp::Depth;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -18,11 +19,17 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("{path}: cannot read the config: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: more than {MAX_CONFIG_BYTES} bytes: not a config (a config is a few KB; is this the right file?)")]
+    TooLarge { path: PathBuf },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: {key}: {problem}")]
     Invalid { path: PathBuf, key: String, problem: String },
 }
+
+/// The largest config file read (1 MiB). More is refused unread: a config is a few KB, and a
+/// path such as /dev/zero or a pipe that never ends would otherwise be read forever.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Most NF instances in one config (the shard tracks per-event NF sets as 64-bit masks).
 pub const MAX_NFS: usize = 64;
@@ -421,7 +428,17 @@ impl Config {
 
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let read = |source| ConfigError::Read { path: path.to_path_buf(), source };
+        let mut bytes = Vec::new();
+        // One byte past the limit tells a file at the limit from a longer one.
+        std::fs::File::open(path).and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)).map_err(read)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: path.to_path_buf() });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: format!("not UTF-8 text (byte {}): not a TOML config", e.utf8_error().valid_up_to()),
+        })?;
         Config::parse(&text, path)
     }
 

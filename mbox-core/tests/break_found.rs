@@ -174,3 +174,43 @@ fn a_huge_generator_concurrency_is_refused_in_one_line_by_gen_and_run() {
         mbox_within(&["gen", "--flows", "20", "--concurrency", "1000000", "--out", pcap.to_str().unwrap()], Duration::from_secs(20));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn an_endless_config_is_refused_after_a_mebibyte() {
+    // /dev/zero, /dev/urandom, and a pipe whose writer never stops.
+    for path in ["/dev/zero", "/dev/urandom"] {
+        for command in ["run", "graph"] {
+            let (out, took) = mbox_within(&[command, path], Duration::from_secs(10));
+            let err = one_line_error(&out, 1);
+            assert!(err.contains(&format!("{path}: more than 1048576 bytes: not a config")), "{err}");
+            assert!(took < Duration::from_secs(2), "{took:?}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("endless.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let writer_path = fifo.clone();
+    // Writes valid TOML comments until the reader goes (a broken pipe) or 10 s pass.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
+        let line = [b"# ".as_slice(), &[b'x'; 1000], b"\n"].concat();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) && pipe.write_all(&line).is_ok() {}
+    });
+    let (out, took) = mbox_within(&["run", fifo.to_str().unwrap()], Duration::from_secs(10));
+    let err = one_line_error(&out, 1);
+    assert!(err.contains("more than 1048576 bytes: not a config"), "{err}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    writer.join().unwrap();
+    // A config just under the limit is still read (and judged on its content).
+    let big = dir.path().join("big.toml");
+    let mut text = String::from("[input]\ngenerator = { flows = 1 }\n");
+    while text.len() < (1 << 20) - 1100 {
+        text.push_str(&format!("# {}\n", "y".repeat(1000)));
+    }
+    std::fs::write(&big, text).unwrap();
+    let (out, _) = mbox_within(&["run", big.to_str().unwrap(), "--quiet"], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
