@@ -54,6 +54,13 @@ fn truncated_plugin(dir: &Path, name: &str) -> PathBuf {
     cut
 }
 
+/// `mboxctl --json status`, which must succeed.
+fn status(socket: &Path) -> serde_json::Value {
+    let out = mboxctl(socket, &["--json", "status"]);
+    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A running `mbox run` on endless generated traffic, with a control socket.
 struct Running {
     child: Option<Child>,
@@ -91,11 +98,8 @@ impl Running {
         self.child.as_ref().unwrap().id()
     }
 
-    /// `mboxctl --json status`, which must succeed.
     fn status(&self) -> serde_json::Value {
-        let out = mboxctl(&self.socket, &["--json", "status"]);
-        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        status(&self.socket)
     }
 
     /// Stops mbox as Ctrl-C would and checks that it ended well.
@@ -213,4 +217,86 @@ fn an_endless_config_is_refused_after_a_mebibyte() {
     std::fs::write(&big, text).unwrap();
     let (out, _) = mbox_within(&["run", big.to_str().unwrap(), "--quiet"], Duration::from_secs(20));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The peak resident memory of process `pid`, in bytes (VmHWM).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn sizes_beyond_the_machine_are_refused_at_once_with_the_keys_to_lower() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("huge.toml");
+    let output = dir.path().join("out.pcap");
+    // The largest accepted values: about a TiB before the first packet.
+    std::fs::write(
+        &config,
+        format!(
+            "[input]\ngenerator = {{ flows = 10 }}\n[output]\npcap = {}\n[runtime]\nshards = 64\nevent_slots = 4194304\npacket_buffers = 4194304\n\
+             [flow]\ntable_size = 67108864\n",
+            toml_path(&output)
+        ),
+    )
+    .unwrap();
+    let (out, took) = mbox_within(&["run", config.to_str().unwrap()], Duration::from_secs(20));
+    let err = one_line_error(&out, 1);
+    assert!(took < Duration::from_millis(500), "refused after {took:?}");
+    assert!(err.contains("[runtime] memory_limit: the run would need about") && err.contains("before its first packet"), "{err}");
+    assert!(err.contains("lower [flow] table_size") && err.contains("[runtime] event_slots"), "{err}");
+    assert!(err.contains("/proc/meminfo") || err.contains("cgroup"), "says where the limit comes from: {err}");
+    assert!(!output.exists(), "refused before any output was created");
+    // A limit of one's own refuses the defaults; "none" lifts it.
+    std::fs::write(&config, "[input]\ngenerator = { flows = 10 }\n[runtime]\nmemory_limit = \"16MiB\"\n").unwrap();
+    let (out, _) = mbox_within(&["run", config.to_str().unwrap()], Duration::from_secs(20));
+    let err = one_line_error(&out, 1);
+    assert!(err.contains("more than the limit of 16.0 MiB ([runtime] memory_limit)"), "{err}");
+    std::fs::write(&config, "[input]\ngenerator = { flows = 10 }\n[runtime]\nmemory_limit = \"none\"\n").unwrap();
+    let (out, _) = mbox_within(&["run", config.to_str().unwrap()], Duration::from_secs(20));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("memory    about "), "the summary says it");
+}
+
+#[test]
+fn the_memory_estimate_is_close_to_the_measured_peak() {
+    // A moderate config whose preallocation dominates what mbox itself needs: 64 Ki packet
+    // buffers and two flow tables of 256 Ki flows, about 270 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket, report) = (dir.path().join("run.toml"), dir.path().join("mbox.sock"), dir.path().join("report.json"));
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {}\n[input]\ngenerator = {{ flows = 50000000, concurrency = 2000 }}\n[runtime]\nshards = 2\npacket_buffers = 65536\n\
+             [flow]\ntable_size = 262144\n[control]\nsocket = {}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = \"/dev/null\" }}\n",
+            toml_path(&plugin_dir()),
+            toml_path(&socket)
+        ),
+    )
+    .unwrap();
+    let mut child = mbox()
+        .args(["run", config.to_str().unwrap(), "--quiet", "--report", report.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !socket.exists() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no control socket after 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let traffic flow through every part for a while.
+    while status(&socket)["packets"].as_u64() < Some(100_000) {
+        assert!(started.elapsed() < Duration::from_secs(60), "too slow");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let peak = peak_rss(child.id());
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let estimate = report["memory"]["preallocated_bytes"].as_u64().unwrap();
+    assert!(report["memory"]["limit_bytes"].as_u64() > Some(estimate), "{}", report["memory"]);
+    assert!((250 << 20..300 << 20).contains(&estimate), "{}", report["memory"]);
+    // The process's own code, stacks and the NF's state come on top (some tens of MiB).
+    assert!(peak * 4 >= estimate * 3 && peak <= estimate * 3 / 2 + (64 << 20), "estimate {estimate} B, peak {peak} B");
 }

@@ -122,6 +122,9 @@ pub struct PcapOutput {
     releaser: Releaser,
 }
 
+/// Capacity of each shard's ring into the output thread.
+pub const TX_RING: usize = 4096;
+
 /// The shards' rings into an output thread, and the waker that rouses it.
 pub struct ShardRings {
     pub rings: Vec<Consumer<RxPacket>>,
@@ -135,7 +138,7 @@ impl ShardRings {
         let mut rings = Vec::new();
         let mut txs = Vec::new();
         for shard_releaser in shard_releasers {
-            let (p, c) = RingBuffer::new(4096);
+            let (p, c) = RingBuffer::new(TX_RING);
             rings.push(c);
             txs.push(Tx::ring(p, waker.clone(), shard_releaser));
         }

@@ -5,6 +5,7 @@
 //! when a pcap output is configured. The calling thread shows progress and joins them.
 
 use super::lane::{lane, LaneRx, LaneTx};
+use super::memory::{self, MemoryEstimate};
 use super::nf_host::{NfControl, NfReport, NfWorker};
 use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
@@ -56,6 +57,8 @@ pub enum PipelineError {
     Thread(String, String),
     #[error("{config}: [runtime] cores: {problem}")]
     Cores { config: PathBuf, problem: String },
+    #[error("{config}: [runtime] memory_limit: {problem}")]
+    Memory { config: PathBuf, problem: String },
     #[error(transparent)]
     Control(#[from] ControlError),
     #[cfg(feature = "dpdk")]
@@ -297,11 +300,11 @@ fn slots_per_shard(packet_buffers: usize, shards: usize) -> usize {
 }
 
 /// Packet buffer size before any growth (a jumbo-free Ethernet frame fits).
-const INITIAL_BUFFER: usize = 2048;
+pub(crate) const INITIAL_BUFFER: usize = 2048;
 /// Capacity of each input-to-shard ring.
-const RX_RING: usize = 1024;
+pub(crate) const RX_RING: usize = 1024;
 /// Event slots per shard reserved for NF publications (when some NF publishes).
-const PUBLICATION_SLOTS: usize = 4096;
+pub(crate) const PUBLICATION_SLOTS: usize = 4096;
 
 /// A config whose plugins are loaded and whose graph is compiled, ready to run.
 pub struct Prepared {
@@ -400,6 +403,8 @@ pub struct RunReport {
     pub wall: Duration,
     /// CPU time (user + system) of the whole process during the run.
     pub cpu: Duration,
+    /// What the run preallocated before its first packet (an estimate from the config).
+    pub memory: MemoryEstimate,
 }
 
 impl RunReport {
@@ -427,6 +432,11 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     let Prepared { config, config_path, registry, graph, plugins } = prepared;
     let rt = &config.runtime;
     let shards = rt.shards;
+    // Before anything big is allocated (or any output file created): a config that cannot fit
+    // is refused now, not killed by the kernel later.
+    let memory = memory::estimate(&config, graph.nfs(), memory::limit(rt.memory_limit));
+    memory.check().map_err(|problem| PipelineError::Memory { config: config_path.clone(), problem })?;
+    log::info!("{}", memory.describe());
     let io = build_io(&config, shards)?;
     let registry = Arc::new(registry);
     let graph = Arc::new(graph);
@@ -513,6 +523,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
                 Arc::new(Snapshot::new(NfReport::new(&spec.name, spec.read_only, path, version, registry.len())))
             })
             .collect(),
+        memory: memory.clone(),
     });
     let (shard_live, nf_live) = (live.shards.clone(), live.nfs.clone());
     let nf_controls: Vec<Arc<NfControl>> = graph.nfs().iter().map(|_| Arc::default()).collect();
@@ -640,7 +651,8 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         // The shards read their own queues: their reports are summed below.
         None => InputReport { description, ..Default::default() },
     };
-    let mut report = RunReport { input, type_paths: registry.types().iter().map(|t| t.path.clone()).collect(), ..Default::default() };
+    let mut report =
+        RunReport { input, type_paths: registry.types().iter().map(|t| t.path.clone()).collect(), memory, ..Default::default() };
     for t in shard_threads {
         let mut shard = join("shard", t)?;
         if let Some(input) = shard.input.take() {
