@@ -10,6 +10,7 @@ pub mod control;
 pub mod controller;
 pub mod elf;
 pub mod events;
+pub mod files;
 pub mod io;
 pub mod plugin;
 pub mod runtime;

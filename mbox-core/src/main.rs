@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mbox_core::config::Config;
+use mbox_core::files::{FileUse, RunFiles};
 use mbox_core::io::capture::PcapWriter;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
 use mbox_core::io::merge::{merge, MergeOptions};
@@ -104,6 +105,9 @@ struct GenArgs {
     seed: u64,
 }
 
+/// `mbox run`'s exit status when an output could not be written in full.
+const LOST_OUTPUT: u8 = 4;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse()) {
@@ -126,15 +130,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cfg.input.pcap = vec![path];
                 cfg.input.generator = None;
             }
-            let prepared = pipeline::prepare(cfg, &config)?;
+            let mut prepared = pipeline::prepare(cfg, &config)?;
+            if let Some(path) = &report {
+                prepared.files.writes.push(FileUse { role: "--report".into(), path: path.clone() });
+                prepared.files.check().with_context(|| config.display().to_string())?;
+            }
             let result = pipeline::run(prepared, RunOptions { progress: !quiet })?;
             print!("{}", summary::text(&result));
+            let mut lost = result.lost_output();
             if let Some(path) = report {
                 let json = serde_json::to_string_pretty(&summary::json(&result))?;
-                std::fs::write(&path, json).with_context(|| format!("writing the report to {}", path.display()))?;
+                if let Err(e) = std::fs::write(&path, json) {
+                    lost.push(format!("--report {}: {e}", path.display()));
+                }
             }
-            // The input ended early: results cover only what was read, so say so in the status.
-            Ok(if result.input.error.is_some() { ExitCode::from(3) } else { ExitCode::SUCCESS })
+            for what in &lost {
+                eprintln!("mbox: output lost: {what}");
+            }
+            // Output lost: the files do not hold all the results. The input ended early: results
+            // cover only what was read. Either way the status says so.
+            Ok(if !lost.is_empty() {
+                ExitCode::from(LOST_OUTPUT)
+            } else if result.input.error.is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Graph { config } => {
             let cfg = Config::load(&config)?;
@@ -149,6 +170,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Merge { captures, out, repeat, retime, no_remap } => {
             let retime = mbox_core::config::parse_duration(&retime).map_err(anyhow::Error::msg).context("--retime")?;
+            let reads = captures.iter().map(|c| FileUse { role: "a capture to merge".into(), path: c.clone() }).collect();
+            RunFiles { reads, writes: vec![FileUse { role: "--out".into(), path: out.clone() }] }.check()?;
             let opts = MergeOptions { repeat: repeat.max(1), retime, remap: !no_remap };
             let report = merge(&captures, &opts, &out).with_context(|| format!("merging into {}", out.display()))?;
             eprintln!(

@@ -215,6 +215,9 @@ pub fn text(r: &RunReport) -> String {
             if o.link_mismatch > 0 { format!(", {} of another link type skipped", n(o.link_mismatch)) } else { String::new() },
             if o.tx_dropped > 0 { format!(", {} the port would not take (dropped)", n(o.tx_dropped)) } else { String::new() }
         );
+        if let Some(e) = &r.output_error {
+            let _ = writeln!(s, "          OUTPUT ERROR (what came after it is not in the file): {e}");
+        }
     }
     if !r.memory.parts.is_empty() {
         let limit = r.memory.limit.as_ref().map_or_else(|| "no limit".to_string(), |(b, _)| format!("limit {}", memory::size(*b)));
@@ -327,7 +330,14 @@ pub fn json(r: &RunReport) -> Value {
             "ring_used": s.ring_used,
             "ring_full_drops": s.ring_full_drops,
         })).collect::<Vec<_>>(),
-        "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch, "tx_dropped": o.tx_dropped })),
+        "output": r.output.map(|o| json!({
+            "packets": o.packets,
+            "bytes": o.bytes,
+            "link_mismatch": o.link_mismatch,
+            "tx_dropped": o.tx_dropped,
+            "error": r.output_error,
+        })),
+        "lost_output": r.lost_output(),
         "memory": {
             "preallocated_bytes": r.memory.total(),
             "parts": r.memory.parts.iter().map(|p| (p.what.replace(' ', "_"), json!(p.bytes))).collect::<Map<_, _>>(),

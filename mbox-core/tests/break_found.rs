@@ -300,3 +300,92 @@ fn the_memory_estimate_is_close_to_the_measured_peak() {
     // The process's own code, stacks and the NF's state come on top (some tens of MiB).
     assert!(peak * 4 >= estimate * 3 && peak <= estimate * 3 / 2 + (64 << 20), "estimate {estimate} B, peak {peak} B");
 }
+
+/// Runs `mbox run` on `toml` (written to DIR/run.toml, plugin_dir filled in).
+fn run_config(dir: &Path, toml: &str, extra: &[&str]) -> Output {
+    let config = dir.join("run.toml");
+    std::fs::write(&config, format!("plugin_dir = {}\n{toml}", toml_path(&plugin_dir()))).unwrap();
+    let mut args = vec!["run", config.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    mbox_within(&args, Duration::from_secs(60)).0
+}
+
+#[test]
+fn an_output_naming_an_input_or_another_output_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pcap");
+    std::fs::copy(pcaps().join("ndpi__http_ipv6.pcap"), &input).unwrap();
+    let original = std::fs::read(&input).unwrap();
+    let alias = dir.path().join("alias.pcap");
+    std::os::unix::fs::symlink(&input, &alias).unwrap();
+    let (flows, other) = (dir.path().join("out/flows.jsonl"), dir.path().join("out/sub/../flows.jsonl"));
+    let nf = |plugin: &str, output: &Path| {
+        format!("[[nf]]\nname = \"{plugin}\"\nplugin = \"{plugin}\"\nargs = {{ output = {} }}\n", toml_path(output))
+    };
+    let cases = [
+        // The forwarded packets written over the capture being read, by its name or another.
+        (format!("[input]\npcap = {}\n[output]\npcap = {}\n", toml_path(&input), toml_path(&input)), "[output] pcap"),
+        (format!("[input]\npcap = {}\n[output]\npcap = {}\n", toml_path(&input), toml_path(&alias)), "[output] pcap"),
+        // An NF's declared output over the capture.
+        (format!("[input]\npcap = {}\n{}", toml_path(&input), nf("flow-stats", &alias)), "[[nf]] #1 (flow-stats) args.output"),
+    ];
+    for (toml, writer) in &cases {
+        let err = one_line_error(&run_config(dir.path(), toml, &[]), 1);
+        assert!(
+            err.contains(&format!("{writer} (")) && err.contains("is also [input] pcap") && err.contains("would destroy the input"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&input).unwrap(), original, "the input is intact");
+    }
+    // Two NFs writing one file (not yet there, named two ways), and an NF writing the report.
+    let toml = format!("[input]\npcap = {}\n{}{}", toml_path(&input), nf("flow-stats", &flows), nf("logger", &other));
+    let err = one_line_error(&run_config(dir.path(), &toml, &[]), 1);
+    assert!(err.contains("[[nf]] #1 (flow-stats) args.output") && err.contains("[[nf]] #2 (logger) args.output"), "{err}");
+    assert!(err.contains("are the same file"), "{err}");
+    assert!(!flows.exists(), "refused before any output was created");
+    let toml = format!("[input]\npcap = {}\n{}", toml_path(&input), nf("flow-stats", &flows));
+    let err = one_line_error(&run_config(dir.path(), &toml, &["--report", flows.to_str().unwrap()]), 1);
+    assert!(err.contains("--report") && err.contains("are the same file"), "{err}");
+    // Devices may be shared; the same NFs with files of their own run.
+    let toml = format!(
+        "[input]\npcap = {}\n{}{}",
+        toml_path(&input),
+        nf("flow-stats", Path::new("/dev/null")),
+        nf("logger", Path::new("/dev/null"))
+    );
+    assert!(run_config(dir.path(), &toml, &[]).status.success());
+    let toml = format!(
+        "[input]\npcap = {}\n{}{}",
+        toml_path(&input),
+        nf("flow-stats", &flows),
+        nf("logger", &dir.path().join("out/events.jsonl"))
+    );
+    let out = run_config(dir.path(), &toml, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // mbox merge refuses to write over a capture it merges.
+    let (out, _) = mbox_within(&["merge", input.to_str().unwrap(), "--out", alias.to_str().unwrap()], Duration::from_secs(20));
+    let err = one_line_error(&out, 1);
+    assert!(err.contains("would destroy the input"), "{err}");
+    assert_eq!(std::fs::read(&input).unwrap(), original);
+}
+
+#[test]
+fn lost_output_exits_with_its_own_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = format!("[input]\npcap = {}\n", toml_path(&pcaps().join("ndpi__http_ipv6.pcap")));
+    // /dev/full takes the open and refuses every write.
+    for toml in [
+        format!("{input}[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = \"/dev/full\" }}\n"),
+        format!("{input}[output]\npcap = \"/dev/full\"\n"),
+    ] {
+        let out = run_config(dir.path(), &toml, &[]);
+        assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("mbox: output lost: ") && stderr.contains("No space left on device"), "{stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("packets   193 forwarded"), "the summary is still printed");
+    }
+    // A report that cannot be written is lost output too; a good run is 0.
+    let out = run_config(dir.path(), &input, &["--report", "/dev/full"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(run_config(dir.path(), &input, &["--report", dir.path().join("r.json").to_str().unwrap()]).status.code(), Some(0));
+}

@@ -117,6 +117,7 @@ impl LiveView {
             wall: self.started.elapsed(),
             cpu: cpu_time().saturating_sub(self.cpu_start),
             memory: self.memory.clone(),
+            output_error: None,
         }
     }
 }

@@ -194,8 +194,10 @@ impl PcapOutput {
         Ok((PcapOutput { writer, link, shards, pool, releaser }, txs))
     }
 
-    /// Runs until every shard has dropped its TX path and the rings are empty.
-    pub fn run(mut self, idle: IdlePolicy) -> Result<OutputStats, CaptureError> {
+    /// Runs until every shard has dropped its TX path and the rings are empty. Returns what it
+    /// wrote, and the first write error if the file could not be written in full (the packets
+    /// after it are drained and counted, not written).
+    pub fn run(mut self, idle: IdlePolicy) -> (OutputStats, Option<CaptureError>) {
         self.shards.bind_current();
         let mut stats = OutputStats::default();
         let mut idler = Idler::new(idle);
@@ -221,8 +223,10 @@ impl PcapOutput {
                 break;
             }
         }
-        result?;
-        self.writer.finish()?;
-        Ok(stats)
+        let error = match result {
+            Ok(()) => self.writer.finish().err(),
+            Err(e) => Some(e),
+        };
+        (stats, error)
     }
 }
