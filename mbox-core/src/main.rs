@@ -113,10 +113,24 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mbox: {e:#}");
+            eprintln!("mbox: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: the library errors already name
+/// their source in their message, and `{:#}` would repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -389,3 +389,14 @@ fn lost_output_exits_with_its_own_status() {
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(run_config(dir.path(), &input, &["--report", dir.path().join("r.json").to_str().unwrap()]).status.code(), Some(0));
 }
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = mbox_within(&["run", dir.path().join("missing.toml").to_str().unwrap()], Duration::from_secs(10));
+    let err = one_line_error(&out, 1);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let toml = "[input]\ngenerator = { flows = 1 }\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TPC\"]\n";
+    let err = one_line_error(&run_config(dir.path(), toml, &[]), 1);
+    assert_eq!(err.matches("unknown event type").count(), 1, "{err}");
+}
