@@ -400,3 +400,77 @@ fn an_error_names_its_cause_once() {
     let err = one_line_error(&run_config(dir.path(), toml, &[]), 1);
     assert_eq!(err.matches("unknown event type").count(), 1, "{err}");
 }
+
+/// GET `url` (http://HOST/PATH) with a 5 s timeout; returns the status line.
+fn scrape(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.lines().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn idle_and_slow_clients_do_not_starve_the_control_socket_or_the_metrics() {
+    let mbox = Running::start("[[nf]]\nplugin = \"flow-stats\"\nargs = { output = \"/dev/null\" }\n", "metrics = \"127.0.0.1:0\"");
+    let url = mbox.status()["metrics"].as_str().unwrap().to_string();
+    let addr = url.strip_prefix("http://").unwrap().split_once('/').unwrap().0.to_string();
+    // 200 idle connections to each, held open.
+    let idle_unix: Vec<_> = (0..200).map(|_| std::os::unix::net::UnixStream::connect(&mbox.socket).unwrap()).collect();
+    let idle_tcp: Vec<_> = (0..200).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    let started = Instant::now();
+    assert_eq!(mbox.status()["pid"], serde_json::json!(mbox.pid()));
+    let out = mboxctl(&mbox.socket, &["stats"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(scrape(&url), "HTTP/1.1 200 OK");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    drop((idle_unix, idle_tcp));
+
+    // Slowloris on the metrics: 60 clients trickling a head that never ends, a byte each
+    // 100 ms, for 3 s; and 20 new idle connections a second to the control socket.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..3)
+        .map(|kind| {
+            let (addr, socket, stop) = (addr.clone(), mbox.socket.clone(), stop.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut slow: Vec<std::net::TcpStream> = Vec::new();
+                let mut idle = Vec::new();
+                let started = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < Duration::from_secs(10) {
+                    if kind < 2 {
+                        while slow.len() < 30 {
+                            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n");
+                            slow.push(s);
+                        }
+                        // A connection mbox closed is replaced by a new one.
+                        slow.retain_mut(|s| s.write_all(b"X").is_ok());
+                    } else {
+                        idle.push(std::os::unix::net::UnixStream::connect(&socket).unwrap());
+                        idle.push(std::os::unix::net::UnixStream::connect(&socket).unwrap());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let asked = Instant::now();
+        assert_eq!(scrape(&url), "HTTP/1.1 200 OK", "a legitimate scrape during slowloris");
+        assert_eq!(mbox.status()["pid"], serde_json::json!(mbox.pid()));
+        assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    mbox.stop();
+}
