@@ -139,6 +139,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // Ctrl-C (or SIGTERM) ends the run as the end of its input would: NFs finish and
             // the summary is printed. A live input runs until then.
             mbox_core::runtime::stop::install();
+            // A signal before the run begins ends mbox at once (plugin code creating an NF
+            // cannot be interrupted), removing the outputs start-up had begun.
+            let startup = mbox_core::runtime::stop::Startup::watch();
             let mut cfg = Config::load(&config)?;
             if let Some(path) = pcap {
                 cfg.input.pcap = vec![path];
@@ -149,6 +152,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 prepared.files.writes.push(FileUse { role: "--report".into(), path: path.clone() });
                 prepared.files.check().with_context(|| config.display().to_string())?;
             }
+            startup.outputs(prepared.files.writes.iter().map(|w| w.path.clone()));
             let result = pipeline::run(prepared, RunOptions { progress: !quiet })?;
             print!("{}", summary::text(&result));
             let mut lost = result.lost_output();

@@ -474,3 +474,73 @@ fn idle_and_slow_clients_do_not_starve_the_control_socket_or_the_metrics() {
     }
     mbox.stop();
 }
+
+/// A rule file that takes sig-match seconds to load in a debug build: 50,000 rules, each with
+/// a content and a pcre of its own.
+fn slow_rules(dir: &Path) -> PathBuf {
+    let path = dir.join("many.rules");
+    let mut text = String::new();
+    for i in 0..50_000 {
+        text.push_str(&format!(
+            "alert http any any -> any any (msg:\"generated {i}\"; flow:established,to_server; content:\"/path{i}/x\"; http_uri; \
+             pcre:\"/\\/path{i}\\/[a-z]+[0-9]{{2,5}}(foo|bar)/U\"; sid:{}; rev:1;)\n",
+            1_000_000 + i
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_signal_during_start_up_stops_mbox_at_once_without_leaving_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = slow_rules(dir.path());
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let (pcap, flows, report) = (dir.path().join("out.pcap"), dir.path().join("flows.jsonl"), dir.path().join("report.json"));
+        // A report from an earlier run: start-up does not touch it, so it stays.
+        std::fs::write(&report, "{\"earlier\": true}").unwrap();
+        let config = dir.path().join("run.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "plugin_dir = {}\n[input]\ngenerator = {{ flows = 100000000 }}\n[output]\npcap = {}\n\
+                 [[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n[[nf]]\nplugin = \"sig-match\"\nargs = {{ rules = {} }}\n",
+                toml_path(&plugin_dir()),
+                toml_path(&pcap),
+                toml_path(&flows),
+                toml_path(&rules)
+            ),
+        )
+        .unwrap();
+        let mut child = mbox()
+            .args(["run", config.to_str().unwrap(), "--quiet", "--report", report.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The outputs exist once start-up has opened them; sig-match then loads its rules.
+        let started = Instant::now();
+        while !(pcap.exists() && flows.exists()) {
+            assert!(started.elapsed() < Duration::from_secs(20), "start-up never opened its outputs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(child.try_wait().unwrap().is_none(), "still starting");
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let signalled = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if signalled.elapsed() > Duration::from_secs(2) {
+                child.kill().unwrap();
+                panic!("signal {signal} during start-up ignored for 2 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        assert!(stderr.contains("stopped by SIG") && stderr.contains("during start-up"), "{stderr}");
+        assert!(out.stdout.is_empty(), "no summary claims a run");
+        assert!(!pcap.exists() && !flows.exists(), "the outputs start-up had begun are removed");
+        assert_eq!(std::fs::read_to_string(&report).unwrap(), "{\"earlier\": true}");
+    }
+}

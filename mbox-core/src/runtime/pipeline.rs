@@ -476,6 +476,9 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         instances.push(plugin.create(&init)?);
     }
     drop(bindings);
+    // The slow part of start-up is over (NFs load their rules in their constructors): from
+    // here a signal stops the run the usual way, at its first packet.
+    super::stop::started();
 
     let any_publisher = graph.nfs().iter().any(|nf| !nf.publishes.is_empty());
     let pub_slots = if any_publisher { PUBLICATION_SLOTS } else { 0 };
