@@ -30,6 +30,8 @@ pub struct NfDescriptor {
     pub publishes: RVec<RString>,
     /// True when the NF never drops or modifies: it then runs in parallel with other readers.
     pub read_only: bool,
+    /// Names of the arguments whose values are files the NF writes (see [`PluginInfo::outputs`]).
+    pub outputs: RVec<RString>,
 }
 
 /// A type path and the code the host assigned to it.
@@ -94,6 +96,11 @@ pub struct PluginInfo {
     pub subscribes: &'static [&'static str],
     pub publishes: &'static [&'static str],
     pub read_only: bool,
+    /// Names of the arguments (in the config's `args`) whose string values are paths of files
+    /// the NF writes, e.g. `&["output"]`. The host refuses, before the run, an output that is
+    /// also another NF's output, the `[output] pcap`, an input capture or the config itself
+    /// (`-` and `""` are not paths). An NF that writes no file declares `&[]`.
+    pub outputs: &'static [&'static str],
 }
 
 /// Implemented by a plugin's NF type; [`export_nf!`](crate::export_nf) does the rest.
@@ -113,6 +120,7 @@ extern "C" fn descriptor_glue<P: Plugin>() -> NfDescriptor {
         subscribes: strings(P::INFO.subscribes),
         publishes: strings(P::INFO.publishes),
         read_only: P::INFO.read_only,
+        outputs: strings(P::INFO.outputs),
     }
 }
 

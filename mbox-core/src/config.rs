@@ -9,6 +9,7 @@ use mbox_stack::l23::events_per_packet;
 use mbox_stack::tcp::Depth;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -18,11 +19,17 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("{path}: cannot read the config: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: more than {MAX_CONFIG_BYTES} bytes: not a config (a config is a few KB; is this the right file?)")]
+    TooLarge { path: PathBuf },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("{path}: {key}: {problem}")]
     Invalid { path: PathBuf, key: String, problem: String },
 }
+
+/// The largest config file read (1 MiB). More is refused unread: a config is a few KB, and a
+/// path such as /dev/zero or a pipe that never ends would otherwise be read forever.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Most NF instances in one config (the shard tracks per-event NF sets as 64-bit masks).
 pub const MAX_NFS: usize = 64;
@@ -215,6 +222,65 @@ pub struct RuntimeConfig {
     /// NFs, the input thread, the output thread (wrapping round when there are more threads).
     /// None: the kernel places them.
     pub cores: Option<Vec<usize>>,
+    /// The most memory the run may preallocate before its first packet (an estimate from the
+    /// sizes above); a config needing more is refused at start.
+    #[serde(deserialize_with = "memory_limit")]
+    pub memory_limit: MemoryLimit,
+}
+
+/// `[runtime] memory_limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryLimit {
+    /// The memory available when the run starts (`MemAvailable` in /proc/meminfo, or what the
+    /// process's cgroup still allows, whichever is less).
+    #[default]
+    Available,
+    /// No limit ("none").
+    Unlimited,
+    Bytes(u64),
+}
+
+/// A memory limit: "auto", "none", a size such as "512MiB", "8GiB", "2G", or a number of bytes.
+fn memory_limit<'de, D: Deserializer<'de>>(d: D) -> Result<MemoryLimit, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(0) => Err(serde::de::Error::custom("0 bytes: give a size such as \"8GiB\", \"auto\" or \"none\"")),
+        Raw::Bytes(b) => Ok(MemoryLimit::Bytes(b)),
+        Raw::Text(t) if t.trim().eq_ignore_ascii_case("auto") => Ok(MemoryLimit::Available),
+        Raw::Text(t) if t.trim().eq_ignore_ascii_case("none") => Ok(MemoryLimit::Unlimited),
+        Raw::Text(t) => parse_size(&t).map(MemoryLimit::Bytes).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses a size: a number with an optional unit, binary (KiB, MiB, GiB, TiB; K, M, G, T
+/// likewise) or decimal (kB, MB, GB, TB), e.g. "512MiB", "1.5G", "4096".
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("`{text}` is not a size (try \"512MiB\", \"8GiB\", \"auto\", \"none\")"))?;
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "K" | "KiB" => 1024.0,
+        "M" | "MiB" => 1024f64.powi(2),
+        "G" | "GiB" => 1024f64.powi(3),
+        "T" | "TiB" => 1024f64.powi(4),
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (use B, KiB, MiB, GiB, TiB, or kB, MB, GB, TB)")),
+    };
+    let bytes = value * scale;
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 impl Default for RuntimeConfig {
@@ -227,6 +293,7 @@ impl Default for RuntimeConfig {
             event_slots: 4096,
             packet_buffers: 8192,
             cores: None,
+            memory_limit: MemoryLimit::Available,
         }
     }
 }
@@ -421,7 +488,17 @@ impl Config {
 
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let read = |source| ConfigError::Read { path: path.to_path_buf(), source };
+        let mut bytes = Vec::new();
+        // One byte past the limit tells a file at the limit from a longer one.
+        std::fs::File::open(path).and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)).map_err(read)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: path.to_path_buf() });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: format!("not UTF-8 text (byte {}): not a TOML config", e.utf8_error().valid_up_to()),
+        })?;
         Config::parse(&text, path)
     }
 
@@ -610,6 +687,22 @@ mod tests {
         }
         assert!(e("[input]\npcap = \"x\"\n[dpdk]\neal = []\n").contains("leave `[input]` out"));
         assert!(e("").contains("or a `[dpdk]` section"));
+    }
+
+    #[test]
+    fn memory_limits_and_sizes() {
+        let limit = |v: &str| parse(&format!("[input]\npcap = \"x\"\n[runtime]\nmemory_limit = {v}\n")).map(|c| c.runtime.memory_limit);
+        assert_eq!(parse("[input]\npcap = \"x\"\n").unwrap().runtime.memory_limit, MemoryLimit::Available);
+        assert_eq!(limit("\"auto\"").unwrap(), MemoryLimit::Available);
+        assert_eq!(limit("\"none\"").unwrap(), MemoryLimit::Unlimited);
+        assert_eq!(limit("\"512MiB\"").unwrap(), MemoryLimit::Bytes(512 << 20));
+        assert_eq!(limit("\"1.5G\"").unwrap(), MemoryLimit::Bytes(3 << 29));
+        assert_eq!(limit("\"2GB\"").unwrap(), MemoryLimit::Bytes(2_000_000_000));
+        assert_eq!(limit("4096").unwrap(), MemoryLimit::Bytes(4096));
+        let e = limit("\"8 parsecs\"").unwrap_err().to_string();
+        assert!(e.contains("memory_limit") && e.contains("unknown unit `parsecs`"), "{e}");
+        assert!(limit("0").unwrap_err().to_string().contains("0 bytes"));
+        assert!(parse_size("-1G").is_err() && parse_size("1e30").is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 pub mod config;
 pub mod control;
 pub mod controller;
+pub mod elf;
 pub mod events;
+pub mod files;
 pub mod io;
 pub mod plugin;
 pub mod runtime;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mbox_core::config::Config;
+use mbox_core::files::{FileUse, RunFiles};
 use mbox_core::io::capture::PcapWriter;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
 use mbox_core::io::merge::{merge, MergeOptions};
@@ -104,15 +105,32 @@ struct GenArgs {
     seed: u64,
 }
 
+/// `mbox run`'s exit status when an output could not be written in full.
+const LOST_OUTPUT: u8 = 4;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mbox: {e:#}");
+            eprintln!("mbox: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: the library errors already name
+/// their source in their message, and `{:#}` would repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -121,20 +139,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // Ctrl-C (or SIGTERM) ends the run as the end of its input would: NFs finish and
             // the summary is printed. A live input runs until then.
             mbox_core::runtime::stop::install();
+            // A signal before the run begins ends mbox at once (plugin code creating an NF
+            // cannot be interrupted), removing the outputs start-up had begun.
+            let startup = mbox_core::runtime::stop::Startup::watch();
             let mut cfg = Config::load(&config)?;
             if let Some(path) = pcap {
                 cfg.input.pcap = vec![path];
                 cfg.input.generator = None;
             }
-            let prepared = pipeline::prepare(cfg, &config)?;
+            let mut prepared = pipeline::prepare(cfg, &config)?;
+            if let Some(path) = &report {
+                prepared.files.writes.push(FileUse { role: "--report".into(), path: path.clone() });
+                prepared.files.check().with_context(|| config.display().to_string())?;
+            }
+            startup.outputs(prepared.files.writes.iter().map(|w| w.path.clone()));
             let result = pipeline::run(prepared, RunOptions { progress: !quiet })?;
             print!("{}", summary::text(&result));
+            let mut lost = result.lost_output();
             if let Some(path) = report {
                 let json = serde_json::to_string_pretty(&summary::json(&result))?;
-                std::fs::write(&path, json).with_context(|| format!("writing the report to {}", path.display()))?;
+                if let Err(e) = std::fs::write(&path, json) {
+                    lost.push(format!("--report {}: {e}", path.display()));
+                }
             }
-            // The input ended early: results cover only what was read, so say so in the status.
-            Ok(if result.input.error.is_some() { ExitCode::from(3) } else { ExitCode::SUCCESS })
+            for what in &lost {
+                eprintln!("mbox: output lost: {what}");
+            }
+            // Output lost: the files do not hold all the results. The input ended early: results
+            // cover only what was read. Either way the status says so.
+            Ok(if !lost.is_empty() {
+                ExitCode::from(LOST_OUTPUT)
+            } else if result.input.error.is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Graph { config } => {
             let cfg = Config::load(&config)?;
@@ -149,6 +188,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Merge { captures, out, repeat, retime, no_remap } => {
             let retime = mbox_core::config::parse_duration(&retime).map_err(anyhow::Error::msg).context("--retime")?;
+            let reads = captures.iter().map(|c| FileUse { role: "a capture to merge".into(), path: c.clone() }).collect();
+            RunFiles { reads, writes: vec![FileUse { role: "--out".into(), path: out.clone() }] }.check()?;
             let opts = MergeOptions { repeat: repeat.max(1), retime, remap: !no_remap };
             let report = merge(&captures, &opts, &out).with_context(|| format!("merging into {}", out.display()))?;
             eprintln!(

@@ -1,9 +1,10 @@
 //! Loading NF plugins: find the library, check it against this host's ABI, read its descriptor
 //! and create instances.
 //!
-//! abi_stable checks the mbox-abi version and the full layout of every type the plugin
-//! exchanges before any plugin code runs; its long report is turned into one line that says
-//! what to rebuild. Libraries are never unloaded (abi_stable's design): a loaded plugin stays
+//! [`crate::elf`] first checks that the file is whole, so that a library still being written is
+//! refused rather than mapped. abi_stable checks the mbox-abi version and the full layout of
+//! every type the plugin exchanges before any plugin code runs; its long report is turned into
+//! one line that says what to rebuild. Libraries are never unloaded (abi_stable's design): a loaded plugin stays
 //! mapped until the process exits.
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
@@ -64,6 +65,13 @@ impl Plugin {
         if !path.is_file() {
             return Err(PluginError::NotFound { name: name.to_string(), path: path.to_path_buf() });
         }
+        // The loader maps the file's segments as they are: one cut short (still being written)
+        // would kill mbox with SIGBUS when touched, so it is refused before it is mapped.
+        crate::elf::check_complete(path).map_err(|e| PluginError::Open {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            reason: format!("{e}; wait for the build or copy to finish, or rebuild it"),
+        })?;
         let err = |e: LibraryError| match e {
             LibraryError::OpenError { err, .. } => {
                 PluginError::Open { name: name.to_string(), path: path.to_path_buf(), reason: err.to_string() }

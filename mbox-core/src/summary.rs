@@ -1,6 +1,7 @@
 //! The end-of-run summary: packets, flows, events per type, drops by cause, per-NF counts and
 //! CPU seconds per million packets — as text for people and as JSON for scripts and tests.
 
+use crate::runtime::memory;
 use crate::runtime::pipeline::RunReport;
 use mbox_abi::reason_name;
 use mbox_stack::tcp::stream::StreamStats;
@@ -218,6 +219,13 @@ pub fn text(r: &RunReport) -> String {
             if o.link_mismatch > 0 { format!(", {} of another link type skipped", n(o.link_mismatch)) } else { String::new() },
             if o.tx_dropped > 0 { format!(", {} the port would not take (dropped)", n(o.tx_dropped)) } else { String::new() }
         );
+        if let Some(e) = &r.output_error {
+            let _ = writeln!(s, "          OUTPUT ERROR (what came after it is not in the file): {e}");
+        }
+    }
+    if !r.memory.parts.is_empty() {
+        let limit = r.memory.limit.as_ref().map_or_else(|| "no limit".to_string(), |(b, _)| format!("limit {}", memory::size(*b)));
+        let _ = writeln!(s, "memory    {}; {limit}", r.memory.describe());
     }
     let secs = r.wall.as_secs_f64();
     let rate = if secs > 0.0 { r.input.packets as f64 / secs } else { 0.0 };
@@ -327,7 +335,20 @@ pub fn json(r: &RunReport) -> Value {
             "ring_used": s.ring_used,
             "ring_full_drops": s.ring_full_drops,
         })).collect::<Vec<_>>(),
-        "output": r.output.map(|o| json!({ "packets": o.packets, "bytes": o.bytes, "link_mismatch": o.link_mismatch, "tx_dropped": o.tx_dropped })),
+        "output": r.output.map(|o| json!({
+            "packets": o.packets,
+            "bytes": o.bytes,
+            "link_mismatch": o.link_mismatch,
+            "tx_dropped": o.tx_dropped,
+            "error": r.output_error,
+        })),
+        "lost_output": r.lost_output(),
+        "memory": {
+            "preallocated_bytes": r.memory.total(),
+            "parts": r.memory.parts.iter().map(|p| (p.what.replace(' ', "_"), json!(p.bytes))).collect::<Map<_, _>>(),
+            "limit_bytes": r.memory.limit.as_ref().map(|(b, _)| b),
+            "limit_source": r.memory.limit.as_ref().map(|(_, s)| s),
+        },
         "cpu_s": r.cpu.as_secs_f64(),
         "wall_s": r.wall.as_secs_f64(),
         "cpu_s_per_mpkt": cpu_per_mpkt(r),

@@ -146,6 +146,16 @@ impl FlowTable {
         }
     }
 
+    /// Bytes a table of `capacity` flows allocates when it is made (entries, free list and
+    /// index), for estimating a run's memory before it starts.
+    pub fn footprint(capacity: usize) -> usize {
+        let capacity = capacity.max(1);
+        // hashbrown's buckets for `2 * capacity` items: a power of two above 8/7 of them, each
+        // with a control byte, plus one group of trailing control bytes.
+        let buckets = (2 * capacity).saturating_mul(8).div_ceil(7).next_power_of_two();
+        capacity * (std::mem::size_of::<FlowEntry>() + std::mem::size_of::<u32>()) + buckets * (std::mem::size_of::<u32>() + 1) + 16
+    }
+
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.entries.len()

@@ -110,6 +110,15 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// Bytes a reassembler of `max_datagrams` slots allocates when it is made; each slot's
+    /// buffer (64 KiB) comes on its first use.
+    pub fn footprint(max_datagrams: usize) -> usize {
+        max_datagrams * std::mem::size_of::<Datagram>()
+    }
+
+    /// Bytes a slot's buffers take once it has been used.
+    pub const SLOT_BUFFER_BYTES: usize = MAX_HEADER + MAX_PAYLOAD + UNITS.div_ceil(64) * 8;
+
     /// At most `max_datagrams` in progress (or held) at once; `timeout_ns` of packet time.
     pub fn new(max_datagrams: usize, timeout_ns: u64) -> Reassembler {
         Reassembler { slots: (0..max_datagrams).map(|_| Datagram::new()).collect(), timeout_ns, stats: FragmentStats::default() }

@@ -7,6 +7,7 @@
 //! a few milliseconds behind, and the final report (at the end of the run) stays exact.
 
 use crate::io::dispatch::{InputReport, Progress};
+use crate::runtime::memory::MemoryEstimate;
 use crate::runtime::nf_host::NfReport;
 use crate::runtime::pipeline::{cpu_time, RunReport};
 use crate::runtime::shard::ShardReport;
@@ -92,6 +93,7 @@ pub struct LiveView {
     pub type_paths: Vec<String>,
     pub shards: Vec<Arc<Snapshot<ShardReport>>>,
     pub nfs: Vec<Arc<Snapshot<NfReport>>>,
+    pub memory: MemoryEstimate,
 }
 
 impl LiveView {
@@ -114,6 +116,8 @@ impl LiveView {
             type_paths: self.type_paths.clone(),
             wall: self.started.elapsed(),
             cpu: cpu_time().saturating_sub(self.cpu_start),
+            memory: self.memory.clone(),
+            output_error: None,
         }
     }
 }

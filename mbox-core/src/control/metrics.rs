@@ -2,18 +2,26 @@
 //! `127.0.0.1:9464`) answers with the run's counters in Prometheus' text exposition format —
 //! the same numbers `mboxctl stats` shows.
 
-use super::listen::{Acceptor, Deadline, MAX_CLIENTS};
+use super::listen::{write_now, Acceptor, Reading, MAX_WORKERS};
 use super::live::LiveView;
 use crate::runtime::pipeline::RunReport;
 use mbox_abi::reason_name;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest request head read.
-const MAX_HEAD: u64 = 8 * 1024;
+const MAX_HEAD: usize = 8 * 1024;
+
+/// How requests are read: a head (ended by an empty line) within 5 s.
+const READING: Reading = Reading {
+    max_request: MAX_HEAD,
+    deadline: Duration::from_secs(5),
+    complete: |b| b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n"),
+};
 
 /// The listening metrics endpoint.
 pub struct MetricsServer {
@@ -26,44 +34,42 @@ impl MetricsServer {
     pub fn start(addr: SocketAddr, live: Arc<LiveView>) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
         let acceptor = Acceptor::start(
             "mbox-metrics",
             listener,
-            move |stream| handle(stream, &live),
-            |stream| respond(&stream, "503 Service Unavailable", &format!("busy: {MAX_CLIENTS} clients already connected\n")),
+            READING,
+            move |stream, head| handle(stream, &head, &live),
+            |stream, _head| {
+                // Only when every serving thread is busy with a complete request: slow or idle
+                // clients never take one.
+                let text = response("503 Service Unavailable", &format!("busy: {MAX_WORKERS} scrapes are being served\n"));
+                write_now(stream.as_raw_fd(), text.as_bytes());
+            },
         )?;
         Ok(MetricsServer { addr, _acceptor: acceptor })
     }
 }
 
-fn handle(stream: TcpStream, live: &LiveView) {
-    let mut reader = BufReader::new(Deadline::new(&stream, Duration::from_secs(5)).take(MAX_HEAD));
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    // The rest of the head (nothing in it matters here).
-    let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim_end() != "" {
-        line.clear();
-    }
+/// Answers a request head on a serving thread (only its request line matters here).
+fn handle(mut stream: TcpStream, head: &[u8], live: &LiveView) {
+    let request_line = head.split(|&b| b == b'\n').next().map(String::from_utf8_lossy).unwrap_or_default();
     // A client that does not read its answer holds the thread no longer than this.
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let mut words = request_line.split_whitespace();
-    match (words.next(), words.next()) {
-        (Some("GET"), Some("/metrics")) => respond(&stream, "200 OK", &render(&live.report())),
-        (Some("GET"), Some(_)) => respond(&stream, "404 Not Found", "mbox serves its metrics at /metrics\n"),
-        _ => respond(&stream, "405 Method Not Allowed", "GET /metrics\n"),
-    }
+    let text = match (words.next(), words.next()) {
+        (Some("GET"), Some("/metrics")) => response("200 OK", &render(&live.report())),
+        (Some("GET"), Some(_)) => response("404 Not Found", "mbox serves its metrics at /metrics\n"),
+        _ => response("405 Method Not Allowed", "GET /metrics\n"),
+    };
+    let _ = stream.write_all(text.as_bytes());
 }
 
-fn respond(mut stream: &TcpStream, status: &str, body: &str) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+/// A whole HTTP response.
+fn response(status: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
+    )
 }
 
 /// A label value, escaped as the format wants.

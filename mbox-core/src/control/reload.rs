@@ -140,7 +140,8 @@ impl Reloader {
 
     /// Loads a unique copy of `path`, made next to it (a directory the libraries are already
     /// trusted and allowed to run from, unlike a shared /tmp that others can write to or that
-    /// may be mounted noexec) as a new file; the copy is removed once it is mapped.
+    /// may be mounted noexec) as a new file; the copy is removed once it is mapped, or refused
+    /// (a copy that differs in length from its source, or that is not a whole library).
     fn load_copy(&self, name: &str, path: &Path) -> Result<Plugin, String> {
         if !path.is_file() {
             return Err(format!("no library at {}", path.display()));
@@ -151,11 +152,22 @@ impl Reloader {
         let copied = (|| {
             let mut from = std::fs::File::open(path)?;
             let mut to = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o700).open(&copy)?;
-            std::io::copy(&mut from, &mut to)
+            let bytes = std::io::copy(&mut from, &mut to)?;
+            // Lengths compared after copying: a library still being written (cargo, cp) has
+            // grown meanwhile, and a copy of part of it must not be mapped.
+            Ok::<_, std::io::Error>((bytes, from.metadata()?.len(), to.metadata()?.len()))
         })();
-        if let Err(e) = copied {
+        let problem = match copied {
+            Err(e) => Some(format!("copying {} to {} (the loader needs a new file): {e}", path.display(), copy.display())),
+            Ok((bytes, source, written)) if bytes != source || written != source => Some(format!(
+                "{} changed while it was copied (still being written?): {bytes} bytes copied, it has {source} now; try again once the build or copy is done",
+                path.display()
+            )),
+            Ok(_) => None,
+        };
+        if let Some(problem) = problem {
             let _ = std::fs::remove_file(&copy);
-            return Err(format!("copying {} to {} (the loader needs a new file): {e}", path.display(), copy.display()));
+            return Err(problem);
         }
         let loaded = Plugin::load(name, &copy);
         let _ = std::fs::remove_file(&copy);

@@ -2,10 +2,11 @@
 //! status, counters, service graph and subscriptions.
 //!
 //! One request per connection: a JSON line such as `{"command":"stats"}`, answered by one JSON
-//! line, `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. Each connection gets a
-//! thread of its own (`control::listen`).
+//! line, `{"ok":true,"result":...}` or `{"ok":false,"error":"..."}`. Requests are read by one
+//! thread and each complete one is served on a thread of its own (`control::listen`); when
+//! none is free, `status` is still answered, at once, and other requests are told to retry.
 
-use super::listen::{Acceptor, Deadline, MAX_CLIENTS};
+use super::listen::{write_now, Acceptor, Reading, MAX_WORKERS};
 use super::live::LiveView;
 use super::reload::Reloader;
 use crate::controller::ServiceGraph;
@@ -13,7 +14,8 @@ use crate::events::registry::TypeRegistry;
 use crate::summary;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 /// The longest request line accepted.
-const MAX_REQUEST: u64 = 64 * 1024;
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// How requests are read: one line, within 10 s.
+const READING: Reading = Reading { max_request: MAX_REQUEST, deadline: Duration::from_secs(10), complete: |b| b.contains(&b'\n') };
 
 /// A request, as the client sends it.
 #[derive(Debug, Deserialize)]
@@ -160,14 +165,13 @@ impl ControlServer {
         unsafe { libc::umask(umask) };
         let listener = bound.map_err(io)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        listener.set_nonblocking(true).map_err(io)?;
+        let busy_state = state.clone();
         let acceptor = Acceptor::start(
             "mbox-control",
             listener,
-            move |stream| handle(stream, &state),
-            |stream| {
-                let _ = reply(&stream, Err(format!("busy: {MAX_CLIENTS} clients already connected")));
-            },
+            READING,
+            move |stream, request| handle(stream, &request, &state),
+            move |stream, request| busy(stream, request, &busy_state),
         )
         .map_err(io)?;
         Ok(ControlServer { path: path.to_path_buf(), acceptor: Some(acceptor) })
@@ -182,31 +186,41 @@ impl Drop for ControlServer {
     }
 }
 
-/// Reads one request from the client and answers it.
-fn handle(stream: UnixStream, state: &ControlState) {
-    let mut line = String::new();
-    let read = BufReader::new(Deadline::new(&stream, Duration::from_secs(10)).take(MAX_REQUEST)).read_line(&mut line);
-    let answer = match read {
-        Ok(0) => return,
-        Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Ok(request) => state.answer(&request),
-            Err(e) => Err(format!("bad request: {e}")),
-        },
-        Err(e) => Err(format!("reading the request: {e}")),
-    };
-    // A client that does not read its answer holds the thread no longer than this.
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let _ = reply(&stream, answer);
+/// The request in a client's line.
+fn parse(request: &[u8]) -> Result<Request, String> {
+    let line = std::str::from_utf8(request).map_err(|_| "bad request: not UTF-8".to_string())?;
+    serde_json::from_str::<Request>(line).map_err(|e| format!("bad request: {e}"))
 }
 
-fn reply(mut stream: &UnixStream, answer: Result<Value, String>) -> std::io::Result<()> {
+/// Answers one request on a serving thread.
+fn handle(mut stream: UnixStream, request: &[u8], state: &ControlState) {
+    let answer = parse(request).and_then(|r| state.answer(&r));
+    // A client that does not read its answer holds the thread no longer than this.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.write_all(reply(answer).as_bytes());
+}
+
+/// Answers when no serving thread is free, without waiting: `status` (quick, and what one
+/// asks first when something seems wrong) is answered all the same, anything else is told to
+/// retry. An answer the socket does not take at once is dropped.
+fn busy(stream: &UnixStream, request: &[u8], state: &ControlState) {
+    let answer = match parse(request) {
+        Ok(Request::Status) => Ok(state.status()),
+        Ok(_) => Err(format!("busy: {MAX_WORKERS} requests are being served; try again (status is answered even so)")),
+        Err(e) => Err(e),
+    };
+    write_now(stream.as_raw_fd(), reply(answer).as_bytes());
+}
+
+/// The JSON line answering a request.
+fn reply(answer: Result<Value, String>) -> String {
     let message = match answer {
         Ok(result) => json!({ "ok": true, "result": result }),
         Err(error) => json!({ "ok": false, "error": error }),
     };
     let mut text = message.to_string();
     text.push('\n');
-    stream.write_all(text.as_bytes())
+    text
 }
 
 #[cfg(test)]
@@ -222,5 +236,41 @@ mod tests {
         ));
         assert!(serde_json::from_str::<Request>(r#"{"command":"explode"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"command":"subscriptions"}"#).is_err());
+    }
+
+    #[test]
+    fn when_busy_status_is_still_answered_and_the_rest_told_to_retry() {
+        let registry = Arc::new(TypeRegistry::with_builtins());
+        let graph = Arc::new(ServiceGraph::compile(&registry, &crate::runtime::pipeline::stack_publications(), vec![]).unwrap());
+        let live = Arc::new(LiveView {
+            started: std::time::Instant::now(),
+            cpu_start: Duration::ZERO,
+            input_description: "test".into(),
+            progress: Arc::default(),
+            type_paths: vec![],
+            shards: vec![],
+            nfs: vec![],
+            memory: Default::default(),
+        });
+        let state = ControlState {
+            live,
+            graph,
+            registry: registry.clone(),
+            config_path: "t.toml".into(),
+            reloader: Reloader::new(vec![], registry, 1, 16),
+            metrics: None,
+        };
+        let answer = |request: &str| {
+            let (server, client) = UnixStream::pair().unwrap();
+            busy(&server, request.as_bytes(), &state);
+            drop(server);
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut &client, &mut text).unwrap();
+            serde_json::from_str::<Value>(&text).unwrap()
+        };
+        let status = answer("{\"command\":\"status\"}\n");
+        assert_eq!((&status["ok"], &status["result"]["pid"]), (&json!(true), &json!(std::process::id())), "{status}");
+        let stats = answer("{\"command\":\"stats\"}\n");
+        assert!(stats["error"].as_str().unwrap().starts_with("busy: 16 requests are being served"), "{stats}");
     }
 }

@@ -80,6 +80,11 @@ impl EventArena {
         self.slots.len()
     }
 
+    /// Bytes an arena of `slots` allocates.
+    pub fn footprint(slots: usize) -> usize {
+        slots * (size_of::<EventBytes>() + size_of::<AtomicU8>())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -86,8 +86,12 @@ impl GeneratorConfig {
         if self.loss >= 1.0 {
             return Err("loss must be below 1: every packet would be retransmitted forever".into());
         }
-        if self.concurrency == 0 {
-            return Err("concurrency must be at least 1".into());
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(format!(
+                "concurrency must be between 1 and {MAX_CONCURRENCY} (each conversation in progress holds about {} bytes), not {}",
+                std::mem::size_of::<Conversation>(),
+                self.concurrency
+            ));
         }
         if !(64..=9000).contains(&self.mss) {
             return Err(format!("mss must be between 64 and 9000, not {}", self.mss));
@@ -101,6 +105,11 @@ impl GeneratorConfig {
         Ok(())
     }
 }
+
+/// Most conversations interleaved at once: each one in progress holds a [`Conversation`]
+/// (a few hundred bytes), so this bounds the generator's memory to a few hundred MB whatever
+/// the config says.
+pub const MAX_CONCURRENCY: usize = 1_000_000;
 
 /// A small, fast, seedable PRNG (SplitMix64): reproducible on every platform and version.
 #[derive(Debug, Clone)]
@@ -223,8 +232,11 @@ impl Generator {
     pub fn new(cfg: GeneratorConfig) -> Generator {
         let rng = Rng::new(cfg.seed);
         let clock_ns = cfg.start_ts_ns;
+        // Room for what can actually be in progress, reserved as it is needed rather than up
+        // front: no more conversations than the config has, and a few thousand at first.
+        let most = cfg.concurrency.min(usize::try_from(cfg.flows.saturating_add(cfg.udp_flows)).unwrap_or(usize::MAX));
         Generator {
-            active: Vec::with_capacity(cfg.concurrency),
+            active: Vec::with_capacity(most.min(4096)),
             cfg,
             rng,
             started_tcp: 0,
@@ -660,5 +672,19 @@ mod tests {
     fn validation_names_the_field() {
         let err = GeneratorConfig { reorder: 1.5, ..Default::default() }.validate().unwrap_err();
         assert!(err.contains("reorder"));
+        for concurrency in [0, MAX_CONCURRENCY + 1, usize::MAX] {
+            let err = GeneratorConfig { concurrency, ..Default::default() }.validate().unwrap_err();
+            assert!(err.contains(&format!("concurrency must be between 1 and {MAX_CONCURRENCY}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_largest_concurrency_reserves_only_what_the_flows_need() {
+        // Allowed, and a few flows under it start with room for those few.
+        let cfg = GeneratorConfig { flows: 3, udp_flows: 1, concurrency: MAX_CONCURRENCY, ..Default::default() };
+        cfg.validate().unwrap();
+        let g = Generator::new(cfg.clone());
+        assert!(g.active.capacity() < 64, "{}", g.active.capacity());
+        assert_eq!(run(cfg.clone()), run(GeneratorConfig { concurrency: 4, ..cfg }), "the same traffic as just enough");
     }
 }

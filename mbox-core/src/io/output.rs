@@ -122,6 +122,9 @@ pub struct PcapOutput {
     releaser: Releaser,
 }
 
+/// Capacity of each shard's ring into the output thread.
+pub const TX_RING: usize = 4096;
+
 /// The shards' rings into an output thread, and the waker that rouses it.
 pub struct ShardRings {
     pub rings: Vec<Consumer<RxPacket>>,
@@ -135,7 +138,7 @@ impl ShardRings {
         let mut rings = Vec::new();
         let mut txs = Vec::new();
         for shard_releaser in shard_releasers {
-            let (p, c) = RingBuffer::new(4096);
+            let (p, c) = RingBuffer::new(TX_RING);
             rings.push(c);
             txs.push(Tx::ring(p, waker.clone(), shard_releaser));
         }
@@ -191,8 +194,10 @@ impl PcapOutput {
         Ok((PcapOutput { writer, link, shards, pool, releaser }, txs))
     }
 
-    /// Runs until every shard has dropped its TX path and the rings are empty.
-    pub fn run(mut self, idle: IdlePolicy) -> Result<OutputStats, CaptureError> {
+    /// Runs until every shard has dropped its TX path and the rings are empty. Returns what it
+    /// wrote, and the first write error if the file could not be written in full (the packets
+    /// after it are drained and counted, not written).
+    pub fn run(mut self, idle: IdlePolicy) -> (OutputStats, Option<CaptureError>) {
         self.shards.bind_current();
         let mut stats = OutputStats::default();
         let mut idler = Idler::new(idle);
@@ -218,8 +223,10 @@ impl PcapOutput {
                 break;
             }
         }
-        result?;
-        self.writer.finish()?;
-        Ok(stats)
+        let error = match result {
+            Ok(()) => self.writer.finish().err(),
+            Err(e) => Some(e),
+        };
+        (stats, error)
     }
 }

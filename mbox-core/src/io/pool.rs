@@ -74,6 +74,18 @@ pub fn lending_pool(
     (pool, allocator, ends)
 }
 
+/// Bytes a pool of `count` buffers of `buf_size` bytes with `releasers` release rings
+/// allocates when it is made (a pool whose input lends its own buffers allocates none).
+pub fn footprint(count: usize, buf_size: usize, releasers: usize, lends: bool) -> usize {
+    // The allocator's free list and every release ring hold a u32 per buffer.
+    let per_buffer = std::mem::size_of::<UnsafeCell<Vec<u8>>>()
+        + std::mem::size_of::<UnsafeCell<Option<Lent>>>()
+        + (1 + releasers) * std::mem::size_of::<u32>();
+    // Each buffer is an allocation of its own, with the allocator's header (16 bytes in glibc).
+    let buffer = if lends { 0 } else { buf_size + 16 };
+    count * (per_buffer + buffer)
+}
+
 /// Buffers a releaser collects before handing them back.
 const RELEASE_BATCH: usize = 64;
 

@@ -76,6 +76,21 @@ pub struct LaneRx {
 }
 
 /// Creates a lane whose ring holds `capacity` handles; `backlog` bounds what may wait outside it.
+/// Bytes a lane's rings allocate when it is made: its ring of `capacity` handles (and room
+/// for as many in flight), its unsubscription ring, and the publication ring when the NF
+/// `publishes`. [`backlog_footprint`] adds the queues sized by the shard's event slots.
+pub fn footprint(capacity: usize, publishes: bool) -> usize {
+    2 * capacity * std::mem::size_of::<u32>()
+        + CONTROL_RING * std::mem::size_of::<Unsubscribe>()
+        + if publishes { PUBLICATION_RING * std::mem::size_of::<EventBytes>() } else { 0 }
+}
+
+/// Bytes of a lane's emission-order queues, with room for `backlog` events each (the order,
+/// the pending and the in-flight queue).
+pub fn backlog_footprint(backlog: usize) -> usize {
+    3 * backlog * std::mem::size_of::<u32>()
+}
+
 pub fn lane(
     capacity: usize,
     backlog: usize,

@@ -6,10 +6,12 @@
 //! - [`shard`]: a stack shard's loop.
 //! - [`nf_host`]: an NF instance's loop.
 //! - [`pipeline`]: assembling and running all of it from a config.
+//! - [`memory`]: what a run preallocates, estimated from its config, and its limit.
 //! - [`stop`]: stopping a run from outside (Ctrl-C, SIGTERM).
 
 pub mod cores;
 pub mod lane;
+pub mod memory;
 pub mod nf_host;
 pub mod park;
 pub mod pipeline;

@@ -441,7 +441,8 @@ impl NfWorker {
         if report.failure.is_none() {
             if let RResult::RErr(message) = nf.finish() {
                 log::error!("NF `{}` failed to finish: {message}", cx.name);
-                report.finish_error = Some(message.into_string());
+                // The first loss is kept (an instance a reload replaced may have failed first).
+                report.finish_error.get_or_insert(message.into_string());
             }
             // What finishing decided counts too.
             read_counters(&mut nf, &mut counters, &mut report, &cx.name);
@@ -492,6 +493,9 @@ fn reload(
             }
             RResult::ROk(ROption::RNone) => {
                 if let RResult::RErr(e) = nf.finish() {
+                    // Lost output of the old instance: the run's report says so at the end too.
+                    let reload = report.reloads + 1;
+                    report.finish_error.get_or_insert_with(|| format!("before reload {reload}: {e}"));
                     finish_error = Some(e.into_string());
                 }
             }

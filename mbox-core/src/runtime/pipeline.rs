@@ -5,6 +5,7 @@
 //! when a pcap output is configured. The calling thread shows progress and joins them.
 
 use super::lane::{lane, LaneRx, LaneTx};
+use super::memory::{self, MemoryEstimate};
 use super::nf_host::{NfControl, NfReport, NfWorker};
 use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
@@ -16,6 +17,7 @@ use crate::control::server::{ControlError, ControlServer, ControlState};
 use crate::controller::{GraphError, NfSpec, ServiceGraph};
 use crate::events::arena::EventArena;
 use crate::events::registry::{RegistryError, TypeRegistry};
+use crate::files::{FileClash, RunFiles};
 use crate::io::capture::CaptureError;
 use crate::io::dispatch::{Dispatcher, InputReport, Progress, Source, Steering};
 use crate::io::output::{OutputStats, PcapOutput, Tx};
@@ -56,6 +58,10 @@ pub enum PipelineError {
     Thread(String, String),
     #[error("{config}: [runtime] cores: {problem}")]
     Cores { config: PathBuf, problem: String },
+    #[error("{config}: {clash}")]
+    Files { config: PathBuf, clash: Box<FileClash> },
+    #[error("{config}: [runtime] memory_limit: {problem}")]
+    Memory { config: PathBuf, problem: String },
     #[error(transparent)]
     Control(#[from] ControlError),
     #[cfg(feature = "dpdk")]
@@ -71,11 +77,11 @@ enum Output {
 }
 
 impl Output {
-    fn run(self, idle: IdlePolicy) -> Result<OutputStats, crate::io::capture::CaptureError> {
+    fn run(self, idle: IdlePolicy) -> (OutputStats, Option<crate::io::capture::CaptureError>) {
         match self {
             Output::Pcap(out) => out.run(idle),
             #[cfg(feature = "dpdk")]
-            Output::Dpdk(out) => Ok(out.run(idle)),
+            Output::Dpdk(out) => (out.run(idle), None),
         }
     }
 }
@@ -297,11 +303,11 @@ fn slots_per_shard(packet_buffers: usize, shards: usize) -> usize {
 }
 
 /// Packet buffer size before any growth (a jumbo-free Ethernet frame fits).
-const INITIAL_BUFFER: usize = 2048;
+pub(crate) const INITIAL_BUFFER: usize = 2048;
 /// Capacity of each input-to-shard ring.
-const RX_RING: usize = 1024;
+pub(crate) const RX_RING: usize = 1024;
 /// Event slots per shard reserved for NF publications (when some NF publishes).
-const PUBLICATION_SLOTS: usize = 4096;
+pub(crate) const PUBLICATION_SLOTS: usize = 4096;
 
 /// A config whose plugins are loaded and whose graph is compiled, ready to run.
 pub struct Prepared {
@@ -310,6 +316,8 @@ pub struct Prepared {
     pub registry: TypeRegistry,
     pub graph: ServiceGraph,
     pub plugins: Vec<(NfConfig, Arc<Plugin>)>,
+    /// The files the run reads and writes (checked: no output is an input or has two writers).
+    pub files: RunFiles,
 }
 
 /// How deep the TCP monitor runs: as configured, or (auto) as deep as the subscriptions need.
@@ -390,7 +398,9 @@ pub fn prepare(config: Config, config_path: &Path) -> Result<Prepared, PipelineE
     if tcp_depth(config.tcp.monitor, &registry, &graph) == Some(Depth::Reassembly) {
         config.validate_reassembly(config_path)?;
     }
-    Ok(Prepared { config, config_path: config_path.to_path_buf(), registry, graph, plugins })
+    let files = RunFiles::of(&config, config_path, plugins.iter().map(|(_, p)| p.as_ref()));
+    files.check().map_err(|clash| PipelineError::Files { config: config_path.to_path_buf(), clash: Box::new(clash) })?;
+    Ok(Prepared { config, config_path: config_path.to_path_buf(), registry, graph, plugins, files })
 }
 
 /// Everything a run produced.
@@ -405,9 +415,21 @@ pub struct RunReport {
     pub wall: Duration,
     /// CPU time (user + system) of the whole process during the run.
     pub cpu: Duration,
+    /// What the run preallocated before its first packet (an estimate from the config).
+    pub memory: MemoryEstimate,
+    /// Why the `[output] pcap` could not be written in full, if it could not.
+    pub output_error: Option<String>,
 }
 
 impl RunReport {
+    /// Output the run lost: the `[output] pcap`'s write error and every NF's failure to write
+    /// its output (an error its `on_finish` returned), one line each naming what was lost.
+    pub fn lost_output(&self) -> Vec<String> {
+        let pcap = self.output_error.iter().map(|e| format!("[output] pcap: {e}"));
+        let nfs = self.nfs.iter().filter_map(|nf| nf.finish_error.as_ref().map(|e| format!("NF `{}`: {e}", nf.name)));
+        pcap.chain(nfs).collect()
+    }
+
     /// Events delivered to NF `nf`, by dense type index, summed over the shards.
     pub fn nf_events_in(&self, nf: usize) -> Vec<u64> {
         let mut sums = vec![0u64; self.type_paths.len()];
@@ -429,9 +451,14 @@ pub struct RunOptions {
 
 /// Runs a prepared pipeline to the end of its input.
 pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineError> {
-    let Prepared { config, config_path, registry, graph, plugins } = prepared;
+    let Prepared { config, config_path, registry, graph, plugins, .. } = prepared;
     let rt = &config.runtime;
     let shards = rt.shards;
+    // Before anything big is allocated (or any output file created): a config that cannot fit
+    // is refused now, not killed by the kernel later.
+    let memory = memory::estimate(&config, graph.nfs(), memory::limit(rt.memory_limit));
+    memory.check().map_err(|problem| PipelineError::Memory { config: config_path.clone(), problem })?;
+    log::info!("{}", memory.describe());
     let io = build_io(&config, shards)?;
     let registry = Arc::new(registry);
     let graph = Arc::new(graph);
@@ -454,6 +481,9 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         instances.push(plugin.create(&init)?);
     }
     drop(bindings);
+    // The slow part of start-up is over (NFs load their rules in their constructors): from
+    // here a signal stops the run the usual way, at its first packet.
+    super::stop::started();
 
     let any_publisher = graph.nfs().iter().any(|nf| !nf.publishes.is_empty());
     let pub_slots = if any_publisher { PUBLICATION_SLOTS } else { 0 };
@@ -518,6 +548,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
                 Arc::new(Snapshot::new(NfReport::new(&spec.name, spec.read_only, path, version, registry.len())))
             })
             .collect(),
+        memory: memory.clone(),
     });
     let (shard_live, nf_live) = (live.shards.clone(), live.nfs.clone());
     let nf_controls: Vec<Arc<NfControl>> = graph.nfs().iter().map(|_| Arc::default()).collect();
@@ -645,7 +676,8 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         // The shards read their own queues: their reports are summed below.
         None => InputReport { description, ..Default::default() },
     };
-    let mut report = RunReport { input, type_paths: registry.types().iter().map(|t| t.path.clone()).collect(), ..Default::default() };
+    let mut report =
+        RunReport { input, type_paths: registry.types().iter().map(|t| t.path.clone()).collect(), memory, ..Default::default() };
     for t in shard_threads {
         let mut shard = join("shard", t)?;
         if let Some(input) = shard.input.take() {
@@ -667,7 +699,9 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
         report.nfs.push(join("NF", t)?);
     }
     if let Some(t) = output_thread {
-        report.output = Some(join("output", t)?.map_err(PipelineError::Output)?);
+        let (stats, error) = join("output", t)?;
+        report.output = Some(stats);
+        report.output_error = error.map(|e| e.to_string());
     }
     report.wall = started.elapsed();
     report.cpu = cpu_time().saturating_sub(cpu_start);

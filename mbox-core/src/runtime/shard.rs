@@ -257,6 +257,13 @@ pub struct Shard {
 const RX_BATCH: usize = 32;
 
 impl Shard {
+    /// Bytes a shard's event bookkeeping allocates for `slots` event slots, `stack_slots` of
+    /// them for stack events (each may hold a packet), besides its arena and lanes.
+    pub fn footprint(slots: usize, stack_slots: usize) -> usize {
+        let index = std::mem::size_of::<u32>();
+        slots * (std::mem::size_of::<EventMeta>() + index) + stack_slots * (std::mem::size_of::<Held>() + index)
+    }
+
     pub fn new(s: ShardSetup) -> Shard {
         let slots = s.arena.len();
         let stack_slots = s.stack_slots.min(slots);

@@ -305,6 +305,7 @@ impl Plugin for FlowStats {
         subscribes: &["PKT", "FLOW/TCP/TERMINATE", "FLOW/UDP/TERMINATE", "FLOW/IP/TERMINATE"],
         publishes: &[],
         read_only: true,
+        outputs: &["output"],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {

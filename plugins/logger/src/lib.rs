@@ -199,6 +199,7 @@ impl Plugin for Logger {
         subscribes: &["FLOW"],
         publishes: &[],
         read_only: true,
+        outputs: &["output"],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {

@@ -346,6 +346,7 @@ impl Plugin for StreamHash {
         subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/GAP", "FLOW/TCP/TERMINATE"],
         publishes: &[],
         read_only: true,
+        outputs: &["output"],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {

@@ -39,6 +39,7 @@ impl Plugin for TestFaults {
         subscribes: &["PKT"],
         publishes: &[],
         read_only: true,
+        outputs: &[],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
