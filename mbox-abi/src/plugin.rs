@@ -30,8 +30,6 @@ pub struct NfDescriptor {
     pub publishes: RVec<RString>,
     /// True when the NF never drops or modifies: it then runs in parallel with other readers.
     pub read_only: bool,
-    /// Names of the arguments whose values are files the NF writes (see [`PluginInfo::outputs`]).
-    pub outputs: RVec<RString>,
 }
 
 /// A type path and the code the host assigned to it.
@@ -79,6 +77,11 @@ pub struct PluginModule {
     pub descriptor: extern "C" fn() -> NfDescriptor,
     #[sabi(last_prefix_field)]
     pub create: extern "C" fn(init: &NfInit<'_>) -> RResult<NfBox, RString>,
+    /// The arguments whose values are files the NF writes ([`Plugin::OUTPUTS`]). After the
+    /// last prefix field: a plugin built before it existed lacks it and loads all the same
+    /// (it declares no outputs).
+    #[sabi(missing_field(option))]
+    pub outputs: extern "C" fn() -> RVec<RString>,
 }
 
 impl RootModule for PluginModuleRef {
@@ -96,23 +99,27 @@ pub struct PluginInfo {
     pub subscribes: &'static [&'static str],
     pub publishes: &'static [&'static str],
     pub read_only: bool,
-    /// Names of the arguments (in the config's `args`) whose string values are paths of files
-    /// the NF writes, e.g. `&["output"]`. The host refuses, before the run, an output that is
-    /// also another NF's output, the `[output] pcap`, an input capture or the config itself
-    /// (`-` and `""` are not paths). An NF that writes no file declares `&[]`.
-    pub outputs: &'static [&'static str],
 }
 
 /// Implemented by a plugin's NF type; [`export_nf!`](crate::export_nf) does the rest.
 pub trait Plugin: NetworkFunction + Sized {
     const INFO: PluginInfo;
 
+    /// Names of the arguments (in the config's `args`) whose string values are paths of files
+    /// the NF writes, e.g. `&["output"]`. The host refuses, before the run, an output that is
+    /// also another NF's output, the `[output] pcap`, an input capture or the config itself
+    /// (`-` and `""` are not paths). The default: none.
+    const OUTPUTS: &'static [&'static str] = &[];
+
     /// Builds the NF from the config's arguments.
     fn create(init: &NfInit<'_>) -> Result<Self, String>;
 }
 
+fn strings(list: &[&str]) -> RVec<RString> {
+    list.iter().map(|s| RString::from(*s)).collect()
+}
+
 extern "C" fn descriptor_glue<P: Plugin>() -> NfDescriptor {
-    let strings = |list: &[&str]| list.iter().map(|s| RString::from(*s)).collect::<RVec<_>>();
     NfDescriptor {
         name: P::INFO.name.into(),
         version: P::INFO.version.into(),
@@ -120,8 +127,11 @@ extern "C" fn descriptor_glue<P: Plugin>() -> NfDescriptor {
         subscribes: strings(P::INFO.subscribes),
         publishes: strings(P::INFO.publishes),
         read_only: P::INFO.read_only,
-        outputs: strings(P::INFO.outputs),
     }
+}
+
+extern "C" fn outputs_glue<P: Plugin>() -> RVec<RString> {
+    strings(P::OUTPUTS)
 }
 
 extern "C" fn create_glue<P: Plugin>(init: &NfInit<'_>) -> RResult<NfBox, RString> {
@@ -133,7 +143,7 @@ extern "C" fn create_glue<P: Plugin>(init: &NfInit<'_>) -> RResult<NfBox, RStrin
 
 /// The root module for plugin type `P`; called by [`export_nf!`](crate::export_nf).
 pub fn module_for<P: Plugin>() -> PluginModuleRef {
-    PluginModule { descriptor: descriptor_glue::<P>, create: create_glue::<P> }.leak_into_prefix()
+    PluginModule { descriptor: descriptor_glue::<P>, create: create_glue::<P>, outputs: outputs_glue::<P> }.leak_into_prefix()
 }
 
 /// Exports `$nf` (a type implementing [`Plugin`]) as this library's NF.

@@ -4,7 +4,7 @@
 //!
 //! Inputs are the config itself and the input captures; outputs are `[output] pcap`, the
 //! `--report` file, and every NF argument its plugin declares as an output
-//! (`PluginInfo::outputs`; `-` and `""` are not paths). Two paths are one file when they name
+//! (`Plugin::OUTPUTS`; `-` and `""` are not paths). Two paths are one file when they name
 //! the same inode (hard links and symlinks included), or, for files that do not exist yet, the
 //! same place once the existing part of the path is resolved. Devices, pipes and sockets
 //! (`/dev/null`, `/dev/stdout`) may be named any number of times: writing them clobbers no file.
@@ -51,7 +51,7 @@ impl RunFiles {
             writes.push(FileUse { role: "[output] pcap".into(), path: path.clone() });
         }
         for (i, (nf, plugin)) in config.nfs.iter().zip(plugins).enumerate() {
-            for arg in plugin.descriptor.outputs.iter() {
+            for arg in &plugin.outputs {
                 let Some(toml::Value::String(value)) = nf.args.get(arg.as_str()) else { continue };
                 if value.is_empty() || value == "-" {
                     continue;

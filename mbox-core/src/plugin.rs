@@ -35,6 +35,9 @@ pub struct Plugin {
     pub path: PathBuf,
     module: PluginModuleRef,
     pub descriptor: NfDescriptor,
+    /// The arguments whose values are files the NF writes (none for plugins built before
+    /// plugins could say).
+    pub outputs: Vec<String>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -94,7 +97,8 @@ impl Plugin {
         let header = lib_header_from_path(path).map_err(err)?;
         let module = header.init_root_module::<PluginModuleRef>().map_err(err)?;
         let descriptor = (module.descriptor())();
-        Ok(Plugin { path: path.to_path_buf(), module, descriptor })
+        let outputs = module.outputs().map(|f| f().into_iter().map(String::from).collect()).unwrap_or_default();
+        Ok(Plugin { path: path.to_path_buf(), module, descriptor, outputs })
     }
 
     /// Creates an NF instance.

@@ -185,7 +185,6 @@ impl Plugin for Dpi {
         subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/TERMINATE", "PKT/UDP", "FLOW/UDP/TERMINATE"],
         publishes: &[FLOW_TYPE_PATH],
         read_only: true,
-        outputs: &[],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {

@@ -305,8 +305,8 @@ impl Plugin for FlowStats {
         subscribes: &["PKT", "FLOW/TCP/TERMINATE", "FLOW/UDP/TERMINATE", "FLOW/IP/TERMINATE"],
         publishes: &[],
         read_only: true,
-        outputs: &["output"],
     };
+    const OUTPUTS: &'static [&'static str] = &["output"];
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
         let args = Args::parse(init.args_json.as_str(), &["output"])?;

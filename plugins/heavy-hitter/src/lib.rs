@@ -69,7 +69,6 @@ impl Plugin for HeavyHitter {
         subscribes: &["PKT"],
         publishes: &["ALERT/HEAVY_HITTER"],
         read_only: true,
-        outputs: &[],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {

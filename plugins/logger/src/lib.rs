@@ -199,8 +199,8 @@ impl Plugin for Logger {
         subscribes: &["FLOW"],
         publishes: &[],
         read_only: true,
-        outputs: &["output"],
     };
+    const OUTPUTS: &'static [&'static str] = &["output"];
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
         let args = Args::parse(init.args_json.as_str(), &["output"])?;

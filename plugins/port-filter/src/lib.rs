@@ -35,7 +35,6 @@ impl Plugin for PortFilter {
         subscribes: &["PKT"],
         publishes: &[],
         read_only: false,
-        outputs: &[],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {

@@ -269,7 +269,6 @@ impl Plugin for SigMatch {
         subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/GAP", "FLOW/TCP/STREAM_END", "FLOW/TCP/TERMINATE", "PKT/UDP", "FLOW/UDP/TERMINATE"],
         publishes: &[SIG_MATCH_PATH],
         read_only: true,
-        outputs: &[],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {

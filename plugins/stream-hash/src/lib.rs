@@ -346,8 +346,8 @@ impl Plugin for StreamHash {
         subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/GAP", "FLOW/TCP/TERMINATE"],
         publishes: &[],
         read_only: true,
-        outputs: &["output"],
     };
+    const OUTPUTS: &'static [&'static str] = &["output"];
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
         let args = Args::parse(init.args_json.as_str(), &["output", "algorithm", "stop_after_bytes", "mode", "flow_slots"])?;

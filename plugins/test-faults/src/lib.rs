@@ -39,7 +39,6 @@ impl Plugin for TestFaults {
         subscribes: &["PKT"],
         publishes: &[],
         read_only: true,
-        outputs: &[],
     };
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
