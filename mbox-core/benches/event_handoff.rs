@@ -94,8 +94,7 @@ impl Harness {
             let ev = PktEvent::new(EventHeader::new::<PktEvent>(builtin::PKT, i, FlowRef::default()), &data);
             // SAFETY: `h` came from the free list: the NF does not hold it.
             unsafe { self.arena.write(h, &ev) };
-            self.tx.expect(h);
-            self.tx.send_next();
+            self.tx.send(h);
             if i % 32 == 31 {
                 self.tx.flush();
                 self.retire();

@@ -7,10 +7,8 @@
 //! - Events the NF publishes come back on a second SPSC ring, as bytes (publications are rare),
 //!   and its per-flow unsubscriptions on a third, as small records.
 //!
-//! The lane also keeps the order in which the shard emitted the events this NF will see
-//! (`order`): an event that reaches the NF only after an upstream NF passed it holds back the
-//! events emitted after it, so every NF sees a flow's events in emission order — a flow's end
-//! never overtakes its packets.
+//! Which events go to the NF, and when, is the router's business (`runtime::router`: stages,
+//! emission order, per-flow mutes); the lane carries what the router lets through.
 
 use crate::events::arena::{EventArena, EventBytes};
 use crate::runtime::park::Waker;
@@ -40,9 +38,6 @@ pub struct Unsubscribe {
 /// The shard's end of a lane.
 pub struct LaneTx {
     ring: Producer<u32>,
-    /// Handles of the events this NF will see (or skip), in emission order; the shard moves
-    /// them to `pending` from the front as they become ready for this NF.
-    order: VecDeque<u32>,
     /// Handles waiting for room in the ring, oldest first.
     pending: VecDeque<u32>,
     /// Handles in the ring or being handled, in the order they were pushed.
@@ -75,7 +70,6 @@ pub struct LaneRx {
     pub shard: u16,
 }
 
-/// Creates a lane whose ring holds `capacity` handles; `backlog` bounds what may wait outside it.
 /// Bytes a lane's rings allocate when it is made: its ring of `capacity` handles (and room
 /// for as many in flight), its unsubscription ring, and the publication ring when the NF
 /// `publishes`. [`backlog_footprint`] adds the queues sized by the shard's event slots.
@@ -85,12 +79,14 @@ pub fn footprint(capacity: usize, publishes: bool) -> usize {
         + if publishes { PUBLICATION_RING * std::mem::size_of::<EventBytes>() } else { 0 }
 }
 
-/// Bytes of a lane's emission-order queues, with room for `backlog` events each (the order,
-/// the pending and the in-flight queue).
+/// Bytes of the queues of one shard-to-NF path sized by the shard's event slots, `backlog`
+/// events each: the router's emission-order queue for the NF, and the lane's pending and
+/// in-flight queues.
 pub fn backlog_footprint(backlog: usize) -> usize {
     3 * backlog * std::mem::size_of::<u32>()
 }
 
+/// Creates a lane whose ring holds `capacity` handles; `backlog` bounds what may wait outside it.
 pub fn lane(
     capacity: usize,
     backlog: usize,
@@ -112,7 +108,6 @@ pub fn lane(
     (
         LaneTx {
             ring: tx,
-            order: VecDeque::with_capacity(backlog),
             pending: VecDeque::with_capacity(backlog),
             in_flight: VecDeque::with_capacity(capacity + backlog),
             done: done.clone(),
@@ -136,31 +131,10 @@ impl LaneTx {
         waker.wake();
     }
 
-    /// Records that the NF will see (or skip) this event, after those recorded before it.
+    /// Sends an event to the NF: [`LaneTx::flush`] moves it into the ring.
     #[inline]
-    pub fn expect(&mut self, handle: u32) {
-        self.order.push_back(handle);
-    }
-
-    /// The oldest event not yet sent to or skipped by the NF.
-    #[inline]
-    pub fn next_expected(&self) -> Option<u32> {
-        self.order.front().copied()
-    }
-
-    /// Sends the oldest expected event (it is ready for this NF): [`LaneTx::flush`] moves it
-    /// into the ring.
-    #[inline]
-    pub fn send_next(&mut self) {
-        if let Some(h) = self.order.pop_front() {
-            self.pending.push_back(h);
-        }
-    }
-
-    /// Skips the oldest expected event (an upstream NF dropped it).
-    #[inline]
-    pub fn skip_next(&mut self) {
-        self.order.pop_front();
+    pub fn send(&mut self, handle: u32) {
+        self.pending.push_back(handle);
     }
 
     /// True when handles wait for room in the ring.
@@ -169,9 +143,9 @@ impl LaneTx {
         !self.pending.is_empty()
     }
 
-    /// True when the NF holds, has queued, or still expects events of this lane.
+    /// True when the NF holds, or has waiting for it, events of this lane.
     pub fn is_busy(&self) -> bool {
-        !self.order.is_empty() || !self.pending.is_empty() || !self.in_flight.is_empty()
+        !self.pending.is_empty() || !self.in_flight.is_empty()
     }
 
     /// Moves queued handles into the ring, oldest first, and wakes the NF once enough wait for

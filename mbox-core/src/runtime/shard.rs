@@ -6,8 +6,9 @@
 //! and forwards (or drops) a packet once every event holding it is done. Nothing in it is
 //! shared with other shards; all of its bookkeeping is plain (non-atomic) state.
 
-use super::lane::{LaneTx, Unsubscribe};
+use super::lane::LaneTx;
 use super::park::{IdlePolicy, Idler, Waker};
+use super::router::{Router, NO_HELD};
 use crate::config::RingFullPolicy;
 use crate::control::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
@@ -141,53 +142,6 @@ impl StackTypes {
     }
 }
 
-const NO_HELD: u32 = u32::MAX;
-
-/// Shard-side state of an event slot.
-#[derive(Clone, Copy)]
-struct EventMeta {
-    route: u32,
-    stage: u16,
-    /// NFs of the current stage that have not finished.
-    pending: u16,
-    /// Lanes whose emission-order queue still holds the event.
-    queued: u16,
-    /// NFs (by bit) the event is ready for: their stage has been reached.
-    ready: u64,
-    /// NFs (by bit) that will never see the event: an upstream NF dropped it.
-    skipped: u64,
-    /// NFs (by bit) that unsubscribed from this event's type for its flow.
-    excluded: u64,
-    /// The held packet the event points into, or `NO_HELD`.
-    held: u32,
-    published: bool,
-}
-
-impl EventMeta {
-    fn new(route: usize, held: u32, published: bool) -> EventMeta {
-        EventMeta { route: route as u32, stage: 0, pending: 0, queued: 0, ready: 0, skipped: 0, excluded: 0, held, published }
-    }
-}
-
-/// Per-flow unsubscriptions: (type, NFs by bit) pairs, for the flow with id `id` in a slot.
-#[derive(Debug, Clone, Copy, Default)]
-struct FlowMutes {
-    id: u64,
-    len: u8,
-    entries: [(EventType, u64); MAX_MUTES],
-}
-
-/// Distinct types one flow's NFs may unsubscribe from (further ones are counted and ignored).
-const MAX_MUTES: usize = 4;
-
-impl FlowMutes {
-    /// NFs that do not want events of type `ty` of this flow.
-    #[inline]
-    fn excluded(&self, ty: EventType) -> u64 {
-        self.entries[..usize::from(self.len)].iter().filter(|(t, _)| ty.is_a(*t)).fold(0, |acc, (_, nfs)| acc | nfs)
-    }
-}
-
 /// A packet kept alive (not forwarded yet) because events point into it — or, with
 /// `copy_kept`, a copy of an out-of-order segment's payload (the packet itself went on).
 struct Held {
@@ -209,7 +163,8 @@ struct Plane {
     registry: Arc<TypeRegistry>,
     types: StackTypes,
     arena: Arc<EventArena>,
-    meta: Vec<EventMeta>,
+    /// Where each event is on its route (stages, emission order, per-flow mutes).
+    router: Router,
     free_stack: Vec<u32>,
     free_published: Vec<u32>,
     stack_slots: usize,
@@ -233,8 +188,6 @@ struct Plane {
     max_copied_bytes: usize,
     /// Reassembled datagrams nobody points at any more, to hand back to the stack.
     release_datagrams: Vec<u32>,
-    /// Unsubscriptions by flow slot (grown as slots are used).
-    mutes: Vec<FlowMutes>,
     /// NFs (by bit) subscribed to stream data or gaps: a flow whose NFs all unsubscribed from
     /// both needs no reassembly.
     stream_nfs: (u64, u64),
@@ -261,7 +214,7 @@ impl Shard {
     /// them for stack events (each may hold a packet), besides its arena and lanes.
     pub fn footprint(slots: usize, stack_slots: usize) -> usize {
         let index = std::mem::size_of::<u32>();
-        slots * (std::mem::size_of::<EventMeta>() + index) + stack_slots * (std::mem::size_of::<Held>() + index)
+        slots * (Router::SLOT_BYTES + index) + stack_slots * (std::mem::size_of::<Held>() + index)
     }
 
     pub fn new(s: ShardSetup) -> Shard {
@@ -273,9 +226,9 @@ impl Shard {
         let plane = Plane {
             shard: s.id,
             types: StackTypes::new(&s.registry),
+            router: Router::new(s.graph.clone(), slots, slots),
             graph: s.graph,
             registry: s.registry,
-            meta: vec![EventMeta::new(0, NO_HELD, false); slots],
             free_stack: (0..stack_slots as u32).rev().collect(),
             free_published: (stack_slots as u32..slots as u32).rev().collect(),
             stack_slots,
@@ -305,13 +258,11 @@ impl Shard {
             copy_capacity: 0,
             max_copied_bytes: s.max_copied_bytes,
             release_datagrams: Vec::new(),
-            mutes: Vec::new(),
             stream_nfs: (0, 0),
             report,
         };
         let mut plane = plane;
-        let nfs_of = |route: usize| plane.graph.route(route).stages.iter().flatten().fold(0u64, |acc, &nf| acc | 1 << nf);
-        plane.stream_nfs = (nfs_of(plane.types.data_rdy), nfs_of(plane.types.gap));
+        plane.stream_nfs = (plane.router.nfs_of(plane.types.data_rdy), plane.router.nfs_of(plane.types.gap));
         Shard {
             stack: L23Stack::new(s.stack, s.id),
             pool: s.pool,
@@ -458,115 +409,26 @@ impl Plane {
         if held != NO_HELD {
             self.held[held as usize].refs += 1;
         }
-        self.meta[h as usize] = EventMeta::new(route, held, false);
-        self.meta[h as usize].excluded = self.excluded(event.header());
         self.report.events_by_type[route] += 1;
-        self.dispatch(h);
+        self.router.admit(h, route, event.header(), held, false);
+        self.free_finished();
     }
 
-    /// NFs that unsubscribed from this event's type for its flow.
-    #[inline]
-    fn excluded(&self, header: &EventHeader) -> u64 {
-        match self.mutes.get(header.flow.slot as usize) {
-            Some(m) if m.len > 0 && header.flow.is_some() && m.id == header.flow.id => m.excluded(header.ty),
-            _ => 0,
-        }
-    }
-
-    /// Applies an NF's unsubscription (ignored when the flow has already ended).
-    fn unsubscribe(&mut self, nf: usize, u: Unsubscribe) {
-        let Some(m) = self.mutes.get_mut(u.slot as usize).filter(|m| m.id == u.flow_id) else {
-            self.report.stale_unsubscriptions += 1;
-            return;
-        };
-        let bit = 1u64 << nf;
-        let len = usize::from(m.len);
-        if let Some(entry) = m.entries[..len].iter_mut().find(|(t, _)| *t == u.ty) {
-            entry.1 |= bit;
-        } else if len < MAX_MUTES {
-            m.entries[len] = (u.ty, bit);
-            m.len += 1;
-        } else {
-            self.report.stale_unsubscriptions += 1;
-        }
-    }
-
-    /// Queues a new event with every NF of its route (but those that unsubscribed from it for
-    /// its flow), in emission order, and opens its first stage.
-    fn dispatch(&mut self, h: u32) {
-        let meta = self.meta[h as usize];
-        let route = self.graph.route(meta.route as usize);
-        let mut queued = 0;
-        for &nf in route.stages.iter().flatten().filter(|&&nf| meta.excluded & 1 << nf == 0) {
-            self.lanes[usize::from(nf)].expect(h);
-            queued += 1;
-        }
-        self.meta[h as usize].queued = queued;
-        self.start_stage(h);
-    }
-
-    /// Makes event `h` ready for the NFs of its current stage (skipping stages whose NFs all
-    /// unsubscribed), or finishes it after the last.
-    fn start_stage(&mut self, h: u32) {
-        let route = self.graph.route(self.meta[h as usize].route as usize);
-        let meta = &mut self.meta[h as usize];
-        while let Some(stage) = route.stages.get(usize::from(meta.stage)) {
-            let mut pending = 0;
-            for &nf in stage.iter().filter(|&&nf| meta.excluded & 1 << nf == 0) {
-                meta.ready |= 1 << nf;
-                pending += 1;
+    /// Frees the events the router finished: their slots go back to their free lists, and
+    /// the packets they held go on (or are dropped) once no event holds them.
+    fn free_finished(&mut self) {
+        while let Some(f) = self.router.next_finished() {
+            if f.held != NO_HELD {
+                if f.dropped {
+                    self.held[f.held as usize].dropped = true;
+                }
+                self.release_held(f.held);
             }
-            if pending > 0 {
-                meta.pending = pending;
-                return;
+            if f.published {
+                self.free_published.push(f.handle);
+            } else {
+                self.free_stack.push(f.handle);
             }
-            meta.stage += 1;
-        }
-        self.try_complete(h);
-    }
-
-    /// One NF of the current stage is done with `h`.
-    fn stage_done(&mut self, h: u32) {
-        let meta = &mut self.meta[h as usize];
-        meta.pending -= 1;
-        if meta.pending > 0 {
-            return;
-        }
-        if self.arena.is_dropped(h) {
-            // The NFs of later stages will skip it (in their emission order).
-            let route = self.graph.route(meta.route as usize);
-            for &nf in route.stages.iter().skip(usize::from(meta.stage) + 1).flatten() {
-                meta.skipped |= 1 << nf & !meta.excluded;
-            }
-            meta.stage = route.stages.len() as u16;
-            if meta.held != NO_HELD {
-                self.held[meta.held as usize].dropped = true;
-            }
-            self.try_complete(h);
-        } else {
-            meta.stage += 1;
-            self.start_stage(h);
-        }
-    }
-
-    /// Frees `h` once its last stage is done and no lane's order queue holds it any more.
-    fn try_complete(&mut self, h: u32) {
-        let meta = self.meta[h as usize];
-        let past_last = usize::from(meta.stage) >= self.graph.route(meta.route as usize).stages.len();
-        if meta.queued == 0 && past_last {
-            self.complete(h);
-        }
-    }
-
-    fn complete(&mut self, h: u32) {
-        let meta = self.meta[h as usize];
-        if meta.held != NO_HELD {
-            self.release_held(meta.held);
-        }
-        if meta.published {
-            self.free_published.push(h);
-        } else {
-            self.free_stack.push(h);
         }
     }
 
@@ -662,9 +524,10 @@ impl Plane {
             any = true;
             // One at a time: finishing a stage may send the event to this lane again.
             while let Some(h) = self.lanes[nf].next_retired() {
-                self.stage_done(h);
+                self.router.done(h, self.arena.is_dropped(h));
             }
         }
+        self.free_finished();
         any
     }
 
@@ -673,7 +536,7 @@ impl Plane {
         let mut any = false;
         for nf in 0..self.lanes.len() {
             while let Some(u) = self.lanes[nf].next_unsubscription() {
-                self.unsubscribe(nf, u);
+                self.router.unsubscribe(nf, u);
                 any = true;
             }
             while !self.free_published.is_empty() {
@@ -683,14 +546,13 @@ impl Plane {
                 let h = self.free_published.pop().unwrap_or_default();
                 // SAFETY: `h` came from the free list, so no NF holds it.
                 unsafe { self.arena.write_bytes(h, &bytes) };
-                self.meta[h as usize] = EventMeta::new(route, NO_HELD, true);
-                self.meta[h as usize].excluded = self.excluded(bytes.header());
                 self.report.events_by_type[route] += 1;
                 self.report.publications += 1;
-                self.dispatch(h);
+                self.router.admit(h, route, bytes.header(), NO_HELD, true);
                 any = true;
             }
         }
+        self.free_finished();
         any
     }
 
@@ -699,35 +561,21 @@ impl Plane {
     fn flush_lanes(&mut self) -> bool {
         let mut any = false;
         for nf in 0..self.lanes.len() {
-            let bit = 1u64 << nf;
             let dead = self.lanes[nf].is_dead();
-            while let Some(h) = self.lanes[nf].next_expected() {
-                let meta = &mut self.meta[h as usize];
-                let ready = meta.ready & bit != 0;
-                if meta.skipped & bit != 0 {
-                    self.lanes[nf].skip_next();
-                } else if ready && !dead {
-                    self.lanes[nf].send_next();
-                    self.report.delivered_by_type[nf][meta.route as usize] += 1;
-                } else if !ready {
-                    break; // an upstream NF still holds it: later events wait behind it
-                } else {
-                    self.lanes[nf].skip_next();
-                }
-                let meta = &mut self.meta[h as usize];
-                meta.queued -= 1;
-                if ready && dead {
+            while let Some((h, route)) = self.router.next_for(nf) {
+                if dead {
                     // Its NF's thread is gone (a host bug, reported when the run ends): the
                     // event passes, so that the rest of the pipeline can finish.
                     self.report.lost_to_dead_nf += 1;
-                    self.stage_done(h);
+                    self.router.done(h, self.arena.is_dropped(h));
                 } else {
-                    self.try_complete(h);
+                    self.lanes[nf].send(h);
+                    self.report.delivered_by_type[nf][route] += 1;
                 }
                 any = true;
             }
             any |= self.lanes[nf].flush() > 0;
-            let read_only = self.graph.nfs()[nf].read_only;
+            let read_only = self.router.is_read_only(nf as u16);
             while let Some(h) = self.lanes[nf].next_dropped(self.policy == RingFullPolicy::Drop || dead) {
                 if dead {
                     self.report.lost_to_dead_nf += 1;
@@ -738,10 +586,11 @@ impl Plane {
                     // An NF that may drop did not see it: fail closed.
                     self.arena.set_drop(h);
                 }
-                self.stage_done(h);
+                self.router.done(h, self.arena.is_dropped(h));
                 any = true;
             }
         }
+        self.free_finished();
         any
     }
 
@@ -758,8 +607,8 @@ impl Plane {
     /// True when no event is in flight and no publication waits.
     fn all_done(&self) -> bool {
         self.free_stack.len() == self.stack_slots
-            && self.free_published.len() == self.meta.len() - self.stack_slots
-            && self.lanes.iter().all(|l| !l.is_busy() && !l.has_publication())
+            && self.free_published.len() == self.arena.len() - self.stack_slots
+            && self.lanes.iter().enumerate().all(|(nf, l)| !self.router.has_queued(nf) && !l.is_busy() && !l.has_publication())
     }
 
     fn flow_event(&self, ty: EventType, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64) -> FlowEvent {
@@ -813,11 +662,7 @@ impl StackSink for Plane {
     }
 
     fn flow_started(&mut self, flow: &FlowEntry, slot: u32, ts_ns: u64) {
-        let slot_idx = slot as usize;
-        if self.mutes.len() <= slot_idx {
-            self.mutes.resize(slot_idx + 1, FlowMutes::default());
-        }
-        self.mutes[slot_idx] = FlowMutes { id: flow.id, ..FlowMutes::default() };
+        self.router.flow_started(slot, flow.id);
         let route = self.types.flow_new[flow_kind(flow.tuple.ip_proto)];
         self.emit_flow(route, flow, slot, REASON_NONE, ts_ns, None);
     }
@@ -829,8 +674,7 @@ impl StackSink for Plane {
 
     fn wants_streams(&self, slot: u32) -> bool {
         let (data, gap) = self.stream_nfs;
-        let Some(m) = self.mutes.get(slot as usize).filter(|m| m.len > 0) else { return true };
-        data & !m.excluded(builtin::FLOW_TCP_DATA_RDY) != 0 || gap & !m.excluded(builtin::FLOW_TCP_GAP) != 0
+        self.router.still_wanted(slot, builtin::FLOW_TCP_DATA_RDY, data) || self.router.still_wanted(slot, builtin::FLOW_TCP_GAP, gap)
     }
 
     fn keep(&mut self) -> Option<u32> {
