@@ -16,8 +16,8 @@ use mbox_core::events::arena::EventArena;
 use mbox_core::events::registry::TypeRegistry;
 use mbox_core::runtime::lane::{lane, LaneTx};
 use mbox_core::runtime::nf_host::NfWorker;
-use mbox_core::runtime::park::{IdlePolicy, Waker};
 use mbox_core::runtime::pipeline::stack_publications;
+use mbox_core::sys::park::{IdlePolicy, Waker};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ impl Harness {
             lanes: vec![rx],
             waker: nf_waker,
             // The bench thread and the NF thread.
-            idle: IdlePolicy::new(idle, 2),
+            idle: IdlePolicy::new(idle == IdleMode::Spin, 2),
             publishes: vec![],
             registry,
             graph,

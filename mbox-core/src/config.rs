@@ -548,7 +548,7 @@ impl Config {
             return Err(invalid("[runtime] packet_buffers", format!("must be between 64 and 4194304, not {}", r.packet_buffers)));
         }
         if let Some(cores) = &r.cores {
-            let max = crate::runtime::cores::MAX_CORES;
+            let max = crate::sys::cores::MAX_CORES;
             if cores.is_empty() {
                 return Err(invalid("[runtime] cores", "is empty: list cores, or leave it out to let the kernel place threads".into()));
             }

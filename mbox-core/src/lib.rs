@@ -16,3 +16,4 @@ pub mod plugin;
 pub mod runtime;
 pub mod streams;
 pub mod summary;
+pub mod sys;

@@ -138,10 +138,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { config, report, quiet, pcap } => {
             // Ctrl-C (or SIGTERM) ends the run as the end of its input would: NFs finish and
             // the summary is printed. A live input runs until then.
-            mbox_core::runtime::stop::install();
+            mbox_core::sys::stop::install();
             // A signal before the run begins ends mbox at once (plugin code creating an NF
             // cannot be interrupted), removing the outputs start-up had begun.
-            let startup = mbox_core::runtime::stop::Startup::watch();
+            let startup = mbox_core::sys::stop::Startup::watch();
             let mut cfg = Config::load(&config)?;
             if let Some(path) = pcap {
                 cfg.input.pcap = vec![path];

@@ -4,7 +4,7 @@
 #![cfg(feature = "dpdk")]
 
 use mbox_core::io::dpdk::{DpdkError, Eal, Mempool, Port};
-use mbox_core::runtime::cores::Affinity;
+use mbox_core::sys::cores::Affinity;
 
 /// EAL arguments that need no hugepages, no PCI and no shared files.
 fn eal_args(vdevs: &[&str]) -> Vec<String> {

@@ -13,7 +13,7 @@
 use crate::events::registry::TypeRegistry;
 use crate::plugin::Plugin;
 use crate::runtime::nf_host::{NfControl, Reload};
-use crate::runtime::park::Waker;
+use crate::sys::park::Waker;
 use mbox_abi::{NfDescriptor, NfInit};
 use serde_json::{json, Value};
 use std::os::unix::fs::OpenOptionsExt;

@@ -10,8 +10,8 @@ use super::generator::{Generator, GeneratorConfig};
 use super::pool::Allocator;
 use super::RxPacket;
 use crate::config::InputConfig;
-use crate::runtime::park::{IdlePolicy, Idler, Waker};
-use crate::runtime::pipeline::thread_cpu_time;
+use crate::sys::clock::thread_cpu_time;
+use crate::sys::park::{IdlePolicy, Idler, Waker};
 use mbox_stack::flow_key::{shard_of, FlowKey};
 use mbox_stack::wire::{parse_frame, LinkType, Packet, ParseOptions, Parsed};
 use rtrb::Producer;
@@ -280,7 +280,7 @@ impl Dispatcher {
         let mut frag_cache = vec![(0u64, 0u16); FRAG_CACHE];
         let mut idler = Idler::new(self.idle);
         let mut staged: Vec<Vec<RxPacket>> = (0..self.rings.len()).map(|_| Vec::with_capacity(32)).collect();
-        while !self.stop.load(Ordering::Relaxed) && !crate::runtime::stop::requested() {
+        while !self.stop.load(Ordering::Relaxed) && !crate::sys::stop::requested() {
             let Some(buf) = self.alloc(&mut idler, &mut report, &mut staged) else { break };
             let (link, len, wire_len, ts_ns, port) = match self.source.next_into(&pool, buf) {
                 Ok(Next::Packet { link, len, wire_len, ts_ns, port }) => (link, len, wire_len, ts_ns, port),

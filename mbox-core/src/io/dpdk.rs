@@ -3,7 +3,7 @@
 //! failed EAL start with DPDK's reason, a missing port, and "EAL started but found 0 ports"
 //! (what a vdev whose probe failed looks like — a missing interface, or no CAP_NET_RAW).
 
-use crate::runtime::cores::Affinity;
+use crate::sys::cores::Affinity;
 use dpdk_sys as sys;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
@@ -543,10 +543,10 @@ impl DpdkOutput {
     }
 
     /// Runs until every shard has closed its TX path and everything went out.
-    pub fn run(mut self, idle: crate::runtime::park::IdlePolicy) -> super::output::OutputStats {
+    pub fn run(mut self, idle: crate::sys::park::IdlePolicy) -> super::output::OutputStats {
         self.shards.bind_current();
         let mut stats = super::output::OutputStats::default();
-        let mut idler = crate::runtime::park::Idler::new(idle);
+        let mut idler = crate::sys::park::Idler::new(idle);
         loop {
             let mut moved = 0;
             for ring in &mut self.shards.rings {
@@ -629,7 +629,7 @@ impl QueueInput {
     /// Receives up to `max` packets into `inbox`.
     pub fn read(&mut self, inbox: &mut std::collections::VecDeque<super::RxPacket>, max: usize) -> super::Read {
         use super::dispatch::Next;
-        if crate::runtime::stop::requested() {
+        if crate::sys::stop::requested() {
             return super::Read::Over;
         }
         let mut got = 0;

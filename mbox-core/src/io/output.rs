@@ -4,7 +4,7 @@
 use super::capture::{CaptureError, PcapWriter};
 use super::pool::{PacketPool, Releaser};
 use super::RxPacket;
-use crate::runtime::park::{IdlePolicy, Idler, Waker};
+use crate::sys::park::{IdlePolicy, Idler, Waker};
 use mbox_stack::wire::LinkType;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::path::PathBuf;

@@ -13,7 +13,7 @@
 //! the buffer goes back to the driver (unless an output took it to transmit). Packets move as
 //! handles either way.
 
-use crate::runtime::park::Waker;
+use crate::sys::park::Waker;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::cell::UnsafeCell;
 use std::sync::Arc;

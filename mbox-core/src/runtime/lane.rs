@@ -11,7 +11,7 @@
 //! emission order, per-flow mutes); the lane carries what the router lets through.
 
 use crate::events::arena::{EventArena, EventBytes};
-use crate::runtime::park::Waker;
+use crate::sys::park::Waker;
 use crossbeam_utils::CachePadded;
 use mbox_abi::EventType;
 use rtrb::{Consumer, Producer, RingBuffer};

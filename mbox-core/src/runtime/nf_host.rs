@@ -14,11 +14,11 @@
 //! is dropped and counted, as whenever the NF is slow).
 
 use super::lane::{LaneRx, Unsubscribe};
-use super::park::{IdlePolicy, Idler, Waker};
-use crate::control::live::{Publisher, Snapshot};
+use super::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
 use crate::events::registry::TypeRegistry;
+use crate::sys::park::{IdlePolicy, Idler, Waker};
 use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
     builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, UnsubscribeStatus, Verdict,

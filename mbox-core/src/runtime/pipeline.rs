@@ -7,10 +7,9 @@
 use super::lane::{lane, LaneRx, LaneTx};
 use super::memory::{self, MemoryEstimate};
 use super::nf_host::{NfControl, NfReport, NfWorker};
-use super::park::{IdlePolicy, Waker};
 use super::shard::{Shard, ShardReport, ShardSetup};
 use crate::config::{Config, ConfigError, KeepMode, NfConfig, TcpMonitor};
-use crate::control::live::{LiveView, Snapshot};
+use crate::control::live::LiveView;
 use crate::control::metrics::MetricsServer;
 use crate::control::reload::{Declared, ReloadTarget, Reloader};
 use crate::control::server::{ControlError, ControlServer, ControlState};
@@ -24,7 +23,10 @@ use crate::io::output::{OutputStats, PcapOutput, Tx};
 use crate::io::pool::{lending_pool, Allocator, PacketPool};
 use crate::io::{RxPacket, ShardInput};
 use crate::plugin::{default_plugin_dir, library_path, Plugin, PluginError};
-use crate::runtime::cores::{self, Affinity};
+use crate::runtime::live::Snapshot;
+use crate::sys::clock::cpu_time;
+use crate::sys::cores::{self, Affinity};
+use crate::sys::park::{IdlePolicy, Waker};
 use mbox_abi::{builtin, EventType, NfInit};
 use mbox_stack::l23::StackConfig;
 use mbox_stack::tcp::stream::StreamLimits;
@@ -483,7 +485,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     drop(bindings);
     // The slow part of start-up is over (NFs load their rules in their constructors): from
     // here a signal stops the run the usual way, at its first packet.
-    super::stop::started();
+    crate::sys::stop::started();
 
     let any_publisher = graph.nfs().iter().any(|nf| !nf.publishes.is_empty());
     let pub_slots = if any_publisher { PUBLICATION_SLOTS } else { 0 };
@@ -524,7 +526,7 @@ pub fn run(prepared: Prepared, opts: RunOptions) -> Result<RunReport, PipelineEr
     #[cfg(feature = "dpdk")]
     let ports = io.ports;
     let threads = usize::from(dispatcher.is_some()) + shards + graph.nfs().len() + usize::from(output.is_some());
-    let idle = IdlePolicy::new(rt.idle, threads);
+    let idle = IdlePolicy::new(rt.idle == crate::config::IdleMode::Spin, threads);
     let cores = Cores::check(rt.cores.as_deref(), &config_path)?;
     let nfs = graph.nfs().len();
 
@@ -749,27 +751,6 @@ fn join<T>(what: &str, handle: JoinHandle<T>) -> Result<T, PipelineError> {
             .unwrap_or_else(|| "panicked".into());
         PipelineError::Thread(what.to_string(), msg)
     })
-}
-
-/// User plus system CPU time of this process so far.
-pub fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// CPU time of the calling thread so far.
-pub fn thread_cpu_time() -> Duration {
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: clock_gettime only writes the struct we pass.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The progress bar on stderr (only when stderr is a terminal).

@@ -7,16 +7,16 @@
 //! shared with other shards; all of its bookkeeping is plain (non-atomic) state.
 
 use super::lane::LaneTx;
-use super::park::{IdlePolicy, Idler, Waker};
+use super::live::{Publisher, Snapshot};
 use super::router::{Router, NO_HELD};
 use crate::config::RingFullPolicy;
-use crate::control::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventArena;
 use crate::events::registry::TypeRegistry;
 use crate::io::output::Tx;
 use crate::io::pool::PacketPool;
 use crate::io::{Read, RxPacket, ShardInput};
+use crate::sys::park::{IdlePolicy, Idler, Waker};
 use mbox_abi::{
     builtin, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, PktEvent, PktTcpEvent, StreamDataEvent, StreamEndEvent,
     StreamGapEvent, TcpSnapshot, DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE,

@@ -11,7 +11,6 @@
 //! and their read, so either the producer sees the flag or the consumer sees the item: no
 //! wakeup is lost. Unparking costs a syscall only when the consumer really sleeps.
 
-use crate::config::IdleMode;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::thread::{self, Thread};
@@ -58,10 +57,10 @@ pub struct IdlePolicy {
 
 impl IdlePolicy {
     /// The policy for a run of `threads` busy threads (input, shards, NFs, output) on this
-    /// machine.
-    pub fn new(mode: IdleMode, threads: usize) -> IdlePolicy {
+    /// machine; `spin_forever` when the user gave them dedicated cores (`idle = "spin"`).
+    pub fn new(spin_forever: bool, threads: usize) -> IdlePolicy {
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
-        IdlePolicy::for_cores(mode, threads, cores)
+        IdlePolicy::for_cores(spin_forever, threads, cores)
     }
 
     /// Whether idle threads never sleep (`idle = "spin"`: dedicated cores).
@@ -69,8 +68,7 @@ impl IdlePolicy {
         self.spin_forever
     }
 
-    fn for_cores(mode: IdleMode, threads: usize, cores: usize) -> IdlePolicy {
-        let spin_forever = mode == IdleMode::Spin;
+    fn for_cores(spin_forever: bool, threads: usize, cores: usize) -> IdlePolicy {
         if threads <= cores {
             IdlePolicy { spin_forever, spin_rounds: 32, yield_rounds: 8 }
         } else {
@@ -178,7 +176,7 @@ mod tests {
         let (w, k) = (waker.clone(), work.clone());
         let consumer = thread::spawn(move || {
             w.bind_current();
-            let mut idler = Idler::new(IdlePolicy::new(IdleMode::Park, 2));
+            let mut idler = Idler::new(IdlePolicy::new(false, 2));
             let mut seen = 0;
             while seen < 1000 {
                 let now = k.load(Ordering::Acquire);
@@ -202,10 +200,10 @@ mod tests {
 
     #[test]
     fn threads_spin_only_when_they_fit_the_cores() {
-        let fits = IdlePolicy::for_cores(IdleMode::Park, 4, 16);
+        let fits = IdlePolicy::for_cores(false, 4, 16);
         assert!(fits.spin_rounds > 0 && !fits.spin_forever);
-        let crowded = IdlePolicy::for_cores(IdleMode::Park, 11, 2);
+        let crowded = IdlePolicy::for_cores(false, 11, 2);
         assert_eq!((crowded.spin_rounds, crowded.spin_forever), (0, false));
-        assert!(IdlePolicy::for_cores(IdleMode::Spin, 11, 2).spin_forever, "`spin` is the user's call");
+        assert!(IdlePolicy::for_cores(true, 11, 2).spin_forever, "`spin` is the user's call");
     }
 }
