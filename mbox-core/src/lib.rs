@@ -13,6 +13,8 @@ pub mod events;
 pub mod files;
 pub mod io;
 pub mod plugin;
+pub mod report;
+pub mod run;
 pub mod runtime;
 pub mod streams;
 pub mod summary;

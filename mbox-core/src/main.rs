@@ -7,7 +7,7 @@ use mbox_core::files::{FileUse, RunFiles};
 use mbox_core::io::capture::PcapWriter;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
 use mbox_core::io::merge::{merge, MergeOptions};
-use mbox_core::runtime::pipeline::{self, RunOptions};
+use mbox_core::run::{self, RunOptions};
 use mbox_core::summary;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -147,13 +147,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cfg.input.pcap = vec![path];
                 cfg.input.generator = None;
             }
-            let mut prepared = pipeline::prepare(cfg, &config)?;
+            let mut prepared = run::prepare(cfg, &config)?;
             if let Some(path) = &report {
                 prepared.files.writes.push(FileUse { role: "--report".into(), path: path.clone() });
                 prepared.files.check().with_context(|| config.display().to_string())?;
             }
             startup.outputs(prepared.files.writes.iter().map(|w| w.path.clone()));
-            let result = pipeline::run(prepared, RunOptions { progress: !quiet })?;
+            let result = run::run(prepared, RunOptions { progress: !quiet })?;
             print!("{}", summary::text(&result));
             let mut lost = result.lost_output();
             if let Some(path) = report {
@@ -177,7 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Graph { config } => {
             let cfg = Config::load(&config)?;
-            let prepared = pipeline::prepare(cfg, &config)?;
+            let prepared = run::prepare(cfg, &config)?;
             print!("{}", prepared.graph.to_dot(&prepared.registry));
             Ok(ExitCode::SUCCESS)
         }

@@ -1,8 +1,8 @@
 //! The end-of-run summary: packets, flows, events per type, drops by cause, per-NF counts and
 //! CPU seconds per million packets — as text for people and as JSON for scripts and tests.
 
-use crate::runtime::memory;
-use crate::runtime::pipeline::RunReport;
+use crate::report::RunReport;
+use crate::run::memory;
 use mbox_abi::reason_name;
 use mbox_stack::tcp::stream::StreamStats;
 use mbox_stack::wire::ParseError;

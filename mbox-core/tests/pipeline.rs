@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mbox_core::runtime::pipeline::RunReport;
+use mbox_core::report::RunReport;
 use serde_json::Value;
 use std::path::Path;
 

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use mbox_core::io::capture::PcapWriter;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
-use mbox_core::runtime::pipeline::RunReport;
+use mbox_core::report::RunReport;
 use mbox_core::streams::write_streams;
 use serde_json::Value;
 use std::collections::HashMap;

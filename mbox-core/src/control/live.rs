@@ -1,11 +1,12 @@
 //! Live counters of a running pipeline, the control plane's side: the copies the shard and NF
 //! threads publish (`runtime::live`), put together as the run's report so far.
 
-use crate::io::dispatch::{InputReport, Progress};
+use crate::io::device::InputReport;
+use crate::io::dispatch::Progress;
+use crate::report::RunReport;
+use crate::run::memory::MemoryEstimate;
 use crate::runtime::live::Snapshot;
-use crate::runtime::memory::MemoryEstimate;
 use crate::runtime::nf_host::NfReport;
-use crate::runtime::pipeline::RunReport;
 use crate::runtime::shard::ShardReport;
 use crate::sys::clock::cpu_time;
 use std::sync::atomic::Ordering;

@@ -4,7 +4,7 @@
 
 use super::listen::{write_now, Acceptor, Reading, MAX_WORKERS};
 use super::live::LiveView;
-use crate::runtime::pipeline::RunReport;
+use crate::report::RunReport;
 use mbox_abi::reason_name;
 use std::fmt::Write as _;
 use std::io::Write;

@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn when_busy_status_is_still_answered_and_the_rest_told_to_retry() {
         let registry = Arc::new(TypeRegistry::with_builtins());
-        let graph = Arc::new(ServiceGraph::compile(&registry, &crate::runtime::pipeline::stack_publications(), vec![]).unwrap());
+        let graph = Arc::new(ServiceGraph::compile(&registry, &crate::run::stack_publications(), vec![]).unwrap());
         let live = Arc::new(LiveView {
             started: std::time::Instant::now(),
             cpu_start: Duration::ZERO,

@@ -459,6 +459,11 @@ impl PcapWriter {
 
     /// Flushes buffered records to the file.
     pub fn finish(mut self) -> Result<(), CaptureError> {
+        self.flush()
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&mut self) -> Result<(), CaptureError> {
         self.out.flush().map_err(|source| CaptureError::Io { path: self.path.clone(), source })
     }
 }

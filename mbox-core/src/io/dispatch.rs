@@ -5,215 +5,16 @@
 //! remembered (by addresses and IP id) for the fragments that follow; a fragment that arrives
 //! before its first goes to the shard of its address pair and is counted as unsteered.
 
-use super::capture::{CaptureError, CaptureReader};
-use super::generator::{Generator, GeneratorConfig};
+use super::device::{InputReport, Next, Source};
 use super::pool::Allocator;
 use super::RxPacket;
-use crate::config::InputConfig;
 use crate::sys::clock::thread_cpu_time;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use mbox_stack::flow_key::{shard_of, FlowKey};
 use mbox_stack::wire::{parse_frame, LinkType, Packet, ParseOptions, Parsed};
 use rtrb::Producer;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Where packets come from.
-pub enum Source {
-    Captures(Box<Captures>),
-    Generator(Box<Generator>),
-    /// DPDK ports: mbufs are lent to the pool, not copied.
-    #[cfg(feature = "dpdk")]
-    Dpdk(Box<super::dpdk::DpdkInput>),
-}
-
-/// What the next read found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// A packet is in the slot: its link type, length captured and on the wire, time, and the
-    /// input port it came from.
-    Packet { link: LinkType, len: u32, wire_len: u32, ts_ns: u64, port: u16 },
-    /// Nothing now (a live input): try again.
-    Idle,
-    /// The input is over.
-    End,
-}
-
-/// Captures read one after the other, as one input (see `[input]` in docs/config.md).
-pub struct Captures {
-    reader: CaptureReader,
-    /// Every file, and the position of the current one in the sequence of `repeat` passes.
-    paths: Vec<PathBuf>,
-    position: usize,
-    repeat: usize,
-    description: String,
-    /// Bytes of the files already read, and of all passes over all files (for progress).
-    done_bytes: u64,
-    total_bytes: u64,
-    /// Packets skipped by the readers of the files already read.
-    skipped_before: u64,
-    first_link: LinkType,
-    /// `retime`: the pause before each file, the shift applied to the current file's times
-    /// (set at its first packet), and the last time handed out (`None` before the first packet).
-    retime_ns: Option<u64>,
-    shift_ns: Option<i128>,
-    last_ts_ns: Option<u64>,
-}
-
-impl Source {
-    /// Opens the captures of `[input]`. Every file is opened (and its header checked) here, so
-    /// a missing or foreign file stops the run before it starts.
-    pub fn captures(input: &InputConfig) -> Result<Source, CaptureError> {
-        let (first, rest) = input.pcap.split_first().expect("validated: at least one capture");
-        let reader = CaptureReader::open(first)?;
-        let mut file_bytes = reader.progress().1;
-        for path in rest {
-            file_bytes += CaptureReader::open(path)?.progress().1;
-        }
-        let repeat = input.repeat.max(1) as usize;
-        let mut description = match rest.len() {
-            0 => first.display().to_string(),
-            n => format!("{} and {n} more captures", first.display()),
-        };
-        if repeat > 1 {
-            description.push_str(&format!(", {repeat} times"));
-        }
-        let first_link = reader.first_link().unwrap_or(LinkType::Ethernet);
-        Ok(Source::Captures(Box::new(Captures {
-            reader,
-            paths: input.pcap.clone(),
-            position: 0,
-            repeat,
-            description,
-            done_bytes: 0,
-            total_bytes: file_bytes.saturating_mul(repeat as u64),
-            skipped_before: 0,
-            first_link,
-            retime_ns: input.retime.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-            shift_ns: None,
-            last_ts_ns: None,
-        })))
-    }
-
-    /// Starts the generator.
-    pub fn generator(cfg: GeneratorConfig) -> Source {
-        Source::Generator(Box::new(Generator::new(cfg)))
-    }
-
-    /// Reads the next packet into pool slot `idx` (copied into its buffer, or lent to it).
-    pub fn next_into(&mut self, pool: &super::pool::PacketPool, idx: u32) -> Result<Next, CaptureError> {
-        #[cfg(feature = "dpdk")]
-        if let Source::Dpdk(d) = self {
-            return Ok(d.next_into(pool, idx));
-        }
-        // SAFETY: the caller holds `idx` and has not handed it on.
-        let buf = unsafe { pool.buf_mut(idx) };
-        Ok(match self.next(buf)? {
-            Some((link, wire_len, ts_ns)) => Next::Packet { link, len: buf.len() as u32, wire_len, ts_ns, port: 0 },
-            None => Next::End,
-        })
-    }
-
-    /// Reads the next packet into `buf`: (link, wire length, timestamp), `None` at the end.
-    pub fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<(LinkType, u32, u64)>, CaptureError> {
-        match self {
-            Source::Captures(c) => c.next(buf),
-            Source::Generator(g) => Ok(g.next_packet(buf).map(|ts| (LinkType::Ethernet, buf.len() as u32, ts))),
-            #[cfg(feature = "dpdk")]
-            Source::Dpdk(_) => Ok(None),
-        }
-    }
-
-    /// Which pass over the captures the last packet came from (0 for the generator).
-    pub fn pass(&self) -> u32 {
-        match self {
-            Source::Captures(c) => (c.position / c.paths.len()) as u32,
-            _ => 0,
-        }
-    }
-
-    /// Work done and total (bytes of the captures, conversations of the generator).
-    pub fn progress(&self) -> (u64, u64) {
-        match self {
-            Source::Captures(c) => (c.done_bytes + c.reader.progress().0, c.total_bytes),
-            Source::Generator(g) => g.progress(),
-            #[cfg(feature = "dpdk")]
-            Source::Dpdk(_) => (0, 0),
-        }
-    }
-
-    /// The link type an output pcap should use (the first capture's).
-    pub fn link(&self) -> LinkType {
-        match self {
-            Source::Captures(c) => c.first_link,
-            Source::Generator(g) => g.link(),
-            #[cfg(feature = "dpdk")]
-            Source::Dpdk(_) => LinkType::Ethernet,
-        }
-    }
-
-    /// Human description for the summary.
-    pub fn describe(&self) -> String {
-        match self {
-            Source::Captures(c) => c.description.clone(),
-            Source::Generator(_) => "generator".to_string(),
-            #[cfg(feature = "dpdk")]
-            Source::Dpdk(d) => d.describe(),
-        }
-    }
-
-    /// Packets the live ports dropped on arrival or received with errors.
-    pub fn missed(&self) -> u64 {
-        match self {
-            #[cfg(feature = "dpdk")]
-            Source::Dpdk(d) => d.missed(),
-            _ => 0,
-        }
-    }
-
-    /// Packets skipped by the readers (pcapng interfaces of unsupported link types).
-    pub fn skipped(&self) -> u64 {
-        match self {
-            Source::Captures(c) => c.skipped_before + c.reader.skipped_unsupported,
-            _ => 0,
-        }
-    }
-}
-
-impl Captures {
-    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<(LinkType, u32, u64)>, CaptureError> {
-        loop {
-            if let Some(m) = self.reader.next_packet(buf)? {
-                return Ok(Some((m.link, m.wire_len, self.retimed(m.ts_ns))));
-            }
-            self.position += 1;
-            if self.position >= self.paths.len() * self.repeat {
-                return Ok(None);
-            }
-            let next = CaptureReader::open(&self.paths[self.position % self.paths.len()])?;
-            let done = std::mem::replace(&mut self.reader, next);
-            self.done_bytes += done.progress().1;
-            self.skipped_before += done.skipped_unsupported;
-            self.shift_ns = None;
-        }
-    }
-
-    /// A packet's time, moved when `retime` is on: the file's first packet comes `retime` after
-    /// the previous file's last, and the rest keep their distance from it.
-    fn retimed(&mut self, ts_ns: u64) -> u64 {
-        let Some(pause) = self.retime_ns else { return ts_ns };
-        let last = self.last_ts_ns;
-        let shift = *self.shift_ns.get_or_insert_with(|| match last {
-            None => 0,
-            Some(last) => i128::from(last) + i128::from(pause) - i128::from(ts_ns),
-        });
-        let ts = (i128::from(ts_ns) + shift).clamp(0, i128::from(u64::MAX)) as u64;
-        self.last_ts_ns = Some(last.map_or(ts, |l| l.max(ts)));
-        ts
-    }
-}
 
 /// Counters shared with the progress display while the run goes on.
 #[derive(Debug, Default)]
@@ -221,30 +22,6 @@ pub struct Progress {
     pub packets: AtomicU64,
     pub done_units: AtomicU64,
     pub total_units: AtomicU64,
-}
-
-/// What the input thread reports at the end.
-#[derive(Debug, Default, Clone)]
-pub struct InputReport {
-    pub description: String,
-    pub packets: u64,
-    pub bytes: u64,
-    /// Packets the reader skipped (unsupported link type).
-    pub skipped: u64,
-    /// Packets the ports dropped on arrival, or received with errors: the RX ring was full
-    /// because the input did not read in time (live ports only).
-    pub missed: u64,
-    /// Fragments that arrived before their first fragment (steered by addresses only).
-    pub fragments_unsteered: u64,
-    /// Times the input waited for a free buffer, or for room in a shard's ring: back-pressure
-    /// from the shards (the input is not what limits the rate when these are high).
-    pub pool_waits: u64,
-    pub ring_waits: u64,
-    /// An error that ended the input early; the packets before it were processed.
-    pub error: Option<String>,
-    /// CPU time of the input thread: reading the capture (or generating), steering, waiting.
-    /// A NIC does this work in a live deployment, so benches report the run with and without it.
-    pub cpu: Duration,
 }
 
 /// How packets are steered to shards.
@@ -260,7 +37,7 @@ const WAKE_BATCH: usize = 64;
 
 /// The input thread. See the module documentation.
 pub struct Dispatcher {
-    pub source: Source,
+    pub source: Box<dyn Source>,
     pub alloc: Allocator,
     pub rings: Vec<Producer<RxPacket>>,
     pub shard_wakers: Vec<Arc<Waker>>,

@@ -467,18 +467,27 @@ impl DpdkInput {
             last_packet,
         }
     }
+}
 
-    pub fn describe(&self) -> String {
+impl super::device::Source for DpdkInput {
+    fn describe(&self) -> String {
         self.description.clone()
     }
 
     /// Packets the ports dropped on arrival (RX ring full) or received with errors.
-    pub fn missed(&self) -> u64 {
+    fn missed(&self) -> u64 {
         missed(&self.ports)
     }
 
     /// The next packet, lent to pool slot `idx`.
-    pub fn next_into(&mut self, pool: &super::pool::PacketPool, idx: u32) -> super::dispatch::Next {
+    fn next_into(&mut self, pool: &super::pool::PacketPool, idx: u32) -> Result<super::device::Next, super::capture::CaptureError> {
+        Ok(self.next_lent(pool, idx))
+    }
+}
+
+impl DpdkInput {
+    /// The next packet, lent to pool slot `idx`.
+    fn next_lent(&mut self, pool: &super::pool::PacketPool, idx: u32) -> super::device::Next {
         if self.burst.is_empty() {
             // One burst from the next port that has packets.
             for _ in 0..self.ports.len() {
@@ -496,16 +505,16 @@ impl DpdkInput {
         let Some((port, mbuf)) = self.burst.pop_front() else {
             let last = self.last_packet.load(std::sync::atomic::Ordering::Relaxed);
             if self.idle_stop.is_some_and(|limit| now_ns().saturating_sub(last) >= limit.as_nanos() as u64) {
-                return super::dispatch::Next::End;
+                return super::device::Next::End;
             }
-            return super::dispatch::Next::Idle;
+            return super::device::Next::Idle;
         };
         let (len, wire_len) = (mbuf.data().len() as u32, mbuf.pkt_len());
         let data = mbuf.data().as_ptr();
         // SAFETY: the caller holds `idx`; the mbuf stays valid until the pool gives it back or
         // an output takes it.
         unsafe { pool.lend(idx, super::pool::Lent { data, len, token: mbuf.into_raw() }) };
-        super::dispatch::Next::Packet { link: mbox_stack::wire::LinkType::Ethernet, len, wire_len, ts_ns: now_ns(), port }
+        super::device::Next::Packet { link: mbox_stack::wire::LinkType::Ethernet, len, wire_len, ts_ns: now_ns(), port }
     }
 }
 
@@ -519,69 +528,9 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// The output thread of a DPDK wire: what the shards forward leaves through the other port of
-/// its pair, as the very mbuf it came in (nothing is copied).
-pub struct DpdkOutput {
-    ports: Vec<Port>,
-    shards: super::output::ShardRings,
-    pool: std::sync::Arc<super::pool::PacketPool>,
-    releaser: super::pool::Releaser,
-    pending: Vec<Vec<Mbuf>>,
-}
-
-impl DpdkOutput {
-    /// The output thread and one TX path per shard releaser.
-    pub fn new(
-        ports: Vec<Port>,
-        pool: std::sync::Arc<super::pool::PacketPool>,
-        releaser: super::pool::Releaser,
-        shard_releasers: Vec<super::pool::Releaser>,
-    ) -> (DpdkOutput, Vec<super::output::Tx>) {
-        let (shards, txs) = super::output::ShardRings::new(shard_releasers);
-        let pending = ports.iter().map(|_| Vec::with_capacity(64)).collect();
-        (DpdkOutput { ports, shards, pool, releaser, pending }, txs)
-    }
-
-    /// Runs until every shard has closed its TX path and everything went out.
-    pub fn run(mut self, idle: crate::sys::park::IdlePolicy) -> super::output::OutputStats {
-        self.shards.bind_current();
-        let mut stats = super::output::OutputStats::default();
-        let mut idler = crate::sys::park::Idler::new(idle);
-        loop {
-            let mut moved = 0;
-            for ring in &mut self.shards.rings {
-                while let Ok(pkt) = ring.pop() {
-                    moved += 1;
-                    // SAFETY: the shard handed the slot over with the packet.
-                    if let Some(lent) = unsafe { self.pool.take_lent(pkt.buf) } {
-                        // SAFETY: the token came from Mbuf::into_raw in the input.
-                        let mbuf = unsafe { Mbuf::from_raw(lent.token) };
-                        stats.bytes += u64::from(mbuf.pkt_len());
-                        // Pairs are (0,1), (2,3), ...: the other port of the pair.
-                        let out = usize::from(pkt.port) ^ 1;
-                        if out < self.pending.len() {
-                            self.pending[out].push(mbuf);
-                        }
-                    }
-                    self.releaser.release(pkt.buf);
-                    if moved % 32 == 0 {
-                        send(&self.ports, 0, &mut self.pending, &mut stats, false);
-                    }
-                }
-            }
-            send(&self.ports, 0, &mut self.pending, &mut stats, true);
-            if !self.shards.end_round(moved, &mut self.releaser, &mut idler) {
-                break;
-            }
-        }
-        self.releaser.flush();
-        stats
-    }
-}
-
 /// Transmits what waits for each port on its TX queue `queue`; with `drain`, retries a little
 /// and drops (counted) what a port will not take.
-fn send(ports: &[Port], queue_id: u16, pending: &mut [Vec<Mbuf>], stats: &mut super::output::OutputStats, drain: bool) {
+fn send(ports: &[Port], queue_id: u16, pending: &mut [Vec<Mbuf>], stats: &mut super::device::OutputStats, drain: bool) {
     {
         for (i, port) in ports.iter().enumerate() {
             let queue = &mut pending[i];
@@ -611,80 +560,15 @@ fn send(ports: &[Port], queue_id: u16, pending: &mut [Vec<Mbuf>], stats: &mut su
     }
 }
 
-/// A shard's own receive side when each shard has a queue pair: RX queue `queue` of every
-/// port, its mbufs lent to the shard's own pool. No input thread stands between the port and
-/// the shard.
-pub struct QueueInput {
-    input: DpdkInput,
-    alloc: super::pool::Allocator,
-    report: super::dispatch::InputReport,
-}
-
-impl QueueInput {
-    pub fn new(input: DpdkInput, alloc: super::pool::Allocator) -> QueueInput {
-        let report = super::dispatch::InputReport { description: input.describe(), ..Default::default() };
-        QueueInput { input, alloc, report }
-    }
-
-    /// Receives up to `max` packets into `inbox`.
-    pub fn read(&mut self, inbox: &mut std::collections::VecDeque<super::RxPacket>, max: usize) -> super::Read {
-        use super::dispatch::Next;
-        if crate::sys::stop::requested() {
-            return super::Read::Over;
-        }
-        let mut got = 0;
-        while got < max {
-            let Some(buf) = self.alloc.alloc() else {
-                // Every slot is held (by NFs, or on its way out): the shard frees them first.
-                self.report.pool_waits += 1;
-                break;
-            };
-            match self.input.next_into(self.alloc.pool(), buf) {
-                Next::Packet { link, len, wire_len, ts_ns, port } => {
-                    inbox.push_back(super::RxPacket { buf, len, wire_len, port, link, ts_ns });
-                    self.report.packets += 1;
-                    self.report.bytes += u64::from(wire_len);
-                    got += 1;
-                }
-                Next::Idle => {
-                    self.alloc.free(buf);
-                    break;
-                }
-                Next::End => {
-                    self.alloc.free(buf);
-                    if got == 0 {
-                        return super::Read::Over;
-                    }
-                    break;
-                }
-            }
-        }
-        if got > 0 {
-            super::Read::Got
-        } else {
-            super::Read::Nothing
-        }
-    }
-
-    /// What it received (the ports' missed packets are counted once, for all queues).
-    pub fn into_report(self) -> super::dispatch::InputReport {
-        self.report
-    }
-
-    /// What it counted so far.
-    pub fn report(&self) -> &super::dispatch::InputReport {
-        &self.report
-    }
-}
-
-/// A shard's own transmit side when each shard has a queue pair: what it forwards leaves on TX
-/// queue `queue` of the other port of the pair, as the very mbuf it came in.
-pub struct QueueTx {
+/// The way out of a DPDK wire, as a sink: what the shards forward leaves on TX queue `queue`
+/// of the other port of its pair, as the very mbuf it came in (nothing is copied). The output
+/// thread drives it for every shard (queue 0), or each shard drives its own (a queue pair per
+/// shard).
+pub struct PortOutput {
     ports: Vec<Port>,
     queue: u16,
-    pool: std::sync::Arc<super::pool::PacketPool>,
     pending: Vec<Vec<Mbuf>>,
-    pub stats: super::output::OutputStats,
+    stats: super::device::OutputStats,
 }
 
 /// Mbufs gathered for a port before a burst goes out.
@@ -693,16 +577,18 @@ const TX_BURST: usize = 32;
 /// Mbufs waiting for one port's TX queue at most (a ring's worth); more are dropped, counted.
 pub const MAX_PENDING: usize = RING_SIZE as usize;
 
-impl QueueTx {
-    pub fn new(ports: Vec<Port>, queue: u16, pool: std::sync::Arc<super::pool::PacketPool>) -> QueueTx {
+impl PortOutput {
+    pub fn new(ports: Vec<Port>, queue: u16) -> PortOutput {
         let pending = ports.iter().map(|_| Vec::with_capacity(64)).collect();
-        QueueTx { ports, queue, pool, pending, stats: Default::default() }
+        PortOutput { ports, queue, pending, stats: Default::default() }
     }
+}
 
+impl super::device::Sink for PortOutput {
     /// Takes the packet's mbuf for its way out (the caller gives the slot back).
-    pub fn push(&mut self, pkt: &super::RxPacket) {
-        // SAFETY: the shard gives up the slot with the packet.
-        let Some(lent) = (unsafe { self.pool.take_lent(pkt.buf) }) else { return };
+    fn send(&mut self, pool: &super::pool::PacketPool, pkt: &super::RxPacket) {
+        // SAFETY: the caller gives up the slot with the packet.
+        let Some(lent) = (unsafe { pool.take_lent(pkt.buf) }) else { return };
         // SAFETY: the token came from Mbuf::into_raw in the input.
         let mbuf = unsafe { Mbuf::from_raw(lent.token) };
         self.stats.bytes += u64::from(mbuf.pkt_len());
@@ -711,14 +597,16 @@ impl QueueTx {
         if out < self.pending.len() {
             self.pending[out].push(mbuf);
             if self.pending[out].len() >= TX_BURST {
-                self.flush(false);
+                send(&self.ports, self.queue, &mut self.pending, &mut self.stats, false);
             }
         }
     }
 
-    /// Sends what waits; with `drain`, retries a little and drops (counted) what a port will
-    /// not take.
-    pub fn flush(&mut self, drain: bool) {
+    fn flush(&mut self, drain: bool) {
         send(&self.ports, self.queue, &mut self.pending, &mut self.stats, drain);
+    }
+
+    fn stats(&self) -> super::device::OutputStats {
+        self.stats
     }
 }

@@ -591,6 +591,33 @@ fn fold(mut acc: u32) -> u16 {
     acc as u16
 }
 
+impl super::device::Source for Generator {
+    fn next_into(&mut self, pool: &super::pool::PacketPool, idx: u32) -> Result<super::device::Next, super::capture::CaptureError> {
+        // SAFETY: the caller holds `idx` and has not handed it on.
+        let buf = unsafe { pool.buf_mut(idx) };
+        Ok(match self.next_packet(buf) {
+            Some(ts_ns) => {
+                let len = buf.len() as u32;
+                super::device::Next::Packet { link: self.link(), len, wire_len: len, ts_ns, port: 0 }
+            }
+            None => super::device::Next::End,
+        })
+    }
+
+    fn describe(&self) -> String {
+        "generator".to_string()
+    }
+
+    fn link(&self) -> LinkType {
+        Generator::link(self)
+    }
+
+    /// Conversations done and in all.
+    fn progress(&self) -> (u64, u64) {
+        Generator::progress(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! keep their inner addresses.
 
 use super::capture::{CaptureError, PcapWriter};
-use super::dispatch::Source;
+use super::replay::Captures;
 use crate::config::InputConfig;
 use mbox_stack::wire::{ip_proto, parse_frame, LinkType, Packet, ParseOptions, Parsed};
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 /// Merges `captures` into `out`.
 pub fn merge(captures: &[PathBuf], opts: &MergeOptions, out: &Path) -> Result<MergeReport, CaptureError> {
     let input = InputConfig { pcap: captures.to_vec(), generator: None, repeat: opts.repeat.max(1), retime: Some(opts.retime) };
-    let mut source = Source::captures(&input)?;
+    let mut source = Captures::open(&input)?;
     let mut writer = PcapWriter::create(out, LinkType::Ethernet)?;
     let mut report = MergeReport::default();
     let (mut buf, mut frame) = (Vec::new(), Vec::new());

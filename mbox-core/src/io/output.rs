@@ -1,14 +1,14 @@
-//! Where forwarded packets go: back to the pool (offline analysis) or to a pcap file written
-//! by an output thread that merges the shards' TX rings.
+//! Where forwarded packets go: a shard's transmit path ([`Tx`]: back to the pool, into the
+//! output thread's ring, or into a sink of the shard's own), the output thread that drains the
+//! shards' rings into a sink ([`OutputThread`]), and the pcap file sink ([`PcapSink`]).
 
 use super::capture::{CaptureError, PcapWriter};
+use super::device::{OutputStats, RxPacket, Sink};
 use super::pool::{PacketPool, Releaser};
-use super::RxPacket;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use mbox_stack::wire::LinkType;
 use rtrb::{Consumer, Producer, RingBuffer};
-use std::path::PathBuf;
-
+use std::path::Path;
 use std::sync::Arc;
 
 /// A shard's transmit path, and where it gives back buffers of packets it drops.
@@ -22,9 +22,9 @@ enum TxPath {
     Discard,
     /// To the output thread.
     Ring { ring: Producer<RxPacket>, writer: Arc<Waker> },
-    /// Out of the shard's own TX queue (DPDK with a queue pair per shard).
-    #[cfg(feature = "dpdk")]
-    Queue(Box<super::dpdk::QueueTx>),
+    /// Into a sink of the shard's own (a DPDK queue pair per shard), and the pool its
+    /// packets' bytes are in.
+    Own { sink: Box<dyn Sink>, pool: Arc<PacketPool> },
     /// After [`Tx::close`]: nothing is sent any more.
     Closed,
 }
@@ -40,10 +40,9 @@ impl Tx {
         Tx { path: TxPath::Ring { ring, writer }, releaser }
     }
 
-    /// A path out of the shard's own TX queue.
-    #[cfg(feature = "dpdk")]
-    pub fn queue(queue: super::dpdk::QueueTx, releaser: Releaser) -> Tx {
-        Tx { path: TxPath::Queue(Box::new(queue)), releaser }
+    /// A path straight into `sink`, which the shard drives itself.
+    pub fn own(sink: Box<dyn Sink>, pool: Arc<PacketPool>, releaser: Releaser) -> Tx {
+        Tx { path: TxPath::Own { sink, pool }, releaser }
     }
 
     /// Sends a packet on (the caller gives up its buffer). Call [`Tx::notify`] after a batch.
@@ -65,9 +64,8 @@ impl Tx {
                     std::thread::yield_now();
                 }
             }
-            #[cfg(feature = "dpdk")]
-            TxPath::Queue(q) => {
-                q.push(&pkt);
+            TxPath::Own { sink, pool } => {
+                sink.send(pool, &pkt);
                 self.releaser.release(pkt.buf);
             }
             TxPath::Closed => debug_assert!(false, "send on a closed TX path"),
@@ -80,20 +78,19 @@ impl Tx {
         self.releaser.release(buf);
     }
 
-    /// Hands released buffers back and wakes the output thread if it sleeps: once per batch
-    /// of sends, not per packet.
+    /// Hands released buffers back and wakes the output thread if it sleeps (or sends what a
+    /// sink of the shard's own holds): once per batch of sends, not per packet.
     pub fn notify(&mut self) {
         match &mut self.path {
             TxPath::Ring { writer, .. } => writer.wake(),
-            #[cfg(feature = "dpdk")]
-            TxPath::Queue(q) => q.flush(false),
+            TxPath::Own { sink, .. } => sink.flush(false),
             _ => {}
         }
         self.releaser.flush();
     }
 
     /// Closes the path; the output thread is woken to notice once it has drained the ring.
-    /// Returns what the path sent itself (a shard's own TX queue), `None` otherwise.
+    /// Returns what the path sent itself (a sink of the shard's own), `None` otherwise.
     pub fn close(&mut self) -> Option<OutputStats> {
         let stats = match std::mem::replace(&mut self.path, TxPath::Closed) {
             TxPath::Ring { ring, writer } => {
@@ -101,10 +98,10 @@ impl Tx {
                 writer.wake();
                 None
             }
-            #[cfg(feature = "dpdk")]
-            TxPath::Queue(mut q) => {
-                q.flush(true);
-                Some(q.stats)
+            TxPath::Own { mut sink, .. } => {
+                sink.flush(true);
+                let _ = sink.finish();
+                Some(sink.stats())
             }
             _ => None,
         };
@@ -113,13 +110,52 @@ impl Tx {
     }
 }
 
-/// The output thread: writes what the shards forward, then returns buffers to the pool.
-pub struct PcapOutput {
+/// A pcap file as a sink: every packet of its link type is written; the first write error
+/// stops the writing (the packets after it are counted, not written) and is reported at the
+/// end.
+pub struct PcapSink {
     writer: PcapWriter,
-    pub link: LinkType,
-    shards: ShardRings,
-    pool: Arc<PacketPool>,
-    releaser: Releaser,
+    link: LinkType,
+    stats: OutputStats,
+    error: Option<CaptureError>,
+}
+
+impl PcapSink {
+    /// Creates the file now, so that a bad path stops the run before it starts.
+    pub fn create(path: &Path, link: LinkType) -> Result<PcapSink, CaptureError> {
+        Ok(PcapSink { writer: PcapWriter::create(path, link)?, link, stats: OutputStats::default(), error: None })
+    }
+}
+
+impl Sink for PcapSink {
+    fn send(&mut self, pool: &PacketPool, pkt: &RxPacket) {
+        if pkt.link != self.link {
+            self.stats.link_mismatch += 1;
+            return;
+        }
+        if self.error.is_none() {
+            // SAFETY: the caller holds the buffer until this returns.
+            let data = unsafe { pool.bytes(pkt.buf, pkt.len) };
+            if let Err(e) = self.writer.write(pkt.ts_ns, pkt.wire_len, data) {
+                self.error = Some(e);
+            }
+            self.stats.packets += 1;
+            self.stats.bytes += u64::from(pkt.len);
+        }
+    }
+
+    fn flush(&mut self, _drain: bool) {}
+
+    fn stats(&self) -> OutputStats {
+        self.stats
+    }
+
+    fn finish(&mut self) -> Option<CaptureError> {
+        match self.error.take() {
+            Some(e) => Some(e),
+            None => self.writer.flush().err(),
+        }
+    }
 }
 
 /// Capacity of each shard's ring into the output thread.
@@ -144,89 +180,60 @@ impl ShardRings {
         }
         (ShardRings { rings, waker }, txs)
     }
-
-    /// Call on the output thread before its loop.
-    pub fn bind_current(&self) {
-        self.waker.bind_current();
-    }
-
-    /// Ends a round of the output loop that took `moved` packets: gives buffers back (the input
-    /// may be waiting for one) or waits for the next packet. False once every shard has closed
-    /// its ring and the rings are empty.
-    pub fn end_round(&self, moved: usize, releaser: &mut Releaser, idler: &mut Idler) -> bool {
-        if moved > 0 {
-            releaser.flush();
-            idler.reset();
-            return true;
-        }
-        let rings = &self.rings;
-        if rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
-            return false;
-        }
-        idler.idle(&self.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
-        true
-    }
 }
 
-/// Counters of the output thread.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OutputStats {
-    pub packets: u64,
-    pub bytes: u64,
-    /// Packets whose link type differs from the file's (a pcap has one link type).
-    pub link_mismatch: u64,
-    /// Packets a port would not take even after retries (counted, freed).
-    pub tx_dropped: u64,
+/// The output thread: drains what the shards forward into a sink, then gives the buffers back.
+pub struct OutputThread {
+    shards: ShardRings,
+    sink: Box<dyn Sink>,
+    pool: Arc<PacketPool>,
+    releaser: Releaser,
 }
 
-impl PcapOutput {
-    /// The output thread (its file created now, so that a bad path stops the run before it
-    /// starts) and one TX path per shard releaser.
-    pub fn new(
-        path: PathBuf,
-        link: LinkType,
-        pool: Arc<PacketPool>,
-        releaser: Releaser,
-        shard_releasers: Vec<Releaser>,
-    ) -> Result<(PcapOutput, Vec<Tx>), CaptureError> {
-        let writer = PcapWriter::create(&path, link)?;
+/// Packets taken from the shards' rings between two bursts to the sink.
+const OUTPUT_BURST: usize = 32;
+
+impl OutputThread {
+    /// The output thread over `sink`, and one TX path per shard releaser.
+    pub fn new(sink: Box<dyn Sink>, pool: Arc<PacketPool>, releaser: Releaser, shard_releasers: Vec<Releaser>) -> (OutputThread, Vec<Tx>) {
         let (shards, txs) = ShardRings::new(shard_releasers);
-        Ok((PcapOutput { writer, link, shards, pool, releaser }, txs))
+        (OutputThread { shards, sink, pool, releaser }, txs)
     }
 
-    /// Runs until every shard has dropped its TX path and the rings are empty. Returns what it
-    /// wrote, and the first write error if the file could not be written in full (the packets
-    /// after it are drained and counted, not written).
+    /// Runs until every shard has closed its TX path and the rings are empty. Returns what the
+    /// sink sent, and the first error that kept it from sending everything.
     pub fn run(mut self, idle: IdlePolicy) -> (OutputStats, Option<CaptureError>) {
-        self.shards.bind_current();
-        let mut stats = OutputStats::default();
+        self.shards.waker.bind_current();
         let mut idler = Idler::new(idle);
-        let mut result = Ok(());
         loop {
             let mut moved = 0;
             for ring in &mut self.shards.rings {
                 while let Ok(pkt) = ring.pop() {
                     moved += 1;
-                    if pkt.link != self.link {
-                        stats.link_mismatch += 1;
-                    } else if result.is_ok() {
-                        // SAFETY: the shard handed the buffer over with the packet.
-                        let data = unsafe { self.pool.bytes(pkt.buf, pkt.len) };
-                        result = self.writer.write(pkt.ts_ns, pkt.wire_len, data);
-                        stats.packets += 1;
-                        stats.bytes += u64::from(pkt.len);
-                    }
+                    self.sink.send(&self.pool, &pkt);
                     self.releaser.release(pkt.buf);
+                    if moved % OUTPUT_BURST == 0 {
+                        self.sink.flush(false);
+                    }
                 }
             }
-            if !self.shards.end_round(moved, &mut self.releaser, &mut idler) {
+            // Everything taken this round goes out now (a port that will not take it within a
+            // few retries drops it, counted): the next round may wait for the shards.
+            self.sink.flush(true);
+            if moved > 0 {
+                // Buffers back now: the input may be waiting for one.
+                self.releaser.flush();
+                idler.reset();
+                continue;
+            }
+            let rings = &self.shards.rings;
+            if rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
                 break;
             }
+            idler.idle(&self.shards.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
         }
-        let error = match result {
-            Ok(()) => self.writer.finish().err(),
-            Err(e) => Some(e),
-        };
-        (stats, error)
+        self.releaser.flush();
+        let error = self.sink.finish();
+        (self.sink.stats(), error)
     }
 }

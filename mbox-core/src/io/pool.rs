@@ -74,6 +74,9 @@ pub fn lending_pool(
     (pool, allocator, ends)
 }
 
+/// Packet buffer size before any growth (a jumbo-free Ethernet frame fits).
+pub const INITIAL_BUFFER: usize = 2048;
+
 /// Bytes a pool of `count` buffers of `buf_size` bytes with `releasers` release rings
 /// allocates when it is made (a pool whose input lends its own buffers allocates none).
 pub fn footprint(count: usize, buf_size: usize, releasers: usize, lends: bool) -> usize {

@@ -55,6 +55,10 @@ pub struct ShardSetup {
     pub live: Arc<Snapshot<ShardReport>>,
 }
 
+/// Event slots per shard reserved for NF publications (when some NF publishes), besides
+/// `[runtime] event_slots` for the stack's events.
+pub const PUBLICATION_SLOTS: usize = 4096;
+
 /// What one copy grows to at most when segments continuing it are appended: a kept range is
 /// reported as one event, and its buffer is reused by later copies.
 const MAX_COPY_RANGE: usize = 64 * 1024;
@@ -88,8 +92,8 @@ pub struct ShardReport {
     /// stays 0 unless that bound is wrong; counted rather than silent if it ever is.
     pub events_without_slot: u64,
     /// With a queue pair per shard, what the shard received and sent itself.
-    pub input: Option<crate::io::dispatch::InputReport>,
-    pub output: Option<crate::io::output::OutputStats>,
+    pub input: Option<crate::io::device::InputReport>,
+    pub output: Option<crate::io::device::OutputStats>,
 }
 
 impl ShardReport {

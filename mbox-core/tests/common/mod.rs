@@ -5,7 +5,8 @@
 
 use mbox_core::config::Config;
 use mbox_core::plugin::{default_plugin_dir, library_path};
-use mbox_core::runtime::pipeline::{self, RunOptions, RunReport};
+use mbox_core::report::RunReport;
+use mbox_core::run::{self, RunOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -42,8 +43,8 @@ pub fn run_toml(toml: &str) -> RunReport {
 pub fn try_run_toml(toml: &str) -> Result<RunReport, String> {
     let text = format!("plugin_dir = {:?}\n{toml}", plugin_dir().display().to_string());
     let cfg = Config::parse(&text, Path::new("test.toml")).map_err(|e| e.to_string())?;
-    let prepared = pipeline::prepare(cfg, Path::new("test.toml")).map_err(|e| e.to_string())?;
-    pipeline::run(prepared, RunOptions::default()).map_err(|e| e.to_string())
+    let prepared = run::prepare(cfg, Path::new("test.toml")).map_err(|e| e.to_string())?;
+    run::run(prepared, RunOptions::default()).map_err(|e| e.to_string())
 }
 
 /// Rows of a reference TSV file as maps from column name to value.

@@ -95,8 +95,10 @@ pub fn size(bytes: u64) -> String {
 /// What a run of `config` with the NFs `nfs` preallocates, by part (sizes as
 /// `runtime::pipeline` makes them).
 pub fn estimate(config: &Config, nfs: &[NfSpec], limit: Option<(u64, String)>) -> MemoryEstimate {
-    use super::pipeline::{INITIAL_BUFFER, PUBLICATION_SLOTS, RX_RING};
     use crate::io::output::TX_RING;
+    use crate::io::pool::INITIAL_BUFFER;
+    use crate::io::RX_RING;
+    use crate::runtime::shard::PUBLICATION_SLOTS;
     let rt = &config.runtime;
     let shards = rt.shards;
     let dpdk = config.dpdk.is_some();
