@@ -103,6 +103,9 @@ pub struct DpdkConfig {
     /// Default: run until interrupted (Ctrl-C).
     #[serde(default, deserialize_with = "some_duration")]
     pub idle_stop: Option<Duration>,
+    /// Also write every frame received to this pcap (with a queue pair per shard, one file per
+    /// shard: `NAME.shardN.pcap`).
+    pub trace: Option<PathBuf>,
 }
 
 fn default_ports() -> Vec<u16> {
@@ -139,6 +142,40 @@ pub struct InputConfig {
     /// give new flows instead of old data on the previous pass's connections.
     #[serde(default, deserialize_with = "some_duration")]
     pub retime: Option<Duration>,
+    /// Send the input's frames across a simulated bad wire first (seeded: the same frames in
+    /// the same order every run).
+    pub impair: Option<ImpairConfig>,
+    /// Also write every frame the shards get (after `impair`) to this pcap.
+    pub trace: Option<PathBuf>,
+}
+
+/// `[input] impair`: what the simulated wire does to the input's frames.
+#[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImpairConfig {
+    /// Probability a frame is lost.
+    pub loss: f64,
+    /// Probability a frame arrives after the next one to three.
+    pub reorder: f64,
+    /// Probability a frame arrives twice.
+    pub duplicate: f64,
+    /// Each frame arrives up to this much later ("1ms"), uniformly: close frames overtake.
+    #[serde(deserialize_with = "duration")]
+    pub delay: Duration,
+    pub seed: u64,
+}
+
+impl ImpairConfig {
+    /// The wire's settings.
+    pub fn impairment(&self) -> mbox_stack::sim::Impairment {
+        mbox_stack::sim::Impairment {
+            loss: self.loss,
+            reorder: self.reorder,
+            duplicate: self.duplicate,
+            delay_ns: u64::try_from(self.delay.as_nanos()).unwrap_or(u64::MAX),
+            seed: self.seed,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -147,7 +184,7 @@ fn one() -> u32 {
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { pcap: Vec::new(), generator: None, repeat: 1, retime: None }
+        InputConfig { pcap: Vec::new(), generator: None, repeat: 1, retime: None, impair: None, trace: None }
     }
 }
 
@@ -512,6 +549,12 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid { path: path.to_path_buf(), key: key.to_string(), problem };
+        if self.dpdk.is_some() && (self.input.impair.is_some() || self.input.trace.is_some()) {
+            return Err(invalid(
+                "[input]",
+                "with DPDK ports there is no `[input]`: trace them with `[dpdk] trace`; a live wire is impaired outside mbox (tools/testbed.sh impair)".into(),
+            ));
+        }
         match (self.input.pcap.is_empty(), &self.input.generator, &self.dpdk) {
             (true, None, Some(d)) => validate_dpdk(d).map_err(|(k, p)| invalid(k, p))?,
             (_, _, Some(_)) => return Err(invalid("[dpdk]", "DPDK ports are the input: leave `[input]` out".into())),
@@ -524,6 +567,9 @@ impl Config {
             }
             (true, Some(g), None) => g.validate().map_err(|p| invalid("[input] generator", p))?,
             (false, None, None) => {}
+        }
+        if let Some(i) = &self.input.impair {
+            i.impairment().validate().map_err(|p| invalid("[input] impair", p))?;
         }
         if self.dpdk.is_some() && self.output.pcap.is_some() {
             return Err(invalid("[output] pcap", "with DPDK ports, forwarded packets leave through the ports, not to a file".into()));

@@ -50,6 +50,12 @@ impl RunFiles {
         if let Some(path) = &config.output.pcap {
             writes.push(FileUse { role: "[output] pcap".into(), path: path.clone() });
         }
+        if let Some(path) = &config.input.trace {
+            writes.push(FileUse { role: "[input] trace".into(), path: path.clone() });
+        }
+        if let Some(path) = config.dpdk.as_ref().and_then(|d| d.trace.as_ref()) {
+            writes.push(FileUse { role: "[dpdk] trace".into(), path: path.clone() });
+        }
         for (i, (nf, plugin)) in config.nfs.iter().zip(plugins).enumerate() {
             for arg in &plugin.outputs {
                 let Some(toml::Value::String(value)) = nf.args.get(arg.as_str()) else { continue };

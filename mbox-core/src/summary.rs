@@ -106,6 +106,17 @@ pub fn text(r: &RunReport) -> String {
     if r.input.skipped > 0 {
         let _ = writeln!(s, "          skipped {} packets on interfaces of unsupported link types", n(r.input.skipped));
     }
+    if let Some(w) = &r.input.impaired {
+        let _ = writeln!(
+            s,
+            "          impaired wire: {} frames in, {} lost, {} reordered, {} duplicated, {} overtaken by delay",
+            n(w.sent),
+            n(w.lost),
+            n(w.reordered),
+            n(w.duplicated),
+            n(w.overtaken)
+        );
+    }
     if r.input.missed > 0 {
         let _ = writeln!(s, "          MISSED {} packets: the ports dropped them on arrival (input too slow)", n(r.input.missed));
     }
@@ -290,6 +301,7 @@ pub fn json(r: &RunReport) -> Value {
             "bytes": r.input.bytes,
             "skipped": r.input.skipped,
             "missed": r.input.missed,
+            "impaired": r.input.impaired.map(|w| json!({ "sent": w.sent, "lost": w.lost, "reordered": w.reordered, "duplicated": w.duplicated, "overtaken": w.overtaken })),
             "pool_waits": r.input.pool_waits,
             "ring_waits": r.input.ring_waits,
             "error": r.input.error,

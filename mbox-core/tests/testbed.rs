@@ -95,6 +95,8 @@ struct Mbox {
     report: PathBuf,
     /// Its control socket.
     socket: PathBuf,
+    /// The traces of what it received (`[dpdk] trace`: one file, or one per shard).
+    traces: Vec<PathBuf>,
 }
 
 impl Mbox {
@@ -121,11 +123,17 @@ impl Mbox {
         ];
         let eal: Vec<String> = eal.iter().map(|a| format!("{a:?}")).collect();
         let socket = tb.dir.path().join(format!("{name}.sock"));
+        let trace = tb.dir.path().join(format!("{name}-trace.pcap"));
+        let traces = match queues {
+            true => (0..shards).map(|s| trace.with_extension(format!("shard{s}.pcap"))).collect(),
+            false => vec![trace.clone()],
+        };
         let text = format!(
-            "plugin_dir = {:?}\n[dpdk]\neal = [{}]\nports = [0, 1]\nsteering = \"{steering}\"\n[runtime]\nshards = {shards}\n\
+            "plugin_dir = {:?}\n[dpdk]\neal = [{}]\nports = [0, 1]\nsteering = \"{steering}\"\ntrace = {}\n[runtime]\nshards = {shards}\n\
              [control]\nsocket = {}\n{nfs}",
             plugin_dir().display().to_string(),
             eal.join(", "),
+            toml_path(&trace),
             toml_path(&socket)
         );
         std::fs::write(&config, text).unwrap();
@@ -135,7 +143,7 @@ impl Mbox {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let m = Mbox { child, report, socket };
+        let m = Mbox { child, report, socket, traces };
         // Ready once a request gets through.
         let started = Instant::now();
         while !tb.client(&["curl", "-s", "-o", "/dev/null", "-m", "2", &format!("http://{SERVER}/small")]).status.success() {
@@ -145,12 +153,23 @@ impl Mbox {
         m
     }
 
-    /// Stops it as Ctrl-C would; returns its report.
+    /// Stops it as Ctrl-C would; returns its report, after checking that the traces of what it
+    /// received (`[dpdk] trace`) hold every frame the report counts.
     fn stop(mut self) -> serde_json::Value {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
         assert!(status.success(), "mbox exited with {status}");
-        serde_json::from_str(&std::fs::read_to_string(&self.report).unwrap()).unwrap()
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&self.report).unwrap()).unwrap();
+        let mut traced = 0;
+        for path in &self.traces {
+            let mut reader = mbox_core::io::capture::CaptureReader::open(path).unwrap();
+            let mut buf = Vec::new();
+            while reader.next_packet(&mut buf).unwrap().is_some() {
+                traced += 1;
+            }
+        }
+        assert_eq!(Some(traced), report["input"]["packets"].as_u64(), "frames traced in {:?}", self.traces);
+        report
     }
 }
 

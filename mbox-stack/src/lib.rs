@@ -6,10 +6,13 @@
 //! - [`fragments`]: IPv4/IPv6 reassembly.
 //! - [`l23`]: the L2/3 µStack's per-packet logic, reporting into a [`l23::StackSink`].
 //! - [`tcp`]: the TCP Monitor µStack: both sides' state and both directions reassembled.
+//! - [`sim`]: a simulated network (seeded loss, reordering, duplication, delay) for tests and
+//!   replays.
 
 pub mod flow_key;
 pub mod flow_table;
 pub mod fragments;
 pub mod l23;
+pub mod sim;
 pub mod tcp;
 pub mod wire;

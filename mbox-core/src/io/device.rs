@@ -15,6 +15,7 @@
 
 use super::capture::CaptureError;
 use super::pool::{Allocator, PacketPool};
+use mbox_stack::sim::WireStats;
 use mbox_stack::wire::LinkType;
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ pub trait Source: Send {
     /// Frames the reader skipped (pcapng interfaces of unsupported link types).
     fn skipped(&self) -> u64 {
         0
+    }
+    /// What a simulated wire in front of the device did to its frames (`[input] impair`).
+    fn impaired(&self) -> Option<WireStats> {
+        None
     }
 }
 
@@ -91,6 +96,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
     fn skipped(&self) -> u64 {
         (**self).skipped()
+    }
+    fn impaired(&self) -> Option<WireStats> {
+        (**self).impaired()
     }
 }
 
@@ -293,6 +301,8 @@ pub struct InputReport {
     pub ring_waits: u64,
     /// An error that ended the input early; the packets before it were processed.
     pub error: Option<String>,
+    /// What the simulated wire did (`[input] impair`).
+    pub impaired: Option<WireStats>,
     /// CPU time of the input thread: reading the capture (or generating), steering, waiting.
     /// A NIC does this work in a live deployment, so benches report the run with and without it.
     pub cpu: Duration,

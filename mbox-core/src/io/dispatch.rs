@@ -108,6 +108,7 @@ impl Dispatcher {
         }
         report.skipped = self.source.skipped();
         report.missed = self.source.missed();
+        report.impaired = self.source.impaired();
         report.cpu = thread_cpu_time();
         self.publish_progress(&report);
         // Dropping the rings tells the shards the input is over; wake them to notice.

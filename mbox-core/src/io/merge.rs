@@ -42,7 +42,7 @@ const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 /// Merges `captures` into `out`.
 pub fn merge(captures: &[PathBuf], opts: &MergeOptions, out: &Path) -> Result<MergeReport, CaptureError> {
-    let input = InputConfig { pcap: captures.to_vec(), generator: None, repeat: opts.repeat.max(1), retime: Some(opts.retime) };
+    let input = InputConfig { pcap: captures.to_vec(), repeat: opts.repeat.max(1), retime: Some(opts.retime), ..InputConfig::default() };
     let mut source = Captures::open(&input)?;
     let mut writer = PcapWriter::create(out, LinkType::Ethernet)?;
     let mut report = MergeReport::default();

@@ -23,9 +23,11 @@ pub mod dispatch;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod generator;
+pub mod impair;
 pub mod merge;
 pub mod output;
 pub mod pool;
 pub mod replay;
+pub mod trace;
 
 pub use device::{Read, RxPacket, ShardInput, RX_RING};

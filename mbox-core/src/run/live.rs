@@ -6,24 +6,38 @@
 use super::error::RunError;
 use super::io::{through_threads, Io};
 use crate::config::{DpdkConfig, DpdkSteering};
-use crate::io::device::OwnInput;
+use crate::io::device::{OwnInput, Source};
 use crate::io::dpdk::{
     give_back, last_packet_clock, missed, rss_flows, DpdkError, DpdkInput, Eal, Mempool, Port, PortOutput, MAX_PENDING, RING_SIZE,
 };
 use crate::io::output::Tx;
 use crate::io::pool::{lending_pool, INITIAL_BUFFER};
+use crate::io::trace::Traced;
 use crate::io::ShardInput;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Builds the I/O of `[dpdk]` for `shards` shards.
 pub(super) fn build(d: &DpdkConfig, shards: usize, packet_buffers: usize) -> Result<Io, RunError> {
     let plan = start(d, shards, packet_buffers)?;
     if plan.queues {
-        return Ok(queue_pairs(d, &plan, shards, packet_buffers));
+        return queue_pairs(d, &plan, shards, packet_buffers);
     }
     let input = DpdkInput::new(plan.ports.clone(), 0, plan.mempool.clone(), plan.description.clone(), d.idle_stop, last_packet_clock());
+    let input = traced(Box::new(input), d.trace.as_deref(), None)?;
     let output = PortOutput::new(plan.ports.clone(), 0);
-    Ok(through_threads(Box::new(input), Some(Box::new(output)), packet_buffers, shards, Some(give_back)))
+    Ok(through_threads(input, Some(Box::new(output)), packet_buffers, shards, Some(give_back)))
+}
+
+/// `input`, traced into `path` when one is given (per shard: `NAME.shardN.pcap`).
+fn traced(input: Box<dyn Source>, path: Option<&Path>, shard: Option<usize>) -> Result<Box<dyn Source>, RunError> {
+    let Some(path) = path else { return Ok(input) };
+    let path = match shard {
+        Some(s) => path.with_extension(format!("shard{s}.pcap")),
+        None => path.to_path_buf(),
+    };
+    let link = input.link();
+    Ok(Box::new(Traced::new(input, &path, link).map_err(RunError::Output)?))
 }
 
 /// The started DPDK ports of `[dpdk]` and how packets reach the shards.
@@ -126,7 +140,7 @@ fn start(d: &DpdkConfig, shards: usize, packet_buffers: usize) -> Result<DpdkPla
 }
 
 /// A queue pair per shard: each shard receives into, and sends from, a pool of its own.
-fn queue_pairs(d: &DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: usize) -> Io {
+fn queue_pairs(d: &DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: usize) -> Result<Io, RunError> {
     let slots = slots_per_shard(packet_buffers, shards);
     // One clock of the last packet for all queues: `idle_stop` ends the run, not one shard.
     let last_packet = last_packet_clock();
@@ -136,16 +150,17 @@ fn queue_pairs(d: &DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: u
         let input =
             DpdkInput::new(plan.ports.clone(), s as u16, plan.mempool.clone(), plan.description.clone(), d.idle_stop, last_packet.clone());
         let tx = Tx::own(Box::new(PortOutput::new(plan.ports.clone(), s as u16)), pool.clone(), releasers.pop().expect("one releaser"));
-        shard_io.push((ShardInput::Own(Box::new(OwnInput::new(Box::new(input), alloc))), pool, tx));
+        let input = traced(Box::new(input), d.trace.as_deref(), Some(s))?;
+        shard_io.push((ShardInput::Own(Box::new(OwnInput::new(input, alloc))), pool, tx));
     }
     let ports = plan.ports.clone();
-    Io {
+    Ok(Io {
         shards: shard_io,
         dispatcher: None,
         output: None,
         missed: Some(Box::new(move || missed(&ports))),
         description: plan.description.clone(),
-    }
+    })
 }
 
 /// Packet slots of each shard's own pool with a queue pair per shard: `[runtime]
