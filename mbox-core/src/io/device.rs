@@ -36,6 +36,22 @@ pub trait Source: Send {
     /// Reads the next frame into pool slot `idx`, which the caller holds (copied into its
     /// buffer, or lent to it).
     fn next_into(&mut self, pool: &PacketPool, idx: u32) -> Result<Next, CaptureError>;
+    /// Reads frames into the pool slots of `slots`, in order, until they are all filled or
+    /// the source has nothing more now: appends what each got to `got` and returns what
+    /// stopped it (`Next::Idle`, `Next::End`, or the last frame's `Next::Packet` when every
+    /// slot was filled). One call per burst: through a `dyn Source`, the frames of a burst are
+    /// read by the concrete source's own loop (this default, compiled for each source).
+    fn next_burst(&mut self, pool: &PacketPool, slots: &[u32], got: &mut Vec<Next>) -> Result<Next, CaptureError> {
+        let mut last = Next::Idle;
+        for &idx in slots {
+            last = self.next_into(pool, idx)?;
+            if !matches!(last, Next::Packet { .. }) {
+                break;
+            }
+            got.push(last);
+        }
+        Ok(last)
+    }
     /// Human description for the summary.
     fn describe(&self) -> String;
     /// The link type an output pcap should use.
@@ -81,6 +97,9 @@ pub trait Sink: Send {
 impl<S: Source + ?Sized> Source for Box<S> {
     fn next_into(&mut self, pool: &PacketPool, idx: u32) -> Result<Next, CaptureError> {
         (**self).next_into(pool, idx)
+    }
+    fn next_burst(&mut self, pool: &PacketPool, slots: &[u32], got: &mut Vec<Next>) -> Result<Next, CaptureError> {
+        (**self).next_burst(pool, slots, got)
     }
     fn describe(&self) -> String {
         (**self).describe()

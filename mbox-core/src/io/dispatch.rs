@@ -32,6 +32,8 @@ pub struct Steering {
 }
 
 const FRAG_CACHE: usize = 1024;
+/// Frames read from the source per call (the pool's buffers for them taken beforehand).
+const BURST: usize = 32;
 /// Packets waiting in a shard's ring before the input wakes the shard (see `nudge`).
 const WAKE_BATCH: usize = 64;
 
@@ -57,13 +59,48 @@ impl Dispatcher {
         let mut frag_cache = vec![(0u64, 0u16); FRAG_CACHE];
         let mut idler = Idler::new(self.idle);
         let mut staged: Vec<Vec<RxPacket>> = (0..self.rings.len()).map(|_| Vec::with_capacity(32)).collect();
+        // Free buffers for the next burst, and what the source put in them.
+        let mut slots: Vec<u32> = Vec::with_capacity(BURST);
+        let mut got: Vec<Next> = Vec::with_capacity(BURST);
         while !self.stop.load(Ordering::Relaxed) && !crate::sys::stop::requested() {
-            let Some(buf) = self.alloc(&mut idler, &mut report, &mut staged) else { break };
-            let (link, len, wire_len, ts_ns, port) = match self.source.next_into(&pool, buf) {
-                Ok(Next::Packet { link, len, wire_len, ts_ns, port }) => (link, len, wire_len, ts_ns, port),
+            // A burst's worth of buffers: one at least (waiting for it), then what is free now.
+            if slots.is_empty() {
+                let Some(buf) = self.alloc(&mut idler, &mut report, &mut staged) else { break };
+                slots.push(buf);
+            }
+            while slots.len() < BURST {
+                let Some(buf) = self.alloc.alloc() else { break };
+                slots.push(buf);
+            }
+            got.clear();
+            let last = self.source.next_burst(&pool, &slots, &mut got);
+            let filled = got.len();
+            for (&buf, next) in slots.iter().zip(&got) {
+                let Next::Packet { link, len, wire_len, ts_ns, port } = *next else { continue };
+                let pkt = RxPacket { buf, len, wire_len, port, link, ts_ns };
+                let shard = if self.rings.len() == 1 {
+                    0
+                } else {
+                    // SAFETY: we hold `buf`, just filled.
+                    let bytes = unsafe { pool.bytes(buf, len) };
+                    self.steer(bytes, wire_len, link, &mut frag_cache, &mut report)
+                };
+                report.packets += 1;
+                report.bytes += u64::from(wire_len);
+                staged[shard].push(pkt);
+                if staged[shard].len() == staged[shard].capacity() {
+                    self.flush(shard, &mut staged[shard], &mut idler, &mut report);
+                }
+                if report.packets % 256 == 0 {
+                    self.publish_progress(&report);
+                }
+            }
+            slots.drain(..filled);
+            match last {
+                Ok(Next::Packet { .. }) => idler.reset(),
+                Ok(Next::Idle) if filled > 0 => idler.reset(),
                 Ok(Next::Idle) => {
                     // A live input with nothing now: hand over what is staged, then back off.
-                    self.alloc.free(buf);
                     for (shard, batch) in staged.iter_mut().enumerate() {
                         let mut b = std::mem::take(batch);
                         self.flush(shard, &mut b, &mut idler, &mut report);
@@ -71,36 +108,16 @@ impl Dispatcher {
                     }
                     // Nobody wakes this thread for the device: poll with growing pauses.
                     idler.idle_polling(pool.allocator_waker(), || false);
-                    continue;
                 }
-                Ok(Next::End) => {
-                    self.alloc.free(buf);
-                    break;
-                }
+                Ok(Next::End) => break,
                 Err(e) => {
-                    self.alloc.free(buf);
                     report.error = Some(e.to_string());
                     break;
                 }
-            };
-            idler.reset();
-            let pkt = RxPacket { buf, len, wire_len, port, link, ts_ns };
-            let shard = if self.rings.len() == 1 {
-                0
-            } else {
-                // SAFETY: we hold `buf`, just filled.
-                let bytes = unsafe { pool.bytes(buf, len) };
-                self.steer(bytes, wire_len, link, &mut frag_cache, &mut report)
-            };
-            report.packets += 1;
-            report.bytes += u64::from(wire_len);
-            staged[shard].push(pkt);
-            if staged[shard].len() == staged[shard].capacity() {
-                self.flush(shard, &mut staged[shard], &mut idler, &mut report);
             }
-            if report.packets % 256 == 0 {
-                self.publish_progress(&report);
-            }
+        }
+        for buf in slots.drain(..) {
+            self.alloc.free(buf);
         }
         for (shard, batch) in staged.iter_mut().enumerate() {
             let mut batch = std::mem::take(batch);

@@ -181,11 +181,11 @@ impl Router {
     /// Takes event `handle` (of the type with dense index `route`, described by `header`) onto
     /// its route: every NF of the route but those that unsubscribed from it for its flow will
     /// see it, in emission order; its first stage opens.
+    #[inline]
     pub fn admit(&mut self, handle: u32, route: usize, header: &EventHeader, held: u32, published: bool) {
         let excluded = self.excluded(header);
         let mut queued = 0;
-        let graph = Arc::clone(&self.graph);
-        for &nf in graph.route(route).stages.iter().flatten().filter(|&&nf| excluded & 1 << nf == 0) {
+        for &nf in self.graph.route(route).stages.iter().flatten().filter(|&&nf| excluded & 1 << nf == 0) {
             self.order[usize::from(nf)].push_back(handle);
             queued += 1;
         }
@@ -197,6 +197,7 @@ impl Router {
     /// meant for it still waits for an upstream stage (later ones wait behind it). Events an
     /// upstream NF dropped are passed over. The caller sends what this returns to the NF and
     /// calls [`Router::done`] when the NF is finished with it.
+    #[inline]
     pub fn next_for(&mut self, nf: usize) -> Option<(u32, usize)> {
         let bit = 1u64 << nf;
         while let Some(&h) = self.order[nf].front() {
@@ -223,6 +224,7 @@ impl Router {
 
     /// One NF of `handle`'s current stage is finished with it; `dropped` says whether the event
     /// stands dropped now (an NF's verdict, or the caller failing it closed).
+    #[inline]
     pub fn done(&mut self, handle: u32, dropped: bool) {
         let meta = &mut self.meta[handle as usize];
         meta.pending -= 1;
