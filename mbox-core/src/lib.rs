@@ -1,9 +1,11 @@
 //! mbox-core: the host side of mbox, a Rust implementation of Microboxes.
 //!
-//! Data flows one way: [`io`] (packets in) -> [`runtime`] shards running the µStacks of the
-//! `mbox-stack` crate -> [`events`] routed by the [`controller`]'s service graph -> NFs loaded by
-//! [`plugin`] -> verdicts -> [`io`] (packets out). [`config`] describes a run,
-//! [`summary`] reports it, and [`control`] answers `mboxctl` while it runs.
+//! Data flows one way: [`io`] (packets in, from a device) -> [`runtime`] shards running the
+//! µStacks of the `mbox-stack` crate -> [`events`] routed by the [`controller`]'s service graph
+//! (`runtime::router` at run time) -> NFs loaded by [`plugin`] -> verdicts -> [`io`] (packets
+//! out). [`config`] describes a run, [`run`] assembles and runs it, [`report`] and [`summary`]
+//! report it, [`control`] answers `mboxctl` while it runs, and [`sys`] is what they all need of
+//! the operating system.
 
 pub mod config;
 pub mod control;

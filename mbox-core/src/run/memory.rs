@@ -93,7 +93,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// What a run of `config` with the NFs `nfs` preallocates, by part (sizes as
-/// `runtime::pipeline` makes them).
+/// `run` makes them).
 pub fn estimate(config: &Config, nfs: &[NfSpec], limit: Option<(u64, String)>) -> MemoryEstimate {
     use crate::io::output::TX_RING;
     use crate::io::pool::INITIAL_BUFFER;
