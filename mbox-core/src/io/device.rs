@@ -8,7 +8,7 @@
 //! What reads and sends through them: the input thread (`dispatch`) reads a source and steers
 //! each frame to its shard; a shard with a queue pair of its own reads a source itself
 //! ([`OwnInput`]) and sends into a sink itself (`output::Tx`); the output thread
-//! ([`OutputThread`]) drains the shards' rings into a sink. Wrappers in smoltcp's manner work
+//! (`output::OutputThread`) drains the shards' rings into a sink. Wrappers in smoltcp's manner work
 //! on any of them: [`trace`](super::trace) writes what a device carries to a pcap, and
 //! [`impair`](super::impair) loses, reorders, duplicates and delays a source's frames with a
 //! seeded generator (a deterministic wire for tests).

@@ -13,7 +13,7 @@
 //!   an event dropped when an NF that may drop could not see it (its ring was full).
 //!
 //! An event is finished once its last stage is done and no NF's order queue holds it any more;
-//! [`Router::take_finished`] hands it back (with whether it was dropped) for the shard to free
+//! [`Router::next_finished`] hands it back (with whether it was dropped) for the shard to free
 //! its slot and let its packet go.
 
 use crate::controller::{NfIndex, ServiceGraph};
