@@ -39,7 +39,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// TCP flags as letters in the order S A F R P U (e.g. `SAFP`), or `-` for none.
 pub fn tcp_flag_letters(flags: u8) -> String {
-    const LETTERS: [(u8, char); 6] = [(0x02, 'S'), (0x10, 'A'), (0x01, 'F'), (0x04, 'R'), (0x08, 'P'), (0x20, 'U')];
+    use crate::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
+    const LETTERS: [(u8, char); 6] = [(SYN, 'S'), (ACK, 'A'), (FIN, 'F'), (RST, 'R'), (PSH, 'P'), (URG, 'U')];
     let s: String = LETTERS.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, c)| *c).collect();
     if s.is_empty() {
         "-".into()
@@ -50,15 +51,16 @@ pub fn tcp_flag_letters(flags: u8) -> String {
 
 /// The name of an IP protocol as eve.json writes it (`TCP`, `UDP`, `ICMP`, ... or the number).
 pub fn proto_name(proto: u8) -> String {
+    use crate::ip_proto::{ESP, GRE, ICMP, ICMPV6, IGMP, SCTP, TCP, UDP};
     match proto {
-        1 => "ICMP".into(),
-        2 => "IGMP".into(),
-        6 => "TCP".into(),
-        17 => "UDP".into(),
-        47 => "GRE".into(),
-        50 => "ESP".into(),
-        58 => "IPv6-ICMP".into(),
-        132 => "SCTP".into(),
+        ICMP => "ICMP".into(),
+        IGMP => "IGMP".into(),
+        TCP => "TCP".into(),
+        UDP => "UDP".into(),
+        GRE => "GRE".into(),
+        ESP => "ESP".into(),
+        ICMPV6 => "IPv6-ICMP".into(),
+        SCTP => "SCTP".into(),
         other => other.to_string(),
     }
 }

@@ -5,6 +5,7 @@
 //! - [`nf`]: the [`NetworkFunction`] trait authors implement, and the guarded FFI object.
 //! - [`plugin`]: the root module a plugin exports, via [`export_nf!`].
 //! - [`kit`]: helpers for NF authors (timestamps, flags, output files).
+//! - [`ip_proto`], [`tcp_flags`]: the protocol numbers and TCP flag bits NFs compare against.
 //!
 //! A plugin depends on this crate and on `abi_stable`, implements [`NetworkFunction`] and
 //! [`Plugin`], and calls `export_nf!(MyNf)`. The host refuses a plugin built against an
@@ -14,11 +15,13 @@ pub mod event_type;
 pub mod events;
 pub mod kit;
 pub mod nf;
+mod numbers;
 pub mod plugin;
 
 pub use event_type::{builtin, EventType};
 pub use events::*;
 pub use nf::{Counter, Counters, Host, HostCalls, NetworkFunction, NfBox, PublishStatus, UnsubscribeStatus, Verdict};
+pub use numbers::{ip_proto, tcp_flags};
 pub use plugin::{NfDescriptor, NfInit, Plugin, PluginInfo, PluginModule, PluginModuleRef, TypeBinding};
 
 pub use abi_stable;

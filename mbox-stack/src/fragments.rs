@@ -252,19 +252,11 @@ fn finish_header(h: &mut [u8], total: usize, version: u8) {
         h[7] = 0;
         h[10] = 0;
         h[11] = 0;
-        let sum = !checksum(h);
+        let sum = crate::wire::checksum::finish(crate::wire::checksum::sum(h));
         h[10..12].copy_from_slice(&sum.to_be_bytes());
     } else {
         h[4..6].copy_from_slice(&(total as u16).to_be_bytes());
     }
-}
-
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 #[cfg(test)]
@@ -311,7 +303,7 @@ mod tests {
         let Ok(Packet::Ip(p)) = parse(whole, LinkType::RawIp, ParseOptions::default()) else { panic!() };
         assert!(p.fragment.is_none());
         assert_eq!((p.src_port, p.dst_port, p.payload_len), (5353, 53, 3000));
-        assert_eq!(checksum(&whole[..20]), 0xffff, "header checksum is valid");
+        assert!(crate::wire::checksum::verifies(crate::wire::checksum::sum(&whole[..20])), "header checksum is valid");
         r.release(slot);
         assert_eq!(r.stats.reassembled, 1);
     }

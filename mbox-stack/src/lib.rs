@@ -1,7 +1,8 @@
 //! The mbox µStacks as a library, with no threads and no I/O: the host's shards run them, and
 //! so can an NF that wants its own stack (the baseline of the chain-length experiment).
 //!
-//! - [`wire`]: header parsing (link layer to TCP/UDP, tunnels).
+//! - [`wire`]: the dissector (link layer to TCP/UDP, tunnels) and typed header views that parse
+//!   and emit (Ethernet, ARP, IPv4, IPv6, TCP with options, UDP), checksums, whole frames.
 //! - [`flow_key`], [`flow_table`]: the bidirectional flow key and the per-shard flow table.
 //! - [`fragments`]: IPv4/IPv6 reassembly.
 //! - [`l23`]: the L2/3 µStack's per-packet logic, reporting into a [`l23::StackSink`].

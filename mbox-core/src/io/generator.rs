@@ -10,7 +10,11 @@
 //! `reorder` delays a packet by one to three packets, `duplicate` repeats it.
 //! Addresses come from 198.18.0.0/15 (clients in 198.18/16, servers in 198.19/16).
 
-use mbox_stack::wire::{ip_proto, tcp_flags, LinkType};
+use mbox_stack::wire::ethernet::HEADER_LEN as ETHERNET_LEN;
+use mbox_stack::wire::ipv4::Ipv4Packet;
+use mbox_stack::wire::tcp::TcpPacket;
+use mbox_stack::wire::udp::UdpPacket;
+use mbox_stack::wire::{checksum, ip_proto, tcp_flags, LinkType};
 use serde::Deserialize;
 use std::collections::VecDeque;
 
@@ -523,47 +527,17 @@ fn udp_packet(out: &mut Vec<u8>, c: &Conversation, from_client: bool, payload: &
 
 /// Fills the IPv4 header checksum and the TCP/UDP checksum of an Ethernet/IPv4 frame.
 pub fn fill_checksums(frame: &mut [u8]) {
-    let ip = 14;
-    frame[ip + 10..ip + 12].fill(0);
-    let sum = !fold(sum16(&frame[ip..ip + 20], 0));
-    frame[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
-    let proto = frame[ip + 9];
-    let l4 = ip + 20;
-    let at = match proto {
-        ip_proto::TCP => l4 + 16,
-        ip_proto::UDP => l4 + 6,
-        _ => return,
-    };
-    frame[at..at + 2].fill(0);
-    let len = (frame.len() - l4) as u32;
-    let mut pseudo = sum16(&frame[ip + 12..ip + 20], 0);
-    pseudo += u32::from(proto) + len;
-    let mut sum = !fold(sum16(&frame[l4..], pseudo));
-    if proto == ip_proto::UDP && sum == 0 {
-        sum = 0xffff;
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETHERNET_LEN..]);
+    ip.fill_checksum();
+    let (proto, start, end) = (ip.protocol(), ETHERNET_LEN + ip.header_len(), ETHERNET_LEN + usize::from(ip.total_len()));
+    let pseudo = checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), proto, (end - start) as u32);
+    // Exactly the IP payload: padding after it is not covered.
+    let l4 = &mut frame[start..end];
+    match proto {
+        ip_proto::TCP => TcpPacket::new_unchecked(l4).fill_checksum(pseudo),
+        ip_proto::UDP => UdpPacket::new_unchecked(l4).fill_checksum(pseudo),
+        _ => {}
     }
-    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-}
-
-fn sum16(bytes: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = bytes.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        if acc > 0xffff_0000 {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-    }
-    if let [last] = chunks.remainder() {
-        acc += u32::from(*last) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
 }
 
 impl super::device::Source for Generator {
@@ -626,7 +600,7 @@ mod tests {
         let mut fins = 0;
         for (_, p) in &pkts {
             let Ok(Packet::Ip(parsed)) = parse(p, LinkType::Ethernet, ParseOptions::default()) else { panic!("unparsable") };
-            assert_eq!(fold(sum16(&p[14..34], 0)), 0xffff, "IP checksum");
+            assert!(Ipv4Packet::new_checked(&p[14..]).unwrap().verify_checksum(), "IP checksum");
             let from_server = parsed.src_port == 80;
             let client = if from_server { parsed.dst } else { parsed.src };
             *payload_by_flow.entry((client, from_server)).or_default() += u64::from(parsed.payload_len);

@@ -11,7 +11,7 @@
 use super::capture::{CaptureError, PcapWriter};
 use super::replay::Captures;
 use crate::config::InputConfig;
-use mbox_stack::wire::{ip_proto, parse_frame, LinkType, Packet, ParseOptions, Parsed};
+use mbox_stack::wire::{checksum, ip_proto, parse_frame, LinkType, Packet, ParseOptions, Parsed};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -124,7 +124,7 @@ fn remap(frame: &mut [u8], p: &Parsed, pass: u32) {
         ip_proto::TCP if p.has_l4_header() => Some(l4 + 16),
         ip_proto::UDP if p.has_l4_header() => Some(l4 + 6),
         // ICMPv6's checksum covers the addresses too (ICMPv4's does not).
-        ICMPV6 if p.ip_version == 6 && first_fragment => Some(l4 + 2),
+        ip_proto::ICMPV6 if p.ip_version == 6 && first_fragment => Some(l4 + 2),
         _ => None,
     }
     .filter(|&at| at + 2 <= frame.len());
@@ -147,18 +147,10 @@ fn remap(frame: &mut [u8], p: &Parsed, pass: u32) {
     }
 }
 
-/// IP protocol number of ICMPv6.
-const ICMPV6: u8 = 58;
-
-/// Updates the Internet checksum at `at` for one 16-bit word changed from `old` to `new`
-/// (RFC 1624: HC' = ~(~HC + ~m + m')).
+/// Updates the Internet checksum at `at` for one 16-bit word changed from `old` to `new`.
 fn update_checksum(frame: &mut [u8], at: usize, old: u16, new: u16) {
     let hc = u16::from_be_bytes([frame[at], frame[at + 1]]);
-    let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    frame[at..at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    frame[at..at + 2].copy_from_slice(&checksum::update16(hc, old, new).to_be_bytes());
 }
 
 #[cfg(test)]
@@ -167,14 +159,7 @@ mod tests {
 
     /// The Internet checksum of `data` (for checking the incremental updates).
     fn checksum(data: &[u8]) -> u16 {
-        let mut sum = 0u32;
-        for c in data.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+        super::checksum::finish(super::checksum::sum(data))
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl Dpi {
             return;
         }
         f.done = true;
-        let guess = classify::by_port(flow.tuple.ip_proto == 6, flow.tuple.ports);
+        let guess = classify::by_port(flow.tuple.ip_proto == mbox_abi::ip_proto::TCP, flow.tuple.ports);
         if guess == app::UNKNOWN {
             self.counts[usize::from(app::UNKNOWN)] += 1;
         } else {

@@ -12,6 +12,7 @@
 //! appends to the same output: no flow is written twice or in parts.
 
 use mbox_abi::kit::{proto_name, tcp_flag_letters, ts_epoch, Args, LineWriter};
+use mbox_abi::tcp_flags::{ACK, SYN};
 use mbox_abi::{export_nf, reason_name, EventHeader, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict};
 use std::fmt::Write as _;
 
@@ -53,9 +54,6 @@ pub struct FlowStats {
     /// Slots per shard's flow table (saved state naming another slot is refused).
     flow_slots: usize,
 }
-
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
 
 impl FlowStats {
     fn slot(&mut self, shard: u16, slot: u32) -> &mut Option<FlowCounters> {
@@ -109,7 +107,7 @@ impl FlowStats {
         let t = &flow.tuple;
         // Written field by field into a reused buffer: one line per flow, no allocation (every
         // value is a number or a name that needs no JSON escaping).
-        let tcp = t.ip_proto == 6;
+        let tcp = t.ip_proto == mbox_abi::ip_proto::TCP;
         let mut line = std::mem::take(&mut self.line);
         line.clear();
         let _ = write!(

@@ -9,6 +9,7 @@
 
 use mbox_abi::events::tcp_state;
 use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter};
+use mbox_abi::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use mbox_abi::{
     app, end_reason_name, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent,
     FlowTypeEvent, Host, NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent,
@@ -62,7 +63,7 @@ impl Logger {
                 if tcp.snapshot != TcpSnapshot::default() {
                     t["mbox_state"] = snapshot_json(&tcp.snapshot);
                 }
-                for (bit, name) in [(0x02, "syn"), (0x01, "fin"), (0x04, "rst"), (0x08, "psh"), (0x10, "ack"), (0x20, "urg")] {
+                for (bit, name) in [(SYN, "syn"), (FIN, "fin"), (RST, "rst"), (PSH, "psh"), (ACK, "ack"), (URG, "urg")] {
                     if f & bit != 0 {
                         t[name] = json!(true);
                     }

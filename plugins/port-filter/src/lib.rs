@@ -4,6 +4,7 @@
 //!
 //! Arguments: `drop_ports` (a list of port numbers).
 
+use mbox_abi::ip_proto;
 use mbox_abi::kit::Args;
 use mbox_abi::{export_nf, EventHeader, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict};
 
@@ -21,7 +22,11 @@ impl PortFilter {
 impl NetworkFunction for PortFilter {
     fn on_event(&mut self, event: &EventHeader, _host: &mut Host<'_>) -> Verdict {
         match event.view::<PktEvent>() {
-            Some(p) if (p.ip_proto == 6 || p.ip_proto == 17) && (self.blocks(p.src_port) || self.blocks(p.dst_port)) => Verdict::Drop,
+            Some(p)
+                if (p.ip_proto == ip_proto::TCP || p.ip_proto == ip_proto::UDP) && (self.blocks(p.src_port) || self.blocks(p.dst_port)) =>
+            {
+                Verdict::Drop
+            }
             _ => Verdict::Pass,
         }
     }

@@ -1,10 +1,14 @@
-//! Header parsing for the L2/3 µStack: link layer, VLAN/MPLS/PPPoE, IPv4/IPv6, tunnels, TCP/UDP.
+//! The L2/3 µStack's dissector: link layer, VLAN/MPLS/PPPoE, IPv4/IPv6, tunnels, TCP/UDP in one pass.
 //!
 //! Every length is checked before it is read, so garbage yields a [`ParseError`] naming the
 //! cause (the shard counts it and drops the packet), never a panic. A packet whose capture was cut
 //! short (snaplen) still parses as long as the headers themselves were captured: the lengths
 //! reported are the ones the headers declare, as tshark reports them.
 
+use super::ethernet::ethertype;
+use super::ip_proto;
+use super::ipv4::{self, Ipv4Packet};
+use super::tcp::{self, TcpPacket};
 use thiserror::Error;
 
 /// How a capture or port frames its packets.
@@ -174,27 +178,6 @@ pub struct TcpFields {
     pub header_len: u8,
 }
 
-/// TCP flag bits.
-pub mod tcp_flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-}
-
-/// IP protocol numbers the parser knows.
-pub mod ip_proto {
-    pub const ICMP: u8 = 1;
-    pub const IPIP: u8 = 4;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const IPV6: u8 = 41;
-    pub const GRE: u8 = 47;
-    pub const ICMPV6: u8 = 58;
-}
-
 /// The result of parsing an IP packet: the innermost IP header and what follows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Parsed {
@@ -247,16 +230,6 @@ pub enum Packet {
         ethertype: u16,
     },
 }
-
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88a8;
-const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
-const ETHERTYPE_MPLS: u16 = 0x8847;
-const ETHERTYPE_MPLS_MC: u16 = 0x8848;
-const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
-const ETHERTYPE_TEB: u16 = 0x6558; // transparent Ethernet bridging, inside GRE
 
 const UDP_PORT_GTPU: u16 = 2152;
 const UDP_PORT_VXLAN: u16 = 4789;
@@ -320,22 +293,22 @@ pub fn parse_into(data: &[u8], wire_len: u32, link: LinkType, opts: ParseOptions
             after_ethertype(data, 20, proto, out)?
         }
         LinkType::RawIp => (0, version_ethertype(data, 0)?),
-        LinkType::Ipv4 => (0, ETHERTYPE_IPV4),
-        LinkType::Ipv6 => (0, ETHERTYPE_IPV6),
+        LinkType::Ipv4 => (0, ethertype::IPV4),
+        LinkType::Ipv6 => (0, ethertype::IPV6),
         LinkType::Null => {
             let family = data.get(0..4).ok_or(ParseError::TruncatedLink)?;
             // Written in the capturing host's byte order: accept either.
             let family =
                 u32::from_le_bytes(family.try_into().unwrap_or([0; 4])).min(u32::from_be_bytes(family.try_into().unwrap_or([0; 4])));
             match family {
-                2 => (4, ETHERTYPE_IPV4),
-                24 | 28 | 30 => (4, ETHERTYPE_IPV6),
+                2 => (4, ethertype::IPV4),
+                24 | 28 | 30 => (4, ethertype::IPV6),
                 _ => return Ok(Frame::NonIp { ethertype: 0 }),
             }
         }
     };
     match ethertype {
-        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
+        ethertype::IPV4 | ethertype::IPV6 => {
             ip(data, wire, offset, ethertype, opts, 0, out)?;
             Ok(Frame::Ip)
         }
@@ -357,7 +330,7 @@ fn ethernet(data: &[u8], at: usize, out: &mut Parsed) -> Result<Option<(usize, u
 /// EtherType (IPv4 or IPv6 for MPLS payloads, guessed from the version nibble as routers do).
 fn after_ethertype(data: &[u8], mut at: usize, mut ethertype: u16, out: &mut Parsed) -> Result<(usize, u16), ParseError> {
     let mut tags = 0usize;
-    while matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
+    while matches!(ethertype, ethertype::VLAN | ethertype::QINQ | ethertype::QINQ_OLD) {
         if tags == MAX_VLAN_TAGS {
             return Err(ParseError::TooManyVlanTags);
         }
@@ -371,7 +344,7 @@ fn after_ethertype(data: &[u8], mut at: usize, mut ethertype: u16, out: &mut Par
     }
     out.vlan_tags = tags as u8;
     match ethertype {
-        ETHERTYPE_MPLS | ETHERTYPE_MPLS_MC => {
+        ethertype::MPLS | ethertype::MPLS_MULTICAST => {
             for _ in 0..MAX_MPLS_LABELS {
                 let label = be32(data, at).ok_or(ParseError::BadMpls)?;
                 at += 4;
@@ -379,8 +352,8 @@ fn after_ethertype(data: &[u8], mut at: usize, mut ethertype: u16, out: &mut Par
                     // Bottom of stack: MPLS does not say what follows; the version nibble does
                     // (anything else, e.g. a pseudowire control word, is not IP).
                     let ethertype = match data.get(at).ok_or(ParseError::BadMpls)? >> 4 {
-                        4 => ETHERTYPE_IPV4,
-                        6 => ETHERTYPE_IPV6,
+                        4 => ethertype::IPV4,
+                        6 => ethertype::IPV6,
                         _ => 0,
                     };
                     return Ok((at, ethertype));
@@ -388,12 +361,12 @@ fn after_ethertype(data: &[u8], mut at: usize, mut ethertype: u16, out: &mut Par
             }
             Err(ParseError::BadMpls)
         }
-        ETHERTYPE_PPPOE_SESSION => {
+        ethertype::PPPOE_SESSION => {
             // 6-byte PPPoE header, then a 2-byte PPP protocol number.
             let ppp = be16(data, at + 6).ok_or(ParseError::TruncatedLink)?;
             let inner = match ppp {
-                0x0021 => ETHERTYPE_IPV4,
-                0x0057 => ETHERTYPE_IPV6,
+                0x0021 => ethertype::IPV4,
+                0x0057 => ethertype::IPV6,
                 _ => 0,
             };
             Ok((at + 8, inner))
@@ -405,8 +378,8 @@ fn after_ethertype(data: &[u8], mut at: usize, mut ethertype: u16, out: &mut Par
 /// The EtherType implied by the IP version nibble at `at`.
 fn version_ethertype(data: &[u8], at: usize) -> Result<u16, ParseError> {
     match data.get(at).ok_or(ParseError::TruncatedIp)? >> 4 {
-        4 => Ok(ETHERTYPE_IPV4),
-        6 => Ok(ETHERTYPE_IPV6),
+        4 => Ok(ethertype::IPV4),
+        6 => Ok(ethertype::IPV6),
         _ => Err(ParseError::BadIpVersion),
     }
 }
@@ -420,7 +393,7 @@ fn ip(data: &[u8], wire: usize, at: usize, ethertype: u16, opts: ParseOptions, d
     out.l3_offset = at as u32;
     out.fragment = None;
     // Declared end of the IP packet; L4 lengths are derived from it, never from the capture.
-    let (proto, l4_at, l4_len) = if ethertype == ETHERTYPE_IPV4 { ipv4(data, wire, at, out)? } else { ipv6(data, wire, at, out)? };
+    let (proto, l4_at, l4_len) = if ethertype == ethertype::IPV4 { ipv4(data, wire, at, out)? } else { ipv6(data, wire, at, out)? };
     out.ip_proto = proto;
     out.l4_offset = l4_at as u32;
     out.payload_offset = l4_at as u32;
@@ -444,7 +417,7 @@ fn ip(data: &[u8], wire: usize, at: usize, ethertype: u16, opts: ParseOptions, d
             Ok(())
         }
         ip_proto::IPIP | ip_proto::IPV6 if opts.decap_tunnels && out.fragment.is_none() => {
-            let inner = if proto == ip_proto::IPIP { ETHERTYPE_IPV4 } else { ETHERTYPE_IPV6 };
+            let inner = if proto == ip_proto::IPIP { ethertype::IPV4 } else { ethertype::IPV6 };
             decap(out, |out| {
                 out.tunnelled = true;
                 ip(data, wire, l4_at, inner, opts, depth + 1, out)
@@ -470,12 +443,12 @@ fn decap(out: &mut Parsed, inner: impl FnOnce(&mut Parsed) -> Result<(), ParseEr
 
 /// IPv4 header: returns (protocol, L4 offset, L4 length).
 fn ipv4(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, usize, u32), ParseError> {
-    let h = data.get(at..at + 20).ok_or(ParseError::TruncatedIp)?;
-    if h[0] >> 4 != 4 {
+    let h = Ipv4Packet::new_unchecked(data.get(at..at + ipv4::HEADER_LEN).ok_or(ParseError::TruncatedIp)?);
+    if h.version() != 4 {
         return Err(ParseError::BadIpVersion);
     }
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    if ihl < 20 {
+    let ihl = h.header_len();
+    if ihl < ipv4::HEADER_LEN {
         return Err(ParseError::BadIpv4HeaderLength);
     }
     if data.len() < at + ihl {
@@ -483,7 +456,7 @@ fn ipv4(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
     }
     // What the frame really carried from this header on.
     let carried = (wire.saturating_sub(at) as u32).max(ihl as u32);
-    let total = match u32::from(u16::from_be_bytes([h[2], h[3]])) {
+    let total = match u32::from(h.total_len()) {
         // 0: segmentation offload left the length unset; the frame tells it.
         0 => carried,
         t if (t as usize) < ihl => return Err(ParseError::BadIpv4TotalLength),
@@ -493,16 +466,15 @@ fn ipv4(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
     out.ip_len = total;
     out.src = [0; 16];
     out.dst = [0; 16];
-    out.src[..4].copy_from_slice(&h[12..16]);
-    out.dst[..4].copy_from_slice(&h[16..20]);
-    let frag_field = u16::from_be_bytes([h[6], h[7]]);
-    let more = frag_field & 0x2000 != 0;
-    let offset = u32::from(frag_field & 0x1fff) * 8;
+    out.src[..4].copy_from_slice(&h.src_addr().octets());
+    out.dst[..4].copy_from_slice(&h.dst_addr().octets());
+    let more = h.more_frags();
+    let offset = u32::from(h.frag_offset());
     // What the frame carried bounds the payload (`total` stays as declared in ip_len).
     let l4_len = total.min(carried) - ihl as u32;
     if more || offset != 0 {
         out.fragment = Some(FragmentInfo {
-            id: u32::from(u16::from_be_bytes([h[4], h[5]])),
+            id: u32::from(h.ident()),
             offset,
             more,
             data_offset: (at + ihl) as u32,
@@ -510,7 +482,7 @@ fn ipv4(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
             header_len: ihl as u32,
         });
     }
-    Ok((h[9], at + ihl, l4_len))
+    Ok((h.protocol(), at + ihl, l4_len))
 }
 
 /// IPv6 header and extension headers: returns (upper protocol, its offset, its length).
@@ -584,18 +556,19 @@ fn ipv6(data: &[u8], wire: usize, at: usize, out: &mut Parsed) -> Result<(u8, us
 }
 
 fn tcp(data: &[u8], at: usize, l4_len: u32, out: &mut Parsed) -> Result<(), ParseError> {
-    let h = data.get(at..at + 20).ok_or(ParseError::TruncatedL4)?;
-    let header_len = u32::from(h[12] >> 4) * 4;
-    if header_len < 20 || header_len > l4_len {
+    let h = TcpPacket::new_unchecked(data.get(at..at + tcp::HEADER_LEN).ok_or(ParseError::TruncatedL4)?);
+    let header_len = h.header_len() as u32;
+    if header_len < tcp::HEADER_LEN as u32 || header_len > l4_len {
         return Err(ParseError::BadTcpDataOffset);
     }
-    out.src_port = u16::from_be_bytes([h[0], h[1]]);
-    out.dst_port = u16::from_be_bytes([h[2], h[3]]);
+    out.src_port = h.src_port();
+    out.dst_port = h.dst_port();
     out.tcp = TcpFields {
-        seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-        ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
-        window: u16::from_be_bytes([h[14], h[15]]),
-        flags: h[13] & 0x3f,
+        seq: h.seq_number(),
+        ack: h.ack_number(),
+        window: h.window_len(),
+        // ECE and CWR are left out: flows and events carry the six RFC 793 flags.
+        flags: h.flags() & 0x3f,
         header_len: header_len as u8,
     };
     out.payload_offset = at as u32 + header_len;
@@ -661,7 +634,7 @@ fn udp_tunnel_inner(data: &[u8], wire: usize, opts: ParseOptions, depth: usize, 
         }
         let mut inner = *out;
         let Some((l3, ethertype)) = ethernet(data, at + 8, &mut inner)? else { return Ok(()) };
-        if ethertype == ETHERTYPE_IPV4 || ethertype == ETHERTYPE_IPV6 {
+        if ethertype == ethertype::IPV4 || ethertype == ethertype::IPV6 {
             // Keep the outer VLAN: it is the one the flow key may use.
             let vlan = (out.vlan, out.vlan_tags);
             out.tunnelled = true;
@@ -688,17 +661,17 @@ fn gre(data: &[u8], wire: usize, at: usize, opts: ParseOptions, depth: usize, ou
         }
     }
     match proto {
-        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
+        ethertype::IPV4 | ethertype::IPV6 => {
             if data.len() <= inner {
                 return Err(ParseError::BadTunnel);
             }
             out.tunnelled = true;
             ip(data, wire, inner, proto, opts, depth + 1, out)
         }
-        ETHERTYPE_TEB => {
+        ethertype::TEB => {
             let mut scratch = *out;
             let Some((l3, ethertype)) = ethernet(data, inner, &mut scratch)? else { return Ok(()) };
-            if ethertype == ETHERTYPE_IPV4 || ethertype == ETHERTYPE_IPV6 {
+            if ethertype == ethertype::IPV4 || ethertype == ethertype::IPV6 {
                 out.tunnelled = true;
                 ip(data, wire, l3, ethertype, opts, depth + 1, out)?;
             }
@@ -711,11 +684,12 @@ fn gre(data: &[u8], wire: usize, at: usize, opts: ParseOptions, depth: usize, ou
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::wire::tcp_flags;
 
     /// Builds an Ethernet/IPv4/TCP frame for tests.
     pub(crate) fn eth_ipv4_tcp(payload: &[u8], flags: u8) -> Vec<u8> {
         let mut p = vec![0u8; 14];
-        p[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        p[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
         let total = 20 + 20 + payload.len();
         let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
         ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
@@ -795,7 +769,7 @@ pub(crate) mod tests {
         let inner = eth_ipv4_tcp(b"", 0);
         let mut pkt = inner[..12].to_vec();
         for _ in 0..3 {
-            pkt.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+            pkt.extend_from_slice(&ethertype::VLAN.to_be_bytes());
             pkt.extend_from_slice(&42u16.to_be_bytes());
         }
         pkt.extend_from_slice(&inner[12..]);
@@ -803,7 +777,7 @@ pub(crate) mod tests {
         assert_eq!((p.vlan, p.vlan_tags), (42, 3));
         let mut deep = inner[..12].to_vec();
         for _ in 0..MAX_VLAN_TAGS + 1 {
-            deep.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+            deep.extend_from_slice(&ethertype::VLAN.to_be_bytes());
             deep.extend_from_slice(&1u16.to_be_bytes());
         }
         deep.extend_from_slice(&inner[12..]);
