@@ -7,9 +7,12 @@
 //! - [`fragments`]: IPv4/IPv6 reassembly.
 //! - [`l23`]: the L2/3 µStack's per-packet logic, reporting into a [`l23::StackSink`].
 //! - [`tcp`]: the TCP Monitor µStack: both sides' state and both directions reassembled.
+//! - [`endpoint`]: the TCP Endpoint µStack: one connection's state machine, sans-IO (mbox
+//!   terminates TCP itself).
 //! - [`sim`]: a simulated network (seeded loss, reordering, duplication, delay) for tests and
 //!   replays.
 
+pub mod endpoint;
 pub mod flow_key;
 pub mod flow_table;
 pub mod fragments;

@@ -157,6 +157,12 @@ impl<T: Clone> Wire<T> {
         self.line.pop_front().map(|f| (f.item, f.due_ns))
     }
 
+    /// Moves the wire's clock to `now_ns` (when nothing is sent for a while, frames whose
+    /// delay has passed still come out).
+    pub fn advance(&mut self, now_ns: u64) {
+        self.now_ns = self.now_ns.max(now_ns);
+    }
+
     /// Frames in flight.
     pub fn in_flight(&self) -> usize {
         self.line.len()

@@ -1,0 +1,662 @@
+//! The connection state machine driven segment by segment, each test naming the RFC rule it
+//! checks. The peer is played by hand: segments in as fields, what mbox sends recorded.
+
+use super::conn::{CloseReason, ConnEvent, Connection, State};
+use super::segment::{SackBlocks, SegmentIn, SegmentOut, TcpOptions};
+use super::{Config, ConnSink, Payload};
+use crate::wire::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+
+const MS: u64 = 1_000_000;
+const PEER_ISN: u32 = 5_000;
+const ISS: u32 = 90_000;
+
+/// What a connection reported.
+#[derive(Default)]
+struct Recorder {
+    sent: Vec<(SegmentOut, Vec<u8>)>,
+    received: Vec<u8>,
+    events: Vec<ConnEvent>,
+}
+
+impl ConnSink for Recorder {
+    fn transmit(&mut self, seg: &SegmentOut, payload: Payload<'_>) {
+        let mut bytes = Vec::new();
+        payload.copy_to(&mut bytes);
+        assert_eq!(bytes.len(), seg.payload_len as usize, "the payload handed over matches the segment");
+        self.sent.push((*seg, bytes));
+    }
+
+    fn deliver(&mut self, offset: u64, bytes: &[u8]) {
+        assert_eq!(offset, self.received.len() as u64, "bytes are delivered in order, once");
+        self.received.extend_from_slice(bytes);
+    }
+
+    fn event(&mut self, event: ConnEvent) {
+        self.events.push(event);
+    }
+}
+
+impl Recorder {
+    fn take(&mut self) -> Vec<(SegmentOut, Vec<u8>)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn last(&self) -> SegmentOut {
+        self.sent.last().expect("something was sent").0
+    }
+}
+
+/// A segment from the peer.
+fn seg(seq: u32, ack: u32, flags: u8, payload: &[u8]) -> SegmentIn<'_> {
+    SegmentIn { seq, ack, flags, window: 65_535, options: TcpOptions::default(), payload }
+}
+
+fn linux_syn_options() -> TcpOptions {
+    TcpOptions { mss: Some(1460), window_scale: Some(7), sack_permitted: true, timestamps: Some((1_000, 0)), ..TcpOptions::default() }
+}
+
+/// A connection accepted from a SYN with `options` and established by the peer's ACK.
+fn established(cfg: &Config, options: TcpOptions) -> (Connection, Recorder) {
+    let mut rec = Recorder::default();
+    let syn = SegmentIn { options, ..seg(PEER_ISN, 0, SYN, b"") };
+    let mut c = Connection::accept(cfg, &syn, ISS, 0, &mut rec);
+    let synack = rec.last();
+    let mut ack = seg(PEER_ISN + 1, ISS + 1, ACK, b"");
+    if options.timestamps.is_some() {
+        ack.options.timestamps = Some((1_001, synack.options.timestamps.unwrap().0));
+    }
+    if options.window_scale.is_some() {
+        ack.window = 512; // × 2^7 = 64 KiB
+    }
+    c.on_segment(&ack, MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    rec.take();
+    rec.events.clear();
+    (c, rec)
+}
+
+/// The peer acknowledges `ack` with its window field `window` (timestamps echoed when in use).
+fn ack_from_peer(ack: u32, window: u16) -> SegmentIn<'static> {
+    SegmentIn { window, ..seg(PEER_ISN + 1, ack, ACK, b"") }
+}
+
+fn plain() -> TcpOptions {
+    TcpOptions { mss: Some(1460), ..TcpOptions::default() }
+}
+
+// ---- the handshake ----
+
+/// RFC 9293 3.5 and RFC 7323 1.3: the SYN-ACK acknowledges the SYN and answers every option
+/// the SYN offered (window scale, SACK-permitted, timestamps echoing the peer's TSval).
+#[test]
+fn rfc9293_3_5_a_syn_is_answered_with_the_options_it_offered() {
+    let mut rec = Recorder::default();
+    let syn = SegmentIn { options: linux_syn_options(), ..seg(PEER_ISN, 0, SYN, b"") };
+    let c = Connection::accept(&Config::default(), &syn, ISS, 0, &mut rec);
+    assert_eq!(c.state(), State::SynReceived);
+    let synack = rec.last();
+    assert_eq!((synack.seq, synack.ack, synack.flags), (ISS, PEER_ISN + 1, SYN | ACK));
+    let o = synack.options;
+    assert_eq!(o.mss, Some(1460));
+    assert_eq!(o.window_scale, Some(3), "256 KiB receive window: the smallest shift that fits 16 bits");
+    assert!(o.sack_permitted);
+    assert_eq!(o.timestamps.map(|t| t.1), Some(1_000), "TSecr echoes the SYN's TSval");
+    assert_eq!(synack.window, 65_535, "the window in a SYN is not scaled (RFC 7323 2.2)");
+    assert_eq!(c.send_mss(), 1448, "the MSS less the timestamp option every segment carries (RFC 6691)");
+}
+
+/// RFC 7323 1.3, RFC 2018 2: options the SYN did not offer are not sent; RFC 9293 3.7.1: no
+/// MSS option means 536.
+#[test]
+fn rfc7323_1_3_options_not_offered_are_not_answered_and_the_default_mss_is_536() {
+    let mut rec = Recorder::default();
+    let c = Connection::accept(&Config::default(), &seg(PEER_ISN, 0, SYN, b""), ISS, 0, &mut rec);
+    let o = rec.last().options;
+    assert_eq!((o.window_scale, o.sack_permitted, o.timestamps), (None, false, None));
+    assert_eq!(c.send_mss(), 536);
+}
+
+/// RFC 9293 3.10.7.4 (SYN-RECEIVED): an ACK that does not acknowledge our SYN gets a reset; the
+/// right one establishes the connection.
+#[test]
+fn rfc9293_3_10_7_4_a_wrong_ack_in_syn_received_is_reset_the_right_one_establishes() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::accept(&Config::default(), &seg(PEER_ISN, 0, SYN, b""), ISS, 0, &mut rec);
+    rec.take();
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 7, ACK, b""), MS, &mut rec);
+    assert_eq!((rec.last().flags, rec.last().seq), (RST, ISS + 7));
+    assert_eq!(c.state(), State::SynReceived);
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 2 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(rec.events, vec![ConnEvent::Established]);
+}
+
+/// RFC 6298 2.1 and 5.5: a SYN-ACK not acknowledged is sent again after the initial RTO of one
+/// second, then after two; a retransmitted SYN from the peer gets it at once.
+#[test]
+fn rfc6298_5_5_the_syn_ack_is_retransmitted_with_backoff() {
+    let mut rec = Recorder::default();
+    let syn = seg(PEER_ISN, 0, SYN, b"");
+    let mut c = Connection::accept(&Config::default(), &syn, ISS, 0, &mut rec);
+    assert_eq!(c.deadline(), Some(1_000 * MS));
+    rec.take();
+    c.on_timer(1_000 * MS, &mut rec);
+    assert_eq!(rec.take().len(), 1);
+    assert_eq!(c.deadline(), Some(3_000 * MS), "backed off to 2 s");
+    c.on_segment(&syn, 1_500 * MS, &mut rec);
+    assert_eq!(rec.last().flags, SYN | ACK, "the peer's SYN again: our SYN-ACK again");
+}
+
+/// RFC 9293 3.10.7.3: an active open; the SYN-ACK establishes it and is acknowledged, options
+/// taken from the answer.
+#[test]
+fn rfc9293_3_10_7_3_an_active_open_completes_on_the_syn_ack() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    let syn = rec.last();
+    assert_eq!((syn.flags, syn.seq), (SYN, ISS));
+    assert!(syn.options.sack_permitted && syn.options.window_scale.is_some() && syn.options.timestamps.is_some());
+    let mut synack = seg(PEER_ISN, ISS + 1, SYN | ACK, b"");
+    synack.options = TcpOptions { mss: Some(1000), ..TcpOptions::default() };
+    c.on_segment(&synack, 10 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!((rec.last().flags, rec.last().ack), (ACK, PEER_ISN + 1));
+    assert_eq!(c.send_mss(), 1000);
+    assert_eq!(rec.events, vec![ConnEvent::Established]);
+}
+
+/// RFC 9293 3.10.7.3: a RST acknowledging our SYN refuses the connection; one with a wrong ACK
+/// is ignored, and a SYN-ACK with a wrong ACK gets a reset.
+#[test]
+fn rfc9293_3_10_7_3_a_reset_answer_refuses_the_active_open() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    rec.take();
+    c.on_segment(&seg(0, ISS + 9, RST | ACK, b""), MS, &mut rec);
+    assert_eq!(c.state(), State::SynSent);
+    c.on_segment(&seg(PEER_ISN, ISS + 9, SYN | ACK, b""), MS, &mut rec);
+    assert_eq!((rec.last().flags, rec.last().seq), (RST, ISS + 9));
+    c.on_segment(&seg(0, ISS + 1, RST | ACK, b""), 2 * MS, &mut rec);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events, vec![ConnEvent::Closed(CloseReason::Refused)]);
+}
+
+/// RFC 9293 3.10.7.3, simultaneous open: a bare SYN in SYN-SENT moves to SYN-RECEIVED with a
+/// SYN-ACK; the peer's SYN-ACK then establishes.
+#[test]
+fn rfc9293_3_5_simultaneous_open() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    c.on_segment(&seg(PEER_ISN, 0, SYN, b""), MS, &mut rec);
+    assert_eq!(c.state(), State::SynReceived);
+    assert_eq!(rec.last().flags, SYN | ACK);
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 2 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+}
+
+// ---- receiving ----
+
+/// RFC 5681 4.2 / RFC 9293 3.8.6.3: in-order data is acknowledged at once at the start (quick
+/// ACKs), then every second segment, a lone one after the delayed-ACK timeout.
+#[test]
+fn rfc5681_4_2_acks_are_quick_first_then_every_second_segment_or_delayed() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    let mut seq = PEER_ISN + 1;
+    let chunk = [7u8; 1000];
+    let mut now = 2 * MS;
+    for _ in 0..16 {
+        c.on_segment(&seg(seq, ISS + 1, ACK, &chunk), now, &mut rec);
+        seq += 1000;
+        now += MS;
+    }
+    assert_eq!(rec.take().len(), 16, "quick ACKs: one per segment");
+    c.on_segment(&seg(seq, ISS + 1, ACK, &chunk), now, &mut rec);
+    assert!(rec.sent.is_empty(), "the 17th waits");
+    assert_eq!(c.deadline(), Some(now + 40 * MS));
+    seq += 1000;
+    c.on_segment(&seg(seq, ISS + 1, ACK, &chunk), now + MS, &mut rec);
+    assert_eq!(rec.take().len(), 1, "the second segment: ACK now");
+    seq += 1000;
+    c.on_segment(&seg(seq, ISS + 1, ACK, &chunk), now + 2 * MS, &mut rec);
+    c.on_timer(now + 42 * MS, &mut rec);
+    assert_eq!(rec.last().ack, seq + 1000, "the delayed ACK");
+    assert_eq!(rec.received.len(), 19_000);
+}
+
+/// RFC 2018 4 and RFC 5681 4.2: an out-of-order segment is acknowledged at once, with a SACK
+/// block for it; when the hole fills, everything is delivered in order and acknowledged.
+#[test]
+fn rfc2018_4_out_of_order_data_is_sacked_and_delivered_when_the_hole_fills() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base + 100, ISS + 1, ACK, &[2; 100]), 2 * MS, &mut rec);
+    let dup = rec.last();
+    assert_eq!(dup.ack, base);
+    assert_eq!(dup.options.sack.as_slice(), &[(base + 100, base + 200)]);
+    c.on_segment(&seg(base + 300, ISS + 1, ACK, &[4; 100]), 3 * MS, &mut rec);
+    assert_eq!(rec.last().options.sack.as_slice(), &[(base + 300, base + 400), (base + 100, base + 200)], "the latest block first");
+    assert!(rec.received.is_empty());
+    c.on_segment(&seg(base, ISS + 1, ACK, &[1; 100]), 4 * MS, &mut rec);
+    assert_eq!(rec.received.len(), 200);
+    assert_eq!(rec.last().ack, base + 200);
+    assert_eq!(rec.last().options.sack.as_slice(), &[(base + 300, base + 400)]);
+    c.on_segment(&seg(base + 200, ISS + 1, ACK, &[3; 100]), 5 * MS, &mut rec);
+    assert_eq!(rec.received, [[1u8; 100], [2; 100], [3; 100], [4; 100]].concat());
+    assert!(rec.last().options.sack.is_empty());
+}
+
+/// RFC 9293 3.10.7.4 (first check): a segment outside the window is not accepted; it gets an
+/// ACK, and nothing of it is delivered. Bytes already received are trimmed, not redelivered.
+#[test]
+fn rfc9293_3_10_7_4_segments_outside_the_window_get_an_ack_and_overlaps_are_trimmed() {
+    let (mut c, mut rec) = established(&Config { recv_window: 4096, ..Config::default() }, plain());
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base + 10_000, ISS + 1, ACK, b"far"), 2 * MS, &mut rec);
+    assert_eq!(rec.last().ack, base);
+    assert_eq!(c.stats().unacceptable, 1);
+    c.on_segment(&seg(base, ISS + 1, ACK, b"hello"), 3 * MS, &mut rec);
+    c.on_segment(&seg(base + 3, ISS + 1, ACK, b"lo world"), 4 * MS, &mut rec);
+    assert_eq!(rec.received, b"hello world");
+}
+
+/// RFC 9293 3.8.6.2.2: the receive window is what the owner has not consumed; it closes to zero
+/// and a window update follows the owner consuming (never a right edge moved left).
+#[test]
+fn rfc9293_3_8_6_2_the_window_closes_when_the_owner_lags_and_reopens() {
+    let (mut c, mut rec) = established(&Config { recv_window: 2000, ..Config::default() }, plain());
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base, ISS + 1, ACK, &[0; 1000]), 2 * MS, &mut rec);
+    assert_eq!(rec.last().window, 1000);
+    c.on_segment(&seg(base + 1000, ISS + 1, ACK, &[0; 1000]), 3 * MS, &mut rec);
+    assert_eq!(rec.last().window, 0);
+    c.on_segment(&seg(base + 2000, ISS + 1, ACK, b"x"), 4 * MS, &mut rec);
+    assert_eq!((rec.last().ack, rec.received.len()), (base + 2000, 2000), "nothing taken beyond a zero window");
+    rec.take();
+    c.consumed(2000, 5 * MS, &mut rec);
+    assert_eq!(rec.last().window, 2000, "a window update once the owner read");
+}
+
+// ---- RFC 5961 ----
+
+/// RFC 5961 3.2: a RST resets only when its sequence number is exactly RCV.NXT; elsewhere in
+/// the window it gets a challenge ACK; outside, it is dropped silently.
+#[test]
+fn rfc5961_3_2_only_an_exact_reset_resets() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base + 1000, 0, RST, b""), 2 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!((rec.last().flags, rec.last().ack), (ACK, base), "a challenge ACK");
+    rec.take();
+    c.on_segment(&seg(base + 1_000_000, 0, RST, b""), 3 * MS, &mut rec);
+    assert!(rec.sent.is_empty(), "out of window: silently dropped");
+    c.on_segment(&seg(base, 0, RST, b""), 4 * MS, &mut rec);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events, vec![ConnEvent::Closed(CloseReason::PeerReset)]);
+    c.on_segment(&seg(base, ISS + 1, ACK, b"late"), 5 * MS, &mut rec);
+    assert!(rec.received.is_empty(), "nothing after CLOSED");
+}
+
+/// RFC 5961 4.2: a SYN on an established connection gets a challenge ACK whatever its sequence
+/// number, and RFC 5961 7 limits them.
+#[test]
+fn rfc5961_4_2_a_syn_gets_a_challenge_ack_and_they_are_rate_limited() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    for i in 0..15u32 {
+        c.on_segment(&seg(PEER_ISN + 1 + i * 10, 0, SYN, b""), 2 * MS, &mut rec);
+    }
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(rec.take().len(), 10, "ten a second");
+    assert_eq!((c.stats().challenge_acks, c.stats().challenge_acks_limited), (10, 5));
+    c.on_segment(&seg(PEER_ISN + 1, 0, SYN, b""), 1_100 * MS, &mut rec);
+    assert_eq!(rec.take().len(), 1, "a new second");
+}
+
+/// RFC 9293 3.10.7.4 (fifth check) and RFC 5961 5.2: an ACK of data never sent gets an ACK and
+/// is dropped; one from far before SND.UNA is a blind injection and gets a challenge ACK; its
+/// data is not taken.
+#[test]
+fn rfc5961_5_2_acks_outside_what_was_sent_are_refused() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base, ISS + 50_000, ACK, b"injected"), 2 * MS, &mut rec);
+    assert_eq!(rec.last().ack, base);
+    c.on_segment(&seg(base, ISS.wrapping_sub(1_000_000), ACK, b"injected"), 3 * MS, &mut rec);
+    assert_eq!(c.stats().challenge_acks, 1);
+    assert!(rec.received.is_empty());
+}
+
+/// RFC 7323 5.3 (PAWS): a segment whose timestamp is older than TS.Recent is an old duplicate:
+/// dropped, with an ACK.
+#[test]
+fn rfc7323_5_3_old_timestamps_are_rejected() {
+    let (mut c, mut rec) = established(&Config::default(), linux_syn_options());
+    let base = PEER_ISN + 1;
+    let mut fresh = seg(base, ISS + 1, ACK, b"new");
+    fresh.options.timestamps = Some((2_000, 0));
+    c.on_segment(&fresh, 2 * MS, &mut rec);
+    let mut old = seg(base + 3, ISS + 1, ACK, b"old");
+    old.options.timestamps = Some((1_500, 0));
+    c.on_segment(&old, 3 * MS, &mut rec);
+    assert_eq!(rec.received, b"new");
+    assert_eq!(c.stats().unacceptable, 1);
+    assert_eq!(rec.last().options.timestamps.map(|t| t.1), Some(2_000), "TS.Recent is the newer one");
+}
+
+// ---- sending ----
+
+/// RFC 6928: the first flight is ten segments; no Nagle: a short write goes out at once.
+#[test]
+fn rfc6928_the_initial_window_is_ten_segments_and_short_writes_go_at_once() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    assert_eq!(c.write(b"hi", 2 * MS, &mut rec), 2);
+    assert_eq!(rec.last().flags, ACK | PSH);
+    c.on_segment(&ack_from_peer(ISS + 3, 65_535), 3 * MS, &mut rec);
+    rec.take();
+    let big = vec![9u8; 100_000];
+    assert_eq!(c.write(&big, 4 * MS, &mut rec), 100_000);
+    let flight = rec.take();
+    assert_eq!(flight.len(), 10);
+    assert!(flight.iter().all(|(s, _)| s.payload_len == 1460));
+}
+
+/// RFC 7323 2.3: the peer's window field is scaled by the shift it offered; ours is sent
+/// scaled by ours.
+#[test]
+fn rfc7323_2_3_windows_are_scaled_both_ways() {
+    let (mut c, mut rec) = established(&Config { recv_window: 1 << 20, ..Config::default() }, linux_syn_options());
+    let big = vec![1u8; 200_000];
+    c.write(&big, 2 * MS, &mut rec);
+    // 512 << 7 = 65,536 bytes of peer window, but the congestion window (10 segments) binds.
+    assert_eq!(rec.take().len(), 10);
+    let mut ack = ack_from_peer(ISS + 1 + 10 * 1448, 1); // 1 << 7 = 128 bytes
+    ack.options.timestamps = Some((1_002, 0));
+    c.on_segment(&ack, 3 * MS, &mut rec);
+    let sent: u32 = rec.take().iter().map(|(s, _)| s.payload_len).sum();
+    assert_eq!(sent, 128, "what a window of 1 << 7 allows");
+    let mut data = seg(PEER_ISN + 1, ISS + 1, ACK, b"abc");
+    data.options.timestamps = Some((1_003, 0));
+    c.on_segment(&data, 4 * MS, &mut rec);
+    assert_eq!(u32::from(rec.last().window), ((1 << 20) - 3) >> 5, "a 1 MiB window less 3 unread bytes, sent with shift 5");
+}
+
+/// RFC 6298 5.4-5.7: with no ACK, the first unacknowledged segment is retransmitted at the
+/// RTO, the RTO doubles, and the window restarts at one segment (RFC 5681 3.1); after the
+/// configured retries the connection is reset.
+#[test]
+fn rfc6298_5_unacknowledged_data_is_retransmitted_with_backoff_then_given_up() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let (mut c, mut rec) = established(&cfg, plain());
+    c.write(&[5u8; 5000], 2 * MS, &mut rec);
+    rec.take();
+    let first = c.deadline().unwrap();
+    c.on_timer(first, &mut rec);
+    let resent = rec.take();
+    assert_eq!(resent.len(), 1, "one segment: cwnd is back to one");
+    assert_eq!(resent[0].0.seq, ISS + 1);
+    let second = c.deadline().unwrap();
+    assert_eq!((second - first, c.rto_ns()), (400 * MS, 400 * MS), "the RTO doubled from 200 ms");
+    c.on_timer(second, &mut rec);
+    let third = c.deadline().unwrap();
+    c.on_timer(third, &mut rec);
+    c.on_timer(c.deadline().unwrap(), &mut rec);
+    assert_eq!(rec.last().flags, RST);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events, vec![ConnEvent::Closed(CloseReason::TimedOut)]);
+}
+
+/// RFC 5681 3.2 and RFC 6582: three duplicate ACKs retransmit the lost segment at once, before
+/// the RTO; the ACK that covers the flight ends recovery.
+#[test]
+fn rfc5681_3_2_three_duplicate_acks_retransmit_the_lost_segment() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    c.write(&[5u8; 14_600], 2 * MS, &mut rec);
+    assert_eq!(rec.take().len(), 10);
+    for i in 0..3 {
+        c.on_segment(&ack_from_peer(ISS + 1, 65_535), (3 + i) * MS, &mut rec);
+    }
+    let resent = rec.take();
+    assert_eq!(resent.first().map(|(s, _)| s.seq), Some(ISS + 1), "fast retransmit of the first segment");
+    c.on_segment(&ack_from_peer(ISS + 1 + 14_600, 65_535), 10 * MS, &mut rec);
+    assert_eq!(c.unacknowledged(), 0);
+    assert!(c.deadline().is_none(), "nothing in flight: no timer");
+}
+
+/// RFC 6675: with SACK, recovery retransmits the holes the scoreboard shows and not what the
+/// peer holds.
+#[test]
+fn rfc6675_sack_recovery_resends_only_the_holes() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    c.write(&[5u8; 14_600], 2 * MS, &mut rec);
+    rec.take();
+    let s = |i: u32| ISS + 1 + i * 1460;
+    // Segments 0 and 3 lost; the peer holds 1-2 and 4-9.
+    let mut sack = SackBlocks::default();
+    sack.push((s(4), s(10)));
+    sack.push((s(1), s(3)));
+    let mut dup = ack_from_peer(s(0), 65_535);
+    dup.options.sack = sack;
+    c.on_segment(&dup, 3 * MS, &mut rec);
+    c.on_segment(&dup, 4 * MS, &mut rec);
+    let resent: Vec<u32> = rec.take().iter().filter(|(s, _)| s.payload_len > 0).map(|(s, _)| s.seq).collect();
+    assert_eq!(resent, vec![s(0), s(3)], "both holes, nothing the peer SACKed");
+    c.on_segment(&ack_from_peer(s(10), 65_535), 10 * MS, &mut rec);
+    assert_eq!(c.unacknowledged(), 0);
+}
+
+/// RFC 9293 3.8.6.1: a zero window is probed with backoff and never given up on while the
+/// peer answers; data flows when it opens.
+#[test]
+fn rfc9293_3_8_6_1_a_zero_window_is_probed_and_never_given_up() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let (mut c, mut rec) = established(&cfg, plain());
+    c.on_segment(&ack_from_peer(ISS + 1, 0), 2 * MS, &mut rec);
+    c.write(&[1u8; 3000], 3 * MS, &mut rec);
+    assert!(rec.take().is_empty(), "nothing fits a zero window");
+    let mut now = 3 * MS;
+    for _ in 0..8 {
+        now = c.deadline().expect("a probe is scheduled");
+        c.on_timer(now, &mut rec);
+        // The peer answers each probe: still zero, nothing taken.
+        c.on_segment(&ack_from_peer(ISS + 1, 0), now + MS, &mut rec);
+    }
+    assert_eq!(c.state(), State::Established, "a peer that answers is never given up on");
+    assert!(c.stats().window_probes >= 4);
+    rec.take();
+    c.on_segment(&ack_from_peer(ISS + 1, 65_535), now + 2 * MS, &mut rec);
+    let sent: u32 = rec.take().iter().map(|(s, _)| s.payload_len).sum();
+    assert!(sent >= 2999, "the window opened: the data went ({sent} bytes)");
+}
+
+/// A write beyond the send buffer takes what fits; [`ConnEvent::SendRoom`] follows once ACKs
+/// free a quarter of it.
+#[test]
+fn a_full_send_buffer_reports_room_again() {
+    let (mut c, mut rec) = established(&Config { send_buffer: 8000, ..Config::default() }, plain());
+    assert_eq!(c.write(&[0u8; 10_000], 2 * MS, &mut rec), 8000);
+    c.on_segment(&ack_from_peer(ISS + 1 + 2920, 65_535), 3 * MS, &mut rec);
+    assert_eq!(rec.events, vec![ConnEvent::SendRoom]);
+    assert_eq!(c.send_room(), 2920);
+}
+
+// ---- closing ----
+
+/// RFC 9293 3.6, passive close: the peer's FIN delivers PeerClosed and CLOSE-WAIT; our close
+/// sends a FIN (LAST-ACK), whose ACK closes the connection.
+#[test]
+fn rfc9293_3_6_passive_close() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base, ISS + 1, ACK | FIN, b"bye"), 2 * MS, &mut rec);
+    assert_eq!(c.state(), State::CloseWait);
+    assert_eq!(rec.events, vec![ConnEvent::PeerClosed]);
+    assert_eq!(rec.last().ack, base + 4, "the FIN counts one");
+    c.write(b"reply", 3 * MS, &mut rec);
+    c.close(3 * MS, &mut rec);
+    assert_eq!(c.state(), State::LastAck);
+    let fin = rec.last();
+    assert!(fin.has(FIN));
+    c.on_segment(&seg(base + 4, ISS + 1 + 5 + 1, ACK, b""), 4 * MS, &mut rec);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events.last(), Some(&ConnEvent::Closed(CloseReason::Graceful)));
+}
+
+/// RFC 9293 3.6, active close: FIN-WAIT-1, FIN-WAIT-2 on its ACK, TIME-WAIT on the peer's FIN;
+/// a retransmitted FIN there is acknowledged and restarts the timer; the timer closes.
+#[test]
+fn rfc9293_3_6_active_close_through_time_wait() {
+    let cfg = Config { time_wait_ns: 1_000 * MS, ..Config::default() };
+    let (mut c, mut rec) = established(&cfg, plain());
+    let base = PEER_ISN + 1;
+    c.close(2 * MS, &mut rec);
+    assert_eq!((c.state(), rec.last().flags), (State::FinWait1, ACK | FIN));
+    c.on_segment(&seg(base, ISS + 2, ACK, b""), 3 * MS, &mut rec);
+    assert_eq!(c.state(), State::FinWait2);
+    c.on_segment(&seg(base, ISS + 2, ACK | FIN, b""), 4 * MS, &mut rec);
+    assert_eq!(c.state(), State::TimeWait);
+    assert_eq!(c.deadline(), Some(1_004 * MS));
+    c.on_segment(&seg(base, ISS + 2, ACK | FIN, b""), 500 * MS, &mut rec);
+    assert_eq!(rec.last().ack, base + 1);
+    assert_eq!(c.deadline(), Some(1_500 * MS), "the retransmitted FIN restarted 2 MSL");
+    c.on_timer(1_500 * MS, &mut rec);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events.last(), Some(&ConnEvent::Closed(CloseReason::Graceful)));
+}
+
+/// FIN-WAIT-2 is bounded: a peer that acknowledged our FIN and never sends its own does not
+/// hold the connection for ever (RFC 9293 leaves it open; Linux's tcp_fin_timeout).
+#[test]
+fn fin_wait_2_does_not_last_for_ever() {
+    let cfg = Config { fin_wait2_ns: 5_000 * MS, ..Config::default() };
+    let (mut c, mut rec) = established(&cfg, plain());
+    c.close(2 * MS, &mut rec);
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 2, ACK, b""), 3 * MS, &mut rec);
+    assert_eq!((c.state(), c.deadline()), (State::FinWait2, Some(5_003 * MS)));
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 2, ACK, b"late data"), 4 * MS, &mut rec);
+    assert_eq!(rec.received, b"late data", "the peer may still send");
+    c.on_timer(5_003 * MS, &mut rec);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events.last(), Some(&ConnEvent::Closed(CloseReason::TimedOut)));
+}
+
+/// RFC 9293 3.6, simultaneous close: FINs cross; CLOSING, then TIME-WAIT on the ACK of ours.
+#[test]
+fn rfc9293_3_6_simultaneous_close() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    let base = PEER_ISN + 1;
+    c.close(2 * MS, &mut rec);
+    c.on_segment(&seg(base, ISS + 1, ACK | FIN, b""), 3 * MS, &mut rec);
+    assert_eq!(c.state(), State::Closing);
+    c.on_segment(&seg(base + 1, ISS + 2, ACK, b""), 4 * MS, &mut rec);
+    assert_eq!(c.state(), State::TimeWait);
+}
+
+/// RFC 9293 3.10.5: abort sends a RST and closes at once.
+#[test]
+fn rfc9293_3_10_5_abort_resets() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    c.write(b"pending", 2 * MS, &mut rec);
+    c.abort(&mut rec);
+    assert_eq!(rec.last().flags, RST);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events, vec![ConnEvent::Closed(CloseReason::LocalReset)]);
+    assert_eq!(c.write(b"more", 3 * MS, &mut rec), 0);
+}
+
+// ---- any interleaving ----
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Something that happens to a connection.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A segment from the peer: offsets from what mbox expects and acknowledges.
+        Segment {
+            seq_off: i32,
+            ack_off: i32,
+            flags: u8,
+            len: usize,
+            window: u16,
+            ts: Option<u32>,
+        },
+        Timer {
+            after_ms: u64,
+        },
+        Write {
+            len: usize,
+        },
+        Consume {
+            len: u64,
+        },
+        Close,
+        Abort,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (-3000i32..70_000, -3000i32..20_000, any::<u8>(), 0usize..3000, any::<u16>(), prop::option::of(0u32..5000))
+                .prop_map(|(seq_off, ack_off, flags, len, window, ts)| Step::Segment { seq_off, ack_off, flags: flags & 0x3f, len, window, ts }),
+            3 => (0u64..3000).prop_map(|after_ms| Step::Timer { after_ms }),
+            2 => (0usize..20_000).prop_map(|len| Step::Write { len }),
+            1 => (0u64..20_000).prop_map(|len| Step::Consume { len }),
+            1 => Just(Step::Close),
+            1 => Just(Step::Abort),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        /// Whatever the peer sends, whenever the timers run, whatever the owner does: no
+        /// panic, the sequence variables stay ordered, bounds hold, a connection with data
+        /// out has a timer, bytes are delivered in order once (the recorder checks), and a
+        /// closed connection stays silent.
+        #[test]
+        fn any_interleaving_keeps_the_invariants(options in prop_oneof![Just(plain()), Just(linux_syn_options())], steps in prop::collection::vec(step(), 1..120)) {
+            let cfg = Config { send_buffer: 16_384, recv_window: 32_768, ..Config::default() };
+            let (mut c, mut rec) = established(&cfg, options);
+            let mut now = 2 * MS;
+            let payload = vec![0x5au8; 3000];
+            let data = vec![0xa5u8; 20_000];
+            // What mbox expects next and has sent, from what it told the peer.
+            let (mut rcv, mut snd) = (PEER_ISN + 1, ISS + 1);
+            for step in steps {
+                let was_closed = c.state() == State::Closed;
+                let sent_before = rec.sent.len();
+                match step {
+                    Step::Segment { seq_off, ack_off, flags, len, window, ts } => {
+                        let mut s = seg(rcv.wrapping_add(seq_off as u32), snd.wrapping_add(ack_off as u32), flags, &payload[..len]);
+                        s.window = window;
+                        s.options.timestamps = ts.map(|v| (1_000 + v, 0));
+                        c.on_segment(&s, now, &mut rec);
+                    }
+                    Step::Timer { after_ms } => {
+                        now += after_ms * MS;
+                        if c.deadline().is_some_and(|d| d <= now) {
+                            c.on_timer(now, &mut rec);
+                        }
+                    }
+                    Step::Write { len } => {
+                        c.write(&data[..len], now, &mut rec);
+                    }
+                    Step::Consume { len } => c.consumed(len, now, &mut rec),
+                    Step::Close => c.close(now, &mut rec),
+                    Step::Abort => c.abort(&mut rec),
+                }
+                if let Err(e) = c.check_invariants() {
+                    prop_assert!(false, "{e}");
+                }
+                if was_closed {
+                    prop_assert_eq!(rec.sent.len(), sent_before, "a closed connection sent something");
+                }
+                if let Some((last, _)) = rec.sent.last() {
+                    rcv = last.ack;
+                    snd = last.seq.wrapping_add(last.payload_len);
+                }
+                let closes = rec.events.iter().filter(|e| matches!(e, ConnEvent::Closed(_))).count();
+                prop_assert!(closes <= 1, "closed twice: {:?}", rec.events);
+            }
+        }
+    }
+}
