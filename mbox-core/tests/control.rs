@@ -164,7 +164,10 @@ fn mboxctl_reads_a_running_mbox() {
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(text.contains("<svg") && text.contains("heavy&#45;hitter"), "{text}");
     } else {
-        assert!(std::env::var_os("MBOX_REQUIRE_TESTBED").is_none(), "graphviz is not installed (apt-get install graphviz)");
+        skip(
+            "mboxctl graph --svg through graphviz",
+            "graphviz is not installed (apt-get install graphviz); checked the one-line refusal only",
+        );
         assert!(one_line_failure(&out).contains("install graphviz"));
     }
     let subs = mbox.json(&["subscriptions", "logger"]);
@@ -387,8 +390,7 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
         .stderr(std::process::Stdio::piped())
         .spawn();
     let Ok(mut promtool) = promtool else {
-        assert!(std::env::var_os("MBOX_REQUIRE_TESTBED").is_none(), "promtool is not installed (apt-get install prometheus)");
-        eprintln!("promtool is not installed: the format was not linted");
+        skip("the metrics lint (promtool)", "promtool is not installed (apt-get install prometheus)");
         return;
     };
     use std::io::Write;

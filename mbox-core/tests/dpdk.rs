@@ -1,10 +1,28 @@
 //! The DPDK layer on real PMDs without hardware or hugepages (feature `dpdk`): the EAL starts,
 //! null ports receive and send bursts of mbufs, and what goes wrong says so. Each test runs in
-//! its own process (nextest), which matters: a process starts the EAL once.
+//! its own process, which matters: a process starts the EAL once. nextest gives every test a
+//! process; under `cargo test` (one process, tests as threads) each test runs itself again as a
+//! child process.
 #![cfg(feature = "dpdk")]
 
 use mbox_core::io::dpdk::{DpdkError, Eal, Mempool, Port};
 use mbox_core::sys::cores::Affinity;
+
+/// Runs `body` in a process of its own (see the module documentation).
+fn own_process(name: &str, body: fn()) {
+    const CHILD: &str = "MBOX_DPDK_TEST_CHILD";
+    if std::env::var(CHILD).as_deref() == Ok(name) || std::env::var_os("NEXTEST_EXECUTION_MODE").is_some_and(|m| m == "process-per-test") {
+        return body();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .expect("running the test binary again");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "{name}, in its own process:\n{text}");
+}
 
 /// EAL arguments that need no hugepages, no PCI and no shared files.
 fn eal_args(vdevs: &[&str]) -> Vec<String> {
@@ -16,8 +34,7 @@ fn eal_args(vdevs: &[&str]) -> Vec<String> {
     args
 }
 
-#[test]
-fn null_ports_receive_and_send_bursts() {
+fn null_ports_receive_and_send_bursts_body() {
     let eal = Eal::start(&eal_args(&["net_null0", "net_null1"])).unwrap();
     assert_eq!(eal.port_count(), 2);
     let info = Port::info(eal, 0).unwrap();
@@ -44,8 +61,7 @@ fn null_ports_receive_and_send_bursts() {
     assert!(matches!(Eal::start(&eal_args(&["net_null0"])), Err(DpdkError::AlreadyStarted(_))));
 }
 
-#[test]
-fn an_eal_without_ports_says_so() {
+fn an_eal_without_ports_says_so_body() {
     // The EAL pins its thread to the main lcore (`-l 0`); mbox takes that back, or every
     // thread it spawns afterwards would share core 0.
     let before = Affinity::current().unwrap().describe();
@@ -56,8 +72,7 @@ fn an_eal_without_ports_says_so() {
     assert!(e.contains("found 0 ports"), "{e}");
 }
 
-#[test]
-fn bad_eal_arguments_are_an_error_not_an_abort() {
+fn bad_eal_arguments_are_an_error_not_an_abort_body() {
     let e = Eal::start(&["--no-such-option".to_string()]).unwrap_err().to_string();
     assert!(e.contains("EAL did not start"), "{e}");
 }
@@ -80,8 +95,7 @@ fn counters(path: &std::path::Path) -> Vec<String> {
     lines
 }
 
-#[test]
-fn a_capture_replayed_through_net_pcap_gives_what_the_reader_gives() {
+fn a_capture_replayed_through_net_pcap_gives_what_the_reader_gives_body() {
     use common::*;
     let dir = tempfile::tempdir().unwrap();
     let capture = pcaps().join("ndpi__http_ipv6.pcap");
@@ -121,9 +135,39 @@ fn a_capture_replayed_through_net_pcap_gives_what_the_reader_gives() {
     assert_eq!(report.output.unwrap().packets, packets);
 }
 
-#[test]
-fn a_mempool_smaller_than_the_rings_is_refused_with_the_default_named() {
+fn a_mempool_smaller_than_the_rings_is_refused_with_the_default_named_body() {
     let eal: Vec<String> = eal_args(&["net_null0", "net_null1"]).iter().map(|a| format!("{a:?}")).collect();
     let e = common::try_run_toml(&format!("[dpdk]\neal = [{}]\nports = [0, 1]\nmbufs = 2048\n", eal.join(", "))).unwrap_err();
     assert!(e.contains("[dpdk] mbufs is below the 4096 the RX and TX rings hold alone"), "{e}");
+}
+
+#[test]
+fn null_ports_receive_and_send_bursts() {
+    own_process("null_ports_receive_and_send_bursts", null_ports_receive_and_send_bursts_body);
+}
+
+#[test]
+fn an_eal_without_ports_says_so() {
+    own_process("an_eal_without_ports_says_so", an_eal_without_ports_says_so_body);
+}
+
+#[test]
+fn bad_eal_arguments_are_an_error_not_an_abort() {
+    own_process("bad_eal_arguments_are_an_error_not_an_abort", bad_eal_arguments_are_an_error_not_an_abort_body);
+}
+
+#[test]
+fn a_capture_replayed_through_net_pcap_gives_what_the_reader_gives() {
+    own_process(
+        "a_capture_replayed_through_net_pcap_gives_what_the_reader_gives",
+        a_capture_replayed_through_net_pcap_gives_what_the_reader_gives_body,
+    );
+}
+
+#[test]
+fn a_mempool_smaller_than_the_rings_is_refused_with_the_default_named() {
+    own_process(
+        "a_mempool_smaller_than_the_rings_is_refused_with_the_default_named",
+        a_mempool_smaller_than_the_rings_is_refused_with_the_default_named_body,
+    );
 }

@@ -34,6 +34,20 @@ pub fn plugin_dir() -> PathBuf {
     dir
 }
 
+/// A check that cannot run here: fails where it must run (`MBOX_REQUIRE_TESTBED`, set by
+/// `tools/test.sh` as root), else says so on stderr and in `MBOX_SKIP_LOG` (a file
+/// `tools/test.sh` counts in its summary), so that a skip is never silent.
+pub fn skip(test: &str, reason: &str) {
+    assert!(std::env::var_os("MBOX_REQUIRE_TESTBED").is_none(), "{test} must run here but cannot: {reason}");
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(log) = std::env::var_os("MBOX_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {reason}\n");
+        let appended = std::fs::OpenOptions::new().create(true).append(true).open(&log).and_then(|mut f| f.write_all(line.as_bytes()));
+        appended.unwrap_or_else(|e| panic!("MBOX_SKIP_LOG {}: {e}", Path::new(&log).display()));
+    }
+}
+
 /// Runs a config given as TOML text (plugin_dir is filled in).
 pub fn run_toml(toml: &str) -> RunReport {
     try_run_toml(toml).unwrap_or_else(|e| panic!("run failed: {e}"))
