@@ -72,6 +72,73 @@ pub enum UnsubscribeStatus {
     Full = 2,
 }
 
+/// A request to the host carried by the publish call; its type is [`HOST_REQUEST`] and the
+/// host writes its answer into `answer` (a [`SubscribeStatus`] as a byte).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct SubscribeRequest {
+    pub header: EventHeader,
+    pub flow: FlowRef,
+    pub ty: EventType,
+    pub answer: u8,
+    pub _reserved: [u8; 7],
+}
+
+/// The type of requests to the host (never routed to NFs): a child of the root no built-in or
+/// registered type uses.
+pub const HOST_REQUEST: EventType = match EventType::ROOT.child(255) {
+    Some(t) => t,
+    None => EventType::ROOT,
+};
+
+/// What `answer` holds before the host answers (a host that predates the request leaves it).
+const UNANSWERED: u8 = 0xff;
+
+impl SubscribeRequest {
+    fn new(flow: FlowRef, ty: EventType) -> SubscribeRequest {
+        SubscribeRequest {
+            header: EventHeader::new::<SubscribeRequest>(HOST_REQUEST, 0, flow),
+            flow,
+            ty,
+            answer: UNANSWERED,
+            _reserved: [0; 7],
+        }
+    }
+}
+
+// SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
+unsafe impl Event for SubscribeRequest {}
+
+impl SubscribeStatus {
+    /// The status a host wrote into a request's `answer`.
+    pub fn from_answer(answer: u8) -> SubscribeStatus {
+        match answer {
+            0 => SubscribeStatus::Done,
+            1 => SubscribeStatus::NoFlow,
+            2 => SubscribeStatus::Full,
+            3 => SubscribeStatus::NotRouted,
+            _ => SubscribeStatus::Unsupported,
+        }
+    }
+}
+
+/// The outcome of [`Host::subscribe`].
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SubscribeStatus {
+    /// Queued: the flow's events of the type that its shard emits from now on reach this NF.
+    Done = 0,
+    /// The event is not about a flow, or not about one of this batch's shard.
+    NoFlow = 1,
+    /// The host's queue of such requests is full; try again with a later event.
+    Full = 2,
+    /// The NF can get that type neither by subscription nor on demand (its config's
+    /// `subscribe` and `subscribe_per_flow` lists lack it): nothing routes it there.
+    NotRouted = 3,
+    /// The host predates this call.
+    Unsupported = 4,
+}
+
 impl HostCalls {
     /// # Safety
     /// The functions must be safe to call with `state` for as long as this value is lent to NFs.
@@ -111,6 +178,22 @@ impl<'a> Host<'a> {
     pub fn unsubscribe(&mut self, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus {
         // SAFETY: as for `publish`.
         unsafe { (self.calls.unsubscribe)(self.calls.state, flow, ty) }
+    }
+
+    /// Starts events of type `ty` (and its subtree) of `flow` for this NF — the other half of
+    /// [`Host::unsubscribe`], the paper's dynamic subscriptions: an IDS that learns from a
+    /// classifier that a flow is HTTP turns on that flow's bytes (`ty` must be in its
+    /// `subscribe_per_flow` list, or one it subscribes to and unsubscribed from). Lasts until
+    /// the flow ends; events already emitted are not replayed.
+    pub fn subscribe(&mut self, flow: &FlowRef, ty: EventType) -> SubscribeStatus {
+        // A request on the publish call: no struct or vtable that plugins were built against
+        // changes (abi_stable refuses a plugin whose root module or vtables have fewer fields
+        // than the host's), and a host that predates it refuses the type (`NotDeclared`).
+        let mut request = SubscribeRequest::new(*flow, ty);
+        let size = core::mem::size_of::<SubscribeRequest>() as u32;
+        // SAFETY: `request` lives across the call and the host writes only its `answer`.
+        unsafe { (self.calls.publish)(self.calls.state, &mut request as *mut SubscribeRequest as *const EventHeader, size) };
+        SubscribeStatus::from_answer(request.answer)
     }
 }
 

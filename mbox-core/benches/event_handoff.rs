@@ -43,7 +43,13 @@ struct Harness {
 impl Harness {
     fn new(ring: usize, idle: IdleMode) -> Harness {
         let registry = Arc::new(TypeRegistry::with_builtins());
-        let spec = NfSpec { name: "count".into(), read_only: true, subscribes: vec![("PKT".into(), builtin::PKT)], publishes: vec![] };
+        let spec = NfSpec {
+            name: "count".into(),
+            read_only: true,
+            subscribes: vec![("PKT".into(), builtin::PKT)],
+            on_demand: vec![],
+            publishes: vec![],
+        };
         let graph = Arc::new(ServiceGraph::compile(&registry, &stack_publications(), vec![spec]).unwrap());
         let arena = Arc::new(EventArena::new(SLOTS));
         let (shard_waker, nf_waker) = (Arc::new(Waker::new()), Arc::new(Waker::new()));

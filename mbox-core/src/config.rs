@@ -456,6 +456,10 @@ pub struct NfConfig {
     pub path: Option<PathBuf>,
     /// Event types to subscribe to, replacing the plugin's defaults.
     pub subscribe: Option<Vec<String>>,
+    /// Event types the NF gets only for the flows it asks for (`Host::subscribe`), e.g.
+    /// `["FLOW/TCP/DATA_RDY"]` for an IDS that inspects the bytes of flows a classifier names.
+    #[serde(default)]
+    pub subscribe_per_flow: Vec<String>,
     /// Arguments handed to the plugin (as JSON).
     #[serde(default)]
     pub args: BTreeMap<String, toml::Value>,

@@ -21,7 +21,17 @@ pub struct NfSpec {
     pub name: String,
     pub read_only: bool,
     pub subscribes: Vec<(String, EventType)>,
+    /// Types the NF gets only for flows it subscribes to (`Host::subscribe`): on its routes,
+    /// muted for every flow until then.
+    pub on_demand: Vec<(String, EventType)>,
     pub publishes: Vec<(String, EventType)>,
+}
+
+impl NfSpec {
+    /// Everything routed to the NF: its subscriptions and its on-demand types.
+    pub fn routed(&self) -> impl Iterator<Item = &(String, EventType)> {
+        self.subscribes.iter().chain(&self.on_demand)
+    }
 }
 
 /// Index of an NF in config order.
@@ -50,6 +60,12 @@ pub enum GraphError {
     Cycle(Vec<String>),
     #[error("two NFs are named `{0}`; give each instance a unique `name`")]
     DuplicateName(String),
+    #[error(
+        "NF `{nf}` gets `{path}` per flow (`subscribe_per_flow`) but also subscribes to it or a type above it; list it in one of the two"
+    )]
+    OnDemandSubscribed { nf: String, path: String },
+    #[error("the NFs get {count} distinct types per flow (`subscribe_per_flow`); at most {max}")]
+    TooManyOnDemand { count: usize, max: usize },
 }
 
 /// Who publishes an event: the stack or an NF.
@@ -65,6 +81,8 @@ pub struct ServiceGraph {
     routes: Vec<Route>,
     nfs: Vec<NfSpec>,
     stack_publishes: Vec<EventType>,
+    /// Each on-demand type, with the NFs (by bit) that get it.
+    on_demand: Vec<(EventType, u64)>,
 }
 
 impl ServiceGraph {
@@ -75,9 +93,25 @@ impl ServiceGraph {
                 return Err(GraphError::DuplicateName(nf.name.clone()));
             }
         }
-        let graph = ServiceGraph { routes: Vec::new(), nfs, stack_publishes: stack_publishes.to_vec() };
+        let mut on_demand: Vec<(EventType, u64)> = Vec::new();
+        for (i, nf) in nfs.iter().enumerate() {
+            for (path, ty) in &nf.on_demand {
+                if nf.subscribes.iter().any(|(_, s)| ty.is_a(*s) || s.is_a(*ty)) {
+                    return Err(GraphError::OnDemandSubscribed { nf: nf.name.clone(), path: path.clone() });
+                }
+                match on_demand.iter_mut().find(|(t, _)| t == ty) {
+                    Some((_, mask)) => *mask |= 1 << i,
+                    None => on_demand.push((*ty, 1 << i)),
+                }
+            }
+        }
+        if on_demand.len() > crate::runtime::router::MAX_MUTES / 2 {
+            // Half the per-flow mutes stay free for unsubscriptions.
+            return Err(GraphError::TooManyOnDemand { count: on_demand.len(), max: crate::runtime::router::MAX_MUTES / 2 });
+        }
+        let graph = ServiceGraph { routes: Vec::new(), nfs, stack_publishes: stack_publishes.to_vec(), on_demand };
         for nf in &graph.nfs {
-            for (path, sub) in &nf.subscribes {
+            for (path, sub) in nf.routed() {
                 if graph.publishers_of(*sub).next().is_none() {
                     return Err(GraphError::Unpublished { nf: nf.name.clone(), path: path.clone() });
                 }
@@ -105,6 +139,17 @@ impl ServiceGraph {
         &self.nfs
     }
 
+    /// The on-demand types, each with the NFs (by bit) that get it per flow.
+    pub fn on_demand(&self) -> &[(EventType, u64)] {
+        &self.on_demand
+    }
+
+    /// True when events of `ty` (or of a type below or above it) can reach NF `nf`: what
+    /// `Host::subscribe` may turn on.
+    pub fn may_route(&self, nf: usize, ty: EventType) -> bool {
+        self.nfs.get(nf).is_some_and(|spec| spec.routed().any(|(_, s)| ty.is_a(*s) || s.is_a(ty)))
+    }
+
     /// Publishers of some type at or below `sub`.
     fn publishers_of(&self, sub: EventType) -> impl Iterator<Item = Publisher> + '_ {
         let stack = self.stack_publishes.iter().any(|p| p.is_a(sub)).then_some(Publisher::Stack);
@@ -123,7 +168,7 @@ impl ServiceGraph {
         self.nfs
             .iter()
             .enumerate()
-            .filter(move |(_, nf)| nf.subscribes.iter().any(|(_, s)| publishes.iter().any(|(_, p)| p.is_a(*s))))
+            .filter(move |(_, nf)| nf.routed().any(|(_, s)| publishes.iter().any(|(_, p)| p.is_a(*s))))
             .map(|(i, _)| i)
     }
 
@@ -163,7 +208,7 @@ impl ServiceGraph {
         let mut stages: Vec<Vec<NfIndex>> = Vec::new();
         let mut open_parallel = false;
         for (i, nf) in self.nfs.iter().enumerate() {
-            if !nf.subscribes.iter().any(|(_, s)| ty.is_a(*s)) {
+            if !nf.routed().any(|(_, s)| ty.is_a(*s)) {
                 continue;
             }
             if nf.read_only && open_parallel {
@@ -194,12 +239,13 @@ impl ServiceGraph {
         };
         let mut edges: Vec<(String, String, Vec<String>)> = Vec::new();
         for (i, nf) in self.nfs.iter().enumerate() {
-            for (path, sub) in &nf.subscribes {
+            let per_flow = nf.on_demand.iter().map(|(path, ty)| (format!("{path} (per flow)"), ty));
+            for (label, sub) in nf.subscribes.iter().map(|(path, ty)| (path.clone(), ty)).chain(per_flow) {
                 for publisher in self.publishers_of(*sub) {
                     let (from, to) = (node(publisher), format!("nf{i}"));
                     match edges.iter_mut().find(|(f, t, _)| *f == from && *t == to) {
-                        Some((_, _, labels)) => labels.push(path.clone()),
-                        None => edges.push((from, to, vec![path.clone()])),
+                        Some((_, _, labels)) => labels.push(label.clone()),
+                        None => edges.push((from, to, vec![label.clone()])),
                     }
                 }
             }
@@ -238,7 +284,7 @@ mod tests {
             })
             .collect();
         let subscribes = subs.iter().map(|s| (s.to_string(), reg.type_of(s).unwrap())).collect();
-        NfSpec { name: name.into(), read_only, subscribes, publishes }
+        NfSpec { name: name.into(), read_only, subscribes, on_demand: Vec::new(), publishes }
     }
 
     fn stack() -> Vec<EventType> {
@@ -294,5 +340,25 @@ mod tests {
         assert!(dot.contains("stack -> nf0 [label=\"FLOW/TCP/TERMINATE\"]"), "{dot}");
         assert!(dot.contains("nf0 -> nf1 [label=\"ALERT\"]"), "{dot}");
         assert!(dot.contains("// ALERT/HEAVY_HITTER: [logger]"), "{dot}");
+    }
+
+    #[test]
+    fn on_demand_types_are_routed_checked_and_bounded() {
+        let mut reg = TypeRegistry::with_builtins();
+        let stack = [builtin::FLOW_TCP_NEW, builtin::FLOW_TCP_DATA_RDY];
+        let mut ids = spec(&mut reg, "ids", true, &["FLOW/TCP/NEW"], &[]);
+        ids.on_demand = vec![("FLOW/TCP/DATA_RDY".into(), builtin::FLOW_TCP_DATA_RDY)];
+        let graph = ServiceGraph::compile(&reg, &stack, vec![ids.clone()]).unwrap();
+        assert_eq!(graph.on_demand(), &[(builtin::FLOW_TCP_DATA_RDY, 1)]);
+        assert!(graph.may_route(0, builtin::FLOW_TCP_DATA_RDY) && !graph.may_route(0, builtin::PKT));
+        let data = reg.index_of("FLOW/TCP/DATA_RDY").unwrap();
+        assert_eq!(graph.route(data).stages, vec![vec![0]]);
+        assert!(graph.to_dot(&reg).contains("FLOW/TCP/DATA_RDY (per flow)"));
+        let mut both = ids.clone();
+        both.subscribes.push(("FLOW/TCP".into(), builtin::FLOW_TCP));
+        assert!(matches!(ServiceGraph::compile(&reg, &stack, vec![both]), Err(GraphError::OnDemandSubscribed { .. })));
+        let mut unpublished = ids;
+        unpublished.on_demand = vec![("ALERT".into(), builtin::ALERT)];
+        assert!(matches!(ServiceGraph::compile(&reg, &stack, vec![unpublished]), Err(GraphError::Unpublished { .. })));
     }
 }

@@ -317,6 +317,13 @@ fn subscriptions_text(s: &Value) -> String {
         if s["publishes"].as_array().is_some_and(|a| a.is_empty()) { "nothing".to_string() } else { list("publishes") },
         n(&s["flow_unsubscriptions"])
     );
+    if s["subscribes_per_flow"].as_array().is_some_and(|a| !a.is_empty()) {
+        out.push_str(&format!(
+            "per flow, when it asks: {} (subscriptions so far: {})\n",
+            list("subscribes_per_flow"),
+            n(&s["flow_subscriptions"])
+        ));
+    }
     out.push_str("routes (event type: stage of stages):\n");
     for r in s["routes"].as_array().into_iter().flatten() {
         out.push_str(&format!("  {}: {} of {}\n", r["type"].as_str().unwrap_or("?"), r["stage"], r["stages"]));

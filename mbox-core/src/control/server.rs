@@ -125,9 +125,11 @@ impl ControlState {
             "name": nf.name,
             "read_only": nf.read_only,
             "subscribes": nf.subscribes.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            "subscribes_per_flow": nf.on_demand.iter().map(|(p, _)| p).collect::<Vec<_>>(),
             "publishes": nf.publishes.iter().map(|(p, _)| p).collect::<Vec<_>>(),
             "routes": routes,
             "flow_unsubscriptions": report.nfs.get(index).map_or(0, |r| r.unsubscriptions),
+            "flow_subscriptions": report.nfs.get(index).map_or(0, |r| r.subscriptions),
         }))
     }
 }

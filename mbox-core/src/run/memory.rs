@@ -179,6 +179,7 @@ mod tests {
             name: "nf".into(),
             read_only: true,
             subscribes: vec![],
+            on_demand: vec![],
             publishes: if publishes { vec![("ALERT/X".into(), mbox_abi::builtin::ALERT)] } else { vec![] },
         }
     }

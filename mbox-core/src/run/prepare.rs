@@ -33,8 +33,7 @@ pub fn tcp_depth(mode: TcpMonitor, registry: &TypeRegistry, graph: &ServiceGraph
         TcpMonitor::Reassembly => Some(Depth::Reassembly),
         TcpMonitor::Auto if wanted(builtin::FLOW_TCP_DATA_RDY) || wanted(builtin::FLOW_TCP_GAP) => Some(Depth::Reassembly),
         TcpMonitor::Auto
-            if wanted(builtin::FLOW_TCP_STREAM_END)
-                || graph.nfs().iter().any(|nf| nf.subscribes.iter().any(|(_, s)| s.is_a(builtin::PKT_TCP))) =>
+            if wanted(builtin::FLOW_TCP_STREAM_END) || graph.nfs().iter().any(|nf| nf.routed().any(|(_, s)| s.is_a(builtin::PKT_TCP))) =>
         {
             Some(Depth::State)
         }
@@ -94,8 +93,13 @@ pub fn prepare(config: Config, config_path: &Path) -> Result<Prepared, RunError>
             let ty = registry.type_of(path).map_err(|e| types_err(format!("{} subscribe", key_of(i, nf)), e))?;
             subscribes.push((path.clone(), ty));
         }
+        let mut on_demand = Vec::new();
+        for path in &nf.subscribe_per_flow {
+            let ty = registry.type_of(path).map_err(|e| types_err(format!("{} subscribe_per_flow", key_of(i, nf)), e))?;
+            on_demand.push((path.clone(), ty));
+        }
         let name = nf.name.clone().unwrap_or_else(|| plugin.descriptor.name.to_string());
-        specs.push(NfSpec { name, read_only: plugin.descriptor.read_only, subscribes, publishes });
+        specs.push(NfSpec { name, read_only: plugin.descriptor.read_only, subscribes, on_demand, publishes });
     }
     let graph = ServiceGraph::compile(&registry, &stack_publications(), specs)
         .map_err(|source| RunError::Graph { config: config_path.to_path_buf(), source })?;

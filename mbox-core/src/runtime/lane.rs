@@ -5,7 +5,7 @@
 //!   adds how many it finished, so the shard retires that many from the front of its own
 //!   in-order record of what it sent. No message per event travels back.
 //! - Events the NF publishes come back on a second SPSC ring, as bytes (publications are rare),
-//!   and its per-flow unsubscriptions on a third, as small records.
+//!   and its per-flow (un)subscriptions on a third, as small records.
 //!
 //! Which events go to the NF, and when, is the router's business (`runtime::router`: stages,
 //! emission order, per-flow mutes); the lane carries what the router lets through.
@@ -24,15 +24,17 @@ pub const WAKE_BATCH: usize = 32;
 
 /// Publications an NF may have queued for one shard before it is told `Full`.
 pub const PUBLICATION_RING: usize = 4096;
-/// Unsubscriptions an NF may have queued for one shard before it is told `Full`.
+/// Per-flow (un)subscriptions an NF may have queued for one shard before it is told `Full`.
 pub const CONTROL_RING: usize = 256;
 
-/// An NF's request to stop the events of `ty` (and below) of one flow.
+/// An NF's request to stop (`Host::unsubscribe`) or start (`Host::subscribe`) the events of
+/// `ty` (and below) of one flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unsubscribe {
+pub struct FlowSubscription {
     pub flow_id: u64,
     pub slot: u32,
     pub ty: EventType,
+    pub subscribe: bool,
 }
 
 /// The shard's end of a lane.
@@ -48,7 +50,7 @@ pub struct LaneTx {
     retirable: usize,
     nf_waker: Arc<Waker>,
     publications: Option<Consumer<EventBytes>>,
-    unsubscriptions: Consumer<Unsubscribe>,
+    flow_subscriptions: Consumer<FlowSubscription>,
     /// Events pushed to the NF.
     pub delivered: u64,
     /// Events not delivered because the ring was full under the `drop` policy (counted by
@@ -64,8 +66,8 @@ pub struct LaneRx {
     pub shard_waker: Arc<Waker>,
     /// Where the NF's publications for this shard go (only for NFs that publish).
     pub publications: Option<Producer<EventBytes>>,
-    /// Where the NF's unsubscriptions from this shard's flows go.
-    pub unsubscriptions: Producer<Unsubscribe>,
+    /// Where the NF's per-flow (un)subscriptions of this shard's flows go.
+    pub flow_subscriptions: Producer<FlowSubscription>,
     /// The shard this lane comes from.
     pub shard: u16,
 }
@@ -75,7 +77,7 @@ pub struct LaneRx {
 /// `publishes`. [`backlog_footprint`] adds the queues sized by the shard's event slots.
 pub fn footprint(capacity: usize, publishes: bool) -> usize {
     2 * capacity * std::mem::size_of::<u32>()
-        + CONTROL_RING * std::mem::size_of::<Unsubscribe>()
+        + CONTROL_RING * std::mem::size_of::<FlowSubscription>()
         + if publishes { PUBLICATION_RING * std::mem::size_of::<EventBytes>() } else { 0 }
 }
 
@@ -115,11 +117,11 @@ pub fn lane(
             retirable: 0,
             nf_waker,
             publications: pub_rx,
-            unsubscriptions: unsub_rx,
+            flow_subscriptions: unsub_rx,
             delivered: 0,
             ring_full_drops: 0,
         },
-        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx, unsubscriptions: unsub_tx, shard },
+        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx, flow_subscriptions: unsub_tx, shard },
     )
 }
 
@@ -237,12 +239,12 @@ impl LaneTx {
 
     /// True when a publication waits.
     pub fn has_publication(&self) -> bool {
-        self.publications.as_ref().is_some_and(|c| !c.is_empty()) || !self.unsubscriptions.is_empty()
+        self.publications.as_ref().is_some_and(|c| !c.is_empty()) || !self.flow_subscriptions.is_empty()
     }
 
-    /// The next unsubscription request of the NF, if any.
-    pub fn next_unsubscription(&mut self) -> Option<Unsubscribe> {
-        self.unsubscriptions.pop().ok()
+    /// The next per-flow (un)subscription request of the NF, if any.
+    pub fn next_flow_subscription(&mut self) -> Option<FlowSubscription> {
+        self.flow_subscriptions.pop().ok()
     }
 
     /// True when the NF finished events the shard has not retired yet.

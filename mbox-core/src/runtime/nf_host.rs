@@ -13,7 +13,7 @@
 //! nothing is dropped (with `ring_full = "drop"`, what overflows the NF's ring during the swap
 //! is dropped and counted, as whenever the NF is slow).
 
-use super::lane::{LaneRx, Unsubscribe};
+use super::lane::{FlowSubscription, LaneRx};
 use super::live::{Publisher, Snapshot};
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventBytes;
@@ -21,8 +21,8 @@ use crate::events::registry::TypeRegistry;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
-    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, UnsubscribeStatus, Verdict,
-    MAX_EVENT_SIZE,
+    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, SubscribeRequest,
+    SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, MAX_EVENT_SIZE,
 };
 use rtrb::Producer;
 use std::ffi::c_void;
@@ -78,8 +78,11 @@ pub struct NfReport {
     pub publish_no_subscriber: u64,
     /// Publications refused because the queue to the shard was full.
     pub publish_full: u64,
-    /// Per-flow unsubscriptions the NF asked for.
+    /// Per-flow unsubscriptions and subscriptions the NF asked for.
     pub unsubscriptions: u64,
+    pub subscriptions: u64,
+    /// Subscriptions refused: a type nothing routes to the NF.
+    pub subscribe_not_routed: u64,
     /// Time spent inside the plugin.
     pub busy_ns: u64,
     /// Why the plugin was disabled, if it was.
@@ -102,8 +105,10 @@ impl NfReport {
 /// The publication context lent to the plugin for one batch.
 struct PublishCtx<'a> {
     ring: Option<&'a mut Producer<EventBytes>>,
-    unsubscriptions: &'a mut Producer<Unsubscribe>,
+    flow_subscriptions: &'a mut Producer<FlowSubscription>,
     shard: u16,
+    /// The NF's index in the graph.
+    nf: usize,
     shard_waker: &'a Waker,
     declared: &'a [EventType],
     registry: &'a TypeRegistry,
@@ -126,6 +131,11 @@ impl PublishCtx<'_> {
         }
         // SAFETY: at least a header's bytes are readable (checked above).
         let ty = unsafe { (*event).ty };
+        if ty == HOST_REQUEST {
+            // SAFETY: the caller's contract, and `Host::subscribe` passes a request it owns
+            // mutably, whose `answer` the host writes.
+            return unsafe { self.host_request(event as *mut SubscribeRequest, size) };
+        }
         if !self.declared.contains(&ty) {
             self.report.publish_not_declared += 1;
             return PublishStatus::NotDeclared;
@@ -162,19 +172,56 @@ impl PublishCtx<'_> {
 }
 
 impl PublishCtx<'_> {
+    /// Answers a request the NF made through the publish call ([`mbox_abi::Host::subscribe`]).
+    ///
+    /// # Safety
+    /// `request` must point to `size` bytes the NF lent mutably for the call.
+    unsafe fn host_request(&mut self, request: *mut SubscribeRequest, size: usize) -> PublishStatus {
+        if size < std::mem::size_of::<SubscribeRequest>() {
+            self.report.publish_bad_size += 1;
+            return PublishStatus::BadSize;
+        }
+        // SAFETY: the caller's contract, size checked.
+        let (flow, ty) = unsafe { ((*request).flow, (*request).ty) };
+        let status = self.subscribe(&flow, ty);
+        // SAFETY: as above.
+        unsafe { (*request).answer = status as u8 };
+        PublishStatus::Published
+    }
+
     /// Queues an unsubscription for the lane's shard. Must not panic (runs inside a plugin call).
     fn unsubscribe(&mut self, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus {
         if !flow.is_some() || flow.shard != self.shard {
             return UnsubscribeStatus::NoFlow;
         }
-        let pushed = self.unsubscriptions.push(Unsubscribe { flow_id: flow.id, slot: flow.slot, ty }).is_ok();
-        self.shard_waker.wake();
-        if pushed {
-            self.report.unsubscriptions += 1;
-            UnsubscribeStatus::Done
-        } else {
-            UnsubscribeStatus::Full
+        if !self.queue(flow, ty, false) {
+            return UnsubscribeStatus::Full;
         }
+        self.report.unsubscriptions += 1;
+        UnsubscribeStatus::Done
+    }
+
+    /// Queues a subscription for the lane's shard, if anything routes `ty` to the NF. Must not
+    /// panic.
+    fn subscribe(&mut self, flow: &FlowRef, ty: EventType) -> SubscribeStatus {
+        if !flow.is_some() || flow.shard != self.shard {
+            return SubscribeStatus::NoFlow;
+        }
+        if !self.graph.may_route(self.nf, ty) {
+            self.report.subscribe_not_routed += 1;
+            return SubscribeStatus::NotRouted;
+        }
+        if !self.queue(flow, ty, true) {
+            return SubscribeStatus::Full;
+        }
+        self.report.subscriptions += 1;
+        SubscribeStatus::Done
+    }
+
+    fn queue(&mut self, flow: &FlowRef, ty: EventType, subscribe: bool) -> bool {
+        let pushed = self.flow_subscriptions.push(FlowSubscription { flow_id: flow.id, slot: flow.slot, ty, subscribe }).is_ok();
+        self.shard_waker.wake();
+        pushed
     }
 }
 
@@ -289,6 +336,8 @@ struct Batch {
 /// What stays the same for the NF's whole run.
 struct NfContext {
     name: String,
+    /// Its index in the graph.
+    index: usize,
     read_only: bool,
     publishes: Vec<EventType>,
     registry: Arc<TypeRegistry>,
@@ -298,7 +347,7 @@ struct NfContext {
 /// Hands at most `max` of the events waiting in `lane` to the NF (or, once it failed, counts
 /// them as dropped) and reports them done. Returns how many it took.
 fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, report: &mut NfReport, cx: &NfContext) -> usize {
-    let LaneRx { ring, done, arena, shard_waker, publications, unsubscriptions, shard } = lane;
+    let LaneRx { ring, done, arena, shard_waker, publications, flow_subscriptions, shard } = lane;
     let n = ring.slots().min(max).min(NF_BATCH);
     if n == 0 {
         return 0;
@@ -314,8 +363,9 @@ fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, repor
         batch.verdicts[..n].fill(Verdict::Pass);
         let mut ctx = PublishCtx {
             ring: publications.as_mut(),
-            unsubscriptions,
+            flow_subscriptions,
             shard: *shard,
+            nf: cx.index,
             shard_waker,
             declared: &cx.publishes,
             registry: &cx.registry,
@@ -387,7 +437,8 @@ impl NfWorker {
         let NfWorker { name, read_only, mut nf, mut lanes, waker, idle, publishes, registry, graph, plugin, version, live, control } = self;
         waker.bind_current();
         let mut report = NfReport::new(&name, read_only, plugin, version, registry.len());
-        let cx = NfContext { name, read_only, publishes, registry, graph };
+        let index = graph.nfs().iter().position(|nf| nf.name == name).unwrap_or(usize::MAX);
+        let cx = NfContext { name, index, read_only, publishes, registry, graph };
         let mut live = Publisher::new(live);
         let mut idler = Idler::new(idle);
         let mut batch = Batch { events: [std::ptr::null(); NF_BATCH], handles: [0; NF_BATCH], verdicts: [Verdict::Pass; NF_BATCH] };

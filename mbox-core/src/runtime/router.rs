@@ -8,7 +8,8 @@
 //!   emitted them: an event that waits for an upstream stage holds back, for this NF, every
 //!   event emitted after it — so a flow's end never overtakes its packets.
 //! - **Per-flow mutes.** An NF that unsubscribed from a type for one flow is left out of that
-//!   flow's events of the type (and a stage left empty is skipped).
+//!   flow's events of the type (and a stage left empty is skipped). A type an NF gets on
+//!   demand (`subscribe_per_flow`) starts muted for every flow until it subscribes.
 //! - **Fail closed.** An event an NF of a stage drops skips the later stages; the caller marks
 //!   an event dropped when an NF that may drop could not see it (its ring was full).
 //!
@@ -17,7 +18,7 @@
 //! its slot and let its packet go.
 
 use crate::controller::{NfIndex, ServiceGraph};
-use crate::runtime::lane::Unsubscribe;
+use crate::runtime::lane::FlowSubscription;
 use mbox_abi::{EventHeader, EventType};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -73,22 +74,45 @@ pub struct Finished {
     pub dropped: bool,
 }
 
-/// Per-flow unsubscriptions: (type, NFs by bit) pairs, for the flow with id `id` in a slot.
+/// One type's mutes in one flow.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mute {
+    ty: EventType,
+    /// NFs (by bit) left out of the flow's events of `ty`: they unsubscribed, or get `ty` on
+    /// demand and have not subscribed.
+    excluded: u64,
+    /// NFs (by bit) that said they do not want them (unsubscribed): the stack may stop the
+    /// work for the flow once all of its NFs did. An NF that merely has not subscribed yet may
+    /// still, so it does not count.
+    declined: u64,
+}
+
+/// The mutes of the flow with id `id` in a slot.
 #[derive(Debug, Clone, Copy, Default)]
 struct FlowMutes {
     id: u64,
     len: u8,
-    entries: [(EventType, u64); MAX_MUTES],
+    entries: [Mute; MAX_MUTES],
 }
 
-/// Distinct types one flow's NFs may unsubscribe from (further ones are counted and ignored).
-const MAX_MUTES: usize = 4;
+/// Distinct types one flow's NFs may unsubscribe from, on-demand types included (further ones
+/// are counted and ignored).
+pub const MAX_MUTES: usize = 8;
 
 impl FlowMutes {
-    /// NFs that do not want events of type `ty` of this flow.
+    fn entries(&self) -> &[Mute] {
+        &self.entries[..usize::from(self.len)]
+    }
+
+    /// NFs that do not get events of type `ty` of this flow.
     #[inline]
     fn excluded(&self, ty: EventType) -> u64 {
-        self.entries[..usize::from(self.len)].iter().filter(|(t, _)| ty.is_a(*t)).fold(0, |acc, (_, nfs)| acc | nfs)
+        self.entries().iter().filter(|m| ty.is_a(m.ty)).fold(0, |acc, m| acc | m.excluded)
+    }
+
+    /// NFs that declined events of type `ty` of this flow.
+    fn declined(&self, ty: EventType) -> u64 {
+        self.entries().iter().filter(|m| ty.is_a(m.ty)).fold(0, |acc, m| acc | m.declined)
     }
 }
 
@@ -98,8 +122,10 @@ pub struct Router {
     meta: Vec<EventMeta>,
     /// Per NF: handles of the events it will see (or skip), in emission order.
     order: Vec<VecDeque<u32>>,
-    /// Unsubscriptions by flow slot (grown as slots are used).
+    /// Mutes by flow slot (grown as slots are used).
     mutes: Vec<FlowMutes>,
+    /// What every new flow starts with: the on-demand types, muted for the NFs that get them.
+    initial_mutes: FlowMutes,
     /// Finished events not yet taken, oldest first (their packets go out in that order).
     finished: VecDeque<Finished>,
     /// Unsubscriptions that came after their flow ended (or past the per-flow limit).
@@ -114,7 +140,13 @@ impl Router {
     /// length of an NF's order queue (its capacity, to avoid growing it while running).
     pub fn new(graph: Arc<ServiceGraph>, slots: usize, backlog: usize) -> Router {
         let nfs = graph.nfs().len();
+        let mut initial_mutes = FlowMutes::default();
+        for &(ty, nfs) in graph.on_demand().iter().take(MAX_MUTES) {
+            initial_mutes.entries[usize::from(initial_mutes.len)] = Mute { ty, excluded: nfs, declined: 0 };
+            initial_mutes.len += 1;
+        }
         Router {
+            initial_mutes,
             graph,
             meta: vec![EventMeta::IDLE; slots],
             order: (0..nfs).map(|_| VecDeque::with_capacity(backlog)).collect(),
@@ -128,27 +160,36 @@ impl Router {
         &self.graph
     }
 
-    /// A new flow took slot `slot`: the previous flow's unsubscriptions no longer apply.
+    /// A new flow took slot `slot`: the previous flow's (un)subscriptions no longer apply.
     pub fn flow_started(&mut self, slot: u32, flow_id: u64) {
         let slot = slot as usize;
         if self.mutes.len() <= slot {
             self.mutes.resize(slot + 1, FlowMutes::default());
         }
-        self.mutes[slot] = FlowMutes { id: flow_id, ..FlowMutes::default() };
+        self.mutes[slot] = FlowMutes { id: flow_id, ..self.initial_mutes };
     }
 
-    /// Applies NF `nf`'s unsubscription (counted, and ignored, when its flow has ended).
-    pub fn unsubscribe(&mut self, nf: usize, u: Unsubscribe) {
-        let Some(m) = self.mutes.get_mut(u.slot as usize).filter(|m| m.id == u.flow_id) else {
+    /// Applies NF `nf`'s unsubscription or subscription (counted, and ignored, when its flow
+    /// has ended). A subscription undoes the mutes of the type's subtree and of the types above
+    /// it: subscribing to `FLOW/TCP/DATA_RDY` after unsubscribing from `FLOW/TCP` turns all of
+    /// `FLOW/TCP` back on.
+    pub fn change_subscription(&mut self, nf: usize, change: FlowSubscription) {
+        let Some(m) = self.mutes.get_mut(change.slot as usize).filter(|m| m.id == change.flow_id) else {
             self.stale_unsubscriptions += 1;
             return;
         };
         let bit = 1u64 << nf;
         let len = usize::from(m.len);
-        if let Some(entry) = m.entries[..len].iter_mut().find(|(t, _)| *t == u.ty) {
-            entry.1 |= bit;
+        if change.subscribe {
+            for mute in m.entries[..len].iter_mut().filter(|mute| mute.ty.is_a(change.ty) || change.ty.is_a(mute.ty)) {
+                mute.excluded &= !bit;
+                mute.declined &= !bit;
+            }
+        } else if let Some(mute) = m.entries[..len].iter_mut().find(|mute| mute.ty == change.ty) {
+            mute.excluded |= bit;
+            mute.declined |= bit;
         } else if len < MAX_MUTES {
-            m.entries[len] = (u.ty, bit);
+            m.entries[len] = Mute { ty: change.ty, excluded: bit, declined: bit };
             m.len += 1;
         } else {
             self.stale_unsubscriptions += 1;
@@ -165,10 +206,11 @@ impl Router {
     }
 
     /// False once every NF of `nfs` (by bit) unsubscribed from `ty` for the flow in `slot`
-    /// (true while nobody unsubscribed from anything there).
+    /// (true while nobody unsubscribed from anything there; an NF that gets `ty` on demand and
+    /// has not subscribed yet still may).
     pub fn still_wanted(&self, slot: u32, ty: EventType, nfs: u64) -> bool {
         match self.mutes.get(slot as usize).filter(|m| m.len > 0) {
-            Some(m) => nfs & !m.excluded(ty) != 0,
+            Some(m) => nfs & !m.declined(ty) != 0,
             None => true,
         }
     }
@@ -305,14 +347,22 @@ mod tests {
     impl Sim {
         /// NFs by (read-only, subscriptions), in config order.
         fn new(nfs: &[(bool, &[&str])]) -> Sim {
+            let with_none: Vec<(bool, &[&str], &[&str])> = nfs.iter().map(|&(r, subs)| (r, subs, &[][..])).collect();
+            Sim::with_on_demand(&with_none)
+        }
+
+        /// NFs by (read-only, subscriptions, on-demand types), in config order.
+        fn with_on_demand(nfs: &[(bool, &[&str], &[&str])]) -> Sim {
             let reg = TypeRegistry::with_builtins();
+            let paths = |list: &[&str]| list.iter().map(|s| (s.to_string(), reg.type_of(s).unwrap())).collect();
             let specs = nfs
                 .iter()
                 .enumerate()
-                .map(|(i, (read_only, subs))| NfSpec {
+                .map(|(i, (read_only, subs, on_demand))| NfSpec {
                     name: format!("nf{i}"),
                     read_only: *read_only,
-                    subscribes: subs.iter().map(|s| (s.to_string(), reg.type_of(s).unwrap())).collect(),
+                    subscribes: paths(subs),
+                    on_demand: paths(on_demand),
                     publishes: Vec::new(),
                 })
                 .collect();
@@ -419,21 +469,53 @@ mod tests {
         s.router.flow_started(0, 1);
         s.router.flow_started(1, 2);
         let data = s.reg.type_of("FLOW/TCP/DATA_RDY").unwrap();
-        s.router.unsubscribe(0, Unsubscribe { flow_id: 1, slot: 0, ty: data });
+        s.router.change_subscription(0, FlowSubscription { flow_id: 1, slot: 0, ty: data, subscribe: false });
         s.emit(1, "FLOW/TCP/DATA_RDY", 0);
         s.emit(2, "FLOW/TCP/DATA_RDY", 1);
         assert_eq!((s.inbox(0), s.inbox(1)), (vec![2], vec![1, 2]), "only flow 0's events skip nf0");
         assert!(s.router.still_wanted(0, data, s.router.nfs_of(s.reg.index_of("FLOW/TCP/DATA_RDY").unwrap())));
-        s.router.unsubscribe(1, Unsubscribe { flow_id: 1, slot: 0, ty: data });
+        s.router.change_subscription(1, FlowSubscription { flow_id: 1, slot: 0, ty: data, subscribe: false });
         assert!(!s.router.still_wanted(0, data, 0b11), "nobody wants flow 0's bytes now");
         // An event nobody on its route wants finishes at once.
         s.emit(3, "FLOW/TCP/DATA_RDY", 0);
         assert_eq!(s.finished(), [3]);
         // The slot's next flow starts with nobody unsubscribed; a late request is stale.
         s.router.flow_started(0, 7);
-        s.router.unsubscribe(0, Unsubscribe { flow_id: 1, slot: 0, ty: data });
+        s.router.change_subscription(0, FlowSubscription { flow_id: 1, slot: 0, ty: data, subscribe: false });
         assert_eq!(s.router.stale_unsubscriptions, 1);
         assert!(s.router.still_wanted(0, data, 0b11));
+    }
+
+    /// A type an NF gets on demand reaches it only for the flows it subscribed to, from the
+    /// subscription on; until then the stack's work for the flow stays wanted (it may still
+    /// subscribe), and an unsubscription after it declines again.
+    #[test]
+    fn on_demand_types_reach_an_nf_only_for_the_flows_it_subscribed_to() {
+        let mut s = Sim::with_on_demand(&[(true, &["FLOW/TCP/NEW"], &["FLOW/TCP/DATA_RDY"]), (true, &["FLOW/TCP/DATA_RDY"], &[])]);
+        let data = s.reg.type_of("FLOW/TCP/DATA_RDY").unwrap();
+        let data_route = s.reg.index_of("FLOW/TCP/DATA_RDY").unwrap();
+        assert_eq!(s.router.nfs_of(data_route), 0b11, "the on-demand NF is on the route");
+        s.router.flow_started(0, 1);
+        s.router.flow_started(1, 2);
+        s.emit(1, "FLOW/TCP/DATA_RDY", 0);
+        assert_eq!((s.inbox(0), s.inbox(1)), (vec![], vec![1]), "muted until it asks");
+        assert!(s.router.still_wanted(0, data, 0b01), "not asked yet is not declined");
+        s.router.change_subscription(0, FlowSubscription { flow_id: 1, slot: 0, ty: data, subscribe: true });
+        s.emit(2, "FLOW/TCP/DATA_RDY", 0);
+        s.emit(3, "FLOW/TCP/DATA_RDY", 1);
+        assert_eq!(s.inbox(0), vec![2], "flow 0's bytes from the subscription on, not flow 1's");
+        s.router.change_subscription(0, FlowSubscription { flow_id: 1, slot: 0, ty: data, subscribe: false });
+        assert!(!s.router.still_wanted(0, data, 0b01), "unsubscribed again: declined");
+        // The slot's next flow (the test's ids follow the slot) starts muted again.
+        s.router.flow_started(0, 1);
+        s.emit(4, "FLOW/TCP/DATA_RDY", 0);
+        assert_eq!(s.inbox(0), vec![2]);
+        // Subscribing to the parent of an unsubscribed type turns it back on.
+        s.router.change_subscription(1, FlowSubscription { flow_id: 1, slot: 0, ty: data, subscribe: false });
+        s.emit(6, "FLOW/TCP/DATA_RDY", 0);
+        s.router.change_subscription(1, FlowSubscription { flow_id: 1, slot: 0, ty: builtin::FLOW_TCP, subscribe: true });
+        s.emit(5, "FLOW/TCP/DATA_RDY", 0);
+        assert_eq!(s.inbox(1), vec![1, 2, 3, 4, 5], "event 6 came while nf1 was unsubscribed");
     }
 
     #[test]

@@ -539,8 +539,8 @@ impl Plane {
     fn route_publications(&mut self) -> bool {
         let mut any = false;
         for nf in 0..self.lanes.len() {
-            while let Some(u) = self.lanes[nf].next_unsubscription() {
-                self.router.unsubscribe(nf, u);
+            while let Some(change) = self.lanes[nf].next_flow_subscription() {
+                self.router.change_subscription(nf, change);
                 any = true;
             }
             while !self.free_published.is_empty() {

@@ -15,12 +15,16 @@
 //! (`sha256`, `fold` — a 64-bit multiply-xor chain — or `sum`, a word sum that reads 8 bytes
 //! at a time and vectorizes; default `sum`); `stop_after_bytes` (events mode: unsubscribe from
 //! a connection's bytes after that many; default 0 = never); `flow_slots` (own-stack mode: the
-//! stack's flow table size; default 65536).
+//! stack's flow table size; default 65536); `subscribe_ports` (events mode: hash only the
+//! connections to these server ports, turning their bytes on per flow with `Host::subscribe`
+//! when `FLOW/TCP/NEW` arrives — the config subscribes to `FLOW/TCP/NEW` and
+//! `FLOW/TCP/TERMINATE` and lists the byte events in `subscribe_per_flow`; default: every
+//! connection, by plain subscription).
 
 use mbox_abi::kit::{Args, LineWriter, StreamCursor};
 use mbox_abi::{
-    builtin, export_nf, EventHeader, FlowRef, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo,
-    StreamDataEvent, StreamGapEvent, TcpSnapshot, Verdict,
+    builtin, export_nf, Counters, EventHeader, FlowRef, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit, PktEvent, Plugin,
+    PluginInfo, StreamDataEvent, StreamGapEvent, SubscribeStatus, TcpSnapshot, Verdict,
 };
 use mbox_stack::flow_table::{FlowEntry, FlowTable, Timeouts};
 use mbox_stack::l23::{L23Stack, StackConfig, StackPacket, StackSink, StreamContext};
@@ -123,6 +127,10 @@ struct Tables {
     stop_after: u64,
     /// By shard (0 for the NF's own stack), then flow slot.
     conns: Vec<Vec<Option<Conn>>>,
+    /// Only connections to these server ports, subscribed per flow (empty: all).
+    ports: Vec<u16>,
+    /// Per-flow subscriptions the host refused (it answers why; counted, not fatal).
+    subscribe_refused: u64,
 }
 
 impl Tables {
@@ -166,6 +174,8 @@ impl Tables {
         let entry = self.conns[usize::from(shard)].get_mut(slot as usize).filter(|e| e.as_ref().is_some_and(|c| c.id == id));
         let conn = match entry.and_then(Option::take) {
             Some(conn) => conn,
+            // Not one of the connections asked for.
+            None if !self.ports.is_empty() => return,
             // No event of a connection that carried bytes came: all were lost (drop policy).
             None if snapshot.sides.iter().any(|s| s.stream_bytes > 0) => Conn::new(id, self.algorithm),
             None => return,
@@ -291,6 +301,21 @@ impl StreamHash {
         }
     }
 
+    /// A connection began: one to a listed port gets its bytes turned on (the host applies it
+    /// asynchronously, so its first bytes may already have gone by: they count as lost).
+    fn new_connection(&mut self, ev: &FlowTcpEvent, host: &mut Host<'_>) {
+        let flow = ev.flow.header.flow;
+        if self.tables.ports.is_empty() || !self.tables.ports.contains(&ev.flow.tuple.ports[1]) {
+            return;
+        }
+        for ty in [builtin::FLOW_TCP_DATA_RDY, builtin::FLOW_TCP_GAP] {
+            if host.subscribe(&flow, ty) != SubscribeStatus::Done {
+                self.tables.subscribe_refused += 1;
+            }
+        }
+        self.tables.conn(flow.shard, flow.slot, flow.id);
+    }
+
     fn own_packet(&mut self, pkt: &PktEvent) {
         let Some(own) = self.own.as_mut() else { return };
         let Some(link) = LinkType::from_linktype(u32::from(pkt.link_type)) else { return };
@@ -321,9 +346,19 @@ impl NetworkFunction for StreamHash {
             self.tables.gap(flow.shard, flow.slot, flow.id, flow.dir, ev.offset, ev.len);
         } else if let Some(ev) = event.view::<FlowTcpEvent>() {
             let flow = ev.flow.header.flow;
-            self.tables.end(flow.shard, flow.slot, flow.id, &ev.flow.tuple, &ev.snapshot);
+            if event.ty.is_a(builtin::FLOW_TCP_NEW) {
+                self.new_connection(ev, host);
+            } else {
+                self.tables.end(flow.shard, flow.slot, flow.id, &ev.flow.tuple, &ev.snapshot);
+            }
         }
         Verdict::Pass
+    }
+
+    fn counters(&self, out: &mut Counters<'_>) {
+        if !self.tables.ports.is_empty() {
+            out.set("subscribe_refused", self.tables.subscribe_refused);
+        }
     }
 
     fn on_idle(&mut self) {
@@ -350,7 +385,8 @@ impl Plugin for StreamHash {
     const OUTPUTS: &'static [&'static str] = &["output"];
 
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
-        let args = Args::parse(init.args_json.as_str(), &["output", "algorithm", "stop_after_bytes", "mode", "flow_slots"])?;
+        let args =
+            Args::parse(init.args_json.as_str(), &["output", "algorithm", "stop_after_bytes", "mode", "flow_slots", "subscribe_ports"])?;
         let out = match args.string("output", "")?.as_str() {
             "" => None,
             path => Some(LineWriter::open(path, init.replacing).map_err(|e| format!("cannot open output `{path}`: {e}"))?),
@@ -386,8 +422,18 @@ impl Plugin for StreamHash {
             other => return Err(format!("argument `mode` must be `events` or `own-stack`, not `{other}`")),
         };
         let shards = if own.is_some() { 1 } else { init.shards as usize };
-        let tables =
-            Tables { out, algorithm, stop_after: args.u64("stop_after_bytes", 0)?, conns: (0..shards).map(|_| Vec::new()).collect() };
+        let mut ports = Vec::new();
+        for port in args.u64_list("subscribe_ports")? {
+            ports.push(u16::try_from(port).map_err(|_| format!("argument `subscribe_ports`: {port} is not a port"))?);
+        }
+        let tables = Tables {
+            out,
+            algorithm,
+            stop_after: args.u64("stop_after_bytes", 0)?,
+            conns: (0..shards).map(|_| Vec::new()).collect(),
+            ports,
+            subscribe_refused: 0,
+        };
         Ok(StreamHash { tables, own })
     }
 }
