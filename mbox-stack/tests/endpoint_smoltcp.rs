@@ -267,11 +267,12 @@ fn run(t: Transfer) -> Outcome {
         if peer_done && mbox_done && mbox_closed && peer_closed {
             break;
         }
-        // smoltcp sometimes stops retransmitting a lost FIN (after a fast retransmit of it, its
-        // retransmission timer stays idle), or the ACK of its FIN is lost and it never asks
-        // again: it stays in CLOSING or LAST-ACK while mbox has finished (TIME-WAIT, or its
-        // FIN-WAIT-2 timeout). Two minutes after mbox finished, that counts as the peer's
-        // stall; the caller checks they stay rare.
+        // smoltcp can stop in CLOSING or LAST-ACK while mbox has finished (TIME-WAIT, or its
+        // FIN-WAIT-2 timeout), when its FIN or the ACK of it is lost and it does not try again
+        // (its retransmission timer goes idle after a fast retransmit). Two minutes after mbox
+        // finished, that counts as the peer's stall; the caller checks they stay rare. (Most
+        // such stalls were mbox's own: a FIN ahead of a hole discarded, frames with SACK blocks
+        // beyond the MTU; 1 in 1,000 transfers remains.)
         if mbox_done && mbox_closed && mbox_done_at.is_none() {
             mbox_done_at = Some(now);
         }
@@ -405,5 +406,5 @@ fn transfers_stay_byte_exact_on_an_impaired_wire() {
         bytes += (request + response) as u64;
     }
     eprintln!("{count} transfers, {bytes} bytes, {:.1} s of simulated time, {stalls} with smoltcp stalled closing", sim_ns as f64 / 1e9);
-    assert!(stalls * 10 <= count, "smoltcp's stalled closes must stay rare: {stalls} of {count}");
+    assert!(stalls * 100 <= count.max(100), "smoltcp's stalled closes must stay rare: {stalls} of {count}");
 }

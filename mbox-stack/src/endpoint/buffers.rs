@@ -125,6 +125,11 @@ pub struct Reassembly {
 pub const MAX_OUT_OF_ORDER: usize = 64;
 
 impl Reassembly {
+    /// Ranges kept (each one SACK block).
+    pub fn ranges(&self) -> usize {
+        self.kept.len()
+    }
+
     /// Bytes kept.
     pub fn bytes(&self) -> usize {
         self.bytes

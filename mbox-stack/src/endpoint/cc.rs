@@ -89,8 +89,9 @@ impl NewReno {
     }
 
     /// A duplicate ACK (RFC 5681 2: no data, no window change, `snd_una` unchanged, data in
-    /// flight). `snd_una` is what it acknowledges, `highest` the highest sequence number sent.
-    pub fn on_dupack(&mut self, snd_una: u32, highest: u32, flight: u32) -> Option<Reaction> {
+    /// flight). `snd_una` is what it acknowledges, `snd_max` one past the highest sequence
+    /// number sent.
+    pub fn on_dupack(&mut self, snd_una: u32, snd_max: u32, flight: u32) -> Option<Reaction> {
         if self.recovery.is_some() {
             // Each further duplicate means a segment left the network: inflate.
             self.cwnd = self.cwnd.saturating_add(self.mss);
@@ -100,27 +101,29 @@ impl NewReno {
         if self.dupacks != DUPACK_THRESHOLD {
             return None;
         }
-        self.on_loss(snd_una, highest, flight)
+        self.on_loss(snd_una, snd_max, flight)
     }
 
     /// A segment at `snd_una` is lost: three duplicate ACKs, or (RFC 6675 5) that many
     /// segments' worth SACKed above it. Starts fast retransmit and recovery (RFC 6582 3.2
     /// steps 1-2) unless already recovering, or the loss is of what a timeout already resent.
-    pub fn on_loss(&mut self, snd_una: u32, highest: u32, flight: u32) -> Option<Reaction> {
+    /// `snd_max` is one past the highest sequence number sent: RFC 6582's "recover" is the
+    /// byte before it, so an ACK of everything sent is a full ACK.
+    pub fn on_loss(&mut self, snd_una: u32, snd_max: u32, flight: u32) -> Option<Reaction> {
         if self.recovery.is_some() || self.recover_floor.is_some_and(|f| seq_gt(f, snd_una)) {
             return None;
         }
         self.dupacks = self.dupacks.max(DUPACK_THRESHOLD);
         self.ssthresh = (flight / 2).max(2 * self.mss);
         self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss;
-        self.recovery = Some(highest);
+        self.recovery = Some(snd_max.wrapping_sub(1));
         Some(Reaction::Retransmit)
     }
 
     /// The retransmission timer expired with `flight` bytes out (RFC 5681 3.1 eq. 4): back
-    /// to a window of one segment, half the flight as threshold. `highest` is the highest
-    /// sequence number sent.
-    pub fn on_timeout(&mut self, flight: u32, highest: u32) {
+    /// to a window of one segment, half the flight as threshold. `snd_max` is one past
+    /// the highest sequence number sent: no fast retransmit until an ACK reaches it.
+    pub fn on_timeout(&mut self, flight: u32, snd_max: u32) {
         if self.recovery.is_none() || self.dupacks == 0 {
             self.ssthresh = (flight / 2).max(2 * self.mss);
         }
@@ -128,7 +131,7 @@ impl NewReno {
         self.dupacks = 0;
         self.recovery = None;
         self.acked_in_ca = 0;
-        self.recover_floor = Some(highest);
+        self.recover_floor = Some(snd_max);
     }
 
     /// After an idle period longer than an RTO, the window restarts (RFC 5681 4.1).

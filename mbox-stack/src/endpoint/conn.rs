@@ -144,6 +144,8 @@ pub struct Connection {
     last_ack_sent: u32,
     /// Stream offset of RCV.NXT: bytes delivered in order.
     delivered: u64,
+    /// Stream offset of a FIN that arrived ahead of a hole (processed once the hole fills).
+    fin_at: Option<u64>,
     /// Bytes delivered that the owner has not consumed yet ([`Connection::consumed`]).
     unread: u64,
     // Negotiated in the handshake.
@@ -213,6 +215,7 @@ impl Connection {
             rcv_adv: 0,
             last_ack_sent: 0,
             delivered: 0,
+            fin_at: None,
             unread: 0,
             send_mss,
             snd_shift: 0,
@@ -307,6 +310,11 @@ impl Connection {
         self.cc.window()
     }
 
+    /// In fast recovery (RFC 6582).
+    pub fn in_recovery(&self) -> bool {
+        self.cc.in_recovery()
+    }
+
     /// When [`Connection::on_timer`] should run next; `None` when no timer is armed.
     pub fn deadline(&self) -> Option<u64> {
         [self.rto_at, self.delack_at, self.persist_at, self.time_wait_at, self.fin_wait2_at].into_iter().flatten().min()
@@ -331,12 +339,13 @@ impl Connection {
 
     /// The owner consumed `n` delivered bytes: the receive window opens by as much.
     pub fn consumed<S: ConnSink + ?Sized>(&mut self, n: u64, now_ns: u64, sink: &mut S) {
-        let before = self.receive_window();
         self.unread = self.unread.saturating_sub(n);
-        // RFC 9293 3.8.6.2.2: tell the peer once the window grew by an MSS or half of it
-        // (no silly window updates).
-        let grown = self.receive_window().saturating_sub(before);
-        if self.state.can_receive() && before < self.send_mss && grown >= self.send_mss.min(self.cfg.recv_window / 2) {
+        // RFC 9293 3.8.6.2.2: tell the peer once the window it was told of (small: under an
+        // MSS) can grow by an MSS or half the buffer (no silly window updates), however small
+        // the reads that got it there.
+        let advertised = if seq_gt(self.rcv_adv, self.rcv_nxt) { self.rcv_adv.wrapping_sub(self.rcv_nxt) } else { 0 };
+        let grown = self.receive_window().saturating_sub(advertised);
+        if self.state.can_receive() && advertised < self.send_mss && grown >= self.send_mss.min(self.cfg.recv_window / 2) {
             self.ack_now = true;
             self.output(now_ns, sink);
         }
@@ -381,14 +390,25 @@ impl Connection {
             self.on_segment_syn_sent(seg, now_ns, sink);
             return;
         }
-        if self.state == State::SynReceived && seg.has(SYN) && !seg.has(ACK) && seg.seq == self.irs {
-            // The peer's SYN again: our SYN-ACK was lost.
-            return self.send_syn(now_ns, sink);
+        if self.state == State::SynReceived && seg.has(SYN) && seg.seq == self.irs {
+            if !seg.has(ACK) {
+                // The peer's SYN again: our SYN-ACK was lost.
+                return self.send_syn(now_ns, sink);
+            }
+            // Simultaneous open (RFC 9293 3.5): the peer's SYN-ACK acknowledges our SYN; its
+            // SYN was taken already, the rest is the ACK that completes the handshake.
+            let completing = SegmentIn { seq: seg.seq.wrapping_add(1), flags: seg.flags & !SYN, ..*seg };
+            self.on_segment(&completing, now_ns, sink);
+            if self.state.is_synchronized() {
+                self.ack_now = true;
+                self.output(now_ns, sink);
+            }
+            return;
         }
         if !self.acceptable(seg, now_ns) {
             self.stats.unacceptable += 1;
             if !seg.has(RST) {
-                if self.state == State::TimeWait && seg.has(FIN) {
+                if self.state == State::TimeWait && seg.has(FIN) && seg.seq.wrapping_add(seg.seq_len()) == self.rcv_nxt {
                     // The peer's FIN again (RFC 9293 3.10.7.4): our ACK was lost; acknowledge
                     // it and restart the 2 MSL timeout.
                     self.enter_time_wait(now_ns);
@@ -411,6 +431,10 @@ impl Connection {
         }
         self.last_recv_ns = now_ns;
         self.probes_unanswered = 0;
+        if self.state == State::FinWait2 {
+            // A peer still sending is alive: the bound is on silence, not on half-closed time.
+            self.fin_wait2_at = Some(now_ns + self.cfg.fin_wait2_ns);
+        }
         self.update_timestamp(seg);
         if !self.on_ack(seg, now_ns, sink) {
             return;
@@ -730,17 +754,23 @@ impl Connection {
                     self.advance_receive(more);
                     self.ack_now = true;
                 }
-                if fin && self.reasm.is_empty() {
+                // A FIN that came ahead of a hole counts once the bytes before it are in.
+                let early_fin = self.fin_at.is_some_and(|at| at == self.delivered);
+                if (fin || early_fin) && self.reasm.is_empty() {
                     self.on_fin(now_ns, sink);
                 } else {
                     self.schedule_ack(payload.len(), now_ns);
                 }
-            } else if !payload.is_empty() {
-                // Out of order: keep it, and send a duplicate ACK with SACK at once.
+            } else {
+                // Out of order: keep it (and where its FIN is), and send a duplicate ACK with
+                // SACK at once.
                 self.stats.out_of_order += 1;
                 let start = self.delivered + ahead as u64;
-                if !self.reasm.keep(self.delivered, start, payload, room as u64) {
+                if !payload.is_empty() && !self.reasm.keep(self.delivered, start, payload, room as u64) {
                     self.stats.out_of_order_refused += 1;
+                }
+                if fin {
+                    self.fin_at = Some(start + payload.len() as u64);
                 }
                 self.ack_now = true;
             }
@@ -904,11 +934,14 @@ impl Connection {
             loop {
                 let data_end = self.snd_una.wrapping_add(self.send.len() as u32);
                 let unsent = if seq_lt(self.snd_nxt, data_end) { data_end.wrapping_sub(self.snd_nxt) } else { 0 };
-                let flight = self.snd_nxt.wrapping_sub(self.snd_una).saturating_sub(self.scoreboard.sacked_bytes());
+                // NewReno's window inflation already counts the segments that left the network
+                // (each duplicate ACK adds one): SACKed bytes stay in the flight here, or they
+                // would be counted twice.
+                let flight = self.snd_nxt.wrapping_sub(self.snd_una);
                 let window = self.snd_wnd.min(self.cc.window());
                 let usable = window.saturating_sub(flight);
                 if unsent > 0 && usable > 0 {
-                    let len = unsent.min(usable).min(self.send_mss);
+                    let len = unsent.min(usable).min(self.payload_room());
                     // Sender silly-window avoidance (RFC 9293 3.8.6.2.1): a short segment only
                     // when it is all there is, or the window is a fair share of the largest.
                     if len < self.send_mss && len < unsent && usable < self.max_snd_wnd / 2 && flight > 0 {
@@ -989,7 +1022,7 @@ impl Connection {
             self.transmit(&seg, 0, now_ns, sink);
         } else {
             let limit = if seq_lt(end, data_end) { end } else { data_end };
-            let len = limit.wrapping_sub(start).min(self.send_mss);
+            let len = limit.wrapping_sub(start).min(self.payload_room());
             if len == 0 || !seq_lt(start, data_end) {
                 return;
             }
@@ -1007,6 +1040,25 @@ impl Connection {
         }
     }
 
+    /// SACK blocks a segment carries now (none without SACK or out-of-order data).
+    fn sack_blocks(&self) -> usize {
+        if !self.sack_ok {
+            return 0;
+        }
+        let max = if self.ts.is_some() { 3 } else { SackBlocks::MAX };
+        self.reasm.ranges().min(max)
+    }
+
+    /// Payload bytes a segment may carry now: the MSS less the SACK option when it rides along
+    /// (the timestamp option is already out of `send_mss`), so a frame never outgrows the MTU.
+    fn payload_room(&self) -> u32 {
+        let sack = match self.sack_blocks() {
+            0 => 0,
+            n => 4 + 8 * n as u32,
+        };
+        self.send_mss.saturating_sub(sack).max(1)
+    }
+
     /// A segment from `seq` carrying `len` bytes with the current ACK, window and options.
     fn segment(&mut self, seq: u32, flags: u8, len: u32, now_ns: u64) -> SegmentOut {
         let window = self.advertise();
@@ -1014,11 +1066,11 @@ impl Connection {
         if let Some(ts) = self.ts {
             options.timestamps = Some((self.ts_now(now_ns, ts), ts.recent));
         }
-        if self.sack_ok && !self.reasm.is_empty() {
+        let blocks = self.sack_blocks();
+        if blocks > 0 {
             let rcv_nxt = self.rcv_nxt;
             let delivered = self.delivered;
-            let max = if self.ts.is_some() { 3 } else { SackBlocks::MAX };
-            options.sack = self.reasm.sack(max, |offset| rcv_nxt.wrapping_add((offset - delivered) as u32));
+            options.sack = self.reasm.sack(blocks, |offset| rcv_nxt.wrapping_add((offset - delivered) as u32));
         }
         SegmentOut { seq, ack: self.rcv_nxt, flags, window, options, payload_len: len }
     }
@@ -1144,10 +1196,11 @@ impl Connection {
     }
 }
 
-#[cfg(test)]
 impl Connection {
-    /// The relations that hold between any two calls (for the property tests).
-    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+    /// The relations that hold between any two calls; for the property tests and the fuzz
+    /// target (not a run-time check).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
         let order = seq_le(self.snd_una, self.snd_nxt) && seq_le(self.snd_nxt, self.snd_max);
         if !order {
             return Err(format!("SND.UNA {} <= SND.NXT {} <= SND.MAX {} broken", self.snd_una, self.snd_nxt, self.snd_max));

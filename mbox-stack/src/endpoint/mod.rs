@@ -3,8 +3,11 @@
 //!
 //! Sans-IO like the monitor: a segment (as fields, [`segment::SegmentIn`]) and the time go in;
 //! segments to send, bytes received, connection events and the next timer deadline come out
-//! through a [`ConnSink`]. No threads, no I/O, no allocation per packet (a connection's buffers
-//! are allocated when it is accepted and bounded by the config).
+//! through a [`ConnSink`]. No threads, no I/O. The send buffer is a ring allocated when the
+//! connection is accepted; out-of-order data is copied into recycled buffers (at most 64
+//! ranges, within the receive window). Not yet: those buffers keep the capacity they grew to,
+//! and a peer filling a hole backwards makes each merge copy the range it joins (a receive
+//! ring with a range list, as smoltcp's assembler, is the fix).
 //!
 //! - [`segment`]: segments as fields, sequence arithmetic.
 //! - [`conn`]: one connection's state machine (RFC 9293) with window scaling and timestamps

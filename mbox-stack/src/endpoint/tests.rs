@@ -190,8 +190,11 @@ fn rfc9293_3_5_simultaneous_open() {
     c.on_segment(&seg(PEER_ISN, 0, SYN, b""), MS, &mut rec);
     assert_eq!(c.state(), State::SynReceived);
     assert_eq!(rec.last().flags, SYN | ACK);
-    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 2 * MS, &mut rec);
+    rec.take();
+    // The peer answers our SYN with its SYN-ACK, sequence number its ISN again.
+    c.on_segment(&seg(PEER_ISN, ISS + 1, SYN | ACK, b""), 2 * MS, &mut rec);
     assert_eq!(c.state(), State::Established);
+    assert_eq!((rec.last().flags, rec.last().ack), (ACK, PEER_ISN + 1), "the handshake's last ACK");
 }
 
 // ---- receiving ----
@@ -274,6 +277,38 @@ fn rfc9293_3_8_6_2_the_window_closes_when_the_owner_lags_and_reopens() {
     rec.take();
     c.consumed(2000, 5 * MS, &mut rec);
     assert_eq!(rec.last().window, 2000, "a window update once the owner read");
+}
+
+/// RFC 9293 3.8.6.2.2: the update comes however small the reads that reopened the window.
+#[test]
+fn rfc9293_3_8_6_2_2_a_window_reopened_by_small_reads_is_announced() {
+    let (mut c, mut rec) = established(&Config { recv_window: 4000, ..Config::default() }, plain());
+    let base = PEER_ISN + 1;
+    for i in 0..4u32 {
+        c.on_segment(&seg(base + i * 1000, ISS + 1, ACK, &[0; 1000]), (2 + u64::from(i)) * MS, &mut rec);
+    }
+    assert_eq!(rec.last().window, 0);
+    rec.take();
+    for i in 0..4 {
+        c.consumed(500, (10 + i) * MS, &mut rec);
+    }
+    let update = rec.sent.first().expect("a window update").0;
+    assert!(update.window >= 1460, "announced once an MSS fits: {}", update.window);
+}
+
+/// A data segment that carries SACK blocks carries as much less payload: the frame never
+/// outgrows the MSS the peer announced (Linux's tcp_current_mss).
+#[test]
+fn segments_with_sack_blocks_stay_within_the_mss() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    c.on_segment(&seg(PEER_ISN + 1 + 500, ISS + 1, ACK, &[1; 100]), 2 * MS, &mut rec);
+    rec.take();
+    c.write(&[7u8; 5000], 3 * MS, &mut rec);
+    for (s, _) in rec.take() {
+        let options = s.options.len() as u32;
+        assert!(!s.options.sack.is_empty());
+        assert!(s.payload_len + options <= 1460, "{} payload + {options} option bytes", s.payload_len);
+    }
 }
 
 // ---- RFC 5961 ----
@@ -417,9 +452,14 @@ fn rfc5681_3_2_three_duplicate_acks_retransmit_the_lost_segment() {
     }
     let resent = rec.take();
     assert_eq!(resent.first().map(|(s, _)| s.seq), Some(ISS + 1), "fast retransmit of the first segment");
+    assert!(c.in_recovery());
     c.on_segment(&ack_from_peer(ISS + 1 + 14_600, 65_535), 10 * MS, &mut rec);
     assert_eq!(c.unacknowledged(), 0);
     assert!(c.deadline().is_none(), "nothing in flight: no timer");
+    // RFC 6582 3.2 step 3: an ACK of everything sent is a full ACK: recovery ends with
+    // cwnd = ssthresh (half the flight), not a partial ACK's deflated window.
+    assert!(!c.in_recovery(), "the ACK of all that was sent ends recovery");
+    assert!(c.congestion_window() >= 2 * 1460, "{}", c.congestion_window());
 }
 
 /// RFC 6675: with SACK, recovery retransmits the holes the scoreboard shows and not what the
@@ -501,6 +541,21 @@ fn rfc9293_3_6_passive_close() {
     assert_eq!(rec.events.last(), Some(&ConnEvent::Closed(CloseReason::Graceful)));
 }
 
+/// A FIN that overtakes a lost segment is kept with the data before it and takes effect when
+/// the hole fills: the peer need not send it again.
+#[test]
+fn a_fin_ahead_of_a_hole_closes_once_the_hole_fills() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base + 100, ISS + 1, ACK | FIN, &[2; 50]), 2 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    c.on_segment(&seg(base, ISS + 1, ACK, &[1; 100]), 3 * MS, &mut rec);
+    assert_eq!(c.state(), State::CloseWait);
+    assert_eq!(rec.received.len(), 150);
+    assert_eq!(rec.events, vec![ConnEvent::PeerClosed]);
+    assert_eq!(rec.last().ack, base + 151, "the data and the FIN acknowledged");
+}
+
 /// RFC 9293 3.6, active close: FIN-WAIT-1, FIN-WAIT-2 on its ACK, TIME-WAIT on the peer's FIN;
 /// a retransmitted FIN there is acknowledged and restarts the timer; the timer closes.
 #[test]
@@ -534,7 +589,8 @@ fn fin_wait_2_does_not_last_for_ever() {
     assert_eq!((c.state(), c.deadline()), (State::FinWait2, Some(5_003 * MS)));
     c.on_segment(&seg(PEER_ISN + 1, ISS + 2, ACK, b"late data"), 4 * MS, &mut rec);
     assert_eq!(rec.received, b"late data", "the peer may still send");
-    c.on_timer(5_003 * MS, &mut rec);
+    assert_eq!(c.deadline(), Some(5_004 * MS), "a peer still sending pushes the bound back");
+    c.on_timer(5_004 * MS, &mut rec);
     assert_eq!(c.state(), State::Closed);
     assert_eq!(rec.events.last(), Some(&ConnEvent::Closed(CloseReason::TimedOut)));
 }
