@@ -862,8 +862,14 @@ impl Connection {
     /// restart from one segment (RFC 5681 3.1); give up after the configured retries.
     fn on_retransmission_timeout<S: ConnSink + ?Sized>(&mut self, now_ns: u64, sink: &mut S) {
         self.rto_at = None;
-        self.retries += 1;
         self.stats.timeouts += 1;
+        // A peer that closed its window and still answers is alive: its timeouts are probes,
+        // not failures (RFC 9293 3.8.6.1; Linux gives up only after the peer fell silent).
+        let zero_window_alive =
+            self.state.is_synchronized() && self.snd_wnd == 0 && now_ns.saturating_sub(self.last_recv_ns) < self.cfg.max_rto_ns;
+        if !zero_window_alive {
+            self.retries += 1;
+        }
         if self.retries > self.cfg.max_retries {
             if self.state != State::SynSent {
                 let rst = SegmentOut { seq: self.snd_nxt, ack: 0, flags: RST, window: 0, options: TcpOptions::default(), payload_len: 0 };
@@ -1154,7 +1160,10 @@ impl Connection {
     /// The window field to send, scaled, never moving the right edge left.
     fn advertise(&mut self) -> u16 {
         let wnd = self.acceptance_window();
-        let field = (wnd >> self.rcv_shift).min(0xffff);
+        // Round up to cover what was promised: rounding down would move the right edge left by
+        // up to 2^shift - 1 bytes.
+        let promised = if seq_gt(self.rcv_adv, self.rcv_nxt) { self.rcv_adv.wrapping_sub(self.rcv_nxt) } else { 0 };
+        let field = (wnd >> self.rcv_shift).max(promised.div_ceil(1 << self.rcv_shift)).min(0xffff);
         self.rcv_adv = self.rcv_nxt.wrapping_add(field << self.rcv_shift);
         field as u16
     }

@@ -412,7 +412,9 @@ fn rfc7323_2_3_windows_are_scaled_both_ways() {
     let mut data = seg(PEER_ISN + 1, ISS + 1, ACK, b"abc");
     data.options.timestamps = Some((1_003, 0));
     c.on_segment(&data, 4 * MS, &mut rec);
-    assert_eq!(u32::from(rec.last().window), ((1 << 20) - 3) >> 5, "a 1 MiB window less 3 unread bytes, sent with shift 5");
+    // 1 MiB was promised; 3 bytes later the edge it named stays where it was: the field is
+    // rounded up (1 MiB - 3 bytes over 2^5), not down to a window that ends 29 bytes short.
+    assert_eq!(u32::from(rec.last().window), ((1u32 << 20) - 3).div_ceil(1 << 5), "sent with shift 5");
 }
 
 /// RFC 6298 5.4-5.7: with no ACK, the first unacknowledged segment is retransmitted at the
@@ -506,6 +508,27 @@ fn rfc9293_3_8_6_1_a_zero_window_is_probed_and_never_given_up() {
     c.on_segment(&ack_from_peer(ISS + 1, 65_535), now + 2 * MS, &mut rec);
     let sent: u32 = rec.take().iter().map(|(s, _)| s.payload_len).sum();
     assert!(sent >= 2999, "the window opened: the data went ({sent} bytes)");
+}
+
+/// RFC 9293 3.8.6.1: a peer that shrinks its window to zero with data outstanding, and answers
+/// every retransmission, is not given up on however many timeouts pass.
+#[test]
+fn rfc9293_3_8_6_1_a_live_peer_at_a_zero_window_is_not_given_up() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let (mut c, mut rec) = established(&cfg, plain());
+    c.write(&[1u8; 3000], 2 * MS, &mut rec);
+    c.on_segment(&ack_from_peer(ISS + 1, 0), 3 * MS, &mut rec);
+    for _ in 0..10 {
+        let due = c.deadline().expect("a timer");
+        c.on_timer(due, &mut rec);
+        c.on_segment(&ack_from_peer(ISS + 1, 0), due + MS, &mut rec);
+    }
+    assert_eq!(c.state(), State::Established, "{:?}", rec.events);
+    c.on_segment(&ack_from_peer(ISS + 1, 65_535), c.deadline().unwrap_or(0), &mut rec);
+    let now = c.deadline().unwrap_or(0);
+    c.on_timer(now, &mut rec);
+    c.on_segment(&ack_from_peer(ISS + 1 + 3000, 65_535), now + MS, &mut rec);
+    assert_eq!(c.unacknowledged(), 0, "the data went once the window opened");
 }
 
 /// A write beyond the send buffer takes what fits; [`ConnEvent::SendRoom`] follows once ACKs
