@@ -181,7 +181,12 @@ pub struct PktEvent {
     /// How `bytes()` is framed: the pcap LINKTYPE (1 Ethernet, 113 Linux SLL, 101 raw IP, ...;
     /// for a reassembled datagram 228 or 229, raw IPv4 or IPv6).
     pub link_type: u16,
+    #[cfg(not(feature = "simulate-event-layout-change"))]
     pub _reserved: [u8; 6],
+    /// The same bytes typed otherwise: a layout change in an event struct the root module does
+    /// not reach, for the test that the load-time check covers event structs too.
+    #[cfg(feature = "simulate-event-layout-change")]
+    pub _reserved: [u16; 3],
 }
 
 unsafe impl Event for PktEvent {}
@@ -211,7 +216,10 @@ impl PktEvent {
             tcp_flags: 0,
             pkt_flags: 0,
             link_type: 1,
+            #[cfg(not(feature = "simulate-event-layout-change"))]
             _reserved: [0; 6],
+            #[cfg(feature = "simulate-event-layout-change")]
+            _reserved: [0; 3],
         }
     }
 

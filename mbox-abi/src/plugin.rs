@@ -2,10 +2,17 @@
 //!
 //! A plugin crate implements [`Plugin`] for its NF type and invokes [`export_nf!`](crate::export_nf).
 //! The host loads the library with abi_stable, which checks this crate's version and the full
-//! layout of every type reachable from [`PluginModule`] before anything is called.
+//! layout of every type reachable from [`PluginModule`] before anything is called, and then the
+//! layouts of the event structs ([`EventLayouts`]), which NFs cast from `EventHeader` and the
+//! root module does not reach.
 
 use crate::event_type::EventType;
-use crate::nf::{guard, Guarded, NetworkFunction, NfBox, NfObject_TO};
+use crate::events::{
+    AlertEvent, FlowEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent, StreamEndEvent,
+    StreamGapEvent,
+};
+use crate::nf::{guard, Guarded, NetworkFunction, NfBox, NfObject_TO, SubscribeRequest};
+use abi_stable::type_layout::TypeLayout;
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
@@ -141,6 +148,55 @@ extern "C" fn create_glue<P: Plugin>(init: &NfInit<'_>) -> RResult<NfBox, RStrin
     })
 }
 
+/// Every event struct NFs read or publish, as abi_stable describes it.
+pub const EVENT_LAYOUTS: &[&TypeLayout] = &[
+    <PktEvent as StableAbi>::LAYOUT,
+    <PktTcpEvent as StableAbi>::LAYOUT,
+    <FlowEvent as StableAbi>::LAYOUT,
+    <FlowTcpEvent as StableAbi>::LAYOUT,
+    <StreamDataEvent as StableAbi>::LAYOUT,
+    <StreamGapEvent as StableAbi>::LAYOUT,
+    <StreamEndEvent as StableAbi>::LAYOUT,
+    <AlertEvent as StableAbi>::LAYOUT,
+    <FlowTypeEvent as StableAbi>::LAYOUT,
+    <SigMatchEvent as StableAbi>::LAYOUT,
+    <SubscribeRequest as StableAbi>::LAYOUT,
+];
+
+/// The event-struct layouts a plugin was built with, exported by [`export_nf!`](crate::export_nf)
+/// as the symbol [`EVENT_LAYOUTS_SYMBOL`]. A symbol of its own rather than a root-module field:
+/// abi_stable refuses a plugin whose root module has fewer fields than the host's, so a field
+/// would shut out every plugin built before it. This struct's shape is frozen; the host checks
+/// each layout it knows by the type's name, so a later ABI may list more.
+#[repr(C)]
+pub struct EventLayouts {
+    pub len: usize,
+    pub layouts: *const &'static TypeLayout,
+}
+
+// SAFETY: it points to immutable statics.
+unsafe impl Sync for EventLayouts {}
+
+impl EventLayouts {
+    /// This build's layouts.
+    pub const fn of_this_build() -> EventLayouts {
+        EventLayouts { len: EVENT_LAYOUTS.len(), layouts: EVENT_LAYOUTS.as_ptr() }
+    }
+
+    /// The layouts as a slice.
+    ///
+    /// # Safety
+    /// `self` must come from [`EventLayouts::of_this_build`] (in any library still loaded).
+    pub unsafe fn as_slice(&self) -> &'static [&'static TypeLayout] {
+        // SAFETY: the caller's contract: `layouts` points to `len` entries of a static.
+        unsafe { core::slice::from_raw_parts(self.layouts, self.len) }
+    }
+}
+
+/// The name of the symbol [`export_nf!`](crate::export_nf) exports its [`EventLayouts`] as
+/// (absent from plugins built before it: nothing to check there beyond the root module).
+pub const EVENT_LAYOUTS_SYMBOL: &[u8] = b"mbox_nf_event_layouts\0";
+
 /// The root module for plugin type `P`; called by [`export_nf!`](crate::export_nf).
 pub fn module_for<P: Plugin>() -> PluginModuleRef {
     PluginModule { descriptor: descriptor_glue::<P>, create: create_glue::<P>, outputs: outputs_glue::<P> }.leak_into_prefix()
@@ -156,5 +212,9 @@ macro_rules! export_nf {
         pub fn mbox_nf_root_module() -> $crate::plugin::PluginModuleRef {
             $crate::plugin::module_for::<$nf>()
         }
+
+        /// The event structs' layouts, for the host's load-time check.
+        #[no_mangle]
+        pub static mbox_nf_event_layouts: $crate::plugin::EventLayouts = $crate::plugin::EventLayouts::of_this_build();
     };
 }

@@ -7,8 +7,11 @@
 //! one line that says what to rebuild. Libraries are never unloaded (abi_stable's design): a loaded plugin stays
 //! mapped until the process exits.
 
+use abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+use abi_stable::library::RawLibrary;
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::RResult;
+use mbox_abi::plugin::{EventLayouts, EVENT_LAYOUTS, EVENT_LAYOUTS_SYMBOL};
 use mbox_abi::{NfBox, NfDescriptor, NfInit, PluginModuleRef, ABI_CRATE_VERSION};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -97,6 +100,12 @@ impl Plugin {
         let header = lib_header_from_path(path).map_err(err)?;
         let module = header.init_root_module::<PluginModuleRef>().map_err(err)?;
         let descriptor = (module.descriptor())();
+        check_event_layouts(path).map_err(|detail| PluginError::Layout {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            expected: ABI_CRATE_VERSION.to_string(),
+            detail,
+        })?;
         let outputs = module.outputs().map(|f| f().into_iter().map(String::from).collect()).unwrap_or_default();
         Ok(Plugin { path: path.to_path_buf(), module, descriptor, outputs })
     }
@@ -108,4 +117,24 @@ impl Plugin {
             RResult::RErr(reason) => Err(PluginError::Create { instance: init.instance.to_string(), reason: reason.into_string() }),
         }
     }
+}
+
+/// Compares the event structs' layouts the plugin at `path` was built with (its
+/// [`EVENT_LAYOUTS_SYMBOL`]) with this host's, type by type by name: the root module does not
+/// reach them, so abi_stable's load-time check did not. A plugin built before the symbol
+/// existed has none and passes (the root module's check and the version are all there is). The
+/// library is already loaded: this opens it again for the symbol only.
+fn check_event_layouts(path: &Path) -> Result<(), String> {
+    let raw = RawLibrary::load_at(path).map_err(|e| e.to_string())?;
+    // SAFETY: `export_nf!` defines the symbol as an `EventLayouts` static; a data symbol's
+    // value is its address.
+    let Ok(symbol) = (unsafe { raw.get::<*const EventLayouts>(EVENT_LAYOUTS_SYMBOL) }) else { return Ok(()) };
+    // SAFETY: the static lives in the library, which stays loaded (abi_stable never unloads).
+    let theirs = unsafe { (**symbol).as_slice() };
+    for &ours in EVENT_LAYOUTS {
+        if let Some(&other) = theirs.iter().find(|l| l.name() == ours.name()) {
+            check_layout_compatibility(ours, other).map_err(|e| format!("{}: {e}", ours.name()))?;
+        }
+    }
+    Ok(())
 }

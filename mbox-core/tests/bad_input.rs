@@ -56,6 +56,35 @@ fn a_plugin_built_against_another_abi_is_refused_with_one_clear_line() {
     assert!(!e.contains('\n'), "one line, not abi_stable's report: {e}");
 }
 
+/// The load-time check covers the event structs too (NFs cast them from `EventHeader`; the
+/// root module does not reach them).
+#[test]
+fn a_plugin_whose_event_structs_differ_is_refused() {
+    let lib = event_layout_plugin();
+    let e = err_of(&format!("{INPUT}[[nf]]\nname = \"old\"\npath = {}\n", toml_path(&lib)));
+    assert!(e.starts_with("plugin `old` ("), "{e}");
+    assert!(e.contains("was built against a different mbox-abi"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+/// A plugin built against the previous ABI (mbox-abi frozen before this ABI's additions) loads
+/// and runs: the ABI grew compatibly.
+#[test]
+fn a_plugin_built_against_the_previous_abi_still_loads_and_runs() {
+    let lib = previous_abi_plugin();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("previous.jsonl");
+    let report = run_toml(&format!(
+        "[input]\npcap = {}\n[[nf]]\nname = \"previous\"\npath = {}\nargs = {{ output = {} }}\n",
+        toml_path(&pcaps().join("ndpi__http_ipv6.pcap")),
+        toml_path(&lib),
+        toml_path(&out)
+    ));
+    assert_eq!(report.nfs[0].events, 193, "every packet of the capture");
+    let line = &read_jsonl(&out)[0];
+    assert_eq!((line["packets"].as_u64(), line["syns"].as_u64()), (Some(193), Some(6)), "{line}");
+}
+
 #[test]
 fn bad_configs_exit_with_the_file_key_and_problem() {
     let dir = tempfile::tempdir().unwrap();

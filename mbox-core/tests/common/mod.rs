@@ -82,15 +82,32 @@ pub fn toml_path(p: &Path) -> String {
 
 /// Builds the fixture plugin whose mbox-abi has another `EventHeader` layout.
 pub fn old_abi_plugin() -> PathBuf {
+    fixture_plugin("old-abi-plugin", "old_abi_plugin", &[], "old-abi-fixture")
+}
+
+/// Builds the same fixture with `PktEvent` laid out otherwise (an event struct the root module
+/// does not reach).
+pub fn event_layout_plugin() -> PathBuf {
+    fixture_plugin("old-abi-plugin", "old_abi_plugin", &["--no-default-features", "--features", "event-layout"], "event-layout-fixture")
+}
+
+/// Builds the fixture plugin built against the previous ABI (a frozen copy of mbox-abi).
+pub fn previous_abi_plugin() -> PathBuf {
+    fixture_plugin("previous-abi/plugin", "previous_abi_plugin", &[], "previous-abi-fixture")
+}
+
+/// Builds `tests/fixtures/DIR` with `cargo_args` into `target/TARGET`; the library `LIB`'s path.
+fn fixture_plugin(dir: &str, lib: &str, cargo_args: &[&str], target: &str) -> PathBuf {
     let root = repo();
-    let target = root.join("target/old-abi-fixture");
+    let target = root.join("target").join(target);
     let status = std::process::Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--manifest-path"])
-        .arg(root.join("tests/fixtures/old-abi-plugin/Cargo.toml"))
+        .arg(root.join("tests/fixtures").join(dir).join("Cargo.toml"))
+        .args(cargo_args)
         .arg("--target-dir")
         .arg(&target)
         .status()
         .expect("running cargo");
-    assert!(status.success(), "building the old-ABI fixture failed");
-    target.join("debug").join(format!("{}old_abi_plugin{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+    assert!(status.success(), "building the {dir} fixture failed");
+    target.join("debug").join(format!("{}{lib}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
 }
