@@ -88,7 +88,8 @@ impl Collector {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex, as `streams.tsv` writes SHA-256 digests.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s

@@ -9,7 +9,7 @@ use common::*;
 use mbox_core::io::capture::PcapWriter;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
 use mbox_core::report::RunReport;
-use mbox_core::streams::write_streams;
+use mbox_core::streams::{hex, write_streams};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -398,8 +398,4 @@ fn an_nf_turns_on_the_bytes_of_the_connections_it_picks() {
     assert!(checked > 100 && delivered > 10_000, "{checked} directions, {delivered} bytes");
     assert_eq!(nf.subscribe_not_routed, 0);
     assert!(lines.iter().any(|v| v["bytes"].as_u64().unwrap() > 0), "bytes reached the NF");
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
