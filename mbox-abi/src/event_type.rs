@@ -151,6 +151,10 @@ pub mod builtin {
     /// arrive after it are reported too: data in flight, or a FIN or RST that never reached
     /// its receiver (an evasion an NF should not let blind it).
     pub const FLOW_TCP_STREAM_END: EventType = node(FLOW_TCP, 5);
+    /// A connection mbox terminates (a `[[service]]` on the Endpoint µStack) has send room
+    /// again after a [`Host::send`](crate::Host::send) took less than it was given: write the
+    /// rest. A `FlowTcpEvent`.
+    pub const FLOW_TCP_SEND_ROOM: EventType = node(FLOW_TCP, 6);
     /// A UDP flow.
     pub const FLOW_UDP: EventType = node(FLOW, 2);
     /// The stack saw the first datagram of a UDP flow.
@@ -182,6 +186,7 @@ pub mod builtin {
         ("FLOW/TCP/DATA_RDY", FLOW_TCP_DATA_RDY),
         ("FLOW/TCP/GAP", FLOW_TCP_GAP),
         ("FLOW/TCP/STREAM_END", FLOW_TCP_STREAM_END),
+        ("FLOW/TCP/SEND_ROOM", FLOW_TCP_SEND_ROOM),
         ("FLOW/UDP", FLOW_UDP),
         ("FLOW/UDP/NEW", FLOW_UDP_NEW),
         ("FLOW/UDP/TERMINATE", FLOW_UDP_TERMINATE),

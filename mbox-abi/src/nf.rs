@@ -195,6 +195,131 @@ impl<'a> Host<'a> {
         unsafe { (self.calls.publish)(self.calls.state, &mut request as *mut SubscribeRequest as *const EventHeader, size) };
         SubscribeStatus::from_answer(request.answer)
     }
+
+    /// Queues `bytes` on a connection mbox terminates (a `[[service]]` on the Endpoint), behind
+    /// what was sent before; the host copies what it takes. Takes at most the connection's
+    /// free send buffer: when [`Sent::accepted`] is short ([`StreamStatus::Partial`]), write
+    /// the rest on the flow's `FLOW/TCP/SEND_ROOM` event, so that a large answer streams
+    /// without busy-waiting.
+    pub fn send(&mut self, flow: &FlowRef, bytes: &[u8]) -> Sent {
+        // At most 4 GiB per call: the rest is refused as if the buffer were full.
+        let len = bytes.len().min(u32::MAX as usize) as u32;
+        let mut request = self.stream_request(flow, StreamOp::Send, bytes.as_ptr(), len);
+        let status = StreamStatus::from_answer(request.answer);
+        if status == StreamStatus::Unsupported {
+            request.accepted = 0;
+        }
+        Sent { accepted: request.accepted.min(len) as usize, status }
+    }
+
+    /// Closes mbox's side of a connection it terminates once what was sent before is out (a
+    /// FIN); the peer may still send until it closes too.
+    pub fn close(&mut self, flow: &FlowRef) -> StreamStatus {
+        StreamStatus::from_answer(self.stream_request(flow, StreamOp::Close, core::ptr::null(), 0).answer)
+    }
+
+    /// Resets a connection mbox terminates (an RST); what was queued and not sent is dropped.
+    pub fn reset(&mut self, flow: &FlowRef) -> StreamStatus {
+        StreamStatus::from_answer(self.stream_request(flow, StreamOp::Reset, core::ptr::null(), 0).answer)
+    }
+
+    /// Makes a stream request through the publish call and returns it as the host answered.
+    fn stream_request(&mut self, flow: &FlowRef, op: StreamOp, bytes: *const u8, len: u32) -> StreamRequest {
+        let mut request = StreamRequest {
+            header: EventHeader::new::<StreamRequest>(STREAM_REQUEST, 0, *flow),
+            flow: *flow,
+            op,
+            answer: UNANSWERED,
+            _reserved: [0; 2],
+            len,
+            accepted: 0,
+            _reserved2: 0,
+            bytes,
+        };
+        let size = core::mem::size_of::<StreamRequest>() as u32;
+        // SAFETY: `request` lives across the call; the host reads `len` bytes at `bytes` and
+        // writes only `answer` and `accepted`. A host that predates the type refuses it as
+        // undeclared and leaves `answer` unanswered.
+        unsafe { (self.calls.publish)(self.calls.state, &mut request as *mut StreamRequest as *const EventHeader, size) };
+        request
+    }
+}
+
+/// What a [`StreamRequest`] asks of a connection mbox terminates.
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StreamOp {
+    /// Queue `len` bytes from `bytes` behind what was sent before.
+    Send = 0,
+    /// Close mbox's side once the queued bytes are sent (a FIN).
+    Close = 1,
+    /// Reset the connection (an RST); queued bytes are dropped.
+    Reset = 2,
+}
+
+/// A request on a connection of a `[[service]]` that mbox terminates (the Endpoint µStack),
+/// carried by the publish call like [`SubscribeRequest`]; its type is [`STREAM_REQUEST`]. The
+/// host writes a [`StreamStatus`] into `answer` and, for a send, how many bytes it took into
+/// `accepted` (it copies them: `bytes` need only live across the call).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct StreamRequest {
+    pub header: EventHeader,
+    pub flow: FlowRef,
+    pub op: StreamOp,
+    pub answer: u8,
+    pub _reserved: [u8; 2],
+    pub len: u32,
+    pub accepted: u32,
+    pub _reserved2: u32,
+    pub bytes: *const u8,
+}
+
+/// The type of [`StreamRequest`]s (never routed to NFs).
+pub const STREAM_REQUEST: EventType = match HOST_REQUEST.child(1) {
+    Some(t) => t,
+    None => EventType::ROOT,
+};
+
+// SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
+unsafe impl Event for StreamRequest {}
+
+/// The outcome of [`Host::send`], [`Host::close`] and [`Host::reset`].
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StreamStatus {
+    /// Queued: a send took every byte; a close or reset will be done in order after the sends
+    /// before it.
+    Done = 0,
+    /// The connection's send buffer took only `accepted` bytes: a `FLOW/TCP/SEND_ROOM` event
+    /// comes when it has room again.
+    Partial = 1,
+    /// The connection has ended, or mbox's side is closed: nothing was queued (counted).
+    Ended = 2,
+    /// The flow is not a connection mbox terminates, or not one of this batch's shard.
+    NoFlow = 3,
+    /// The host predates the call.
+    Unsupported = 4,
+}
+
+impl StreamStatus {
+    /// The status a host wrote into a request's `answer`.
+    pub fn from_answer(answer: u8) -> StreamStatus {
+        match answer {
+            0 => StreamStatus::Done,
+            1 => StreamStatus::Partial,
+            2 => StreamStatus::Ended,
+            3 => StreamStatus::NoFlow,
+            _ => StreamStatus::Unsupported,
+        }
+    }
+}
+
+/// What [`Host::send`] did: bytes taken (copied) and why not more.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub accepted: usize,
+    pub status: StreamStatus,
 }
 
 /// One of an NF's own counters: a name (`snake_case`, unique within the NF) and its value, as

@@ -11,7 +11,7 @@ use crate::events::{
     AlertEvent, FlowEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent, StreamEndEvent,
     StreamGapEvent,
 };
-use crate::nf::{guard, Guarded, NetworkFunction, NfBox, NfObject_TO, SubscribeRequest};
+use crate::nf::{guard, Guarded, NetworkFunction, NfBox, NfObject_TO, StreamRequest, SubscribeRequest};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::{
     declare_root_module_statics,
@@ -59,7 +59,8 @@ pub struct NfInit<'a> {
     pub nf_number: u16,
     /// Number of stack shards; `FlowRef::shard` is below it.
     pub shards: u32,
-    /// Flow table size per shard; `FlowRef::slot` is below it.
+    /// Flow slots per shard: the flow table's, then those of the connections a `[[service]]`
+    /// terminates; `FlowRef::slot` is below it.
     pub flow_slots: u32,
     /// Every registered type, including the ones this NF publishes.
     pub types: RSlice<'a, TypeBinding<'a>>,
@@ -161,6 +162,7 @@ pub const EVENT_LAYOUTS: &[&TypeLayout] = &[
     <FlowTypeEvent as StableAbi>::LAYOUT,
     <SigMatchEvent as StableAbi>::LAYOUT,
     <SubscribeRequest as StableAbi>::LAYOUT,
+    <StreamRequest as StableAbi>::LAYOUT,
 ];
 
 /// The event-struct layouts a plugin was built with, exported by [`export_nf!`](crate::export_nf)

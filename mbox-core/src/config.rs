@@ -80,6 +80,9 @@ pub struct Config {
     pub plugin_dir: Option<PathBuf>,
     #[serde(default, rename = "nf")]
     pub nfs: Vec<NfConfig>,
+    /// Addresses and ports mbox serves itself (the Endpoint µStack), and the NFs that answer.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConfig>,
 }
 
 /// `[dpdk]`: packets from DPDK ports, each pair of ports a wire (what comes in on one goes out
@@ -465,6 +468,151 @@ pub struct NfConfig {
     pub args: BTreeMap<String, toml::Value>,
 }
 
+/// One `[[service]]`: addresses and ports mbox terminates TCP for itself, the µStack that does
+/// it, and the NFs that get its connections' events (and answer through `Host::send`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// A name for reports; defaults to the first address and port.
+    pub name: Option<String>,
+    /// The addresses served, IPv4 (mbox answers ARP for them) or IPv6: one or a list.
+    #[serde(deserialize_with = "one_or_many_of")]
+    pub address: Vec<std::net::IpAddr>,
+    /// The TCP ports served: one or a list. A SYN to another port of the addresses gets a RST.
+    #[serde(deserialize_with = "one_or_many_of")]
+    pub port: Vec<u16>,
+    /// The µStack that serves them.
+    #[serde(default)]
+    pub stack: ServiceStack,
+    /// The `[[nf]]` instances (by name) that get the service's events; only they do, and they
+    /// get no other flow's.
+    pub nfs: Vec<String>,
+    /// The MAC address mbox answers ARP with, "02:00:00:00:00:01"; default: the port's (an
+    /// offline run has none and uses 02:00:00:00:00:01).
+    pub mac: Option<String>,
+    /// Connections per shard at most (half-open ones included); a SYN beyond gets a RST,
+    /// counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Bytes an NF may have sent on a connection that the client has not acknowledged.
+    #[serde(default = "default_send_buffer", deserialize_with = "size")]
+    pub send_buffer: u64,
+    /// Bytes a connection accepts ahead of what its NFs have read (its receive window).
+    #[serde(default = "default_receive_window", deserialize_with = "size")]
+    pub receive_window: u64,
+    /// How long a connection mbox closed first stays in TIME-WAIT (RFC 9293's 2 MSL).
+    #[serde(default = "default_time_wait", deserialize_with = "duration")]
+    pub time_wait: Duration,
+}
+
+/// `[[service]] stack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceStack {
+    /// mbox terminates TCP (the Endpoint µStack): its NFs are the server.
+    #[default]
+    Endpoint,
+}
+
+fn default_max_connections() -> usize {
+    8192
+}
+
+fn default_send_buffer() -> u64 {
+    64 << 10
+}
+
+fn default_receive_window() -> u64 {
+    64 << 10
+}
+
+fn default_time_wait() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// One value or a list of them.
+fn one_or_many_of<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A size in bytes: a number, or a string [`parse_size`] reads ("64KiB").
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bytes(b) => Ok(b),
+        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses a MAC address written "02:00:00:00:00:01" (or with dashes).
+pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = text.trim().split([':', '-']).collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("`{text}` is not a MAC address (six hex bytes, \"02:00:00:00:00:01\")"));
+    }
+    for (byte, part) in mac.iter_mut().zip(&parts) {
+        *byte = u8::from_str_radix(part, 16).map_err(|_| format!("`{text}` is not a MAC address: `{part}` is not a hex byte"))?;
+    }
+    Ok(mac)
+}
+
+impl ServiceConfig {
+    /// The name reports use.
+    pub fn display_name(&self) -> String {
+        match (&self.name, self.address.first(), self.port.first()) {
+            (Some(n), ..) => n.clone(),
+            (None, Some(std::net::IpAddr::V6(a)), Some(p)) => format!("[{a}]:{p}"),
+            (None, Some(a), Some(p)) => format!("{a}:{p}"),
+            _ => "service".into(),
+        }
+    }
+
+    /// Checks one service's own values; `Err((key, problem))`.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let key = |k: &str| format!("[[service]] {} {k}", self.display_name());
+        if self.address.is_empty() {
+            return Err((key("address"), "lists no address".into()));
+        }
+        if self.port.is_empty() || self.port.contains(&0) {
+            return Err((key("port"), "give one or more ports from 1 to 65535".into()));
+        }
+        if self.nfs.is_empty() {
+            return Err((key("nfs"), "names no NF: who would answer its connections?".into()));
+        }
+        if let Some(mac) = &self.mac {
+            let m = parse_mac(mac).map_err(|p| (key("mac"), p))?;
+            if m[0] & 1 != 0 {
+                return Err((key("mac"), format!("`{mac}` is a multicast address")));
+            }
+        }
+        if !(1..=1 << 20).contains(&self.max_connections) {
+            return Err((key("max_connections"), format!("must be between 1 and 1048576, not {}", self.max_connections)));
+        }
+        if !(4096..=64 << 20).contains(&self.send_buffer) {
+            return Err((key("send_buffer"), format!("must be between 4 KiB and 64 MiB, not {} bytes", self.send_buffer)));
+        }
+        if !(1024..=1 << 30).contains(&self.receive_window) {
+            return Err((key("receive_window"), format!("must be between 1 KiB and 1 GiB, not {} bytes", self.receive_window)));
+        }
+        Ok(())
+    }
+}
+
 /// A duration: a string such as "30s", "5m", "250ms", "2h", "0" or "none" (never), or a
 /// number of seconds.
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -643,6 +791,24 @@ impl Config {
                 format!("must be between 1 and 65536, not {}", f.max_fragmented_datagrams),
             ));
         }
+        for (i, svc) in self.services.iter().enumerate() {
+            svc.validate().map_err(|(k, p)| invalid(&k, p))?;
+            for other in &self.services[..i] {
+                let shared = svc.address.iter().find(|a| other.address.contains(a));
+                if let (Some(a), Some(p)) = (shared, svc.port.iter().find(|p| other.port.contains(p))) {
+                    return Err(invalid(
+                        &format!("[[service]] {}", svc.display_name()),
+                        format!("{a} port {p} is served by [[service]] {} already", other.display_name()),
+                    ));
+                }
+                if let Some(nf) = svc.nfs.iter().find(|n| other.nfs.contains(n)) {
+                    return Err(invalid(
+                        &format!("[[service]] {} nfs", svc.display_name()),
+                        format!("`{nf}` answers [[service]] {} already: an NF serves one service", other.display_name()),
+                    ));
+                }
+            }
+        }
         if self.nfs.len() > MAX_NFS {
             return Err(invalid("[[nf]]", format!("at most {MAX_NFS} NF instances, not {}", self.nfs.len())));
         }
@@ -695,6 +861,37 @@ mod tests {
         assert_eq!(c.runtime.shards, 1);
         assert!(c.nfs.is_empty());
         assert_eq!(c.flow.tcp_idle_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn services_parse_with_defaults_and_refuse_what_cannot_work() {
+        let base = "[input]\npcap = \"x\"\n[[nf]]\nplugin = \"http-server\"\n";
+        let c = parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = [\"http-server\"]\n")).unwrap();
+        let svc = &c.services[0];
+        assert_eq!((svc.address.len(), svc.port.as_slice(), svc.stack), (1, &[80][..], ServiceStack::Endpoint));
+        assert_eq!((svc.max_connections, svc.send_buffer, svc.time_wait), (8192, 64 << 10, Duration::from_secs(30)));
+        assert_eq!(svc.display_name(), "198.18.0.80:80");
+        let c = parse(&format!(
+            "{base}[[service]]\nname = \"web\"\naddress = [\"198.18.0.80\", \"2001:db8::80\"]\nport = [80, 8080]\nnfs = [\"http-server\"]\n\
+             mac = \"02:00:00:00:00:50\"\nsend_buffer = \"1MiB\"\ntime_wait = \"2s\"\n"
+        ))
+        .unwrap();
+        assert_eq!((c.services[0].address.len(), c.services[0].send_buffer), (2, 1 << 20));
+        assert_eq!(parse_mac("02:00:00:00:00:50"), Ok([2, 0, 0, 0, 0, 0x50]));
+        let bad = |extra: &str| {
+            parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = [\"http-server\"]\n{extra}"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("mac = \"zz:00:00:00:00:01\"").contains("not a hex byte"));
+        assert!(bad("mac = \"01:00:00:00:00:01\"").contains("multicast"));
+        assert!(bad("send_buffer = 10").contains("send_buffer: must be between"));
+        assert!(bad("max_connections = 0").contains("max_connections"));
+        assert!(bad("[[service]]\naddress = \"198.18.0.80\"\nport = [81, 80]\nnfs = [\"x\"]").contains("port 80 is served by"));
+        let e = parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = []\n")).unwrap_err().to_string();
+        assert!(e.contains("names no NF"), "{e}");
+        let e = parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 0\nnfs = [\"a\"]\n")).unwrap_err().to_string();
+        assert!(e.contains("port"), "{e}");
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct ServiceGraph {
     stack_publishes: Vec<EventType>,
     /// Each on-demand type, with the NFs (by bit) that get it.
     on_demand: Vec<(EventType, u64)>,
+    /// The `[[service]]`s: name, what they serve (for the graph), and their NFs (by bit).
+    services: Vec<(String, String, u64)>,
 }
 
 impl ServiceGraph {
@@ -109,7 +111,7 @@ impl ServiceGraph {
             // Half the per-flow mutes stay free for unsubscriptions.
             return Err(GraphError::TooManyOnDemand { count: on_demand.len(), max: crate::runtime::router::MAX_MUTES / 2 });
         }
-        let graph = ServiceGraph { routes: Vec::new(), nfs, stack_publishes: stack_publishes.to_vec(), on_demand };
+        let graph = ServiceGraph { routes: Vec::new(), nfs, stack_publishes: stack_publishes.to_vec(), on_demand, services: Vec::new() };
         for nf in &graph.nfs {
             for (path, sub) in nf.routed() {
                 if graph.publishers_of(*sub).next().is_none() {
@@ -137,6 +139,24 @@ impl ServiceGraph {
     /// The NFs, in config order.
     pub fn nfs(&self) -> &[NfSpec] {
         &self.nfs
+    }
+
+    /// Records a `[[service]]`: its name, what it serves (addresses and ports, for the graph)
+    /// and the NFs (by bit) that get its connections' events — and no other flow's.
+    pub fn add_service(&mut self, name: String, serves: String, nfs: u64) {
+        self.services.push((name, serves, nfs));
+    }
+
+    /// NFs (by bit) that serve a `[[service]]`.
+    pub fn serving_nfs(&self) -> u64 {
+        self.services.iter().fold(0, |acc, (_, _, nfs)| acc | nfs)
+    }
+
+    /// True when an NF that serves no service subscribes to the type with dense index `idx`
+    /// (what decides the monitor's depth: a service's NFs read only its connections).
+    pub fn wants_beyond_services(&self, idx: usize) -> bool {
+        let serving = self.serving_nfs();
+        self.routes[idx].stages.iter().flatten().any(|&nf| serving & (1 << nf) == 0)
     }
 
     /// The on-demand types, each with the NFs (by bit) that get it per flow.
@@ -228,6 +248,12 @@ impl ServiceGraph {
     pub fn to_dot(&self, registry: &TypeRegistry) -> String {
         let mut dot = String::from("digraph mbox {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
         dot.push_str("  stack [label=\"stack\\n(L2/3 µStack)\", shape=box3d, style=\"\"];\n");
+        for (i, (name, serves, nfs)) in self.services.iter().enumerate() {
+            let _ = writeln!(dot, "  service{i} [label=\"service {name}\\n{serves}\\n(Endpoint µStack)\", shape=box3d, style=\"\"];");
+            for nf in (0..self.nfs.len()).filter(|n| nfs & (1 << n) != 0) {
+                let _ = writeln!(dot, "  service{i} -> nf{nf} [label=\"its connections' events\", style=dashed];");
+            }
+        }
         for (i, nf) in self.nfs.iter().enumerate() {
             let role = if nf.read_only { "read-only" } else { "may drop or modify" };
             let _ =

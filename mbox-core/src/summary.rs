@@ -29,6 +29,9 @@ struct Totals {
     events_without_slot: u64,
     /// Both directions of every TCP connection reassembled, summed.
     streams: StreamStats,
+    /// What the shards' services did (none when nothing is served), and the packets built.
+    serve: Option<crate::runtime::serve::ServeStats>,
+    originated: crate::io::origin::OriginStats,
 }
 
 fn totals(r: &RunReport) -> Totals {
@@ -51,6 +54,12 @@ fn totals(r: &RunReport) -> Totals {
         t.lost_to_dead_nf += s.lost_to_dead_nf;
         t.events_without_slot += s.events_without_slot;
         t.streams += s.stack.streams;
+        if let Some(sv) = &s.serve {
+            t.serve.get_or_insert_with(Default::default).add(sv);
+        }
+        let o = &s.originated;
+        (t.originated.packets, t.originated.bytes) = (t.originated.packets + o.packets, t.originated.bytes + o.bytes);
+        (t.originated.no_buffer, t.originated.dropped) = (t.originated.no_buffer + o.no_buffer, t.originated.dropped + o.dropped);
         let f = &s.stack.fragments;
         for (acc, v) in t.fragments.iter_mut().zip([f.fragments, f.reassembled, f.timed_out, f.no_slot, f.invalid]) {
             *acc += v;
@@ -164,6 +173,32 @@ pub fn text(r: &RunReport) -> String {
             n(st.old_bytes),
             n(st.kept),
             n(st.not_kept)
+        );
+    }
+    if let Some(sv) = &t.serve {
+        let _ = writeln!(
+            s,
+            "services  {} connections accepted ({} established, {} closed, {} reset or timed out), {} refused (full), {} RSTs to strangers; {} bytes received, {} sent; {} ARP requests answered",
+            n(sv.accepted),
+            n(sv.established),
+            n(sv.closed),
+            n(sv.aborted),
+            n(sv.refused_full),
+            n(sv.resets_sent),
+            n(sv.bytes_received),
+            n(sv.bytes_sent),
+            n(sv.arp_replies)
+        );
+        let o = &t.originated;
+        let _ = writeln!(
+            s,
+            "          {} packets built ({} bytes), {} not built for want of a buffer, {} not sent; {} malformed dropped; {} writes to ended connections",
+            n(o.packets),
+            n(o.bytes),
+            n(o.no_buffer),
+            n(o.dropped),
+            n(sv.malformed),
+            n(sv.writes_to_ended)
         );
     }
     let _ = writeln!(s, "events    {} published by NFs", n(t.publications));
@@ -330,6 +365,30 @@ pub fn json(r: &RunReport) -> Value {
             "kept_segments": t.streams.kept,
             "not_kept_segments": t.streams.not_kept,
         },
+        "services": t.serve.map(|sv| json!({
+            "arp_requests": sv.arp_requests,
+            "arp_replies": sv.arp_replies,
+            "segments_in": sv.segments_in,
+            "segments_out": sv.segments_out,
+            "accepted": sv.accepted,
+            "established": sv.established,
+            "closed": sv.closed,
+            "aborted": sv.aborted,
+            "refused_full": sv.refused_full,
+            "resets_sent": sv.resets_sent,
+            "malformed": sv.malformed,
+            "writes_to_ended": sv.writes_to_ended,
+            "bytes_to_ended": sv.bytes_to_ended,
+            "bytes_sent": sv.bytes_sent,
+            "bytes_received": sv.bytes_received,
+            "no_buffer": sv.no_buffer,
+            "originated": {
+                "packets": t.originated.packets,
+                "bytes": t.originated.bytes,
+                "no_buffer": t.originated.no_buffer,
+                "dropped": t.originated.dropped,
+            },
+        })),
         "flows": { "tcp": t.flows[0], "udp": t.flows[1], "other": t.flows[2], "port_reuse": t.port_reuse, "ended": to_map(&t.ended) },
         "events": t.events.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
         "publications": t.publications,

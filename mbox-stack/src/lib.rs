@@ -9,6 +9,7 @@
 //! - [`tcp`]: the TCP Monitor µStack: both sides' state and both directions reassembled.
 //! - [`endpoint`]: the TCP Endpoint µStack: one connection's state machine, sans-IO (mbox
 //!   terminates TCP itself).
+//! - [`timer_wheel`]: a shard's timers (one deadline per connection), found when due.
 //! - [`sim`]: a simulated network (seeded loss, reordering, duplication, delay) for tests and
 //!   replays.
 
@@ -19,4 +20,5 @@ pub mod fragments;
 pub mod l23;
 pub mod sim;
 pub mod tcp;
+pub mod timer_wheel;
 pub mod wire;

@@ -82,6 +82,12 @@ pub trait Sink: Send {
     /// afterwards: a sink that needs the bytes for longer takes them now (a file writes them,
     /// a port takes its mbuf).
     fn send(&mut self, pool: &PacketPool, pkt: &RxPacket);
+    /// Takes a packet mbox built (an ARP answer, an Endpoint segment) to send out of port
+    /// `pkt.port` itself, not its pair's other port. The default suits a file: it is written
+    /// as any packet is.
+    fn originate(&mut self, pool: &PacketPool, pkt: &RxPacket) {
+        self.send(pool, pkt)
+    }
     /// Sends what waits for a burst; with `drain` (the end), retries a little and drops
     /// (counted) what a device will not take.
     fn flush(&mut self, drain: bool);
@@ -124,6 +130,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
 impl<K: Sink + ?Sized> Sink for Box<K> {
     fn send(&mut self, pool: &PacketPool, pkt: &RxPacket) {
         (**self).send(pool, pkt)
+    }
+    fn originate(&mut self, pool: &PacketPool, pkt: &RxPacket) {
+        (**self).originate(pool, pkt)
     }
     fn flush(&mut self, drain: bool) {
         (**self).flush(drain)

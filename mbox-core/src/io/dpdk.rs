@@ -369,6 +369,18 @@ impl Port {
         sent
     }
 
+    /// The port's MAC address (what mbox answers ARP with for the addresses it serves there).
+    pub fn mac(&self) -> [u8; 6] {
+        let mut addr = sys::rte_ether_addr::default();
+        // SAFETY: the port exists; `addr` is a valid struct to fill.
+        let rc = unsafe { sys::rte_eth_macaddr_get(self.id, &mut addr) };
+        if rc == 0 {
+            addr.addr_bytes
+        } else {
+            [0; 6]
+        }
+    }
+
     /// Packets received and sent, and what the port missed or failed.
     pub fn stats(&self) -> PortStats {
         let mut s = sys::rte_eth_stats::default();
@@ -561,12 +573,14 @@ fn send(ports: &[Port], queue_id: u16, pending: &mut [Vec<Mbuf>], stats: &mut su
 }
 
 /// The way out of a DPDK wire, as a sink: what the shards forward leaves on TX queue `queue`
-/// of the other port of its pair, as the very mbuf it came in (nothing is copied). The output
-/// thread drives it for every shard (queue 0), or each shard drives its own (a queue pair per
-/// shard).
+/// of the other port of its pair, as the very mbuf it came in (nothing is copied); what a shard
+/// built itself is copied into an mbuf from `mempool` and leaves by the port it names. The
+/// output thread drives it for every shard (queue 0), or each shard drives its own (a queue
+/// pair per shard).
 pub struct PortOutput {
     ports: Vec<Port>,
     queue: u16,
+    mempool: std::sync::Arc<Mempool>,
     pending: Vec<Vec<Mbuf>>,
     stats: super::device::OutputStats,
 }
@@ -578,9 +592,19 @@ const TX_BURST: usize = 32;
 pub const MAX_PENDING: usize = RING_SIZE as usize;
 
 impl PortOutput {
-    pub fn new(ports: Vec<Port>, queue: u16) -> PortOutput {
+    pub fn new(ports: Vec<Port>, queue: u16, mempool: std::sync::Arc<Mempool>) -> PortOutput {
         let pending = ports.iter().map(|_| Vec::with_capacity(64)).collect();
-        PortOutput { ports, queue, pending, stats: Default::default() }
+        PortOutput { ports, queue, mempool, pending, stats: Default::default() }
+    }
+
+    /// Queues `mbuf` for port index `out`, sending a burst once enough wait.
+    fn queue(&mut self, out: usize, mbuf: Mbuf) {
+        if out < self.pending.len() {
+            self.pending[out].push(mbuf);
+            if self.pending[out].len() >= TX_BURST {
+                send(&self.ports, self.queue, &mut self.pending, &mut self.stats, false);
+            }
+        }
     }
 }
 
@@ -593,13 +617,24 @@ impl super::device::Sink for PortOutput {
         let mbuf = unsafe { Mbuf::from_raw(lent.token) };
         self.stats.bytes += u64::from(mbuf.pkt_len());
         // Pairs are (0,1), (2,3), ...: the other port of the pair.
-        let out = usize::from(pkt.port) ^ 1;
-        if out < self.pending.len() {
-            self.pending[out].push(mbuf);
-            if self.pending[out].len() >= TX_BURST {
-                send(&self.ports, self.queue, &mut self.pending, &mut self.stats, false);
-            }
+        self.queue(usize::from(pkt.port) ^ 1, mbuf);
+    }
+
+    /// Copies a packet a shard built into a fresh mbuf for port `pkt.port` (the caller keeps
+    /// its buffer); a mempool that is out of mbufs drops it, counted.
+    fn originate(&mut self, pool: &super::pool::PacketPool, pkt: &super::RxPacket) {
+        // SAFETY: the caller holds the slot until this returns.
+        let bytes = unsafe { pool.bytes(pkt.buf, pkt.len) };
+        let Some(mut mbuf) = self.mempool.alloc() else {
+            self.stats.tx_dropped += 1;
+            return;
+        };
+        if !mbuf.append(bytes) {
+            self.stats.tx_dropped += 1;
+            return;
         }
+        self.stats.bytes += u64::from(pkt.len);
+        self.queue(usize::from(pkt.port), mbuf);
     }
 
     fn flush(&mut self, drain: bool) {

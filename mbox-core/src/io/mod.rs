@@ -11,6 +11,7 @@
 //! - [`dispatch`]: the input thread, a software NIC that reads a source and steers each packet
 //!   to its shard's RX ring by the symmetric flow hash (what RSS does in hardware).
 //! - [`output`]: a shard's transmit path, and the pcap file sink.
+//! - [`origin`]: a serving shard's pool for the packets it builds (ARP answers, segments).
 //! - [`merge`]: many captures into one Ethernet pcap (`mbox merge`), for other tools to read.
 //! - `dpdk` (feature `dpdk`): the EAL, mempools, ports and mbuf bursts behind a safe layer.
 //!
@@ -25,6 +26,7 @@ pub mod dpdk;
 pub mod generator;
 pub mod impair;
 pub mod merge;
+pub mod origin;
 pub mod output;
 pub mod pool;
 pub mod replay;

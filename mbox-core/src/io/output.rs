@@ -1,9 +1,12 @@
 //! Where forwarded packets go: a shard's transmit path ([`Tx`]: back to the pool, into the
 //! output thread's ring, or into a sink of the shard's own), the output thread that drains the
-//! shards' rings into a sink ([`OutputThread`]), and the pcap file sink ([`PcapSink`]).
+//! shards' rings into a sink ([`OutputThread`]), and the pcap file sink ([`PcapSink`]). Packets
+//! a shard builds itself ([`Tx::originate`], from its [`Origin`]) take the same ways out, on a
+//! ring of their own to the output thread.
 
 use super::capture::{CaptureError, PcapWriter};
 use super::device::{OutputStats, RxPacket, Sink};
+use super::origin::{Origin, OriginStats};
 use super::pool::{PacketPool, Releaser};
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use mbox_stack::wire::LinkType;
@@ -15,6 +18,9 @@ use std::sync::Arc;
 pub struct Tx {
     path: TxPath,
     releaser: Releaser,
+    /// The shard's pool for packets it builds, and the ring that takes them to the output
+    /// thread (when the path is [`TxPath::Ring`]); none when the shard serves nothing.
+    origin: Option<(Origin, Option<Producer<RxPacket>>)>,
 }
 
 enum TxPath {
@@ -32,17 +38,59 @@ enum TxPath {
 impl Tx {
     /// A path that forwards nowhere (offline analysis): buffers go straight back.
     pub fn discard(releaser: Releaser) -> Tx {
-        Tx { path: TxPath::Discard, releaser }
+        Tx { path: TxPath::Discard, releaser, origin: None }
     }
 
     /// A path to an output thread through `ring` (the thread is woken through `writer`).
     pub fn ring(ring: Producer<RxPacket>, writer: Arc<Waker>, releaser: Releaser) -> Tx {
-        Tx { path: TxPath::Ring { ring, writer }, releaser }
+        Tx { path: TxPath::Ring { ring, writer }, releaser, origin: None }
     }
 
     /// A path straight into `sink`, which the shard drives itself.
     pub fn own(sink: Box<dyn Sink>, pool: Arc<PacketPool>, releaser: Releaser) -> Tx {
-        Tx { path: TxPath::Own { sink, pool }, releaser }
+        Tx { path: TxPath::Own { sink, pool }, releaser, origin: None }
+    }
+
+    /// Gives the path a pool for packets the shard builds; `ring` takes them to the output
+    /// thread when the path has one (see [`OutputThread::add_origin`]).
+    pub fn set_origin(&mut self, origin: Origin, ring: Option<Producer<RxPacket>>) {
+        self.origin = Some((origin, ring));
+    }
+
+    /// Builds a packet (`fill` writes the Ethernet frame into an emptied buffer) and sends it
+    /// out of `port` — the port itself, not its pair's other one. False, counted, when no
+    /// buffer was free or the path has no pool (a shard that serves nothing).
+    pub fn originate(&mut self, port: u16, ts_ns: u64, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let Some((origin, ring)) = &mut self.origin else { return false };
+        let Some(pkt) = origin.build(port, ts_ns, fill) else { return false };
+        match (&mut self.path, ring) {
+            (TxPath::Ring { writer, .. }, Some(ring)) => {
+                let mut item = pkt;
+                // As for forwarded packets: the writer always drains, so the wait is bounded.
+                while let Err(rtrb::PushError::Full(back)) = ring.push(item) {
+                    if ring.is_abandoned() {
+                        origin.free(back.buf);
+                        origin.stats.dropped += 1;
+                        return false;
+                    }
+                    item = back;
+                    writer.wake();
+                    std::thread::yield_now();
+                }
+            }
+            (TxPath::Own { sink, .. }, _) => {
+                sink.originate(origin.pool(), &pkt);
+                origin.free(pkt.buf);
+            }
+            // No way out (an offline run without `[output] pcap`): built, counted, let go.
+            _ => origin.free(pkt.buf),
+        }
+        true
+    }
+
+    /// What the path's pool for built packets counted (zero when it has none).
+    pub fn origin_stats(&self) -> OriginStats {
+        self.origin.as_ref().map(|(o, _)| o.stats).unwrap_or_default()
     }
 
     /// Sends a packet on (the caller gives up its buffer). Call [`Tx::notify`] after a batch.
@@ -92,6 +140,10 @@ impl Tx {
     /// Closes the path; the output thread is woken to notice once it has drained the ring.
     /// Returns what the path sent itself (a sink of the shard's own), `None` otherwise.
     pub fn close(&mut self) -> Option<OutputStats> {
+        if let Some((_, ring)) = &mut self.origin {
+            // The output thread sees the ring abandoned once it has drained it.
+            ring.take();
+        }
         let stats = match std::mem::replace(&mut self.path, TxPath::Closed) {
             TxPath::Ring { ring, writer } => {
                 drop(ring);
@@ -188,6 +240,9 @@ pub struct OutputThread {
     sink: Box<dyn Sink>,
     pool: Arc<PacketPool>,
     releaser: Releaser,
+    /// Per serving shard: the ring of packets it built, their pool, and the releaser that
+    /// gives their buffers back.
+    originated: Vec<(Consumer<RxPacket>, Arc<PacketPool>, Releaser)>,
 }
 
 /// Packets taken from the shards' rings between two bursts to the sink.
@@ -197,7 +252,14 @@ impl OutputThread {
     /// The output thread over `sink`, and one TX path per shard releaser.
     pub fn new(sink: Box<dyn Sink>, pool: Arc<PacketPool>, releaser: Releaser, shard_releasers: Vec<Releaser>) -> (OutputThread, Vec<Tx>) {
         let (shards, txs) = ShardRings::new(shard_releasers);
-        (OutputThread { shards, sink, pool, releaser }, txs)
+        (OutputThread { shards, sink, pool, releaser, originated: Vec::new() }, txs)
+    }
+
+    /// Adds the way out of a shard's built packets: the ring's producer for [`Tx::set_origin`].
+    pub fn add_origin(&mut self, pool: Arc<PacketPool>, releaser: Releaser) -> Producer<RxPacket> {
+        let (p, c) = RingBuffer::new(TX_RING);
+        self.originated.push((c, pool, releaser));
+        p
     }
 
     /// Runs until every shard has closed its TX path and the rings are empty. Returns what the
@@ -217,20 +279,36 @@ impl OutputThread {
                     }
                 }
             }
+            for (ring, pool, releaser) in &mut self.originated {
+                while let Ok(pkt) = ring.pop() {
+                    moved += 1;
+                    self.sink.originate(pool, &pkt);
+                    releaser.release(pkt.buf);
+                    if moved % OUTPUT_BURST == 0 {
+                        self.sink.flush(false);
+                    }
+                }
+            }
             // Everything taken this round goes out now (a port that will not take it within a
             // few retries drops it, counted): the next round may wait for the shards.
             self.sink.flush(true);
             if moved > 0 {
                 // Buffers back now: the input may be waiting for one.
                 self.releaser.flush();
+                for (_, _, releaser) in &mut self.originated {
+                    releaser.flush();
+                }
                 idler.reset();
                 continue;
             }
             let rings = &self.shards.rings;
-            if rings.iter().all(|r| r.is_abandoned() && r.is_empty()) {
+            let built = &self.originated;
+            if rings.iter().all(|r| r.is_abandoned() && r.is_empty()) && built.iter().all(|(r, ..)| r.is_abandoned() && r.is_empty()) {
                 break;
             }
-            idler.idle(&self.shards.waker, || rings.iter().any(|r| !r.is_empty() || r.is_abandoned()));
+            idler.idle(&self.shards.waker, || {
+                rings.iter().any(|r| !r.is_empty() || r.is_abandoned()) || built.iter().any(|(r, ..)| !r.is_empty())
+            });
         }
         self.releaser.flush();
         let error = self.sink.finish();

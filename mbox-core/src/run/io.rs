@@ -24,6 +24,8 @@ pub(super) struct Io {
     pub missed: Option<Box<dyn Fn() -> u64 + Send>>,
     /// The input, for the summary when the shards read it themselves.
     pub description: String,
+    /// Per port: its MAC address (DPDK ports; none offline), what services answer ARP with.
+    pub macs: Vec<[u8; 6]>,
 }
 
 /// What the input thread needs: its source, its allocator, and its rings to the shards.
@@ -61,5 +63,12 @@ pub(super) fn through_threads(
         shard_io.push((ShardInput::Ring(consumer), pool.clone(), tx));
     }
     let description = source.describe();
-    Io { shards: shard_io, description, dispatcher: Some(InputThread { source, alloc, rings: producers }), output, missed: None }
+    Io {
+        shards: shard_io,
+        description,
+        dispatcher: Some(InputThread { source, alloc, rings: producers }),
+        output,
+        missed: None,
+        macs: Vec::new(),
+    }
 }

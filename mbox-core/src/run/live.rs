@@ -25,8 +25,10 @@ pub(super) fn build(d: &DpdkConfig, shards: usize, packet_buffers: usize) -> Res
     }
     let input = DpdkInput::new(plan.ports.clone(), 0, plan.mempool.clone(), plan.description.clone(), d.idle_stop, last_packet_clock());
     let input = traced(Box::new(input), d.trace.as_deref(), None)?;
-    let output = PortOutput::new(plan.ports.clone(), 0);
-    Ok(through_threads(input, Some(Box::new(output)), packet_buffers, shards, Some(give_back)))
+    let output = PortOutput::new(plan.ports.clone(), 0, plan.mempool.clone());
+    let mut io = through_threads(input, Some(Box::new(output)), packet_buffers, shards, Some(give_back));
+    io.macs = plan.ports.iter().map(Port::mac).collect();
+    Ok(io)
 }
 
 /// `input`, traced into `path` when one is given (per shard: `NAME.shardN.pcap`).
@@ -149,7 +151,11 @@ fn queue_pairs(d: &DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: u
         let (pool, alloc, mut releasers) = lending_pool(slots, INITIAL_BUFFER, 1, Some(give_back));
         let input =
             DpdkInput::new(plan.ports.clone(), s as u16, plan.mempool.clone(), plan.description.clone(), d.idle_stop, last_packet.clone());
-        let tx = Tx::own(Box::new(PortOutput::new(plan.ports.clone(), s as u16)), pool.clone(), releasers.pop().expect("one releaser"));
+        let tx = Tx::own(
+            Box::new(PortOutput::new(plan.ports.clone(), s as u16, plan.mempool.clone())),
+            pool.clone(),
+            releasers.pop().expect("one releaser"),
+        );
         let input = traced(Box::new(input), d.trace.as_deref(), Some(s))?;
         shard_io.push((ShardInput::Own(Box::new(OwnInput::new(input, alloc))), pool, tx));
     }
@@ -158,6 +164,7 @@ fn queue_pairs(d: &DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: u
         shards: shard_io,
         dispatcher: None,
         output: None,
+        macs: ports.iter().map(Port::mac).collect(),
         missed: Some(Box::new(move || missed(&ports))),
         description: plan.description.clone(),
     })

@@ -127,6 +127,19 @@ pub fn estimate(config: &Config, nfs: &[NfSpec], limit: Option<(u64, String)>) -
             bytes: per_shard(Reassembler::footprint(config.flow.max_fragmented_datagrams)),
         },
     ];
+    let mut parts = parts;
+    if !config.services.is_empty() {
+        use crate::runtime::stream_out;
+        let connections: usize = config.services.iter().map(|s| s.max_connections).sum();
+        let serving = config.services.iter().map(|s| s.nfs.len()).sum::<usize>();
+        // A shard's own buffers for what it builds, its connection table (send credits, timers,
+        // the index) and a pair of stream rings per serving NF. Send buffers and out-of-order
+        // copies grow with use, up to max_connections x (send_buffer + receive_window).
+        let table = connections * (stream_out::SendCredits::footprint(1) + 2 * std::mem::size_of::<u64>() + 64);
+        let bytes =
+            pool::footprint(crate::io::origin::ORIGIN_BUFFERS, INITIAL_BUFFER, 1, false) + table + serving * stream_out::footprint();
+        parts.push(Part { what: "services", keys: "[[service]] max_connections (per shard)", bytes: per_shard(bytes) });
+    }
     MemoryEstimate { parts, limit }
 }
 

@@ -36,12 +36,15 @@ use crate::events::arena::EventArena;
 use crate::events::registry::TypeRegistry;
 use crate::io::device::{InputReport, OutputStats};
 use crate::io::dispatch::{Dispatcher, Progress, Steering};
+use crate::io::origin::{Origin, ORIGIN_BUFFERS};
 use crate::plugin::Plugin;
 use crate::report::RunReport;
 use crate::runtime::lane::{lane, LaneRx, LaneTx};
 use crate::runtime::live::Snapshot;
 use crate::runtime::nf_host::{NfControl, NfReport, NfWorker};
+use crate::runtime::serve::{Served, ServiceSpec};
 use crate::runtime::shard::{Shard, ShardReport, ShardSetup, PUBLICATION_SLOTS};
+use crate::runtime::stream_out::{stream_rings, SendCredits};
 use crate::sys::clock::cpu_time;
 use crate::sys::park::{IdlePolicy, Waker};
 use mbox_abi::{NfBox, NfInit};
@@ -85,11 +88,12 @@ pub struct Assembled {
     shard_lanes: Vec<Vec<LaneTx>>,
     arenas: Vec<Arc<EventArena>>,
     stack: StackConfig,
+    services: Vec<ServiceSpec>,
 }
 
 /// Step 2: everything the run needs, built in the order that refuses a bad config soonest.
 pub fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
-    let Prepared { config, config_path, registry, graph, plugins, .. } = prepared;
+    let Prepared { config, config_path, registry, graph, plugins, services, .. } = prepared;
     let rt = &config.runtime;
     let shards = rt.shards;
     // Before anything big is allocated (or any output file created): a config that cannot fit
@@ -100,7 +104,7 @@ pub fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
     let io = build_io(&config, shards)?;
     let registry = Arc::new(registry);
     let graph = Arc::new(graph);
-    let instances = create_nfs(&config, &registry, &graph, &plugins)?;
+    let instances = create_nfs(&config, &registry, &graph, &plugins, flow_slots(&config, &services))?;
     // The slow part of start-up is over (NFs load their rules in their constructors): from
     // here a signal stops the run the usual way, at its first packet.
     crate::sys::stop::started();
@@ -150,6 +154,7 @@ pub fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         shard_lanes,
         arenas,
         stack,
+        services,
     })
 }
 
@@ -163,6 +168,12 @@ fn build_io(config: &Config, shards: usize) -> Result<io::Io, RunError> {
     offline::build(config, shards)
 }
 
+/// Flow slots NFs may see (`NfInit::flow_slots`): the flow table's, then the services'
+/// connections' (a shard numbers its connections' flows after its table's).
+fn flow_slots(config: &Config, services: &[ServiceSpec]) -> u32 {
+    (config.flow.table_size + Served::capacity(services)).min(u32::MAX as usize) as u32
+}
+
 /// Creates the NF instances before anything starts, so that a failing constructor stops the
 /// run cleanly.
 fn create_nfs(
@@ -170,6 +181,7 @@ fn create_nfs(
     registry: &TypeRegistry,
     graph: &ServiceGraph,
     plugins: &[(NfConfig, Arc<Plugin>)],
+    flow_slots: u32,
 ) -> Result<Vec<NfBox>, RunError> {
     let bindings = registry.bindings();
     let mut instances = Vec::new();
@@ -180,7 +192,7 @@ fn create_nfs(
             args_json: args.as_str().into(),
             nf_number: (i + 1) as u16,
             shards: config.runtime.shards as u32,
-            flow_slots: config.flow.table_size as u32,
+            flow_slots,
             types: bindings.as_slice().into(),
             replacing: false,
         };
@@ -222,14 +234,15 @@ impl Assembled {
             instances,
             nf_wakers,
             shard_wakers,
-            nf_lanes,
+            mut nf_lanes,
             shard_lanes,
             arenas,
             stack,
+            services,
         } = self;
         let rt = &config.runtime;
         let (shards, nfs) = (rt.shards, graph.nfs().len());
-        let io::Io { shards: shard_io, dispatcher, output, description, missed } = io;
+        let io::Io { shards: mut shard_io, dispatcher, mut output, description, missed, macs } = io;
         // Whether the threads fit the cores decides whether idle ones spin.
         let threads = usize::from(dispatcher.is_some()) + shards + nfs + usize::from(output.is_some());
         let idle = IdlePolicy::new(rt.idle == IdleMode::Spin, threads);
@@ -279,7 +292,7 @@ impl Assembled {
                         waker: nf_wakers[i].clone(),
                     })
                     .collect();
-                let reloader = Reloader::new(targets, registry.clone(), shards as u32, config.flow.table_size as u32);
+                let reloader = Reloader::new(targets, registry.clone(), shards as u32, flow_slots(&config, &services));
                 let state = ControlState {
                     live: live.clone(),
                     graph: graph.clone(),
@@ -292,6 +305,32 @@ impl Assembled {
             }
             None => None,
         };
+
+        // What the shards serve: each gets its connection table, its NFs' stream rings and a
+        // pool for the packets it builds (their way out: the output thread's ring, or the
+        // shard's own sink).
+        let services: Arc<[ServiceSpec]> = services.into();
+        let mut served: Vec<Option<Served>> = (0..shards).map(|_| None).collect();
+        if !services.is_empty() {
+            let connections = Served::capacity(&services);
+            let serving = graph.serving_nfs();
+            for (s, (_, _, tx)) in shard_io.iter_mut().enumerate() {
+                let credits = Arc::new(SendCredits::new(config.flow.table_size as u32, connections));
+                let mut shard_served = Served::new(s as u16, services.clone(), macs.clone(), credits.clone(), config.dpdk.is_some());
+                for (_, lanes) in nf_lanes.iter_mut().enumerate().filter(|(n, _)| serving & (1 << n) != 0) {
+                    let (writer, reader) = stream_rings(credits.clone(), shard_wakers[s].clone());
+                    lanes[s].streams = Some(writer);
+                    shard_served.add_reader(reader);
+                }
+                let (origin, mut releasers) = Origin::new(ORIGIN_BUFFERS, usize::from(output.is_some()));
+                let ring = match (output.as_mut(), releasers.pop()) {
+                    (Some(out), Some(releaser)) => Some(out.add_origin(origin.pool().clone(), releaser)),
+                    _ => None,
+                };
+                tx.set_origin(origin, ring);
+                served[s] = Some(shard_served);
+            }
+        }
 
         let mut nf_threads = Vec::new();
         for ((i, nf), (spec, lanes)) in instances.into_iter().enumerate().zip(graph.nfs().iter().zip(nf_lanes)) {
@@ -325,7 +364,7 @@ impl Assembled {
             KeepMode::Copy => true,
         };
         let mut shard_threads = Vec::new();
-        for (s, ((lanes, (rx, pool, tx)), arena)) in shard_lanes.into_iter().zip(shard_io).zip(arenas).enumerate() {
+        for (s, (((lanes, (rx, pool, tx)), arena), served)) in shard_lanes.into_iter().zip(shard_io).zip(arenas).zip(served).enumerate() {
             let setup = ShardSetup {
                 id: s as u16,
                 rx,
@@ -344,6 +383,7 @@ impl Assembled {
                 max_copied_bytes: config.tcp.max_copied_bytes,
                 live: live.shards[s].clone(),
                 copy_kept,
+                served,
             };
             shard_threads.push(cores.spawn(s, &format!("mbox-shard-{s}"), move || Shard::new(setup).run())?);
         }

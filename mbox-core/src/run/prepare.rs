@@ -3,11 +3,12 @@
 //! and write — everything that can be refused before anything is allocated or started.
 
 use super::error::RunError;
-use crate::config::{Config, NfConfig, TcpMonitor};
+use crate::config::{Config, ConfigError, NfConfig, TcpMonitor};
 use crate::controller::{NfSpec, ServiceGraph};
 use crate::events::registry::TypeRegistry;
 use crate::files::RunFiles;
 use crate::plugin::{default_plugin_dir, library_path, Plugin};
+use crate::runtime::serve::ServiceSpec;
 use mbox_abi::{builtin, EventType};
 use mbox_stack::tcp::Depth;
 use std::path::{Path, PathBuf};
@@ -20,20 +21,28 @@ pub struct Prepared {
     pub registry: TypeRegistry,
     pub graph: ServiceGraph,
     pub plugins: Vec<(NfConfig, Arc<Plugin>)>,
+    /// The `[[service]]`s, their NFs resolved.
+    pub services: Vec<ServiceSpec>,
     /// The files the run reads and writes (checked: no output is an input or has two writers).
     pub files: RunFiles,
 }
 
 /// How deep the TCP monitor runs: as configured, or (auto) as deep as the subscriptions need.
 pub fn tcp_depth(mode: TcpMonitor, registry: &TypeRegistry, graph: &ServiceGraph) -> Option<Depth> {
-    let wanted = |ty: EventType| registry.index_of_type(ty).is_some_and(|i| graph.wants(i));
+    // A service's NFs read only its connections (the Endpoint's bytes, not the monitor's).
+    let wanted = |ty: EventType| registry.index_of_type(ty).is_some_and(|i| graph.wants_beyond_services(i));
     match mode {
         TcpMonitor::Off => None,
         TcpMonitor::State => Some(Depth::State),
         TcpMonitor::Reassembly => Some(Depth::Reassembly),
         TcpMonitor::Auto if wanted(builtin::FLOW_TCP_DATA_RDY) || wanted(builtin::FLOW_TCP_GAP) => Some(Depth::Reassembly),
         TcpMonitor::Auto
-            if wanted(builtin::FLOW_TCP_STREAM_END) || graph.nfs().iter().any(|nf| nf.routed().any(|(_, s)| s.is_a(builtin::PKT_TCP))) =>
+            if wanted(builtin::FLOW_TCP_STREAM_END)
+                || graph
+                    .nfs()
+                    .iter()
+                    .enumerate()
+                    .any(|(i, nf)| graph.serving_nfs() & (1 << i) == 0 && nf.routed().any(|(_, s)| s.is_a(builtin::PKT_TCP))) =>
         {
             Some(Depth::State)
         }
@@ -101,12 +110,33 @@ pub fn prepare(config: Config, config_path: &Path) -> Result<Prepared, RunError>
         let name = nf.name.clone().unwrap_or_else(|| plugin.descriptor.name.to_string());
         specs.push(NfSpec { name, read_only: plugin.descriptor.read_only, subscribes, on_demand, publishes });
     }
-    let graph = ServiceGraph::compile(&registry, &stack_publications(), specs)
+    let mut graph = ServiceGraph::compile(&registry, &stack_publications(), specs)
         .map_err(|source| RunError::Graph { config: config_path.to_path_buf(), source })?;
+    let mut services = Vec::new();
+    for svc in &config.services {
+        let mut nfs = 0u64;
+        for name in &svc.nfs {
+            let Some(i) = graph.nfs().iter().position(|nf| &nf.name == name) else {
+                let names: Vec<&str> = graph.nfs().iter().map(|nf| nf.name.as_str()).collect();
+                return Err(ConfigError::Invalid {
+                    path: config_path.to_path_buf(),
+                    key: format!("[[service]] {} nfs", svc.display_name()),
+                    problem: format!("`{name}` is not an [[nf]] of this config (they are: {})", names.join(", ")),
+                }
+                .into());
+            };
+            nfs |= 1 << i;
+        }
+        let spec = ServiceSpec::new(svc, nfs);
+        let addrs: Vec<String> = spec.addrs.iter().map(|a| a.to_string()).collect();
+        let ports: Vec<String> = spec.ports.iter().map(|p| p.to_string()).collect();
+        graph.add_service(spec.name.clone(), format!("{} port {}", addrs.join(", "), ports.join(", ")), nfs);
+        services.push(spec);
+    }
     if tcp_depth(config.tcp.monitor, &registry, &graph) == Some(Depth::Reassembly) {
         config.validate_reassembly(config_path)?;
     }
     let files = RunFiles::of(&config, config_path, plugins.iter().map(|(_, p)| p.as_ref()));
     files.check().map_err(|clash| RunError::Files { config: config_path.to_path_buf(), clash: Box::new(clash) })?;
-    Ok(Prepared { config, config_path: config_path.to_path_buf(), registry, graph, plugins, files })
+    Ok(Prepared { config, config_path: config_path.to_path_buf(), registry, graph, plugins, services, files })
 }

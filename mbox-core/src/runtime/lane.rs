@@ -70,6 +70,8 @@ pub struct LaneRx {
     pub flow_subscriptions: Producer<FlowSubscription>,
     /// The shard this lane comes from.
     pub shard: u16,
+    /// For an NF that serves a `[[service]]`: its writes to the shard's connections.
+    pub streams: Option<super::stream_out::StreamWriter>,
 }
 
 /// Bytes a lane's rings allocate when it is made: its ring of `capacity` handles (and room
@@ -121,7 +123,7 @@ pub fn lane(
             delivered: 0,
             ring_full_drops: 0,
         },
-        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx, flow_subscriptions: unsub_tx, shard },
+        LaneRx { ring: rx, done, arena, shard_waker, publications: pub_tx, flow_subscriptions: unsub_tx, shard, streams: None },
     )
 }
 

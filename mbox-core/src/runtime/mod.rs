@@ -5,10 +5,15 @@
 //! - [`live`]: the copies of their reports the threads publish while they run.
 //! - [`router`]: the service graph at run time (stages, emission order, mutes, fail-closed).
 //! - [`shard`]: a stack shard's loop: packets through the stack, events through the router.
+//! - [`serve`]: what a shard serves itself (`[[service]]`): ARP answers and the connections
+//!   the Endpoint µStack terminates.
+//! - [`stream_out`]: what NFs write to those connections, from their threads to the shard.
 //! - [`nf_host`]: an NF instance's loop.
 
 pub mod lane;
 pub mod live;
 pub mod nf_host;
 pub mod router;
+pub mod serve;
 pub mod shard;
+pub mod stream_out;

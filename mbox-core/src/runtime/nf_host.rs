@@ -21,8 +21,8 @@ use crate::events::registry::TypeRegistry;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
-    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, SubscribeRequest,
-    SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, MAX_EVENT_SIZE,
+    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, StreamRequest, StreamStatus,
+    SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, MAX_EVENT_SIZE, STREAM_REQUEST,
 };
 use rtrb::Producer;
 use std::ffi::c_void;
@@ -83,6 +83,12 @@ pub struct NfReport {
     pub subscriptions: u64,
     /// Subscriptions refused: a type nothing routes to the NF.
     pub subscribe_not_routed: u64,
+    /// Requests on connections mbox terminates (`Host::send`, `close`, `reset`), bytes taken,
+    /// sends that got less than they asked, and requests for connections that had ended.
+    pub stream_requests: u64,
+    pub bytes_sent: u64,
+    pub sends_partial: u64,
+    pub stream_ended: u64,
     /// Time spent inside the plugin.
     pub busy_ns: u64,
     /// Why the plugin was disabled, if it was.
@@ -114,6 +120,8 @@ struct PublishCtx<'a> {
     registry: &'a TypeRegistry,
     graph: &'a ServiceGraph,
     report: &'a mut NfReport,
+    /// Its writes to the shard's connections, when the NF serves a `[[service]]`.
+    streams: Option<&'a mut crate::runtime::stream_out::StreamWriter>,
 }
 
 impl PublishCtx<'_> {
@@ -135,6 +143,10 @@ impl PublishCtx<'_> {
             // SAFETY: the caller's contract, and `Host::subscribe` passes a request it owns
             // mutably, whose `answer` the host writes.
             return unsafe { self.host_request(event as *mut SubscribeRequest, size) };
+        }
+        if ty == STREAM_REQUEST {
+            // SAFETY: as above, for `Host::send`, `close` and `reset`.
+            return unsafe { self.stream_request(event as *mut StreamRequest, size) };
         }
         if !self.declared.contains(&ty) {
             self.report.publish_not_declared += 1;
@@ -186,6 +198,40 @@ impl PublishCtx<'_> {
         let status = self.subscribe(&flow, ty);
         // SAFETY: as above.
         unsafe { (*request).answer = status as u8 };
+        PublishStatus::Published
+    }
+
+    /// Answers a request on a connection mbox terminates ([`mbox_abi::Host::send`], `close`,
+    /// `reset`). Must not panic.
+    ///
+    /// # Safety
+    /// `request` must point to `size` bytes the NF lent mutably for the call, whose `bytes`
+    /// point to `len` readable bytes.
+    unsafe fn stream_request(&mut self, request: *mut StreamRequest, size: usize) -> PublishStatus {
+        if size < std::mem::size_of::<StreamRequest>() {
+            self.report.publish_bad_size += 1;
+            return PublishStatus::BadSize;
+        }
+        // SAFETY: the caller's contract, size checked.
+        let r = unsafe { &mut *request };
+        self.report.stream_requests += 1;
+        let bytes: &[u8] = if r.bytes.is_null() || r.len == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller's contract: `len` bytes at `bytes` live across the call.
+            unsafe { std::slice::from_raw_parts(r.bytes, r.len as usize) }
+        };
+        let (status, accepted) = match self.streams.as_deref_mut() {
+            Some(w) if r.flow.shard == self.shard => w.request(&r.flow, r.op, bytes),
+            _ => (StreamStatus::NoFlow, 0),
+        };
+        match status {
+            StreamStatus::Partial => self.report.sends_partial += 1,
+            StreamStatus::Ended => self.report.stream_ended += 1,
+            _ => {}
+        }
+        self.report.bytes_sent += u64::from(accepted);
+        (r.answer, r.accepted) = (status as u8, accepted);
         PublishStatus::Published
     }
 
@@ -347,7 +393,7 @@ struct NfContext {
 /// Hands at most `max` of the events waiting in `lane` to the NF (or, once it failed, counts
 /// them as dropped) and reports them done. Returns how many it took.
 fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, report: &mut NfReport, cx: &NfContext) -> usize {
-    let LaneRx { ring, done, arena, shard_waker, publications, flow_subscriptions, shard } = lane;
+    let LaneRx { ring, done, arena, shard_waker, publications, flow_subscriptions, shard, streams } = lane;
     let n = ring.slots().min(max).min(NF_BATCH);
     if n == 0 {
         return 0;
@@ -371,6 +417,7 @@ fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, repor
             registry: &cx.registry,
             graph: &cx.graph,
             report,
+            streams: streams.as_mut(),
         };
         // SAFETY: the trampoline casts `state` back to this PublishCtx, which outlives the call.
         let mut calls =

@@ -169,6 +169,30 @@ impl Router {
         self.mutes[slot] = FlowMutes { id: flow_id, ..self.initial_mutes };
     }
 
+    /// A flow that only the NFs of `nfs` (by bit) see — a connection a service terminates,
+    /// whose events go to the service's NFs alone.
+    pub fn flow_started_only(&mut self, slot: u32, flow_id: u64, nfs: u64) {
+        self.flow_started(slot, flow_id);
+        let m = &mut self.mutes[slot as usize];
+        // The service's NFs may be muted for other flows (`mute_for_other_flows`): not here.
+        m.len = 0;
+        m.entries[0] = Mute { ty: EventType::ROOT, excluded: !nfs, declined: !nfs };
+        m.len = 1;
+    }
+
+    /// Leaves the NFs of `nfs` (by bit) out of every flow's events from now on (the NFs that
+    /// serve a `[[service]]` get only its connections': see [`Router::flow_started_only`]).
+    pub fn mute_for_other_flows(&mut self, nfs: u64) {
+        if nfs == 0 {
+            return;
+        }
+        let m = &mut self.initial_mutes;
+        if usize::from(m.len) < MAX_MUTES {
+            m.entries[usize::from(m.len)] = Mute { ty: EventType::ROOT, excluded: nfs, declined: nfs };
+            m.len += 1;
+        }
+    }
+
     /// Applies NF `nf`'s unsubscription or subscription (counted, and ignored, when its flow
     /// has ended). A subscription undoes the mutes of the type's subtree and of the types above
     /// it: subscribing to `FLOW/TCP/DATA_RDY` after unsubscribing from `FLOW/TCP` turns all of

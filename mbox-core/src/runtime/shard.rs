@@ -9,10 +9,12 @@
 use super::lane::LaneTx;
 use super::live::{Publisher, Snapshot};
 use super::router::{Router, NO_HELD};
+use super::serve::{ConnEventKind, ConnInfo, ServeSink, ServeStats, Served, Taken};
 use crate::config::RingFullPolicy;
 use crate::controller::ServiceGraph;
 use crate::events::arena::EventArena;
 use crate::events::registry::TypeRegistry;
+use crate::io::origin::OriginStats;
 use crate::io::output::Tx;
 use crate::io::pool::PacketPool;
 use crate::io::{Read, RxPacket, ShardInput};
@@ -53,6 +55,8 @@ pub struct ShardSetup {
     pub max_copied_bytes: usize,
     /// Where the shard publishes its report while it runs (for the control socket).
     pub live: Arc<Snapshot<ShardReport>>,
+    /// What the shard serves itself (`[[service]]`), if anything.
+    pub served: Option<Served>,
 }
 
 /// Event slots per shard reserved for NF publications (when some NF publishes), besides
@@ -94,6 +98,11 @@ pub struct ShardReport {
     /// With a queue pair per shard, what the shard received and sent itself.
     pub input: Option<crate::io::device::InputReport>,
     pub output: Option<crate::io::device::OutputStats>,
+    /// What the shard's services did, and the packets it built (when it serves).
+    pub serve: Option<ServeStats>,
+    pub originated: OriginStats,
+    /// Connections the shard's services hold now.
+    pub connections: u64,
 }
 
 impl ShardReport {
@@ -125,6 +134,7 @@ struct StackTypes {
     data_rdy: usize,
     gap: usize,
     stream_end: usize,
+    send_room: usize,
 }
 
 impl StackTypes {
@@ -142,6 +152,7 @@ impl StackTypes {
             data_rdy: idx(builtin::FLOW_TCP_DATA_RDY),
             gap: idx(builtin::FLOW_TCP_GAP),
             stream_end: idx(builtin::FLOW_TCP_STREAM_END),
+            send_room: idx(builtin::FLOW_TCP_SEND_ROOM),
         }
     }
 }
@@ -195,8 +206,16 @@ struct Plane {
     /// NFs (by bit) subscribed to stream data or gaps: a flow whose NFs all unsubscribed from
     /// both needs no reassembly.
     stream_nfs: (u64, u64),
+    /// Per stack event slot: the served connection whose client bytes it carries (index, id,
+    /// length), to report read once the NFs are done; `NO_READ` for other events.
+    conn_reads: Vec<(u32, u64, u32)>,
+    /// Reads the NFs finished, for the services to open their windows by.
+    reads_done: Vec<(u32, u64, u32)>,
     report: ShardReport,
 }
+
+/// `Plane::conn_reads` of an event that carries no served connection's bytes.
+const NO_READ: (u32, u64, u32) = (u32::MAX, 0, 0);
 
 /// A running shard.
 pub struct Shard {
@@ -208,6 +227,9 @@ pub struct Shard {
     waker: Arc<Waker>,
     idle: IdlePolicy,
     live: Publisher<ShardReport>,
+    served: Option<Served>,
+    /// Reads finished by NFs, on their way from the plane to the services.
+    reads: Vec<(u32, u64, u32)>,
 }
 
 /// Packets taken from the RX ring per round.
@@ -263,10 +285,16 @@ impl Shard {
             max_copied_bytes: s.max_copied_bytes,
             release_datagrams: Vec::new(),
             stream_nfs: (0, 0),
+            conn_reads: vec![NO_READ; stack_slots],
+            reads_done: Vec::new(),
             report,
         };
         let mut plane = plane;
-        plane.stream_nfs = (plane.router.nfs_of(plane.types.data_rdy), plane.router.nfs_of(plane.types.gap));
+        // NFs that serve a service read only its connections: they do not keep other flows'
+        // streams reassembled.
+        let serving = plane.graph.serving_nfs();
+        plane.router.mute_for_other_flows(serving);
+        plane.stream_nfs = (plane.router.nfs_of(plane.types.data_rdy) & !serving, plane.router.nfs_of(plane.types.gap) & !serving);
         Shard {
             stack: L23Stack::new(s.stack, s.id),
             pool: s.pool,
@@ -275,6 +303,8 @@ impl Shard {
             waker: s.waker,
             idle: s.idle,
             live: Publisher::new(s.live),
+            served: s.served,
+            reads: Vec::new(),
         }
     }
 
@@ -289,6 +319,10 @@ impl Shard {
         loop {
             let mut progress = self.plane.retire();
             progress |= self.plane.route_publications();
+            if let Some(served) = self.served.as_mut() {
+                std::mem::swap(&mut self.reads, &mut self.plane.reads_done);
+                progress |= served.poll(0, &mut self.reads, &mut self.plane);
+            }
             for slot in self.plane.release_datagrams.drain(..) {
                 self.stack.release_datagram(slot);
             }
@@ -307,7 +341,8 @@ impl Shard {
                     }
                 }
                 if input_over && inbox.is_empty() && !drained {
-                    drained = self.stack.drain(&mut self.plane);
+                    // The services' connections end first (they hold no stack state).
+                    drained = self.served.as_mut().is_none_or(|s| s.drain(&mut self.plane)) && self.stack.drain(&mut self.plane);
                     progress = true;
                 }
             }
@@ -335,15 +370,17 @@ impl Shard {
                     self.update_report();
                     self.live.publish(&self.plane.report);
                 }
-                let (plane, rx) = (&self.plane, &self.rx);
+                let (plane, rx, served) = (&self.plane, &self.rx, &self.served);
                 // New input only counts when the shard may take it; the end of the input only
                 // once (after that, `input_over` is set and there is nothing more to read).
                 let may_read = !input_over && !plane.backlogged();
-                if may_read && rx.polled() {
-                    // A NIC queue wakes nobody: sleep only briefly between polls.
-                    idler.idle_polling(&self.waker, || plane.has_work());
+                // NFs' writes to served connections wake the shard like their publications.
+                let requests = || served.as_ref().is_some_and(Served::has_work);
+                if (may_read && rx.polled()) || served.as_ref().is_some_and(Served::has_timers) {
+                    // A NIC queue wakes nobody, nor does a timer: sleep only briefly.
+                    idler.idle_polling(&self.waker, || plane.has_work() || requests());
                 } else {
-                    idler.idle(&self.waker, || plane.has_work() || (may_read && rx.waiting()));
+                    idler.idle(&self.waker, || plane.has_work() || requests() || (may_read && rx.waiting()));
                 }
             }
         }
@@ -367,12 +404,28 @@ impl Shard {
             report.ring_used[i] = lane.occupancy() as u64;
         }
         report.input = self.rx.report();
+        if let Some(served) = &self.served {
+            report.serve = Some(served.stats);
+            report.connections = served.connections() as u64;
+        }
+        report.originated = self.plane.tx.origin_stats();
     }
 
     /// Runs one packet through the stack; false when it must wait for event room.
     fn handle(&mut self, pkt: RxPacket) -> bool {
         // SAFETY: the input handed this buffer to the shard with the packet.
         let data = unsafe { self.pool.bytes(pkt.buf, pkt.len) };
+        if let Some(served) = self.served.as_mut() {
+            match served.take(data, pkt.port, pkt.ts_ns, &mut self.plane) {
+                Taken::No => {}
+                Taken::Consumed => {
+                    // Answered (or dropped, counted) by the services: never forwarded.
+                    self.plane.tx.drop_packet(pkt.buf);
+                    return true;
+                }
+                Taken::Blocked => return false,
+            }
+        }
         self.plane.current = Some(pkt);
         self.plane.current_datagram = None;
         self.plane.current_held = NO_HELD;
@@ -402,6 +455,11 @@ impl Shard {
 impl Plane {
     /// Writes an event into a free slot and sends it to its route's first stage.
     fn emit<E: mbox_abi::Event>(&mut self, route: usize, event: &E, held: u32) {
+        self.emit_read(route, event, held, NO_READ)
+    }
+
+    /// [`Plane::emit`] for an event that carries a served connection's bytes (`read`).
+    fn emit_read<E: mbox_abi::Event>(&mut self, route: usize, event: &E, held: u32, read: (u32, u64, u32)) {
         let Some(h) = self.free_stack.pop() else {
             // `has_room` is checked before the stack reports anything, so this is a bug guard.
             self.report.events_without_slot += 1;
@@ -410,6 +468,8 @@ impl Plane {
         };
         // SAFETY: `h` came from the free list, so no NF holds it.
         unsafe { self.arena.write(h, event) };
+        // Before it is admitted: an event no NF gets finishes at once.
+        self.conn_reads[h as usize] = read;
         if held != NO_HELD {
             self.held[held as usize].refs += 1;
         }
@@ -431,6 +491,10 @@ impl Plane {
             if f.published {
                 self.free_published.push(f.handle);
             } else {
+                let read = std::mem::replace(&mut self.conn_reads[f.handle as usize], NO_READ);
+                if read.0 != u32::MAX {
+                    self.reads_done.push(read);
+                }
                 self.free_stack.push(f.handle);
             }
         }
@@ -848,5 +912,85 @@ impl StackSink for Plane {
             }
             None => self.emit(route, &ev, held),
         }
+    }
+}
+
+impl Plane {
+    /// A `FlowTcpEvent` about a served connection, sized for the event struct `E` it begins.
+    fn conn_tcp_event<E: mbox_abi::Event>(&self, ty: EventType, conn: &ConnInfo, dir: u8, reason: u8, ts_ns: u64) -> FlowTcpEvent {
+        let flow = FlowRef { id: conn.id, slot: conn.slot, shard: self.shard, dir, _reserved: 0 };
+        let mut header = EventHeader::new::<FlowEvent>(ty, ts_ns, flow);
+        header.size = std::mem::size_of::<E>() as u32;
+        let flow = FlowEvent { header, tuple: conn.tuple, stats: Default::default(), reason, _reserved: [0; 7] };
+        FlowTcpEvent { flow, snapshot: TcpSnapshot::default() }
+    }
+}
+
+impl ServeSink for Plane {
+    fn has_room(&self, events: usize, bytes: usize) -> bool {
+        self.free_stack.len() >= events && self.free_held.len() >= events && self.copy_capacity + bytes <= self.max_copied_bytes
+    }
+
+    fn conn_started(&mut self, slot: u32, id: u64, nfs: u64) {
+        self.router.flow_started_only(slot, id, nfs);
+    }
+
+    fn conn_event(&mut self, kind: ConnEventKind, conn: &ConnInfo, reason: u8, ts_ns: u64) {
+        let route = match kind {
+            ConnEventKind::New => self.types.flow_new[0],
+            ConnEventKind::SendRoom => self.types.send_room,
+            ConnEventKind::Terminate => self.types.flow_end[0],
+        };
+        if !self.graph.wants(route) {
+            return;
+        }
+        let ty = self.registry.types()[route].ty;
+        let ev = self.conn_tcp_event::<FlowTcpEvent>(ty, conn, DIR_NONE, reason, ts_ns);
+        self.emit(route, &ev, NO_HELD);
+    }
+
+    fn conn_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool {
+        let route = self.types.data_rdy;
+        let read = (conn.index, conn.id, bytes.len() as u32);
+        if !self.graph.wants(route) {
+            // Nobody reads: the bytes count as read at once.
+            self.reads_done.push(read);
+            return true;
+        }
+        let Some(idx) = self.free_held.pop() else { return false };
+        let h = &mut self.held[idx as usize];
+        h.copy.clear();
+        (h.refs, h.dropped, h.datagram, h.is_copy) = (0, false, None, true);
+        if !self.append(idx, bytes) {
+            self.held[idx as usize].is_copy = false;
+            self.free_held.push(idx);
+            return false;
+        }
+        let (base, len) = self.held[idx as usize].payload;
+        // SAFETY: the copy's buffer holds `len` bytes and lives while the event holds it.
+        let copy = unsafe { std::slice::from_raw_parts(base, len as usize) };
+        let ty = self.registry.types()[route].ty;
+        let ev = StreamDataEvent::new(self.conn_tcp_event::<StreamDataEvent>(ty, conn, 0, REASON_NONE, ts_ns), offset, copy);
+        self.emit_read(route, &ev, idx, read);
+        true
+    }
+
+    fn conn_end(&mut self, conn: &ConnInfo, offset: u64, reason: u8, ts_ns: u64) {
+        let route = self.types.stream_end;
+        if !self.graph.wants(route) {
+            return;
+        }
+        let ty = self.registry.types()[route].ty;
+        let ev = StreamEndEvent {
+            tcp: self.conn_tcp_event::<StreamEndEvent>(ty, conn, 0, REASON_NONE, ts_ns),
+            offset,
+            reason,
+            _reserved: [0; 7],
+        };
+        self.emit(route, &ev, NO_HELD);
+    }
+
+    fn originate(&mut self, port: u16, ts_ns: u64, fill: &mut dyn FnMut(&mut Vec<u8>)) -> bool {
+        self.tx.originate(port, ts_ns, fill)
     }
 }

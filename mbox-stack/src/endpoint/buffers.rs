@@ -6,14 +6,20 @@ use crate::wire::tcp::SackBlocks;
 
 /// What the NF wrote that the peer has not acknowledged yet: a ring of bytes that starts at the
 /// first unacknowledged byte. Its capacity is fixed when the connection is made and bounds
-/// what a connection holds.
+/// what a connection holds; the ring itself grows (doubling) only as far as writes need, so a
+/// connection that sends little holds little.
 #[derive(Debug, Default)]
 pub struct SendBuffer {
     ring: Vec<u8>,
+    /// The bound the ring may grow to.
+    capacity: usize,
     /// Index of the first byte in `ring`, and how many bytes it holds.
     head: usize,
     len: usize,
 }
+
+/// What a ring starts at once something is written.
+const FIRST_RING: usize = 4096;
 
 /// Bytes of the send buffer, in at most two pieces (the ring wraps).
 #[derive(Debug, Clone, Copy)]
@@ -41,13 +47,29 @@ impl Payload<'_> {
 }
 
 impl SendBuffer {
-    /// A buffer of `capacity` bytes (allocated now).
+    /// A buffer of at most `capacity` bytes (allocated as writes need it).
     pub fn with_capacity(capacity: usize) -> SendBuffer {
-        SendBuffer { ring: vec![0; capacity], head: 0, len: 0 }
+        SendBuffer { ring: Vec::new(), capacity, head: 0, len: 0 }
     }
 
     pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes the ring holds allocated now.
+    pub fn allocated(&self) -> usize {
         self.ring.len()
+    }
+
+    /// Grows the ring to hold `need` bytes (within the capacity), its bytes moved to the front.
+    fn grow(&mut self, need: usize) {
+        let size = need.max(FIRST_RING).max(self.ring.len() * 2).min(self.capacity);
+        let mut ring = vec![0; size];
+        let old = self.slice(0, self.len);
+        ring[..old.first.len()].copy_from_slice(old.first);
+        ring[old.first.len()..self.len].copy_from_slice(old.second);
+        self.ring = ring;
+        self.head = 0;
     }
 
     pub fn len(&self) -> usize {
@@ -65,10 +87,13 @@ impl SendBuffer {
     /// Appends as much of `bytes` as fits; returns how much.
     pub fn write(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
-        let cap = self.capacity();
         if n == 0 {
             return 0;
         }
+        if self.len + n > self.ring.len() {
+            self.grow(self.len + n);
+        }
+        let cap = self.ring.len();
         let tail = (self.head + self.len) % cap;
         let first = n.min(cap - tail);
         self.ring[tail..tail + first].copy_from_slice(&bytes[..first]);
@@ -80,7 +105,7 @@ impl SendBuffer {
     /// The bytes `[from, from + len)` counted from the first unacknowledged one (clipped to
     /// what the buffer holds).
     pub fn slice(&self, from: usize, len: usize) -> Payload<'_> {
-        let cap = self.capacity();
+        let cap = self.ring.len();
         if from >= self.len || cap == 0 {
             return Payload::EMPTY;
         }
@@ -93,8 +118,8 @@ impl SendBuffer {
     /// The peer acknowledged the first `n` bytes: they leave the buffer.
     pub fn ack(&mut self, n: usize) {
         let n = n.min(self.len);
-        if self.capacity() > 0 {
-            self.head = (self.head + n) % self.capacity();
+        if !self.ring.is_empty() {
+            self.head = (self.head + n) % self.ring.len();
         }
         self.len -= n;
     }
@@ -257,6 +282,26 @@ mod tests {
         b.slice(3, 2).copy_to(&mut mid);
         assert_eq!(mid, b"hi");
         assert!(b.slice(8, 1).is_empty());
+    }
+
+    #[test]
+    fn the_send_ring_grows_only_as_writes_need_and_keeps_the_order() {
+        let mut b = SendBuffer::with_capacity(20_000);
+        assert_eq!(b.allocated(), 0, "nothing before the first write");
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(b.write(&data[..3000]), 3000);
+        assert_eq!(b.allocated(), 4096);
+        b.ack(2500);
+        // Wraps in the small ring, then grows: the bytes stay in stream order.
+        assert_eq!(b.write(&data[3000..4000]), 1000);
+        assert_eq!(b.write(&data[4000..12_000]), 8000);
+        assert!(b.allocated() >= 8500 && b.allocated() <= 20_000);
+        let mut out = Vec::new();
+        b.slice(0, b.len()).copy_to(&mut out);
+        assert_eq!(out, &data[2500..12_000]);
+        assert_eq!(b.write(&data[12_000..]), 8000);
+        assert_eq!(b.write(&[0; 5000]), 20_000 - 17_500, "never beyond the capacity");
+        assert_eq!(b.allocated(), 20_000);
     }
 
     #[test]

@@ -1,0 +1,957 @@
+//! What a shard serves itself (`[[service]]`): it answers ARP for the services' addresses and
+//! terminates their TCP connections with the Endpoint µStack (`mbox_stack::endpoint`) — the
+//! connection table and its bounds, the shard's timer wheel, the segments connections send
+//! (built into the shard's own buffers, out of the port the client is on), and the events the
+//! services' NFs get, in the same arena and over the same lanes as the stack's.
+//!
+//! Connections are flows of their own: their flow slots follow the flow table's, their ids are
+//! marked apart from the table's, and only their service's NFs see their events (and those NFs
+//! see no other flow's). What NFs write comes back through `stream_out`.
+
+use super::stream_out::{SendCredits, StreamCommand, StreamReader};
+use crate::config::{parse_mac, ServiceConfig};
+use mbox_abi::{FlowTuple, StreamOp, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+use mbox_stack::endpoint::isn::{FourTuple, IsnSecret};
+use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut};
+use mbox_stack::timer_wheel::TimerWheel;
+use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
+use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr, HEADER_LEN as ETHERNET_LEN};
+use mbox_stack::wire::frame::{Checksums, IpRepr, TcpFrame};
+use mbox_stack::wire::tcp::TcpRepr;
+use mbox_stack::wire::tcp_flags::{ACK, RST, SYN};
+use mbox_stack::wire::{ip_proto, WireError};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The MAC an offline run answers with when a service names none (locally administered).
+pub const DEFAULT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// Flow ids of connections have this bit set: the flow table's ids (`shard << 48 | n`) never
+/// reach it.
+const CONN_ID_BIT: u64 = 1 << 47;
+
+/// Events one connection operation causes at most: its segment's data and the ranges it
+/// completes (one per kept range, 64 at most), the handshake, the peer's close, room, the end.
+pub const EVENTS_PER_OPERATION: usize = 72;
+
+/// A service as the shards run it.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
+    pub ports: Vec<u16>,
+    pub mac: Option<[u8; 6]>,
+    /// NFs (by bit) that get its events.
+    pub nfs: u64,
+    pub endpoint: mbox_stack::endpoint::Config,
+    /// Connections per shard at most.
+    pub max_connections: usize,
+}
+
+impl ServiceSpec {
+    /// The spec of `cfg`, whose NFs are `nfs` (by bit, resolved from their names).
+    pub fn new(cfg: &ServiceConfig, nfs: u64) -> ServiceSpec {
+        let endpoint = mbox_stack::endpoint::Config {
+            send_buffer: cfg.send_buffer.min(u64::from(u32::MAX)) as u32,
+            recv_window: cfg.receive_window.min(u64::from(u32::MAX)) as u32,
+            time_wait_ns: u64::try_from(cfg.time_wait.as_nanos()).unwrap_or(u64::MAX),
+            ..mbox_stack::endpoint::Config::default()
+        };
+        ServiceSpec {
+            name: cfg.display_name(),
+            addrs: cfg.address.clone(),
+            ports: cfg.port.clone(),
+            mac: cfg.mac.as_deref().and_then(|m| parse_mac(m).ok()),
+            nfs,
+            endpoint,
+            max_connections: cfg.max_connections,
+        }
+    }
+}
+
+/// What the services of one shard counted (the run's report sums the shards).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServeStats {
+    pub arp_requests: u64,
+    pub arp_replies: u64,
+    pub segments_in: u64,
+    pub segments_out: u64,
+    pub accepted: u64,
+    pub established: u64,
+    pub closed: u64,
+    /// Connections that ended by a reset (either side) or a timeout.
+    pub aborted: u64,
+    /// SYNs refused with a RST: the service's connections were at `max_connections`.
+    pub refused_full: u64,
+    /// Segments answered with a RST: a closed port, or no connection.
+    pub resets_sent: u64,
+    /// Frames to a service address dropped as malformed (bad checksum, truncated).
+    pub malformed: u64,
+    /// NF requests for connections that had ended, and their bytes (dropped).
+    pub writes_to_ended: u64,
+    pub bytes_to_ended: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Segments not sent for want of a buffer (TCP sends them again).
+    pub no_buffer: u64,
+}
+
+impl ServeStats {
+    /// Adds another shard's counts.
+    pub fn add(&mut self, o: &ServeStats) {
+        let fields = [
+            (&mut self.arp_requests, o.arp_requests),
+            (&mut self.arp_replies, o.arp_replies),
+            (&mut self.segments_in, o.segments_in),
+            (&mut self.segments_out, o.segments_out),
+            (&mut self.accepted, o.accepted),
+            (&mut self.established, o.established),
+            (&mut self.closed, o.closed),
+            (&mut self.aborted, o.aborted),
+            (&mut self.refused_full, o.refused_full),
+            (&mut self.resets_sent, o.resets_sent),
+            (&mut self.malformed, o.malformed),
+            (&mut self.writes_to_ended, o.writes_to_ended),
+            (&mut self.bytes_to_ended, o.bytes_to_ended),
+            (&mut self.bytes_sent, o.bytes_sent),
+            (&mut self.bytes_received, o.bytes_received),
+            (&mut self.no_buffer, o.no_buffer),
+        ];
+        for (acc, v) in fields {
+            *acc += v;
+        }
+    }
+}
+
+/// Where the services report: the shard's event machinery and its way out.
+pub trait ServeSink {
+    /// Whether `events` more events, each possibly holding a copy, and `bytes` of copies fit
+    /// now.
+    fn has_room(&self, events: usize, bytes: usize) -> bool;
+    /// A connection's flow starts: only `nfs` see its events.
+    fn conn_started(&mut self, slot: u32, id: u64, nfs: u64);
+    /// Emits a `FlowTcpEvent` of kind `kind` about a connection.
+    fn conn_event(&mut self, kind: ConnEventKind, conn: &ConnInfo, reason: u8, ts_ns: u64);
+    /// Emits `FLOW/TCP/DATA_RDY` with a copy of `bytes` (client to mbox, from `offset`);
+    /// the copy is `conn`'s until the NFs are done with it, then reported read.
+    fn conn_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool;
+    /// Emits `FLOW/TCP/STREAM_END` for the client's direction.
+    fn conn_end(&mut self, conn: &ConnInfo, offset: u64, reason: u8, ts_ns: u64);
+    /// Builds a frame in a fresh buffer and sends it out of `port`.
+    fn originate(&mut self, port: u16, ts_ns: u64, fill: &mut dyn FnMut(&mut Vec<u8>)) -> bool;
+}
+
+/// The `FlowTcpEvent`s a connection's NFs get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnEventKind {
+    New,
+    SendRoom,
+    Terminate,
+}
+
+/// A connection as its events and segments name it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub id: u64,
+    /// Its index in the table, and its flow slot.
+    pub index: u32,
+    pub slot: u32,
+    /// Client first (the originator).
+    pub tuple: FlowTuple,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub local_mac: EthernetAddress,
+    pub remote_mac: EthernetAddress,
+    /// The port the client is on (segments leave by it).
+    pub port: u16,
+    pub service: u16,
+}
+
+/// The table's key: the client's address and port, the service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ConnKey {
+    remote: IpAddr,
+    remote_port: u16,
+    local: IpAddr,
+    local_port: u16,
+}
+
+/// A slot of the table.
+struct Slot {
+    info: ConnInfo,
+    conn: Option<Connection>,
+    key: ConnKey,
+    /// Bytes NFs wrote that went into the send buffer, in all.
+    written: u64,
+    /// Client bytes delivered, in all (the next DATA_RDY offset).
+    delivered: u64,
+    /// Its NFs got `FLOW/TCP/NEW` (so they get the end too), and the client's stream ended
+    /// (`FLOW/TCP/STREAM_END` sent: once per connection).
+    announced: bool,
+    client_ended: bool,
+}
+
+/// A shard's services. See the module documentation.
+pub struct Served {
+    specs: Arc<[ServiceSpec]>,
+    /// Per port: its MAC (none offline).
+    macs: Vec<[u8; 6]>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: HashMap<ConnKey, u32>,
+    /// Live connections per service.
+    per_service: Vec<usize>,
+    wheel: TimerWheel,
+    due: Vec<u32>,
+    isn: IsnSecret,
+    next_id: u64,
+    credits: Arc<SendCredits>,
+    readers: Vec<StreamReader>,
+    /// The clock: packet time offline, the wall clock on a live wire.
+    live: bool,
+    now: u64,
+    pub stats: ServeStats,
+}
+
+/// What became of a packet offered to the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Not for a service: the stack handles it as usual.
+    No,
+    /// Handled (answered, or dropped and counted): its buffer can go.
+    Consumed,
+    /// Not enough event room: offer it again later.
+    Blocked,
+}
+
+impl Served {
+    /// The services of shard `shard`: connections' flow slots start at `slot_base`.
+    pub fn new(shard: u16, specs: Arc<[ServiceSpec]>, macs: Vec<[u8; 6]>, credits: Arc<SendCredits>, live: bool) -> Served {
+        let total: usize = specs.iter().map(|s| s.max_connections).sum();
+        Served {
+            per_service: vec![0; specs.len()],
+            specs,
+            macs,
+            slots: Vec::with_capacity(total),
+            free: Vec::new(),
+            index: HashMap::with_capacity(total),
+            wheel: TimerWheel::new(total, 0),
+            due: Vec::new(),
+            isn: IsnSecret::from_system(),
+            next_id: (u64::from(shard) << 48) | CONN_ID_BIT | 1,
+            credits,
+            readers: Vec::new(),
+            live,
+            now: 0,
+            stats: ServeStats::default(),
+        }
+    }
+
+    /// Connections a shard holds at most for `specs`.
+    pub fn capacity(specs: &[ServiceSpec]) -> usize {
+        specs.iter().map(|s| s.max_connections).sum()
+    }
+
+    /// Adds the shard's end of an NF's stream rings (for the NFs that serve).
+    pub fn add_reader(&mut self, reader: StreamReader) {
+        self.readers.push(reader);
+    }
+
+    /// Live connections.
+    pub fn connections(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether a timer is armed (the shard then sleeps only briefly).
+    pub fn has_timers(&self) -> bool {
+        !self.wheel.is_empty()
+    }
+
+    /// Whether NFs' requests wait.
+    pub fn has_work(&self) -> bool {
+        self.readers.iter().any(StreamReader::has_work)
+    }
+
+    /// Moves the clock: to a packet's time offline (never back), to the wall clock live.
+    fn tick(&mut self, ts_ns: u64) {
+        let t = if self.live { wall_ns() } else { ts_ns };
+        self.now = self.now.max(t);
+    }
+
+    /// Offers a received frame (`port`, time `ts_ns`) to the services.
+    pub fn take<S: ServeSink>(&mut self, data: &[u8], port: u16, ts_ns: u64, sink: &mut S) -> Taken {
+        if data.len() < ETHERNET_LEN {
+            return Taken::No;
+        }
+        let ty = u16::from_be_bytes([data[12], data[13]]);
+        let dst: Option<IpAddr> = match ty {
+            ethertype::ARP => return self.arp(data, port, ts_ns, sink),
+            ethertype::IPV4 if data.len() >= ETHERNET_LEN + 20 => {
+                Some(IpAddr::from(<[u8; 4]>::try_from(&data[30..34]).unwrap_or_default()))
+            }
+            ethertype::IPV6 if data.len() >= ETHERNET_LEN + 40 => {
+                Some(IpAddr::from(<[u8; 16]>::try_from(&data[38..54]).unwrap_or_default()))
+            }
+            _ => None,
+        };
+        if !dst.is_some_and(|d| self.specs.iter().any(|s| s.addrs.contains(&d))) {
+            return Taken::No;
+        }
+        if !sink.has_room(EVENTS_PER_OPERATION, self.max_window()) {
+            return Taken::Blocked;
+        }
+        self.tick(ts_ns);
+        match TcpFrame::parse(data, Checksums::Verify) {
+            Ok((frame, payload)) => {
+                self.segment(&frame, payload, port, sink);
+                Taken::Consumed
+            }
+            // Not TCP (ICMP, UDP to the address): the stack handles it as any packet.
+            Err(WireError::Unsupported(..)) => Taken::No,
+            Err(_) => {
+                self.stats.malformed += 1;
+                Taken::Consumed
+            }
+        }
+    }
+
+    /// The largest receive window of the services: what one operation may deliver at most.
+    fn max_window(&self) -> usize {
+        self.specs.iter().map(|s| s.endpoint.recv_window as usize).max().unwrap_or(0) + 64 * 1024
+    }
+
+    /// Answers an ARP request for a service's IPv4 address.
+    fn arp<S: ServeSink>(&mut self, data: &[u8], port: u16, ts_ns: u64, sink: &mut S) -> Taken {
+        let Ok(packet) = ArpPacket::new_checked(&data[ETHERNET_LEN..]) else { return Taken::No };
+        let Ok(arp) = ArpRepr::parse(&packet) else { return Taken::No };
+        let target = IpAddr::V4(arp.target_ip);
+        let Some(spec) = self.specs.iter().find(|s| s.addrs.contains(&target)) else { return Taken::No };
+        if arp.operation != Operation::Request {
+            return Taken::No;
+        }
+        self.stats.arp_requests += 1;
+        let mac = EthernetAddress(spec.mac.or_else(|| self.macs.get(usize::from(port)).copied()).unwrap_or(DEFAULT_MAC));
+        let reply = arp.reply_from(mac);
+        let eth = EthernetRepr { src: mac, dst: arp.sender_mac, ethertype: ethertype::ARP };
+        let sent = sink.originate(port, ts_ns, &mut |buf| {
+            buf.resize(ETHERNET_LEN + reply.buffer_len(), 0);
+            eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+            reply.emit(&mut ArpPacket::new_unchecked(&mut buf[ETHERNET_LEN..]));
+        });
+        if sent {
+            self.stats.arp_replies += 1;
+        } else {
+            self.stats.no_buffer += 1;
+        }
+        Taken::Consumed
+    }
+
+    /// One TCP segment to a service address.
+    fn segment<S: ServeSink>(&mut self, frame: &TcpFrame, payload: &[u8], port: u16, sink: &mut S) {
+        self.stats.segments_in += 1;
+        let t = &frame.tcp;
+        let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
+        let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
+        if let Some(&i) = self.index.get(&key) {
+            self.operate(i, sink, |conn, now, out| conn.on_segment(&seg, now, out));
+            return;
+        }
+        let service = self.specs.iter().position(|s| s.addrs.contains(&key.local) && s.ports.contains(&key.local_port));
+        match service {
+            Some(svc) if seg.has(SYN) && !seg.has(ACK) && !seg.has(RST) => self.accept(svc, key, frame, &seg, port, sink),
+            // RFC 9293 3.10.7.1: a segment for no connection gets a RST (never a RST itself).
+            _ if !seg.has(RST) => self.reset_for(frame, &seg, port, sink),
+            _ => {}
+        }
+    }
+
+    /// A SYN for a service: a new connection, or a RST when the service is full.
+    fn accept<S: ServeSink>(&mut self, svc: usize, key: ConnKey, frame: &TcpFrame, seg: &SegmentIn<'_>, port: u16, sink: &mut S) {
+        let spec = &self.specs[svc];
+        if self.per_service[svc] >= spec.max_connections {
+            self.stats.refused_full += 1;
+            return self.reset_for(frame, seg, port, sink);
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                // Grown slot by slot up to the bound (the capacity was reserved at start).
+                let i = self.slots.len() as u32;
+                let info = ConnInfo {
+                    id: 0,
+                    index: i,
+                    slot: 0,
+                    tuple: FlowTuple::default(),
+                    local: key.local,
+                    remote: key.remote,
+                    local_port: 0,
+                    remote_port: 0,
+                    local_mac: EthernetAddress(DEFAULT_MAC),
+                    remote_mac: EthernetAddress(DEFAULT_MAC),
+                    port: 0,
+                    service: 0,
+                };
+                self.slots.push(Slot { info, conn: None, key, written: 0, delivered: 0, announced: false, client_ended: false });
+                i
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let slot_of = self.credits.slot_of(index);
+        let info = ConnInfo {
+            id,
+            index,
+            slot: slot_of,
+            tuple: FlowTuple::new(ip_proto::TCP, 0, [key.remote, key.local], [key.remote_port, key.local_port]),
+            local: key.local,
+            remote: key.remote,
+            local_port: key.local_port,
+            remote_port: key.remote_port,
+            local_mac: frame.dst_mac,
+            remote_mac: frame.src_mac,
+            port,
+            service: svc as u16,
+        };
+        let s = &mut self.slots[index as usize];
+        (s.info, s.key, s.written, s.delivered, s.announced, s.client_ended) = (info, key, 0, 0, false, false);
+        self.index.insert(key, index);
+        self.per_service[svc] += 1;
+        self.stats.accepted += 1;
+        let four =
+            FourTuple { local: mapped(key.local), local_port: key.local_port, remote: mapped(key.remote), remote_port: key.remote_port };
+        let iss = self.isn.isn(&four, self.now);
+        sink.conn_started(info.slot, id, spec.nfs);
+        let cfg = spec.endpoint;
+        let now = self.now;
+        let mut out = Out::new(sink, &info, &mut self.stats, Events::default(), now);
+        let conn = Connection::accept(&cfg, seg, iss, now, &mut out);
+        let events = out.events();
+        self.slots[index as usize].conn = Some(conn);
+        self.credits.open(index, id, 0);
+        self.after(index, events, sink);
+    }
+
+    /// A RST answering `seg` (RFC 9293 3.10.7.1).
+    fn reset_for<S: ServeSink>(&mut self, frame: &TcpFrame, seg: &SegmentIn<'_>, port: u16, sink: &mut S) {
+        let rst = SegmentOut::reset_for(seg);
+        let info = ConnInfo {
+            id: 0,
+            index: u32::MAX,
+            slot: 0,
+            tuple: FlowTuple::default(),
+            local: frame.ip.dst(),
+            remote: frame.ip.src(),
+            local_port: frame.tcp.dst_port,
+            remote_port: frame.tcp.src_port,
+            local_mac: frame.dst_mac,
+            remote_mac: frame.src_mac,
+            port,
+            service: 0,
+        };
+        self.stats.resets_sent += 1;
+        let now = self.now;
+        Out::new(sink, &info, &mut self.stats, Events::default(), now).transmit(&rst, Payload::EMPTY);
+    }
+
+    /// Runs `op` on connection `i` and handles what it reported.
+    fn operate<S: ServeSink>(&mut self, i: u32, sink: &mut S, op: impl FnOnce(&mut Connection, u64, &mut Out<'_, S>)) {
+        let now = self.now;
+        let slot = &mut self.slots[i as usize];
+        let info = slot.info;
+        let kept = Events { closed: None, announced: slot.announced, client_ended: slot.client_ended, delivered: slot.delivered };
+        let Some(conn) = slot.conn.as_mut() else { return };
+        let mut out = Out::new(sink, &info, &mut self.stats, kept, now);
+        op(conn, now, &mut out);
+        let events = out.events();
+        self.after(i, events, sink);
+    }
+
+    /// After an operation on connection `i`: its end, or its credit and its timer.
+    fn after<S: ServeSink>(&mut self, i: u32, events: Events, sink: &mut S) {
+        let now = self.now;
+        let slot = &mut self.slots[i as usize];
+        let Some(conn) = slot.conn.as_ref() else { return };
+        (slot.announced, slot.client_ended, slot.delivered) = (events.announced, events.client_ended, events.delivered);
+        if let Some(reason) = events.closed {
+            let info = slot.info;
+            if slot.announced {
+                let why = match reason {
+                    CloseReason::Graceful => REASON_FIN,
+                    CloseReason::TimedOut => REASON_TIMEOUT,
+                    _ => REASON_RST,
+                };
+                sink.conn_event(ConnEventKind::Terminate, &info, why, now);
+            }
+            if reason == CloseReason::Graceful {
+                self.stats.closed += 1;
+            } else {
+                self.stats.aborted += 1;
+            }
+            return self.release(i);
+        }
+        // NFs may write what fits in the send buffer beyond what they wrote.
+        let limit = slot.written + conn.send_room() as u64;
+        if self.credits.raise(i, limit) && slot.announced {
+            sink.conn_event(ConnEventKind::SendRoom, &slot.info, 0, now);
+        }
+        self.wheel.set(i, conn.deadline());
+    }
+
+    /// Frees connection `i`'s slot.
+    fn release(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        slot.conn = None;
+        self.credits.end(i);
+        self.index.remove(&slot.key);
+        self.per_service[usize::from(slot.info.service)] -= 1;
+        self.wheel.set(i, None);
+        self.free.push(i);
+    }
+
+    /// One round of work that needs no packet: NFs' requests, timers due, reads finished.
+    /// True if anything was done.
+    pub fn poll<S: ServeSink>(&mut self, ts_ns: u64, reads: &mut Vec<(u32, u64, u32)>, sink: &mut S) -> bool {
+        self.tick(ts_ns);
+        let mut any = false;
+        for (conn, id, len) in reads.drain(..) {
+            if self.slots.get(conn as usize).is_some_and(|s| s.info.id == id && s.conn.is_some()) {
+                self.operate(conn, sink, |c, now, out| c.consumed(u64::from(len), now, out));
+                any = true;
+            }
+        }
+        // Out of `self` for the while: applying a request needs the rest of it.
+        let mut readers = std::mem::take(&mut self.readers);
+        for reader in &mut readers {
+            while sink.has_room(EVENTS_PER_OPERATION, 0) && reader.next(|c, a, b| self.command(c, a, b, sink)) {
+                any = true;
+            }
+        }
+        self.readers = readers;
+        self.wheel.advance(self.now, &mut self.due);
+        let mut due = std::mem::take(&mut self.due);
+        for &i in &due {
+            any = true;
+            self.operate(i, sink, |c, now, out| c.on_timer(now, out));
+        }
+        due.clear();
+        self.due = due;
+        any
+    }
+
+    /// Applies one NF request to its connection; a send's bytes come in two pieces (the ring
+    /// wraps).
+    fn command<S: ServeSink>(&mut self, c: StreamCommand, first: &[u8], second: &[u8], sink: &mut S) {
+        let len = first.len() + second.len();
+        let live = self.slots.get(c.conn as usize).is_some_and(|s| s.info.id == c.id && s.conn.is_some());
+        if !live {
+            self.stats.writes_to_ended += 1;
+            self.stats.bytes_to_ended += len as u64;
+            return;
+        }
+        match c.op {
+            StreamOp::Send => {
+                // Counted written before the operation, whose end computes the credit from it.
+                self.slots[c.conn as usize].written += len as u64;
+                let mut wrote = 0;
+                self.operate(c.conn, sink, |conn, now, out| {
+                    wrote = conn.write(first, now, out);
+                    if wrote == first.len() {
+                        wrote += conn.write(second, now, out);
+                    }
+                });
+                if let Some(s) = self.slots.get_mut(c.conn as usize).filter(|s| s.info.id == c.id) {
+                    s.written -= (len - wrote) as u64;
+                }
+                if wrote < len {
+                    // The credit promised room: only a connection that closed meanwhile.
+                    self.stats.writes_to_ended += 1;
+                    self.stats.bytes_to_ended += (len - wrote) as u64;
+                }
+            }
+            StreamOp::Close => self.operate(c.conn, sink, |conn, now, out| conn.close(now, out)),
+            StreamOp::Reset => self.operate(c.conn, sink, |conn, _, out| conn.abort(out)),
+        }
+    }
+
+    /// The input is over (offline): every connection ends where it is, its NFs told.
+    pub fn drain<S: ServeSink>(&mut self, sink: &mut S) -> bool {
+        for i in 0..self.slots.len() as u32 {
+            if self.slots[i as usize].conn.is_none() {
+                continue;
+            }
+            if !sink.has_room(2, 0) {
+                return false;
+            }
+            let s = &self.slots[i as usize];
+            if s.announced {
+                sink.conn_event(ConnEventKind::Terminate, &s.info, REASON_END_OF_INPUT, self.now);
+            }
+            self.release(i);
+        }
+        true
+    }
+}
+
+/// What one operation on a connection leaves for its slot, besides the events it emitted.
+#[derive(Debug, Default, Clone, Copy)]
+struct Events {
+    closed: Option<CloseReason>,
+    announced: bool,
+    client_ended: bool,
+    delivered: u64,
+}
+
+/// A connection's sink for one operation: segments out through the shard, bytes in as events
+/// (emitted as they come, so that NFs see the start, the bytes and the client's close in order).
+struct Out<'a, S> {
+    sink: &'a mut S,
+    info: &'a ConnInfo,
+    stats: &'a mut ServeStats,
+    events: Events,
+    /// Whether its NFs got `FLOW/TCP/NEW` and the client's `STREAM_END`, and the client bytes
+    /// delivered so far in all.
+    announced: bool,
+    client_ended: bool,
+    delivered: u64,
+    now: u64,
+}
+
+impl<'a, S: ServeSink> Out<'a, S> {
+    /// `kept`: what the slot kept of earlier operations (none for a new connection).
+    fn new(sink: &'a mut S, info: &'a ConnInfo, stats: &'a mut ServeStats, kept: Events, now: u64) -> Self {
+        let Events { announced, client_ended, delivered, .. } = kept;
+        Out { sink, info, stats, events: Events::default(), announced, client_ended, delivered, now }
+    }
+
+    /// What the operation leaves for the slot to keep.
+    fn events(&self) -> Events {
+        Events { announced: self.announced, client_ended: self.client_ended, delivered: self.delivered, ..self.events }
+    }
+
+    /// The client's stream ended (its FIN, or a reset): its NFs are told once.
+    fn client_end(&mut self, reason: u8) {
+        if self.announced && !self.client_ended {
+            self.sink.conn_end(self.info, self.delivered, reason, self.now);
+        }
+        self.client_ended = true;
+    }
+}
+
+impl<S: ServeSink> ConnSink for Out<'_, S> {
+    fn transmit(&mut self, seg: &SegmentOut, payload: Payload<'_>) {
+        let i = self.info;
+        let Some(ip) = IpRepr::new(i.local, i.remote, ip_proto::TCP, 0, 64) else { return };
+        let tcp = TcpRepr {
+            src_port: i.local_port,
+            dst_port: i.remote_port,
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags,
+            window: seg.window,
+            urgent: 0,
+            options: seg.options,
+            payload_len: payload.len(),
+        };
+        let frame = TcpFrame { src_mac: i.local_mac, dst_mac: i.remote_mac, ip, tcp };
+        let sent = self.sink.originate(i.port, self.now, &mut |buf| {
+            buf.resize(frame.len(), 0);
+            let at = frame.payload_offset();
+            buf[at..at + payload.first.len()].copy_from_slice(payload.first);
+            buf[at + payload.first.len()..at + payload.len()].copy_from_slice(payload.second);
+            // Cannot fail: the buffer was sized for the frame, and segments are within an MSS.
+            let _ = frame.emit(buf);
+        });
+        if sent {
+            self.stats.segments_out += 1;
+            self.stats.bytes_sent += payload.len() as u64;
+        } else {
+            self.stats.no_buffer += 1;
+        }
+    }
+
+    fn deliver(&mut self, offset: u64, bytes: &[u8]) {
+        self.stats.bytes_received += bytes.len() as u64;
+        self.delivered = offset + bytes.len() as u64;
+        // Room for the copy was checked before the operation began (`EVENTS_PER_OPERATION`
+        // and a window's bytes); bytes come only once the handshake is done.
+        if self.announced {
+            let _ = self.sink.conn_data(self.info, offset, bytes, self.now);
+        }
+    }
+
+    fn event(&mut self, event: ConnEvent) {
+        match event {
+            ConnEvent::Established if !self.announced => {
+                self.announced = true;
+                self.stats.established += 1;
+                self.sink.conn_event(ConnEventKind::New, self.info, 0, self.now);
+            }
+            ConnEvent::Established => {}
+            ConnEvent::PeerClosed => self.client_end(END_FIN),
+            ConnEvent::Closed(reason) => {
+                if reason != CloseReason::Graceful {
+                    self.client_end(END_RST);
+                }
+                self.events.closed = Some(reason);
+            }
+            // Writes are bounded by the credit; room is announced from it (see `after`).
+            ConnEvent::SendRoom => {}
+        }
+    }
+}
+
+/// An address as the ISN hash reads it (IPv4 as IPv4-mapped IPv6).
+fn mapped(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Wall-clock time in ns since the epoch: what live packets are stamped with.
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::stream_out::stream_rings;
+    use crate::sys::park::Waker;
+    use mbox_abi::{FlowRef, StreamStatus};
+    use mbox_stack::endpoint::State;
+
+    const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+
+    /// What the services reported.
+    #[derive(Default)]
+    struct FakeShard {
+        frames: Vec<(u16, Vec<u8>)>,
+        events: Vec<(ConnEventKind, u64, u8)>,
+        data: Vec<u8>,
+        ends: Vec<(u64, u8)>,
+        reads: Vec<(u32, u64, u32)>,
+        started: Vec<(u32, u64, u64)>,
+        room: bool,
+    }
+
+    impl ServeSink for FakeShard {
+        fn has_room(&self, _events: usize, _bytes: usize) -> bool {
+            self.room
+        }
+        fn conn_started(&mut self, slot: u32, id: u64, nfs: u64) {
+            self.started.push((slot, id, nfs));
+        }
+        fn conn_event(&mut self, kind: ConnEventKind, conn: &ConnInfo, reason: u8, _ts: u64) {
+            self.events.push((kind, conn.id, reason));
+        }
+        fn conn_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], _ts: u64) -> bool {
+            assert_eq!(offset, self.data.len() as u64, "in order, by offset");
+            self.data.extend_from_slice(bytes);
+            self.reads.push((conn.index, conn.id, bytes.len() as u32));
+            true
+        }
+        fn conn_end(&mut self, _conn: &ConnInfo, offset: u64, reason: u8, _ts: u64) {
+            self.ends.push((offset, reason));
+        }
+        fn originate(&mut self, port: u16, _ts: u64, fill: &mut dyn FnMut(&mut Vec<u8>)) -> bool {
+            let mut buf = Vec::new();
+            fill(&mut buf);
+            self.frames.push((port, buf));
+            true
+        }
+    }
+
+    /// A client built from mbox's own Endpoint, its segments as frames.
+    #[derive(Default)]
+    struct Client {
+        frames: Vec<Vec<u8>>,
+        received: Vec<u8>,
+        closed: Option<CloseReason>,
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 1));
+    const SERVICE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 80));
+
+    impl ConnSink for Client {
+        fn transmit(&mut self, seg: &SegmentOut, payload: Payload<'_>) {
+            let ip = IpRepr::new(CLIENT, SERVICE, ip_proto::TCP, 0, 64).unwrap();
+            let tcp = TcpRepr {
+                src_port: 40000,
+                dst_port: 80,
+                seq: seg.seq,
+                ack: seg.ack,
+                flags: seg.flags,
+                window: seg.window,
+                urgent: 0,
+                options: seg.options,
+                payload_len: payload.len(),
+            };
+            let frame = TcpFrame { src_mac: EthernetAddress(CLIENT_MAC), dst_mac: EthernetAddress(DEFAULT_MAC), ip, tcp };
+            let mut buf = vec![0; frame.len()];
+            let at = frame.payload_offset();
+            let mut bytes = Vec::new();
+            payload.copy_to(&mut bytes);
+            buf[at..at + bytes.len()].copy_from_slice(&bytes);
+            frame.emit(&mut buf).unwrap();
+            self.frames.push(buf);
+        }
+        fn deliver(&mut self, _offset: u64, bytes: &[u8]) {
+            self.received.extend_from_slice(bytes);
+        }
+        fn event(&mut self, event: ConnEvent) {
+            if let ConnEvent::Closed(r) = event {
+                self.closed = Some(r);
+            }
+        }
+    }
+
+    fn spec(max_connections: usize) -> Arc<[ServiceSpec]> {
+        let endpoint = mbox_stack::endpoint::Config { send_buffer: 16 << 10, ..Default::default() };
+        vec![ServiceSpec { name: "web".into(), addrs: vec![SERVICE], ports: vec![80], mac: None, nfs: 0b10, endpoint, max_connections }]
+            .into()
+    }
+
+    /// Moves frames both ways until neither side sends, the clock at `now`.
+    fn exchange(served: &mut Served, shard: &mut FakeShard, client: &mut Connection, c: &mut Client, now: u64) {
+        for _ in 0..1000 {
+            let to_mbox: Vec<Vec<u8>> = c.frames.drain(..).collect();
+            for f in &to_mbox {
+                assert_eq!(served.take(f, 0, now, shard), Taken::Consumed);
+            }
+            let mut reads = std::mem::take(&mut shard.reads);
+            served.poll(now, &mut reads, shard);
+            let to_client: Vec<(u16, Vec<u8>)> = shard.frames.drain(..).collect();
+            for (port, f) in &to_client {
+                assert_eq!(*port, 0, "out of the port the client is on");
+                let (frame, payload) = TcpFrame::parse(f, Checksums::Verify).expect("a valid frame, checksums right");
+                assert_eq!((frame.dst_mac, frame.src_mac), (EthernetAddress(CLIENT_MAC), EthernetAddress(DEFAULT_MAC)));
+                let t = frame.tcp;
+                let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
+                client.on_segment(&seg, now, c);
+            }
+            if to_mbox.is_empty() && to_client.is_empty() && shard.reads.is_empty() {
+                return;
+            }
+        }
+        panic!("the exchange never settled");
+    }
+
+    #[test]
+    fn a_client_gets_its_answer_through_the_nf_writes_and_both_close() {
+        let credits = Arc::new(SendCredits::new(1000, 4));
+        let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        let mut served = Served::new(0, spec(4), Vec::new(), credits, false);
+        served.add_reader(reader);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        let mut c = Client::default();
+        let cfg = mbox_stack::endpoint::Config::default();
+        let mut client = Connection::connect(&cfg, 12345, 0, &mut c);
+        exchange(&mut served, &mut shard, &mut client, &mut c, 1_000);
+        assert_eq!(client.state(), State::Established);
+        let (slot, id, nfs) = shard.started[0];
+        assert_eq!((slot, nfs), (1000, 0b10), "its flow slot follows the table's; only the service's NFs");
+        assert!(id & CONN_ID_BIT != 0);
+        assert_eq!(shard.events, [(ConnEventKind::New, id, 0)]);
+
+        client.write(b"GET / HTTP/1.1\r\n\r\n", 2_000, &mut c);
+        exchange(&mut served, &mut shard, &mut client, &mut c, 2_000);
+        assert_eq!(shard.data, b"GET / HTTP/1.1\r\n\r\n");
+
+        // The NF answers with more than the send buffer holds: it gets what fits, then room.
+        let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+        let answer: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let mut sent = 0;
+        let mut rounds = 0;
+        while sent < answer.len() {
+            let (status, n) = writer.request(&flow, StreamOp::Send, &answer[sent..]);
+            sent += n as usize;
+            assert!(status == StreamStatus::Done || status == StreamStatus::Partial);
+            exchange(&mut served, &mut shard, &mut client, &mut c, 3_000 + rounds);
+            rounds += 1;
+            assert!(rounds < 100);
+        }
+        assert!(rounds > 1, "the answer did not fit at once");
+        assert!(shard.events.iter().any(|e| e.0 == ConnEventKind::SendRoom), "room was announced");
+        assert_eq!(c.received, answer, "byte for byte");
+
+        // mbox closes, then the client: both ends reach CLOSED (mbox through TIME-WAIT).
+        assert_eq!(writer.request(&flow, StreamOp::Close, &[]).0, StreamStatus::Done);
+        exchange(&mut served, &mut shard, &mut client, &mut c, 10_000_000);
+        assert!(shard.ends.is_empty(), "the client has not closed yet");
+        client.close(20_000_000, &mut c);
+        exchange(&mut served, &mut shard, &mut client, &mut c, 20_000_000);
+        assert_eq!(shard.ends, [(18, END_FIN)]);
+        assert_eq!(served.connections(), 1, "in TIME-WAIT");
+        let later = 20_000_000 + 61_000_000_000; // past the 60 s TIME-WAIT
+        exchange(&mut served, &mut shard, &mut client, &mut c, later);
+        assert_eq!(served.connections(), 0);
+        assert_eq!(shard.events.last(), Some(&(ConnEventKind::Terminate, id, REASON_FIN)));
+        assert_eq!(writer.request(&flow, StreamOp::Send, b"late").0, StreamStatus::Ended);
+        assert_eq!((served.stats.accepted, served.stats.established, served.stats.closed), (1, 1, 1));
+    }
+
+    #[test]
+    fn arp_is_answered_and_strangers_get_resets() {
+        let credits = Arc::new(SendCredits::new(0, 1));
+        let mut served = Served::new(0, spec(1), vec![[2, 0, 0, 0, 0, 0x99]], credits, false);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        // ARP: who has the service's address?
+        let request = ArpRepr {
+            operation: Operation::Request,
+            sender_mac: EthernetAddress(CLIENT_MAC),
+            sender_ip: std::net::Ipv4Addr::new(198, 18, 0, 1),
+            target_mac: EthernetAddress([0; 6]),
+            target_ip: std::net::Ipv4Addr::new(198, 18, 0, 80),
+        };
+        let mut frame = vec![0; ETHERNET_LEN + request.buffer_len()];
+        EthernetRepr { src: EthernetAddress(CLIENT_MAC), dst: EthernetAddress::BROADCAST, ethertype: ethertype::ARP }
+            .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        request.emit(&mut ArpPacket::new_unchecked(&mut frame[ETHERNET_LEN..]));
+        assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::Consumed);
+        let (port, reply) = &shard.frames[0];
+        let arp = ArpRepr::parse(&ArpPacket::new_checked(&reply[ETHERNET_LEN..]).unwrap()).unwrap();
+        assert_eq!(*port, 0);
+        assert_eq!(
+            (arp.operation, arp.sender_mac, arp.sender_ip),
+            (Operation::Reply, EthernetAddress([2, 0, 0, 0, 0, 0x99]), request.target_ip)
+        );
+        assert_eq!((arp.target_mac, arp.target_ip), (request.sender_mac, request.sender_ip));
+        // Another address's ARP is not the services' business.
+        let mut other = frame.clone();
+        other[ETHERNET_LEN + 27] = 81;
+        assert_eq!(served.take(&other, 0, 0, &mut shard), Taken::No);
+
+        // A SYN to a port not served, and a second connection beyond the bound: RSTs.
+        let mut c = Client::default();
+        let cfg = mbox_stack::endpoint::Config::default();
+        let _first = Connection::connect(&cfg, 1, 0, &mut c);
+        let syn = c.frames.pop().unwrap();
+        assert_eq!(served.take(&syn, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.connections(), 1);
+        let mut second = syn.clone();
+        second[ETHERNET_LEN + 20 + 1] ^= 1; // another client port (the checksum now wrong)
+        assert_eq!(served.take(&second, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.stats.malformed, 1, "a bad checksum is dropped, counted");
+        let (frame, _) = TcpFrame::parse(&syn, Checksums::Verify).unwrap();
+        let mut other_port = frame;
+        other_port.tcp.dst_port = 81;
+        let mut buf = vec![0; other_port.len()];
+        other_port.emit(&mut buf).unwrap();
+        assert_eq!(served.take(&buf, 0, 0, &mut shard), Taken::Consumed);
+        let (rst, _) = TcpFrame::parse(&shard.frames.last().unwrap().1, Checksums::Verify).unwrap();
+        assert_eq!((rst.tcp.src_port, rst.tcp.flags & RST, rst.tcp.ack), (81, RST, frame.tcp.seq + 1));
+        let mut full = frame;
+        full.tcp.src_port = 40001;
+        let mut buf = vec![0; full.len()];
+        full.emit(&mut buf).unwrap();
+        assert_eq!(served.take(&buf, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!((served.stats.refused_full, served.stats.resets_sent), (1, 2));
+        // Without event room, a segment waits.
+        shard.room = false;
+        assert_eq!(served.take(&syn, 0, 0, &mut shard), Taken::Blocked);
+    }
+}

@@ -1,0 +1,288 @@
+//! What NFs write to the connections mbox terminates (`Host::send`, `close`, `reset`): the
+//! per-lane rings that carry the requests and their bytes from an NF's thread to the shard, in
+//! order, and the send credits that bound them.
+//!
+//! A shard publishes, per connection, how far NFs may write: `limit` = the bytes it has moved
+//! into the connection's send buffer + the room left there. An NF's request reserves bytes
+//! below the limit (one atomic compare-and-swap per call, not per event) and copies them into
+//! its lane's byte ring; the shard moves them into the send buffer on its next round, where
+//! they always fit. A request that got less than it asked for marks the connection, and the
+//! shard sends `FLOW/TCP/SEND_ROOM` once acknowledgements raise the limit again: a large answer
+//! streams without busy-waiting and without an unbounded queue.
+
+use crate::sys::park::Waker;
+use mbox_abi::{FlowRef, StreamOp, StreamStatus};
+use rtrb::{Consumer, Producer, RingBuffer};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+/// Requests a lane carries at once.
+pub const COMMAND_RING: usize = 4096;
+/// Bytes a lane carries at once (NFs' writes on their way into send buffers).
+pub const BYTE_RING: usize = 4 << 20;
+
+/// One request, its bytes (for a send) following in the byte ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCommand {
+    /// The connection's index in the shard's table, and its flow id (a reused index is told
+    /// apart by the id).
+    pub conn: u32,
+    pub id: u64,
+    pub op: StreamOp,
+    pub len: u32,
+}
+
+/// A connection's credit. `id` 0: no connection there.
+#[derive(Debug, Default)]
+struct Credit {
+    id: AtomicU64,
+    limit: AtomicU64,
+    queued: AtomicU64,
+    flags: AtomicU8,
+}
+
+/// `Credit::flags`: mbox's side is closed (no more sends), and an NF got less than it asked.
+const CLOSED: u8 = 1;
+const WANTS_ROOM: u8 = 2;
+
+/// The send credits of one shard's connections, shared by the shard and the NFs' threads.
+#[derive(Debug)]
+pub struct SendCredits {
+    /// The flow slot of connection 0 (connections' flow slots follow the flow table's).
+    slot_base: u32,
+    credits: Box<[Credit]>,
+}
+
+impl SendCredits {
+    pub fn new(slot_base: u32, connections: usize) -> SendCredits {
+        SendCredits { slot_base, credits: (0..connections).map(|_| Credit::default()).collect() }
+    }
+
+    /// Bytes the table takes for `connections` connections.
+    pub fn footprint(connections: usize) -> usize {
+        connections * std::mem::size_of::<Credit>()
+    }
+
+    /// The flow slot of connection `conn`.
+    pub fn slot_of(&self, conn: u32) -> u32 {
+        self.slot_base + conn
+    }
+
+    /// The connection index of a flow slot, if it is one.
+    pub fn conn_of(&self, slot: u32) -> Option<u32> {
+        slot.checked_sub(self.slot_base).filter(|&c| (c as usize) < self.credits.len())
+    }
+
+    /// Shard: connection `conn` (flow `id`) opens with `limit` bytes of room.
+    pub fn open(&self, conn: u32, id: u64, limit: u64) {
+        let c = &self.credits[conn as usize];
+        c.queued.store(0, Ordering::Relaxed);
+        c.limit.store(limit, Ordering::Relaxed);
+        c.flags.store(0, Ordering::Relaxed);
+        // Last: an NF that sees the id sees the rest.
+        c.id.store(id, Ordering::Release);
+    }
+
+    /// Shard: NFs may now write up to `limit` bytes in all. Returns whether an NF was refused
+    /// room before and the limit now leaves some (the flag is cleared: one event per refusal).
+    pub fn raise(&self, conn: u32, limit: u64) -> bool {
+        let c = &self.credits[conn as usize];
+        c.limit.store(limit, Ordering::Release);
+        let room = limit > c.queued.load(Ordering::Acquire);
+        room && c.flags.fetch_and(!WANTS_ROOM, Ordering::AcqRel) & WANTS_ROOM != 0
+    }
+
+    /// Shard: the connection is gone (or mbox's side closed): requests are refused from now.
+    pub fn end(&self, conn: u32) {
+        self.credits[conn as usize].id.store(0, Ordering::Release);
+    }
+
+    /// NF: reserves up to `want` bytes for a send on `flow`; `Err` says why none.
+    fn reserve(&self, conn: u32, id: u64, want: u64) -> Result<u64, StreamStatus> {
+        let c = &self.credits[conn as usize];
+        if c.id.load(Ordering::Acquire) != id || c.flags.load(Ordering::Acquire) & CLOSED != 0 {
+            return Err(StreamStatus::Ended);
+        }
+        let limit = c.limit.load(Ordering::Acquire);
+        let mut queued = c.queued.load(Ordering::Acquire);
+        loop {
+            let n = want.min(limit.saturating_sub(queued));
+            match c.queued.compare_exchange_weak(queued, queued + n, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(n),
+                Err(now) => queued = now,
+            }
+        }
+    }
+
+    /// NF: `flow`'s connection index, if it is a live connection of this table.
+    fn live(&self, flow: &FlowRef) -> Option<u32> {
+        let conn = self.conn_of(flow.slot)?;
+        (self.credits[conn as usize].id.load(Ordering::Acquire) == flow.id).then_some(conn)
+    }
+}
+
+/// The NF's end of a lane's stream rings.
+pub struct StreamWriter {
+    commands: Producer<StreamCommand>,
+    bytes: Producer<u8>,
+    credits: Arc<SendCredits>,
+    shard_waker: Arc<Waker>,
+}
+
+/// The shard's end of a lane's stream rings.
+pub struct StreamReader {
+    commands: Consumer<StreamCommand>,
+    bytes: Consumer<u8>,
+}
+
+/// The two ends of one lane's stream rings.
+pub fn stream_rings(credits: Arc<SendCredits>, shard_waker: Arc<Waker>) -> (StreamWriter, StreamReader) {
+    let (cp, cc) = RingBuffer::new(COMMAND_RING);
+    let (bp, bc) = RingBuffer::new(BYTE_RING);
+    (StreamWriter { commands: cp, bytes: bp, credits, shard_waker }, StreamReader { commands: cc, bytes: bc })
+}
+
+/// Bytes one lane's stream rings take.
+pub fn footprint() -> usize {
+    COMMAND_RING * std::mem::size_of::<StreamCommand>() + BYTE_RING
+}
+
+impl StreamWriter {
+    /// Queues one request of an NF for the shard; returns its status and, for a send, the
+    /// bytes taken. Must not panic: it runs inside a plugin call.
+    pub fn request(&mut self, flow: &FlowRef, op: StreamOp, bytes: &[u8]) -> (StreamStatus, u32) {
+        let Some(conn) = self.credits.conn_of(flow.slot).filter(|_| flow.is_some()) else { return (StreamStatus::NoFlow, 0) };
+        if self.credits.live(flow).is_none() {
+            return (StreamStatus::Ended, 0);
+        }
+        if self.commands.slots() == 0 {
+            // The shard is behind on this lane: nothing taken; the NF tries again on the
+            // connection's SEND_ROOM (for a send) or its next event.
+            self.credits.credits[conn as usize].flags.fetch_or(WANTS_ROOM, Ordering::AcqRel);
+            self.shard_waker.wake();
+            return (StreamStatus::Partial, 0);
+        }
+        let mut status = StreamStatus::Done;
+        let mut len = 0u32;
+        match op {
+            StreamOp::Send => {
+                let want = bytes.len().min(self.bytes.slots()).min(u32::MAX as usize) as u64;
+                let granted = match self.credits.reserve(conn, flow.id, want) {
+                    Ok(n) => n as usize,
+                    Err(s) => return (s, 0),
+                };
+                if granted < bytes.len() {
+                    status = StreamStatus::Partial;
+                    self.credits.credits[conn as usize].flags.fetch_or(WANTS_ROOM, Ordering::AcqRel);
+                }
+                if granted == 0 {
+                    return (status, 0);
+                }
+                let Ok(mut chunk) = self.bytes.write_chunk_uninit(granted) else { return (StreamStatus::Partial, 0) };
+                let (first, second) = chunk.as_mut_slices();
+                let split = first.len();
+                // SAFETY: MaybeUninit<u8> has u8's layout; exactly `granted` bytes are written
+                // before the commit.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), first.as_mut_ptr() as *mut u8, split);
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr().add(split), second.as_mut_ptr() as *mut u8, granted - split);
+                    chunk.commit_all();
+                }
+                len = granted as u32;
+            }
+            StreamOp::Close => {
+                self.credits.credits[conn as usize].flags.fetch_or(CLOSED, Ordering::AcqRel);
+            }
+            StreamOp::Reset => {
+                self.credits.credits[conn as usize].flags.fetch_or(CLOSED, Ordering::AcqRel);
+            }
+        }
+        // Cannot fail: a slot was free above and only this thread pushes.
+        let _ = self.commands.push(StreamCommand { conn, id: flow.id, op, len });
+        self.shard_waker.wake();
+        (status, len)
+    }
+}
+
+impl StreamReader {
+    /// Takes the next request, handing `apply` the command and its bytes (two pieces where the
+    /// ring wraps). False when none waits.
+    pub fn next(&mut self, apply: impl FnOnce(StreamCommand, &[u8], &[u8])) -> bool {
+        let Ok(cmd) = self.commands.pop() else { return false };
+        let len = cmd.len as usize;
+        match self.bytes.read_chunk(len) {
+            Ok(chunk) => {
+                let (a, b) = chunk.as_slices();
+                apply(cmd, a, b);
+                chunk.commit_all();
+            }
+            // The writer commits the bytes before the command: they are there.
+            Err(_) => apply(StreamCommand { len: 0, ..cmd }, &[], &[]),
+        }
+        true
+    }
+
+    /// Whether a request waits.
+    pub fn has_work(&self) -> bool {
+        !self.commands.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(conn: u32, id: u64) -> FlowRef {
+        FlowRef { id, slot: 100 + conn, shard: 0, dir: 0, _reserved: 0 }
+    }
+
+    #[test]
+    fn sends_are_bounded_by_the_credit_and_room_is_announced_once() {
+        let credits = Arc::new(SendCredits::new(100, 4));
+        let (mut w, mut r) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"x").0, StreamStatus::Ended, "no connection yet");
+        assert_eq!(w.request(&FlowRef { slot: 3, ..flow(0, 7) }, StreamOp::Send, b"x").0, StreamStatus::NoFlow);
+        credits.open(1, 7, 10);
+        assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"hello"), (StreamStatus::Done, 5));
+        assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"world, again"), (StreamStatus::Partial, 5));
+        assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"more"), (StreamStatus::Partial, 0));
+        let mut got = Vec::new();
+        while r.next(|c, a, b| {
+            assert_eq!((c.conn, c.id), (1, 7));
+            got.extend_from_slice(a);
+            got.extend_from_slice(b);
+        }) {}
+        assert_eq!(got, b"helloworld", "in order, within the credit");
+        assert!(!credits.raise(1, 10), "no room yet");
+        assert!(credits.raise(1, 16), "room again after a refusal");
+        assert!(!credits.raise(1, 20), "once per refusal");
+        assert_eq!(w.request(&flow(1, 7), StreamOp::Close, &[]).0, StreamStatus::Done);
+        assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"late").0, StreamStatus::Ended, "closed: no more sends");
+        credits.end(1);
+        credits.open(1, 8, 10);
+        assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"old").0, StreamStatus::Ended, "a reused index is another flow");
+        assert_eq!(w.request(&flow(1, 8), StreamOp::Send, b"new"), (StreamStatus::Done, 3));
+    }
+
+    #[test]
+    fn writers_on_two_threads_never_exceed_the_limit() {
+        let credits = Arc::new(SendCredits::new(0, 1));
+        credits.open(0, 1, 100_000);
+        let f = FlowRef { id: 1, slot: 0, shard: 0, dir: 0, _reserved: 0 };
+        let spawned: Vec<_> = (0..2)
+            .map(|_| {
+                let (mut w, r) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+                std::thread::spawn(move || {
+                    let mut total = 0u64;
+                    for _ in 0..10_000 {
+                        total += u64::from(w.request(&f, StreamOp::Send, &[0u8; 17]).1);
+                    }
+                    drop(r);
+                    total
+                })
+            })
+            .collect();
+        let taken: u64 = spawned.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(taken, 100_000, "together exactly the credit");
+    }
+}
