@@ -122,7 +122,8 @@ up() {
 worker_processes 1;
 pid $PIDFILE;
 error_log $dir/nginx/error.log;
-events { worker_connections 1024; }
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
 http {
     access_log off;
     sendfile on;

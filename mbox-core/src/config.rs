@@ -494,6 +494,10 @@ pub struct ServiceConfig {
     /// counted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Half-open connections per shard at most: a SYN beyond is answered with a SYN cookie
+    /// (RFC 4987), which keeps no state until the client's ACK comes back.
+    #[serde(default = "default_syn_backlog")]
+    pub syn_backlog: usize,
     /// Bytes an NF may have sent on a connection that the client has not acknowledged.
     #[serde(default = "default_send_buffer", deserialize_with = "size")]
     pub send_buffer: u64,
@@ -516,6 +520,10 @@ pub enum ServiceStack {
 
 fn default_max_connections() -> usize {
     8192
+}
+
+fn default_syn_backlog() -> usize {
+    1024
 }
 
 fn default_send_buffer() -> u64 {
@@ -602,6 +610,12 @@ impl ServiceConfig {
         }
         if !(1..=1 << 20).contains(&self.max_connections) {
             return Err((key("max_connections"), format!("must be between 1 and 1048576, not {}", self.max_connections)));
+        }
+        if !(1..=self.max_connections).contains(&self.syn_backlog) {
+            return Err((
+                key("syn_backlog"),
+                format!("must be between 1 and max_connections ({}), not {}", self.max_connections, self.syn_backlog),
+            ));
         }
         if !(4096..=64 << 20).contains(&self.send_buffer) {
             return Err((key("send_buffer"), format!("must be between 4 KiB and 64 MiB, not {} bytes", self.send_buffer)));

@@ -365,30 +365,12 @@ pub fn json(r: &RunReport) -> Value {
             "kept_segments": t.streams.kept,
             "not_kept_segments": t.streams.not_kept,
         },
-        "services": t.serve.map(|sv| json!({
-            "arp_requests": sv.arp_requests,
-            "arp_replies": sv.arp_replies,
-            "segments_in": sv.segments_in,
-            "segments_out": sv.segments_out,
-            "accepted": sv.accepted,
-            "established": sv.established,
-            "closed": sv.closed,
-            "aborted": sv.aborted,
-            "refused_full": sv.refused_full,
-            "resets_sent": sv.resets_sent,
-            "malformed": sv.malformed,
-            "writes_to_ended": sv.writes_to_ended,
-            "bytes_to_ended": sv.bytes_to_ended,
-            "bytes_sent": sv.bytes_sent,
-            "bytes_received": sv.bytes_received,
-            "no_buffer": sv.no_buffer,
-            "originated": {
-                "packets": t.originated.packets,
-                "bytes": t.originated.bytes,
-                "no_buffer": t.originated.no_buffer,
-                "dropped": t.originated.dropped,
-            },
-        })),
+        "services": t.serve.map(|sv| {
+            let mut m: Map<String, Value> = sv.named().iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let o = &t.originated;
+            m.insert("originated".into(), json!({ "packets": o.packets, "bytes": o.bytes, "no_buffer": o.no_buffer, "dropped": o.dropped }));
+            Value::Object(m)
+        }),
         "flows": { "tcp": t.flows[0], "udp": t.flows[1], "other": t.flows[2], "port_reuse": t.port_reuse, "ended": to_map(&t.ended) },
         "events": t.events.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
         "publications": t.publications,

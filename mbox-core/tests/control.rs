@@ -355,7 +355,9 @@ fn sample(text: &str, series: &str) -> f64 {
 fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     let nfs = format!(
         "[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = \"/dev/null\" }}\n[[nf]]\nplugin = \"heavy-hitter\"\nargs = {{ threshold_bytes = 2000 }}\n\
-         [[nf]]\nplugin = \"sig-match\"\nargs = {{ rules = {} }}\n",
+         [[nf]]\nplugin = \"sig-match\"\nargs = {{ rules = {} }}\n\
+         [[nf]]\nname = \"web\"\nplugin = \"http-server\"\nargs = {{ generated = {{ \"/x\" = 1 }} }}\n\
+         [[service]]\naddress = \"198.18.255.80\"\nport = 80\nnfs = [\"web\"]\n",
         toml_path(&repo().join("testdata/rules/custom.rules"))
     );
     let mbox = Running::start_with(&nfs, "metrics = \"127.0.0.1:0\"");
@@ -377,6 +379,11 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     assert_eq!(sample(&text, "mbox_nf_dropped_total{nf=\"flow-stats\",cause=\"disabled\"}"), 0.0);
     assert!(sample(&text, "mbox_nf_stat{nf=\"sig-match\",name=\"bytes_inspected\"}") > 0.0);
     assert_eq!(sample(&text, "mbox_nf_stat{nf=\"sig-match\",name=\"directions_over_memory\"}"), 0.0);
+    // A service's counters (nothing comes to its address here) and its NF, which sees no
+    // other flow's events.
+    assert_eq!(sample(&text, "mbox_shard_service_connections{shard=\"0\"}"), 0.0);
+    assert_eq!(sample(&text, "mbox_shard_service_total{shard=\"0\",what=\"accepted\"}"), 0.0);
+    assert_eq!(sample(&text, "mbox_nf_events_total{nf=\"web\"}"), 0.0);
     assert_eq!(http_get(&url.replace("/metrics", "/other")).0, "HTTP/1.1 404 Not Found");
     let report = mbox.stop();
     // Counters only grow: the final report has at least what the endpoint showed.

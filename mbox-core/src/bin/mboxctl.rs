@@ -253,6 +253,11 @@ fn stats_text(s: &Value) -> String {
             rings.join(" ")
         ));
     }
+    if let Some(sv) = s["services"].as_object() {
+        // Every count the services keep, as the report names them (docs/control.md).
+        let counts: Vec<String> = sv.iter().filter(|(_, v)| v.is_u64()).map(|(k, v)| format!("{k} {}", n(v))).collect();
+        out.push_str(&format!("\nservices: {}\n", counts.join(", ")));
+    }
     out.push_str(&format!(
         "\n{:<16} {:>14} {:>12} {:>12} {:>10} {:>10} {:>10} {:>9} {:>12}\n",
         "NF", "events in", "events out", "verdict drop", "ring full", "disabled", "refused", "ring used", "ns per event"

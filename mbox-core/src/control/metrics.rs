@@ -142,6 +142,24 @@ pub fn render(r: &RunReport) -> String {
         }
     });
 
+    let serving: Vec<_> = shards.iter().filter(|s| s.serve.is_some()).collect();
+    if !serving.is_empty() {
+        f.each("shard_service_connections", "gauge", "Connections a shard's services hold (the Endpoint's).", &serving, |f, s| {
+            f.sample("shard_service_connections", &[("shard", &id(s))], s.connections)
+        });
+        f.each(
+            "shard_service_total",
+            "counter",
+            "What a shard's services did and refused, by what (docs/control.md).",
+            &serving,
+            |f, s| {
+                for (what, n) in s.serve.map(|sv| sv.named()).unwrap_or_default() {
+                    f.sample("shard_service_total", &[("shard", &id(s)), ("what", what)], n);
+                }
+            },
+        );
+    }
+
     let nfs: Vec<(usize, &crate::runtime::nf_host::NfReport)> = r.nfs.iter().enumerate().collect();
     f.each("nf_up", "gauge", "1 while the NF runs, 0 once it was disabled by a failure.", &nfs, |f, (_, nf)| {
         f.sample("nf_up", &[("nf", &nf.name)], u8::from(nf.failure.is_none()))

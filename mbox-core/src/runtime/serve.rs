@@ -12,7 +12,7 @@ use super::stream_out::{SendCredits, StreamCommand, StreamReader};
 use crate::config::{parse_mac, ServiceConfig};
 use mbox_abi::{FlowTuple, StreamOp, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 use mbox_stack::endpoint::isn::{FourTuple, IsnSecret};
-use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut};
+use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut, State};
 use mbox_stack::timer_wheel::TimerWheel;
 use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
 use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr, HEADER_LEN as ETHERNET_LEN};
@@ -20,7 +20,7 @@ use mbox_stack::wire::frame::{Checksums, IpRepr, TcpFrame};
 use mbox_stack::wire::tcp::TcpRepr;
 use mbox_stack::wire::tcp_flags::{ACK, RST, SYN};
 use mbox_stack::wire::{ip_proto, WireError};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -45,8 +45,9 @@ pub struct ServiceSpec {
     /// NFs (by bit) that get its events.
     pub nfs: u64,
     pub endpoint: mbox_stack::endpoint::Config,
-    /// Connections per shard at most.
+    /// Connections per shard at most, and half-open ones before SYNs get cookies.
     pub max_connections: usize,
+    pub syn_backlog: usize,
 }
 
 impl ServiceSpec {
@@ -66,6 +67,7 @@ impl ServiceSpec {
             nfs,
             endpoint,
             max_connections: cfg.max_connections,
+            syn_backlog: cfg.syn_backlog,
         }
     }
 }
@@ -84,6 +86,12 @@ pub struct ServeStats {
     pub aborted: u64,
     /// SYNs refused with a RST: the service's connections were at `max_connections`.
     pub refused_full: u64,
+    /// Connections in TIME-WAIT ended early to make room for new ones (the service was full).
+    pub time_wait_recycled: u64,
+    /// SYNs answered with a cookie (the half-open connections were at `syn_backlog`), and the
+    /// connections their ACKs opened.
+    pub cookies_sent: u64,
+    pub cookies_accepted: u64,
     /// Segments answered with a RST: a closed port, or no connection.
     pub resets_sent: u64,
     /// Frames to a service address dropped as malformed (bad checksum, truncated).
@@ -98,6 +106,31 @@ pub struct ServeStats {
 }
 
 impl ServeStats {
+    /// Every count with its name (as the report's `services` object and the metrics name them).
+    pub fn named(&self) -> [(&'static str, u64); 19] {
+        [
+            ("arp_requests", self.arp_requests),
+            ("arp_replies", self.arp_replies),
+            ("segments_in", self.segments_in),
+            ("segments_out", self.segments_out),
+            ("accepted", self.accepted),
+            ("established", self.established),
+            ("closed", self.closed),
+            ("aborted", self.aborted),
+            ("refused_full", self.refused_full),
+            ("time_wait_recycled", self.time_wait_recycled),
+            ("cookies_sent", self.cookies_sent),
+            ("cookies_accepted", self.cookies_accepted),
+            ("resets_sent", self.resets_sent),
+            ("malformed", self.malformed),
+            ("writes_to_ended", self.writes_to_ended),
+            ("bytes_to_ended", self.bytes_to_ended),
+            ("bytes_sent", self.bytes_sent),
+            ("bytes_received", self.bytes_received),
+            ("no_buffer", self.no_buffer),
+        ]
+    }
+
     /// Adds another shard's counts.
     pub fn add(&mut self, o: &ServeStats) {
         let fields = [
@@ -110,6 +143,9 @@ impl ServeStats {
             (&mut self.closed, o.closed),
             (&mut self.aborted, o.aborted),
             (&mut self.refused_full, o.refused_full),
+            (&mut self.time_wait_recycled, o.time_wait_recycled),
+            (&mut self.cookies_sent, o.cookies_sent),
+            (&mut self.cookies_accepted, o.cookies_accepted),
             (&mut self.resets_sent, o.resets_sent),
             (&mut self.malformed, o.malformed),
             (&mut self.writes_to_ended, o.writes_to_ended),
@@ -192,6 +228,10 @@ struct Slot {
     /// (`FLOW/TCP/STREAM_END` sent: once per connection).
     announced: bool,
     client_ended: bool,
+    /// Counted among its service's half-open connections (until established or gone).
+    half_open: bool,
+    /// In its service's TIME-WAIT queue.
+    in_time_wait: bool,
 }
 
 /// A shard's services. See the module documentation.
@@ -202,8 +242,12 @@ pub struct Served {
     slots: Vec<Slot>,
     free: Vec<u32>,
     index: HashMap<ConnKey, u32>,
-    /// Live connections per service.
+    /// Live connections per service, and those of them not established yet.
     per_service: Vec<usize>,
+    half_open: Vec<usize>,
+    /// Per service: connections (index, id) in the order they entered TIME-WAIT, the oldest
+    /// first (entries of connections gone since are skipped).
+    time_wait: Vec<VecDeque<(u32, u64)>>,
     wheel: TimerWheel,
     due: Vec<u32>,
     isn: IsnSecret,
@@ -233,6 +277,8 @@ impl Served {
         let total: usize = specs.iter().map(|s| s.max_connections).sum();
         Served {
             per_service: vec![0; specs.len()],
+            half_open: vec![0; specs.len()],
+            time_wait: specs.iter().map(|s| VecDeque::with_capacity(s.max_connections)).collect(),
             specs,
             macs,
             slots: Vec::with_capacity(total),
@@ -356,88 +402,146 @@ impl Served {
         let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
         let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
         if let Some(&i) = self.index.get(&key) {
-            self.operate(i, sink, |conn, now, out| conn.on_segment(&seg, now, out));
-            return;
+            if !self.slots[i as usize].conn.as_ref().is_some_and(|c| c.reopened_by(&seg)) {
+                self.operate(i, sink, |conn, now, out| conn.on_segment(&seg, now, out));
+                return;
+            }
+            // A client reusing its port while mbox still holds the old connection in TIME-WAIT:
+            // the old one ends (its NFs told, as at the end of TIME-WAIT), the SYN opens anew.
+            self.stats.closed += 1;
+            self.end_quietly(i, REASON_FIN, sink);
         }
         let service = self.specs.iter().position(|s| s.addrs.contains(&key.local) && s.ports.contains(&key.local_port));
         match service {
             Some(svc) if seg.has(SYN) && !seg.has(ACK) && !seg.has(RST) => self.accept(svc, key, frame, &seg, port, sink),
+            Some(svc) if seg.has(ACK) && !seg.has(SYN) && !seg.has(RST) => self.cookie_ack(svc, key, frame, &seg, port, sink),
             // RFC 9293 3.10.7.1: a segment for no connection gets a RST (never a RST itself).
             _ if !seg.has(RST) => self.reset_for(frame, &seg, port, sink),
             _ => {}
         }
     }
 
-    /// A SYN for a service: a new connection, or a RST when the service is full.
+    /// A SYN for a service: a new connection; a SYN cookie (RFC 4987) when its half-open
+    /// connections are at `syn_backlog`; a RST when it is full.
     fn accept<S: ServeSink>(&mut self, svc: usize, key: ConnKey, frame: &TcpFrame, seg: &SegmentIn<'_>, port: u16, sink: &mut S) {
-        let spec = &self.specs[svc];
-        if self.per_service[svc] >= spec.max_connections {
+        if self.per_service[svc] >= self.specs[svc].max_connections && !self.recycle_time_wait(svc, sink) {
             self.stats.refused_full += 1;
             return self.reset_for(frame, seg, port, sink);
         }
+        let spec = &self.specs[svc];
+        let four = four_tuple(&key);
+        if self.half_open[svc] >= spec.syn_backlog {
+            // No state: the cookie is the ISN, and the ACK that echoes it opens the connection.
+            let cookie = self.isn.cookie(&four, seg.seq, seg.options.mss.unwrap_or(536), self.now);
+            let syn_ack = Connection::cookie_syn_ack(&spec.endpoint, seg, cookie);
+            self.stats.cookies_sent += 1;
+            let info = self.stranger(frame, port);
+            let now = self.now;
+            Out::new(sink, &info, &mut self.stats, Events::default(), now).transmit(&syn_ack, Payload::EMPTY);
+            return;
+        }
+        let iss = self.isn.isn(&four, self.now);
+        let (cfg, now) = (spec.endpoint, self.now);
+        self.open(svc, key, frame, port, true, sink, |out| Connection::accept(&cfg, seg, iss, now, out));
+    }
+
+    /// An ACK for no connection of a service: one completing a cookie's handshake opens it;
+    /// anything else gets a RST.
+    fn cookie_ack<S: ServeSink>(&mut self, svc: usize, key: ConnKey, frame: &TcpFrame, seg: &SegmentIn<'_>, port: u16, sink: &mut S) {
+        let mss = self.isn.check_cookie(&four_tuple(&key), seg.seq, seg.ack, self.now);
+        let spec = &self.specs[svc];
+        match mss {
+            Some(mss) if self.per_service[svc] < spec.max_connections || self.recycle_time_wait(svc, sink) => {
+                let spec = &self.specs[svc];
+                self.stats.cookies_accepted += 1;
+                let (cfg, now, iss) = (spec.endpoint, self.now, seg.ack.wrapping_sub(1));
+                self.open(svc, key, frame, port, false, sink, |out| Connection::from_cookie(&cfg, seg, iss, mss, now, out));
+            }
+            Some(_) => {
+                self.stats.refused_full += 1;
+                self.reset_for(frame, seg, port, sink);
+            }
+            None => self.reset_for(frame, seg, port, sink),
+        }
+    }
+
+    /// Ends the service's oldest connection in TIME-WAIT to make room for a new one (what Linux
+    /// does past `tcp_max_tw_buckets`: a connection mbox closed first must not keep clients
+    /// out for 2 MSL). False when none is in TIME-WAIT.
+    fn recycle_time_wait<S: ServeSink>(&mut self, svc: usize, sink: &mut S) -> bool {
+        while let Some((i, id)) = self.time_wait[svc].pop_front() {
+            let s = &self.slots[i as usize];
+            if s.info.id == id && s.conn.as_ref().is_some_and(|c| c.state() == State::TimeWait) {
+                self.stats.time_wait_recycled += 1;
+                self.stats.closed += 1;
+                self.end_quietly(i, REASON_FIN, sink);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Takes a slot for a new connection of service `svc` and makes it with `make`.
+    #[allow(clippy::too_many_arguments)]
+    fn open<S: ServeSink>(
+        &mut self,
+        svc: usize,
+        key: ConnKey,
+        frame: &TcpFrame,
+        port: u16,
+        half_open: bool,
+        sink: &mut S,
+        make: impl FnOnce(&mut Out<'_, S>) -> Connection,
+    ) {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
                 // Grown slot by slot up to the bound (the capacity was reserved at start).
-                let i = self.slots.len() as u32;
-                let info = ConnInfo {
-                    id: 0,
-                    index: i,
-                    slot: 0,
-                    tuple: FlowTuple::default(),
-                    local: key.local,
-                    remote: key.remote,
-                    local_port: 0,
-                    remote_port: 0,
-                    local_mac: EthernetAddress(DEFAULT_MAC),
-                    remote_mac: EthernetAddress(DEFAULT_MAC),
-                    port: 0,
-                    service: 0,
-                };
-                self.slots.push(Slot { info, conn: None, key, written: 0, delivered: 0, announced: false, client_ended: false });
-                i
+                let info = self.stranger(frame, port);
+                self.slots.push(Slot {
+                    info,
+                    conn: None,
+                    key,
+                    written: 0,
+                    delivered: 0,
+                    announced: false,
+                    client_ended: false,
+                    half_open,
+                    in_time_wait: false,
+                });
+                self.slots.len() as u32 - 1
             }
         };
         let id = self.next_id;
         self.next_id += 1;
-        let slot_of = self.credits.slot_of(index);
         let info = ConnInfo {
             id,
             index,
-            slot: slot_of,
+            slot: self.credits.slot_of(index),
             tuple: FlowTuple::new(ip_proto::TCP, 0, [key.remote, key.local], [key.remote_port, key.local_port]),
-            local: key.local,
-            remote: key.remote,
-            local_port: key.local_port,
-            remote_port: key.remote_port,
-            local_mac: frame.dst_mac,
-            remote_mac: frame.src_mac,
-            port,
             service: svc as u16,
+            ..self.stranger(frame, port)
         };
         let s = &mut self.slots[index as usize];
-        (s.info, s.key, s.written, s.delivered, s.announced, s.client_ended) = (info, key, 0, 0, false, false);
+        (s.info, s.key, s.written, s.delivered, s.announced, s.client_ended, s.half_open, s.in_time_wait) =
+            (info, key, 0, 0, false, false, half_open, false);
         self.index.insert(key, index);
         self.per_service[svc] += 1;
+        self.half_open[svc] += usize::from(half_open);
         self.stats.accepted += 1;
-        let four =
-            FourTuple { local: mapped(key.local), local_port: key.local_port, remote: mapped(key.remote), remote_port: key.remote_port };
-        let iss = self.isn.isn(&four, self.now);
-        sink.conn_started(info.slot, id, spec.nfs);
-        let cfg = spec.endpoint;
-        let now = self.now;
-        let mut out = Out::new(sink, &info, &mut self.stats, Events::default(), now);
-        let conn = Connection::accept(&cfg, seg, iss, now, &mut out);
+        sink.conn_started(info.slot, id, self.specs[svc].nfs);
+        let mut out = Out::new(sink, &info, &mut self.stats, Events::default(), self.now);
+        let conn = make(&mut out);
         let events = out.events();
         self.slots[index as usize].conn = Some(conn);
         self.credits.open(index, id, 0);
         self.after(index, events, sink);
     }
 
-    /// A RST answering `seg` (RFC 9293 3.10.7.1).
-    fn reset_for<S: ServeSink>(&mut self, frame: &TcpFrame, seg: &SegmentIn<'_>, port: u16, sink: &mut S) {
-        let rst = SegmentOut::reset_for(seg);
-        let info = ConnInfo {
+    /// Who a frame came from and went to, as a connection of no table slot (for answers that
+    /// keep no state: RSTs, cookies).
+    fn stranger(&self, frame: &TcpFrame, port: u16) -> ConnInfo {
+        ConnInfo {
             id: 0,
             index: u32::MAX,
             slot: 0,
@@ -450,7 +554,13 @@ impl Served {
             remote_mac: frame.src_mac,
             port,
             service: 0,
-        };
+        }
+    }
+
+    /// A RST answering `seg` (RFC 9293 3.10.7.1).
+    fn reset_for<S: ServeSink>(&mut self, frame: &TcpFrame, seg: &SegmentIn<'_>, port: u16, sink: &mut S) {
+        let rst = SegmentOut::reset_for(seg);
+        let info = self.stranger(frame, port);
         self.stats.resets_sent += 1;
         let now = self.now;
         Out::new(sink, &info, &mut self.stats, Events::default(), now).transmit(&rst, Payload::EMPTY);
@@ -475,6 +585,10 @@ impl Served {
         let slot = &mut self.slots[i as usize];
         let Some(conn) = slot.conn.as_ref() else { return };
         (slot.announced, slot.client_ended, slot.delivered) = (events.announced, events.client_ended, events.delivered);
+        if slot.half_open && slot.announced {
+            slot.half_open = false;
+            self.half_open[usize::from(slot.info.service)] -= 1;
+        }
         if let Some(reason) = events.closed {
             let info = slot.info;
             if slot.announced {
@@ -492,6 +606,18 @@ impl Served {
             }
             return self.release(i);
         }
+        if conn.state() == State::TimeWait && !slot.in_time_wait {
+            slot.in_time_wait = true;
+            let queue = &mut self.time_wait[usize::from(slot.info.service)];
+            if queue.len() >= self.specs[usize::from(slot.info.service)].max_connections {
+                // Entries of connections gone since: the oldest are the first to go.
+                let slots = &self.slots;
+                queue.retain(|&(j, id)| slots[j as usize].info.id == id && slots[j as usize].in_time_wait);
+            }
+            queue.push_back((i, self.slots[i as usize].info.id));
+        }
+        let slot = &mut self.slots[i as usize];
+        let Some(conn) = slot.conn.as_ref() else { return };
         // NFs may write what fits in the send buffer beyond what they wrote.
         let limit = slot.written + conn.send_room() as u64;
         if self.credits.raise(i, limit) && slot.announced {
@@ -504,9 +630,14 @@ impl Served {
     fn release(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
         slot.conn = None;
+        slot.in_time_wait = false;
         self.credits.end(i);
         self.index.remove(&slot.key);
         self.per_service[usize::from(slot.info.service)] -= 1;
+        if slot.half_open {
+            slot.half_open = false;
+            self.half_open[usize::from(slot.info.service)] -= 1;
+        }
         self.wheel.set(i, None);
         self.free.push(i);
     }
@@ -585,13 +716,18 @@ impl Served {
             if !sink.has_room(2, 0) {
                 return false;
             }
-            let s = &self.slots[i as usize];
-            if s.announced {
-                sink.conn_event(ConnEventKind::Terminate, &s.info, REASON_END_OF_INPUT, self.now);
-            }
-            self.release(i);
+            self.end_quietly(i, REASON_END_OF_INPUT, sink);
         }
         true
+    }
+
+    /// Ends connection `i` without a segment: its NFs get `TERMINATE` with `reason`.
+    fn end_quietly<S: ServeSink>(&mut self, i: u32, reason: u8, sink: &mut S) {
+        let s = &self.slots[i as usize];
+        if s.announced {
+            sink.conn_event(ConnEventKind::Terminate, &s.info, reason, self.now);
+        }
+        self.release(i);
     }
 }
 
@@ -703,6 +839,11 @@ impl<S: ServeSink> ConnSink for Out<'_, S> {
     }
 }
 
+/// A connection's addresses and ports as the ISN and cookie hash reads them.
+fn four_tuple(key: &ConnKey) -> FourTuple {
+    FourTuple { local: mapped(key.local), local_port: key.local_port, remote: mapped(key.remote), remote_port: key.remote_port }
+}
+
 /// An address as the ISN hash reads it (IPv4 as IPv4-mapped IPv6).
 fn mapped(a: IpAddr) -> [u8; 16] {
     match a {
@@ -722,7 +863,6 @@ mod tests {
     use crate::runtime::stream_out::stream_rings;
     use crate::sys::park::Waker;
     use mbox_abi::{FlowRef, StreamStatus};
-    use mbox_stack::endpoint::State;
 
     const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
 
@@ -768,6 +908,8 @@ mod tests {
     /// A client built from mbox's own Endpoint, its segments as frames.
     #[derive(Default)]
     struct Client {
+        /// Its port (40000 when 0).
+        port: u16,
         frames: Vec<Vec<u8>>,
         received: Vec<u8>,
         closed: Option<CloseReason>,
@@ -780,7 +922,7 @@ mod tests {
         fn transmit(&mut self, seg: &SegmentOut, payload: Payload<'_>) {
             let ip = IpRepr::new(CLIENT, SERVICE, ip_proto::TCP, 0, 64).unwrap();
             let tcp = TcpRepr {
-                src_port: 40000,
+                src_port: if self.port == 0 { 40000 } else { self.port },
                 dst_port: 80,
                 seq: seg.seq,
                 ack: seg.ack,
@@ -811,8 +953,17 @@ mod tests {
 
     fn spec(max_connections: usize) -> Arc<[ServiceSpec]> {
         let endpoint = mbox_stack::endpoint::Config { send_buffer: 16 << 10, ..Default::default() };
-        vec![ServiceSpec { name: "web".into(), addrs: vec![SERVICE], ports: vec![80], mac: None, nfs: 0b10, endpoint, max_connections }]
-            .into()
+        vec![ServiceSpec {
+            name: "web".into(),
+            addrs: vec![SERVICE],
+            ports: vec![80],
+            mac: None,
+            nfs: 0b10,
+            endpoint,
+            max_connections,
+            syn_backlog: 16,
+        }]
+        .into()
     }
 
     /// Moves frames both ways until neither side sends, the clock at `now`.
@@ -892,6 +1043,114 @@ mod tests {
         assert_eq!(shard.events.last(), Some(&(ConnEventKind::Terminate, id, REASON_FIN)));
         assert_eq!(writer.request(&flow, StreamOp::Send, b"late").0, StreamStatus::Ended);
         assert_eq!((served.stats.accepted, served.stats.established, served.stats.closed), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_new_syn_reopens_a_connection_in_time_wait_rfc6191() {
+        let credits = Arc::new(SendCredits::new(0, 4));
+        let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        let mut served = Served::new(0, spec(4), Vec::new(), credits, false);
+        served.add_reader(reader);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        let (mut c, cfg) = (Client::default(), mbox_stack::endpoint::Config::default());
+        let mut client = Connection::connect(&cfg, 7, 0, &mut c);
+        exchange(&mut served, &mut shard, &mut client, &mut c, 1_000);
+        let (slot, id, _) = shard.started[0];
+        let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+        writer.request(&flow, StreamOp::Close, &[]);
+        exchange(&mut served, &mut shard, &mut client, &mut c, 2_000);
+        client.close(3_000, &mut c);
+        exchange(&mut served, &mut shard, &mut client, &mut c, 3_000);
+        assert_eq!((served.connections(), served.stats.closed), (1, 0), "mbox closed first: TIME-WAIT");
+        // The client comes back from the same port at once, its ISN further on.
+        let mut c2 = Client::default();
+        let mut again = Connection::connect(&mbox_stack::endpoint::Config { timestamps: false, ..cfg }, 7 + 1_000_000, 4_000, &mut c2);
+        exchange(&mut served, &mut shard, &mut again, &mut c2, 4_000);
+        assert_eq!(again.state(), State::Established, "a new incarnation, not an old duplicate");
+        assert_eq!((served.connections(), served.stats.accepted, served.stats.closed), (1, 2, 1));
+        let kinds: Vec<ConnEventKind> = shard.events.iter().map(|e| e.0).collect();
+        assert_eq!(kinds, [ConnEventKind::New, ConnEventKind::Terminate, ConnEventKind::New]);
+        assert_eq!(shard.events[1].1, id, "the old connection ended first");
+
+        // Full (4 connections, the last in TIME-WAIT): a fifth client's SYN ends it rather than
+        // being refused.
+        for port in [40001, 40002] {
+            let mut ci = Client { port, ..Client::default() };
+            let mut conn = Connection::connect(&cfg, 99, 5_000, &mut ci);
+            exchange(&mut served, &mut shard, &mut conn, &mut ci, 5_000);
+        }
+        let mut ci = Client { port: 40003, ..Client::default() };
+        let mut conn = Connection::connect(&cfg, 99, 5_000, &mut ci);
+        exchange(&mut served, &mut shard, &mut conn, &mut ci, 5_000);
+        let (slot, id, _) = *shard.started.last().unwrap();
+        let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+        writer.request(&flow, StreamOp::Close, &[]);
+        exchange(&mut served, &mut shard, &mut conn, &mut ci, 6_000);
+        conn.close(6_000, &mut ci);
+        exchange(&mut served, &mut shard, &mut conn, &mut ci, 6_000);
+        assert_eq!(served.connections(), 4, "one of them in TIME-WAIT");
+        let mut late = Client { port: 40009, ..Client::default() };
+        let mut conn = Connection::connect(&cfg, 99, 7_000, &mut late);
+        exchange(&mut served, &mut shard, &mut conn, &mut late, 7_000);
+        assert_eq!(conn.state(), State::Established);
+        assert_eq!((served.connections(), served.stats.time_wait_recycled, served.stats.refused_full), (4, 1, 0));
+    }
+
+    #[test]
+    fn past_the_syn_backlog_a_cookie_answers_and_its_ack_opens_the_connection_rfc4987() {
+        let credits = Arc::new(SendCredits::new(0, 4));
+        let specs: Arc<[ServiceSpec]> = vec![ServiceSpec { syn_backlog: 1, ..spec(4)[0].clone() }].into();
+        let mut served = Served::new(0, specs, Vec::new(), credits, false);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        let cfg = mbox_stack::endpoint::Config::default();
+        // The first SYN takes the one half-open place (its client never answers).
+        let mut first = Client::default();
+        let _ = Connection::connect(&cfg, 1, 0, &mut first);
+        assert_eq!(served.take(&first.frames.pop().unwrap(), 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!((served.connections(), served.stats.cookies_sent), (1, 0));
+        // The second gets a cookie: no state, a SYN-ACK offering the MSS alone.
+        let mut c = Client::default();
+        let mut client = Connection::connect(&cfg, 5000, 0, &mut c);
+        let mut syn = c.frames.pop().unwrap();
+        syn[ETHERNET_LEN + 20 + 1] ^= 2; // another client port than the first's
+        let (mut f, _) = TcpFrame::parse(&syn, Checksums::Trust).unwrap();
+        f.tcp.src_port = 40002;
+        let mut syn = vec![0; f.len()];
+        f.emit(&mut syn).unwrap();
+        shard.frames.clear();
+        assert_eq!(served.take(&syn, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!((served.connections(), served.stats.cookies_sent), (1, 1), "a cookie keeps no state");
+        let (syn_ack, _) = TcpFrame::parse(&shard.frames[0].1, Checksums::Verify).unwrap();
+        let o = syn_ack.tcp.options;
+        assert!(o.mss.is_some() && o.window_scale.is_none() && !o.sack_permitted && o.timestamps.is_none());
+        // The client's ACK (to port 40002: rebuild the client's frames with that port).
+        let t = syn_ack.tcp;
+        let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload: &[] };
+        client.on_segment(&seg, 1, &mut c);
+        client.write(b"hello", 1, &mut c);
+        assert_eq!(client.state(), State::Established);
+        let mut last = None;
+        for frame in c.frames.drain(..) {
+            let (mut f, payload) = TcpFrame::parse(&frame, Checksums::Verify).unwrap();
+            f.tcp.src_port = 40002;
+            last = Some(f);
+            let mut buf = vec![0; f.len()];
+            let at = f.payload_offset();
+            buf[at..].copy_from_slice(payload);
+            f.emit(&mut buf).unwrap();
+            assert_eq!(served.take(&buf, 0, 1, &mut shard), Taken::Consumed);
+        }
+        assert_eq!((served.connections(), served.stats.cookies_accepted), (2, 1));
+        assert_eq!(shard.events.iter().filter(|e| e.0 == ConnEventKind::New).count(), 1, "the cookie's connection is established");
+        assert_eq!(shard.data, b"hello");
+        // An ACK of a cookie from another tuple (forged) opens nothing: a RST.
+        let mut forged = last.unwrap();
+        forged.tcp.src_port = 40003;
+        let mut buf = vec![0; forged.len()];
+        forged.emit(&mut buf).unwrap();
+        let resets = served.stats.resets_sent;
+        assert_eq!(served.take(&buf, 0, 1, &mut shard), Taken::Consumed);
+        assert_eq!((served.connections(), served.stats.resets_sent), (2, resets + 1));
     }
 
     #[test]

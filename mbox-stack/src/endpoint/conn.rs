@@ -263,6 +263,43 @@ impl Connection {
         c
     }
 
+    /// A connection whose SYN was answered with a SYN cookie (RFC 4987) instead of state: `ack`
+    /// completes the handshake (it acknowledges the cookie, `iss`), `mss` is what the cookie
+    /// carried. What else the SYN offered is not known, so such a connection has no window
+    /// scaling, SACK or timestamps (the cookie's SYN-ACK offered none), as with Linux's
+    /// cookies without timestamps.
+    pub fn from_cookie<S: ConnSink + ?Sized>(
+        cfg: &Config,
+        ack: &SegmentIn<'_>,
+        iss: u32,
+        mss: u16,
+        now_ns: u64,
+        sink: &mut S,
+    ) -> Connection {
+        let mut c = Connection::new(cfg, iss, now_ns);
+        c.state = State::SynReceived;
+        let options = TcpOptions { mss: Some(mss), ..TcpOptions::default() };
+        let syn = SegmentIn { seq: ack.seq.wrapping_sub(1), ack: 0, flags: SYN, window: ack.window, options, payload: &[] };
+        c.take_peer_syn(&syn);
+        c.snd_nxt = iss.wrapping_add(1);
+        c.snd_max = c.snd_nxt;
+        c.rcv_adv = c.rcv_nxt.wrapping_add(c.cfg.recv_window.min(u32::from(u16::MAX)));
+        c.on_segment(ack, now_ns, sink);
+        c
+    }
+
+    /// The SYN-ACK a cookie answers `syn` with: from `cookie`, the MSS only, an unscaled window.
+    pub fn cookie_syn_ack(cfg: &Config, syn: &SegmentIn<'_>, cookie: u32) -> SegmentOut {
+        SegmentOut {
+            seq: cookie,
+            ack: syn.seq.wrapping_add(1),
+            flags: SYN | ACK,
+            window: cfg.recv_window.min(u32::from(u16::MAX)) as u16,
+            options: TcpOptions { mss: Some(cfg.mss), ..TcpOptions::default() },
+            payload_len: 0,
+        }
+    }
+
     /// Active open (RFC 9293 3.10.1): a SYN from `iss`, SYN-SENT.
     pub fn connect<S: ConnSink + ?Sized>(cfg: &Config, iss: u32, now_ns: u64, sink: &mut S) -> Connection {
         let mut c = Connection::new(cfg, iss, now_ns);
@@ -279,6 +316,20 @@ impl Connection {
 
     pub fn stats(&self) -> ConnStats {
         self.stats
+    }
+
+    /// Whether `syn`, a SYN for this connection's addresses and ports, may open a new
+    /// connection in its place (RFC 9293 3.10.7.4 and RFC 6191: in TIME-WAIT, a SYN whose
+    /// sequence number lies beyond what this connection received — or whose timestamp is newer
+    /// — is a new incarnation, not an old duplicate; clients reuse ports faster than 2 MSL).
+    pub fn reopened_by(&self, syn: &SegmentIn<'_>) -> bool {
+        if self.state != State::TimeWait || !syn.has(SYN) || syn.has(ACK) || syn.has(RST) {
+            return false;
+        }
+        match (self.ts, syn.options.timestamps) {
+            (Some(ts), Some((tsval, _))) => seq_gt(tsval, ts.recent),
+            _ => seq_gt(syn.seq, self.rcv_nxt),
+        }
     }
 
     /// Bytes a [`Connection::write`] would take now.
