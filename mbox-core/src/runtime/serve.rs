@@ -17,11 +17,12 @@ use mbox_stack::timer_wheel::TimerWheel;
 use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
 use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr, HEADER_LEN as ETHERNET_LEN};
 use mbox_stack::wire::frame::{Checksums, IpRepr, TcpFrame};
+use mbox_stack::wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use mbox_stack::wire::tcp::TcpRepr;
 use mbox_stack::wire::tcp_flags::{ACK, RST, SYN};
-use mbox_stack::wire::{ip_proto, WireError};
+use mbox_stack::wire::{ip_proto, ndp, WireError};
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 /// The MAC an offline run answers with when a service names none (locally administered).
@@ -77,6 +78,9 @@ impl ServiceSpec {
 pub struct ServeStats {
     pub arp_requests: u64,
     pub arp_replies: u64,
+    /// IPv6 neighbour solicitations for service addresses, and the advertisements answering.
+    pub nd_solicitations: u64,
+    pub nd_advertisements: u64,
     pub segments_in: u64,
     pub segments_out: u64,
     pub accepted: u64,
@@ -107,10 +111,12 @@ pub struct ServeStats {
 
 impl ServeStats {
     /// Every count with its name (as the report's `services` object and the metrics name them).
-    pub fn named(&self) -> [(&'static str, u64); 19] {
+    pub fn named(&self) -> [(&'static str, u64); 21] {
         [
             ("arp_requests", self.arp_requests),
             ("arp_replies", self.arp_replies),
+            ("nd_solicitations", self.nd_solicitations),
+            ("nd_advertisements", self.nd_advertisements),
             ("segments_in", self.segments_in),
             ("segments_out", self.segments_out),
             ("accepted", self.accepted),
@@ -136,6 +142,8 @@ impl ServeStats {
         let fields = [
             (&mut self.arp_requests, o.arp_requests),
             (&mut self.arp_replies, o.arp_replies),
+            (&mut self.nd_solicitations, o.nd_solicitations),
+            (&mut self.nd_advertisements, o.nd_advertisements),
             (&mut self.segments_in, o.segments_in),
             (&mut self.segments_out, o.segments_out),
             (&mut self.accepted, o.accepted),
@@ -333,6 +341,11 @@ impl Served {
             return Taken::No;
         }
         let ty = u16::from_be_bytes([data[12], data[13]]);
+        if ty == ethertype::IPV6 && data.len() >= ETHERNET_LEN + 40 && data[20] == ndp::ICMPV6 {
+            if let Some(taken) = self.neighbor_solicitation(data, port, ts_ns, sink) {
+                return taken;
+            }
+        }
         let dst: Option<IpAddr> = match ty {
             ethertype::ARP => return self.arp(data, port, ts_ns, sink),
             ethertype::IPV4 if data.len() >= ETHERNET_LEN + 20 => {
@@ -393,6 +406,36 @@ impl Served {
             self.stats.no_buffer += 1;
         }
         Taken::Consumed
+    }
+
+    /// Answers an IPv6 neighbour solicitation for a service's address (RFC 4861 7.2.4); `None`
+    /// for any other ICMPv6 message (the stack handles it as any packet).
+    fn neighbor_solicitation<S: ServeSink>(&mut self, data: &[u8], port: u16, ts_ns: u64, sink: &mut S) -> Option<Taken> {
+        let ip = Ipv6Packet::new_checked(&data[ETHERNET_LEN..]).ok()?;
+        let (src, dst, hop_limit) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
+        let payload = ip.payload();
+        let ns = ndp::Solicitation::parse(payload, src, dst, hop_limit).ok()?;
+        let spec = self.specs.iter().find(|s| s.addrs.contains(&IpAddr::V6(ns.target)))?;
+        self.stats.nd_solicitations += 1;
+        let mac = EthernetAddress(spec.mac.or_else(|| self.macs.get(usize::from(port)).copied()).unwrap_or(DEFAULT_MAC));
+        let client_mac = EthernetAddress(data[6..12].try_into().unwrap_or_default());
+        // From `::` (duplicate address detection): to all nodes.
+        let to = if src.is_unspecified() { Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1) } else { src };
+        let eth_dst = if src.is_unspecified() { EthernetAddress::ipv6_multicast(to) } else { ns.source_mac.unwrap_or(client_mac) };
+        let ip =
+            IpRepr::V6(Ipv6Repr { src: ns.target, dst: to, next_header: ndp::ICMPV6, payload_len: ndp::ADVERTISEMENT_LEN, hop_limit: 255 });
+        let sent = sink.originate(port, ts_ns, &mut |buf| {
+            buf.resize(ETHERNET_LEN + 40 + ndp::ADVERTISEMENT_LEN, 0);
+            EthernetRepr { src: mac, dst: eth_dst, ethertype: ethertype::IPV6 }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+            ndp::emit_advertisement(&mut buf[ETHERNET_LEN + 40..], ns.target, mac, ns.target, to);
+            ip.emit(&mut buf[ETHERNET_LEN..]);
+        });
+        if sent {
+            self.stats.nd_advertisements += 1;
+        } else {
+            self.stats.no_buffer += 1;
+        }
+        Some(Taken::Consumed)
     }
 
     /// One TCP segment to a service address.
@@ -1151,6 +1194,70 @@ mod tests {
         let resets = served.stats.resets_sent;
         assert_eq!(served.take(&buf, 0, 1, &mut shard), Taken::Consumed);
         assert_eq!((served.connections(), served.stats.resets_sent), (2, resets + 1));
+    }
+
+    #[test]
+    fn an_ipv6_service_answers_neighbour_solicitations_and_connections_rfc4861() {
+        let v6: IpAddr = "2001:db8::80".parse().unwrap();
+        let client: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let specs: Arc<[ServiceSpec]> = vec![ServiceSpec { addrs: vec![v6], ..spec(1)[0].clone() }].into();
+        let mut served = Served::new(0, specs, vec![[2, 0, 0, 0, 0, 0x66]], Arc::new(SendCredits::new(0, 1)), false);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        // Who has 2001:db8::80? To its solicited-node group, with the client's MAC.
+        let group: Ipv6Addr = "ff02::1:ff00:80".parse().unwrap();
+        let mut ns = vec![0u8; 32];
+        ns[0] = 135;
+        ns[8..24].copy_from_slice(&"2001:db8::80".parse::<Ipv6Addr>().unwrap().octets());
+        ns[24..26].copy_from_slice(&[1, 1]);
+        ns[26..32].copy_from_slice(&CLIENT_MAC);
+        let check = mbox_stack::wire::checksum::finish(
+            mbox_stack::wire::checksum::pseudo_header_v6(client, group, ndp::ICMPV6, 32) + mbox_stack::wire::checksum::sum(&ns),
+        );
+        ns[2..4].copy_from_slice(&check.to_be_bytes());
+        let mut frame = vec![0u8; ETHERNET_LEN + 40 + ns.len()];
+        EthernetRepr { src: EthernetAddress(CLIENT_MAC), dst: EthernetAddress::ipv6_multicast(group), ethertype: ethertype::IPV6 }
+            .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        frame[ETHERNET_LEN + 40..].copy_from_slice(&ns);
+        IpRepr::V6(Ipv6Repr { src: client, dst: group, next_header: ndp::ICMPV6, payload_len: 32, hop_limit: 255 })
+            .emit(&mut frame[ETHERNET_LEN..]);
+        assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::Consumed);
+        let (_, na) = &shard.frames[0];
+        let ip = Ipv6Packet::new_checked(&na[ETHERNET_LEN..]).unwrap();
+        assert_eq!((&na[0..6], &na[6..12]), (&CLIENT_MAC[..], &[2, 0, 0, 0, 0, 0x66][..]), "to the solicitor, from the port's MAC");
+        assert_eq!((ip.src_addr(), ip.dst_addr(), ip.hop_limit(), ip.next_header()), ("2001:db8::80".parse().unwrap(), client, 255, 58));
+        let icmp = ip.payload();
+        assert_eq!((icmp[0], icmp[4], &icmp[26..32]), (136, 0x60, &[2, 0, 0, 0, 0, 0x66][..]), "solicited, override, our MAC");
+        assert!(mbox_stack::wire::checksum::verifies(
+            mbox_stack::wire::checksum::pseudo_header_v6(ip.src_addr(), client, 58, icmp.len() as u32)
+                + mbox_stack::wire::checksum::sum(icmp)
+        ));
+        assert_eq!(served.stats.nd_advertisements, 1);
+        // Another target is not the services' business.
+        let mut other = frame.clone();
+        other[ETHERNET_LEN + 40 + 23] = 0x81;
+        assert_eq!(served.take(&other, 0, 0, &mut shard), Taken::No);
+        // And a SYN to the IPv6 service gets a SYN-ACK.
+        let syn = TcpFrame {
+            src_mac: EthernetAddress(CLIENT_MAC),
+            dst_mac: EthernetAddress([2, 0, 0, 0, 0, 0x66]),
+            ip: IpRepr::new(IpAddr::V6(client), v6, ip_proto::TCP, 0, 64).unwrap(),
+            tcp: TcpRepr {
+                src_port: 40000,
+                dst_port: 80,
+                seq: 5,
+                ack: 0,
+                flags: SYN,
+                window: 1000,
+                urgent: 0,
+                options: Default::default(),
+                payload_len: 0,
+            },
+        };
+        let mut buf = vec![0; syn.len()];
+        syn.emit(&mut buf).unwrap();
+        assert_eq!(served.take(&buf, 0, 0, &mut shard), Taken::Consumed);
+        let (reply, _) = TcpFrame::parse(&shard.frames.last().unwrap().1, Checksums::Verify).unwrap();
+        assert_eq!((reply.tcp.flags, reply.tcp.ack, reply.ip.dst()), (SYN | ACK, 6, IpAddr::V6(client)));
     }
 
     #[test]
