@@ -6,10 +6,13 @@
 //! `tc netem` would do), so that mbox sees segments out of order, retransmitted and repeated.
 //! Every body must arrive byte-exact, flow-stats must count what the endpoints sent, an
 //! attack-looking request must raise an alert, and the monitor's reassembled server streams
-//! must equal what the server sent.
+//! must equal what the server sent. Then (d) mbox answers clients itself: a `[[service]]` with
+//! the http-server NF, fetched by curl (3 B to 20 MB, clean and impaired), HEAD, 404,
+//! keep-alive, wrk, ab, 4,000 connections at once and 1 M spoofed SYNs (SYN cookies).
 //!
-//! Needs root, iproute2, ethtool, python3, nginx, curl and wrk. Without them the test says so and passes,
-//! unless MBOX_REQUIRE_TESTBED is set (tools/test.sh sets it when it runs as root, as CI does).
+//! Needs root, iproute2, ethtool, python3, nginx, curl, wrk and ab. Without them the test says
+//! so and passes, unless MBOX_REQUIRE_TESTBED is set (tools/test.sh sets it when it runs as
+//! root, as CI does).
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -30,11 +33,11 @@ struct Testbed {
 impl Testbed {
     fn up() -> Option<Testbed> {
         let root = unsafe { libc::geteuid() } == 0;
-        let tools = ["ip", "ethtool", "python3", "nginx", "curl", "wrk"]
+        let tools = ["ip", "ethtool", "python3", "nginx", "curl", "wrk", "ab"]
             .iter()
             .all(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success()));
         if !(root && tools) {
-            skip("the live testbed", "it needs root, iproute2, ethtool, python3, nginx, curl and wrk");
+            skip("the live testbed", "it needs root, iproute2, ethtool, python3, nginx, curl, wrk and ab");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -491,6 +494,19 @@ fn serve_http_from_mbox(tb: &Testbed) {
         assert!(out.status.success() && text.contains("requests in"), "wrk: {text}");
         assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "wrk ({extra:?}) saw errors: {text}");
     }
+    // ApacheBench, with keep-alive and without: every request answered.
+    for keep_alive in [true, false] {
+        let mut args = vec!["ab", "-q", "-n", "2000", "-c", "32"];
+        if keep_alive {
+            args.push("-k");
+        }
+        args.push(&url);
+        let out = tb.client(&args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success() && text.contains("Complete requests:      2000"), "ab: {text}");
+        assert!(text.contains("Failed requests:        0") && !text.contains("Non-2xx"), "ab (keep-alive {keep_alive}) failed: {text}");
+    }
+
     // 4,000 connections at once, held for the run: every request answered.
     let out = tb.client(&["sh", "-c", &format!("ulimit -n 16384 && wrk -t 2 -c 4000 -d 3s --timeout 20s {url}")]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();

@@ -774,6 +774,37 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Checks the table's bookkeeping: the index, the per-service and half-open counts and the
+    /// bounds agree with the slots. For tests.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let live: Vec<&Slot> = self.slots.iter().filter(|s| s.conn.is_some()).collect();
+        if live.len() != self.index.len() {
+            return Err(format!("{} live slots, {} indexed", live.len(), self.index.len()));
+        }
+        for (svc, spec) in self.specs.iter().enumerate() {
+            let n = live.iter().filter(|s| usize::from(s.info.service) == svc).count();
+            let half = live.iter().filter(|s| usize::from(s.info.service) == svc && s.half_open).count();
+            if n != self.per_service[svc] || half != self.half_open[svc] {
+                return Err(format!(
+                    "service {svc}: {n} live / {} counted, {half} half-open / {} counted",
+                    self.per_service[svc], self.half_open[svc]
+                ));
+            }
+            if n > spec.max_connections || half > spec.syn_backlog {
+                return Err(format!("service {svc}: {n} connections, {half} half-open: over the bounds"));
+            }
+        }
+        for s in &live {
+            if self.index.get(&s.key) != Some(&s.info.index) {
+                return Err(format!("slot {} not indexed by its key", s.info.index));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What one operation on a connection leaves for its slot, besides the events it emitted.
 #[derive(Debug, Default, Clone, Copy)]
 struct Events {
@@ -1258,6 +1289,104 @@ mod tests {
         assert_eq!(served.take(&buf, 0, 0, &mut shard), Taken::Consumed);
         let (reply, _) = TcpFrame::parse(&shard.frames.last().unwrap().1, Checksums::Verify).unwrap();
         assert_eq!((reply.tcp.flags, reply.tcp.ack, reply.ip.dst()), (SYN | ACK, 6, IpAddr::V6(client)));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        /// Whatever arrives — segments with any flags, numbers and options from a few clients,
+        /// truncated or bit-flipped frames, NF requests, time passing, no event room — nothing
+        /// panics, every frame to a service is consumed or refused, and the table's bookkeeping
+        /// and bounds hold after each step.
+        #[test]
+        fn any_input_keeps_the_table_consistent_and_bounded(
+            steps in proptest::collection::vec((0u8..9, proptest::prelude::any::<u64>(), proptest::prelude::any::<[u8; 8]>()), 1..200)
+        ) {
+            let credits = Arc::new(SendCredits::new(0, 3));
+            let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+            let specs: Arc<[ServiceSpec]> = vec![ServiceSpec { syn_backlog: 2, ..spec(3)[0].clone() }].into();
+            let mut served = Served::new(0, specs, Vec::new(), credits, false);
+            served.add_reader(reader);
+            let mut shard = FakeShard { room: true, ..Default::default() };
+            let mut now = 0u64;
+            // A well-behaved client too (its own port), so that established connections, data
+            // both ways and closes are among what happens.
+            let cfg = mbox_stack::endpoint::Config::default();
+            let mut c = Client { port: 41000, ..Client::default() };
+            let mut client = Connection::connect(&cfg, 77, 0, &mut c);
+            for (kind, r, bytes) in steps {
+                let port = 40000 + (r % 5) as u16;
+                let flags = bytes[0] & 0x3f;
+                let tcp = TcpRepr {
+                    src_port: port,
+                    dst_port: if bytes[1] % 8 == 0 { 81 } else { 80 },
+                    seq: (r >> 8) as u32 % 4096,
+                    ack: (r >> 24) as u32,
+                    flags,
+                    window: u16::from_le_bytes([bytes[2], bytes[3]]),
+                    urgent: 0,
+                    options: mbox_stack::wire::tcp::TcpOptions {
+                        mss: (bytes[4] & 1 == 1).then_some(u16::from(bytes[5]) * 8),
+                        window_scale: (bytes[4] & 2 == 2).then_some(bytes[6] % 20),
+                        sack_permitted: bytes[4] & 4 == 4,
+                        timestamps: (bytes[4] & 8 == 8).then_some((r as u32, 0)),
+                        ..Default::default()
+                    },
+                    payload_len: usize::from(bytes[7] % 4) * 300,
+                };
+                let frame = TcpFrame { src_mac: EthernetAddress(CLIENT_MAC), dst_mac: EthernetAddress(DEFAULT_MAC), ip: IpRepr::new(CLIENT, SERVICE, ip_proto::TCP, 0, 64).unwrap(), tcp };
+                let mut buf = vec![0u8; frame.len()];
+                frame.emit(&mut buf).unwrap();
+                match kind {
+                    0 | 1 => { served.take(&buf, 0, now, &mut shard); }
+                    2 => {
+                        // Damaged: cut short, or a flipped bit.
+                        let at = (r as usize) % buf.len();
+                        if bytes[0] & 1 == 0 { buf.truncate(at) } else { buf[at] ^= 1 << (bytes[1] % 8) }
+                        let t = served.take(&buf, 0, now, &mut shard);
+                        proptest::prop_assert!(t != Taken::Blocked || !shard.room);
+                    }
+                    3 => {
+                        // An NF's request on one of the connections it was told of.
+                        if let Some(&(slot, id, _)) = shard.started.get((r as usize) % shard.started.len().max(1)) {
+                            let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+                            let op = [StreamOp::Send, StreamOp::Send, StreamOp::Close, StreamOp::Reset][(bytes[0] % 4) as usize];
+                            writer.request(&flow, op, &[b'x'; 5000]);
+                        }
+                    }
+                    4 => now += r % 3_000_000_000,
+                    5 => shard.room = !shard.room,
+                    6 => {
+                        // The client's segments reach mbox (some lost), and mbox's reach it.
+                        for f in c.frames.drain(..) {
+                            if r % 7 != 0 {
+                                served.take(&f, 0, now, &mut shard);
+                            }
+                        }
+                    }
+                    7 => { client.write(&[b'q'; 3000][..usize::from(bytes[0]) * 11], now, &mut c); }
+                    _ => if bytes[0] % 4 == 0 { client.close(now, &mut c) } else { client.on_timer(now, &mut c) },
+                }
+                let mut reads = std::mem::take(&mut shard.reads);
+                served.poll(now, &mut reads, &mut shard);
+                for (_, f) in shard.frames.drain(..) {
+                    if let Ok((frame, payload)) = TcpFrame::parse(&f, Checksums::Verify) {
+                        let t = frame.tcp;
+                        if t.dst_port == 41000 {
+                            let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
+                            client.on_segment(&seg, now, &mut c);
+                        }
+                    }
+                }
+                if let Err(e) = served.check_invariants() {
+                    proptest::prop_assert!(false, "{e}");
+                }
+            }
+            // And everything ends cleanly.
+            proptest::prop_assert!(client.check_invariants().is_ok());
+            shard.room = true;
+            proptest::prop_assert!(served.drain(&mut shard));
+            proptest::prop_assert_eq!(served.connections(), 0);
+        }
     }
 
     #[test]
