@@ -369,6 +369,25 @@ mod tests {
     }
 
     #[test]
+    fn services_show_in_the_graph_and_their_nfs_do_not_count_for_other_flows() {
+        let mut reg = TypeRegistry::with_builtins();
+        let nfs = vec![
+            spec(&mut reg, "ids", true, &["FLOW/TCP/DATA_RDY"], &[]),
+            spec(&mut reg, "web", true, &["FLOW/TCP/DATA_RDY", "FLOW/TCP/SEND_ROOM"], &[]),
+        ];
+        let mut g = ServiceGraph::compile(&reg, &stack(), nfs).unwrap();
+        let data = reg.index_of("FLOW/TCP/DATA_RDY").unwrap();
+        let room = reg.index_of("FLOW/TCP/SEND_ROOM").unwrap();
+        assert!(g.wants_beyond_services(room));
+        g.add_service("site".into(), "198.18.0.80 port 80".into(), 0b10);
+        assert_eq!(g.serving_nfs(), 0b10);
+        assert!(g.wants_beyond_services(data), "the IDS still reads other flows' bytes");
+        assert!(!g.wants_beyond_services(room), "only the service's NF wants room events");
+        let dot = g.to_dot(&reg);
+        assert!(dot.contains("service site\\n198.18.0.80 port 80") && dot.contains("service0 -> nf1"), "{dot}");
+    }
+
+    #[test]
     fn on_demand_types_are_routed_checked_and_bounded() {
         let mut reg = TypeRegistry::with_builtins();
         let stack = [builtin::FLOW_TCP_NEW, builtin::FLOW_TCP_DATA_RDY];
