@@ -457,6 +457,17 @@ impl Connection {
             return;
         }
         if !self.acceptable(seg, now_ns) {
+            if self.acceptance_window() == 0 && seg.seq == self.rcv_nxt && seg.has(ACK) && !seg.has(RST) && !seg.has(SYN) {
+                // RFC 9293 3.10.7.4: at a zero window no data is taken, "but special allowance
+                // should be made to accept valid ACKs": the segment's acknowledgement and window
+                // count (a peer answering with data while we cannot read would otherwise stall
+                // our sending until it sends a bare ACK).
+                self.stats.unacceptable += 1;
+                self.stats.segments_in -= 1;
+                self.ack_now = true;
+                let ack_only = SegmentIn { payload: &[], flags: seg.flags & !(FIN | PSH), ..*seg };
+                return self.on_segment(&ack_only, now_ns, sink);
+            }
             self.stats.unacceptable += 1;
             if !seg.has(RST) {
                 if self.state == State::TimeWait && seg.has(FIN) && seg.seq.wrapping_add(seg.seq_len()) == self.rcv_nxt {

@@ -279,6 +279,22 @@ fn rfc9293_3_8_6_2_the_window_closes_when_the_owner_lags_and_reopens() {
     assert_eq!(rec.last().window, 2000, "a window update once the owner read");
 }
 
+/// RFC 9293 3.10.7.4: at a zero window a segment's data is refused but its ACK is taken.
+#[test]
+fn rfc9293_3_10_7_4_at_a_zero_window_the_ack_of_a_data_segment_still_counts() {
+    let (mut c, mut rec) = established(&Config { recv_window: 1000, ..Config::default() }, plain());
+    let base = PEER_ISN + 1;
+    c.write(&[7; 500], 2 * MS, &mut rec);
+    c.on_segment(&seg(base, ISS + 1, ACK, &[0; 1000]), 3 * MS, &mut rec);
+    assert_eq!(rec.last().window, 0, "the owner has not read: the window is closed");
+    assert_eq!(c.unacknowledged(), 500);
+    // The peer's next data segment acknowledges our 500 bytes: not its data, but its ACK.
+    c.on_segment(&seg(base + 1000, ISS + 501, ACK, b"more"), 4 * MS, &mut rec);
+    assert_eq!((c.unacknowledged(), rec.received.len()), (0, 1000), "the ACK taken, the data not");
+    assert_eq!((rec.last().ack, rec.last().window), (base + 1000, 0), "answered: still nothing beyond");
+    c.check_invariants().unwrap();
+}
+
 /// RFC 9293 3.8.6.2.2: the update comes however small the reads that reopened the window.
 #[test]
 fn rfc9293_3_8_6_2_2_a_window_reopened_by_small_reads_is_announced() {
