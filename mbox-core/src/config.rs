@@ -566,6 +566,16 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// Events one operation on a served connection causes at most (see `runtime::serve`).
+pub const SERVICE_EVENTS_PER_OPERATION: usize = 72;
+
+/// Copy bytes a shard keeps free before it takes a segment for a served connection whose
+/// receive window is `window`: the window delivered in pieces, each copy rounded up to a power
+/// of two (so up to twice the window) and at least 2 KiB.
+pub fn copy_room(window: usize) -> usize {
+    2 * window + SERVICE_EVENTS_PER_OPERATION * 2048
+}
+
 /// Parses a MAC address written "02:00:00:00:00:01" (or with dashes).
 pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = text.trim().split([':', '-']).collect();
@@ -807,6 +817,20 @@ impl Config {
         }
         for (i, svc) in self.services.iter().enumerate() {
             svc.validate().map_err(|(k, p)| invalid(&k, p))?;
+            // A segment waits until a window's copies fit in half the copy buffers (the other
+            // half may be idle buffers kept for reuse): they must fit at all.
+            let room = copy_room(svc.receive_window as usize);
+            if room > self.tcp.max_copied_bytes / 2 {
+                return Err(invalid(
+                    &format!("[[service]] {} receive_window", svc.display_name()),
+                    format!(
+                        "{} bytes needs [tcp] max_copied_bytes of at least {} (twice the window and 144 KiB, twice over), not {}",
+                        svc.receive_window,
+                        2 * room,
+                        self.tcp.max_copied_bytes
+                    ),
+                ));
+            }
             for other in &self.services[..i] {
                 let shared = svc.address.iter().find(|a| other.address.contains(a));
                 if let (Some(a), Some(p)) = (shared, svc.port.iter().find(|p| other.port.contains(p))) {
@@ -901,6 +925,7 @@ mod tests {
         assert!(bad("mac = \"01:00:00:00:00:01\"").contains("multicast"));
         assert!(bad("send_buffer = 10").contains("send_buffer: must be between"));
         assert!(bad("max_connections = 0").contains("max_connections"));
+        assert!(bad("receive_window = \"40MiB\"").contains("needs [tcp] max_copied_bytes"), "the copy buffers must hold a window");
         assert!(bad("[[service]]\naddress = \"198.18.0.80\"\nport = [81, 80]\nnfs = [\"x\"]").contains("port 80 is served by"));
         let e = parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = []\n")).unwrap_err().to_string();
         assert!(e.contains("names no NF"), "{e}");

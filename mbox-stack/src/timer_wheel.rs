@@ -78,6 +78,10 @@ impl TimerWheel {
     pub fn advance(&mut self, now_ns: u64, due: &mut Vec<u32>) {
         let now_tick = now_ns / TICK_NS;
         if self.len == 0 {
+            // Every entry left is stale: dropped, so that idle buckets do not keep growing.
+            for bucket in &mut self.buckets {
+                bucket.clear();
+            }
             self.next_tick = self.next_tick.max(now_tick);
             return;
         }

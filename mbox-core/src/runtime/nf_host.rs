@@ -21,8 +21,8 @@ use crate::events::registry::TypeRegistry;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
-    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, StreamRequest, StreamStatus,
-    SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, MAX_EVENT_SIZE, STREAM_REQUEST,
+    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, StreamOp, StreamRequest,
+    StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, MAX_EVENT_SIZE, STREAM_REQUEST,
 };
 use rtrb::Producer;
 use std::ffi::c_void;
@@ -212,17 +212,35 @@ impl PublishCtx<'_> {
             self.report.publish_bad_size += 1;
             return PublishStatus::BadSize;
         }
-        // SAFETY: the caller's contract, size checked.
-        let r = unsafe { &mut *request };
+        // SAFETY: the caller's contract, size checked. Fields are read through raw pointers:
+        // `op` is read as its byte, since a plugin may have written any value there, and a
+        // reference to the struct with a wrong discriminant would already be undefined.
+        let (flow, op, len, ptr) = unsafe {
+            (
+                std::ptr::addr_of!((*request).flow).read_unaligned(),
+                std::ptr::addr_of!((*request).op).cast::<u8>().read(),
+                std::ptr::addr_of!((*request).len).read_unaligned(),
+                std::ptr::addr_of!((*request).bytes).read_unaligned(),
+            )
+        };
+        let op = match op {
+            0 => StreamOp::Send,
+            1 => StreamOp::Close,
+            2 => StreamOp::Reset,
+            _ => {
+                self.report.publish_bad_size += 1;
+                return PublishStatus::BadSize;
+            }
+        };
         self.report.stream_requests += 1;
-        let bytes: &[u8] = if r.bytes.is_null() || r.len == 0 {
+        let bytes: &[u8] = if ptr.is_null() || len == 0 {
             &[]
         } else {
             // SAFETY: the caller's contract: `len` bytes at `bytes` live across the call.
-            unsafe { std::slice::from_raw_parts(r.bytes, r.len as usize) }
+            unsafe { std::slice::from_raw_parts(ptr, len as usize) }
         };
         let (status, accepted) = match self.streams.as_deref_mut() {
-            Some(w) if r.flow.shard == self.shard => w.request(&r.flow, r.op, bytes),
+            Some(w) if flow.shard == self.shard => w.request(&flow, op, bytes),
             _ => (StreamStatus::NoFlow, 0),
         };
         match status {
@@ -231,7 +249,11 @@ impl PublishCtx<'_> {
             _ => {}
         }
         self.report.bytes_sent += u64::from(accepted);
-        (r.answer, r.accepted) = (status as u8, accepted);
+        // SAFETY: as above; the plugin lent the request mutably.
+        unsafe {
+            std::ptr::addr_of_mut!((*request).answer).write(status as u8);
+            std::ptr::addr_of_mut!((*request).accepted).write_unaligned(accepted);
+        }
         PublishStatus::Published
     }
 

@@ -9,7 +9,7 @@
 //! see no other flow's). What NFs write comes back through `stream_out`.
 
 use super::stream_out::{SendCredits, StreamCommand, StreamReader};
-use crate::config::{parse_mac, ServiceConfig};
+use crate::config::{copy_room, parse_mac, ServiceConfig};
 use mbox_abi::{FlowTuple, StreamOp, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 use mbox_stack::endpoint::isn::{FourTuple, IsnSecret};
 use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut, State};
@@ -34,7 +34,7 @@ const CONN_ID_BIT: u64 = 1 << 47;
 
 /// Events one connection operation causes at most: its segment's data and the ranges it
 /// completes (one per kept range, 64 at most), the handshake, the peer's close, room, the end.
-pub const EVENTS_PER_OPERATION: usize = 72;
+pub const EVENTS_PER_OPERATION: usize = crate::config::SERVICE_EVENTS_PER_OPERATION;
 
 /// A service as the shards run it.
 #[derive(Debug, Clone)]
@@ -100,6 +100,9 @@ pub struct ServeStats {
     pub resets_sent: u64,
     /// Frames to a service address dropped as malformed (bad checksum, truncated).
     pub malformed: u64,
+    /// Client bytes that found no copy room and were not delivered (0 unless the room check is
+    /// wrong: counted rather than silent).
+    pub bytes_not_delivered: u64,
     /// NF requests for connections that had ended, and their bytes (dropped).
     pub writes_to_ended: u64,
     pub bytes_to_ended: u64,
@@ -111,7 +114,7 @@ pub struct ServeStats {
 
 impl ServeStats {
     /// Every count with its name (as the report's `services` object and the metrics name them).
-    pub fn named(&self) -> [(&'static str, u64); 21] {
+    pub fn named(&self) -> [(&'static str, u64); 22] {
         [
             ("arp_requests", self.arp_requests),
             ("arp_replies", self.arp_replies),
@@ -129,6 +132,7 @@ impl ServeStats {
             ("cookies_accepted", self.cookies_accepted),
             ("resets_sent", self.resets_sent),
             ("malformed", self.malformed),
+            ("bytes_not_delivered", self.bytes_not_delivered),
             ("writes_to_ended", self.writes_to_ended),
             ("bytes_to_ended", self.bytes_to_ended),
             ("bytes_sent", self.bytes_sent),
@@ -156,6 +160,7 @@ impl ServeStats {
             (&mut self.cookies_accepted, o.cookies_accepted),
             (&mut self.resets_sent, o.resets_sent),
             (&mut self.malformed, o.malformed),
+            (&mut self.bytes_not_delivered, o.bytes_not_delivered),
             (&mut self.writes_to_ended, o.writes_to_ended),
             (&mut self.bytes_to_ended, o.bytes_to_ended),
             (&mut self.bytes_sent, o.bytes_sent),
@@ -240,6 +245,8 @@ struct Slot {
     half_open: bool,
     /// In its service's TIME-WAIT queue.
     in_time_wait: bool,
+    /// Where its send credit counts from (`SendCredits::open`).
+    credit_base: u64,
 }
 
 /// A shard's services. See the module documentation.
@@ -377,9 +384,11 @@ impl Served {
         }
     }
 
-    /// The largest receive window of the services: what one operation may deliver at most.
+    /// Copy bytes one operation may need at most: a receive window delivered, each piece's
+    /// copy rounded up to a power of two (so up to twice the window) and at least 2 KiB.
     fn max_window(&self) -> usize {
-        self.specs.iter().map(|s| s.endpoint.recv_window as usize).max().unwrap_or(0) + 64 * 1024
+        let window = self.specs.iter().map(|s| s.endpoint.recv_window as usize).max().unwrap_or(0);
+        copy_room(window)
     }
 
     /// Answers an ARP request for a service's IPv4 address.
@@ -551,6 +560,7 @@ impl Served {
                     client_ended: false,
                     half_open,
                     in_time_wait: false,
+                    credit_base: 0,
                 });
                 self.slots.len() as u32 - 1
             }
@@ -577,7 +587,7 @@ impl Served {
         let conn = make(&mut out);
         let events = out.events();
         self.slots[index as usize].conn = Some(conn);
-        self.credits.open(index, id, 0);
+        self.slots[index as usize].credit_base = self.credits.open(index, id);
         self.after(index, events, sink);
     }
 
@@ -662,7 +672,7 @@ impl Served {
         let slot = &mut self.slots[i as usize];
         let Some(conn) = slot.conn.as_ref() else { return };
         // NFs may write what fits in the send buffer beyond what they wrote.
-        let limit = slot.written + conn.send_room() as u64;
+        let limit = slot.credit_base + slot.written + conn.send_room() as u64;
         if self.credits.raise(i, limit) && slot.announced {
             sink.conn_event(ConnEventKind::SendRoom, &slot.info, 0, now);
         }
@@ -690,29 +700,73 @@ impl Served {
     pub fn poll<S: ServeSink>(&mut self, ts_ns: u64, reads: &mut Vec<(u32, u64, u32)>, sink: &mut S) -> bool {
         self.tick(ts_ns);
         let mut any = false;
-        for (conn, id, len) in reads.drain(..) {
+        // Each operation may emit events: without room, what is left waits for the next round.
+        let mut taken = 0;
+        while taken < reads.len() && sink.has_room(EVENTS_PER_OPERATION, 0) {
+            let (conn, id, len) = reads[taken];
+            taken += 1;
             if self.slots.get(conn as usize).is_some_and(|s| s.info.id == id && s.conn.is_some()) {
                 self.operate(conn, sink, |c, now, out| c.consumed(u64::from(len), now, out));
                 any = true;
             }
         }
+        reads.drain(..taken);
         // Out of `self` for the while: applying a request needs the rest of it.
         let mut readers = std::mem::take(&mut self.readers);
         for reader in &mut readers {
             while sink.has_room(EVENTS_PER_OPERATION, 0) && reader.next(|c, a, b| self.command(c, a, b, sink)) {
                 any = true;
             }
+            if !reader.has_work_queued() && reader.take_refused() {
+                // A request found the rings full: now that they are drained, room for the
+                // sends refused, and the closes and resets that waited in the flags.
+                any = true;
+                if !self.pending_requests(sink) {
+                    reader.refuse_again();
+                }
+            }
         }
         self.readers = readers;
         self.wheel.advance(self.now, &mut self.due);
         let mut due = std::mem::take(&mut self.due);
-        for &i in &due {
+        for (k, &i) in due.iter().enumerate() {
+            if !sink.has_room(EVENTS_PER_OPERATION, 0) {
+                // No event room now: these timers run at the next round.
+                for &j in &due[k..] {
+                    self.wheel.set(j, Some(self.now));
+                }
+                break;
+            }
             any = true;
             self.operate(i, sink, |c, now, out| c.on_timer(now, out));
         }
         due.clear();
         self.due = due;
         any
+    }
+
+    /// Applies what refused NFs left in the connections' flags (see `stream_out`). False when
+    /// event room ran out first (the caller looks again later).
+    fn pending_requests<S: ServeSink>(&mut self, sink: &mut S) -> bool {
+        for i in 0..self.slots.len() as u32 {
+            if self.slots[i as usize].conn.is_none() {
+                continue;
+            }
+            if !sink.has_room(EVENTS_PER_OPERATION, 0) {
+                return false;
+            }
+            let (wants_room, op) = self.credits.take_pending(i);
+            match op {
+                Some(StreamOp::Close) => self.operate(i, sink, |conn, now, out| conn.close(now, out)),
+                Some(StreamOp::Reset) => self.operate(i, sink, |conn, _, out| conn.abort(out)),
+                _ => {}
+            }
+            let s = &self.slots[i as usize];
+            if wants_room && s.announced && s.conn.is_some() {
+                sink.conn_event(ConnEventKind::SendRoom, &s.info, 0, self.now);
+            }
+        }
+        true
     }
 
     /// Applies one NF request to its connection; a send's bytes come in two pieces (the ring
@@ -887,8 +941,10 @@ impl<S: ServeSink> ConnSink for Out<'_, S> {
         self.delivered = offset + bytes.len() as u64;
         // Room for the copy was checked before the operation began (`EVENTS_PER_OPERATION`
         // and a window's bytes); bytes come only once the handshake is done.
-        if self.announced {
-            let _ = self.sink.conn_data(self.info, offset, bytes, self.now);
+        if self.announced && !self.sink.conn_data(self.info, offset, bytes, self.now) {
+            // Room was promised before the operation; counted if that promise ever fails (the
+            // bytes count as read, so the window does not shrink for good).
+            self.stats.bytes_not_delivered += bytes.len() as u64;
         }
     }
 

@@ -957,13 +957,18 @@ impl ServeSink for Plane {
             self.reads_done.push(read);
             return true;
         }
-        let Some(idx) = self.free_held.pop() else { return false };
+        let Some(idx) = self.free_held.pop() else {
+            self.reads_done.push(read);
+            return false;
+        };
         let h = &mut self.held[idx as usize];
         h.copy.clear();
         (h.refs, h.dropped, h.datagram, h.is_copy) = (0, false, None, true);
         if !self.append(idx, bytes) {
             self.held[idx as usize].is_copy = false;
             self.free_held.push(idx);
+            // Not delivered (counted by the caller): read, so that the window opens again.
+            self.reads_done.push(read);
             return false;
         }
         let (base, len) = self.held[idx as usize].payload;

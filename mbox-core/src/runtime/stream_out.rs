@@ -9,6 +9,15 @@
 //! they always fit. A request that got less than it asked for marks the connection, and the
 //! shard sends `FLOW/TCP/SEND_ROOM` once acknowledgements raise the limit again: a large answer
 //! streams without busy-waiting and without an unbounded queue.
+//!
+//! The handshake between a refused NF and the shard is sequentially consistent: the NF sets its
+//! flag and then reads the limit again, the shard stores the limit and then takes the flag, so
+//! one of them sees the other (no lost SEND_ROOM). `queued` only grows, across the slot's
+//! connections: a writer that reserved on a connection that ended meanwhile (its slot reused)
+//! gives the bytes back, and the new connection's credit counts from where `queued` stood when
+//! it opened. When a lane's rings are full, a send is refused (room is announced once the shard
+//! has drained them) and a close or reset is left in the connection's flags for the shard to
+//! find, so that neither is ever lost.
 
 use crate::sys::park::Waker;
 use mbox_abi::{FlowRef, StreamOp, StreamStatus};
@@ -41,9 +50,12 @@ struct Credit {
     flags: AtomicU8,
 }
 
-/// `Credit::flags`: mbox's side is closed (no more sends), and an NF got less than it asked.
+/// `Credit::flags`: mbox's side is closed (no more sends), an NF got less than it asked, and a
+/// close or reset that found the lane's rings full waits for the shard.
 const CLOSED: u8 = 1;
 const WANTS_ROOM: u8 = 2;
+const PENDING_CLOSE: u8 = 4;
+const PENDING_RESET: u8 = 8;
 
 /// The send credits of one shard's connections, shared by the shard and the NFs' threads.
 #[derive(Debug)]
@@ -73,23 +85,41 @@ impl SendCredits {
         slot.checked_sub(self.slot_base).filter(|&c| (c as usize) < self.credits.len())
     }
 
-    /// Shard: connection `conn` (flow `id`) opens with `limit` bytes of room.
-    pub fn open(&self, conn: u32, id: u64, limit: u64) {
+    /// Shard: connection `conn` (flow `id`) opens with no room yet. Returns its base: the
+    /// credit's limits count from it ([`SendCredits::raise`] with base + bytes).
+    pub fn open(&self, conn: u32, id: u64) -> u64 {
         let c = &self.credits[conn as usize];
-        c.queued.store(0, Ordering::Relaxed);
-        c.limit.store(limit, Ordering::Relaxed);
-        c.flags.store(0, Ordering::Relaxed);
+        let base = c.queued.load(Ordering::SeqCst);
+        c.limit.store(base, Ordering::SeqCst);
+        c.flags.store(0, Ordering::SeqCst);
         // Last: an NF that sees the id sees the rest.
-        c.id.store(id, Ordering::Release);
+        c.id.store(id, Ordering::SeqCst);
+        base
     }
 
-    /// Shard: NFs may now write up to `limit` bytes in all. Returns whether an NF was refused
-    /// room before and the limit now leaves some (the flag is cleared: one event per refusal).
+    /// Shard: NFs may now write up to `limit` (from the connection's base) in all. Returns
+    /// whether an NF was refused room before and the limit now leaves some (the flag is
+    /// cleared: one event per refusal).
     pub fn raise(&self, conn: u32, limit: u64) -> bool {
         let c = &self.credits[conn as usize];
-        c.limit.store(limit, Ordering::Release);
-        let room = limit > c.queued.load(Ordering::Acquire);
-        room && c.flags.fetch_and(!WANTS_ROOM, Ordering::AcqRel) & WANTS_ROOM != 0
+        c.limit.store(limit, Ordering::SeqCst);
+        let room = limit > c.queued.load(Ordering::SeqCst);
+        room && c.flags.fetch_and(!WANTS_ROOM, Ordering::SeqCst) & WANTS_ROOM != 0
+    }
+
+    /// Shard: takes what a refused NF left in connection `conn`'s flags: whether it waits for
+    /// room (cleared only when there is room), and a close or reset the rings had no room for.
+    pub fn take_pending(&self, conn: u32) -> (bool, Option<StreamOp>) {
+        let c = &self.credits[conn as usize];
+        let flags = c.flags.fetch_and(!(PENDING_CLOSE | PENDING_RESET), Ordering::SeqCst);
+        let op = match flags {
+            f if f & PENDING_RESET != 0 => Some(StreamOp::Reset),
+            f if f & PENDING_CLOSE != 0 => Some(StreamOp::Close),
+            _ => None,
+        };
+        let room = c.limit.load(Ordering::SeqCst) > c.queued.load(Ordering::SeqCst);
+        let wants = room && c.flags.fetch_and(!WANTS_ROOM, Ordering::SeqCst) & WANTS_ROOM != 0;
+        (wants, op)
     }
 
     /// Shard: the connection is gone (or mbox's side closed): requests are refused from now.
@@ -97,21 +127,45 @@ impl SendCredits {
         self.credits[conn as usize].id.store(0, Ordering::Release);
     }
 
-    /// NF: reserves up to `want` bytes for a send on `flow`; `Err` says why none.
+    /// NF: reserves up to `want` bytes for a send on `flow`, marking the connection as wanting
+    /// room when it gets less; `Err` says why none.
     fn reserve(&self, conn: u32, id: u64, want: u64) -> Result<u64, StreamStatus> {
         let c = &self.credits[conn as usize];
-        if c.id.load(Ordering::Acquire) != id || c.flags.load(Ordering::Acquire) & CLOSED != 0 {
-            return Err(StreamStatus::Ended);
-        }
-        let limit = c.limit.load(Ordering::Acquire);
-        let mut queued = c.queued.load(Ordering::Acquire);
-        loop {
-            let n = want.min(limit.saturating_sub(queued));
-            match c.queued.compare_exchange_weak(queued, queued + n, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(n),
-                Err(now) => queued = now,
+        let mut granted = 0;
+        // Twice at most: once, and again if the limit rose while the flag was being set.
+        for _ in 0..2 {
+            if c.id.load(Ordering::SeqCst) != id || c.flags.load(Ordering::SeqCst) & CLOSED != 0 {
+                return if granted > 0 { Ok(granted) } else { Err(StreamStatus::Ended) };
+            }
+            let limit = c.limit.load(Ordering::SeqCst);
+            let mut queued = c.queued.load(Ordering::SeqCst);
+            let n = loop {
+                let n = (want - granted).min(limit.saturating_sub(queued));
+                match c.queued.compare_exchange_weak(queued, queued + n, Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => break n,
+                    Err(now) => queued = now,
+                }
+            };
+            if c.id.load(Ordering::SeqCst) != id {
+                // The slot went to another connection meanwhile: these bytes are not its.
+                c.queued.fetch_sub(n, Ordering::SeqCst);
+                return if granted > 0 { Ok(granted) } else { Err(StreamStatus::Ended) };
+            }
+            granted += n;
+            if granted == want {
+                return Ok(granted);
+            }
+            c.flags.fetch_or(WANTS_ROOM, Ordering::SeqCst);
+            if c.limit.load(Ordering::SeqCst) <= c.queued.load(Ordering::SeqCst) {
+                break; // the shard will see the flag when it raises the limit
             }
         }
+        Ok(granted)
+    }
+
+    /// NF: leaves `flag` (and CLOSED for a close or reset) in connection `conn`'s flags.
+    fn mark(&self, conn: u32, flag: u8) {
+        self.credits[conn as usize].flags.fetch_or(flag, Ordering::SeqCst);
     }
 
     /// NF: `flow`'s connection index, if it is a live connection of this table.
@@ -127,19 +181,26 @@ pub struct StreamWriter {
     bytes: Producer<u8>,
     credits: Arc<SendCredits>,
     shard_waker: Arc<Waker>,
+    /// Set when a request found the rings full: the shard looks at every connection's flags.
+    refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The shard's end of a lane's stream rings.
 pub struct StreamReader {
     commands: Consumer<StreamCommand>,
     bytes: Consumer<u8>,
+    refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The two ends of one lane's stream rings.
 pub fn stream_rings(credits: Arc<SendCredits>, shard_waker: Arc<Waker>) -> (StreamWriter, StreamReader) {
     let (cp, cc) = RingBuffer::new(COMMAND_RING);
     let (bp, bc) = RingBuffer::new(BYTE_RING);
-    (StreamWriter { commands: cp, bytes: bp, credits, shard_waker }, StreamReader { commands: cc, bytes: bc })
+    let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    (
+        StreamWriter { commands: cp, bytes: bp, credits, shard_waker, refused: refused.clone() },
+        StreamReader { commands: cc, bytes: bc, refused },
+    )
 }
 
 /// Bytes one lane's stream rings take.
@@ -152,15 +213,22 @@ impl StreamWriter {
     /// bytes taken. Must not panic: it runs inside a plugin call.
     pub fn request(&mut self, flow: &FlowRef, op: StreamOp, bytes: &[u8]) -> (StreamStatus, u32) {
         let Some(conn) = self.credits.conn_of(flow.slot).filter(|_| flow.is_some()) else { return (StreamStatus::NoFlow, 0) };
-        if self.credits.live(flow).is_none() {
+        let closed = self.credits.credits[conn as usize].flags.load(Ordering::SeqCst) & CLOSED != 0;
+        if self.credits.live(flow).is_none() || (closed && op == StreamOp::Send) {
             return (StreamStatus::Ended, 0);
         }
-        if self.commands.slots() == 0 {
-            // The shard is behind on this lane: nothing taken; the NF tries again on the
-            // connection's SEND_ROOM (for a send) or its next event.
-            self.credits.credits[conn as usize].flags.fetch_or(WANTS_ROOM, Ordering::AcqRel);
+        if self.commands.slots() == 0 || (op == StreamOp::Send && self.bytes.slots() == 0) {
+            // The shard is behind on this lane. A send takes nothing (room is announced once the
+            // shard has drained the rings); a close or reset waits in the connection's flags.
+            let flag = match op {
+                StreamOp::Send => WANTS_ROOM,
+                StreamOp::Close => PENDING_CLOSE | CLOSED,
+                StreamOp::Reset => PENDING_RESET | CLOSED,
+            };
+            self.credits.mark(conn, flag);
+            self.refused.store(true, Ordering::SeqCst);
             self.shard_waker.wake();
-            return (StreamStatus::Partial, 0);
+            return (if op == StreamOp::Send { StreamStatus::Partial } else { StreamStatus::Done }, 0);
         }
         let mut status = StreamStatus::Done;
         let mut len = 0u32;
@@ -173,7 +241,12 @@ impl StreamWriter {
                 };
                 if granted < bytes.len() {
                     status = StreamStatus::Partial;
-                    self.credits.credits[conn as usize].flags.fetch_or(WANTS_ROOM, Ordering::AcqRel);
+                    if granted == want as usize {
+                        // Short because of the byte ring, not the credit: room is announced
+                        // once the shard has drained it.
+                        self.credits.mark(conn, WANTS_ROOM);
+                        self.refused.store(true, Ordering::SeqCst);
+                    }
                 }
                 if granted == 0 {
                     return (status, 0);
@@ -190,12 +263,7 @@ impl StreamWriter {
                 }
                 len = granted as u32;
             }
-            StreamOp::Close => {
-                self.credits.credits[conn as usize].flags.fetch_or(CLOSED, Ordering::AcqRel);
-            }
-            StreamOp::Reset => {
-                self.credits.credits[conn as usize].flags.fetch_or(CLOSED, Ordering::AcqRel);
-            }
+            StreamOp::Close | StreamOp::Reset => self.credits.mark(conn, CLOSED),
         }
         // Cannot fail: a slot was free above and only this thread pushes.
         let _ = self.commands.push(StreamCommand { conn, id: flow.id, op, len });
@@ -222,9 +290,25 @@ impl StreamReader {
         true
     }
 
-    /// Whether a request waits.
+    /// Whether a request waits (or one was refused for want of ring room).
     pub fn has_work(&self) -> bool {
+        !self.commands.is_empty() || self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request waits in the rings.
+    pub fn has_work_queued(&self) -> bool {
         !self.commands.is_empty()
+    }
+
+    /// Looks at the connections' flags again next round (event room ran out).
+    pub fn refuse_again(&self) {
+        self.refused.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a request found the rings full since the last call: the shard then looks at
+    /// every connection's flags ([`SendCredits::take_pending`]) once it has drained the rings.
+    pub fn take_refused(&self) -> bool {
+        self.refused.swap(false, Ordering::SeqCst)
     }
 }
 
@@ -242,7 +326,8 @@ mod tests {
         let (mut w, mut r) = stream_rings(credits.clone(), Arc::new(Waker::new()));
         assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"x").0, StreamStatus::Ended, "no connection yet");
         assert_eq!(w.request(&FlowRef { slot: 3, ..flow(0, 7) }, StreamOp::Send, b"x").0, StreamStatus::NoFlow);
-        credits.open(1, 7, 10);
+        credits.open(1, 7);
+        credits.raise(1, 10);
         assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"hello"), (StreamStatus::Done, 5));
         assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"world, again"), (StreamStatus::Partial, 5));
         assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"more"), (StreamStatus::Partial, 0));
@@ -259,15 +344,51 @@ mod tests {
         assert_eq!(w.request(&flow(1, 7), StreamOp::Close, &[]).0, StreamStatus::Done);
         assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"late").0, StreamStatus::Ended, "closed: no more sends");
         credits.end(1);
-        credits.open(1, 8, 10);
+        let base = credits.open(1, 8);
+        credits.raise(1, base + 10);
         assert_eq!(w.request(&flow(1, 7), StreamOp::Send, b"old").0, StreamStatus::Ended, "a reused index is another flow");
         assert_eq!(w.request(&flow(1, 8), StreamOp::Send, b"new"), (StreamStatus::Done, 3));
     }
 
     #[test]
+    fn with_the_rings_full_a_send_waits_for_room_and_a_close_is_kept_not_lost() {
+        let credits = Arc::new(SendCredits::new(0, 2));
+        let (mut w, mut r) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        credits.open(0, 1);
+        credits.raise(0, u64::MAX / 2);
+        let f = FlowRef { id: 1, slot: 0, shard: 0, dir: 0, _reserved: 0 };
+        for _ in 0..COMMAND_RING {
+            assert_eq!(w.request(&f, StreamOp::Send, b"x").0, StreamStatus::Done);
+        }
+        assert_eq!(w.request(&f, StreamOp::Send, b"y"), (StreamStatus::Partial, 0), "no ring room: nothing taken");
+        assert_eq!(w.request(&f, StreamOp::Close, &[]).0, StreamStatus::Done, "a close is never refused");
+        assert_eq!(w.request(&f, StreamOp::Send, b"z").0, StreamStatus::Ended, "closed: no more sends");
+        assert!(r.has_work());
+        while r.next(|_, _, _| {}) {}
+        assert!(r.take_refused(), "the shard is told to look at the flags");
+        assert_eq!(credits.take_pending(0), (true, Some(StreamOp::Close)), "room for the refused send, the close applied");
+        assert_eq!(credits.take_pending(0), (false, None), "once");
+    }
+
+    #[test]
+    fn a_writer_on_a_reused_slot_gives_its_reservation_back() {
+        let credits = SendCredits::new(0, 1);
+        let base = credits.open(0, 1);
+        credits.raise(0, base + 100);
+        assert_eq!(credits.reserve(0, 1, 60), Ok(60));
+        credits.end(0);
+        let base = credits.open(0, 2);
+        assert_eq!(base, 60, "the new connection's credit counts from where the old one stopped");
+        credits.raise(0, base + 100);
+        assert_eq!(credits.reserve(0, 1, 10), Err(StreamStatus::Ended), "the old id is refused");
+        assert_eq!(credits.reserve(0, 2, 500), Ok(100), "all of the new connection's credit");
+    }
+
+    #[test]
     fn writers_on_two_threads_never_exceed_the_limit() {
         let credits = Arc::new(SendCredits::new(0, 1));
-        credits.open(0, 1, 100_000);
+        credits.open(0, 1);
+        credits.raise(0, 100_000);
         let f = FlowRef { id: 1, slot: 0, shard: 0, dir: 0, _reserved: 0 };
         let spawned: Vec<_> = (0..2)
             .map(|_| {
