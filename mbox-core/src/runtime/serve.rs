@@ -805,15 +805,22 @@ impl Served {
     }
 
     /// The input is over (offline): every connection ends where it is, its NFs told.
+    /// On a live wire the clients are told: each connection is reset (RFC 9293 3.10.5), so
+    /// that none waits for answers that will not come; its NFs get `TERMINATE` (reset).
     pub fn drain<S: ServeSink>(&mut self, sink: &mut S) -> bool {
         for i in 0..self.slots.len() as u32 {
             if self.slots[i as usize].conn.is_none() {
                 continue;
             }
-            if !sink.has_room(2, 0) {
+            if !sink.has_room(EVENTS_PER_OPERATION, 0) {
                 return false;
             }
-            self.end_quietly(i, REASON_END_OF_INPUT, sink);
+            if self.live {
+                self.operate(i, sink, |conn, _, out| conn.abort(out));
+            }
+            if self.slots[i as usize].conn.is_some() {
+                self.end_quietly(i, REASON_END_OF_INPUT, sink);
+            }
         }
         true
     }
@@ -1173,6 +1180,28 @@ mod tests {
         assert_eq!(shard.events.last(), Some(&(ConnEventKind::Terminate, id, REASON_FIN)));
         assert_eq!(writer.request(&flow, StreamOp::Send, b"late").0, StreamStatus::Ended);
         assert_eq!((served.stats.accepted, served.stats.established, served.stats.closed), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_live_run_that_ends_resets_its_clients_and_an_offline_one_ends_quietly() {
+        for live in [true, false] {
+            let mut served = Served::new(0, spec(2), Vec::new(), Arc::new(SendCredits::new(0, 2)), live);
+            let mut shard = FakeShard { room: true, ..Default::default() };
+            let (mut c, cfg) = (Client::default(), mbox_stack::endpoint::Config::default());
+            let mut client = Connection::connect(&cfg, 7, 0, &mut c);
+            exchange(&mut served, &mut shard, &mut client, &mut c, 1_000);
+            assert_eq!(served.connections(), 1);
+            assert!(served.drain(&mut shard));
+            assert_eq!(served.connections(), 0);
+            let resets = shard
+                .frames
+                .iter()
+                .filter_map(|(_, f)| TcpFrame::parse(f, Checksums::Verify).ok())
+                .filter(|(t, _)| t.tcp.flags & RST != 0)
+                .count();
+            let reason = shard.events.last().unwrap().2;
+            assert_eq!((resets, reason), if live { (1, REASON_RST) } else { (0, REASON_END_OF_INPUT) }, "live: {live}");
+        }
     }
 
     #[test]
