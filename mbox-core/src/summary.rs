@@ -57,9 +57,7 @@ fn totals(r: &RunReport) -> Totals {
         if let Some(sv) = &s.serve {
             t.serve.get_or_insert_with(Default::default).add(sv);
         }
-        let o = &s.originated;
-        (t.originated.packets, t.originated.bytes) = (t.originated.packets + o.packets, t.originated.bytes + o.bytes);
-        (t.originated.no_buffer, t.originated.dropped) = (t.originated.no_buffer + o.no_buffer, t.originated.dropped + o.dropped);
+        t.originated.add(&s.originated);
         let f = &s.stack.fragments;
         for (acc, v) in t.fragments.iter_mut().zip([f.fragments, f.reassembled, f.timed_out, f.no_slot, f.invalid]) {
             *acc += v;

@@ -35,6 +35,14 @@ pub struct OriginStats {
     pub dropped: u64,
 }
 
+impl OriginStats {
+    /// Adds another shard's counts.
+    pub fn add(&mut self, o: &OriginStats) {
+        (self.packets, self.bytes, self.no_buffer, self.dropped) =
+            (self.packets + o.packets, self.bytes + o.bytes, self.no_buffer + o.no_buffer, self.dropped + o.dropped);
+    }
+}
+
 impl Origin {
     /// A pool of `buffers` buffers, and `releasers` ends for the threads that give them back
     /// (the output thread, when one sends the shard's packets).

@@ -65,17 +65,10 @@ impl Tx {
         let Some(pkt) = origin.build(port, ts_ns, fill) else { return false };
         match (&mut self.path, ring) {
             (TxPath::Ring { writer, .. }, Some(ring)) => {
-                let mut item = pkt;
-                // As for forwarded packets: the writer always drains, so the wait is bounded.
-                while let Err(rtrb::PushError::Full(back)) = ring.push(item) {
-                    if ring.is_abandoned() {
-                        origin.free(back.buf);
-                        origin.stats.dropped += 1;
-                        return false;
-                    }
-                    item = back;
-                    writer.wake();
-                    std::thread::yield_now();
+                if let Some(back) = push_waiting(ring, pkt, writer) {
+                    origin.free(back.buf);
+                    origin.stats.dropped += 1;
+                    return false;
                 }
             }
             (TxPath::Own { sink, .. }, _) => {
@@ -99,17 +92,8 @@ impl Tx {
         match &mut self.path {
             TxPath::Discard => self.releaser.release(pkt.buf),
             TxPath::Ring { ring, writer } => {
-                let mut item = pkt;
-                // The writer always drains, so waiting here is bounded by a file write; a
-                // writer that is gone (it failed) gets nothing more.
-                while let Err(rtrb::PushError::Full(back)) = ring.push(item) {
-                    if ring.is_abandoned() {
-                        self.releaser.release(back.buf);
-                        return;
-                    }
-                    item = back;
-                    writer.wake();
-                    std::thread::yield_now();
+                if let Some(back) = push_waiting(ring, pkt, writer) {
+                    self.releaser.release(back.buf);
                 }
             }
             TxPath::Own { sink, pool } => {
@@ -160,6 +144,22 @@ impl Tx {
         self.releaser.flush();
         stats
     }
+}
+
+/// Pushes `pkt` into the output thread's `ring`, waking the thread while the ring is full: the
+/// writer always drains, so the wait is bounded by a file write. A writer that is gone (it
+/// failed) gets nothing more: the packet comes back.
+fn push_waiting(ring: &mut Producer<RxPacket>, pkt: RxPacket, writer: &Waker) -> Option<RxPacket> {
+    let mut item = pkt;
+    while let Err(rtrb::PushError::Full(back)) = ring.push(item) {
+        if ring.is_abandoned() {
+            return Some(back);
+        }
+        item = back;
+        writer.wake();
+        std::thread::yield_now();
+    }
+    None
 }
 
 /// A pcap file as a sink: every packet of its link type is written; the first write error

@@ -366,7 +366,7 @@ impl Served {
         if !dst.is_some_and(|d| self.specs.iter().any(|s| s.addrs.contains(&d))) {
             return Taken::No;
         }
-        if !sink.has_room(EVENTS_PER_OPERATION, self.max_window()) {
+        if !sink.has_room(EVENTS_PER_OPERATION, self.copy_room_needed()) {
             return Taken::Blocked;
         }
         self.tick(ts_ns);
@@ -386,7 +386,7 @@ impl Served {
 
     /// Copy bytes one operation may need at most: a receive window delivered, each piece's
     /// copy rounded up to a power of two (so up to twice the window) and at least 2 KiB.
-    fn max_window(&self) -> usize {
+    fn copy_room_needed(&self) -> usize {
         let window = self.specs.iter().map(|s| s.endpoint.recv_window as usize).max().unwrap_or(0);
         copy_room(window)
     }
