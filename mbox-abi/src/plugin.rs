@@ -96,7 +96,13 @@ impl RootModule for PluginModuleRef {
     declare_root_module_statics! {PluginModuleRef}
     const BASE_NAME: &'static str = "mbox_nf";
     const NAME: &'static str = "mbox_nf";
+    #[cfg(not(feature = "simulate-version-change"))]
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    /// An mbox-abi older than any this host accepts (for 0.x abi_stable refuses a library
+    /// whose minor is below the host's; a newer one is left to the layout checks), for the
+    /// fixture that checks the host refuses a plugin by its version.
+    #[cfg(feature = "simulate-version-change")]
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new("0.0.1");
 }
 
 /// Static facts about a plugin's NF.

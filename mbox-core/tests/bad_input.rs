@@ -67,6 +67,18 @@ fn a_plugin_whose_event_structs_differ_is_refused() {
     assert!(!e.contains('\n'), "one line: {e}");
 }
 
+/// A plugin announcing an mbox-abi version this host does not accept is refused by its version,
+/// whatever its layouts.
+#[test]
+fn a_plugin_built_against_another_abi_version_is_refused_by_its_version() {
+    let lib = version_plugin();
+    let e = err_of(&format!("{INPUT}[[nf]]\nname = \"older\"\npath = {}\n", toml_path(&lib)));
+    assert!(e.starts_with("plugin `older` ("), "{e}");
+    assert!(e.contains("was built against mbox-abi 0.0.1; this mbox needs "), "{e}");
+    assert!(e.contains("rebuild the plugin against this mbox's mbox-abi"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
 /// A plugin built against the previous ABI (mbox-abi frozen before this ABI's additions) loads
 /// and runs: the ABI grew compatibly.
 #[test]

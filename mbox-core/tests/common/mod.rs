@@ -91,6 +91,11 @@ pub fn event_layout_plugin() -> PathBuf {
     fixture_plugin("old-abi-plugin", "old_abi_plugin", &["--no-default-features", "--features", "event-layout"], "event-layout-fixture")
 }
 
+/// Builds the same fixture announcing another mbox-abi version (its layouts unchanged).
+pub fn version_plugin() -> PathBuf {
+    fixture_plugin("old-abi-plugin", "old_abi_plugin", &["--no-default-features", "--features", "version"], "version-fixture")
+}
+
 /// Builds the fixture plugin built against the previous ABI (a frozen copy of mbox-abi).
 pub fn previous_abi_plugin() -> PathBuf {
     fixture_plugin("previous-abi/plugin", "previous_abi_plugin", &[], "previous-abi-fixture")
