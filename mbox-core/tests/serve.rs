@@ -1,5 +1,5 @@
 //! `[[service]]` offline: what mbox answers itself goes to the `[output]` pcap (ARP replies,
-//! the Endpoint's SYN-ACKs and RSTs) beside what it forwards, and a service naming an NF the
+//! the Endpoint's SYN-ACKs, on the VLAN a SYN came from, and RSTs) beside what it forwards, and a service naming an NF the
 //! config lacks is refused. (Live clients are served in `testbed.rs`.)
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use common::{toml_path, try_run_toml};
 use mbox_core::io::capture::{CaptureReader, PcapWriter};
 use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
-use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr, HEADER_LEN};
+use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr, VlanTags, HEADER_LEN};
 use mbox_stack::wire::frame::{Checksums, IpRepr, TcpFrame};
 use mbox_stack::wire::tcp::{TcpOptions, TcpRepr};
 use mbox_stack::wire::tcp_flags::{ACK, RST, SYN};
@@ -21,9 +21,14 @@ const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 80);
 const ELSEWHERE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 fn syn(dst: Ipv4Addr, dst_port: u16, src_port: u16) -> Vec<u8> {
+    tagged_syn(dst, dst_port, src_port, VlanTags::NONE)
+}
+
+fn tagged_syn(dst: Ipv4Addr, dst_port: u16, src_port: u16, vlan: VlanTags) -> Vec<u8> {
     let frame = TcpFrame {
         src_mac: CLIENT_MAC,
         dst_mac: SERVICE_MAC,
+        vlan,
         ip: IpRepr::new(IpAddr::V4(CLIENT), IpAddr::V4(dst), ip_proto::TCP, 0, 64).unwrap(),
         tcp: TcpRepr {
             src_port,
@@ -62,7 +67,9 @@ fn answers_go_to_the_output_pcap_beside_what_is_forwarded() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.pcap"), dir.path().join("out.pcap"));
     let mut w = PcapWriter::create(&input, LinkType::Ethernet).unwrap();
-    let frames = [arp_request(), syn(SERVICE, 80, 40000), syn(SERVICE, 81, 40001), syn(ELSEWHERE, 80, 40002)];
+    let vlan = VlanTags::new(&[(ethertype::VLAN, 42)]).unwrap();
+    let frames =
+        [arp_request(), syn(SERVICE, 80, 40000), syn(SERVICE, 81, 40001), syn(ELSEWHERE, 80, 40002), tagged_syn(SERVICE, 80, 40003, vlan)];
     for (i, f) in frames.iter().enumerate() {
         w.write(1_000_000_000 + i as u64 * 1000, f.len() as u32, f).unwrap();
     }
@@ -76,7 +83,7 @@ fn answers_go_to_the_output_pcap_beside_what_is_forwarded() {
     ))
     .unwrap();
     let served = report.shards[0].serve.expect("the shard serves");
-    assert_eq!((served.arp_replies, served.accepted, served.resets_sent), (1, 1, 1));
+    assert_eq!((served.arp_replies, served.accepted, served.resets_sent), (1, 2, 1));
     assert_eq!(report.shards[0].forwarded, 1, "only the SYN to another address is forwarded");
 
     let mut reader = CaptureReader::open(&output).unwrap();
@@ -85,12 +92,15 @@ fn answers_go_to_the_output_pcap_beside_what_is_forwarded() {
     while reader.next_packet(&mut buf).unwrap().is_some() {
         out.push(buf.clone());
     }
-    assert_eq!(out.len(), 4, "the ARP reply, the SYN-ACK, the RST and the forwarded SYN");
+    assert_eq!(out.len(), 5, "the ARP reply, two SYN-ACKs, the RST and the forwarded SYN");
     let arp_reply = out.iter().find(|f| f[12..14] == ethertype::ARP.to_be_bytes()).expect("an ARP reply");
     let arp = ArpRepr::parse(&ArpPacket::new_checked(&arp_reply[HEADER_LEN..]).unwrap()).unwrap();
     assert_eq!((arp.operation, arp.sender_mac, arp.sender_ip, arp.target_ip), (Operation::Reply, SERVICE_MAC, SERVICE, CLIENT));
     let tcp: Vec<TcpFrame> = out.iter().filter_map(|f| TcpFrame::parse(f, Checksums::Verify).ok()).map(|(t, _)| t).collect();
-    let syn_ack = tcp.iter().find(|t| t.tcp.flags == SYN | ACK).expect("a SYN-ACK, checksums right");
+    let syn_ack = tcp.iter().find(|t| t.tcp.flags == SYN | ACK && t.tcp.dst_port == 40000).expect("a SYN-ACK, checksums right");
+    assert_eq!(syn_ack.vlan, VlanTags::NONE);
+    let tagged = tcp.iter().find(|t| t.tcp.flags == SYN | ACK && t.tcp.dst_port == 40003).expect("the tagged SYN's SYN-ACK");
+    assert_eq!(tagged.vlan, vlan, "on the VLAN the SYN came from");
     assert_eq!((syn_ack.tcp.src_port, syn_ack.tcp.dst_port, syn_ack.tcp.ack), (80, 40000, 1001));
     assert_eq!((syn_ack.src_mac, syn_ack.dst_mac), (SERVICE_MAC, CLIENT_MAC));
     assert!(syn_ack.tcp.options.mss.is_some() && syn_ack.tcp.options.sack_permitted && syn_ack.tcp.options.window_scale.is_some());

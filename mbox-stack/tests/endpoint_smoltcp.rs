@@ -87,6 +87,7 @@ struct Outbox {
 impl ConnSink for Outbox {
     fn transmit(&mut self, seg: &SegmentOut, payload: Payload<'_>) {
         let frame = TcpFrame {
+            vlan: mbox_stack::wire::ethernet::VlanTags::NONE,
             src_mac: MBOX_MAC,
             dst_mac: Mac(PEER_MAC),
             ip: IpRepr::new(IpAddr::V4(MBOX_IP), IpAddr::V4(PEER_IP), mbox_stack::wire::ip_proto::TCP, 0, 64).unwrap(),

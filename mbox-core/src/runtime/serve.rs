@@ -15,7 +15,7 @@ use mbox_stack::endpoint::isn::{FourTuple, IsnSecret};
 use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut, State};
 use mbox_stack::timer_wheel::TimerWheel;
 use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
-use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr, HEADER_LEN as ETHERNET_LEN};
+use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetRepr, VlanTags, HEADER_LEN as ETHERNET_LEN};
 use mbox_stack::wire::frame::{Checksums, IpRepr, TcpFrame};
 use mbox_stack::wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use mbox_stack::wire::tcp::TcpRepr;
@@ -214,9 +214,18 @@ pub struct ConnInfo {
     pub remote_port: u16,
     pub local_mac: EthernetAddress,
     pub remote_mac: EthernetAddress,
+    /// The VLAN tags the client's frames came with (its answers carry them).
+    pub vlan: VlanTags,
     /// The port the client is on (segments leave by it).
     pub port: u16,
     pub service: u16,
+}
+
+/// Where a frame came from below IP: what an answer that keeps no state goes back by.
+struct L2 {
+    client_mac: EthernetAddress,
+    vlan: VlanTags,
+    port: u16,
 }
 
 /// The table's key: the client's address and port, the service's.
@@ -343,23 +352,22 @@ impl Served {
     }
 
     /// Offers a received frame (`port`, time `ts_ns`) to the services.
+    /// Frames may carry up to two VLAN tags; answers go back with the same tags.
     pub fn take<S: ServeSink>(&mut self, data: &[u8], port: u16, ts_ns: u64, sink: &mut S) -> Taken {
-        if data.len() < ETHERNET_LEN {
-            return Taken::No;
-        }
-        let ty = u16::from_be_bytes([data[12], data[13]]);
-        if ty == ethertype::IPV6 && data.len() >= ETHERNET_LEN + 40 && data[20] == ndp::ICMPV6 {
-            if let Some(taken) = self.neighbor_solicitation(data, port, ts_ns, sink) {
+        let Ok((eth, vlan, l3)) = VlanTags::parse_header(data) else { return Taken::No };
+        let l2 = L2 { client_mac: eth.src, vlan, port };
+        if eth.ethertype == ethertype::IPV6 && data.len() >= l3 + 40 && data[l3 + 6] == ndp::ICMPV6 {
+            if let Some(taken) = self.neighbor_solicitation(&data[l3..], &l2, ts_ns, sink) {
                 return taken;
             }
         }
-        let dst: Option<IpAddr> = match ty {
-            ethertype::ARP => return self.arp(data, port, ts_ns, sink),
-            ethertype::IPV4 if data.len() >= ETHERNET_LEN + 20 => {
-                Some(IpAddr::from(<[u8; 4]>::try_from(&data[30..34]).unwrap_or_default()))
+        let dst: Option<IpAddr> = match eth.ethertype {
+            ethertype::ARP => return self.arp(&data[l3..], &l2, ts_ns, sink),
+            ethertype::IPV4 if data.len() >= l3 + 20 => {
+                Some(IpAddr::from(<[u8; 4]>::try_from(&data[l3 + 16..l3 + 20]).unwrap_or_default()))
             }
-            ethertype::IPV6 if data.len() >= ETHERNET_LEN + 40 => {
-                Some(IpAddr::from(<[u8; 16]>::try_from(&data[38..54]).unwrap_or_default()))
+            ethertype::IPV6 if data.len() >= l3 + 40 => {
+                Some(IpAddr::from(<[u8; 16]>::try_from(&data[l3 + 24..l3 + 40]).unwrap_or_default()))
             }
             _ => None,
         };
@@ -391,9 +399,14 @@ impl Served {
         copy_room(window)
     }
 
-    /// Answers an ARP request for a service's IPv4 address.
-    fn arp<S: ServeSink>(&mut self, data: &[u8], port: u16, ts_ns: u64, sink: &mut S) -> Taken {
-        let Ok(packet) = ArpPacket::new_checked(&data[ETHERNET_LEN..]) else { return Taken::No };
+    /// The MAC a service answers on `port` with: its own, the port's, or the default.
+    fn service_mac(&self, spec: &ServiceSpec, port: u16) -> EthernetAddress {
+        EthernetAddress(spec.mac.or_else(|| self.macs.get(usize::from(port)).copied()).unwrap_or(DEFAULT_MAC))
+    }
+
+    /// Answers an ARP request (`arp`, after the Ethernet header) for a service's IPv4 address.
+    fn arp<S: ServeSink>(&mut self, arp: &[u8], l2: &L2, ts_ns: u64, sink: &mut S) -> Taken {
+        let Ok(packet) = ArpPacket::new_checked(arp) else { return Taken::No };
         let Ok(arp) = ArpRepr::parse(&packet) else { return Taken::No };
         let target = IpAddr::V4(arp.target_ip);
         let Some(spec) = self.specs.iter().find(|s| s.addrs.contains(&target)) else { return Taken::No };
@@ -401,13 +414,13 @@ impl Served {
             return Taken::No;
         }
         self.stats.arp_requests += 1;
-        let mac = EthernetAddress(spec.mac.or_else(|| self.macs.get(usize::from(port)).copied()).unwrap_or(DEFAULT_MAC));
+        let mac = self.service_mac(spec, l2.port);
         let reply = arp.reply_from(mac);
         let eth = EthernetRepr { src: mac, dst: arp.sender_mac, ethertype: ethertype::ARP };
-        let sent = sink.originate(port, ts_ns, &mut |buf| {
-            buf.resize(ETHERNET_LEN + reply.buffer_len(), 0);
-            eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-            reply.emit(&mut ArpPacket::new_unchecked(&mut buf[ETHERNET_LEN..]));
+        let sent = sink.originate(l2.port, ts_ns, &mut |buf| {
+            buf.resize(ETHERNET_LEN + l2.vlan.len() + reply.buffer_len(), 0);
+            let at = l2.vlan.emit_header(&eth, buf);
+            reply.emit(&mut ArpPacket::new_unchecked(&mut buf[at..]));
         });
         if sent {
             self.stats.arp_replies += 1;
@@ -417,27 +430,28 @@ impl Served {
         Taken::Consumed
     }
 
-    /// Answers an IPv6 neighbour solicitation for a service's address (RFC 4861 7.2.4); `None`
-    /// for any other ICMPv6 message (the stack handles it as any packet).
-    fn neighbor_solicitation<S: ServeSink>(&mut self, data: &[u8], port: u16, ts_ns: u64, sink: &mut S) -> Option<Taken> {
-        let ip = Ipv6Packet::new_checked(&data[ETHERNET_LEN..]).ok()?;
+    /// Answers an IPv6 neighbour solicitation (`packet`, from the IPv6 header on) for a
+    /// service's address (RFC 4861 7.2.4); `None` for any other ICMPv6 message (the stack
+    /// handles it as any packet).
+    fn neighbor_solicitation<S: ServeSink>(&mut self, packet: &[u8], l2: &L2, ts_ns: u64, sink: &mut S) -> Option<Taken> {
+        let ip = Ipv6Packet::new_checked(packet).ok()?;
         let (src, dst, hop_limit) = (ip.src_addr(), ip.dst_addr(), ip.hop_limit());
         let payload = ip.payload();
         let ns = ndp::Solicitation::parse(payload, src, dst, hop_limit).ok()?;
         let spec = self.specs.iter().find(|s| s.addrs.contains(&IpAddr::V6(ns.target)))?;
         self.stats.nd_solicitations += 1;
-        let mac = EthernetAddress(spec.mac.or_else(|| self.macs.get(usize::from(port)).copied()).unwrap_or(DEFAULT_MAC));
-        let client_mac = EthernetAddress(data[6..12].try_into().unwrap_or_default());
+        let mac = self.service_mac(spec, l2.port);
+        let client_mac = l2.client_mac;
         // From `::` (duplicate address detection): to all nodes.
         let to = if src.is_unspecified() { Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1) } else { src };
         let eth_dst = if src.is_unspecified() { EthernetAddress::ipv6_multicast(to) } else { ns.source_mac.unwrap_or(client_mac) };
         let ip =
             IpRepr::V6(Ipv6Repr { src: ns.target, dst: to, next_header: ndp::ICMPV6, payload_len: ndp::ADVERTISEMENT_LEN, hop_limit: 255 });
-        let sent = sink.originate(port, ts_ns, &mut |buf| {
-            buf.resize(ETHERNET_LEN + 40 + ndp::ADVERTISEMENT_LEN, 0);
-            EthernetRepr { src: mac, dst: eth_dst, ethertype: ethertype::IPV6 }.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-            ndp::emit_advertisement(&mut buf[ETHERNET_LEN + 40..], ns.target, mac, ns.target, to);
-            ip.emit(&mut buf[ETHERNET_LEN..]);
+        let sent = sink.originate(l2.port, ts_ns, &mut |buf| {
+            buf.resize(ETHERNET_LEN + l2.vlan.len() + 40 + ndp::ADVERTISEMENT_LEN, 0);
+            let at = l2.vlan.emit_header(&EthernetRepr { src: mac, dst: eth_dst, ethertype: ethertype::IPV6 }, buf);
+            ndp::emit_advertisement(&mut buf[at + 40..], ns.target, mac, ns.target, to);
+            ip.emit(&mut buf[at..]);
         });
         if sent {
             self.stats.nd_advertisements += 1;
@@ -605,6 +619,7 @@ impl Served {
             remote_port: frame.tcp.src_port,
             local_mac: frame.dst_mac,
             remote_mac: frame.src_mac,
+            vlan: frame.vlan,
             port,
             service: 0,
         }
@@ -926,7 +941,7 @@ impl<S: ServeSink> ConnSink for Out<'_, S> {
             options: seg.options,
             payload_len: payload.len(),
         };
-        let frame = TcpFrame { src_mac: i.local_mac, dst_mac: i.remote_mac, ip, tcp };
+        let frame = TcpFrame { src_mac: i.local_mac, dst_mac: i.remote_mac, vlan: i.vlan, ip, tcp };
         let sent = self.sink.originate(i.port, self.now, &mut |buf| {
             buf.resize(frame.len(), 0);
             let at = frame.payload_offset();
@@ -1047,6 +1062,8 @@ mod tests {
     struct Client {
         /// Its port (40000 when 0).
         port: u16,
+        /// The tags its frames carry (and answers must).
+        vlan: VlanTags,
         frames: Vec<Vec<u8>>,
         received: Vec<u8>,
         closed: Option<CloseReason>,
@@ -1069,7 +1086,7 @@ mod tests {
                 options: seg.options,
                 payload_len: payload.len(),
             };
-            let frame = TcpFrame { src_mac: EthernetAddress(CLIENT_MAC), dst_mac: EthernetAddress(DEFAULT_MAC), ip, tcp };
+            let frame = TcpFrame { src_mac: EthernetAddress(CLIENT_MAC), dst_mac: EthernetAddress(DEFAULT_MAC), vlan: self.vlan, ip, tcp };
             let mut buf = vec![0; frame.len()];
             let at = frame.payload_offset();
             let mut bytes = Vec::new();
@@ -1117,6 +1134,7 @@ mod tests {
                 assert_eq!(*port, 0, "out of the port the client is on");
                 let (frame, payload) = TcpFrame::parse(f, Checksums::Verify).expect("a valid frame, checksums right");
                 assert_eq!((frame.dst_mac, frame.src_mac), (EthernetAddress(CLIENT_MAC), EthernetAddress(DEFAULT_MAC)));
+                assert_eq!(frame.vlan, c.vlan, "answers go back on the client's VLAN(s)");
                 let t = frame.tcp;
                 let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
                 client.on_segment(&seg, now, c);
@@ -1180,6 +1198,57 @@ mod tests {
         assert_eq!(shard.events.last(), Some(&(ConnEventKind::Terminate, id, REASON_FIN)));
         assert_eq!(writer.request(&flow, StreamOp::Send, b"late").0, StreamStatus::Ended);
         assert_eq!((served.stats.accepted, served.stats.established, served.stats.closed), (1, 1, 1));
+    }
+
+    /// A client on a VLAN (one 802.1Q tag, or QinQ) is answered on it: ARP, the handshake, its
+    /// request and the answer all carry its tags.
+    #[test]
+    fn a_client_on_a_vlan_is_answered_on_its_vlan_ieee_802_1q() {
+        for tags in [&[(ethertype::VLAN, 0x2064)][..], &[(ethertype::QINQ, 7), (ethertype::VLAN, 100)]] {
+            let vlan = VlanTags::new(tags).unwrap();
+            let credits = Arc::new(SendCredits::new(0, 2));
+            let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+            let mut served = Served::new(0, spec(2), Vec::new(), credits, false);
+            served.add_reader(reader);
+            let mut shard = FakeShard { room: true, ..Default::default() };
+            let (request, mut frame) = arp_request(vlan);
+            assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::Consumed);
+            let (eth, reply_tags, at) = VlanTags::parse_header(&shard.frames.pop().unwrap().1).unwrap();
+            assert_eq!((eth.ethertype, reply_tags, eth.dst), (ethertype::ARP, vlan, request.sender_mac));
+            assert!(at > ETHERNET_LEN);
+            frame.truncate(ETHERNET_LEN + vlan.len() + 10);
+            assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::No, "a cut ARP request is the stack's");
+
+            let mut c = Client { vlan, ..Client::default() };
+            let cfg = mbox_stack::endpoint::Config::default();
+            let mut client = Connection::connect(&cfg, 99, 0, &mut c);
+            exchange(&mut served, &mut shard, &mut client, &mut c, 1_000);
+            assert_eq!(client.state(), State::Established);
+            client.write(b"GET /", 2_000, &mut c);
+            exchange(&mut served, &mut shard, &mut client, &mut c, 2_000);
+            assert_eq!(shard.data, b"GET /");
+            let (slot, id, _) = shard.started[0];
+            let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+            assert_eq!(writer.request(&flow, StreamOp::Send, b"200 OK").0, StreamStatus::Done);
+            exchange(&mut served, &mut shard, &mut client, &mut c, 3_000);
+            assert_eq!(c.received, b"200 OK");
+        }
+    }
+
+    /// An ARP request from the client for the service's address, on `vlan`'s tags.
+    fn arp_request(vlan: VlanTags) -> (ArpRepr, Vec<u8>) {
+        let request = ArpRepr {
+            operation: Operation::Request,
+            sender_mac: EthernetAddress(CLIENT_MAC),
+            sender_ip: std::net::Ipv4Addr::new(198, 18, 0, 1),
+            target_mac: EthernetAddress([0; 6]),
+            target_ip: std::net::Ipv4Addr::new(198, 18, 0, 80),
+        };
+        let mut frame = vec![0; ETHERNET_LEN + vlan.len() + request.buffer_len()];
+        let eth = EthernetRepr { src: EthernetAddress(CLIENT_MAC), dst: EthernetAddress::BROADCAST, ethertype: ethertype::ARP };
+        let at = vlan.emit_header(&eth, &mut frame);
+        request.emit(&mut ArpPacket::new_unchecked(&mut frame[at..]));
+        (request, frame)
     }
 
     #[test]
@@ -1331,8 +1400,10 @@ mod tests {
         );
         ns[2..4].copy_from_slice(&check.to_be_bytes());
         let mut frame = vec![0u8; ETHERNET_LEN + 40 + ns.len()];
-        EthernetRepr { src: EthernetAddress(CLIENT_MAC), dst: EthernetAddress::ipv6_multicast(group), ethertype: ethertype::IPV6 }
-            .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        VlanTags::NONE.emit_header(
+            &EthernetRepr { src: EthernetAddress(CLIENT_MAC), dst: EthernetAddress::ipv6_multicast(group), ethertype: ethertype::IPV6 },
+            &mut frame,
+        );
         frame[ETHERNET_LEN + 40..].copy_from_slice(&ns);
         IpRepr::V6(Ipv6Repr { src: client, dst: group, next_header: ndp::ICMPV6, payload_len: 32, hop_limit: 255 })
             .emit(&mut frame[ETHERNET_LEN..]);
@@ -1356,6 +1427,7 @@ mod tests {
         let syn = TcpFrame {
             src_mac: EthernetAddress(CLIENT_MAC),
             dst_mac: EthernetAddress([2, 0, 0, 0, 0, 0x66]),
+            vlan: VlanTags::NONE,
             ip: IpRepr::new(IpAddr::V6(client), v6, ip_proto::TCP, 0, 64).unwrap(),
             tcp: TcpRepr {
                 src_port: 40000,
@@ -1418,7 +1490,7 @@ mod tests {
                     },
                     payload_len: usize::from(bytes[7] % 4) * 300,
                 };
-                let frame = TcpFrame { src_mac: EthernetAddress(CLIENT_MAC), dst_mac: EthernetAddress(DEFAULT_MAC), ip: IpRepr::new(CLIENT, SERVICE, ip_proto::TCP, 0, 64).unwrap(), tcp };
+                let frame = TcpFrame { src_mac: EthernetAddress(CLIENT_MAC), dst_mac: EthernetAddress(DEFAULT_MAC), vlan: VlanTags::NONE, ip: IpRepr::new(CLIENT, SERVICE, ip_proto::TCP, 0, 64).unwrap(), tcp };
                 let mut buf = vec![0u8; frame.len()];
                 frame.emit(&mut buf).unwrap();
                 match kind {
@@ -1480,17 +1552,7 @@ mod tests {
         let mut served = Served::new(0, spec(1), vec![[2, 0, 0, 0, 0, 0x99]], credits, false);
         let mut shard = FakeShard { room: true, ..Default::default() };
         // ARP: who has the service's address?
-        let request = ArpRepr {
-            operation: Operation::Request,
-            sender_mac: EthernetAddress(CLIENT_MAC),
-            sender_ip: std::net::Ipv4Addr::new(198, 18, 0, 1),
-            target_mac: EthernetAddress([0; 6]),
-            target_ip: std::net::Ipv4Addr::new(198, 18, 0, 80),
-        };
-        let mut frame = vec![0; ETHERNET_LEN + request.buffer_len()];
-        EthernetRepr { src: EthernetAddress(CLIENT_MAC), dst: EthernetAddress::BROADCAST, ethertype: ethertype::ARP }
-            .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
-        request.emit(&mut ArpPacket::new_unchecked(&mut frame[ETHERNET_LEN..]));
+        let (request, frame) = arp_request(VlanTags::NONE);
         assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::Consumed);
         let (port, reply) = &shard.frames[0];
         let arp = ArpRepr::parse(&ArpPacket::new_checked(&reply[ETHERNET_LEN..]).unwrap()).unwrap();

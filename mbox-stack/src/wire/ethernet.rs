@@ -1,6 +1,7 @@
 //! Ethernet II frames (IEEE 802.3 clause 3.1.1; the diagram is in `docs/wire.md`): addresses and
-//! EtherType, no VLAN tags (the dissector unwraps those on the way in; the stacks send
-//! untagged).
+//! EtherType, and the 802.1Q / 802.1ad VLAN tags between them ([`VlanTags`]), which the
+//! Endpoint reads off what a client sent and puts on its answers (the dissector unwraps tags
+//! on its own way in).
 
 use super::{get16, put16, WireError};
 use std::fmt;
@@ -164,9 +165,129 @@ impl EthernetRepr {
     }
 }
 
+/// VLAN tags a frame carries at most: a customer tag, or a service tag over one (QinQ).
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// Bytes of one VLAN tag: its TPID and its TCI (priority, drop eligibility, VLAN id).
+pub const VLAN_TAG_LEN: usize = 4;
+
+/// The 802.1Q / 802.1ad tags between a frame's addresses and its EtherType, outermost first:
+/// kept from what a client sent so that the answer goes back on the same VLAN(s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct VlanTags {
+    /// (TPID, TCI) per tag.
+    tags: [(u16, u16); MAX_VLAN_TAGS],
+    count: u8,
+}
+
+impl VlanTags {
+    /// An untagged frame.
+    pub const NONE: VlanTags = VlanTags { tags: [(0, 0); MAX_VLAN_TAGS], count: 0 };
+
+    /// Whether `ethertype` is a TPID: a VLAN tag follows, not the payload.
+    pub fn is_tpid(ethertype: u16) -> bool {
+        matches!(ethertype, self::ethertype::VLAN | self::ethertype::QINQ | self::ethertype::QINQ_OLD)
+    }
+
+    /// Tags `[(TPID, TCI)]`, outermost first; an error past [`MAX_VLAN_TAGS`].
+    pub fn new(tags: &[(u16, u16)]) -> Result<VlanTags, WireError> {
+        if tags.len() > MAX_VLAN_TAGS {
+            return Err(WireError::Unsupported("VLAN tags", "more than two"));
+        }
+        let mut t = VlanTags::NONE;
+        t.tags[..tags.len()].copy_from_slice(tags);
+        t.count = tags.len() as u8;
+        Ok(t)
+    }
+
+    /// The tags, outermost first, as (TPID, TCI).
+    pub fn tags(&self) -> &[(u16, u16)] {
+        &self.tags[..usize::from(self.count)]
+    }
+
+    /// The innermost tag's VLAN id (the one the frame's network is on), if tagged.
+    pub fn vlan_id(&self) -> Option<u16> {
+        self.tags().last().map(|&(_, tci)| tci & 0x0fff)
+    }
+
+    /// Bytes the tags take in a frame.
+    pub fn len(&self) -> usize {
+        usize::from(self.count) * VLAN_TAG_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Reads a frame's header: its addresses, its tags (two at most; more is an error) and the
+    /// EtherType after them (in the returned header); also where the payload starts.
+    pub fn parse_header(frame: &[u8]) -> Result<(EthernetRepr, VlanTags, usize), WireError> {
+        let mut repr = EthernetRepr::parse(&EthernetFrame::new_checked(frame)?)?;
+        let mut tags = VlanTags::NONE;
+        let mut at = HEADER_LEN;
+        while VlanTags::is_tpid(repr.ethertype) {
+            if usize::from(tags.count) == MAX_VLAN_TAGS {
+                return Err(WireError::Unsupported("VLAN tags", "more than two"));
+            }
+            let Some(tag) = frame.get(at..at + VLAN_TAG_LEN) else { return Err(WireError::Truncated("VLAN tag")) };
+            tags.tags[usize::from(tags.count)] = (repr.ethertype, get16(tag, 0));
+            tags.count += 1;
+            repr.ethertype = get16(tag, 2);
+            at += VLAN_TAG_LEN;
+        }
+        if repr.ethertype < 0x0600 {
+            return Err(WireError::Unsupported("Ethernet header", "an 802.3 length field"));
+        }
+        Ok((repr, tags, at))
+    }
+
+    /// Writes `repr` into the start of `buffer` with these tags between its addresses and its
+    /// EtherType; returns the header's length (where the payload goes). `buffer` must hold
+    /// [`HEADER_LEN`] + [`VlanTags::len`] bytes.
+    pub fn emit_header(&self, repr: &EthernetRepr, buffer: &mut [u8]) -> usize {
+        let mut frame = EthernetFrame::new_unchecked(&mut buffer[..]);
+        frame.set_dst_addr(repr.dst);
+        frame.set_src_addr(repr.src);
+        let mut at = 12;
+        for &(tpid, tci) in self.tags() {
+            put16(buffer, at, tpid);
+            put16(buffer, at + 2, tci);
+            at += VLAN_TAG_LEN;
+        }
+        put16(buffer, at, repr.ethertype);
+        at + 2
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlan_tags_are_read_and_written_back_outermost_first_ieee_802_1q() {
+        let repr =
+            EthernetRepr { src: EthernetAddress([2, 0, 0, 0, 0, 1]), dst: EthernetAddress([2, 0, 0, 0, 0, 2]), ethertype: ethertype::IPV4 };
+        let tags = VlanTags::new(&[(ethertype::QINQ, 0x0064), (ethertype::VLAN, 0x2005)]).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(tags.emit_header(&repr, &mut buf), 22);
+        assert_eq!(&buf[12..22], &[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x20, 0x05, 0x08, 0x00]);
+        let (back, back_tags, at) = VlanTags::parse_header(&buf).unwrap();
+        assert_eq!((back, back_tags, at), (repr, tags, 22));
+        assert_eq!(back_tags.vlan_id(), Some(5), "the inner tag's id, without the priority bits");
+        // Untagged: the plain header.
+        assert_eq!(VlanTags::NONE.emit_header(&repr, &mut buf), HEADER_LEN);
+        assert_eq!(VlanTags::parse_header(&buf).unwrap(), (repr, VlanTags::NONE, HEADER_LEN));
+        // Three tags, a cut tag, a length field after the tags: errors, not guesses.
+        let mut three = [0u8; 64];
+        let t = VlanTags::new(&[(ethertype::VLAN, 1), (ethertype::VLAN, 2)]).unwrap();
+        let at = t.emit_header(&EthernetRepr { ethertype: ethertype::VLAN, ..repr }, &mut three);
+        assert!(matches!(VlanTags::parse_header(&three), Err(WireError::Unsupported(..))), "{at}");
+        tags.emit_header(&repr, &mut buf);
+        assert!(matches!(VlanTags::parse_header(&buf[..19]), Err(WireError::Truncated(_))));
+        tags.emit_header(&EthernetRepr { ethertype: 0x0100, ..repr }, &mut buf);
+        assert!(VlanTags::parse_header(&buf).is_err());
+        assert!(VlanTags::new(&[(ethertype::VLAN, 1); 3]).is_err());
+    }
 
     #[test]
     fn emit_then_parse_gives_back_the_header() {

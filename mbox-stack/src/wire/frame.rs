@@ -2,7 +2,7 @@
 //! the caller has placed (a send buffer's bytes copied once into the mbuf), and read back the
 //! same way. What the Endpoint and Splicer send and what their tests check.
 
-use super::ethernet::{ethertype, EthernetAddress, EthernetFrame, EthernetRepr, HEADER_LEN as ETHERNET_LEN};
+use super::ethernet::{ethertype, EthernetAddress, EthernetRepr, VlanTags, HEADER_LEN as ETHERNET_LEN};
 use super::ipv4::{Ipv4Packet, Ipv4Repr};
 use super::ipv6::{Ipv6Packet, Ipv6Repr};
 use super::tcp::{TcpPacket, TcpRepr};
@@ -106,6 +106,8 @@ pub enum Checksums {
 pub struct TcpFrame {
     pub src_mac: EthernetAddress,
     pub dst_mac: EthernetAddress,
+    /// The VLAN tags between the addresses and the EtherType (none on most frames).
+    pub vlan: VlanTags,
     /// Its `payload_len` is set by [`TcpFrame::emit`] from the TCP segment's length.
     pub ip: IpRepr,
     pub tcp: TcpRepr,
@@ -114,7 +116,12 @@ pub struct TcpFrame {
 impl TcpFrame {
     /// Where the TCP payload starts in the frame: copy it there before [`TcpFrame::emit`].
     pub fn payload_offset(&self) -> usize {
-        ETHERNET_LEN + self.ip.header_len() + self.tcp.header_len()
+        self.l2_len() + self.ip.header_len() + self.tcp.header_len()
+    }
+
+    /// The Ethernet header's length with its VLAN tags: where the IP header starts.
+    pub fn l2_len(&self) -> usize {
+        ETHERNET_LEN + self.vlan.len()
     }
 
     /// The whole frame's length.
@@ -141,21 +148,21 @@ impl TcpFrame {
         }
         let buffer = &mut buffer[..len];
         let eth = EthernetRepr { src: self.src_mac, dst: self.dst_mac, ethertype: self.ip.ethertype() };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut buffer[..]));
+        let ip_at = self.vlan.emit_header(&eth, buffer);
         let mut ip = self.ip;
         ip.set_payload_len(segment_len);
-        ip.emit(&mut buffer[ETHERNET_LEN..]);
-        let tcp_at = ETHERNET_LEN + ip.header_len();
+        ip.emit(&mut buffer[ip_at..]);
+        let tcp_at = ip_at + ip.header_len();
         self.tcp.emit(&mut TcpPacket::new_unchecked(&mut buffer[tcp_at..]), ip.pseudo_header());
         Ok(len)
     }
 
-    /// Reads an untagged Ethernet frame carrying TCP in IPv4 (no fragment) or IPv6 (no
-    /// extension headers); returns the headers and the payload. Padding after the IP packet
-    /// is ignored.
+    /// Reads an Ethernet frame (untagged, or with up to two VLAN tags) carrying TCP in IPv4
+    /// (no fragment) or IPv6 (no extension headers); returns the headers and the payload.
+    /// Padding after the IP packet is ignored.
     pub fn parse(frame: &[u8], checksums: Checksums) -> Result<(TcpFrame, &[u8]), WireError> {
-        let eth = EthernetRepr::parse(&EthernetFrame::new_checked(frame)?)?;
-        let l3 = &frame[ETHERNET_LEN..];
+        let (eth, vlan, l3_at) = VlanTags::parse_header(frame)?;
+        let l3 = &frame[l3_at..];
         let (ip, segment) = match eth.ethertype {
             ethertype::IPV4 => {
                 let packet = Ipv4Packet::new_checked(l3)?;
@@ -182,7 +189,7 @@ impl TcpFrame {
         }
         let tcp = TcpRepr::parse(&packet)?;
         let payload = &segment[packet.header_len()..];
-        Ok((TcpFrame { src_mac: eth.src, dst_mac: eth.dst, ip, tcp }, payload))
+        Ok((TcpFrame { src_mac: eth.src, dst_mac: eth.dst, vlan, ip, tcp }, payload))
     }
 }
 
@@ -197,6 +204,7 @@ mod tests {
         TcpFrame {
             src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
             dst_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            vlan: VlanTags::NONE,
             ip: IpRepr::new(src, dst, ip_proto::TCP, 0, 64).unwrap(),
             tcp: TcpRepr {
                 src_port: 80,
@@ -232,6 +240,23 @@ mod tests {
             assert!(TcpFrame::parse(&buf[..len], Checksums::Verify).is_err(), "a flipped payload bit fails the checksum");
             assert!(TcpFrame::parse(&buf[..len], Checksums::Trust).is_ok());
         }
+    }
+
+    /// A tagged frame keeps its tags both ways, and the dissector (which unwraps tags on its
+    /// own) reads the same packet.
+    #[test]
+    fn a_vlan_tagged_frame_reads_back_with_its_tags_ieee_802_1q() {
+        let mut f = frame(IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 18, 0, 2]), 3);
+        f.vlan = VlanTags::new(&[(ethertype::QINQ, 7), (ethertype::VLAN, 100)]).unwrap();
+        assert_eq!(f.l2_len(), 22);
+        let mut buf = vec![0u8; 128];
+        buf[f.payload_offset()..f.len()].copy_from_slice(b"abc");
+        let len = f.emit(&mut buf).unwrap();
+        assert_eq!(len, 22 + 20 + f.tcp.header_len() + 3);
+        let (back, payload) = TcpFrame::parse(&buf[..len], Checksums::Verify).unwrap();
+        assert_eq!((back.vlan, back.src_mac, back.dst_mac, back.tcp, payload), (f.vlan, f.src_mac, f.dst_mac, f.tcp, &b"abc"[..]));
+        let Ok(Packet::Ip(p)) = parse(&buf[..len], LinkType::Ethernet, ParseOptions::default()) else { panic!() };
+        assert_eq!((p.src_port, p.dst_port, p.payload_len), (80, 40000, 3));
     }
 
     #[test]
