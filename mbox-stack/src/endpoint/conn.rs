@@ -225,7 +225,7 @@ impl Connection {
             ts: None,
             send: SendBuffer::with_capacity(cfg.send_buffer as usize),
             fin_queued: false,
-            reasm: Reassembly::default(),
+            reasm: Reassembly::with_capacity(cfg.recv_window as usize),
             send_was_full: false,
             rtt: RttEstimator::new(cfg.min_rto_ns, cfg.max_rto_ns),
             timed: None,
@@ -1286,6 +1286,10 @@ impl Connection {
         }
         if self.reasm.bytes() as u64 > u64::from(self.cfg.recv_window) {
             return Err("out-of-order bytes beyond the receive window".into());
+        }
+        self.reasm.check()?;
+        if self.reasm.first_kept().is_some_and(|first| first <= self.delivered) {
+            return Err(format!("out-of-order data kept from {:?}, delivered up to {}", self.reasm.first_kept(), self.delivered));
         }
         let timers_armed = self.deadline().is_some();
         if self.state == State::Closed && timers_armed {
