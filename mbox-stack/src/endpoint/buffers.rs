@@ -401,23 +401,21 @@ impl Reassembly {
         r.end
     }
 
-    /// SACK blocks for what is kept, as stream offsets relative to `next` mapped to sequence
-    /// numbers by `to_seq`: the block holding the latest segment first (RFC 2018 4), then the
-    /// others from the highest down, at most `max`.
+    /// SACK blocks for what is kept, as stream offsets mapped to sequence numbers by `to_seq`,
+    /// at most `max` (RFC 2018 4): the block holding the latest segment first, then the most
+    /// recently reported ones — each range ranks by the last segment that fell in it, which is
+    /// when it was last reported first — newest first, so that a block reported once is
+    /// repeated in the next ACKs, and the one left out is the one reported longest ago.
     pub fn sack(&self, max: usize, to_seq: impl Fn(u64) -> u32) -> SackBlocks {
         let mut sack = SackBlocks::default();
-        let block = |r: &Range| (to_seq(r.start), to_seq(r.end));
-        let latest = (0..self.ranges.len()).max_by_key(|&i| self.ranges[i].stamp);
-        if let Some(i) = latest {
-            sack.push(block(&self.ranges[i]));
-        }
-        for (i, r) in self.ranges.iter().enumerate().rev() {
-            if sack.len() >= max {
+        // Stamps are distinct: the newest below the last one taken, `max` (at most 4) times.
+        let mut below = u64::MAX;
+        while sack.len() < max {
+            let Some(r) = self.ranges.iter().filter(|r| r.stamp < below).max_by_key(|r| r.stamp) else { break };
+            if !sack.push((to_seq(r.start), to_seq(r.end))) {
                 break;
             }
-            if Some(i) != latest {
-                sack.push(block(r));
-            }
+            below = r.stamp;
         }
         sack
     }
@@ -442,6 +440,10 @@ impl Reassembly {
         }
         if bytes != self.bytes {
             return Err(format!("out-of-order bytes counted {} but the ranges hold {bytes}", self.bytes));
+        }
+        let stamps_distinct = self.ranges.iter().enumerate().all(|(i, r)| self.ranges[..i].iter().all(|q| q.stamp != r.stamp));
+        if !stamps_distinct || self.ranges.iter().any(|r| r.stamp > self.stamp) {
+            return Err(format!("out-of-order ranges' stamps not distinct or ahead of {}: {:?}", self.stamp, self.ranges));
         }
         Ok(())
     }

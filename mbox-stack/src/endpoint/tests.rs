@@ -248,6 +248,30 @@ fn rfc2018_4_out_of_order_data_is_sacked_and_delivered_when_the_hole_fills() {
     assert!(rec.last().options.sack.is_empty());
 }
 
+/// RFC 2018 4: the first SACK block holds the segment that triggered the ACK; the others
+/// repeat the most recently reported blocks (each block's last first report, newest first),
+/// not the blocks in order of sequence number.
+#[test]
+fn rfc2018_4_sack_blocks_repeat_the_most_recently_reported_first() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    let base = PEER_ISN + 1;
+    let block = |at: u32, len: u32| (base + at, base + at + len);
+    let mut blocks_after = |at: u32, len: usize, now: u64| {
+        c.on_segment(&seg(base + at, ISS + 1, ACK, &vec![1; len]), now * MS, &mut rec);
+        rec.last().options.sack.as_slice().to_vec()
+    };
+    assert_eq!(blocks_after(900, 100, 2), [block(900, 100)]);
+    assert_eq!(blocks_after(100, 100, 3), [block(100, 100), block(900, 100)]);
+    assert_eq!(blocks_after(500, 100, 4), [block(500, 100), block(100, 100), block(900, 100)], "not the highest first");
+    assert_eq!(blocks_after(300, 100, 5), [block(300, 100), block(500, 100), block(100, 100), block(900, 100)]);
+    // Four fit: the block reported longest ago is the one left out.
+    assert_eq!(blocks_after(700, 100, 6), [block(700, 100), block(300, 100), block(500, 100), block(100, 100)]);
+    // A segment joining two blocks: the joined block first.
+    assert_eq!(blocks_after(200, 100, 7), [block(100, 300), block(700, 100), block(500, 100), block(900, 100)]);
+    // A duplicate of a kept segment still reports its block first.
+    assert_eq!(blocks_after(500, 100, 8), [block(500, 100), block(100, 300), block(700, 100), block(900, 100)]);
+}
+
 /// RFC 9293 3.10.7.4 (first check): a segment outside the window is not accepted; it gets an
 /// ACK, and nothing of it is delivered. Bytes already received are trimmed, not redelivered.
 #[test]
