@@ -107,6 +107,9 @@ const DEFAULT_MSS: u32 = 536;
 const MAX_WINDOW_SHIFT: u8 = 14;
 /// Bytes of the timestamp option in every segment once negotiated (with its NOP padding).
 const TIMESTAMP_OPTION_LEN: u32 = 12;
+/// The RTO once data transmission begins after a handshake that was retransmitted and gave
+/// no RTT sample (RFC 6298 5.7).
+const HANDSHAKE_RETRANSMITTED_RTO_NS: u64 = 3_000_000_000;
 
 /// The timestamp state of a connection that negotiated them (RFC 7323 3, 4.3, 5).
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +176,9 @@ pub struct Connection {
     /// In recovery, the next hole to retransmit is at or after this.
     rexmit_next: u32,
     retries: u32,
+    /// Times our SYN (or SYN-ACK) was sent: more than once, the handshake's RTT is ambiguous
+    /// without timestamps (Karn); none for a cookie's connection (the host answered the SYN).
+    syn_sends: u32,
     // Timers (absolute times, ns).
     rto_at: Option<u64>,
     delack_at: Option<u64>,
@@ -233,6 +239,7 @@ impl Connection {
             scoreboard: Scoreboard::default(),
             rexmit_next: iss,
             retries: 0,
+            syn_sends: 0,
             rto_at: None,
             delack_at: None,
             persist_at: None,
@@ -645,7 +652,6 @@ impl Connection {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
             self.rto_at = None;
-            self.retries = 0;
             self.sample_handshake_rtt(seg, now_ns);
             self.state = if self.fin_queued { State::FinWait1 } else { State::Established };
             self.rexmit_next = self.snd_una;
@@ -1192,6 +1198,7 @@ impl Connection {
         let window = self.cfg.recv_window.min(0xffff) as u16;
         let seg = SegmentOut { seq: self.iss, ack: if passive { self.rcv_nxt } else { 0 }, flags, window, options, payload_len: 0 };
         self.stats.segments_out += 1;
+        self.syn_sends += 1;
         self.last_send_ns = now_ns;
         self.rcv_adv = self.rcv_nxt.wrapping_add(u32::from(window));
         self.last_ack_sent = seg.ack;
@@ -1241,8 +1248,11 @@ impl Connection {
         ((now_ns / 1_000_000) as u32).wrapping_add(ts.offset)
     }
 
-    /// The handshake's RTT: the SYN's timestamp echoed, or the time since the SYN if it was
-    /// sent once (Karn).
+    /// The handshake completed: its RTT is the SYN's timestamp echoed, or the time since the
+    /// SYN (SYN-ACK) if it was sent once (Karn's algorithm, RFC 6298 3: a SYN-ACK sent again
+    /// for a duplicate SYN is as ambiguous as one sent at the RTO). If it was sent more than
+    /// once and no sample came, the RTO is 3 s (RFC 6298 5.7), not the backed-off one. Its
+    /// retries do not count against the data that follows.
     fn sample_handshake_rtt(&mut self, seg: &SegmentIn<'_>, now_ns: u64) {
         match (self.ts, seg.options.timestamps) {
             (Some(ts), Some((_, tsecr))) if tsecr != 0 => {
@@ -1251,9 +1261,13 @@ impl Connection {
                     self.rtt.sample(u64::from(rtt_ms.max(1)) * 1_000_000);
                 }
             }
-            _ if self.retries == 0 => self.rtt.sample(now_ns.saturating_sub(self.last_send_ns).max(1)),
+            _ if self.syn_sends == 1 => self.rtt.sample(now_ns.saturating_sub(self.last_send_ns).max(1)),
             _ => {}
         }
+        if self.syn_sends > 1 && self.rtt.srtt_ns().is_none() {
+            self.rtt.reinitialize(HANDSHAKE_RETRANSMITTED_RTO_NS);
+        }
+        self.retries = 0;
     }
 
     fn finish<S: ConnSink + ?Sized>(&mut self, reason: CloseReason, sink: &mut S) {

@@ -147,6 +147,129 @@ fn rfc6298_5_5_the_syn_ack_is_retransmitted_with_backoff() {
     assert_eq!(rec.last().flags, SYN | ACK, "the peer's SYN again: our SYN-ACK again");
 }
 
+/// RFC 6298 3 (Karn's algorithm): without timestamps an RTT sample never comes from a segment
+/// sent more than once. A SYN-ACK sent again for the peer's SYN again is such a segment: the
+/// ACK may answer either, so the handshake gives no sample (and RFC 6298 5.7's 3 s follows).
+#[test]
+fn rfc6298_3_karn_a_syn_ack_sent_again_for_a_duplicate_syn_gives_no_sample() {
+    let mut rec = Recorder::default();
+    let syn = seg(PEER_ISN, 0, SYN, b"");
+    let mut c = Connection::accept(&Config::default(), &syn, ISS, 0, &mut rec);
+    c.on_segment(&syn, 900 * MS, &mut rec);
+    assert_eq!(rec.take().len(), 2, "a SYN-ACK for each SYN");
+    // The ACK 10 ms after the second SYN-ACK may answer the first one, sent 910 ms before it.
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 910 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS, "no 10 ms sample: the handshake's RTO is 3 s");
+}
+
+/// RFC 6298 3 (Karn), passive open: the SYN-ACK retransmitted at the RTO gives no sample either.
+#[test]
+fn rfc6298_3_karn_a_syn_ack_retransmitted_at_the_rto_gives_no_sample() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::accept(&Config::default(), &seg(PEER_ISN, 0, SYN, b""), ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 1_050 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS, "not an RTO from a 50 ms sample");
+}
+
+/// RFC 6298 3 (Karn), simultaneous open: our SYN went out twice (as the SYN, then in the
+/// SYN-ACK), so the peer's SYN-ACK gives no sample.
+#[test]
+fn rfc6298_3_karn_a_simultaneous_open_gives_no_sample() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    c.on_segment(&seg(PEER_ISN, 0, SYN, b""), 800 * MS, &mut rec);
+    c.on_segment(&seg(PEER_ISN, ISS + 1, SYN | ACK, b""), 810 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS);
+}
+
+/// RFC 6298 2.1: a handshake answered at once takes its sample; a cookie's connection sent no
+/// SYN-ACK of its own and times nothing (it starts from the initial RTO of 1 s).
+#[test]
+fn rfc6298_2_1_a_handshake_sent_once_is_timed_a_cookie_one_is_not() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::accept(&Config::default(), &seg(PEER_ISN, 0, SYN, b""), ISS, 0, &mut rec);
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 100 * MS, &mut rec);
+    assert_eq!(c.rto_ns(), 300 * MS, "100 ms + 4 × 50 ms");
+    let ack = seg(PEER_ISN + 1, ISS + 1, ACK, b"");
+    let c = Connection::from_cookie(&Config::default(), &ack, ISS, 1460, 5_000 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 1_000 * MS, "no sample from a SYN-ACK the connection never sent");
+}
+
+/// RFC 6298 2.1 and 5.5, active open: an unanswered SYN is sent again after the initial RTO
+/// of 1 s, then after 2, 4...; after the configured retries the connection is given up
+/// (TimedOut) without a reset — nothing was synchronized to reset (RFC 9293 3.10.7.3).
+#[test]
+fn rfc6298_5_5_an_unanswered_syn_is_retransmitted_with_backoff_then_given_up_without_a_reset() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&cfg, ISS, 0, &mut rec);
+    let first = rec.take();
+    assert_eq!((first.len(), first[0].0.flags, first[0].0.seq), (1, SYN, ISS));
+    let mut due = Vec::new();
+    while let Some(at) = c.deadline() {
+        due.push(at / MS);
+        c.on_timer(at, &mut rec);
+    }
+    assert_eq!(due, [1_000, 3_000, 7_000, 15_000], "1 s, then doubled each time");
+    let resent = rec.take();
+    assert_eq!(resent.len(), 3, "one SYN per timeout but the last");
+    assert!(resent.iter().all(|(s, _)| s.flags == SYN && s.seq == ISS && s.options.mss.is_some()), "the same SYN");
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events, vec![ConnEvent::Closed(CloseReason::TimedOut)]);
+    assert_eq!(c.stats().retransmits, 3);
+}
+
+/// RFC 6298 5.7: once the SYN was retransmitted, the RTO when data transmission begins is 3 s
+/// (not the backed-off one, not 1 s) unless the handshake gave a sample; with timestamps it
+/// does (the echo names the SYN answered, RFC 7323 4).
+#[test]
+fn rfc6298_5_7_after_a_retransmitted_syn_the_rto_is_three_seconds_unless_a_sample_came() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    c.on_timer(3_000 * MS, &mut rec);
+    assert_eq!(c.rto_ns(), 4_000 * MS, "backed off twice");
+    c.on_segment(&seg(PEER_ISN, ISS + 1, SYN | ACK, b""), 3_100 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS);
+    // With timestamps: the SYN-ACK echoes the second SYN's TSval, 100 ms ago.
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    let tsval = rec.last().options.timestamps.unwrap().0;
+    let mut synack = seg(PEER_ISN, ISS + 1, SYN | ACK, b"");
+    synack.options = TcpOptions { mss: Some(1460), timestamps: Some((7, tsval)), ..TcpOptions::default() };
+    c.on_segment(&synack, 1_100 * MS, &mut rec);
+    assert_eq!(c.rto_ns(), 300 * MS, "the sample's RTO: 100 ms + 4 × 50 ms");
+}
+
+/// RFC 6298 5: the retries a handshake used do not count against the data that follows: each
+/// segment gets the configured retransmissions.
+#[test]
+fn rfc6298_5_the_retries_of_the_syn_do_not_count_against_the_data() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&cfg, ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    c.on_timer(3_000 * MS, &mut rec);
+    c.on_segment(&seg(PEER_ISN, ISS + 1, SYN | ACK, b""), 3_100 * MS, &mut rec);
+    c.write(b"request", 3_200 * MS, &mut rec);
+    rec.take();
+    for _ in 0..3 {
+        let at = c.deadline().unwrap();
+        c.on_timer(at, &mut rec);
+        assert_eq!(c.state(), State::Established);
+    }
+    assert_eq!(rec.take().iter().filter(|(s, _)| s.payload_len == 7).count(), 3, "three retransmissions");
+    c.on_timer(c.deadline().unwrap(), &mut rec);
+    assert_eq!(c.state(), State::Closed);
+}
+
 /// RFC 9293 3.10.7.3: an active open; the SYN-ACK establishes it and is acknowledged, options
 /// taken from the answer.
 #[test]
