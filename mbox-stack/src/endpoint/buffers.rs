@@ -62,9 +62,10 @@ impl SendBuffer {
         self.ring.len()
     }
 
-    /// Grows the ring to hold `need` bytes (within the capacity), its bytes moved to the front.
-    fn grow(&mut self, need: usize) {
-        let size = need.max(FIRST_RING).max(self.ring.len() * 2).min(self.capacity);
+    /// Grows the ring to hold `need` bytes (within the capacity and `max_alloc`, which `need`
+    /// does not pass), its bytes moved to the front.
+    fn grow(&mut self, need: usize, max_alloc: usize) {
+        let size = need.max(FIRST_RING).max(self.ring.len() * 2).min(self.capacity).min(max_alloc.max(need));
         let mut ring = vec![0; size];
         let old = self.slice(0, self.len);
         ring[..old.first.len()].copy_from_slice(old.first);
@@ -85,14 +86,26 @@ impl SendBuffer {
         self.capacity() - self.len
     }
 
+    /// What [`SendBuffer::write_within`] takes at most with `max_alloc`: the free room within
+    /// the capacity, and within what the ring holds allocated or may grow to under `max_alloc`.
+    pub fn room_within(&self, max_alloc: usize) -> usize {
+        self.capacity.min(self.ring.len().max(max_alloc)) - self.len
+    }
+
     /// Appends as much of `bytes` as fits; returns how much.
     pub fn write(&mut self, bytes: &[u8]) -> usize {
-        let n = bytes.len().min(self.free());
+        self.write_within(bytes, usize::MAX)
+    }
+
+    /// Appends as much of `bytes` as fits without growing the ring past `max_alloc` bytes
+    /// (all of them when there are at most [`SendBuffer::room_within`]); returns how much.
+    pub fn write_within(&mut self, bytes: &[u8], max_alloc: usize) -> usize {
+        let n = bytes.len().min(self.room_within(max_alloc));
         if n == 0 {
             return 0;
         }
         if self.len + n > self.ring.len() {
-            self.grow(self.len + n);
+            self.grow(self.len + n, max_alloc);
         }
         let cap = self.ring.len();
         let tail = (self.head + self.len) % cap;
@@ -114,6 +127,17 @@ impl SendBuffer {
         let start = (self.head + from) % cap;
         let first = len.min(cap - start);
         Payload { first: &self.ring[start..start + first], second: &self.ring[..len - first] }
+    }
+
+    /// Frees the ring when it holds nothing; returns the bytes freed (a write allocates again).
+    pub fn release(&mut self) -> usize {
+        if self.len > 0 {
+            return 0;
+        }
+        let freed = self.ring.len();
+        self.ring = Vec::new();
+        self.head = 0;
+        freed
     }
 
     /// The peer acknowledged the first `n` bytes: they leave the buffer.
@@ -216,6 +240,13 @@ impl Reassembly {
     /// The stream offset of the first byte kept.
     pub fn first_kept(&self) -> Option<u64> {
         self.ranges.first().map(|r| r.start)
+    }
+
+    /// Drops what is kept and frees the memory (the connection is over).
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+        self.bytes = 0;
+        self.release();
     }
 
     /// Frees the ring and the range list when nothing is kept; returns the bytes freed.
@@ -488,6 +519,27 @@ mod tests {
         assert_eq!(b.write(&data[12_000..]), 8000);
         assert_eq!(b.write(&[0; 5000]), 20_000 - 17_500, "never beyond the capacity");
         assert_eq!(b.allocated(), 20_000);
+    }
+
+    #[test]
+    fn the_send_ring_grows_within_the_memory_allowed_and_gives_it_back_when_empty() {
+        let mut b = SendBuffer::with_capacity(100_000);
+        assert_eq!(b.room_within(6000), 6000, "what the ring may grow to");
+        assert_eq!(b.write_within(&[1; 2000], 6000), 2000);
+        assert_eq!(b.allocated(), 4096);
+        assert_eq!(b.room_within(6000), 4000);
+        assert_eq!(b.write_within(&[2; 5000], 6000), 4000, "grown to the allowance, no further");
+        assert_eq!((b.allocated(), b.room_within(6000)), (6000, 0));
+        b.ack(1000);
+        assert_eq!(b.room_within(100), 1000, "a lower allowance: what is allocated still counts");
+        assert_eq!(b.write_within(&[3; 1000], 100), 1000);
+        assert_eq!(b.release(), 0, "holds data");
+        b.ack(6000);
+        assert_eq!((b.release(), b.allocated()), (6000, 0));
+        assert_eq!(b.write(b"again"), 5);
+        let mut out = Vec::new();
+        b.slice(0, 5).copy_to(&mut out);
+        assert_eq!(out, b"again");
     }
 
     #[test]

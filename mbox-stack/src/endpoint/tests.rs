@@ -705,6 +705,93 @@ fn a_full_send_buffer_reports_room_again() {
     assert_eq!(c.send_room(), 2920);
 }
 
+/// RFC 9293 3.9.1.2 (SEND: the buffer space is the implementation's to bound): under a memory
+/// limit the send ring grows only within its share; `send_room` is exactly what a write takes,
+/// and out-of-order data arriving does not take it away.
+#[test]
+fn rfc9293_3_9_1_2_a_memory_limit_bounds_the_send_ring_and_send_room_is_what_a_write_takes() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    assert_eq!(c.buffer_bytes(), 0, "nothing allocated before it is needed");
+    assert_eq!(c.send_room(), 1 << 20, "no limit: the send buffer");
+    c.set_memory_limit(10_000);
+    let room = c.send_room();
+    assert_eq!(room, 5_000, "half of the limit: the receive ring could use the rest");
+    // Out-of-order data takes the receive ring's share, not the room promised to writes.
+    c.on_segment(&seg(PEER_ISN + 1 + 1000, ISS + 1, ACK, &[1; 500]), 2 * MS, &mut rec);
+    assert_eq!(c.send_room(), room);
+    assert_eq!(c.write(&[7; 5_000], 3 * MS, &mut rec), 5_000, "all the room");
+    assert_eq!((c.send_room(), c.write(b"x", 3 * MS, &mut rec)), (0, 0));
+    assert!(c.buffer_bytes() <= 10_000, "{}", c.buffer_bytes());
+    // Acknowledged bytes free room in the ring as allocated.
+    let first = rec.sent.iter().find(|s| s.0.payload_len > 0).unwrap().0.payload_len;
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1 + first, ACK, b""), 4 * MS, &mut rec);
+    assert_eq!(c.send_room(), first as usize);
+    assert!(rec.events.contains(&ConnEvent::SendRoom), "{:?}", rec.events);
+    assert_eq!(c.write(&vec![8; first as usize], 5 * MS, &mut rec), first as usize);
+    c.check_invariants().unwrap();
+}
+
+/// RFC 9293 3.10.7.4 (segment text: data beyond a hole "SHOULD be held"; not a MUST): past the
+/// memory limit out-of-order data is not kept (counted; the peer sends it again), while data
+/// in order, never buffered, is always received.
+#[test]
+fn rfc9293_3_10_7_4_past_the_memory_limit_out_of_order_data_is_refused_and_in_order_data_is_not() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    c.set_memory_limit(10_000);
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base + 1000, ISS + 1, ACK, &[2; 1000]), 2 * MS, &mut rec);
+    assert_eq!(c.stats().out_of_order_refused_memory, 0);
+    let held = c.buffer_bytes();
+    assert!(held > 0 && held <= 5_000, "{held}");
+    // Far beyond: the ring would have to grow past its share.
+    c.on_segment(&seg(base + 50_000, ISS + 1, ACK, &[3; 1000]), 3 * MS, &mut rec);
+    assert_eq!(c.stats().out_of_order_refused_memory, 1);
+    assert_eq!(c.buffer_bytes(), held, "not grown");
+    assert_eq!(rec.last().options.sack.as_slice(), &[(base + 1000, base + 2000)], "only what was kept is SACKed");
+    // In order, far more than the limit: delivered.
+    let data = vec![1u8; 1000];
+    c.on_segment(&seg(base, ISS + 1, ACK, &data), 4 * MS, &mut rec);
+    assert_eq!(rec.received.len(), 2000, "the hole filled: what was kept follows");
+    c.consumed(2000, 4 * MS, &mut rec);
+    for i in 0..40 {
+        c.on_segment(&seg(base + 2000 + i * 1000, ISS + 1, ACK, &data), (5 + u64::from(i)) * MS, &mut rec);
+        c.consumed(1000, (5 + u64::from(i)) * MS, &mut rec);
+    }
+    assert_eq!(rec.received.len(), 42_000);
+    assert!(c.buffer_bytes() <= held);
+    c.check_invariants().unwrap();
+}
+
+/// The buffers' memory goes back when they can no longer be used: the send ring once
+/// everything written before the FIN is acknowledged, both rings when the connection closes,
+/// and idle ones on request.
+#[test]
+fn idle_buffers_give_their_memory_back() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    let base = PEER_ISN + 1;
+    c.write(&[1; 3000], 2 * MS, &mut rec);
+    c.on_segment(&seg(base + 500, ISS + 1, ACK, b"later"), 3 * MS, &mut rec);
+    let both = c.buffer_bytes();
+    assert!(both >= 4096 * 2, "{both}");
+    assert_eq!(c.release_idle_memory(), 0, "neither is idle");
+    c.on_segment(&seg(base, ISS + 1 + 3000, ACK, &[0; 500]), 4 * MS, &mut rec);
+    assert_eq!(c.buffer_bytes(), both, "kept until asked (the owner may write again)");
+    assert_eq!(c.release_idle_memory(), both);
+    assert_eq!(c.buffer_bytes(), 0);
+    // A write allocates again; the ACK of the last bytes before the FIN frees it for good.
+    c.write(b"bye", 5 * MS, &mut rec);
+    c.close(5 * MS, &mut rec);
+    assert!(c.buffer_bytes() > 0);
+    c.on_segment(&seg(base + 505, ISS + 1 + 3000 + 4, ACK, b""), 6 * MS, &mut rec);
+    assert_eq!((c.state(), c.buffer_bytes()), (State::FinWait2, 0));
+    // Closing frees what out-of-order data held.
+    c.on_segment(&seg(base + 1000, ISS + 1 + 3004, ACK, b"beyond a hole"), 7 * MS, &mut rec);
+    assert!(c.buffer_bytes() > 0);
+    c.abort(&mut rec);
+    assert_eq!(c.buffer_bytes(), 0);
+    c.check_invariants().unwrap();
+}
+
 // ---- closing ----
 
 /// RFC 9293 3.6, passive close: the peer's FIN delivers PeerClosed and CLOSE-WAIT; our close
@@ -834,6 +921,10 @@ mod properties {
         },
         Close,
         Abort,
+        Limit {
+            bytes: usize,
+        },
+        Release,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -845,6 +936,8 @@ mod properties {
             1 => (0u64..20_000).prop_map(|len| Step::Consume { len }),
             1 => Just(Step::Close),
             1 => Just(Step::Abort),
+            1 => (0usize..60_000).prop_map(|bytes| Step::Limit { bytes }),
+            1 => Just(Step::Release),
         ]
     }
 
@@ -880,11 +973,17 @@ mod properties {
                         }
                     }
                     Step::Write { len } => {
-                        c.write(&data[..len], now, &mut rec);
+                        let room = c.send_room();
+                        let took = c.write(&data[..len], now, &mut rec);
+                        prop_assert!(took >= len.min(room), "{took} of {len} taken, {room} of room");
                     }
                     Step::Consume { len } => c.consumed(len, now, &mut rec),
                     Step::Close => c.close(now, &mut rec),
                     Step::Abort => c.abort(&mut rec),
+                    Step::Limit { bytes } => c.set_memory_limit(bytes),
+                    Step::Release => {
+                        c.release_idle_memory();
+                    }
                 }
                 if let Err(e) = c.check_invariants() {
                     prop_assert!(false, "{e}");
