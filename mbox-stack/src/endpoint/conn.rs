@@ -1086,10 +1086,12 @@ impl Connection {
                 let window = self.snd_wnd.min(self.cc.window());
                 let usable = window.saturating_sub(flight);
                 if unsent > 0 && usable > 0 {
-                    let len = unsent.min(usable).min(self.payload_room());
+                    let full = self.payload_room();
+                    let len = unsent.min(usable).min(full);
                     // Sender silly-window avoidance (RFC 9293 3.8.6.2.1): a short segment only
-                    // when it is all there is, or the window is a fair share of the largest.
-                    if len < self.send_mss && len < unsent && usable < self.max_snd_wnd / 2 && flight > 0 {
+                    // when it is all there is, or the window is a fair share of the largest. A
+                    // full segment is the MSS less the SACK blocks riding along.
+                    if len < full && len < unsent && usable < self.max_snd_wnd / 2 && flight > 0 {
                         break;
                     }
                     let last = len == unsent;

@@ -474,6 +474,19 @@ fn segments_with_sack_blocks_stay_within_the_mss() {
     }
 }
 
+/// RFC 9293 3.8.6.2.1 (sender silly-window avoidance): a segment as large as the MSS allows
+/// with the SACK option riding along is a full one, not a short one held back: while
+/// out-of-order data is held, the window still fills at once.
+#[test]
+fn rfc9293_3_8_6_2_1_a_full_segment_less_its_sack_option_is_not_held_back() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    c.on_segment(&seg(PEER_ISN + 1 + 500, ISS + 1, ACK, &[1; 100]), 2 * MS, &mut rec);
+    rec.take();
+    c.write(&[7u8; 5000], 3 * MS, &mut rec);
+    let sent: u32 = rec.take().iter().map(|(s, _)| s.payload_len).sum();
+    assert_eq!(sent, 5000, "all of it within the initial window");
+}
+
 // ---- RFC 5961 ----
 
 /// RFC 5961 3.2: a RST resets only when its sequence number is exactly RCV.NXT; elsewhere in
