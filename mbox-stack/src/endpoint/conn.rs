@@ -9,7 +9,7 @@
 //! [`Connection::close`] take the time and report through a [`ConnSink`]; the caller arms one
 //! timer at [`Connection::deadline`]. Sequence numbers compare on the circle (RFC 9293 3.4).
 
-use super::buffers::{Payload, Reassembly, SendBuffer};
+use super::buffers::{Keep, Payload, Reassembly, SendBuffer};
 use super::cc::{NewReno, Reaction};
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
@@ -93,6 +93,9 @@ pub struct ConnStats {
     pub out_of_order: u64,
     /// Out-of-order segments the reassembly bound refused (the peer resends them).
     pub out_of_order_refused: u64,
+    /// Out-of-order segments not kept (or kept only in part) because the receive ring would
+    /// have grown past the connection's memory limit ([`Connection::set_memory_limit`]).
+    pub out_of_order_refused_memory: u64,
     pub window_probes: u64,
 }
 
@@ -107,6 +110,9 @@ const DEFAULT_MSS: u32 = 536;
 const MAX_WINDOW_SHIFT: u8 = 14;
 /// Bytes of the timestamp option in every segment once negotiated (with its NOP padding).
 const TIMESTAMP_OPTION_LEN: u32 = 12;
+/// The RTO once data transmission begins after a handshake that was retransmitted and gave
+/// no RTT sample (RFC 6298 5.7).
+const HANDSHAKE_RETRANSMITTED_RTO_NS: u64 = 3_000_000_000;
 
 /// The timestamp state of a connection that negotiated them (RFC 7323 3, 4.3, 5).
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +179,9 @@ pub struct Connection {
     /// In recovery, the next hole to retransmit is at or after this.
     rexmit_next: u32,
     retries: u32,
+    /// Times our SYN (or SYN-ACK) was sent: more than once, the handshake's RTT is ambiguous
+    /// without timestamps (Karn); none for a cookie's connection (the host answered the SYN).
+    syn_sends: u32,
     // Timers (absolute times, ns).
     rto_at: Option<u64>,
     delack_at: Option<u64>,
@@ -193,6 +202,10 @@ pub struct Connection {
     challenge_window_ns: u64,
     challenges_in_window: u32,
     stats: ConnStats,
+    /// Heap bytes the send and receive rings may hold together ([`Connection::set_memory_limit`]),
+    /// and what they held when it was set (a lower limit frees nothing by itself).
+    memory_limit: usize,
+    memory_at_limit: usize,
 }
 
 impl Connection {
@@ -225,7 +238,7 @@ impl Connection {
             ts: None,
             send: SendBuffer::with_capacity(cfg.send_buffer as usize),
             fin_queued: false,
-            reasm: Reassembly::default(),
+            reasm: Reassembly::with_capacity(cfg.recv_window as usize),
             send_was_full: false,
             rtt: RttEstimator::new(cfg.min_rto_ns, cfg.max_rto_ns),
             timed: None,
@@ -233,6 +246,7 @@ impl Connection {
             scoreboard: Scoreboard::default(),
             rexmit_next: iss,
             retries: 0,
+            syn_sends: 0,
             rto_at: None,
             delack_at: None,
             persist_at: None,
@@ -248,6 +262,8 @@ impl Connection {
             challenge_window_ns: now_ns,
             challenges_in_window: 0,
             stats: ConnStats::default(),
+            memory_limit: usize::MAX,
+            memory_at_limit: 0,
         }
     }
 
@@ -332,13 +348,65 @@ impl Connection {
         }
     }
 
-    /// Bytes a [`Connection::write`] would take now.
+    /// Bytes a [`Connection::write`] would take now (all of them): the send buffer's free room,
+    /// within the memory limit — what the ring holds allocated, or may grow to within its share
+    /// of the limit. Segments arriving (out-of-order data growing the receive ring) never make
+    /// it shrink: only writes, a lower limit, or [`Connection::release_idle_memory`] when the
+    /// ring was above its share.
     pub fn send_room(&self) -> usize {
         if self.state.can_send() && !self.fin_queued {
-            self.send.free()
+            self.send.room_within(self.send_memory())
         } else {
             0
         }
+    }
+
+    /// Heap bytes the connection's buffers hold: the send ring and the receive ring (with its
+    /// list of out-of-order ranges). What a host adds up against a memory budget.
+    pub fn buffer_bytes(&self) -> usize {
+        self.send.allocated() + self.reasm.allocated()
+    }
+
+    /// Bounds [`Connection::buffer_bytes`] (default: no bound): the buffers never grow past
+    /// `limit` together. Beyond it a write takes only what fits in what is allocated (as
+    /// [`Connection::send_room`] says) and out-of-order data that would need the receive ring
+    /// to grow is not kept (counted in [`ConnStats::out_of_order_refused_memory`]; the peer
+    /// sends it again). In-order data is never buffered: receiving in order never fails for
+    /// memory. When both buffers at their largest fit in `limit` nothing changes; otherwise the
+    /// send ring's share is what the receive ring cannot use, at least half, and the receive
+    /// ring's the rest, so that neither side's growth takes room the other was promised.
+    /// A limit below what is held frees nothing by itself (see
+    /// [`Connection::release_idle_memory`]); the buffers just do not grow.
+    pub fn set_memory_limit(&mut self, limit: usize) {
+        self.memory_limit = limit;
+        self.memory_at_limit = self.buffer_bytes();
+    }
+
+    /// Frees the buffers that hold nothing (an empty send ring, a receive ring with no
+    /// out-of-order data); returns the bytes freed. They are allocated again when needed.
+    pub fn release_idle_memory(&mut self) -> usize {
+        self.send.release() + self.reasm.release()
+    }
+
+    /// The shares of the memory limit: the send ring's and the receive ring's.
+    fn memory_shares(&self) -> (usize, usize) {
+        let (send, receive) = (self.send.capacity(), self.reasm.max_allocation());
+        let limit = self.memory_limit;
+        if send.saturating_add(receive) <= limit {
+            return (send, receive);
+        }
+        let send = send.min(limit.saturating_sub(receive).max(limit / 2));
+        (send, limit - send)
+    }
+
+    /// What the send ring may grow to now: its share, and never the total past the limit.
+    fn send_memory(&self) -> usize {
+        self.memory_shares().0.min(self.memory_limit.saturating_sub(self.reasm.allocated()))
+    }
+
+    /// What the receive ring (and its range list) may grow to now.
+    fn receive_memory(&self) -> usize {
+        self.memory_shares().1.min(self.memory_limit.saturating_sub(self.send.allocated()))
     }
 
     /// Bytes written and not yet acknowledged.
@@ -380,7 +448,7 @@ impl Connection {
         if !self.state.can_send() || self.fin_queued {
             return 0;
         }
-        let n = self.send.write(bytes);
+        let n = self.send.write_within(bytes, self.send_memory());
         if n < bytes.len() {
             self.send_was_full = true;
         }
@@ -645,7 +713,6 @@ impl Connection {
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = ack;
             self.rto_at = None;
-            self.retries = 0;
             self.sample_handshake_rtt(seg, now_ns);
             self.state = if self.fin_queued { State::FinWait1 } else { State::Established };
             self.rexmit_next = self.snd_una;
@@ -729,6 +796,10 @@ impl Connection {
             _ => acked,
         };
         self.send.ack(data_acked as usize);
+        if self.fin_queued && self.send.is_empty() {
+            // Nothing more will be written: the ring's memory goes back.
+            self.send.release();
+        }
         self.snd_una = ack;
         if seq_lt(self.snd_nxt, ack) {
             self.snd_nxt = ack;
@@ -769,7 +840,8 @@ impl Connection {
     }
 
     fn after_ack_progress<S: ConnSink + ?Sized>(&mut self, _now_ns: u64, sink: &mut S) {
-        if self.send_was_full && self.send.free() >= (self.send.capacity() / 4).max(1) && self.state.can_send() {
+        let room = self.send.room_within(self.send_memory());
+        if self.send_was_full && room >= ((self.send.len() + room) / 4).max(1) && self.state.can_send() {
             self.send_was_full = false;
             sink.event(ConnEvent::SendRoom);
         }
@@ -828,8 +900,12 @@ impl Connection {
                 // SACK at once.
                 self.stats.out_of_order += 1;
                 let start = self.delivered + ahead as u64;
-                if !payload.is_empty() && !self.reasm.keep(self.delivered, start, payload, room as u64) {
-                    self.stats.out_of_order_refused += 1;
+                if !payload.is_empty() {
+                    match self.reasm.keep_within(self.delivered, start, payload, room as u64, self.receive_memory()) {
+                        Keep::Kept => {}
+                        Keep::Refused => self.stats.out_of_order_refused += 1,
+                        Keep::NoMemory => self.stats.out_of_order_refused_memory += 1,
+                    }
                 }
                 if fin {
                     self.fin_at = Some(start + payload.len() as u64);
@@ -869,6 +945,7 @@ impl Connection {
     /// The peer's FIN, in order (RFC 9293 3.10.7.4, eighth check).
     fn on_fin<S: ConnSink + ?Sized>(&mut self, now_ns: u64, sink: &mut S) {
         self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+        self.reasm.release(); // empty (the FIN is in order): no more data will come
         self.ack_now = true;
         sink.event(ConnEvent::PeerClosed);
         match self.state {
@@ -1009,10 +1086,12 @@ impl Connection {
                 let window = self.snd_wnd.min(self.cc.window());
                 let usable = window.saturating_sub(flight);
                 if unsent > 0 && usable > 0 {
-                    let len = unsent.min(usable).min(self.payload_room());
+                    let full = self.payload_room();
+                    let len = unsent.min(usable).min(full);
                     // Sender silly-window avoidance (RFC 9293 3.8.6.2.1): a short segment only
-                    // when it is all there is, or the window is a fair share of the largest.
-                    if len < self.send_mss && len < unsent && usable < self.max_snd_wnd / 2 && flight > 0 {
+                    // when it is all there is, or the window is a fair share of the largest. A
+                    // full segment is the MSS less the SACK blocks riding along.
+                    if len < full && len < unsent && usable < self.max_snd_wnd / 2 && flight > 0 {
                         break;
                     }
                     let last = len == unsent;
@@ -1192,6 +1271,7 @@ impl Connection {
         let window = self.cfg.recv_window.min(0xffff) as u16;
         let seg = SegmentOut { seq: self.iss, ack: if passive { self.rcv_nxt } else { 0 }, flags, window, options, payload_len: 0 };
         self.stats.segments_out += 1;
+        self.syn_sends += 1;
         self.last_send_ns = now_ns;
         self.rcv_adv = self.rcv_nxt.wrapping_add(u32::from(window));
         self.last_ack_sent = seg.ack;
@@ -1241,8 +1321,11 @@ impl Connection {
         ((now_ns / 1_000_000) as u32).wrapping_add(ts.offset)
     }
 
-    /// The handshake's RTT: the SYN's timestamp echoed, or the time since the SYN if it was
-    /// sent once (Karn).
+    /// The handshake completed: its RTT is the SYN's timestamp echoed, or the time since the
+    /// SYN (SYN-ACK) if it was sent once (Karn's algorithm, RFC 6298 3: a SYN-ACK sent again
+    /// for a duplicate SYN is as ambiguous as one sent at the RTO). If it was sent more than
+    /// once and no sample came, the RTO is 3 s (RFC 6298 5.7), not the backed-off one. Its
+    /// retries do not count against the data that follows.
     fn sample_handshake_rtt(&mut self, seg: &SegmentIn<'_>, now_ns: u64) {
         match (self.ts, seg.options.timestamps) {
             (Some(ts), Some((_, tsecr))) if tsecr != 0 => {
@@ -1251,9 +1334,13 @@ impl Connection {
                     self.rtt.sample(u64::from(rtt_ms.max(1)) * 1_000_000);
                 }
             }
-            _ if self.retries == 0 => self.rtt.sample(now_ns.saturating_sub(self.last_send_ns).max(1)),
+            _ if self.syn_sends == 1 => self.rtt.sample(now_ns.saturating_sub(self.last_send_ns).max(1)),
             _ => {}
         }
+        if self.syn_sends > 1 && self.rtt.srtt_ns().is_none() {
+            self.rtt.reinitialize(HANDSHAKE_RETRANSMITTED_RTO_NS);
+        }
+        self.retries = 0;
     }
 
     fn finish<S: ConnSink + ?Sized>(&mut self, reason: CloseReason, sink: &mut S) {
@@ -1263,6 +1350,10 @@ impl Connection {
         self.persist_at = None;
         self.time_wait_at = None;
         self.fin_wait2_at = None;
+        // Nothing will be sent or delivered any more: the buffers' memory goes back.
+        self.send.ack(self.send.len());
+        self.send.release();
+        self.reasm.clear();
         sink.event(ConnEvent::Closed(reason));
     }
 }
@@ -1276,16 +1367,27 @@ impl Connection {
         if !order {
             return Err(format!("SND.UNA {} <= SND.NXT {} <= SND.MAX {} broken", self.snd_una, self.snd_nxt, self.snd_max));
         }
-        if self.send.len() > self.send.capacity() {
+        if self.send.len() > self.send.capacity() || self.send.allocated() > self.send.capacity() {
             return Err("the send buffer holds more than its capacity".into());
         }
+        if self.buffer_bytes() > self.memory_limit.max(self.memory_at_limit) {
+            return Err(format!("{} bytes of buffers past the memory limit {}", self.buffer_bytes(), self.memory_limit));
+        }
+        if self.state == State::Closed && self.buffer_bytes() > 0 {
+            return Err(format!("a closed connection holds {} bytes of buffers", self.buffer_bytes()));
+        }
         let sent_span = self.snd_max.wrapping_sub(self.snd_una);
-        let limit = self.send.len() as u32 + 2; // data, and a SYN or FIN
-        if sent_span > limit {
+        // Data, and a SYN or FIN (a closed connection let its data go).
+        let limit = self.send.len() as u32 + 2;
+        if sent_span > limit && self.state != State::Closed {
             return Err(format!("{sent_span} bytes in flight but only {} in the send buffer", self.send.len()));
         }
         if self.reasm.bytes() as u64 > u64::from(self.cfg.recv_window) {
             return Err("out-of-order bytes beyond the receive window".into());
+        }
+        self.reasm.check()?;
+        if self.reasm.first_kept().is_some_and(|first| first <= self.delivered) {
+            return Err(format!("out-of-order data kept from {:?}, delivered up to {}", self.reasm.first_kept(), self.delivered));
         }
         let timers_armed = self.deadline().is_some();
         if self.state == State::Closed && timers_armed {

@@ -27,6 +27,16 @@ pub struct IsnSecret {
 /// peer's is chosen.
 const COOKIE_MSS: [u16; 4] = [536, 1300, 1440, 1460];
 
+/// Whether a SYN announcing `mss` (536 when it announces none, RFC 9293 3.7.1) can be answered
+/// with a cookie: the cookie carries an MSS from a table whose smallest entry is 536, and
+/// segments larger than the peer's MSS must not be sent (RFC 9293 3.7.1). A host whose SYN
+/// backlog is full refuses (drops, and counts) a SYN that does not fit, as it does any SYN
+/// it has no room for; the peer retries it. [`IsnSecret::cookie`] for such a SYN gives an ISN
+/// that [`IsnSecret::check_cookie`] never accepts, so no connection comes of it anyway.
+pub fn cookie_mss_fits(mss: u16) -> bool {
+    mss >= COOKIE_MSS[0]
+}
+
 /// A cookie's time counter ticks every 64 s (RFC 4987 3.6): a cookie older than two ticks is
 /// refused.
 const COOKIE_TICK_NS: u64 = 64_000_000_000;
@@ -63,11 +73,17 @@ impl IsnSecret {
 
     /// A SYN cookie for a SYN from the tuple's remote side with sequence number `peer_isn`
     /// and MSS `mss`: the ISN to answer with (RFC 4987 3.6: the top 5 bits a time counter, the
-    /// next 2 the MSS's index, the rest a hash of both, the tuple and the peer's ISN).
+    /// next 2 the MSS's index, the rest a hash of both, the tuple and the peer's ISN). For an
+    /// MSS below the table ([`cookie_mss_fits`] false: the host should not answer), the hash is
+    /// inverted: the cookie never checks out, rather than carrying an MSS above the peer's.
     pub fn cookie(&self, t: &FourTuple, peer_isn: u32, mss: u16, now_ns: u64) -> u32 {
         let tick = (now_ns / COOKIE_TICK_NS) as u32 & 0x1f;
         let index = COOKIE_MSS.iter().rposition(|&m| m <= mss).unwrap_or(0) as u32;
-        tick << 27 | index << 25 | self.cookie_hash(t, peer_isn, tick, index)
+        let mut hash = self.cookie_hash(t, peer_isn, tick, index);
+        if !cookie_mss_fits(mss) {
+            hash ^= 0x01ff_ffff;
+        }
+        tick << 27 | index << 25 | hash
     }
 
     fn cookie_hash(&self, t: &FourTuple, peer_isn: u32, tick: u32, index: u32) -> u32 {
@@ -120,5 +136,23 @@ mod tests {
         assert_eq!(s.check_cookie(&t, 78, c.wrapping_add(2), now), None);
         let small = s.cookie(&t, 77, 600, now);
         assert_eq!(s.check_cookie(&t, 78, small.wrapping_add(1), now), Some(536));
+    }
+
+    /// RFC 9293 3.7.1: no segment larger than the peer's MSS. A cookie can carry 536 at least:
+    /// a SYN announcing less cannot be answered with one (the host is told so), and a cookie
+    /// made for it anyway never opens a connection (which would send 536-byte segments).
+    #[test]
+    fn rfc9293_3_7_1_a_cookie_never_carries_more_than_the_peers_mss() {
+        assert!(!cookie_mss_fits(0) && !cookie_mss_fits(100) && !cookie_mss_fits(535));
+        assert!(cookie_mss_fits(536) && cookie_mss_fits(1460) && cookie_mss_fits(9000));
+        let s = IsnSecret::new(9);
+        let t = tuple(5000);
+        let now = 3 * COOKIE_TICK_NS;
+        for mss in [0, 88, 535] {
+            let c = s.cookie(&t, 77, mss, now);
+            assert_eq!(s.check_cookie(&t, 78, c.wrapping_add(1), now), None, "MSS {mss}");
+        }
+        let c = s.cookie(&t, 77, 536, now);
+        assert_eq!(s.check_cookie(&t, 78, c.wrapping_add(1), now), Some(536));
     }
 }

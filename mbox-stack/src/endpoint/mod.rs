@@ -3,11 +3,16 @@
 //!
 //! Sans-IO like the monitor: a segment (as fields, [`segment::SegmentIn`]) and the time go in;
 //! segments to send, bytes received, connection events and the next timer deadline come out
-//! through a [`ConnSink`]. No threads, no I/O. The send buffer is a ring allocated when the
-//! connection is accepted; out-of-order data is copied into recycled buffers (at most 64
-//! ranges, within the receive window). Not yet: those buffers keep the capacity they grew to,
-//! and a peer filling a hole backwards makes each merge copy the range it joins (a receive
-//! ring with a range list, as smoltcp's assembler, is the fix).
+//! through a [`ConnSink`]. No threads, no I/O. The send buffer is a ring that grows (doubling)
+//! as writes need, up to its configured size. In-order data goes to the sink straight from the
+//! segment; out-of-order data is copied once into a receive ring indexed by stream offset
+//! (allocated when first needed, grown only as far as the data reaches, at most the receive
+//! window) with a sorted list of at most 64 ranges, as smoltcp's assembler: a hole filled in
+//! any order costs one copy per byte, and what it releases goes to the sink in at most two
+//! pieces. A host bounds a connection's buffers with [`Connection::set_memory_limit`] (adding
+//! up [`Connection::buffer_bytes`] against a budget): past it writes take what fits in what
+//! is allocated ([`Connection::send_room`] says how much) and out-of-order data is not kept;
+//! buffers that can no longer be used give their memory back.
 //!
 //! - [`segment`]: segments as fields, sequence arithmetic.
 //! - [`conn`]: one connection's state machine (RFC 9293) with window scaling and timestamps

@@ -55,6 +55,13 @@ impl RttEstimator {
         self.backoffs += 1;
     }
 
+    /// Sets the RTO to `rto_ns` (within the bounds) as if no sample had come yet: RFC 6298
+    /// 5.7's 3 s after a handshake that was retransmitted.
+    pub fn reinitialize(&mut self, rto_ns: u64) {
+        self.rto_ns = rto_ns.clamp(self.min_rto_ns, self.max_rto_ns);
+        self.backoffs = 0;
+    }
+
     pub fn rto_ns(&self) -> u64 {
         self.rto_ns
     }

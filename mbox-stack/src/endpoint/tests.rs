@@ -147,6 +147,129 @@ fn rfc6298_5_5_the_syn_ack_is_retransmitted_with_backoff() {
     assert_eq!(rec.last().flags, SYN | ACK, "the peer's SYN again: our SYN-ACK again");
 }
 
+/// RFC 6298 3 (Karn's algorithm): without timestamps an RTT sample never comes from a segment
+/// sent more than once. A SYN-ACK sent again for the peer's SYN again is such a segment: the
+/// ACK may answer either, so the handshake gives no sample (and RFC 6298 5.7's 3 s follows).
+#[test]
+fn rfc6298_3_karn_a_syn_ack_sent_again_for_a_duplicate_syn_gives_no_sample() {
+    let mut rec = Recorder::default();
+    let syn = seg(PEER_ISN, 0, SYN, b"");
+    let mut c = Connection::accept(&Config::default(), &syn, ISS, 0, &mut rec);
+    c.on_segment(&syn, 900 * MS, &mut rec);
+    assert_eq!(rec.take().len(), 2, "a SYN-ACK for each SYN");
+    // The ACK 10 ms after the second SYN-ACK may answer the first one, sent 910 ms before it.
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 910 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS, "no 10 ms sample: the handshake's RTO is 3 s");
+}
+
+/// RFC 6298 3 (Karn), passive open: the SYN-ACK retransmitted at the RTO gives no sample either.
+#[test]
+fn rfc6298_3_karn_a_syn_ack_retransmitted_at_the_rto_gives_no_sample() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::accept(&Config::default(), &seg(PEER_ISN, 0, SYN, b""), ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 1_050 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS, "not an RTO from a 50 ms sample");
+}
+
+/// RFC 6298 3 (Karn), simultaneous open: our SYN went out twice (as the SYN, then in the
+/// SYN-ACK), so the peer's SYN-ACK gives no sample.
+#[test]
+fn rfc6298_3_karn_a_simultaneous_open_gives_no_sample() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    c.on_segment(&seg(PEER_ISN, 0, SYN, b""), 800 * MS, &mut rec);
+    c.on_segment(&seg(PEER_ISN, ISS + 1, SYN | ACK, b""), 810 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS);
+}
+
+/// RFC 6298 2.1: a handshake answered at once takes its sample; a cookie's connection sent no
+/// SYN-ACK of its own and times nothing (it starts from the initial RTO of 1 s).
+#[test]
+fn rfc6298_2_1_a_handshake_sent_once_is_timed_a_cookie_one_is_not() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::accept(&Config::default(), &seg(PEER_ISN, 0, SYN, b""), ISS, 0, &mut rec);
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b""), 100 * MS, &mut rec);
+    assert_eq!(c.rto_ns(), 300 * MS, "100 ms + 4 × 50 ms");
+    let ack = seg(PEER_ISN + 1, ISS + 1, ACK, b"");
+    let c = Connection::from_cookie(&Config::default(), &ack, ISS, 1460, 5_000 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 1_000 * MS, "no sample from a SYN-ACK the connection never sent");
+}
+
+/// RFC 6298 2.1 and 5.5, active open: an unanswered SYN is sent again after the initial RTO
+/// of 1 s, then after 2, 4...; after the configured retries the connection is given up
+/// (TimedOut) without a reset — nothing was synchronized to reset (RFC 9293 3.10.7.3).
+#[test]
+fn rfc6298_5_5_an_unanswered_syn_is_retransmitted_with_backoff_then_given_up_without_a_reset() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&cfg, ISS, 0, &mut rec);
+    let first = rec.take();
+    assert_eq!((first.len(), first[0].0.flags, first[0].0.seq), (1, SYN, ISS));
+    let mut due = Vec::new();
+    while let Some(at) = c.deadline() {
+        due.push(at / MS);
+        c.on_timer(at, &mut rec);
+    }
+    assert_eq!(due, [1_000, 3_000, 7_000, 15_000], "1 s, then doubled each time");
+    let resent = rec.take();
+    assert_eq!(resent.len(), 3, "one SYN per timeout but the last");
+    assert!(resent.iter().all(|(s, _)| s.flags == SYN && s.seq == ISS && s.options.mss.is_some()), "the same SYN");
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(rec.events, vec![ConnEvent::Closed(CloseReason::TimedOut)]);
+    assert_eq!(c.stats().retransmits, 3);
+}
+
+/// RFC 6298 5.7: once the SYN was retransmitted, the RTO when data transmission begins is 3 s
+/// (not the backed-off one, not 1 s) unless the handshake gave a sample; with timestamps it
+/// does (the echo names the SYN answered, RFC 7323 4).
+#[test]
+fn rfc6298_5_7_after_a_retransmitted_syn_the_rto_is_three_seconds_unless_a_sample_came() {
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    c.on_timer(3_000 * MS, &mut rec);
+    assert_eq!(c.rto_ns(), 4_000 * MS, "backed off twice");
+    c.on_segment(&seg(PEER_ISN, ISS + 1, SYN | ACK, b""), 3_100 * MS, &mut rec);
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.rto_ns(), 3_000 * MS);
+    // With timestamps: the SYN-ACK echoes the second SYN's TSval, 100 ms ago.
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&Config::default(), ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    let tsval = rec.last().options.timestamps.unwrap().0;
+    let mut synack = seg(PEER_ISN, ISS + 1, SYN | ACK, b"");
+    synack.options = TcpOptions { mss: Some(1460), timestamps: Some((7, tsval)), ..TcpOptions::default() };
+    c.on_segment(&synack, 1_100 * MS, &mut rec);
+    assert_eq!(c.rto_ns(), 300 * MS, "the sample's RTO: 100 ms + 4 × 50 ms");
+}
+
+/// RFC 6298 5: the retries a handshake used do not count against the data that follows: each
+/// segment gets the configured retransmissions.
+#[test]
+fn rfc6298_5_the_retries_of_the_syn_do_not_count_against_the_data() {
+    let cfg = Config { max_retries: 3, ..Config::default() };
+    let mut rec = Recorder::default();
+    let mut c = Connection::connect(&cfg, ISS, 0, &mut rec);
+    c.on_timer(1_000 * MS, &mut rec);
+    c.on_timer(3_000 * MS, &mut rec);
+    c.on_segment(&seg(PEER_ISN, ISS + 1, SYN | ACK, b""), 3_100 * MS, &mut rec);
+    c.write(b"request", 3_200 * MS, &mut rec);
+    rec.take();
+    for _ in 0..3 {
+        let at = c.deadline().unwrap();
+        c.on_timer(at, &mut rec);
+        assert_eq!(c.state(), State::Established);
+    }
+    assert_eq!(rec.take().iter().filter(|(s, _)| s.payload_len == 7).count(), 3, "three retransmissions");
+    c.on_timer(c.deadline().unwrap(), &mut rec);
+    assert_eq!(c.state(), State::Closed);
+}
+
 /// RFC 9293 3.10.7.3: an active open; the SYN-ACK establishes it and is acknowledged, options
 /// taken from the answer.
 #[test]
@@ -248,6 +371,30 @@ fn rfc2018_4_out_of_order_data_is_sacked_and_delivered_when_the_hole_fills() {
     assert!(rec.last().options.sack.is_empty());
 }
 
+/// RFC 2018 4: the first SACK block holds the segment that triggered the ACK; the others
+/// repeat the most recently reported blocks (each block's last first report, newest first),
+/// not the blocks in order of sequence number.
+#[test]
+fn rfc2018_4_sack_blocks_repeat_the_most_recently_reported_first() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    let base = PEER_ISN + 1;
+    let block = |at: u32, len: u32| (base + at, base + at + len);
+    let mut blocks_after = |at: u32, len: usize, now: u64| {
+        c.on_segment(&seg(base + at, ISS + 1, ACK, &vec![1; len]), now * MS, &mut rec);
+        rec.last().options.sack.as_slice().to_vec()
+    };
+    assert_eq!(blocks_after(900, 100, 2), [block(900, 100)]);
+    assert_eq!(blocks_after(100, 100, 3), [block(100, 100), block(900, 100)]);
+    assert_eq!(blocks_after(500, 100, 4), [block(500, 100), block(100, 100), block(900, 100)], "not the highest first");
+    assert_eq!(blocks_after(300, 100, 5), [block(300, 100), block(500, 100), block(100, 100), block(900, 100)]);
+    // Four fit: the block reported longest ago is the one left out.
+    assert_eq!(blocks_after(700, 100, 6), [block(700, 100), block(300, 100), block(500, 100), block(100, 100)]);
+    // A segment joining two blocks: the joined block first.
+    assert_eq!(blocks_after(200, 100, 7), [block(100, 300), block(700, 100), block(500, 100), block(900, 100)]);
+    // A duplicate of a kept segment still reports its block first.
+    assert_eq!(blocks_after(500, 100, 8), [block(500, 100), block(100, 300), block(700, 100), block(900, 100)]);
+}
+
 /// RFC 9293 3.10.7.4 (first check): a segment outside the window is not accepted; it gets an
 /// ACK, and nothing of it is delivered. Bytes already received are trimmed, not redelivered.
 #[test]
@@ -325,6 +472,19 @@ fn segments_with_sack_blocks_stay_within_the_mss() {
         assert!(!s.options.sack.is_empty());
         assert!(s.payload_len + options <= 1460, "{} payload + {options} option bytes", s.payload_len);
     }
+}
+
+/// RFC 9293 3.8.6.2.1 (sender silly-window avoidance): a segment as large as the MSS allows
+/// with the SACK option riding along is a full one, not a short one held back: while
+/// out-of-order data is held, the window still fills at once.
+#[test]
+fn rfc9293_3_8_6_2_1_a_full_segment_less_its_sack_option_is_not_held_back() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    c.on_segment(&seg(PEER_ISN + 1 + 500, ISS + 1, ACK, &[1; 100]), 2 * MS, &mut rec);
+    rec.take();
+    c.write(&[7u8; 5000], 3 * MS, &mut rec);
+    let sent: u32 = rec.take().iter().map(|(s, _)| s.payload_len).sum();
+    assert_eq!(sent, 5000, "all of it within the initial window");
 }
 
 // ---- RFC 5961 ----
@@ -558,6 +718,93 @@ fn a_full_send_buffer_reports_room_again() {
     assert_eq!(c.send_room(), 2920);
 }
 
+/// RFC 9293 3.9.1.2 (SEND: the buffer space is the implementation's to bound): under a memory
+/// limit the send ring grows only within its share; `send_room` is exactly what a write takes,
+/// and out-of-order data arriving does not take it away.
+#[test]
+fn rfc9293_3_9_1_2_a_memory_limit_bounds_the_send_ring_and_send_room_is_what_a_write_takes() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    assert_eq!(c.buffer_bytes(), 0, "nothing allocated before it is needed");
+    assert_eq!(c.send_room(), 1 << 20, "no limit: the send buffer");
+    c.set_memory_limit(10_000);
+    let room = c.send_room();
+    assert_eq!(room, 5_000, "half of the limit: the receive ring could use the rest");
+    // Out-of-order data takes the receive ring's share, not the room promised to writes.
+    c.on_segment(&seg(PEER_ISN + 1 + 1000, ISS + 1, ACK, &[1; 500]), 2 * MS, &mut rec);
+    assert_eq!(c.send_room(), room);
+    assert_eq!(c.write(&[7; 5_000], 3 * MS, &mut rec), 5_000, "all the room");
+    assert_eq!((c.send_room(), c.write(b"x", 3 * MS, &mut rec)), (0, 0));
+    assert!(c.buffer_bytes() <= 10_000, "{}", c.buffer_bytes());
+    // Acknowledged bytes free room in the ring as allocated.
+    let first = rec.sent.iter().find(|s| s.0.payload_len > 0).unwrap().0.payload_len;
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1 + first, ACK, b""), 4 * MS, &mut rec);
+    assert_eq!(c.send_room(), first as usize);
+    assert!(rec.events.contains(&ConnEvent::SendRoom), "{:?}", rec.events);
+    assert_eq!(c.write(&vec![8; first as usize], 5 * MS, &mut rec), first as usize);
+    c.check_invariants().unwrap();
+}
+
+/// RFC 9293 3.10.7.4 (segment text: data beyond a hole "SHOULD be held"; not a MUST): past the
+/// memory limit out-of-order data is not kept (counted; the peer sends it again), while data
+/// in order, never buffered, is always received.
+#[test]
+fn rfc9293_3_10_7_4_past_the_memory_limit_out_of_order_data_is_refused_and_in_order_data_is_not() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    c.set_memory_limit(10_000);
+    let base = PEER_ISN + 1;
+    c.on_segment(&seg(base + 1000, ISS + 1, ACK, &[2; 1000]), 2 * MS, &mut rec);
+    assert_eq!(c.stats().out_of_order_refused_memory, 0);
+    let held = c.buffer_bytes();
+    assert!(held > 0 && held <= 5_000, "{held}");
+    // Far beyond: the ring would have to grow past its share.
+    c.on_segment(&seg(base + 50_000, ISS + 1, ACK, &[3; 1000]), 3 * MS, &mut rec);
+    assert_eq!(c.stats().out_of_order_refused_memory, 1);
+    assert_eq!(c.buffer_bytes(), held, "not grown");
+    assert_eq!(rec.last().options.sack.as_slice(), &[(base + 1000, base + 2000)], "only what was kept is SACKed");
+    // In order, far more than the limit: delivered.
+    let data = vec![1u8; 1000];
+    c.on_segment(&seg(base, ISS + 1, ACK, &data), 4 * MS, &mut rec);
+    assert_eq!(rec.received.len(), 2000, "the hole filled: what was kept follows");
+    c.consumed(2000, 4 * MS, &mut rec);
+    for i in 0..40 {
+        c.on_segment(&seg(base + 2000 + i * 1000, ISS + 1, ACK, &data), (5 + u64::from(i)) * MS, &mut rec);
+        c.consumed(1000, (5 + u64::from(i)) * MS, &mut rec);
+    }
+    assert_eq!(rec.received.len(), 42_000);
+    assert!(c.buffer_bytes() <= held);
+    c.check_invariants().unwrap();
+}
+
+/// The buffers' memory goes back when they can no longer be used: the send ring once
+/// everything written before the FIN is acknowledged, both rings when the connection closes,
+/// and idle ones on request.
+#[test]
+fn idle_buffers_give_their_memory_back() {
+    let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
+    let base = PEER_ISN + 1;
+    c.write(&[1; 3000], 2 * MS, &mut rec);
+    c.on_segment(&seg(base + 500, ISS + 1, ACK, b"later"), 3 * MS, &mut rec);
+    let both = c.buffer_bytes();
+    assert!(both >= 4096 * 2, "{both}");
+    assert_eq!(c.release_idle_memory(), 0, "neither is idle");
+    c.on_segment(&seg(base, ISS + 1 + 3000, ACK, &[0; 500]), 4 * MS, &mut rec);
+    assert_eq!(c.buffer_bytes(), both, "kept until asked (the owner may write again)");
+    assert_eq!(c.release_idle_memory(), both);
+    assert_eq!(c.buffer_bytes(), 0);
+    // A write allocates again; the ACK of the last bytes before the FIN frees it for good.
+    c.write(b"bye", 5 * MS, &mut rec);
+    c.close(5 * MS, &mut rec);
+    assert!(c.buffer_bytes() > 0);
+    c.on_segment(&seg(base + 505, ISS + 1 + 3000 + 4, ACK, b""), 6 * MS, &mut rec);
+    assert_eq!((c.state(), c.buffer_bytes()), (State::FinWait2, 0));
+    // Closing frees what out-of-order data held.
+    c.on_segment(&seg(base + 1000, ISS + 1 + 3004, ACK, b"beyond a hole"), 7 * MS, &mut rec);
+    assert!(c.buffer_bytes() > 0);
+    c.abort(&mut rec);
+    assert_eq!(c.buffer_bytes(), 0);
+    c.check_invariants().unwrap();
+}
+
 // ---- closing ----
 
 /// RFC 9293 3.6, passive close: the peer's FIN delivers PeerClosed and CLOSE-WAIT; our close
@@ -687,6 +934,10 @@ mod properties {
         },
         Close,
         Abort,
+        Limit {
+            bytes: usize,
+        },
+        Release,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -698,6 +949,8 @@ mod properties {
             1 => (0u64..20_000).prop_map(|len| Step::Consume { len }),
             1 => Just(Step::Close),
             1 => Just(Step::Abort),
+            1 => (0usize..60_000).prop_map(|bytes| Step::Limit { bytes }),
+            1 => Just(Step::Release),
         ]
     }
 
@@ -733,11 +986,17 @@ mod properties {
                         }
                     }
                     Step::Write { len } => {
-                        c.write(&data[..len], now, &mut rec);
+                        let room = c.send_room();
+                        let took = c.write(&data[..len], now, &mut rec);
+                        prop_assert!(took >= len.min(room), "{took} of {len} taken, {room} of room");
                     }
                     Step::Consume { len } => c.consumed(len, now, &mut rec),
                     Step::Close => c.close(now, &mut rec),
                     Step::Abort => c.abort(&mut rec),
+                    Step::Limit { bytes } => c.set_memory_limit(bytes),
+                    Step::Release => {
+                        c.release_idle_memory();
+                    }
                 }
                 if let Err(e) = c.check_invariants() {
                     prop_assert!(false, "{e}");
