@@ -11,7 +11,7 @@
 use super::stream_out::{SendCredits, StreamCommand, StreamReader};
 use crate::config::{copy_room, parse_mac, ServiceConfig};
 use mbox_abi::{FlowTuple, StreamOp, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
-use mbox_stack::endpoint::isn::{FourTuple, IsnSecret};
+use mbox_stack::endpoint::isn::{cookie_mss_fits, FourTuple, IsnSecret};
 use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut, State};
 use mbox_stack::timer_wheel::TimerWheel;
 use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
@@ -73,104 +73,79 @@ impl ServiceSpec {
     }
 }
 
-/// What the services of one shard counted (the run's report sums the shards).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ServeStats {
-    pub arp_requests: u64,
-    pub arp_replies: u64,
-    /// IPv6 neighbour solicitations for service addresses, and the advertisements answering.
-    pub nd_solicitations: u64,
-    pub nd_advertisements: u64,
-    pub segments_in: u64,
-    pub segments_out: u64,
-    pub accepted: u64,
-    pub established: u64,
-    pub closed: u64,
-    /// Connections that ended by a reset (either side) or a timeout.
-    pub aborted: u64,
-    /// SYNs refused with a RST: the service's connections were at `max_connections`.
-    pub refused_full: u64,
-    /// Connections in TIME-WAIT ended early to make room for new ones (the service was full).
-    pub time_wait_recycled: u64,
-    /// SYNs answered with a cookie (the half-open connections were at `syn_backlog`), and the
-    /// connections their ACKs opened.
-    pub cookies_sent: u64,
-    pub cookies_accepted: u64,
-    /// Segments answered with a RST: a closed port, or no connection.
-    pub resets_sent: u64,
-    /// Frames to a service address dropped as malformed (bad checksum, truncated).
-    pub malformed: u64,
-    /// Client bytes that found no copy room and were not delivered (0 unless the room check is
-    /// wrong: counted rather than silent).
-    pub bytes_not_delivered: u64,
-    /// NF requests for connections that had ended, and their bytes (dropped).
-    pub writes_to_ended: u64,
-    pub bytes_to_ended: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    /// Segments not sent for want of a buffer (TCP sends them again).
-    pub no_buffer: u64,
+/// Declares [`ServeStats`] from one list of counters: the struct, its names (as the report's
+/// `services` object and the metrics call them) and the sum over shards.
+macro_rules! serve_stats {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// What the services of one shard counted (the run's report sums the shards).
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct ServeStats {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl ServeStats {
+            /// Every count with its name.
+            pub fn named(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+
+            /// Adds another shard's counts.
+            pub fn add(&mut self, o: &ServeStats) {
+                $(self.$name += o.$name;)*
+            }
+        }
+    };
 }
 
-impl ServeStats {
-    /// Every count with its name (as the report's `services` object and the metrics name them).
-    pub fn named(&self) -> [(&'static str, u64); 22] {
-        [
-            ("arp_requests", self.arp_requests),
-            ("arp_replies", self.arp_replies),
-            ("nd_solicitations", self.nd_solicitations),
-            ("nd_advertisements", self.nd_advertisements),
-            ("segments_in", self.segments_in),
-            ("segments_out", self.segments_out),
-            ("accepted", self.accepted),
-            ("established", self.established),
-            ("closed", self.closed),
-            ("aborted", self.aborted),
-            ("refused_full", self.refused_full),
-            ("time_wait_recycled", self.time_wait_recycled),
-            ("cookies_sent", self.cookies_sent),
-            ("cookies_accepted", self.cookies_accepted),
-            ("resets_sent", self.resets_sent),
-            ("malformed", self.malformed),
-            ("bytes_not_delivered", self.bytes_not_delivered),
-            ("writes_to_ended", self.writes_to_ended),
-            ("bytes_to_ended", self.bytes_to_ended),
-            ("bytes_sent", self.bytes_sent),
-            ("bytes_received", self.bytes_received),
-            ("no_buffer", self.no_buffer),
-        ]
-    }
-
-    /// Adds another shard's counts.
-    pub fn add(&mut self, o: &ServeStats) {
-        let fields = [
-            (&mut self.arp_requests, o.arp_requests),
-            (&mut self.arp_replies, o.arp_replies),
-            (&mut self.nd_solicitations, o.nd_solicitations),
-            (&mut self.nd_advertisements, o.nd_advertisements),
-            (&mut self.segments_in, o.segments_in),
-            (&mut self.segments_out, o.segments_out),
-            (&mut self.accepted, o.accepted),
-            (&mut self.established, o.established),
-            (&mut self.closed, o.closed),
-            (&mut self.aborted, o.aborted),
-            (&mut self.refused_full, o.refused_full),
-            (&mut self.time_wait_recycled, o.time_wait_recycled),
-            (&mut self.cookies_sent, o.cookies_sent),
-            (&mut self.cookies_accepted, o.cookies_accepted),
-            (&mut self.resets_sent, o.resets_sent),
-            (&mut self.malformed, o.malformed),
-            (&mut self.bytes_not_delivered, o.bytes_not_delivered),
-            (&mut self.writes_to_ended, o.writes_to_ended),
-            (&mut self.bytes_to_ended, o.bytes_to_ended),
-            (&mut self.bytes_sent, o.bytes_sent),
-            (&mut self.bytes_received, o.bytes_received),
-            (&mut self.no_buffer, o.no_buffer),
-        ];
-        for (acc, v) in fields {
-            *acc += v;
-        }
-    }
+serve_stats! {
+    arp_requests,
+    arp_replies,
+    /// IPv6 neighbour solicitations for service addresses, and the advertisements answering.
+    nd_solicitations,
+    nd_advertisements,
+    segments_in,
+    segments_out,
+    accepted,
+    established,
+    closed,
+    /// Connections that ended by a reset (either side) or a timeout.
+    aborted,
+    /// SYNs refused with a RST: the service's connections were at `max_connections`.
+    refused_full,
+    /// Connections in TIME-WAIT ended early to make room for new ones (the service was full).
+    time_wait_recycled,
+    /// SYNs answered with a cookie (the half-open connections were at `syn_backlog`), and the
+    /// connections their ACKs opened.
+    cookies_sent,
+    cookies_accepted,
+    /// SYNs past `syn_backlog` announcing an MSS below what a cookie can carry (536): dropped,
+    /// the client sends them again.
+    cookies_refused_mss,
+    /// Segments answered with a RST: a closed port, or no connection.
+    resets_sent,
+    /// Frames to a service address dropped as malformed (bad checksum, truncated).
+    malformed,
+    /// Client bytes that found no copy room and were not delivered (0 unless the room check is
+    /// wrong: counted rather than silent).
+    bytes_not_delivered,
+    /// NF requests for connections that had ended, and their bytes (dropped).
+    writes_to_ended,
+    bytes_to_ended,
+    bytes_sent,
+    bytes_received,
+    /// Segments not sent for want of a buffer (TCP sends them again).
+    no_buffer,
+    /// Times a connection's NFs had to wait to send because the service's `buffer_memory` was
+    /// all held (they get `SEND_ROOM` once some is free).
+    send_waits_memory,
+    /// Out-of-order segments not kept because the service's `buffer_memory` was all held (the
+    /// client sends them again); counted as each connection ends.
+    out_of_order_refused_memory,
+    /// Idle connections' buffers freed to make room when memory ran short.
+    buffers_released,
+    /// The most bytes the service's connections' buffers held at once (per shard; the report
+    /// sums the shards' peaks).
+    buffer_bytes_peak,
 }
 
 /// Where the services report: the shard's event machinery and its way out.
@@ -498,7 +473,14 @@ impl Served {
         let four = four_tuple(&key);
         if self.half_open[svc] >= spec.syn_backlog {
             // No state: the cookie is the ISN, and the ACK that echoes it opens the connection.
-            let cookie = self.isn.cookie(&four, seg.seq, seg.options.mss.unwrap_or(536), self.now);
+            let mss = seg.options.mss.unwrap_or(536);
+            if !cookie_mss_fits(mss) {
+                // A cookie cannot carry an MSS this small: its connection would send segments
+                // larger than the client takes. Dropped; the client's SYN comes again.
+                self.stats.cookies_refused_mss += 1;
+                return;
+            }
+            let cookie = self.isn.cookie(&four, seg.seq, mss, self.now);
             let syn_ack = Connection::cookie_syn_ack(&spec.endpoint, seg, cookie);
             self.stats.cookies_sent += 1;
             let info = self.stranger(frame, port);
@@ -1379,6 +1361,14 @@ mod tests {
         let resets = served.stats.resets_sent;
         assert_eq!(served.take(&buf, 0, 1, &mut shard), Taken::Consumed);
         assert_eq!((served.connections(), served.stats.resets_sent), (2, resets + 1));
+        // A SYN announcing an MSS below what a cookie carries: dropped, counted, not answered.
+        f.tcp.src_port = 40004;
+        f.tcp.options.mss = Some(200);
+        let mut small = vec![0; f.len()];
+        f.emit(&mut small).unwrap();
+        shard.frames.clear();
+        assert_eq!(served.take(&small, 0, 1, &mut shard), Taken::Consumed);
+        assert_eq!((shard.frames.len(), served.stats.cookies_refused_mss, served.stats.cookies_sent), (0, 1, 1));
     }
 
     #[test]
