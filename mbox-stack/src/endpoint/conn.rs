@@ -1238,8 +1238,15 @@ impl Connection {
         }
     }
 
+    /// A segment with no data or flag but the ACK. Its sequence number is the highest sent
+    /// (SND.MAX), not SND.NXT: after a timeout SND.NXT goes back to SND.UNA, and a peer that
+    /// received more than that finds a zero-length segment below its RCV.NXT unacceptable
+    /// (RFC 9293 3.10.7.4's first check) and drops it, ACK, window and timestamp alike (BSD
+    /// sends SND.MAX; Linux too, within the peer's window: tcp_acceptable_seq).
     fn send_ack<S: ConnSink + ?Sized>(&mut self, now_ns: u64, sink: &mut S) {
-        let seg = self.segment(self.snd_nxt, ACK, 0, now_ns);
+        let window_end = self.snd_una.wrapping_add(self.snd_wnd);
+        let seq = if seq_le(self.snd_max, window_end) { self.snd_max } else { window_end };
+        let seg = self.segment(seq, ACK, 0, now_ns);
         self.transmit(&seg, 0, now_ns, sink);
     }
 

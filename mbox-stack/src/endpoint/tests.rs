@@ -618,6 +618,27 @@ fn rfc6298_5_unacknowledged_data_is_retransmitted_with_backoff_then_given_up() {
     assert_eq!(rec.events, vec![ConnEvent::Closed(CloseReason::TimedOut)]);
 }
 
+/// RFC 9293 3.10.7.4 (the peer's first check: a zero-length segment is acceptable only from
+/// its RCV.NXT on): after a timeout sent SND.NXT back, an ACK carries the highest sequence
+/// number sent, as BSD's and Linux's do; one from the rewound SND.NXT would be dropped by a
+/// peer that had received more (its ACK, window and timestamp lost with it).
+#[test]
+fn rfc9293_3_10_7_4_an_ack_after_a_timeout_carries_the_highest_sequence_number_sent() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    c.write(&[5u8; 4000], 2 * MS, &mut rec);
+    c.on_timer(c.deadline().unwrap(), &mut rec);
+    let resent = rec.last();
+    assert_eq!((resent.seq, resent.payload_len), (ISS + 1, 1460), "the first segment again");
+    rec.take();
+    c.on_segment(&seg(PEER_ISN + 1, ISS + 1, ACK, b"data"), 1_500 * MS, &mut rec);
+    let ack = rec.last();
+    assert_eq!((ack.payload_len, ack.ack), (0, PEER_ISN + 5));
+    assert_eq!(ack.seq, ISS + 1 + 4000, "SND.MAX, not SND.NXT ({})", ISS + 1 + 1460);
+    // Within the peer's window only (Linux's tcp_acceptable_seq): the window shrank to 1000.
+    c.on_segment(&SegmentIn { window: 1000, ..seg(PEER_ISN + 5, ISS + 1, ACK, b"more") }, 1_600 * MS, &mut rec);
+    assert_eq!(rec.last().seq, ISS + 1 + 1000);
+}
+
 /// RFC 5681 3.2 and RFC 6582: three duplicate ACKs retransmit the lost segment at once, before
 /// the RTO; the ACK that covers the flight ends recovery.
 #[test]
