@@ -507,6 +507,12 @@ pub struct ServiceConfig {
     /// How long a connection mbox closed first stays in TIME-WAIT (RFC 9293's 2 MSL).
     #[serde(default = "default_time_wait", deserialize_with = "duration")]
     pub time_wait: Duration,
+    /// Bytes the service's connections may hold in send buffers and out-of-order copies, per
+    /// shard, all together (each connection also within send_buffer and receive_window). At
+    /// the bound NFs' sends wait (`SEND_ROOM` once memory is free again) and out-of-order
+    /// segments are not kept (the client sends them again); both counted.
+    #[serde(default = "default_buffer_memory", deserialize_with = "size")]
+    pub buffer_memory: u64,
 }
 
 /// `[[service]] stack`.
@@ -532,6 +538,10 @@ fn default_send_buffer() -> u64 {
 
 fn default_receive_window() -> u64 {
     64 << 10
+}
+
+fn default_buffer_memory() -> u64 {
+    256 << 20
 }
 
 fn default_time_wait() -> Duration {
@@ -632,6 +642,14 @@ impl ServiceConfig {
         }
         if !(1024..=1 << 30).contains(&self.receive_window) {
             return Err((key("receive_window"), format!("must be between 1 KiB and 1 GiB, not {} bytes", self.receive_window)));
+        }
+        // One connection must be able to fill its send buffer and its window.
+        let one = self.send_buffer + self.receive_window;
+        if !(one..=1 << 40).contains(&self.buffer_memory) {
+            return Err((
+                key("buffer_memory"),
+                format!("must be between send_buffer + receive_window ({one} bytes) and 1 TiB, not {} bytes", self.buffer_memory),
+            ));
         }
         Ok(())
     }
@@ -924,6 +942,14 @@ mod tests {
         assert!(bad("mac = \"zz:00:00:00:00:01\"").contains("not a hex byte"));
         assert!(bad("mac = \"01:00:00:00:00:01\"").contains("multicast"));
         assert!(bad("send_buffer = 10").contains("send_buffer: must be between"));
+        assert!(bad("buffer_memory = \"64KiB\"").contains("buffer_memory: must be between send_buffer + receive_window"));
+        assert_eq!(
+            parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = [\"http-server\"]\nbuffer_memory = \"1MiB\"\n"))
+                .unwrap()
+                .services[0]
+                .buffer_memory,
+            1 << 20
+        );
         assert!(bad("max_connections = 0").contains("max_connections"));
         assert!(bad("receive_window = \"40MiB\"").contains("needs [tcp] max_copied_bytes"), "the copy buffers must hold a window");
         assert!(bad("[[service]]\naddress = \"198.18.0.80\"\nport = [81, 80]\nnfs = [\"x\"]").contains("port 80 is served by"));

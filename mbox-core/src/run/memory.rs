@@ -134,11 +134,17 @@ pub fn estimate(config: &Config, nfs: &[NfSpec], limit: Option<(u64, String)>) -
         let serving = config.services.iter().map(|s| s.nfs.len()).sum::<usize>();
         // A shard's own buffers for what it builds, its connection table (send credits, timers,
         // the index) and a pair of stream rings per serving NF. Send buffers and out-of-order
-        // copies grow with use, up to max_connections x (send_buffer + receive_window).
+        // copies grow with use, up to each service's buffer_memory per shard.
         let table = connections * (stream_out::SendCredits::footprint(1) + 2 * std::mem::size_of::<u64>() + 64);
         let bytes =
             pool::footprint(crate::io::origin::ORIGIN_BUFFERS, INITIAL_BUFFER, 1, false) + table + serving * stream_out::footprint();
         parts.push(Part { what: "services", keys: "[[service]] max_connections (per shard)", bytes: per_shard(bytes) });
+        let buffers: u64 = config.services.iter().map(|s| s.buffer_memory).sum();
+        parts.push(Part {
+            what: "connection buffers",
+            keys: "[[service]] buffer_memory (per shard)",
+            bytes: buffers.saturating_mul(shards as u64),
+        });
     }
     MemoryEstimate { parts, limit }
 }

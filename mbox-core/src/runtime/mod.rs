@@ -7,9 +7,11 @@
 //! - [`shard`]: a stack shard's loop: packets through the stack, events through the router.
 //! - [`serve`]: what a shard serves itself (`[[service]]`): ARP answers and the connections
 //!   the Endpoint µStack terminates.
+//! - [`buffer_budget`]: how much memory those connections' buffers may hold and promise.
 //! - [`stream_out`]: what NFs write to those connections, from their threads to the shard.
 //! - [`nf_host`]: an NF instance's loop.
 
+pub mod buffer_budget;
 pub mod lane;
 pub mod live;
 pub mod nf_host;

@@ -8,6 +8,7 @@
 //! marked apart from the table's, and only their service's NFs see their events (and those NFs
 //! see no other flow's). What NFs write comes back through `stream_out`.
 
+use super::buffer_budget::{BufferBudget, ConnMemory};
 use super::stream_out::{SendCredits, StreamCommand, StreamReader};
 use crate::config::{copy_room, parse_mac, ServiceConfig};
 use mbox_abi::{FlowTuple, StreamOp, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
@@ -27,6 +28,10 @@ use std::sync::Arc;
 
 /// The MAC an offline run answers with when a service names none (locally administered).
 pub const DEFAULT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// How often, while connections wait for buffer memory, idle connections' buffers are freed
+/// for them (a pass over the table).
+const RECLAIM_EVERY_NS: u64 = 10_000_000;
 
 /// Flow ids of connections have this bit set: the flow table's ids (`shard << 48 | n`) never
 /// reach it.
@@ -49,6 +54,8 @@ pub struct ServiceSpec {
     /// Connections per shard at most, and half-open ones before SYNs get cookies.
     pub max_connections: usize,
     pub syn_backlog: usize,
+    /// Bytes its connections' buffers may hold per shard, promises to NFs included.
+    pub buffer_memory: u64,
 }
 
 impl ServiceSpec {
@@ -69,6 +76,7 @@ impl ServiceSpec {
             endpoint,
             max_connections: cfg.max_connections,
             syn_backlog: cfg.syn_backlog,
+            buffer_memory: cfg.buffer_memory,
         }
     }
 }
@@ -229,8 +237,14 @@ struct Slot {
     half_open: bool,
     /// In its service's TIME-WAIT queue.
     in_time_wait: bool,
-    /// Where its send credit counts from (`SendCredits::open`).
+    /// Where its send credit counts from (`SendCredits::open`), and how far the credit
+    /// published reaches (the promise: bytes the NFs may still write are reserved).
     credit_base: u64,
+    promised: u64,
+    /// What it holds against its service's `buffer_memory` (see `buffer_budget`), and
+    /// whether the budget kept its promise short (it is in `Served::short`).
+    holding: u64,
+    short: bool,
 }
 
 /// A shard's services. See the module documentation.
@@ -253,6 +267,11 @@ pub struct Served {
     next_id: u64,
     credits: Arc<SendCredits>,
     readers: Vec<StreamReader>,
+    /// The services' buffer memory, the connections it kept short of a promise (index, id),
+    /// and when idle connections' buffers were last freed for them.
+    budget: BufferBudget,
+    short: Vec<(u32, u64)>,
+    last_reclaim_ns: u64,
     /// The clock: packet time offline, the wall clock on a live wire.
     live: bool,
     now: u64,
@@ -274,6 +293,7 @@ impl Served {
     /// The services of shard `shard`: connections' flow slots start at `slot_base`.
     pub fn new(shard: u16, specs: Arc<[ServiceSpec]>, macs: Vec<[u8; 6]>, credits: Arc<SendCredits>, live: bool) -> Served {
         let total: usize = specs.iter().map(|s| s.max_connections).sum();
+        let budget = BufferBudget::new(specs.iter().map(|s| s.buffer_memory).collect());
         Served {
             per_service: vec![0; specs.len()],
             half_open: vec![0; specs.len()],
@@ -289,6 +309,9 @@ impl Served {
             next_id: (u64::from(shard) << 48) | CONN_ID_BIT | 1,
             credits,
             readers: Vec::new(),
+            budget,
+            short: Vec::new(),
+            last_reclaim_ns: 0,
             live,
             now: 0,
             stats: ServeStats::default(),
@@ -310,14 +333,15 @@ impl Served {
         self.index.len()
     }
 
-    /// Whether a timer is armed (the shard then sleeps only briefly).
+    /// Whether a timer is armed, or connections wait for memory (the shard then sleeps only
+    /// briefly).
     pub fn has_timers(&self) -> bool {
-        !self.wheel.is_empty()
+        !self.wheel.is_empty() || !self.short.is_empty()
     }
 
-    /// Whether NFs' requests wait.
+    /// Whether NFs' requests wait, or memory was freed for connections kept short.
     pub fn has_work(&self) -> bool {
-        self.readers.iter().any(StreamReader::has_work)
+        self.readers.iter().any(StreamReader::has_work) || (!self.short.is_empty() && self.budget.has_freed())
     }
 
     /// Moves the clock: to a packet's time offline (never back), to the wall clock live.
@@ -557,6 +581,9 @@ impl Served {
                     half_open,
                     in_time_wait: false,
                     credit_base: 0,
+                    promised: 0,
+                    holding: 0,
+                    short: false,
                 });
                 self.slots.len() as u32 - 1
             }
@@ -583,7 +610,8 @@ impl Served {
         let conn = make(&mut out);
         let events = out.events();
         self.slots[index as usize].conn = Some(conn);
-        self.slots[index as usize].credit_base = self.credits.open(index, id);
+        let base = self.credits.open(index, id);
+        (self.slots[index as usize].credit_base, self.slots[index as usize].promised) = (base, base);
         self.after(index, events, sink);
     }
 
@@ -618,11 +646,27 @@ impl Served {
 
     /// Runs `op` on connection `i` and handles what it reported.
     fn operate<S: ServeSink>(&mut self, i: u32, sink: &mut S, op: impl FnOnce(&mut Connection, u64, &mut Out<'_, S>)) {
+        self.operate_writing(i, 0, sink, op)
+    }
+
+    /// [`Served::operate`] for an operation that writes `writing` bytes the NFs were promised
+    /// (already counted in `written`: the send ring may still grow to hold them).
+    fn operate_writing<S: ServeSink>(
+        &mut self,
+        i: u32,
+        writing: usize,
+        sink: &mut S,
+        op: impl FnOnce(&mut Connection, u64, &mut Out<'_, S>),
+    ) {
         let now = self.now;
         let slot = &mut self.slots[i as usize];
         let info = slot.info;
         let kept = Events { closed: None, announced: slot.announced, client_ended: slot.client_ended, delivered: slot.delivered };
+        let outstanding = slot.outstanding() + writing;
         let Some(conn) = slot.conn.as_mut() else { return };
+        // Its rings may grow to what was promised and into what the budget leaves.
+        let (send, receive) = self.budget.limits(usize::from(info.service), &conn_memory(outstanding, conn));
+        conn.set_memory_limits(send, receive);
         let mut out = Out::new(sink, &info, &mut self.stats, kept, now);
         op(conn, now, &mut out);
         let events = out.events();
@@ -668,8 +712,18 @@ impl Served {
         }
         let slot = &mut self.slots[i as usize];
         let Some(conn) = slot.conn.as_ref() else { return };
-        // NFs may write what fits in the send buffer beyond what they wrote.
-        let limit = slot.credit_base + slot.written + conn.send_room() as u64;
+        // NFs may write a step beyond what they wrote, as far as the send buffer and the
+        // service's buffer memory allow.
+        let settled = self.budget.settle(usize::from(slot.info.service), slot.holding, &conn_memory(slot.outstanding(), conn));
+        slot.holding = settled.holding;
+        self.stats.buffer_bytes_peak = self.budget.peak();
+        if settled.short && !slot.short {
+            self.short.push((i, slot.info.id));
+            self.stats.send_waits_memory += 1;
+        }
+        slot.short = settled.short;
+        let limit = slot.credit_base + slot.written + settled.promise as u64;
+        slot.promised = slot.promised.max(limit);
         if self.credits.raise(i, limit) && slot.announced {
             sink.conn_event(ConnEventKind::SendRoom, &slot.info, 0, now);
         }
@@ -679,7 +733,11 @@ impl Served {
     /// Frees connection `i`'s slot.
     fn release(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
-        slot.conn = None;
+        if let Some(conn) = slot.conn.take() {
+            self.stats.out_of_order_refused_memory += conn.stats().out_of_order_refused_memory;
+        }
+        self.budget.release(usize::from(slot.info.service), slot.holding);
+        (slot.holding, slot.short) = (0, false);
         slot.in_time_wait = false;
         self.credits.end(i);
         self.index.remove(&slot.key);
@@ -724,6 +782,7 @@ impl Served {
             }
         }
         self.readers = readers;
+        any |= self.feed_short(sink);
         self.wheel.advance(self.now, &mut self.due);
         let mut due = std::mem::take(&mut self.due);
         for (k, &i) in due.iter().enumerate() {
@@ -740,6 +799,58 @@ impl Served {
         due.clear();
         self.due = due;
         any
+    }
+
+    /// Connections the budget kept short of a promise get one once memory is free again: when
+    /// a holding went down, and, while some wait, by freeing idle connections' buffers (at
+    /// most every [`RECLAIM_EVERY_NS`]). True if anything was done.
+    fn feed_short<S: ServeSink>(&mut self, sink: &mut S) -> bool {
+        if self.short.is_empty() {
+            return false;
+        }
+        let mut any = false;
+        if self.now >= self.last_reclaim_ns + RECLAIM_EVERY_NS {
+            self.last_reclaim_ns = self.now;
+            any = self.reclaim_idle(sink);
+        }
+        if !self.budget.take_freed() {
+            return any;
+        }
+        let mut waiting = std::mem::take(&mut self.short);
+        let mut k = 0;
+        while k < waiting.len() && sink.has_room(EVENTS_PER_OPERATION, 0) {
+            let (i, id) = waiting[k];
+            k += 1;
+            let slot = &mut self.slots[i as usize];
+            if slot.info.id == id && slot.conn.is_some() && slot.short {
+                // Settled again (a no-op operation): a promise if the budget now has one.
+                slot.short = false;
+                self.operate(i, sink, |_, _, _| {});
+                any = true;
+            }
+        }
+        // Those not reached for want of event room wait for the next round.
+        self.short.extend(waiting.drain(k..));
+        any
+    }
+
+    /// Frees the buffers of the connections of short services that hold nothing in them
+    /// (what they promised stays reserved). True if some were freed.
+    fn reclaim_idle<S: ServeSink>(&mut self, sink: &mut S) -> bool {
+        let mut freed = false;
+        for i in 0..self.slots.len() as u32 {
+            let slot = &mut self.slots[i as usize];
+            let Some(conn) = slot.conn.as_mut() else { continue };
+            if !self.budget.is_short(usize::from(slot.info.service)) || !sink.has_room(EVENTS_PER_OPERATION, 0) {
+                continue;
+            }
+            if conn.release_idle_memory() > 0 {
+                self.stats.buffers_released += 1;
+                freed = true;
+                self.operate(i, sink, |_, _, _| {});
+            }
+        }
+        freed
     }
 
     /// Applies what refused NFs left in the connections' flags (see `stream_out`). False when
@@ -781,7 +892,7 @@ impl Served {
                 // Counted written before the operation, whose end computes the credit from it.
                 self.slots[c.conn as usize].written += len as u64;
                 let mut wrote = 0;
-                self.operate(c.conn, sink, |conn, now, out| {
+                self.operate_writing(c.conn, len, sink, |conn, now, out| {
                     wrote = conn.write(first, now, out);
                     if wrote == first.len() {
                         wrote += conn.write(second, now, out);
@@ -852,6 +963,13 @@ impl Served {
             }
             if n > spec.max_connections || half > spec.syn_backlog {
                 return Err(format!("service {svc}: {n} connections, {half} half-open: over the bounds"));
+            }
+            // The buffers, promises included, within the service's memory.
+            let of_svc = || live.iter().filter(|s| usize::from(s.info.service) == svc);
+            let held: u64 = of_svc().map(|s| s.conn.as_ref().map_or(0, |c| c.buffer_bytes() as u64)).sum();
+            let holding: u64 = of_svc().map(|s| s.holding).sum();
+            if held > holding || holding > spec.buffer_memory {
+                return Err(format!("service {svc}: buffers hold {held}, counted {holding}, of {} bytes", spec.buffer_memory));
             }
         }
         for s in &live {
@@ -974,6 +1092,26 @@ impl<S: ServeSink> ConnSink for Out<'_, S> {
 }
 
 /// A connection's addresses and ports as the ISN and cookie hash reads them.
+/// A connection's memory as the budget weighs it; `outstanding` from [`Slot::outstanding`].
+fn conn_memory(outstanding: usize, conn: &Connection) -> ConnMemory {
+    let send_allocated = conn.send_allocated();
+    ConnMemory {
+        send_free: conn.send_buffer_free(),
+        send_len: conn.unacknowledged(),
+        send_allocated,
+        receive_allocated: conn.buffer_bytes() - send_allocated,
+        outstanding,
+        writable: conn.can_write(),
+    }
+}
+
+impl Slot {
+    /// Bytes promised to its NFs that they have not written yet.
+    fn outstanding(&self) -> usize {
+        self.promised.saturating_sub(self.credit_base + self.written) as usize
+    }
+}
+
 fn four_tuple(key: &ConnKey) -> FourTuple {
     FourTuple { local: mapped(key.local), local_port: key.local_port, remote: mapped(key.remote), remote_port: key.remote_port }
 }
@@ -994,6 +1132,7 @@ fn wall_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::buffer_budget::PROMISE_STEP;
     use crate::runtime::stream_out::stream_rings;
     use crate::sys::park::Waker;
     use mbox_abi::{FlowRef, StreamStatus};
@@ -1098,14 +1237,20 @@ mod tests {
             endpoint,
             max_connections,
             syn_backlog: 16,
+            buffer_memory: 1 << 30,
         }]
         .into()
     }
 
     /// Moves frames both ways until neither side sends, the clock at `now`.
     fn exchange(served: &mut Served, shard: &mut FakeShard, client: &mut Connection, c: &mut Client, now: u64) {
+        exchange_all(served, shard, &mut [(client, c)], now)
+    }
+
+    /// [`exchange`] with several clients, each frame to the client of its port.
+    fn exchange_all(served: &mut Served, shard: &mut FakeShard, clients: &mut [(&mut Connection, &mut Client)], now: u64) {
         for _ in 0..1000 {
-            let to_mbox: Vec<Vec<u8>> = c.frames.drain(..).collect();
+            let to_mbox: Vec<Vec<u8>> = clients.iter_mut().flat_map(|(_, c)| c.frames.drain(..).collect::<Vec<_>>()).collect();
             for f in &to_mbox {
                 assert_eq!(served.take(f, 0, now, shard), Taken::Consumed);
             }
@@ -1115,11 +1260,15 @@ mod tests {
             for (port, f) in &to_client {
                 assert_eq!(*port, 0, "out of the port the client is on");
                 let (frame, payload) = TcpFrame::parse(f, Checksums::Verify).expect("a valid frame, checksums right");
+                let t = frame.tcp;
+                let (client, c) = clients
+                    .iter_mut()
+                    .find(|(_, c)| t.dst_port == if c.port == 0 { 40000 } else { c.port })
+                    .expect("a frame to one of the clients");
                 assert_eq!((frame.dst_mac, frame.src_mac), (EthernetAddress(CLIENT_MAC), EthernetAddress(DEFAULT_MAC)));
                 assert_eq!(frame.vlan, c.vlan, "answers go back on the client's VLAN(s)");
-                let t = frame.tcp;
                 let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
-                client.on_segment(&seg, now, c);
+                client.on_segment(&seg, now, &mut **c);
             }
             if to_mbox.is_empty() && to_client.is_empty() && shard.reads.is_empty() {
                 return;
@@ -1180,6 +1329,60 @@ mod tests {
         assert_eq!(shard.events.last(), Some(&(ConnEventKind::Terminate, id, REASON_FIN)));
         assert_eq!(writer.request(&flow, StreamOp::Send, b"late").0, StreamStatus::Ended);
         assert_eq!((served.stats.accepted, served.stats.established, served.stats.closed), (1, 1, 1));
+    }
+
+    /// The service's `buffer_memory` bounds its connections' buffers, promises to NFs
+    /// included: a second connection's NF waits while the first holds the memory, is told
+    /// (`SEND_ROOM`) once the first's memory is free, and both answers arrive whole.
+    #[test]
+    fn buffer_memory_bounds_the_connections_and_a_waiting_nf_is_told_when_it_frees() {
+        let credits = Arc::new(SendCredits::new(0, 4));
+        let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        let endpoint = mbox_stack::endpoint::Config { send_buffer: 64 << 10, ..Default::default() };
+        let specs: Arc<[ServiceSpec]> = vec![ServiceSpec { endpoint, buffer_memory: 48 << 10, ..spec(4)[0].clone() }].into();
+        let mut served = Served::new(0, specs, Vec::new(), credits, false);
+        served.add_reader(reader);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        let cfg = mbox_stack::endpoint::Config::default();
+        let (mut a, mut b) = (Client { port: 40001, ..Client::default() }, Client { port: 40002, ..Client::default() });
+        let mut ca = Connection::connect(&cfg, 1, 0, &mut a);
+        exchange(&mut served, &mut shard, &mut ca, &mut a, 1_000);
+        let mut cb = Connection::connect(&cfg, 2, 0, &mut b);
+        exchange(&mut served, &mut shard, &mut cb, &mut b, 1_000);
+        let flows: Vec<FlowRef> = shard.started.iter().map(|&(slot, id, _)| FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 }).collect();
+        let answer: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+        // A's NF writes a step; the frames wait (the client acknowledges nothing yet).
+        let (status, n) = writer.request(&flows[0], StreamOp::Send, &answer);
+        assert_eq!((status, n as usize), (StreamStatus::Partial, PROMISE_STEP));
+        let mut reads = Vec::new();
+        served.poll(2_000, &mut reads, &mut shard);
+        served.check_invariants().unwrap();
+        // B's NF finds the memory held: it may write a little or nothing, and waits.
+        let (_, got_b) = writer.request(&flows[1], StreamOp::Send, &answer);
+        served.poll(2_000, &mut reads, &mut shard);
+        served.check_invariants().unwrap();
+        assert!((got_b as usize) < PROMISE_STEP, "B got {got_b}");
+        assert!(served.stats.send_waits_memory >= 1);
+        // Both stream to the end, each NF writing when told of room.
+        let (mut sent, mut rounds) = ([n as usize, got_b as usize], 0);
+        while sent != [answer.len(); 2] {
+            exchange_all(&mut served, &mut shard, &mut [(&mut ca, &mut a), (&mut cb, &mut b)], 3_000 + rounds);
+            for k in 0..2 {
+                if sent[k] < answer.len() {
+                    let (_, n) = writer.request(&flows[k], StreamOp::Send, &answer[sent[k]..]);
+                    sent[k] += n as usize;
+                }
+            }
+            served.poll(3_000 + rounds, &mut reads, &mut shard);
+            served.check_invariants().unwrap();
+            rounds += 1;
+            assert!(rounds < 2_000, "stalled at {sent:?}");
+        }
+        exchange_all(&mut served, &mut shard, &mut [(&mut ca, &mut a), (&mut cb, &mut b)], 10_000_000);
+        assert_eq!((a.received.len(), b.received.len()), (answer.len(), answer.len()));
+        assert!(a.received == answer && b.received == answer, "byte for byte");
+        assert!(shard.events.iter().filter(|e| e.0 == ConnEventKind::SendRoom).count() >= 2);
+        assert!(served.stats.buffer_bytes_peak <= 48 << 10 && served.stats.buffer_bytes_peak > 32 << 10, "{:?}", served.stats);
     }
 
     /// A client on a VLAN (one 802.1Q tag, or QinQ) is answered on it: ARP, the handshake, its
@@ -1450,7 +1653,8 @@ mod tests {
         ) {
             let credits = Arc::new(SendCredits::new(0, 3));
             let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
-            let specs: Arc<[ServiceSpec]> = vec![ServiceSpec { syn_backlog: 2, ..spec(3)[0].clone() }].into();
+            // Less buffer memory than three connections could fill: the budget binds.
+            let specs: Arc<[ServiceSpec]> = vec![ServiceSpec { syn_backlog: 2, buffer_memory: 40 << 10, ..spec(3)[0].clone() }].into();
             let mut served = Served::new(0, specs, Vec::new(), credits, false);
             served.add_reader(reader);
             let mut shard = FakeShard { room: true, ..Default::default() };

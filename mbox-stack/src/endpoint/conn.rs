@@ -94,7 +94,7 @@ pub struct ConnStats {
     /// Out-of-order segments the reassembly bound refused (the peer resends them).
     pub out_of_order_refused: u64,
     /// Out-of-order segments not kept (or kept only in part) because the receive ring would
-    /// have grown past the connection's memory limit ([`Connection::set_memory_limit`]).
+    /// have grown past the connection's memory limit ([`Connection::set_memory_limits`]).
     pub out_of_order_refused_memory: u64,
     pub window_probes: u64,
 }
@@ -202,10 +202,11 @@ pub struct Connection {
     challenge_window_ns: u64,
     challenges_in_window: u32,
     stats: ConnStats,
-    /// Heap bytes the send and receive rings may hold together ([`Connection::set_memory_limit`]),
-    /// and what they held when it was set (a lower limit frees nothing by itself).
-    memory_limit: usize,
-    memory_at_limit: usize,
+    /// Heap bytes the send ring and the receive ring may hold ([`Connection::set_memory_limits`]),
+    /// and what they held when the limits were set (a lower limit frees nothing by itself).
+    send_memory_limit: usize,
+    receive_memory_limit: usize,
+    memory_at_limit: (usize, usize),
 }
 
 impl Connection {
@@ -262,8 +263,9 @@ impl Connection {
             challenge_window_ns: now_ns,
             challenges_in_window: 0,
             stats: ConnStats::default(),
-            memory_limit: usize::MAX,
-            memory_at_limit: 0,
+            send_memory_limit: usize::MAX,
+            receive_memory_limit: usize::MAX,
+            memory_at_limit: (0, 0),
         }
     }
 
@@ -349,16 +351,31 @@ impl Connection {
     }
 
     /// Bytes a [`Connection::write`] would take now (all of them): the send buffer's free room,
-    /// within the memory limit — what the ring holds allocated, or may grow to within its share
-    /// of the limit. Segments arriving (out-of-order data growing the receive ring) never make
-    /// it shrink: only writes, a lower limit, or [`Connection::release_idle_memory`] when the
-    /// ring was above its share.
+    /// within the send ring's memory limit ([`Connection::set_memory_limits`]) — what the ring
+    /// holds allocated, or may grow to within it. Nothing but writes and a lower limit makes it
+    /// shrink: a host that hands it out as credit keeps the limit at or above what it promised.
     pub fn send_room(&self) -> usize {
-        if self.state.can_send() && !self.fin_queued {
-            self.send.room_within(self.send_memory())
+        if self.can_write() {
+            self.send.room_within(self.send_memory_limit)
         } else {
             0
         }
+    }
+
+    /// Bytes the send buffer could take within its configured size, whatever the memory limit:
+    /// what a host weighs against its budget before it raises the limit.
+    pub fn send_buffer_free(&self) -> usize {
+        if self.can_write() {
+            self.send.free()
+        } else {
+            0
+        }
+    }
+
+    /// Whether the connection takes writes still (no FIN queued, not closed): once it does
+    /// not, writes are refused however much room there was.
+    pub fn can_write(&self) -> bool {
+        self.state.can_send() && !self.fin_queued
     }
 
     /// Heap bytes the connection's buffers hold: the send ring and the receive ring (with its
@@ -367,46 +384,29 @@ impl Connection {
         self.send.allocated() + self.reasm.allocated()
     }
 
-    /// Bounds [`Connection::buffer_bytes`] (default: no bound): the buffers never grow past
-    /// `limit` together. Beyond it a write takes only what fits in what is allocated (as
-    /// [`Connection::send_room`] says) and out-of-order data that would need the receive ring
-    /// to grow is not kept (counted in [`ConnStats::out_of_order_refused_memory`]; the peer
-    /// sends it again). In-order data is never buffered: receiving in order never fails for
-    /// memory. When both buffers at their largest fit in `limit` nothing changes; otherwise the
-    /// send ring's share is what the receive ring cannot use, at least half, and the receive
-    /// ring's the rest, so that neither side's growth takes room the other was promised.
+    /// Heap bytes the send ring holds.
+    pub fn send_allocated(&self) -> usize {
+        self.send.allocated()
+    }
+
+    /// Bounds the buffers' heap (default: no bound): the send ring never grows past `send`
+    /// bytes and the receive ring (with its range list) never past `receive`. Beyond them a
+    /// write takes only what fits (as [`Connection::send_room`] says) and out-of-order data
+    /// that would need the receive ring to grow is not kept (counted in
+    /// [`ConnStats::out_of_order_refused_memory`]; the peer sends it again). In-order data is
+    /// never buffered: receiving in order never fails for memory. Two limits, not one shared:
+    /// out-of-order data arriving can never take room a host already promised to its writers.
     /// A limit below what is held frees nothing by itself (see
     /// [`Connection::release_idle_memory`]); the buffers just do not grow.
-    pub fn set_memory_limit(&mut self, limit: usize) {
-        self.memory_limit = limit;
-        self.memory_at_limit = self.buffer_bytes();
+    pub fn set_memory_limits(&mut self, send: usize, receive: usize) {
+        (self.send_memory_limit, self.receive_memory_limit) = (send, receive);
+        self.memory_at_limit = (self.send.allocated(), self.reasm.allocated());
     }
 
     /// Frees the buffers that hold nothing (an empty send ring, a receive ring with no
     /// out-of-order data); returns the bytes freed. They are allocated again when needed.
     pub fn release_idle_memory(&mut self) -> usize {
         self.send.release() + self.reasm.release()
-    }
-
-    /// The shares of the memory limit: the send ring's and the receive ring's.
-    fn memory_shares(&self) -> (usize, usize) {
-        let (send, receive) = (self.send.capacity(), self.reasm.max_allocation());
-        let limit = self.memory_limit;
-        if send.saturating_add(receive) <= limit {
-            return (send, receive);
-        }
-        let send = send.min(limit.saturating_sub(receive).max(limit / 2));
-        (send, limit - send)
-    }
-
-    /// What the send ring may grow to now: its share, and never the total past the limit.
-    fn send_memory(&self) -> usize {
-        self.memory_shares().0.min(self.memory_limit.saturating_sub(self.reasm.allocated()))
-    }
-
-    /// What the receive ring (and its range list) may grow to now.
-    fn receive_memory(&self) -> usize {
-        self.memory_shares().1.min(self.memory_limit.saturating_sub(self.send.allocated()))
     }
 
     /// Bytes written and not yet acknowledged.
@@ -448,7 +448,7 @@ impl Connection {
         if !self.state.can_send() || self.fin_queued {
             return 0;
         }
-        let n = self.send.write_within(bytes, self.send_memory());
+        let n = self.send.write_within(bytes, self.send_memory_limit);
         if n < bytes.len() {
             self.send_was_full = true;
         }
@@ -840,7 +840,7 @@ impl Connection {
     }
 
     fn after_ack_progress<S: ConnSink + ?Sized>(&mut self, _now_ns: u64, sink: &mut S) {
-        let room = self.send.room_within(self.send_memory());
+        let room = self.send.room_within(self.send_memory_limit);
         if self.send_was_full && room >= ((self.send.len() + room) / 4).max(1) && self.state.can_send() {
             self.send_was_full = false;
             sink.event(ConnEvent::SendRoom);
@@ -901,7 +901,7 @@ impl Connection {
                 self.stats.out_of_order += 1;
                 let start = self.delivered + ahead as u64;
                 if !payload.is_empty() {
-                    match self.reasm.keep_within(self.delivered, start, payload, room as u64, self.receive_memory()) {
+                    match self.reasm.keep_within(self.delivered, start, payload, room as u64, self.receive_memory_limit) {
                         Keep::Kept => {}
                         Keep::Refused => self.stats.out_of_order_refused += 1,
                         Keep::NoMemory => self.stats.out_of_order_refused_memory += 1,
@@ -1377,8 +1377,12 @@ impl Connection {
         if self.send.len() > self.send.capacity() || self.send.allocated() > self.send.capacity() {
             return Err("the send buffer holds more than its capacity".into());
         }
-        if self.buffer_bytes() > self.memory_limit.max(self.memory_at_limit) {
-            return Err(format!("{} bytes of buffers past the memory limit {}", self.buffer_bytes(), self.memory_limit));
+        let (send_held, receive_held) = self.memory_at_limit;
+        if self.send.allocated() > self.send_memory_limit.max(send_held) {
+            return Err(format!("a send ring of {} bytes past its memory limit {}", self.send.allocated(), self.send_memory_limit));
+        }
+        if self.reasm.allocated() > self.receive_memory_limit.max(receive_held) {
+            return Err(format!("a receive ring of {} bytes past its memory limit {}", self.reasm.allocated(), self.receive_memory_limit));
         }
         if self.state == State::Closed && self.buffer_bytes() > 0 {
             return Err(format!("a closed connection holds {} bytes of buffers", self.buffer_bytes()));

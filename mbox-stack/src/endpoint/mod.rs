@@ -9,10 +9,10 @@
 //! (allocated when first needed, grown only as far as the data reaches, at most the receive
 //! window) with a sorted list of at most 64 ranges, as smoltcp's assembler: a hole filled in
 //! any order costs one copy per byte, and what it releases goes to the sink in at most two
-//! pieces. A host bounds a connection's buffers with [`Connection::set_memory_limit`] (adding
-//! up [`Connection::buffer_bytes`] against a budget): past it writes take what fits in what
-//! is allocated ([`Connection::send_room`] says how much) and out-of-order data is not kept;
-//! buffers that can no longer be used give their memory back.
+//! pieces. A host bounds a connection's send and receive rings with
+//! [`Connection::set_memory_limits`] (adding up [`Connection::buffer_bytes`] against a
+//! budget): past them writes take what fits ([`Connection::send_room`] says how much) and
+//! out-of-order data is not kept; buffers that can no longer be used give their memory back.
 //!
 //! - [`segment`]: segments as fields, sequence arithmetic.
 //! - [`conn`]: one connection's state machine (RFC 9293) with window scaling and timestamps

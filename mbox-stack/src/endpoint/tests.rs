@@ -740,16 +740,16 @@ fn a_full_send_buffer_reports_room_again() {
 }
 
 /// RFC 9293 3.9.1.2 (SEND: the buffer space is the implementation's to bound): under a memory
-/// limit the send ring grows only within its share; `send_room` is exactly what a write takes,
-/// and out-of-order data arriving does not take it away.
+/// limit the send ring grows only within it; `send_room` is exactly what a write takes, and
+/// out-of-order data arriving (under its own limit) does not take it away.
 #[test]
 fn rfc9293_3_9_1_2_a_memory_limit_bounds_the_send_ring_and_send_room_is_what_a_write_takes() {
     let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
     assert_eq!(c.buffer_bytes(), 0, "nothing allocated before it is needed");
     assert_eq!(c.send_room(), 1 << 20, "no limit: the send buffer");
-    c.set_memory_limit(10_000);
+    c.set_memory_limits(5_000, 5_000);
     let room = c.send_room();
-    assert_eq!(room, 5_000, "half of the limit: the receive ring could use the rest");
+    assert_eq!((room, c.send_buffer_free()), (5_000, 1 << 20), "the limit, and what the buffer could take beyond it");
     // Out-of-order data takes the receive ring's share, not the room promised to writes.
     c.on_segment(&seg(PEER_ISN + 1 + 1000, ISS + 1, ACK, &[1; 500]), 2 * MS, &mut rec);
     assert_eq!(c.send_room(), room);
@@ -771,13 +771,13 @@ fn rfc9293_3_9_1_2_a_memory_limit_bounds_the_send_ring_and_send_room_is_what_a_w
 #[test]
 fn rfc9293_3_10_7_4_past_the_memory_limit_out_of_order_data_is_refused_and_in_order_data_is_not() {
     let (mut c, mut rec) = established(&Config::default(), TcpOptions { sack_permitted: true, ..plain() });
-    c.set_memory_limit(10_000);
+    c.set_memory_limits(5_000, 5_000);
     let base = PEER_ISN + 1;
     c.on_segment(&seg(base + 1000, ISS + 1, ACK, &[2; 1000]), 2 * MS, &mut rec);
     assert_eq!(c.stats().out_of_order_refused_memory, 0);
     let held = c.buffer_bytes();
     assert!(held > 0 && held <= 5_000, "{held}");
-    // Far beyond: the ring would have to grow past its share.
+    // Far beyond: the ring would have to grow past its limit.
     c.on_segment(&seg(base + 50_000, ISS + 1, ACK, &[3; 1000]), 3 * MS, &mut rec);
     assert_eq!(c.stats().out_of_order_refused_memory, 1);
     assert_eq!(c.buffer_bytes(), held, "not grown");
@@ -956,7 +956,8 @@ mod properties {
         Close,
         Abort,
         Limit {
-            bytes: usize,
+            send: usize,
+            receive: usize,
         },
         Release,
     }
@@ -970,7 +971,7 @@ mod properties {
             1 => (0u64..20_000).prop_map(|len| Step::Consume { len }),
             1 => Just(Step::Close),
             1 => Just(Step::Abort),
-            1 => (0usize..60_000).prop_map(|bytes| Step::Limit { bytes }),
+            1 => (0usize..60_000, 0usize..60_000).prop_map(|(send, receive)| Step::Limit { send, receive }),
             1 => Just(Step::Release),
         ]
     }
@@ -993,7 +994,8 @@ mod properties {
             for step in steps {
                 let was_closed = c.state() == State::Closed;
                 let sent_before = rec.sent.len();
-                match step {
+                let room_before = c.send_room();
+                match step.clone() {
                     Step::Segment { seq_off, ack_off, flags, len, window, ts } => {
                         let mut s = seg(rcv.wrapping_add(seq_off as u32), snd.wrapping_add(ack_off as u32), flags, &payload[..len]);
                         s.window = window;
@@ -1014,13 +1016,18 @@ mod properties {
                     Step::Consume { len } => c.consumed(len, now, &mut rec),
                     Step::Close => c.close(now, &mut rec),
                     Step::Abort => c.abort(&mut rec),
-                    Step::Limit { bytes } => c.set_memory_limit(bytes),
+                    Step::Limit { send, receive } => c.set_memory_limits(send, receive),
                     Step::Release => {
                         c.release_idle_memory();
                     }
                 }
                 if let Err(e) = c.check_invariants() {
                     prop_assert!(false, "{e}");
+                }
+                // Room handed out as credit stays: only the owner's calls take it away (or
+                // the connection's end).
+                if matches!(step, Step::Segment { .. } | Step::Timer { .. } | Step::Consume { .. }) && c.state().can_send() {
+                    prop_assert!(c.send_room() >= room_before, "{step:?} shrank the send room {room_before} -> {}", c.send_room());
                 }
                 if was_closed {
                     prop_assert_eq!(rec.sent.len(), sent_before, "a closed connection sent something");
