@@ -245,6 +245,8 @@ struct Slot {
     /// whether the budget kept its promise short (it is in `Served::short`).
     holding: u64,
     short: bool,
+    /// NFs' bytes were queued on it this round (it is in `Served::to_flush`).
+    queued: bool,
 }
 
 /// A shard's services. See the module documentation.
@@ -271,6 +273,8 @@ pub struct Served {
     /// and when idle connections' buffers were last freed for them.
     budget: BufferBudget,
     short: Vec<(u32, u64)>,
+    /// Connections with bytes queued this round, to send once the requests are applied.
+    to_flush: Vec<u32>,
     last_reclaim_ns: u64,
     /// The clock: packet time offline, the wall clock on a live wire.
     live: bool,
@@ -311,6 +315,7 @@ impl Served {
             readers: Vec::new(),
             budget,
             short: Vec::new(),
+            to_flush: Vec::new(),
             last_reclaim_ns: 0,
             live,
             now: 0,
@@ -584,6 +589,7 @@ impl Served {
                     promised: 0,
                     holding: 0,
                     short: false,
+                    queued: false,
                 });
                 self.slots.len() as u32 - 1
             }
@@ -782,6 +788,7 @@ impl Served {
             }
         }
         self.readers = readers;
+        self.flush_queued(sink);
         any |= self.feed_short(sink);
         self.wheel.advance(self.now, &mut self.due);
         let mut due = std::mem::take(&mut self.due);
@@ -799,6 +806,17 @@ impl Served {
         due.clear();
         self.due = due;
         any
+    }
+
+    /// Sends what this round's requests queued on each connection.
+    fn flush_queued<S: ServeSink>(&mut self, sink: &mut S) {
+        let mut to_flush = std::mem::take(&mut self.to_flush);
+        for &i in &to_flush {
+            self.slots[i as usize].queued = false;
+            self.operate(i, sink, |conn, now, out| conn.flush(now, out));
+        }
+        to_flush.clear();
+        self.to_flush = to_flush;
     }
 
     /// Connections the budget kept short of a promise get one once memory is free again: when
@@ -892,12 +910,18 @@ impl Served {
                 // Counted written before the operation, whose end computes the credit from it.
                 self.slots[c.conn as usize].written += len as u64;
                 let mut wrote = 0;
-                self.operate_writing(c.conn, len, sink, |conn, now, out| {
-                    wrote = conn.write(first, now, out);
+                // Queued: the round's sends to a connection leave together, in full segments,
+                // when the round ends (`flush_queued`).
+                self.operate_writing(c.conn, len, sink, |conn, _, _| {
+                    wrote = conn.queue(first);
                     if wrote == first.len() {
-                        wrote += conn.write(second, now, out);
+                        wrote += conn.queue(second);
                     }
                 });
+                if let Some(s) = self.slots.get_mut(c.conn as usize).filter(|s| s.info.id == c.id && !s.queued) {
+                    s.queued = true;
+                    self.to_flush.push(c.conn);
+                }
                 if let Some(s) = self.slots.get_mut(c.conn as usize).filter(|s| s.info.id == c.id) {
                     s.written -= (len - wrote) as u64;
                 }

@@ -445,15 +445,28 @@ impl Connection {
     /// returns how much was taken. A short write is followed by [`ConnEvent::SendRoom`] once
     /// the peer acknowledges enough.
     pub fn write<S: ConnSink + ?Sized>(&mut self, bytes: &[u8], now_ns: u64, sink: &mut S) -> usize {
-        if !self.state.can_send() || self.fin_queued {
+        let n = self.queue(bytes);
+        self.output(now_ns, sink);
+        n
+    }
+
+    /// [`Connection::write`] without sending yet: writes that come together (an answer's head
+    /// and its body) leave in full segments once [`Connection::flush`] runs, as Linux's
+    /// autocorking sends them, instead of a short segment for each. Returns how much was taken.
+    pub fn queue(&mut self, bytes: &[u8]) -> usize {
+        if !self.can_write() {
             return 0;
         }
         let n = self.send.write_within(bytes, self.send_memory_limit);
         if n < bytes.len() {
             self.send_was_full = true;
         }
-        self.output(now_ns, sink);
         n
+    }
+
+    /// Sends what the windows allow of what was queued.
+    pub fn flush<S: ConnSink + ?Sized>(&mut self, now_ns: u64, sink: &mut S) {
+        self.output(now_ns, sink);
     }
 
     /// The owner consumed `n` delivered bytes: the receive window opens by as much.

@@ -571,6 +571,24 @@ fn rfc6928_the_initial_window_is_ten_segments_and_short_writes_go_at_once() {
     assert!(flight.iter().all(|(s, _)| s.payload_len == 1460));
 }
 
+/// RFC 9293 3.7.4 (the sender may coalesce what it queues): writes queued together leave in
+/// full segments on the flush, not a short segment each (an answer's head and its body).
+#[test]
+fn rfc9293_3_7_4_writes_queued_together_leave_in_full_segments() {
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    assert_eq!(c.queue(&[1; 100]), 100);
+    assert_eq!(c.queue(&[2; 2900]), 2900);
+    assert!(rec.take().is_empty(), "nothing sent before the flush");
+    c.flush(2 * MS, &mut rec);
+    let sent: Vec<u32> = rec.take().iter().map(|(s, _)| s.payload_len).collect();
+    assert_eq!(sent, [1460, 1460, 80], "3,000 bytes in three segments, the first two full");
+    // Written one by one instead, the head goes alone.
+    let (mut c, mut rec) = established(&Config::default(), plain());
+    c.write(&[1; 100], 2 * MS, &mut rec);
+    c.write(&[2; 2900], 2 * MS, &mut rec);
+    assert_eq!(rec.take().iter().map(|(s, _)| s.payload_len).collect::<Vec<_>>(), [100, 1460, 1440]);
+}
+
 /// RFC 7323 2.3: the peer's window field is scaled by the shift it offered; ours is sent
 /// scaled by ours.
 #[test]
