@@ -464,7 +464,19 @@ impl StackParts<'_> {
                 ([0, 0], FlowClass::Other)
             }
         };
-        let tuple = FlowTuple { ip_version: p.ip_version, ip_proto: p.ip_proto, vlan: p.vlan, ports, addrs: [p.src, p.dst] };
+        let mut tuple = FlowTuple { ip_version: p.ip_version, ip_proto: p.ip_proto, vlan: p.vlan, ports, addrs: [p.src, p.dst] };
+        // The originator is the client: a TCP connection first seen at its SYN+ACK (its SYN not
+        // captured) was opened by the packet's receiver. Decided here once, so that every part
+        // of mbox (flow records, the monitor's directions, NFs' to_server) orients it alike.
+        let mut side = side;
+        let synack = p.ip_proto == ip_proto::TCP
+            && p.has_l4_header()
+            && p.tcp.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK;
+        if synack {
+            tuple.addrs.swap(0, 1);
+            tuple.ports.swap(0, 1);
+            side ^= 1;
+        }
         // Cannot fail: a slot was freed above if the table was full.
         let slot = self.flows.insert(key, hash, tuple, side, class, self.clock_ns).unwrap_or(0);
         if self.cfg.tcp.is_some() && p.ip_proto == ip_proto::TCP {
