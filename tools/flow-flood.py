@@ -15,17 +15,7 @@ import struct
 import sys
 import time
 
-
-def fold(s):
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
-def words(data):
-    if len(data) % 2:
-        data += b"\0"
-    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+from inet_checksum import fold, words
 
 
 def ipv4(src, dst, proto, payload):

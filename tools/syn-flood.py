@@ -12,17 +12,7 @@ import struct
 import sys
 import time
 
-
-def checksum_fold(s):
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
-def words(data):
-    if len(data) % 2:
-        data += b"\0"
-    return sum(struct.unpack(f"!{len(data) // 2}H", data))
+from inet_checksum import fold, words
 
 
 def main():
@@ -41,7 +31,7 @@ def main():
         src = struct.pack("!I", (198 << 24 | 18 << 16 | 128 << 8) + host % (1 << 15))
         host += 1
         ip_wo_sum = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 44, 0, 0x4000, 64, 6, 0, src, dst)
-        ip_sum = 0xFFFF - checksum_fold(words(ip_wo_sum))
+        ip_sum = 0xFFFF - fold(words(ip_wo_sum))
         ip = ip_wo_sum[:10] + struct.pack("!H", ip_sum) + ip_wo_sum[12:]
         # TCP: SYN, MSS 1460; the checksum without the source port, which is added per frame.
         pseudo = src + dst + struct.pack("!BBH", 0, 6, 24)
@@ -49,7 +39,7 @@ def main():
         for sport in range(1024, 65536):
             if sent >= count:
                 break
-            tcp_sum = 0xFFFF - checksum_fold(base + sport)
+            tcp_sum = 0xFFFF - fold(base + sport)
             tcp = struct.pack("!HHIIBBHHH", sport, port, 12345, 0, 6 << 4, 0x02, 64240, tcp_sum, 0) + b"\x02\x04\x05\xb4"
             try:
                 sock.send(eth + ip + tcp)

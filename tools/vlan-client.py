@@ -20,6 +20,9 @@ import struct
 import sys
 import time
 
+from inet_checksum import fold, words
+
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
@@ -43,17 +46,6 @@ class AuxData(ctypes.Structure):
         ("tp_vlan_tpid", ctypes.c_uint16),
     ]
 
-
-def fold(s):
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
-def words(data):
-    if len(data) % 2:
-        data += b"\0"
-    return sum(struct.unpack(f"!{len(data) // 2}H", data))
 
 
 def tag_bytes(tags):
