@@ -12,8 +12,14 @@ use mbox_core::summary;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `--version`: mbox's version, the plugin ABI it loads, and how it was built.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let dpdk = if cfg!(feature = "dpdk") { "built in" } else { "not built (cargo build --features dpdk)" };
+    format!("{} (plugins: mbox-abi {}; DPDK: {dpdk})", env!("CARGO_PKG_VERSION"), mbox_abi::ABI_CRATE_VERSION)
+});
+
 #[derive(Parser)]
-#[command(name = "mbox", version, about = "Microboxes in Rust: NFs on events from one shared, customizable stack")]
+#[command(name = "mbox", version, long_version = LONG_VERSION.as_str(), about = "Microboxes in Rust: NFs on events from one shared, customizable stack")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,6 +113,9 @@ struct GenArgs {
 
 /// `mbox run`'s exit status when an output could not be written in full.
 const LOST_OUTPUT: u8 = 4;
+/// `mbox run`'s exit status when an NF was disabled during the run (it failed: its events
+/// were dropped from then on), even if a reload revived it.
+const NF_DISABLED: u8 = 5;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
@@ -169,6 +178,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // cover only what was read. Either way the status says so.
             Ok(if !lost.is_empty() {
                 ExitCode::from(LOST_OUTPUT)
+            } else if result.nfs.iter().any(|nf| nf.failures > 0) {
+                ExitCode::from(NF_DISABLED)
             } else if result.input.error.is_some() {
                 ExitCode::from(3)
             } else {

@@ -235,6 +235,8 @@ pub fn text(r: &RunReport) -> String {
         }
         if let Some(f) = &nf.failure {
             let _ = writeln!(s, "            DISABLED: {f} ({} events dropped since)", n(nf.dropped_disabled));
+        } else if nf.failures > 0 {
+            let _ = writeln!(s, "            disabled {} time(s) during the run, revived by reload", n(nf.failures));
         }
         if let Some(f) = &nf.finish_error {
             let _ = writeln!(s, "            failed to finish: {f}");
@@ -321,6 +323,7 @@ pub fn json(r: &RunReport) -> Value {
                 "publish_no_subscriber": nf.publish_no_subscriber,
                 "busy_s": nf.busy_ns as f64 / 1e9,
                 "failure": nf.failure,
+                "failures": nf.failures,
                 "finish_error": nf.finish_error,
                 "reloads": nf.reloads,
                 "counters": nf.counters.iter().map(|(name, v)| (name.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),

@@ -199,6 +199,22 @@ fn an_output_that_cannot_be_created_stops_the_run_before_it_starts() {
     assert!(e.starts_with("output: /nonexistent-dir/out.pcap: No such file or directory"), "{e}");
 }
 
+/// A run whose NF failed (and was disabled) ends with its own status, 5, and says which.
+#[test]
+fn a_run_whose_nf_was_disabled_exits_with_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("faulty.toml");
+    std::fs::write(
+        &config,
+        format!("plugin_dir = {}\n{INPUT}[[nf]]\nplugin = \"test-faults\"\nargs = {{ panic_after = 10 }}\n", toml_path(&plugin_dir())),
+    )
+    .unwrap();
+    let out = mbox().args(["run", config.to_str().unwrap(), "--quiet"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(text.contains("DISABLED: ") && text.contains("deliberate panic at event 10"), "{text}");
+}
+
 #[test]
 fn an_nf_whose_output_fails_says_so_at_the_end() {
     // /dev/full accepts the open and fails every write with ENOSPC.

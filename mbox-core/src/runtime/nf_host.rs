@@ -91,8 +91,10 @@ pub struct NfReport {
     pub stream_ended: u64,
     /// Time spent inside the plugin.
     pub busy_ns: u64,
-    /// Why the plugin was disabled, if it was.
+    /// Why the plugin was disabled, if it is (a reload that replaced it clears it).
     pub failure: Option<String>,
+    /// Times an instance was disabled during the run (reloads do not take them back).
+    pub failures: u64,
     /// An error the plugin returned when finishing.
     pub finish_error: Option<String>,
     /// Times a new build replaced the instance (`mboxctl reload`).
@@ -105,6 +107,12 @@ impl NfReport {
     /// A report with nothing counted yet, for `types` registered types.
     pub fn new(name: &str, read_only: bool, plugin: String, version: String, types: usize) -> NfReport {
         NfReport { name: name.to_string(), read_only, plugin, version, published_by_type: vec![0; types], ..Default::default() }
+    }
+
+    /// The instance failed (`message`) and is disabled from now on.
+    fn disable(&mut self, message: String) {
+        self.failure = Some(message);
+        self.failures += 1;
     }
 }
 
@@ -465,7 +473,7 @@ fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, repor
             }
             RResult::RErr(message) => {
                 log::error!("NF `{}` failed and is disabled; its events are counted as dropped from now on: {message}", cx.name);
-                report.failure = Some(message.into_string());
+                report.disable(message.into_string());
                 report.dropped_disabled += n as u64;
             }
         }
@@ -487,7 +495,7 @@ fn read_counters(nf: &mut NfBox, scratch: &mut RVec<Counter>, report: &mut NfRep
     scratch.clear();
     if let RResult::RErr(message) = nf.counters(scratch) {
         log::error!("NF `{name}` failed reporting its counters and is disabled: {message}");
-        report.failure = Some(message.into_string());
+        report.disable(message.into_string());
         return;
     }
     let same = report.counters.len() == scratch.len() && report.counters.iter().zip(scratch.iter()).all(|((n, _), c)| n == c.name.as_str());
@@ -546,7 +554,7 @@ impl NfWorker {
                 if report.failure.is_none() {
                     if let RResult::RErr(message) = nf.idle() {
                         log::error!("NF `{}` failed while idle and is disabled: {message}", cx.name);
-                        report.failure = Some(message.into_string());
+                        report.disable(message.into_string());
                     }
                 }
             }
