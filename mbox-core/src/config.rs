@@ -233,8 +233,36 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error
 pub struct ControlConfig {
     /// The Unix socket `mboxctl` talks to (created with mode 0600, removed at the end).
     pub socket: Option<PathBuf>,
-    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), e.g. `127.0.0.1:9464`.
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`): `127.0.0.1:9464`,
+    /// `[::1]:9464`, `localhost:9464` (a host name, resolved at start), or `:9464` (every
+    /// interface, as Prometheus exporters write it).
+    #[serde(default, deserialize_with = "listen_address")]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// A listen address: see [`ControlConfig::metrics`].
+fn listen_address<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen_address(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Parses `host:port`, `[v6]:port`, `ip:port` or `:port` (every interface).
+pub fn parse_listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let with_host = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    if let Ok(addr) = with_host.parse() {
+        return Ok(addr);
+    }
+    let Some((_, port)) = with_host.rsplit_once(':') else {
+        return Err(format!("`{text}` is not a listen address: give HOST:PORT, IP:PORT or :PORT"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("`{text}` is not a listen address: `{port}` is not a port"));
+    }
+    match with_host.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().ok_or_else(|| format!("`{text}`: the host name has no address")),
+        Err(e) => Err(format!("`{text}`: cannot resolve the host name: {e}")),
+    }
 }
 
 /// `[output]`.
@@ -917,6 +945,20 @@ mod tests {
         assert_eq!(c.runtime.shards, 1);
         assert!(c.nfs.is_empty());
         assert_eq!(c.flow.tcp_idle_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn metrics_listen_addresses_take_the_usual_forms() {
+        assert_eq!(parse_listen_address("127.0.0.1:9464"), Ok("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(parse_listen_address(":9464"), Ok("0.0.0.0:9464".parse().unwrap()), "every interface");
+        assert_eq!(parse_listen_address("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
+        assert!(parse_listen_address("localhost:9464").unwrap().ip().is_loopback());
+        assert!(parse_listen_address("9464").unwrap_err().contains("give HOST:PORT"));
+        assert!(parse_listen_address("localhost:http").unwrap_err().contains("`http` is not a port"));
+        let c = parse("[input]\npcap = \"x\"\n[control]\nmetrics = \":9464\"\n").unwrap();
+        assert_eq!(c.control.metrics, Some("0.0.0.0:9464".parse().unwrap()));
+        let e = parse("[input]\npcap = \"x\"\n[control]\nmetrics = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("[control] metrics") || e.contains("metrics"), "{e}");
     }
 
     #[test]
