@@ -124,7 +124,19 @@ impl Reloader {
             // Under way: it ends with an answer.
             Err(_) => answer.recv().unwrap_or_else(|_| Err("the NF's thread ended during the swap".into())),
         };
-        let reloaded = outcome?;
+        let reloaded = match outcome {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("reload of NF `{name}` from {} failed: {e}", path.display());
+                return Err(e);
+            }
+        };
+        log::info!(
+            "reloaded NF `{name}` from {} (version {version}; {} events drained, paused {:.1} ms)",
+            path.display(),
+            reloaded.drained,
+            reloaded.pause.as_secs_f64() * 1e3
+        );
         *target.library.lock().unwrap_or_else(|e| e.into_inner()) = path.clone();
         Ok(json!({
             "nf": name,

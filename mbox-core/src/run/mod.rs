@@ -243,6 +243,13 @@ impl Assembled {
         let rt = &config.runtime;
         let (shards, nfs) = (rt.shards, graph.nfs().len());
         let io::Io { shards: mut shard_io, dispatcher, mut output, description, missed, macs } = io;
+        let names: Vec<&str> = graph.nfs().iter().map(|nf| nf.name.as_str()).collect();
+        log::info!(
+            "starting {}: {description}; {shards} shard(s); NFs: {}; {} service(s)",
+            config_path.display(),
+            if names.is_empty() { "none".to_string() } else { names.join(", ") },
+            services.len()
+        );
         // Whether the threads fit the cores decides whether idle ones spin.
         let threads = usize::from(dispatcher.is_some()) + shards + nfs + usize::from(output.is_some());
         let idle = IdlePolicy::new(rt.idle == IdleMode::Spin, threads);
@@ -472,6 +479,7 @@ impl Running {
         }
         report.wall = self.started.elapsed();
         report.cpu = cpu_time().saturating_sub(self.cpu_start);
+        log::info!("stopped: {} packets read", report.input.packets);
         Ok(report)
     }
 }
