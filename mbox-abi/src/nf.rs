@@ -223,6 +223,31 @@ impl<'a> Host<'a> {
         StreamStatus::from_answer(self.stream_request(flow, StreamOp::Reset, core::ptr::null(), 0).answer)
     }
 
+    /// Logs `message` through the host's logger, under the NF's instance name, at `level`
+    /// (what `RUST_LOG` lets through is written; the rest costs one call). A plugin's own
+    /// `log` crate would log nowhere: its logger is the library's, never set. False when the
+    /// host dropped the line: too many per second (counted in the NF's report), or a host that
+    /// predates the call.
+    pub fn log(&mut self, level: LogLevel, message: &str) -> bool {
+        let mut request = LogRequest {
+            header: EventHeader::new::<LogRequest>(
+                LOG_REQUEST,
+                0,
+                FlowRef { id: 0, slot: 0, shard: 0, dir: crate::DIR_NONE, _reserved: 0 },
+            ),
+            level,
+            answer: UNANSWERED,
+            _reserved: [0; 2],
+            len: message.len().min(u32::MAX as usize) as u32,
+            text: message.as_ptr(),
+        };
+        let size = core::mem::size_of::<LogRequest>() as u32;
+        // SAFETY: `request` lives across the call; the host reads `len` bytes at `text` and
+        // writes only `answer`.
+        unsafe { (self.calls.publish)(self.calls.state, &mut request as *mut LogRequest as *const EventHeader, size) };
+        request.answer == 0
+    }
+
     /// Makes a stream request through the publish call and returns it as the host answered.
     fn stream_request(&mut self, flow: &FlowRef, op: StreamOp, bytes: *const u8, len: u32) -> StreamRequest {
         let mut request = StreamRequest {
@@ -283,6 +308,40 @@ pub const STREAM_REQUEST: EventType = match HOST_REQUEST.child(1) {
 
 // SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
 unsafe impl Event for StreamRequest {}
+
+/// How much a [`Host::log`] line matters (the `log` crate's levels).
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+/// A line for the host's log ([`Host::log`]), carried by the publish call; its type is
+/// [`LOG_REQUEST`]. The host writes 0 into `answer` when it took the line.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct LogRequest {
+    pub header: EventHeader,
+    pub level: LogLevel,
+    pub answer: u8,
+    pub _reserved: [u8; 2],
+    pub len: u32,
+    pub text: *const u8,
+}
+
+/// The type of [`LogRequest`]s (never routed to NFs). (`HOST_REQUEST.child(2)` is kept for
+/// the splicer's bind.)
+pub const LOG_REQUEST: EventType = match HOST_REQUEST.child(3) {
+    Some(t) => t,
+    None => EventType::ROOT,
+};
+
+// SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
+unsafe impl Event for LogRequest {}
 
 /// The outcome of [`Host::send`], [`Host::close`] and [`Host::reset`].
 #[repr(u8)]

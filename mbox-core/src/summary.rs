@@ -324,6 +324,8 @@ pub fn json(r: &RunReport) -> Value {
                 "busy_s": nf.busy_ns as f64 / 1e9,
                 "failure": nf.failure,
                 "failures": nf.failures,
+                "log_lines": nf.log_lines,
+                "log_lines_dropped": nf.log_lines_dropped,
                 "finish_error": nf.finish_error,
                 "reloads": nf.reloads,
                 "counters": nf.counters.iter().map(|(name, v)| (name.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),

@@ -215,6 +215,41 @@ fn a_run_whose_nf_was_disabled_exits_with_5() {
     assert!(text.contains("DISABLED: ") && text.contains("deliberate panic at event 10"), "{text}");
 }
 
+/// An NF logs through the host (`Host::log`): its lines reach mbox's log under `nf::NAME` when
+/// `RUST_LOG` lets them through, at most 100 a second (the rest counted).
+#[test]
+fn an_nf_logs_through_the_host_within_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, report) = (dir.path().join("logs.toml"), dir.path().join("report.json"));
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {}\n[input]\npcap = {}\n[[nf]]\nplugin = \"test-faults\"\nargs = {{ log_every = 1 }}\n",
+            toml_path(&plugin_dir()),
+            toml_path(&pcaps().join("ndpi__http_ipv6.pcap"))
+        ),
+    )
+    .unwrap();
+    let run = |log: &str| {
+        let out = mbox().args(["run", config.to_str().unwrap(), "--quiet", "--report"]).arg(&report).env("RUST_LOG", log).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (String::from_utf8_lossy(&out.stderr).to_string(), json["nfs"][0].clone())
+    };
+    let (stderr, nf) = run("info");
+    let lines = stderr.lines().filter(|l| l.contains("nf::test-faults") && l.contains("event ")).count() as u64;
+    assert!(stderr.contains("INFO  nf::test-faults] event 1\n"), "{stderr}");
+    assert_eq!(
+        (nf["log_lines"].as_u64(), nf["log_lines"].as_u64().unwrap() + nf["log_lines_dropped"].as_u64().unwrap()),
+        (Some(lines), 193)
+    );
+    assert!(lines <= 2 * 100, "within the budget of 100 a second: {lines}");
+    // Not enabled: nothing written, nothing counted as dropped.
+    let (stderr, nf) = run("warn");
+    assert!(!stderr.contains("nf::test-faults"), "{stderr}");
+    assert_eq!((nf["log_lines"].as_u64(), nf["log_lines_dropped"].as_u64()), (Some(0), Some(0)));
+}
+
 #[test]
 fn an_nf_whose_output_fails_says_so_at_the_end() {
     // /dev/full accepts the open and fails every write with ENOSPC.

@@ -21,8 +21,9 @@ use crate::events::registry::TypeRegistry;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
-    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, NfBox, PktEvent, PublishStatus, StreamOp, StreamRequest,
-    StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, MAX_EVENT_SIZE, STREAM_REQUEST,
+    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, LogRequest, NfBox, PktEvent, PublishStatus, StreamOp,
+    StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, LOG_REQUEST, MAX_EVENT_SIZE,
+    STREAM_REQUEST,
 };
 use rtrb::Producer;
 use std::ffi::c_void;
@@ -89,6 +90,9 @@ pub struct NfReport {
     pub bytes_sent: u64,
     pub sends_partial: u64,
     pub stream_ended: u64,
+    /// Lines logged through `Host::log`, and those dropped past the budget per second.
+    pub log_lines: u64,
+    pub log_lines_dropped: u64,
     /// Time spent inside the plugin.
     pub busy_ns: u64,
     /// Why the plugin was disabled, if it is (a reload that replaced it clears it).
@@ -130,6 +134,19 @@ struct PublishCtx<'a> {
     report: &'a mut NfReport,
     /// Its writes to the shard's connections, when the NF serves a `[[service]]`.
     streams: Option<&'a mut crate::runtime::stream_out::StreamWriter>,
+    log_target: &'a str,
+    log_budget: &'a std::cell::Cell<LogBudget>,
+}
+
+/// Lines an NF may log per second through `Host::log`; more are dropped and counted, so that
+/// an NF logging per packet cannot flood the host's log or slow the run.
+const LOG_LINES_PER_SECOND: u32 = 100;
+
+/// What an NF logged in the current second.
+#[derive(Debug, Default, Clone, Copy)]
+struct LogBudget {
+    second: u64,
+    lines: u32,
 }
 
 impl PublishCtx<'_> {
@@ -155,6 +172,10 @@ impl PublishCtx<'_> {
         if ty == STREAM_REQUEST {
             // SAFETY: as above, for `Host::send`, `close` and `reset`.
             return unsafe { self.stream_request(event as *mut StreamRequest, size) };
+        }
+        if ty == LOG_REQUEST {
+            // SAFETY: as above, for `Host::log`.
+            return unsafe { self.log_request(event as *mut LogRequest, size) };
         }
         if !self.declared.contains(&ty) {
             self.report.publish_not_declared += 1;
@@ -262,6 +283,64 @@ impl PublishCtx<'_> {
             std::ptr::addr_of_mut!((*request).answer).write(status as u8);
             std::ptr::addr_of_mut!((*request).accepted).write_unaligned(accepted);
         }
+        PublishStatus::Published
+    }
+
+    /// A line an NF logs (`Host::log`): written through the host's logger under `nf::NAME`
+    /// when its level is enabled and the NF's budget for this second is not spent. Must not
+    /// panic.
+    ///
+    /// # Safety
+    /// `request` must point to `size` bytes the NF lent mutably for the call, whose `text`
+    /// points to `len` readable bytes.
+    unsafe fn log_request(&mut self, request: *mut LogRequest, size: usize) -> PublishStatus {
+        if size < std::mem::size_of::<LogRequest>() {
+            self.report.publish_bad_size += 1;
+            return PublishStatus::BadSize;
+        }
+        // SAFETY: the caller's contract, size checked; the level is read as its byte (a plugin
+        // may have written any value there).
+        let (level, len, ptr) = unsafe {
+            (
+                std::ptr::addr_of!((*request).level).cast::<u8>().read(),
+                std::ptr::addr_of!((*request).len).read_unaligned(),
+                std::ptr::addr_of!((*request).text).read_unaligned(),
+            )
+        };
+        let level = match level {
+            1 => log::Level::Error,
+            2 => log::Level::Warn,
+            3 => log::Level::Info,
+            4 => log::Level::Debug,
+            _ => log::Level::Trace,
+        };
+        let metadata = log::Metadata::builder().level(level).target(self.log_target).build();
+        let mut answer = 0u8;
+        if log::logger().enabled(&metadata) {
+            let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let mut budget = self.log_budget.get();
+            if budget.second != second {
+                budget = LogBudget { second, lines: 0 };
+            }
+            if budget.lines < LOG_LINES_PER_SECOND {
+                budget.lines += 1;
+                let bytes: &[u8] = if ptr.is_null() || len == 0 {
+                    &[]
+                } else {
+                    // SAFETY: the caller's contract: `len` bytes at `text` live across the call.
+                    unsafe { std::slice::from_raw_parts(ptr, len as usize) }
+                };
+                let text = String::from_utf8_lossy(bytes);
+                log::logger().log(&log::Record::builder().metadata(metadata).args(format_args!("{text}")).build());
+                self.report.log_lines += 1;
+            } else {
+                self.report.log_lines_dropped += 1;
+                answer = 1;
+            }
+            self.log_budget.set(budget);
+        }
+        // SAFETY: as above; the plugin lent the request mutably.
+        unsafe { std::ptr::addr_of_mut!((*request).answer).write(answer) };
         PublishStatus::Published
     }
 
@@ -412,6 +491,9 @@ struct Batch {
 /// What stays the same for the NF's whole run.
 struct NfContext {
     name: String,
+    /// `Host::log`'s target (`nf::NAME`) and what this second's lines used of the budget.
+    log_target: String,
+    log_budget: std::cell::Cell<LogBudget>,
     /// Its index in the graph.
     index: usize,
     read_only: bool,
@@ -448,6 +530,8 @@ fn serve(lane: &mut LaneRx, max: usize, nf: &mut NfBox, batch: &mut Batch, repor
             graph: &cx.graph,
             report,
             streams: streams.as_mut(),
+            log_target: &cx.log_target,
+            log_budget: &cx.log_budget,
         };
         // SAFETY: the trampoline casts `state` back to this PublishCtx, which outlives the call.
         let mut calls =
@@ -515,7 +599,8 @@ impl NfWorker {
         waker.bind_current();
         let mut report = NfReport::new(&name, read_only, plugin, version, registry.len());
         let index = graph.nfs().iter().position(|nf| nf.name == name).unwrap_or(usize::MAX);
-        let cx = NfContext { name, index, read_only, publishes, registry, graph };
+        let log_target = format!("nf::{name}");
+        let cx = NfContext { name, log_target, log_budget: Default::default(), index, read_only, publishes, registry, graph };
         let mut live = Publisher::new(live);
         let mut idler = Idler::new(idle);
         let mut batch = Batch { events: [std::ptr::null(); NF_BATCH], handles: [0; NF_BATCH], verdicts: [Verdict::Pass; NF_BATCH] };
