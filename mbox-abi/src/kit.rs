@@ -1,8 +1,9 @@
 //! Small helpers NF authors keep needing: timestamp and flag formatting, protocol names, a
-//! buffered line writer for an NF's output file, argument checks, and a cursor that finds the
-//! stream bytes an NF missed. Nothing here crosses the ABI boundary.
+//! buffered line writer for an NF's output file, argument checks, a cursor that finds the
+//! stream bytes an NF missed, and per-flow state by the host's dense flow references
+//! ([`FlowMap`]). Nothing here crosses the ABI boundary.
 
-use crate::events::Event;
+use crate::events::{Event, FlowRef};
 use crate::nf::{Host, PublishStatus};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -262,9 +263,130 @@ impl StreamCursor {
     }
 }
 
+/// An NF's state per flow, by the dense reference every event carries (`FlowRef::shard` and
+/// `slot`): a table per shard, grown as slots are used (never past the flow table's size), each
+/// entry tagged with its flow's id so that a slot a later flow reuses is told apart. Lookups are
+/// an index and a compare: no hashing, no allocation once the table has grown.
+#[derive(Debug, Clone)]
+pub struct FlowMap<T> {
+    shards: Vec<Vec<Option<(u64, T)>>>,
+    flow_slots: usize,
+}
+
+impl<T> FlowMap<T> {
+    /// For `shards` shards of `flow_slots` slots each (`NfInit::shards`, `NfInit::flow_slots`).
+    pub fn new(shards: usize, flow_slots: usize) -> FlowMap<T> {
+        FlowMap { shards: (0..shards).map(|_| Vec::new()).collect(), flow_slots }
+    }
+
+    /// Where `flow` lives, if it is a flow within the bounds.
+    fn index(&self, flow: &FlowRef) -> Option<(usize, usize)> {
+        let (shard, slot) = (usize::from(flow.shard), flow.slot as usize);
+        (flow.is_some() && shard < self.shards.len() && slot < self.flow_slots).then_some((shard, slot))
+    }
+
+    /// `flow`'s state, if it has some (not a previous flow's of the same slot).
+    pub fn get(&self, flow: &FlowRef) -> Option<&T> {
+        let (shard, slot) = self.index(flow)?;
+        match self.shards[shard].get(slot)? {
+            Some((id, state)) if *id == flow.id => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, flow: &FlowRef) -> Option<&mut T> {
+        let (shard, slot) = self.index(flow)?;
+        match self.shards[shard].get_mut(slot)? {
+            Some((id, state)) if *id == flow.id => Some(state),
+            _ => None,
+        }
+    }
+
+    /// `flow`'s state, made by `make` when it has none (a previous flow's in the slot is
+    /// dropped); `None` for an event of no flow, or a reference out of bounds.
+    pub fn get_or_insert_with(&mut self, flow: &FlowRef, make: impl FnOnce() -> T) -> Option<&mut T> {
+        let entry = self.entry(flow)?;
+        if !matches!(entry, Some((id, _)) if *id == flow.id) {
+            *entry = Some((flow.id, make()));
+        }
+        entry.as_mut().map(|(_, state)| state)
+    }
+
+    /// Sets `flow`'s state (saved state given back after a reload, say); false when out of
+    /// bounds.
+    pub fn insert(&mut self, flow: &FlowRef, state: T) -> bool {
+        let Some(entry) = self.entry(flow) else { return false };
+        *entry = Some((flow.id, state));
+        true
+    }
+
+    /// `flow`'s slot, the table grown to hold it.
+    fn entry(&mut self, flow: &FlowRef) -> Option<&mut Option<(u64, T)>> {
+        let (shard, slot) = self.index(flow)?;
+        let table = &mut self.shards[shard];
+        if table.len() <= slot {
+            // Amortised: the capacity doubles, the length stays within the flow table's.
+            table.resize_with(slot + 1, || None);
+        }
+        Some(&mut table[slot])
+    }
+
+    /// Takes `flow`'s state away (at its `TERMINATE`, say).
+    pub fn remove(&mut self, flow: &FlowRef) -> Option<T> {
+        let (shard, slot) = self.index(flow)?;
+        let entry = self.shards[shard].get_mut(slot)?;
+        match entry {
+            Some((id, _)) if *id == flow.id => entry.take().map(|(_, state)| state),
+            _ => None,
+        }
+    }
+
+    /// Every flow with state: (shard, slot, id) and the state.
+    pub fn iter(&self) -> impl Iterator<Item = ((u16, u32, u64), &T)> {
+        self.shards.iter().enumerate().flat_map(|(shard, table)| {
+            table.iter().enumerate().filter_map(move |(slot, e)| e.as_ref().map(|(id, s)| ((shard as u16, slot as u32, *id), s)))
+        })
+    }
+
+    /// Shards and slots per shard it was made for.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn flow_slots(&self) -> usize {
+        self.flow_slots
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flow(shard: u16, slot: u32, id: u64) -> FlowRef {
+        FlowRef { id, slot, shard, dir: 0, _reserved: 0 }
+    }
+
+    #[test]
+    fn a_flow_map_tells_a_slots_flows_apart_and_stays_in_bounds() {
+        let mut m: FlowMap<u32> = FlowMap::new(2, 100);
+        assert_eq!(m.get(&flow(0, 5, 7)), None);
+        *m.get_or_insert_with(&flow(0, 5, 7), || 1).unwrap() += 1;
+        assert_eq!(m.get(&flow(0, 5, 7)), Some(&2));
+        assert_eq!(m.get(&flow(1, 5, 7)), None, "another shard");
+        // The slot reused by a later flow: the old state is not its.
+        assert_eq!(m.get(&flow(0, 5, 8)), None);
+        assert_eq!(m.get_or_insert_with(&flow(0, 5, 8), || 10), Some(&mut 10));
+        assert_eq!(m.remove(&flow(0, 5, 7)), None, "gone with its slot");
+        assert!(m.insert(&flow(1, 99, 3), 4));
+        assert!(m.insert(&flow(1, 99, 3), 5), "replaced");
+        assert_eq!(m.iter().collect::<Vec<_>>(), [((0, 5, 8), &10), ((1, 99, 3), &5)]);
+        assert_eq!(m.remove(&flow(0, 5, 8)), Some(10));
+        // No flow, another shard count, a slot past the table: refused, not grown.
+        assert!(m.get_or_insert_with(&flow(0, 1, 0), || 0).is_none(), "an event of no flow");
+        assert!(m.get_or_insert_with(&flow(2, 1, 1), || 0).is_none());
+        assert!(!m.insert(&flow(0, 100, 1), 0));
+        assert_eq!(m.iter().count(), 1);
+    }
 
     #[test]
     fn timestamps() {

@@ -24,21 +24,14 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 
-use mbox_abi::kit::Args;
+use mbox_abi::kit::{Args, FlowMap};
 use mbox_abi::{
-    builtin, export_nf, Counters, EventHeader, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict,
+    builtin, export_nf, Counters, EventHeader, FlowEvent, FlowRef, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict,
 };
 use rules::{Action, Addr, Packet, Rule};
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
-
-/// A flow slot's decision: the flow's id and whether it was allowed (`id` 0: none).
-#[derive(Copy, Clone, Default, Debug, PartialEq, Eq)]
-struct Decided {
-    id: u64,
-    allowed: bool,
-}
 
 pub struct Firewall {
     rules: Vec<Rule>,
@@ -51,9 +44,8 @@ pub struct Firewall {
     established_passed: u64,
     denied_flow_dropped: u64,
     non_ip_passed: u64,
-    /// By shard, then flow slot (grown as slots are used, at most `flow_slots`).
-    flows: Vec<Vec<Decided>>,
-    flow_slots: usize,
+    /// Per flow: whether its first packet was allowed.
+    flows: FlowMap<bool>,
 }
 
 impl Firewall {
@@ -70,8 +62,7 @@ impl Firewall {
             established_passed: 0,
             denied_flow_dropped: 0,
             non_ip_passed: 0,
-            flows: (0..shards).map(|_| Vec::new()).collect(),
-            flow_slots,
+            flows: FlowMap::new(shards, flow_slots),
         }
     }
 
@@ -98,42 +89,24 @@ impl Firewall {
         }
     }
 
-    /// The slot of the event's flow, when it has one this firewall keeps state for; `grow`:
-    /// make room for it.
-    fn slot(&mut self, h: &EventHeader, grow: bool) -> Option<&mut Decided> {
-        let (shard, slot) = (usize::from(h.flow.shard), h.flow.slot as usize);
-        if !self.established || !h.flow.is_some() || slot >= self.flow_slots {
-            return None;
-        }
-        let table = self.flows.get_mut(shard)?;
-        if table.len() <= slot && grow {
-            // Amortised (the capacity doubles); the length never passes the flow table's size.
-            table.resize(slot + 1, Decided::default());
-        }
-        table.get_mut(slot)
-    }
-
     fn packet(&mut self, pkt: &PktEvent) -> Verdict {
         if pkt.ip_version == 0 {
             self.non_ip_passed += 1;
             return Verdict::Pass;
         }
-        let h = &pkt.header;
-        let id = h.flow.id;
-        if let Some(&mut d) = self.slot(h, false) {
-            if d.id == id {
-                return if d.allowed {
-                    self.established_passed += 1;
-                    Verdict::Pass
-                } else {
-                    self.denied_flow_dropped += 1;
-                    Verdict::Drop
-                };
-            }
+        let flow = &pkt.header.flow;
+        if let Some(&allowed) = self.flows.get(flow).filter(|_| self.established) {
+            return if allowed {
+                self.established_passed += 1;
+                Verdict::Pass
+            } else {
+                self.denied_flow_dropped += 1;
+                Verdict::Drop
+            };
         }
         let action = self.decide(pkt);
-        if let Some(d) = self.slot(h, true) {
-            *d = Decided { id, allowed: action == Action::Allow };
+        if self.established {
+            self.flows.insert(flow, action == Action::Allow);
         }
         match action {
             Action::Allow => Verdict::Pass,
@@ -142,12 +115,7 @@ impl Firewall {
     }
 
     fn flow_ended(&mut self, flow: &FlowEvent) {
-        let h = &flow.header;
-        if let Some(d) = self.slot(h, false) {
-            if d.id == h.flow.id {
-                *d = Decided::default();
-            }
-        }
+        self.flows.remove(&flow.header.flow);
     }
 }
 
@@ -205,16 +173,12 @@ impl NetworkFunction for Firewall {
     }
 
     fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let allowed = state::restore(bytes, self.flows.len(), self.flow_slots)?;
+        let allowed = state::restore(bytes, self.flows.shards(), self.flows.flow_slots())?;
         if !self.established {
             return Ok(()); // nothing is remembered: every packet meets the rules
         }
         for (shard, slot, id) in allowed {
-            let table = &mut self.flows[shard];
-            if table.len() <= slot {
-                table.resize(slot + 1, Decided::default());
-            }
-            table[slot] = Decided { id, allowed: true };
+            self.flows.insert(&FlowRef { id, slot: slot as u32, shard: shard as u16, dir: 0, _reserved: 0 }, true);
         }
         Ok(())
     }
@@ -224,20 +188,18 @@ mod state {
     //! Allowed flows as bytes, for a reload: a version byte, the shard count (u32), then per flow
     //! its shard (u16), slot (u32) and id (u64), little-endian.
 
-    use super::Decided;
+    use mbox_abi::kit::FlowMap;
 
     const VERSION: u8 = 1;
     const FLOW_BYTES: usize = 2 + 4 + 8;
 
-    pub fn save(flows: &[Vec<Decided>]) -> Vec<u8> {
+    pub fn save(flows: &FlowMap<bool>) -> Vec<u8> {
         let mut out = vec![VERSION];
-        out.extend_from_slice(&(flows.len() as u32).to_le_bytes());
-        for (shard, table) in flows.iter().enumerate() {
-            for (slot, d) in table.iter().enumerate().filter(|(_, d)| d.id != 0 && d.allowed) {
-                out.extend_from_slice(&(shard as u16).to_le_bytes());
-                out.extend_from_slice(&(slot as u32).to_le_bytes());
-                out.extend_from_slice(&d.id.to_le_bytes());
-            }
+        out.extend_from_slice(&(flows.shards() as u32).to_le_bytes());
+        for ((shard, slot, id), _) in flows.iter().filter(|(_, &allowed)| allowed) {
+            out.extend_from_slice(&shard.to_le_bytes());
+            out.extend_from_slice(&slot.to_le_bytes());
+            out.extend_from_slice(&id.to_le_bytes());
         }
         out
     }

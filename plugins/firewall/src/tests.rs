@@ -227,7 +227,7 @@ fn non_ip_packets_pass_and_packets_without_a_flow_meet_the_rules_each_time() {
     assert_eq!(send(&mut fw, &tcp(CLIENT, WEB, flow(5, SLOTS + 100, DIR_ORIG))), Verdict::Pass);
     // Nor for the TERMINATE of a flow it never saw (an NF before it dropped all its packets).
     assert_eq!(terminate(&mut fw, 8, 10), Verdict::Pass);
-    assert!(fw.flows.iter().all(Vec::is_empty));
+    assert_eq!(fw.flows.iter().count(), 0);
     // An address the bytes do not hold (a cut header) matches only `any`.
     let mut cut = tcp(CLIENT, WEB, flow(6, 0, DIR_ORIG));
     cut.bytes.truncate(14);
