@@ -391,6 +391,20 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     assert_eq!(sample(&text, "mbox_shard_service_connections{shard=\"0\"}"), 0.0);
     assert_eq!(sample(&text, "mbox_shard_service_total{shard=\"0\",what=\"accepted\"}"), 0.0);
     assert_eq!(sample(&text, "mbox_nf_events_total{nf=\"web\"}"), 0.0);
+    // The operator's basics, every label value there from the start.
+    assert_eq!(
+        sample(
+            &text,
+            &format!("mbox_build_info{{version=\"{}\",abi=\"{}\",dpdk=\"false\"}}", env!("CARGO_PKG_VERSION"), env!("CARGO_PKG_VERSION"))
+        ),
+        1.0
+    );
+    assert!(sample(&text, "mbox_input_bytes_total") > 0.0);
+    assert!(sample(&text, "mbox_shard_flows_active{shard=\"0\"}") > 0.0);
+    assert_eq!(sample(&text, "mbox_shard_flows_ended_total{shard=\"1\",reason=\"evicted\"}"), 0.0);
+    assert!(text.contains("mbox_shard_malformed_total{shard=\"0\",cause=\""), "{text}");
+    assert!(text.contains("mbox_shard_stream_bytes_total{shard=\"0\",kind=\"gap\"}"), "{text}");
+    assert!(sample(&text, "process_resident_memory_bytes") > 1e6 && sample(&text, "process_open_fds") > 3.0);
     assert_eq!(http_get(&url.replace("/metrics", "/other")).0, "HTTP/1.1 404 Not Found");
     let report = mbox.stop();
     // Counters only grow: the final report has at least what the endpoint showed.

@@ -187,6 +187,8 @@ pub struct StackStats {
     pub fragments: FragmentStats,
     /// Both directions of every TCP connection that ended, summed.
     pub streams: StreamStats,
+    /// Flows in the table now.
+    pub active_flows: u64,
 }
 
 /// The L2/3 µStack of one shard.
@@ -214,7 +216,7 @@ impl L23Stack {
     }
 
     pub fn stats(&self) -> StackStats {
-        StackStats { fragments: self.frags.stats, ..self.stats }
+        StackStats { fragments: self.frags.stats, active_flows: self.flows.len() as u64, ..self.stats }
     }
 
     /// Frees a reassembled datagram once no event points at it.

@@ -33,6 +33,7 @@ impl LiveView {
         let shards: Vec<ShardReport> = self.shards.iter().map(|s| s.get()).collect();
         let mut input = InputReport { description: self.input_description.clone(), ..Default::default() };
         input.packets = self.progress.packets.load(Ordering::Relaxed);
+        input.bytes = self.progress.bytes.load(Ordering::Relaxed);
         for s in &shards {
             if let Some(i) = &s.input {
                 input.packets += i.packets;

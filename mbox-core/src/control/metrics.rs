@@ -5,7 +5,8 @@
 use super::listen::{write_now, Acceptor, Reading, MAX_WORKERS};
 use super::live::LiveView;
 use crate::report::RunReport;
-use mbox_abi::reason_name;
+use mbox_abi::{reason_name, REASON_END_OF_INPUT, REASON_EVICTED, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+use mbox_stack::wire::ParseError;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -112,8 +113,13 @@ pub fn render(r: &RunReport) -> String {
     f.sample("uptime_seconds", &[], r.wall.as_secs_f64());
     f.family("cpu_seconds_total", "counter", "CPU seconds (user and system) the run used.");
     f.sample("cpu_seconds_total", &[], r.cpu.as_secs_f64());
+    f.family("build_info", "gauge", "1, labelled with mbox's version, the plugin ABI's and whether DPDK is built in.");
+    let dpdk = if cfg!(feature = "dpdk") { "true" } else { "false" };
+    f.sample("build_info", &[("version", env!("CARGO_PKG_VERSION")), ("abi", mbox_abi::ABI_CRATE_VERSION), ("dpdk", dpdk)], 1);
     f.family("input_packets_total", "counter", "Packets the input delivered.");
     f.sample("input_packets_total", &[], r.input.packets);
+    f.family("input_bytes_total", "counter", "Bytes of the packets the input delivered.");
+    f.sample("input_bytes_total", &[], r.input.bytes);
 
     let shards = &r.shards;
     let id = |s: &crate::runtime::shard::ShardReport| s.id.to_string();
@@ -131,10 +137,29 @@ pub fn render(r: &RunReport) -> String {
             f.sample("shard_flows_total", &[("shard", &id(s)), ("proto", proto)], n);
         }
     });
+    // Every reason and cause from the first scrape on, so that no series appears late.
     f.each("shard_flows_ended_total", "counter", "Flows that ended, by reason.", shards, |f, s| {
-        for (reason, &n) in s.stack.ended.iter().enumerate().filter(|(_, n)| **n > 0) {
-            f.sample("shard_flows_ended_total", &[("shard", &id(s)), ("reason", reason_name(reason as u8))], n);
+        for reason in [REASON_FIN, REASON_RST, REASON_TIMEOUT, REASON_EVICTED, REASON_END_OF_INPUT] {
+            let n = s.stack.ended[usize::from(reason)];
+            f.sample("shard_flows_ended_total", &[("shard", &id(s)), ("reason", reason_name(reason))], n);
         }
+    });
+    f.each("shard_flows_active", "gauge", "Flows in a shard's flow table.", shards, |f, s| {
+        f.sample("shard_flows_active", &[("shard", &id(s))], s.stack.active_flows)
+    });
+    f.each("shard_malformed_total", "counter", "Packets a shard dropped as malformed, by cause.", shards, |f, s| {
+        for (cause, &n) in ParseError::ALL.iter().zip(&s.stack.malformed) {
+            f.sample("shard_malformed_total", &[("shard", &id(s)), ("cause", cause.name())], n);
+        }
+    });
+    f.each("shard_stream_bytes_total", "counter", "TCP stream bytes of ended connections, by what became of them.", shards, |f, s| {
+        let st = &s.stack.streams;
+        for (kind, n) in [("delivered", st.delivered), ("gap", st.gap_bytes), ("old", st.old_bytes)] {
+            f.sample("shard_stream_bytes_total", &[("shard", &id(s)), ("kind", kind)], n);
+        }
+    });
+    f.each("shard_stream_gaps_total", "counter", "Gaps in TCP streams of ended connections.", shards, |f, s| {
+        f.sample("shard_stream_gaps_total", &[("shard", &id(s))], s.stack.streams.gaps)
     });
     f.each("shard_events_total", "counter", "Events a shard emitted (the stack's and NFs' publications), by type.", shards, |f, s| {
         for (path, &n) in r.type_paths.iter().zip(&s.events_by_type).filter(|(_, n)| **n > 0) {
@@ -209,7 +234,23 @@ pub fn render(r: &RunReport) -> String {
             f.sample("nf_stat", &[("nf", &nf.name), ("name", name)], *value);
         }
     });
+    process_metrics(&mut f.out);
     f.out
+}
+
+/// The process's resident memory and open files, under Prometheus' standard names.
+fn process_metrics(out: &mut String) {
+    // SAFETY: sysconf reads a constant of the system.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let rss = std::fs::read_to_string("/proc/self/statm").ok().and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok());
+    if let Some(pages) = rss {
+        let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.");
+        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", pages * page);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(out, "# HELP process_open_fds Number of open file descriptors.");
+        let _ = writeln!(out, "# TYPE process_open_fds gauge\nprocess_open_fds {}", fds.count());
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct Progress {
     pub packets: AtomicU64,
+    pub bytes: AtomicU64,
     pub done_units: AtomicU64,
     pub total_units: AtomicU64,
 }
@@ -139,6 +140,7 @@ impl Dispatcher {
     fn publish_progress(&self, report: &InputReport) {
         let (done, total) = self.source.progress();
         self.progress.packets.store(report.packets, Ordering::Relaxed);
+        self.progress.bytes.store(report.bytes, Ordering::Relaxed);
         self.progress.done_units.store(done, Ordering::Relaxed);
         self.progress.total_units.store(total, Ordering::Relaxed);
     }
