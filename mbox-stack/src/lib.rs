@@ -9,6 +9,9 @@
 //! - [`tcp`]: the TCP Monitor µStack: both sides' state and both directions reassembled.
 //! - [`endpoint`]: the TCP Endpoint µStack: one connection's state machine, sans-IO (mbox
 //!   terminates TCP itself).
+//! - [`splicer`]: the TCP Splicer µStack's per-packet core: a client's connection and a
+//!   backend's made one by rewriting each frame in place (addresses, sequence space,
+//!   timestamps, window scale, checksums updated incrementally), sans-IO.
 //! - [`timer_wheel`]: a shard's timers (one deadline per connection), found when due.
 //! - [`sim`]: a simulated network (seeded loss, reordering, duplication, delay) for tests and
 //!   replays.
@@ -19,6 +22,7 @@ pub mod flow_table;
 pub mod fragments;
 pub mod l23;
 pub mod sim;
+pub mod splicer;
 pub mod tcp;
 pub mod timer_wheel;
 pub mod wire;
