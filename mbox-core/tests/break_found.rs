@@ -491,6 +491,40 @@ fn slow_rules(dir: &Path) -> PathBuf {
     path
 }
 
+/// SIGHUP (a terminal gone, or an operator's habit) ends a run as SIGTERM does: NFs finish,
+/// the summary and the report are written, the status is the run's; not a kill that loses them.
+#[test]
+fn sighup_stops_a_run_with_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, report, flows) = (dir.path().join("run.toml"), dir.path().join("report.json"), dir.path().join("flows.jsonl"));
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {}\n[input]\ngenerator = {{ flows = 100000000 }}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+            toml_path(&plugin_dir()),
+            toml_path(&flows)
+        ),
+    )
+    .unwrap();
+    let child = mbox()
+        .args(["run", config.to_str().unwrap(), "--quiet", "--report", report.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Running: flows are being written.
+    let started = Instant::now();
+    while std::fs::metadata(&flows).map_or(0, |m| m.len()) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no flow written after 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("packets"), "the summary: {out:?}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(report["input"]["packets"].as_u64() > Some(0), "{report}");
+}
+
 #[test]
 fn a_signal_during_start_up_stops_mbox_at_once_without_leaving_outputs() {
     let dir = tempfile::tempdir().unwrap();

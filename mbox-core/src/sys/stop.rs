@@ -1,6 +1,8 @@
-//! Stopping a run from outside: SIGINT (Ctrl-C) and SIGTERM ask the input to stop reading, after
-//! which the run ends as at the end of a capture (NFs finish, the summary is printed).
-//! A second signal ends the process at once.
+//! Stopping a run from outside: SIGINT (Ctrl-C), SIGTERM and SIGHUP ask the input to stop
+//! reading, after which the run ends as at the end of a capture (NFs finish, the summary is
+//! printed). SIGHUP too: its default would kill mbox with every result unwritten when its
+//! terminal goes away or an operator sends it out of habit, and mbox cannot reopen its outputs
+//! (NFs own theirs). A second signal ends the process at once.
 //!
 //! During start-up — loading plugins, creating NFs (an IDS may take seconds over its rules),
 //! opening outputs — no input is being read yet, and plugin code cannot be interrupted: a
@@ -48,13 +50,14 @@ extern "C" fn on_signal(signal: libc::c_int) {
     SIGNAL.store(signal, Ordering::Relaxed);
 }
 
-/// Installs the handler for SIGINT and SIGTERM.
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP.
 pub fn install() {
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: the handler only touches atomics and calls _exit.
     unsafe {
         libc::signal(libc::SIGINT, handler);
         libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGHUP, handler);
     }
 }
 
