@@ -1,7 +1,8 @@
 //! Small helpers NF authors keep needing: timestamp and flag formatting, protocol names, a
 //! buffered line writer for an NF's output file, argument checks, a cursor that finds the
-//! stream bytes an NF missed, and per-flow state by the host's dense flow references
-//! ([`FlowMap`]). Nothing here crosses the ABI boundary.
+//! stream bytes an NF missed, per-flow state by the host's dense flow references
+//! ([`FlowMap`]), and what an NF's unit tests need to create and drive it without mbox
+//! ([`testing`]). Nothing here crosses the ABI boundary.
 
 use crate::events::{Event, FlowRef};
 use crate::nf::{Host, PublishStatus};
@@ -355,6 +356,62 @@ impl<T> FlowMap<T> {
 
     pub fn flow_slots(&self) -> usize {
         self.flow_slots
+    }
+}
+
+/// For an NF's own unit tests, without mbox: the `NfInit` to create it with and a host whose
+/// calls do nothing (publications refused as undeclared, unsubscriptions answered `NoFlow`). A
+/// test that needs a host answering requests passes its own `publish` to [`testing::calls`].
+pub mod testing {
+    use crate::abi_stable::std_types::{RSlice, RStr};
+    use crate::event_type::EventType;
+    use crate::events::{EventHeader, FlowRef};
+    use crate::nf::{HostCalls, PublishStatus, UnsubscribeStatus};
+    use crate::plugin::NfInit;
+    use std::ffi::c_void;
+
+    /// What the host gives a new NF: its instance name, its arguments as JSON, `shards` shards
+    /// of `flow_slots` flow slots; no registered types.
+    pub fn init<'a>(instance: &'a str, args_json: &'a str, shards: u32, flow_slots: u32) -> NfInit<'a> {
+        NfInit {
+            instance: RStr::from_str(instance),
+            args_json: RStr::from_str(args_json),
+            nf_number: 1,
+            shards,
+            flow_slots,
+            types: RSlice::from_slice(&[]),
+            replacing: false,
+        }
+    }
+
+    /// A publish call that refuses everything as undeclared.
+    pub unsafe extern "C" fn publish_nothing(_: *mut c_void, _: *const EventHeader, _: u32) -> PublishStatus {
+        PublishStatus::NotDeclared
+    }
+
+    /// An unsubscribe call that answers `NoFlow`.
+    pub unsafe extern "C" fn unsubscribe_nothing(_: *mut c_void, _: &FlowRef, _: EventType) -> UnsubscribeStatus {
+        UnsubscribeStatus::NoFlow
+    }
+
+    /// Host calls with `publish` (and `state`, what it gets as its first argument), and
+    /// unsubscriptions answered `NoFlow`; `Host::new(&mut calls)` makes the `Host` an event
+    /// takes.
+    ///
+    /// # Safety
+    /// `publish` must treat `state` as what it is, and `state` must outlive the calls.
+    pub unsafe fn calls(
+        state: *mut c_void,
+        publish: unsafe extern "C" fn(*mut c_void, *const EventHeader, u32) -> PublishStatus,
+    ) -> HostCalls {
+        // SAFETY: the caller's contract.
+        unsafe { HostCalls::new(state, publish, unsubscribe_nothing) }
+    }
+
+    /// Host calls that do nothing.
+    pub fn null_calls() -> HostCalls {
+        // SAFETY: neither call reads its state.
+        unsafe { calls(std::ptr::null_mut(), publish_nothing) }
     }
 }
 

@@ -87,18 +87,6 @@ impl Options {
     }
 }
 
-fn linux_options() -> impl Strategy<Value = TcpOptions> {
-    let blocks = prop::collection::vec((any::<u32>(), any::<u32>()), 0..=4);
-    (prop::option::of(any::<u16>()), prop::option::of(0u8..=14), any::<bool>(), prop::option::of((any::<u32>(), any::<u32>())), blocks)
-        .prop_map(|(mss, window_scale, sack_permitted, timestamps, blocks)| {
-            let mut o = TcpOptions { mss, window_scale, sack_permitted, timestamps, sack: SackBlocks::default() };
-            for b in blocks {
-                o.sack.push(b);
-            }
-            o
-        })
-}
-
 fn opt() -> impl Strategy<Value = Opt> {
     let unknown_kinds: Vec<u8> = (6u8..=255).filter(|&k| k != option_kind::TIMESTAMPS).collect();
     prop_oneof![
@@ -113,7 +101,10 @@ fn opt() -> impl Strategy<Value = Opt> {
 }
 
 fn options() -> impl Strategy<Value = Options> {
-    prop_oneof![linux_options().prop_map(Options::Linux), prop::collection::vec(opt(), 0..10).prop_map(Options::Raw)]
+    prop_oneof![
+        crate::wire::tcp::strategies::options().prop_map(Options::Linux),
+        prop::collection::vec(opt(), 0..10).prop_map(Options::Raw)
+    ]
 }
 
 fn vlan() -> impl Strategy<Value = VlanTags> {

@@ -501,6 +501,30 @@ impl TcpRepr {
     }
 }
 
+/// Property-test strategies for TCP headers, shared by the modules that build segments.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use super::{SackBlocks, TcpOptions};
+    use proptest::prelude::*;
+
+    /// Any options `TcpRepr::emit` writes as Linux lays them out (MSS, window scale, SACK
+    /// permitted, timestamps, SACK blocks), with only the SACK blocks that fit, so that parse
+    /// gives back exactly what was emitted.
+    pub(crate) fn options() -> impl Strategy<Value = TcpOptions> {
+        let blocks = prop::collection::vec((any::<u32>(), any::<u32>()), 0..=4);
+        (prop::option::of(any::<u16>()), prop::option::of(0u8..=14), any::<bool>(), prop::option::of((any::<u32>(), any::<u32>())), blocks)
+            .prop_map(|(mss, window_scale, sack_permitted, timestamps, blocks)| {
+                let mut o = TcpOptions { mss, window_scale, sack_permitted, timestamps, sack: SackBlocks::default() };
+                for b in blocks {
+                    o.sack.push(b);
+                }
+                let keep = o.sack_blocks_that_fit();
+                o.sack.truncate(keep);
+                o
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,20 +588,7 @@ mod tests {
         assert!(matches!(TcpPacket::new_checked(&low[..]), Err(WireError::Malformed(..))));
     }
 
-    fn options() -> impl Strategy<Value = TcpOptions> {
-        let blocks = prop::collection::vec((any::<u32>(), any::<u32>()), 0..=4);
-        (prop::option::of(any::<u16>()), prop::option::of(0u8..=14), any::<bool>(), prop::option::of((any::<u32>(), any::<u32>())), blocks)
-            .prop_map(|(mss, window_scale, sack_permitted, timestamps, blocks)| {
-                let mut o = TcpOptions { mss, window_scale, sack_permitted, timestamps, sack: SackBlocks::default() };
-                for b in blocks {
-                    o.sack.push(b);
-                }
-                // What emit keeps is what parse can give back.
-                let keep = o.sack_blocks_that_fit();
-                o.sack.truncate(keep);
-                o
-            })
-    }
+    use super::strategies::options;
 
     proptest! {
         #[test]

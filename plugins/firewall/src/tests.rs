@@ -3,36 +3,17 @@
 //! counters, the arguments and a reload's hand-over.
 
 use super::*;
-use mbox_abi::abi_stable::std_types::{RSlice, RStr, RVec};
+use mbox_abi::abi_stable::std_types::RVec;
+use mbox_abi::kit::testing;
 use mbox_abi::nf::{Guarded, NfObject};
-use mbox_abi::{
-    DirStats, EventType, FlowRef, FlowTuple, HostCalls, PublishStatus, UnsubscribeStatus, DIR_NONE, DIR_ORIG, DIR_REPLY, REASON_FIN,
-};
-use std::ffi::c_void;
+use mbox_abi::{DirStats, FlowRef, FlowTuple, DIR_NONE, DIR_ORIG, DIR_REPLY, REASON_FIN};
 use std::net::{Ipv4Addr, Ipv6Addr};
-
-unsafe extern "C" fn publish(_: *mut c_void, _: *const EventHeader, _: u32) -> PublishStatus {
-    PublishStatus::NotDeclared
-}
-
-unsafe extern "C" fn unsubscribe(_: *mut c_void, _: &FlowRef, _: EventType) -> UnsubscribeStatus {
-    UnsubscribeStatus::NoFlow
-}
 
 const SLOTS: u32 = 16;
 
 fn create(args: &serde_json::Value) -> Result<Firewall, String> {
     let json = args.to_string();
-    let init = NfInit {
-        instance: RStr::from_str("firewall"),
-        args_json: RStr::from_str(&json),
-        nf_number: 1,
-        shards: 2,
-        flow_slots: SLOTS,
-        types: RSlice::from_slice(&[]),
-        replacing: false,
-    };
-    Firewall::create(&init)
+    Firewall::create(&testing::init("firewall", &json, 2, SLOTS))
 }
 
 fn firewall(args: serde_json::Value) -> Firewall {
@@ -91,7 +72,7 @@ fn send(fw: &mut Firewall, p: &Pkt) -> Verdict {
 }
 
 fn deliver(fw: &mut Firewall, event: &EventHeader) -> Verdict {
-    let mut calls = unsafe { HostCalls::new(std::ptr::null_mut(), publish, unsubscribe) };
+    let mut calls = testing::null_calls();
     fw.on_event(event, &mut Host::new(&mut calls))
 }
 

@@ -4,11 +4,12 @@
 
 use super::*;
 use crate::conn::{BUFFER_MAX, MAX_PENDING};
-use mbox_abi::abi_stable::std_types::{RSlice, RStr, RVec};
+use mbox_abi::abi_stable::std_types::RVec;
+use mbox_abi::kit::testing;
 use mbox_abi::nf::{Guarded, NfObject};
 use mbox_abi::{
-    DirStats, Event, EventType, FlowEvent, FlowTcpEvent, FlowTuple, HostCalls, PublishStatus, StreamOp, StreamRequest, StreamStatus,
-    TcpSnapshot, UnsubscribeStatus, DIR_NONE, END_FIN, REASON_NONE, STREAM_REQUEST,
+    DirStats, Event, EventType, FlowEvent, FlowTcpEvent, FlowTuple, PublishStatus, StreamOp, StreamRequest, StreamStatus, TcpSnapshot,
+    DIR_NONE, END_FIN, REASON_NONE, STREAM_REQUEST,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -79,24 +80,11 @@ unsafe extern "C" fn publish(state: *mut c_void, event: *const EventHeader, size
     PublishStatus::Published
 }
 
-unsafe extern "C" fn unsubscribe(_: *mut c_void, _: &FlowRef, _: EventType) -> UnsubscribeStatus {
-    UnsubscribeStatus::NoFlow
-}
-
 const SLOTS: u32 = 64;
 
 fn create(args: &serde_json::Value) -> Result<HttpServer, String> {
     let json = args.to_string();
-    let init = NfInit {
-        instance: RStr::from_str("http"),
-        args_json: RStr::from_str(&json),
-        nf_number: 1,
-        shards: 2,
-        flow_slots: SLOTS,
-        types: RSlice::from_slice(&[]),
-        replacing: false,
-    };
-    HttpServer::create(&init)
+    HttpServer::create(&testing::init("http", &json, 2, SLOTS))
 }
 
 /// Connection `conn`'s flow as the data events carry it (the client's direction), with the
@@ -131,7 +119,7 @@ impl Harness {
 
     fn deliver(&mut self, event: &EventHeader) {
         // SAFETY: `fake` outlives the call, and the functions only touch it and the request.
-        let mut calls = unsafe { HostCalls::new(&mut *self.fake as *mut Fake as *mut c_void, publish, unsubscribe) };
+        let mut calls = unsafe { testing::calls(&mut *self.fake as *mut Fake as *mut c_void, publish) };
         let mut host = Host::new(&mut calls);
         assert_eq!(self.nf.on_event(event, &mut host), Verdict::Pass);
     }
