@@ -385,11 +385,17 @@ pub mod testing {
     }
 
     /// A publish call that refuses everything as undeclared.
+    ///
+    /// # Safety
+    /// None needed: it reads none of its arguments (unsafe only to fit `HostCalls`).
     pub unsafe extern "C" fn publish_nothing(_: *mut c_void, _: *const EventHeader, _: u32) -> PublishStatus {
         PublishStatus::NotDeclared
     }
 
     /// An unsubscribe call that answers `NoFlow`.
+    ///
+    /// # Safety
+    /// None needed: it reads none of its arguments (unsafe only to fit `HostCalls`).
     pub unsafe extern "C" fn unsubscribe_nothing(_: *mut c_void, _: &FlowRef, _: EventType) -> UnsubscribeStatus {
         UnsubscribeStatus::NoFlow
     }
