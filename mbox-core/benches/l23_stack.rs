@@ -87,6 +87,7 @@ fn stack(tcp: Option<Depth>) -> L23Stack {
             fragment_timeout_ns: 30_000_000_000,
             tcp,
             stream_limits: StreamLimits::default(),
+            verify_tcp_checksums: false,
         },
         0,
     )

@@ -447,6 +447,10 @@ pub struct TcpConfig {
     pub out_of_order: KeepMode,
     /// Bytes of buffers for copied out-of-order payload, per shard (copy mode).
     pub max_copied_bytes: usize,
+    /// Leave TCP segments with a wrong checksum out of the monitor (their receiver drops them:
+    /// a decoy with a bad checksum is an IDS evasion). Off by default: captures taken on a host
+    /// that offloads checksums carry wrong ones on everything it sent.
+    pub verify_checksums: bool,
 }
 
 /// `[tcp] out_of_order`.
@@ -471,6 +475,7 @@ impl Default for TcpConfig {
             max_out_of_order_distance: 1 << 24,
             out_of_order: KeepMode::Auto,
             max_copied_bytes: 64 << 20,
+            verify_checksums: false,
         }
     }
 }

@@ -183,6 +183,7 @@ pub fn write_streams(capture: &Path, out: &Path, max_flows: usize) -> Result<Str
             tcp: Some(Depth::Reassembly),
             // An offline tool keeps whatever a capture holds out of order.
             stream_limits: StreamLimits { max_kept: 1 << 20, max_distance: u32::MAX / 2 },
+            verify_tcp_checksums: false,
         },
         0,
     );

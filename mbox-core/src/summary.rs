@@ -19,6 +19,7 @@ struct Totals {
     flows: [u64; 3],
     ended: Vec<(&'static str, u64)>,
     port_reuse: u64,
+    tcp_bad_checksums: u64,
     events: Vec<(String, u64)>,
     delivered: Vec<u64>,
     ring_full: Vec<u64>,
@@ -49,6 +50,7 @@ fn totals(r: &RunReport) -> Totals {
         t.flows[1] += s.stack.flows_udp;
         t.flows[2] += s.stack.flows_other;
         t.port_reuse += s.stack.port_reuse;
+        t.tcp_bad_checksums += s.stack.tcp_bad_checksums;
         t.fragments_forwarded += s.fragments_forwarded;
         t.publications += s.publications;
         t.lost_to_dead_nf += s.lost_to_dead_nf;
@@ -140,6 +142,9 @@ pub fn text(r: &RunReport) -> String {
         let causes: Vec<String> = t.malformed.iter().map(|(c, v)| format!("{c} {}", n(*v))).collect();
         let _ = writeln!(s, "          malformed by cause: {}", causes.join(", "));
     }
+    if t.tcp_bad_checksums > 0 {
+        let _ = writeln!(s, "          {} TCP segments with a wrong checksum left out of the monitor", n(t.tcp_bad_checksums));
+    }
     if t.fragments[0] > 0 {
         let f = &t.fragments;
         let _ = writeln!(
@@ -164,11 +169,12 @@ pub fn text(r: &RunReport) -> String {
     if st.delivered + st.gap_bytes + st.kept > 0 {
         let _ = writeln!(
             s,
-            "streams   {} bytes reassembled, {} gaps ({} bytes), {} repeated or old bytes; {} segments kept out of order, {} not kept (bounds)",
+            "streams   {} bytes reassembled, {} gaps ({} bytes), {} repeated or old bytes, {} not accepted by the receiver; {} segments kept out of order, {} not kept (bounds)",
             n(st.delivered),
             n(st.gaps),
             n(st.gap_bytes),
             n(st.old_bytes),
+            n(st.not_accepted),
             n(st.kept),
             n(st.not_kept)
         );
@@ -350,6 +356,7 @@ pub fn json(r: &RunReport) -> Value {
             "dropped_by_nf": t.dropped_by_nf,
             "non_ip": t.non_ip,
             "malformed": to_map(&t.malformed),
+            "tcp_bad_checksums": t.tcp_bad_checksums,
         },
         "fragments": {
             "received": t.fragments[0],
@@ -367,6 +374,7 @@ pub fn json(r: &RunReport) -> Value {
             "old_bytes": t.streams.old_bytes,
             "kept_segments": t.streams.kept,
             "not_kept_segments": t.streams.not_kept,
+            "not_accepted_bytes": t.streams.not_accepted,
         },
         "services": t.serve.map(|sv| {
             let mut m: Map<String, Value> = sv.named().iter().map(|(k, v)| (k.to_string(), json!(v))).collect();

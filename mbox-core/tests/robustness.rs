@@ -111,6 +111,7 @@ fn small_stack() -> L23Stack {
             fragment_timeout_ns: 1_000,
             tcp: Some(Depth::Reassembly),
             stream_limits: StreamLimits { max_kept: 4, max_distance: 100_000 },
+            verify_tcp_checksums: false,
         },
         0,
     )

@@ -28,6 +28,9 @@ pub struct StackConfig {
     /// The TCP monitor: `None` when nobody needs TCP state; else how deep it goes.
     pub tcp: Option<Depth>,
     pub stream_limits: StreamLimits,
+    /// The monitor leaves out TCP segments whose checksum is wrong (the receiver drops them);
+    /// off, it trusts them, as captures taken where checksums are offloaded need.
+    pub verify_tcp_checksums: bool,
 }
 
 /// Events one packet may cause at most, so the sink can promise room before the stack starts.
@@ -184,6 +187,8 @@ pub struct StackStats {
     /// Flows ended, by `REASON_*` value.
     pub ended: [u64; 8],
     pub port_reuse: u64,
+    /// TCP segments the monitor left out for a wrong checksum (`verify_tcp_checksums`).
+    pub tcp_bad_checksums: u64,
     pub fragments: FragmentStats,
     /// Both directions of every TCP connection that ended, summed.
     pub streams: StreamStats,
@@ -329,6 +334,22 @@ enum EndReason {
     UnlessClosed(u8),
 }
 
+/// Whether a TCP segment's checksum is wrong. `false` when it cannot be told: the capture cut
+/// the segment short.
+fn wrong_tcp_checksum(data: &[u8], p: &Parsed) -> bool {
+    use crate::wire::checksum::{pseudo_header_v4, pseudo_header_v6, sum, verifies};
+    let end = p.payload_offset as usize + p.payload_len as usize;
+    let Some(segment) = data.get(p.l4_offset as usize..end) else { return false };
+    let len = segment.len() as u32;
+    let pseudo = if p.ip_version == 4 {
+        let v4 = |a: &[u8; 16]| std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+        pseudo_header_v4(v4(&p.src), v4(&p.dst), ip_proto::TCP, len)
+    } else {
+        pseudo_header_v6(p.src.into(), p.dst.into(), ip_proto::TCP, len)
+    };
+    !verifies(pseudo + sum(segment))
+}
+
 /// The part of the stack that flow handling mutates, borrowed apart from the reassembler.
 struct StackParts<'a> {
     flows: &'a mut FlowTable,
@@ -395,6 +416,12 @@ impl StackParts<'_> {
             sink.packet(&StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len, tcp: None }, self.flows);
             return;
         };
+        if self.cfg.verify_tcp_checksums && wrong_tcp_checksum(data, p) {
+            // The receiver drops it: not part of the connection as its ends see it.
+            self.stats.tcp_bad_checksums += 1;
+            sink.packet(&StackPacket { data, parsed: Some(p), flow: Some((slot, dir as u8)), datagram, wire_len, tcp: None }, self.flows);
+            return;
+        }
         // The TCP monitor: state first, so the packet's event carries it; then the streams.
         let options =
             data.get(p.l4_offset as usize + 20..(p.l4_offset as usize + usize::from(p.tcp.header_len)).min(data.len())).unwrap_or(&[]);
@@ -500,5 +527,54 @@ fn close_reason(e: &FlowEntry) -> Option<u8> {
         Some(REASON_FIN)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ethernet::{EthernetAddress, VlanTags};
+    use crate::wire::frame::{IpRepr, TcpFrame};
+    use crate::wire::parse_frame;
+    use crate::wire::tcp::{TcpOptions, TcpRepr};
+    use std::net::IpAddr;
+
+    #[test]
+    fn a_wrong_tcp_checksum_is_told_apart_over_ipv4_and_ipv6_unless_the_segment_was_cut() {
+        for (src, dst) in [
+            (IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 19, 0, 1])),
+            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap()),
+        ] {
+            let f = TcpFrame {
+                src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                dst_mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                vlan: VlanTags::NONE,
+                ip: IpRepr::new(src, dst, ip_proto::TCP, 0, 64).unwrap(),
+                tcp: TcpRepr {
+                    src_port: 40000,
+                    dst_port: 80,
+                    seq: 7,
+                    ack: 9,
+                    flags: tcp_flags::ACK,
+                    window: 512,
+                    urgent: 0,
+                    options: TcpOptions::default(),
+                    payload_len: 5,
+                },
+            };
+            let mut buf = vec![0u8; f.len()];
+            buf[f.payload_offset()..].copy_from_slice(b"hello");
+            f.emit(&mut buf).unwrap();
+            let wire_len = buf.len() as u32;
+            let parsed = |b: &[u8]| match parse_frame(b, wire_len, LinkType::Ethernet, ParseOptions::default()) {
+                Ok(Packet::Ip(p)) => p,
+                other => panic!("{other:?}"),
+            };
+            assert!(!wrong_tcp_checksum(&buf, &parsed(&buf)), "{src}: as sent");
+            buf[f.payload_offset()] ^= 0x20;
+            assert!(wrong_tcp_checksum(&buf, &parsed(&buf)), "{src}: a payload bit flipped");
+            let cut = &buf[..buf.len() - 1];
+            assert!(!wrong_tcp_checksum(cut, &parsed(cut)), "{src}: cut by the snaplen, nothing to tell");
+        }
     }
 }

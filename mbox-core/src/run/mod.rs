@@ -138,6 +138,7 @@ pub fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         fragment_timeout_ns: u64::try_from(config.flow.fragment_timeout.as_nanos()).unwrap_or(u64::MAX),
         tcp: tcp_depth(config.tcp.monitor, &registry, &graph),
         stream_limits: StreamLimits { max_kept: config.tcp.max_kept_segments_per_flow, max_distance: config.tcp.max_out_of_order_distance },
+        verify_tcp_checksums: config.tcp.verify_checksums,
     };
     Ok(Assembled {
         config,

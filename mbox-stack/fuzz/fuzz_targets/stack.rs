@@ -48,6 +48,7 @@ fuzz_target!(|input: &[u8]| {
             fragment_timeout_ns: 100,
             tcp: Some(Depth::Reassembly),
             stream_limits: StreamLimits { max_kept: 4, max_distance: 1 << 20 },
+            verify_tcp_checksums: false,
         },
         0,
     );

@@ -7,6 +7,17 @@
 //! numbers, windows (scaled when both SYNs carried a window scale), and retransmissions; then it
 //! hands the payload to the sender's stream. [`TcpConn::snapshot`] is the copy of that state
 //! events carry.
+//!
+//! A segment that arrives out of order and starts at or beyond the right edge of the window its
+//! receiver advertised (the furthest acknowledgment plus window seen from it: RFC 9293
+//! 3.10.7.4, as Linux and Suricata check it) is dropped by the receiver, so its bytes are no
+//! part of the stream the receiver reads: the stream holds it back until the receiver acknowledges its bytes (then the
+//! monitor's idea of the window was wrong, and it was taken after all), and lets it go when a
+//! copy arrives in the window or nothing acknowledges it (counted as `not_accepted`; it does not
+//! move the sender's next sequence number either). The edge is known once both SYNs were seen
+//! (the window scale is then known); on connections picked up later nothing is checked, and
+//! state-only tracking does not check. How the monitor meets the classic IDS evasions is in
+//! docs/evasion.md.
 
 pub mod stream;
 
@@ -59,6 +70,9 @@ struct Side {
     window: u16,
     fin_seq: Option<u32>,
     syn_seen: bool,
+    /// The right edge of the window this side advertised (for the peer's bytes): the furthest
+    /// `ack + window` it sent. `None` while the window scale is not known.
+    right_edge: Option<u32>,
     retransmissions: u32,
 }
 
@@ -132,6 +146,8 @@ impl TcpConn {
         if !self.sides[me].seen && !self.sides[peer].seen {
             self.first_segment(me, flags);
         }
+        // Bytes the receiver drops are not sent as far as it is concerned.
+        let taken = !self.beyond_window(me, seg);
         // Retransmission: bytes (or a SYN/FIN) at or below what this side already sent.
         let seg_len = seg.len + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
         let end = seg.seq.wrapping_add(seg_len);
@@ -141,7 +157,7 @@ impl TcpConn {
                 side.retransmissions += 1;
                 self.segment_flags |= TCP_SEG_RETRANSMISSION;
             }
-            if !side.seen || seq_diff(end, side.next_seq) > 0 {
+            if !side.seen || (taken && seq_diff(end, side.next_seq) > 0) {
                 side.next_seq = end;
             }
             side.seen = true;
@@ -168,11 +184,46 @@ impl TcpConn {
             if flags & FIN != 0 {
                 self.fin(me, peer, seg.seq.wrapping_add(seg.len).wrapping_add(u32::from(flags & SYN != 0)));
             }
+            if flags & ACK != 0 {
+                self.advertised(me, seg);
+            }
         }
     }
 
+    /// `me` sent an acknowledgment and a window: the right edge of what it takes moves on (it
+    /// never moves back: RFC 9293 3.8.6 forbids shrinking, and a sender may send up to the
+    /// furthest edge it was shown). The window is scaled as both SYNs agreed, except on a SYN.
+    fn advertised(&mut self, me: usize, seg: &Segment<'_>) {
+        let [a, b] = &self.sides;
+        if !(a.syn_seen && b.syn_seen) {
+            return; // the window scale is not known
+        }
+        let scaled = seg.flags & SYN == 0 && a.wscale.is_some() && b.wscale.is_some();
+        let shift = if scaled { self.sides[me].wscale.unwrap_or(0) } else { 0 };
+        let edge = seg.ack.wrapping_add(u32::from(seg.window) << shift);
+        let side = &mut self.sides[me];
+        side.right_edge = Some(match side.right_edge {
+            Some(old) if seq_diff(old, edge) > 0 => old,
+            _ => edge,
+        });
+    }
+
+    /// Whether the receiver of a segment from `me` may drop its payload: it arrives out of order
+    /// and starts at or beyond the right edge of the receiver's window (a segment starting
+    /// inside it is taken whole). Data in order is always taken: receivers differ there
+    /// (Windows takes bytes beyond a zero window, and `zeek__http__206_example_b` shows it
+    /// SACKing them), and so would the monitor's streams from what tshark's follow reports.
+    fn beyond_window(&self, me: usize, seg: &Segment<'_>) -> bool {
+        let Some(edge) = self.sides[1 - me].right_edge.filter(|_| seg.len > 0) else { return false };
+        let data_seq = seg.seq.wrapping_add(u32::from(seg.flags & SYN != 0));
+        let stream = &self.streams[me];
+        stream.started() && seq_diff(data_seq, stream.next_seq()) > 0 && seq_diff(data_seq, edge) >= 0
+    }
+
     /// Hands a segment sent in direction `dir` to the streams: the peer's may give up a hole
-    /// this segment's ACK passes; then this segment's payload goes to its own stream.
+    /// this segment's ACK passes (or learn whether its SYN's data was taken, from a SYN+ACK);
+    /// then this segment's payload goes to its own stream, unless the receiver drops it (beyond
+    /// its window).
     pub fn streams<S: StreamSink>(&mut self, dir: usize, seg: &Segment<'_>, depth: Depth, limits: StreamLimits, sink: &mut S) {
         let (me, peer) = (dir, 1 - dir);
         let syn = seg.flags & SYN != 0;
@@ -180,9 +231,18 @@ impl TcpConn {
             Depth::State => self.streams[me].track(seg.seq, syn, seg.len),
             Depth::Reassembly => {
                 if seg.flags & ACK != 0 {
+                    if syn {
+                        self.streams[peer].syn_answered(peer as u8, seg.ack, sink);
+                    }
                     self.streams[peer].peer_ack(peer as u8, seg.ack, sink);
                 }
-                self.streams[me].segment(me as u8, seg.seq, syn, seg.len, seg.captured, limits, sink);
+                let beyond = self.beyond_window(me, seg);
+                let stream = &mut self.streams[me];
+                if syn && seg.flags & ACK == 0 && !beyond {
+                    stream.syn_segment(me as u8, seg.seq, seg.len, seg.captured, limits, sink);
+                } else {
+                    stream.segment_in(me as u8, seg.seq, syn, seg.len, seg.captured, beyond, limits, sink);
+                }
             }
         }
         self.report_ends(sink);
@@ -236,6 +296,8 @@ impl TcpConn {
     }
 
     fn syn(&mut self, me: usize, peer: usize, seg: &Segment<'_>) {
+        // The window the peer advertised was over this side's old sequence numbers.
+        self.sides[peer].right_edge = None;
         let side = &mut self.sides[me];
         side.isn = seg.seq;
         side.syn_seen = true;
@@ -490,5 +552,81 @@ mod tests {
         assert_eq!(window_scale(&[3, 3, 20]), Some(14));
         assert_eq!(window_scale(&[2, 4, 5, 180, 3]), None, "truncated option list");
         assert_eq!(window_scale(&[8, 0]), None, "zero-length option");
+    }
+
+    /// Records the data the connection reports (direction, offset, length) and how it keeps.
+    #[derive(Default)]
+    struct Ranges {
+        data: Vec<(u8, u64, u32)>,
+        kept: u32,
+    }
+    impl stream::StreamSinkKeep for Ranges {
+        fn keep(&mut self) -> Option<u32> {
+            self.kept += 1;
+            Some(self.kept)
+        }
+        fn unkeep(&mut self, _: u32) {}
+    }
+    impl StreamSink for Ranges {
+        fn data(&mut self, dir: u8, offset: u64, len: u32, _: Source) {
+            self.data.push((dir, offset, len));
+        }
+        fn gap(&mut self, _: u8, _: u64, _: u64, _: u8) {}
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn seg_w(c: &mut TcpConn, sink: &mut Ranges, dir: usize, flags: u8, seq: u32, ack: u32, window: u16, len: u32, options: &[u8]) {
+        let s = Segment { seq, ack, flags, window, len, captured: len, options };
+        c.segment(dir, &s, Depth::Reassembly, StreamLimits::default(), sink);
+    }
+
+    #[test]
+    fn data_out_of_order_beyond_the_receivers_window_is_not_taken_unless_acknowledged() {
+        let (mut c, mut r) = (TcpConn::default(), Ranges::default());
+        // The server's window: 1,000 << 2 bytes (both SYNs scale); the SYN+ACK's own is unscaled.
+        seg_w(&mut c, &mut r, 0, SYN, 100, 0, 1000, 0, &[3, 3, 0]);
+        seg_w(&mut c, &mut r, 1, SYN | ACK, 500, 101, 1000, 0, &[3, 3, 2]);
+        seg_w(&mut c, &mut r, 0, ACK, 101, 501, 1000, 0, &[]);
+        assert_eq!(c.sides[1].right_edge, Some(101 + 1000), "from the SYN+ACK, unscaled");
+        seg_w(&mut c, &mut r, 1, ACK, 501, 101, 1000, 0, &[]);
+        assert_eq!(c.sides[1].right_edge, Some(101 + 4000));
+        // Beyond the edge, out of order: held back, even once the hole before it fills.
+        seg_w(&mut c, &mut r, 0, ACK, 4101, 501, 1000, 10, &[]);
+        assert_eq!(c.sides[0].next_seq, 101, "not sent as far as the server is concerned");
+        seg_w(&mut c, &mut r, 0, ACK, 101, 501, 1000, 4000, &[]);
+        assert_eq!(r.data, [(0, 0, 4000)]);
+        // A copy in the window (the edge moved on) wins; the held one is let go.
+        seg_w(&mut c, &mut r, 1, ACK, 501, 4101, 1000, 0, &[]);
+        seg_w(&mut c, &mut r, 0, ACK, 4101, 501, 1000, 10, &[]);
+        assert_eq!(r.data, [(0, 0, 4000), (0, 4000, 10)]);
+        assert_eq!(c.stream(0).stats.not_accepted, 10);
+        // In order, data is taken whatever the window (receivers differ there).
+        seg_w(&mut c, &mut r, 0, ACK, 4111, 501, 1000, 9000, &[]);
+        assert_eq!(r.data.last(), Some(&(0, 4010, 9000)));
+        // Beyond the edge, then acknowledged by the server: it took it.
+        seg_w(&mut c, &mut r, 0, ACK, 20_000, 501, 1000, 100, &[]);
+        seg_w(&mut c, &mut r, 0, ACK, 13_111, 501, 1000, 6889, &[]);
+        assert_eq!(r.data.last(), Some(&(0, 4010 + 9000, 6889)), "the held segment waits");
+        seg_w(&mut c, &mut r, 1, ACK, 501, 20_050, 1000, 0, &[]);
+        assert_eq!(r.data.last(), Some(&(0, 19_899, 100)));
+    }
+
+    #[test]
+    fn syn_data_counts_only_when_the_syn_ack_acknowledges_it() {
+        // Refused (no Fast Open): the SYN+ACK acknowledges the SYN alone.
+        let (mut c, mut r) = (TcpConn::default(), Ranges::default());
+        seg_w(&mut c, &mut r, 0, SYN, 100, 0, 1000, 50, &[]);
+        seg_w(&mut c, &mut r, 1, SYN | ACK, 500, 101, 1000, 0, &[]);
+        seg_w(&mut c, &mut r, 0, ACK, 101, 501, 1000, 0, &[]);
+        assert!(r.data.is_empty());
+        seg_w(&mut c, &mut r, 0, ACK | 0x08, 101, 501, 1000, 60, &[]);
+        assert_eq!(r.data, [(0, 0, 60)], "the bytes sent after the handshake are the stream");
+        assert_eq!(c.stream(0).stats.not_accepted, 50);
+        // Taken (Fast Open): reported when the SYN+ACK acknowledges it.
+        let (mut c, mut r) = (TcpConn::default(), Ranges::default());
+        seg_w(&mut c, &mut r, 0, SYN, 100, 0, 1000, 50, &[]);
+        assert!(r.data.is_empty());
+        seg_w(&mut c, &mut r, 1, SYN | ACK, 500, 151, 1000, 0, &[]);
+        assert_eq!(r.data, [(0, 0, 50)]);
     }
 }

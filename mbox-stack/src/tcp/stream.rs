@@ -10,6 +10,16 @@
 //! testdata/pcaps/README.md) on every capture without holes:
 //! - The stream starts at the first segment seen in this direction (+1 for a SYN); data before
 //!   that start that arrives later is old and dropped (counted).
+//! - Data on a SYN (without ACK) is held until the receiver's SYN+ACK: one that acknowledges
+//!   the data (TCP Fast Open) releases it, one that acknowledges the SYN alone means the
+//!   receiver dropped it (as a server does without a Fast Open cookie for it), so it is not
+//!   reported: the client sends those bytes again after the handshake, and what it sends then is
+//!   what the server reads (Suricata does the same; counted as `not_accepted`).
+//! - A segment that arrived out of order beyond the receiver's window (the connection decides,
+//!   see `tcp`) was dropped by the receiver: it is kept but not reported, even once the hole
+//!   before it fills, until the receiver acknowledges bytes from its start on (it took it: the
+//!   monitor's idea of the window was wrong); a copy arriving in the window wins, and one
+//!   never acknowledged is let go (`not_accepted`).
 //! - Retransmissions and overlaps: bytes already reported are never reported again. Among kept
 //!   segments, the earliest to arrive that reaches the next expected byte is used first, so for
 //!   overlapping copies the first copy wins; a segment arriving in order wins over copies kept
@@ -80,6 +90,9 @@ pub struct StreamStats {
     pub kept: u64,
     /// Segments that could not be kept (a bound).
     pub not_kept: u64,
+    /// Bytes the receiver did not take, so never reported: data on a SYN its SYN+ACK did not
+    /// acknowledge, and segments starting beyond the window it advertised (see `tcp`).
+    pub not_accepted: u64,
 }
 
 impl std::ops::AddAssign for StreamStats {
@@ -90,6 +103,7 @@ impl std::ops::AddAssign for StreamStats {
         self.old_bytes += o.old_bytes;
         self.kept += o.kept;
         self.not_kept += o.not_kept;
+        self.not_accepted += o.not_accepted;
     }
 }
 
@@ -102,6 +116,9 @@ struct Kept {
     end: u64,
     captured_end: u64,
     token: u32,
+    /// It arrived beyond the receiver's window: held back until the receiver acknowledges
+    /// bytes from its start on (see [`Stream::segment_in`]).
+    beyond_window: bool,
 }
 
 /// The state of one direction. See the module documentation.
@@ -116,6 +133,9 @@ pub struct Stream {
     kept: Vec<Kept>,
     /// Range covering the data dropped for want of room: a later gap over it is `memory`.
     lost_to_memory: Option<(u64, u64)>,
+    /// A SYN's payload waiting for the receiver's answer, and the sequence number of its first
+    /// byte (see [`Stream::syn_segment`]).
+    syn_data: Option<(u32, Kept)>,
     pub stats: StreamStats,
 }
 
@@ -163,9 +183,9 @@ impl Stream {
         self.next_seq
     }
 
-    /// Number of kept segments.
+    /// Number of kept segments (held SYN data included).
     pub fn kept_len(&self) -> usize {
-        self.kept.len()
+        self.kept.len() + usize::from(self.syn_data.is_some())
     }
 
     /// Starts the stream at the first segment seen: `seq`, +1 for a SYN. A SYN seen before any
@@ -195,10 +215,89 @@ impl Stream {
         }
     }
 
+    /// Takes a SYN without ACK: `len` payload bytes declared from `seq + 1`, of which the first
+    /// `captured` are in the packet. Data that would be the stream's first bytes is held until
+    /// the receiver answers ([`Stream::syn_answered`], or an ACK past it in
+    /// [`Stream::peer_ack`]; the flow's end reports it): a server without a Fast Open cookie
+    /// for it acknowledges the SYN alone and drops the bytes, and the client sends the stream
+    /// again after the handshake — maybe other bytes, which are what the server reads.
+    pub fn syn_segment<S: StreamSink>(&mut self, dir: u8, seq: u32, len: u32, captured: u32, limits: StreamLimits, sink: &mut S) {
+        let data_seq = seq.wrapping_add(1);
+        if let Some((held_seq, held)) = self.syn_data {
+            if held_seq == data_seq {
+                // The SYN again: the copy held first wins.
+                self.stats.old_bytes += u64::from(len);
+                return;
+            }
+            // Another ISN: the last SYN defines the stream, the old one's bytes mean nothing.
+            self.syn_data = None;
+            self.stats.old_bytes += held.end - held.origin;
+            sink.unkeep(held.token);
+        }
+        let first_bytes = !self.started || (self.next_off == 0 && self.kept.is_empty());
+        if len == 0 || !first_bytes {
+            self.segment(dir, seq, true, len, captured, limits, sink);
+            return;
+        }
+        self.start_if_new(seq, true);
+        match sink.keep() {
+            Some(token) => {
+                self.stats.kept += 1;
+                let (end, captured_end) = (u64::from(len), u64::from(captured.min(len)));
+                self.syn_data = Some((data_seq, Kept { origin: 0, end, captured_end, token, beyond_window: false }));
+            }
+            // Nowhere to hold it: reported now (what the receiver does with it is not known).
+            None => self.segment(dir, seq, true, len, captured, limits, sink),
+        }
+    }
+
+    /// The receiver's SYN+ACK acknowledged `ack`: held SYN data is released when the answer
+    /// acknowledges any of it, and dropped (counted as `not_accepted`) when it acknowledges the
+    /// SYN alone.
+    pub fn syn_answered<S: StreamSink>(&mut self, dir: u8, ack: u32, sink: &mut S) {
+        let Some((seq, held)) = self.syn_data else { return };
+        if ack == seq {
+            self.syn_data = None;
+            self.stats.not_accepted += held.end - held.origin;
+            sink.unkeep(held.token);
+        } else {
+            self.release_syn_data(dir, sink);
+        }
+    }
+
+    /// Reports held SYN data (now, or as soon as the stream reaches it).
+    fn release_syn_data<S: StreamSink>(&mut self, dir: u8, sink: &mut S) {
+        if let Some((_, held)) = self.syn_data.take() {
+            self.kept.push(held);
+            self.drain(dir, sink);
+        }
+    }
+
     /// Takes one segment: `len` payload bytes declared from `seq` (+1 for a SYN), of which the
     /// first `captured` are in the packet.
     #[allow(clippy::too_many_arguments)]
     pub fn segment<S: StreamSink>(&mut self, dir: u8, seq: u32, syn: bool, len: u32, captured: u32, limits: StreamLimits, sink: &mut S) {
+        self.segment_in(dir, seq, syn, len, captured, false, limits, sink);
+    }
+
+    /// [`Stream::segment`] for a segment that may have arrived beyond the window its receiver
+    /// advertised (`beyond_window`, which the connection knows): the receiver dropped it, unless
+    /// the monitor's idea of the window is wrong. Such a segment is kept even in order, and
+    /// reported only once the receiver acknowledges bytes from its start on ([`Stream::peer_ack`]:
+    /// it took them after all). A copy of its bytes that arrives in the window wins; what is
+    /// never acknowledged is let go (counted as `not_accepted`), even at the flow's end.
+    #[allow(clippy::too_many_arguments)]
+    pub fn segment_in<S: StreamSink>(
+        &mut self,
+        dir: u8,
+        seq: u32,
+        syn: bool,
+        len: u32,
+        captured: u32,
+        beyond_window: bool,
+        limits: StreamLimits,
+        sink: &mut S,
+    ) {
         self.start_if_new(seq, syn);
         if len == 0 {
             return;
@@ -211,7 +310,7 @@ impl Stream {
             return;
         }
         let end = self.next_off + end_rel as u64;
-        if rel <= 0 {
+        if rel <= 0 && !beyond_window {
             // In order (possibly starting with bytes already reported, which are skipped).
             let skip = (-rel) as u64;
             self.stats.old_bytes += skip;
@@ -220,17 +319,22 @@ impl Stream {
             self.drain(dir, sink);
             return;
         }
-        let origin = self.next_off + rel as u64;
+        let Some(origin) = self.next_off.checked_add_signed(rel) else {
+            // Beyond the window and reaching back before the stream's start: nothing to keep.
+            self.stats.not_accepted += u64::from(len);
+            return;
+        };
         let captured_end = origin + u64::from(captured.min(len));
         if rel > i64::from(limits.max_distance) {
-            self.not_kept(origin, end);
+            self.not_kept_in(origin, end, len, beyond_window);
             return;
         }
         // Beyond a hole. The usual case after a loss is a run of segments, each continuing one
         // kept before: a copying sink grows that one, so a hole costs one kept entry however
         // many segments follow it (and the kept bound counts holes, not segments).
         if captured == len && self.only_copy_of(origin, end, None) {
-            if let Some(i) = self.kept.iter().position(|k| k.end == origin && k.captured_end == k.end) {
+            let continued = |k: &Kept| k.end == origin && k.captured_end == k.end && k.beyond_window == beyond_window;
+            if let Some(i) = self.kept.iter().position(continued) {
                 if sink.extend_kept(self.kept[i].token) {
                     self.stats.kept += 1;
                     (self.kept[i].end, self.kept[i].captured_end) = (end, captured_end);
@@ -239,14 +343,24 @@ impl Stream {
                 }
             }
         }
-        let kept = if self.kept.len() >= limits.max_kept { None } else { sink.keep() };
+        let kept = if self.kept_len() >= limits.max_kept { None } else { sink.keep() };
         match kept {
             Some(token) => {
                 self.stats.kept += 1;
-                self.kept.push(Kept { origin, end, captured_end, token });
+                self.kept.push(Kept { origin, end, captured_end, token, beyond_window });
                 self.absorb_following(self.kept.len() - 1, sink);
             }
-            None => self.not_kept(origin, end),
+            None => self.not_kept_in(origin, end, len, beyond_window),
+        }
+    }
+
+    /// A segment that could not be kept: a `memory` gap later, unless it was beyond the
+    /// receiver's window (then most likely dropped by the receiver too: only counted).
+    fn not_kept_in(&mut self, origin: u64, end: u64, len: u32, beyond_window: bool) {
+        if beyond_window {
+            self.stats.not_accepted += u64::from(len);
+        } else {
+            self.not_kept(origin, end);
         }
     }
 
@@ -264,7 +378,8 @@ impl Stream {
             if k.captured_end != k.end {
                 return;
             }
-            let Some(j) = self.kept.iter().position(|o| o.origin == k.end && o.captured_end == o.end) else { return };
+            let continues = |o: &Kept| o.origin == k.end && o.captured_end == o.end && o.beyond_window == k.beyond_window;
+            let Some(j) = self.kept.iter().position(continues) else { return };
             let o = self.kept[j];
             if !self.only_copy_of(o.origin, o.end, Some(j)) || !sink.merge_kept(k.token, o.token) {
                 return;
@@ -288,6 +403,24 @@ impl Stream {
     /// The other side acknowledged `ack`: if that is beyond a hole with data kept after it,
     /// the hole was not captured; report it and go on.
     pub fn peer_ack<S: StreamSink>(&mut self, dir: u8, ack: u32, sink: &mut S) {
+        if self.syn_data.is_some_and(|(seq, _)| seq_diff(ack, seq) > 0) {
+            // The receiver has held SYN data (its SYN+ACK was not captured).
+            self.release_syn_data(dir, sink);
+        }
+        // Segments that arrived beyond the window and whose bytes the receiver acknowledges:
+        // it took them.
+        let (next_seq, next_off) = (self.next_seq, self.next_off);
+        let mut taken = false;
+        for k in self.kept.iter_mut().filter(|k| k.beyond_window) {
+            let start = next_seq.wrapping_add(k.origin.wrapping_sub(next_off) as u32);
+            if seq_diff(ack, start) > 0 {
+                k.beyond_window = false;
+                taken = true;
+            }
+        }
+        if taken {
+            self.drain(dir, sink);
+        }
         let Some(lowest) = self.kept.iter().map(|k| k.origin).min() else { return };
         if lowest <= self.next_off {
             return;
@@ -301,6 +434,21 @@ impl Stream {
 
     /// The flow ended: reports kept data after gaps, and lets go of every kept segment.
     pub fn finish<S: StreamSink>(&mut self, dir: u8, sink: &mut S) {
+        // SYN data nobody answered: reported as seen. Segments beyond the window that the
+        // receiver never acknowledged: it did not take them.
+        if let Some((_, held)) = self.syn_data.take() {
+            self.kept.push(held);
+        }
+        let mut i = 0;
+        while i < self.kept.len() {
+            if self.kept[i].beyond_window {
+                let k = self.kept.remove(i);
+                self.stats.not_accepted += k.end - k.origin;
+                sink.unkeep(k.token);
+            } else {
+                i += 1;
+            }
+        }
         while let Some(lowest) = self.kept.iter().map(|k| k.origin).min() {
             if lowest > self.next_off {
                 self.skip_to(dir, lowest, GAP_AT_END, sink);
@@ -326,7 +474,8 @@ impl Stream {
 
     /// Lets go of every kept segment without reporting it (reassembly stopped for this flow).
     pub fn abandon<S: StreamSinkKeep>(&mut self, sink: &mut S) {
-        for k in self.kept.drain(..) {
+        let held = self.syn_data.take().map(|(_, k)| k);
+        for k in self.kept.drain(..).chain(held) {
             sink.unkeep(k.token);
         }
         // Nothing is reported from now on, not even what was lost before.
@@ -336,7 +485,7 @@ impl Stream {
     /// Events `finish` may emit at most: per kept segment a gap before it, its data and a gap
     /// for a truncated tail; then a hole and a gap over data that could not be kept.
     pub fn events_to_finish(&self) -> usize {
-        3 * self.kept.len() + 2 * usize::from(self.lost_to_memory.is_some())
+        3 * (self.kept.len() + usize::from(self.syn_data.is_some())) + 2 * usize::from(self.lost_to_memory.is_some())
     }
 
     /// Reports a gap up to `to` and moves `next` there.
@@ -375,12 +524,12 @@ impl Stream {
         }
     }
 
-    /// Reports kept segments that now reach `next`, earliest arrival first, and lets go of
-    /// those entirely behind it.
+    /// Reports kept segments that now reach `next`, earliest arrival first (those beyond the
+    /// window wait), and lets go of those entirely behind it.
     fn drain<S: StreamSink>(&mut self, dir: u8, sink: &mut S) {
         loop {
             let next = self.next_off;
-            let Some(i) = self.kept.iter().position(|k| k.origin <= next && k.end > next) else { break };
+            let Some(i) = self.kept.iter().position(|k| k.origin <= next && k.end > next && !k.beyond_window) else { break };
             let k = self.kept.remove(i);
             // Its head overlapped bytes reported already (a retransmission or another copy).
             self.stats.old_bytes += next - k.origin;
@@ -392,7 +541,12 @@ impl Stream {
         while i < self.kept.len() {
             if self.kept[i].end <= next {
                 let k = self.kept.remove(i);
-                self.stats.old_bytes += k.end - k.origin;
+                if k.beyond_window {
+                    // Its bytes came again in the window: the receiver took that copy.
+                    self.stats.not_accepted += k.end - k.origin;
+                } else {
+                    self.stats.old_bytes += k.end - k.origin;
+                }
                 sink.unkeep(k.token);
             } else {
                 i += 1;
@@ -636,5 +790,79 @@ mod tests {
         seg(&mut s, &mut k, 90, b"0123456789");
         assert_eq!(k.out, b"late");
         assert_eq!(s.stats.old_bytes, 10);
+    }
+
+    #[test]
+    fn syn_data_waits_for_the_syn_ack_which_takes_or_refuses_it() {
+        // Refused: the SYN+ACK acknowledges the SYN alone; what comes after the handshake wins.
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        k.current = b"decoy".to_vec();
+        s.syn_segment(0, 999, 5, 5, StreamLimits::default(), &mut k);
+        assert_eq!((k.out.as_slice(), s.kept_len()), (&b""[..], 1), "held, not reported");
+        s.syn_answered(0, 1000, &mut k);
+        assert_eq!((s.kept_len(), s.stats.not_accepted), (0, 5));
+        seg(&mut s, &mut k, 1000, b"real!");
+        assert_eq!(k.out, b"real!");
+        assert!(k.kept.iter().all(Option::is_none), "the held SYN was let go");
+        // Taken (Fast Open): the SYN+ACK acknowledges the data; it comes then, in order.
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        k.current = b"GET /".to_vec();
+        s.syn_segment(0, 999, 5, 5, StreamLimits::default(), &mut k);
+        k.current = b"SYN again".to_vec();
+        s.syn_segment(0, 999, 9, 9, StreamLimits::default(), &mut k); // a retransmitted SYN: the first copy wins
+        s.syn_answered(0, 1005, &mut k);
+        seg(&mut s, &mut k, 1005, b" HTTP");
+        assert_eq!(k.out, b"GET / HTTP");
+        // Unanswered (the SYN+ACK not captured): an ACK past it releases it, or else the end.
+        for release_by_ack in [true, false] {
+            let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+            k.current = b"abc".to_vec();
+            s.syn_segment(0, 999, 3, 3, StreamLimits::default(), &mut k);
+            seg(&mut s, &mut k, 1003, b"def"); // beyond the held bytes: waits for them
+            if release_by_ack {
+                s.peer_ack(0, 1006, &mut k);
+            } else {
+                s.finish(0, &mut k);
+            }
+            assert_eq!((k.out.as_slice(), k.gaps.len()), (&b"abcdef"[..], 0), "released by an ack: {release_by_ack}");
+        }
+    }
+
+    #[test]
+    fn a_segment_beyond_the_window_waits_for_an_ack_and_loses_to_a_copy_in_the_window() {
+        let limits = StreamLimits::default();
+        let beyond = |s: &mut Stream, k: &mut Rebuild, seq: u32, payload: &[u8]| {
+            k.current = payload.to_vec();
+            let n = payload.len() as u32;
+            s.segment_in(0, seq, false, n, n, true, limits, k);
+        };
+        // The hole before it fills, but it waits; the copy sent later in the window wins.
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        seg(&mut s, &mut k, 0, b"ab");
+        beyond(&mut s, &mut k, 4, b"EVIL");
+        seg(&mut s, &mut k, 2, b"cd");
+        assert_eq!(k.out, b"abcd", "not reported when the stream reaches it");
+        s.peer_ack(0, 4, &mut k); // up to its start, not into it
+        seg(&mut s, &mut k, 4, b"GOOD");
+        assert_eq!(k.out, b"abcdGOOD");
+        assert_eq!((s.kept_len(), s.stats.not_accepted), (0, 4));
+        // Acknowledged: the receiver took it after all (its window was wider than it looked).
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, copies: true, ..Default::default() });
+        seg(&mut s, &mut k, 0, b"ab");
+        beyond(&mut s, &mut k, 4, b"ef");
+        beyond(&mut s, &mut k, 6, b"gh"); // grows the one beyond the window, like it
+        seg(&mut s, &mut k, 10, b"kl"); // in the window, beyond another hole: apart
+        seg(&mut s, &mut k, 2, b"cd");
+        s.peer_ack(0, 5, &mut k);
+        assert_eq!(k.out, b"abcdefgh");
+        seg(&mut s, &mut k, 8, b"ij");
+        assert_eq!(k.out, b"abcdefghijkl");
+        // Never acknowledged: let go at the end, with no gap (the receiver has no such bytes).
+        let (mut s, mut k) = (Stream::default(), Rebuild { capacity: 8, ..Default::default() });
+        seg(&mut s, &mut k, 0, b"ab");
+        beyond(&mut s, &mut k, 1_000_000, b"far");
+        s.finish(0, &mut k);
+        assert_eq!((k.out.as_slice(), k.gaps.len(), s.stats.not_accepted), (&b"ab"[..], 0, 3));
+        assert!(k.kept.iter().all(Option::is_none));
     }
 }

@@ -416,6 +416,7 @@ impl Plugin for StreamHash {
                     fragment_timeout_ns: 30_000_000_000,
                     tcp: Some(Depth::Reassembly),
                     stream_limits: StreamLimits::default(),
+                    verify_tcp_checksums: false,
                 };
                 Some(Box::new(OwnStack { stack: L23Stack::new(cfg, 0), kept: Vec::new(), free: Vec::new() }))
             }
