@@ -91,12 +91,10 @@ fn lenient_request(buf: &[u8]) -> Parse<RequestHead<'_>> {
 }
 
 /// Headers that break the grammar (control bytes in a value, as scanners send): lines of
-/// `name: value` up to the blank line, read as they are.
+/// `name: value` up to the first blank line, read as they are.
 fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8]) -> Parse<RequestHead<'a>> {
     let rest = &buf[start..];
-    let blank =
-        rest.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).or_else(|| rest.windows(2).position(|w| w == b"\n\n").map(|i| i + 2));
-    let Some(head_end) = blank else {
+    let Some(head_end) = blank_line_end(rest) else {
         return if buf.len() < MAX_REQUEST_LINE * 4 { Parse::Partial } else { Parse::Invalid };
     };
     let (mut host, mut user_agent, mut body) = (None, None, BodyLength::None);
@@ -116,6 +114,20 @@ fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8
         }
     }
     Parse::Done(RequestHead { method, uri, host, user_agent, head_len: start + head_end, body })
+}
+
+/// Where the first blank line of `rest` (`\r\n` or a bare `\n`) ends: the first, whichever
+/// its line ends are, so that the head found does not depend on the bytes after it (a
+/// `\r\n\r\n` in the body once made a head ended by a bare `\n` run on to it).
+fn blank_line_end(rest: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(len) = rest[at..].iter().position(|&b| b == b'\n') {
+        if rest[at..at + len].strip_suffix(b"\r").unwrap_or(&rest[at..at + len]).is_empty() {
+            return Some(at + len + 1);
+        }
+        at += len + 1;
+    }
+    None
 }
 
 /// Parses a response head at the start of `buf`; `head_request` says the request was HEAD
@@ -302,6 +314,22 @@ mod tests {
         let raw = b"GET / HTTP/1.0\r\nNikto: \x1f\r\nUser-Agent: Mozilla/5.00 (Nikto)\r\nContent-Length: 2\r\n\r\nab";
         let Parse::Done(h) = request_head(raw) else { panic!() };
         assert_eq!((h.user_agent, h.body, h.head_len), (Some(&b"Mozilla/5.00 (Nikto)"[..]), BodyLength::Length(2), raw.len() - 2));
+    }
+
+    #[test]
+    fn a_loose_head_ends_at_its_first_blank_line_whatever_follows() {
+        // Found by the http_request fuzz target: a head that breaks the grammar (a control
+        // byte) and ends with a bare-LF blank line ran on to a later CRLF CRLF, so the head
+        // (and its fields) changed with the bytes after it.
+        let head = b"GET /x HTTP/1.1\r\nUser-Agent: a\x19b\r\n\n";
+        let more = [&head[..], b"Host: body.example\r\n\r\n"].concat();
+        for buf in [&head[..], &more] {
+            let Parse::Done(h) = request_head(buf) else { panic!() };
+            assert_eq!((h.head_len, h.host, h.user_agent), (head.len(), None, Some(&b"a\x19b"[..])));
+        }
+        let crlf = b"GET /x HTTP/1.1\r\nX: \x01\r\nHost: h\r\n\r\nbody\n\n";
+        let Parse::Done(h) = request_head(crlf) else { panic!() };
+        assert_eq!((h.head_len, h.host), (crlf.len() - 6, Some(&b"h"[..])));
     }
 
     #[test]

@@ -37,9 +37,13 @@ pub fn client_hello(stream: &[u8]) -> Parse<ClientHello> {
         };
         handshake.extend_from_slice(payload);
         at += 5 + len;
+        // Not a ClientHello as soon as its type says so, as when the record is still partial.
+        if handshake[0] != 1 {
+            return Parse::Invalid;
+        }
         if handshake.len() >= 4 {
             let needed = 4 + (usize::from(handshake[1]) << 16 | usize::from(handshake[2]) << 8 | usize::from(handshake[3]));
-            if handshake[0] != 1 || needed > MAX_HELLO {
+            if needed > MAX_HELLO {
                 return Parse::Invalid;
             }
             if handshake.len() >= needed {
@@ -178,5 +182,16 @@ pub(crate) mod tests {
         hs.truncate(hs.len() - 3);
         hs[3] -= 3; // consistent lengths, but the extensions run out
         assert_eq!(client_hello(&records(&hs, 16_384)), Parse::Invalid);
+    }
+
+    #[test]
+    fn another_handshake_type_is_refused_before_its_header_is_whole() {
+        // Found by the tls_hello fuzz target: a first record holding 3 bytes of a handshake
+        // whose type is not ClientHello was Partial once complete, though Invalid while cut
+        // (a stream's verdict must not go back from Invalid as it grows).
+        let stream = b"\x16\x03\x16\x00\x03\xe3\xfc\x26\x00";
+        assert_eq!(client_hello(&stream[..6]), Parse::Invalid);
+        assert_eq!(client_hello(stream), Parse::Invalid);
+        assert_eq!(client_hello(b"\x16\x03\x01\x00\x02\x01\x00"), Parse::Partial, "a ClientHello's first two bytes");
     }
 }

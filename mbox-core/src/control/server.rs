@@ -64,6 +64,32 @@ pub struct ControlState {
 }
 
 impl ControlState {
+    /// The state of a run with no NFs, no shards and no traffic yet (what tests and the fuzz
+    /// targets answer from).
+    pub fn idle() -> ControlState {
+        let registry = Arc::new(TypeRegistry::with_builtins());
+        let graph =
+            ServiceGraph::compile(&registry, &crate::run::stack_publications(), vec![]).expect("the stack's own publications make a graph");
+        let live = Arc::new(LiveView {
+            started: std::time::Instant::now(),
+            cpu_start: Duration::ZERO,
+            input_description: "none".into(),
+            progress: Arc::default(),
+            type_paths: vec![],
+            shards: vec![],
+            nfs: vec![],
+            memory: Default::default(),
+        });
+        ControlState {
+            live,
+            graph: Arc::new(graph),
+            registry: registry.clone(),
+            config_path: "idle.toml".into(),
+            reloader: Reloader::new(vec![], registry, 1, 16),
+            metrics: None,
+        }
+    }
+
     /// Answers one request.
     pub fn answer(&self, request: &Request) -> Result<Value, String> {
         match request {
@@ -194,24 +220,35 @@ fn parse(request: &[u8]) -> Result<Request, String> {
     serde_json::from_str::<Request>(line).map_err(|e| format!("bad request: {e}"))
 }
 
-/// Answers one request on a serving thread.
-fn handle(mut stream: UnixStream, request: &[u8], state: &ControlState) {
-    let answer = parse(request).and_then(|r| state.answer(&r));
-    // A client that does not read its answer holds the thread no longer than this.
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.write_all(reply(answer).as_bytes());
+/// The JSON line that answers the client's `request` bytes (whatever they are).
+pub fn answer_line(state: &ControlState, request: &[u8]) -> String {
+    reply(parse(request).and_then(|r| state.answer(&r)))
 }
 
-/// Answers when no serving thread is free, without waiting: `status` (quick, and what one
-/// asks first when something seems wrong) is answered all the same, anything else is told to
-/// retry. An answer the socket does not take at once is dropped.
-fn busy(stream: &UnixStream, request: &[u8], state: &ControlState) {
+/// The JSON line that answers `request` when no serving thread is free: `status` (quick, and
+/// what one asks first when something seems wrong) is answered all the same, anything else is
+/// told to retry.
+pub fn busy_line(state: &ControlState, request: &[u8]) -> String {
     let answer = match parse(request) {
         Ok(Request::Status) => Ok(state.status()),
         Ok(_) => Err(format!("busy: {MAX_WORKERS} requests are being served; try again (status is answered even so)")),
         Err(e) => Err(e),
     };
-    write_now(stream.as_raw_fd(), reply(answer).as_bytes());
+    reply(answer)
+}
+
+/// Answers one request on a serving thread.
+fn handle(mut stream: UnixStream, request: &[u8], state: &ControlState) {
+    let line = answer_line(state, request);
+    // A client that does not read its answer holds the thread no longer than this.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.write_all(line.as_bytes());
+}
+
+/// Answers when no serving thread is free, without waiting (see [`busy_line`]). An answer the
+/// socket does not take at once is dropped.
+fn busy(stream: &UnixStream, request: &[u8], state: &ControlState) {
+    write_now(stream.as_raw_fd(), busy_line(state, request).as_bytes());
 }
 
 /// The JSON line answering a request.
@@ -242,26 +279,7 @@ mod tests {
 
     #[test]
     fn when_busy_status_is_still_answered_and_the_rest_told_to_retry() {
-        let registry = Arc::new(TypeRegistry::with_builtins());
-        let graph = Arc::new(ServiceGraph::compile(&registry, &crate::run::stack_publications(), vec![]).unwrap());
-        let live = Arc::new(LiveView {
-            started: std::time::Instant::now(),
-            cpu_start: Duration::ZERO,
-            input_description: "test".into(),
-            progress: Arc::default(),
-            type_paths: vec![],
-            shards: vec![],
-            nfs: vec![],
-            memory: Default::default(),
-        });
-        let state = ControlState {
-            live,
-            graph,
-            registry: registry.clone(),
-            config_path: "t.toml".into(),
-            reloader: Reloader::new(vec![], registry, 1, 16),
-            metrics: None,
-        };
+        let state = ControlState::idle();
         let answer = |request: &str| {
             let (server, client) = UnixStream::pair().unwrap();
             busy(&server, request.as_bytes(), &state);

@@ -4,11 +4,12 @@
 //! The reader reads each record straight into the caller's buffer. Every length in the file is
 //! checked against the bytes that remain and against sane limits before anything is allocated,
 //! so a corrupt or hostile file ends in a [`CaptureError`] naming the byte offset, not a panic
-//! or an unbounded allocation.
+//! or an unbounded allocation. [`CaptureReader::from_bytes`] reads a capture held in memory the
+//! same way (the fuzz targets in mbox-fuzz use it).
 
 use mbox_stack::wire::LinkType;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -61,10 +62,33 @@ enum Format {
     PcapNg { swapped: bool, interfaces: Vec<Interface> },
 }
 
+/// Where a capture's bytes come from.
+enum Input {
+    File(BufReader<File>),
+    Memory(io::Cursor<Vec<u8>>),
+}
+
+impl Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Input::File(f) => f.read(buf),
+            Input::Memory(m) => m.read(buf),
+        }
+    }
+
+    /// Moves `n` bytes on (or back); the file's buffer is kept.
+    fn seek_relative(&mut self, n: i64) -> io::Result<()> {
+        match self {
+            Input::File(f) => f.seek_relative(n),
+            Input::Memory(m) => m.seek(io::SeekFrom::Current(n)).map(|_| ()),
+        }
+    }
+}
+
 /// A capture being read. See the module documentation.
 pub struct CaptureReader {
     path: PathBuf,
-    file: BufReader<File>,
+    file: Input,
     format: Format,
     offset: u64,
     len: u64,
@@ -79,9 +103,20 @@ impl CaptureReader {
         let io_err = |source| CaptureError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
+        CaptureReader::start(path, Input::File(BufReader::with_capacity(1 << 20, file)), len)
+    }
+
+    /// Reads the capture held in `bytes`; `name` is only used in messages.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<CaptureReader, CaptureError> {
+        let len = bytes.len() as u64;
+        CaptureReader::start(name, Input::Memory(io::Cursor::new(bytes)), len)
+    }
+
+    /// Reads the file header from `file` (`len` bytes in all).
+    fn start(path: &Path, file: Input, len: u64) -> Result<CaptureReader, CaptureError> {
         let mut reader = CaptureReader {
             path: path.to_path_buf(),
-            file: BufReader::with_capacity(1 << 20, file),
+            file,
             format: Format::Pcap { swapped: false, nanos: false, link: LinkType::Ethernet },
             offset: 0,
             len,
@@ -433,27 +468,14 @@ impl PcapWriter {
     pub fn create(path: &Path, link: LinkType) -> Result<PcapWriter, CaptureError> {
         let io_err = |source| CaptureError::Io { path: path.to_path_buf(), source };
         let mut out = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io_err)?);
-        let mut header = Vec::with_capacity(24);
-        header.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
-        header.extend_from_slice(&2u16.to_le_bytes());
-        header.extend_from_slice(&4u16.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes()); // thiszone
-        header.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        header.extend_from_slice(&MAX_RECORD.to_le_bytes());
-        header.extend_from_slice(&link.to_linktype().to_le_bytes());
-        out.write_all(&header).map_err(io_err)?;
+        out.write_all(&pcap_file_header(link)).map_err(io_err)?;
         Ok(PcapWriter { out, path: path.to_path_buf() })
     }
 
     /// Appends one packet.
     pub fn write(&mut self, ts_ns: u64, wire_len: u32, data: &[u8]) -> Result<(), CaptureError> {
-        let mut rec = [0u8; 16];
-        rec[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
-        rec[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        rec[12..16].copy_from_slice(&wire_len.max(data.len() as u32).to_le_bytes());
         let io_err = |source| CaptureError::Io { path: self.path.clone(), source };
-        self.out.write_all(&rec).map_err(io_err)?;
+        self.out.write_all(&pcap_record_header(ts_ns, wire_len, data.len() as u32)).map_err(io_err)?;
         self.out.write_all(data).map_err(io_err)
     }
 
@@ -466,6 +488,29 @@ impl PcapWriter {
     pub fn flush(&mut self) -> Result<(), CaptureError> {
         self.out.flush().map_err(|source| CaptureError::Io { path: self.path.clone(), source })
     }
+}
+
+/// The 24-byte header [`PcapWriter`] starts a file with: nanosecond timestamps, `link` framing.
+pub fn pcap_file_header(link: LinkType) -> [u8; 24] {
+    let mut header = [0u8; 24];
+    header[0..4].copy_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+    header[4..6].copy_from_slice(&2u16.to_le_bytes());
+    header[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // thiszone and sigfigs (8..16) stay 0.
+    header[16..20].copy_from_slice(&MAX_RECORD.to_le_bytes());
+    header[20..24].copy_from_slice(&link.to_linktype().to_le_bytes());
+    header
+}
+
+/// The 16-byte record header [`PcapWriter`] puts before `caplen` bytes of a packet. Classic pcap
+/// holds seconds in 32 bits: a time from 2106 on wraps.
+pub fn pcap_record_header(ts_ns: u64, wire_len: u32, caplen: u32) -> [u8; 16] {
+    let mut rec = [0u8; 16];
+    rec[0..4].copy_from_slice(&((ts_ns / 1_000_000_000) as u32).to_le_bytes());
+    rec[4..8].copy_from_slice(&((ts_ns % 1_000_000_000) as u32).to_le_bytes());
+    rec[8..12].copy_from_slice(&caplen.to_le_bytes());
+    rec[12..16].copy_from_slice(&wire_len.max(caplen).to_le_bytes());
+    rec
 }
 
 /// Reads the whole capture at `path` into memory (tests and benchmarks).

@@ -183,6 +183,17 @@ impl NetworkFunction for FlowStats {
     }
 }
 
+/// Saved state as a reload hands it over, restored into an instance of a run with `shards`
+/// shards of `flow_slots` slots that has seen nothing yet, then saved again. For the fuzz
+/// targets (mbox-fuzz): whatever the bytes, they are refused or taken without a panic, and
+/// what is taken saves to bytes that restore to the same.
+#[doc(hidden)]
+pub fn restore_then_save(bytes: &[u8], shards: usize, flow_slots: usize) -> Result<Vec<u8>, String> {
+    let mut flows = vec![Vec::new(); shards];
+    state::restore(bytes, &mut flows, flow_slots)?;
+    Ok(state::save(&flows))
+}
+
 /// The counters of open flows as bytes: a version byte, the shard count, then per flow its
 /// shard, slot and counters, little-endian.
 mod state {

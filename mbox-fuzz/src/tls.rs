@@ -1,0 +1,80 @@
+//! TLS (mbox_proto::tls): the ClientHello at the start of a client's stream, gathered from
+//! the records it is split into, and its server name.
+//!
+//! Like the HTTP heads it is parsed as the stream grows, so a prefix's parse must agree with
+//! the whole's (see `crate::http`). And a ClientHello written with any server name and cut
+//! into records of any size parses back to that name and version.
+
+use mbox_proto::tls::client_hello;
+use mbox_proto::Parse;
+
+/// A ClientHello handshake message with `sni` (if any) and `pad` bytes of padding extension.
+fn hello(version: u16, sni: Option<&[u8]>, pad: usize) -> Vec<u8> {
+    let mut ext = Vec::new();
+    if let Some(sni) = sni {
+        let mut name = vec![0u8];
+        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        name.extend_from_slice(sni);
+        ext.extend_from_slice(&0u16.to_be_bytes());
+        ext.extend_from_slice(&(name.len() as u16 + 2).to_be_bytes());
+        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&name);
+    }
+    ext.extend_from_slice(&21u16.to_be_bytes());
+    ext.extend_from_slice(&(pad as u16).to_be_bytes());
+    ext.resize(ext.len() + pad, 0);
+    let mut body = version.to_be_bytes().to_vec();
+    body.extend_from_slice(&[7; 32]); // random
+    body.push(0); // no session id
+    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]); // one cipher suite, null compression
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut message = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+    message.extend_from_slice(&body);
+    message
+}
+
+/// Handshake bytes in TLS records of at most `max` bytes each.
+fn records(handshake: &[u8], max: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in handshake.chunks(max) {
+        out.extend_from_slice(&[22, 3, 1]);
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// A ClientHello at the start of arbitrary bytes; and one written from them, parsed back.
+pub fn fuzz_tls_hello(data: &[u8]) {
+    let full = client_hello(data);
+    if let Parse::Done(h) = &full {
+        assert!(h.sni.as_ref().is_none_or(|s| s.len() < data.len()), "a server name longer than its input");
+    }
+    for cut in [5, 6, 9, data.len() / 2, data.len().saturating_sub(1)] {
+        if cut >= data.len() {
+            continue;
+        }
+        match client_hello(&data[..cut]) {
+            p @ Parse::Done(_) => assert_eq!(p, full, "a ClientHello in the first {cut} bytes differs from the whole input's"),
+            Parse::Invalid => assert_eq!(full, Parse::Invalid, "not TLS in the first {cut} bytes, yet a ClientHello in the whole input"),
+            Parse::Partial => {}
+        }
+    }
+    // Written and read back: the name is the first bytes (up to 300), the record size and
+    // padding come from the last two.
+    let (Some(&a), Some(&b)) = (data.first(), data.last()) else { return };
+    let sni = (a & 1 == 1).then(|| &data[..data.len().min(300)]);
+    let version = u16::from_be_bytes([3, b & 3]);
+    let message = hello(version, sni, usize::from(b) * 8);
+    let max = [1, 3, 100, 1000, 16_384][usize::from(a >> 1) % 5];
+    let stream = records(&message, max);
+    let back = client_hello(&stream);
+    assert_eq!(
+        back,
+        Parse::Done(mbox_proto::tls::ClientHello { sni: sni.map(<[u8]>::to_vec), legacy_version: version }),
+        "a ClientHello of {} bytes in records of {max}",
+        message.len()
+    );
+    assert_eq!(client_hello(&stream[..stream.len() - 1]), Parse::Partial, "cut one byte short");
+}
