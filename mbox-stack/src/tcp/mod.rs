@@ -146,8 +146,10 @@ impl TcpConn {
         if !self.sides[me].seen && !self.sides[peer].seen {
             self.first_segment(me, flags);
         }
-        // Bytes the receiver drops are not sent as far as it is concerned.
-        let taken = !self.beyond_window(me, seg);
+        // Bytes the receiver drops are not sent as far as it is concerned (the window policy
+        // needs the streams: state-only tracking has none).
+        let reassembly = depth == Depth::Reassembly;
+        let taken = !reassembly || !self.beyond_window(me, seg);
         // Retransmission: bytes (or a SYN/FIN) at or below what this side already sent.
         let seg_len = seg.len + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
         let end = seg.seq.wrapping_add(seg_len);
@@ -184,7 +186,7 @@ impl TcpConn {
             if flags & FIN != 0 {
                 self.fin(me, peer, seg.seq.wrapping_add(seg.len).wrapping_add(u32::from(flags & SYN != 0)));
             }
-            if flags & ACK != 0 {
+            if flags & ACK != 0 && reassembly {
                 self.advertised(me, seg);
             }
         }

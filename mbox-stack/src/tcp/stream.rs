@@ -407,6 +407,9 @@ impl Stream {
             // The receiver has held SYN data (its SYN+ACK was not captured).
             self.release_syn_data(dir, sink);
         }
+        if self.kept.is_empty() {
+            return; // the usual case: nothing kept, nothing to look at
+        }
         // Segments that arrived beyond the window and whose bytes the receiver acknowledges:
         // it took them.
         let (next_seq, next_off) = (self.next_seq, self.next_off);
