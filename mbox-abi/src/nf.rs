@@ -223,6 +223,33 @@ impl<'a> Host<'a> {
         StreamStatus::from_answer(self.stream_request(flow, StreamOp::Reset, core::ptr::null(), 0).answer)
     }
 
+    /// Joins a connection of a `[[service]]` on the Splicer to `backend`: mbox opens a
+    /// connection to it with the client's options, sends it what the client sent so far, and
+    /// from then on only translates the two connections' segments into each other (the NF
+    /// gets no more of the connection's bytes, only its `TERMINATE`). Once per connection;
+    /// a backend that refuses or does not answer is counted and the client is answered as the
+    /// service's `refuse` says.
+    pub fn bind(&mut self, flow: &FlowRef, backend: core::net::SocketAddr) -> BindStatus {
+        let (family, addr) = match backend.ip() {
+            core::net::IpAddr::V4(a) => (4, a.to_ipv6_mapped().octets()),
+            core::net::IpAddr::V6(a) => (6, a.octets()),
+        };
+        let mut request = BindRequest {
+            header: EventHeader::new::<BindRequest>(BIND_REQUEST, 0, *flow),
+            flow: *flow,
+            family,
+            answer: UNANSWERED,
+            port: backend.port(),
+            _reserved: 0,
+            addr,
+        };
+        let size = core::mem::size_of::<BindRequest>() as u32;
+        // SAFETY: `request` lives across the call and the host writes only its `answer`. A
+        // host that predates the type refuses it as undeclared and leaves `answer` unanswered.
+        unsafe { (self.calls.publish)(self.calls.state, &mut request as *mut BindRequest as *const EventHeader, size) };
+        BindStatus::from_answer(request.answer)
+    }
+
     /// Logs `message` through the host's logger, under the NF's instance name, at `level`
     /// (what `RUST_LOG` lets through is written; the rest costs one call). A plugin's own
     /// `log` crate would log nowhere: its logger is the library's, never set. False when the
@@ -309,6 +336,64 @@ pub const STREAM_REQUEST: EventType = match HOST_REQUEST.child(1) {
 // SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
 unsafe impl Event for StreamRequest {}
 
+/// A request to join a Splicer connection to a backend ([`Host::bind`]), carried by the
+/// publish call; its type is [`BIND_REQUEST`]. The host writes a [`BindStatus`] into `answer`.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct BindRequest {
+    pub header: EventHeader,
+    pub flow: FlowRef,
+    /// 4 or 6: how to read `addr`.
+    pub family: u8,
+    pub answer: u8,
+    pub port: u16,
+    pub _reserved: u32,
+    /// The backend's address: IPv6, or IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+    pub addr: [u8; 16],
+}
+
+/// The type of [`BindRequest`]s (never routed to NFs).
+pub const BIND_REQUEST: EventType = match HOST_REQUEST.child(2) {
+    Some(t) => t,
+    None => EventType::ROOT,
+};
+
+// SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
+unsafe impl Event for BindRequest {}
+
+/// The outcome of [`Host::bind`].
+#[repr(u8)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum BindStatus {
+    /// Queued: mbox opens the backend connection (its outcome is counted in the service's
+    /// statistics; a failure answers the client as the service's `refuse` says).
+    Done = 0,
+    /// The connection has ended, was bound already, or mbox sent it bytes itself: nothing was
+    /// done.
+    Ended = 1,
+    /// The flow is not a connection of a Splicer service, or not one of this batch's shard.
+    NoFlow = 2,
+    /// The request named no address mbox can read. (A backend of another family than the
+    /// service's `source` is refused by the shard, after the call: the client is refused and
+    /// `binds_refused` counts it.)
+    BadBackend = 3,
+    /// The host predates the call.
+    Unsupported = 4,
+}
+
+impl BindStatus {
+    /// The status a host wrote into a request's `answer`.
+    pub fn from_answer(answer: u8) -> BindStatus {
+        match answer {
+            0 => BindStatus::Done,
+            1 => BindStatus::Ended,
+            2 => BindStatus::NoFlow,
+            3 => BindStatus::BadBackend,
+            _ => BindStatus::Unsupported,
+        }
+    }
+}
+
 /// How much a [`Host::log`] line matters (the `log` crate's levels).
 #[repr(u8)]
 #[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
@@ -333,8 +418,7 @@ pub struct LogRequest {
     pub text: *const u8,
 }
 
-/// The type of [`LogRequest`]s (never routed to NFs). (`HOST_REQUEST.child(2)` is kept for
-/// the splicer's bind.)
+/// The type of [`LogRequest`]s (never routed to NFs).
 pub const LOG_REQUEST: EventType = match HOST_REQUEST.child(3) {
     Some(t) => t,
     None => EventType::ROOT,

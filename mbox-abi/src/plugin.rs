@@ -11,7 +11,7 @@ use crate::events::{
     AlertEvent, FlowEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent, StreamEndEvent,
     StreamGapEvent,
 };
-use crate::nf::{guard, Guarded, LogRequest, NetworkFunction, NfBox, NfObject_TO, StreamRequest, SubscribeRequest};
+use crate::nf::{guard, BindRequest, Guarded, LogRequest, NetworkFunction, NfBox, NfObject_TO, StreamRequest, SubscribeRequest};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::{
     declare_root_module_statics,
@@ -170,6 +170,7 @@ pub const EVENT_LAYOUTS: &[&TypeLayout] = &[
     <SubscribeRequest as StableAbi>::LAYOUT,
     <StreamRequest as StableAbi>::LAYOUT,
     <LogRequest as StableAbi>::LAYOUT,
+    <BindRequest as StableAbi>::LAYOUT,
 ];
 
 /// The event-struct layouts a plugin was built with, exported by [`export_nf!`](crate::export_nf)

@@ -546,6 +546,37 @@ pub struct ServiceConfig {
     /// segments are not kept (the client sends them again); both counted.
     #[serde(default = "default_buffer_memory", deserialize_with = "size")]
     pub buffer_memory: u64,
+    /// Splicer: the address mbox connects to backends from (source NAT; mbox answers ARP for
+    /// it on the backends' side). Required with `stack = "splicer"`.
+    pub source: Option<std::net::IpAddr>,
+    /// Splicer: the client bytes held before an NF binds the connection (the client's window
+    /// until then); an NF that needs more to decide never gets it.
+    #[serde(default = "default_hold_bytes", deserialize_with = "size")]
+    pub hold_bytes: u64,
+    /// Splicer: how long a connection may wait for its NF's bind after the handshake; past it
+    /// the client is refused (`refuse`), counted.
+    #[serde(default = "default_hold_timeout", deserialize_with = "duration")]
+    pub hold_timeout: Duration,
+    /// Splicer: how long a backend may take to answer mbox's SYN before it is given up.
+    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Splicer: a spliced connection silent this long both ways is forgotten (its later
+    /// segments get a RST).
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Splicer: how a client is answered when its backend refuses or does not answer, or no
+    /// bind comes in time: "http-503" (an HTTP/1.1 503 answer and a FIN) or "rst".
+    #[serde(default)]
+    pub refuse: Refusal,
+}
+
+/// `[[service]] refuse`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    #[default]
+    Http503,
+    Rst,
 }
 
 /// `[[service]] stack`.
@@ -555,6 +586,9 @@ pub enum ServiceStack {
     /// mbox terminates TCP (the Endpoint µStack): its NFs are the server.
     #[default]
     Endpoint,
+    /// mbox completes the client's handshake, holds its first bytes for the NFs, and once one
+    /// binds the connection to a backend splices the two (the TCP Splicer µStack).
+    Splicer,
 }
 
 fn default_max_connections() -> usize {
@@ -575,6 +609,22 @@ fn default_receive_window() -> u64 {
 
 fn default_buffer_memory() -> u64 {
     256 << 20
+}
+
+fn default_hold_bytes() -> u64 {
+    16 << 10
+}
+
+fn default_hold_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_time_wait() -> Duration {
@@ -675,6 +725,31 @@ impl ServiceConfig {
         }
         if !(1024..=1 << 30).contains(&self.receive_window) {
             return Err((key("receive_window"), format!("must be between 1 KiB and 1 GiB, not {} bytes", self.receive_window)));
+        }
+        match (self.stack, self.source) {
+            (ServiceStack::Splicer, None) => {
+                return Err((key("source"), "a splicer needs the address it connects to backends from (source = \"198.18.1.20\")".into()))
+            }
+            (ServiceStack::Splicer, Some(src)) if self.address.iter().any(|a| a.is_ipv4() != src.is_ipv4()) => {
+                return Err((key("source"), format!("{src} is not of the service's address family (a splice keeps the family)")))
+            }
+            (ServiceStack::Splicer, Some(src)) if self.address.contains(&src) => {
+                return Err((key("source"), format!("{src} is a service address; give an address of its own")))
+            }
+            (ServiceStack::Endpoint, Some(_)) => return Err((key("source"), "only a splicer connects to backends".into())),
+            _ => {}
+        }
+        if !(1024..=self.receive_window.max(1024)).contains(&self.hold_bytes) {
+            return Err((
+                key("hold_bytes"),
+                format!("must be between 1 KiB and receive_window ({}), not {}", self.receive_window, self.hold_bytes),
+            ));
+        }
+        for (k, d) in [("hold_timeout", self.hold_timeout), ("connect_timeout", self.connect_timeout), ("idle_timeout", self.idle_timeout)]
+        {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(86_400) {
+                return Err((key(k), format!("must be between 100 ms and a day, not {d:?}")));
+            }
         }
         // One connection must be able to fill its send buffer and its window.
         let one = self.send_buffer + self.receive_window;
@@ -1004,6 +1079,32 @@ mod tests {
         assert!(e.contains("names no NF"), "{e}");
         let e = parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 0\nnfs = [\"a\"]\n")).unwrap_err().to_string();
         assert!(e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn splicer_services_need_a_source_of_their_own_and_bounded_holds() {
+        let base =
+            "[input]\npcap = \"x\"\n[[nf]]\nplugin = \"l7-lb\"\n[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = [\"l7-lb\"]\n";
+        let splicer = |extra: &str| parse(&format!("{base}stack = \"splicer\"\n{extra}"));
+        let c = splicer("source = \"198.18.1.20\"\n").unwrap();
+        let svc = &c.services[0];
+        assert_eq!((svc.stack, svc.source), (ServiceStack::Splicer, Some("198.18.1.20".parse().unwrap())));
+        assert_eq!((svc.hold_bytes, svc.hold_timeout, svc.connect_timeout), (16 << 10, Duration::from_secs(10), Duration::from_secs(5)));
+        assert_eq!((svc.idle_timeout, svc.refuse), (Duration::from_secs(600), Refusal::Http503));
+        let c = splicer("source = \"198.18.1.20\"\nhold_bytes = \"4KiB\"\nconnect_timeout = \"250ms\"\nrefuse = \"rst\"\n").unwrap();
+        assert_eq!(
+            (c.services[0].hold_bytes, c.services[0].connect_timeout, c.services[0].refuse),
+            (4096, Duration::from_millis(250), Refusal::Rst)
+        );
+        let err = |extra: &str| splicer(extra).unwrap_err().to_string();
+        assert!(err("").contains("source: a splicer needs"));
+        assert!(err("source = \"2001:db8::20\"").contains("not of the service's address family"));
+        assert!(err("source = \"198.18.0.80\"").contains("is a service address"));
+        assert!(err("source = \"198.18.1.20\"\nhold_bytes = \"1MiB\"").contains("hold_bytes: must be between 1 KiB and receive_window"));
+        assert!(err("source = \"198.18.1.20\"\nhold_timeout = \"10ms\"").contains("hold_timeout: must be between 100 ms"));
+        assert!(err("source = \"198.18.1.20\"\nrefuse = \"drop\"").contains("unknown variant"));
+        let e = parse(&format!("{base}source = \"198.18.1.20\"\n")).unwrap_err().to_string();
+        assert!(e.contains("only a splicer connects to backends"), "{e}");
     }
 
     #[test]

@@ -52,6 +52,28 @@ impl FlowKey {
         (key, side)
     }
 
+    /// The key of a TCP connection between `a` and `b` (either way round), as
+    /// [`FlowKey::from_parsed`] makes it for its packets without VLANs in the key.
+    pub fn tcp(a: std::net::SocketAddr, b: std::net::SocketAddr) -> FlowKey {
+        let bytes = |ip: std::net::IpAddr| {
+            let mut out = [0u8; 16];
+            match ip {
+                std::net::IpAddr::V4(v4) => out[..4].copy_from_slice(&v4.octets()),
+                std::net::IpAddr::V6(v6) => out = v6.octets(),
+            }
+            out
+        };
+        let (x, y) = ((bytes(a.ip()), a.port()), (bytes(b.ip()), b.port()));
+        let ((a0, p0), (a1, p1)) = if x <= y { (x, y) } else { (y, x) };
+        FlowKey {
+            addrs: [a0, a1],
+            ports: [p0, p1],
+            ip_proto: crate::wire::ip_proto::TCP,
+            ip_version: if a.is_ipv4() { 4 } else { 6 },
+            vlan: 0,
+        }
+    }
+
     /// Hash used to pick a shard: fixed-seeded, so a capture spreads the same way on every run.
     pub fn shard_hash(&self) -> u64 {
         SHARD_HASHER.hash_one(self)

@@ -118,6 +118,22 @@ impl PacketPool {
         &buf[..(len as usize).min(buf.len())]
     }
 
+    /// [`PacketPool::bytes`], writable: for a frame rewritten in place before it is sent on.
+    ///
+    /// # Safety
+    /// As for [`PacketPool::bytes`]; and no other reference into the buffer may live.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub unsafe fn bytes_mut(&self, idx: u32, len: u32) -> &mut [u8] {
+        if let Some(l) = unsafe { *self.lent[idx as usize].get() } {
+            // SAFETY: as in `bytes`; the driver's buffer is the holder's to write.
+            return unsafe { std::slice::from_raw_parts_mut(l.data as *mut u8, (len.min(l.len)) as usize) };
+        }
+        let buf = unsafe { &mut *self.bufs[idx as usize].get() };
+        let n = (len as usize).min(buf.len());
+        &mut buf[..n]
+    }
+
     /// Puts a buffer a driver lent into slot `idx`.
     ///
     /// # Safety

@@ -21,9 +21,9 @@ use crate::events::registry::TypeRegistry;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
-    builtin_min_size, Counter, EventHeader, EventType, FlowRef, HostCalls, LogRequest, NfBox, PktEvent, PublishStatus, StreamOp,
-    StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, HOST_REQUEST, LOG_REQUEST, MAX_EVENT_SIZE,
-    STREAM_REQUEST,
+    builtin_min_size, BindRequest, BindStatus, Counter, EventHeader, EventType, FlowRef, HostCalls, LogRequest, NfBox, PktEvent,
+    PublishStatus, StreamOp, StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, BIND_REQUEST,
+    HOST_REQUEST, LOG_REQUEST, MAX_EVENT_SIZE, STREAM_REQUEST,
 };
 use rtrb::Producer;
 use std::ffi::c_void;
@@ -177,6 +177,10 @@ impl PublishCtx<'_> {
             // SAFETY: as above, for `Host::log`.
             return unsafe { self.log_request(event as *mut LogRequest, size) };
         }
+        if ty == BIND_REQUEST {
+            // SAFETY: as above, for `Host::bind`.
+            return unsafe { self.bind_request(event as *mut BindRequest, size) };
+        }
         if !self.declared.contains(&ty) {
             self.report.publish_not_declared += 1;
             return PublishStatus::NotDeclared;
@@ -283,6 +287,44 @@ impl PublishCtx<'_> {
             std::ptr::addr_of_mut!((*request).answer).write(status as u8);
             std::ptr::addr_of_mut!((*request).accepted).write_unaligned(accepted);
         }
+        PublishStatus::Published
+    }
+
+    /// Answers a Splicer's bind ([`mbox_abi::Host::bind`]). Must not panic.
+    ///
+    /// # Safety
+    /// `request` must point to `size` bytes the NF lent mutably for the call.
+    unsafe fn bind_request(&mut self, request: *mut BindRequest, size: usize) -> PublishStatus {
+        if size < std::mem::size_of::<BindRequest>() {
+            self.report.publish_bad_size += 1;
+            return PublishStatus::BadSize;
+        }
+        // SAFETY: the caller's contract, size checked; read field by field, unaligned.
+        let (flow, family, port, addr) = unsafe {
+            (
+                std::ptr::addr_of!((*request).flow).read_unaligned(),
+                std::ptr::addr_of!((*request).family).read(),
+                std::ptr::addr_of!((*request).port).read_unaligned(),
+                std::ptr::addr_of!((*request).addr).read_unaligned(),
+            )
+        };
+        let v6 = std::net::Ipv6Addr::from(addr);
+        let ip = match (family, v6.to_ipv4_mapped()) {
+            (4, Some(v4)) => Some(std::net::IpAddr::V4(v4)),
+            (6, _) => Some(std::net::IpAddr::V6(v6)),
+            _ => None,
+        };
+        self.report.stream_requests += 1;
+        let status = match (ip, self.streams.as_deref_mut()) {
+            (None, _) => BindStatus::BadBackend,
+            (Some(ip), Some(w)) if flow.shard == self.shard => w.bind(&flow, std::net::SocketAddr::new(ip, port)),
+            _ => BindStatus::NoFlow,
+        };
+        if status == BindStatus::Ended {
+            self.report.stream_ended += 1;
+        }
+        // SAFETY: as above; the plugin lent the request mutably.
+        unsafe { std::ptr::addr_of_mut!((*request).answer).write(status as u8) };
         PublishStatus::Published
     }
 

@@ -7,11 +7,18 @@
 //! Connections are flows of their own: their flow slots follow the flow table's, their ids are
 //! marked apart from the table's, and only their service's NFs see their events (and those NFs
 //! see no other flow's). What NFs write comes back through `stream_out`.
+//!
+//! A service on the Splicer (`stack = "splicer"`) starts the same way; [`splice`] takes its
+//! connections on from an NF's bind: the backend's connection, then both translated into each
+//! other frame by frame.
+
+mod splice;
+pub use splice::SplicerSpec;
 
 use super::buffer_budget::{BufferBudget, ConnMemory};
-use super::stream_out::{SendCredits, StreamCommand, StreamReader};
+use super::stream_out::{decode_backend, Pending, Request, SendCredits, StreamCommand, StreamReader};
 use crate::config::{copy_room, parse_mac, ServiceConfig};
-use mbox_abi::{FlowTuple, StreamOp, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+use mbox_abi::{FlowTuple, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 use mbox_stack::endpoint::isn::{cookie_mss_fits, FourTuple, IsnSecret};
 use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut, State};
 use mbox_stack::timer_wheel::TimerWheel;
@@ -56,14 +63,19 @@ pub struct ServiceSpec {
     pub syn_backlog: usize,
     /// Bytes its connections' buffers may hold per shard, promises to NFs included.
     pub buffer_memory: u64,
+    /// A Splicer service's own settings (`None`: the Endpoint).
+    pub splicer: Option<SplicerSpec>,
 }
 
 impl ServiceSpec {
     /// The spec of `cfg`, whose NFs are `nfs` (by bit, resolved from their names).
     pub fn new(cfg: &ServiceConfig, nfs: u64) -> ServiceSpec {
+        let splicer = SplicerSpec::new(cfg);
+        // A splicer's client may send what is held and no more before the bind.
+        let window = if splicer.is_some() { cfg.hold_bytes } else { cfg.receive_window };
         let endpoint = mbox_stack::endpoint::Config {
             send_buffer: cfg.send_buffer.min(u64::from(u32::MAX)) as u32,
-            recv_window: cfg.receive_window.min(u64::from(u32::MAX)) as u32,
+            recv_window: window.min(u64::from(u32::MAX)) as u32,
             time_wait_ns: u64::try_from(cfg.time_wait.as_nanos()).unwrap_or(u64::MAX),
             ..mbox_stack::endpoint::Config::default()
         };
@@ -77,6 +89,7 @@ impl ServiceSpec {
             max_connections: cfg.max_connections,
             syn_backlog: cfg.syn_backlog,
             buffer_memory: cfg.buffer_memory,
+            splicer,
         }
     }
 }
@@ -154,6 +167,33 @@ serve_stats! {
     /// The most bytes the service's connections' buffers held at once (per shard; the report
     /// sums the shards' peaks).
     buffer_bytes_peak,
+    /// Splicer: binds taken, and those refused (not a splicer's connection, bound already,
+    /// mbox sent it bytes, or no source port free).
+    binds,
+    binds_refused,
+    /// Splicer: backends whose MAC no ARP reply gave, that answered the SYN with a RST, or
+    /// did not answer it in `connect_timeout`.
+    backends_unresolved,
+    backends_refused,
+    backends_timed_out,
+    /// Splicer: connections spliced (the backend answered), and splices lost after (held bytes
+    /// never acknowledged, or a RST before they were).
+    spliced,
+    splices_lost,
+    /// Splicer: connections no bind came for in `hold_timeout`, and clients refused (503 or
+    /// RST) for any of these reasons.
+    hold_timeouts,
+    clients_refused,
+    /// Splicer: frames translated and sent on, client to backend and back.
+    spliced_to_backend,
+    spliced_to_client,
+    /// Splicer: frames of a splice that could not be translated (dropped), and splices
+    /// forgotten after `idle_timeout` of silence.
+    splice_errors,
+    splice_idle_timeouts,
+    /// Splicer: ARP requests sent for backends, and replies taken.
+    arp_requests_sent,
+    arp_replies_taken,
 }
 
 /// Where the services report: the shard's event machinery and its way out.
@@ -247,6 +287,8 @@ struct Slot {
     short: bool,
     /// NFs' bytes were queued on it this round (it is in `Served::to_flush`).
     queued: bool,
+    /// A Splicer service's connection: what it holds, and its backend once bound.
+    splice: Option<Box<splice::Splice>>,
 }
 
 /// A shard's services. See the module documentation.
@@ -276,6 +318,9 @@ pub struct Served {
     /// Connections with bytes queued this round, to send once the requests are applied.
     to_flush: Vec<u32>,
     last_reclaim_ns: u64,
+    /// The splicers' backends: connections by their backend side's key, the backends' MACs,
+    /// and what steers a backend's answers to this shard.
+    splices: splice::Splices,
     /// The clock: packet time offline, the wall clock on a live wire.
     live: bool,
     now: u64,
@@ -289,6 +334,9 @@ pub enum Taken {
     No,
     /// Handled (answered, or dropped and counted): its buffer can go.
     Consumed,
+    /// Rewritten in place (a spliced connection's frame): send it on, out of the pair's other
+    /// port.
+    Forward,
     /// Not enough event room: offer it again later.
     Blocked,
 }
@@ -317,6 +365,7 @@ impl Served {
             short: Vec::new(),
             to_flush: Vec::new(),
             last_reclaim_ns: 0,
+            splices: splice::Splices::new(shard),
             live,
             now: 0,
             stats: ServeStats::default(),
@@ -357,7 +406,7 @@ impl Served {
 
     /// Offers a received frame (`port`, time `ts_ns`) to the services.
     /// Frames may carry up to two VLAN tags; answers go back with the same tags.
-    pub fn take<S: ServeSink>(&mut self, data: &[u8], port: u16, ts_ns: u64, sink: &mut S) -> Taken {
+    pub fn take<S: ServeSink>(&mut self, data: &mut [u8], port: u16, ts_ns: u64, sink: &mut S) -> Taken {
         let Ok((eth, vlan, l3)) = VlanTags::parse_header(data) else { return Taken::No };
         let l2 = L2 { client_mac: eth.src, vlan, port };
         if eth.ethertype == ethertype::IPV6 && data.len() >= l3 + 40 && data[l3 + 6] == ndp::ICMPV6 {
@@ -375,16 +424,24 @@ impl Served {
             }
             _ => None,
         };
-        if !dst.is_some_and(|d| self.specs.iter().any(|s| s.addrs.contains(&d))) {
+        let to_source = dst.is_some_and(|d| self.is_source(d));
+        if !to_source && !dst.is_some_and(|d| self.specs.iter().any(|s| s.addrs.contains(&d))) {
             return Taken::No;
         }
         if !sink.has_room(EVENTS_PER_OPERATION, self.copy_room_needed()) {
             return Taken::Blocked;
         }
         self.tick(ts_ns);
-        match TcpFrame::parse(data, Checksums::Verify) {
-            Ok((frame, payload)) => {
-                self.segment(&frame, payload, port, sink);
+        // The payload as a range: a spliced frame is rewritten in place after parsing.
+        let base = data.as_ptr() as usize;
+        let parsed = TcpFrame::parse(data, Checksums::Verify).map(|(frame, p)| (frame, p.as_ptr() as usize - base, p.len()));
+        match parsed {
+            Ok((frame, at, len)) if to_source => self.backend_segment(&frame, (at, len), data, port, sink),
+            Ok((frame, at, len)) => {
+                if let Some(taken) = self.spliced_client_segment(&frame, data, sink) {
+                    return taken;
+                }
+                self.segment(&frame, &data[at..at + len], port, sink);
                 Taken::Consumed
             }
             // Not TCP (ICMP, UDP to the address): the stack handles it as any packet.
@@ -412,6 +469,9 @@ impl Served {
     fn arp<S: ServeSink>(&mut self, arp: &[u8], l2: &L2, ts_ns: u64, sink: &mut S) -> Taken {
         let Ok(packet) = ArpPacket::new_checked(arp) else { return Taken::No };
         let Ok(arp) = ArpRepr::parse(&packet) else { return Taken::No };
+        if let Some(taken) = self.source_arp(&arp, l2, ts_ns, sink) {
+            return taken;
+        }
         let target = IpAddr::V4(arp.target_ip);
         let Some(spec) = self.specs.iter().find(|s| s.addrs.contains(&target)) else { return Taken::No };
         if arp.operation != Operation::Request {
@@ -590,6 +650,7 @@ impl Served {
                     holding: 0,
                     short: false,
                     queued: false,
+                    splice: None,
                 });
                 self.slots.len() as u32 - 1
             }
@@ -607,6 +668,7 @@ impl Served {
         let s = &mut self.slots[index as usize];
         (s.info, s.key, s.written, s.delivered, s.announced, s.client_ended, s.half_open, s.in_time_wait) =
             (info, key, 0, 0, false, false, half_open, false);
+        s.splice = self.specs[svc].splicer.as_ref().map(|sp| splice::Splice::holding(sp, self.now));
         self.index.insert(key, index);
         self.per_service[svc] += 1;
         self.half_open[svc] += usize::from(half_open);
@@ -669,11 +731,17 @@ impl Served {
         let info = slot.info;
         let kept = Events { closed: None, announced: slot.announced, client_ended: slot.client_ended, delivered: slot.delivered };
         let outstanding = slot.outstanding() + writing;
+        if slot.splice.as_ref().is_some_and(|s| s.carries()) {
+            // The splice carries the client's segments now: mbox's connection is silent.
+            return;
+        }
         let Some(conn) = slot.conn.as_mut() else { return };
+        let held = slot.splice.as_deref_mut().map(splice::Splice::held_mut);
         // Its rings may grow to what was promised and into what the budget leaves.
         let (send, receive) = self.budget.limits(usize::from(info.service), &conn_memory(outstanding, conn));
         conn.set_memory_limits(send, receive);
         let mut out = Out::new(sink, &info, &mut self.stats, kept, now);
+        out.held = held;
         op(conn, now, &mut out);
         let events = out.events();
         self.after(i, events, sink);
@@ -690,6 +758,8 @@ impl Served {
             self.half_open[usize::from(slot.info.service)] -= 1;
         }
         if let Some(reason) = events.closed {
+            self.splice_client_gone(i, sink);
+            let slot = &mut self.slots[i as usize];
             let info = slot.info;
             if slot.announced {
                 let why = match reason {
@@ -733,7 +803,19 @@ impl Served {
         if self.credits.raise(i, limit) && slot.announced {
             sink.conn_event(ConnEventKind::SendRoom, &slot.info, 0, now);
         }
-        self.wheel.set(i, conn.deadline());
+        let deadline = self.deadline_of(i);
+        self.wheel.set(i, deadline);
+    }
+
+    /// When connection `i` wants its timer: its own, or its splice's.
+    fn deadline_of(&self, i: u32) -> Option<u64> {
+        let slot = &self.slots[i as usize];
+        let own = slot.conn.as_ref().and_then(Connection::deadline);
+        match slot.splice.as_deref() {
+            Some(s) if s.carries() => s.deadline(),
+            Some(s) => [own, s.deadline()].into_iter().flatten().min(),
+            None => own,
+        }
     }
 
     /// Frees connection `i`'s slot.
@@ -744,6 +826,9 @@ impl Served {
         }
         self.budget.release(usize::from(slot.info.service), slot.holding);
         (slot.holding, slot.short) = (0, false);
+        if let Some(sp) = slot.splice.take() {
+            self.splices.forget(&sp);
+        }
         slot.in_time_wait = false;
         self.credits.end(i);
         self.index.remove(&slot.key);
@@ -766,7 +851,8 @@ impl Served {
         while taken < reads.len() && sink.has_room(EVENTS_PER_OPERATION, 0) {
             let (conn, id, len) = reads[taken];
             taken += 1;
-            if self.slots.get(conn as usize).is_some_and(|s| s.info.id == id && s.conn.is_some()) {
+            // A splicer's client bytes stay unread: its window never reopens past what is held.
+            if self.slots.get(conn as usize).is_some_and(|s| s.info.id == id && s.conn.is_some() && s.splice.is_none()) {
                 self.operate(conn, sink, |c, now, out| c.consumed(u64::from(len), now, out));
                 any = true;
             }
@@ -801,7 +887,7 @@ impl Served {
                 break;
             }
             any = true;
-            self.operate(i, sink, |c, now, out| c.on_timer(now, out));
+            self.timer(i, sink);
         }
         due.clear();
         self.due = due;
@@ -883,9 +969,10 @@ impl Served {
             }
             let (wants_room, op) = self.credits.take_pending(i);
             match op {
-                Some(StreamOp::Close) => self.operate(i, sink, |conn, now, out| conn.close(now, out)),
-                Some(StreamOp::Reset) => self.operate(i, sink, |conn, _, out| conn.abort(out)),
-                _ => {}
+                Some(Pending::Close) => self.operate(i, sink, |conn, now, out| conn.close(now, out)),
+                Some(Pending::Reset) => self.reset(i, sink),
+                Some(Pending::Bind(backend)) => self.bind(i, backend, sink),
+                None => {}
             }
             let s = &self.slots[i as usize];
             if wants_room && s.announced && s.conn.is_some() {
@@ -905,8 +992,14 @@ impl Served {
             self.stats.bytes_to_ended += len as u64;
             return;
         }
+        if self.slots[c.conn as usize].splice.as_ref().is_some_and(|s| s.carries()) && matches!(c.op, Request::Send | Request::Close) {
+            // mbox no longer speaks on a spliced connection.
+            self.stats.writes_to_ended += 1;
+            self.stats.bytes_to_ended += len as u64;
+            return;
+        }
         match c.op {
-            StreamOp::Send => {
+            Request::Send => {
                 // Counted written before the operation, whose end computes the credit from it.
                 self.slots[c.conn as usize].written += len as u64;
                 let mut wrote = 0;
@@ -931,8 +1024,12 @@ impl Served {
                     self.stats.bytes_to_ended += (len - wrote) as u64;
                 }
             }
-            StreamOp::Close => self.operate(c.conn, sink, |conn, now, out| conn.close(now, out)),
-            StreamOp::Reset => self.operate(c.conn, sink, |conn, _, out| conn.abort(out)),
+            Request::Close => self.operate(c.conn, sink, |conn, now, out| conn.close(now, out)),
+            Request::Reset => self.reset(c.conn, sink),
+            Request::Bind => match decode_backend(first, second) {
+                Some(backend) => self.bind(c.conn, backend, sink),
+                None => self.stats.binds_refused += 1,
+            },
         }
     }
 
@@ -1027,13 +1124,15 @@ struct Out<'a, S> {
     client_ended: bool,
     delivered: u64,
     now: u64,
+    /// A splicer's connection before its splice: the client's bytes are kept for the backend.
+    held: Option<&'a mut Vec<u8>>,
 }
 
 impl<'a, S: ServeSink> Out<'a, S> {
     /// `kept`: what the slot kept of earlier operations (none for a new connection).
     fn new(sink: &'a mut S, info: &'a ConnInfo, stats: &'a mut ServeStats, kept: Events, now: u64) -> Self {
         let Events { announced, client_ended, delivered, .. } = kept;
-        Out { sink, info, stats, events: Events::default(), announced, client_ended, delivered, now }
+        Out { sink, info, stats, events: Events::default(), announced, client_ended, delivered, now, held: None }
     }
 
     /// What the operation leaves for the slot to keep.
@@ -1084,6 +1183,10 @@ impl<S: ServeSink> ConnSink for Out<'_, S> {
 
     fn deliver(&mut self, offset: u64, bytes: &[u8]) {
         self.stats.bytes_received += bytes.len() as u64;
+        if let Some(held) = self.held.as_deref_mut() {
+            // Within the hold: the window was never more (see `SplicerSpec`).
+            held.extend_from_slice(bytes);
+        }
         self.delivered = offset + bytes.len() as u64;
         // Room for the copy was checked before the operation began (`EVENTS_PER_OPERATION`
         // and a window's bytes); bytes come only once the handshake is done.
@@ -1159,20 +1262,20 @@ mod tests {
     use crate::runtime::buffer_budget::PROMISE_STEP;
     use crate::runtime::stream_out::stream_rings;
     use crate::sys::park::Waker;
-    use mbox_abi::{FlowRef, StreamStatus};
+    use mbox_abi::{FlowRef, StreamOp, StreamStatus};
 
     const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
 
     /// What the services reported.
     #[derive(Default)]
-    struct FakeShard {
-        frames: Vec<(u16, Vec<u8>)>,
-        events: Vec<(ConnEventKind, u64, u8)>,
-        data: Vec<u8>,
-        ends: Vec<(u64, u8)>,
-        reads: Vec<(u32, u64, u32)>,
-        started: Vec<(u32, u64, u64)>,
-        room: bool,
+    pub(super) struct FakeShard {
+        pub(super) frames: Vec<(u16, Vec<u8>)>,
+        pub(super) events: Vec<(ConnEventKind, u64, u8)>,
+        pub(super) data: Vec<u8>,
+        pub(super) ends: Vec<(u64, u8)>,
+        pub(super) reads: Vec<(u32, u64, u32)>,
+        pub(super) started: Vec<(u32, u64, u64)>,
+        pub(super) room: bool,
     }
 
     impl ServeSink for FakeShard {
@@ -1262,6 +1365,7 @@ mod tests {
             max_connections,
             syn_backlog: 16,
             buffer_memory: 1 << 30,
+            splicer: None,
         }]
         .into()
     }
@@ -1276,7 +1380,7 @@ mod tests {
         for _ in 0..1000 {
             let to_mbox: Vec<Vec<u8>> = clients.iter_mut().flat_map(|(_, c)| c.frames.drain(..).collect::<Vec<_>>()).collect();
             for f in &to_mbox {
-                assert_eq!(served.take(f, 0, now, shard), Taken::Consumed);
+                assert_eq!(served.take(&mut f.clone(), 0, now, shard), Taken::Consumed);
             }
             let mut reads = std::mem::take(&mut shard.reads);
             served.poll(now, &mut reads, shard);
@@ -1421,12 +1525,12 @@ mod tests {
             served.add_reader(reader);
             let mut shard = FakeShard { room: true, ..Default::default() };
             let (request, mut frame) = arp_request(vlan);
-            assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::Consumed);
+            assert_eq!(served.take(&mut frame.clone(), 0, 0, &mut shard), Taken::Consumed);
             let (eth, reply_tags, at) = VlanTags::parse_header(&shard.frames.pop().unwrap().1).unwrap();
             assert_eq!((eth.ethertype, reply_tags, eth.dst), (ethertype::ARP, vlan, request.sender_mac));
             assert!(at > ETHERNET_LEN);
             frame.truncate(ETHERNET_LEN + vlan.len() + 10);
-            assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::No, "a cut ARP request is the stack's");
+            assert_eq!(served.take(&mut frame.clone(), 0, 0, &mut shard), Taken::No, "a cut ARP request is the stack's");
 
             let mut c = Client { vlan, ..Client::default() };
             let cfg = mbox_stack::endpoint::Config::default();
@@ -1543,7 +1647,7 @@ mod tests {
         // The first SYN takes the one half-open place (its client never answers).
         let mut first = Client::default();
         let _ = Connection::connect(&cfg, 1, 0, &mut first);
-        assert_eq!(served.take(&first.frames.pop().unwrap(), 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut (first.frames.pop().unwrap()).clone(), 0, 0, &mut shard), Taken::Consumed);
         assert_eq!((served.connections(), served.stats.cookies_sent), (1, 0));
         // The second gets a cookie: no state, a SYN-ACK offering the MSS alone.
         let mut c = Client::default();
@@ -1555,7 +1659,7 @@ mod tests {
         let mut syn = vec![0; f.len()];
         f.emit(&mut syn).unwrap();
         shard.frames.clear();
-        assert_eq!(served.take(&syn, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut syn.clone(), 0, 0, &mut shard), Taken::Consumed);
         assert_eq!((served.connections(), served.stats.cookies_sent), (1, 1), "a cookie keeps no state");
         let (syn_ack, _) = TcpFrame::parse(&shard.frames[0].1, Checksums::Verify).unwrap();
         let o = syn_ack.tcp.options;
@@ -1575,7 +1679,7 @@ mod tests {
             let at = f.payload_offset();
             buf[at..].copy_from_slice(payload);
             f.emit(&mut buf).unwrap();
-            assert_eq!(served.take(&buf, 0, 1, &mut shard), Taken::Consumed);
+            assert_eq!(served.take(&mut buf.clone(), 0, 1, &mut shard), Taken::Consumed);
         }
         assert_eq!((served.connections(), served.stats.cookies_accepted), (2, 1));
         assert_eq!(shard.events.iter().filter(|e| e.0 == ConnEventKind::New).count(), 1, "the cookie's connection is established");
@@ -1586,7 +1690,7 @@ mod tests {
         let mut buf = vec![0; forged.len()];
         forged.emit(&mut buf).unwrap();
         let resets = served.stats.resets_sent;
-        assert_eq!(served.take(&buf, 0, 1, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut buf.clone(), 0, 1, &mut shard), Taken::Consumed);
         assert_eq!((served.connections(), served.stats.resets_sent), (2, resets + 1));
         // A SYN announcing an MSS below what a cookie carries: dropped, counted, not answered.
         f.tcp.src_port = 40004;
@@ -1594,7 +1698,7 @@ mod tests {
         let mut small = vec![0; f.len()];
         f.emit(&mut small).unwrap();
         shard.frames.clear();
-        assert_eq!(served.take(&small, 0, 1, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut small.clone(), 0, 1, &mut shard), Taken::Consumed);
         assert_eq!((shard.frames.len(), served.stats.cookies_refused_mss, served.stats.cookies_sent), (0, 1, 1));
     }
 
@@ -1624,7 +1728,7 @@ mod tests {
         frame[ETHERNET_LEN + 40..].copy_from_slice(&ns);
         IpRepr::V6(Ipv6Repr { src: client, dst: group, next_header: ndp::ICMPV6, payload_len: 32, hop_limit: 255 })
             .emit(&mut frame[ETHERNET_LEN..]);
-        assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut frame.clone(), 0, 0, &mut shard), Taken::Consumed);
         let (_, na) = &shard.frames[0];
         let ip = Ipv6Packet::new_checked(&na[ETHERNET_LEN..]).unwrap();
         assert_eq!((&na[0..6], &na[6..12]), (&CLIENT_MAC[..], &[2, 0, 0, 0, 0, 0x66][..]), "to the solicitor, from the port's MAC");
@@ -1639,7 +1743,7 @@ mod tests {
         // Another target is not the services' business.
         let mut other = frame.clone();
         other[ETHERNET_LEN + 40 + 23] = 0x81;
-        assert_eq!(served.take(&other, 0, 0, &mut shard), Taken::No);
+        assert_eq!(served.take(&mut other.clone(), 0, 0, &mut shard), Taken::No);
         // And a SYN to the IPv6 service gets a SYN-ACK.
         let syn = TcpFrame {
             src_mac: EthernetAddress(CLIENT_MAC),
@@ -1660,7 +1764,7 @@ mod tests {
         };
         let mut buf = vec![0; syn.len()];
         syn.emit(&mut buf).unwrap();
-        assert_eq!(served.take(&buf, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut buf.clone(), 0, 0, &mut shard), Taken::Consumed);
         let (reply, _) = TcpFrame::parse(&shard.frames.last().unwrap().1, Checksums::Verify).unwrap();
         assert_eq!((reply.tcp.flags, reply.tcp.ack, reply.ip.dst()), (SYN | ACK, 6, IpAddr::V6(client)));
     }
@@ -1712,12 +1816,12 @@ mod tests {
                 let mut buf = vec![0u8; frame.len()];
                 frame.emit(&mut buf).unwrap();
                 match kind {
-                    0 | 1 => { served.take(&buf, 0, now, &mut shard); }
+                    0 | 1 => { served.take(&mut buf.clone(), 0, now, &mut shard); }
                     2 => {
                         // Damaged: cut short, or a flipped bit.
                         let at = (r as usize) % buf.len();
                         if bytes[0] & 1 == 0 { buf.truncate(at) } else { buf[at] ^= 1 << (bytes[1] % 8) }
-                        let t = served.take(&buf, 0, now, &mut shard);
+                        let t = served.take(&mut buf.clone(), 0, now, &mut shard);
                         proptest::prop_assert!(t != Taken::Blocked || !shard.room);
                     }
                     3 => {
@@ -1734,7 +1838,7 @@ mod tests {
                         // The client's segments reach mbox (some lost), and mbox's reach it.
                         for f in c.frames.drain(..) {
                             if r % 7 != 0 {
-                                served.take(&f, 0, now, &mut shard);
+                                served.take(&mut f.clone(), 0, now, &mut shard);
                             }
                         }
                     }
@@ -1771,7 +1875,7 @@ mod tests {
         let mut shard = FakeShard { room: true, ..Default::default() };
         // ARP: who has the service's address?
         let (request, frame) = arp_request(VlanTags::NONE);
-        assert_eq!(served.take(&frame, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut frame.clone(), 0, 0, &mut shard), Taken::Consumed);
         let (port, reply) = &shard.frames[0];
         let arp = ArpRepr::parse(&ArpPacket::new_checked(&reply[ETHERNET_LEN..]).unwrap()).unwrap();
         assert_eq!(*port, 0);
@@ -1783,35 +1887,448 @@ mod tests {
         // Another address's ARP is not the services' business.
         let mut other = frame.clone();
         other[ETHERNET_LEN + 27] = 81;
-        assert_eq!(served.take(&other, 0, 0, &mut shard), Taken::No);
+        assert_eq!(served.take(&mut other.clone(), 0, 0, &mut shard), Taken::No);
 
         // A SYN to a port not served, and a second connection beyond the bound: RSTs.
         let mut c = Client::default();
         let cfg = mbox_stack::endpoint::Config::default();
         let _first = Connection::connect(&cfg, 1, 0, &mut c);
         let syn = c.frames.pop().unwrap();
-        assert_eq!(served.take(&syn, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut syn.clone(), 0, 0, &mut shard), Taken::Consumed);
         assert_eq!(served.connections(), 1);
         let mut second = syn.clone();
         second[ETHERNET_LEN + 20 + 1] ^= 1; // another client port (the checksum now wrong)
-        assert_eq!(served.take(&second, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut second.clone(), 0, 0, &mut shard), Taken::Consumed);
         assert_eq!(served.stats.malformed, 1, "a bad checksum is dropped, counted");
         let (frame, _) = TcpFrame::parse(&syn, Checksums::Verify).unwrap();
         let mut other_port = frame;
         other_port.tcp.dst_port = 81;
         let mut buf = vec![0; other_port.len()];
         other_port.emit(&mut buf).unwrap();
-        assert_eq!(served.take(&buf, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut buf.clone(), 0, 0, &mut shard), Taken::Consumed);
         let (rst, _) = TcpFrame::parse(&shard.frames.last().unwrap().1, Checksums::Verify).unwrap();
         assert_eq!((rst.tcp.src_port, rst.tcp.flags & RST, rst.tcp.ack), (81, RST, frame.tcp.seq + 1));
         let mut full = frame;
         full.tcp.src_port = 40001;
         let mut buf = vec![0; full.len()];
         full.emit(&mut buf).unwrap();
-        assert_eq!(served.take(&buf, 0, 0, &mut shard), Taken::Consumed);
+        assert_eq!(served.take(&mut buf.clone(), 0, 0, &mut shard), Taken::Consumed);
         assert_eq!((served.stats.refused_full, served.stats.resets_sent), (1, 2));
         // Without event room, a segment waits.
         shard.room = false;
-        assert_eq!(served.take(&syn, 0, 0, &mut shard), Taken::Blocked);
+        assert_eq!(served.take(&mut syn.clone(), 0, 0, &mut shard), Taken::Blocked);
+    }
+}
+
+#[cfg(test)]
+mod splice_tests {
+    //! A client and a backend, both mbox's own Endpoint, spliced through a shard's services.
+    use super::tests::FakeShard;
+    use super::*;
+    use crate::config::Refusal;
+    use crate::runtime::stream_out::stream_rings;
+    use crate::sys::park::Waker;
+    use mbox_abi::{BindStatus, FlowRef};
+    use mbox_stack::splicer::OpenConfig;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    const CLIENT: (Ipv4Addr, u16, [u8; 6]) = (Ipv4Addr::new(198, 18, 0, 1), 40000, [2, 0, 0, 0, 0, 0xc1]);
+    const BACKEND: (Ipv4Addr, u16, [u8; 6]) = (Ipv4Addr::new(198, 18, 1, 5), 8080, [2, 0, 0, 0, 0, 0xb1]);
+    const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 80);
+    const SOURCE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 90);
+
+    /// One TCP end: its connection (a backend's is made by the first SYN), its frames out.
+    struct Peer {
+        me: (Ipv4Addr, u16, [u8; 6]),
+        /// Where its segments go (the backend answers whoever connected).
+        to: (Ipv4Addr, u16),
+        cfg: mbox_stack::endpoint::Config,
+        conn: Option<Connection>,
+        frames: Vec<Vec<u8>>,
+        received: Vec<u8>,
+        closed: Option<CloseReason>,
+        /// A backend with no listener: a SYN gets a RST.
+        refuses: bool,
+    }
+
+    struct PeerSink<'a> {
+        me: (Ipv4Addr, u16, [u8; 6]),
+        to: (Ipv4Addr, u16),
+        frames: &'a mut Vec<Vec<u8>>,
+        received: &'a mut Vec<u8>,
+        closed: &'a mut Option<CloseReason>,
+    }
+
+    impl ConnSink for PeerSink<'_> {
+        fn transmit(&mut self, seg: &SegmentOut, payload: Payload<'_>) {
+            let ip = IpRepr::new(IpAddr::V4(self.me.0), IpAddr::V4(self.to.0), ip_proto::TCP, 0, 64).unwrap();
+            let tcp = TcpRepr {
+                src_port: self.me.1,
+                dst_port: self.to.1,
+                seq: seg.seq,
+                ack: seg.ack,
+                flags: seg.flags,
+                window: seg.window,
+                urgent: 0,
+                options: seg.options,
+                payload_len: payload.len(),
+            };
+            let frame =
+                TcpFrame { src_mac: EthernetAddress(self.me.2), dst_mac: EthernetAddress(DEFAULT_MAC), vlan: VlanTags::default(), ip, tcp };
+            let mut buf = vec![0; frame.len()];
+            let at = frame.payload_offset();
+            let mut bytes = Vec::new();
+            payload.copy_to(&mut bytes);
+            buf[at..at + bytes.len()].copy_from_slice(&bytes);
+            frame.emit(&mut buf).unwrap();
+            self.frames.push(buf);
+        }
+        fn deliver(&mut self, _offset: u64, bytes: &[u8]) {
+            self.received.extend_from_slice(bytes);
+        }
+        fn event(&mut self, event: ConnEvent) {
+            if let ConnEvent::Closed(r) = event {
+                *self.closed = Some(r);
+            }
+        }
+    }
+
+    impl Peer {
+        fn new(me: (Ipv4Addr, u16, [u8; 6]), to: (Ipv4Addr, u16), cfg: mbox_stack::endpoint::Config) -> Peer {
+            Peer { me, to, cfg, conn: None, frames: Vec::new(), received: Vec::new(), closed: None, refuses: false }
+        }
+
+        fn with<R>(&mut self, f: impl FnOnce(&mut Option<Connection>, &mut PeerSink<'_>) -> R) -> R {
+            let mut sink =
+                PeerSink { me: self.me, to: self.to, frames: &mut self.frames, received: &mut self.received, closed: &mut self.closed };
+            f(&mut self.conn, &mut sink)
+        }
+
+        /// A frame for it: checked (checksums, addresses, MAC) and taken.
+        fn take(&mut self, f: &[u8], now: u64) {
+            let (frame, payload) = TcpFrame::parse(f, Checksums::Verify).expect("a valid frame, checksums right");
+            assert_eq!((frame.dst_mac.0, frame.ip.dst(), frame.tcp.dst_port), (self.me.2, IpAddr::V4(self.me.0), self.me.1));
+            let t = frame.tcp;
+            let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
+            self.to = (
+                match frame.ip.src() {
+                    IpAddr::V4(a) => a,
+                    _ => unreachable!(),
+                },
+                t.src_port,
+            );
+            let (cfg, refuses) = (self.cfg, self.refuses);
+            self.with(|conn, sink| match conn {
+                Some(c) => c.on_segment(&seg, now, sink),
+                None if seg.has(SYN) && refuses => {
+                    let rst = SegmentOut {
+                        seq: 0,
+                        ack: seg.seq.wrapping_add(1),
+                        flags: RST | ACK,
+                        window: 0,
+                        options: Default::default(),
+                        payload_len: 0,
+                    };
+                    sink.transmit(&rst, Payload::EMPTY);
+                }
+                None if seg.has(SYN) => *conn = Some(Connection::accept(&cfg, &seg, 777_000, now, sink)),
+                None => {}
+            });
+        }
+    }
+
+    fn splicer_spec(refuse: Refusal) -> Arc<[ServiceSpec]> {
+        let endpoint = mbox_stack::endpoint::Config { recv_window: 16 << 10, ..Default::default() };
+        let open = OpenConfig { connect_timeout_ns: 3_000_000_000, ..OpenConfig::default() };
+        let splicer = SplicerSpec {
+            source: IpAddr::V4(SOURCE),
+            open,
+            hold_timeout_ns: 5_000_000_000,
+            idle_timeout_ns: 60_000_000_000,
+            linger_ns: 2_000_000_000,
+            refuse,
+        };
+        vec![ServiceSpec {
+            name: "lb".into(),
+            addrs: vec![IpAddr::V4(SERVICE)],
+            ports: vec![80],
+            mac: None,
+            nfs: 0b1,
+            endpoint,
+            max_connections: 4,
+            syn_backlog: 4,
+            buffer_memory: 1 << 30,
+            splicer: Some(splicer),
+        }]
+        .into()
+    }
+
+    /// Moves frames until nothing moves: the peers' frames through the services, what the
+    /// services send or forward to the peer it is addressed to, ARP requests for the backend
+    /// answered when `arp` says so.
+    fn run(served: &mut Served, shard: &mut FakeShard, client: &mut Peer, backend: &mut Peer, arp: bool, now: u64) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            for (from_backend, peer) in [(false, &mut *client), (true, &mut *backend)] {
+                for mut f in peer.frames.drain(..) {
+                    moved = true;
+                    let port = u16::from(from_backend);
+                    match served.take(&mut f, port, now, shard) {
+                        Taken::Forward => out.push(f),
+                        Taken::Consumed => {}
+                        t => panic!("{t:?} for a frame from the {}", if from_backend { "backend" } else { "client" }),
+                    }
+                }
+            }
+            let mut reads = std::mem::take(&mut shard.reads);
+            moved |= served.poll(now, &mut reads, shard);
+            let originated: Vec<(u16, Vec<u8>)> = shard.frames.drain(..).collect();
+            for (port, f) in originated {
+                moved = true;
+                if u16::from_be_bytes([f[12], f[13]]) == ethertype::ARP {
+                    assert_eq!(port, 1, "ARP for the backend on the backends' side");
+                    let req = ArpRepr::parse(&ArpPacket::new_checked(&f[14..]).unwrap()).unwrap();
+                    assert_eq!((req.operation, req.sender_ip, req.target_ip), (Operation::Request, SOURCE, BACKEND.0));
+                    if arp {
+                        let reply = req.reply_from(EthernetAddress(BACKEND.2));
+                        let mut buf = vec![0; 14 + reply.buffer_len()];
+                        VlanTags::default().emit_header(
+                            &EthernetRepr { src: EthernetAddress(BACKEND.2), dst: req.sender_mac, ethertype: ethertype::ARP },
+                            &mut buf,
+                        );
+                        reply.emit(&mut ArpPacket::new_unchecked(&mut buf[14..]));
+                        assert_eq!(served.take(&mut buf, 1, now, shard), Taken::Consumed);
+                    }
+                    continue;
+                }
+                out.push(f);
+            }
+            for f in out {
+                let (frame, _) = TcpFrame::parse(&f, Checksums::Verify).expect("valid, checksums right");
+                if frame.ip.dst() == IpAddr::V4(BACKEND.0) {
+                    assert_eq!((frame.ip.src(), frame.src_mac.0), (IpAddr::V4(SOURCE), DEFAULT_MAC), "from mbox's source address");
+                    backend.take(&f, now);
+                } else {
+                    assert_eq!((frame.ip.src(), frame.tcp.src_port), (IpAddr::V4(SERVICE), 80), "from the service address");
+                    client.take(&f, now);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the exchange never settled");
+    }
+
+    fn bind(writer: &mut crate::runtime::stream_out::StreamWriter, shard: &FakeShard) -> BindStatus {
+        bind_to(writer, shard, SocketAddr::new(IpAddr::V4(BACKEND.0), BACKEND.1))
+    }
+
+    fn bind_to(writer: &mut crate::runtime::stream_out::StreamWriter, shard: &FakeShard, backend: SocketAddr) -> BindStatus {
+        let (slot, id, _) = shard.started[0];
+        let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+        writer.bind(&flow, backend)
+    }
+
+    /// A splicer shard with one client connection established (and `request` sent on it).
+    fn held_connection(
+        refuse: Refusal,
+        request: &[u8],
+        backend_refuses: bool,
+    ) -> (Served, FakeShard, crate::runtime::stream_out::StreamWriter, Peer, Peer) {
+        let credits = Arc::new(SendCredits::new(100, 4));
+        let (writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        let mut served = Served::new(0, splicer_spec(refuse), vec![DEFAULT_MAC, DEFAULT_MAC], credits, false);
+        served.add_reader(reader);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        let cfg = mbox_stack::endpoint::Config::default();
+        let mut client = Peer::new(CLIENT, (SERVICE, 80), cfg);
+        let mut backend = Peer::new(BACKEND, (SOURCE, 0), cfg);
+        backend.refuses = backend_refuses;
+        client.with(|conn, sink| *conn = Some(Connection::connect(&cfg, 5, 0, sink)));
+        run(&mut served, &mut shard, &mut client, &mut backend, true, 0);
+        if !request.is_empty() {
+            client.with(|conn, sink| conn.as_mut().unwrap().write(request, 0, sink));
+            run(&mut served, &mut shard, &mut client, &mut backend, true, 0);
+        }
+        (served, shard, writer, client, backend)
+    }
+
+    /// The client's request is held and read by the NF, the backend gets it from mbox, and
+    /// the answer and both closes cross the splice; each side's options differ.
+    fn splice_with(backend_cfg: mbox_stack::endpoint::Config) {
+        let credits = Arc::new(SendCredits::new(100, 4));
+        let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        let mut served = Served::new(0, splicer_spec(Refusal::Http503), vec![DEFAULT_MAC, DEFAULT_MAC], credits, false);
+        served.add_reader(reader);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        let client_cfg = mbox_stack::endpoint::Config { recv_window: 1 << 20, ..Default::default() };
+        let mut client = Peer::new(CLIENT, (SERVICE, 80), client_cfg);
+        let mut backend = Peer::new(BACKEND, (SOURCE, 0), backend_cfg);
+        // Wrapping sequence numbers on the client's side.
+        client.with(|conn, sink| *conn = Some(Connection::connect(&client_cfg, u32::MAX - 100, 0, sink)));
+        let mut now = 1_000_000;
+        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
+        let request: Vec<u8> = b"GET /big HTTP/1.1\r\nHost: example\r\n\r\n".iter().copied().cycle().take(3000).collect();
+        client.with(|conn, sink| conn.as_mut().unwrap().write(&request, now, sink));
+        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
+        assert_eq!(shard.data, request, "the NF read the held request");
+        assert!(backend.conn.is_none(), "no backend before the bind");
+        assert_eq!(bind(&mut writer, &shard), BindStatus::Done);
+        assert_eq!(bind(&mut writer, &shard), BindStatus::Ended, "once");
+        now += 1_000_000;
+        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
+        assert_eq!(served.stats.spliced, 1);
+        assert_eq!(backend.received, request, "mbox sent the backend what it held");
+        // The backend's answer, bigger than any window, and more from the client after.
+        let answer: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut sent = 0;
+        for round in 0..2000 {
+            now += 1_000_000;
+            if sent < answer.len() {
+                sent += backend.with(|conn, sink| conn.as_mut().unwrap().write(&answer[sent..], now, sink));
+                if sent == answer.len() {
+                    backend.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
+                }
+            }
+            if round == 3 {
+                client.with(|conn, sink| conn.as_mut().unwrap().write(b"and more", now, sink));
+            }
+            for p in [&mut client, &mut backend] {
+                p.with(|conn, sink| {
+                    if let Some(c) = conn.as_mut() {
+                        c.on_timer(now, sink)
+                    }
+                });
+            }
+            run(&mut served, &mut shard, &mut client, &mut backend, true, now);
+            if client.received.len() == answer.len() && backend.received.len() == request.len() + 8 {
+                break;
+            }
+        }
+        assert_eq!(client.received.len(), answer.len());
+        assert!(client.received == answer, "the answer byte-exact through the splice");
+        assert_eq!(&backend.received[request.len()..], b"and more");
+        assert_eq!(shard.data.len(), request.len(), "the NF gets no bytes after the bind");
+        client.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
+        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
+        assert!(served.stats.spliced_to_client > 100 && served.stats.spliced_to_backend > 10, "{:?}", served.stats);
+        assert_eq!(served.stats.splice_errors, 0);
+        // Lingering, then gone: the NF is told.
+        now += 3_000_000_000;
+        for p in [&mut client, &mut backend] {
+            p.with(|conn, sink| conn.as_mut().unwrap().on_timer(now, sink));
+        }
+        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
+        assert_eq!(served.connections(), 0);
+        assert!(shard.events.iter().any(|e| e.0 == ConnEventKind::Terminate), "{:?}", shard.events);
+        served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_request_held_and_bound_reaches_the_backend_and_its_answer_the_client() {
+        splice_with(mbox_stack::endpoint::Config::default());
+    }
+
+    #[test]
+    fn a_splice_joins_sides_with_other_window_scales_and_no_sack() {
+        // The backend: a 4 MiB window (another scale), no SACK, a smaller MSS.
+        splice_with(mbox_stack::endpoint::Config { recv_window: 4 << 20, sack: false, mss: 1200, ..Default::default() });
+    }
+
+    #[test]
+    fn the_source_port_steers_the_backends_answers_to_the_binding_shard() {
+        use mbox_stack::flow_key::{shard_of, FlowKey};
+        use mbox_stack::wire::{parse_frame, LinkType, Packet, ParseOptions};
+        for shard in 0..4u16 {
+            let credits = Arc::new(SendCredits::new(100, 4));
+            let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+            let mut served = Served::new(shard, splicer_spec(Refusal::Rst), vec![DEFAULT_MAC, DEFAULT_MAC], credits, false);
+            served.set_shards(4);
+            served.add_reader(reader);
+            let mut fake = FakeShard { room: true, ..Default::default() };
+            let cfg = mbox_stack::endpoint::Config::default();
+            let mut client = Peer::new(CLIENT, (SERVICE, 80), cfg);
+            let mut backend = Peer::new(BACKEND, (SOURCE, 0), cfg);
+            client.with(|conn, sink| *conn = Some(Connection::connect(&cfg, 5, 0, sink)));
+            run(&mut served, &mut fake, &mut client, &mut backend, true, 0);
+            assert_eq!(bind(&mut writer, &fake), BindStatus::Done);
+            run(&mut served, &mut fake, &mut client, &mut backend, true, 0);
+            // A frame from the backend to where mbox's SYN came from, as the input would steer it.
+            assert!(backend.conn.is_some(), "the backend got mbox's SYN");
+            let seg = SegmentOut { seq: 1, ack: 1, flags: ACK, window: 1, options: Default::default(), payload_len: 0 };
+            backend.with(|_, sink| sink.transmit(&seg, Payload::EMPTY));
+            let syn_ack = backend.frames.pop().unwrap();
+            let Ok(Packet::Ip(p)) = parse_frame(&syn_ack, syn_ack.len() as u32, LinkType::Ethernet, ParseOptions::default()) else {
+                panic!()
+            };
+            assert_eq!(shard_of(FlowKey::from_parsed(&p, false).0.shard_hash(), 4), usize::from(shard));
+        }
+    }
+
+    #[test]
+    fn a_backend_nobody_answers_for_gets_the_client_a_503() {
+        let credits = Arc::new(SendCredits::new(100, 4));
+        let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        let mut served = Served::new(0, splicer_spec(Refusal::Http503), vec![DEFAULT_MAC, DEFAULT_MAC], credits, false);
+        served.add_reader(reader);
+        let mut shard = FakeShard { room: true, ..Default::default() };
+        let cfg = mbox_stack::endpoint::Config::default();
+        let mut client = Peer::new(CLIENT, (SERVICE, 80), cfg);
+        let mut backend = Peer::new(BACKEND, (SOURCE, 0), cfg);
+        client.with(|conn, sink| *conn = Some(Connection::connect(&cfg, 5, 0, sink)));
+        run(&mut served, &mut shard, &mut client, &mut backend, false, 0);
+        client.with(|conn, sink| conn.as_mut().unwrap().write(b"GET / HTTP/1.0\r\n\r\n", 0, sink));
+        run(&mut served, &mut shard, &mut client, &mut backend, false, 0);
+        assert_eq!(bind(&mut writer, &shard), BindStatus::Done);
+        let mut now = 0;
+        for _ in 0..10 {
+            now += 500_000_000;
+            run(&mut served, &mut shard, &mut client, &mut backend, false, now);
+        }
+        assert_eq!(served.stats.backends_unresolved, 1, "{:?}", served.stats);
+        assert!(served.stats.arp_requests_sent >= 3);
+        assert_eq!(client.received, splice::HTTP_503);
+        assert!(backend.conn.is_none());
+        served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_backend_that_refuses_gets_the_client_a_rst_when_so_configured() {
+        let (mut served, mut shard, mut writer, mut client, mut backend) =
+            held_connection(Refusal::Rst, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true);
+        assert_eq!(bind(&mut writer, &shard), BindStatus::Done);
+        run(&mut served, &mut shard, &mut client, &mut backend, true, 1_000_000);
+        assert_eq!((served.stats.backends_refused, served.stats.clients_refused, served.stats.spliced), (1, 1, 0), "{:?}", served.stats);
+        assert_eq!(client.closed, Some(CloseReason::PeerReset), "the client was reset");
+        assert!(client.received.is_empty() && backend.conn.is_none());
+        served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_client_that_gets_no_bind_is_answered_503_at_the_hold_timeout() {
+        // It sent nothing: the NF has nothing to decide on, and the hold runs out (5 s here).
+        let (mut served, mut shard, _writer, mut client, mut backend) = held_connection(Refusal::Http503, b"", false);
+        run(&mut served, &mut shard, &mut client, &mut backend, true, 4_000_000_000);
+        assert!(client.received.is_empty(), "still held at 4 s");
+        run(&mut served, &mut shard, &mut client, &mut backend, true, 5_100_000_000);
+        assert_eq!((served.stats.hold_timeouts, served.stats.clients_refused), (1, 1), "{:?}", served.stats);
+        assert_eq!(client.received, splice::HTTP_503);
+        assert!(backend.conn.is_none() && backend.frames.is_empty(), "no backend was opened");
+        served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_bind_to_another_family_refuses_the_client_at_once() {
+        let (mut served, mut shard, mut writer, mut client, mut backend) =
+            held_connection(Refusal::Http503, b"GET / HTTP/1.0\r\n\r\n", false);
+        let v6: SocketAddr = "[2001:db8::1]:80".parse().unwrap();
+        assert_eq!(bind_to(&mut writer, &shard, v6), BindStatus::Done, "queued: the shard decides");
+        run(&mut served, &mut shard, &mut client, &mut backend, true, 1_000_000);
+        assert_eq!((served.stats.binds_refused, served.stats.clients_refused, served.stats.binds), (1, 1, 0), "{:?}", served.stats);
+        assert_eq!(client.received, splice::HTTP_503);
+        assert!(backend.frames.is_empty() && backend.conn.is_none());
+        served.check_invariants().unwrap();
     }
 }

@@ -413,11 +413,17 @@ impl Shard {
 
     /// Runs one packet through the stack; false when it must wait for event room.
     fn handle(&mut self, pkt: RxPacket) -> bool {
-        // SAFETY: the input handed this buffer to the shard with the packet.
-        let data = unsafe { self.pool.bytes(pkt.buf, pkt.len) };
         if let Some(served) = self.served.as_mut() {
+            // SAFETY: the input handed this buffer to the shard with the packet; nothing else
+            // points into it while the services look.
+            let data = unsafe { self.pool.bytes_mut(pkt.buf, pkt.len) };
             match served.take(data, pkt.port, pkt.ts_ns, &mut self.plane) {
                 Taken::No => {}
+                Taken::Forward => {
+                    // A spliced frame, rewritten in place: on out of the other port.
+                    self.plane.forward(pkt);
+                    return true;
+                }
                 Taken::Consumed => {
                     // Answered (or dropped, counted) by the services: never forwarded.
                     self.plane.tx.drop_packet(pkt.buf);
@@ -426,6 +432,8 @@ impl Shard {
                 Taken::Blocked => return false,
             }
         }
+        // SAFETY: the input handed this buffer to the shard with the packet.
+        let data = unsafe { self.pool.bytes(pkt.buf, pkt.len) };
         self.plane.current = Some(pkt);
         self.plane.current_datagram = None;
         self.plane.current_held = NO_HELD;

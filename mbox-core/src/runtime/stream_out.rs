@@ -18,11 +18,16 @@
 //! it opened. When a lane's rings are full, a send is refused (room is announced once the shard
 //! has drained them) and a close or reset is left in the connection's flags for the shard to
 //! find, so that neither is ever lost.
+//!
+//! A Splicer's bind (`Host::bind`) rides the same rings, its backend's address as the command's
+//! bytes; when they are full it waits in the connection's credit (an address fits in three
+//! atomics), so it is never lost either. A connection is bound once.
 
 use crate::sys::park::Waker;
-use mbox_abi::{FlowRef, StreamOp, StreamStatus};
+use mbox_abi::{BindStatus, FlowRef, StreamOp, StreamStatus};
 use rtrb::{Consumer, Producer, RingBuffer};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Requests a lane carries at once.
@@ -37,8 +42,63 @@ pub struct StreamCommand {
     /// apart by the id).
     pub conn: u32,
     pub id: u64,
-    pub op: StreamOp,
+    pub op: Request,
     pub len: u32,
+}
+
+/// What a command asks of a connection: the ABI's stream operations, and the Splicer's bind
+/// (its bytes: the backend, [`BACKEND_LEN`] bytes that [`decode_backend`] reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Send,
+    Close,
+    Reset,
+    Bind,
+}
+
+impl From<StreamOp> for Request {
+    fn from(op: StreamOp) -> Request {
+        match op {
+            StreamOp::Send => Request::Send,
+            StreamOp::Close => Request::Close,
+            StreamOp::Reset => Request::Reset,
+        }
+    }
+}
+
+/// A request the rings had no room for, left in a connection's credit for the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    Close,
+    Reset,
+    Bind(SocketAddr),
+}
+
+/// Bytes of a bind command: the port (big-endian), then the address as IPv6 (IPv4 mapped).
+pub const BACKEND_LEN: usize = 18;
+
+fn encode_backend(backend: SocketAddr) -> [u8; BACKEND_LEN] {
+    let mut b = [0; BACKEND_LEN];
+    b[..2].copy_from_slice(&backend.port().to_be_bytes());
+    let v6 = match backend.ip() {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    };
+    b[2..].copy_from_slice(&v6.octets());
+    b
+}
+
+/// The backend of a bind command, its bytes in two pieces (the ring may wrap).
+pub fn decode_backend(first: &[u8], second: &[u8]) -> Option<SocketAddr> {
+    let mut b = [0; BACKEND_LEN];
+    if first.len() + second.len() != BACKEND_LEN {
+        return None;
+    }
+    b[..first.len()].copy_from_slice(first);
+    b[first.len()..].copy_from_slice(second);
+    let v6 = Ipv6Addr::from(<[u8; 16]>::try_from(&b[2..]).ok()?);
+    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    Some(SocketAddr::new(ip, u16::from_be_bytes([b[0], b[1]])))
 }
 
 /// A connection's credit. `id` 0: no connection there.
@@ -48,6 +108,9 @@ struct Credit {
     limit: AtomicU64,
     queued: AtomicU64,
     flags: AtomicU8,
+    /// A bind the rings had no room for (with `PENDING_BIND`): the backend's address and port.
+    bind_addr: [AtomicU64; 2],
+    bind_port: AtomicU32,
 }
 
 /// `Credit::flags`: mbox's side is closed (no more sends), an NF got less than it asked, and a
@@ -56,6 +119,9 @@ const CLOSED: u8 = 1;
 const WANTS_ROOM: u8 = 2;
 const PENDING_CLOSE: u8 = 4;
 const PENDING_RESET: u8 = 8;
+/// The connection was bound (`Host::bind` once), and a bind waits in the credit.
+const BOUND: u8 = 16;
+const PENDING_BIND: u8 = 32;
 
 /// The send credits of one shard's connections, shared by the shard and the NFs' threads.
 #[derive(Debug)]
@@ -109,12 +175,19 @@ impl SendCredits {
 
     /// Shard: takes what a refused NF left in connection `conn`'s flags: whether it waits for
     /// room (cleared only when there is room), and a close or reset the rings had no room for.
-    pub fn take_pending(&self, conn: u32) -> (bool, Option<StreamOp>) {
+    pub fn take_pending(&self, conn: u32) -> (bool, Option<Pending>) {
         let c = &self.credits[conn as usize];
-        let flags = c.flags.fetch_and(!(PENDING_CLOSE | PENDING_RESET), Ordering::SeqCst);
+        let flags = c.flags.fetch_and(!(PENDING_CLOSE | PENDING_RESET | PENDING_BIND), Ordering::SeqCst);
         let op = match flags {
-            f if f & PENDING_RESET != 0 => Some(StreamOp::Reset),
-            f if f & PENDING_CLOSE != 0 => Some(StreamOp::Close),
+            f if f & PENDING_RESET != 0 => Some(Pending::Reset),
+            f if f & PENDING_CLOSE != 0 => Some(Pending::Close),
+            f if f & PENDING_BIND != 0 => {
+                let mut b = [0u8; BACKEND_LEN];
+                b[..2].copy_from_slice(&(c.bind_port.load(Ordering::SeqCst) as u16).to_be_bytes());
+                b[2..10].copy_from_slice(&c.bind_addr[0].load(Ordering::SeqCst).to_be_bytes());
+                b[10..].copy_from_slice(&c.bind_addr[1].load(Ordering::SeqCst).to_be_bytes());
+                decode_backend(&b, &[]).map(Pending::Bind)
+            }
             _ => None,
         };
         let room = c.limit.load(Ordering::SeqCst) > c.queued.load(Ordering::SeqCst);
@@ -266,9 +339,47 @@ impl StreamWriter {
             StreamOp::Close | StreamOp::Reset => self.credits.mark(conn, CLOSED),
         }
         // Cannot fail: a slot was free above and only this thread pushes.
-        let _ = self.commands.push(StreamCommand { conn, id: flow.id, op, len });
+        let _ = self.commands.push(StreamCommand { conn, id: flow.id, op: op.into(), len });
         self.shard_waker.wake();
         (status, len)
+    }
+
+    /// Queues a bind of `flow` to `backend` for the shard (`Host::bind`). The shard checks
+    /// that the connection is a Splicer's and not spliced yet; here only that it lives, was
+    /// not bound before and took no close. Must not panic.
+    pub fn bind(&mut self, flow: &FlowRef, backend: SocketAddr) -> BindStatus {
+        let Some(conn) = self.credits.conn_of(flow.slot).filter(|_| flow.is_some()) else { return BindStatus::NoFlow };
+        if self.credits.live(flow).is_none() {
+            return BindStatus::Ended;
+        }
+        let c = &self.credits.credits[conn as usize];
+        if c.flags.fetch_or(BOUND, Ordering::SeqCst) & (BOUND | CLOSED) != 0 {
+            return BindStatus::Ended;
+        }
+        let bytes = encode_backend(backend);
+        if self.commands.slots() == 0 || self.bytes.slots() < BACKEND_LEN {
+            // The shard is behind on this lane: the bind waits in the credit.
+            c.bind_port.store(u32::from(backend.port()), Ordering::SeqCst);
+            c.bind_addr[0].store(u64::from_be_bytes(bytes[2..10].try_into().unwrap_or_default()), Ordering::SeqCst);
+            c.bind_addr[1].store(u64::from_be_bytes(bytes[10..].try_into().unwrap_or_default()), Ordering::SeqCst);
+            self.credits.mark(conn, PENDING_BIND);
+            self.refused.store(true, Ordering::SeqCst);
+            self.shard_waker.wake();
+            return BindStatus::Done;
+        }
+        let Ok(mut chunk) = self.bytes.write_chunk_uninit(BACKEND_LEN) else { return BindStatus::Ended };
+        let (first, second) = chunk.as_mut_slices();
+        let split = first.len();
+        // SAFETY: MaybeUninit<u8> has u8's layout; exactly BACKEND_LEN bytes are written
+        // before the commit.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), first.as_mut_ptr() as *mut u8, split);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(split), second.as_mut_ptr() as *mut u8, BACKEND_LEN - split);
+            chunk.commit_all();
+        }
+        let _ = self.commands.push(StreamCommand { conn, id: flow.id, op: Request::Bind, len: BACKEND_LEN as u32 });
+        self.shard_waker.wake();
+        BindStatus::Done
     }
 }
 
@@ -366,8 +477,34 @@ mod tests {
         assert!(r.has_work());
         while r.next(|_, _, _| {}) {}
         assert!(r.take_refused(), "the shard is told to look at the flags");
-        assert_eq!(credits.take_pending(0), (true, Some(StreamOp::Close)), "room for the refused send, the close applied");
+        assert_eq!(credits.take_pending(0), (true, Some(Pending::Close)), "room for the refused send, the close applied");
         assert_eq!(credits.take_pending(0), (false, None), "once");
+    }
+
+    #[test]
+    fn a_bind_is_carried_once_through_the_rings_or_the_credit_when_they_are_full() {
+        let credits = Arc::new(SendCredits::new(0, 2));
+        let (mut w, mut r) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+        let backend: SocketAddr = "198.18.2.7:8080".parse().unwrap();
+        let f = |conn: u32, id| FlowRef { id, slot: conn, shard: 0, dir: 0, _reserved: 0 };
+        assert_eq!(w.bind(&f(0, 1), backend), BindStatus::Ended, "no connection yet");
+        assert_eq!(w.bind(&f(5, 1), backend), BindStatus::NoFlow);
+        credits.open(0, 1);
+        assert_eq!(w.bind(&f(0, 1), backend), BindStatus::Done);
+        assert_eq!(w.bind(&f(0, 1), backend), BindStatus::Ended, "bound once");
+        let mut got = None;
+        assert!(r.next(|c, a, b| got = Some((c.op, c.conn, decode_backend(a, b)))));
+        assert_eq!(got, Some((Request::Bind, 0, Some(backend))));
+        // With the rings full, the bind (an IPv6 backend this time) waits in the credit.
+        credits.open(1, 2);
+        credits.raise(1, u64::MAX / 2);
+        while w.request(&f(1, 2), StreamOp::Send, b"x").1 == 1 {}
+        let v6: SocketAddr = "[2001:db8::5]:443".parse().unwrap();
+        assert_eq!(w.bind(&f(1, 2), v6), BindStatus::Done);
+        while r.next(|_, _, _| {}) {}
+        assert!(r.take_refused());
+        assert_eq!(credits.take_pending(1), (true, Some(Pending::Bind(v6))));
+        assert_eq!(credits.take_pending(1).1, None, "once");
     }
 
     #[test]

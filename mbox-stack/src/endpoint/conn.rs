@@ -65,6 +65,29 @@ pub enum CloseReason {
     Refused,
 }
 
+/// A connection as a Splicer sees it when it joins it to a backend's ([`Connection::splice_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpliceView {
+    /// The peer's ISN, ours, and the next sequence number each side expects.
+    pub irs: u32,
+    pub iss: u32,
+    pub rcv_nxt: u32,
+    /// The highest sequence number we sent + 1 (`iss + 1`: nothing but the SYN-ACK sent).
+    pub snd_nxt: u32,
+    /// The MSS the peer's SYN announced (536 when none).
+    pub peer_mss: u16,
+    /// Window scale shifts in effect (`None`: no scaling on this connection), the peer's and ours.
+    pub peer_window_scale: Option<u8>,
+    pub our_window_scale: Option<u8>,
+    pub sack: bool,
+    /// With timestamps: the peer's latest TSval (TS.Recent) and our clock now.
+    pub timestamps: Option<(u32, u32)>,
+    /// The last window field the peer sent (in its scale).
+    pub peer_window: u16,
+    /// The peer's FIN was received (and taken in order).
+    pub peer_closed: bool,
+}
+
 /// What a connection tells its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnEvent {
@@ -157,6 +180,8 @@ pub struct Connection {
     // Negotiated in the handshake.
     /// Payload bytes per segment (the peer's MSS, our bound, less the timestamp option).
     send_mss: u32,
+    /// The MSS option of the peer's SYN as it sent it (536 when it sent none).
+    peer_mss: u16,
     /// Shift applied to windows the peer sends, and to ours.
     snd_shift: u8,
     rcv_shift: u8,
@@ -232,6 +257,7 @@ impl Connection {
             fin_at: None,
             unread: 0,
             send_mss,
+            peer_mss: DEFAULT_MSS as u16,
             snd_shift: 0,
             rcv_shift: 0,
             ws_offered: false,
@@ -330,6 +356,24 @@ impl Connection {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// What a Splicer joining this connection to a backend's needs of it, at `now_ns`.
+    pub fn splice_view(&self, now_ns: u64) -> SpliceView {
+        SpliceView {
+            irs: self.irs,
+            iss: self.iss,
+            rcv_nxt: self.rcv_nxt,
+            snd_nxt: self.snd_max,
+            peer_mss: self.peer_mss,
+            peer_window_scale: self.ws_offered.then_some(self.snd_shift),
+            our_window_scale: self.ws_offered.then_some(self.rcv_shift),
+            sack: self.sack_ok,
+            timestamps: self.ts.map(|ts| (ts.recent, self.ts_now(now_ns, ts))),
+            peer_window: (self.snd_wnd >> self.snd_shift).min(0xffff) as u16,
+            peer_closed: self.fin_at.is_none()
+                && matches!(self.state, State::CloseWait | State::LastAck | State::Closing | State::TimeWait),
+        }
     }
 
     pub fn stats(&self) -> ConnStats {
@@ -632,6 +676,7 @@ impl Connection {
         self.irs = syn.seq;
         self.rcv_nxt = syn.seq.wrapping_add(1);
         let o = &syn.options;
+        self.peer_mss = o.mss.unwrap_or(DEFAULT_MSS as u16);
         let mut mss = u32::from(o.mss.unwrap_or(DEFAULT_MSS as u16)).clamp(64, u32::from(self.cfg.mss).max(64));
         // Scaling applies only when both SYNs carry the option (RFC 7323 2.2).
         (self.snd_shift, self.rcv_shift) = match (self.cfg.window_scaling, o.window_scale) {

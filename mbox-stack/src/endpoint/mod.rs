@@ -32,7 +32,7 @@ pub mod segment;
 mod tests;
 
 pub use buffers::Payload;
-pub use conn::{CloseReason, ConnEvent, ConnStats, Connection, State};
+pub use conn::{CloseReason, ConnEvent, ConnStats, Connection, SpliceView, State};
 pub use segment::{SegmentIn, SegmentOut};
 
 /// How endpoint connections behave; from `[[service]]` in the host's config.

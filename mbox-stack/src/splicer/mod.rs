@@ -25,12 +25,15 @@
 //! - [`translate`](mod@translate): the in-place rewrite of one frame ([`translate()`],
 //!   [`Rewrite::apply`]), what it saw ([`Translated`]), the MAC helper [`set_macs`].
 //! - [`options`]: the TCP option walk that finds timestamps and SACK blocks.
+//! - [`open`]: the backend's connection until the splice carries it ([`Opener`]: the SYN with
+//!   the client's ISN and options, the held bytes sent and resent until acknowledged).
 //!
 //! What is left to the caller: the handshakes before the bind, teardown (from
 //! [`Translated`]'s flags), MAC addresses, TTL / hop limit. Options that sign the header
 //! (TCP-MD5, RFC 2385; TCP-AO, RFC 5925) cannot survive any rewrite and are passed as they are.
 
 pub mod map;
+pub mod open;
 pub mod options;
 pub mod translate;
 
@@ -40,6 +43,7 @@ mod proptests;
 mod tests;
 
 pub use map::{Addrs, BackendSource, Bind, EffectiveShifts, Rewrite, SpliceMap, TsClocks, Tuple, WindowRescale, WindowScales};
+pub use open::{OpenConfig, OpenFailure, OpenPhase, Opener};
 pub use translate::{set_macs, translate, Translated};
 
 use crate::wire::WireError;

@@ -1,0 +1,645 @@
+//! The Splicer on a shard (`[[service]] stack = "splicer"`): a connection starts as an
+//! Endpoint connection whose client bytes are kept (the hold: the client's window is
+//! `hold_bytes` and never reopens); an NF's bind picks the backend; mbox finds the backend's
+//! MAC (ARP), opens the backend's connection from its source address with the client's ISN and
+//! options (`mbox_stack::splicer::Opener`), and once the backend answers, every frame of
+//! either connection is translated into the other in place (`mbox_stack::splicer::translate`)
+//! and sent on out of the other port of the pair: no payload is copied after the bind.
+//!
+//! What a splice is, phase by phase ([`Phase`]): holding (NFs read the first bytes), resolving
+//! the backend's MAC, opening (SYN sent; the client's connection is still mbox's), spliced
+//! (mbox's connection with the client is silent; its NFs get only the end), lingering (both
+//! FINs seen: late retransmissions still translate until `time_wait` passes). A backend that
+//! cannot be reached, refuses, or never acknowledges what was held ends the splice; a client
+//! still there is answered as the service's `refuse` says (HTTP 503 and a FIN, or a RST).
+//!
+//! Backends are reached through the pair's other port (mbox sits between clients and
+//! servers, as in the testbed). A backend's answers must reach this shard: the source port is
+//! picked so that the backend side's flow hashes to it, as the input steers in software (a NIC
+//! steering with its own hash would need a port picked for that hash).
+
+use super::{ConnInfo, ConnKey, Events, Out, ServeSink, Served, Taken, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+use crate::config::{Refusal, ServiceConfig, ServiceStack};
+use mbox_stack::endpoint::{ConnSink, Payload, SegmentIn, SegmentOut};
+use mbox_stack::flow_key::{shard_of, FlowKey};
+use mbox_stack::splicer::{set_macs, translate, BackendSource, Dir, OpenConfig, OpenFailure, OpenPhase, Opener, SpliceMap};
+use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
+use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetRepr, VlanTags, HEADER_LEN as ETHERNET_LEN};
+use mbox_stack::wire::frame::TcpFrame;
+use mbox_stack::wire::tcp::TcpOptions;
+use mbox_stack::wire::tcp_flags::{ACK, RST, SYN};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// How often an ARP request for a backend goes again while no reply came.
+const ARP_RETRY_NS: u64 = 1_000_000_000;
+/// Source ports a splice may take (below: the well-known and registered ports' start).
+const FIRST_SOURCE_PORT: u16 = 1024;
+/// What a client refused with `refuse = "http-503"` gets.
+pub(super) const HTTP_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// A Splicer service's settings (from its `[[service]]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SplicerSpec {
+    /// The address backends see connections come from.
+    pub source: IpAddr,
+    pub open: OpenConfig,
+    pub hold_timeout_ns: u64,
+    pub idle_timeout_ns: u64,
+    pub linger_ns: u64,
+    pub refuse: Refusal,
+}
+
+impl SplicerSpec {
+    /// The settings of `cfg`, `None` unless it is a splicer (validated: it has a source).
+    pub fn new(cfg: &ServiceConfig) -> Option<SplicerSpec> {
+        if cfg.stack != ServiceStack::Splicer {
+            return None;
+        }
+        let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Some(SplicerSpec {
+            source: cfg.source?,
+            open: OpenConfig { connect_timeout_ns: ns(cfg.connect_timeout), ..OpenConfig::default() },
+            hold_timeout_ns: ns(cfg.hold_timeout),
+            idle_timeout_ns: ns(cfg.idle_timeout),
+            linger_ns: ns(cfg.time_wait),
+            refuse: cfg.refuse,
+        })
+    }
+}
+
+/// Where a splice is (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Holding { until: u64 },
+    Resolving { next_arp: u64, give_up: u64 },
+    Opening,
+    Spliced,
+    Lingering { until: u64 },
+}
+
+/// The backend side of a bound splice.
+#[derive(Debug, Clone, Copy)]
+struct Backend {
+    addr: SocketAddr,
+    source: SocketAddr,
+    /// Its frames' key as the table keys connections: remote = the backend.
+    key: ConnKey,
+    /// The backend's MAC (once resolved), and mbox's on the backend's port.
+    mac: EthernetAddress,
+    mac_ours: EthernetAddress,
+    /// The port it is reached by (the client's port's pair).
+    port: u16,
+}
+
+/// One Splicer connection's state beside its Endpoint connection.
+#[derive(Debug)]
+pub(super) struct Splice {
+    spec: SplicerSpec,
+    phase: Phase,
+    /// The client's bytes taken before the splice (handed to the opener once the backend
+    /// answers).
+    held: Vec<u8>,
+    backend: Option<Backend>,
+    opener: Option<Opener>,
+    map: Option<SpliceMap>,
+    /// FINs seen client to backend (1) and back (2).
+    fins: u8,
+    idle_until: u64,
+}
+
+impl Splice {
+    /// A new connection of a splicer service: holding until `hold_timeout`.
+    pub(super) fn holding(spec: &SplicerSpec, now: u64) -> Box<Splice> {
+        Box::new(Splice {
+            spec: *spec,
+            phase: Phase::Holding { until: now.saturating_add(spec.hold_timeout_ns) },
+            held: Vec::new(),
+            backend: None,
+            opener: None,
+            map: None,
+            fins: 0,
+            idle_until: u64::MAX,
+        })
+    }
+
+    /// Whether the splice carries the connection (mbox's own is silent).
+    pub(super) fn carries(&self) -> bool {
+        matches!(self.phase, Phase::Spliced | Phase::Lingering { .. })
+    }
+
+    /// Where the client's bytes go before the splice.
+    pub(super) fn held_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.held
+    }
+
+    /// When its timer is due.
+    pub(super) fn deadline(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Holding { until } => Some(until),
+            Phase::Resolving { next_arp, give_up } => Some(next_arp.min(give_up)),
+            Phase::Opening => self.opener.as_ref().and_then(Opener::deadline),
+            Phase::Spliced => [self.opener.as_ref().and_then(Opener::deadline), Some(self.idle_until)].into_iter().flatten().min(),
+            Phase::Lingering { until } => Some(until),
+        }
+    }
+}
+
+/// A shard's splices: connections by their backend side, the backends' MACs, the next source
+/// port to try.
+#[derive(Debug)]
+pub(super) struct Splices {
+    shard: usize,
+    shards: usize,
+    by_backend: HashMap<ConnKey, u32>,
+    neighbors: HashMap<IpAddr, EthernetAddress>,
+    next_port: u16,
+}
+
+impl Splices {
+    pub(super) fn new(shard: u16) -> Splices {
+        Splices {
+            shard: usize::from(shard),
+            shards: 1,
+            by_backend: HashMap::new(),
+            neighbors: HashMap::new(),
+            next_port: FIRST_SOURCE_PORT,
+        }
+    }
+
+    /// Forgets a splice's backend side (its connection is gone).
+    pub(super) fn forget(&mut self, splice: &Splice) {
+        if let Some(b) = splice.backend {
+            self.by_backend.remove(&b.key);
+        }
+    }
+
+    /// A source port on `source` toward `backend` that no splice uses and whose flow the input
+    /// steers to this shard.
+    fn pick_port(&mut self, source: IpAddr, backend: SocketAddr) -> Option<u16> {
+        let span = u32::from(u16::MAX - FIRST_SOURCE_PORT) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port == u16::MAX { FIRST_SOURCE_PORT } else { port + 1 };
+            let key = ConnKey { remote: backend.ip(), remote_port: backend.port(), local: source, local_port: port };
+            if self.by_backend.contains_key(&key) {
+                continue;
+            }
+            let steered =
+                self.shards <= 1 || shard_of(FlowKey::tcp(SocketAddr::new(source, port), backend).shard_hash(), self.shards) == self.shard;
+            if steered {
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
+impl Served {
+    /// Tells the splicers how many shards the input steers between (1 unless told).
+    pub fn set_shards(&mut self, shards: usize) {
+        self.splices.shards = shards.max(1);
+    }
+
+    /// Whether `ip` is a splicer's source address.
+    pub(super) fn is_source(&self, ip: IpAddr) -> bool {
+        self.specs.iter().any(|s| s.splicer.is_some_and(|p| p.source == ip))
+    }
+
+    /// ARP for a splicer's source address: a request is answered (on any port), a reply gives
+    /// a backend's MAC. `None`: not about a source address.
+    pub(super) fn source_arp<S: ServeSink>(&mut self, arp: &ArpRepr, l2: &super::L2, ts_ns: u64, sink: &mut S) -> Option<Taken> {
+        let target = IpAddr::V4(arp.target_ip);
+        let spec = self.specs.iter().find(|s| s.splicer.is_some_and(|p| p.source == target))?;
+        let mac = self.service_mac(spec, l2.port);
+        match arp.operation {
+            Operation::Request => {
+                self.stats.arp_requests += 1;
+                let reply = arp.reply_from(mac);
+                let eth = EthernetRepr { src: mac, dst: arp.sender_mac, ethertype: ethertype::ARP };
+                let sent = sink.originate(l2.port, ts_ns, &mut |buf| {
+                    buf.resize(ETHERNET_LEN + l2.vlan.len() + reply.buffer_len(), 0);
+                    let at = l2.vlan.emit_header(&eth, buf);
+                    reply.emit(&mut ArpPacket::new_unchecked(&mut buf[at..]));
+                });
+                if sent {
+                    self.stats.arp_replies += 1;
+                } else {
+                    self.stats.no_buffer += 1;
+                }
+            }
+            Operation::Reply => {
+                self.stats.arp_replies_taken += 1;
+                let ip = IpAddr::V4(arp.sender_ip);
+                self.splices.neighbors.insert(ip, arp.sender_mac);
+                // Splices waiting for this backend go on.
+                let waiting: Vec<u32> = (0..self.slots.len() as u32)
+                    .filter(|&i| {
+                        let s = self.slots[i as usize].splice.as_deref();
+                        s.is_some_and(|s| matches!(s.phase, Phase::Resolving { .. }) && s.backend.is_some_and(|b| b.addr.ip() == ip))
+                    })
+                    .collect();
+                for i in waiting {
+                    self.open_backend(i, sink);
+                }
+            }
+        }
+        Some(Taken::Consumed)
+    }
+
+    /// An NF bound connection `i` to `backend` (`Host::bind`).
+    pub(super) fn bind<S: ServeSink>(&mut self, i: u32, backend: SocketAddr, sink: &mut S) {
+        let now = self.now;
+        let slot = &self.slots[i as usize];
+        let fresh = slot.conn.as_ref().is_some_and(|c| {
+            let v = c.splice_view(now);
+            c.state().is_synchronized() && v.snd_nxt == v.iss.wrapping_add(1)
+        });
+        let Some(sp) = slot.splice.as_deref().filter(|s| fresh && matches!(s.phase, Phase::Holding { .. })) else {
+            self.stats.binds_refused += 1;
+            return;
+        };
+        // A bind that cannot be carried out (another family than the source's, no source
+        // port left) is the NF's choice failing: the client is refused now, not at the hold's
+        // end.
+        let source = sp.spec.source;
+        let port = if source.is_ipv4() == backend.is_ipv4() { self.splices.pick_port(source, backend) } else { None };
+        let Some(port) = port else {
+            self.stats.binds_refused += 1;
+            return self.refuse_client(i, sink);
+        };
+        self.stats.binds += 1;
+        let key = ConnKey { remote: backend.ip(), remote_port: backend.port(), local: source, local_port: port };
+        let out_port = slot.info.port ^ 1;
+        let spec = &self.specs[usize::from(slot.info.service)];
+        let mac = self.service_mac(spec, out_port);
+        self.splices.by_backend.insert(key, i);
+        let sp = self.slots[i as usize].splice.as_deref_mut().expect("checked above");
+        let unknown = EthernetAddress([0; 6]);
+        sp.backend =
+            Some(Backend { addr: backend, source: SocketAddr::new(source, port), key, mac: unknown, mac_ours: mac, port: out_port });
+        sp.phase = Phase::Resolving { next_arp: now, give_up: now.saturating_add(sp.spec.open.connect_timeout_ns) };
+        if self.splices.neighbors.contains_key(&backend.ip()) {
+            self.open_backend(i, sink);
+        } else {
+            self.arp_backend(i, sink);
+            let deadline = self.deadline_of(i);
+            self.wheel.set(i, deadline);
+        }
+    }
+
+    /// Asks for connection `i`'s backend's MAC (IPv6 backends: not yet, given up as unresolved).
+    fn arp_backend<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
+        let now = self.now;
+        let Some(sp) = self.slots[i as usize].splice.as_deref_mut() else { return };
+        let (Some(b), Phase::Resolving { give_up, .. }) = (sp.backend, sp.phase) else { return };
+        sp.phase = Phase::Resolving { next_arp: now.saturating_add(ARP_RETRY_NS), give_up };
+        let (IpAddr::V4(target), IpAddr::V4(sender)) = (b.addr.ip(), b.source.ip()) else {
+            sp.phase = Phase::Resolving { next_arp: give_up, give_up };
+            return;
+        };
+        let request = ArpRepr {
+            operation: Operation::Request,
+            sender_mac: b.mac_ours,
+            sender_ip: sender,
+            target_mac: EthernetAddress([0; 6]),
+            target_ip: target,
+        };
+        let eth = EthernetRepr { src: b.mac_ours, dst: EthernetAddress([0xff; 6]), ethertype: ethertype::ARP };
+        let sent = sink.originate(b.port, now, &mut |buf| {
+            buf.resize(ETHERNET_LEN + request.buffer_len(), 0);
+            let at = VlanTags::default().emit_header(&eth, buf);
+            request.emit(&mut ArpPacket::new_unchecked(&mut buf[at..]));
+        });
+        if sent {
+            self.stats.arp_requests_sent += 1;
+        } else {
+            self.stats.no_buffer += 1;
+        }
+    }
+
+    /// The backend's MAC is known: mbox's SYN goes to it.
+    fn open_backend<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
+        let now = self.now;
+        let slot = &mut self.slots[i as usize];
+        let (Some(conn), Some(sp)) = (slot.conn.as_ref(), slot.splice.as_deref_mut()) else { return };
+        let Some(mut b) = sp.backend else { return };
+        let Some(&mac) = self.splices.neighbors.get(&b.addr.ip()) else { return };
+        b.mac = mac;
+        sp.backend = Some(b);
+        let view = conn.splice_view(now);
+        let info = slot.info;
+        let addrs = (SocketAddr::new(info.remote, info.remote_port), SocketAddr::new(info.local, info.local_port), b.addr);
+        let binfo = backend_info(&info, &b);
+        let spec = sp.spec.open;
+        let mut out = Out::new(sink, &binfo, &mut self.stats, Events::default(), now);
+        let opener = Opener::start(spec, view, addrs, BackendSource::Snat(b.source), Vec::new(), false, now, &mut out);
+        let sp = self.slots[i as usize].splice.as_deref_mut().expect("checked above");
+        sp.opener = Some(opener);
+        sp.phase = Phase::Opening;
+        let deadline = self.deadline_of(i);
+        self.wheel.set(i, deadline);
+    }
+
+    /// A frame to a splicer's source address: a backend's.
+    pub(super) fn backend_segment<S: ServeSink>(
+        &mut self,
+        frame: &TcpFrame,
+        payload: (usize, usize),
+        data: &mut [u8],
+        port: u16,
+        sink: &mut S,
+    ) -> Taken {
+        let t = &frame.tcp;
+        let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
+        let Some(&i) = self.splices.by_backend.get(&key) else {
+            // No splice: RFC 9293 3.10.7.1 (never a RST for a RST).
+            if t.flags & RST == 0 {
+                let seg = SegmentIn {
+                    seq: t.seq,
+                    ack: t.ack,
+                    flags: t.flags,
+                    window: t.window,
+                    options: t.options,
+                    payload: &data[payload.0..payload.0 + payload.1],
+                };
+                self.reset_for(frame, &seg, port, sink);
+            }
+            return Taken::Consumed;
+        };
+        let now = self.now;
+        let seg = SegmentIn {
+            seq: t.seq,
+            ack: t.ack,
+            flags: t.flags,
+            window: t.window,
+            options: t.options,
+            payload: &data[payload.0..payload.0 + payload.1],
+        };
+        let slot = &mut self.slots[i as usize];
+        let info = slot.info;
+        let (Some(conn), Some(sp)) = (slot.conn.as_ref(), slot.splice.as_deref_mut()) else { return Taken::Consumed };
+        let Some(b) = sp.backend else { return Taken::Consumed };
+        let binfo = backend_info(&info, &b);
+        if sp.phase == Phase::Opening {
+            // The client's bytes so far, with the client's latest clock, go to the opener.
+            let view = conn.splice_view(now);
+            let held = std::mem::take(&mut sp.held);
+            let Some(opener) = sp.opener.as_mut() else { return Taken::Consumed };
+            opener.hold(view, &held, view.peer_closed);
+            let mut out = Out::new(sink, &binfo, &mut self.stats, Events::default(), now);
+            opener.on_backend(&seg, now, &mut out);
+            match opener.phase() {
+                OpenPhase::Failed(why) => {
+                    self.backend_failed(i, why, sink);
+                }
+                OpenPhase::Established | OpenPhase::Done => {
+                    let made = opener.bind().map(|bind| SpliceMap::new(&bind));
+                    match made {
+                        Some(Ok(map)) => {
+                            sp.map = Some(map);
+                            sp.phase = Phase::Spliced;
+                            sp.idle_until = now.saturating_add(sp.spec.idle_timeout_ns);
+                            self.stats.spliced += 1;
+                        }
+                        _ => self.backend_failed(i, OpenFailure::Lost, sink),
+                    }
+                }
+                OpenPhase::SynSent => {}
+            }
+            let deadline = self.deadline_of(i);
+            self.wheel.set(i, deadline);
+            return Taken::Consumed;
+        }
+        if !sp.carries() {
+            return Taken::Consumed;
+        }
+        sp.idle_until = now.saturating_add(sp.spec.idle_timeout_ns);
+        if let Some(opener) = sp.opener.as_mut().filter(|o| !o.is_done()) {
+            let resent_syn = seg.flags & SYN != 0;
+            let mut out = Out::new(sink, &binfo, &mut self.stats, Events::default(), now);
+            opener.on_backend(&seg, now, &mut out);
+            match opener.phase() {
+                OpenPhase::Failed(_) => {
+                    // Reset before the held bytes were in: the client is told by the RST sent on.
+                    self.stats.splices_lost += 1;
+                }
+                OpenPhase::Done => sp.opener = None,
+                _ => {}
+            }
+            if resent_syn {
+                return Taken::Consumed; // the SYN-ACK again: answered by the opener
+            }
+        }
+        let Some(map) = sp.map else { return Taken::Consumed };
+        self.forward_spliced(i, map, Dir::B2C, data)
+    }
+
+    /// A frame from a client whose connection is spliced: translated and sent on. `None` when
+    /// the connection is not spliced (mbox's own handles it).
+    pub(super) fn spliced_client_segment<S: ServeSink>(&mut self, frame: &TcpFrame, data: &mut [u8], sink: &mut S) -> Option<Taken> {
+        let t = &frame.tcp;
+        let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
+        let &i = self.index.get(&key)?;
+        let sp = self.slots[i as usize].splice.as_deref_mut().filter(|s| s.carries())?;
+        if t.flags & SYN != 0 && t.flags & ACK == 0 {
+            // A new SYN on the address and port: the old splice must have ended (lingering);
+            // mbox's own connection logic decides.
+            if matches!(sp.phase, Phase::Lingering { .. }) {
+                self.stats.closed += 1;
+                self.end_quietly(i, REASON_FIN, sink);
+                return None;
+            }
+        }
+        sp.idle_until = self.now.saturating_add(sp.spec.idle_timeout_ns);
+        let map = sp.map?;
+        Some(self.forward_spliced(i, map, Dir::C2B, data))
+    }
+
+    /// Translates one frame of splice `i` in place and sends it on; tracks its end.
+    fn forward_spliced(&mut self, i: u32, map: SpliceMap, dir: Dir, data: &mut [u8]) -> Taken {
+        let now = self.now;
+        let slot = &mut self.slots[i as usize];
+        let info = slot.info;
+        let Some(sp) = slot.splice.as_deref_mut() else { return Taken::Consumed };
+        let Some(b) = sp.backend else { return Taken::Consumed };
+        let translated = match translate(&map, dir, data) {
+            Ok(t) => t,
+            Err(_) => {
+                self.stats.splice_errors += 1;
+                return Taken::Consumed;
+            }
+        };
+        let macs = match dir {
+            Dir::C2B => (b.mac_ours, b.mac),
+            Dir::B2C => (info.local_mac, info.remote_mac),
+        };
+        // Cannot fail: translate read the Ethernet header already.
+        let _ = set_macs(data, macs.0, macs.1);
+        match dir {
+            Dir::C2B => {
+                self.stats.spliced_to_backend += 1;
+                if let Some(o) = sp.opener.as_mut() {
+                    o.note_client(translated.timestamps.map(|t| t.0), translated.has_ack().then_some(translated.ack), translated.window);
+                }
+            }
+            Dir::B2C => self.stats.spliced_to_client += 1,
+        }
+        if translated.is_rst() {
+            // Sent on; the splice ends with it.
+            sp.phase = Phase::Lingering { until: now };
+        } else if translated.is_fin() {
+            sp.fins |= if dir == Dir::C2B { 1 } else { 2 };
+            if sp.fins == 3 && sp.phase == Phase::Spliced {
+                sp.phase = Phase::Lingering { until: now.saturating_add(sp.spec.linger_ns) };
+                slot.in_time_wait = true;
+                let id = slot.info.id;
+                self.time_wait[usize::from(info.service)].push_back((i, id));
+            }
+        }
+        let deadline = self.deadline_of(i);
+        self.wheel.set(i, deadline);
+        Taken::Forward
+    }
+
+    /// Connection `i`'s timer ran out: its splice's, then its own (unless spliced).
+    pub(super) fn timer<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
+        let now = self.now;
+        let Some(sp) = self.slots[i as usize].splice.as_deref_mut() else {
+            return self.operate(i, sink, |c, now, out| c.on_timer(now, out));
+        };
+        match sp.phase {
+            Phase::Holding { until } if now >= until => {
+                self.stats.hold_timeouts += 1;
+                return self.refuse_client(i, sink);
+            }
+            Phase::Resolving { give_up, .. } if now >= give_up => {
+                self.stats.backends_unresolved += 1;
+                return self.refuse_client(i, sink);
+            }
+            Phase::Resolving { next_arp, .. } if now >= next_arp => self.arp_backend(i, sink),
+            Phase::Opening | Phase::Spliced => {
+                let info = self.slots[i as usize].info;
+                let sp = self.slots[i as usize].splice.as_deref_mut().expect("matched above");
+                if sp.phase == Phase::Spliced && now >= sp.idle_until {
+                    self.stats.splice_idle_timeouts += 1;
+                    return self.end_splice(i, REASON_TIMEOUT, sink);
+                }
+                if let (Some(o), Some(b)) = (sp.opener.as_mut(), sp.backend) {
+                    let binfo = backend_info(&info, &b);
+                    let mut out = Out::new(sink, &binfo, &mut self.stats, Events::default(), now);
+                    o.on_timer(now, &mut out);
+                    if let OpenPhase::Failed(why) = o.phase() {
+                        if sp.phase == Phase::Opening {
+                            return self.backend_failed(i, why, sink);
+                        }
+                        self.stats.splices_lost += 1;
+                        return self.end_splice(i, REASON_RST, sink);
+                    }
+                }
+            }
+            Phase::Lingering { until } if now >= until => {
+                self.stats.closed += 1;
+                return self.end_splice(i, REASON_FIN, sink);
+            }
+            _ => {}
+        }
+        if !self.slots[i as usize].splice.as_ref().is_some_and(|s| s.carries()) {
+            self.operate(i, sink, |c, now, out| c.on_timer(now, out));
+        } else {
+            let deadline = self.deadline_of(i);
+            self.wheel.set(i, deadline);
+        }
+    }
+
+    /// The backend could not be had: counted, the client refused.
+    fn backend_failed<S: ServeSink>(&mut self, i: u32, why: OpenFailure, sink: &mut S) {
+        match why {
+            OpenFailure::Refused => self.stats.backends_refused += 1,
+            OpenFailure::TimedOut => self.stats.backends_timed_out += 1,
+            OpenFailure::Lost => self.stats.splices_lost += 1,
+        }
+        self.refuse_client(i, sink);
+    }
+
+    /// Answers a client whose splice will not be, as its service's `refuse` says; the
+    /// connection is mbox's own from then on, and ends as such.
+    fn refuse_client<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
+        let slot = &mut self.slots[i as usize];
+        let Some(sp) = slot.splice.take() else { return };
+        self.splices.forget(&sp);
+        self.stats.clients_refused += 1;
+        match sp.spec.refuse {
+            Refusal::Http503 => self.operate(i, sink, |c, now, out| {
+                c.write(HTTP_503, now, out);
+                c.close(now, out);
+            }),
+            Refusal::Rst => self.operate(i, sink, |c, _, out| c.abort(out)),
+        }
+    }
+
+    /// An NF's reset: a spliced connection is reset both ways; any other as mbox's own.
+    pub(super) fn reset<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
+        let carries = self.slots[i as usize].splice.as_ref().is_some_and(|s| s.carries());
+        if !carries {
+            self.splice_client_gone(i, sink);
+            return self.operate(i, sink, |conn, _, out| conn.abort(out));
+        }
+        let now = self.now;
+        let slot = &self.slots[i as usize];
+        let (info, sp) = (slot.info, slot.splice.as_deref().expect("carries"));
+        if let (Some(b), Some(map)) = (sp.backend, sp.map) {
+            // What the client last acknowledged is unknown here: each side gets a RST in the
+            // sequence space it expects next, as mbox's own connection left it.
+            let binfo = backend_info(&info, &b);
+            let view = slot.conn.as_ref().map(|c| c.splice_view(now));
+            if let Some(v) = view {
+                let to_backend = SegmentOut {
+                    seq: v.rcv_nxt.wrapping_add(map.c2b.seq_delta),
+                    ack: 0,
+                    flags: RST,
+                    window: 0,
+                    options: TcpOptions::default(),
+                    payload_len: 0,
+                };
+                Out::new(sink, &binfo, &mut self.stats, Events::default(), now).transmit(&to_backend, Payload::EMPTY);
+                let to_client =
+                    SegmentOut { seq: v.snd_nxt, ack: 0, flags: RST, window: 0, options: TcpOptions::default(), payload_len: 0 };
+                Out::new(sink, &info, &mut self.stats, Events::default(), now).transmit(&to_client, Payload::EMPTY);
+            }
+        }
+        self.stats.aborted += 1;
+        self.end_splice(i, REASON_RST, sink);
+    }
+
+    /// The client's connection ended before its splice carried it: a backend that answered
+    /// already is reset.
+    pub(super) fn splice_client_gone<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
+        let now = self.now;
+        let slot = &self.slots[i as usize];
+        let Some(sp) = slot.splice.as_deref().filter(|s| !s.carries()) else { return };
+        let (Some(b), Some(rst)) = (sp.backend, sp.opener.as_ref().and_then(Opener::reset_segment)) else { return };
+        let binfo = backend_info(&slot.info, &b);
+        Out::new(sink, &binfo, &mut self.stats, Events::default(), now).transmit(&rst, Payload::EMPTY);
+    }
+
+    /// Ends splice `i` and its connection: its NFs get `TERMINATE` (`reason`).
+    fn end_splice<S: ServeSink>(&mut self, i: u32, reason: u8, sink: &mut S) {
+        self.end_quietly(i, reason, sink);
+    }
+}
+
+/// Connection `info`'s backend side as segments to the backend name it.
+fn backend_info(info: &ConnInfo, b: &Backend) -> ConnInfo {
+    ConnInfo {
+        local: b.source.ip(),
+        remote: b.addr.ip(),
+        local_port: b.source.port(),
+        remote_port: b.addr.port(),
+        local_mac: b.mac_ours,
+        remote_mac: b.mac,
+        vlan: VlanTags::default(),
+        port: b.port,
+        ..*info
+    }
+}
