@@ -35,6 +35,7 @@ features=(--features mbox-core/dpdk)
 # them must run rather than skip.
 if [ "$(id -u)" = 0 ]; then
     export MBOX_REQUIRE_TESTBED=1
+    export MBOX_REQUIRE_FUZZ=1
 fi
 
 # A check that cannot run here (no root, a tool missing) says so and appends a line to this
@@ -47,6 +48,11 @@ started=$SECONDS
 # cargo-nextest runs the tests; fall back to plain `cargo test` where it cannot be installed.
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked || echo "cargo-nextest unavailable: using cargo test"
+fi
+# cargo-fuzz runs the fuzz targets under libFuzzer (on stable: tools/fuzz.sh says why); where
+# it cannot be installed tools/fuzz.sh skips loudly (it fails as root, as in CI, where it can).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked || echo "cargo-fuzz unavailable: the fuzz targets will not run"
 fi
 
 # The integration tests load the plugins as shared libraries: build them (same profile) first.
@@ -62,6 +68,12 @@ cargo test -p mbox-abi -p mbox-core --doc "${features[@]}"
 # The README's walk-through (mboxctl new, build, run, change, rebuild, reload), exactly as
 # written; it builds the release binaries as the README's first command does.
 tools/walkthrough.sh
+# Every fuzz target for a few seconds from its kept seeds (docs/fuzzing.md, "In CI"): a parser
+# that now crashes, hangs or runs out of memory on them or near them fails the suite. The
+# seconds are few because the suite must stay under 10 minutes on a 2-core machine: this step
+# (cargo-fuzz's install, the instrumented build, 16 targets x 3 s) cost about 4 minutes there
+# with one build job (docs/fuzzing.md, "In CI").
+tools/fuzz.sh "${MBOX_FUZZ_SECONDS:-3}"
 
 skipped=$(sort -u "$MBOX_SKIP_LOG" | grep -c . || true)
 if [ "$skipped" -gt 0 ]; then

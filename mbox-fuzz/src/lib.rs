@@ -8,7 +8,7 @@
 //! functions so that two harnesses share them:
 //!
 //! - `fuzz/` is a cargo-fuzz project whose targets (one per entry of [`TARGETS`]) call them
-//!   under libFuzzer: `cd mbox-fuzz && cargo +nightly fuzz run -s none NAME`, or
+//!   under libFuzzer: `cd mbox-fuzz && cargo fuzz run -s none NAME` (stable will do), or
 //!   `tools/fuzz.sh` for a short run of each (docs/fuzzing.md);
 //! - `tests/replay.rs` runs every kept seed (`seeds/NAME/`, regression inputs included)
 //!   through its target on stable, as part of the workspace's tests.

@@ -1,7 +1,7 @@
 //! Every kept seed (`seeds/TARGET/`: inputs made from the bundled captures, rules and
 //! configs, what libFuzzer found worth keeping, and every input that once failed) through its
-//! fuzz target, on stable: a parser that regresses on any of them fails here, without
-//! nightly or cargo-fuzz.
+//! fuzz target, without libFuzzer: a parser that regresses on any of them fails here, with
+//! no cargo-fuzz needed.
 
 use std::path::{Path, PathBuf};
 

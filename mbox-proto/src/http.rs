@@ -67,6 +67,9 @@ fn request<'a>(method: &'a [u8], uri: &'a [u8], headers: &[httparse::Header<'a>]
 /// Longest request line the lenient parser looks for.
 const MAX_REQUEST_LINE: usize = 8192;
 
+/// Longest head the loose header reader takes, request line and blank line included.
+const LOOSE_HEAD_LIMIT: usize = MAX_REQUEST_LINE * 4;
+
 /// `METHOD target with spaces HTTP/1.x`, then headers as usual.
 fn lenient_request(buf: &[u8]) -> Parse<RequestHead<'_>> {
     let method_len = buf.iter().take_while(|b| b.is_ascii_uppercase()).count();
@@ -91,11 +94,15 @@ fn lenient_request(buf: &[u8]) -> Parse<RequestHead<'_>> {
 }
 
 /// Headers that break the grammar (control bytes in a value, as scanners send): lines of
-/// `name: value` up to the first blank line, read as they are.
+/// `name: value` up to the first blank line, read as they are, within LOOSE_HEAD_LIMIT bytes.
 fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8]) -> Parse<RequestHead<'a>> {
     let rest = &buf[start..];
-    let Some(head_end) = blank_line_end(rest) else {
-        return if buf.len() < MAX_REQUEST_LINE * 4 { Parse::Partial } else { Parse::Invalid };
+    // The blank line is looked for only within the limit, so that a head whose first
+    // LOOSE_HEAD_LIMIT bytes are not HTTP stays not HTTP with more bytes (its blank line
+    // further on once made it a head when the stream was parsed whole, not in pieces).
+    let within = &rest[..rest.len().min(LOOSE_HEAD_LIMIT.saturating_sub(start))];
+    let Some(head_end) = blank_line_end(within) else {
+        return if buf.len() < LOOSE_HEAD_LIMIT { Parse::Partial } else { Parse::Invalid };
     };
     let (mut host, mut user_agent, mut body) = (None, None, BodyLength::None);
     for line in rest[..head_end].split(|&b| b == b'\n') {
@@ -330,6 +337,47 @@ mod tests {
         let crlf = b"GET /x HTTP/1.1\r\nX: \x01\r\nHost: h\r\n\r\nbody\n\n";
         let Parse::Done(h) = request_head(crlf) else { panic!() };
         assert_eq!((h.head_len, h.host), (crlf.len() - 6, Some(&b"h"[..])));
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_whichever_its_line_ends_strict_or_loose() {
+        // The grammar's head (httparse) and the loose one (a control byte in a value) end at
+        // the same blank line, for every mix of CRLF and bare LF, with the bytes after it
+        // left to the body.
+        for ending in ["\r\n\r\n", "\n\n", "\r\n\n", "\n\r\n"] {
+            for first in ["GET / HTTP/1.1\r\n", "GET / HTTP/1.1\n", "GET /a b HTTP/1.1\n"] {
+                for strange in ["", "X: \x01\r\n", "X: \x01\n"] {
+                    let head = format!("{first}{strange}Host: a{ending}");
+                    let buf = format!("{head}Host: b\r\n\r\n");
+                    let Parse::Done(h) = request_head(buf.as_bytes()) else { panic!("{head:?}") };
+                    assert_eq!((h.head_len, h.host), (head.len(), Some(&b"a"[..])), "{head:?}");
+                    assert_eq!(request_head(&head.as_bytes()[..head.len() - 1]), Parse::Partial, "{head:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_loose_head_is_not_http_past_its_limit_however_it_arrives() {
+        // A loose head whose blank line ends past LOOSE_HEAD_LIMIT was not HTTP when its
+        // first LOOSE_HEAD_LIMIT bytes were parsed alone, but HTTP once the blank line was
+        // in: whether sig-match took it depended on how the stream arrived.
+        let mut head = b"GET / HTTP/1.1\r\nX: \x01\r\n".to_vec();
+        while head.len() < LOOSE_HEAD_LIMIT {
+            head.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        assert_eq!(request_head(&head[..LOOSE_HEAD_LIMIT]), Parse::Invalid);
+        assert_eq!(request_head(&head), Parse::Invalid);
+        // Within the limit it is a head, found from any prefix that holds its blank line.
+        let mut short = b"GET / HTTP/1.1\r\nX: \x01\r\n".to_vec();
+        while short.len() < LOOSE_HEAD_LIMIT - 64 {
+            short.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        short.extend_from_slice(b"\r\n");
+        let Parse::Done(h) = request_head(&short) else { panic!() };
+        assert_eq!(h.head_len, short.len());
+        assert_eq!(request_head(&short[..short.len() - 1]), Parse::Partial);
     }
 
     #[test]
