@@ -11,6 +11,14 @@
 #                                          both sides) to lose, swap with the next, and send
 #                                          twice; `impair off` restores a clean wire and
 #                                          writes what was done to DIR/impair-stats.json
+#   tools/testbed.sh backends N            N more nginx servers (1 to 9) in the server
+#                                          namespace, backend K at 198.18.1.1K port 80 with
+#                                          its own process, files (DIR/backend-K: `name`
+#                                          holds "backend-K"; 8k, 64k, 1m) and access log
+#                                          (DIR/nginx/backend-K.access.log): load balancers'
+#                                          backends
+#   tools/testbed.sh backend-stop K        stop backend K's nginx (its address stays: a
+#                                          connection to it is refused)
 #   tools/testbed.sh down                  tear it down (also what `up` does first, and on
 #                                          any failure)
 #   tools/testbed.sh env                   print the variables describing it
@@ -39,10 +47,12 @@ TOOLS=$(cd "$(dirname "$0")" && pwd)
 
 down() {
     stop_impair
-    if [ -f "$PIDFILE" ]; then
-        kill "$(cat "$PIDFILE")" 2> /dev/null || true
-        rm -f "$PIDFILE"
-    fi
+    for pidfile in "$PIDFILE" /run/mbox-testbed-backend-*.pid; do
+        if [ -f "$pidfile" ]; then
+            kill "$(cat "$pidfile")" 2> /dev/null || true
+            rm -f "$pidfile"
+        fi
+    done
     # Deleting a namespace deletes its veth ends, and with them their peers.
     ip netns del "$CLIENT_NS" 2> /dev/null || true
     ip netns del "$SERVER_NS" 2> /dev/null || true
@@ -52,17 +62,23 @@ down() {
     rm -f "$DIRFILE"
 }
 
+# Stops the process whose pid PIDFILE holds, waiting up to 5 s for it to end, and removes
+# the file.
+stop_pidfile() {
+    local pid
+    pid=$(cat "$1")
+    kill "$pid" 2> /dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    rm -f "$1"
+}
+
 # Stops the impairing relay (it writes its counts as it exits).
 stop_impair() {
     if [ -f "$IMPAIR_PIDFILE" ]; then
-        local pid
-        pid=$(cat "$IMPAIR_PIDFILE")
-        kill "$pid" 2> /dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2> /dev/null || break
-            sleep 0.1
-        done
-        rm -f "$IMPAIR_PIDFILE"
+        stop_pidfile "$IMPAIR_PIDFILE"
     fi
 }
 
@@ -118,14 +134,23 @@ up() {
     # nginx in the server namespace, serving $dir/www.
     mkdir -p "$dir/www" "$dir/nginx"
     (cd "$dir" && pwd) > "$DIRFILE"
-    cat > "$dir/nginx/nginx.conf" << EOF
+    nginx_conf "$dir" "$SERVER_IP" "$dir/www" "$PIDFILE" off > "$dir/nginx/nginx.conf"
+    ip netns exec "$SERVER_NS" nginx -c "$dir/nginx/nginx.conf"
+    trap - ERR
+    env_vars
+}
+
+# Writes an nginx config serving ROOT on ADDR:80 (pid in PIDFILE, access log ACCESS, or off).
+nginx_conf() {
+    local dir=$1 addr=$2 root=$3 pidfile=$4 access=$5
+    cat << EOF
 worker_processes 1;
-pid $PIDFILE;
+pid $pidfile;
 error_log $dir/nginx/error.log;
 worker_rlimit_nofile 16384;
 events { worker_connections 8192; }
 http {
-    access_log off;
+    access_log $access;
     sendfile on;
     keepalive_requests 100000;
     client_body_temp_path $dir/nginx/body;
@@ -134,14 +159,42 @@ http {
     uwsgi_temp_path $dir/nginx/uwsgi;
     scgi_temp_path $dir/nginx/scgi;
     server {
-        listen $SERVER_IP:80;
-        root $dir/www;
+        listen $addr:80;
+        root $root;
     }
 }
 EOF
-    ip netns exec "$SERVER_NS" nginx -c "$dir/nginx/nginx.conf"
-    trap - ERR
-    env_vars
+}
+
+# Starts backends 1..N (see the usage above).
+backends() {
+    [ -f "$DIRFILE" ] || { echo "testbed: not up" >&2; exit 1; }
+    local n=${1:-}
+    [[ "$n" =~ ^[1-9]$ ]] || { echo "testbed: backends wants 1 to 9, got '$n'" >&2; exit 2; }
+    local dir
+    dir=$(cat "$DIRFILE")
+    for k in $(seq "$n"); do
+        local addr=198.18.1.1$k root=$dir/backend-$k pidfile=/run/mbox-testbed-backend-$k.pid
+        ip netns exec "$SERVER_NS" ip addr replace "$addr/24" dev mb-s0
+        mkdir -p "$root"
+        echo "backend-$k" > "$root/name"
+        # Bodies that differ per backend, so that a body's hash names its server.
+        for size in 8k:8192 64k:65536 1m:1048576; do
+            python3 -c "import sys; k, n = int(sys.argv[1]), int(sys.argv[2]); sys.stdout.buffer.write(bytes((i * 31 + k) % 251 for i in range(n)))" \
+                "$k" "${size#*:}" > "$root/${size%%:*}"
+        done
+        nginx_conf "$dir" "$addr" "$root" "$pidfile" "$dir/nginx/backend-$k.access.log" > "$dir/nginx/backend-$k.conf"
+        if [ -f "$pidfile" ]; then
+            stop_pidfile "$pidfile"
+        fi
+        ip netns exec "$SERVER_NS" nginx -c "$dir/nginx/backend-$k.conf"
+    done
+}
+
+backend_stop() {
+    local pidfile=/run/mbox-testbed-backend-${1:-}.pid
+    [ -f "$pidfile" ] || { echo "testbed: no backend '${1:-}' is running" >&2; exit 1; }
+    stop_pidfile "$pidfile"
 }
 
 # Replaces the wire's bridges with the impairing relay, or puts them back.
@@ -189,10 +242,12 @@ case "${1:-}" in
         shift
         impair "$@"
         ;;
+    backends) backends "${2:-}" ;;
+    backend-stop) backend_stop "${2:-}" ;;
     down) down ;;
     env) env_vars ;;
     *)
-        echo "usage: $0 up [DIR] | impair LOSS REORDER DUP | impair off | down | env" >&2
+        echo "usage: $0 up [DIR] | backends N | backend-stop K | impair LOSS REORDER DUP | impair off | down | env" >&2
         exit 2
         ;;
 esac

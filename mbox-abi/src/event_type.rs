@@ -155,6 +155,11 @@ pub mod builtin {
     /// again after a [`Host::send`](crate::Host::send) took less than it was given: write the
     /// rest. A `FlowTcpEvent`.
     pub const FLOW_TCP_SEND_ROOM: EventType = node(FLOW_TCP, 6);
+    /// A Splicer connection's bind ([`Host::bind`](crate::Host::bind)) has an outcome: the
+    /// backend took the held bytes and the two are spliced, or it could not be had (refused,
+    /// no answer, not resolved; the client is refused). A `FlowTcpEvent` whose `reason` is one
+    /// of the `BIND_*` constants; what a load balancer's passive health check reads.
+    pub const FLOW_TCP_BOUND: EventType = node(FLOW_TCP, 7);
     /// A UDP flow.
     pub const FLOW_UDP: EventType = node(FLOW, 2);
     /// The stack saw the first datagram of a UDP flow.
@@ -187,6 +192,7 @@ pub mod builtin {
         ("FLOW/TCP/GAP", FLOW_TCP_GAP),
         ("FLOW/TCP/STREAM_END", FLOW_TCP_STREAM_END),
         ("FLOW/TCP/SEND_ROOM", FLOW_TCP_SEND_ROOM),
+        ("FLOW/TCP/BOUND", FLOW_TCP_BOUND),
         ("FLOW/UDP", FLOW_UDP),
         ("FLOW/UDP/NEW", FLOW_UDP_NEW),
         ("FLOW/UDP/TERMINATE", FLOW_UDP_TERMINATE),

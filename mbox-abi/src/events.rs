@@ -388,6 +388,26 @@ pub const REASON_EVICTED: u8 = 4;
 /// The input ended (end of a capture or shutdown) while the flow was open.
 pub const REASON_END_OF_INPUT: u8 = 5;
 
+/// `FLOW/TCP/BOUND`'s `reason`: the backend took the held bytes; the connection is spliced.
+pub const BIND_CONNECTED: u8 = 1;
+/// The backend answered mbox's SYN with a RST (nothing listens there).
+pub const BIND_REFUSED: u8 = 2;
+/// The backend did not answer mbox's SYN within the service's `connect_timeout`.
+pub const BIND_TIMED_OUT: u8 = 3;
+/// The backend's MAC address could not be found (no ARP reply within `connect_timeout`).
+pub const BIND_UNRESOLVED: u8 = 4;
+/// The backend answered but did not take the held bytes (it reset, or stopped answering).
+pub const BIND_LOST: u8 = 5;
+/// mbox could not carry the bind out (another address family than the service's `source`,
+/// no source port free).
+pub const BIND_NOT_DONE: u8 = 6;
+
+/// Whether a `FLOW/TCP/BOUND` reason counts against the backend's health (all but
+/// [`BIND_CONNECTED`] and [`BIND_NOT_DONE`], which is mbox's, not the backend's).
+pub fn bind_failed(reason: u8) -> bool {
+    !matches!(reason, BIND_CONNECTED | BIND_NOT_DONE)
+}
+
 /// Name of a termination reason, as logs print it.
 pub fn reason_name(reason: u8) -> &'static str {
     match reason {

@@ -21,9 +21,9 @@ pub mod plugin;
 pub use event_type::{builtin, EventType};
 pub use events::*;
 pub use nf::{
-    BindRequest, BindStatus, Counter, Counters, Host, HostCalls, LogLevel, LogRequest, NetworkFunction, NfBox, PublishStatus, Sent,
-    StreamOp, StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, BIND_REQUEST, HOST_REQUEST,
-    LOG_REQUEST, STREAM_REQUEST,
+    BindRequest, BindStatus, CommandEvent, CommandReply, Counter, Counters, Host, HostCalls, LogLevel, LogRequest, NetworkFunction, NfBox,
+    PublishStatus, Sent, StreamOp, StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict,
+    BIND_REQUEST, COMMAND_REPLY, HOST_REQUEST, LOG_REQUEST, NF_COMMAND, STREAM_REQUEST,
 };
 pub use numbers::{ip_proto, tcp_flags};
 pub use plugin::{NfDescriptor, NfInit, Plugin, PluginInfo, PluginModule, PluginModuleRef, TypeBinding};

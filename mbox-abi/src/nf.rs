@@ -427,6 +427,84 @@ pub const LOG_REQUEST: EventType = match HOST_REQUEST.child(3) {
 // SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
 unsafe impl Event for LogRequest {}
 
+/// An operator's command for an NF ([`NetworkFunction::command`]), delivered by the host in a
+/// batch of its own; the plugin glue answers it with a [`CommandReply`] and never hands it to
+/// `on_event`. (A plugin built before commands existed gets it as an event of a type it knows
+/// nothing of, and answers nothing: the host then says the NF takes no commands.)
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct CommandEvent {
+    pub header: EventHeader,
+    pub len: u32,
+    pub _reserved: u32,
+    /// The command's UTF-8 text, `len` bytes, valid during the batch call.
+    pub text: *const u8,
+}
+
+/// The type of [`CommandEvent`]s (never routed through the service graph).
+pub const NF_COMMAND: EventType = match HOST_REQUEST.child(4) {
+    Some(t) => t,
+    None => EventType::ROOT,
+};
+
+// SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
+unsafe impl Event for CommandEvent {}
+
+/// The answer to a [`CommandEvent`], carried by the publish call; its type is
+/// [`COMMAND_REPLY`]. The host copies the text during the call.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct CommandReply {
+    pub header: EventHeader,
+    /// 1: the command was done (`text` is its answer); 0: refused (`text` says why).
+    pub ok: u8,
+    pub _reserved: [u8; 3],
+    pub len: u32,
+    pub text: *const u8,
+}
+
+/// The type of [`CommandReply`]s (never routed to NFs).
+pub const COMMAND_REPLY: EventType = match HOST_REQUEST.child(5) {
+    Some(t) => t,
+    None => EventType::ROOT,
+};
+
+// SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
+unsafe impl Event for CommandReply {}
+
+/// Runs the command `event` carries on `nf` and publishes its answer.
+fn command<N: NetworkFunction>(nf: &mut N, event: &EventHeader, host: &mut Host<'_>) {
+    let answer = match event.view_as::<CommandEvent>(NF_COMMAND) {
+        Some(c) => {
+            // SAFETY: the host lends `len` bytes of text for the call.
+            let bytes = unsafe { core::slice::from_raw_parts(c.text, c.len as usize) };
+            match core::str::from_utf8(bytes) {
+                Ok(line) => nf.command(line),
+                Err(_) => Err("the command is not UTF-8".to_string()),
+            }
+        }
+        None => Err("a command event too short to read".to_string()),
+    };
+    let (ok, text) = match &answer {
+        Ok(t) => (1, t.as_str()),
+        Err(t) => (0, t.as_str()),
+    };
+    let mut reply = CommandReply {
+        header: EventHeader::new::<CommandReply>(
+            COMMAND_REPLY,
+            0,
+            FlowRef { id: 0, slot: 0, shard: 0, dir: crate::DIR_NONE, _reserved: 0 },
+        ),
+        ok,
+        _reserved: [0; 3],
+        len: text.len() as u32,
+        text: text.as_ptr(),
+    };
+    let size = core::mem::size_of::<CommandReply>() as u32;
+    // SAFETY: `reply` and its text live across the call; the host copies the text.
+    unsafe { (host.calls.publish)(host.calls.state, &mut reply as *mut CommandReply as *const EventHeader, size) };
+}
+
 /// The outcome of [`Host::send`], [`Host::close`] and [`Host::reset`].
 #[repr(u8)]
 #[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
@@ -476,7 +554,7 @@ pub struct Counter {
 
 /// Where an NF writes its counters (see [`NetworkFunction::counters`]).
 pub struct Counters<'a> {
-    out: &'a mut RVec<Counter>,
+    pub(crate) out: &'a mut RVec<Counter>,
 }
 
 impl Counters<'_> {
@@ -519,6 +597,14 @@ pub trait NetworkFunction: Send + 'static {
     /// it could not inspect. Called on the NF's thread between batches, every few milliseconds
     /// and at the end; keep it cheap (copy fields, no formatting).
     fn counters(&self, _out: &mut Counters<'_>) {}
+
+    /// An operator's command for this NF (`mboxctl nf NAME WORDS...`, e.g. `drain web1`), run
+    /// on the NF's thread between batches (it reaches the plugin as a [`CommandEvent`] in a
+    /// batch of its own, which the glue turns into this call): the answer is shown to the
+    /// operator, an error as a failure. The default takes none.
+    fn command(&mut self, line: &str) -> Result<String, String> {
+        Err(format!("this NF takes no commands (got `{line}`)"))
+    }
 }
 
 /// The object the host calls, once per batch of events.
@@ -545,9 +631,11 @@ pub trait NfObject: Send {
     #[sabi(last_prefix_field)]
     fn restore_state(&mut self, state: RSlice<'_, u8>) -> RResult<(), RString>;
 
-    /// See [`NetworkFunction::counters`]: appends them to `out`. After the last prefix field,
-    /// with a default: a plugin built before it existed reports none (the host's side of the
-    /// trait object runs the default when the plugin's vtable lacks the method).
+    /// See [`NetworkFunction::counters`]: appends them to `out`. The vtable takes no more
+    /// methods: abi_stable refuses a plugin whose vtable has fewer fields than the host's
+    /// (`tests/fixtures/previous-abi` checks that plugins built before still load), so later
+    /// calls ride `handle_batch` and the publish call instead, as commands do
+    /// ([`CommandEvent`]).
     fn counters(&mut self, _out: &mut RVec<Counter>) -> RResult<(), RString> {
         RResult::ROk(())
     }
@@ -570,7 +658,15 @@ impl<N: NetworkFunction> NfObject for Guarded<N> {
         guard(|| {
             let mut host = Host::new(host);
             for (event, verdict) in events.iter().zip(verdicts.iter_mut()) {
-                *verdict = nf.on_event(event, &mut host);
+                *verdict = match event.ty == NF_COMMAND {
+                    // An operator's command rides the batch call (no vtable method, so that
+                    // plugins built before it still load): answered through the publish call.
+                    true => {
+                        command(nf, event, &mut host);
+                        Verdict::Pass
+                    }
+                    false => nf.on_event(event, &mut host),
+                };
             }
             Ok(())
         })

@@ -11,7 +11,10 @@ use crate::events::{
     AlertEvent, FlowEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent, StreamEndEvent,
     StreamGapEvent,
 };
-use crate::nf::{guard, BindRequest, Guarded, LogRequest, NetworkFunction, NfBox, NfObject_TO, StreamRequest, SubscribeRequest};
+use crate::nf::{
+    guard, BindRequest, CommandEvent, CommandReply, Guarded, LogRequest, NetworkFunction, NfBox, NfObject_TO, StreamRequest,
+    SubscribeRequest,
+};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::{
     declare_root_module_statics,
@@ -171,6 +174,8 @@ pub const EVENT_LAYOUTS: &[&TypeLayout] = &[
     <StreamRequest as StableAbi>::LAYOUT,
     <LogRequest as StableAbi>::LAYOUT,
     <BindRequest as StableAbi>::LAYOUT,
+    <CommandEvent as StableAbi>::LAYOUT,
+    <CommandReply as StableAbi>::LAYOUT,
 ];
 
 /// The event-struct layouts a plugin was built with, exported by [`export_nf!`](crate::export_nf)

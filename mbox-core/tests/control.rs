@@ -159,6 +159,12 @@ fn mboxctl_reads_a_running_mbox() {
     let text = String::from_utf8(mbox.ctl(&["status"]).stdout).unwrap();
     assert!(text.contains("flow-stats") && text.contains("running"), "{text}");
 
+    // An NF that takes no commands says so, through its own thread; an unknown NF is named.
+    let err = one_line_failure(&mbox.ctl(&["nf", "flow-stats", "drain", "web1"]));
+    assert!(err.contains("this NF takes no commands (got `drain web1`)"), "{err}");
+    let err = one_line_failure(&mbox.ctl(&["nf", "nobody", "hello"]));
+    assert!(err.contains("no NF named `nobody`"), "{err}");
+
     let dot = String::from_utf8(mbox.ctl(&["graph"]).stdout).unwrap();
     assert!(dot.starts_with("digraph mbox {") && dot.contains("nf1 -> nf2 [label=\"ALERT\"]"), "{dot}");
     // SVG through graphviz where it is installed (tools/test.sh installs it), else one line.

@@ -678,7 +678,197 @@ fn serve_http_from_mbox(tb: &Testbed) {
     assert_eq!(report["output"]["tx_dropped"], 0);
 }
 
-/// The config the README runs on the testbed stays valid./// The config the README runs on the testbed stays valid.
+/// The L7 load balancer's service address, and where mbox connects to its backends from.
+const LB_SERVICE: &str = "198.18.1.80";
+const LB_SOURCE: &str = "198.18.1.20";
+
+/// The l7-lb NF on the Splicer, in front of three nginx backends (tools/testbed.sh backends):
+/// routing by Host and header, weighted round robin (exact 1:2), bodies sha256-exact on the
+/// clean and the impaired wire, keep-alive and not, drain and undrain, a backend stopped
+/// mid-run (its share goes elsewhere after the health window), a reload under wrk's load.
+#[test]
+fn live_load_balancing_through_the_splicer() {
+    let Some(tb) = Testbed::up() else { return };
+    make_files(&tb);
+    let out = Command::new(repo().join("tools/testbed.sh")).args(["backends", "3"]).output().unwrap();
+    assert!(out.status.success(), "testbed backends: {}", String::from_utf8_lossy(&out.stderr));
+    let backend_file = |k: usize, name: &str| tb.dir.path().join(format!("backend-{k}/{name}"));
+    let nfs = format!(
+        "[[nf]]\nname = \"lb\"\nplugin = \"l7-lb\"\n[nf.args]\n\
+         backends = [{{ name = \"web1\", address = \"198.18.1.11:80\" }}, {{ name = \"web2\", address = \"198.18.1.12:80\", weight = 2 }}, \
+                     {{ name = \"img\", address = \"198.18.1.13:80\" }}]\n\
+         rules = [{{ host = \"img.example\", backends = [\"img\"] }}, \
+                  {{ header = {{ name = \"X-Tenant\", value = \"blue\" }}, backends = [\"web1\"] }}, \
+                  {{ backends = [\"web1\", \"web2\"], balance = \"round-robin\" }}]\n\
+         health = {{ failures = 3, down_for = \"3s\" }}\n\
+         [[service]]\nname = \"lb\"\naddress = \"{LB_SERVICE}\"\nport = 80\nstack = \"splicer\"\nsource = \"{LB_SOURCE}\"\nnfs = [\"lb\"]\n"
+    );
+    let m = Mbox::start(&tb, "l7lb", 1, false, &nfs);
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("-s").arg(&m.socket).args(args).output().unwrap();
+        assert!(out.status.success(), "mboxctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // What mbox says of the splices and the NF, for a failure's message.
+    let diag = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--json").arg("-s").arg(&m.socket).arg("stats").output().unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let lb = stats["nfs"].as_array().and_then(|nfs| nfs.iter().find(|nf| nf["name"] == "lb").cloned()).unwrap_or_default();
+        format!("services {}; lb counters {}", stats["services"], lb["counters"])
+    };
+    // `n` requests for /name, each on a connection of its own (curl's "Connection: close"):
+    // which backend answered each, in order, or the status of an answer without a body (503).
+    let names = |n: usize, headers: &[&str]| -> Vec<String> {
+        let url = format!("http://{LB_SERVICE}/name");
+        let mut args = vec!["curl", "-s", "-m", "30", "-H", "Connection: close", "-w", "%{http_code}\n"];
+        for h in headers {
+            args.extend_from_slice(&["-H", h]);
+        }
+        let urls = vec![url.as_str(); n];
+        args.extend(urls.iter().copied());
+        let out = tb.client(&args);
+        assert!(out.status.success(), "curl: {}; {}", String::from_utf8_lossy(&out.stderr), diag());
+        // A body ("backend-K") is followed by its status line; a 503 is its status alone.
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        let mut got = Vec::new();
+        while let Some(line) = lines.next() {
+            if line.starts_with("backend-") {
+                assert_eq!(lines.next(), Some("200"), "{text}");
+            }
+            got.push(line.to_string());
+        }
+        got
+    };
+    let count = |got: &[String], name: &str| got.iter().filter(|g| *g == name).count();
+
+    // Routing: Host, then a header, then the weighted default (smooth round robin: exact).
+    assert_eq!(names(20, &["Host: img.example"]), vec!["backend-3"; 20]);
+    assert_eq!(names(20, &["X-Tenant: blue"]), vec!["backend-1"; 20]);
+    let got = names(300, &[]);
+    assert_eq!((got.len(), count(&got, "backend-1"), count(&got, "backend-2")), (300, 100, 200), "{got:?}");
+
+    // Bodies byte-exact, through each backend, on a clean wire and on an impaired one.
+    for impaired in [false, true] {
+        if impaired {
+            tb.impair(Some((2, 25, 1)));
+        }
+        for (host, k) in [("img.example", 3), ("www.example", 1), ("www.example", 2)] {
+            for file in ["8k", "1m"] {
+                let got = tb.dir.path().join(format!("lb-{k}-{file}"));
+                let host_header = format!("Host: {host}");
+                let mut args = vec!["curl", "-s", "-m", "60", "-H", &host_header, "-o", got.to_str().unwrap(), "-w", "%{http_code}"];
+                let tenant = "X-Tenant: blue";
+                if k == 1 {
+                    args.extend_from_slice(&["-H", tenant]);
+                }
+                let url = format!("http://{LB_SERVICE}/{file}");
+                args.push(&url);
+                // web2 gets two of every three default requests: ask until it answered.
+                for _ in 0..3 {
+                    let out = tb.client(&args);
+                    assert!(out.status.success() && out.stdout == b"200", "curl {url} via backend {k}: {out:?}; {}", diag());
+                    if sha256_file(&got) == sha256_file(&backend_file(k, file)) {
+                        break;
+                    }
+                }
+                assert_eq!(sha256_file(&got), sha256_file(&backend_file(k, file)), "{file} from backend {k} (impaired: {impaired})");
+            }
+        }
+    }
+    let relay = tb.impair(None).expect("the relay's counts");
+    assert!(relay.as_object().unwrap().values().all(|c| c["lost"].as_u64() > Some(0)), "the wire lost nothing: {relay}");
+
+    // Under load, with keep-alive and without: every request answered, routed by Host (the
+    // access logs count exactly what wrk sent to img).
+    let img_log = tb.dir.path().join("nginx/backend-3.access.log");
+    let lines = |p: &Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
+    for extra in [None, Some("Connection: close")] {
+        let before = lines(&img_log);
+        let mut args = vec!["wrk", "-t", "1", "-c", "32", "-d", "2s", "--timeout", "10s", "-H", "Host: img.example"];
+        if let Some(h) = extra {
+            args.extend_from_slice(&["-H", h]);
+        }
+        let url = format!("http://{LB_SERVICE}/8k");
+        args.push(&url);
+        let out = tb.client(&args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success() && text.contains("requests in"), "wrk: {text}");
+        assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "wrk ({extra:?}) saw errors: {text}; {}", diag());
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let requests: usize = words.windows(2).find(|w| w[1] == "requests").and_then(|w| w[0].parse().ok()).unwrap();
+        // nginx logs as it answers: wrk's count leaves out the requests in flight at its end.
+        std::thread::sleep(Duration::from_millis(300));
+        let logged = lines(&img_log) - before;
+        assert!(logged >= requests && logged <= requests + 32, "img logged {logged}, wrk counted {requests} ({extra:?})");
+    }
+
+    // Drain web2: no new connection goes to it; undrain: it is back.
+    assert!(ctl(&["nf", "lb", "drain", "web2"]).contains("web2"));
+    assert_eq!(names(30, &[]), vec!["backend-1"; 30]);
+    ctl(&["nf", "lb", "undrain", "web2"]);
+    let got = names(30, &[]);
+    assert_eq!((count(&got, "backend-1"), count(&got, "backend-2")), (10, 20), "{got:?}");
+
+    // A reload under wrk's load fails no request.
+    let socket = m.socket.clone();
+    let reload = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("-s").arg(&socket).args(["reload", "lb"]).output().unwrap()
+    });
+    let out = tb.client(&[
+        "wrk",
+        "-t",
+        "1",
+        "-c",
+        "16",
+        "-d",
+        "2s",
+        "--timeout",
+        "10s",
+        "-H",
+        "Connection: close",
+        &format!("http://{LB_SERVICE}/8k"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let reloaded = reload.join().unwrap();
+    assert!(reloaded.status.success(), "reload under load: {}", String::from_utf8_lossy(&reloaded.stderr));
+    assert!(
+        text.contains("requests in") && !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk across the reload: {text}; {}",
+        diag()
+    );
+
+    // web1 stops: its next connections are refused by its host (the clients get 503s) until
+    // `failures` of them mark it down; then its share goes to web2, and no request fails.
+    let out = Command::new(repo().join("tools/testbed.sh")).args(["backend-stop", "1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = names(30, &[]);
+    let failed = got.iter().filter(|g| !g.starts_with("backend-")).count();
+    assert!(failed <= 3 && count(&got, "backend-2") == 30 - failed, "{got:?}");
+    assert_eq!(names(30, &[]), vec!["backend-2"; 30], "web1 is down: everything to web2");
+
+    // The NF's counters, per backend, in stats.
+    let stats: serde_json::Value = serde_json::from_str(&ctl(&["--json", "stats"])).unwrap();
+    let lb = stats["nfs"].as_array().unwrap().iter().find(|nf| nf["name"] == "lb").unwrap().clone();
+    let c = &lb["counters"];
+    assert_eq!(c["backend_web1_up"], 0, "{c}");
+    // (Counted since the reload: an NF's counters start afresh with its new instance.)
+    assert!(c["backend_web2_picked"].as_u64() > Some(60) && c["backend_web2_open"].as_u64() < Some(4), "{c}");
+    assert_eq!((c["backend_web1_failures"].as_u64(), c["bind_failed"].as_u64()), (Some(3), Some(3)), "{c}");
+    let listed = ctl(&["nf", "lb", "backends"]);
+    assert!(listed.contains("web1") && listed.contains("down"), "{listed}");
+    let report = m.stop();
+    let services = &report["services"];
+    assert!(services["spliced"].as_u64() > Some(400), "{services}");
+    assert_eq!(services["splice_errors"], 0, "{services}");
+    // Thousands of short connections: lingering splices made room for new ones.
+    assert_eq!(services["refused_full"], 0, "{services}");
+    assert!(services["backends_refused"].as_u64() >= Some(1), "{services}");
+    eprintln!("l7-lb services: {services}");
+}
+
+/// The config the README runs on the testbed stays valid.
 #[test]
 fn the_bundled_testbed_config_loads() {
     let config = mbox_core::config::Config::load(&repo().join("configs/testbed.toml")).unwrap();

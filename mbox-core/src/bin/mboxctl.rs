@@ -1,5 +1,5 @@
 //! `mboxctl`: asks a running mbox (through its `[control] socket`) for its status, counters,
-//! service graph and subscriptions.
+//! service graph and subscriptions, reloads its NFs and hands them commands.
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -56,6 +56,13 @@ enum Command {
         #[arg(long)]
         path: Option<PathBuf>,
     },
+    /// Hands NF a command of its own, run on its thread between batches (the l7-lb's
+    /// `drain BACKEND`, `undrain BACKEND`, `backends`), and prints its answer.
+    Nf {
+        nf: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +94,7 @@ fn run(cli: &Cli) -> Result<()> {
             let path = path.as_ref().map(std::path::absolute).transpose().context("resolving --path")?;
             json!({ "command": "reload", "nf": nf, "path": path })
         }
+        Command::Nf { nf, words } => json!({ "command": "nf_command", "nf": nf, "line": words.join(" ") }),
     };
     let result = ask(socket, &request)?;
     if cli.json {
@@ -100,6 +108,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Graph { svg: Some(path) } => write_svg(result["dot"].as_str().unwrap_or_default(), path)?,
         Command::Subscriptions { .. } => print!("{}", subscriptions_text(&result)),
         Command::Reload { .. } => println!("{}", reload_text(&result)),
+        Command::Nf { .. } => println!("{}", result["answer"].as_str().unwrap_or_default()),
         Command::New { .. } => unreachable!("answered above"),
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! Reloading an NF's plugin while traffic runs (`mboxctl reload NF [--path P]`).
+//! Reloading an NF's plugin while traffic runs (`mboxctl reload NF [--path P]`), and handing
+//! an NF an operator's command (`mboxctl nf NF WORDS...`) on its own thread.
 //!
 //! The rebuilt library is copied to a unique path first (dlopen hands back the library it
 //! already loaded for a path it has seen), loaded there — abi_stable checks its mbox-abi
@@ -12,7 +13,7 @@
 
 use crate::events::registry::TypeRegistry;
 use crate::plugin::Plugin;
-use crate::runtime::nf_host::{NfControl, Reload};
+use crate::runtime::nf_host::{ControlRequest, NfCommand, NfControl, Reload};
 use crate::sys::park::Waker;
 use mbox_abi::{NfDescriptor, NfInit};
 use serde_json::{json, Value};
@@ -62,6 +63,22 @@ pub struct ReloadTarget {
     pub waker: Arc<Waker>,
 }
 
+impl ReloadTarget {
+    /// Hands the NF's thread `request` and waits for its `answer` (the `what`, for errors): a
+    /// request the thread has not started on within [`SWAP_TIMEOUT`] is taken back, so that
+    /// nothing changes behind the user's back; one under way ends with an answer.
+    fn ask<T>(&self, request: ControlRequest, answer: &mpsc::Receiver<Result<T, String>>, what: &str) -> Result<T, String> {
+        self.control.request(request, &self.waker)?;
+        match answer.recv_timeout(SWAP_TIMEOUT) {
+            Ok(outcome) => outcome,
+            Err(_) if self.control.withdraw().is_some() => {
+                Err(format!("the NF's thread did not get to the {what} within {} s (it is busy in the NF)", SWAP_TIMEOUT.as_secs()))
+            }
+            Err(_) => answer.recv().unwrap_or_else(|_| Err(format!("the NF's thread ended during the {what}"))),
+        }
+    }
+}
+
 /// Reloads the run's NFs.
 pub struct Reloader {
     pub targets: Vec<ReloadTarget>,
@@ -80,10 +97,7 @@ impl Reloader {
     /// Reloads NF `name` from `path` (default: where it was loaded from). Returns what the
     /// swap did, or why nothing changed.
     pub fn reload(&self, name: &str, path: Option<&Path>) -> Result<Value, String> {
-        let Some(target) = self.targets.iter().find(|t| t.name == name) else {
-            let known: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
-            return Err(format!("no NF named `{name}` (NFs: {})", known.join(", ")));
-        };
+        let target = self.target(name)?;
         let path = match path {
             Some(p) => p.to_path_buf(),
             None => target.library.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -111,19 +125,7 @@ impl Reloader {
         let version = d.version.to_string();
         let (reply, answer) = mpsc::channel();
         let request = Reload { nf, plugin: path.display().to_string(), version: version.clone(), reply };
-        target.control.request(request, &target.waker).map_err(|e| format!("{e}; {kept}"))?;
-        let outcome = match answer.recv_timeout(SWAP_TIMEOUT) {
-            Ok(outcome) => outcome,
-            // Not started yet: take it back, so that nothing changes behind the user's back.
-            Err(_) if target.control.withdraw().is_some() => {
-                return Err(format!(
-                    "the NF's thread did not get to the swap within {} s (it is busy in the NF); {kept}",
-                    SWAP_TIMEOUT.as_secs()
-                ))
-            }
-            // Under way: it ends with an answer.
-            Err(_) => answer.recv().unwrap_or_else(|_| Err("the NF's thread ended during the swap".into())),
-        };
+        let outcome = target.ask(ControlRequest::Reload(request), &answer, "swap").map_err(|e| format!("{e}; {kept}"));
         let reloaded = match outcome {
             Ok(r) => r,
             Err(e) => {
@@ -148,6 +150,22 @@ impl Reloader {
             "finish_error": reloaded.finish_error,
             "pause_ms": reloaded.pause.as_secs_f64() * 1e3,
         }))
+    }
+
+    /// Hands NF `name` the command `line` (`NetworkFunction::command`) and returns its answer.
+    pub fn command(&self, name: &str, line: &str) -> Result<Value, String> {
+        let target = self.target(name)?;
+        let (reply, answer) = mpsc::channel();
+        let outcome = target.ask(ControlRequest::Command(NfCommand { line: line.to_string(), reply }), &answer, "command")?;
+        log::info!("NF `{name}` command `{line}`: {outcome}");
+        Ok(json!({ "nf": name, "command": line, "answer": outcome }))
+    }
+
+    fn target(&self, name: &str) -> Result<&ReloadTarget, String> {
+        self.targets.iter().find(|t| t.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+            format!("no NF named `{name}` (NFs: {})", known.join(", "))
+        })
     }
 
     /// Loads a unique copy of `path`, made next to it (a directory the libraries are already

@@ -36,8 +36,18 @@ pub enum Request {
     Status,
     Stats,
     Graph,
-    Subscriptions { nf: String },
-    Reload { nf: String, path: Option<PathBuf> },
+    Subscriptions {
+        nf: String,
+    },
+    Reload {
+        nf: String,
+        path: Option<PathBuf>,
+    },
+    /// An operator's command for an NF (`NetworkFunction::command`).
+    NfCommand {
+        nf: String,
+        line: String,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -98,6 +108,7 @@ impl ControlState {
             Request::Graph => Ok(json!({ "dot": self.graph.to_dot(&self.registry) })),
             Request::Subscriptions { nf } => self.subscriptions(nf),
             Request::Reload { nf, path } => self.reloader.reload(nf, path.as_deref()),
+            Request::NfCommand { nf, line } => self.reloader.command(nf, line),
         }
     }
 

@@ -21,9 +21,9 @@ use crate::events::registry::TypeRegistry;
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use abi_stable::std_types::{ROption, RResult, RSlice, RSliceMut, RVec};
 use mbox_abi::{
-    builtin_min_size, BindRequest, BindStatus, Counter, EventHeader, EventType, FlowRef, HostCalls, LogRequest, NfBox, PktEvent,
-    PublishStatus, StreamOp, StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict, BIND_REQUEST,
-    HOST_REQUEST, LOG_REQUEST, MAX_EVENT_SIZE, STREAM_REQUEST,
+    builtin_min_size, BindRequest, BindStatus, CommandEvent, CommandReply, Counter, EventHeader, EventType, FlowRef, HostCalls, LogRequest,
+    NfBox, PktEvent, PublishStatus, StreamOp, StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict,
+    BIND_REQUEST, COMMAND_REPLY, DIR_NONE, HOST_REQUEST, LOG_REQUEST, MAX_EVENT_SIZE, NF_COMMAND, STREAM_REQUEST,
 };
 use rtrb::Producer;
 use std::ffi::c_void;
@@ -437,6 +437,53 @@ unsafe extern "C" fn publish_trampoline(state: *mut c_void, event: *const EventH
     }
 }
 
+/// What the batch call of a command answered through the publish call.
+struct CommandCtx {
+    reply: Option<Result<String, String>>,
+}
+
+/// The publish call during a command: it takes the reply and nothing else (a command has no
+/// shard or flow to act on).
+unsafe extern "C" fn command_publish(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus {
+    // SAFETY: `state` is the CommandCtx `run_command` lent for the call; the glue passes the
+    // event's own size, checked before the reply is read.
+    unsafe {
+        let ctx = &mut *(state as *mut CommandCtx);
+        if (size as usize) < std::mem::size_of::<CommandReply>() || (*event).ty != COMMAND_REPLY {
+            return PublishStatus::NotNow;
+        }
+        let reply = &*(event as *const CommandReply);
+        let text = String::from_utf8_lossy(std::slice::from_raw_parts(reply.text, reply.len as usize)).into_owned();
+        ctx.reply = Some(if reply.ok == 1 { Ok(text) } else { Err(text) });
+        PublishStatus::Published
+    }
+}
+
+unsafe extern "C" fn command_unsubscribe(_: *mut c_void, _: &FlowRef, _: EventType) -> UnsubscribeStatus {
+    UnsubscribeStatus::NoFlow
+}
+
+/// Hands `nf` the command `line` as a [`CommandEvent`] in a batch of its own (the plugin glue
+/// answers with a `CommandReply`; a plugin built before commands answers nothing). `Err`: the
+/// NF failed (a panic or an error from the batch call).
+fn run_command(nf: &mut NfBox, line: &str) -> Result<Result<String, String>, String> {
+    let event = CommandEvent {
+        header: EventHeader::new::<CommandEvent>(NF_COMMAND, 0, FlowRef { id: 0, slot: 0, shard: 0, dir: DIR_NONE, _reserved: 0 }),
+        len: u32::try_from(line.len()).map_err(|_| "a command over 4 GiB".to_string())?,
+        _reserved: 0,
+        text: line.as_ptr(),
+    };
+    let mut ctx = CommandCtx { reply: None };
+    // SAFETY: the trampolines cast `state` back to this CommandCtx, which outlives the call.
+    let mut calls = unsafe { HostCalls::new(&mut ctx as *mut CommandCtx as *mut c_void, command_publish, command_unsubscribe) };
+    let events = [&event.header];
+    let mut verdicts = [Verdict::Pass];
+    if let RResult::RErr(message) = nf.handle_batch(RSlice::from_slice(&events), RSliceMut::from_mut_slice(&mut verdicts), &mut calls) {
+        return Err(message.into_string());
+    }
+    Ok(ctx.reply.unwrap_or_else(|| Err("this NF takes no commands (its plugin was built before NF commands existed)".into())))
+}
+
 /// A reload waiting for an NF thread: the new instance, and where to say how it went.
 pub struct Reload {
     pub nf: NfBox,
@@ -464,8 +511,31 @@ pub struct Reloaded {
     pub pause: Duration,
 }
 
-/// How the control thread reaches an NF thread: a reload request, checked once per round of
-/// the thread's loop (one relaxed load; no lock unless a request waits).
+/// An operator's command for an NF (`mboxctl nf`), and where its answer goes.
+pub struct NfCommand {
+    pub line: String,
+    pub reply: mpsc::Sender<Result<String, String>>,
+}
+
+/// What the control thread asks of an NF thread.
+pub enum ControlRequest {
+    Reload(Reload),
+    Command(NfCommand),
+}
+
+impl ControlRequest {
+    /// Answers the request with `error` (it will not be carried out).
+    fn refuse(self, error: &str) {
+        // A requester that gave up waiting has dropped its receiver: nobody to tell.
+        match self {
+            ControlRequest::Reload(r) => drop(r.reply.send(Err(error.into()))),
+            ControlRequest::Command(c) => drop(c.reply.send(Err(error.into()))),
+        }
+    }
+}
+
+/// How the control thread reaches an NF thread: a reload or a command, checked once per round
+/// of the thread's loop (one relaxed load; no lock unless a request waits).
 #[derive(Default)]
 pub struct NfControl {
     pending: AtomicBool,
@@ -474,51 +544,54 @@ pub struct NfControl {
 
 #[derive(Default)]
 struct RequestSlot {
-    reload: Option<Reload>,
+    request: Option<ControlRequest>,
     /// The NF thread has ended: nobody would take a request.
     closed: bool,
 }
 
+/// What a request that comes once the NF thread has ended is told.
+const THREAD_ENDED: &str = "the run is ending: the NF's thread has stopped";
+
 impl NfControl {
-    /// Queues a reload and wakes the NF thread; refused while another is under way, or once
+    /// Queues a request and wakes the NF thread; refused while another is under way, or once
     /// the thread has ended.
-    pub fn request(&self, reload: Reload, waker: &Waker) -> Result<(), String> {
+    pub fn request(&self, request: ControlRequest, waker: &Waker) -> Result<(), String> {
         let mut slot = self.request.lock().unwrap_or_else(|e| e.into_inner());
         if slot.closed {
-            return Err("the run is ending: the NF's thread has stopped".into());
+            return Err(THREAD_ENDED.into());
         }
-        if slot.reload.is_some() {
-            return Err("a reload of this NF is already under way".into());
+        if slot.request.is_some() {
+            return Err("a reload or command of this NF is already under way".into());
         }
-        slot.reload = Some(reload);
+        slot.request = Some(request);
         self.pending.store(true, Ordering::Release);
         waker.wake();
         Ok(())
     }
 
     /// Takes back a request the NF thread has not started on (`None` once it has).
-    pub fn withdraw(&self) -> Option<Reload> {
-        let withdrawn = self.request.lock().unwrap_or_else(|e| e.into_inner()).reload.take();
+    pub fn withdraw(&self) -> Option<ControlRequest> {
+        let withdrawn = self.request.lock().unwrap_or_else(|e| e.into_inner()).request.take();
         if withdrawn.is_some() {
             self.pending.store(false, Ordering::Relaxed);
         }
         withdrawn
     }
 
-    fn take(&self) -> Option<Reload> {
+    fn take(&self) -> Option<ControlRequest> {
         if !self.pending.load(Ordering::Acquire) {
             return None;
         }
         self.pending.store(false, Ordering::Relaxed);
-        self.request.lock().unwrap_or_else(|e| e.into_inner()).reload.take()
+        self.request.lock().unwrap_or_else(|e| e.into_inner()).request.take()
     }
 
     /// The NF thread ends: refuses later requests, and answers one that came too late.
     fn close(&self) {
         let mut slot = self.request.lock().unwrap_or_else(|e| e.into_inner());
         slot.closed = true;
-        if let Some(late) = slot.reload.take() {
-            let _ = late.reply.send(Err("the run is ending: the NF's thread has stopped".into()));
+        if let Some(late) = slot.request.take() {
+            late.refuse(THREAD_ENDED);
         }
     }
 }
@@ -649,14 +722,33 @@ impl NfWorker {
         let mut idle_told = true;
         let mut counters = RVec::new();
         loop {
-            if let Some(request) = control.take() {
-                let outcome = reload(&mut nf, request.nf, &mut lanes, &mut batch, &mut report, &cx);
-                if outcome.is_ok() {
-                    (report.plugin, report.version) = (request.plugin, request.version);
-                    report.reloads += 1;
+            match control.take() {
+                Some(ControlRequest::Reload(request)) => {
+                    let outcome = reload(&mut nf, request.nf, &mut lanes, &mut batch, &mut report, &cx);
+                    if outcome.is_ok() {
+                        (report.plugin, report.version) = (request.plugin, request.version);
+                        report.reloads += 1;
+                    }
+                    live.publish_now(&report);
+                    let _ = request.reply.send(outcome);
                 }
-                live.publish_now(&report);
-                let _ = request.reply.send(outcome);
+                Some(ControlRequest::Command(command)) => {
+                    let answer = if report.failure.is_some() {
+                        Err("the NF is disabled (it failed): it takes no commands".to_string())
+                    } else {
+                        let answer = run_command(&mut nf, &command.line).unwrap_or_else(|failure| {
+                            log::error!("NF `{}` failed in a command and is disabled: {failure}", cx.name);
+                            report.disable(failure.clone());
+                            Err(format!("the NF failed and is disabled: {failure}"))
+                        });
+                        // A command may change what the NF counts (a drained backend).
+                        read_counters(&mut nf, &mut counters, &mut report, &cx.name);
+                        live.publish_now(&report);
+                        answer
+                    };
+                    let _ = command.reply.send(answer);
+                }
+                None => {}
             }
             let mut progress = false;
             for lane in lanes.iter_mut() {
@@ -765,4 +857,64 @@ fn reload(
         drop(old);
     }
     Ok(Reloaded { drained, replaced_failed: failed, finish_error, state_bytes, pause: started.elapsed() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::sabi_trait::TD_Opaque;
+    use abi_stable::std_types::RString;
+    use mbox_abi::nf::{Guarded, NfObject, NfObject_TO};
+    use mbox_abi::{Host, NetworkFunction};
+
+    /// An NF with commands: `ping` answers, `boom` panics, anything else is refused.
+    struct Commanded;
+
+    impl NetworkFunction for Commanded {
+        fn on_event(&mut self, _: &EventHeader, _: &mut Host<'_>) -> Verdict {
+            panic!("a command must not reach on_event");
+        }
+
+        fn command(&mut self, line: &str) -> Result<String, String> {
+            match line {
+                "ping" => Ok("pong".into()),
+                "boom" => panic!("boom"),
+                other => Err(format!("no `{other}`")),
+            }
+        }
+    }
+
+    /// A plugin built before commands existed: its glue hands every event to the NF, which
+    /// answers nothing.
+    struct Older;
+
+    impl NfObject for Older {
+        fn handle_batch(&mut self, _: RSlice<'_, &EventHeader>, _: RSliceMut<'_, Verdict>, _: &mut HostCalls) -> RResult<(), RString> {
+            RResult::ROk(())
+        }
+        fn idle(&mut self) -> RResult<(), RString> {
+            RResult::ROk(())
+        }
+        fn finish(&mut self) -> RResult<(), RString> {
+            RResult::ROk(())
+        }
+        fn save_state(&mut self) -> RResult<ROption<RVec<u8>>, RString> {
+            RResult::ROk(ROption::RNone)
+        }
+        fn restore_state(&mut self, _: RSlice<'_, u8>) -> RResult<(), RString> {
+            RResult::ROk(())
+        }
+    }
+
+    #[test]
+    fn a_command_reaches_the_nf_through_a_batch_and_its_answer_comes_back() {
+        let mut nf: NfBox = NfObject_TO::from_value(Guarded(Commanded), TD_Opaque);
+        assert_eq!(run_command(&mut nf, "ping"), Ok(Ok("pong".to_string())));
+        assert_eq!(run_command(&mut nf, "pong"), Ok(Err("no `pong`".to_string())));
+        let failed = run_command(&mut nf, "boom").unwrap_err();
+        assert!(failed.contains("panicked: boom"), "{failed}");
+        let mut older: NfBox = NfObject_TO::from_value(Older, TD_Opaque);
+        let answer = run_command(&mut older, "drain web1").unwrap().unwrap_err();
+        assert!(answer.contains("built before NF commands existed"), "{answer}");
+    }
 }

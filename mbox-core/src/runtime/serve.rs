@@ -219,6 +219,8 @@ pub trait ServeSink {
 pub enum ConnEventKind {
     New,
     SendRoom,
+    /// A Splicer connection's bind has its outcome (`reason`: a `BIND_*`).
+    Bound,
     Terminate,
 }
 
@@ -604,11 +606,13 @@ impl Served {
 
     /// Ends the service's oldest connection in TIME-WAIT to make room for a new one (what Linux
     /// does past `tcp_max_tw_buckets`: a connection mbox closed first must not keep clients
-    /// out for 2 MSL). False when none is in TIME-WAIT.
+    /// out for 2 MSL). A splice lingering after both FINs is as good as gone too. False when
+    /// none is in TIME-WAIT.
     fn recycle_time_wait<S: ServeSink>(&mut self, svc: usize, sink: &mut S) -> bool {
         while let Some((i, id)) = self.time_wait[svc].pop_front() {
             let s = &self.slots[i as usize];
-            if s.info.id == id && s.conn.as_ref().is_some_and(|c| c.state() == State::TimeWait) {
+            let waiting = s.conn.as_ref().is_some_and(|c| c.state() == State::TimeWait) || s.splice.as_ref().is_some_and(|sp| sp.lingers());
+            if s.info.id == id && waiting {
                 self.stats.time_wait_recycled += 1;
                 self.stats.closed += 1;
                 self.end_quietly(i, REASON_FIN, sink);
@@ -2211,18 +2215,24 @@ mod splice_tests {
         assert!(client.received == answer, "the answer byte-exact through the splice");
         assert_eq!(&backend.received[request.len()..], b"and more");
         assert_eq!(shard.data.len(), request.len(), "the NF gets no bytes after the bind");
+        assert_eq!(served.budget.held(), 0, "a splice that carries reserves no buffer memory");
+        served.check_invariants().unwrap();
         client.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
         run(&mut served, &mut shard, &mut client, &mut backend, true, now);
         assert!(served.stats.spliced_to_client > 100 && served.stats.spliced_to_backend > 10, "{:?}", served.stats);
         assert_eq!(served.stats.splice_errors, 0);
-        // Lingering, then gone: the NF is told.
+        // Both FINs crossed: the NF is told at once (a balancer counts it gone), while the
+        // splice lingers for late retransmissions; then it is gone, told once.
+        let terminations = |shard: &FakeShard| shard.events.iter().filter(|e| e.0 == ConnEventKind::Terminate).count();
+        assert_eq!(terminations(&shard), 1, "{:?}", shard.events);
+        assert_eq!(served.connections(), 1, "lingering");
         now += 3_000_000_000;
         for p in [&mut client, &mut backend] {
             p.with(|conn, sink| conn.as_mut().unwrap().on_timer(now, sink));
         }
         run(&mut served, &mut shard, &mut client, &mut backend, true, now);
         assert_eq!(served.connections(), 0);
-        assert!(shard.events.iter().any(|e| e.0 == ConnEventKind::Terminate), "{:?}", shard.events);
+        assert_eq!(terminations(&shard), 1, "{:?}", shard.events);
         served.check_invariants().unwrap();
     }
 

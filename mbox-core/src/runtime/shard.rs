@@ -135,6 +135,7 @@ struct StackTypes {
     gap: usize,
     stream_end: usize,
     send_room: usize,
+    bound: usize,
 }
 
 impl StackTypes {
@@ -153,6 +154,7 @@ impl StackTypes {
             gap: idx(builtin::FLOW_TCP_GAP),
             stream_end: idx(builtin::FLOW_TCP_STREAM_END),
             send_room: idx(builtin::FLOW_TCP_SEND_ROOM),
+            bound: idx(builtin::FLOW_TCP_BOUND),
         }
     }
 }
@@ -947,6 +949,7 @@ impl ServeSink for Plane {
         let route = match kind {
             ConnEventKind::New => self.types.flow_new[0],
             ConnEventKind::SendRoom => self.types.send_room,
+            ConnEventKind::Bound => self.types.bound,
             ConnEventKind::Terminate => self.types.flow_end[0],
         };
         if !self.graph.wants(route) {

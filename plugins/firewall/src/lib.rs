@@ -24,14 +24,12 @@ pub mod rules;
 #[cfg(test)]
 mod tests;
 
-use mbox_abi::kit::{Args, FlowMap};
+use mbox_abi::kit::{static_name, Args, FlowMap};
 use mbox_abi::{
     builtin, export_nf, Counters, EventHeader, FlowEvent, FlowRef, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict,
 };
 use rules::{Action, Addr, Packet, Rule};
-use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
 
 pub struct Firewall {
     rules: Vec<Rule>,
@@ -51,7 +49,7 @@ pub struct Firewall {
 impl Firewall {
     /// A firewall over `rules` (already in evaluation order).
     pub fn new(rules: Vec<Rule>, default: Action, established: bool, shards: usize, flow_slots: usize) -> Firewall {
-        let names = rules.iter().enumerate().map(|(i, r)| intern(format!("rule_{}_{}", i + 1, r.action.name()))).collect();
+        let names = rules.iter().enumerate().map(|(i, r)| static_name(&format!("rule_{}_{}", i + 1, r.action.name()))).collect();
         Firewall {
             hits: vec![0; rules.len()],
             rules,
@@ -125,19 +123,6 @@ fn addr(a: Option<IpAddr>) -> Addr {
         Some(IpAddr::V6(a)) => Addr::V6(u128::from(a)),
         None => Addr::Unknown,
     }
-}
-
-/// A counter name that lives for the rest of the process (the counters ABI takes
-/// `&'static str`); the same name is made once however often the NF is created (reloads).
-fn intern(name: String) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(&known) = names.get(name.as_str()) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.into_boxed_str());
-    names.insert(leaked);
-    leaked
 }
 
 fn is_termination(h: &EventHeader) -> bool {

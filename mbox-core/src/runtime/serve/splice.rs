@@ -18,8 +18,9 @@
 //! picked so that the backend side's flow hashes to it, as the input steers in software (a NIC
 //! steering with its own hash would need a port picked for that hash).
 
-use super::{ConnInfo, ConnKey, Events, Out, ServeSink, Served, Taken, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+use super::{ConnEventKind, ConnInfo, ConnKey, Events, Out, ServeSink, Served, Taken, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 use crate::config::{Refusal, ServiceConfig, ServiceStack};
+use mbox_abi::{BIND_CONNECTED, BIND_LOST, BIND_NOT_DONE, BIND_REFUSED, BIND_TIMED_OUT, BIND_UNRESOLVED};
 use mbox_stack::endpoint::{ConnSink, Payload, SegmentIn, SegmentOut};
 use mbox_stack::flow_key::{shard_of, FlowKey};
 use mbox_stack::splicer::{set_macs, translate, BackendSource, Dir, OpenConfig, OpenFailure, OpenPhase, Opener, SpliceMap};
@@ -124,6 +125,11 @@ impl Splice {
     }
 
     /// Whether the splice carries the connection (mbox's own is silent).
+    /// Both FINs (or a RST) have crossed: only late retransmissions are still translated.
+    pub(super) fn lingers(&self) -> bool {
+        matches!(self.phase, Phase::Lingering { .. })
+    }
+
     pub(super) fn carries(&self) -> bool {
         matches!(self.phase, Phase::Spliced | Phase::Lingering { .. })
     }
@@ -266,7 +272,7 @@ impl Served {
         let port = if source.is_ipv4() == backend.is_ipv4() { self.splices.pick_port(source, backend) } else { None };
         let Some(port) = port else {
             self.stats.binds_refused += 1;
-            return self.refuse_client(i, sink);
+            return self.bind_failed(i, BIND_NOT_DONE, sink);
         };
         self.stats.binds += 1;
         let key = ConnKey { remote: backend.ip(), remote_port: backend.port(), local: source, local_port: port };
@@ -401,6 +407,16 @@ impl Served {
                             sp.phase = Phase::Spliced;
                             sp.idle_until = now.saturating_add(sp.spec.idle_timeout_ns);
                             self.stats.spliced += 1;
+                            // mbox's connection with the client is silent from now on: its
+                            // buffers and what the budget reserved for it are given back.
+                            let slot = &mut self.slots[i as usize];
+                            if let Some(conn) = slot.conn.as_mut() {
+                                conn.release_idle_memory();
+                            }
+                            self.budget.release(usize::from(slot.info.service), slot.holding);
+                            slot.holding = 0;
+                            let info = slot.info;
+                            sink.conn_event(ConnEventKind::Bound, &info, BIND_CONNECTED, now);
                         }
                         _ => self.backend_failed(i, OpenFailure::Lost, sink),
                     }
@@ -432,7 +448,7 @@ impl Served {
             }
         }
         let Some(map) = sp.map else { return Taken::Consumed };
-        self.forward_spliced(i, map, Dir::B2C, data)
+        self.forward_spliced(i, map, Dir::B2C, data, sink)
     }
 
     /// A frame from a client whose connection is spliced: translated and sent on. `None` when
@@ -453,11 +469,13 @@ impl Served {
         }
         sp.idle_until = self.now.saturating_add(sp.spec.idle_timeout_ns);
         let map = sp.map?;
-        Some(self.forward_spliced(i, map, Dir::C2B, data))
+        Some(self.forward_spliced(i, map, Dir::C2B, data, sink))
     }
 
-    /// Translates one frame of splice `i` in place and sends it on; tracks its end.
-    fn forward_spliced(&mut self, i: u32, map: SpliceMap, dir: Dir, data: &mut [u8]) -> Taken {
+    /// Translates one frame of splice `i` in place and sends it on; tracks its end: once both
+    /// FINs (or a RST) have crossed, the NFs get `TERMINATE` at once (a load balancer counts the
+    /// connection gone), while the splice lingers for late retransmissions.
+    fn forward_spliced<S: ServeSink>(&mut self, i: u32, map: SpliceMap, dir: Dir, data: &mut [u8], sink: &mut S) -> Taken {
         let now = self.now;
         let slot = &mut self.slots[i as usize];
         let info = slot.info;
@@ -485,9 +503,11 @@ impl Served {
             }
             Dir::B2C => self.stats.spliced_to_client += 1,
         }
+        let mut ended = None;
         if translated.is_rst() {
             // Sent on; the splice ends with it.
             sp.phase = Phase::Lingering { until: now };
+            ended = Some(REASON_RST);
         } else if translated.is_fin() {
             sp.fins |= if dir == Dir::C2B { 1 } else { 2 };
             if sp.fins == 3 && sp.phase == Phase::Spliced {
@@ -495,7 +515,13 @@ impl Served {
                 slot.in_time_wait = true;
                 let id = slot.info.id;
                 self.time_wait[usize::from(info.service)].push_back((i, id));
+                ended = Some(REASON_FIN);
             }
+        }
+        if let Some(reason) = ended.filter(|_| slot.announced) {
+            // Told once: the slot's own end later stays quiet.
+            slot.announced = false;
+            sink.conn_event(ConnEventKind::Terminate, &info, reason, now);
         }
         let deadline = self.deadline_of(i);
         self.wheel.set(i, deadline);
@@ -515,7 +541,7 @@ impl Served {
             }
             Phase::Resolving { give_up, .. } if now >= give_up => {
                 self.stats.backends_unresolved += 1;
-                return self.refuse_client(i, sink);
+                return self.bind_failed(i, BIND_UNRESOLVED, sink);
             }
             Phase::Resolving { next_arp, .. } if now >= next_arp => self.arp_backend(i, sink),
             Phase::Opening | Phase::Spliced => {
@@ -554,11 +580,28 @@ impl Served {
 
     /// The backend could not be had: counted, the client refused.
     fn backend_failed<S: ServeSink>(&mut self, i: u32, why: OpenFailure, sink: &mut S) {
-        match why {
-            OpenFailure::Refused => self.stats.backends_refused += 1,
-            OpenFailure::TimedOut => self.stats.backends_timed_out += 1,
-            OpenFailure::Lost => self.stats.splices_lost += 1,
-        }
+        let reason = match why {
+            OpenFailure::Refused => {
+                self.stats.backends_refused += 1;
+                BIND_REFUSED
+            }
+            OpenFailure::TimedOut => {
+                self.stats.backends_timed_out += 1;
+                BIND_TIMED_OUT
+            }
+            OpenFailure::Lost => {
+                self.stats.splices_lost += 1;
+                BIND_LOST
+            }
+        };
+        self.bind_failed(i, reason, sink);
+    }
+
+    /// Connection `i`'s bind failed (`reason`, a `BIND_*`): its NFs are told (their passive
+    /// health checks read it), the client refused.
+    fn bind_failed<S: ServeSink>(&mut self, i: u32, reason: u8, sink: &mut S) {
+        let info = self.slots[i as usize].info;
+        sink.conn_event(ConnEventKind::Bound, &info, reason, self.now);
         self.refuse_client(i, sink);
     }
 

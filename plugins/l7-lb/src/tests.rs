@@ -1,0 +1,261 @@
+//! The NF against a fake host: events built as the shard builds them, and a `HostCalls` whose
+//! publish call records each flow's binds (answering `Done`) and the bytes, closes it is sent.
+
+use super::*;
+use mbox_abi::kit::testing;
+use mbox_abi::{
+    BindRequest, DirStats, Event, EventType, FlowEvent, FlowTuple, PublishStatus, StreamEndEvent, StreamOp, StreamRequest, StreamStatus,
+    TcpSnapshot, BIND_CONNECTED, BIND_REFUSED, BIND_REQUEST, DIR_NONE, END_FIN, REASON_FIN, STREAM_REQUEST,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+#[derive(Default, Debug)]
+struct Out {
+    binds: Vec<SocketAddr>,
+    sent: Vec<u8>,
+    closes: u32,
+}
+
+#[derive(Default)]
+struct Fake {
+    flows: BTreeMap<u64, Out>,
+}
+
+unsafe extern "C" fn publish(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus {
+    // SAFETY: the harness lends its `Fake` as the state for the duration of the call.
+    let fake = unsafe { &mut *(state as *mut Fake) };
+    // SAFETY: `Host` passes a pointer to an event struct that begins with a header.
+    let header = unsafe { &*event };
+    if header.ty == BIND_REQUEST && size as usize >= std::mem::size_of::<BindRequest>() {
+        // SAFETY: a BIND_REQUEST of that size is a `BindRequest` the caller owns mutably.
+        let req = unsafe { &mut *(event as *mut BindRequest) };
+        let v6 = Ipv6Addr::from(req.addr);
+        let ip = match req.family {
+            4 => IpAddr::V4(v6.to_ipv4_mapped().unwrap()),
+            _ => IpAddr::V6(v6),
+        };
+        fake.flows.entry(req.flow.id).or_default().binds.push(SocketAddr::new(ip, req.port));
+        req.answer = BindStatus::Done as u8;
+        return PublishStatus::Published;
+    }
+    if header.ty != STREAM_REQUEST || (size as usize) < std::mem::size_of::<StreamRequest>() {
+        return PublishStatus::NotDeclared;
+    }
+    // SAFETY: a STREAM_REQUEST of that size is a `StreamRequest` the caller owns mutably.
+    let req = unsafe { &mut *(event as *mut StreamRequest) };
+    let out = fake.flows.entry(req.flow.id).or_default();
+    match req.op {
+        StreamOp::Send => {
+            // SAFETY: the request points at `len` readable bytes during the call.
+            out.sent.extend_from_slice(unsafe { std::slice::from_raw_parts(req.bytes, req.len as usize) });
+            req.accepted = req.len;
+        }
+        StreamOp::Close => out.closes += 1,
+        StreamOp::Reset => {}
+    }
+    req.answer = StreamStatus::Done as u8;
+    PublishStatus::Published
+}
+
+const SLOTS: u32 = 64;
+
+fn args() -> serde_json::Value {
+    json!({
+        "backends": [
+            {"name": "web1", "address": "198.18.2.11:80"},
+            {"name": "web2", "address": "198.18.2.12:80", "weight": 2},
+            {"name": "img", "address": "198.18.2.13:8080"}
+        ],
+        "rules": [
+            {"host": "img.example", "backends": ["img"]},
+            {"path_prefix": "/app/", "backends": ["web1", "web2"], "balance": "least-connections"}
+        ],
+        "health": {"failures": 2, "down_for": "5s"}
+    })
+}
+
+struct Harness {
+    nf: L7Lb,
+    fake: Box<Fake>,
+    now: u64,
+}
+
+fn flow(id: u64) -> FlowRef {
+    FlowRef { id, slot: SLOTS + id as u32, shard: 0, dir: DIR_ORIG, _reserved: 0 }
+}
+
+impl Harness {
+    fn new(args: serde_json::Value) -> Harness {
+        let json = args.to_string();
+        let nf = L7Lb::create(&testing::init("lb", &json, 1, 2 * SLOTS)).unwrap_or_else(|e| panic!("{args}: {e}"));
+        Harness { nf, fake: Box::default(), now: 1_000_000_000 }
+    }
+
+    fn tcp_event<E: Event>(&self, ty: EventType, flow: FlowRef, reason: u8) -> FlowTcpEvent {
+        let header = EventHeader::new::<E>(ty, self.now, flow);
+        let tuple = FlowTuple::new(6, 0, ["198.18.9.1".parse().unwrap(), "198.18.1.80".parse().unwrap()], [40000 + flow.id as u16, 80]);
+        let flow = FlowEvent { header, tuple, stats: [DirStats::default(); 2], reason, _reserved: [0; 7] };
+        FlowTcpEvent { flow, snapshot: TcpSnapshot::default() }
+    }
+
+    fn deliver(&mut self, event: &EventHeader) {
+        // SAFETY: `fake` outlives the call, and the function only touches it and the request.
+        let mut calls = unsafe { testing::calls(&mut *self.fake as *mut Fake as *mut c_void, publish) };
+        let mut host = Host::new(&mut calls);
+        assert_eq!(self.nf.on_event(event, &mut host), Verdict::Pass);
+    }
+
+    fn data(&mut self, id: u64, offset: u64, bytes: &[u8]) {
+        let ev = StreamDataEvent::new(self.tcp_event::<StreamDataEvent>(builtin::FLOW_TCP_DATA_RDY, flow(id), 0), offset, bytes);
+        self.deliver(ev.header());
+    }
+
+    fn request(&mut self, id: u64, head: &str) {
+        self.data(id, 0, head.as_bytes());
+    }
+
+    fn flow_event(&mut self, ty: EventType, id: u64, reason: u8) {
+        let ev = self.tcp_event::<FlowTcpEvent>(ty, FlowRef { dir: DIR_NONE, ..flow(id) }, reason);
+        self.deliver(ev.header());
+    }
+
+    fn out(&self, id: u64) -> &Out {
+        self.fake.flows.get(&id).unwrap_or_else(|| panic!("nothing for flow {id}"))
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        testing::counters(&self.nf).into_iter().find(|(n, _)| n == name).map(|(_, v)| v).unwrap_or_else(|| panic!("no counter {name}"))
+    }
+}
+
+#[test]
+fn a_whole_head_is_bound_by_its_rule_and_its_end_closes_it() {
+    let mut h = Harness::new(args());
+    h.request(1, "GET /x HTTP/1.1\r\nHost: IMG.example:80\r\n\r\n");
+    assert_eq!(h.out(1).binds, ["198.18.2.13:8080".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(h.counter("backend_img_open"), 1);
+    h.flow_event(builtin::FLOW_TCP_BOUND, 1, BIND_CONNECTED);
+    assert_eq!((h.counter("bound"), h.counter("backend_img_picked")), (1, 1));
+    // Bytes after the bind (there are none on a splice, but a late event must not bind again).
+    h.data(1, 40, b"GET /y HTTP/1.1\r\nHost: img.example\r\n\r\n");
+    assert_eq!(h.out(1).binds.len(), 1);
+    h.flow_event(builtin::FLOW_TCP_TERMINATE, 1, REASON_FIN);
+    assert_eq!(h.counter("backend_img_open"), 0);
+    assert!(h.out(1).sent.is_empty(), "nothing written to a bound client");
+}
+
+#[test]
+fn a_head_in_pieces_is_bound_once_it_is_whole() {
+    let mut h = Harness::new(args());
+    let head = b"GET /app/a HTTP/1.1\r\nHost: www.example\r\nUser-Agent: t\r\n\r\n";
+    for (at, piece) in [(0, &head[..5]), (5, &head[5..30]), (30, &head[30..])] {
+        assert!(h.fake.flows.get(&2).is_none_or(|o| o.binds.is_empty()), "no bind before the head is whole");
+        h.data(2, at as u64, piece);
+    }
+    let binds = &h.out(2).binds;
+    assert_eq!(binds.len(), 1);
+    assert!(binds[0].ip().to_string().starts_with("198.18.2.1"), "{binds:?}");
+    assert_eq!(h.counter("connections"), 1);
+}
+
+#[test]
+fn what_no_rule_routes_gets_a_503_and_garbage_a_400_and_no_backend_is_opened() {
+    let mut h = Harness::new(args());
+    h.request(3, "GET /other HTTP/1.1\r\nHost: www.example\r\n\r\n");
+    assert!(h.out(3).sent.starts_with(b"HTTP/1.1 503 ") && h.out(3).closes == 1 && h.out(3).binds.is_empty());
+    h.data(4, 0, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
+    assert!(h.out(4).sent.starts_with(b"HTTP/1.1 400 ") && h.out(4).binds.is_empty());
+    // A head longer than max_head, coming in pieces.
+    let mut h2 = Harness::new({
+        let mut a = args();
+        a["max_head"] = json!(256);
+        a
+    });
+    let long = format!("GET /app/ HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n", "p".repeat(300));
+    h2.data(5, 0, &long.as_bytes()[..200]);
+    h2.data(5, 200, &long.as_bytes()[200..]);
+    assert!(h2.out(5).sent.starts_with(b"HTTP/1.1 400 "));
+    assert_eq!((h.counter("refused_no_rule"), h.counter("bad_requests"), h2.counter("bad_requests")), (1, 1, 1));
+    assert!(L7Lb::new(r#"{"max_head": 10, "backends": [{"name": "a", "address": "198.18.2.1:80"}]}"#, 1, 8).is_err());
+}
+
+#[test]
+fn a_client_gone_before_its_head_is_closed_and_counted() {
+    let mut h = Harness::new(args());
+    h.data(6, 0, b"GET /app/ HT");
+    let ev = StreamEndEvent {
+        tcp: h.tcp_event::<StreamEndEvent>(builtin::FLOW_TCP_STREAM_END, flow(6), 0),
+        offset: 12,
+        reason: END_FIN,
+        _reserved: [0; 7],
+    };
+    h.deliver(ev.header());
+    assert_eq!((h.out(6).closes, h.out(6).binds.len(), h.counter("client_gone")), (1, 0, 1));
+}
+
+#[test]
+fn failed_binds_take_a_backend_down_and_its_share_goes_elsewhere() {
+    let mut h = Harness::new(args());
+    // least-connections with nothing open: weighted order, web2 first.
+    let mut to_web2 = Vec::new();
+    for id in 10..20 {
+        h.request(id, "GET /app/ HTTP/1.1\r\nHost: w\r\n\r\n");
+        let to = h.out(id).binds[0];
+        if to.port() == 80 && to.ip().to_string() == "198.18.2.12" {
+            to_web2.push(id);
+        }
+        // Every bind to web2 fails (refused); web1's connect.
+        let reason = if to_web2.contains(&id) { BIND_REFUSED } else { BIND_CONNECTED };
+        h.flow_event(builtin::FLOW_TCP_BOUND, id, reason);
+    }
+    assert_eq!(to_web2.len(), 2, "two failures (health.failures) and web2 was down: {to_web2:?}");
+    assert_eq!((h.counter("backend_web2_up"), h.counter("backend_web2_failures"), h.counter("bind_failed")), (0, 2, 2));
+    assert_eq!(h.counter("backend_web2_open"), 0, "failed binds do not count as open");
+    // After down_for it is tried again; a success brings it back.
+    h.now += 6_000_000_000;
+    for id in 20..23 {
+        h.request(id, "GET /app/ HTTP/1.1\r\nHost: w\r\n\r\n");
+        h.flow_event(builtin::FLOW_TCP_BOUND, id, BIND_CONNECTED);
+    }
+    assert_eq!(h.counter("backend_web2_up"), 1);
+    assert!(h.counter("backend_web2_picked") >= 3);
+}
+
+#[test]
+fn drain_and_undrain_by_command_and_a_reload_keeps_both_and_the_open_counts() {
+    let mut h = Harness::new(args());
+    assert!(h.nf.command("drain web2").unwrap().contains("web2 drained"));
+    assert!(h.nf.command("drain nobody").unwrap_err().contains("nobody"));
+    assert!(h.nf.command("frobnicate").unwrap_err().contains("unknown command"));
+    for id in 30..36 {
+        h.request(id, "GET /app/ HTTP/1.1\r\nHost: w\r\n\r\n");
+        assert_eq!(h.out(id).binds[0].ip().to_string(), "198.18.2.11", "drained web2 gets nothing");
+    }
+    let listed = h.nf.command("backends").unwrap();
+    assert!(listed.contains("web2") && listed.contains("drained") && listed.contains("open 6"), "{listed}");
+    let state = h.nf.save_state().unwrap().unwrap();
+    let mut next = Harness::new(args());
+    next.nf.restore_state(&state).unwrap();
+    assert_eq!((next.counter("backend_web1_open"), next.counter("backend_web2_drained")), (6, 1));
+    next.flow_event(builtin::FLOW_TCP_TERMINATE, 30, REASON_FIN);
+    assert_eq!(next.counter("backend_web1_open"), 5, "a handed-over connection's end is counted");
+    assert!(next.nf.command("undrain web2").unwrap().contains("again"));
+    assert_eq!(next.counter("backend_web2_drained"), 0);
+    assert!(next.nf.restore_state(b"{\"version\": 9}").is_err());
+}
+
+#[test]
+fn the_bundled_config_builds_the_balancer_it_describes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/l7-lb.toml");
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let nf = &config["nf"][0];
+    assert_eq!(nf["plugin"].as_str(), Some("l7-lb"));
+    let args = serde_json::to_string(&nf["args"]).unwrap();
+    let mut lb = L7Lb::new(&args, 1, 2 * SLOTS as usize).unwrap();
+    let listed = lb.command("backends").unwrap();
+    assert!(["web1", "web2", "img", "198.18.1.13:80"].iter().all(|w| listed.contains(w)), "{listed}");
+    assert_eq!(config["service"][0]["stack"].as_str(), Some("splicer"));
+}
