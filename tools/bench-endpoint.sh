@@ -12,6 +12,7 @@
 # Usage: sudo tools/bench-endpoint.sh [SECONDS] [ROUNDS] [OUT]   (defaults: 10 3 docs/bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/bench-common.sh
 seconds=${1:-10}
 rounds=${2:-3}
 out=${3:-docs/bench}
@@ -78,7 +79,6 @@ stop() { # ROW
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done; echo "$t"; }
 nginx_pids() { local master; master=$(cat /run/mbox-testbed-nginx.pid); echo "$master" $(pgrep -P "$master"); }
 hz=$(getconf CLK_TCK)
-micros() { awk '{ v = $1 + 0; if ($1 ~ /ms$/) v *= 1000; else if ($1 ~ /[0-9]s$/) v *= 1e6; print v }'; }
 load() { # ROW CONNECTIONS
     local row=$1 conns=$2 threads=1 n0 m0 key=$1-$2
     [ "$conns" -gt 64 ] && threads=2
@@ -114,7 +114,7 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
-median() { sort -g "$dir/$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { median_file "$dir/$1"; }
 {
     echo "# Answering inside mbox: http-server on the Endpoint against nginx"
     echo

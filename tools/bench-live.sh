@@ -15,6 +15,7 @@
 # Usage: sudo tools/bench-live.sh [SECONDS] [ROUNDS] [OUT]   (defaults: 10 3 docs/bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/bench-common.sh
 seconds=${1:-10}
 rounds=${2:-3}
 out=${3:-docs/bench}
@@ -106,8 +107,6 @@ iperf() {
     client iperf3 -c "$TESTBED_SERVER_IP" -t "$seconds" -J > "$dir/iperf.json"
     jq -r '.end.sum_received.bits_per_second / 1e9' "$dir/iperf.json" >> "$dir/$row.gbit"
 }
-# wrk's latency in microseconds ("371.00us", "3.83ms", "1.02s").
-micros() { awk '{ v = $1 + 0; if ($1 ~ /ms$/) v *= 1000; else if ($1 ~ /[0-9]s$/) v *= 1e6; print v }'; }
 http() {
     client wrk -t1 -c16 -d"${seconds}s" --latency "$url" > "$dir/wrk.txt"
     if grep -q -E "Non-2xx|Socket errors" "$dir/wrk.txt"; then
@@ -132,8 +131,7 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 
-median() { sort -g "$dir/$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
+median() { median_file "$dir/$1"; }
 base_gbit=$(median testpmd.gbit)
 base_rps=$(median testpmd.rps)
 {

@@ -67,6 +67,10 @@ pub struct ServiceSpec {
     pub splicer: Option<SplicerSpec>,
 }
 
+/// The window a splicer's client connection sizes its window-scale shift for (see
+/// `ServiceSpec::new`).
+const SPLICED_SCALE_WINDOW: u32 = 8 << 20;
+
 impl ServiceSpec {
     /// The spec of `cfg`, whose NFs are `nfs` (by bit, resolved from their names).
     pub fn new(cfg: &ServiceConfig, nfs: u64) -> ServiceSpec {
@@ -76,6 +80,9 @@ impl ServiceSpec {
         let endpoint = mbox_stack::endpoint::Config {
             send_buffer: cfg.send_buffer.min(u64::from(u32::MAX)) as u32,
             recv_window: window.min(u64::from(u32::MAX)) as u32,
+            // Once spliced, the client sees the backend's windows in mbox's scale: sized as
+            // Linux's default (shift 7, windows to 8 MiB), not for the hold.
+            scale_window: if splicer.is_some() { SPLICED_SCALE_WINDOW } else { 0 },
             time_wait_ns: u64::try_from(cfg.time_wait.as_nanos()).unwrap_or(u64::MAX),
             ..mbox_stack::endpoint::Config::default()
         };
@@ -1953,6 +1960,8 @@ mod splice_tests {
         closed: Option<CloseReason>,
         /// A backend with no listener: a SYN gets a RST.
         refuses: bool,
+        /// The ISN a backend accepts with.
+        isn: u32,
     }
 
     struct PeerSink<'a> {
@@ -1999,7 +2008,7 @@ mod splice_tests {
 
     impl Peer {
         fn new(me: (Ipv4Addr, u16, [u8; 6]), to: (Ipv4Addr, u16), cfg: mbox_stack::endpoint::Config) -> Peer {
-            Peer { me, to, cfg, conn: None, frames: Vec::new(), received: Vec::new(), closed: None, refuses: false }
+            Peer { me, to, cfg, conn: None, frames: Vec::new(), received: Vec::new(), closed: None, refuses: false, isn: 777_000 }
         }
 
         fn with<R>(&mut self, f: impl FnOnce(&mut Option<Connection>, &mut PeerSink<'_>) -> R) -> R {
@@ -2021,7 +2030,7 @@ mod splice_tests {
                 },
                 t.src_port,
             );
-            let (cfg, refuses) = (self.cfg, self.refuses);
+            let (cfg, refuses, isn) = (self.cfg, self.refuses, self.isn);
             self.with(|conn, sink| match conn {
                 Some(c) => c.on_segment(&seg, now, sink),
                 None if seg.has(SYN) && refuses => {
@@ -2035,14 +2044,15 @@ mod splice_tests {
                     };
                     sink.transmit(&rst, Payload::EMPTY);
                 }
-                None if seg.has(SYN) => *conn = Some(Connection::accept(&cfg, &seg, 777_000, now, sink)),
+                None if seg.has(SYN) => *conn = Some(Connection::accept(&cfg, &seg, isn, now, sink)),
                 None => {}
             });
         }
     }
 
     fn splicer_spec(refuse: Refusal) -> Arc<[ServiceSpec]> {
-        let endpoint = mbox_stack::endpoint::Config { recv_window: 16 << 10, ..Default::default() };
+        // As ServiceSpec::new makes a splicer's: the hold's window, the spliced window's shift.
+        let endpoint = mbox_stack::endpoint::Config { recv_window: 16 << 10, scale_window: SPLICED_SCALE_WINDOW, ..Default::default() };
         let open = OpenConfig { connect_timeout_ns: 3_000_000_000, ..OpenConfig::default() };
         let splicer = SplicerSpec {
             source: IpAddr::V4(SOURCE),
@@ -2071,12 +2081,29 @@ mod splice_tests {
     /// services send or forward to the peer it is addressed to, ARP requests for the backend
     /// answered when `arp` says so.
     fn run(served: &mut Served, shard: &mut FakeShard, client: &mut Peer, backend: &mut Peer, arp: bool, now: u64) {
+        run_dropping(served, shard, client, backend, arp, now, &mut |_| false);
+    }
+
+    /// [`run`], with the TCP frames `drop` says are lost (each frame is shown to it once: on
+    /// its way from a peer to the services, or from the services to a peer) not delivered.
+    fn run_dropping(
+        served: &mut Served,
+        shard: &mut FakeShard,
+        client: &mut Peer,
+        backend: &mut Peer,
+        arp: bool,
+        now: u64,
+        drop: &mut dyn FnMut(&[u8]) -> bool,
+    ) {
         for _ in 0..10_000 {
             let mut moved = false;
             let mut out: Vec<Vec<u8>> = Vec::new();
             for (from_backend, peer) in [(false, &mut *client), (true, &mut *backend)] {
                 for mut f in peer.frames.drain(..) {
                     moved = true;
+                    if drop(&f) {
+                        continue;
+                    }
                     let port = u16::from(from_backend);
                     match served.take(&mut f, port, now, shard) {
                         Taken::Forward => out.push(f),
@@ -2109,6 +2136,9 @@ mod splice_tests {
                 out.push(f);
             }
             for f in out {
+                if drop(&f) {
+                    continue;
+                }
                 let (frame, _) = TcpFrame::parse(&f, Checksums::Verify).expect("valid, checksums right");
                 if frame.ip.dst() == IpAddr::V4(BACKEND.0) {
                     assert_eq!((frame.ip.src(), frame.src_mac.0), (IpAddr::V4(SOURCE), DEFAULT_MAC), "from mbox's source address");
@@ -2159,81 +2189,312 @@ mod splice_tests {
         (served, shard, writer, client, backend)
     }
 
-    /// The client's request is held and read by the NF, the backend gets it from mbox, and
-    /// the answer and both closes cross the splice; each side's options differ.
-    fn splice_with(backend_cfg: mbox_stack::endpoint::Config) {
-        let credits = Arc::new(SendCredits::new(100, 4));
-        let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
-        let mut served = Served::new(0, splicer_spec(Refusal::Http503), vec![DEFAULT_MAC, DEFAULT_MAC], credits, false);
-        served.add_reader(reader);
-        let mut shard = FakeShard { room: true, ..Default::default() };
-        let client_cfg = mbox_stack::endpoint::Config { recv_window: 1 << 20, ..Default::default() };
-        let mut client = Peer::new(CLIENT, (SERVICE, 80), client_cfg);
-        let mut backend = Peer::new(BACKEND, (SOURCE, 0), backend_cfg);
-        // Wrapping sequence numbers on the client's side.
-        client.with(|conn, sink| *conn = Some(Connection::connect(&client_cfg, u32::MAX - 100, 0, sink)));
-        let mut now = 1_000_000;
-        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
-        let request: Vec<u8> = b"GET /big HTTP/1.1\r\nHost: example\r\n\r\n".iter().copied().cycle().take(3000).collect();
-        client.with(|conn, sink| conn.as_mut().unwrap().write(&request, now, sink));
-        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
-        assert_eq!(shard.data, request, "the NF read the held request");
-        assert!(backend.conn.is_none(), "no backend before the bind");
-        assert_eq!(bind(&mut writer, &shard), BindStatus::Done);
-        assert_eq!(bind(&mut writer, &shard), BindStatus::Ended, "once");
-        now += 1_000_000;
-        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
-        assert_eq!(served.stats.spliced, 1);
-        assert_eq!(backend.received, request, "mbox sent the backend what it held");
-        // The backend's answer, bigger than any window, and more from the client after.
-        let answer: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-        let mut sent = 0;
-        for round in 0..2000 {
-            now += 1_000_000;
-            if sent < answer.len() {
-                sent += backend.with(|conn, sink| conn.as_mut().unwrap().write(&answer[sent..], now, sink));
-                if sent == answer.len() {
-                    backend.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
-                }
+    type EndpointConfig = mbox_stack::endpoint::Config;
+
+    /// A splicer shard with its NF's stream writer, a client and a backend, and the clock:
+    /// what the tests of the splice's corner cases drive.
+    struct World {
+        served: Served,
+        shard: FakeShard,
+        writer: crate::runtime::stream_out::StreamWriter,
+        client: Peer,
+        backend: Peer,
+        now: u64,
+    }
+
+    impl World {
+        /// The client's SYN (ISN `client_isn`) sent, not yet delivered; the backend accepts with
+        /// `backend_isn`.
+        fn new(refuse: Refusal, client_cfg: EndpointConfig, backend_cfg: EndpointConfig, client_isn: u32, backend_isn: u32) -> World {
+            let credits = Arc::new(SendCredits::new(100, 4));
+            let (writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
+            let mut served = Served::new(0, splicer_spec(refuse), vec![DEFAULT_MAC, DEFAULT_MAC], credits, false);
+            served.add_reader(reader);
+            let shard = FakeShard { room: true, ..Default::default() };
+            let mut client = Peer::new(CLIENT, (SERVICE, 80), client_cfg);
+            let mut backend = Peer::new(BACKEND, (SOURCE, 0), backend_cfg);
+            backend.isn = backend_isn;
+            let now = 1_000_000;
+            client.with(|conn, sink| *conn = Some(Connection::connect(&client_cfg, client_isn, now, sink)));
+            World { served, shard, writer, client, backend, now }
+        }
+
+        /// Default ends, the client's ISN near the top (its sequence numbers wrap), its
+        /// handshake done and `request` sent and held.
+        fn held(refuse: Refusal, request: &[u8]) -> World {
+            let mut w = World::new(refuse, EndpointConfig::default(), EndpointConfig::default(), u32::MAX - 100, 777_000);
+            w.run();
+            if !request.is_empty() {
+                w.client_write(request);
+                w.run();
             }
-            if round == 3 {
-                client.with(|conn, sink| conn.as_mut().unwrap().write(b"and more", now, sink));
-            }
-            for p in [&mut client, &mut backend] {
+            w
+        }
+
+        fn run(&mut self) {
+            self.run_dropping(&mut |_| false);
+        }
+
+        fn run_dropping(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) {
+            run_dropping(&mut self.served, &mut self.shard, &mut self.client, &mut self.backend, true, self.now, drop);
+        }
+
+        /// `dt` later: both peers' timers run, then frames move.
+        fn step(&mut self, dt: u64, drop: &mut dyn FnMut(&[u8]) -> bool) {
+            self.now += dt;
+            self.tick(drop);
+        }
+
+        /// Both peers' timers run (now), then frames move.
+        fn tick(&mut self, drop: &mut dyn FnMut(&[u8]) -> bool) {
+            let now = self.now;
+            for p in [&mut self.client, &mut self.backend] {
                 p.with(|conn, sink| {
                     if let Some(c) = conn.as_mut() {
                         c.on_timer(now, sink)
                     }
                 });
             }
-            run(&mut served, &mut shard, &mut client, &mut backend, true, now);
-            if client.received.len() == answer.len() && backend.received.len() == request.len() + 8 {
+            self.run_dropping(drop);
+        }
+
+        /// Steps of `dt` until `done` (checked first) or until `limit` ns have passed: whether
+        /// it is done.
+        fn step_until(&mut self, dt: u64, limit: u64, drop: &mut dyn FnMut(&[u8]) -> bool, done: impl Fn(&World) -> bool) -> bool {
+            let end = self.now + limit;
+            while !done(self) {
+                if self.now >= end {
+                    return false;
+                }
+                self.step(dt, drop);
+            }
+            true
+        }
+
+        fn bind(&mut self) -> BindStatus {
+            bind(&mut self.writer, &self.shard)
+        }
+
+        /// The first connection's index in the table (while it is there).
+        fn conn_index(&self) -> u32 {
+            let (_, id, _) = self.shard.started[0];
+            let live = |&i: &u32| self.served.slots[i as usize].info.id == id;
+            self.served.index.values().copied().find(live).expect("the connection is in the table")
+        }
+
+        fn client_write(&mut self, bytes: &[u8]) {
+            let now = self.now;
+            let n = self.client.with(|conn, sink| conn.as_mut().expect("connected").write(bytes, now, sink));
+            assert_eq!(n, bytes.len(), "the client's send buffer takes it all");
+        }
+
+        fn backend_write(&mut self, bytes: &[u8]) -> usize {
+            let now = self.now;
+            self.backend.with(|conn, sink| conn.as_mut().expect("accepted").write(bytes, now, sink))
+        }
+
+        fn terminations(&self) -> usize {
+            self.shard.events.iter().filter(|e| e.0 == ConnEventKind::Terminate).count()
+        }
+    }
+
+    /// The TCP header and payload length of a frame in the tests' traffic (`None`: ARP).
+    fn tcp_of(f: &[u8]) -> Option<(TcpRepr, IpAddr, IpAddr, usize)> {
+        TcpFrame::parse(f, Checksums::Trust).ok().map(|(t, p)| (t.tcp, t.ip.src(), t.ip.dst(), p.len()))
+    }
+
+    /// The two ends of a splice: their settings and ISNs, what the client sends after the
+    /// bind, the size of the backend's answer.
+    struct Sides {
+        client: EndpointConfig,
+        backend: EndpointConfig,
+        client_isn: u32,
+        backend_isn: u32,
+        more: Vec<u8>,
+        answer: usize,
+    }
+
+    impl Default for Sides {
+        fn default() -> Sides {
+            Sides {
+                client: EndpointConfig { recv_window: 1 << 20, ..Default::default() },
+                backend: EndpointConfig::default(),
+                // Wrapping sequence numbers on the client's side.
+                client_isn: u32::MAX - 100,
+                backend_isn: 777_000,
+                more: b"and more".to_vec(),
+                answer: 200_000,
+            }
+        }
+    }
+
+    /// The client's request is held and read by the NF, the backend gets it from mbox, and
+    /// the answer and both closes cross the splice; each side's options differ.
+    fn splice_with(backend_cfg: mbox_stack::endpoint::Config) {
+        splice_through(Sides { backend: backend_cfg, ..Sides::default() }, &mut |_| false);
+    }
+
+    /// [`splice_with`] for any two ends, the frames `drop` says are lost not delivered: the
+    /// request held and read by the NF, the backend given it by mbox, the answer and the
+    /// client's bytes after the bind byte-exact, both closes, the linger, `TERMINATE` once.
+    fn splice_through(sides: Sides, drop: &mut dyn FnMut(&[u8]) -> bool) -> World {
+        let mut wire = Wire::default();
+        let held_end = sides.client_isn.wrapping_add(1 + 3000);
+        let w = splice_observed(&sides, &mut |f| {
+            let lost = drop(f);
+            if !lost {
+                wire.note(f, held_end);
+            }
+            lost
+        });
+        // What each end was shown, against what it agreed to in its own handshake.
+        let view = |p: &Peer| p.conn.as_ref().expect("connected").splice_view(w.now);
+        let (client, backend) = (view(&w.client), view(&w.backend));
+        if client.timestamps.is_none() {
+            assert_eq!(wire.ts_to_client, 0, "no timestamps to a client that did not agree to them");
+        }
+        if backend.timestamps.is_none() {
+            assert_eq!(wire.ts_held_to_backend, 0, "mbox's own segments carry no timestamps the backend did not agree to");
+        }
+        if !client.sack {
+            assert_eq!(wire.sack_to_client, 0, "no SACK blocks to a client that did not agree to them");
+        }
+        // The windows each end was shown: the other's, rescaled (RFC 7323 2.3), never more
+        // than it offered, never less by more than the receiver's scale can say.
+        let shift = |s: Option<u8>| s.map_or(0, u32::from);
+        for (dir, from, from_shift, to, to_shift) in [
+            (
+                "to the client",
+                &wire.from_backend,
+                shift(backend.our_window_scale),
+                &wire.to_client_spliced,
+                shift(client.peer_window_scale),
+            ),
+            ("to the backend", &wire.from_client, shift(client.our_window_scale), &wire.to_backend, shift(backend.peer_window_scale)),
+        ] {
+            let offered = from.iter().map(|&w| u64::from(w) << from_shift).max().unwrap_or(0);
+            let shown = to.iter().map(|&w| u64::from(w) << to_shift).max().unwrap_or(0);
+            assert!(shown <= offered, "{dir}: shown {shown} bytes of window, offered {offered}");
+            let expressible = offered.min(0xffff << to_shift);
+            assert!(shown + (1 << to_shift) > expressible, "{dir}: shown {shown}, offered {offered} (shift {to_shift})");
+        }
+        w
+    }
+
+    /// What a splice's frames showed each end (those delivered).
+    #[derive(Default)]
+    struct Wire {
+        /// Window fields (SYNs left out) the backend sent, and the client was sent once the
+        /// backend had (mbox's own connection with the client is silent by then).
+        from_backend: Vec<u16>,
+        to_client_spliced: Vec<u16>,
+        /// Window fields (SYNs left out) the client sent, and the backend was sent.
+        from_client: Vec<u16>,
+        to_backend: Vec<u16>,
+        ts_to_client: usize,
+        sack_to_client: usize,
+        /// mbox's segments of held bytes to the backend with a timestamps option.
+        ts_held_to_backend: usize,
+    }
+
+    impl Wire {
+        fn note(&mut self, f: &[u8], held_end: u32) {
+            let Some((t, src, dst, len)) = tcp_of(f) else { return };
+            let (client, backend) = (IpAddr::V4(CLIENT.0), IpAddr::V4(BACKEND.0));
+            if src == backend && t.flags & SYN == 0 {
+                self.from_backend.push(t.window);
+            }
+            if dst == client && !self.from_backend.is_empty() && t.flags & SYN == 0 {
+                self.to_client_spliced.push(t.window);
+            }
+            if src == client && t.flags & SYN == 0 {
+                self.from_client.push(t.window);
+            }
+            if dst == backend && t.flags & SYN == 0 {
+                self.to_backend.push(t.window);
+            }
+            if dst == client {
+                self.ts_to_client += usize::from(t.options.timestamps.is_some());
+                self.sack_to_client += usize::from(!t.options.sack.is_empty());
+            }
+            // Held bytes lie before `held_end` in the client's sequence space (which is the
+            // backend's: mbox's SYN to it carries the client's ISN).
+            if dst == backend && len > 0 && (held_end.wrapping_sub(t.seq) as i32) > 0 {
+                self.ts_held_to_backend += usize::from(t.options.timestamps.is_some());
+            }
+        }
+    }
+
+    /// [`splice_through`]'s exchange, each frame shown to `drop` (which may observe it).
+    fn splice_observed(sides: &Sides, drop: &mut dyn FnMut(&[u8]) -> bool) -> World {
+        const MS: u64 = 1_000_000;
+        let mut w = World::new(Refusal::Http503, sides.client, sides.backend, sides.client_isn, sides.backend_isn);
+        w.run_dropping(drop);
+        let request: Vec<u8> = b"GET /big HTTP/1.1\r\nHost: example\r\n\r\n".iter().copied().cycle().take(3000).collect();
+        w.client_write(&request);
+        w.run_dropping(drop);
+        assert!(w.step_until(MS, 5_000 * MS, drop, |w| w.shard.data.len() >= request.len()), "the request is held");
+        assert_eq!(w.shard.data, request, "the NF read the held request");
+        assert!(w.backend.conn.is_none(), "no backend before the bind");
+        assert_eq!(w.bind(), BindStatus::Done);
+        assert_eq!(w.bind(), BindStatus::Ended, "once");
+        w.now += MS;
+        w.run_dropping(drop);
+        // Lost frames are sent again on timers: the bind is over once the opener has had every
+        // held byte acknowledged.
+        let i = w.conn_index();
+        let bound = w.step_until(MS, 10_000 * MS, drop, |w| w.served.splice_settled(i) && w.backend.received.len() >= request.len());
+        assert!(bound, "{:?}", w.served.stats);
+        assert_eq!(w.served.stats.spliced, 1);
+        assert_eq!(w.backend.received, request, "mbox sent the backend what it held");
+        // The backend's answer, bigger than any window, and more from the client after.
+        let answer: Vec<u8> = (0..sides.answer as u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut sent = 0;
+        for round in 0..20_000 {
+            w.now += MS;
+            let now = w.now;
+            if sent < answer.len() {
+                sent += w.backend_write(&answer[sent..]);
+                if sent == answer.len() {
+                    w.backend.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
+                }
+            }
+            if round == 3 {
+                w.client_write(&sides.more);
+            }
+            w.tick(drop);
+            if w.client.received.len() == answer.len() && w.backend.received.len() == request.len() + sides.more.len() {
                 break;
             }
         }
-        assert_eq!(client.received.len(), answer.len());
-        assert!(client.received == answer, "the answer byte-exact through the splice");
-        assert_eq!(&backend.received[request.len()..], b"and more");
-        assert_eq!(shard.data.len(), request.len(), "the NF gets no bytes after the bind");
-        assert_eq!(served.budget.held(), 0, "a splice that carries reserves no buffer memory");
-        served.check_invariants().unwrap();
-        client.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
-        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
-        assert!(served.stats.spliced_to_client > 100 && served.stats.spliced_to_backend > 10, "{:?}", served.stats);
-        assert_eq!(served.stats.splice_errors, 0);
+        assert_eq!(w.client.received.len(), answer.len());
+        assert!(w.client.received == answer, "the answer byte-exact through the splice");
+        assert_eq!(w.backend.received.len(), request.len() + sides.more.len(), "{:?}", w.served.stats);
+        assert!(w.backend.received[request.len()..] == sides.more[..], "the client's bytes after the bind byte-exact");
+        assert_eq!(w.shard.data.len(), request.len(), "the NF gets no bytes after the bind");
+        assert_eq!(w.served.budget.held(), 0, "a splice that carries reserves no buffer memory");
+        w.served.check_invariants().unwrap();
+        let now = w.now;
+        w.client.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
+        w.run_dropping(drop);
         // Both FINs crossed: the NF is told at once (a balancer counts it gone), while the
         // splice lingers for late retransmissions; then it is gone, told once.
-        let terminations = |shard: &FakeShard| shard.events.iter().filter(|e| e.0 == ConnEventKind::Terminate).count();
-        assert_eq!(terminations(&shard), 1, "{:?}", shard.events);
-        assert_eq!(served.connections(), 1, "lingering");
-        now += 3_000_000_000;
-        for p in [&mut client, &mut backend] {
+        assert!(w.step_until(MS, 5_000 * MS, drop, |w| w.terminations() > 0), "{:?}", w.shard.events);
+        assert!(w.served.stats.spliced_to_client > 100 && w.served.stats.spliced_to_backend > 10, "{:?}", w.served.stats);
+        assert_eq!(w.served.stats.splice_errors, 0);
+        assert_eq!(w.terminations(), 1, "{:?}", w.shard.events);
+        assert_eq!(w.served.connections(), 1, "lingering");
+        w.now += 3_000_000_000;
+        let now = w.now;
+        for p in [&mut w.client, &mut w.backend] {
             p.with(|conn, sink| conn.as_mut().unwrap().on_timer(now, sink));
         }
-        run(&mut served, &mut shard, &mut client, &mut backend, true, now);
-        assert_eq!(served.connections(), 0);
-        assert_eq!(terminations(&shard), 1, "{:?}", shard.events);
-        served.check_invariants().unwrap();
+        w.run_dropping(drop);
+        assert_eq!(w.served.connections(), 0);
+        assert_eq!(w.served.splice_backends(), 0, "the backend side forgotten with it");
+        assert_eq!(w.terminations(), 1, "{:?}", w.shard.events);
+        w.served.check_invariants().unwrap();
+        w
     }
 
     #[test]
@@ -2340,5 +2601,516 @@ mod splice_tests {
         assert_eq!(client.received, splice::HTTP_503);
         assert!(backend.frames.is_empty() && backend.conn.is_none());
         served.check_invariants().unwrap();
+    }
+
+    const MS: u64 = 1_000_000;
+    /// The request the corner cases' clients send.
+    const REQUEST: &[u8] = b"GET /corner HTTP/1.1\r\nHost: example\r\n\r\n";
+
+    fn is(addr: IpAddr, who: (Ipv4Addr, u16, [u8; 6])) -> bool {
+        addr == IpAddr::V4(who.0)
+    }
+
+    /// Bytes for one direction (distinct per `salt`, so that a misplaced byte shows).
+    fn pattern(len: usize, salt: u32) -> Vec<u8> {
+        (0..len as u32).map(|i| (i.wrapping_mul(31).wrapping_add(i / 509).wrapping_add(salt)) as u8).collect()
+    }
+
+    impl World {
+        /// [`World::held`], bound and spliced: the backend acknowledged every held byte.
+        fn spliced(refuse: Refusal, request: &[u8]) -> World {
+            let mut w = World::held(refuse, request);
+            assert_eq!(w.bind(), BindStatus::Done);
+            w.run();
+            let i = w.conn_index();
+            assert!(w.step_until(MS, 1_000 * MS, &mut |_| false, |w| w.served.splice_settled(i)), "{:?}", w.served.stats);
+            assert_eq!(w.backend.received, request);
+            w
+        }
+
+        fn terminations_for(&self, reason: u8) -> usize {
+            self.shard.events.iter().filter(|e| e.0 == ConnEventKind::Terminate && e.2 == reason).count()
+        }
+    }
+
+    // 1. Options that differ between the client's side and the backend's.
+
+    #[test]
+    fn timestamps_on_the_clients_side_only_splice_byte_exact_both_ways() {
+        let backend = EndpointConfig { timestamps: false, ..Default::default() };
+        let w = splice_through(Sides { backend, more: pattern(20_000, 1), ..Sides::default() }, &mut |_| false);
+        let view = |p: &Peer| p.conn.as_ref().unwrap().splice_view(w.now);
+        assert!(view(&w.client).timestamps.is_some() && view(&w.backend).timestamps.is_none(), "one side with timestamps");
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn timestamps_on_the_backends_side_only_splice_byte_exact_both_ways() {
+        // mbox's SYN carries the client's options: the backend, able to, does not use them.
+        let client = EndpointConfig { timestamps: false, recv_window: 1 << 20, ..Default::default() };
+        let w = splice_through(Sides { client, more: pattern(20_000, 2), ..Sides::default() }, &mut |_| false);
+        let view = |p: &Peer| p.conn.as_ref().unwrap().splice_view(w.now);
+        assert!(view(&w.client).timestamps.is_none() && view(&w.backend).timestamps.is_none(), "{:?}", view(&w.backend));
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_client_without_sack_gets_no_sack_blocks_from_the_backend_after_a_loss() {
+        // The client's first segment after the bind is lost: the backend holds the rest out of
+        // order, and would report them in SACK blocks had mbox's SYN offered it SACK.
+        let client = EndpointConfig { sack: false, recv_window: 1 << 20, ..Default::default() };
+        let after_held = (u32::MAX - 100).wrapping_add(1 + 3000);
+        let mut lost = 0;
+        let w = splice_through(Sides { client, more: pattern(20_000, 3), ..Sides::default() }, &mut |f| {
+            let Some((t, src, _, len)) = tcp_of(f) else { return false };
+            let lose = is(src, CLIENT) && len > 0 && t.seq == after_held && lost == 0;
+            lost += usize::from(lose);
+            lose
+        });
+        assert_eq!(lost, 1, "the client's first segment after the bind was lost");
+        let view = |p: &Peer| p.conn.as_ref().unwrap().splice_view(w.now);
+        assert!(!view(&w.client).sack && !view(&w.backend).sack, "neither side uses SACK");
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_client_without_window_scaling_splices_to_a_backend_with_a_large_window() {
+        let client = EndpointConfig { window_scaling: false, recv_window: 1 << 20, ..Default::default() };
+        let backend = EndpointConfig { recv_window: 4 << 20, ..Default::default() };
+        let w = splice_through(Sides { client, backend, more: pattern(20_000, 4), ..Sides::default() }, &mut |_| false);
+        let view = |p: &Peer| p.conn.as_ref().unwrap().splice_view(w.now);
+        assert_eq!((view(&w.client).peer_window_scale, view(&w.backend).our_window_scale), (None, None), "no scaling either side");
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_backend_without_window_scaling_splices_to_a_client_that_scales() {
+        // The client's side scales (its own shift: a 1 MiB window); the backend's does not:
+        // the client's windows reach the backend shifted down to fit 16 bits.
+        let backend = EndpointConfig { window_scaling: false, ..Default::default() };
+        let w = splice_through(Sides { backend, more: pattern(20_000, 5), ..Sides::default() }, &mut |_| false);
+        let view = |p: &Peer| p.conn.as_ref().unwrap().splice_view(w.now);
+        assert!(view(&w.client).our_window_scale.is_some_and(|s| s > 0), "{:?}", view(&w.client));
+        assert_eq!((view(&w.backend).our_window_scale, view(&w.backend).peer_window_scale), (None, None));
+        w.served.check_invariants().unwrap();
+    }
+
+    // 2. Retransmissions from the client.
+
+    #[test]
+    fn a_retransmitted_syn_opens_one_connection_and_one_backend() {
+        let cfg = EndpointConfig::default();
+        let mut w = World::new(Refusal::Http503, cfg, cfg, 5, 777_000);
+        // The same SYN twice before the handshake completes.
+        let syn = w.client.frames[0].clone();
+        w.client.frames.push(syn.clone());
+        w.run();
+        assert_eq!((w.served.connections(), w.served.stats.accepted, w.served.stats.established), (1, 1, 1), "{:?}", w.served.stats);
+        assert_eq!(w.shard.started.len(), 1, "the NF was told of one connection");
+        assert_eq!(w.client.conn.as_ref().unwrap().state(), State::Established);
+        w.client_write(REQUEST);
+        w.run();
+        // Once more after the handshake: a challenge ACK (RFC 5961 4), nothing new.
+        w.client.frames.push(syn);
+        w.run();
+        assert_eq!((w.served.connections(), w.shard.started.len()), (1, 1));
+        assert_eq!(w.shard.data, REQUEST);
+        assert_eq!(w.bind(), BindStatus::Done);
+        w.run();
+        let i = w.conn_index();
+        assert!(w.step_until(MS, 1_000 * MS, &mut |_| false, |w| w.served.splice_settled(i)));
+        assert_eq!((w.served.stats.binds, w.served.stats.spliced), (1, 1));
+        assert_eq!(w.backend.received, REQUEST, "the request, once");
+        assert_eq!(w.served.splice_backends(), 1);
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_retransmitted_request_before_during_and_after_the_bind_reaches_the_backend_once() {
+        let request = pattern(3000, 6);
+        let cfg = EndpointConfig::default();
+        let mut w = World::new(Refusal::Http503, cfg, cfg, u32::MAX - 1000, 777_000);
+        w.run();
+        w.client_write(&request);
+        let copies: Vec<Vec<u8>> = w.client.frames.clone();
+        assert!(copies.len() >= 2, "the request in segments");
+        w.run();
+        // Before the bind: mbox's own connection has them already.
+        w.client.frames.extend(copies.iter().cloned());
+        w.run();
+        assert_eq!(w.shard.data, request, "the NF read the request once");
+        assert_eq!(w.bind(), BindStatus::Done);
+        // While the backend's SYN-ACK is lost (opening): mbox's connection still answers.
+        let mut syn_acks_lost = 0;
+        w.run_dropping(&mut |f| {
+            let lost = tcp_of(f).is_some_and(|(t, src, _, _)| is(src, BACKEND) && t.flags & SYN != 0);
+            syn_acks_lost += usize::from(lost);
+            lost
+        });
+        assert_eq!((syn_acks_lost, w.served.stats.spliced), (1, 0));
+        w.client.frames.extend(copies.iter().cloned());
+        w.run();
+        let i = w.conn_index();
+        // The opener's SYN again (1 s) or the backend's SYN-ACK again: spliced.
+        assert!(w.step_until(10 * MS, 3_000 * MS, &mut |_| false, |w| w.served.splice_settled(i)), "{:?}", w.served.stats);
+        assert_eq!(w.backend.received, request, "the held request, once");
+        // After the splice: translated and sent on; the backend's connection drops them.
+        let before = w.served.stats.spliced_to_backend;
+        w.client.frames.extend(copies.iter().cloned());
+        w.run();
+        assert_eq!(w.served.stats.spliced_to_backend, before + copies.len() as u64);
+        assert_eq!(w.backend.received, request, "still once");
+        // And the connection carries on, byte-exact.
+        let more = pattern(5000, 7);
+        w.client_write(&more);
+        assert!(w.step_until(MS, 1_000 * MS, &mut |_| false, |w| w.backend.received.len() == request.len() + more.len()));
+        assert!(w.backend.received[..request.len()] == request[..] && w.backend.received[request.len()..] == more[..]);
+        assert_eq!((w.served.connections(), w.served.stats.splice_errors), (1, 0));
+        w.served.check_invariants().unwrap();
+    }
+
+    // 3. Resets from either side, before, during and after the bind.
+
+    #[test]
+    fn a_client_reset_while_held_opens_no_backend() {
+        let mut w = World::held(Refusal::Http503, REQUEST);
+        w.client.with(|conn, sink| conn.as_mut().unwrap().abort(sink));
+        w.run();
+        assert_eq!((w.served.connections(), w.served.stats.aborted), (0, 1), "{:?}", w.served.stats);
+        assert_eq!(w.terminations_for(REASON_RST), 1, "{:?}", w.shard.events);
+        // A bind that comes after finds the connection gone.
+        assert_eq!(w.bind(), BindStatus::Ended);
+        w.step(6_000 * MS, &mut |_| false);
+        let s = w.served.stats;
+        assert_eq!((s.binds, s.arp_requests_sent, s.hold_timeouts, s.clients_refused), (0, 0, 0, 0), "{s:?}");
+        assert!(w.backend.conn.is_none() && w.backend.frames.is_empty(), "no backend opened");
+        assert_eq!((w.served.splice_backends(), w.terminations()), (0, 1));
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_client_reset_while_the_backends_syn_is_out_leaves_no_splice() {
+        let mut w = World::held(Refusal::Http503, REQUEST);
+        assert_eq!(w.bind(), BindStatus::Done);
+        // A slow backend: its SYN-ACK comes after the client gave up.
+        let mut late = Vec::new();
+        w.run_dropping(&mut |f| {
+            let from_backend = tcp_of(f).is_some_and(|(_, src, _, _)| is(src, BACKEND));
+            if from_backend {
+                late.push(f.to_vec());
+            }
+            from_backend
+        });
+        assert!(w.backend.conn.is_some() && late.len() == 1, "the backend got mbox's SYN");
+        w.client.with(|conn, sink| conn.as_mut().unwrap().abort(sink));
+        w.run();
+        assert_eq!((w.served.connections(), w.served.splice_backends()), (0, 0));
+        assert_eq!(w.terminations_for(REASON_RST), 1, "{:?}", w.shard.events);
+        // The SYN-ACK finds no splice: RFC 9293 3.10.7.1, a RST.
+        w.backend.frames.append(&mut late);
+        w.run();
+        assert_eq!(w.backend.closed, Some(CloseReason::PeerReset));
+        assert_eq!((w.served.stats.resets_sent, w.served.stats.spliced), (1, 0));
+        // Nothing of the opener is left: no SYN again, no more frames either way.
+        let mut to_backend = 0;
+        w.step_until(
+            100 * MS,
+            6_000 * MS,
+            &mut |f| {
+                to_backend += usize::from(tcp_of(f).is_some_and(|(_, _, dst, _)| is(dst, BACKEND)));
+                false
+            },
+            |_| false,
+        );
+        assert_eq!(to_backend, 0);
+        assert!(w.backend.received.is_empty() && w.client.received.is_empty());
+        assert_eq!((w.served.connections(), w.terminations()), (0, 1));
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_client_reset_after_the_bind_reaches_the_backend_and_ends_the_splice() {
+        let mut w = World::spliced(Refusal::Http503, REQUEST);
+        w.client.with(|conn, sink| conn.as_mut().unwrap().abort(sink));
+        w.run();
+        assert_eq!(w.backend.closed, Some(CloseReason::PeerReset), "the RST passed on, in the backend's sequence space");
+        assert_eq!(w.terminations_for(REASON_RST), 1, "{:?}", w.shard.events);
+        w.step(10 * MS, &mut |_| false);
+        assert_eq!((w.served.connections(), w.served.splice_backends(), w.terminations()), (0, 0, 1));
+        assert_eq!(w.served.stats.aborted, 1, "a splice reset counts as aborted: {:?}", w.served.stats);
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_backend_reset_after_the_bind_reaches_the_client_and_ends_the_splice() {
+        let mut w = World::spliced(Refusal::Http503, REQUEST);
+        let answer = pattern(5000, 8);
+        assert_eq!(w.backend_write(&answer), answer.len());
+        w.run();
+        assert_eq!(w.client.received, answer);
+        w.backend.with(|conn, sink| conn.as_mut().unwrap().abort(sink));
+        w.run();
+        assert_eq!(w.client.closed, Some(CloseReason::PeerReset), "the RST passed on, in the client's sequence space");
+        assert_eq!(w.terminations_for(REASON_RST), 1, "{:?}", w.shard.events);
+        w.step(10 * MS, &mut |_| false);
+        assert_eq!((w.served.connections(), w.served.splice_backends(), w.terminations()), (0, 0, 1));
+        assert_eq!(w.served.stats.aborted, 1, "{:?}", w.served.stats);
+        w.served.check_invariants().unwrap();
+    }
+
+    // 4. Loss while the bind completes.
+
+    #[test]
+    fn a_lost_syn_ack_is_answered_by_the_openers_syn_again() {
+        // Every SYN-ACK is lost until mbox has sent its SYN twice: the backend's own
+        // retransmissions do not save it, the opener's does.
+        let mut syns = 0;
+        let mut lost = 0;
+        splice_through(Sides::default(), &mut |f| {
+            let Some((t, src, dst, _)) = tcp_of(f) else { return false };
+            syns += usize::from(is(dst, BACKEND) && t.flags & (SYN | ACK) == SYN);
+            let lose = is(src, BACKEND) && t.flags & SYN != 0 && syns < 2;
+            lost += usize::from(lose);
+            lose
+        });
+        assert_eq!(syns, 2, "the SYN once more, at the opener's timeout");
+        assert!(lost >= 1);
+    }
+
+    #[test]
+    fn a_lost_segment_of_the_held_bytes_is_sent_again_go_back_n() {
+        let first_held = (u32::MAX - 100).wrapping_add(1);
+        let (mut sends, mut lost) = (0, 0);
+        splice_through(Sides::default(), &mut |f| {
+            let Some((t, _, dst, len)) = tcp_of(f) else { return false };
+            let first = is(dst, BACKEND) && len > 0 && t.seq == first_held;
+            sends += usize::from(first);
+            let lose = first && lost == 0;
+            lost += usize::from(lose);
+            lose
+        });
+        assert_eq!(lost, 1);
+        assert_eq!(sends, 2, "the held bytes' first segment again, at the opener's timeout");
+    }
+
+    #[test]
+    fn a_lost_acknowledgement_of_the_held_bytes_gets_them_sent_again() {
+        let held_end = (u32::MAX - 100).wrapping_add(1 + 3000);
+        let (mut held_sends, mut lost) = (0, 0);
+        splice_through(Sides::default(), &mut |f| {
+            let Some((t, src, dst, len)) = tcp_of(f) else { return false };
+            if is(dst, BACKEND) && len > 0 && (held_end.wrapping_sub(t.seq) as i32) > 0 {
+                held_sends += 1;
+            }
+            let lose = is(src, BACKEND) && t.flags & (SYN | ACK) == ACK && t.ack == held_end && lost == 0;
+            lost += usize::from(lose);
+            lose
+        });
+        assert_eq!(lost, 1);
+        assert!(held_sends > 3, "3000 bytes in 3 segments, and again: {held_sends}");
+    }
+
+    // 5. Sequence numbers that wrap after the bind.
+
+    #[test]
+    fn a_spliced_client_is_shown_the_backends_window_past_64_kib() {
+        // mbox's window toward the client is the hold's (16 KiB), but the shift it offered is
+        // sized for after the splice: the backend's 1 MiB window reaches the client whole.
+        let sides = Sides { backend: EndpointConfig { recv_window: 1 << 20, ..Default::default() }, ..Sides::default() };
+        let w = splice_through(sides, &mut |_| false);
+        let v = w.client.conn.as_ref().expect("connected").splice_view(w.now);
+        let window = u32::from(v.peer_window) << v.peer_window_scale.unwrap_or(0);
+        assert!(window > 512 << 10, "the client may send {window} bytes ahead: {v:?}");
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_backend_isn_near_the_top_wraps_after_the_bind_byte_exact() {
+        let backend_isn = u32::MAX - 2000;
+        assert!(backend_isn.checked_add(200_000).is_none(), "the answer wraps the backend's sequence numbers");
+        splice_through(Sides { backend_isn, more: pattern(20_000, 9), ..Sides::default() }, &mut |_| false);
+    }
+
+    #[test]
+    fn a_client_isn_near_the_top_wraps_after_the_bind_byte_exact() {
+        // The request (3000 bytes) fits below the top: the wrap comes 2000 bytes into what the
+        // client sends after the bind.
+        let client_isn = u32::MAX - 5000;
+        assert!(client_isn.checked_add(1 + 3000).is_some() && client_isn.checked_add(1 + 3000 + 20_000).is_none());
+        splice_through(Sides { client_isn, more: pattern(20_000, 10), ..Sides::default() }, &mut |_| false);
+    }
+
+    // 6. Bad input.
+
+    #[test]
+    fn a_client_ignoring_the_window_gets_no_more_than_hold_bytes_held() {
+        let mut w = World::held(Refusal::Http503, b"");
+        let hold = 16 << 10; // the service's receive window in `splicer_spec`: what mbox holds
+        let v = w.client.conn.as_ref().unwrap().splice_view(w.now);
+        assert_eq!(u32::from(v.peer_window) << v.peer_window_scale.unwrap_or(0), hold as u32, "the client's window is the hold");
+        // Made by hand: in order, 1400 bytes each, well past the window (and one far beyond).
+        let bytes = pattern(hold + 8000, 11);
+        let ts = v.timestamps.map(|(recent, ours)| (ours, recent));
+        let options = mbox_stack::wire::tcp::TcpOptions { timestamps: ts, ..Default::default() };
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = (at + 1400).min(bytes.len());
+            let seg =
+                SegmentOut { seq: v.snd_nxt.wrapping_add(at as u32), ack: v.rcv_nxt, flags: ACK, window: 1000, options, payload_len: 0 };
+            w.client.with(|_, sink| sink.transmit(&seg, Payload { first: &bytes[at..end], second: &[] }));
+            at = end;
+        }
+        // The client's own connection knows nothing of them: it is set aside, the client a
+        // sender of frames only (what mbox sends it is dropped).
+        w.client.conn = None;
+        let far = SegmentOut { seq: v.snd_nxt.wrapping_add(1 << 20), ack: v.rcv_nxt, flags: ACK, window: 1000, options, payload_len: 0 };
+        w.client.with(|_, sink| sink.transmit(&far, Payload { first: b"far away", second: &[] }));
+        w.run();
+        let i = w.conn_index();
+        assert_eq!(w.shard.data.len(), hold, "the NF got what the window allowed");
+        assert!(w.shard.data == bytes[..hold]);
+        assert_eq!(w.served.stats.bytes_received, hold as u64, "the rest never taken");
+        let unacceptable = w.served.slots[i as usize].conn.as_ref().unwrap().stats().unacceptable;
+        assert!(unacceptable >= 5, "segments past the window counted unacceptable: {unacceptable}");
+        // Bound: the backend gets exactly what was held.
+        assert_eq!(w.bind(), BindStatus::Done);
+        w.run();
+        assert!(w.step_until(MS, 1_000 * MS, &mut |_| false, |w| w.served.splice_settled(i)), "{:?}", w.served.stats);
+        assert_eq!(w.backend.received.len(), hold);
+        assert!(w.backend.received == bytes[..hold], "the held bytes, byte-exact");
+        w.served.check_invariants().unwrap();
+    }
+
+    /// Rewrites a frame's TCP checksum after a test changed its bytes (IPv4, no VLAN tag).
+    fn refill_tcp_checksum(f: &mut [u8], pseudo_header: u64) {
+        let total = usize::from(u16::from_be_bytes([f[ETHERNET_LEN + 2], f[ETHERNET_LEN + 3]]));
+        let segment = &mut f[ETHERNET_LEN + 20..ETHERNET_LEN + total];
+        mbox_stack::wire::tcp::TcpPacket::new_unchecked(segment).fill_checksum(pseudo_header);
+    }
+
+    #[test]
+    fn malformed_frames_from_the_backends_side_are_dropped_and_counted() {
+        let mut w = World::spliced(Refusal::Http503, REQUEST);
+        // A frame of the backend's own, and broken copies of it.
+        assert_eq!(w.backend_write(b"hello"), 5);
+        let good = w.backend.frames.pop().expect("the backend sent it");
+        assert!(w.backend.frames.is_empty());
+        let (frame, _) = TcpFrame::parse(&good, Checksums::Verify).unwrap();
+        let pseudo = frame.ip.pseudo_header();
+        let tcp_at = ETHERNET_LEN + 20;
+        let mut broken: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut bad_sum = good.clone();
+        *bad_sum.last_mut().unwrap() ^= 0x55;
+        broken.push(("a payload byte changed: the checksum is wrong", bad_sum));
+        // Truncated: the IPv4 total length says 20 + 12 bytes (its header checksum right).
+        let mut short = good[..tcp_at + 12].to_vec();
+        let mut ip = mbox_stack::wire::ipv4::Ipv4Packet::new_unchecked(&mut short[ETHERNET_LEN..]);
+        ip.set_total_len(32);
+        ip.fill_checksum();
+        broken.push(("a truncated TCP header", short));
+        // The buffer ends before the IP total length does.
+        broken.push(("a frame cut short", good[..good.len() - 3].to_vec()));
+        // A data offset past the segment, and one below the fixed header (checksums right).
+        for offset in [15u8, 3] {
+            let mut f = good.clone();
+            f[tcp_at + 12] = (f[tcp_at + 12] & 0x0f) | (offset << 4);
+            refill_tcp_checksum(&mut f, pseudo);
+            broken.push(("a TCP data offset out of bounds", f));
+        }
+        // An option of illegal length (RFC 9293 MUST-7), checksum right.
+        let mut f = good.clone();
+        let options = &mut f[tcp_at + 20..tcp_at + usize::from(good[tcp_at + 12] >> 4) * 4];
+        let ts = options.iter().position(|&b| b == 8).expect("the backend's frames carry timestamps");
+        options[ts + 1] = 1;
+        refill_tcp_checksum(&mut f, pseudo);
+        broken.push(("an option of length 1", f));
+        let n = broken.len() as u64;
+        for (what, mut f) in broken {
+            assert_eq!(w.served.take(&mut f, 1, w.now, &mut w.shard), Taken::Consumed, "{what}");
+            assert!(w.shard.frames.is_empty(), "{what}: nothing sent or answered");
+        }
+        assert_eq!(w.served.stats.malformed, n, "each counted: {:?}", w.served.stats);
+        // A frame too short for an IPv4 header is not a service's to judge (the L2/3 stack's).
+        let mut stub = good[..ETHERNET_LEN + 10].to_vec();
+        assert_eq!(w.served.take(&mut stub, 1, w.now, &mut w.shard), Taken::No);
+        // The splice goes on: the good frame crosses.
+        w.backend.frames.push(good);
+        w.run();
+        assert_eq!(w.client.received, b"hello");
+        assert_eq!((w.served.stats.splice_errors, w.served.connections()), (0, 1));
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_backend_frame_for_no_splice_gets_a_rst_and_a_rst_gets_nothing() {
+        let mut w = World::spliced(Refusal::Http503, REQUEST);
+        // Frames from the backend to the source address on a port no splice holds.
+        let mut stray = Peer::new(BACKEND, (SOURCE, 5555), EndpointConfig::default());
+        let segs = [
+            SegmentOut { seq: 100, ack: 200, flags: ACK, window: 1000, options: Default::default(), payload_len: 0 },
+            SegmentOut { seq: 100, ack: 0, flags: SYN, window: 1000, options: Default::default(), payload_len: 0 },
+            SegmentOut { seq: 100, ack: 200, flags: RST | ACK, window: 0, options: Default::default(), payload_len: 0 },
+            SegmentOut { seq: 100, ack: 0, flags: RST, window: 0, options: Default::default(), payload_len: 0 },
+        ];
+        for seg in &segs {
+            stray.with(|_, sink| sink.transmit(seg, Payload::EMPTY));
+        }
+        let mut resets = Vec::new();
+        for mut f in stray.frames.drain(..) {
+            assert_eq!(w.served.take(&mut f, 1, w.now, &mut w.shard), Taken::Consumed);
+            resets.append(&mut w.shard.frames);
+        }
+        assert_eq!(resets.len(), 2, "the ACK and the SYN answered, the RSTs not (RFC 9293 3.10.7.1)");
+        let answers: Vec<(u16, u32, u32, u8)> = resets
+            .iter()
+            .map(|(port, f)| {
+                let (r, _) = TcpFrame::parse(f, Checksums::Verify).unwrap();
+                assert_eq!(
+                    (r.ip.src(), r.ip.dst(), r.tcp.src_port, r.tcp.dst_port),
+                    (IpAddr::V4(SOURCE), IpAddr::V4(BACKEND.0), 5555, BACKEND.1)
+                );
+                (*port, r.tcp.seq, r.tcp.ack, r.tcp.flags)
+            })
+            .collect();
+        assert_eq!(answers, vec![(1, 200, 0, RST), (1, 0, 101, RST | ACK)]);
+        assert_eq!(w.served.stats.resets_sent, 2);
+        // The splice that is there is untouched.
+        assert_eq!((w.served.connections(), w.served.splice_backends(), w.terminations()), (1, 1, 0));
+        assert_eq!(w.backend_write(b"still here"), 10);
+        w.run();
+        assert_eq!(w.client.received, b"still here");
+        w.served.check_invariants().unwrap();
+    }
+
+    // And a close before the bind.
+
+    #[test]
+    fn a_client_that_closes_before_the_bind_is_told_the_end_at_the_backends_fin() {
+        // HTTP/1.0 style: the request, then the client's FIN, both held; mbox's connection
+        // acknowledged the FIN, the opener sends it on with the request.
+        let mut w = World::held(Refusal::Http503, REQUEST);
+        let now = w.now;
+        w.client.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
+        w.run();
+        assert_eq!(w.shard.ends.len(), 1, "the NF was told the client's stream ended");
+        assert_eq!(w.bind(), BindStatus::Done);
+        w.run();
+        let i = w.conn_index();
+        assert!(w.step_until(MS, 1_000 * MS, &mut |_| false, |w| w.served.splice_settled(i)), "{:?}", w.served.stats);
+        assert_eq!(w.backend.received, REQUEST);
+        assert_eq!(w.backend.conn.as_ref().unwrap().state(), State::CloseWait, "the FIN reached the backend");
+        let answer = pattern(10_000, 12);
+        assert_eq!(w.backend_write(&answer), answer.len());
+        let now = w.now;
+        w.backend.with(|conn, sink| conn.as_mut().unwrap().close(now, sink));
+        assert!(w.step_until(MS, 1_000 * MS, &mut |_| false, |w| w.client.received.len() == answer.len() && w.terminations() > 0));
+        assert!(w.client.received == answer);
+        // Both FINs have crossed: told at once, then the linger.
+        assert_eq!(w.terminations_for(REASON_FIN), 1, "{:?}", w.shard.events);
+        assert_eq!(w.served.connections(), 1, "lingering");
+        w.step(3_000 * MS, &mut |_| false);
+        assert_eq!((w.served.connections(), w.served.splice_backends(), w.terminations()), (0, 0, 1));
+        assert_eq!(w.served.stats.splice_idle_timeouts, 0);
+        w.served.check_invariants().unwrap();
     }
 }

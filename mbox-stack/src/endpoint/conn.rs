@@ -682,7 +682,7 @@ impl Connection {
         (self.snd_shift, self.rcv_shift) = match (self.cfg.window_scaling, o.window_scale) {
             (true, Some(shift)) => {
                 self.ws_offered = true;
-                (shift.min(MAX_WINDOW_SHIFT), window_shift(self.cfg.recv_window))
+                (shift.min(MAX_WINDOW_SHIFT), window_shift(self.cfg.recv_window.max(self.cfg.scale_window)))
             }
             _ => (0, 0),
         };
@@ -1315,7 +1315,7 @@ impl Connection {
         if !passive {
             // Offer everything configured; the answer decides.
             if self.cfg.window_scaling {
-                options.window_scale = Some(window_shift(self.cfg.recv_window));
+                options.window_scale = Some(window_shift(self.cfg.recv_window.max(self.cfg.scale_window)));
             }
             options.sack_permitted = self.cfg.sack;
             if self.cfg.timestamps {
@@ -1364,14 +1364,18 @@ impl Connection {
         self.receive_window().max(promised)
     }
 
-    /// The window field to send, scaled, never moving the right edge left.
+    /// The window field to send, scaled. Rounded down: rounding up to keep an edge advertised
+    /// before would move the right edge past the buffer by up to 2^shift - 1 bytes with every
+    /// ACK, without bound while the owner does not read (RFC 7323 appendix F; Linux lets the
+    /// window shrink by the rounding for the same reason). Segments up to the furthest edge
+    /// advertised are still accepted (`rcv_adv`, [`Connection::acceptance_window`]), so a peer
+    /// that sent into it loses nothing.
     fn advertise(&mut self) -> u16 {
-        let wnd = self.acceptance_window();
-        // Round up to cover what was promised: rounding down would move the right edge left by
-        // up to 2^shift - 1 bytes.
-        let promised = if seq_gt(self.rcv_adv, self.rcv_nxt) { self.rcv_adv.wrapping_sub(self.rcv_nxt) } else { 0 };
-        let field = (wnd >> self.rcv_shift).max(promised.div_ceil(1 << self.rcv_shift)).min(0xffff);
-        self.rcv_adv = self.rcv_nxt.wrapping_add(field << self.rcv_shift);
+        let field = (self.acceptance_window() >> self.rcv_shift).min(0xffff);
+        let edge = self.rcv_nxt.wrapping_add(field << self.rcv_shift);
+        if seq_gt(edge, self.rcv_adv) {
+            self.rcv_adv = edge;
+        }
         field as u16
     }
 

@@ -46,6 +46,11 @@ pub struct Config {
     pub recv_window: u32,
     /// Offer window scaling, SACK and timestamps to peers that offer them.
     pub window_scaling: bool,
+    /// The window the offered window-scale shift is sized for, when larger than
+    /// `recv_window` (0: `recv_window`). A splicer's connection offers the shift the backend's
+    /// windows need once spliced, while its own window stays what it holds: sized for its
+    /// `hold_bytes`, every spliced window would be capped at 64 KiB.
+    pub scale_window: u32,
     pub sack: bool,
     pub timestamps: bool,
     /// Bounds of the retransmission timeout.
@@ -68,6 +73,7 @@ impl Default for Config {
             send_buffer: 1 << 20,
             recv_window: 256 << 10,
             window_scaling: true,
+            scale_window: 0,
             sack: true,
             timestamps: true,
             min_rto_ns: 200_000_000,

@@ -606,9 +606,33 @@ fn rfc7323_2_3_windows_are_scaled_both_ways() {
     let mut data = seg(PEER_ISN + 1, ISS + 1, ACK, b"abc");
     data.options.timestamps = Some((1_003, 0));
     c.on_segment(&data, 4 * MS, &mut rec);
-    // 1 MiB was promised; 3 bytes later the edge it named stays where it was: the field is
-    // rounded up (1 MiB - 3 bytes over 2^5), not down to a window that ends 29 bytes short.
-    assert_eq!(u32::from(rec.last().window), ((1u32 << 20) - 3).div_ceil(1 << 5), "sent with shift 5");
+    // 1 MiB was promised; 3 bytes later the field is rounded down (RFC 7323 appendix F): the
+    // window it names ends 29 bytes short of the edge promised, which is still accepted.
+    assert_eq!(u32::from(rec.last().window), ((1u32 << 20) - 3) >> 5, "sent with shift 5");
+}
+
+/// RFC 7323 appendix F: with a scale, rounding each ACK's window up to keep the last edge
+/// would move it past the buffer a little with every ACK. A peer that sends small segments
+/// to an owner that never reads gets no more than the configured window taken, however many
+/// ACKs it draws; and what it sent up to an edge advertised before is still taken.
+#[test]
+fn rfc7323_appendix_f_small_segments_never_grow_the_window_past_the_buffer() {
+    let window = 64 << 10;
+    let (mut c, mut rec) = established(&Config { recv_window: window, scale_window: 8 << 20, ..Config::default() }, linux_syn_options());
+    let mut seq = PEER_ISN + 1;
+    let mut taken = 0u32;
+    for k in 0..2_000u32 {
+        // 100 bytes at a time, each within what was last advertised (or a byte beyond).
+        let mut data = seg(seq, ISS + 1, ACK, &[7; 100]);
+        data.options.timestamps = Some((1_003 + k, 0));
+        let now = (4 + u64::from(k)) * MS;
+        c.on_segment(&data, now, &mut rec);
+        let view = c.splice_view(now);
+        taken = view.rcv_nxt.wrapping_sub(PEER_ISN + 1);
+        seq = PEER_ISN + 1 + taken;
+        rec.take();
+    }
+    assert_eq!(taken, window, "the owner read nothing: the buffer's window, and not a byte more");
 }
 
 /// RFC 6298 5.4-5.7: with no ACK, the first unacknowledged segment is retransmitted at the

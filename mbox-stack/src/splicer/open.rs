@@ -162,6 +162,12 @@ impl Opener {
         self.held.len()
     }
 
+    /// Whether the client's FIN is among what it holds (sent on after the held bytes): once
+    /// the opener is done, the backend has acknowledged it, and the FIN has crossed.
+    pub fn held_fin(&self) -> bool {
+        self.held_fin
+    }
+
     /// The facts of the splice, once the backend answered.
     pub fn bind(&self) -> Option<Bind> {
         let b = self.backend_syn?;

@@ -69,15 +69,20 @@ impl SplicerSpec {
     }
 }
 
-/// Where a splice is (see the module documentation).
+/// Where a splice is (see the module documentation). Lingering's `reset`: a RST ended the
+/// splice (counted aborted at the end), not both FINs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Holding { until: u64 },
     Resolving { next_arp: u64, give_up: u64 },
     Opening,
     Spliced,
-    Lingering { until: u64 },
+    Lingering { until: u64, reset: bool },
 }
+
+/// [`Splice::fins`]' bits: the client's FIN crossed to the backend, the backend's to the client.
+const CLIENT_FIN: u8 = 1;
+const BACKEND_FIN: u8 = 2;
 
 /// The backend side of a bound splice.
 #[derive(Debug, Clone, Copy)]
@@ -104,7 +109,8 @@ pub(super) struct Splice {
     backend: Option<Backend>,
     opener: Option<Opener>,
     map: Option<SpliceMap>,
-    /// FINs seen client to backend (1) and back (2).
+    /// FINs that crossed: [`CLIENT_FIN`] (sent on, or held and acknowledged by the backend)
+    /// and [`BACKEND_FIN`].
     fins: u8,
     idle_until: u64,
 }
@@ -146,7 +152,7 @@ impl Splice {
             Phase::Resolving { next_arp, give_up } => Some(next_arp.min(give_up)),
             Phase::Opening => self.opener.as_ref().and_then(Opener::deadline),
             Phase::Spliced => [self.opener.as_ref().and_then(Opener::deadline), Some(self.idle_until)].into_iter().flatten().min(),
-            Phase::Lingering { until } => Some(until),
+            Phase::Lingering { until, .. } => Some(until),
         }
     }
 }
@@ -435,19 +441,31 @@ impl Served {
             let resent_syn = seg.flags & SYN != 0;
             let mut out = Out::new(sink, &binfo, &mut self.stats, Events::default(), now);
             opener.on_backend(&seg, now, &mut out);
+            let mut held_fin_in = false;
             match opener.phase() {
                 OpenPhase::Failed(_) => {
                     // Reset before the held bytes were in: the client is told by the RST sent on.
                     self.stats.splices_lost += 1;
                 }
-                OpenPhase::Done => sp.opener = None,
+                OpenPhase::Done => {
+                    // A FIN the client sent before the splice never crosses it: mbox's own
+                    // connection took it, the opener sent it on. Acknowledged now, it counts
+                    // as crossed (without this, a client that closed before the bind —
+                    // HTTP/1.0's request and FIN — left the splice open after the backend's
+                    // FIN until `idle_timeout`, and its NFs told late, as a timeout).
+                    held_fin_in = opener.held_fin();
+                    sp.opener = None;
+                }
                 _ => {}
+            }
+            if held_fin_in {
+                self.fin_crossed(i, CLIENT_FIN, sink);
             }
             if resent_syn {
                 return Taken::Consumed; // the SYN-ACK again: answered by the opener
             }
         }
-        let Some(map) = sp.map else { return Taken::Consumed };
+        let Some(map) = self.slots[i as usize].splice.as_deref().and_then(|s| s.map) else { return Taken::Consumed };
         self.forward_spliced(i, map, Dir::B2C, data, sink)
     }
 
@@ -461,9 +479,8 @@ impl Served {
         if t.flags & SYN != 0 && t.flags & ACK == 0 {
             // A new SYN on the address and port: the old splice must have ended (lingering);
             // mbox's own connection logic decides.
-            if matches!(sp.phase, Phase::Lingering { .. }) {
-                self.stats.closed += 1;
-                self.end_quietly(i, REASON_FIN, sink);
+            if let Phase::Lingering { reset, .. } = sp.phase {
+                self.end_splice(i, if reset { REASON_RST } else { REASON_FIN }, sink);
                 return None;
             }
         }
@@ -503,25 +520,13 @@ impl Served {
             }
             Dir::B2C => self.stats.spliced_to_client += 1,
         }
-        let mut ended = None;
         if translated.is_rst() {
-            // Sent on; the splice ends with it.
-            sp.phase = Phase::Lingering { until: now };
-            ended = Some(REASON_RST);
+            // Sent on; the splice ends with it (one that both FINs closed stays closed).
+            let reset = !matches!(sp.phase, Phase::Lingering { reset: false, .. });
+            sp.phase = Phase::Lingering { until: now, reset };
+            self.announce_end(i, REASON_RST, sink);
         } else if translated.is_fin() {
-            sp.fins |= if dir == Dir::C2B { 1 } else { 2 };
-            if sp.fins == 3 && sp.phase == Phase::Spliced {
-                sp.phase = Phase::Lingering { until: now.saturating_add(sp.spec.linger_ns) };
-                slot.in_time_wait = true;
-                let id = slot.info.id;
-                self.time_wait[usize::from(info.service)].push_back((i, id));
-                ended = Some(REASON_FIN);
-            }
-        }
-        if let Some(reason) = ended.filter(|_| slot.announced) {
-            // Told once: the slot's own end later stays quiet.
-            slot.announced = false;
-            sink.conn_event(ConnEventKind::Terminate, &info, reason, now);
+            self.fin_crossed(i, if dir == Dir::C2B { CLIENT_FIN } else { BACKEND_FIN }, sink);
         }
         let deadline = self.deadline_of(i);
         self.wheel.set(i, deadline);
@@ -564,9 +569,8 @@ impl Served {
                     }
                 }
             }
-            Phase::Lingering { until } if now >= until => {
-                self.stats.closed += 1;
-                return self.end_splice(i, REASON_FIN, sink);
+            Phase::Lingering { until, reset } if now >= until => {
+                return self.end_splice(i, if reset { REASON_RST } else { REASON_FIN }, sink);
             }
             _ => {}
         }
@@ -651,7 +655,6 @@ impl Served {
                 Out::new(sink, &info, &mut self.stats, Events::default(), now).transmit(&to_client, Payload::EMPTY);
             }
         }
-        self.stats.aborted += 1;
         self.end_splice(i, REASON_RST, sink);
     }
 
@@ -666,9 +669,46 @@ impl Served {
         Out::new(sink, &binfo, &mut self.stats, Events::default(), now).transmit(&rst, Payload::EMPTY);
     }
 
-    /// Ends splice `i` and its connection: its NFs get `TERMINATE` (`reason`).
+    /// Ends splice `i` and its connection: its NFs get `TERMINATE` (`reason`) unless told
+    /// already. Counted as mbox's own connections are: closed by both FINs, aborted by a RST,
+    /// a backend lost or silence (a splice reset used to be counted closed at its linger's end).
     fn end_splice<S: ServeSink>(&mut self, i: u32, reason: u8, sink: &mut S) {
+        if reason == REASON_FIN {
+            self.stats.closed += 1;
+        } else {
+            self.stats.aborted += 1;
+        }
         self.end_quietly(i, reason, sink);
+    }
+
+    /// A FIN crossed splice `i` (`fin`: [`CLIENT_FIN`] or [`BACKEND_FIN`]). Once both have, its
+    /// NFs are told at once (a load balancer counts the connection gone), while the splice
+    /// lingers `time_wait` for late retransmissions, recyclable as a connection in TIME-WAIT.
+    fn fin_crossed<S: ServeSink>(&mut self, i: u32, fin: u8, sink: &mut S) {
+        let now = self.now;
+        let slot = &mut self.slots[i as usize];
+        let Some(sp) = slot.splice.as_deref_mut() else { return };
+        sp.fins |= fin;
+        if sp.fins != CLIENT_FIN | BACKEND_FIN || sp.phase != Phase::Spliced {
+            return;
+        }
+        sp.phase = Phase::Lingering { until: now.saturating_add(sp.spec.linger_ns), reset: false };
+        slot.in_time_wait = true;
+        let (id, service) = (slot.info.id, slot.info.service);
+        self.time_wait[usize::from(service)].push_back((i, id));
+        self.announce_end(i, REASON_FIN, sink);
+        let deadline = self.deadline_of(i);
+        self.wheel.set(i, deadline);
+    }
+
+    /// Splice `i` ended (`reason`): its NFs are told once (the slot's own end later stays
+    /// quiet).
+    fn announce_end<S: ServeSink>(&mut self, i: u32, reason: u8, sink: &mut S) {
+        let slot = &mut self.slots[i as usize];
+        if slot.announced {
+            slot.announced = false;
+            sink.conn_event(ConnEventKind::Terminate, &slot.info, reason, self.now);
+        }
     }
 }
 
@@ -684,5 +724,27 @@ fn backend_info(info: &ConnInfo, b: &Backend) -> ConnInfo {
         vlan: VlanTags::default(),
         port: b.port,
         ..*info
+    }
+}
+
+#[cfg(test)]
+impl Served {
+    /// Whether connection `i`'s splice carries it and its opener has nothing left to send (every
+    /// held byte acknowledged, or given up). For tests.
+    pub(super) fn splice_settled(&self, i: u32) -> bool {
+        let sp = self.slots.get(i as usize).and_then(|s| s.splice.as_deref());
+        sp.is_some_and(|s| {
+            s.carries() && s.opener.as_ref().is_none_or(|o| !matches!(o.phase(), OpenPhase::SynSent | OpenPhase::Established))
+        })
+    }
+
+    /// How many backend sides the shard knows (each a live splice's). For tests.
+    pub(super) fn splice_backends(&self) -> usize {
+        let stale = self.splices.by_backend.iter().find(|&(key, &i)| {
+            let slot = &self.slots[i as usize];
+            slot.conn.is_none() || !slot.splice.as_ref().is_some_and(|s| s.backend.is_some_and(|b| b.key == *key))
+        });
+        assert!(stale.is_none(), "a backend side without its splice: {stale:?}");
+        self.splices.by_backend.len()
     }
 }

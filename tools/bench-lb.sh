@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# The load balancers, side by side (the first bars of the Microboxes paper's latency figure):
+# in the testbed (tools/testbed.sh, two nginx backends from `tools/testbed.sh backends 2`), wrk
+# in the client namespace fetches an 8 KB file through each middlebox in turn:
+#   testpmd        dpdk-testpmd, io forwarding between mbox's two ports: the client fetches
+#                  from backend 1 directly (the floor: no balancing at all)
+#   haproxy-tcp    HAProxy 2.6 `mode tcp`, round robin over both backends
+#   haproxy-http   HAProxy 2.6 `mode http` (keep-alive both sides), round robin
+#   mbox-l7        mbox, the l7-lb NF on the TCP Splicer, round robin
+# HAProxy runs where mbox runs: mbox's two veth ends are moved into a namespace of their own
+# holding the service address (198.18.1.80) and the source address (198.18.1.20), so that the
+# client, the wire and the backends are the same for every row. One thread each (HAProxy
+# nbthread 1; mbox one shard, and its NF and control threads).
+# Each row runs wrk (2 threads) at 64 and at 4,000 connections for SECONDS; rows run in
+# ROUNDS rounds, interleaved, and each figure is the median of its rounds: requests/s, p50 and
+# p99 latency, and the middlebox's CPU per request (user + system of its process over the
+# window, /proc). Writes OUT/lb.md (default docs/bench). Needs root, dpdk-testpmd, haproxy,
+# wrk, nginx.
+# Usage: sudo tools/bench-lb.sh [SECONDS] [ROUNDS] [OUT]   (defaults: 10 3 docs/bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/bench-common.sh
+seconds=${1:-10}
+rounds=${2:-3}
+out=${3:-docs/bench}
+[ "$(id -u)" = 0 ] || { echo "bench-lb: needs root (network namespaces)" >&2; exit 1; }
+for tool in dpdk-testpmd haproxy wrk nginx; do
+    command -v "$tool" > /dev/null || { echo "bench-lb: $tool is not installed" >&2; exit 1; }
+done
+mkdir -p "$out"
+cargo build --release --workspace --features mbox-core/dpdk --quiet
+dir=$(mktemp -d)
+chmod 755 "$dir"
+LB_NS=mbox-tb-lb
+VIP=198.18.1.80
+SOURCE=198.18.1.20
+middlebox=
+cleanup() {
+    [ -n "$middlebox" ] && kill -TERM "$middlebox" 2> /dev/null && wait "$middlebox" 2> /dev/null || true
+    lb_ns_down
+    tools/testbed.sh down
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+tools/testbed.sh up "$dir/tb" > "$dir/testbed.env"
+. "$dir/testbed.env"
+tools/testbed.sh backends 2
+client() { ip netns exec "$TESTBED_CLIENT_NS" "$@"; }
+
+# HAProxy's place: mbox's ports, with the service and source addresses, in a namespace.
+lb_ns_up() {
+    ip netns add "$LB_NS"
+    for i in mb-c1 mb-s1; do ip link set "$i" netns "$LB_NS"; done
+    lb() { ip netns exec "$LB_NS" "$@"; }
+    lb ip link set lo up
+    lb ip addr add "$VIP/32" dev mb-c1
+    lb ip addr add "$SOURCE/32" dev mb-s1
+    for i in mb-c1 mb-s1; do
+        lb ip link set "$i" up
+        lb ethtool -K "$i" tx off rx off > /dev/null 2>&1 || true
+    done
+    lb ip route add "$TESTBED_CLIENT_IP/32" dev mb-c1 src "$VIP"
+    for k in 1 2; do lb ip route add "198.18.1.1$k/32" dev mb-s1 src "$SOURCE"; done
+    lb sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
+    lb sysctl -qw net.ipv4.tcp_tw_reuse=1
+}
+# mbox's ports back where mbox takes them (as tools/testbed.sh left them).
+lb_ns_down() {
+    ip netns list | grep -qw "$LB_NS" || return 0
+    for i in mb-c1 mb-s1; do
+        ip netns exec "$LB_NS" ip link set "$i" netns 1 2> /dev/null || true
+        sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1" || true
+        ip link set "$i" up || true
+    done
+    ip netns del "$LB_NS"
+}
+
+eal='"--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry", "-l", "0", "--log-level", "error", "--vdev=net_af_packet0,iface=mb-c1,framecnt=8192", "--vdev=net_af_packet1,iface=mb-s1,framecnt=8192"'
+cat > "$dir/mbox-l7.toml" << EOF
+plugin_dir = "$PWD/target/release"
+[dpdk]
+eal = [$eal]
+ports = [0, 1]
+[[nf]]
+name = "lb"
+plugin = "l7-lb"
+args = { backends = [{ name = "web1", address = "198.18.1.11:80" }, { name = "web2", address = "198.18.1.12:80" }] }
+[[service]]
+address = "$VIP"
+port = 80
+stack = "splicer"
+source = "$SOURCE"
+nfs = ["lb"]
+EOF
+haproxy_config() { # MODE
+    cat << EOF
+global
+    # 4,000 clients and as many server connections, within the 20,000 descriptors a process gets here.
+    maxconn 9000
+    nbthread 1
+defaults
+    mode $1
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend lb
+    bind $VIP:80
+    default_backend web
+backend web
+    balance roundrobin
+    source $SOURCE
+    server web1 198.18.1.11:80
+    server web2 198.18.1.12:80
+EOF
+}
+haproxy_config tcp > "$dir/haproxy-tcp.cfg"
+haproxy_config http > "$dir/haproxy-http.cfg"
+
+url_of() { [ "$1" = testpmd ] && echo "http://198.18.1.11/8k" || echo "http://$VIP/8k"; }
+start() { # ROW
+    # Every middlebox has its own MAC for the addresses: nobody keeps the last one's.
+    ip -n "$TESTBED_CLIENT_NS" neigh flush all
+    ip -n "$TESTBED_SERVER_NS" neigh flush all
+    case "$1" in
+        testpmd)
+            dpdk-testpmd --no-huge -m 512 --no-pci --no-shconf --no-telemetry --log-level error \
+                --vdev=net_af_packet0,iface=mb-c1,framecnt=8192 --vdev=net_af_packet1,iface=mb-s1,framecnt=8192 \
+                -l 0,1 -- --forward-mode=io --auto-start --stats-period 3600 --total-num-mbufs=32768 \
+                < /dev/null > "$dir/$1.log" 2>&1 &
+            ;;
+        haproxy-*)
+            lb_ns_up
+            ip netns exec "$LB_NS" haproxy -db -f "$dir/$1.cfg" > "$dir/$1.log" 2>&1 &
+            ;;
+        mbox-l7) ./target/release/mbox run "$dir/$1.toml" --quiet > "$dir/$1.log" 2>&1 & ;;
+    esac
+    middlebox=$!
+    for _ in $(seq 100); do
+        client curl -sf -o /dev/null -m 1 "$(url_of "$1")" && return
+        kill -0 "$middlebox" 2> /dev/null || break
+        sleep 0.2
+    done
+    echo "bench-lb: no traffic through $1: $(cat "$dir/$1.log")" >&2
+    exit 1
+}
+stop() { # ROW
+    # HAProxy in the foreground (-db) stops on SIGTERM; mbox and testpmd end cleanly on SIGINT.
+    case "$1" in
+        haproxy-*) kill -TERM "$middlebox" ;;
+        *) kill -INT "$middlebox" ;;
+    esac
+    wait "$middlebox" || true
+    middlebox=
+    lb_ns_down
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$middlebox/stat"; }
+hz=$(getconf CLK_TCK)
+# wrk at CONNS connections through ROW: appends requests/s, p50, p99 (µs) and the middlebox's
+# CPU µs per request to $dir/ROW-CONNS.{rps,p50,p99,cpu}.
+load() { # ROW CONNS
+    local t0 f=$dir/$1-$2
+    t0=$(cpu_ticks)
+    client sh -c "ulimit -n 16384 && wrk -t2 -c$2 -d${seconds}s --timeout 10s --latency $(url_of "$1")" > "$dir/wrk.txt"
+    local ticks=$(($(cpu_ticks) - t0))
+    if grep -q -E "Non-2xx|Socket errors" "$dir/wrk.txt"; then
+        echo "bench-lb: wrk saw errors through $1 at $2 connections:" >&2
+        cat "$dir/wrk.txt" >&2
+        exit 1
+    fi
+    awk '/Requests\/sec/ { print $2 }' "$dir/wrk.txt" >> "$f.rps"
+    awk '$1 == "50%" { print $2 }' "$dir/wrk.txt" | micros >> "$f.p50"
+    awk '$1 == "99%" { print $2 }' "$dir/wrk.txt" | micros >> "$f.p99"
+    local requests
+    requests=$(awk '/requests in/ { print $1 }' "$dir/wrk.txt")
+    awk -v t="$ticks" -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f\n", t / hz / n * 1e6 }' >> "$f.cpu"
+}
+
+rows=(testpmd haproxy-tcp haproxy-http mbox-l7)
+conns=(64 4000)
+for round in $(seq 1 "$rounds"); do
+    for row in "${rows[@]}"; do
+        echo "bench-lb: round $round/$rounds: $row" >&2
+        start "$row"
+        for c in "${conns[@]}"; do load "$row" "$c"; done
+        stop "$row"
+    done
+done
+
+{
+    echo "# Load balancers: HAProxy and mbox in the testbed"
+    echo
+    echo "\`sudo tools/bench-lb.sh $seconds $rounds\`, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),"
+    echo "medians of $rounds rounds, rows interleaved; wrk (2 threads, 8 KB file, keep-alive), the"
+    echo "middlebox, two nginx backends and the client share the machine. CPU: the middlebox"
+    echo "process's user + system time per request."
+    echo
+    for c in "${conns[@]}"; do
+        base=$(median_file "$dir/haproxy-http-$c.rps")
+        echo "**$c connections**"
+        echo
+        echo "| middlebox | req/s | vs haproxy-http | p50 µs | p99 µs | CPU µs per request |"
+        echo "|---|---|---|---|---|---|"
+        for row in "${rows[@]}"; do
+            rps=$(median_file "$dir/$row-$c.rps")
+            printf '| %s | %.0f | %.2f | %.0f | %.0f | %.1f |\n' "$row" "$rps" "$(ratio "$rps" "$base")" \
+                "$(median_file "$dir/$row-$c.p50")" "$(median_file "$dir/$row-$c.p99")" "$(median_file "$dir/$row-$c.cpu")"
+        done
+        echo
+    done
+    echo "Every round's req/s:"
+    echo
+    for c in "${conns[@]}"; do
+        for row in "${rows[@]}"; do
+            echo "- $row, $c connections: $(awk '{ printf "%s%.0f", sep, $1; sep = " " }' "$dir/$row-$c.rps")"
+        done
+    done
+} > "$out/lb.md"
+cat "$out/lb.md"
