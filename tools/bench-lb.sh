@@ -118,9 +118,10 @@ haproxy_config http > "$dir/haproxy-http.cfg"
 
 url_of() { [ "$1" = testpmd ] && echo "http://198.18.1.11/8k" || echo "http://$VIP/8k"; }
 start() { # ROW
-    # Every middlebox has its own MAC for the addresses: nobody keeps the last one's.
-    ip -n "$TESTBED_CLIENT_NS" neigh flush all
-    ip -n "$TESTBED_SERVER_NS" neigh flush all
+    # Every middlebox has its own MAC for the addresses: nobody keeps the last one's (an entry
+    # the kernel is probing at that moment stays; it resolves again by itself).
+    ip -n "$TESTBED_CLIENT_NS" neigh flush all > /dev/null 2>&1 || true
+    ip -n "$TESTBED_SERVER_NS" neigh flush all > /dev/null 2>&1 || true
     case "$1" in
         testpmd)
             dpdk-testpmd --no-huge -m 512 --no-pci --no-shconf --no-telemetry --log-level error \

@@ -18,6 +18,9 @@
 # and is kept between runs, so a second run rebuilds only what changed.
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]
+#
+# MBOX_FUZZ_RUNS=N ends each target after N executions if that comes before SECONDS (the long
+# runs of docs/fuzzing.md: MBOX_FUZZ_RUNS=10000000 tools/fuzz.sh 1800).
 set -euo pipefail
 cd "$(dirname "$0")/../mbox-fuzz"
 seconds=${1:-20}
@@ -54,7 +57,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$work/$target" "fuzz/artifacts/$target"
     log="$work/$target.log"
     if cargo fuzz run -s none "$target" "$work/$target" "seeds/$target" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_total_time="$seconds" ${MBOX_FUZZ_RUNS:+-runs="$MBOX_FUZZ_RUNS"} -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="fuzz/artifacts/$target/" >"$log" 2>&1; then
         result=ok
     else

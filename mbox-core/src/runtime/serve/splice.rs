@@ -353,6 +353,17 @@ impl Served {
         self.wheel.set(i, deadline);
     }
 
+    /// Whether `frame` (to a splicer's source address when `to_source`, else to a service's)
+    /// belongs to a splice that carries it with nothing of mbox's own left to do: its opener
+    /// done, so that mbox only translates the frame and reads nothing of it.
+    pub(super) fn crosses_splice(&self, frame: &TcpFrame, to_source: bool) -> bool {
+        let t = &frame.tcp;
+        let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
+        let i = if to_source { self.splices.by_backend.get(&key) } else { self.index.get(&key) };
+        let sp = i.and_then(|&i| self.slots[i as usize].splice.as_deref());
+        sp.is_some_and(|sp| sp.carries() && sp.opener.as_ref().is_none_or(Opener::is_done) && t.flags & SYN == 0)
+    }
+
     /// A frame to a splicer's source address: a backend's.
     pub(super) fn backend_segment<S: ServeSink>(
         &mut self,
