@@ -33,6 +33,7 @@ after=$(sed -n '/^reloaded my-nf /,$p' "$work/out.txt")
 grep -q '^my-nf events in: PKT' <<< "$before" || fail "my-nf handled no events before the reload"
 ! grep -q '^my-nf events out' <<< "$before" || fail "my-nf published alerts before the change"
 grep -q 'handed [0-9]* bytes of state' <<< "$after" || fail "the reload handed no state over"
+! grep -q 'byte for byte the one that was running' <<< "$after" || fail "the reload loaded the library that was running, not the rebuilt one"
 grep -q '^my-nf events out: ALERT/MY_NF [1-9]' <<< "$after" || fail "no alert after the change"
 grep -q '"mbox_type":"ALERT/MY_NF"' my-nf-alerts.jsonl || fail "the logger wrote no ALERT/MY_NF"
 echo "walkthrough: the README's walk-through works as written"

@@ -12,10 +12,16 @@ use mbox_core::summary;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `--version`: mbox's version, the plugin ABI it loads, and how it was built.
+/// `--version`: mbox's version, the commit it was built from (build.rs), the plugin ABI it
+/// loads, and how it was built.
 static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let dpdk = if cfg!(feature = "dpdk") { "built in" } else { "not built (cargo build --features dpdk)" };
-    format!("{} (plugins: mbox-abi {}; DPDK: {dpdk})", env!("CARGO_PKG_VERSION"), mbox_abi::ABI_CRATE_VERSION)
+    format!(
+        "{} (commit {}; plugins: mbox-abi {}; DPDK: {dpdk})",
+        env!("CARGO_PKG_VERSION"),
+        env!("MBOX_COMMIT"),
+        mbox_abi::ABI_CRATE_VERSION
+    )
 });
 
 #[derive(Parser)]

@@ -317,6 +317,7 @@ pub fn json(r: &RunReport) -> Value {
                 "events_in": events_in,
                 "events_out": events_out,
                 "ring_used": r.shards.iter().map(|s| s.ring_used.get(i).copied().unwrap_or(0)).sum::<u64>(),
+                "ring_capacity": r.shards.iter().map(|s| s.ring_capacity.get(i).copied().unwrap_or(0)).sum::<u64>(),
                 "service_ns_per_event": if nf.events > 0 { nf.busy_ns as f64 / nf.events as f64 } else { 0.0 },
                 "events": nf.events,
                 "batches": nf.batches,
@@ -397,6 +398,7 @@ pub fn json(r: &RunReport) -> Value {
             "udp_flows": s.stack.flows_udp,
             "other_flows": s.stack.flows_other,
             "ring_used": s.ring_used,
+            "ring_capacity": s.ring_capacity,
             "ring_full_drops": s.ring_full_drops,
         })).collect::<Vec<_>>(),
         "output": r.output.map(|o| json!({

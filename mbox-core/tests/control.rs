@@ -272,10 +272,13 @@ fn reload_under_load_loses_no_event_and_flow_counts_continue() {
     let before = mbox.wait_for_events(0, 20_000);
     let text = String::from_utf8(mbox.ctl(&["reload", "flow-stats"]).stdout).unwrap();
     assert!(text.starts_with("reloaded flow-stats from ") && text.contains("bytes of state to the new one"), "{text}");
+    // Nothing was rebuilt: the same bytes, said loudly (an author who rebuilt another profile
+    // than mbox loads would otherwise think the new code runs).
+    assert!(text.contains("WARNING: that library is byte for byte the one that was running"), "{text}");
     let text = String::from_utf8(mbox.ctl(&["reload", "logger"]).stdout).unwrap();
     assert!(text.contains("had no state to hand over and finished"), "{text}");
     let again = mbox.json(&["reload", "flow-stats"]);
-    assert!(again["state_bytes"].as_u64() > Some(0), "{again}");
+    assert!(again["state_bytes"].as_u64() > Some(0) && again["identical"] == true, "{again}");
     // The counters go on from where they were.
     let after = mbox.wait_for_events(0, before["nfs"][0]["events"].as_u64().unwrap() + 1000);
     assert!(after["nfs"][0]["delivered"].as_u64() >= before["nfs"][0]["delivered"].as_u64());
@@ -389,6 +392,9 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     // Nobody subscribes to heavy-hitter's alerts here: the host refuses them as such.
     assert!(sample(&text, "mbox_nf_publish_refused_total{nf=\"heavy-hitter\",reason=\"no_subscriber\"}") > 0.0);
     assert!(sample(&text, "mbox_shard_packets_total{shard=\"1\"}") > 0.0);
+    // How close to full each ring is: its capacity beside its use.
+    let capacity = sample(&text, "mbox_nf_ring_capacity{nf=\"flow-stats\",shard=\"1\"}");
+    assert!(capacity >= 64.0 && sample(&text, "mbox_nf_ring_used{nf=\"flow-stats\",shard=\"1\"}") <= capacity, "{capacity}");
     assert_eq!(sample(&text, "mbox_nf_dropped_total{nf=\"flow-stats\",cause=\"disabled\"}"), 0.0);
     assert!(sample(&text, "mbox_nf_stat{nf=\"sig-match\",name=\"bytes_inspected\"}") > 0.0);
     assert_eq!(sample(&text, "mbox_nf_stat{nf=\"sig-match\",name=\"directions_over_memory\"}"), 0.0);
@@ -399,7 +405,11 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     assert_eq!(sample(&text, "mbox_nf_events_total{nf=\"web\"}"), 0.0);
     // The operator's basics, every label value there from the start.
     let dpdk = cfg!(feature = "dpdk");
-    let build = format!("mbox_build_info{{version=\"{0}\",abi=\"{0}\",dpdk=\"{dpdk}\"}}", env!("CARGO_PKG_VERSION"));
+    let build = format!(
+        "mbox_build_info{{version=\"{0}\",commit=\"{1}\",abi=\"{0}\",dpdk=\"{dpdk}\"}}",
+        env!("CARGO_PKG_VERSION"),
+        env!("MBOX_COMMIT")
+    );
     assert_eq!(sample(&text, &build), 1.0);
     assert!(sample(&text, "mbox_input_bytes_total") > 0.0);
     assert!(sample(&text, "mbox_shard_flows_active{shard=\"0\"}") > 0.0);
@@ -456,4 +466,18 @@ fn a_control_socket_path_holding_another_file_is_refused_and_left_alone() {
     let e = try_run_toml(&format!("[input]\npcap = {}\n[control]\nsocket = {}\n", toml_path(&capture), toml_path(&precious))).unwrap_err();
     assert!(e.contains("a file that is not a socket is there"), "{e}");
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+}
+
+#[test]
+fn mbox_version_names_its_commit_its_plugin_abi_and_dpdk() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mbox")).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.starts_with(&format!("mbox {} (commit ", env!("CARGO_PKG_VERSION"))), "{text}");
+    // The commit this checkout is at (when it is one: a source tarball says "unknown").
+    let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    if let Some(head) = head.ok().filter(|h| h.status.success()) {
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert!(text.contains(&format!("commit {head}")), "{text} (HEAD is {head})");
+    }
+    assert!(text.contains("plugins: mbox-abi ") && text.contains("DPDK: "), "{text}");
 }

@@ -312,13 +312,21 @@ fn reload_text(r: &Value) -> String {
         };
         format!("the old instance handled the {} events queued for it and {handed}", n(&r["drained"]))
     };
-    format!(
+    let mut text = format!(
         "reloaded {} from {} (version {}): {old}; the NF paused {:.2} ms",
         r["nf"].as_str().unwrap_or("?"),
         r["plugin"].as_str().unwrap_or("?"),
         r["version"].as_str().unwrap_or("?"),
         r["pause_ms"].as_f64().unwrap_or(0.0)
-    )
+    );
+    if r["identical"] == true {
+        text.push_str(
+            "\nWARNING: that library is byte for byte the one that was running: the NF runs the same code (its arguments \
+             and files read again). To run new code, rebuild what mbox loads (cargo build --release -p NAME, for the \
+             default plugin_dir) or give --path.",
+        );
+    }
+    text
 }
 
 fn subscriptions_text(s: &Value) -> String {

@@ -113,9 +113,11 @@ pub fn render(r: &RunReport) -> String {
     f.sample("uptime_seconds", &[], r.wall.as_secs_f64());
     f.family("cpu_seconds_total", "counter", "CPU seconds (user and system) the run used.");
     f.sample("cpu_seconds_total", &[], r.cpu.as_secs_f64());
-    f.family("build_info", "gauge", "1, labelled with mbox's version, the plugin ABI's and whether DPDK is built in.");
+    f.family("build_info", "gauge", "1, labelled with mbox's version, its commit, the plugin ABI's and whether DPDK is built in.");
     let dpdk = if cfg!(feature = "dpdk") { "true" } else { "false" };
-    f.sample("build_info", &[("version", env!("CARGO_PKG_VERSION")), ("abi", mbox_abi::ABI_CRATE_VERSION), ("dpdk", dpdk)], 1);
+    let labels =
+        [("version", env!("CARGO_PKG_VERSION")), ("commit", env!("MBOX_COMMIT")), ("abi", mbox_abi::ABI_CRATE_VERSION), ("dpdk", dpdk)];
+    f.sample("build_info", &labels, 1);
     f.family("input_packets_total", "counter", "Packets the input delivered.");
     f.sample("input_packets_total", &[], r.input.packets);
     f.family("input_bytes_total", "counter", "Bytes of the packets the input delivered.");
@@ -224,6 +226,11 @@ pub fn render(r: &RunReport) -> String {
     f.each("nf_ring_used", "gauge", "Events waiting in the ring from a shard to the NF.", &nfs, |f, (i, nf)| {
         for s in shards {
             f.sample("nf_ring_used", &[("nf", &nf.name), ("shard", &id(s))], s.ring_used.get(*i).copied().unwrap_or(0));
+        }
+    });
+    f.each("nf_ring_capacity", "gauge", "Events the ring from a shard to the NF holds at most.", &nfs, |f, (i, nf)| {
+        for s in shards {
+            f.sample("nf_ring_capacity", &[("nf", &nf.name), ("shard", &id(s))], s.ring_capacity.get(*i).copied().unwrap_or(0));
         }
     });
     f.each("nf_reloads_total", "counter", "Times a rebuilt plugin replaced the NF.", &nfs, |f, (_, nf)| {

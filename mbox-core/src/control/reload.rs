@@ -59,6 +59,9 @@ pub struct ReloadTarget {
     pub declared: Declared,
     /// The library a plain `reload` loads: the config's, or the last `--path` that worked.
     pub library: Mutex<PathBuf>,
+    /// The SHA-256 of the library the running instance came from (`None`: unreadable), to say
+    /// when a reload loads the very same bytes (a rebuild of another profile than mbox loads).
+    pub running_sha: Mutex<Option<[u8; 32]>>,
     pub control: Arc<NfControl>,
     pub waker: Arc<Waker>,
 }
@@ -77,6 +80,13 @@ impl ReloadTarget {
             Err(_) => answer.recv().unwrap_or_else(|_| Err(format!("the NF's thread ended during the {what}"))),
         }
     }
+}
+
+/// The SHA-256 of the file at `path` (`None` when it cannot be read).
+pub fn library_sha256(path: &Path) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).ok()?;
+    Some(Sha256::digest(&bytes).into())
 }
 
 /// Reloads the run's NFs.
@@ -103,6 +113,8 @@ impl Reloader {
             None => target.library.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         };
         let kept = "the running instance is unchanged";
+        let sha = library_sha256(&path);
+        let identical = sha.is_some() && *target.running_sha.lock().unwrap_or_else(|e| e.into_inner()) == sha;
         let plugin = self.load_copy(name, &path).map_err(|e| format!("{e}; {kept}"))?;
         let d = &plugin.descriptor;
         if let Some(change) = incompatible(&target.declared, &Declared::of(d), target.subscriptions_from_config) {
@@ -140,6 +152,10 @@ impl Reloader {
             reloaded.pause.as_secs_f64() * 1e3
         );
         *target.library.lock().unwrap_or_else(|e| e.into_inner()) = path.clone();
+        *target.running_sha.lock().unwrap_or_else(|e| e.into_inner()) = sha;
+        if identical {
+            log::warn!("reload of NF `{name}`: {} is byte for byte the library that was running", path.display());
+        }
         Ok(json!({
             "nf": name,
             "plugin": path,
@@ -149,6 +165,9 @@ impl Reloader {
             "replaced_failed": reloaded.replaced_failed,
             "finish_error": reloaded.finish_error,
             "pause_ms": reloaded.pause.as_secs_f64() * 1e3,
+            // The same bytes as before: the same code, its arguments and files read again (a
+            // rebuild of the debug profile while mbox loads release ones leaves them so).
+            "identical": identical,
         }))
     }
 

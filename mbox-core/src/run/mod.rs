@@ -296,6 +296,7 @@ impl Assembled {
                         subscriptions_from_config: nf_cfg.subscribe.is_some(),
                         declared: Declared::of(&plugin.descriptor),
                         library: Mutex::new(plugin.path.clone()),
+                        running_sha: Mutex::new(crate::control::reload::library_sha256(&plugin.path)),
                         control: nf_controls[i].clone(),
                         waker: nf_wakers[i].clone(),
                     })

@@ -205,6 +205,11 @@ impl LaneTx {
         self.ring.buffer().capacity() - self.ring.slots()
     }
 
+    /// Handles the ring holds at most.
+    pub fn capacity(&self) -> usize {
+        self.ring.buffer().capacity()
+    }
+
     /// True when the ring has room for another handle.
     pub fn has_room(&self) -> bool {
         self.ring.slots() > 0

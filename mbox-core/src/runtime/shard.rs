@@ -82,6 +82,8 @@ pub struct ShardReport {
     /// Per NF: events in its ring when the report was made (in flight to, or being handled by,
     /// the NF).
     pub ring_used: Vec<u64>,
+    /// Per NF: events its ring holds at most (`ring_used` against it says how close to full).
+    pub ring_capacity: Vec<u64>,
     pub forwarded: u64,
     /// Packets dropped by an NF's verdict.
     pub dropped_by_nf: u64,
@@ -115,6 +117,7 @@ impl ShardReport {
             ring_full_drops: vec![0; nfs],
             delivered_by_type: vec![vec![0; types]; nfs],
             ring_used: vec![0; nfs],
+            ring_capacity: vec![0; nfs],
             ..Default::default()
         }
     }
@@ -404,6 +407,7 @@ impl Shard {
             report.delivered[i] = lane.delivered;
             report.ring_full_drops[i] = lane.ring_full_drops;
             report.ring_used[i] = lane.occupancy() as u64;
+            report.ring_capacity[i] = lane.capacity() as u64;
         }
         report.input = self.rx.report();
         if let Some(served) = &self.served {
