@@ -226,7 +226,8 @@ impl<'a> Host<'a> {
     /// Joins a connection of a `[[service]]` on the Splicer to `backend`: mbox opens a
     /// connection to it with the client's options, sends it what the client sent so far, and
     /// from then on only translates the two connections' segments into each other (the NF
-    /// gets no more of the connection's bytes, only its `TERMINATE`). Once per connection;
+    /// gets no more of the connection's bytes: the bind's outcome, `FLOW/TCP/BOUND`, and the
+    /// connection's `TERMINATE`). Once per connection, before the NF has sent or closed on it;
     /// a backend that refuses or does not answer is counted and the client is answered as the
     /// service's `refuse` says.
     pub fn bind(&mut self, flow: &FlowRef, backend: core::net::SocketAddr) -> BindStatus {
@@ -368,8 +369,9 @@ pub enum BindStatus {
     /// Queued: mbox opens the backend connection (its outcome is counted in the service's
     /// statistics; a failure answers the client as the service's `refuse` says).
     Done = 0,
-    /// The connection has ended, was bound already, or mbox sent it bytes itself: nothing was
-    /// done.
+    /// The connection has ended, was bound already, or the NF closed it: nothing was done. (A
+    /// bind after the NF sent the client bytes is refused by the shard, counted
+    /// `binds_refused`: the NF answered the client itself.)
     Ended = 1,
     /// The flow is not a connection of a Splicer service, or not one of this batch's shard.
     NoFlow = 2,

@@ -198,6 +198,8 @@ serve_stats! {
     /// forgotten after `idle_timeout` of silence.
     splice_errors,
     splice_idle_timeouts,
+    /// Splicer: RSTs that fell outside their receiver's window (sent on, the splice kept).
+    splice_rsts_out_of_window,
     /// Splicer: ARP requests sent for backends, and replies taken.
     arp_requests_sent,
     arp_replies_taken,
@@ -990,7 +992,10 @@ impl Served {
             }
             let (wants_room, op) = self.credits.take_pending(i);
             match op {
-                Some(Pending::Close) => self.operate(i, sink, |conn, now, out| conn.close(now, out)),
+                Some(Pending::Close) => {
+                    self.answered_by_nf(i);
+                    self.operate(i, sink, |conn, now, out| conn.close(now, out))
+                }
                 Some(Pending::Reset) => self.reset(i, sink),
                 Some(Pending::Bind(backend)) => self.bind(i, backend, sink),
                 None => {}
@@ -1018,6 +1023,9 @@ impl Served {
             self.stats.writes_to_ended += 1;
             self.stats.bytes_to_ended += len as u64;
             return;
+        }
+        if matches!(c.op, Request::Send | Request::Close) {
+            self.answered_by_nf(c.conn);
         }
         match c.op {
             Request::Send => {
@@ -2865,6 +2873,50 @@ mod splice_tests {
         w.step(10 * MS, &mut |_| false);
         assert_eq!((w.served.connections(), w.served.splice_backends(), w.terminations()), (0, 0, 1));
         assert_eq!(w.served.stats.aborted, 1, "{:?}", w.served.stats);
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_client_the_nf_answers_itself_is_not_refused_again_at_the_hold_timeout() {
+        let mut w = World::held(Refusal::Rst, b"GET / HTTP/1.1\r\nHost: nobody\r\n\r\n");
+        // The NF routes nothing there: its own 503, then a close.
+        let (slot, id, _) = w.shard.started[0];
+        let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+        assert_eq!(w.writer.request(&flow, mbox_abi::StreamOp::Send, splice::HTTP_503).0, mbox_abi::StreamStatus::Done);
+        assert_eq!(w.writer.request(&flow, mbox_abi::StreamOp::Close, &[]).0, mbox_abi::StreamStatus::Done);
+        w.run();
+        assert_eq!(w.client.received, splice::HTTP_503);
+        // Past the hold (5 s here): no refusal of mbox's own on top (with refuse = "rst", a RST).
+        w.step(6_000 * MS, &mut |_| false);
+        assert_eq!((w.served.stats.hold_timeouts, w.served.stats.clients_refused), (0, 0), "{:?}", w.served.stats);
+        assert_ne!(w.client.closed, Some(CloseReason::PeerReset));
+        assert_eq!(bind(&mut w.writer, &w.shard), BindStatus::Ended, "answered: no bind now");
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_forged_rst_far_from_the_window_is_sent_on_and_the_splice_stays() {
+        let mut w = World::spliced(Refusal::Http503, REQUEST);
+        let answer = pattern(5000, 9);
+        assert_eq!(w.backend_write(&answer), answer.len());
+        w.run();
+        assert_eq!(w.client.received, answer);
+        // A RST in the client's name whose sequence number is nowhere near what the backend
+        // expects (an off-path guess): the backend judges it; mbox keeps the splice.
+        let v = w.client.conn.as_ref().unwrap().splice_view(w.now);
+        let forged =
+            SegmentOut { seq: v.snd_nxt.wrapping_add(1 << 30), ack: 0, flags: RST, window: 0, options: Default::default(), payload_len: 0 };
+        w.client.with(|_, sink| sink.transmit(&forged, Payload::EMPTY));
+        w.run();
+        w.step(10 * MS, &mut |_| false);
+        assert_eq!((w.served.stats.splice_rsts_out_of_window, w.served.connections()), (1, 1), "{:?}", w.served.stats);
+        assert_eq!(w.terminations(), 0, "the NF was not told of an end");
+        assert_eq!(w.backend.closed, None, "the backend refused it too (RFC 5961)");
+        // The splice still carries both ways.
+        let more = pattern(3000, 10);
+        assert_eq!(w.backend_write(&more), more.len());
+        w.run();
+        assert_eq!(&w.client.received[answer.len()..], &more[..]);
         w.served.check_invariants().unwrap();
     }
 

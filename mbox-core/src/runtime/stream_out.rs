@@ -111,6 +111,9 @@ struct Credit {
     /// A bind the rings had no room for (with `PENDING_BIND`): the backend's address and port.
     bind_addr: [AtomicU64; 2],
     bind_port: AtomicU32,
+    /// The flow id the pending flags were left for: the shard applies them only while it is
+    /// still the slot's (an NF may mark a connection the slot has just been given away from).
+    pending_id: AtomicU64,
 }
 
 /// `Credit::flags`: mbox's side is closed (no more sends), an NF got less than it asked, and a
@@ -177,7 +180,11 @@ impl SendCredits {
     /// room (cleared only when there is room), and a close or reset the rings had no room for.
     pub fn take_pending(&self, conn: u32) -> (bool, Option<Pending>) {
         let c = &self.credits[conn as usize];
-        let flags = c.flags.fetch_and(!(PENDING_CLOSE | PENDING_RESET | PENDING_BIND), Ordering::SeqCst);
+        let mut flags = c.flags.fetch_and(!(PENDING_CLOSE | PENDING_RESET | PENDING_BIND), Ordering::SeqCst);
+        if c.pending_id.load(Ordering::SeqCst) != c.id.load(Ordering::SeqCst) {
+            // Left for the connection the slot had before: not this one's.
+            flags &= !(PENDING_CLOSE | PENDING_RESET | PENDING_BIND);
+        }
         let op = match flags {
             f if f & PENDING_RESET != 0 => Some(Pending::Reset),
             f if f & PENDING_CLOSE != 0 => Some(Pending::Close),
@@ -241,6 +248,20 @@ impl SendCredits {
         self.credits[conn as usize].flags.fetch_or(flag, Ordering::SeqCst);
     }
 
+    /// NF: [`mark`](Self::mark) for flow `id` only. False, with the flags it set taken back,
+    /// when the slot went to another connection between the NF's check and the mark: a close,
+    /// reset or bind meant for a connection that ended must not land on the next one.
+    fn mark_for(&self, conn: u32, id: u64, flag: u8) -> bool {
+        let c = &self.credits[conn as usize];
+        c.pending_id.store(id, Ordering::SeqCst);
+        let before = c.flags.fetch_or(flag, Ordering::SeqCst);
+        if c.id.load(Ordering::SeqCst) != id {
+            c.flags.fetch_and(!(flag & !before), Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
     /// NF: `flow`'s connection index, if it is a live connection of this table.
     fn live(&self, flow: &FlowRef) -> Option<u32> {
         let conn = self.conn_of(flow.slot)?;
@@ -298,7 +319,9 @@ impl StreamWriter {
                 StreamOp::Close => PENDING_CLOSE | CLOSED,
                 StreamOp::Reset => PENDING_RESET | CLOSED,
             };
-            self.credits.mark(conn, flag);
+            if !self.credits.mark_for(conn, flow.id, flag) {
+                return (StreamStatus::Ended, 0);
+            }
             self.refused.store(true, Ordering::SeqCst);
             self.shard_waker.wake();
             return (if op == StreamOp::Send { StreamStatus::Partial } else { StreamStatus::Done }, 0);
@@ -336,7 +359,11 @@ impl StreamWriter {
                 }
                 len = granted as u32;
             }
-            StreamOp::Close | StreamOp::Reset => self.credits.mark(conn, CLOSED),
+            StreamOp::Close | StreamOp::Reset => {
+                if !self.credits.mark_for(conn, flow.id, CLOSED) {
+                    return (StreamStatus::Ended, 0);
+                }
+            }
         }
         // Cannot fail: a slot was free above and only this thread pushes.
         let _ = self.commands.push(StreamCommand { conn, id: flow.id, op: op.into(), len });
@@ -353,7 +380,7 @@ impl StreamWriter {
             return BindStatus::Ended;
         }
         let c = &self.credits.credits[conn as usize];
-        if c.flags.fetch_or(BOUND, Ordering::SeqCst) & (BOUND | CLOSED) != 0 {
+        if c.flags.load(Ordering::SeqCst) & (BOUND | CLOSED) != 0 || !self.credits.mark_for(conn, flow.id, BOUND) {
             return BindStatus::Ended;
         }
         let bytes = encode_backend(backend);
@@ -362,7 +389,9 @@ impl StreamWriter {
             c.bind_port.store(u32::from(backend.port()), Ordering::SeqCst);
             c.bind_addr[0].store(u64::from_be_bytes(bytes[2..10].try_into().unwrap_or_default()), Ordering::SeqCst);
             c.bind_addr[1].store(u64::from_be_bytes(bytes[10..].try_into().unwrap_or_default()), Ordering::SeqCst);
-            self.credits.mark(conn, PENDING_BIND);
+            if !self.credits.mark_for(conn, flow.id, PENDING_BIND) {
+                return BindStatus::Ended;
+            }
             self.refused.store(true, Ordering::SeqCst);
             self.shard_waker.wake();
             return BindStatus::Done;
@@ -479,6 +508,27 @@ mod tests {
         assert!(r.take_refused(), "the shard is told to look at the flags");
         assert_eq!(credits.take_pending(0), (true, Some(Pending::Close)), "room for the refused send, the close applied");
         assert_eq!(credits.take_pending(0), (false, None), "once");
+    }
+
+    #[test]
+    fn a_mark_for_a_connection_the_slot_was_given_away_from_does_not_land_on_the_next() {
+        let credits = SendCredits::new(100, 4);
+        credits.open(1, 7);
+        // The NF checked flow 7 live; then the shard ended it and gave the slot to flow 8.
+        credits.end(1);
+        credits.open(1, 8);
+        assert!(!credits.mark_for(1, 7, PENDING_CLOSE | CLOSED), "too late for flow 7");
+        assert_eq!(credits.credits[1].flags.load(Ordering::SeqCst), 0, "flow 8's flags untouched");
+        assert_eq!(credits.take_pending(1), (false, None));
+        // A mark left while 7 still held the slot is not applied to 8 either.
+        credits.open(1, 9);
+        assert!(credits.mark_for(1, 9, PENDING_RESET | CLOSED));
+        credits.credits[1].id.store(10, Ordering::SeqCst); // as `open` would, racing the shard
+        assert_eq!(credits.take_pending(1).1, None, "pending for 9, not 10");
+        // Its own marks do apply.
+        credits.open(1, 11);
+        assert!(credits.mark_for(1, 11, PENDING_CLOSE | CLOSED));
+        assert_eq!(credits.take_pending(1).1, Some(Pending::Close));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! `bind_failed` (the backend could not be had), `bind_not_done` (mbox could not carry a bind
 //! out), `refused_no_rule`, `refused_no_backend`, `bad_requests`, `client_gone` (the client left
 //! before its head was complete), `bind_calls_refused` (the host answered the call with
-//! anything but `Done`).
+//! anything but `Done`), `heads_lost` (a head whose start never reached this instance: a 503).
 //!
 //! A kept-alive connection stays on the backend its first request picked: the splicer never
 //! reads the bytes after the bind (per-request routing needs the split proxy).
@@ -76,6 +76,7 @@ struct Stats {
     bad_requests: u64,
     client_gone: u64,
     bind_calls_refused: u64,
+    heads_lost: u64,
 }
 
 pub struct L7Lb {
@@ -120,6 +121,14 @@ impl L7Lb {
         let bytes = ev.bytes();
         let Some(conn) = self.conns.get_or_insert_with(flow, || Conn::Reading(Vec::new())) else { return };
         let Conn::Reading(kept) = conn else { return };
+        if ev.offset != kept.len() as u64 {
+            // The head's start is not here (an event lost, or the bytes went to an instance
+            // before a reload): what is, is no request's start. The client may try again.
+            self.stats.heads_lost += 1;
+            let refused = self.refuse(flow, UNAVAILABLE, host);
+            self.conns.insert(flow, refused);
+            return;
+        }
         // Most heads come whole in the first event: parsed where they lie, nothing copied.
         let mut taken = std::mem::take(kept);
         let buf: &[u8] = if taken.is_empty() && ev.offset == 0 {
@@ -289,6 +298,7 @@ impl NetworkFunction for L7Lb {
         out.set("bad_requests", s.bad_requests);
         out.set("client_gone", s.client_gone);
         out.set("bind_calls_refused", s.bind_calls_refused);
+        out.set("heads_lost", s.heads_lost);
     }
 
     /// `backends`, `drain NAME`, `undrain NAME`.
@@ -322,7 +332,16 @@ impl NetworkFunction for L7Lb {
                 _ => None,
             })
             .collect();
-        Ok(Some(json!({ "version": 1, "drained": drained, "bound": bound }).to_string().into_bytes()))
+        // Heads still coming: their bytes so far, so that the new instance reads on from them.
+        let reading: Vec<Value> = self
+            .conns
+            .iter()
+            .filter_map(|((shard, slot, id), c)| match c {
+                Conn::Reading(kept) => Some(json!([shard, slot, id, kept])),
+                _ => None,
+            })
+            .collect();
+        Ok(Some(json!({ "version": 1, "drained": drained, "bound": bound, "reading": reading }).to_string().into_bytes()))
     }
 
     /// Takes over what [`save_state`](Self::save_state) wrote; backends the new arguments no
@@ -347,6 +366,16 @@ impl NetworkFunction for L7Lb {
             if self.conns.insert(&flow, Conn::Bound { backend, counted }) && counted {
                 self.policy.opened(backend);
             }
+        }
+        for entry in v["reading"].as_array().into_iter().flatten() {
+            let (Some(shard), Some(slot), Some(id), Some(bytes)) =
+                (entry[0].as_u64(), entry[1].as_u64(), entry[2].as_u64(), entry[3].as_array())
+            else {
+                continue;
+            };
+            let kept: Vec<u8> = bytes.iter().filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok())).collect();
+            let flow = FlowRef { id, slot: slot as u32, shard: shard as u16, dir: 0, _reserved: 0 };
+            self.conns.insert(&flow, Conn::Reading(kept));
         }
         Ok(())
     }

@@ -259,3 +259,19 @@ fn the_bundled_config_builds_the_balancer_it_describes() {
     assert!(["web1", "web2", "img", "198.18.1.13:80"].iter().all(|w| listed.contains(w)), "{listed}");
     assert_eq!(config["service"][0]["stack"].as_str(), Some("splicer"));
 }
+
+#[test]
+fn a_head_half_read_at_a_reload_is_read_on_by_the_new_instance_and_a_lost_start_gets_a_503() {
+    let mut h = Harness::new(args());
+    let head = b"GET /app/x HTTP/1.1\r\nHost: w\r\n\r\n";
+    h.data(40, 0, &head[..10]);
+    let state = h.nf.save_state().unwrap().unwrap();
+    let mut next = Harness::new(args());
+    next.nf.restore_state(&state).unwrap();
+    next.data(40, 10, &head[10..]);
+    assert_eq!(next.out(40).binds.len(), 1, "the head completed across the reload");
+    // Bytes whose start this instance never saw: not a request's start.
+    next.data(41, 500, b"ost: w\r\n\r\n");
+    assert!(next.out(41).sent.starts_with(b"HTTP/1.1 503 ") && next.out(41).binds.is_empty());
+    assert_eq!(next.counter("heads_lost"), 1);
+}

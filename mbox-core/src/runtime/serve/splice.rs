@@ -28,10 +28,13 @@ use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
 use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetRepr, VlanTags, HEADER_LEN as ETHERNET_LEN};
 use mbox_stack::wire::frame::TcpFrame;
 use mbox_stack::wire::tcp::TcpOptions;
-use mbox_stack::wire::tcp_flags::{ACK, RST, SYN};
+use mbox_stack::wire::tcp_flags::{ACK, FIN, RST, SYN};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+/// How far past the receiver's last ACK a RST may lie and still end a splice: a window as
+/// large as Linux lets one grow (a RST at random has 1 chance in 256 of falling there).
+const RST_REACH: u32 = 16 << 20;
 /// How often an ARP request for a backend goes again while no reply came.
 const ARP_RETRY_NS: u64 = 1_000_000_000;
 /// Source ports a splice may take (below: the well-known and registered ports' start).
@@ -113,6 +116,9 @@ pub(super) struct Splice {
     /// and [`BACKEND_FIN`].
     fins: u8,
     idle_until: u64,
+    /// The last ACK each side sent, as it sent it (index: `Dir::C2B`, `Dir::B2C`): where the
+    /// other side's RST must fall to end the splice.
+    acks: [Option<u32>; 2],
 }
 
 impl Splice {
@@ -126,6 +132,7 @@ impl Splice {
             opener: None,
             map: None,
             fins: 0,
+            acks: [None; 2],
             idle_until: u64::MAX,
         })
     }
@@ -259,6 +266,18 @@ impl Served {
         Some(Taken::Consumed)
     }
 
+    /// An NF answers held connection `i` itself (it sends or closes: a 400 or a 503 of its
+    /// own): the connection will not be spliced, so its hold is over (no `hold_timeout`
+    /// refusal later, its window reopens as the NF reads) and a later bind is refused.
+    pub(super) fn answered_by_nf(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        if slot.splice.as_deref().is_some_and(|s| matches!(s.phase, Phase::Holding { .. })) {
+            if let Some(sp) = slot.splice.take() {
+                self.splices.forget(&sp);
+            }
+        }
+    }
+
     /// An NF bound connection `i` to `backend` (`Host::bind`).
     pub(super) fn bind<S: ServeSink>(&mut self, i: u32, backend: SocketAddr, sink: &mut S) {
         let now = self.now;
@@ -361,7 +380,8 @@ impl Served {
         let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
         let i = if to_source { self.splices.by_backend.get(&key) } else { self.index.get(&key) };
         let sp = i.and_then(|&i| self.slots[i as usize].splice.as_deref());
-        sp.is_some_and(|sp| sp.carries() && sp.opener.as_ref().is_none_or(Opener::is_done) && t.flags & SYN == 0)
+        // SYN, FIN and RST frames are rare and end or change a splice: they are verified.
+        sp.is_some_and(|sp| sp.carries() && sp.opener.as_ref().is_none_or(Opener::is_done) && t.flags & (SYN | FIN | RST) == 0)
     }
 
     /// A frame to a splicer's source address: a backend's.
@@ -477,7 +497,7 @@ impl Served {
             }
         }
         let Some(map) = self.slots[i as usize].splice.as_deref().and_then(|s| s.map) else { return Taken::Consumed };
-        self.forward_spliced(i, map, Dir::B2C, data, sink)
+        self.forward_spliced(i, map, Dir::B2C, (t.flags & ACK != 0).then_some(t.ack), data, sink)
     }
 
     /// A frame from a client whose connection is spliced: translated and sent on. `None` when
@@ -497,13 +517,21 @@ impl Served {
         }
         sp.idle_until = self.now.saturating_add(sp.spec.idle_timeout_ns);
         let map = sp.map?;
-        Some(self.forward_spliced(i, map, Dir::C2B, data, sink))
+        Some(self.forward_spliced(i, map, Dir::C2B, (t.flags & ACK != 0).then_some(t.ack), data, sink))
     }
 
     /// Translates one frame of splice `i` in place and sends it on; tracks its end: once both
     /// FINs (or a RST) have crossed, the NFs get `TERMINATE` at once (a load balancer counts the
     /// connection gone), while the splice lingers for late retransmissions.
-    fn forward_spliced<S: ServeSink>(&mut self, i: u32, map: SpliceMap, dir: Dir, data: &mut [u8], sink: &mut S) -> Taken {
+    fn forward_spliced<S: ServeSink>(
+        &mut self,
+        i: u32,
+        map: SpliceMap,
+        dir: Dir,
+        ack: Option<u32>,
+        data: &mut [u8],
+        sink: &mut S,
+    ) -> Taken {
         let now = self.now;
         let slot = &mut self.slots[i as usize];
         let info = slot.info;
@@ -531,7 +559,20 @@ impl Served {
             }
             Dir::B2C => self.stats.spliced_to_client += 1,
         }
-        if translated.is_rst() {
+        let (mine, theirs) = match dir {
+            Dir::C2B => (0, 1),
+            Dir::B2C => (1, 0),
+        };
+        if ack.is_some() {
+            sp.acks[mine] = ack;
+        }
+        // A RST ends the splice only where its receiver could take it: within reach of the
+        // last ACK that receiver sent (its RCV.NXT, as RFC 5961 3.2 checks). A forged or stray
+        // one is sent on for the receiver to judge, and the splice stays.
+        let in_window = sp.acks[theirs].is_none_or(|a| translated.seq.wrapping_sub(a) < RST_REACH);
+        if translated.is_rst() && !in_window {
+            self.stats.splice_rsts_out_of_window += 1;
+        } else if translated.is_rst() {
             // Sent on; the splice ends with it (one that both FINs closed stays closed).
             let reset = !matches!(sp.phase, Phase::Lingering { reset: false, .. });
             sp.phase = Phase::Lingering { until: now, reset };
