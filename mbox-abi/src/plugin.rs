@@ -152,10 +152,27 @@ extern "C" fn outputs_glue<P: Plugin>() -> RVec<RString> {
 }
 
 extern "C" fn create_glue<P: Plugin>(init: &NfInit<'_>) -> RResult<NfBox, RString> {
+    quiet_panics();
     guard(|| {
         let nf = P::create(init)?;
         Ok(NfObject_TO::from_value(Guarded(nf), TD_Opaque))
     })
+}
+
+/// Makes this library's panics print their message and place only. A plugin has its own copy
+/// of std: with `RUST_BACKTRACE` set, std's own hook symbolizes a backtrace at the first
+/// panic and keeps the debug information of every object in the process, some 80 MiB, in
+/// that copy, and each reload maps a fresh copy (measured in the soak, docs/performance.md).
+/// The host disables the NF and logs the message either way; `MBOX_NF_BACKTRACE=1` keeps
+/// std's hook, backtraces and all, for an author debugging a panic.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("MBOX_NF_BACKTRACE").is_some_and(|v| v == "1") {
+            return;
+        }
+        std::panic::set_hook(Box::new(|info| eprintln!("NF {info}")));
+    });
 }
 
 /// Every event struct NFs read or publish, as abi_stable describes it.

@@ -481,3 +481,32 @@ fn mbox_version_names_its_commit_its_plugin_abi_and_dpdk() {
     }
     assert!(text.contains("plugins: mbox-abi ") && text.contains("DPDK: "), "{text}");
 }
+
+/// An NF's panic prints its message and place, not a backtrace, even with `RUST_BACKTRACE` set:
+/// the plugin's own std would keep some 80 MiB of debug information per library copy for it
+/// (docs/performance.md, "Soak"). `MBOX_NF_BACKTRACE=1` asks for std's backtrace again.
+#[test]
+fn an_nf_panic_prints_no_backtrace_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plugin_dir = {}\n[input]\ngenerator = {{ flows = 2000 }}\n[[nf]]\nplugin = \"test-faults\"\nargs = {{ panic_after = 100 }}\n",
+            toml_path(&plugin_dir())
+        ),
+    )
+    .unwrap();
+    for (asked, backtrace) in [(None, false), (Some("1"), true)] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mbox"));
+        cmd.args(["run", config.to_str().unwrap(), "--quiet"]).env("RUST_BACKTRACE", "1");
+        match asked {
+            Some(v) => cmd.env("MBOX_NF_BACKTRACE", v),
+            None => cmd.env_remove("MBOX_NF_BACKTRACE"),
+        };
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("panicked at plugins/test-faults/src/lib.rs"), "{err}");
+        assert_eq!(err.contains("stack backtrace"), backtrace, "MBOX_NF_BACKTRACE={asked:?}: {err}");
+    }
+}
