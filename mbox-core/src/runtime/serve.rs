@@ -498,8 +498,14 @@ impl Served {
         if arp.operation != Operation::Request {
             return Taken::No;
         }
-        self.stats.arp_requests += 1;
         let mac = self.service_mac(spec, l2.port);
+        self.answer_arp(&arp, mac, l2, ts_ns, sink);
+        Taken::Consumed
+    }
+
+    /// Answers ARP request `arp` with `mac`, on the port and VLAN tags it came with; counted.
+    fn answer_arp<S: ServeSink>(&mut self, arp: &ArpRepr, mac: EthernetAddress, l2: &L2, ts_ns: u64, sink: &mut S) {
+        self.stats.arp_requests += 1;
         let reply = arp.reply_from(mac);
         let eth = EthernetRepr { src: mac, dst: arp.sender_mac, ethertype: ethertype::ARP };
         let sent = sink.originate(l2.port, ts_ns, &mut |buf| {
@@ -512,7 +518,6 @@ impl Served {
         } else {
             self.stats.no_buffer += 1;
         }
-        Taken::Consumed
     }
 
     /// Answers an IPv6 neighbour solicitation (`packet`, from the IPv6 header on) for a

@@ -232,21 +232,7 @@ impl Served {
         let spec = self.specs.iter().find(|s| s.splicer.is_some_and(|p| p.source == target))?;
         let mac = self.service_mac(spec, l2.port);
         match arp.operation {
-            Operation::Request => {
-                self.stats.arp_requests += 1;
-                let reply = arp.reply_from(mac);
-                let eth = EthernetRepr { src: mac, dst: arp.sender_mac, ethertype: ethertype::ARP };
-                let sent = sink.originate(l2.port, ts_ns, &mut |buf| {
-                    buf.resize(ETHERNET_LEN + l2.vlan.len() + reply.buffer_len(), 0);
-                    let at = l2.vlan.emit_header(&eth, buf);
-                    reply.emit(&mut ArpPacket::new_unchecked(&mut buf[at..]));
-                });
-                if sent {
-                    self.stats.arp_replies += 1;
-                } else {
-                    self.stats.no_buffer += 1;
-                }
-            }
+            Operation::Request => self.answer_arp(arp, mac, l2, ts_ns, sink),
             Operation::Reply => {
                 self.stats.arp_replies_taken += 1;
                 let ip = IpAddr::V4(arp.sender_ip);
@@ -395,22 +381,6 @@ impl Served {
     ) -> Taken {
         let t = &frame.tcp;
         let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
-        let Some(&i) = self.splices.by_backend.get(&key) else {
-            // No splice: RFC 9293 3.10.7.1 (never a RST for a RST).
-            if t.flags & RST == 0 {
-                let seg = SegmentIn {
-                    seq: t.seq,
-                    ack: t.ack,
-                    flags: t.flags,
-                    window: t.window,
-                    options: t.options,
-                    payload: &data[payload.0..payload.0 + payload.1],
-                };
-                self.reset_for(frame, &seg, port, sink);
-            }
-            return Taken::Consumed;
-        };
-        let now = self.now;
         let seg = SegmentIn {
             seq: t.seq,
             ack: t.ack,
@@ -419,6 +389,14 @@ impl Served {
             options: t.options,
             payload: &data[payload.0..payload.0 + payload.1],
         };
+        let Some(&i) = self.splices.by_backend.get(&key) else {
+            // No splice: RFC 9293 3.10.7.1 (never a RST for a RST).
+            if t.flags & RST == 0 {
+                self.reset_for(frame, &seg, port, sink);
+            }
+            return Taken::Consumed;
+        };
+        let now = self.now;
         let slot = &mut self.slots[i as usize];
         let info = slot.info;
         let (Some(conn), Some(sp)) = (slot.conn.as_ref(), slot.splice.as_deref_mut()) else { return Taken::Consumed };
