@@ -6,6 +6,8 @@
 #                  from backend 1 directly (the floor: no balancing at all)
 #   haproxy-tcp    HAProxy 2.6 `mode tcp`, round robin over both backends
 #   haproxy-http   HAProxy 2.6 `mode http` (keep-alive both sides), round robin
+#   mbox-l4        mbox, the l4-lb NF on the L4 NAT (destination NAT: the backends answer
+#                  the client through mbox), Maglev over the 5-tuple
 #   mbox-l7        mbox, the l7-lb NF on the TCP Splicer, round robin
 # HAProxy runs where mbox runs: mbox's two veth ends are moved into a namespace of their own
 # holding the service address (198.18.1.80) and the source address (198.18.1.20), so that the
@@ -76,22 +78,28 @@ lb_ns_down() {
 }
 
 eal='"--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry", "-l", "0", "--log-level", "error", "--vdev=net_af_packet0,iface=mb-c1,framecnt=8192", "--vdev=net_af_packet1,iface=mb-s1,framecnt=8192"'
-cat > "$dir/mbox-l7.toml" << EOF
+# An mbox config: the NF PLUGIN with backends at PORT_SUFFIX (":80", or "" to keep the flow's
+# port) on a service of STACK, with EXTRA service keys.
+mbox_config() { # PLUGIN PORT_SUFFIX STACK EXTRA
+    cat << EOF
 plugin_dir = "$PWD/target/release"
 [dpdk]
 eal = [$eal]
 ports = [0, 1]
 [[nf]]
 name = "lb"
-plugin = "l7-lb"
-args = { backends = [{ name = "web1", address = "198.18.1.11:80" }, { name = "web2", address = "198.18.1.12:80" }] }
+plugin = "$1"
+args = { backends = [{ name = "web1", address = "198.18.1.11$2" }, { name = "web2", address = "198.18.1.12$2" }] }
 [[service]]
 address = "$VIP"
 port = 80
-stack = "splicer"
-source = "$SOURCE"
+stack = "$3"
+$4
 nfs = ["lb"]
 EOF
+}
+mbox_config l7-lb :80 splicer "source = \"$SOURCE\"" > "$dir/mbox-l7.toml"
+mbox_config l4-lb "" l4 "" > "$dir/mbox-l4.toml"
 haproxy_config() { # MODE
     cat << EOF
 global
@@ -133,7 +141,7 @@ start() { # ROW
             lb_ns_up
             ip netns exec "$LB_NS" haproxy -db -f "$dir/$1.cfg" > "$dir/$1.log" 2>&1 &
             ;;
-        mbox-l7) ./target/release/mbox run "$dir/$1.toml" --quiet > "$dir/$1.log" 2>&1 & ;;
+        mbox-*) ./target/release/mbox run "$dir/$1.toml" --quiet > "$dir/$1.log" 2>&1 & ;;
     esac
     middlebox=$!
     for _ in $(seq 100); do
@@ -176,7 +184,7 @@ load() { # ROW CONNS
     awk -v t="$ticks" -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f\n", t / hz / n * 1e6 }' >> "$f.cpu"
 }
 
-rows=(testpmd haproxy-tcp haproxy-http mbox-l7)
+rows=(testpmd haproxy-tcp haproxy-http mbox-l4 mbox-l7)
 conns=(64 4000)
 for round in $(seq 1 "$rounds"); do
     for row in "${rows[@]}"; do

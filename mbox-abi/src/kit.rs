@@ -485,6 +485,51 @@ impl Maglev {
     }
 }
 
+/// FNV-1a, 64 bits, of `bytes`, lowercased when `fold` (host names compare in any case): a
+/// fixed hash, the same in every process, for keys that must map alike across instances.
+pub fn fnv1a(bytes: &[u8], fold: bool) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(if fold { b.to_ascii_lowercase() } else { b })).wrapping_mul(0x100_0000_01b3))
+}
+
+/// A final mix (MurmurHash3's) for hashes weak in their low bits, as FNV is: a table indexed
+/// by `hash % size` ([`Maglev::lookup`]) reads those bits.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    z ^ (z >> 33)
+}
+
+/// A duration argument in ns: seconds as a number, or a string `N` followed by `ms`, `s`, `m`
+/// or `h`; more than 0 and at most `max_ns`.
+pub fn duration_ns(v: &serde_json::Value, max_ns: u64) -> Result<u64, String> {
+    use serde_json::Value;
+    let ns = match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(s) if s.is_finite() && s >= 0.0 && s <= (max_ns / 1_000_000_000) as f64 => (s * 1e9) as u64,
+            _ => return Err(format!("must be 0 to {} seconds, not {n}", max_ns / 1_000_000_000)),
+        },
+        Value::String(s) => {
+            let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+            let unit_ns: u64 = match &s[digits..] {
+                "ms" => 1_000_000,
+                "s" => 1_000_000_000,
+                "m" => 60_000_000_000,
+                "h" => 3_600_000_000_000,
+                _ => return Err(format!("{s:?} is not a duration (500ms, 10s, 2m, 1h)")),
+            };
+            let n: u64 = s[..digits].parse().map_err(|_| format!("{s:?} is not a duration (500ms, 10s, 2m, 1h)"))?;
+            n.saturating_mul(unit_ns)
+        }
+        other => return Err(format!("must be a duration (\"10s\") or seconds, not {other}")),
+    };
+    if ns == 0 || ns > max_ns {
+        return Err(format!("must be more than 0 and at most {} s, not {v}", max_ns / 1_000_000_000));
+    }
+    Ok(ns)
+}
+
 /// SplitMix64's finalizer: a fixed, well-mixing hash of a u64 (Steele et al., 2014).
 #[inline]
 fn splitmix64(mut z: u64) -> u64 {
@@ -569,6 +614,76 @@ pub mod testing {
     pub fn null_calls() -> HostCalls {
         // SAFETY: neither call reads its state.
         unsafe { calls(std::ptr::null_mut(), publish_nothing) }
+    }
+
+    /// What an NF asked of one flow through a [`Recorder`]'s host calls.
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub struct Asked {
+        /// Its binds (`Host::bind`), each answered `Done`.
+        pub binds: Vec<std::net::SocketAddr>,
+        /// The bytes it sent (`Host::send`, each taken whole), and its closes.
+        pub sent: Vec<u8>,
+        pub closes: u32,
+        pub resets: u32,
+    }
+
+    /// A fake host for an NF's unit tests that records, by flow id, what the NF asked of each
+    /// flow (binds, sends, closes, resets) and answers every request `Done`; anything else it
+    /// publishes is refused as undeclared.
+    #[derive(Debug, Default)]
+    pub struct Recorder {
+        pub flows: std::collections::BTreeMap<u64, Asked>,
+    }
+
+    impl Recorder {
+        /// Host calls that record into `self`, which must outlive them (and not move: box it).
+        pub fn calls(&mut self) -> HostCalls {
+            // SAFETY: `record` treats its state as a `Recorder`, which the caller keeps alive.
+            unsafe { calls(self as *mut Recorder as *mut c_void, record) }
+        }
+
+        /// What the NF asked of flow `id` (nothing asked: empty).
+        pub fn of(&self, id: u64) -> Asked {
+            self.flows.get(&id).cloned().unwrap_or_default()
+        }
+    }
+
+    /// [`Recorder`]'s publish call.
+    unsafe extern "C" fn record(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus {
+        use crate::nf::{BindRequest, BindStatus, StreamOp, StreamRequest, StreamStatus, BIND_REQUEST, STREAM_REQUEST};
+        // SAFETY: `Recorder::calls` lends its recorder as the state for the calls' life.
+        let rec = unsafe { &mut *(state as *mut Recorder) };
+        // SAFETY: `Host` passes a pointer to an event struct that begins with a header.
+        let header = unsafe { &*event };
+        if header.ty == BIND_REQUEST && size as usize >= std::mem::size_of::<BindRequest>() {
+            // SAFETY: a BIND_REQUEST of that size is a `BindRequest` the caller owns mutably.
+            let req = unsafe { &mut *(event as *mut BindRequest) };
+            let v6 = std::net::Ipv6Addr::from(req.addr);
+            let ip = match (req.family, v6.to_ipv4_mapped()) {
+                (4, Some(v4)) => std::net::IpAddr::V4(v4),
+                _ => std::net::IpAddr::V6(v6),
+            };
+            rec.flows.entry(req.flow.id).or_default().binds.push(std::net::SocketAddr::new(ip, req.port));
+            req.answer = BindStatus::Done as u8;
+            return PublishStatus::Published;
+        }
+        if header.ty != STREAM_REQUEST || (size as usize) < std::mem::size_of::<StreamRequest>() {
+            return PublishStatus::NotDeclared;
+        }
+        // SAFETY: a STREAM_REQUEST of that size is a `StreamRequest` the caller owns mutably.
+        let req = unsafe { &mut *(event as *mut StreamRequest) };
+        let asked = rec.flows.entry(req.flow.id).or_default();
+        match req.op {
+            StreamOp::Send => {
+                // SAFETY: the request points at `len` readable bytes during the call.
+                asked.sent.extend_from_slice(unsafe { std::slice::from_raw_parts(req.bytes, req.len as usize) });
+                req.accepted = req.len;
+            }
+            StreamOp::Close => asked.closes += 1,
+            StreamOp::Reset => asked.resets += 1,
+        }
+        req.answer = StreamStatus::Done as u8;
+        PublishStatus::Published
     }
 
     /// The counters `nf` reports (`NetworkFunction::counters`), by name.

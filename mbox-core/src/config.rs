@@ -547,7 +547,10 @@ pub struct ServiceConfig {
     #[serde(default = "default_buffer_memory", deserialize_with = "size")]
     pub buffer_memory: u64,
     /// Splicer: the address mbox connects to backends from (source NAT; mbox answers ARP for
-    /// it on the backends' side). Required with `stack = "splicer"`.
+    /// it on the backends' side). Required with `stack = "splicer"`. L4: optional; with it,
+    /// forwarded packets leave from this address (source NAT, a port of mbox's choosing), so
+    /// that backends need no route back through mbox; without it only the destination is
+    /// translated and backends answer clients directly (through mbox: it must be on the path).
     pub source: Option<std::net::IpAddr>,
     /// Splicer: the client bytes held before an NF binds the connection (the client's window
     /// until then); an NF that needs more to decide never gets it.
@@ -557,13 +560,18 @@ pub struct ServiceConfig {
     /// the client is refused (`refuse`), counted.
     #[serde(default = "default_hold_timeout", deserialize_with = "duration")]
     pub hold_timeout: Duration,
-    /// Splicer: how long a backend may take to answer mbox's SYN before it is given up.
+    /// Splicer: how long a backend may take to answer mbox's SYN before it is given up. L4:
+    /// how long a new flow may wait for its NF's bind and the backend's MAC, and a TCP
+    /// backend for answering the client's SYN.
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
     /// Splicer: a spliced connection silent this long both ways is forgotten (its later
-    /// segments get a RST).
+    /// segments get a RST). L4: a TCP flow silent this long is forgotten.
     #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// L4: a UDP flow silent this long is forgotten (its next datagram is a new flow).
+    #[serde(default = "default_udp_idle_timeout", deserialize_with = "duration")]
+    pub udp_idle_timeout: Duration,
     /// Splicer: how a client is answered when its backend refuses or does not answer, or no
     /// bind comes in time: "http-503" (an HTTP/1.1 503 answer and a FIN) or "rst".
     #[serde(default)]
@@ -589,6 +597,10 @@ pub enum ServiceStack {
     /// mbox completes the client's handshake, holds its first bytes for the NFs, and once one
     /// binds the connection to a backend splices the two (the TCP Splicer µStack).
     Splicer,
+    /// An L4 load balancer's NAT, no TCP state: each new TCP or UDP flow to the addresses and
+    /// ports is offered to the NFs (`FLOW/TCP/NEW`, `FLOW/UDP/NEW`), and once one binds it to
+    /// a backend every packet of both directions is translated in place and sent on.
+    L4,
 }
 
 fn default_max_connections() -> usize {
@@ -625,6 +637,10 @@ fn default_connect_timeout() -> Duration {
 
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(600)
+}
+
+fn default_udp_idle_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_time_wait() -> Duration {
@@ -736,8 +752,18 @@ impl ServiceConfig {
             (ServiceStack::Splicer, Some(src)) if self.address.contains(&src) => {
                 return Err((key("source"), format!("{src} is a service address; give an address of its own")))
             }
-            (ServiceStack::Endpoint, Some(_)) => return Err((key("source"), "only a splicer connects to backends".into())),
+            (ServiceStack::L4, Some(src)) if !src.is_ipv4() || self.address.contains(&src) => {
+                return Err((key("source"), format!("{src} must be an IPv4 address of its own (not a service address)")))
+            }
+            (ServiceStack::Endpoint, Some(_)) => {
+                return Err((key("source"), "only a splicer or an l4 service connects to backends".into()))
+            }
             _ => {}
+        }
+        if self.stack == ServiceStack::L4 {
+            if let Some(a) = self.address.iter().find(|a| !a.is_ipv4()) {
+                return Err((key("address"), format!("{a}: an l4 service translates IPv4 only (IPv6 NAT is not built)")));
+            }
         }
         if !(1024..=self.receive_window.max(1024)).contains(&self.hold_bytes) {
             return Err((
@@ -745,8 +771,12 @@ impl ServiceConfig {
                 format!("must be between 1 KiB and receive_window ({}), not {}", self.receive_window, self.hold_bytes),
             ));
         }
-        for (k, d) in [("hold_timeout", self.hold_timeout), ("connect_timeout", self.connect_timeout), ("idle_timeout", self.idle_timeout)]
-        {
+        for (k, d) in [
+            ("hold_timeout", self.hold_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("udp_idle_timeout", self.udp_idle_timeout),
+        ] {
             if d < Duration::from_millis(100) || d > Duration::from_secs(86_400) {
                 return Err((key(k), format!("must be between 100 ms and a day, not {d:?}")));
             }
@@ -943,6 +973,17 @@ impl Config {
         }
         for (i, svc) in self.services.iter().enumerate() {
             svc.validate().map_err(|(k, p)| invalid(&k, p))?;
+            if svc.stack == ServiceStack::L4 && svc.source.is_none() && self.runtime.shards > 1 {
+                // A backend's answer goes from the backend to the client: the input steers it by
+                // that pair, not by the client's and the service's, so another shard would get it.
+                return Err(invalid(
+                    &format!("[[service]] {} source", svc.display_name()),
+                    format!(
+                        "without source NAT an l4 service needs [runtime] shards = 1 (not {}): give `source` so that backends' answers come back to the shard that bound the flow",
+                        self.runtime.shards
+                    ),
+                ));
+            }
             // A segment waits until a window's copies fit in half the copy buffers (the other
             // half may be idle buffers kept for reuse): they must fit at all.
             let room = copy_room(svc.receive_window as usize);
@@ -1104,7 +1145,24 @@ mod tests {
         assert!(err("source = \"198.18.1.20\"\nhold_timeout = \"10ms\"").contains("hold_timeout: must be between 100 ms"));
         assert!(err("source = \"198.18.1.20\"\nrefuse = \"drop\"").contains("unknown variant"));
         let e = parse(&format!("{base}source = \"198.18.1.20\"\n")).unwrap_err().to_string();
-        assert!(e.contains("only a splicer connects to backends"), "{e}");
+        assert!(e.contains("only a splicer or an l4 service connects to backends"), "{e}");
+    }
+
+    #[test]
+    fn l4_services_take_ipv4_a_source_of_their_own_and_one_shard_without_one() {
+        let base = "[input]\npcap = \"x\"\n[[nf]]\nplugin = \"l4-lb\"\n[[service]]\nport = 80\nnfs = [\"l4-lb\"]\nstack = \"l4\"\n";
+        let l4 = |extra: &str| parse(&format!("{base}{extra}"));
+        let c = l4("address = \"198.18.1.80\"\n").unwrap();
+        let svc = &c.services[0];
+        assert_eq!((svc.stack, svc.source, svc.udp_idle_timeout), (ServiceStack::L4, None, Duration::from_secs(60)));
+        let c = l4("address = \"198.18.1.80\"\nsource = \"198.18.1.21\"\n[runtime]\nshards = 2\n").unwrap();
+        assert_eq!(c.services[0].source, Some("198.18.1.21".parse().unwrap()));
+        let err = |extra: &str| l4(extra).unwrap_err().to_string();
+        assert!(err("address = \"2001:db8::80\"").contains("translates IPv4 only"));
+        assert!(err("address = \"198.18.1.80\"\nsource = \"198.18.1.80\"").contains("an IPv4 address of its own"));
+        assert!(err("address = \"198.18.1.80\"\nudp_idle_timeout = \"1ms\"").contains("udp_idle_timeout: must be between"));
+        let e = err("address = \"198.18.1.80\"\n[runtime]\nshards = 2\n");
+        assert!(e.contains("source: without source NAT an l4 service needs [runtime] shards = 1 (not 2)"), "{e}");
     }
 
     #[test]

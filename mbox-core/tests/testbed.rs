@@ -811,33 +811,7 @@ fn live_load_balancing_through_the_splicer() {
     assert_eq!((count(&got, "backend-1"), count(&got, "backend-2")), (10, 20), "{got:?}");
 
     // A reload under wrk's load fails no request.
-    let socket = m.socket.clone();
-    let reload = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(700));
-        Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("-s").arg(&socket).args(["reload", "lb"]).output().unwrap()
-    });
-    let out = tb.client(&[
-        "wrk",
-        "-t",
-        "1",
-        "-c",
-        "16",
-        "-d",
-        "2s",
-        "--timeout",
-        "10s",
-        "-H",
-        "Connection: close",
-        &format!("http://{LB_SERVICE}/8k"),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let reloaded = reload.join().unwrap();
-    assert!(reloaded.status.success(), "reload under load: {}", String::from_utf8_lossy(&reloaded.stderr));
-    assert!(
-        text.contains("requests in") && !text.contains("Non-2xx") && !text.contains("Socket errors"),
-        "wrk across the reload: {text}; {}",
-        diag()
-    );
+    wrk_across_reload(&tb, &m.socket, "lb", &format!("http://{LB_SERVICE}/8k"), &diag);
 
     // web1 stops: its next connections are refused by its host (the clients get 503s) until
     // `failures` of them mark it down; then its share goes to web2, and no request fails.
@@ -868,6 +842,237 @@ fn live_load_balancing_through_the_splicer() {
     eprintln!("l7-lb services: {services}");
 }
 
+/// `mboxctl reload NF` while wrk (16 connections, each request on its own) loads `url`:
+/// neither the reload nor any request may fail (`diag` says what mbox counted, for a failure).
+fn wrk_across_reload(tb: &Testbed, socket: &Path, nf: &str, url: &str, diag: &dyn Fn() -> String) {
+    let (socket, name) = (socket.to_path_buf(), nf.to_string());
+    let reload = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("-s").arg(&socket).args(["reload", &name]).output().unwrap()
+    });
+    let out = tb.client(&["wrk", "-t", "1", "-c", "16", "-d", "2s", "--timeout", "10s", "-H", "Connection: close", url]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let reloaded = reload.join().unwrap();
+    assert!(reloaded.status.success(), "reload under load: {}", String::from_utf8_lossy(&reloaded.stderr));
+    assert!(
+        text.contains("requests in") && !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk across the reload: {text}; {}",
+        diag()
+    );
+}
+
+/// The L4 load balancer's service address, and its source NAT address.
+const L4_SERVICE: &str = "198.18.1.81";
+const L4_SOURCE: &str = "198.18.1.21";
+
+/// The l4-lb NF on the L4 NAT, in front of the three nginx backends (and a UDP echo on each):
+/// destination NAT on one shard, then source NAT on two. New flows spread by Maglev (shares
+/// near the weights over thousands of connections), bodies sha256-exact through each backend
+/// on the clean and the impaired wire, UDP answered from the service's address, established
+/// downloads untouched while their backends are removed and added, a reload under wrk's
+/// load, and a stopped backend taken out by passive health.
+#[test]
+fn live_l4_load_balancing() {
+    let Some(tb) = Testbed::up() else { return };
+    let out = Command::new(repo().join("tools/testbed.sh")).args(["backends", "3"]).output().unwrap();
+    assert!(out.status.success(), "testbed backends: {}", String::from_utf8_lossy(&out.stderr));
+    // A UDP echo on each backend's address (ended when the test is).
+    let echo = repo().join("tools/udp-echo.py");
+    let mut echoes: Vec<Child> = (1..=3)
+        .map(|k| {
+            let addr = format!("198.18.1.1{k}");
+            Command::new("ip")
+                .args(["netns", "exec", "mbox-tb-s", "python3", echo.to_str().unwrap(), "serve", &addr, "5300"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    struct Killed<'a>(&'a mut Vec<Child>);
+    impl Drop for Killed<'_> {
+        fn drop(&mut self) {
+            for c in self.0.iter_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let _echoes = Killed(&mut echoes);
+    let backend_file = |k: usize, name: &str| tb.dir.path().join(format!("backend-{k}/{name}"));
+    let backend_of = |path: &Path| (1..=3).find(|&k| sha256_file(path) == sha256_file(&backend_file(k, path_name(path))));
+    fn path_name(p: &Path) -> &str {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        name.rsplit('-').next().unwrap()
+    }
+    for (shards, source) in [(1, None), (2, Some(L4_SOURCE))] {
+        let snat = source.map(|s| format!("source = \"{s}\"\n")).unwrap_or_default();
+        let nfs = format!(
+            "[[nf]]\nname = \"lb\"\nplugin = \"l4-lb\"\n[nf.args]\n\
+             backends = [{{ name = \"a\", address = \"198.18.1.11\" }}, {{ name = \"b\", address = \"198.18.1.12\", weight = 2 }}, \
+                         {{ name = \"c\", address = \"198.18.1.13\" }}]\n\
+             health = {{ failures = 3, down_for = \"30s\" }}\n\
+             [[service]]\nname = \"l4\"\naddress = \"{L4_SERVICE}\"\nport = [80, 5300]\nstack = \"l4\"\ntime_wait = \"2s\"\n{snat}nfs = [\"lb\"]\n"
+        );
+        let m = Mbox::start(&tb, &format!("l4lb{shards}"), shards, false, &nfs);
+        let ctl = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("-s").arg(&m.socket).args(args).output().unwrap();
+            assert!(out.status.success(), "mboxctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let counters = || -> serde_json::Value {
+            let stats: serde_json::Value = serde_json::from_str(&ctl(&["--json", "stats"])).unwrap();
+            let lb = stats["nfs"].as_array().unwrap().iter().find(|nf| nf["name"] == "lb").unwrap().clone();
+            serde_json::json!({ "lb": lb["counters"], "services": stats["services"] })
+        };
+        // `n` connections for /name, one each: which backend answered each.
+        let names = |n: usize| -> Vec<String> {
+            let url = format!("http://{L4_SERVICE}/name");
+            let mut args = vec!["curl", "-s", "-m", "30", "-H", "Connection: close", "-w", "%{http_code}\n"];
+            let urls = vec![url.as_str(); n];
+            args.extend(urls.iter().copied());
+            let out = tb.client(&args);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.lines().filter(|l| *l != "200").map(str::to_string).collect()
+        };
+        let count = |got: &[String], name: &str| got.iter().filter(|g| *g == name).count();
+
+        // 300 connections, each its own flow: every one answered, by the three backends.
+        let got = names(300);
+        assert_eq!(got.len(), 300, "{got:?}; {}", counters());
+        let (a, b, c) = (count(&got, "backend-1"), count(&got, "backend-2"), count(&got, "backend-3"));
+        assert_eq!(a + b + c, 300, "{got:?}");
+        assert!(a > 40 && b > 100 && c > 40, "shares {a}/{b}/{c} of 300 (weights 1:2:1)");
+
+        // Bodies byte-exact through each backend, on a clean wire and an impaired one.
+        for impaired in [false, true] {
+            if impaired {
+                tb.impair(Some((2, 25, 1)));
+            }
+            for file in ["8k", "1m"] {
+                let mut seen = [false; 3];
+                for attempt in 0..40 {
+                    let got = tb.dir.path().join(format!("l4-{shards}-{attempt}-{file}"));
+                    let url = format!("http://{L4_SERVICE}/{file}");
+                    let out = tb.client(&["curl", "-s", "-m", "60", "-o", got.to_str().unwrap(), "-w", "%{http_code}", &url]);
+                    assert!(out.status.success() && out.stdout == b"200", "curl {url}: {out:?}; {}", counters());
+                    let k = backend_of(&got).unwrap_or_else(|| panic!("{file} is no backend's (impaired: {impaired})"));
+                    seen[k - 1] = true;
+                    if seen.iter().all(|s| *s) {
+                        break;
+                    }
+                }
+                assert_eq!(seen, [true; 3], "{file} through every backend (impaired: {impaired})");
+            }
+        }
+        if let Some(relay) = tb.impair(None) {
+            assert!(relay.as_object().unwrap().values().all(|c| c["lost"].as_u64() > Some(0)), "the wire lost nothing: {relay}");
+        }
+
+        // UDP: each datagram a flow of its own, answered from the service's address.
+        let out = tb.client(&["python3", echo.to_str().unwrap(), "ask", L4_SERVICE, "5300", "60"]);
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("udp-echo: {e}: {out:?}"));
+        let answers = got["answers"].as_array().unwrap();
+        assert!(answers.iter().all(|a| a["from"] == format!("{L4_SERVICE}:5300").as_str()), "{got}");
+        let by =
+            |k: usize| answers.iter().filter(|a| a["text"].as_str().is_some_and(|t| t.starts_with(&format!("198.18.1.1{k}|")))).count();
+        assert_eq!(by(1) + by(2) + by(3), 60, "{got}");
+        assert!(by(1) > 0 && by(2) > 0 && by(3) > 0, "{got}");
+
+        // Many short connections, then keep-alive: shares near the weights, no error, and the
+        // backends' access logs hold every request wrk counted.
+        let logs: Vec<PathBuf> = (1..=3).map(|k| tb.dir.path().join(format!("nginx/backend-{k}.access.log"))).collect();
+        let lines = |p: &Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
+        let picked = |c: &serde_json::Value| ["a", "b", "c"].map(|n| c["lb"][format!("backend_{n}_picked")].as_u64().unwrap_or(0));
+        for extra in [Some("Connection: close"), None] {
+            let before_logs: usize = logs.iter().map(|p| lines(p)).sum();
+            let before = picked(&counters());
+            let mut args = vec!["wrk", "-t", "1", "-c", "32", "-d", "3s", "--timeout", "10s"];
+            if let Some(h) = extra {
+                args.extend_from_slice(&["-H", h]);
+            }
+            let url = format!("http://{L4_SERVICE}/8k");
+            args.push(&url);
+            let out = tb.client(&args);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(
+                text.contains("requests in") && !text.contains("Non-2xx") && !text.contains("Socket errors"),
+                "wrk ({extra:?}): {text}; {}",
+                counters()
+            );
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let requests: usize = words.windows(2).find(|w| w[1] == "requests").and_then(|w| w[0].parse().ok()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let logged = logs.iter().map(|p| lines(p)).sum::<usize>() - before_logs;
+            assert!(logged >= requests && logged <= requests + 32, "logged {logged}, wrk counted {requests} ({extra:?})");
+            if extra.is_some() {
+                let after = picked(&counters());
+                let flows: Vec<f64> = (0..3).map(|i| (after[i] - before[i]) as f64).collect();
+                let total: f64 = flows.iter().sum();
+                assert!(total > 2000.0, "{total} flows");
+                for (i, want) in [0.25, 0.5, 0.25].into_iter().enumerate() {
+                    assert!((flows[i] / total - want).abs() < 0.03, "backend {i}: {} of {total} flows (weight share {want})", flows[i]);
+                }
+                eprintln!("l4-lb shares over {total} flows: {:?}", flows.iter().map(|f| f / total).collect::<Vec<_>>());
+            }
+        }
+
+        // Established downloads stay on their backends while the set changes under them.
+        let downloads: Vec<(PathBuf, Child)> = (0..6)
+            .map(|i| {
+                let got = tb.dir.path().join(format!("l4-slow-{shards}-{i}-1m"));
+                let url = format!("http://{L4_SERVICE}/1m");
+                let child = Command::new("ip")
+                    .args(["netns", "exec", CLIENT_NS, "curl", "-s", "-m", "60", "--limit-rate", "250k", "-o", got.to_str().unwrap(), &url])
+                    .spawn()
+                    .unwrap();
+                (got, child)
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(ctl(&["nf", "lb", "remove", "b"]).contains("b removed"));
+        assert!(ctl(&["nf", "lb", "drain", "c"]).contains("c drained"));
+        assert_eq!(names(20), vec!["backend-1"; 20], "only a takes new flows");
+        ctl(&["nf", "lb", "add", "b", "198.18.1.12", "2"]);
+        ctl(&["nf", "lb", "undrain", "c"]);
+        let mut served_by = Vec::new();
+        for (got, mut child) in downloads {
+            assert!(child.wait().unwrap().success(), "a download across the changes failed");
+            served_by.push(backend_of(&got).expect("a whole 1m of one backend"));
+        }
+        assert!(served_by.iter().any(|&k| k != 1), "some download was on b or c: {served_by:?}");
+
+        // A reload under wrk's load fails no request.
+        wrk_across_reload(&tb, &m.socket, "lb", &format!("http://{L4_SERVICE}/8k"), &|| counters().to_string());
+        let listed = ctl(&["nf", "lb", "backends"]);
+        assert!(listed.lines().all(|l| l.contains(" up ")), "the reloaded NF kept the set: {listed}");
+
+        if source.is_some() {
+            // Source NAT: the backends saw the source address, never the client's.
+            let last = std::fs::read_to_string(&logs[0]).unwrap();
+            let last = last.lines().last().unwrap();
+            assert!(last.starts_with(L4_SOURCE), "backend 1 logged {last}");
+        } else {
+            // A backend whose nginx stopped refuses (its kernel sends RSTs): after 3 such
+            // binds it is out, and every later connection succeeds.
+            let out = Command::new(repo().join("tools/testbed.sh")).args(["backend-stop", "1"]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let answered = |got: Vec<String>| got.iter().filter(|g| g.starts_with("backend-")).count();
+            assert!(answered(names(40)) >= 37, "at most 3 refused");
+            assert_eq!(answered(names(30)), 30, "a is down: everything elsewhere");
+            let c = counters();
+            assert_eq!((c["lb"]["backend_a_up"].as_u64(), c["lb"]["bind_failed"].as_u64()), (Some(0), Some(3)), "{c}");
+            let out = Command::new(repo().join("tools/testbed.sh")).args(["backends", "3"]).output().unwrap();
+            assert!(out.status.success());
+        }
+        let report = m.stop();
+        let services = &report["services"];
+        for zero in ["refused_full", "l4_fragments_dropped", "binds_refused", "l4_bind_timeouts"] {
+            assert_eq!(services[zero], 0, "{zero}: {services}");
+        }
+        assert!(services["l4_flows"].as_u64() > Some(3000), "{services}");
+        eprintln!("l4-lb services ({shards} shards): {services}");
+    }
+}
+
 /// The config the README runs on the testbed stays valid.
 #[test]
 fn the_bundled_testbed_config_loads() {
@@ -879,4 +1084,9 @@ fn the_bundled_testbed_config_loads() {
     let serve = mbox_core::config::Config::load(&repo().join("configs/serve.toml")).unwrap();
     assert_eq!((serve.services.len(), serve.services[0].nfs.as_slice()), (1, &["web".to_string()][..]));
     assert_eq!(serve.services[0].address, [SERVICE.parse::<std::net::IpAddr>().unwrap()], "the address the test serves");
+    // The load balancers' quick starts, on the addresses their live tests use.
+    let l7 = mbox_core::config::Config::load(&repo().join("configs/l7-lb.toml")).unwrap();
+    assert_eq!(l7.services[0].address, [LB_SERVICE.parse::<std::net::IpAddr>().unwrap()]);
+    let l4 = mbox_core::config::Config::load(&repo().join("configs/l4-lb.toml")).unwrap();
+    assert_eq!((l4.services[0].address.as_slice(), l4.services[0].port.as_slice()), (&[L4_SERVICE.parse().unwrap()][..], &[80, 5300][..]));
 }

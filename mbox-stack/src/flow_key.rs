@@ -55,6 +55,11 @@ impl FlowKey {
     /// The key of a TCP connection between `a` and `b` (either way round), as
     /// [`FlowKey::from_parsed`] makes it for its packets without VLANs in the key.
     pub fn tcp(a: std::net::SocketAddr, b: std::net::SocketAddr) -> FlowKey {
+        FlowKey::between(ip_proto::TCP, a, b)
+    }
+
+    /// [`FlowKey::tcp`] for any protocol with ports (TCP, UDP).
+    pub fn between(proto: u8, a: std::net::SocketAddr, b: std::net::SocketAddr) -> FlowKey {
         let bytes = |ip: std::net::IpAddr| {
             let mut out = [0u8; 16];
             match ip {
@@ -65,13 +70,7 @@ impl FlowKey {
         };
         let (x, y) = ((bytes(a.ip()), a.port()), (bytes(b.ip()), b.port()));
         let ((a0, p0), (a1, p1)) = if x <= y { (x, y) } else { (y, x) };
-        FlowKey {
-            addrs: [a0, a1],
-            ports: [p0, p1],
-            ip_proto: crate::wire::ip_proto::TCP,
-            ip_version: if a.is_ipv4() { 4 } else { 6 },
-            vlan: 0,
-        }
+        FlowKey { addrs: [a0, a1], ports: [p0, p1], ip_proto: proto, ip_version: if a.is_ipv4() { 4 } else { 6 }, vlan: 0 }
     }
 
     /// Hash used to pick a shard: fixed-seeded, so a capture spreads the same way on every run.

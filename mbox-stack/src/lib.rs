@@ -12,6 +12,8 @@
 //! - [`splicer`]: the TCP Splicer µStack's per-packet core: a client's connection and a
 //!   backend's made one by rewriting each frame in place (addresses, sequence space,
 //!   timestamps, window scale, checksums updated incrementally), sans-IO.
+//! - [`nat`]: an L4 load balancer's per-packet core: a frame's IPv4 addresses and TCP or UDP
+//!   ports rewritten in place, checksums updated incrementally.
 //! - [`timer_wheel`]: a shard's timers (one deadline per connection), found when due.
 //! - [`sim`]: a simulated network (seeded loss, reordering, duplication, delay) for tests and
 //!   replays.
@@ -21,6 +23,7 @@ pub mod flow_key;
 pub mod flow_table;
 pub mod fragments;
 pub mod l23;
+pub mod nat;
 pub mod sim;
 pub mod splicer;
 pub mod tcp;

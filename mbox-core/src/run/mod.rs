@@ -323,10 +323,13 @@ impl Assembled {
         if !services.is_empty() {
             let connections = Served::capacity(&services);
             let serving = graph.serving_nfs();
+            // Backends' MACs: an ARP reply reaches one shard, connections waiting for it are on any.
+            let neighbors = crate::runtime::serve::Neighbors::new();
             for (s, (_, _, tx)) in shard_io.iter_mut().enumerate() {
                 let credits = Arc::new(SendCredits::new(config.flow.table_size as u32, connections));
                 let mut shard_served = Served::new(s as u16, services.clone(), macs.clone(), credits.clone(), config.dpdk.is_some());
                 shard_served.set_shards(shards);
+                shard_served.share_neighbors(neighbors.clone());
                 for (_, lanes) in nf_lanes.iter_mut().enumerate().filter(|(n, _)| serving & (1 << n) != 0) {
                     let (writer, reader) = stream_rings(credits.clone(), shard_wakers[s].clone());
                     lanes[s].streams = Some(writer);

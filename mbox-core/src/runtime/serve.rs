@@ -10,10 +10,13 @@
 //!
 //! A service on the Splicer (`stack = "splicer"`) starts the same way; [`splice`] takes its
 //! connections on from an NF's bind: the backend's connection, then both translated into each
-//! other frame by frame.
+//! other frame by frame. A service on the L4 NAT (`stack = "l4"`) has no connections of
+//! mbox's own: [`l4`] keeps a table of flows, bound once by an NF and then translated.
 
+mod l4;
 mod splice;
-pub use splice::SplicerSpec;
+pub use l4::L4Spec;
+pub use splice::{Neighbors, SplicerSpec};
 
 use super::buffer_budget::{BufferBudget, ConnMemory};
 use super::stream_out::{decode_backend, Pending, Request, SendCredits, StreamCommand, StreamReader};
@@ -65,6 +68,8 @@ pub struct ServiceSpec {
     pub buffer_memory: u64,
     /// A Splicer service's own settings (`None`: the Endpoint).
     pub splicer: Option<SplicerSpec>,
+    /// An l4 service's own settings.
+    pub l4: Option<L4Spec>,
 }
 
 /// The window a splicer's client connection sizes its window-scale shift for (see
@@ -97,6 +102,7 @@ impl ServiceSpec {
             syn_backlog: cfg.syn_backlog,
             buffer_memory: cfg.buffer_memory,
             splicer,
+            l4: L4Spec::new(cfg),
         }
     }
 }
@@ -200,9 +206,24 @@ serve_stats! {
     splice_idle_timeouts,
     /// Splicer: RSTs that fell outside their receiver's window (sent on, the splice kept).
     splice_rsts_out_of_window,
-    /// Splicer: ARP requests sent for backends, and replies taken.
+    /// Splicer and L4: ARP requests sent for backends, and replies taken.
     arp_requests_sent,
     arp_replies_taken,
+    /// L4: flows started (their NFs asked for a bind), and those whose backend took them (a
+    /// TCP backend's SYN-ACK, or the first packet sent).
+    l4_flows,
+    l4_bound,
+    /// L4: packets translated and sent on, client to backend and back.
+    l4_to_backend,
+    l4_to_client,
+    /// L4: packets of a flow dropped while it waited for its bind or its backend's MAC (the
+    /// newest one waits instead), and flows no bind came for in `connect_timeout`.
+    l4_dropped_before_bind,
+    l4_bind_timeouts,
+    /// L4: flows forgotten after their idle timeout, and fragments to a service address
+    /// (dropped: a non-first fragment carries no ports).
+    l4_idle_timeouts,
+    l4_fragments_dropped,
 }
 
 /// Where the services report: the shard's event machinery and its way out.
@@ -332,6 +353,8 @@ pub struct Served {
     /// The splicers' backends: connections by their backend side's key, the backends' MACs,
     /// and what steers a backend's answers to this shard.
     splices: splice::Splices,
+    /// The l4 services' flows.
+    l4: l4::L4Flows,
     /// The clock: packet time offline, the wall clock on a live wire.
     live: bool,
     now: u64,
@@ -356,6 +379,9 @@ impl Served {
     /// The services of shard `shard`: connections' flow slots start at `slot_base`.
     pub fn new(shard: u16, specs: Arc<[ServiceSpec]>, macs: Vec<[u8; 6]>, credits: Arc<SendCredits>, live: bool) -> Served {
         let total: usize = specs.iter().map(|s| s.max_connections).sum();
+        // The l4 services' flows take the connection indices after the others'.
+        let l4_base: usize = specs.iter().filter(|s| s.l4.is_none()).map(|s| s.max_connections).sum();
+        let l4_flows = l4::L4Flows::new(&specs, l4_base as u32);
         let budget = BufferBudget::new(specs.iter().map(|s| s.buffer_memory).collect());
         Served {
             per_service: vec![0; specs.len()],
@@ -377,6 +403,7 @@ impl Served {
             to_flush: Vec::new(),
             last_reclaim_ns: 0,
             splices: splice::Splices::new(shard),
+            l4: l4_flows,
             live,
             now: 0,
             stats: ServeStats::default(),
@@ -395,7 +422,7 @@ impl Served {
 
     /// Live connections.
     pub fn connections(&self) -> usize {
-        self.index.len()
+        self.index.len() + self.l4.live()
     }
 
     /// Whether a timer is armed, or connections wait for memory (the shard then sleeps only
@@ -420,6 +447,11 @@ impl Served {
     pub fn take<S: ServeSink>(&mut self, data: &mut [u8], port: u16, ts_ns: u64, sink: &mut S) -> Taken {
         let Ok((eth, vlan, l3)) = VlanTags::parse_header(data) else { return Taken::No };
         let l2 = L2 { client_mac: eth.src, vlan, port };
+        if self.l4.any() && eth.ethertype == ethertype::IPV4 {
+            if let Some(taken) = self.l4_take(data, &l2, ts_ns, sink) {
+                return taken;
+            }
+        }
         if eth.ethertype == ethertype::IPV6 && data.len() >= l3 + 40 && data[l3 + 6] == ndp::ICMPV6 {
             if let Some(taken) = self.neighbor_solicitation(&data[l3..], &l2, ts_ns, sink) {
                 return taken;
@@ -496,7 +528,12 @@ impl Served {
         let target = IpAddr::V4(arp.target_ip);
         let Some(spec) = self.specs.iter().find(|s| s.addrs.contains(&target)) else { return Taken::No };
         if arp.operation != Operation::Request {
-            return Taken::No;
+            if spec.l4.is_none() {
+                return Taken::No;
+            }
+            // Without source NAT an l4 service asks for its backends' MACs from its own address.
+            self.learn_neighbor(IpAddr::V4(arp.sender_ip), arp.sender_mac, sink);
+            return Taken::Consumed;
         }
         let mac = self.service_mac(spec, l2.port);
         self.answer_arp(&arp, mac, l2, ts_ns, sink);
@@ -683,16 +720,9 @@ impl Served {
                 self.slots.len() as u32 - 1
             }
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        let info = ConnInfo {
-            id,
-            index,
-            slot: self.credits.slot_of(index),
-            tuple: FlowTuple::new(ip_proto::TCP, 0, [key.remote, key.local], [key.remote_port, key.local_port]),
-            service: svc as u16,
-            ..self.stranger(frame, port)
-        };
+        let tuple = FlowTuple::new(ip_proto::TCP, 0, [key.remote, key.local], [key.remote_port, key.local_port]);
+        let info = self.conn_info(index, svc, tuple, self.stranger(frame, port));
+        let id = info.id;
         let s = &mut self.slots[index as usize];
         (s.info, s.key, s.written, s.delivered, s.announced, s.client_ended, s.half_open, s.in_time_wait) =
             (info, key, 0, 0, false, false, half_open, false);
@@ -709,6 +739,14 @@ impl Served {
         let base = self.credits.open(index, id);
         (self.slots[index as usize].credit_base, self.slots[index as usize].promised) = (base, base);
         self.after(index, events, sink);
+    }
+
+    /// A new connection's (or l4 flow's) info at table index `index` of service `svc`: a fresh
+    /// flow id, its flow slot, `tuple`; its addresses, MACs and port from `from`.
+    fn conn_info(&mut self, index: u32, svc: usize, tuple: FlowTuple, from: ConnInfo) -> ConnInfo {
+        let id = self.next_id;
+        self.next_id += 1;
+        ConnInfo { id, index, slot: self.credits.slot_of(index), tuple, service: svc as u16, ..from }
     }
 
     /// Who a frame came from and went to, as a connection of no table slot (for answers that
@@ -873,6 +911,7 @@ impl Served {
     /// True if anything was done.
     pub fn poll<S: ServeSink>(&mut self, ts_ns: u64, reads: &mut Vec<(u32, u64, u32)>, sink: &mut S) -> bool {
         self.tick(ts_ns);
+        self.sync_neighbors(sink);
         let mut any = false;
         // Each operation may emit events: without room, what is left waits for the next round.
         let mut taken = 0;
@@ -915,7 +954,11 @@ impl Served {
                 break;
             }
             any = true;
-            self.timer(i, sink);
+            if self.l4.owns(i) {
+                self.l4_timer(i, sink);
+            } else {
+                self.timer(i, sink);
+            }
         }
         due.clear();
         self.due = due;
@@ -1010,13 +1053,28 @@ impl Served {
                 sink.conn_event(ConnEventKind::SendRoom, &s.info, 0, self.now);
             }
         }
-        true
+        self.l4_pending_binds(sink)
     }
 
     /// Applies one NF request to its connection; a send's bytes come in two pieces (the ring
     /// wraps).
     fn command<S: ServeSink>(&mut self, c: StreamCommand, first: &[u8], second: &[u8], sink: &mut S) {
         let len = first.len() + second.len();
+        if self.l4.owns(c.conn) {
+            // An l4 flow takes only its bind: mbox has no connection of its own to write on.
+            match (c.op, c.id == self.l4_id(c.conn)) {
+                (Request::Bind, true) => match decode_backend(first, second) {
+                    Some(backend) => self.l4_bind(c.conn, backend, sink),
+                    None => self.stats.binds_refused += 1,
+                },
+                (Request::Bind, false) => self.stats.binds_refused += 1,
+                _ => {
+                    self.stats.writes_to_ended += 1;
+                    self.stats.bytes_to_ended += len as u64;
+                }
+            }
+            return;
+        }
         let live = self.slots.get(c.conn as usize).is_some_and(|s| s.info.id == c.id && s.conn.is_some());
         if !live {
             self.stats.writes_to_ended += 1;
@@ -1071,6 +1129,9 @@ impl Served {
     /// On a live wire the clients are told: each connection is reset (RFC 9293 3.10.5), so
     /// that none waits for answers that will not come; its NFs get `TERMINATE` (reset).
     pub fn drain<S: ServeSink>(&mut self, sink: &mut S) -> bool {
+        if !self.l4_drain(sink) {
+            return false;
+        }
         for i in 0..self.slots.len() as u32 {
             if self.slots[i as usize].conn.is_none() {
                 continue;
@@ -1107,7 +1168,8 @@ impl Served {
         if live.len() != self.index.len() {
             return Err(format!("{} live slots, {} indexed", live.len(), self.index.len()));
         }
-        for (svc, spec) in self.specs.iter().enumerate() {
+        self.l4_check()?;
+        for (svc, spec) in self.specs.iter().enumerate().filter(|(_, s)| s.l4.is_none()) {
             let n = live.iter().filter(|s| usize::from(s.info.service) == svc).count();
             let half = live.iter().filter(|s| usize::from(s.info.service) == svc && s.half_open).count();
             if n != self.per_service[svc] || half != self.half_open[svc] {
@@ -1400,6 +1462,7 @@ mod tests {
             syn_backlog: 16,
             buffer_memory: 1 << 30,
             splicer: None,
+            l4: None,
         }]
         .into()
     }
@@ -2096,6 +2159,7 @@ mod splice_tests {
             syn_backlog: 4,
             buffer_memory: 1 << 30,
             splicer: Some(splicer),
+            l4: None,
         }]
         .into()
     }

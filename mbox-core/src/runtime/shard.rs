@@ -950,18 +950,26 @@ impl ServeSink for Plane {
     }
 
     fn conn_event(&mut self, kind: ConnEventKind, conn: &ConnInfo, reason: u8, ts_ns: u64) {
+        // An l4 service's UDP flows start and end as UDP flows do (`FlowEvent`s).
+        let kind_of_flow = flow_kind(conn.tuple.ip_proto);
         let route = match kind {
-            ConnEventKind::New => self.types.flow_new[0],
+            ConnEventKind::New => self.types.flow_new[kind_of_flow],
             ConnEventKind::SendRoom => self.types.send_room,
             ConnEventKind::Bound => self.types.bound,
-            ConnEventKind::Terminate => self.types.flow_end[0],
+            ConnEventKind::Terminate => self.types.flow_end[kind_of_flow],
         };
         if !self.graph.wants(route) {
             return;
         }
         let ty = self.registry.types()[route].ty;
         let ev = self.conn_tcp_event::<FlowTcpEvent>(ty, conn, DIR_NONE, reason, ts_ns);
-        self.emit(route, &ev, NO_HELD);
+        if kind_of_flow == 0 {
+            self.emit(route, &ev, NO_HELD);
+        } else {
+            let mut flow = ev.flow;
+            flow.header.size = std::mem::size_of::<FlowEvent>() as u32;
+            self.emit(route, &flow, NO_HELD);
+        }
     }
 
     fn conn_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool {

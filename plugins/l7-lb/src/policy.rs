@@ -43,7 +43,7 @@
 //! Unknown keys are errors that name them, as every error names the rule (from 1) or backend.
 
 use crate::request::Request;
-use mbox_abi::kit::Maglev;
+use mbox_abi::kit::{duration_ns, fnv1a, mix64 as mix, Maglev};
 use serde::Deserialize;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -364,7 +364,7 @@ impl Policy {
         }
         let down_for_ns = match &health.down_for {
             None => 10_000_000_000,
-            Some(v) => duration_ns(v).map_err(|e| PolicyError::Health(format!("`down_for` {e}")))?,
+            Some(v) => duration_ns(v, MAX_DOWN_FOR_NS).map_err(|e| PolicyError::Health(format!("`down_for` {e}")))?,
         };
         Ok(Policy { backends, rules, failures, down_for_ns, next_retry_ns: u64::MAX, epoch: 0 })
     }
@@ -545,20 +545,6 @@ fn maglev(rule_backends: &[usize], backends: &[Backend], usable: &[bool]) -> Mag
     Maglev::with_keys(&keys, &weights, usable, size)
 }
 
-/// FNV-1a, 64 bits, of `bytes`, lowercased when `fold` (host names are compared in any case).
-fn fnv1a(bytes: &[u8], fold: bool) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(if fold { b.to_ascii_lowercase() } else { b })).wrapping_mul(0x100_0000_01b3))
-}
-
-/// FNV is weak in its low bits, which the table's modulo reads: a final mix spreads them.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    z ^ (z >> 33)
-}
-
 /// The hash a hash rule looks its table up by; the source's when the request lacks the key.
 fn hash_key(on: &HashOn, req: &Request<'_>, client: IpAddr) -> u64 {
     let key = match on {
@@ -685,33 +671,6 @@ fn host(h: &str) -> Result<Vec<u8>, String> {
 /// Whether `s` is an HTTP token (what header names are made of).
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// A duration argument in ns: seconds as a number, or a string `N` + `ms`, `s`, `m` or `h`.
-fn duration_ns(v: &Value) -> Result<u64, String> {
-    let ns = match v {
-        Value::Number(n) => match n.as_f64() {
-            Some(s) if s.is_finite() && s >= 0.0 && s <= (MAX_DOWN_FOR_NS / 1_000_000_000) as f64 => (s * 1e9) as u64,
-            _ => return Err(format!("must be 0 to {} seconds, not {n}", MAX_DOWN_FOR_NS / 1_000_000_000)),
-        },
-        Value::String(s) => {
-            let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-            let unit_ns: u64 = match &s[digits..] {
-                "ms" => 1_000_000,
-                "s" => 1_000_000_000,
-                "m" => 60_000_000_000,
-                "h" => 3_600_000_000_000,
-                _ => return Err(format!("{s:?} is not a duration (500ms, 10s, 2m, 1h)")),
-            };
-            let n: u64 = s[..digits].parse().map_err(|_| format!("{s:?} is not a duration (500ms, 10s, 2m, 1h)"))?;
-            n.saturating_mul(unit_ns)
-        }
-        other => return Err(format!("must be a duration (\"10s\") or seconds, not {other}")),
-    };
-    if ns == 0 || ns > MAX_DOWN_FOR_NS {
-        return Err(format!("must be more than 0 and at most a day, not {v}"));
-    }
-    Ok(ns)
 }
 
 #[cfg(test)]

@@ -1,64 +1,14 @@
-//! The NF against a fake host: events built as the shard builds them, and a `HostCalls` whose
-//! publish call records each flow's binds (answering `Done`) and the bytes, closes it is sent.
+//! The NF against a fake host: events built as the shard builds them, and a recording host
+//! (`kit::testing::Recorder`) that keeps each flow's binds (answered `Done`), bytes and closes.
 
 use super::*;
 use mbox_abi::kit::testing;
 use mbox_abi::{
-    BindRequest, DirStats, Event, EventType, FlowEvent, FlowTuple, PublishStatus, StreamEndEvent, StreamOp, StreamRequest, StreamStatus,
-    TcpSnapshot, BIND_CONNECTED, BIND_REFUSED, BIND_REQUEST, DIR_NONE, END_FIN, REASON_FIN, STREAM_REQUEST,
+    DirStats, Event, EventType, FlowEvent, FlowTuple, StreamEndEvent, TcpSnapshot, BIND_CONNECTED, BIND_REFUSED, DIR_NONE, END_FIN,
+    REASON_FIN,
 };
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::ffi::c_void;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-
-#[derive(Default, Debug)]
-struct Out {
-    binds: Vec<SocketAddr>,
-    sent: Vec<u8>,
-    closes: u32,
-}
-
-#[derive(Default)]
-struct Fake {
-    flows: BTreeMap<u64, Out>,
-}
-
-unsafe extern "C" fn publish(state: *mut c_void, event: *const EventHeader, size: u32) -> PublishStatus {
-    // SAFETY: the harness lends its `Fake` as the state for the duration of the call.
-    let fake = unsafe { &mut *(state as *mut Fake) };
-    // SAFETY: `Host` passes a pointer to an event struct that begins with a header.
-    let header = unsafe { &*event };
-    if header.ty == BIND_REQUEST && size as usize >= std::mem::size_of::<BindRequest>() {
-        // SAFETY: a BIND_REQUEST of that size is a `BindRequest` the caller owns mutably.
-        let req = unsafe { &mut *(event as *mut BindRequest) };
-        let v6 = Ipv6Addr::from(req.addr);
-        let ip = match req.family {
-            4 => IpAddr::V4(v6.to_ipv4_mapped().unwrap()),
-            _ => IpAddr::V6(v6),
-        };
-        fake.flows.entry(req.flow.id).or_default().binds.push(SocketAddr::new(ip, req.port));
-        req.answer = BindStatus::Done as u8;
-        return PublishStatus::Published;
-    }
-    if header.ty != STREAM_REQUEST || (size as usize) < std::mem::size_of::<StreamRequest>() {
-        return PublishStatus::NotDeclared;
-    }
-    // SAFETY: a STREAM_REQUEST of that size is a `StreamRequest` the caller owns mutably.
-    let req = unsafe { &mut *(event as *mut StreamRequest) };
-    let out = fake.flows.entry(req.flow.id).or_default();
-    match req.op {
-        StreamOp::Send => {
-            // SAFETY: the request points at `len` readable bytes during the call.
-            out.sent.extend_from_slice(unsafe { std::slice::from_raw_parts(req.bytes, req.len as usize) });
-            req.accepted = req.len;
-        }
-        StreamOp::Close => out.closes += 1,
-        StreamOp::Reset => {}
-    }
-    req.answer = StreamStatus::Done as u8;
-    PublishStatus::Published
-}
+use std::net::SocketAddr;
 
 const SLOTS: u32 = 64;
 
@@ -79,7 +29,7 @@ fn args() -> serde_json::Value {
 
 struct Harness {
     nf: L7Lb,
-    fake: Box<Fake>,
+    fake: Box<testing::Recorder>,
     now: u64,
 }
 
@@ -102,8 +52,7 @@ impl Harness {
     }
 
     fn deliver(&mut self, event: &EventHeader) {
-        // SAFETY: `fake` outlives the call, and the function only touches it and the request.
-        let mut calls = unsafe { testing::calls(&mut *self.fake as *mut Fake as *mut c_void, publish) };
+        let mut calls = self.fake.calls();
         let mut host = Host::new(&mut calls);
         assert_eq!(self.nf.on_event(event, &mut host), Verdict::Pass);
     }
@@ -122,8 +71,8 @@ impl Harness {
         self.deliver(ev.header());
     }
 
-    fn out(&self, id: u64) -> &Out {
-        self.fake.flows.get(&id).unwrap_or_else(|| panic!("nothing for flow {id}"))
+    fn out(&self, id: u64) -> testing::Asked {
+        self.fake.of(id)
     }
 
     fn counter(&self, name: &str) -> u64 {

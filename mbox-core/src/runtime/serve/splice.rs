@@ -30,13 +30,15 @@ use mbox_stack::wire::frame::TcpFrame;
 use mbox_stack::wire::tcp::TcpOptions;
 use mbox_stack::wire::tcp_flags::{ACK, FIN, RST, SYN};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// How far past the receiver's last ACK a RST may lie and still end a splice: a window as
 /// large as Linux lets one grow (a RST at random has 1 chance in 256 of falling there).
 const RST_REACH: u32 = 16 << 20;
 /// How often an ARP request for a backend goes again while no reply came.
-const ARP_RETRY_NS: u64 = 1_000_000_000;
+pub(super) const ARP_RETRY_NS: u64 = 1_000_000_000;
 /// Source ports a splice may take (below: the well-known and registered ports' start).
 const FIRST_SOURCE_PORT: u16 = 1024;
 /// What a client refused with `refuse = "http-503"` gets.
@@ -164,14 +166,44 @@ impl Splice {
     }
 }
 
-/// A shard's splices: connections by their backend side, the backends' MACs, the next source
-/// port to try.
+/// The backends' MACs, shared by a run's shards: an ARP reply reaches one shard (the input
+/// steers it as any frame), while the connections and flows waiting for that backend may be
+/// on any. A shard looks the generation up once a round (one atomic load) and copies the
+/// table into its own only when it moved.
+#[derive(Debug, Default)]
+pub struct Neighbors {
+    table: RwLock<HashMap<IpAddr, EthernetAddress>>,
+    generation: AtomicU64,
+}
+
+impl Neighbors {
+    pub fn new() -> Arc<Neighbors> {
+        Arc::new(Neighbors::default())
+    }
+
+    fn learn(&self, ip: IpAddr, mac: EthernetAddress) {
+        // A poisoned lock (a shard panicked while writing) still holds a usable table.
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if table.insert(ip, mac) != Some(mac) {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// A shard's splices: connections by their backend side, the backends' MACs (this shard's
+/// copy of the shared table), the next source port to try.
 #[derive(Debug)]
 pub(super) struct Splices {
-    shard: usize,
-    shards: usize,
+    pub(super) shard: usize,
+    pub(super) shards: usize,
     by_backend: HashMap<ConnKey, u32>,
-    neighbors: HashMap<IpAddr, EthernetAddress>,
+    /// Backends' MACs, as ARP replies gave them (the l4 services' too), the table the shards
+    /// share and its generation this copy has.
+    pub(super) neighbors: HashMap<IpAddr, EthernetAddress>,
+    shared: Arc<Neighbors>,
+    seen: u64,
+    /// Scratch for copying the shared table.
+    learned: Vec<(IpAddr, EthernetAddress)>,
     next_port: u16,
 }
 
@@ -182,6 +214,9 @@ impl Splices {
             shards: 1,
             by_backend: HashMap::new(),
             neighbors: HashMap::new(),
+            shared: Neighbors::new(),
+            seen: 0,
+            learned: Vec::new(),
             next_port: FIRST_SOURCE_PORT,
         }
     }
@@ -220,36 +255,75 @@ impl Served {
         self.splices.shards = shards.max(1);
     }
 
+    /// Shares the backends' MACs with the run's other shards (each has a table of its own
+    /// unless told).
+    pub fn share_neighbors(&mut self, neighbors: Arc<Neighbors>) {
+        self.splices.shared = neighbors;
+    }
+
+    /// Takes what other shards learned of backends' MACs since the last look: waiting
+    /// connections and flows go on. One atomic load when nothing changed.
+    pub(super) fn sync_neighbors<S: ServeSink>(&mut self, sink: &mut S) {
+        let generation = self.splices.shared.generation.load(Ordering::Acquire);
+        if generation == self.splices.seen {
+            return;
+        }
+        self.splices.seen = generation;
+        let mut learned = std::mem::take(&mut self.splices.learned);
+        learned.clear();
+        {
+            let table = self.splices.shared.table.read().unwrap_or_else(|e| e.into_inner());
+            learned.extend(table.iter().filter(|(ip, mac)| self.splices.neighbors.get(ip) != Some(mac)).map(|(&ip, &mac)| (ip, mac)));
+        }
+        for &(ip, mac) in &learned {
+            self.splices.neighbors.insert(ip, mac);
+            self.neighbor_known(ip, sink);
+        }
+        self.splices.learned = learned;
+    }
+
     /// Whether `ip` is a splicer's source address.
     pub(super) fn is_source(&self, ip: IpAddr) -> bool {
         self.specs.iter().any(|s| s.splicer.is_some_and(|p| p.source == ip))
     }
 
-    /// ARP for a splicer's source address: a request is answered (on any port), a reply gives
-    /// a backend's MAC. `None`: not about a source address.
+    /// ARP for a splicer's or an l4 service's source address: a request is answered (on any
+    /// port), a reply gives a backend's MAC. `None`: not about a source address.
     pub(super) fn source_arp<S: ServeSink>(&mut self, arp: &ArpRepr, l2: &super::L2, ts_ns: u64, sink: &mut S) -> Option<Taken> {
         let target = IpAddr::V4(arp.target_ip);
-        let spec = self.specs.iter().find(|s| s.splicer.is_some_and(|p| p.source == target))?;
+        let spec = self
+            .specs
+            .iter()
+            .find(|s| s.splicer.is_some_and(|p| p.source == target) || s.l4.is_some_and(|l| l.source.map(IpAddr::V4) == Some(target)))?;
         let mac = self.service_mac(spec, l2.port);
         match arp.operation {
             Operation::Request => self.answer_arp(arp, mac, l2, ts_ns, sink),
-            Operation::Reply => {
-                self.stats.arp_replies_taken += 1;
-                let ip = IpAddr::V4(arp.sender_ip);
-                self.splices.neighbors.insert(ip, arp.sender_mac);
-                // Splices waiting for this backend go on.
-                let waiting: Vec<u32> = (0..self.slots.len() as u32)
-                    .filter(|&i| {
-                        let s = self.slots[i as usize].splice.as_deref();
-                        s.is_some_and(|s| matches!(s.phase, Phase::Resolving { .. }) && s.backend.is_some_and(|b| b.addr.ip() == ip))
-                    })
-                    .collect();
-                for i in waiting {
-                    self.open_backend(i, sink);
-                }
-            }
+            Operation::Reply => self.learn_neighbor(IpAddr::V4(arp.sender_ip), arp.sender_mac, sink),
         }
         Some(Taken::Consumed)
+    }
+
+    /// An ARP reply gave `ip`'s MAC: splices and l4 flows waiting for that backend go on, here
+    /// and (through the shared table) on the other shards.
+    pub(super) fn learn_neighbor<S: ServeSink>(&mut self, ip: IpAddr, mac: EthernetAddress, sink: &mut S) {
+        self.stats.arp_replies_taken += 1;
+        self.splices.neighbors.insert(ip, mac);
+        self.splices.shared.learn(ip, mac);
+        self.neighbor_known(ip, sink);
+    }
+
+    /// `ip`'s MAC is known: what waited for it goes on.
+    fn neighbor_known<S: ServeSink>(&mut self, ip: IpAddr, sink: &mut S) {
+        let waiting: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| {
+                let s = self.slots[i as usize].splice.as_deref();
+                s.is_some_and(|s| matches!(s.phase, Phase::Resolving { .. }) && s.backend.is_some_and(|b| b.addr.ip() == ip))
+            })
+            .collect();
+        for i in waiting {
+            self.open_backend(i, sink);
+        }
+        self.l4_resolved(ip, sink);
     }
 
     /// An NF answers held connection `i` itself (it sends or closes: a 400 or a 503 of its
@@ -315,15 +389,20 @@ impl Served {
             sp.phase = Phase::Resolving { next_arp: give_up, give_up };
             return;
         };
+        self.request_mac(target, sender, b.mac_ours, b.port, sink);
+    }
+
+    /// Broadcasts an ARP request for `target`'s MAC from `sender` (mbox's `mac` on `port`).
+    pub(super) fn request_mac<S: ServeSink>(&mut self, target: Ipv4Addr, sender: Ipv4Addr, mac: EthernetAddress, port: u16, sink: &mut S) {
         let request = ArpRepr {
             operation: Operation::Request,
-            sender_mac: b.mac_ours,
+            sender_mac: mac,
             sender_ip: sender,
             target_mac: EthernetAddress([0; 6]),
             target_ip: target,
         };
-        let eth = EthernetRepr { src: b.mac_ours, dst: EthernetAddress([0xff; 6]), ethertype: ethertype::ARP };
-        let sent = sink.originate(b.port, now, &mut |buf| {
+        let eth = EthernetRepr { src: mac, dst: EthernetAddress([0xff; 6]), ethertype: ethertype::ARP };
+        let sent = sink.originate(port, self.now, &mut |buf| {
             buf.resize(ETHERNET_LEN + request.buffer_len(), 0);
             let at = VlanTags::default().emit_header(&eth, buf);
             request.emit(&mut ArpPacket::new_unchecked(&mut buf[at..]));
