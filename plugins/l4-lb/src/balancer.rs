@@ -96,6 +96,10 @@ pub struct Balancer {
     down_for_ns: u64,
     /// The earliest time a down backend comes back (the table is rebuilt then).
     next_retry_ns: u64,
+    /// Every backend that is neither drained nor removed is down: the table holds them all
+    /// anyway (Envoy's panic routing), since a backend that failed a few binds under load
+    /// may take the next flow, while no backend at all refuses every flow for `down_for`.
+    panic: bool,
 }
 
 impl Balancer {
@@ -119,7 +123,15 @@ impl Balancer {
         if args.backends.is_empty() {
             return Err("argument `backends` lists no backend".into());
         }
-        let mut b = Balancer { backends: Vec::new(), table: Maglev::new(&[], 2), hash_on, failures, down_for_ns, next_retry_ns: u64::MAX };
+        let mut b = Balancer {
+            backends: Vec::new(),
+            table: Maglev::new(&[], 2),
+            hash_on,
+            failures,
+            down_for_ns,
+            next_retry_ns: u64::MAX,
+            panic: false,
+        };
         for (i, v) in args.backends.iter().enumerate() {
             let a = BackendArgs::deserialize(v).map_err(|e| format!("backend {}: {e}", i + 1))?;
             b.add(&a.name, &a.address, a.weight.unwrap_or(1)).map_err(|e| format!("backend {}: {e}", i + 1))?;
@@ -190,7 +202,11 @@ impl Balancer {
     fn rebuild(&mut self, now_ns: u64) {
         let keys: Vec<u64> = self.backends.iter().map(|b| b.key).collect();
         let weights: Vec<u32> = self.backends.iter().map(|b| b.weight).collect();
-        let usable: Vec<bool> = self.backends.iter().map(|b| b.usable(now_ns)).collect();
+        let mut usable: Vec<bool> = self.backends.iter().map(|b| b.usable(now_ns)).collect();
+        self.panic = !usable.contains(&true);
+        if self.panic {
+            usable = self.backends.iter().map(|b| !b.drained && !b.removed).collect();
+        }
         let size = MIN_TABLE.max(100 * self.backends.len());
         self.table = Maglev::with_keys(&keys, &weights, &usable, size);
         self.next_retry_ns = self.backends.iter().filter_map(|b| b.down_until.filter(|&t| t > now_ns)).min().unwrap_or(u64::MAX);
@@ -251,7 +267,10 @@ impl Balancer {
         let Some(b) = self.backends.get_mut(i) else { return };
         if connected {
             b.failing = 0;
-            b.down_until = None;
+            if b.down_until.take().is_some() {
+                // Up again: back in the table (and out of panic routing, if it was on).
+                self.rebuild(now_ns);
+            }
             return;
         }
         b.failures += 1;
@@ -265,6 +284,11 @@ impl Balancer {
 
     pub fn backends(&self) -> &[Backend] {
         &self.backends
+    }
+
+    /// Whether every backend taking part is down, so that new flows go to them all anyway.
+    pub fn panicking(&self) -> bool {
+        self.panic && self.backends.iter().any(|b| !b.drained && !b.removed)
     }
 
     /// The slots backend `i` holds in the table now.
@@ -361,9 +385,18 @@ mod tests {
         assert_eq!(b.backends()[1].state(back), "retrying");
         b.outcome(1, false, back + 1);
         assert_eq!(b.backends()[1].state(back + 1), "down", "one failure on trial: down again");
+        // Every backend down: new flows go to them all anyway (panic routing), not nowhere.
+        b.outcome(0, false, back + 2);
+        b.outcome(0, false, back + 3);
+        assert!(b.panicking());
+        let picked: std::collections::BTreeSet<usize> = (0..100).map(|n| b.pick(&tuple(n, 6), back + 4).unwrap().0).collect();
+        assert_eq!(picked.into_iter().collect::<Vec<_>>(), [0, 1]);
+        b.outcome(0, true, back + 5);
+        assert!(!b.panicking(), "one came back");
         b.drain("b", true).unwrap();
         b.drain("a", true).unwrap();
-        assert_eq!(b.pick(&tuple(1, 6), back + 2), None, "nothing takes new flows");
+        assert_eq!(b.pick(&tuple(1, 6), back + 6), None, "nothing takes new flows: all drained");
+        assert!(!b.panicking());
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!
 //! Counters: per backend `backend_NAME_picked`, `_open`, `_failures`, `_up` (1 while it takes
 //! new flows); `flows`, `bound`, `bind_failed`, `bind_not_done`, `no_backend` (no backend
-//! took new flows: the flow's first packet times out in mbox), `bind_calls_refused`.
+//! took new flows: the flow's first packet times out in mbox), `bind_calls_refused`, `panic` (1
+//! while every backend not drained is down: new flows go to them all anyway).
 
 pub mod balancer;
 #[cfg(test)]
@@ -194,6 +195,7 @@ impl NetworkFunction for L4Lb {
         out.set("bind_not_done", s.bind_not_done);
         out.set("no_backend", s.no_backend);
         out.set("bind_calls_refused", s.bind_calls_refused);
+        out.set("panic", u64::from(self.balancer.panicking()));
     }
 
     /// `backends`, `drain B`, `undrain B`, `add B ADDRESS [WEIGHT]`, `remove B`.

@@ -18,7 +18,9 @@
 //! `bind_failed` (the backend could not be had), `bind_not_done` (mbox could not carry a bind
 //! out), `refused_no_rule`, `refused_no_backend`, `bad_requests`, `client_gone` (the client left
 //! before its head was complete), `bind_calls_refused` (the host answered the call with
-//! anything but `Done`), `heads_lost` (a head whose start never reached this instance: a 503).
+//! anything but `Done`), `heads_lost` (a head whose start never reached this instance: a 503),
+//! `panic_picks` (connections sent to a down backend because every backend of their rule that
+//! is not drained was down: Envoy's panic routing, rather than a 503 for each).
 //!
 //! A kept-alive connection stays on the backend its first request picked: the splicer never
 //! reads the bytes after the bind (per-request routing needs the split proxy).
@@ -299,6 +301,7 @@ impl NetworkFunction for L7Lb {
         out.set("client_gone", s.client_gone);
         out.set("bind_calls_refused", s.bind_calls_refused);
         out.set("heads_lost", s.heads_lost);
+        out.set("panic_picks", self.policy.panic_picks());
     }
 
     /// `backends`, `drain NAME`, `undrain NAME`.

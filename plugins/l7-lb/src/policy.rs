@@ -269,6 +269,8 @@ pub struct Policy {
     /// Bumped whenever a backend becomes usable or unusable, so that hash rules check whether
     /// their table needs rebuilding only then.
     epoch: u64,
+    /// Picks made while every backend of their rule not drained was down (panic routing).
+    panic_picks: u64,
 }
 
 // The arguments as written; checked and turned into a Policy by `from_args`. Each backend and
@@ -366,7 +368,7 @@ impl Policy {
             None => 10_000_000_000,
             Some(v) => duration_ns(v, MAX_DOWN_FOR_NS).map_err(|e| PolicyError::Health(format!("`down_for` {e}")))?,
         };
-        Ok(Policy { backends, rules, failures, down_for_ns, next_retry_ns: u64::MAX, epoch: 0 })
+        Ok(Policy { backends, rules, failures, down_for_ns, next_retry_ns: u64::MAX, epoch: 0, panic_picks: 0 })
     }
 
     /// Picks a backend for `request` from `client` (its IP address) at `now_ns` (a monotonic
@@ -416,6 +418,26 @@ impl Policy {
                 table.lookup(hash_key(on, request, client)).map(|i| rule.backends[i])
             }
         };
+        // Every backend of the rule that is not drained is down: they all take requests anyway
+        // (Envoy's panic routing). A backend that failed a few connections under a burst may
+        // take the next one, while refusing every request for `down_for` is certain to fail.
+        let chosen = chosen.or_else(|| {
+            let rule = &mut self.rules[rule_index];
+            let backends = &self.backends;
+            let panic = match &mut rule.balance {
+                Balance::RoundRobin(current) | Balance::LeastConnections(current) => {
+                    smooth_wrr_of(&rule.backends, current, backends, |b| !b.drained)
+                }
+                Balance::Hash { on, .. } => {
+                    // No table for the few moments all are down: the hash over those not drained.
+                    let alive = || rule.backends.iter().copied().filter(|&i| !backends[i].drained);
+                    let n = alive().count() as u64;
+                    (n > 0).then(|| hash_key(on, request, client) % n).and_then(|k| alive().nth(k as usize))
+                }
+            };
+            self.panic_picks += u64::from(panic.is_some());
+            panic
+        });
         let backend = chosen.ok_or(Refuse::NoBackend)?;
         let b = &mut self.backends[backend];
         b.open += 1;
@@ -507,6 +529,11 @@ impl Policy {
     }
 
     /// How many rules there are ([`Pick::rule`] is below it).
+    /// Picks made by panic routing: every backend of the rule not drained was down.
+    pub fn panic_picks(&self) -> u64 {
+        self.panic_picks
+    }
+
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
@@ -516,10 +543,15 @@ impl Policy {
 /// takes: each gains its weight, the one with the most current weight wins (the first listed
 /// on a tie) and loses the total. Weights 1:2 give the order b, a, b: an exact split, spread.
 fn smooth_wrr(rule_backends: &[usize], current: &mut [i64], backends: &[Backend], eligible: impl Fn(&Backend) -> bool) -> Option<usize> {
+    smooth_wrr_of(rule_backends, current, backends, |b| b.usable() && eligible(b))
+}
+
+/// [`smooth_wrr`] among the backends `takes` admits, usable or not (panic routing's).
+fn smooth_wrr_of(rule_backends: &[usize], current: &mut [i64], backends: &[Backend], takes: impl Fn(&Backend) -> bool) -> Option<usize> {
     let (mut best, mut total) = (None::<usize>, 0i64);
     for (slot, &i) in rule_backends.iter().enumerate() {
         let b = &backends[i];
-        if !b.usable() || !eligible(b) {
+        if !takes(b) {
             continue;
         }
         let w = i64::from(b.weight);
@@ -936,7 +968,7 @@ mod tests {
     }
 
     #[test]
-    fn all_backends_down_or_drained_refuses() {
+    fn all_backends_down_take_requests_anyway_and_all_drained_refuses() {
         let mut p = policy(json!({"backends": three(), "rules": [
             {"path_prefix": "/h", "backends": ["web1", "web2"], "balance": "hash"},
             {"path_prefix": "/l", "backends": ["web1", "web2"], "balance": "least-connections"},
@@ -944,11 +976,19 @@ mod tests {
         ], "health": {"failures": 1}}));
         p.outcome(0, false, 0);
         p.drain("web2", true).unwrap();
+        // web1 is down and web2 drained: panic routing sends each rule's requests to web1.
         for head in ["GET /h HTTP/1.1", "GET /l HTTP/1.1", "GET / HTTP/1.1"] {
-            assert_eq!(pick(&mut p, head, client(1), S), Err(Refuse::NoBackend), "{head}");
+            assert_eq!(pick(&mut p, head, client(1), S).map(|k| k.backend), Ok(0), "{head}");
         }
+        assert_eq!(p.panic_picks(), 3);
         assert_eq!(pick(&mut p, "GET /h HTTP/1.1", client(1), 10 * S).unwrap().backend, 0, "the hash table takes it back when retried");
+        assert_eq!(p.panic_picks(), 3, "retried: no panic");
         assert_eq!(p.backends().map(|b| b.state.name()).collect::<Vec<_>>(), ["retrying", "drained", "up"]);
+        // Both drained: nothing takes new requests.
+        p.drain("web1", true).unwrap();
+        for head in ["GET /h HTTP/1.1", "GET /l HTTP/1.1", "GET / HTTP/1.1"] {
+            assert_eq!(pick(&mut p, head, client(1), 11 * S), Err(Refuse::NoBackend), "{head}");
+        }
     }
 
     #[test]

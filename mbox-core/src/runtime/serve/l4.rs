@@ -37,9 +37,11 @@ mod tests;
 
 /// Source ports source NAT may take (from the registered ports' start).
 const FIRST_SOURCE_PORT: u16 = 1024;
-/// The most bytes of a flow's first packet kept while it waits for its bind (a longer frame
-/// is dropped, counted: the sender tries again once the flow is bound).
-const MAX_WAITING_FRAME: usize = 9216;
+/// The most bytes of a flow's waiting packet: a full 1,500-byte packet with two VLAN tags
+/// fits. A longer one is dropped, counted (the flow still starts; TCP's SYNs are short, and a
+/// UDP sender's next datagram goes once the flow is bound), so that a table of waiting flows
+/// holds at most this much per flow.
+const MAX_WAITING_FRAME: usize = 2048;
 
 /// An L4 service's settings (from its `[[service]]`).
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +73,8 @@ impl L4Spec {
         })
     }
 }
+
+type FlowIndex = HashMap<NatKey, u32, foldhash::fast::RandomState>;
 
 /// A flow's key as its packets arrive: protocol, source, destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,9 +146,11 @@ pub(super) struct L4Flows {
     base: u32,
     flows: Vec<Flow>,
     free: Vec<u32>,
-    /// Flows by their client side's key, and by their backend side's (as its packets come).
-    by_client: HashMap<NatKey, u32>,
-    by_backend: HashMap<NatKey, u32>,
+    /// Flows by their client side's key, and by their backend side's (as its packets come):
+    /// looked up for every packet, so hashed with foldhash (randomly seeded per process), not
+    /// SipHash.
+    by_client: FlowIndex,
+    by_backend: FlowIndex,
     /// Service addresses and ports, for the per-packet check: (address, port, service).
     served: Vec<(SocketAddrV4, u16)>,
     live: usize,
@@ -167,8 +173,8 @@ impl L4Flows {
             base,
             flows: Vec::with_capacity(capacity),
             free: Vec::new(),
-            by_client: HashMap::with_capacity(capacity),
-            by_backend: HashMap::with_capacity(capacity),
+            by_client: FlowIndex::with_capacity_and_hasher(capacity, Default::default()),
+            by_backend: FlowIndex::with_capacity_and_hasher(capacity, Default::default()),
             served,
             live: 0,
             next_port: FIRST_SOURCE_PORT,
@@ -225,6 +231,7 @@ impl Served {
         };
         let key = NatKey::of(&at);
         if let Some(&i) = self.l4.by_backend.get(&key) {
+            self.tick(ts_ns);
             return Some(self.l4_from_backend(i, &at, data, sink));
         }
         let svc = self.l4.service_of(at.dst)?;
@@ -253,10 +260,6 @@ impl Served {
         }
         if self.per_service[svc] >= self.specs[svc].max_connections {
             self.stats.refused_full += 1;
-            return Taken::Consumed;
-        }
-        if data.len() > MAX_WAITING_FRAME {
-            self.stats.l4_dropped_before_bind += 1;
             return Taken::Consumed;
         }
         let spec = &self.specs[svc];
@@ -294,7 +297,11 @@ impl Served {
         (f.client, f.service_addr, f.backend, f.fins, f.last_seen) = (at.src, at.dst, None, 0, now);
         f.from_syn = at.proto == ip_proto::TCP && at.tcp_flags & (SYN | ACK) == SYN;
         f.waiting.clear();
-        f.waiting.extend_from_slice(data);
+        if data.len() <= MAX_WAITING_FRAME {
+            f.waiting.extend_from_slice(data);
+        } else {
+            self.stats.l4_dropped_before_bind += 1;
+        }
         self.l4.by_client.insert(NatKey::of(at), index);
         self.l4.live += 1;
         self.per_service[svc] += 1;
