@@ -75,6 +75,13 @@ fn from_captures(seeds: &mut Seeds) {
                 seeds.add("parse", format!("{name}-{i}"), seed);
             }
             let Packet::Ip(p) = packet else { continue };
+            let translatable = p.ip_proto == ip_proto::TCP || p.ip_proto == ip_proto::UDP;
+            if meta.link == LinkType::Ethernet && p.ip_version == 4 && translatable && p.fragment.is_none() && !p.tunnelled {
+                if let Some(n) = take(seeds, "nat", 16, 2) {
+                    // A new tuple (198.18.0.1:40000 to 198.18.1.2:80), then the frame.
+                    seeds.add("nat", n, [&[198, 18, 0, 1, 0x9c, 0x40, 198, 18, 1, 2, 0, 80][..], data].concat());
+                }
+            }
             let start = p.payload_offset as usize;
             if p.fragment.is_some_and(|f| f.offset > 0) || start >= data.len() || p.payload_len == 0 {
                 continue;

@@ -1,5 +1,5 @@
 //! Fuzz target bodies for every parser and state machine in mbox that takes outside input:
-//! packets and the µStacks (the Splicer's frame rewrite too), the application protocol parsers (mbox-proto), signature rules
+//! packets and the µStacks (the Splicer's frame rewrite and the L4 load balancer's address translation too), the application protocol parsers (mbox-proto), signature rules
 //! and their matching (mbox-sig), pcap and pcapng files, the TOML config, the control
 //! socket's requests and flow-stats' saved state.
 //!
@@ -20,6 +20,7 @@ pub mod dns;
 pub mod endpoint;
 pub mod flow_state;
 pub mod http;
+pub mod nat;
 pub mod rules;
 pub mod splice;
 pub mod ssh;
@@ -36,6 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stack", stack::fuzz_stack),
     ("endpoint", endpoint::fuzz_endpoint),
     ("splice", splice::fuzz_splice),
+    ("nat", nat::fuzz_nat),
     ("http_request", http::fuzz_http_request),
     ("http_response", http::fuzz_http_response),
     ("http_body", http::fuzz_http_body),

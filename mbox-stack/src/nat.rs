@@ -42,6 +42,18 @@ pub struct Located {
     l4: usize,
 }
 
+impl Located {
+    /// Where the IPv4 header starts in the frame.
+    pub fn l3_offset(&self) -> usize {
+        self.l3
+    }
+
+    /// Where the TCP or UDP header starts in the frame.
+    pub fn l4_offset(&self) -> usize {
+        self.l4
+    }
+}
+
 /// Finds `frame`'s IPv4 and TCP or UDP headers and reads its tuple; nothing is written.
 pub fn locate(frame: &[u8]) -> Result<Located, NatError> {
     let (eth, _, l3) = VlanTags::parse_header(frame)?;
