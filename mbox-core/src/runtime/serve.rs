@@ -918,11 +918,14 @@ impl Served {
         while taken < reads.len() && sink.has_room(EVENTS_PER_OPERATION, 0) {
             let (conn, id, len) = reads[taken];
             taken += 1;
-            // A splicer's client bytes stay unread: its window never reopens past what is held.
-            if self.slots.get(conn as usize).is_some_and(|s| s.info.id == id && s.conn.is_some() && s.splice.is_none()) {
-                self.operate(conn, sink, |c, now, out| c.consumed(u64::from(len), now, out));
-                any = true;
+            let Some(slot) = self.slots.get_mut(conn as usize).filter(|s| s.info.id == id && s.conn.is_some()) else { continue };
+            match slot.splice.as_deref_mut() {
+                // A splicer's client bytes stay unread: its window never reopens past what is
+                // held. Counted, for the NF that answers the client itself (`answered_by_nf`).
+                Some(sp) => sp.read_while_held(len),
+                None => self.operate(conn, sink, |c, now, out| c.consumed(u64::from(len), now, out)),
             }
+            any = true;
         }
         reads.drain(..taken);
         // Out of `self` for the while: applying a request needs the rest of it.
@@ -1041,8 +1044,13 @@ impl Served {
             let (wants_room, op) = self.credits.take_pending(i);
             match op {
                 Some(Pending::Close) => {
-                    self.answered_by_nf(i);
-                    self.operate(i, sink, |conn, now, out| conn.close(now, out))
+                    let read = self.answered_by_nf(i);
+                    self.operate(i, sink, |conn, now, out| {
+                        if read > 0 {
+                            conn.consumed(read, now, out);
+                        }
+                        conn.close(now, out)
+                    })
                 }
                 Some(Pending::Reset) => self.reset(i, sink),
                 Some(Pending::Bind(backend)) => self.bind(i, backend, sink),
@@ -1087,9 +1095,9 @@ impl Served {
             self.stats.bytes_to_ended += len as u64;
             return;
         }
-        if matches!(c.op, Request::Send | Request::Close) {
-            self.answered_by_nf(c.conn);
-        }
+        // A held connection its NF answers is the Endpoint's from now on: what the NF read of
+        // it while held opens the client's window again.
+        let read = if matches!(c.op, Request::Send | Request::Close) { self.answered_by_nf(c.conn) } else { 0 };
         match c.op {
             Request::Send => {
                 // Counted written before the operation, whose end computes the credit from it.
@@ -1097,7 +1105,10 @@ impl Served {
                 let mut wrote = 0;
                 // Queued: the round's sends to a connection leave together, in full segments,
                 // when the round ends (`flush_queued`).
-                self.operate_writing(c.conn, len, sink, |conn, _, _| {
+                self.operate_writing(c.conn, len, sink, |conn, now, out| {
+                    if read > 0 {
+                        conn.consumed(read, now, out);
+                    }
                     wrote = conn.queue(first);
                     if wrote == first.len() {
                         wrote += conn.queue(second);
@@ -1116,7 +1127,12 @@ impl Served {
                     self.stats.bytes_to_ended += (len - wrote) as u64;
                 }
             }
-            Request::Close => self.operate(c.conn, sink, |conn, now, out| conn.close(now, out)),
+            Request::Close => self.operate(c.conn, sink, |conn, now, out| {
+                if read > 0 {
+                    conn.consumed(read, now, out);
+                }
+                conn.close(now, out)
+            }),
             Request::Reset => self.reset(c.conn, sink),
             Request::Bind => match decode_backend(first, second) {
                 Some(backend) => self.bind(c.conn, backend, sink),
@@ -2960,6 +2976,32 @@ mod splice_tests {
         assert_eq!((w.served.stats.hold_timeouts, w.served.stats.clients_refused), (0, 0), "{:?}", w.served.stats);
         assert_ne!(w.client.closed, Some(CloseReason::PeerReset));
         assert_eq!(bind(&mut w.writer, &w.shard), BindStatus::Ended, "answered: no bind now");
+        w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_held_connection_its_nf_answers_reopens_its_window_for_what_the_nf_read_while_held() {
+        // 15 KiB of the 16 KiB hold read by the NF before it answers (a cache's hit, a 413):
+        // from then on the connection is the Endpoint's, and those bytes count as read.
+        let first = pattern(15 << 10, 3);
+        let mut w = World::held(Refusal::Http503, &first);
+        assert!(w.shard.data == first, "{} of {} bytes held", w.shard.data.len(), first.len());
+        let (slot, id, _) = w.shard.started[0];
+        let flow = FlowRef { id, slot, shard: 0, dir: 0, _reserved: 0 };
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(w.writer.request(&flow, mbox_abi::StreamOp::Send, answer).0, mbox_abi::StreamStatus::Done);
+        w.run();
+        assert_eq!(w.client.received, answer);
+        // 10 KiB more: the hold left less than a segment's window, so the client crawls unless
+        // the bytes read while held were reported to the connection.
+        let more = pattern(10 << 10, 4);
+        w.client_write(&more);
+        // At once: with only the hold's last KiB of window, the rest would wait for the
+        // client's window probes, a KiB each.
+        w.run();
+        assert_eq!(w.shard.data.len(), first.len() + more.len(), "all sent in the open window, no probe needed");
+        assert!(w.shard.data[first.len()..] == more[..], "the bytes after the answer, in order");
+        assert_eq!((w.served.stats.hold_timeouts, w.served.stats.clients_refused), (0, 0), "{:?}", w.served.stats);
         w.served.check_invariants().unwrap();
     }
 

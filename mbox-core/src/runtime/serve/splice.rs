@@ -121,6 +121,10 @@ pub(super) struct Splice {
     /// The last ACK each side sent, as it sent it (index: `Dir::C2B`, `Dir::B2C`): where the
     /// other side's RST must fall to end the splice.
     acks: [Option<u32>; 2],
+    /// Client bytes its NFs finished reading (their `DATA_RDY` events retired): not reported
+    /// to the connection, whose window stays closed past the hold, unless an NF answers the
+    /// client itself and the connection becomes the Endpoint's.
+    read: u64,
 }
 
 impl Splice {
@@ -136,6 +140,7 @@ impl Splice {
             fins: 0,
             acks: [None; 2],
             idle_until: u64::MAX,
+            read: 0,
         })
     }
 
@@ -147,6 +152,11 @@ impl Splice {
 
     pub(super) fn carries(&self) -> bool {
         matches!(self.phase, Phase::Spliced | Phase::Lingering { .. })
+    }
+
+    /// Its NFs finished reading `len` more client bytes.
+    pub(super) fn read_while_held(&mut self, len: u32) {
+        self.read += u64::from(len);
     }
 
     /// Where the client's bytes go before the splice.
@@ -327,15 +337,19 @@ impl Served {
     }
 
     /// An NF answers held connection `i` itself (it sends or closes: a 400 or a 503 of its
-    /// own): the connection will not be spliced, so its hold is over (no `hold_timeout`
+    /// own, or a cache's stored answer): the connection will not be spliced, so its hold is over (no `hold_timeout`
     /// refusal later, its window reopens as the NF reads) and a later bind is refused.
-    pub(super) fn answered_by_nf(&mut self, i: u32) {
+    /// Returns the client bytes its NFs finished reading while it was held, for the caller to
+    /// report read (0 when it was not held).
+    pub(super) fn answered_by_nf(&mut self, i: u32) -> u64 {
         let slot = &mut self.slots[i as usize];
         if slot.splice.as_deref().is_some_and(|s| matches!(s.phase, Phase::Holding { .. })) {
             if let Some(sp) = slot.splice.take() {
                 self.splices.forget(&sp);
+                return sp.read;
             }
         }
+        0
     }
 
     /// An NF bound connection `i` to `backend` (`Host::bind`).
