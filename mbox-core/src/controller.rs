@@ -54,8 +54,9 @@ impl Route {
 /// Why a config's NFs do not form a usable graph.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum GraphError {
-    #[error("NF `{nf}` subscribes to `{path}`, but neither the stack nor any NF publishes it or a type below it")]
-    Unpublished { nf: String, path: String },
+    /// `hint`: the bundled NFs that would publish it (`registry::bundled_publishers_hint`).
+    #[error("NF `{nf}` subscribes to `{path}`, but neither the stack nor any NF publishes it or a type below it{hint}")]
+    Unpublished { nf: String, path: String, hint: String },
     #[error("the NFs form a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     #[error("two NFs are named `{0}`; give each instance a unique `name`")]
@@ -115,7 +116,8 @@ impl ServiceGraph {
         for nf in &graph.nfs {
             for (path, sub) in nf.routed() {
                 if graph.publishers_of(*sub).next().is_none() {
-                    return Err(GraphError::Unpublished { nf: nf.name.clone(), path: path.clone() });
+                    let hint = crate::events::registry::bundled_publishers_hint(path);
+                    return Err(GraphError::Unpublished { nf: nf.name.clone(), path: path.clone(), hint });
                 }
             }
         }

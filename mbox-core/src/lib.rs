@@ -13,6 +13,7 @@ pub mod controller;
 pub mod elf;
 pub mod events;
 pub mod files;
+pub mod hint;
 pub mod io;
 pub mod plugin;
 pub mod report;

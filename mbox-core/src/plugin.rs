@@ -19,8 +19,9 @@ use thiserror::Error;
 /// Why a plugin could not be used.
 #[derive(Debug, Error)]
 pub enum PluginError {
-    #[error("plugin `{name}`: no library at {path} (build it with `cargo build --release -p {name}`, or fix `path`/`plugin_dir`)")]
-    NotFound { name: String, path: PathBuf },
+    /// `hint`: what to build or fix (see [`not_found_hint`]).
+    #[error("plugin `{name}`: no library at {path}{hint}")]
+    NotFound { name: String, path: PathBuf, hint: String },
     #[error("plugin `{name}` ({path}): cannot load the library: {reason}")]
     Open { name: String, path: PathBuf, reason: String },
     #[error("plugin `{name}` ({path}) is not an mbox NF plugin (it exports no mbox root module)")]
@@ -54,6 +55,35 @@ pub fn library_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX))
 }
 
+/// The cargo package whose library is `file` (`libflow_stats.so` -> `flow-stats`: cargo
+/// writes a package's dashes as underscores), if it has a library's name.
+fn package_of(file: &Path) -> Option<String> {
+    let name = file.file_name()?.to_str()?;
+    let stem = name.strip_prefix(std::env::consts::DLL_PREFIX)?.strip_suffix(std::env::consts::DLL_SUFFIX)?;
+    Some(stem.replace('_', "-"))
+}
+
+/// What to tell a user whose plugin library `path` is not there: a directory is not a library;
+/// a library of a near name in the same directory is likely the one meant; otherwise, the
+/// cargo command that builds it.
+pub fn not_found_hint(path: &Path) -> String {
+    if path.is_dir() {
+        return " (it is a directory: `path` names the library file itself, e.g. target/release/libmy_nf.so)".into();
+    }
+    let build = match package_of(path) {
+        Some(package) => format!("build it with `cargo build --release -p {package}`, or fix `path`/`plugin_dir`"),
+        None => "fix `path`/`plugin_dir`".into(),
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let present: Vec<String> =
+        std::fs::read_dir(dir).map(|d| d.flatten().filter_map(|e| package_of(&e.path())).collect()).unwrap_or_default();
+    let wanted = package_of(path).unwrap_or_default();
+    match crate::hint::nearest(&wanted, present.iter().map(String::as_str)).filter(|&p| p != wanted) {
+        Some(near) => format!(" (did you mean `{near}`? its library is in {}; or {build})", dir.display()),
+        None => format!(" ({build})"),
+    }
+}
+
 /// The directory of the running executable, where cargo puts the plugins it builds.
 pub fn default_plugin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
@@ -69,7 +99,7 @@ impl Plugin {
     /// Loads the plugin at `path`; `name` is what the config calls it (for messages).
     pub fn load(name: &str, path: &Path) -> Result<Plugin, PluginError> {
         if !path.is_file() {
-            return Err(PluginError::NotFound { name: name.to_string(), path: path.to_path_buf() });
+            return Err(PluginError::NotFound { name: name.to_string(), path: path.to_path_buf(), hint: not_found_hint(path) });
         }
         // The loader maps the file's segments as they are: one cut short (still being written)
         // would kill mbox with SIGBUS when touched, so it is refused before it is mapped.

@@ -24,10 +24,19 @@ const INPUT: &str = "[input]\ngenerator = { flows = 10, udp_flows = 0 }\n";
 fn graph_errors_name_the_problem() {
     let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\nsubscribe = [\"ALERT\"]\n"));
     assert!(e.contains("NF `logger` subscribes to `ALERT`, but neither the stack nor any NF publishes it"), "{e}");
+    assert!(e.ends_with("; the bundled NFs `sig-match` and `heavy-hitter` publish below it"), "{e}");
     let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"heavy-hitter\"\nsubscribe = [\"PKT\", \"ALERT\"]\n"));
     assert!(e.contains("cycle: heavy-hitter -> heavy-hitter"), "{e}");
     let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TPC\"]\n"));
-    assert_eq!(e, "test.toml: [[nf]] #1 (logger) subscribe: unknown event type `FLOW/TPC`");
+    assert_eq!(e, "test.toml: [[nf]] #1 (logger) subscribe: unknown event type `FLOW/TPC`; did you mean `FLOW/TCP`?");
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\nsubscribe = [\"NOPE\"]\n"));
+    assert_eq!(e, "test.toml: [[nf]] #1 (logger) subscribe: unknown event type `NOPE`", "nothing near: no guess");
+    // A type a bundled NF publishes, without that NF.
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TYPE\"]\n"));
+    assert!(
+        e.ends_with("unknown event type `FLOW/TYPE`; `FLOW/TYPE` is published by the `dpi` NF: add an [[nf]] with plugin = \"dpi\""),
+        "{e}"
+    );
     let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"logger\"\n[[nf]]\nplugin = \"logger\"\n"));
     assert!(e.contains("two NFs are named `logger`"), "{e}");
 }
@@ -36,6 +45,13 @@ fn graph_errors_name_the_problem() {
 fn plugin_errors_say_what_to_do() {
     let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"no-such-nf\"\n"));
     assert!(e.contains("plugin `no-such-nf`: no library at") && e.contains("cargo build --release -p no-such-nf"), "{e}");
+    // Cargo's package has the dashes the library's name lost; a near name is pointed at.
+    let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"flow_statz\"\n"));
+    assert!(e.contains("did you mean `flow-stats`?") && e.contains("cargo build --release -p flow-statz"), "{e}");
+    // A directory as `path`: no cargo command, the key's meaning.
+    let dir = tempfile::tempdir().unwrap();
+    let e = err_of(&format!("{INPUT}[[nf]]\npath = {}\n", toml_path(dir.path())));
+    assert!(e.ends_with("(it is a directory: `path` names the library file itself, e.g. target/release/libmy_nf.so)"), "{e}");
     let e = err_of(&format!("{INPUT}[[nf]]\nplugin = \"flow-stats\"\nargs = {{ outptu = \"x\" }}\n"));
     assert_eq!(e, "NF `flow-stats` could not be created: unknown argument `outptu` (this NF takes: output)");
     // A library that is not a plugin at all.
@@ -257,4 +273,15 @@ fn an_nf_whose_output_fails_says_so_at_the_end() {
     let err = report.nfs[0].finish_error.as_deref().expect("the write error is reported");
     assert!(err.contains("No space left on device"), "{err}");
     assert!(report.nfs[0].failure.is_none(), "a failing output does not disable the NF");
+}
+
+/// The hint that names the NF publishing a type (`BUNDLED_PUBLISHERS`) says what the bundled
+/// plugins' descriptors say.
+#[test]
+fn the_bundled_publishers_hint_matches_the_plugins() {
+    use mbox_core::plugin::{default_plugin_dir, library_path, Plugin};
+    for (path, nf) in mbox_core::events::registry::BUNDLED_PUBLISHERS {
+        let plugin = Plugin::load(nf, &library_path(&default_plugin_dir(), nf)).unwrap();
+        assert!(plugin.descriptor.publishes.iter().any(|p| p == path), "{nf} publishes {:?}, not {path}", plugin.descriptor.publishes);
+    }
 }

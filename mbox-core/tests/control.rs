@@ -213,6 +213,8 @@ fn mboxctl_reads_a_running_mbox() {
     // Mistakes: an unknown NF, and a second mbox on the same socket.
     let err = one_line_failure(&mbox.ctl(&["subscriptions", "nope"]));
     assert!(err.contains("no NF named `nope` (NFs: flow-stats, heavy-hitter, logger)"), "{err}");
+    let err = one_line_failure(&mbox.ctl(&["reload", "flow-stat"]));
+    assert!(err.contains("; did you mean `flow-stats`?"), "{err}");
     let second_mbox = Command::new(env!("CARGO_BIN_EXE_mbox"))
         .args(["run", mbox._dir.path().join("run.toml").to_str().unwrap(), "--quiet"])
         .output()

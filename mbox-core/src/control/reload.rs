@@ -183,7 +183,7 @@ impl Reloader {
     fn target(&self, name: &str) -> Result<&ReloadTarget, String> {
         self.targets.iter().find(|t| t.name == name).ok_or_else(|| {
             let known: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
-            format!("no NF named `{name}` (NFs: {})", known.join(", "))
+            crate::hint::no_nf_named(name, &known)
         })
     }
 
@@ -193,7 +193,7 @@ impl Reloader {
     /// (a copy that differs in length from its source, or that is not a whole library).
     fn load_copy(&self, name: &str, path: &Path) -> Result<Plugin, String> {
         if !path.is_file() {
-            return Err(format!("no library at {}", path.display()));
+            return Err(format!("no library at {}{}", path.display(), crate::plugin::not_found_hint(path)));
         }
         let serial = self.copies.fetch_add(1, Ordering::Relaxed);
         let file = path.file_name().map_or_else(|| "plugin.so".into(), |f| f.to_string_lossy().into_owned());

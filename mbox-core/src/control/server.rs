@@ -146,7 +146,7 @@ impl ControlState {
         let nfs = self.graph.nfs();
         let Some(index) = nfs.iter().position(|nf| nf.name == name) else {
             let known: Vec<&str> = nfs.iter().map(|nf| nf.name.as_str()).collect();
-            return Err(format!("no NF named `{name}` (NFs: {})", known.join(", ")));
+            return Err(crate::hint::no_nf_named(name, &known));
         };
         let nf = &nfs[index];
         // Where the NF sits on each route that reaches it.

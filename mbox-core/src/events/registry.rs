@@ -16,9 +16,16 @@ pub enum RegistryError {
     NoParent { path: String, parent: String },
     #[error("`{0}` cannot be registered: the type tree allows at most 7 levels and 255 children per node")]
     TreeFull(String),
-    #[error("unknown event type `{0}`")]
-    Unknown(String),
+    /// `hint`: which bundled NF publishes it, or the known type nearest to it (or nothing).
+    #[error("unknown event type `{path}`{hint}")]
+    Unknown { path: String, hint: String },
 }
+
+/// Types the bundled NFs publish (registered only when the NF is loaded): a config that
+/// subscribes to one without its NF is told which NF to add. `tests/bad_input.rs` checks the
+/// list against the plugins' own descriptors.
+pub const BUNDLED_PUBLISHERS: &[(&str, &str)] =
+    &[(mbox_abi::FLOW_TYPE_PATH, "dpi"), (mbox_abi::SIG_MATCH_PATH, "sig-match"), ("ALERT/HEAVY_HITTER", "heavy-hitter")];
 
 /// One registered type.
 #[derive(Debug, Clone)]
@@ -75,7 +82,16 @@ impl TypeRegistry {
 
     /// Dense index of `path`.
     pub fn index_of(&self, path: &str) -> Result<usize, RegistryError> {
-        self.by_path.get(path).copied().ok_or_else(|| RegistryError::Unknown(path.to_string()))
+        self.by_path.get(path).copied().ok_or_else(|| RegistryError::Unknown { path: path.to_string(), hint: self.hint_for(path) })
+    }
+
+    /// What to say of an unknown `path`: the bundled NF that publishes it, or the known type
+    /// it is nearest to.
+    fn hint_for(&self, path: &str) -> String {
+        match BUNDLED_PUBLISHERS.iter().find(|(p, _)| path == *p || is_below(path, p)) {
+            Some((published, nf)) => format!("; `{published}` is published by the `{nf}` NF: add an [[nf]] with plugin = \"{nf}\""),
+            None => crate::hint::did_you_mean(path, self.types.iter().map(|t| t.path.as_str())),
+        }
     }
 
     /// Dense index of a type code.
@@ -119,6 +135,23 @@ impl TypeRegistry {
     }
 }
 
+/// Whether type path `path` lies below `above` (`ALERT/SIG_MATCH` below `ALERT`).
+fn is_below(path: &str, above: &str) -> bool {
+    path.strip_prefix(above).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// For a subscription to `path` that nothing publishes: `; the bundled NFs `a` and `b` publish
+/// it or below it` where some do, or nothing.
+pub fn bundled_publishers_hint(path: &str) -> String {
+    let nfs: Vec<String> =
+        BUNDLED_PUBLISHERS.iter().filter(|(p, _)| *p == path || is_below(p, path)).map(|(_, nf)| format!("`{nf}`")).collect();
+    match nfs.as_slice() {
+        [] => String::new(),
+        [one] => format!("; the bundled NF {one} publishes it"),
+        more => format!("; the bundled NFs {} publish below it", more.join(" and ")),
+    }
+}
+
 fn valid_path(path: &str) -> bool {
     !path.is_empty()
         && path.split('/').all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
@@ -148,7 +181,7 @@ mod tests {
         assert_eq!(r.register("alert/x"), Err(RegistryError::BadPath("alert/x".into())));
         assert_eq!(r.register("ALERT//X"), Err(RegistryError::BadPath("ALERT//X".into())));
         assert!(matches!(r.register("NOPE/X"), Err(RegistryError::NoParent { .. })));
-        assert_eq!(r.index_of("PKT/ICMP"), Err(RegistryError::Unknown("PKT/ICMP".into())));
+        assert_eq!(r.index_of("PKT/ICMP"), Err(RegistryError::Unknown { path: "PKT/ICMP".into(), hint: String::new() }));
         let mut deep = String::from("A");
         r.register(&deep).unwrap();
         for _ in 0..6 {
