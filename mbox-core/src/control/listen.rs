@@ -258,16 +258,7 @@ where
         let mut i = 0;
         let mut index = 0;
         while i < self.waiting.len() {
-            if index < readable.len() && readable[index] {
-                match self.read(i) {
-                    Progress::More => i += 1,
-                    Progress::Done => {
-                        let w = self.waiting.remove(i).expect("index in range");
-                        self.dispatch(w);
-                    }
-                    Progress::Gone => drop(self.waiting.remove(i)),
-                }
-            } else {
+            if !(index < readable.len() && readable[index] && self.settle(i)) {
                 i += 1;
             }
             index += 1;
@@ -296,12 +287,19 @@ where
                         continue;
                     }
                     let own: Vec<usize> = self.waiting.iter().enumerate().filter(|(_, w)| w.peer == peer).map(|(i, _)| i).collect();
-                    if own.len() >= MAX_WAITING_PER_PEER {
-                        self.waiting.remove(own[0]);
-                    } else if self.waiting.len() >= MAX_WAITING {
-                        self.waiting.pop_front();
+                    // The oldest goes, unless its request has come whole meanwhile (a prompt
+                    // client among slow ones from its address): then it is served.
+                    let oldest =
+                        if own.len() >= MAX_WAITING_PER_PEER { Some(own[0]) } else { (self.waiting.len() >= MAX_WAITING).then_some(0) };
+                    if let Some(oldest) = oldest {
+                        if !self.settle(oldest) {
+                            self.waiting.remove(oldest);
+                        }
                     }
                     self.waiting.push_back(Waiting { stream, peer, accepted: Instant::now(), request: Vec::new() });
+                    // A client whose request came with its connection is served now, before
+                    // newer connections could displace it.
+                    self.settle(self.waiting.len() - 1);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -311,6 +309,23 @@ where
                     thread::sleep(Duration::from_millis(20));
                     return;
                 }
+            }
+        }
+    }
+
+    /// Reads what waiting client `i` sent: a complete request is served (or answered busy) and
+    /// a client gone is dropped, either leaving `waiting` (true); otherwise it stays (false).
+    fn settle(&mut self, i: usize) -> bool {
+        match self.read(i) {
+            Progress::More => false,
+            Progress::Done => {
+                let w = self.waiting.remove(i).expect("index in range");
+                self.dispatch(w);
+                true
+            }
+            Progress::Gone => {
+                self.waiting.remove(i);
+                true
             }
         }
     }
