@@ -70,14 +70,15 @@ pub fn not_found_hint(path: &Path) -> String {
     if path.is_dir() {
         return " (it is a directory: `path` names the library file itself, e.g. target/release/libmy_nf.so)".into();
     }
-    let build = match package_of(path) {
+    let wanted = package_of(path);
+    let build = match &wanted {
         Some(package) => format!("build it with `cargo build --release -p {package}`, or fix `path`/`plugin_dir`"),
         None => "fix `path`/`plugin_dir`".into(),
     };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let present: Vec<String> =
         std::fs::read_dir(dir).map(|d| d.flatten().filter_map(|e| package_of(&e.path())).collect()).unwrap_or_default();
-    let wanted = package_of(path).unwrap_or_default();
+    let wanted = wanted.unwrap_or_default();
     match crate::hint::nearest(&wanted, present.iter().map(String::as_str)).filter(|&p| p != wanted) {
         Some(near) => format!(" (did you mean `{near}`? its library is in {}; or {build})", dir.display()),
         None => format!(" ({build})"),

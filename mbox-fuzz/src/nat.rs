@@ -34,12 +34,8 @@ fn checks(frame: &[u8], at: &Located) -> (bool, Option<bool>) {
 fn writable(at: &Located) -> impl Fn(usize) -> bool {
     let (l3, l4) = (at.l3_offset(), at.l4_offset());
     let l4_check = l4 + if at.proto == ip_proto::TCP { 16 } else { 6 };
-    move |i| {
-        (l3 + 10..l3 + 12).contains(&i)
-            || (l3 + 12..l3 + 20).contains(&i)
-            || (l4..l4 + 4).contains(&i)
-            || (l4_check..l4_check + 2).contains(&i)
-    }
+    // The IPv4 checksum and both addresses are contiguous (bytes 10 to 19).
+    move |i| (l3 + 10..l3 + 20).contains(&i) || (l4..l4 + 4).contains(&i) || (l4_check..l4_check + 2).contains(&i)
 }
 
 /// The target: a new tuple, then a frame.

@@ -1046,9 +1046,7 @@ impl Served {
                 Some(Pending::Close) => {
                     let read = self.answered_by_nf(i);
                     self.operate(i, sink, |conn, now, out| {
-                        if read > 0 {
-                            conn.consumed(read, now, out);
-                        }
+                        report_read(conn, read, now, out);
                         conn.close(now, out)
                     })
                 }
@@ -1106,9 +1104,7 @@ impl Served {
                 // Queued: the round's sends to a connection leave together, in full segments,
                 // when the round ends (`flush_queued`).
                 self.operate_writing(c.conn, len, sink, |conn, now, out| {
-                    if read > 0 {
-                        conn.consumed(read, now, out);
-                    }
+                    report_read(conn, read, now, out);
                     wrote = conn.queue(first);
                     if wrote == first.len() {
                         wrote += conn.queue(second);
@@ -1128,9 +1124,7 @@ impl Served {
                 }
             }
             Request::Close => self.operate(c.conn, sink, |conn, now, out| {
-                if read > 0 {
-                    conn.consumed(read, now, out);
-                }
+                report_read(conn, read, now, out);
                 conn.close(now, out)
             }),
             Request::Reset => self.reset(c.conn, sink),
@@ -1238,6 +1232,14 @@ struct Out<'a, S> {
     now: u64,
     /// A splicer's connection before its splice: the client's bytes are kept for the backend.
     held: Option<&'a mut Vec<u8>>,
+}
+
+/// Reports `n` client bytes read to `conn` (those its NFs read while it was held, once an NF
+/// answers it itself); nothing when there are none, so that no window update goes out for them.
+fn report_read<S: ServeSink>(conn: &mut Connection, n: u64, now: u64, out: &mut Out<'_, S>) {
+    if n > 0 {
+        conn.consumed(n, now, out);
+    }
 }
 
 impl<'a, S: ServeSink> Out<'a, S> {
