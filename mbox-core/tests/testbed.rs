@@ -466,10 +466,12 @@ fn flood_of_small_flows(tb: &Testbed) {
     eprintln!("flow flood: {sent}; {} fetches of 100 kB during it, p99 {p99:.3} s; RSS {before} -> +{grown} bytes", times.len());
     assert!(grown < 32 << 20, "mbox grew by {grown} bytes under the flood");
     let report = m.stop();
-    // Most of the flood reached mbox (af_packet drops what it is too slow for) and went
-    // through; the table held 4,096 flows at most, so the rest were evicted, counted.
+    // The flood overflowed the 4,096-flow table many times over (af_packet drops what mbox is
+    // too slow for, and how much depends on the machine's load: a loaded 2-core CI machine
+    // saw 91 k of the 300 k), and the table held 4,096 flows at most, so the rest were
+    // evicted, counted.
     let flows_seen = report["flows"]["tcp"].as_u64().unwrap() + report["flows"]["udp"].as_u64().unwrap();
-    assert!(flows_seen > 100_000, "{}", report["flows"]);
+    assert!(flows_seen > 10 * 4096, "{} (input: {})", report["flows"], report["input"]);
     let evicted = report["flows"]["ended"]["evicted"].as_u64().unwrap_or(0);
     assert!(evicted > flows_seen - 4096 - 1000, "evicted {evicted} of {flows_seen}: {}", report["flows"]);
     assert_eq!(report["output"]["tx_dropped"], 0);

@@ -229,6 +229,12 @@ impl LaneTx {
         self.retirable > 0
     }
 
+    /// The `n` handles moved into the ring last, oldest first: those the latest
+    /// [`LaneTx::flush`] delivered when it returned `n`.
+    pub fn newest_in_flight(&self, n: usize) -> impl Iterator<Item = u32> + '_ {
+        self.in_flight.range(self.in_flight.len() - n..).copied()
+    }
+
     /// The next handle the NF has finished, oldest first.
     #[inline]
     pub fn next_retired(&mut self) -> Option<u32> {

@@ -283,6 +283,12 @@ impl Router {
         None
     }
 
+    /// The dense type index of live event `handle`'s route.
+    #[inline]
+    pub fn route_of(&self, handle: u32) -> usize {
+        self.meta[handle as usize].route as usize
+    }
+
     /// True while NF `nf` still has events to see or pass over.
     pub fn has_queued(&self, nf: usize) -> bool {
         !self.order[nf].is_empty()

@@ -644,7 +644,7 @@ impl Plane {
         let mut any = false;
         for nf in 0..self.lanes.len() {
             let dead = self.lanes[nf].is_dead();
-            while let Some((h, route)) = self.router.next_for(nf) {
+            while let Some((h, _)) = self.router.next_for(nf) {
                 if dead {
                     // Its NF's thread is gone (a host bug, reported when the run ends): the
                     // event passes, so that the rest of the pipeline can finish.
@@ -652,11 +652,16 @@ impl Plane {
                     self.router.done(h, self.arena.is_dropped(h));
                 } else {
                     self.lanes[nf].send(h);
-                    self.report.delivered_by_type[nf][route] += 1;
                 }
                 any = true;
             }
-            any |= self.lanes[nf].flush() > 0;
+            // Counted by type as they enter the ring, as the lane counts them delivered, so
+            // that the two agree at every moment (not only once the queue is empty).
+            let moved = self.lanes[nf].flush();
+            for h in self.lanes[nf].newest_in_flight(moved) {
+                self.report.delivered_by_type[nf][self.router.route_of(h)] += 1;
+            }
+            any |= moved > 0;
             let read_only = self.router.is_read_only(nf as u16);
             while let Some(h) = self.lanes[nf].next_dropped(self.policy == RingFullPolicy::Drop || dead) {
                 if dead {
