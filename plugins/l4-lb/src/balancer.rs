@@ -100,6 +100,8 @@ pub struct Balancer {
     /// anyway (Envoy's panic routing), since a backend that failed a few binds under load
     /// may take the next flow, while no backend at all refuses every flow for `down_for`.
     panic: bool,
+    /// Times the table was built (each is `100 × backends` slots filled).
+    rebuilds: u64,
 }
 
 impl Balancer {
@@ -131,6 +133,7 @@ impl Balancer {
             down_for_ns,
             next_retry_ns: u64::MAX,
             panic: false,
+            rebuilds: 0,
         };
         for (i, v) in args.backends.iter().enumerate() {
             let a = BackendArgs::deserialize(v).map_err(|e| format!("backend {}: {e}", i + 1))?;
@@ -152,6 +155,10 @@ impl Balancer {
                 Err(_) => return Err(format!("{name}: {address:?} is not an IP address, with or without a port")),
             },
         };
+        if ip.is_ipv6() {
+            // mbox's l4 services translate IPv4 only: every bind to it would fail.
+            return Err(format!("{name}: {ip} is IPv6, and an l4 service translates IPv4 only"));
+        }
         if !(1..=MAX_WEIGHT).contains(&weight) {
             return Err(format!("{name}: weight must be 1 to {MAX_WEIGHT}, not {weight} (drain a backend to send it nothing)"));
         }
@@ -200,6 +207,7 @@ impl Balancer {
 
     /// Rebuilds the table over the backends usable at `now_ns`.
     fn rebuild(&mut self, now_ns: u64) {
+        self.rebuilds += 1;
         let keys: Vec<u64> = self.backends.iter().map(|b| b.key).collect();
         let weights: Vec<u32> = self.backends.iter().map(|b| b.weight).collect();
         let mut usable: Vec<bool> = self.backends.iter().map(|b| b.usable(now_ns)).collect();
@@ -275,7 +283,13 @@ impl Balancer {
         }
         b.failures += 1;
         b.failing += 1;
-        let retrying = b.down_until.is_some_and(|t| now_ns >= t);
+        if !b.usable(now_ns) {
+            // Down already (a flow panic routing sent it, or one picked before it went down):
+            // the table stays as it is; rebuilding it for each such failure would cost a
+            // 65,537-slot table per failed flow while every backend is down.
+            return;
+        }
+        let retrying = b.down_until.is_some();
         if b.failing >= failures || retrying {
             b.down_until = Some(now_ns.saturating_add(down_for));
             self.rebuild(now_ns);
@@ -298,6 +312,11 @@ impl Balancer {
 
     pub fn table_size(&self) -> usize {
         self.table.size()
+    }
+
+    /// Times the table was built.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
     }
 }
 
@@ -391,6 +410,13 @@ mod tests {
         assert!(b.panicking());
         let picked: std::collections::BTreeSet<usize> = (0..100).map(|n| b.pick(&tuple(n, 6), back + 4).unwrap().0).collect();
         assert_eq!(picked.into_iter().collect::<Vec<_>>(), [0, 1]);
+        // The flows panic routing sent fail too: the backends stay down, the table as it is.
+        let built = b.rebuilds();
+        for n in 0..1000 {
+            b.outcome(n % 2, false, back + 4);
+        }
+        assert_eq!(b.rebuilds(), built, "a failure of a backend that is down changes nothing");
+        assert!(b.panicking());
         b.outcome(0, true, back + 5);
         assert!(!b.panicking(), "one came back");
         b.drain("b", true).unwrap();
@@ -414,6 +440,7 @@ mod tests {
         let err = |v: Value| Balancer::from_json(&v.to_string()).unwrap_err();
         assert!(err(json!({"backends": []})).contains("lists no backend"));
         assert!(err(json!({"backends": [{"name": "a", "address": "web"}]})).contains("not an IP address"));
+        assert!(err(json!({"backends": [{"name": "a", "address": "[2001:db8::1]:80"}]})).contains("translates IPv4 only"));
         assert!(err(json!({"backends": [{"name": "a b", "address": "198.18.1.1"}]})).contains("not a backend name"));
         assert!(err(json!({"backends": [{"name": "a", "address": "198.18.1.1", "weight": 0}]})).contains("weight must be 1 to 1000"));
         assert!(err(json!({"backends": [{"name": "a", "address": "198.18.1.1"}, {"name": "a", "address": "198.18.1.2"}]}))

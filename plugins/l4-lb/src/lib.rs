@@ -12,8 +12,8 @@
 //! Commands (`mboxctl nf NAME ...`): `backends`, `drain B`, `undrain B`, `add B ADDRESS
 //! [WEIGHT]`, `remove B`; a reload keeps what they changed.
 //!
-//! Counters: per backend `backend_NAME_picked`, `_open`, `_failures`, `_up` (1 while it takes
-//! new flows); `flows`, `bound`, `bind_failed`, `bind_not_done`, `no_backend` (no backend
+//! Counters: per backend `backend_NAME_picked`, `_open`, `_failures`, `_up` (1 while it is up
+//! or on trial; 0 while down, even when panic routing sends it new flows); `flows`, `bound`, `bind_failed`, `bind_not_done`, `no_backend` (no backend
 //! took new flows: the flow's first packet times out in mbox), `bind_calls_refused`, `panic` (1
 //! while every backend not drained is down: new flows go to them all anyway).
 
