@@ -984,6 +984,37 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(src) = svc.source {
+                // A splice and an l4 flow keep their source ports in tables of their own: on one
+                // address the two could pick the same port toward the same backend.
+                if let Some(other) = self.services[..i].iter().find(|o| o.source == Some(src) && o.stack != svc.stack) {
+                    return Err(invalid(
+                        &format!("[[service]] {} source", svc.display_name()),
+                        format!(
+                            "{src} is the source of {} too: a splicer and an l4 service each need an address of their own",
+                            other.display_name()
+                        ),
+                    ));
+                }
+                if let Some(other) = self.services.iter().find(|o| o.address.contains(&src)) {
+                    return Err(invalid(
+                        &format!("[[service]] {} source", svc.display_name()),
+                        format!("{src} is an address of {}; give an address of its own", other.display_name()),
+                    ));
+                }
+                if self.runtime.shards > 1 && self.dpdk.as_ref().is_some_and(|d| d.steering == DpdkSteering::Queues) {
+                    // The port is picked so that mbox's own flow hash brings the backend's
+                    // answers to the shard that picked it; a NIC's hash cannot be told to.
+                    return Err(invalid(
+                        "[dpdk] steering",
+                        format!(
+                            "\"queues\" with {} shards cannot serve {}: its source ports are picked so that the backends' answers reach the shard that picked them, which only mbox's own steering can promise; use steering = \"software\" (or \"auto\", which picks it)",
+                            self.runtime.shards,
+                            svc.display_name()
+                        ),
+                    ));
+                }
+            }
             // A segment waits until a window's copies fit in half the copy buffers (the other
             // half may be idle buffers kept for reuse): they must fit at all.
             let room = copy_room(svc.receive_window as usize);
@@ -1163,6 +1194,29 @@ mod tests {
         assert!(err("address = \"198.18.1.80\"\nudp_idle_timeout = \"1ms\"").contains("udp_idle_timeout: must be between"));
         let e = err("address = \"198.18.1.80\"\n[runtime]\nshards = 2\n");
         assert!(e.contains("source: without source NAT an l4 service needs [runtime] shards = 1 (not 2)"), "{e}");
+    }
+
+    #[test]
+    fn a_source_address_is_one_services_own_and_needs_mbox_steering_across_shards() {
+        let nfs = "[input]\npcap = \"x\"\n[[nf]]\nplugin = \"l4-lb\"\n[[nf]]\nplugin = \"l7-lb\"\n";
+        let l4 = |source: &str| {
+            format!("[[service]]\nname = \"l4\"\naddress = \"198.18.1.80\"\nport = 80\nnfs = [\"l4-lb\"]\nstack = \"l4\"\nsource = \"{source}\"\n")
+        };
+        let l7 = |source: &str| {
+            format!("[[service]]\nname = \"l7\"\naddress = \"198.18.1.81\"\nport = 80\nnfs = [\"l7-lb\"]\nstack = \"splicer\"\nsource = \"{source}\"\n")
+        };
+        assert!(parse(&format!("{nfs}{}{}", l4("198.18.1.21"), l7("198.18.1.20"))).is_ok());
+        let e = parse(&format!("{nfs}{}{}", l4("198.18.1.20"), l7("198.18.1.20"))).unwrap_err().to_string();
+        assert!(e.contains("[[service]] l7 source: 198.18.1.20 is the source of l4 too"), "{e}");
+        let e = parse(&format!("{nfs}{}{}", l4("198.18.1.81"), l7("198.18.1.20"))).unwrap_err().to_string();
+        assert!(e.contains("[[service]] l4 source: 198.18.1.81 is an address of l7"), "{e}");
+        if cfg!(feature = "dpdk") {
+            let dpdk = "[dpdk]\neal = []\nsteering = \"queues\"\n[runtime]\nshards = 2\n";
+            let nfs = nfs.replace("[input]\npcap = \"x\"\n", "");
+            let e = parse(&format!("{nfs}{}{dpdk}", l4("198.18.1.21"))).unwrap_err().to_string();
+            assert!(e.contains("[dpdk] steering: \"queues\" with 2 shards cannot serve l4"), "{e}");
+            assert!(parse(&format!("{nfs}{}{}", l4("198.18.1.21"), dpdk.replace("queues", "auto"))).is_ok());
+        }
     }
 
     #[test]

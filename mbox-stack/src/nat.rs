@@ -13,7 +13,7 @@
 
 use crate::wire::ethernet::{ethertype, VlanTags};
 use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::{checksum, get16, ip_proto, put16, put32, WireError};
+use crate::wire::{checksum, get16, get32, ip_proto, put16, put32, WireError};
 use std::net::SocketAddrV4;
 
 /// Why a frame cannot be translated.
@@ -36,8 +36,10 @@ pub struct Located {
     pub proto: u8,
     pub src: SocketAddrV4,
     pub dst: SocketAddrV4,
-    /// The TCP flags (0 for UDP).
+    /// The TCP flags, sequence and acknowledgment numbers (0 for UDP).
     pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
     l3: usize,
     l4: usize,
 }
@@ -75,12 +77,15 @@ pub fn locate(frame: &[u8]) -> Result<Located, NatError> {
     if end < l4 + need {
         return Err(WireError::Truncated(if proto == ip_proto::TCP { "TCP header" } else { "UDP header" }).into());
     }
-    let tcp_flags = if proto == ip_proto::TCP { frame[l4 + 13] } else { 0 };
+    let (tcp_flags, tcp_seq, tcp_ack) =
+        if proto == ip_proto::TCP { (frame[l4 + 13], get32(frame, l4 + 4), get32(frame, l4 + 8)) } else { (0, 0, 0) };
     Ok(Located {
         proto,
         src: SocketAddrV4::new(ip.src_addr(), get16(frame, l4)),
         dst: SocketAddrV4::new(ip.dst_addr(), get16(frame, l4 + 2)),
         tcp_flags,
+        tcp_seq,
+        tcp_ack,
         l3,
         l4,
     })

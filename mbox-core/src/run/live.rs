@@ -17,9 +17,11 @@ use crate::io::ShardInput;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Builds the I/O of `[dpdk]` for `shards` shards.
-pub(super) fn build(d: &DpdkConfig, shards: usize, packet_buffers: usize) -> Result<Io, RunError> {
-    let plan = start(d, shards, packet_buffers)?;
+/// Builds the I/O of `[dpdk]` for `shards` shards. `picks_ports`: a service picks source ports
+/// whose answers must reach the shard that picked them (a splicer, source NAT), which only the
+/// software flow hash can promise.
+pub(super) fn build(d: &DpdkConfig, shards: usize, packet_buffers: usize, picks_ports: bool) -> Result<Io, RunError> {
+    let plan = start(d, shards, packet_buffers, picks_ports)?;
     if plan.queues {
         return queue_pairs(d, &plan, shards, packet_buffers);
     }
@@ -53,8 +55,9 @@ struct DpdkPlan {
 }
 
 /// Starts the EAL and the ports of `[dpdk]`, with a queue pair per shard where every port can
-/// spread flows symmetrically over that many queues (and `steering` allows).
-fn start(d: &DpdkConfig, shards: usize, packet_buffers: usize) -> Result<DpdkPlan, DpdkError> {
+/// spread flows symmetrically over that many queues (and `steering` allows, and no service
+/// picks source ports with more than one shard: see [`build`]).
+fn start(d: &DpdkConfig, shards: usize, packet_buffers: usize, picks_ports: bool) -> Result<DpdkPlan, DpdkError> {
     let eal = Eal::start(&d.eal)?;
     let mut infos = Vec::new();
     for &id in &d.ports {
@@ -67,7 +70,12 @@ fn start(d: &DpdkConfig, shards: usize, packet_buffers: usize) -> Result<DpdkPla
     let reta_sizes: Vec<u16> = infos.iter().filter(|(_, i)| !i.is_af_packet()).map(|(_, i)| i.reta_size).collect();
     // Why a queue pair per shard is not possible, if it is not.
     let obstacle = infos.iter().find_map(|(id, info)| {
-        if info.is_af_packet() && info.max_rx_queues != n {
+        if n > 1 && picks_ports {
+            Some((
+                *id,
+                "would spread the backends' answers by its own hash, and a service picks source ports for the software one".to_string(),
+            ))
+        } else if info.is_af_packet() && info.max_rx_queues != n {
             // Its sockets all join the kernel's fanout: each must have a shard reading it.
             Some((*id, format!("(net_af_packet) has qpairs={}, not one per shard ({shards})", info.max_rx_queues)))
         } else if info.max_rx_queues < n || info.max_tx_queues < n {
@@ -104,7 +112,11 @@ fn start(d: &DpdkConfig, shards: usize, packet_buffers: usize) -> Result<DpdkPla
                 "net_af_packet with qpairs={} spreads flows over {} sockets, mbox reads {per_port}: set qpairs={per_port}{}",
                 info.max_rx_queues,
                 info.max_rx_queues,
-                if queues { "" } else { " (software steering), or qpairs=<shards> with steering = \"queues\"" }
+                match (queues, picks_ports && n > 1) {
+                    (true, _) => "",
+                    (false, true) => " (software steering: a service picks source ports)",
+                    (false, false) => " (software steering), or qpairs=<shards> with steering = \"queues\"",
+                }
             ),
         });
     }

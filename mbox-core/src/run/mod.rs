@@ -164,7 +164,8 @@ pub fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
 fn build_io(config: &Config, shards: usize) -> Result<io::Io, RunError> {
     #[cfg(feature = "dpdk")]
     if let Some(d) = &config.dpdk {
-        return live::build(d, shards, config.runtime.packet_buffers);
+        let picks_ports = config.services.iter().any(|s| s.source.is_some());
+        return live::build(d, shards, config.runtime.packet_buffers, picks_ports);
     }
     offline::build(config, shards)
 }
@@ -328,7 +329,7 @@ impl Assembled {
             for (s, (_, _, tx)) in shard_io.iter_mut().enumerate() {
                 let credits = Arc::new(SendCredits::new(config.flow.table_size as u32, connections));
                 let mut shard_served = Served::new(s as u16, services.clone(), macs.clone(), credits.clone(), config.dpdk.is_some());
-                shard_served.set_shards(shards);
+                shard_served.set_steering(shards, config.flow.vlan_in_key);
                 shard_served.share_neighbors(neighbors.clone());
                 for (_, lanes) in nf_lanes.iter_mut().enumerate().filter(|(n, _)| serving & (1 << n) != 0) {
                     let (writer, reader) = stream_rings(credits.clone(), shard_wakers[s].clone());

@@ -14,9 +14,12 @@
 //! mbox's own: [`l4`] keeps a table of flows, bound once by an NF and then translated.
 
 mod l4;
+mod neighbors;
+mod source_ports;
 mod splice;
 pub use l4::L4Spec;
-pub use splice::{Neighbors, SplicerSpec};
+pub use neighbors::Neighbors;
+pub use splice::SplicerSpec;
 
 use super::buffer_budget::{BufferBudget, ConnMemory};
 use super::stream_out::{decode_backend, Pending, Request, SendCredits, StreamCommand, StreamReader};
@@ -209,6 +212,12 @@ serve_stats! {
     /// Splicer and L4: ARP requests sent for backends, and replies taken.
     arp_requests_sent,
     arp_replies_taken,
+    /// Splicer and L4: ARP replies for a source or l4 service address that answered nothing
+    /// mbox asked (out of that port): ignored.
+    arp_replies_unasked,
+    /// Splicer and L4: ARP requests not sent, the neighbour table full of answered addresses
+    /// (`neighbors::MAX_NEIGHBORS`): their binds end unresolved.
+    neighbors_full,
     /// L4: flows started (their NFs asked for a bind), and those whose backend took them (a
     /// TCP backend's SYN-ACK, or the first packet sent).
     l4_flows,
@@ -220,10 +229,28 @@ serve_stats! {
     /// newest one waits instead), and flows no bind came for in `connect_timeout`.
     l4_dropped_before_bind,
     l4_bind_timeouts,
-    /// L4: flows forgotten after their idle timeout, and fragments to a service address
-    /// (dropped: a non-first fragment carries no ports).
+    /// L4: flows forgotten after their idle timeout, and fragments to a service or source
+    /// NAT address (dropped: a non-first fragment carries no ports to translate by).
     l4_idle_timeouts,
     l4_fragments_dropped,
+    /// L4: packets to a service or source NAT address that are neither TCP nor UDP (ICMP:
+    /// its errors quote a header mbox would have to translate too): dropped.
+    l4_untranslated,
+    /// L4: RSTs that fell outside their receiver's window (sent on, the flow kept), and
+    /// packets of a flow that came in on the other side's port (dropped).
+    l4_rsts_out_of_window,
+    l4_wrong_port,
+}
+
+/// How far past the receiver's last ACK a RST may lie and still end a splice or an l4 flow: a
+/// window as large as Linux lets one grow (a RST at random has 1 chance in 256 of falling
+/// there).
+const RST_REACH: u32 = 16 << 20;
+
+/// Whether a RST with sequence number `seq` lies within reach of `receiver_ack`, the last ACK
+/// its receiver sent (its RCV.NXT, as RFC 5961 3.2 checks); with none seen, it does.
+fn rst_in_reach(seq: u32, receiver_ack: Option<u32>) -> bool {
+    receiver_ack.is_none_or(|a| seq.wrapping_sub(a) < RST_REACH)
 }
 
 /// Where the services report: the shard's event machinery and its way out.
@@ -350,9 +377,14 @@ pub struct Served {
     /// Connections with bytes queued this round, to send once the requests are applied.
     to_flush: Vec<u32>,
     last_reclaim_ns: u64,
-    /// The splicers' backends: connections by their backend side's key, the backends' MACs,
-    /// and what steers a backend's answers to this shard.
+    /// The splicers' connections by their backend side's key.
     splices: splice::Splices,
+    /// The backends' MACs (this shard's copy of the run's table), and the addresses learned
+    /// whose waiting connections and flows have yet to go on (event room ran out).
+    neighbors: neighbors::NeighborCache,
+    learned: Vec<IpAddr>,
+    /// Source ports toward backends (the splicers', source NAT's).
+    ports: source_ports::SourcePorts,
     /// The l4 services' flows.
     l4: l4::L4Flows,
     /// The clock: packet time offline, the wall clock on a live wire.
@@ -402,7 +434,10 @@ impl Served {
             short: Vec::new(),
             to_flush: Vec::new(),
             last_reclaim_ns: 0,
-            splices: splice::Splices::new(shard),
+            splices: splice::Splices::default(),
+            neighbors: neighbors::NeighborCache::new(),
+            learned: Vec::new(),
+            ports: source_ports::SourcePorts::new(shard),
             l4: l4_flows,
             live,
             now: 0,
@@ -513,6 +548,17 @@ impl Served {
         copy_room(window)
     }
 
+    /// The port a frame came in on or goes out of, where the run's ports come in pairs
+    /// (DPDK's: a client side and a backend side); 0 for every frame otherwise (a capture's
+    /// frames all come in on 0, whichever side sent them).
+    fn wire_port(&self, port: u16) -> u16 {
+        if self.macs.len() >= 2 {
+            port
+        } else {
+            0
+        }
+    }
+
     /// The MAC a service answers on `port` with: its own, the port's, or the default.
     fn service_mac(&self, spec: &ServiceSpec, port: u16) -> EthernetAddress {
         EthernetAddress(spec.mac.or_else(|| self.macs.get(usize::from(port)).copied()).unwrap_or(DEFAULT_MAC))
@@ -532,8 +578,7 @@ impl Served {
                 return Taken::No;
             }
             // Without source NAT an l4 service asks for its backends' MACs from its own address.
-            self.learn_neighbor(IpAddr::V4(arp.sender_ip), arp.sender_mac, sink);
-            return Taken::Consumed;
+            return self.learn_neighbor(&arp, l2.port, sink);
         }
         let mac = self.service_mac(spec, l2.port);
         self.answer_arp(&arp, mac, l2, ts_ns, sink);
@@ -2621,7 +2666,7 @@ mod splice_tests {
             let credits = Arc::new(SendCredits::new(100, 4));
             let (mut writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
             let mut served = Served::new(shard, splicer_spec(Refusal::Rst), vec![DEFAULT_MAC, DEFAULT_MAC], credits, false);
-            served.set_shards(4);
+            served.set_steering(4, true);
             served.add_reader(reader);
             let mut fake = FakeShard { room: true, ..Default::default() };
             let cfg = mbox_stack::endpoint::Config::default();

@@ -23,7 +23,6 @@ use super::{ConnEventKind, ConnInfo, ServeSink, Served, Taken, L2};
 use crate::config::{ServiceConfig, ServiceStack};
 use mbox_abi::{FlowTuple, BIND_CONNECTED, BIND_NOT_DONE, BIND_REFUSED, BIND_TIMED_OUT, BIND_UNRESOLVED};
 use mbox_abi::{REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
-use mbox_stack::flow_key::{shard_of, FlowKey};
 use mbox_stack::nat::{self, Located, NatError};
 use mbox_stack::splicer::set_macs;
 use mbox_stack::wire::ethernet::EthernetAddress;
@@ -35,8 +34,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 #[cfg(test)]
 mod tests;
 
-/// Source ports source NAT may take (from the registered ports' start).
-const FIRST_SOURCE_PORT: u16 = 1024;
 /// The most bytes of a flow's waiting packet: a full 1,500-byte packet with two VLAN tags
 /// fits. A longer one is dropped, counted (the flow still starts; TCP's SYNs are short, and a
 /// UDP sender's next datagram goes once the flow is bound), so that a table of waiting flows
@@ -134,8 +131,13 @@ struct Flow {
     /// The frame waiting for the bind (its buffer kept for the slot's next flows).
     waiting: Vec<u8>,
     fins: u8,
-    /// Its TCP flow began with a SYN (so the backend's SYN-ACK is the bind's outcome).
+    /// Its TCP flow began with a SYN (so the backend's SYN-ACK is the bind's outcome), and
+    /// that SYN's sequence number (a RST refusing it must acknowledge it).
     from_syn: bool,
+    syn_seq: u32,
+    /// TCP: the last ACK number each side sent (client, backend), what a RST toward it must
+    /// reach.
+    acks: [Option<u32>; 2],
     last_seen: u64,
 }
 
@@ -153,8 +155,9 @@ pub(super) struct L4Flows {
     by_backend: FlowIndex,
     /// Service addresses and ports, for the per-packet check: (address, port, service).
     served: Vec<(SocketAddrV4, u16)>,
+    /// Source NAT's addresses.
+    sources: Vec<Ipv4Addr>,
     live: usize,
-    next_port: u16,
 }
 
 impl L4Flows {
@@ -162,6 +165,7 @@ impl L4Flows {
     pub(super) fn new(specs: &[super::ServiceSpec], base: u32) -> L4Flows {
         let capacity: usize = specs.iter().filter(|s| s.l4.is_some()).map(|s| s.max_connections).sum();
         let mut served = Vec::new();
+        let sources = specs.iter().filter_map(|s| s.l4.and_then(|l4| l4.source)).collect();
         for (svc, spec) in specs.iter().enumerate().filter(|(_, s)| s.l4.is_some()) {
             for addr in &spec.addrs {
                 if let IpAddr::V4(a) = addr {
@@ -176,8 +180,8 @@ impl L4Flows {
             by_client: FlowIndex::with_capacity_and_hasher(capacity, Default::default()),
             by_backend: FlowIndex::with_capacity_and_hasher(capacity, Default::default()),
             served,
+            sources,
             live: 0,
-            next_port: FIRST_SOURCE_PORT,
         }
     }
 
@@ -208,8 +212,10 @@ impl L4Flows {
         self.served.iter().find(|(a, _)| *a == dst).map(|&(_, svc)| svc)
     }
 
-    fn is_service_addr(&self, ip: Ipv4Addr) -> bool {
-        self.served.iter().any(|(a, _)| *a.ip() == ip)
+    /// Whether `ip` is an l4 service's address or source NAT's: mbox's own, so what comes
+    /// to it and cannot be translated is dropped rather than sent on.
+    fn is_own_addr(&self, ip: Ipv4Addr) -> bool {
+        self.served.iter().any(|(a, _)| *a.ip() == ip) || self.sources.contains(&ip)
     }
 }
 
@@ -219,12 +225,17 @@ impl Served {
     pub(super) fn l4_take<S: ServeSink>(&mut self, data: &mut [u8], l2: &L2, ts_ns: u64, sink: &mut S) -> Option<Taken> {
         let at = match nat::locate(data) {
             Ok(at) => at,
-            Err(NatError::Fragment) => {
-                let dst = nat_dst(data)?;
-                if !self.l4.is_service_addr(dst) {
+            Err(e @ (NatError::Fragment | NatError::NotTcpOrUdp(_))) => {
+                // A fragment has no ports (a first one's flow may not be its rest's), ICMP no
+                // flow to translate by (its errors quote the inner header; not translated).
+                if !nat_dst(data).is_some_and(|dst| self.l4.is_own_addr(dst)) {
                     return None;
                 }
-                self.stats.l4_fragments_dropped += 1;
+                if e == NatError::Fragment {
+                    self.stats.l4_fragments_dropped += 1;
+                } else {
+                    self.stats.l4_untranslated += 1;
+                }
                 return Some(Taken::Consumed);
             }
             Err(_) => return None,
@@ -232,7 +243,7 @@ impl Served {
         let key = NatKey::of(&at);
         if let Some(&i) = self.l4.by_backend.get(&key) {
             self.tick(ts_ns);
-            return Some(self.l4_from_backend(i, &at, data, sink));
+            return Some(self.l4_from_backend(i, &at, data, l2.port, sink));
         }
         let svc = self.l4.service_of(at.dst)?;
         // A flow's start or end emits events: without room, the frame waits.
@@ -244,7 +255,7 @@ impl Served {
             let f = self.l4.flow(i).expect("indexed flows live");
             let new_syn = at.tcp_flags & (SYN | ACK) == SYN;
             if !(new_syn && matches!(f.phase, Phase::Closing { .. })) {
-                return Some(self.l4_from_client(i, &at, data, sink));
+                return Some(self.l4_from_client(i, &at, data, l2.port, sink));
             }
             // The client reuses its port while the old flow lingers: the old one ends.
             let reason = if matches!(f.phase, Phase::Closing { reset: true, .. }) { REASON_RST } else { REASON_FIN };
@@ -278,6 +289,8 @@ impl Served {
                     waiting: Vec::new(),
                     fins: 0,
                     from_syn: false,
+                    syn_seq: 0,
+                    acks: [None; 2],
                     last_seen: 0,
                 });
                 i
@@ -296,6 +309,8 @@ impl Served {
         f.phase = Phase::Waiting { until };
         (f.client, f.service_addr, f.backend, f.fins, f.last_seen) = (at.src, at.dst, None, 0, now);
         f.from_syn = at.proto == ip_proto::TCP && at.tcp_flags & (SYN | ACK) == SYN;
+        f.syn_seq = at.tcp_seq;
+        f.acks = [None; 2];
         f.waiting.clear();
         if data.len() <= MAX_WAITING_FRAME {
             f.waiting.extend_from_slice(data);
@@ -333,9 +348,15 @@ impl Served {
         }
     }
 
-    /// A client's packet of flow `i`.
-    fn l4_from_client<S: ServeSink>(&mut self, i: u32, at: &Located, data: &mut [u8], sink: &mut S) -> Taken {
+    /// A client's packet of flow `i`, come in on `port`.
+    fn l4_from_client<S: ServeSink>(&mut self, i: u32, at: &Located, data: &mut [u8], port: u16, sink: &mut S) -> Taken {
         let now = self.now;
+        let expected = self.l4.flow(i).map_or(port, |f| f.info.port);
+        if self.wire_port(port) != self.wire_port(expected) {
+            // The client's key from the backends' side: forged, or a loop. Not translated.
+            self.stats.l4_wrong_port += 1;
+            return Taken::Consumed;
+        }
         let f = self.l4.flow_mut(i).expect("indexed flows live");
         f.last_seen = now;
         let Some(b) = f.backend.filter(|_| !matches!(f.phase, Phase::Waiting { .. } | Phase::Resolving { .. })) else {
@@ -352,25 +373,41 @@ impl Served {
         let _ = set_macs(data, b.mac_ours, b.mac);
         self.stats.l4_to_backend += 1;
         if at.proto == ip_proto::TCP {
-            self.l4_track(i, at.tcp_flags, CLIENT_FIN, sink);
+            self.l4_track(i, at, CLIENT_FIN, sink);
         }
         Taken::Forward
     }
 
-    /// A backend's packet of flow `i`.
-    fn l4_from_backend<S: ServeSink>(&mut self, i: u32, at: &Located, data: &mut [u8], sink: &mut S) -> Taken {
+    /// A backend's packet of flow `i`, come in on `port`.
+    fn l4_from_backend<S: ServeSink>(&mut self, i: u32, at: &Located, data: &mut [u8], port: u16, sink: &mut S) -> Taken {
         if !sink.has_room(2, 0) {
             return Taken::Blocked;
         }
         let now = self.now;
+        let expected = self.l4.flow(i).and_then(|f| f.backend).map_or(port, |b| b.port);
+        if self.wire_port(port) != self.wire_port(expected) {
+            // The backend side's key from the clients' side: forged (a client that guessed
+            // source NAT's port), or a loop. Not translated.
+            self.stats.l4_wrong_port += 1;
+            return Taken::Consumed;
+        }
         let f = self.l4.flow_mut(i).expect("indexed flows live");
         f.last_seen = now;
         let (client, service, info) = (f.client, f.service_addr, f.info);
         let flags = at.tcp_flags;
         if let Phase::Opening { .. } = f.phase {
-            if flags & RST != 0 {
+            // RFC 793's SYN-SENT check: a RST refuses the SYN only if it acknowledges it.
+            let refuses = flags & (RST | ACK) == RST | ACK && at.tcp_ack == f.syn_seq.wrapping_add(1);
+            if refuses {
                 self.stats.backends_refused += 1;
                 sink.conn_event(ConnEventKind::Bound, &info, BIND_REFUSED, now);
+            } else if flags & RST != 0 {
+                // Sent on for the client to judge (it drops it: the ACK is not its SYN's).
+                self.stats.l4_rsts_out_of_window += 1;
+                nat::rewrite(data, at, service, client);
+                let _ = set_macs(data, info.local_mac, info.remote_mac);
+                self.stats.l4_to_client += 1;
+                return Taken::Forward;
             } else if flags & (SYN | ACK) == SYN | ACK {
                 self.stats.l4_bound += 1;
                 f.phase = Phase::Open;
@@ -382,25 +419,37 @@ impl Served {
         let _ = set_macs(data, info.local_mac, info.remote_mac);
         self.stats.l4_to_client += 1;
         if at.proto == ip_proto::TCP {
-            self.l4_track(i, flags, BACKEND_FIN, sink);
+            self.l4_track(i, at, BACKEND_FIN, sink);
         }
         Taken::Forward
     }
 
-    /// A TCP packet crossed flow `i` with `flags` (`fin`: whose FIN it would be): FINs both ways
-    /// or a RST start the flow's linger; its NFs are told at once (a balancer counts it gone).
-    fn l4_track<S: ServeSink>(&mut self, i: u32, flags: u8, fin: u8, sink: &mut S) {
+    /// A TCP packet `at` crossed flow `i` (`fin`: whose FIN it would be, so which side sent
+    /// it): FINs both ways or a RST start the flow's linger; its NFs are told at once (a
+    /// balancer counts it gone). A RST beyond its receiver's reach (RFC 5961 3.2: forged, or
+    /// stray) went on for the receiver to judge, and the flow stays.
+    fn l4_track<S: ServeSink>(&mut self, i: u32, at: &Located, fin: u8, sink: &mut S) {
+        let flags = at.tcp_flags;
+        let (mine, theirs) = if fin == CLIENT_FIN { (0, 1) } else { (1, 0) };
+        let Some(f) = self.l4.flow_mut(i) else { return };
+        if flags & ACK != 0 {
+            f.acks[mine] = Some(at.tcp_ack);
+        }
         if flags & (FIN | RST) == 0 {
             return;
         }
+        let reset = flags & RST != 0;
+        if reset && !super::rst_in_reach(at.tcp_seq, f.acks[theirs]) {
+            self.stats.l4_rsts_out_of_window += 1;
+            return;
+        }
         let now = self.now;
-        let svc = usize::from(self.l4.flow(i).map_or(0, |f| f.info.service));
+        let svc = usize::from(f.info.service);
         let Some(l4) = self.specs[svc].l4 else { return };
         let f = self.l4.flow_mut(i).expect("tracked flows live");
         if matches!(f.phase, Phase::Closing { .. }) {
             return;
         }
-        let reset = flags & RST != 0;
         if !reset {
             f.fins |= fin;
             if f.fins != CLIENT_FIN | BACKEND_FIN {
@@ -436,7 +485,14 @@ impl Served {
         let proto = info.tuple.ip_proto;
         let from = match l4.source {
             None => Some(client),
-            Some(source) => self.l4_pick_port(proto, source, addr).map(|p| SocketAddrV4::new(source, p)),
+            Some(source) => {
+                let by_backend = &self.l4.by_backend;
+                let taken = |port| by_backend.contains_key(&NatKey { proto, src: addr, dst: SocketAddrV4::new(source, port) });
+                // The backend's answers carry the client's VLAN tags: the frame is rewritten in place.
+                let vlan = info.vlan.tags().first().map_or(0, |&(_, tci)| tci & 0x0fff);
+                let port = self.ports.pick(proto, IpAddr::V4(source), SocketAddr::V4(addr), vlan, taken);
+                port.map(|p| SocketAddrV4::new(source, p))
+            }
         };
         // The backend side's key must name one flow: with no source port left, or the client
         // already reaching that backend from the same port through another service address,
@@ -453,31 +509,11 @@ impl Served {
         let f = self.l4.flow_mut(i).expect("checked above");
         f.backend = Some(Backend { addr, from, mac: EthernetAddress([0; 6]), mac_ours, port });
         f.phase = Phase::Resolving { next_arp: now, give_up: now.saturating_add(l4.connect_timeout_ns) };
-        if self.splices.neighbors.contains_key(&IpAddr::V4(*addr.ip())) {
+        if self.neighbors.mac(IpAddr::V4(*addr.ip())).is_some() {
             self.l4_send_waiting(i, sink);
         } else {
             self.l4_arp(i, sink);
         }
-    }
-
-    /// A source port on `source` toward `backend` that no flow uses and whose flow the input
-    /// steers to this shard.
-    fn l4_pick_port(&mut self, proto: u8, source: Ipv4Addr, backend: SocketAddrV4) -> Option<u16> {
-        let span = u32::from(u16::MAX - FIRST_SOURCE_PORT) + 1;
-        for _ in 0..span {
-            let port = self.l4.next_port;
-            self.l4.next_port = if port == u16::MAX { FIRST_SOURCE_PORT } else { port + 1 };
-            let from = SocketAddrV4::new(source, port);
-            if self.l4.by_backend.contains_key(&NatKey { proto, src: backend, dst: from }) {
-                continue;
-            }
-            let (shard, shards) = (self.splices.shard, self.splices.shards);
-            let key = FlowKey::between(proto, SocketAddr::V4(from), SocketAddr::V4(backend));
-            if shards <= 1 || shard_of(key.shard_hash(), shards) == shard {
-                return Some(port);
-            }
-        }
-        None
     }
 
     /// Asks for flow `i`'s backend's MAC, from source NAT's address or the service's.
@@ -491,8 +527,9 @@ impl Served {
         self.wheel.set(i, self.l4_deadline(i));
     }
 
-    /// A neighbour's MAC is known: flows waiting for it send their first packet.
-    pub(super) fn l4_resolved<S: ServeSink>(&mut self, ip: IpAddr, sink: &mut S) {
+    /// A neighbour's MAC is known: flows waiting for it send their first packet. False when
+    /// event room ran out first (the caller comes back for the rest).
+    pub(super) fn l4_resolved<S: ServeSink>(&mut self, ip: IpAddr, sink: &mut S) -> bool {
         let waiting: Vec<u32> = (0..self.l4.flows.len() as u32)
             .map(|k| k + self.l4.base)
             .filter(|&i| {
@@ -501,15 +538,19 @@ impl Served {
             })
             .collect();
         for i in waiting {
+            if !sink.has_room(2, 0) {
+                return false;
+            }
             self.l4_send_waiting(i, sink);
         }
+        true
     }
 
     /// Flow `i`'s backend MAC is known: its waiting packet goes, translated.
     fn l4_send_waiting<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
         let now = self.now;
         let Some(l4) = self.l4.flow(i).and_then(|f| self.specs[usize::from(f.info.service)].l4) else { return };
-        let Some(&mac) = self.l4.flow(i).and_then(|f| f.backend).and_then(|b| self.splices.neighbors.get(&IpAddr::V4(*b.addr.ip()))) else {
+        let Some(mac) = self.l4.flow(i).and_then(|f| f.backend).and_then(|b| self.neighbors.mac(IpAddr::V4(*b.addr.ip()))) else {
             return;
         };
         let f = self.l4.flow_mut(i).expect("checked above");
@@ -529,7 +570,7 @@ impl Served {
                 self.stats.no_buffer += 1;
             }
             if at.proto == ip_proto::TCP {
-                self.l4_track(i, at.tcp_flags, CLIENT_FIN, sink);
+                self.l4_track(i, &at, CLIENT_FIN, sink);
             }
         }
         frame.clear();

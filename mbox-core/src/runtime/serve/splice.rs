@@ -18,29 +18,24 @@
 //! picked so that the backend side's flow hashes to it, as the input steers in software (a NIC
 //! steering with its own hash would need a port picked for that hash).
 
+use super::neighbors::Neighbors;
 use super::{ConnEventKind, ConnInfo, ConnKey, Events, Out, ServeSink, Served, Taken, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 use crate::config::{Refusal, ServiceConfig, ServiceStack};
 use mbox_abi::{BIND_CONNECTED, BIND_LOST, BIND_NOT_DONE, BIND_REFUSED, BIND_TIMED_OUT, BIND_UNRESOLVED};
 use mbox_stack::endpoint::{ConnSink, Payload, SegmentIn, SegmentOut};
-use mbox_stack::flow_key::{shard_of, FlowKey};
 use mbox_stack::splicer::{set_macs, translate, BackendSource, Dir, OpenConfig, OpenFailure, OpenPhase, Opener, SpliceMap};
 use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
 use mbox_stack::wire::ethernet::{ethertype, EthernetAddress, EthernetRepr, VlanTags, HEADER_LEN as ETHERNET_LEN};
 use mbox_stack::wire::frame::TcpFrame;
+use mbox_stack::wire::ip_proto;
 use mbox_stack::wire::tcp::TcpOptions;
 use mbox_stack::wire::tcp_flags::{ACK, FIN, RST, SYN};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-/// How far past the receiver's last ACK a RST may lie and still end a splice: a window as
-/// large as Linux lets one grow (a RST at random has 1 chance in 256 of falling there).
-const RST_REACH: u32 = 16 << 20;
 /// How often an ARP request for a backend goes again while no reply came.
 pub(super) const ARP_RETRY_NS: u64 = 1_000_000_000;
-/// Source ports a splice may take (below: the well-known and registered ports' start).
-const FIRST_SOURCE_PORT: u16 = 1024;
 /// What a client refused with `refuse = "http-503"` gets.
 pub(super) const HTTP_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
@@ -176,120 +171,47 @@ impl Splice {
     }
 }
 
-/// The backends' MACs, shared by a run's shards: an ARP reply reaches one shard (the input
-/// steers it as any frame), while the connections and flows waiting for that backend may be
-/// on any. A shard looks the generation up once a round (one atomic load) and copies the
-/// table into its own only when it moved.
+/// A shard's splices by their backend side.
 #[derive(Debug, Default)]
-pub struct Neighbors {
-    table: RwLock<HashMap<IpAddr, EthernetAddress>>,
-    generation: AtomicU64,
-}
-
-impl Neighbors {
-    pub fn new() -> Arc<Neighbors> {
-        Arc::new(Neighbors::default())
-    }
-
-    fn learn(&self, ip: IpAddr, mac: EthernetAddress) {
-        // A poisoned lock (a shard panicked while writing) still holds a usable table.
-        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
-        if table.insert(ip, mac) != Some(mac) {
-            self.generation.fetch_add(1, Ordering::Release);
-        }
-    }
-}
-
-/// A shard's splices: connections by their backend side, the backends' MACs (this shard's
-/// copy of the shared table), the next source port to try.
-#[derive(Debug)]
 pub(super) struct Splices {
-    pub(super) shard: usize,
-    pub(super) shards: usize,
     by_backend: HashMap<ConnKey, u32>,
-    /// Backends' MACs, as ARP replies gave them (the l4 services' too), the table the shards
-    /// share and its generation this copy has.
-    pub(super) neighbors: HashMap<IpAddr, EthernetAddress>,
-    shared: Arc<Neighbors>,
-    seen: u64,
-    /// Scratch for copying the shared table.
-    learned: Vec<(IpAddr, EthernetAddress)>,
-    next_port: u16,
 }
 
 impl Splices {
-    pub(super) fn new(shard: u16) -> Splices {
-        Splices {
-            shard: usize::from(shard),
-            shards: 1,
-            by_backend: HashMap::new(),
-            neighbors: HashMap::new(),
-            shared: Neighbors::new(),
-            seen: 0,
-            learned: Vec::new(),
-            next_port: FIRST_SOURCE_PORT,
-        }
-    }
-
     /// Forgets a splice's backend side (its connection is gone).
     pub(super) fn forget(&mut self, splice: &Splice) {
         if let Some(b) = splice.backend {
             self.by_backend.remove(&b.key);
         }
     }
-
-    /// A source port on `source` toward `backend` that no splice uses and whose flow the input
-    /// steers to this shard.
-    fn pick_port(&mut self, source: IpAddr, backend: SocketAddr) -> Option<u16> {
-        let span = u32::from(u16::MAX - FIRST_SOURCE_PORT) + 1;
-        for _ in 0..span {
-            let port = self.next_port;
-            self.next_port = if port == u16::MAX { FIRST_SOURCE_PORT } else { port + 1 };
-            let key = ConnKey { remote: backend.ip(), remote_port: backend.port(), local: source, local_port: port };
-            if self.by_backend.contains_key(&key) {
-                continue;
-            }
-            let steered =
-                self.shards <= 1 || shard_of(FlowKey::tcp(SocketAddr::new(source, port), backend).shard_hash(), self.shards) == self.shard;
-            if steered {
-                return Some(port);
-            }
-        }
-        None
-    }
 }
 
 impl Served {
-    /// Tells the splicers how many shards the input steers between (1 unless told).
-    pub fn set_shards(&mut self, shards: usize) {
-        self.splices.shards = shards.max(1);
+    /// Tells the services how the input steers between shards: by the flow hash over
+    /// `shards` shards (1 unless told), with the VLAN id in the key or not.
+    pub fn set_steering(&mut self, shards: usize, vlan_in_key: bool) {
+        self.ports.set_steering(shards, vlan_in_key);
     }
 
     /// Shares the backends' MACs with the run's other shards (each has a table of its own
     /// unless told).
     pub fn share_neighbors(&mut self, neighbors: Arc<Neighbors>) {
-        self.splices.shared = neighbors;
+        self.neighbors.share(neighbors);
     }
 
     /// Takes what other shards learned of backends' MACs since the last look: waiting
-    /// connections and flows go on. One atomic load when nothing changed.
+    /// connections and flows go on. One atomic load when nothing changed; with too little
+    /// event room for what waits, it looks again next round.
     pub(super) fn sync_neighbors<S: ServeSink>(&mut self, sink: &mut S) {
-        let generation = self.splices.shared.generation.load(Ordering::Acquire);
-        if generation == self.splices.seen {
-            return;
+        let mut learned = std::mem::take(&mut self.learned);
+        self.neighbors.sync(&mut learned);
+        while let Some(&ip) = learned.last() {
+            if !self.neighbor_known(ip, sink) {
+                break;
+            }
+            learned.pop();
         }
-        self.splices.seen = generation;
-        let mut learned = std::mem::take(&mut self.splices.learned);
-        learned.clear();
-        {
-            let table = self.splices.shared.table.read().unwrap_or_else(|e| e.into_inner());
-            learned.extend(table.iter().filter(|(ip, mac)| self.splices.neighbors.get(ip) != Some(mac)).map(|(&ip, &mac)| (ip, mac)));
-        }
-        for &(ip, mac) in &learned {
-            self.splices.neighbors.insert(ip, mac);
-            self.neighbor_known(ip, sink);
-        }
-        self.splices.learned = learned;
+        self.learned = learned;
     }
 
     /// Whether `ip` is a splicer's source address.
@@ -308,22 +230,33 @@ impl Served {
         let mac = self.service_mac(spec, l2.port);
         match arp.operation {
             Operation::Request => self.answer_arp(arp, mac, l2, ts_ns, sink),
-            Operation::Reply => self.learn_neighbor(IpAddr::V4(arp.sender_ip), arp.sender_mac, sink),
+            Operation::Reply => return Some(self.learn_neighbor(arp, l2.port, sink)),
         }
         Some(Taken::Consumed)
     }
 
-    /// An ARP reply gave `ip`'s MAC: splices and l4 flows waiting for that backend go on, here
-    /// and (through the shared table) on the other shards.
-    pub(super) fn learn_neighbor<S: ServeSink>(&mut self, ip: IpAddr, mac: EthernetAddress, sink: &mut S) {
+    /// An ARP reply on `port`: if it answers what mbox asked (there), splices and l4 flows
+    /// waiting for that backend go on, here and (through the shared table) on the other
+    /// shards; another reply is counted and changes nothing.
+    pub(super) fn learn_neighbor<S: ServeSink>(&mut self, arp: &ArpRepr, port: u16, sink: &mut S) -> Taken {
+        let ip = IpAddr::V4(arp.sender_ip);
+        if !self.neighbors.answer(ip, arp.sender_mac, self.wire_port(port)) {
+            self.stats.arp_replies_unasked += 1;
+            return Taken::Consumed;
+        }
+        if !sink.has_room(2, 0) {
+            // What waits for it goes on at the next round's sync (the MAC is in the table).
+            self.learned.push(ip);
+        } else {
+            self.neighbor_known(ip, sink);
+        }
         self.stats.arp_replies_taken += 1;
-        self.splices.neighbors.insert(ip, mac);
-        self.splices.shared.learn(ip, mac);
-        self.neighbor_known(ip, sink);
+        Taken::Consumed
     }
 
-    /// `ip`'s MAC is known: what waited for it goes on.
-    fn neighbor_known<S: ServeSink>(&mut self, ip: IpAddr, sink: &mut S) {
+    /// `ip`'s MAC is known: what waited for it goes on. False when event room ran out first
+    /// (the caller comes back for the rest).
+    fn neighbor_known<S: ServeSink>(&mut self, ip: IpAddr, sink: &mut S) -> bool {
         let waiting: Vec<u32> = (0..self.slots.len() as u32)
             .filter(|&i| {
                 let s = self.slots[i as usize].splice.as_deref();
@@ -331,9 +264,12 @@ impl Served {
             })
             .collect();
         for i in waiting {
+            if !sink.has_room(2, 0) {
+                return false;
+            }
             self.open_backend(i, sink);
         }
-        self.l4_resolved(ip, sink);
+        self.l4_resolved(ip, sink)
     }
 
     /// An NF answers held connection `i` itself (it sends or closes: a 400 or a 503 of its
@@ -368,7 +304,11 @@ impl Served {
         // port left) is the NF's choice failing: the client is refused now, not at the hold's
         // end.
         let source = sp.spec.source;
-        let port = if source.is_ipv4() == backend.is_ipv4() { self.splices.pick_port(source, backend) } else { None };
+        let by_backend = &self.splices.by_backend;
+        let taken =
+            |port| by_backend.contains_key(&ConnKey { remote: backend.ip(), remote_port: backend.port(), local: source, local_port: port });
+        // mbox sends the backend side untagged: its answers come without a VLAN id.
+        let port = if source.is_ipv4() == backend.is_ipv4() { self.ports.pick(ip_proto::TCP, source, backend, 0, taken) } else { None };
         let Some(port) = port else {
             self.stats.binds_refused += 1;
             return self.bind_failed(i, BIND_NOT_DONE, sink);
@@ -384,7 +324,7 @@ impl Served {
         sp.backend =
             Some(Backend { addr: backend, source: SocketAddr::new(source, port), key, mac: unknown, mac_ours: mac, port: out_port });
         sp.phase = Phase::Resolving { next_arp: now, give_up: now.saturating_add(sp.spec.open.connect_timeout_ns) };
-        if self.splices.neighbors.contains_key(&backend.ip()) {
+        if self.neighbors.mac(backend.ip()).is_some() {
             self.open_backend(i, sink);
         } else {
             self.arp_backend(i, sink);
@@ -406,8 +346,14 @@ impl Served {
         self.request_mac(target, sender, b.mac_ours, b.port, sink);
     }
 
-    /// Broadcasts an ARP request for `target`'s MAC from `sender` (mbox's `mac` on `port`).
+    /// Broadcasts an ARP request for `target`'s MAC from `sender` (mbox's `mac` on `port`),
+    /// noted in the neighbour table so that its reply is taken. Not sent when the table is
+    /// full (counted).
     pub(super) fn request_mac<S: ServeSink>(&mut self, target: Ipv4Addr, sender: Ipv4Addr, mac: EthernetAddress, port: u16, sink: &mut S) {
+        if !self.neighbors.ask(IpAddr::V4(target), self.wire_port(port), self.now) {
+            self.stats.neighbors_full += 1;
+            return;
+        }
         let request = ArpRepr {
             operation: Operation::Request,
             sender_mac: mac,
@@ -434,7 +380,7 @@ impl Served {
         let slot = &mut self.slots[i as usize];
         let (Some(conn), Some(sp)) = (slot.conn.as_ref(), slot.splice.as_deref_mut()) else { return };
         let Some(mut b) = sp.backend else { return };
-        let Some(&mac) = self.splices.neighbors.get(&b.addr.ip()) else { return };
+        let Some(mac) = self.neighbors.mac(b.addr.ip()) else { return };
         b.mac = mac;
         sp.backend = Some(b);
         let view = conn.splice_view(now);
@@ -640,7 +586,7 @@ impl Served {
         // A RST ends the splice only where its receiver could take it: within reach of the
         // last ACK that receiver sent (its RCV.NXT, as RFC 5961 3.2 checks). A forged or stray
         // one is sent on for the receiver to judge, and the splice stays.
-        let in_window = sp.acks[theirs].is_none_or(|a| translated.seq.wrapping_sub(a) < RST_REACH);
+        let in_window = super::rst_in_reach(translated.seq, sp.acks[theirs]);
         if translated.is_rst() && !in_window {
             self.stats.splice_rsts_out_of_window += 1;
         } else if translated.is_rst() {

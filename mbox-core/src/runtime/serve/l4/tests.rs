@@ -6,11 +6,13 @@ use super::*;
 use crate::runtime::stream_out::{stream_rings, SendCredits, StreamWriter};
 use crate::sys::park::Waker;
 use mbox_abi::{BindStatus, FlowRef};
+use mbox_stack::flow_key::{shard_of, FlowKey};
 use mbox_stack::wire::arp::{ArpPacket, ArpRepr, Operation};
 use mbox_stack::wire::checksum::{finish, sum};
 use mbox_stack::wire::ethernet::{ethertype, EthernetRepr, VlanTags};
 use mbox_stack::wire::frame::{IpRepr, TcpFrame};
 use mbox_stack::wire::tcp::{TcpOptions, TcpRepr};
+use mbox_stack::wire::{parse_frame, LinkType, Packet, ParseOptions};
 use std::sync::Arc;
 
 const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xc1]);
@@ -32,14 +34,27 @@ fn backend() -> SocketAddrV4 {
     sa(Ipv4Addr::new(198, 18, 1, 11), 8080)
 }
 
-/// A TCP frame, its checksums computed in full.
+/// A TCP frame with sequence number 1000 (and ACK 2000 where the flag is set), its checksums
+/// computed in full.
 fn tcp(macs: (EthernetAddress, EthernetAddress), from: SocketAddrV4, to: SocketAddrV4, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp_at(macs, from, to, flags, (1000, if flags & ACK != 0 { 2000 } else { 0 }), payload)
+}
+
+/// A TCP frame with sequence and acknowledgment numbers `numbers`.
+fn tcp_at(
+    macs: (EthernetAddress, EthernetAddress),
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    flags: u8,
+    numbers: (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
     let ip = IpRepr::new(IpAddr::V4(*from.ip()), IpAddr::V4(*to.ip()), ip_proto::TCP, 0, 64).unwrap();
     let tcp = TcpRepr {
         src_port: from.port(),
         dst_port: to.port(),
-        seq: 1000,
-        ack: if flags & ACK != 0 { 2000 } else { 0 },
+        seq: numbers.0,
+        ack: numbers.1,
         flags,
         window: 512,
         urgent: 0,
@@ -112,10 +127,15 @@ struct World {
 
 impl World {
     fn new(source: Option<Ipv4Addr>, max_connections: usize) -> World {
+        World::with_ports(source, max_connections, Vec::new())
+    }
+
+    /// A world whose run has ports with `macs` (two: a pair, a client side and a backend side).
+    fn with_ports(source: Option<Ipv4Addr>, max_connections: usize, macs: Vec<[u8; 6]>) -> World {
         let specs = spec(source, max_connections);
         let credits = Arc::new(SendCredits::new(1000, Served::capacity(&specs)));
         let (writer, reader) = stream_rings(credits.clone(), Arc::new(Waker::new()));
-        let mut served = Served::new(0, specs, Vec::new(), credits, false);
+        let mut served = Served::new(0, specs, macs, credits, false);
         served.add_reader(reader);
         World { served, shard: FakeShard { room: true, ..FakeShard::default() }, writer, now: SEC }
     }
@@ -198,15 +218,33 @@ fn a_tcp_flow_is_offered_bound_and_translated_both_ways_destination_nat() {
     assert_eq!(w.served.connections(), 0);
 }
 
+/// `frame` with an 802.1Q tag of VLAN `id` after its MACs.
+fn tagged(frame: &[u8], id: u16) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    out.extend_from_slice(&[0x81, 0x00]);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&frame[12..]);
+    out
+}
+
+/// The shard the input's software steering gives `frame` (as `io::dispatch` does it).
+fn steered(frame: &[u8], shards: usize, vlan_in_key: bool) -> usize {
+    let Ok(Packet::Ip(p)) = parse_frame(frame, frame.len() as u32, LinkType::Ethernet, ParseOptions::default()) else {
+        panic!("an IP frame")
+    };
+    shard_of(FlowKey::from_parsed(&p, vlan_in_key).0.shard_hash(), shards)
+}
+
 #[test]
 fn with_source_nat_the_backend_sees_a_port_that_steers_its_answers_to_the_binding_shard() {
-    for shard_count in [1, 2, 4] {
+    for (shard_count, vlan) in [(1, None), (2, None), (4, None), (4, Some(100)), (3, Some(7))] {
         let mut w = World::new(Some(SOURCE), 64);
-        w.served.set_shards(shard_count);
+        w.served.set_steering(shard_count, true);
+        let tag = |f: Vec<u8>| vlan.map_or(f.clone(), |id| tagged(&f, id));
         // The MAC is known from the first flow on: later binds send at once.
         for n in 0..8u16 {
             let vip = sa(VIP, 80);
-            assert_eq!(w.take(&mut tcp((CLIENT_MAC, OURS), client(n), vip, SYN, b""), 0), Taken::Consumed);
+            assert_eq!(w.take(&mut tag(tcp((CLIENT_MAC, OURS), client(n), vip, SYN, b"")), 0), Taken::Consumed);
             assert_eq!(w.bind(n as usize, backend()), BindStatus::Done);
             if n == 0 {
                 let sent = w.sent();
@@ -217,13 +255,13 @@ fn with_source_nat_the_backend_sees_a_port_that_steers_its_answers_to_the_bindin
             assert_eq!(sent.len(), 1, "no second ARP request");
             let at = nat::locate(&sent[0].1).unwrap();
             assert_eq!((*at.src.ip(), at.dst), (SOURCE, backend()));
-            let key = FlowKey::between(ip_proto::TCP, SocketAddr::V4(at.src), SocketAddr::V4(backend()));
-            assert_eq!(shard_of(key.shard_hash(), shard_count), 0, "port {} steers elsewhere", at.src.port());
-            assert_eq!(sent[0].1, tcp((OURS, BACKEND_MAC), at.src, backend(), SYN, b""));
-            // The backend answers the source address; the client gets the service's.
-            let mut answer = tcp((BACKEND_MAC, OURS), backend(), at.src, SYN | ACK, b"");
+            assert_eq!(sent[0].1, tag(tcp((OURS, BACKEND_MAC), at.src, backend(), SYN, b"")), "the client's tags kept");
+            // The backend answers the source address, on the client's VLAN: the input steers
+            // the answer to this shard (0), and the client gets the service's address.
+            let mut answer = tag(tcp((BACKEND_MAC, OURS), backend(), at.src, SYN | ACK, b""));
+            assert_eq!(steered(&answer, shard_count, true), 0, "port {} steers elsewhere", at.src.port());
             assert_eq!(w.take(&mut answer, 1), Taken::Forward);
-            assert_eq!(answer, tcp((OURS, CLIENT_MAC), vip, client(n), SYN | ACK, b""));
+            assert_eq!(answer, tag(tcp((OURS, CLIENT_MAC), vip, client(n), SYN | ACK, b"")));
         }
         assert_eq!(w.served.stats.arp_requests_sent, 1);
     }
@@ -270,23 +308,23 @@ fn a_bind_that_never_comes_a_refusing_backend_and_a_silent_one_end_the_flow_coun
 
     // The backend answers the SYN with a RST: the bind failed, the client gets the RST.
     let mut w = World::new(None, 4);
-    w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), VIP), 1);
     w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, SYN, b""), 0);
     w.bind(0, backend());
-    let mut rst = tcp((BACKEND_MAC, CLIENT_MAC), backend(), client(1), RST | ACK, b"");
+    w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), VIP), 1);
+    let mut rst = tcp_at((BACKEND_MAC, CLIENT_MAC), backend(), client(1), RST | ACK, (0, 1001), b"");
     assert_eq!(w.take(&mut rst, 1), Taken::Forward);
-    assert_eq!(rst, tcp((OURS, CLIENT_MAC), vip, client(1), RST | ACK, b""));
+    assert_eq!(rst, tcp_at((OURS, CLIENT_MAC), vip, client(1), RST | ACK, (0, 1001), b""));
     assert_eq!(&w.events()[1..], [(ConnEventKind::Bound, BIND_REFUSED), (ConnEventKind::Terminate, REASON_RST)]);
     assert_eq!(w.served.stats.backends_refused, 1);
 
     // A backend that never answers, and one whose MAC nobody gives.
     for (arp, why) in [(true, BIND_TIMED_OUT), (false, BIND_UNRESOLVED)] {
         let mut w = World::new(None, 4);
+        w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, SYN, b""), 0);
+        w.bind(0, backend());
         if arp {
             w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), VIP), 1);
         }
-        w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, SYN, b""), 0);
-        w.bind(0, backend());
         for _ in 0..4 {
             w.poll(SEC);
         }
@@ -341,11 +379,11 @@ fn fragments_to_a_service_address_are_dropped_counted_others_pass_untouched() {
 fn a_new_syn_on_a_lingering_flows_tuple_starts_a_new_flow() {
     let mut w = World::new(None, 4);
     let vip = sa(VIP, 80);
-    w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), VIP), 1);
     w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, SYN, b""), 0);
     w.bind(0, backend());
-    w.take(&mut tcp((BACKEND_MAC, CLIENT_MAC), backend(), client(1), SYN | ACK, b""), 1);
-    w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, RST, b""), 0);
+    w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), VIP), 1);
+    w.take(&mut tcp_at((BACKEND_MAC, CLIENT_MAC), backend(), client(1), SYN | ACK, (5000, 1001), b""), 1);
+    w.take(&mut tcp_at((CLIENT_MAC, OURS), client(1), vip, RST, (1001, 0), b""), 0);
     assert_eq!(w.events().last(), Some(&(ConnEventKind::Terminate, REASON_RST)));
     assert_eq!(w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, SYN, b""), 0), Taken::Consumed);
     assert_eq!(w.shard.started.len(), 2, "a second flow");
@@ -373,4 +411,76 @@ fn a_backends_mac_one_shard_learns_reaches_the_flows_waiting_on_another() {
     assert_eq!(sent.len(), 1);
     let at = nat::locate(&sent[0].1).unwrap();
     assert_eq!(sent[0].1, tcp((OURS, BACKEND_MAC), at.src, backend(), SYN, b""));
+}
+
+#[test]
+fn forged_resets_and_packets_from_the_wrong_side_leave_a_flow_as_it_is() {
+    // Ports in a pair: clients on 0, backends on 1.
+    let mut w = World::with_ports(Some(SOURCE), 4, vec![super::super::DEFAULT_MAC; 2]);
+    let vip = sa(VIP, 80);
+    w.take(&mut tcp_at((CLIENT_MAC, OURS), client(1), vip, SYN, (1000, 0), b""), 0);
+    w.bind(0, backend());
+    w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), SOURCE), 1);
+    let from = nat::locate(&w.sent().pop().unwrap().1).unwrap().src;
+    // The backend's RST for another SYN than the client's (its ACK is not ISN + 1): sent on for
+    // the client to judge, but the bind has not failed.
+    let mut stray = tcp_at((BACKEND_MAC, OURS), backend(), from, RST | ACK, (0, 77), b"");
+    assert_eq!(w.take(&mut stray, 1), Taken::Forward);
+    assert_eq!(w.served.stats.backends_refused, 0);
+    w.take(&mut tcp_at((BACKEND_MAC, OURS), backend(), from, SYN | ACK, (5000, 1001), b""), 1);
+    w.take(&mut tcp_at((CLIENT_MAC, OURS), client(1), vip, ACK, (1001, 5001), b"GET /"), 0);
+    w.take(&mut tcp_at((BACKEND_MAC, OURS), backend(), from, ACK, (5001, 1006), b""), 1);
+    assert_eq!(w.events(), vec![(ConnEventKind::New, 0), (ConnEventKind::Bound, BIND_CONNECTED)]);
+
+    // RSTs far from where their receivers' last ACKs point: sent on, the flow stays.
+    let mut forged = tcp_at((CLIENT_MAC, OURS), client(1), vip, RST, (0x8000_0000, 0), b"");
+    assert_eq!(w.take(&mut forged, 0), Taken::Forward);
+    let mut forged = tcp_at((BACKEND_MAC, OURS), backend(), from, RST, (5001 + (64 << 20), 0), b"");
+    assert_eq!(w.take(&mut forged, 1), Taken::Forward);
+    assert_eq!(w.served.stats.l4_rsts_out_of_window, 3);
+    // The backend side's key from the clients' port (a client that guessed the port), and the
+    // client's from the backends': not translated, dropped.
+    let mut spoofed = tcp_at((CLIENT_MAC, OURS), backend(), from, RST, (5001, 0), b"");
+    assert_eq!(w.take(&mut spoofed, 0), Taken::Consumed);
+    let mut looped = tcp_at((BACKEND_MAC, OURS), client(1), vip, RST, (1006, 0), b"");
+    assert_eq!(w.take(&mut looped, 1), Taken::Consumed);
+    assert_eq!(w.served.stats.l4_wrong_port, 2);
+    assert_eq!(w.events().len(), 2, "the flow goes on");
+    assert_eq!(w.served.connections(), 1);
+
+    // The client's real RST, where the backend's ACK points: the flow ends.
+    assert_eq!(w.take(&mut tcp_at((CLIENT_MAC, OURS), client(1), vip, RST, (1006, 0), b""), 0), Taken::Forward);
+    assert_eq!(w.events().last(), Some(&(ConnEventKind::Terminate, REASON_RST)));
+}
+
+#[test]
+fn only_arp_replies_to_what_mbox_asked_give_a_backends_mac() {
+    let mut w = World::with_ports(Some(SOURCE), 4, vec![super::super::DEFAULT_MAC; 2]);
+    let vip = sa(VIP, 80);
+    // Unasked, and asked but on the clients' port: neither is taken.
+    assert_eq!(w.take(&mut arp_reply((*backend().ip(), EthernetAddress([2, 0, 0, 0, 0, 0x66])), SOURCE), 1), Taken::Consumed);
+    w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, SYN, b""), 0);
+    w.bind(0, backend());
+    assert_eq!(w.sent().iter().filter(|(port, f)| *port == 1 && arp_request(f).is_some()).count(), 1, "asked on the backends' port");
+    w.take(&mut arp_reply((*backend().ip(), EthernetAddress([2, 0, 0, 0, 0, 0x66])), SOURCE), 0);
+    assert_eq!(w.served.stats.arp_replies_unasked, 2);
+    assert!(w.sent().is_empty(), "the SYN still waits");
+    w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), SOURCE), 1);
+    let sent = w.sent();
+    assert_eq!(sent.len(), 1);
+    let at = nat::locate(&sent[0].1).unwrap();
+    assert_eq!(sent[0].1, tcp((OURS, BACKEND_MAC), at.src, backend(), SYN, b""));
+    assert_eq!(w.served.stats.arp_replies_taken, 1);
+}
+
+#[test]
+fn what_comes_to_source_nats_address_untranslatable_is_dropped_counted() {
+    let mut w = World::new(Some(SOURCE), 4);
+    let mut frag = udp((BACKEND_MAC, OURS), backend(), sa(SOURCE, 5000), b"part");
+    frag[14 + 6] = 0x20; // more fragments
+    assert_eq!(w.take(&mut frag, 1), Taken::Consumed);
+    let mut icmp = udp((BACKEND_MAC, OURS), backend(), sa(SOURCE, 5000), b"ping");
+    icmp[14 + 9] = 1; // ICMP
+    assert_eq!(w.take(&mut icmp, 1), Taken::Consumed);
+    assert_eq!((w.served.stats.l4_fragments_dropped, w.served.stats.l4_untranslated), (1, 1));
 }
