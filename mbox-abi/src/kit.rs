@@ -73,6 +73,8 @@ pub fn proto_name(proto: u8) -> String {
 /// `on_event` has no error to return, its `on_finish` does.
 pub struct LineWriter {
     out: Box<dyn Write + Send>,
+    /// The file written (`None`: standard output).
+    path: Option<std::path::PathBuf>,
     error: Option<String>,
 }
 
@@ -81,16 +83,30 @@ impl LineWriter {
     /// is `-`. Pass [`NfInit::replacing`](crate::NfInit::replacing) as `append`: an instance
     /// that replaces another on a reload continues its output.
     pub fn open(path: &str, append: bool) -> io::Result<LineWriter> {
-        let out: Box<dyn Write + Send> = if path == "-" {
-            Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
-        } else {
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path)?;
-            Box::new(BufWriter::with_capacity(1 << 16, file))
-        };
-        Ok(LineWriter { out, error: None })
+        if path == "-" {
+            return Ok(LineWriter { out: Box::new(BufWriter::with_capacity(1 << 16, io::stdout())), path: None, error: None });
+        }
+        let path = Path::new(path);
+        Ok(LineWriter { out: Self::file(path, append)?, path: Some(path.to_path_buf()), error: None })
+    }
+
+    fn file(path: &Path, append: bool) -> io::Result<Box<dyn Write + Send>> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path)?;
+        Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
+    }
+
+    /// Flushes, closes the file and opens its path again, appending (created if it was moved
+    /// away: log rotation). Standard output stays as it is. What was buffered goes to the old
+    /// file; a failure to open keeps the old one and is returned.
+    pub fn reopen(&mut self) -> Result<String, String> {
+        self.flush();
+        let Some(path) = &self.path else { return Ok("standard output".into()) };
+        let fresh = Self::file(path, true).map_err(|e| format!("reopening {}: {e}", path.display()))?;
+        self.out = fresh;
+        Ok(path.display().to_string())
     }
 
     /// Writes `line` and a newline (nothing after a write error).
@@ -697,6 +713,27 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_writer_reopened_after_rotation_writes_a_new_file_and_loses_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut w = LineWriter::open(path.to_str().unwrap(), false).unwrap();
+        w.line("one");
+        let rotated = dir.path().join("out.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        w.line("two");
+        assert_eq!(w.reopen().unwrap(), path.display().to_string());
+        w.line("three");
+        w.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "one\ntwo\n", "buffered lines go to the rotated file");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\n");
+        // Not rotated: appended to.
+        w.reopen().unwrap();
+        w.line("four");
+        w.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "three\nfour\n");
+    }
 
     fn flow(shard: u16, slot: u32, id: u64) -> FlowRef {
         FlowRef { id, slot, shard, dir: 0, _reserved: 0 }

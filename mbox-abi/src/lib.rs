@@ -23,7 +23,7 @@ pub use events::*;
 pub use nf::{
     BindRequest, BindStatus, CommandEvent, CommandReply, Counter, Counters, Host, HostCalls, LogLevel, LogRequest, NetworkFunction, NfBox,
     PublishStatus, Sent, StreamOp, StreamRequest, StreamStatus, SubscribeRequest, SubscribeStatus, UnsubscribeStatus, Verdict,
-    BIND_REQUEST, COMMAND_REPLY, HOST_REQUEST, LOG_REQUEST, NF_COMMAND, STREAM_REQUEST,
+    BIND_REQUEST, COMMAND_REPLY, HOST_REQUEST, LOG_REQUEST, NF_COMMAND, REOPEN_COMMAND, STREAM_REQUEST,
 };
 pub use numbers::{ip_proto, tcp_flags};
 pub use plugin::{NfDescriptor, NfInit, Plugin, PluginInfo, PluginModule, PluginModuleRef, TypeBinding};

@@ -474,6 +474,10 @@ pub const COMMAND_REPLY: EventType = match HOST_REQUEST.child(5) {
 // SAFETY: `#[repr(C)]` and begins with an `EventHeader`.
 unsafe impl Event for CommandReply {}
 
+/// The command the host sends every NF on SIGHUP (log rotation): the glue answers it with
+/// [`NetworkFunction::reopen_outputs`], never [`NetworkFunction::command`].
+pub const REOPEN_COMMAND: &str = "reopen";
+
 /// Runs the command `event` carries on `nf` and publishes its answer.
 fn command<N: NetworkFunction>(nf: &mut N, event: &EventHeader, host: &mut Host<'_>) {
     let answer = match event.view_as::<CommandEvent>(NF_COMMAND) {
@@ -481,6 +485,7 @@ fn command<N: NetworkFunction>(nf: &mut N, event: &EventHeader, host: &mut Host<
             // SAFETY: the host lends `len` bytes of text for the call.
             let bytes = unsafe { core::slice::from_raw_parts(c.text, c.len as usize) };
             match core::str::from_utf8(bytes) {
+                Ok(REOPEN_COMMAND) => nf.reopen_outputs(),
                 Ok(line) => nf.command(line),
                 Err(_) => Err("the command is not UTF-8".to_string()),
             }
@@ -606,6 +611,14 @@ pub trait NetworkFunction: Send + 'static {
     /// operator, an error as a failure. The default takes none.
     fn command(&mut self, line: &str) -> Result<String, String> {
         Err(format!("this NF takes no commands (got `{line}`)"))
+    }
+
+    /// Closes and opens again, appending, the files the NF writes, on the NF's thread between
+    /// batches: mbox got SIGHUP, the conventional "logs were rotated" (logrotate's
+    /// `postrotate`; `kit::LineWriter::reopen` does it for one file). The answer says what was
+    /// reopened. The default has nothing to reopen.
+    fn reopen_outputs(&mut self) -> Result<String, String> {
+        Ok("no output files".into())
     }
 }
 

@@ -153,7 +153,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { config, report, quiet, pcap } => {
             // Ctrl-C (or SIGTERM) ends the run as the end of its input would: NFs finish and
             // the summary is printed. A live input runs until then.
-            mbox_core::sys::stop::install();
+            // SIGHUP: under a service manager, "logs were rotated" (NFs reopen their outputs);
+            // from a terminal, the terminal went away (the run stops).
+            mbox_core::sys::stop::install(!std::io::IsTerminal::is_terminal(&std::io::stderr()));
             // A signal before the run begins ends mbox at once (plugin code creating an NF
             // cannot be interrupted), removing the outputs start-up had begun.
             let startup = mbox_core::sys::stop::Startup::watch();

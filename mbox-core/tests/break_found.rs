@@ -491,12 +491,10 @@ fn slow_rules(dir: &Path) -> PathBuf {
     path
 }
 
-/// SIGHUP (a terminal gone, or an operator's habit) ends a run as SIGTERM does: NFs finish,
-/// the summary and the report are written, the status is the run's; not a kill that loses them.
-#[test]
-fn sighup_stops_a_run_with_its_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let (config, report, flows) = (dir.path().join("run.toml"), dir.path().join("report.json"), dir.path().join("flows.jsonl"));
+/// A run of the generator (endless for a test) into flow-stats, its files in `dir`: (config,
+/// report, flows).
+fn endless_run(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (config, report, flows) = (dir.join("run.toml"), dir.join("report.json"), dir.join("flows.jsonl"));
     std::fs::write(
         &config,
         format!(
@@ -506,18 +504,76 @@ fn sighup_stops_a_run_with_its_summary() {
         ),
     )
     .unwrap();
+    (config, report, flows)
+}
+
+/// Waits until `path` has more than `len` bytes.
+fn grows_past(path: &Path, len: u64) {
+    let started = Instant::now();
+    while std::fs::metadata(path).map_or(0, |m| m.len()) <= len {
+        assert!(started.elapsed() < Duration::from_secs(30), "{} did not grow past {len} bytes in 30 s", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Under a service manager (stderr not a terminal) SIGHUP is log rotation: the run goes on and
+/// flow-stats reopens its output, so the rotated file keeps what was written before and a new
+/// one at the same path gets what comes after; SIGTERM then ends the run with its summary.
+#[test]
+fn sighup_reopens_the_outputs_of_a_run_without_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, report, flows) = endless_run(dir.path());
     let child = mbox()
         .args(["run", config.to_str().unwrap(), "--quiet", "--report", report.to_str().unwrap()])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Running: flows are being written.
-    let started = Instant::now();
-    while std::fs::metadata(&flows).map_or(0, |m| m.len()) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no flow written after 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    grows_past(&flows, 0);
+    let rotated = dir.path().join("flows.jsonl.1");
+    std::fs::rename(&flows, &rotated).unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    grows_past(&flows, 0);
+    let before = std::fs::metadata(&rotated).unwrap().len();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(std::fs::metadata(&rotated).unwrap().len(), before, "nothing more goes to the rotated file");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("packets"), "the summary: {out:?}");
+    // Whole lines on both sides of the rotation: every line of both files is a flow record.
+    for path in [&rotated, &flows] {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.ends_with('\n'), "{} ends mid-line", path.display());
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", path.display()));
+            assert!(v["proto"].is_string(), "{line}");
+        }
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(report["input"]["packets"].as_u64() > Some(0), "{report}");
+}
+
+/// From a terminal SIGHUP is the terminal going away: the run ends as SIGTERM ends it (NFs
+/// finish, the summary and the report are written, the status is the run's), not a kill that
+/// loses them, nor a run left writing to a terminal that is gone. The terminal: `script`'s pty.
+#[test]
+fn sighup_from_a_terminal_stops_a_run_with_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, report, flows) = endless_run(dir.path());
+    let pid_file = dir.path().join("mbox.pid");
+    let command = format!(
+        "echo $$ > {}; exec {} run {} --quiet --report {}",
+        pid_file.display(),
+        env!("CARGO_BIN_EXE_mbox"),
+        config.display(),
+        report.display()
+    );
+    let child = Command::new("script").args(["-qec", &command, "/dev/null"]).stdout(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+    grows_past(&flows, 0);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("packets"), "the summary: {out:?}");

@@ -180,6 +180,23 @@ impl Reloader {
         Ok(json!({ "nf": name, "command": line, "answer": outcome }))
     }
 
+    /// Has every NF reopen its output files (SIGHUP: `NetworkFunction::reopen_outputs`), one
+    /// after another, each on its own thread; logged, a failure as a warning. A plugin built
+    /// before the call existed answers that it takes no commands: it has nothing reopened.
+    pub fn reopen_outputs(&self) {
+        for t in &self.targets {
+            let (reply, answer) = mpsc::channel();
+            let line = mbox_abi::REOPEN_COMMAND.to_string();
+            match t.ask(ControlRequest::Command(NfCommand { line, reply }), &answer, "reopening of its outputs") {
+                Ok(what) => log::info!("SIGHUP: NF `{}` reopened {what}", t.name),
+                Err(e) if e.contains("takes no commands") => {
+                    log::info!("SIGHUP: NF `{}` reopens nothing (built before reopen_outputs)", t.name)
+                }
+                Err(e) => log::warn!("SIGHUP: NF `{}` could not reopen its outputs: {e}", t.name),
+            }
+        }
+    }
+
     fn target(&self, name: &str) -> Result<&ReloadTarget, String> {
         self.targets.iter().find(|t| t.name == name).ok_or_else(|| {
             let known: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();

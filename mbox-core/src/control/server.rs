@@ -68,7 +68,7 @@ pub struct ControlState {
     pub graph: Arc<ServiceGraph>,
     pub registry: Arc<TypeRegistry>,
     pub config_path: PathBuf,
-    pub reloader: Reloader,
+    pub reloader: Arc<Reloader>,
     /// Where the metrics endpoint listens, if it does.
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -95,7 +95,7 @@ impl ControlState {
             graph: Arc::new(graph),
             registry: registry.clone(),
             config_path: "idle.toml".into(),
-            reloader: Reloader::new(vec![], registry, 1, 16),
+            reloader: Arc::new(Reloader::new(vec![], registry, 1, 16)),
             metrics: None,
         }
     }

@@ -217,6 +217,8 @@ pub struct Running {
     output_thread: Option<JoinHandle<(OutputStats, Option<crate::io::capture::CaptureError>)>>,
     missed: Option<Box<dyn Fn() -> u64 + Send>>,
     /// Served while the run goes on; stopped when this is dropped.
+    /// The NFs as SIGHUP reaches them (and the control socket, where there is one).
+    reloader: Arc<Reloader>,
     _control: Option<ControlServer>,
     _metrics: Option<MetricsServer>,
 }
@@ -284,31 +286,33 @@ impl Assembled {
             Some(addr) => Some(MetricsServer::start(addr, live.clone()).map_err(|source| ControlError::Metrics { addr, source })?),
             None => None,
         };
+        // The NFs as the control socket and SIGHUP reach them.
+        let targets = plugins
+            .iter()
+            .enumerate()
+            .map(|(i, (nf_cfg, plugin))| ReloadTarget {
+                name: graph.nfs()[i].name.clone(),
+                nf_number: (i + 1) as u16,
+                args_json: nf_cfg.args_json(),
+                subscriptions_from_config: nf_cfg.subscribe.is_some(),
+                declared: Declared::of(&plugin.descriptor),
+                library: Mutex::new(plugin.path.clone()),
+                // Only a reload compares libraries: no hashing without a socket to ask for one.
+                running_sha: Mutex::new(config.control.socket.as_ref().and_then(|_| crate::control::reload::library_sha256(&plugin.path))),
+                control: nf_controls[i].clone(),
+                waker: nf_wakers[i].clone(),
+            })
+            .collect();
+        let reloader = Arc::new(Reloader::new(targets, registry.clone(), shards as u32, flow_slots(&config, &services)));
         // The socket comes up before the threads, so a bad path stops the run before it starts.
         let control = match &config.control.socket {
             Some(path) => {
-                let targets = plugins
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (nf_cfg, plugin))| ReloadTarget {
-                        name: graph.nfs()[i].name.clone(),
-                        nf_number: (i + 1) as u16,
-                        args_json: nf_cfg.args_json(),
-                        subscriptions_from_config: nf_cfg.subscribe.is_some(),
-                        declared: Declared::of(&plugin.descriptor),
-                        library: Mutex::new(plugin.path.clone()),
-                        running_sha: Mutex::new(crate::control::reload::library_sha256(&plugin.path)),
-                        control: nf_controls[i].clone(),
-                        waker: nf_wakers[i].clone(),
-                    })
-                    .collect();
-                let reloader = Reloader::new(targets, registry.clone(), shards as u32, flow_slots(&config, &services));
                 let state = ControlState {
                     live: live.clone(),
                     graph: graph.clone(),
                     registry: registry.clone(),
                     config_path: config_path.clone(),
-                    reloader,
+                    reloader: reloader.clone(),
                     metrics: metrics.as_ref().map(|m| m.addr),
                 };
                 Some(ControlServer::start(path, Arc::new(state))?)
@@ -430,6 +434,7 @@ impl Assembled {
             nf_threads,
             output_thread,
             missed,
+            reloader,
             _control: control,
             _metrics: metrics,
         })
@@ -440,15 +445,33 @@ impl Running {
     /// Step 4: waits for the input to end (drawing progress), then for every thread, and puts
     /// their reports together.
     pub fn wait(self, opts: RunOptions) -> Result<RunReport, RunError> {
+        // Until the input ends: the progress bar, and SIGHUP's reopening of the NFs' outputs
+        // (on a thread of its own: an NF busy in a long batch must not hold the rest up).
+        let bar = opts.progress.then(ProgressDisplay::new).flatten().filter(|_| self.input_thread.is_some());
+        let reading = || match &self.input_thread {
+            Some(t) => !t.is_finished(),
+            None => self.shard_threads.iter().any(|t| !t.is_finished()),
+        };
+        let mut reopening: Option<thread::JoinHandle<()>> = None;
+        // Looks often at first (a short run ends within milliseconds), then every 100 ms.
+        let mut pause = Duration::from_millis(1);
+        while reading() {
+            if let Some(bar) = &bar {
+                bar.update(&self.progress);
+            }
+            // A SIGHUP during a reopening waits for it to end, then reopens again.
+            if reopening.as_ref().is_none_or(|t| t.is_finished()) && crate::sys::stop::take_reopen() {
+                let reloader = self.reloader.clone();
+                reopening = thread::Builder::new().name("mbox-reopen".into()).spawn(move || reloader.reopen_outputs()).ok();
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+        if let Some(t) = reopening {
+            let _ = t.join();
+        }
         let input = match self.input_thread {
             Some(input_thread) => {
-                let bar = opts.progress.then(ProgressDisplay::new).flatten();
-                if let Some(bar) = &bar {
-                    while !input_thread.is_finished() {
-                        bar.update(&self.progress);
-                        thread::sleep(Duration::from_millis(100));
-                    }
-                }
                 let input = join("input", input_thread)?;
                 if let Some(bar) = bar {
                     bar.update(&self.progress);

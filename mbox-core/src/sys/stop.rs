@@ -1,8 +1,13 @@
-//! Stopping a run from outside: SIGINT (Ctrl-C), SIGTERM and SIGHUP ask the input to stop
-//! reading, after which the run ends as at the end of a capture (NFs finish, the summary is
-//! printed). SIGHUP too: its default would kill mbox with every result unwritten when its
-//! terminal goes away or an operator sends it out of habit, and mbox cannot reopen its outputs
-//! (NFs own theirs). A second signal ends the process at once.
+//! Stopping a run from outside: SIGINT (Ctrl-C) and SIGTERM ask the input to stop reading,
+//! after which the run ends as at the end of a capture (NFs finish, the summary is printed). A
+//! second signal ends the process at once.
+//!
+//! SIGHUP depends on where mbox runs. Under a service manager or in the background (stderr is
+//! not a terminal) it is the conventional "logs were rotated": the run goes on and every NF
+//! reopens its output files ([`take_reopen`]; logrotate's `postrotate`, as Suricata takes it).
+//! From a terminal it is the terminal going away, and stops the run as SIGTERM does: its
+//! default would kill mbox with every result unwritten, and a run left behind would write its
+//! progress and summary to a terminal that is gone.
 //!
 //! During start-up — loading plugins, creating NFs (an IDS may take seconds over its rules),
 //! opening outputs — no input is being read yet, and plugin code cannot be interrupted: a
@@ -17,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// SIGHUP asks for outputs to be reopened (set at install), and it came.
+static HUP_REOPENS: AtomicBool = AtomicBool::new(false);
+static REOPEN: AtomicBool = AtomicBool::new(false);
 /// The first signal's number.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// Where a guarded start-up is: [`NO_GUARD`] (nobody watches: a library user's run),
@@ -41,8 +49,17 @@ pub fn request() {
     REQUESTED.store(true, Ordering::Relaxed);
 }
 
+/// Whether a SIGHUP asked for the outputs to be reopened since the last look (then cleared).
+pub fn take_reopen() -> bool {
+    REOPEN.swap(false, Ordering::Relaxed)
+}
+
 extern "C" fn on_signal(signal: libc::c_int) {
     // Only async-signal-safe work here: atomics, and _exit on the second signal.
+    if signal == libc::SIGHUP && HUP_REOPENS.load(Ordering::Relaxed) {
+        REOPEN.store(true, Ordering::Relaxed);
+        return;
+    }
     if REQUESTED.swap(true, Ordering::Relaxed) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(130) };
@@ -50,8 +67,10 @@ extern "C" fn on_signal(signal: libc::c_int) {
     SIGNAL.store(signal, Ordering::Relaxed);
 }
 
-/// Installs the handler for SIGINT, SIGTERM and SIGHUP.
-pub fn install() {
+/// Installs the handler for SIGINT, SIGTERM and SIGHUP; `hup_reopens`: SIGHUP reopens the
+/// outputs instead of stopping the run (see the module documentation).
+pub fn install(hup_reopens: bool) {
+    HUP_REOPENS.store(hup_reopens, Ordering::Relaxed);
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     // SAFETY: the handler only touches atomics and calls _exit.
     unsafe {

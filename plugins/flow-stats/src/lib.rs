@@ -171,6 +171,10 @@ impl NetworkFunction for FlowStats {
         self.out.finish()
     }
 
+    fn reopen_outputs(&mut self) -> Result<String, String> {
+        self.out.reopen()
+    }
+
     /// Every open flow's counters, so that a reloaded flow-stats writes whole flows.
     fn save_state(&mut self) -> Result<Option<Vec<u8>>, String> {
         // What this instance wrote is on disk before the new one appends.

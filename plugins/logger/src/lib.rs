@@ -190,6 +190,10 @@ impl NetworkFunction for Logger {
     fn on_finish(&mut self) -> Result<(), String> {
         self.out.finish()
     }
+
+    fn reopen_outputs(&mut self) -> Result<String, String> {
+        self.out.reopen()
+    }
 }
 
 impl Plugin for Logger {

@@ -371,6 +371,10 @@ impl NetworkFunction for StreamHash {
         self.own_finish();
         self.tables.out.as_mut().map_or(Ok(()), LineWriter::finish)
     }
+
+    fn reopen_outputs(&mut self) -> Result<String, String> {
+        self.tables.out.as_mut().map_or(Ok("no output file".into()), LineWriter::reopen)
+    }
 }
 
 impl Plugin for StreamHash {
