@@ -439,6 +439,57 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    the_dashboard_asks_for_what_mbox_exposes(&text);
+}
+
+/// The Grafana dashboard (configs/grafana/mbox-dashboard.json) is whole (every panel placed,
+/// titled and on the dashboard's Prometheus variable), asks only for metric families mbox
+/// exposes (`metrics`, a scrape of a run with NFs and a service), and every query of its panels
+/// and variables parses as PromQL: promtool checks them as recording rules, Grafana's
+/// variables given values.
+fn the_dashboard_asks_for_what_mbox_exposes(metrics: &str) {
+    let path = repo().join("configs/grafana/mbox-dashboard.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("the dashboard is JSON");
+    assert!(dash["schemaVersion"].as_u64() >= Some(36) && dash["uid"].is_string(), "{}", dash["schemaVersion"]);
+    let families: std::collections::HashSet<&str> =
+        metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split_whitespace().next()).collect();
+    let mut queries: Vec<String> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap_or_default();
+        assert!(!title.is_empty() && ids.insert(panel["id"].as_u64().unwrap()), "a panel without a title or with a repeated id: {panel}");
+        let g = &panel["gridPos"];
+        assert!(g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24 && g["h"].as_u64() > Some(0), "{title}: {g}");
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title} has no query");
+        queries.extend(targets.iter().map(|t| t["expr"].as_str().unwrap().to_string()));
+    }
+    for var in dash["templating"]["list"].as_array().unwrap().iter().filter(|v| v["type"] == "query") {
+        // label_values(METRIC{...}, LABEL) is Grafana's, not PromQL: its selector is.
+        let q = var["query"]["query"].as_str().unwrap();
+        let selector = q.strip_prefix("label_values(").and_then(|r| r.rsplit_once(',')).map(|(m, _)| m).unwrap();
+        queries.push(selector.to_string());
+    }
+    for q in &queries {
+        let names = q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'));
+        for name in names.filter(|n| n.starts_with("mbox_") || n.starts_with("process_")) {
+            assert!(families.contains(name), "the dashboard asks for {name}, which mbox does not expose (in {q})");
+        }
+    }
+    let Ok(_) = Command::new("promtool").arg("--version").output() else { return };
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, q) in queries.iter().enumerate() {
+        let q = q.replace("$__rate_interval", "5m").replace("$instance", ".*").replace("$nf", ".*");
+        rules.push_str(&format!("      - record: dashboard:query_{i}\n        expr: {}\n", serde_json::to_string(&q).unwrap()));
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), rules).unwrap();
+    let out = Command::new("promtool").args(["check", "rules"]).arg(file.path()).output().unwrap();
+    assert!(out.status.success(), "promtool check rules: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
