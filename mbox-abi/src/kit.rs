@@ -281,6 +281,70 @@ impl StreamCursor {
     }
 }
 
+/// One direction of a TCP stream gathered until its reader can parse it (an HTTP head, which
+/// `FLOW/TCP/DATA_RDY` events may cut anywhere), within `limit` bytes. Bytes that do not follow
+/// what is held (a gap, or an event the NF lost, before them) start it afresh, and so does
+/// reaching the limit; both are counted in [`StreamBuffer::dropped`]. [`StreamBuffer::skip`]
+/// passes over bytes still to come (a body the reader does not look at).
+#[derive(Debug, Clone, Default)]
+pub struct StreamBuffer {
+    held: Vec<u8>,
+    cursor: StreamCursor,
+    limit: usize,
+    /// Bytes still to pass over as they come.
+    skipping: u64,
+    /// Bytes given up: held when a discontinuity or the limit came, or past the limit.
+    pub dropped: u64,
+}
+
+impl StreamBuffer {
+    pub fn new(limit: usize) -> StreamBuffer {
+        StreamBuffer { limit, ..StreamBuffer::default() }
+    }
+
+    /// Takes `data`'s bytes (an event of this buffer's direction).
+    pub fn push(&mut self, data: &crate::events::StreamDataEvent) {
+        let mut bytes = data.bytes();
+        if self.cursor.advance(data.offset, bytes.len() as u64) > 0 {
+            // Not contiguous with what is held: neither completes the other.
+            self.clear();
+        }
+        let skipped = self.skipping.min(bytes.len() as u64);
+        self.skipping -= skipped;
+        bytes = &bytes[skipped as usize..];
+        if self.held.len() + bytes.len() > self.limit {
+            self.dropped += (self.held.len() + bytes.len()) as u64;
+            self.held.clear();
+            return;
+        }
+        self.held.extend_from_slice(bytes);
+    }
+
+    /// The bytes held, in stream order.
+    pub fn bytes(&self) -> &[u8] {
+        &self.held
+    }
+
+    /// The reader is done with the first `n` bytes held.
+    pub fn consume(&mut self, n: usize) {
+        self.held.drain(..n.min(self.held.len()));
+    }
+
+    /// Passes over the next `n` bytes of the stream: those held first, then as they come.
+    pub fn skip(&mut self, n: u64) {
+        let now = n.min(self.held.len() as u64);
+        self.consume(now as usize);
+        self.skipping += n - now;
+    }
+
+    /// Gives up what is held (the reader cannot make sense of it), counted.
+    pub fn clear(&mut self) {
+        self.dropped += self.held.len() as u64;
+        self.held.clear();
+        self.skipping = 0;
+    }
+}
+
 /// An NF's state per flow, by the dense reference every event carries (`FlowRef::shard` and
 /// `slot`): a table per shard, grown as slots are used (never past the flow table's size), each
 /// entry tagged with its flow's id so that a slot a later flow reuses is told apart. Lookups are
@@ -713,6 +777,29 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_buffer_joins_pieces_skips_bodies_and_starts_afresh_after_a_hole() {
+        use crate::events::{FlowTcpEvent, StreamDataEvent};
+        // SAFETY: plain integers throughout; all zero is what the host sends without a monitor.
+        let tcp: FlowTcpEvent = unsafe { core::mem::zeroed() };
+        let ev = |offset: u64, bytes: &'static [u8]| StreamDataEvent::new(tcp, offset, bytes);
+        let mut b = StreamBuffer::new(16);
+        b.push(&ev(0, b"GET / HT"));
+        b.push(&ev(8, b"TP/1.1"));
+        assert_eq!(b.bytes(), b"GET / HTTP/1.1");
+        b.consume(6);
+        b.skip(12); // the 8 held, and 4 still to come
+        assert!(b.bytes().is_empty());
+        b.push(&ev(14, b"bodyNEXT"));
+        assert_eq!(b.bytes(), b"NEXT");
+        // A hole before the next bytes: what is held cannot be completed.
+        b.push(&ev(40, b"later"));
+        assert_eq!((b.bytes(), b.dropped), (&b"later"[..], 4));
+        // Past the limit: given up, counted.
+        b.push(&ev(45, b"0123456789abcdef"));
+        assert_eq!((b.bytes().len(), b.dropped), (0, 25));
+    }
 
     #[test]
     fn a_line_writer_reopened_after_rotation_writes_a_new_file_and_loses_no_line() {

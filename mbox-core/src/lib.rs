@@ -22,3 +22,4 @@ pub mod runtime;
 pub mod streams;
 pub mod summary;
 pub mod sys;
+pub mod testing;

@@ -150,7 +150,9 @@ fn new_plugin(name: &str, dir: Option<&Path>) -> Result<()> {
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
     std::fs::write(dir.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
-    println!("created {} (NF `{name}`, publishes {ty}); build it with `cargo build -p {name}`", dir.display());
+    // The release build: the bundled configs and the walk-through load plugins from
+    // target/release, and a debug build there would leave `mboxctl reload` the old library.
+    println!("created {} (NF `{name}`, publishes {ty}); build it with `cargo build --release -p {name}`", dir.display());
     Ok(())
 }
 
