@@ -264,7 +264,7 @@ impl Router {
     /// upstream NF dropped are passed over. The caller sends what this returns to the NF and
     /// calls [`Router::done`] when the NF is finished with it.
     #[inline]
-    pub fn next_for(&mut self, nf: usize) -> Option<(u32, usize)> {
+    pub fn next_for(&mut self, nf: usize) -> Option<u32> {
         let bit = 1u64 << nf;
         while let Some(&h) = self.order[nf].front() {
             let meta = &mut self.meta[h as usize];
@@ -274,10 +274,9 @@ impl Router {
             }
             self.order[nf].pop_front();
             meta.queued -= 1;
-            let route = meta.route as usize;
             self.try_finish(h);
             if !skipped {
-                return Some((h, route));
+                return Some(h);
             }
         }
         None
@@ -414,7 +413,7 @@ mod tests {
         /// Moves every event that may go now into the NFs' inboxes.
         fn deliver(&mut self) {
             for nf in 0..self.inbox.len() {
-                while let Some((h, _)) = self.router.next_for(nf) {
+                while let Some(h) = self.router.next_for(nf) {
                     self.inbox[nf].push_back(h);
                 }
             }

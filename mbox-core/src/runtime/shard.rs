@@ -644,7 +644,7 @@ impl Plane {
         let mut any = false;
         for nf in 0..self.lanes.len() {
             let dead = self.lanes[nf].is_dead();
-            while let Some((h, _)) = self.router.next_for(nf) {
+            while let Some(h) = self.router.next_for(nf) {
                 if dead {
                     // Its NF's thread is gone (a host bug, reported when the run ends): the
                     // event passes, so that the rest of the pipeline can finish.

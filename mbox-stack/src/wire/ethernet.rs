@@ -210,6 +210,12 @@ impl VlanTags {
         self.tags().last().map(|&(_, tci)| tci & 0x0fff)
     }
 
+    /// The outermost tag's VLAN id, 0 when untagged: the one a flow key takes
+    /// (`Parsed::vlan`, `[flow] vlan_in_key`).
+    pub fn outer_id(&self) -> u16 {
+        self.tags().first().map_or(0, |&(_, tci)| tci & 0x0fff)
+    }
+
     /// Bytes the tags take in a frame.
     pub fn len(&self) -> usize {
         usize::from(self.count) * VLAN_TAG_LEN

@@ -395,6 +395,7 @@ impl Served {
         f.last_seen = now;
         let (client, service, info) = (f.client, f.service_addr, f.info);
         let flags = at.tcp_flags;
+        let mut track = at.proto == ip_proto::TCP;
         if let Phase::Opening { .. } = f.phase {
             // RFC 793's SYN-SENT check: a RST refuses the SYN only if it acknowledges it.
             let refuses = flags & (RST | ACK) == RST | ACK && at.tcp_ack == f.syn_seq.wrapping_add(1);
@@ -402,12 +403,10 @@ impl Served {
                 self.stats.backends_refused += 1;
                 sink.conn_event(ConnEventKind::Bound, &info, BIND_REFUSED, now);
             } else if flags & RST != 0 {
-                // Sent on for the client to judge (it drops it: the ACK is not its SYN's).
+                // Sent on for the client to judge (it drops it: the ACK is not its SYN's);
+                // the flow goes on opening.
                 self.stats.l4_rsts_out_of_window += 1;
-                nat::rewrite(data, at, service, client);
-                let _ = set_macs(data, info.local_mac, info.remote_mac);
-                self.stats.l4_to_client += 1;
-                return Taken::Forward;
+                track = false;
             } else if flags & (SYN | ACK) == SYN | ACK {
                 self.stats.l4_bound += 1;
                 f.phase = Phase::Open;
@@ -418,7 +417,7 @@ impl Served {
         nat::rewrite(data, at, service, client);
         let _ = set_macs(data, info.local_mac, info.remote_mac);
         self.stats.l4_to_client += 1;
-        if at.proto == ip_proto::TCP {
+        if track {
             self.l4_track(i, at, BACKEND_FIN, sink);
         }
         Taken::Forward
@@ -489,8 +488,7 @@ impl Served {
                 let by_backend = &self.l4.by_backend;
                 let taken = |port| by_backend.contains_key(&NatKey { proto, src: addr, dst: SocketAddrV4::new(source, port) });
                 // The backend's answers carry the client's VLAN tags: the frame is rewritten in place.
-                let vlan = info.vlan.tags().first().map_or(0, |&(_, tci)| tci & 0x0fff);
-                let port = self.ports.pick(proto, IpAddr::V4(source), SocketAddr::V4(addr), vlan, taken);
+                let port = self.ports.pick(proto, IpAddr::V4(source), SocketAddr::V4(addr), info.vlan.outer_id(), taken);
                 port.map(|p| SocketAddrV4::new(source, p))
             }
         };

@@ -81,13 +81,11 @@ pub(super) struct NeighborCache {
     shared: Arc<Neighbors>,
     /// The shared table's generation this copy has.
     seen: u64,
-    /// Scratch for copying the shared table.
-    learned: Vec<(IpAddr, EthernetAddress)>,
 }
 
 impl NeighborCache {
     pub(super) fn new() -> NeighborCache {
-        NeighborCache { known: HashMap::new(), shared: Neighbors::new(), seen: 0, learned: Vec::new() }
+        NeighborCache { known: HashMap::new(), shared: Neighbors::new(), seen: 0 }
     }
 
     /// Shares the table with the run's other shards (each has one of its own unless told).
@@ -123,16 +121,12 @@ impl NeighborCache {
             return;
         }
         self.seen = generation;
-        self.learned.clear();
-        {
-            let table = self.shared.table.read().unwrap_or_else(|e| e.into_inner());
-            let known = &self.known;
-            let new = table.iter().filter_map(|(&ip, e)| e.mac.filter(|mac| known.get(&ip) != Some(mac)).map(|mac| (ip, mac)));
-            self.learned.extend(new);
-        }
-        for &(ip, mac) in &self.learned {
-            self.known.insert(ip, mac);
-            learned.push(ip);
+        let table = self.shared.table.read().unwrap_or_else(|e| e.into_inner());
+        for (&ip, e) in table.iter() {
+            let Some(mac) = e.mac else { continue };
+            if self.known.insert(ip, mac) != Some(mac) {
+                learned.push(ip);
+            }
         }
     }
 }

@@ -244,11 +244,9 @@ impl Served {
             self.stats.arp_replies_unasked += 1;
             return Taken::Consumed;
         }
-        if !sink.has_room(2, 0) {
-            // What waits for it goes on at the next round's sync (the MAC is in the table).
+        if !self.neighbor_known(ip, sink) {
+            // Out of event room: the rest goes on at the next round's sync.
             self.learned.push(ip);
-        } else {
-            self.neighbor_known(ip, sink);
         }
         self.stats.arp_replies_taken += 1;
         Taken::Consumed
@@ -273,8 +271,9 @@ impl Served {
     }
 
     /// An NF answers held connection `i` itself (it sends or closes: a 400 or a 503 of its
-    /// own, or a cache's stored answer): the connection will not be spliced, so its hold is over (no `hold_timeout`
-    /// refusal later, its window reopens as the NF reads) and a later bind is refused.
+    /// own, or a cache's stored answer): the connection will not be spliced, so its hold is
+    /// over (no `hold_timeout` refusal later, its window reopens as the NF reads) and a later
+    /// bind is refused.
     /// Returns the client bytes its NFs finished reading while it was held, for the caller to
     /// report read (0 when it was not held).
     pub(super) fn answered_by_nf(&mut self, i: u32) -> u64 {
