@@ -160,6 +160,17 @@ pub mod builtin {
     /// no answer, not resolved; the client is refused). A `FlowTcpEvent` whose `reason` is one
     /// of the `BIND_*` constants; what a load balancer's passive health check reads.
     pub const FLOW_TCP_BOUND: EventType = node(FLOW_TCP, 7);
+    /// Bytes a spliced connection's backend sent its client (a
+    /// [`StreamDataEvent`](crate::StreamDataEvent), direction 1, offsets from the backend's
+    /// first byte), in order, for the NFs of a Splicer service that want them — a cache
+    /// storing what a miss fetched. Copied out of the frames only while some NF of the
+    /// connection subscribes (list it in `subscribe_per_flow` and turn it on with
+    /// [`Host::subscribe`](crate::Host::subscribe), or subscribe and turn it off with
+    /// [`Host::unsubscribe`](crate::Host::unsubscribe)); a splice nobody reads stays a pure
+    /// translation. Not under `DATA_RDY`: an NF reading requests does not get responses. Read
+    /// it with `view_as::<StreamDataEvent>(FLOW_TCP_BACKEND_DATA)`; bytes that will never come
+    /// are a `FLOW/TCP/GAP` of direction 1.
+    pub const FLOW_TCP_BACKEND_DATA: EventType = node(FLOW_TCP, 8);
     /// A UDP flow.
     pub const FLOW_UDP: EventType = node(FLOW, 2);
     /// The stack saw the first datagram of a UDP flow.
@@ -193,6 +204,7 @@ pub mod builtin {
         ("FLOW/TCP/STREAM_END", FLOW_TCP_STREAM_END),
         ("FLOW/TCP/SEND_ROOM", FLOW_TCP_SEND_ROOM),
         ("FLOW/TCP/BOUND", FLOW_TCP_BOUND),
+        ("FLOW/TCP/BACKEND_DATA", FLOW_TCP_BACKEND_DATA),
         ("FLOW/UDP", FLOW_UDP),
         ("FLOW/UDP/NEW", FLOW_UDP_NEW),
         ("FLOW/UDP/TERMINATE", FLOW_UDP_TERMINATE),

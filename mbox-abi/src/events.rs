@@ -835,7 +835,7 @@ pub fn builtin_min_size(ty: EventType) -> usize {
         size_of::<PktTcpEvent>()
     } else if ty.is_a(builtin::PKT) {
         size_of::<PktEvent>()
-    } else if ty.is_a(builtin::FLOW_TCP_DATA_RDY) {
+    } else if ty.is_a(builtin::FLOW_TCP_DATA_RDY) || ty.is_a(builtin::FLOW_TCP_BACKEND_DATA) {
         size_of::<StreamDataEvent>()
     } else if ty.is_a(builtin::FLOW_TCP_GAP) {
         size_of::<StreamGapEvent>()

@@ -174,10 +174,20 @@ impl Router {
     pub fn flow_started_only(&mut self, slot: u32, flow_id: u64, nfs: u64) {
         self.flow_started(slot, flow_id);
         let m = &mut self.mutes[slot as usize];
-        // The service's NFs may be muted for other flows (`mute_for_other_flows`): not here.
-        m.len = 0;
-        m.entries[0] = Mute { ty: EventType::ROOT, excluded: !nfs, declined: !nfs };
-        m.len = 1;
+        // The service's NFs may be muted for other flows (`mute_for_other_flows`, the only
+        // mutes of the root type): not here. Their on-demand types stay muted until asked for.
+        let mut kept = 0;
+        for i in 0..usize::from(m.len) {
+            if m.entries[i].ty != EventType::ROOT {
+                m.entries[kept] = m.entries[i];
+                kept += 1;
+            }
+        }
+        if kept < MAX_MUTES {
+            m.entries[kept] = Mute { ty: EventType::ROOT, excluded: !nfs, declined: !nfs };
+            kept += 1;
+        }
+        m.len = kept as u8;
     }
 
     /// Leaves the NFs of `nfs` (by bit) out of every flow's events from now on (the NFs that
@@ -236,6 +246,17 @@ impl Router {
         match self.mutes.get(slot as usize).filter(|m| m.len > 0) {
             Some(m) => nfs & !m.declined(ty) != 0,
             None => true,
+        }
+    }
+
+    /// True while some NF of `nfs` (by bit) gets `ty`'s events of the flow `flow_id` in `slot`:
+    /// it neither unsubscribed nor waits to subscribe (an on-demand type). Work done only for
+    /// such NFs (copying a splice's bytes) stops when this turns false.
+    pub fn wanted_now(&self, slot: u32, flow_id: u64, ty: EventType, nfs: u64) -> bool {
+        match self.mutes.get(slot as usize).filter(|m| m.len > 0 && m.id == flow_id) {
+            Some(m) => nfs & !m.excluded(ty) != 0,
+            // A flow the slot does not know (yet): what every flow starts with.
+            None => nfs & !self.initial_mutes.excluded(ty) != 0,
         }
     }
 
@@ -545,6 +566,26 @@ mod tests {
         s.router.change_subscription(1, FlowSubscription { flow_id: 1, slot: 0, ty: builtin::FLOW_TCP, subscribe: true });
         s.emit(5, "FLOW/TCP/DATA_RDY", 0);
         assert_eq!(s.inbox(1), vec![1, 2, 3, 4, 5], "event 6 came while nf1 was unsubscribed");
+    }
+
+    #[test]
+    fn a_service_connection_keeps_its_nfs_on_demand_types_muted_until_asked() {
+        // nf0 serves a service and gets its backends' bytes on demand; nf1 watches the rest.
+        let mut s = Sim::with_on_demand(&[(true, &["FLOW/TCP/DATA_RDY"], &["FLOW/TCP/BACKEND_DATA"]), (true, &["FLOW/TCP/DATA_RDY"], &[])]);
+        let backend = builtin::FLOW_TCP_BACKEND_DATA;
+        s.router.mute_for_other_flows(0b01);
+        s.router.flow_started_only(0, 1, 0b01);
+        assert!(!s.router.wanted_now(0, 1, backend, 0b01), "on demand: not before it asks");
+        s.emit(1, "FLOW/TCP/BACKEND_DATA", 0);
+        s.emit(2, "FLOW/TCP/DATA_RDY", 0);
+        assert_eq!((s.inbox(0), s.inbox(1)), (vec![2], vec![]), "the service's NF alone, its bytes on demand");
+        s.router.change_subscription(0, FlowSubscription { flow_id: 1, slot: 0, ty: backend, subscribe: true });
+        assert!(s.router.wanted_now(0, 1, backend, 0b01));
+        assert!(!s.router.wanted_now(0, 2, backend, 0b01), "another flow in the slot starts muted");
+        s.emit(3, "FLOW/TCP/BACKEND_DATA", 0);
+        assert_eq!(s.inbox(0), vec![2, 3]);
+        s.router.change_subscription(0, FlowSubscription { flow_id: 1, slot: 0, ty: backend, subscribe: false });
+        assert!(!s.router.wanted_now(0, 1, backend, 0b01), "unsubscribed: the copying stops");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod l4;
 mod neighbors;
 mod source_ports;
 mod splice;
+mod tap;
 pub use l4::L4Spec;
 pub use neighbors::Neighbors;
 pub use splice::SplicerSpec;
@@ -209,6 +210,10 @@ serve_stats! {
     splice_idle_timeouts,
     /// Splicer: RSTs that fell outside their receiver's window (sent on, the splice kept).
     splice_rsts_out_of_window,
+    /// Splicer: backends' bytes copied for NFs that read them (`FLOW/TCP/BACKEND_DATA`), and
+    /// those reported as gaps (no copy buffer left, or kept out of order beyond the bound).
+    backend_bytes_read,
+    backend_gap_bytes,
     /// Splicer and L4: ARP requests sent for backends, and replies taken.
     arp_requests_sent,
     arp_replies_taken,
@@ -265,6 +270,14 @@ pub trait ServeSink {
     /// Emits `FLOW/TCP/DATA_RDY` with a copy of `bytes` (client to mbox, from `offset`);
     /// the copy is `conn`'s until the NFs are done with it, then reported read.
     fn conn_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool;
+    /// Whether some NF of `conn` reads its backend's bytes (`FLOW/TCP/BACKEND_DATA`) now: a
+    /// splice copies them only then.
+    fn wants_backend_data(&self, conn: &ConnInfo) -> bool;
+    /// Emits `FLOW/TCP/BACKEND_DATA` with a copy of `bytes` (a splice's backend to its
+    /// client, from `offset` of the backend's stream); false when no copy could be made.
+    fn backend_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool;
+    /// Emits `FLOW/TCP/GAP` for the backend's direction: those bytes will never be reported.
+    fn backend_gap(&mut self, conn: &ConnInfo, offset: u64, len: u64, reason: u8, ts_ns: u64);
     /// Emits `FLOW/TCP/STREAM_END` for the client's direction.
     fn conn_end(&mut self, conn: &ConnInfo, offset: u64, reason: u8, ts_ns: u64);
     /// Builds a frame in a fresh buffer and sends it out of `port`.
@@ -1435,6 +1448,11 @@ mod tests {
         pub(super) reads: Vec<(u32, u64, u32)>,
         pub(super) started: Vec<(u32, u64, u64)>,
         pub(super) room: bool,
+        /// Whether the NFs read the backends' bytes, and what they got of them (in order,
+        /// checked by offset) and the gaps.
+        pub(super) wants_backend: bool,
+        pub(super) backend_data: Vec<u8>,
+        pub(super) backend_gaps: Vec<(u64, u64, u8)>,
     }
 
     impl ServeSink for FakeShard {
@@ -1455,6 +1473,18 @@ mod tests {
         }
         fn conn_end(&mut self, _conn: &ConnInfo, offset: u64, reason: u8, _ts: u64) {
             self.ends.push((offset, reason));
+        }
+        fn wants_backend_data(&self, _conn: &ConnInfo) -> bool {
+            self.wants_backend
+        }
+        fn backend_data(&mut self, _conn: &ConnInfo, offset: u64, bytes: &[u8], _ts: u64) -> bool {
+            let reported = self.backend_data.len() as u64 + self.backend_gaps.iter().map(|g| g.1).sum::<u64>();
+            assert_eq!(offset, reported, "in order, by offset");
+            self.backend_data.extend_from_slice(bytes);
+            true
+        }
+        fn backend_gap(&mut self, _conn: &ConnInfo, offset: u64, len: u64, reason: u8, _ts: u64) {
+            self.backend_gaps.push((offset, len, reason));
         }
         fn originate(&mut self, port: u16, _ts: u64, fill: &mut dyn FnMut(&mut Vec<u8>)) -> bool {
             let mut buf = Vec::new();
@@ -2462,6 +2492,8 @@ mod splice_tests {
         backend_isn: u32,
         more: Vec<u8>,
         answer: usize,
+        /// The NFs read the backend's bytes (`FLOW/TCP/BACKEND_DATA`).
+        tap: bool,
     }
 
     impl Default for Sides {
@@ -2474,6 +2506,7 @@ mod splice_tests {
                 backend_isn: 777_000,
                 more: b"and more".to_vec(),
                 answer: 200_000,
+                tap: false,
             }
         }
     }
@@ -2579,6 +2612,7 @@ mod splice_tests {
     fn splice_observed(sides: &Sides, drop: &mut dyn FnMut(&[u8]) -> bool) -> World {
         const MS: u64 = 1_000_000;
         let mut w = World::new(Refusal::Http503, sides.client, sides.backend, sides.client_isn, sides.backend_isn);
+        w.shard.wants_backend = sides.tap;
         w.run_dropping(drop);
         let request: Vec<u8> = b"GET /big HTTP/1.1\r\nHost: example\r\n\r\n".iter().copied().cycle().take(3000).collect();
         w.client_write(&request);
@@ -2621,7 +2655,13 @@ mod splice_tests {
         assert!(w.client.received == answer, "the answer byte-exact through the splice");
         assert_eq!(w.backend.received.len(), request.len() + sides.more.len(), "{:?}", w.served.stats);
         assert!(w.backend.received[request.len()..] == sides.more[..], "the client's bytes after the bind byte-exact");
-        assert_eq!(w.shard.data.len(), request.len(), "the NF gets no bytes after the bind");
+        assert_eq!(w.shard.data.len(), request.len(), "the NF gets no client bytes after the bind");
+        if sides.tap {
+            assert!(w.shard.backend_data == answer, "the backend's bytes reported byte-exact, in order, once");
+            assert_eq!((w.shard.backend_gaps.len(), w.served.stats.backend_bytes_read), (0, answer.len() as u64));
+        } else {
+            assert_eq!((w.shard.backend_data.len(), w.served.stats.backend_bytes_read), (0, 0), "nobody asked for them");
+        }
         assert_eq!(w.served.budget.held(), 0, "a splice that carries reserves no buffer memory");
         w.served.check_invariants().unwrap();
         let now = w.now;
@@ -3078,7 +3118,69 @@ mod splice_tests {
         w.served.check_invariants().unwrap();
     }
 
-    // 4. Loss while the bind completes.
+    // 4. The backend's bytes read for the NFs (a cache filling).
+
+    #[test]
+    fn the_backends_bytes_reach_nfs_that_read_them_byte_exact() {
+        splice_through(Sides { tap: true, ..Sides::default() }, &mut |_| false);
+    }
+
+    #[test]
+    fn the_backends_bytes_reach_nfs_byte_exact_through_loss_and_sack() {
+        // Every 9th data frame from the backend lost before mbox and every 13th after it,
+        // on the way to the client: the backend sends holes again (the client SACKs what
+        // came), and what mbox kept out of order fills in behind them.
+        let (mut seen, mut lost) = (0, 0);
+        let w = splice_through(Sides { tap: true, ..Sides::default() }, &mut |f| {
+            let Some((_, src, dst, len)) = tcp_of(f) else { return false };
+            if len == 0 || !(is(src, BACKEND) || (is(dst, CLIENT) && seen > 0)) {
+                return false;
+            }
+            seen += 1;
+            let lose = (is(src, BACKEND) && seen % 9 == 4) || (is(dst, CLIENT) && seen % 13 == 6);
+            lost += usize::from(lose);
+            lose
+        });
+        assert!(lost > 20, "{lost} frames lost");
+        assert_eq!(w.served.stats.backend_gap_bytes, 0);
+    }
+
+    #[test]
+    fn a_splice_whose_nfs_stop_reading_stops_copying() {
+        let (mut w, answer) = spliced_world(true);
+        let half = answer.len() / 2;
+        let mut sent = 0;
+        while sent < half {
+            sent += w.backend_write(&answer[sent..half]);
+            w.step(1_000_000, &mut |_| false);
+        }
+        w.step(1_000_000, &mut |_| false);
+        assert_eq!(w.shard.backend_data, answer[..half]);
+        // The NF has what it wanted and unsubscribes: no more copies, the splice goes on.
+        w.shard.wants_backend = false;
+        while sent < answer.len() {
+            sent += w.backend_write(&answer[sent..]);
+            w.step(1_000_000, &mut |_| false);
+        }
+        assert!(w.step_until(1_000_000, 5_000_000_000, &mut |_| false, |w| w.client.received.len() == answer.len()));
+        assert!(w.client.received == answer);
+        assert_eq!(w.shard.backend_data.len(), half, "nothing copied once nobody reads");
+        assert_eq!(w.served.stats.backend_bytes_read, half as u64);
+        w.served.check_invariants().unwrap();
+    }
+
+    /// A held request bound and spliced (the NFs read the backend's bytes if `tap`), and the
+    /// answer the backend will send.
+    fn spliced_world(tap: bool) -> (World, Vec<u8>) {
+        let mut w = World::held(Refusal::Http503, b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+        w.shard.wants_backend = tap;
+        assert_eq!(w.bind(), BindStatus::Done);
+        let i = w.conn_index();
+        assert!(w.step_until(1_000_000, 5_000_000_000, &mut |_| false, |w| w.served.splice_settled(i)));
+        (w, pattern(100_000, 9))
+    }
+
+    // 5. Loss while the bind completes.
 
     #[test]
     fn a_lost_syn_ack_is_answered_by_the_openers_syn_again() {
@@ -3130,7 +3232,7 @@ mod splice_tests {
         assert!(held_sends > 3, "3000 bytes in 3 segments, and again: {held_sends}");
     }
 
-    // 5. Sequence numbers that wrap after the bind.
+    // 6. Sequence numbers that wrap after the bind.
 
     #[test]
     fn a_spliced_client_is_shown_the_backends_window_past_64_kib() {
@@ -3160,7 +3262,7 @@ mod splice_tests {
         splice_through(Sides { client_isn, more: pattern(20_000, 10), ..Sides::default() }, &mut |_| false);
     }
 
-    // 6. Bad input.
+    // 7. Bad input.
 
     #[test]
     fn a_client_ignoring_the_window_gets_no_more_than_hold_bytes_held() {

@@ -139,6 +139,7 @@ struct StackTypes {
     stream_end: usize,
     send_room: usize,
     bound: usize,
+    backend_data: usize,
 }
 
 impl StackTypes {
@@ -158,6 +159,7 @@ impl StackTypes {
             stream_end: idx(builtin::FLOW_TCP_STREAM_END),
             send_room: idx(builtin::FLOW_TCP_SEND_ROOM),
             bound: idx(builtin::FLOW_TCP_BOUND),
+            backend_data: idx(builtin::FLOW_TCP_BACKEND_DATA),
         }
     }
 }
@@ -935,6 +937,29 @@ impl StackSink for Plane {
 }
 
 impl Plane {
+    /// Emits a stream data event of `route` about a served connection (direction `dir`) with
+    /// a copy of `bytes`, which the event holds until the NFs are done; `read` as for
+    /// [`Plane::emit_read`]. False when no copy buffer or room is left (nothing emitted).
+    #[allow(clippy::too_many_arguments)]
+    fn emit_copy(&mut self, route: usize, conn: &ConnInfo, dir: u8, offset: u64, bytes: &[u8], ts_ns: u64, read: (u32, u64, u32)) -> bool {
+        let Some(idx) = self.free_held.pop() else { return false };
+        let h = &mut self.held[idx as usize];
+        h.copy.clear();
+        (h.refs, h.dropped, h.datagram, h.is_copy) = (0, false, None, true);
+        if !self.append(idx, bytes) {
+            self.held[idx as usize].is_copy = false;
+            self.free_held.push(idx);
+            return false;
+        }
+        let (base, len) = self.held[idx as usize].payload;
+        // SAFETY: the copy's buffer holds `len` bytes and lives while the event holds it.
+        let copy = unsafe { std::slice::from_raw_parts(base, len as usize) };
+        let ty = self.registry.types()[route].ty;
+        let ev = StreamDataEvent::new(self.conn_tcp_event::<StreamDataEvent>(ty, conn, dir, REASON_NONE, ts_ns), offset, copy);
+        self.emit_read(route, &ev, idx, read);
+        true
+    }
+
     /// A `FlowTcpEvent` about a served connection, sized for the event struct `E` it begins.
     fn conn_tcp_event<E: mbox_abi::Event>(&self, ty: EventType, conn: &ConnInfo, dir: u8, reason: u8, ts_ns: u64) -> FlowTcpEvent {
         let flow = FlowRef { id: conn.id, slot: conn.slot, shard: self.shard, dir, _reserved: 0 };
@@ -985,27 +1010,37 @@ impl ServeSink for Plane {
             self.reads_done.push(read);
             return true;
         }
-        let Some(idx) = self.free_held.pop() else {
-            self.reads_done.push(read);
-            return false;
-        };
-        let h = &mut self.held[idx as usize];
-        h.copy.clear();
-        (h.refs, h.dropped, h.datagram, h.is_copy) = (0, false, None, true);
-        if !self.append(idx, bytes) {
-            self.held[idx as usize].is_copy = false;
-            self.free_held.push(idx);
+        if !self.emit_copy(route, conn, 0, offset, bytes, ts_ns, read) {
             // Not delivered (counted by the caller): read, so that the window opens again.
             self.reads_done.push(read);
             return false;
         }
-        let (base, len) = self.held[idx as usize].payload;
-        // SAFETY: the copy's buffer holds `len` bytes and lives while the event holds it.
-        let copy = unsafe { std::slice::from_raw_parts(base, len as usize) };
-        let ty = self.registry.types()[route].ty;
-        let ev = StreamDataEvent::new(self.conn_tcp_event::<StreamDataEvent>(ty, conn, 0, REASON_NONE, ts_ns), offset, copy);
-        self.emit_read(route, &ev, idx, read);
         true
+    }
+
+    fn wants_backend_data(&self, conn: &ConnInfo) -> bool {
+        let route = self.types.backend_data;
+        self.graph.wants(route) && self.router.wanted_now(conn.slot, conn.id, builtin::FLOW_TCP_BACKEND_DATA, self.router.nfs_of(route))
+    }
+
+    fn backend_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool {
+        self.emit_copy(self.types.backend_data, conn, 1, offset, bytes, ts_ns, NO_READ)
+    }
+
+    fn backend_gap(&mut self, conn: &ConnInfo, offset: u64, len: u64, reason: u8, ts_ns: u64) {
+        let route = self.types.gap;
+        if !self.graph.wants(route) {
+            return;
+        }
+        let ty = self.registry.types()[route].ty;
+        let ev = StreamGapEvent {
+            tcp: self.conn_tcp_event::<StreamGapEvent>(ty, conn, 1, REASON_NONE, ts_ns),
+            offset,
+            len,
+            reason,
+            _reserved: [0; 7],
+        };
+        self.emit(route, &ev, NO_HELD);
     }
 
     fn conn_end(&mut self, conn: &ConnInfo, offset: u64, reason: u8, ts_ns: u64) {

@@ -19,6 +19,7 @@
 //! steering with its own hash would need a port picked for that hash).
 
 use super::neighbors::Neighbors;
+use super::tap::{Tap, TAP_EVENTS_PER_FRAME};
 use super::{ConnEventKind, ConnInfo, ConnKey, Events, Out, ServeSink, Served, Taken, REASON_FIN, REASON_RST, REASON_TIMEOUT};
 use crate::config::{Refusal, ServiceConfig, ServiceStack};
 use mbox_abi::{BIND_CONNECTED, BIND_LOST, BIND_NOT_DONE, BIND_REFUSED, BIND_TIMED_OUT, BIND_UNRESOLVED};
@@ -120,6 +121,9 @@ pub(super) struct Splice {
     /// to the connection, whose window stays closed past the hold, unless an NF answers the
     /// client itself and the connection becomes the Endpoint's.
     read: u64,
+    /// The backend's bytes read for NFs that want them (`FLOW/TCP/BACKEND_DATA`), from the
+    /// splice's start while they do (see `tap`).
+    tap: Option<Box<Tap>>,
 }
 
 impl Splice {
@@ -136,6 +140,7 @@ impl Splice {
             acks: [None; 2],
             idle_until: u64::MAX,
             read: 0,
+            tap: None,
         })
     }
 
@@ -404,8 +409,14 @@ impl Served {
         let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
         let i = if to_source { self.splices.by_backend.get(&key) } else { self.index.get(&key) };
         let sp = i.and_then(|&i| self.slots[i as usize].splice.as_deref());
-        // SYN, FIN and RST frames are rare and end or change a splice: they are verified.
-        sp.is_some_and(|sp| sp.carries() && sp.opener.as_ref().is_none_or(Opener::is_done) && t.flags & (SYN | FIN | RST) == 0)
+        // SYN, FIN and RST frames are rare and end or change a splice: they are verified. So
+        // is a backend frame whose bytes NFs read: a damaged copy would be what they get.
+        sp.is_some_and(|sp| {
+            sp.carries()
+                && sp.opener.as_ref().is_none_or(Opener::is_done)
+                && t.flags & (SYN | FIN | RST) == 0
+                && !(to_source && sp.tap.is_some())
+        })
     }
 
     /// A frame to a splicer's source address: a backend's.
@@ -453,11 +464,14 @@ impl Served {
                     self.backend_failed(i, why, sink);
                 }
                 OpenPhase::Established | OpenPhase::Done => {
-                    let made = opener.bind().map(|bind| SpliceMap::new(&bind));
+                    let made = opener.bind().map(|bind| (SpliceMap::new(&bind), bind.backend_isn));
                     match made {
-                        Some(Ok(map)) => {
+                        Some((Ok(map), backend_isn)) => {
                             sp.map = Some(map);
                             sp.phase = Phase::Spliced;
+                            if sink.wants_backend_data(&info) {
+                                sp.tap = Some(Tap::new(backend_isn));
+                            }
                             sp.idle_until = now.saturating_add(sp.spec.idle_timeout_ns);
                             self.stats.spliced += 1;
                             // mbox's connection with the client is silent from now on: its
@@ -482,6 +496,13 @@ impl Served {
         }
         if !sp.carries() {
             return Taken::Consumed;
+        }
+        if let Some(tap) = sp.tap.as_ref() {
+            // Room for what the frame may let through, before anything of it is taken.
+            let bytes = 2 * (payload.1 + tap.kept_bytes()) + TAP_EVENTS_PER_FRAME * 2048;
+            if !sink.has_room(TAP_EVENTS_PER_FRAME + super::EVENTS_PER_OPERATION, bytes) {
+                return Taken::Blocked;
+            }
         }
         sp.idle_until = now.saturating_add(sp.spec.idle_timeout_ns);
         if let Some(opener) = sp.opener.as_mut().filter(|o| !o.is_done()) {
@@ -513,7 +534,25 @@ impl Served {
             }
         }
         let Some(map) = self.slots[i as usize].splice.as_deref().and_then(|s| s.map) else { return Taken::Consumed };
+        self.tap_backend(i, t.seq, &data[payload.0..payload.0 + payload.1], sink);
         self.forward_spliced(i, map, Dir::B2C, (t.flags & ACK != 0).then_some(t.ack), data, sink)
+    }
+
+    /// Splice `i`'s backend sent `payload` at `seq`: read for its NFs while they want it.
+    fn tap_backend<S: ServeSink>(&mut self, i: u32, seq: u32, payload: &[u8], sink: &mut S) {
+        let slot = &mut self.slots[i as usize];
+        let Some(sp) = slot.splice.as_deref_mut() else { return };
+        if sp.tap.is_none() {
+            return;
+        }
+        if !sink.wants_backend_data(&slot.info) {
+            // Nobody reads any more (a cache has its whole answer): a pure splice again.
+            sp.tap = None;
+            return;
+        }
+        if let Some(tap) = sp.tap.as_mut() {
+            tap.segment(&slot.info, seq, payload, self.now, &mut self.stats, sink);
+        }
     }
 
     /// A frame from a client whose connection is spliced: translated and sent on. `None` when
