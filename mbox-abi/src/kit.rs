@@ -222,6 +222,15 @@ impl Args {
         }
     }
 
+    /// A duration argument (`"90s"`, `"250ms"`, ... as [`duration_ns`] reads it), in ns, at
+    /// most `max_ns`.
+    pub fn duration_ns(&self, key: &str, default_ns: u64, max_ns: u64) -> Result<u64, String> {
+        match self.map.get(key) {
+            None => Ok(default_ns),
+            Some(v) => duration_ns(v, max_ns).map_err(|e| format!("argument `{key}` {e}")),
+        }
+    }
+
     /// A table of strings (`{ NAME = "value", ... }`), in key order.
     pub fn string_map(&self, key: &str) -> Result<Vec<(String, String)>, String> {
         match self.map.get(key) {

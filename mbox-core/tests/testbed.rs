@@ -844,6 +844,102 @@ fn live_load_balancing_through_the_splicer() {
     eprintln!("l7-lb services: {services}");
 }
 
+/// The http-cache NF before the l7-lb NF on the Splicer (the paper's "L7 LB + cache"), in
+/// front of one nginx backend, with `hit_ratio` at 0%, 50% and 100%: every body sha256-exact
+/// against the backend's file on the clean and the impaired wire, hits and misses exactly what
+/// the ratio and the store say, and the backend's access log holds exactly the misses (a hit
+/// is answered by mbox: no backend connection); at 100%, wrk's requests never reach nginx.
+#[test]
+fn live_cache_before_the_l7_balancer() {
+    let Some(tb) = Testbed::up() else { return };
+    make_files(&tb);
+    let out = Command::new(repo().join("tools/testbed.sh")).args(["backends", "1"]).output().unwrap();
+    assert!(out.status.success(), "testbed backends: {}", String::from_utf8_lossy(&out.stderr));
+    let log = tb.dir.path().join("nginx/backend-1.access.log");
+    let logged = || std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
+    const OBJECTS: [&str; 3] = ["8k", "64k", "1m"];
+    const ROUNDS: usize = 4;
+    for ratio in [0, 50, 100] {
+        let nfs = format!(
+            "[[nf]]\nname = \"cache\"\nplugin = \"http-cache\"\n[nf.args]\nhit_ratio = {ratio}\n\
+             [[nf]]\nname = \"lb\"\nplugin = \"l7-lb\"\n[nf.args]\nbackends = [{{ name = \"web1\", address = \"198.18.1.11:80\" }}]\n\
+             [[service]]\nname = \"lb\"\naddress = \"{LB_SERVICE}\"\nport = 80\nstack = \"splicer\"\nsource = \"{LB_SOURCE}\"\n\
+             nfs = [\"cache\", \"lb\"]\n"
+        );
+        let m = Mbox::start(&tb, &format!("cache{ratio}"), 1, false, &nfs);
+        let counters = || {
+            let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--json").arg("-s").arg(&m.socket).arg("stats").output().unwrap();
+            let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let nf = |name: &str| stats["nfs"].as_array().and_then(|nfs| nfs.iter().find(|nf| nf["name"] == name).cloned());
+            (nf("cache").unwrap_or_default()["counters"].clone(), stats["services"].clone())
+        };
+        let count = |c: &serde_json::Value, name: &str| c[name].as_u64().unwrap_or_else(|| panic!("no counter {name}: {c}"));
+        let before = logged();
+        let mut requests = 0;
+        for impaired in [false, true] {
+            if impaired {
+                tb.impair(Some((2, 25, 1)));
+            }
+            for _ in 0..ROUNDS {
+                for file in OBJECTS {
+                    let got = tb.dir.path().join(format!("cache-{file}"));
+                    let url = format!("http://{LB_SERVICE}/{file}");
+                    let args =
+                        ["curl", "-s", "-m", "60", "-H", "Host: www.example", "-o", got.to_str().unwrap(), "-w", "%{http_code}", &url];
+                    let out = tb.client(&args);
+                    assert!(out.status.success() && out.stdout == b"200", "curl {url} (ratio {ratio}): {out:?}; {:?}", counters());
+                    let want = sha256_file(&tb.dir.path().join(format!("backend-1/{file}")));
+                    assert_eq!(sha256_file(&got), want, "{file} byte-exact (ratio {ratio}, impaired {impaired}); {:?}", counters());
+                    requests += 1;
+                }
+            }
+        }
+        tb.impair(None);
+        // nginx logs as it answers.
+        std::thread::sleep(Duration::from_millis(300));
+        let (c, services) = counters();
+        let (hits, misses, abandoned) = (count(&c, "hits"), count(&c, "misses"), count(&c, "fills_abandoned"));
+        assert_eq!((count(&c, "requests"), hits + misses), (requests, requests), "{c}");
+        // A first request of each object misses and fills the store (and one after each fill
+        // given up); of the rest, the ratio's share is answered, spread exactly.
+        let filling = OBJECTS.len() as u64 + abandoned;
+        let answerable = requests - filling;
+        assert_eq!(hits, answerable * ratio / 100, "ratio {ratio}: {c}");
+        assert_eq!((count(&c, "stored"), count(&c, "not_storable")), (filling - abandoned, 0), "{c}");
+        assert_eq!((logged() - before) as u64, misses, "the backend saw exactly the misses (ratio {ratio}); {c}");
+        assert!(abandoned <= 2, "fills given up on a wire that loses 2%: {c}; {services}");
+        if ratio == 100 {
+            // Load with keep-alive: every answer from the store (each closes its connection),
+            // not one request reaches the backend.
+            let before = logged();
+            let out = tb.client(&[
+                "wrk",
+                "-t",
+                "1",
+                "-c",
+                "16",
+                "-d",
+                "2s",
+                "--timeout",
+                "10s",
+                "-H",
+                "Host: www.example",
+                &format!("http://{LB_SERVICE}/8k"),
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let clean = !text.contains("Non-2xx") && !text.contains("Socket errors");
+            assert!(out.status.success() && text.contains("requests in") && clean, "wrk: {text}; {:?}", counters());
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(logged(), before, "wrk's requests were all hits: {text}; {:?}", counters());
+        }
+        let report = m.stop();
+        let services = &report["services"];
+        assert_eq!(services["splice_errors"], 0, "{services}");
+        assert!(services["backend_bytes_read"].as_u64() >= Some(8192 + 65536 + 1_048_576), "the fills read the backend: {services}");
+        eprintln!("cache at {ratio}%: {c}; services {services}");
+    }
+}
+
 /// `mboxctl reload NF` while wrk (16 connections, each request on its own) loads `url`:
 /// neither the reload nor any request may fail (`diag` says what mbox counted, for a failure).
 fn wrk_across_reload(tb: &Testbed, socket: &Path, nf: &str, url: &str, diag: &dyn Fn() -> String) {
@@ -1089,6 +1185,9 @@ fn the_bundled_testbed_config_loads() {
     // The load balancers' quick starts, on the addresses their live tests use.
     let l7 = mbox_core::config::Config::load(&repo().join("configs/l7-lb.toml")).unwrap();
     assert_eq!(l7.services[0].address, [LB_SERVICE.parse::<std::net::IpAddr>().unwrap()]);
+    let cache = mbox_core::config::Config::load(&repo().join("configs/http-cache.toml")).unwrap();
+    assert_eq!(cache.services[0].address, [LB_SERVICE.parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(cache.services[0].nfs, ["cache", "lb"], "the cache before the balancer");
     let l4 = mbox_core::config::Config::load(&repo().join("configs/l4-lb.toml")).unwrap();
     assert_eq!((l4.services[0].address.as_slice(), l4.services[0].port.as_slice()), (&[L4_SERVICE.parse().unwrap()][..], &[80, 5300][..]));
 }
