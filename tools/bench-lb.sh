@@ -9,6 +9,10 @@
 #   mbox-l4        mbox, the l4-lb NF on the L4 NAT (destination NAT: the backends answer
 #                  the client through mbox), Maglev over the 5-tuple
 #   mbox-l7        mbox, the l7-lb NF on the TCP Splicer, round robin
+#   mbox-cache50   mbox, the http-cache NF before l7-lb with hit_ratio 50: half the requests
+#                  answered by mbox's Endpoint from the store, half spliced to a backend
+#   mbox-cache100  the same with every request a hit (after the first): no backend involved.
+#                  A hit closes its connection (Connection: close), so wrk opens one per hit
 # HAProxy runs where mbox runs: mbox's two veth ends are moved into a namespace of their own
 # holding the service address (198.18.1.80) and the source address (198.18.1.20), so that the
 # client, the wire and the backends are the same for every row. One thread each (HAProxy
@@ -100,6 +104,16 @@ nfs = ["lb"]
 EOF
 }
 mbox_config l7-lb :80 splicer "source = \"$SOURCE\"" > "$dir/mbox-l7.toml"
+# The l7 row with the http-cache NF before the balancer (first in the chain: NFs run in the
+# order of their [[nf]] tables), at hit ratio RATIO.
+cache_config() { # RATIO
+    mbox_config l7-lb :80 splicer "source = \"$SOURCE\"" | awk -v ratio="$1" '
+        /^\[\[nf\]\]$/ && !done { printf "[[nf]]\nname = \"cache\"\nplugin = \"http-cache\"\nargs = { hit_ratio = %s }\n", ratio; done = 1 }
+        /^nfs = / { print "nfs = [\"cache\", \"lb\"]"; next }
+        { print }'
+}
+cache_config 50 > "$dir/mbox-cache50.toml"
+cache_config 100 > "$dir/mbox-cache100.toml"
 mbox_config l4-lb "" l4 "" > "$dir/mbox-l4.toml"
 haproxy_config() { # MODE
     cat << EOF
@@ -189,7 +203,7 @@ load() { # ROW CONNS
     awk -v t="$ticks" -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f\n", t / hz / n * 1e6 }' >> "$f.cpu"
 }
 
-rows=(testpmd haproxy-tcp haproxy-http mbox-l4 mbox-l7)
+rows=(testpmd haproxy-tcp haproxy-http mbox-l4 mbox-l7 mbox-cache50 mbox-cache100)
 conns=(64 4000)
 for round in $(seq 1 "$rounds"); do
     for row in "${rows[@]}"; do
@@ -248,7 +262,7 @@ END {
     w = 420; h = 300; l = 60; b = 60
     printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", nc * w, h + 30
     printf "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-    split("#7f7f7f #ff7f0e #d62728 #2ca02c #1f77b4", colors, " ")
+    split("#7f7f7f #ff7f0e #d62728 #2ca02c #1f77b4 #9467bd #8c564b", colors, " ")
     for (p = 1; p <= nc; p++) {
         c = conns[p]; x0 = (p - 1) * w; ymax = top[c] * 1.15; y0 = h - b + 30; span = h - b - 10
         printf "<text x=\"%d\" y=\"18\" font-weight=\"bold\">%s connections: requests/s (label: CPU µs per request)</text>\n", x0 + 10, c
@@ -259,7 +273,7 @@ END {
         slot = (w - l - 20) / n[c]
         for (k = 1; k <= n[c]; k++) {
             x = x0 + l + (k - 1) * slot + slot * 0.15; bh = rps[c, k] / ymax * span
-            printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x, y0 - bh, slot * 0.7, bh, colors[(k - 1) % 5 + 1]
+            printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x, y0 - bh, slot * 0.7, bh, colors[(k - 1) % 7 + 1]
             printf "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.1f</text>\n", x + slot * 0.35, y0 - bh - 4, cpu[c, k]
             printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"end\" transform=\"rotate(-35 %.1f %d)\">%s</text>\n", x + slot * 0.35, y0 + 14, x + slot * 0.35, y0 + 14, row[c, k]
         }

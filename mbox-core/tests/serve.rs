@@ -117,3 +117,18 @@ fn a_service_must_name_nfs_of_the_config() {
     .unwrap_err();
     assert!(e.contains("[[service]] 198.18.0.80:80 nfs") && e.contains("`web` is not an [[nf]]") && e.contains("flow-stats"), "{e}");
 }
+
+#[test]
+fn a_service_lists_its_nfs_in_the_order_they_run() {
+    // A cache listed before the balancer it must come first for, but whose [[nf]] table is
+    // after it: refused, naming both, rather than run the other way round.
+    let nfs = "[input]\npcap = \"nope.pcap\"\n[[nf]]\nname = \"lb\"\nplugin = \"l7-lb\"\n[[nf]]\nname = \"cache\"\nplugin = \"http-cache\"\n";
+    let service = "[[service]]\naddress = \"198.18.0.80\"\nport = 80\nstack = \"splicer\"\nsource = \"198.18.1.20\"\n";
+    let e = try_run_toml(&format!("{nfs}{service}nfs = [\"cache\", \"lb\"]\n")).unwrap_err();
+    assert!(e.contains("`lb` is listed after `cache` but runs before it") && e.contains("[[nf]] table"), "{e}");
+    let e = try_run_toml(&format!("{nfs}{service}nfs = [\"lb\", \"lb\"]\n")).unwrap_err();
+    assert!(e.contains("`lb` is listed twice"), "{e}");
+    // In their order, the config goes on (to the missing capture).
+    let e = try_run_toml(&format!("{nfs}{service}nfs = [\"lb\", \"cache\"]\n")).unwrap_err();
+    assert!(!e.contains("nfs") && e.contains("nope.pcap"), "{e}");
+}

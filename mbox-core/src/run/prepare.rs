@@ -115,6 +115,7 @@ pub fn prepare(config: Config, config_path: &Path) -> Result<Prepared, RunError>
     let mut services = Vec::new();
     for svc in &config.services {
         let mut nfs = 0u64;
+        let mut previous: Option<(usize, &str)> = None;
         for name in &svc.nfs {
             let Some(i) = graph.nfs().iter().position(|nf| &nf.name == name) else {
                 let names: Vec<&str> = graph.nfs().iter().map(|nf| nf.name.as_str()).collect();
@@ -125,6 +126,20 @@ pub fn prepare(config: Config, config_path: &Path) -> Result<Prepared, RunError>
                 }
                 .into());
             };
+            // NFs run in the order of their [[nf]] tables: a service listing them otherwise
+            // (a cache after the balancer it must come before) would run them otherwise.
+            if let Some((before, prev)) = previous.filter(|&(before, _)| before >= i) {
+                let key = format!("[[service]] {} nfs", svc.display_name());
+                let problem = if before == i {
+                    format!("`{name}` is listed twice")
+                } else {
+                    format!(
+                        "`{name}` is listed after `{prev}` but runs before it: NFs run in the order of their [[nf]] tables; list them here in that order, or move `{prev}`'s [[nf]] table before `{name}`'s"
+                    )
+                };
+                return Err(ConfigError::Invalid { path: config_path.to_path_buf(), key, problem }.into());
+            }
+            previous = Some((i, name));
             nfs |= 1 << i;
         }
         let spec = ServiceSpec::new(svc, nfs);
