@@ -214,6 +214,9 @@ serve_stats! {
     /// those reported as gaps (no copy buffer left, or kept out of order beyond the bound).
     backend_bytes_read,
     backend_gap_bytes,
+    /// Splicer: splices whose backend's bytes were no longer read for want of event room or
+    /// copy buffers (the splice goes on; the NFs see no more of them).
+    backend_reads_given_up,
     /// Splicer and L4: ARP requests sent for backends, and replies taken.
     arp_requests_sent,
     arp_replies_taken,
@@ -1451,13 +1454,15 @@ mod tests {
         /// Whether the NFs read the backends' bytes, and what they got of them (in order,
         /// checked by offset) and the gaps.
         pub(super) wants_backend: bool,
+        /// Events the shard has room for (`None`: any).
+        pub(super) event_room: Option<usize>,
         pub(super) backend_data: Vec<u8>,
         pub(super) backend_gaps: Vec<(u64, u64, u8)>,
     }
 
     impl ServeSink for FakeShard {
-        fn has_room(&self, _events: usize, _bytes: usize) -> bool {
-            self.room
+        fn has_room(&self, events: usize, _bytes: usize) -> bool {
+            self.room && self.event_room.is_none_or(|room| events <= room)
         }
         fn conn_started(&mut self, slot: u32, id: u64, nfs: u64) {
             self.started.push((slot, id, nfs));
@@ -3167,6 +3172,24 @@ mod splice_tests {
         assert_eq!(w.shard.backend_data.len(), half, "nothing copied once nobody reads");
         assert_eq!(w.served.stats.backend_bytes_read, half as u64);
         w.served.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_splice_without_event_room_for_the_copies_goes_on_without_them() {
+        let (mut w, answer) = spliced_world(true);
+        let mut sent = w.backend_write(&answer[..10_000]);
+        w.step(1_000_000, &mut |_| false);
+        assert_eq!(w.shard.backend_data, answer[..10_000]);
+        // The shard is short of event room (its NFs lag): the splice does not wait for the
+        // copies, though there is room for what the splice itself does.
+        w.shard.event_room = Some(EVENTS_PER_OPERATION);
+        while sent < answer.len() {
+            sent += w.backend_write(&answer[sent..]);
+            w.step(1_000_000, &mut |_| false);
+        }
+        assert!(w.step_until(1_000_000, 5_000_000_000, &mut |_| false, |w| w.client.received.len() == answer.len()));
+        assert!(w.client.received == answer);
+        assert_eq!((w.shard.backend_data.len(), w.served.stats.backend_reads_given_up), (10_000, 1));
     }
 
     /// A held request bound and spliced (the NFs read the backend's bytes if `tap`), and the

@@ -497,13 +497,6 @@ impl Served {
         if !sp.carries() {
             return Taken::Consumed;
         }
-        if let Some(tap) = sp.tap.as_ref() {
-            // Room for what the frame may let through, before anything of it is taken.
-            let bytes = 2 * (payload.1 + tap.kept_bytes()) + TAP_EVENTS_PER_FRAME * 2048;
-            if !sink.has_room(TAP_EVENTS_PER_FRAME + super::EVENTS_PER_OPERATION, bytes) {
-                return Taken::Blocked;
-            }
-        }
         sp.idle_until = now.saturating_add(sp.spec.idle_timeout_ns);
         if let Some(opener) = sp.opener.as_mut().filter(|o| !o.is_done()) {
             let resent_syn = seg.flags & SYN != 0;
@@ -550,9 +543,17 @@ impl Served {
             sp.tap = None;
             return;
         }
-        if let Some(tap) = sp.tap.as_mut() {
-            tap.segment(&slot.info, seq, payload, self.now, &mut self.stats, sink);
+        let Some(tap) = sp.tap.as_mut() else { return };
+        // Room for every event and copy the frame may let through. The splice's traffic
+        // never waits for an NF's copy: without room the reading is given up (counted; its
+        // NFs see no more of the answer, and a cache fills nothing from this one).
+        let bytes = 2 * (payload.len() + tap.kept_bytes()) + TAP_EVENTS_PER_FRAME * 2048;
+        if !sink.has_room(TAP_EVENTS_PER_FRAME + super::EVENTS_PER_OPERATION, bytes) {
+            sp.tap = None;
+            self.stats.backend_reads_given_up += 1;
+            return;
         }
+        tap.segment(&slot.info, seq, payload, self.now, &mut self.stats, sink);
     }
 
     /// A frame from a client whose connection is spliced: translated and sent on. `None` when

@@ -8,6 +8,8 @@
 //! The tap is made when a splice starts, only if some NF of the connection wants the bytes
 //! then, and dropped as soon as none does any more (the cache unsubscribes once it has the
 //! whole answer): a splice nobody reads stays a pure translation, and its copies go with it.
+//! The splice never waits for a copy: without room for one, the reading is given up (see
+//! `Served::tap_backend`).
 //! Bytes still behind a hole when the splice ends are not reported: the NFs see the
 //! connection's `TERMINATE`.
 
