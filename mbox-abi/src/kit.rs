@@ -354,6 +354,57 @@ impl StreamBuffer {
     }
 }
 
+/// Another NF's results an NF reads: events of a type an NF registers (`FLOW/TYPE` from dpi,
+/// `ALERT/SIG_MATCH` from sig-match), whose code the host gives at load time. List the path in
+/// the NF's `subscribes` (mbox refuses the config unless an NF publishing it runs, and names
+/// the bundled one that does), make the view in `Plugin::create`, and read each event with it:
+///
+/// ```
+/// use mbox_abi::kit::Results;
+/// use mbox_abi::{app, EventHeader, FlowTypeEvent, NfInit, FLOW_TYPE_PATH};
+///
+/// struct Nf {
+///     flow_types: Results<FlowTypeEvent>,
+/// }
+///
+/// impl Nf {
+///     fn create(init: &NfInit<'_>) -> Nf {
+///         Nf { flow_types: Results::new(init, FLOW_TYPE_PATH) }
+///     }
+///
+///     fn on_event(&mut self, event: &EventHeader) {
+///         if let Some(t) = self.flow_types.view(event) {
+///             let _ = (app::name(t.app), t.host()); // "http", b"example.com"
+///         }
+///     }
+/// }
+/// # let init = mbox_abi::kit::testing::init("nf", "{}", 1, 16);
+/// # let nf = Nf::create(&init);
+/// # assert!(!nf.flow_types.registered(), "no dpi in this test's run");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Results<T> {
+    ty: Option<crate::EventType>,
+    _events: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Event> Results<T> {
+    /// The results published under `path` (`FLOW_TYPE_PATH`, `SIG_MATCH_PATH`, ...).
+    pub fn new(init: &crate::NfInit<'_>, path: &str) -> Results<T> {
+        Results { ty: init.type_of(path), _events: std::marker::PhantomData }
+    }
+
+    /// Whether the run registered the type (an NF publishing it is loaded).
+    pub fn registered(&self) -> bool {
+        self.ty.is_some()
+    }
+
+    /// `event` as `T`, when it is one of these results.
+    pub fn view<'e>(&self, event: &'e crate::EventHeader) -> Option<&'e T> {
+        event.view_as::<T>(self.ty?)
+    }
+}
+
 /// An NF's state per flow, by the dense reference every event carries (`FlowRef::shard` and
 /// `slot`): a table per shard, grown as slots are used (never past the flow table's size), each
 /// entry tagged with its flow's id so that a slot a later flow reuses is told apart. Lookups are

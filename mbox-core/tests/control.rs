@@ -510,6 +510,41 @@ fn mboxctl_new_writes_a_plugin_crate_and_refuses_bad_names() {
     assert!(err.contains("already exists"), "{err}");
 }
 
+/// `mboxctl new --dir` outside the workspace makes a crate of its own (its manifest names the
+/// checkout and the workspace's edition and abi_stable), which builds and whose generated test
+/// runs the plugin inside mbox and passes. Built into the workspace's target directory with
+/// the workspace's lock file, so that only the crate itself and mbox's own crates compile.
+#[test]
+fn a_plugin_made_outside_the_workspace_builds_and_passes_its_own_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mboxctl"))
+        .current_dir(dir.path())
+        .args(["new", "pkt-count", "--dir", "pkt-count"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("a crate of its own") && said.contains("target/release/libpkt_count.so"), "{said}");
+    let crate_dir = dir.path().join("pkt-count");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let checkout = std::fs::canonicalize(repo()).unwrap();
+    assert!(
+        manifest.contains(&format!("path = \"{}/mbox-abi\"", checkout.display())) && manifest.contains("\n[workspace]\n"),
+        "{manifest}"
+    );
+    assert!(!manifest.contains("{{") && !manifest.contains(".workspace"), "{manifest}");
+    std::fs::copy(repo().join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&crate_dir)
+        .args(["test", "--offline", "--quiet"])
+        .env("CARGO_TARGET_DIR", repo().join("target"))
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cargo test in the generated crate: {text}");
+    assert!(text.contains("long_flows_are_reported_once_each_and_short_ones_not") || text.contains("1 passed"), "{text}");
+}
+
 #[test]
 fn a_control_socket_path_holding_another_file_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();

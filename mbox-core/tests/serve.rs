@@ -122,7 +122,8 @@ fn a_service_must_name_nfs_of_the_config() {
 fn a_service_lists_its_nfs_in_the_order_they_run() {
     // A cache listed before the balancer it must come first for, but whose [[nf]] table is
     // after it: refused, naming both, rather than run the other way round.
-    let nfs = "[input]\npcap = \"nope.pcap\"\n[[nf]]\nname = \"lb\"\nplugin = \"l7-lb\"\n[[nf]]\nname = \"cache\"\nplugin = \"http-cache\"\n";
+    let nfs =
+        "[input]\npcap = \"nope.pcap\"\n[[nf]]\nname = \"lb\"\nplugin = \"l7-lb\"\n[[nf]]\nname = \"cache\"\nplugin = \"http-cache\"\n";
     let service = "[[service]]\naddress = \"198.18.0.80\"\nport = 80\nstack = \"splicer\"\nsource = \"198.18.1.20\"\n";
     let e = try_run_toml(&format!("{nfs}{service}nfs = [\"cache\", \"lb\"]\n")).unwrap_err();
     assert!(e.contains("`lb` is listed after `cache` but runs before it") && e.contains("[[nf]] table"), "{e}");

@@ -43,10 +43,14 @@ enum Command {
     /// plugins/NAME, a workspace member).
     New {
         name: String,
-        /// Where to create it instead of plugins/NAME (it takes its settings from the workspace
-        /// it is a member of).
+        /// Where to create it instead of plugins/NAME. In a checkout's plugins/ it is a member
+        /// of the workspace; anywhere else a crate of its own, against the mbox of `--mbox`.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The mbox checkout a crate outside the workspace builds against (default: the one
+        /// this mboxctl was built from).
+        #[arg(long)]
+        mbox: Option<PathBuf>,
     },
     /// Swap in a rebuilt plugin for NF while traffic runs: the old instance handles what is
     /// queued for it and hands over its state (or finishes); the shards queue meanwhile.
@@ -77,8 +81,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    if let Command::New { name, dir } = &cli.command {
-        return new_plugin(name, dir.as_deref());
+    if let Command::New { name, dir, mbox } = &cli.command {
+        return new_plugin(name, dir.as_deref(), mbox.as_deref());
     }
     let Some(socket) = &cli.socket else {
         bail!("no control socket: give --socket PATH (the `[control] socket` of the running mbox's config) or set MBOX_SOCKET");
@@ -115,12 +119,49 @@ fn run(cli: &Cli) -> Result<()> {
 }
 
 /// The plugin template (mbox-core/templates/plugin): `{{name}}` is the crate and NF name,
-/// `{{type}}` the alert type it publishes.
+/// `{{type}}` the alert type it publishes; a crate outside the workspace has its own manifest,
+/// with `{{mbox}}` the checkout it depends on and the workspace's settings filled in.
 const TEMPLATE_CARGO: &str = include_str!("../../templates/plugin/Cargo.toml.in");
+const TEMPLATE_CARGO_STANDALONE: &str = include_str!("../../templates/plugin/Cargo.standalone.toml.in");
 const TEMPLATE_LIB: &str = include_str!("../../templates/plugin/lib.rs.in");
+const TEMPLATE_TEST: &str = include_str!("../../templates/plugin/tests/on_traffic.rs.in");
+/// The workspace's manifest: the edition, Rust version and abi_stable version a crate of its
+/// own must share with mbox.
+const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
+
+/// Whether `dir` is `ROOT/plugins/NAME` in a checkout whose workspace takes `plugins/*`.
+fn in_workspace(dir: &Path) -> bool {
+    let Ok(dir) = std::path::absolute(dir) else { return false };
+    let Some(plugins) = dir.parent().filter(|p| p.file_name().is_some_and(|n| n == "plugins")) else { return false };
+    let manifest = plugins.parent().map(|root| root.join("Cargo.toml"));
+    manifest.and_then(|m| std::fs::read_to_string(m).ok()).is_some_and(|text| text.contains("\"plugins/*\""))
+}
+
+/// The manifest of a crate of its own named `name`, against the mbox checkout `mbox`.
+fn standalone_manifest(name: &str, mbox: &Path) -> Result<String> {
+    let mbox = std::fs::canonicalize(mbox).with_context(|| format!("the mbox checkout {}", mbox.display()))?;
+    if !mbox.join("mbox-abi/Cargo.toml").is_file() {
+        bail!("{} is not an mbox checkout (no mbox-abi/Cargo.toml): give --mbox PATH", mbox.display());
+    }
+    let workspace: toml::Table = WORKSPACE_MANIFEST.parse().context("the workspace manifest")?;
+    let get = |path: &[&str]| -> Result<String> {
+        let mut v = &workspace["workspace"];
+        for key in path {
+            v = v.get(key).ok_or_else(|| anyhow!("the workspace manifest has no workspace.{}", path.join(".")))?;
+        }
+        v.as_str().map(str::to_string).ok_or_else(|| anyhow!("workspace.{} is not a string", path.join(".")))
+    };
+    let mbox_path = mbox.to_str().ok_or_else(|| anyhow!("{} is not UTF-8", mbox.display()))?;
+    Ok(TEMPLATE_CARGO_STANDALONE
+        .replace("{{name}}", name)
+        .replace("{{mbox}}", mbox_path)
+        .replace("{{edition}}", &get(&["package", "edition"])?)
+        .replace("{{rust_version}}", &get(&["package", "rust-version"])?)
+        .replace("{{abi_stable}}", &get(&["dependencies", "abi_stable"])?))
+}
 
 /// `mboxctl new NAME`: writes a plugin crate from the template.
-fn new_plugin(name: &str, dir: Option<&Path>) -> Result<()> {
+fn new_plugin(name: &str, dir: Option<&Path>, mbox: Option<&Path>) -> Result<()> {
     let valid = name.len() <= 40
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -147,12 +188,34 @@ fn new_plugin(name: &str, dir: Option<&Path>) -> Result<()> {
     }
     let ty = format!("ALERT/{}", name.to_ascii_uppercase().replace('-', "_"));
     let fill = |text: &str| text.replace("{{name}}", name).replace("{{type}}", &ty);
+    let member = in_workspace(&dir);
+    let manifest = match member {
+        true => fill(TEMPLATE_CARGO),
+        false => {
+            let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            standalone_manifest(name, mbox.unwrap_or(&built_from))?
+        }
+    };
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
+    std::fs::create_dir_all(dir.join("tests"))?;
+    std::fs::write(dir.join("Cargo.toml"), manifest)?;
     std::fs::write(dir.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
+    std::fs::write(dir.join("tests/on_traffic.rs"), fill(TEMPLATE_TEST))?;
     // The release build: the bundled configs and the walk-through load plugins from
     // target/release, and a debug build there would leave `mboxctl reload` the old library.
-    println!("created {} (NF `{name}`, publishes {ty}); build it with `cargo build --release -p {name}`", dir.display());
+    if member {
+        println!(
+            "created {} (NF `{name}`, publishes {ty}); build it with `cargo build --release -p {name}`, test it inside mbox with `cargo test -p {name}`",
+            dir.display()
+        );
+    } else {
+        let lib = format!("{}{}{}", std::env::consts::DLL_PREFIX, name.replace('-', "_"), std::env::consts::DLL_SUFFIX);
+        println!(
+            "created {} (NF `{name}`, publishes {ty}), a crate of its own: build it with `cargo build --release` there, test it inside mbox with `cargo test`, and load it with `path = \"{}\"` in an [[nf]]",
+            dir.display(),
+            std::path::absolute(&dir).unwrap_or(dir.clone()).join("target/release").join(lib).display()
+        );
+    }
     Ok(())
 }
 

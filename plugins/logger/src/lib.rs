@@ -8,7 +8,7 @@
 //! Arguments: `output` (a file path, `-` for standard output; default `-`).
 
 use mbox_abi::events::tcp_state;
-use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter};
+use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter, Results};
 use mbox_abi::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use mbox_abi::{
     app, end_reason_name, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent,
@@ -31,8 +31,8 @@ pub struct Logger {
     /// Type paths by code, from the host's registry.
     paths: Vec<(EventType, String)>,
     /// `ALERT/SIG_MATCH` and `FLOW/TYPE`, when NFs of the run publish them.
-    sig_match: Option<EventType>,
-    flow_type: Option<EventType>,
+    sig_match: Results<SigMatchEvent>,
+    flow_type: Results<FlowTypeEvent>,
 }
 
 impl Logger {
@@ -82,7 +82,7 @@ impl Logger {
         } else if let Some(data) = event.view::<StreamDataEvent>() {
             line.insert("event_type".into(), json!("stream_data"));
             line.insert("stream".into(), json!({ "direction": data.tcp.flow.header.flow.dir, "offset": data.offset, "len": data.len }));
-        } else if let Some(t) = self.flow_type.and_then(|ty| event.view_as::<FlowTypeEvent>(ty)) {
+        } else if let Some(t) = self.flow_type.view(event) {
             // A classification: the flow and its application protocol.
             let tuple = &t.flow.tuple;
             line.insert("event_type".into(), json!("flow_type"));
@@ -138,7 +138,7 @@ impl Logger {
             if let Some(tcp) = event.view::<FlowTcpEvent>().filter(|t| t.snapshot != TcpSnapshot::default()) {
                 line.insert("tcp".into(), json!({ "mbox_state": snapshot_json(&tcp.snapshot) }));
             }
-        } else if let Some(m) = self.sig_match.and_then(|ty| event.view_as::<SigMatchEvent>(ty)) {
+        } else if let Some(m) = self.sig_match.view(event) {
             // A signature match: the fields Suricata's eve.json alerts have.
             let t = &m.tuple;
             let (src, dst) = if m.dir == 0 { (0, 1) } else { (1, 0) };
@@ -212,7 +212,7 @@ impl Plugin for Logger {
         let path = args.string("output", "-")?;
         let out = LineWriter::open(&path, init.replacing).map_err(|e| format!("cannot open output `{path}`: {e}"))?;
         let paths = init.types.iter().map(|b| (b.ty, b.path.to_string())).collect();
-        Ok(Logger { out, paths, sig_match: init.type_of(SIG_MATCH_PATH), flow_type: init.type_of(FLOW_TYPE_PATH) })
+        Ok(Logger { out, paths, sig_match: Results::new(init, SIG_MATCH_PATH), flow_type: Results::new(init, FLOW_TYPE_PATH) })
     }
 }
 
