@@ -110,11 +110,8 @@ impl HttpCache {
     fn request_data(&mut self, flow: &FlowRef, ev: &StreamDataEvent, host: &mut Host<'_>) -> Verdict {
         let max_head = self.max_head;
         let Some(conn) = self.conns.get_or_insert_with(flow, || Conn::Reading(StreamBuffer::new(max_head))) else { return Verdict::Pass };
-        let Conn::Reading(buffer) = conn else {
-            // An answered connection's later bytes (a kept-alive client's next request) are
-            // not the balancer's: it never saw the first.
-            return if matches!(conn, Conn::Answering { .. }) { Verdict::Drop } else { Verdict::Pass };
-        };
+        // Decided already (an answered connection's events stop in `on_event`).
+        let Conn::Reading(buffer) = conn else { return Verdict::Pass };
         buffer.push(ev);
         let decided = match http::request(buffer.bytes(), max_head) {
             Ok(None) if buffer.dropped == 0 => return Verdict::Pass,
@@ -270,30 +267,29 @@ impl NetworkFunction for HttpCache {
         if !flow.is_some() {
             return Verdict::Pass;
         }
-        let answered = matches!(self.conns.get(&flow), Some(Conn::Answering { .. }));
+        if event.is_a(builtin::FLOW_TCP_TERMINATE) {
+            self.terminated(&flow);
+            return Verdict::Pass;
+        }
+        if matches!(self.conns.get(&flow), Some(Conn::Answering { .. })) {
+            // An answered connection is the cache's: the balancer sees none of it but its end
+            // (not even a kept-alive client's next request: it never saw the first).
+            if event.is_a(builtin::FLOW_TCP_SEND_ROOM) {
+                self.send_more(&flow, host);
+            }
+            return Verdict::Drop;
+        }
         if let Some(ev) = event.view_as::<StreamDataEvent>(builtin::FLOW_TCP_BACKEND_DATA) {
             self.backend_data(&flow, ev, host);
         } else if let Some(ev) = event.view::<StreamDataEvent>() {
             if flow.dir == DIR_ORIG {
                 return self.request_data(&flow, ev, host);
             }
-        } else if event.is_a(builtin::FLOW_TCP_GAP) {
-            if flow.dir != DIR_ORIG && matches!(self.conns.get(&flow), Some(Conn::Filling(_))) {
-                self.stats.fills_abandoned += 1;
-                self.pass(&flow, host);
-            }
-        } else if event.is_a(builtin::FLOW_TCP_SEND_ROOM) {
-            self.send_more(&flow, host);
-        } else if event.is_a(builtin::FLOW_TCP_TERMINATE) {
-            self.terminated(&flow);
-            return Verdict::Pass;
+        } else if event.is_a(builtin::FLOW_TCP_GAP) && flow.dir != DIR_ORIG && matches!(self.conns.get(&flow), Some(Conn::Filling(_))) {
+            self.stats.fills_abandoned += 1;
+            self.pass(&flow, host);
         }
-        // An answered connection is the cache's: the balancer sees none of it but its end.
-        if answered {
-            Verdict::Drop
-        } else {
-            Verdict::Pass
-        }
+        Verdict::Pass
     }
 
     fn counters(&self, out: &mut Counters<'_>) {

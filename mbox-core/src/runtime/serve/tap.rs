@@ -74,6 +74,17 @@ impl Tap {
 }
 
 impl Copies {
+    /// Whether `len` more bytes stay within [`TAP_KEPT_BYTES`].
+    fn fits(&self, len: usize) -> bool {
+        self.bytes + len <= TAP_KEPT_BYTES
+    }
+
+    /// Appends `bytes` to copy `token` (which [`Copies::fits`] said may grow).
+    fn append(&mut self, token: u32, bytes: &[u8]) {
+        self.slots[token as usize].extend_from_slice(bytes);
+        self.bytes += bytes.len();
+    }
+
     fn unkeep(&mut self, token: u32) {
         if let Some(copy) = self.slots.get_mut(token as usize) {
             self.bytes -= copy.len();
@@ -97,18 +108,14 @@ struct TapSink<'a, S: ServeSink> {
 impl<S: ServeSink> StreamSinkKeep for TapSink<'_, S> {
     fn keep(&mut self) -> Option<u32> {
         let c = &mut *self.copies;
-        if c.bytes + self.current.len() > TAP_KEPT_BYTES {
+        if !c.fits(self.current.len()) {
             return None;
         }
-        let token = match c.free.pop() {
-            Some(t) => t,
-            None => {
-                c.slots.push(Vec::new());
-                (c.slots.len() - 1) as u32
-            }
-        };
-        c.slots[token as usize].extend_from_slice(self.current);
-        c.bytes += self.current.len();
+        let token = c.free.pop().unwrap_or_else(|| {
+            c.slots.push(Vec::new());
+            (c.slots.len() - 1) as u32
+        });
+        c.append(token, self.current);
         Some(token)
     }
 
@@ -117,24 +124,22 @@ impl<S: ServeSink> StreamSinkKeep for TapSink<'_, S> {
     }
 
     fn extend_kept(&mut self, token: u32) -> bool {
-        let c = &mut *self.copies;
-        if c.bytes + self.current.len() > TAP_KEPT_BYTES {
-            return false;
+        let fits = self.copies.fits(self.current.len());
+        if fits {
+            self.copies.append(token, self.current);
         }
-        c.slots[token as usize].extend_from_slice(self.current);
-        c.bytes += self.current.len();
-        true
+        fits
     }
 
     fn merge_kept(&mut self, token: u32, next: u32) -> bool {
         let c = &mut *self.copies;
-        if c.bytes + c.slots[next as usize].len() > TAP_KEPT_BYTES {
+        if !c.fits(c.slots[next as usize].len()) {
             return false;
         }
         let moved = std::mem::take(&mut c.slots[next as usize]);
-        c.slots[token as usize].extend_from_slice(&moved);
-        c.bytes += moved.len();
-        // The stream lets go of `next` itself: its slot gets its buffer back, emptied.
+        c.append(token, &moved);
+        // The stream lets go of `next` itself (`unkeep`, which counts its bytes off): its slot
+        // gets its buffer back.
         c.slots[next as usize] = moved;
         true
     }
