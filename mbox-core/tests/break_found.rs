@@ -492,19 +492,37 @@ fn slow_rules(dir: &Path) -> PathBuf {
 }
 
 /// A run of the generator (endless for a test) into flow-stats, its files in `dir`: (config,
-/// report, flows).
+/// report, flows). Closed connections linger 100 ms, not 10 s, so that flow records come at
+/// once (under a loaded machine the first ones took over the 30 s `grows_past` waits).
 fn endless_run(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (config, report, flows) = (dir.join("run.toml"), dir.join("report.json"), dir.join("flows.jsonl"));
     std::fs::write(
         &config,
         format!(
-            "plugin_dir = {}\n[input]\ngenerator = {{ flows = 100000000 }}\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+            "plugin_dir = {}\n[input]\ngenerator = {{ flows = 100000000 }}\n[flow]\ntcp_closed_timeout = \"100ms\"\n\
+             [[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
             toml_path(&plugin_dir()),
             toml_path(&flows)
         ),
     )
     .unwrap();
     (config, report, flows)
+}
+
+/// Kills a child process when a test fails before it waited for it (an endless run left
+/// behind kept a CPU busy for the rest of the suite); `disarm` once it has been waited for.
+struct KillOnFailure(i32);
+
+impl KillOnFailure {
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for KillOnFailure {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
 }
 
 /// Waits until `path` has more than `len` bytes.
@@ -529,6 +547,7 @@ fn sighup_reopens_the_outputs_of_a_run_without_a_terminal() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let guard = KillOnFailure(child.id() as i32);
     grows_past(&flows, 0);
     let rotated = dir.path().join("flows.jsonl.1");
     std::fs::rename(&flows, &rotated).unwrap();
@@ -539,6 +558,7 @@ fn sighup_reopens_the_outputs_of_a_run_without_a_terminal() {
     assert_eq!(std::fs::metadata(&rotated).unwrap().len(), before, "nothing more goes to the rotated file");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
+    guard.disarm();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("packets"), "the summary: {out:?}");
@@ -571,10 +591,13 @@ fn sighup_from_a_terminal_stops_a_run_with_its_summary() {
         report.display()
     );
     let child = Command::new("script").args(["-qec", &command, "/dev/null"]).stdout(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+    // Killing `script` closes the terminal: mbox gets its SIGHUP and ends.
+    let guard = KillOnFailure(child.id() as i32);
     grows_past(&flows, 0);
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     unsafe { libc::kill(pid, libc::SIGHUP) };
     let out = child.wait_with_output().unwrap();
+    guard.disarm();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("packets"), "the summary: {out:?}");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
