@@ -38,6 +38,12 @@ impl FlowRef {
     pub fn is_some(&self) -> bool {
         self.id != 0
     }
+
+    /// The same flow, direction `dir` (a split proxy's side to write: `DIR_ORIG` the client,
+    /// `DIR_REPLY` the server).
+    pub const fn toward(self, dir: u8) -> FlowRef {
+        FlowRef { dir, ..self }
+    }
 }
 
 /// What every event begins with.

@@ -201,6 +201,12 @@ impl<'a> Host<'a> {
     /// free send buffer: when [`Sent::accepted`] is short ([`StreamStatus::Partial`]), write
     /// the rest on the flow's `FLOW/TCP/SEND_ROOM` event, so that a large answer streams
     /// without busy-waiting.
+    ///
+    /// On a split proxy (`stack = "proxy"`) the flow's direction picks the side: `DIR_REPLY`
+    /// writes to the server side (what the backend gets), any other to the client; a
+    /// `SEND_ROOM` event's flow names the side with room. With no server side open, a write
+    /// to `DIR_REPLY` is [`StreamStatus::Ended`]. [`Host::close`] and [`Host::reset`] pick
+    /// the side alike.
     pub fn send(&mut self, flow: &FlowRef, bytes: &[u8]) -> Sent {
         // At most 4 GiB per call: the rest is refused as if the buffer were full.
         let len = bytes.len().min(u32::MAX as usize) as u32;
@@ -230,6 +236,11 @@ impl<'a> Host<'a> {
     /// connection's `TERMINATE`). Once per connection, before the NF has sent or closed on it;
     /// a backend that refuses or does not answer is counted and the client is answered as the
     /// service's `refuse` says.
+    ///
+    /// On a split proxy the bind opens a server side: a connection from the service's source
+    /// address to `backend`, whose bytes come as `DATA_RDY` of `DIR_REPLY` and which the NF
+    /// writes with [`Host::send`] on that direction; `FLOW/TCP/BOUND` tells its handshake's
+    /// outcome. Once the NF has closed it (or it ended), the flow may be bound again.
     pub fn bind(&mut self, flow: &FlowRef, backend: core::net::SocketAddr) -> BindStatus {
         let (family, addr) = match backend.ip() {
             core::net::IpAddr::V4(a) => (4, a.to_ipv6_mapped().octets()),

@@ -601,6 +601,11 @@ pub enum ServiceStack {
     /// ports is offered to the NFs (`FLOW/TCP/NEW`, `FLOW/UDP/NEW`), and once one binds it to
     /// a backend every packet of both directions is translated in place and sent on.
     L4,
+    /// mbox holds two connections per flow (the TCP Split Proxy µStack): the client's, as the
+    /// Endpoint, and one to the backend an NF binds it to; NFs get both sides' bytes and
+    /// write each side's (possibly transformed) with `Host::send`. Each side's receive window
+    /// follows the other's free send buffer.
+    Proxy,
 }
 
 fn default_max_connections() -> usize {
@@ -743,20 +748,23 @@ impl ServiceConfig {
             return Err((key("receive_window"), format!("must be between 1 KiB and 1 GiB, not {} bytes", self.receive_window)));
         }
         match (self.stack, self.source) {
-            (ServiceStack::Splicer, None) => {
-                return Err((key("source"), "a splicer needs the address it connects to backends from (source = \"198.18.1.20\")".into()))
+            (ServiceStack::Splicer | ServiceStack::Proxy, None) => {
+                return Err((
+                    key("source"),
+                    "a splicer or a proxy needs the address it connects to backends from (source = \"198.18.1.20\")".into(),
+                ))
             }
-            (ServiceStack::Splicer, Some(src)) if self.address.iter().any(|a| a.is_ipv4() != src.is_ipv4()) => {
+            (ServiceStack::Splicer | ServiceStack::Proxy, Some(src)) if self.address.iter().any(|a| a.is_ipv4() != src.is_ipv4()) => {
                 return Err((key("source"), format!("{src} is not of the service's address family (a splice keeps the family)")))
             }
-            (ServiceStack::Splicer, Some(src)) if self.address.contains(&src) => {
+            (ServiceStack::Splicer | ServiceStack::Proxy, Some(src)) if self.address.contains(&src) => {
                 return Err((key("source"), format!("{src} is a service address; give an address of its own")))
             }
             (ServiceStack::L4, Some(src)) if !src.is_ipv4() || self.address.contains(&src) => {
                 return Err((key("source"), format!("{src} must be an IPv4 address of its own (not a service address)")))
             }
             (ServiceStack::Endpoint, Some(_)) => {
-                return Err((key("source"), "only a splicer or an l4 service connects to backends".into()))
+                return Err((key("source"), "only a splicer, a proxy or an l4 service connects to backends".into()))
             }
             _ => {}
         }
@@ -991,7 +999,7 @@ impl Config {
                     return Err(invalid(
                         &format!("[[service]] {} source", svc.display_name()),
                         format!(
-                            "{src} is the source of {} too: a splicer and an l4 service each need an address of their own",
+                            "{src} is the source of {} too: services of different stacks (splicer, proxy, l4) each need an address of their own",
                             other.display_name()
                         ),
                     ));
@@ -1154,6 +1162,20 @@ mod tests {
     }
 
     #[test]
+    fn proxy_services_need_a_source_of_their_own() {
+        let base =
+            "[input]\npcap = \"x\"\n[[nf]]\nplugin = \"l7-lb\"\n[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = [\"l7-lb\"]\n";
+        let proxy = |extra: &str| parse(&format!("{base}stack = \"proxy\"\n{extra}"));
+        let c = proxy("source = \"198.18.1.20\"\n").unwrap();
+        assert_eq!((c.services[0].stack, c.services[0].source), (ServiceStack::Proxy, Some("198.18.1.20".parse().unwrap())));
+        let spec = crate::runtime::serve::ProxySpec::new(&c.services[0]).expect("a proxy's settings");
+        assert_eq!(spec.connect_timeout_ns, 5_000_000_000);
+        let err = |extra: &str| proxy(extra).unwrap_err().to_string();
+        assert!(err("").contains("source: a splicer or a proxy needs"));
+        assert!(err("source = \"198.18.0.80\"").contains("is a service address"));
+    }
+
+    #[test]
     fn splicer_services_need_a_source_of_their_own_and_bounded_holds() {
         let base =
             "[input]\npcap = \"x\"\n[[nf]]\nplugin = \"l7-lb\"\n[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = [\"l7-lb\"]\n";
@@ -1169,14 +1191,14 @@ mod tests {
             (4096, Duration::from_millis(250), Refusal::Rst)
         );
         let err = |extra: &str| splicer(extra).unwrap_err().to_string();
-        assert!(err("").contains("source: a splicer needs"));
+        assert!(err("").contains("source: a splicer or a proxy needs"));
         assert!(err("source = \"2001:db8::20\"").contains("not of the service's address family"));
         assert!(err("source = \"198.18.0.80\"").contains("is a service address"));
         assert!(err("source = \"198.18.1.20\"\nhold_bytes = \"1MiB\"").contains("hold_bytes: must be between 1 KiB and receive_window"));
         assert!(err("source = \"198.18.1.20\"\nhold_timeout = \"10ms\"").contains("hold_timeout: must be between 100 ms"));
         assert!(err("source = \"198.18.1.20\"\nrefuse = \"drop\"").contains("unknown variant"));
         let e = parse(&format!("{base}source = \"198.18.1.20\"\n")).unwrap_err().to_string();
-        assert!(e.contains("only a splicer or an l4 service connects to backends"), "{e}");
+        assert!(e.contains("only a splicer, a proxy or an l4 service connects to backends"), "{e}");
     }
 
     #[test]

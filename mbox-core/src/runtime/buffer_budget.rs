@@ -29,6 +29,10 @@ pub struct ConnMemory {
     /// It still takes writes: once it does not (closing, closed), what it promised is void
     /// (a late write is refused, and counted) and reserves nothing.
     pub writable: bool,
+    /// How far a promise may reach past what the NFs wrote: [`PROMISE_STEP`], or more for a
+    /// connection that streams what another one receives (a split proxy's side, whose peer's
+    /// window is what its NFs are promised).
+    pub step: usize,
 }
 
 impl ConnMemory {
@@ -94,7 +98,7 @@ impl BufferBudget {
     /// counted.
     pub fn settle(&mut self, service: usize, was: u64, mem: &ConnMemory) -> Settled {
         let all = self.room_for(service, was);
-        let want = mem.send_free.min(PROMISE_STEP);
+        let want = mem.send_free.min(mem.step);
         // The send ring may hold what the budget leaves once the receive ring is counted.
         let for_send = all.saturating_sub(mem.receive_allocated);
         let promise = want.min(for_send.saturating_sub(mem.send_len));
@@ -145,7 +149,7 @@ mod tests {
     use super::*;
 
     fn mem(send_free: usize, send_len: usize, send_allocated: usize, outstanding: usize) -> ConnMemory {
-        ConnMemory { send_free, send_len, send_allocated, receive_allocated: 0, outstanding, writable: true }
+        ConnMemory { send_free, send_len, send_allocated, receive_allocated: 0, outstanding, writable: true, step: PROMISE_STEP }
     }
 
     #[test]

@@ -15,17 +15,21 @@
 
 mod l4;
 mod neighbors;
+mod proxy;
 mod source_ports;
 mod splice;
 mod tap;
 pub use l4::L4Spec;
 pub use neighbors::Neighbors;
+pub use proxy::ProxySpec;
 pub use splice::SplicerSpec;
 
-use super::buffer_budget::{BufferBudget, ConnMemory};
+use super::buffer_budget::{BufferBudget, ConnMemory, PROMISE_STEP};
 use super::stream_out::{decode_backend, Pending, Request, SendCredits, StreamCommand, StreamReader};
 use crate::config::{copy_room, parse_mac, ServiceConfig};
-use mbox_abi::{FlowTuple, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT};
+use mbox_abi::{
+    FlowTuple, BIND_CONNECTED, DIR_ORIG, DIR_REPLY, END_FIN, END_RST, REASON_END_OF_INPUT, REASON_FIN, REASON_RST, REASON_TIMEOUT,
+};
 use mbox_stack::endpoint::isn::{cookie_mss_fits, FourTuple, IsnSecret};
 use mbox_stack::endpoint::{CloseReason, ConnEvent, ConnSink, Connection, Payload, SegmentIn, SegmentOut, State};
 use mbox_stack::timer_wheel::TimerWheel;
@@ -74,6 +78,8 @@ pub struct ServiceSpec {
     pub splicer: Option<SplicerSpec>,
     /// An l4 service's own settings.
     pub l4: Option<L4Spec>,
+    /// A Split Proxy service's own settings.
+    pub proxy: Option<ProxySpec>,
 }
 
 /// The window a splicer's client connection sizes its window-scale shift for (see
@@ -107,6 +113,7 @@ impl ServiceSpec {
             buffer_memory: cfg.buffer_memory,
             splicer,
             l4: L4Spec::new(cfg),
+            proxy: ProxySpec::new(cfg),
         }
     }
 }
@@ -237,6 +244,12 @@ serve_stats! {
     /// newest one waits instead), and flows no bind came for in `connect_timeout`.
     l4_dropped_before_bind,
     l4_bind_timeouts,
+    /// Proxy: server sides opened (binds whose backend's MAC was known), and those the
+    /// backend accepted; server sides that ended closed, and reset or timed out.
+    proxy_connects,
+    proxy_connected,
+    proxy_server_closes,
+    proxy_server_aborts,
     /// L4: flows forgotten after their idle timeout, and fragments to a service or source
     /// NAT address (dropped: a non-first fragment carries no ports to translate by).
     l4_idle_timeouts,
@@ -270,8 +283,9 @@ pub trait ServeSink {
     fn conn_started(&mut self, slot: u32, id: u64, nfs: u64);
     /// Emits a `FlowTcpEvent` of kind `kind` about a connection.
     fn conn_event(&mut self, kind: ConnEventKind, conn: &ConnInfo, reason: u8, ts_ns: u64);
-    /// Emits `FLOW/TCP/DATA_RDY` with a copy of `bytes` (client to mbox, from `offset`);
-    /// the copy is `conn`'s until the NFs are done with it, then reported read.
+    /// Emits `FLOW/TCP/DATA_RDY` with a copy of `bytes` (from `offset` of the stream of
+    /// `conn.dir`: the client's, or a proxy's server side's); the copy is `conn`'s until the
+    /// NFs are done with it, then reported read.
     fn conn_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool;
     /// Whether some NF of `conn` reads its backend's bytes (`FLOW/TCP/BACKEND_DATA`) now: a
     /// splice copies them only then.
@@ -281,7 +295,7 @@ pub trait ServeSink {
     fn backend_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], ts_ns: u64) -> bool;
     /// Emits `FLOW/TCP/GAP` for the backend's direction: those bytes will never be reported.
     fn backend_gap(&mut self, conn: &ConnInfo, offset: u64, len: u64, reason: u8, ts_ns: u64);
-    /// Emits `FLOW/TCP/STREAM_END` for the client's direction.
+    /// Emits `FLOW/TCP/STREAM_END` for the direction of `conn.dir`.
     fn conn_end(&mut self, conn: &ConnInfo, offset: u64, reason: u8, ts_ns: u64);
     /// Builds a frame in a fresh buffer and sends it out of `port`.
     fn originate(&mut self, port: u16, ts_ns: u64, fill: &mut dyn FnMut(&mut Vec<u8>)) -> bool;
@@ -317,6 +331,9 @@ pub struct ConnInfo {
     /// The port the client is on (segments leave by it).
     pub port: u16,
     pub service: u16,
+    /// Whose connection it is: the client's (`DIR_ORIG`), or a proxy's server side
+    /// (`DIR_REPLY`, its flow the client's).
+    pub dir: u8,
 }
 
 /// Where a frame came from below IP: what an answer that keeps no state goes back by.
@@ -364,6 +381,8 @@ struct Slot {
     queued: bool,
     /// A Splicer service's connection: what it holds, and its backend once bound.
     splice: Option<Box<splice::Splice>>,
+    /// A Split Proxy service's slot: a client's connection or a server side.
+    proxy: Option<proxy::ProxySide>,
 }
 
 /// A shard's services. See the module documentation.
@@ -518,7 +537,7 @@ impl Served {
             }
             _ => None,
         };
-        let to_source = dst.is_some_and(|d| self.is_source(d));
+        let to_source = dst.is_some_and(|d| self.is_source(d) || self.is_proxy_source(d));
         if !to_source && !dst.is_some_and(|d| self.specs.iter().any(|s| s.addrs.contains(&d))) {
             return Taken::No;
         }
@@ -540,6 +559,11 @@ impl Served {
             }
         }
         match parsed {
+            // A proxy's server side is a connection of the table like a client's.
+            Ok((frame, at, len)) if to_source && self.index.contains_key(&ConnKey::of(&frame)) => {
+                self.segment(&frame, &data[at..at + len], port, sink);
+                Taken::Consumed
+            }
             Ok((frame, at, len)) if to_source => self.backend_segment(&frame, (at, len), data, port, sink),
             Ok((frame, at, len)) => {
                 if let Some(taken) = self.spliced_client_segment(&frame, data, sink) {
@@ -654,7 +678,7 @@ impl Served {
         self.stats.segments_in += 1;
         let t = &frame.tcp;
         let seg = SegmentIn { seq: t.seq, ack: t.ack, flags: t.flags, window: t.window, options: t.options, payload };
-        let key = ConnKey { remote: frame.ip.src(), remote_port: t.src_port, local: frame.ip.dst(), local_port: t.dst_port };
+        let key = ConnKey::of(frame);
         if let Some(&i) = self.index.get(&key) {
             if !self.slots[i as usize].conn.as_ref().is_some_and(|c| c.reopened_by(&seg)) {
                 self.operate(i, sink, |conn, now, out| conn.on_segment(&seg, now, out));
@@ -756,38 +780,14 @@ impl Served {
         sink: &mut S,
         make: impl FnOnce(&mut Out<'_, S>) -> Connection,
     ) {
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                // Grown slot by slot up to the bound (the capacity was reserved at start).
-                let info = self.stranger(frame, port);
-                self.slots.push(Slot {
-                    info,
-                    conn: None,
-                    key,
-                    written: 0,
-                    delivered: 0,
-                    announced: false,
-                    client_ended: false,
-                    half_open,
-                    in_time_wait: false,
-                    credit_base: 0,
-                    promised: 0,
-                    holding: 0,
-                    short: false,
-                    queued: false,
-                    splice: None,
-                });
-                self.slots.len() as u32 - 1
-            }
-        };
+        let index = self.take_slot(self.stranger(frame, port), key);
         let tuple = FlowTuple::new(ip_proto::TCP, 0, [key.remote, key.local], [key.remote_port, key.local_port]);
         let info = self.conn_info(index, svc, tuple, self.stranger(frame, port));
         let id = info.id;
         let s = &mut self.slots[index as usize];
-        (s.info, s.key, s.written, s.delivered, s.announced, s.client_ended, s.half_open, s.in_time_wait) =
-            (info, key, 0, 0, false, false, half_open, false);
+        s.reset_for(info, key, half_open);
         s.splice = self.specs[svc].splicer.as_ref().map(|sp| splice::Splice::holding(sp, self.now));
+        s.proxy = self.specs[svc].proxy.map(|_| proxy::ProxySide::client());
         self.index.insert(key, index);
         self.per_service[svc] += 1;
         self.half_open[svc] += usize::from(half_open);
@@ -800,6 +800,34 @@ impl Served {
         let base = self.credits.open(index, id);
         (self.slots[index as usize].credit_base, self.slots[index as usize].promised) = (base, base);
         self.after(index, events, sink);
+    }
+
+    /// A free slot's index for a new connection (`info` and `key` in it until the caller sets
+    /// them): one freed before, or a new one, the table grown slot by slot up to its bound
+    /// (the capacity was reserved at start).
+    fn take_slot(&mut self, info: ConnInfo, key: ConnKey) -> u32 {
+        if let Some(i) = self.free.pop() {
+            return i;
+        }
+        self.slots.push(Slot {
+            info,
+            conn: None,
+            key,
+            written: 0,
+            delivered: 0,
+            announced: false,
+            client_ended: false,
+            half_open: false,
+            in_time_wait: false,
+            credit_base: 0,
+            promised: 0,
+            holding: 0,
+            short: false,
+            queued: false,
+            splice: None,
+            proxy: None,
+        });
+        self.slots.len() as u32 - 1
     }
 
     /// A new connection's (or l4 flow's) info at table index `index` of service `svc`: a fresh
@@ -827,6 +855,7 @@ impl Served {
             vlan: frame.vlan,
             port,
             service: 0,
+            dir: DIR_ORIG,
         }
     }
 
@@ -854,6 +883,8 @@ impl Served {
         op: impl FnOnce(&mut Connection, u64, &mut Out<'_, S>),
     ) {
         let now = self.now;
+        let cap = self.proxy_window_cap(i);
+        let step = self.promise_step(i);
         let slot = &mut self.slots[i as usize];
         let info = slot.info;
         let kept = Events { closed: None, announced: slot.announced, client_ended: slot.client_ended, delivered: slot.delivered };
@@ -865,10 +896,13 @@ impl Served {
         let Some(conn) = slot.conn.as_mut() else { return };
         let held = slot.splice.as_deref_mut().map(splice::Splice::held_mut);
         // Its rings may grow to what was promised and into what the budget leaves.
-        let (send, receive) = self.budget.limits(usize::from(info.service), &conn_memory(outstanding, conn));
+        let (send, receive) = self.budget.limits(usize::from(info.service), &conn_memory(outstanding, conn, step));
         conn.set_memory_limits(send, receive);
         let mut out = Out::new(sink, &info, &mut self.stats, kept, now);
         out.held = held;
+        if let Some(cap) = cap {
+            conn.set_window_cap(cap, now, &mut out);
+        }
         op(conn, now, &mut out);
         let events = out.events();
         self.after(i, events, sink);
@@ -885,7 +919,11 @@ impl Served {
             self.half_open[usize::from(slot.info.service)] -= 1;
         }
         if let Some(reason) = events.closed {
+            if self.proxy_server_closed(i, reason, sink) {
+                return;
+            }
             self.splice_client_gone(i, sink);
+            self.proxy_client_gone(i, sink);
             let slot = &mut self.slots[i as usize];
             let info = slot.info;
             if slot.announced {
@@ -913,11 +951,12 @@ impl Served {
             }
             queue.push_back((i, self.slots[i as usize].info.id));
         }
-        let slot = &mut self.slots[i as usize];
-        let Some(conn) = slot.conn.as_ref() else { return };
         // NFs may write a step beyond what they wrote, as far as the send buffer and the
         // service's buffer memory allow.
-        let settled = self.budget.settle(usize::from(slot.info.service), slot.holding, &conn_memory(slot.outstanding(), conn));
+        let step = self.promise_step(i);
+        let slot = &mut self.slots[i as usize];
+        let Some(conn) = slot.conn.as_ref() else { return };
+        let settled = self.budget.settle(usize::from(slot.info.service), slot.holding, &conn_memory(slot.outstanding(), conn, step));
         slot.holding = settled.holding;
         self.stats.buffer_bytes_peak = self.budget.peak();
         if settled.short && !slot.short {
@@ -932,12 +971,13 @@ impl Served {
         }
         let deadline = self.deadline_of(i);
         self.wheel.set(i, deadline);
+        self.proxy_follow(i, sink);
     }
 
-    /// When connection `i` wants its timer: its own, or its splice's.
+    /// When connection `i` wants its timer: its own, or its splice's, or its proxy bind's.
     fn deadline_of(&self, i: u32) -> Option<u64> {
         let slot = &self.slots[i as usize];
-        let own = slot.conn.as_ref().and_then(Connection::deadline);
+        let own = [slot.conn.as_ref().and_then(Connection::deadline), self.proxy_deadline(i)].into_iter().flatten().min();
         match slot.splice.as_deref() {
             Some(s) if s.carries() => s.deadline(),
             Some(s) => [own, s.deadline()].into_iter().flatten().min(),
@@ -957,8 +997,11 @@ impl Served {
             self.splices.forget(&sp);
         }
         slot.in_time_wait = false;
+        let key = slot.key;
+        self.proxy_forget(i);
+        let slot = &mut self.slots[i as usize];
         self.credits.end(i);
-        self.index.remove(&slot.key);
+        self.index.remove(&key);
         self.per_service[usize::from(slot.info.service)] -= 1;
         if slot.half_open {
             slot.half_open = false;
@@ -974,21 +1017,9 @@ impl Served {
         self.tick(ts_ns);
         self.sync_neighbors(sink);
         let mut any = false;
-        // Each operation may emit events: without room, what is left waits for the next round.
-        let mut taken = 0;
-        while taken < reads.len() && sink.has_room(EVENTS_PER_OPERATION, 0) {
-            let (conn, id, len) = reads[taken];
-            taken += 1;
-            let Some(slot) = self.slots.get_mut(conn as usize).filter(|s| s.info.id == id && s.conn.is_some()) else { continue };
-            match slot.splice.as_deref_mut() {
-                // A splicer's client bytes stay unread: its window never reopens past what is
-                // held. Counted, for the NF that answers the client itself (`answered_by_nf`).
-                Some(sp) => sp.read_while_held(len),
-                None => self.operate(conn, sink, |c, now, out| c.consumed(u64::from(len), now, out)),
-            }
-            any = true;
-        }
-        reads.drain(..taken);
+        // NFs' requests before the reads they finished: a proxy's NF writes what it read to
+        // the other side, then is done with it, and the window its read reopens must already
+        // be capped by the room that write took.
         // Out of `self` for the while: applying a request needs the rest of it.
         let mut readers = std::mem::take(&mut self.readers);
         for reader in &mut readers {
@@ -1005,6 +1036,21 @@ impl Served {
             }
         }
         self.readers = readers;
+        // Each operation may emit events: without room, what is left waits for the next round.
+        let mut taken = 0;
+        while taken < reads.len() && sink.has_room(EVENTS_PER_OPERATION, 0) {
+            let (conn, id, len) = reads[taken];
+            taken += 1;
+            let Some(slot) = self.slots.get_mut(conn as usize).filter(|s| s.info.id == id && s.conn.is_some()) else { continue };
+            match slot.splice.as_deref_mut() {
+                // A splicer's client bytes stay unread: its window never reopens past what is
+                // held. Counted, for the NF that answers the client itself (`answered_by_nf`).
+                Some(sp) => sp.read_while_held(len),
+                None => self.operate(conn, sink, |c, now, out| c.consumed(u64::from(len), now, out)),
+            }
+            any = true;
+        }
+        reads.drain(..taken);
         self.flush_queued(sink);
         any |= self.feed_short(sink);
         self.wheel.advance(self.now, &mut self.due);
@@ -1220,10 +1266,12 @@ impl Served {
         true
     }
 
-    /// Ends connection `i` without a segment: its NFs get `TERMINATE` with `reason`.
+    /// Ends connection `i` without a segment: its NFs get `TERMINATE` with `reason` (a
+    /// proxy's server side has no flow of its own to end).
     fn end_quietly<S: ServeSink>(&mut self, i: u32, reason: u8, sink: &mut S) {
+        self.proxy_client_gone(i, sink);
         let s = &self.slots[i as usize];
-        if s.announced {
+        if s.announced && s.info.dir == DIR_ORIG {
             sink.conn_event(ConnEventKind::Terminate, &s.info, reason, self.now);
         }
         self.release(i);
@@ -1315,7 +1363,8 @@ impl<'a, S: ServeSink> Out<'a, S> {
         Events { announced: self.announced, client_ended: self.client_ended, delivered: self.delivered, ..self.events }
     }
 
-    /// The client's stream ended (its FIN, or a reset): its NFs are told once.
+    /// The peer's stream ended (its FIN, or a reset): its NFs are told once. The peer is the
+    /// client, or a proxy's server side's backend (`STREAM_END` of `DIR_REPLY`).
     fn client_end(&mut self, reason: u8) {
         if self.announced && !self.client_ended {
             self.sink.conn_end(self.info, self.delivered, reason, self.now);
@@ -1374,6 +1423,14 @@ impl<S: ServeSink> ConnSink for Out<'_, S> {
 
     fn event(&mut self, event: ConnEvent) {
         match event {
+            // A proxy's server side: its handshake is its bind's outcome.
+            ConnEvent::Established if self.info.dir == DIR_REPLY => {
+                if !self.announced {
+                    self.announced = true;
+                    self.stats.proxy_connected += 1;
+                    self.sink.conn_event(ConnEventKind::Bound, self.info, BIND_CONNECTED, self.now);
+                }
+            }
             ConnEvent::Established if !self.announced => {
                 self.announced = true;
                 self.stats.established += 1;
@@ -1395,7 +1452,7 @@ impl<S: ServeSink> ConnSink for Out<'_, S> {
 
 /// A connection's addresses and ports as the ISN and cookie hash reads them.
 /// A connection's memory as the budget weighs it; `outstanding` from [`Slot::outstanding`].
-fn conn_memory(outstanding: usize, conn: &Connection) -> ConnMemory {
+fn conn_memory(outstanding: usize, conn: &Connection, step: usize) -> ConnMemory {
     let send_allocated = conn.send_allocated();
     ConnMemory {
         send_free: conn.send_buffer_free(),
@@ -1404,6 +1461,14 @@ fn conn_memory(outstanding: usize, conn: &Connection) -> ConnMemory {
         receive_allocated: conn.buffer_bytes() - send_allocated,
         outstanding,
         writable: conn.can_write(),
+        step,
+    }
+}
+
+impl ConnKey {
+    /// The key of the connection `frame` belongs to (its sender is the remote end).
+    fn of(frame: &TcpFrame) -> ConnKey {
+        ConnKey { remote: frame.ip.src(), remote_port: frame.tcp.src_port, local: frame.ip.dst(), local_port: frame.tcp.dst_port }
     }
 }
 
@@ -1434,7 +1499,6 @@ fn wall_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::buffer_budget::PROMISE_STEP;
     use crate::runtime::stream_out::stream_rings;
     use crate::sys::park::Waker;
     use mbox_abi::{FlowRef, StreamOp, StreamStatus};
@@ -1448,7 +1512,14 @@ mod tests {
         pub(super) events: Vec<(ConnEventKind, u64, u8)>,
         pub(super) data: Vec<u8>,
         pub(super) ends: Vec<(u64, u8)>,
+        /// A proxy's server sides' bytes (`DIR_REPLY`) and their ends.
+        pub(super) server_data: Vec<u8>,
+        pub(super) server_ends: Vec<(u64, u8)>,
         pub(super) reads: Vec<(u32, u64, u32)>,
+        /// With `hold_reads`, the reads of bytes delivered wait here until the test's NF is
+        /// done with them (moves them to `reads`); without, they are done at once.
+        pub(super) hold_reads: bool,
+        pub(super) held_reads: Vec<(u32, u64, u32)>,
         pub(super) started: Vec<(u32, u64, u64)>,
         pub(super) room: bool,
         /// Whether the NFs read the backends' bytes, and what they got of them (in order,
@@ -1471,13 +1542,19 @@ mod tests {
             self.events.push((kind, conn.id, reason));
         }
         fn conn_data(&mut self, conn: &ConnInfo, offset: u64, bytes: &[u8], _ts: u64) -> bool {
-            assert_eq!(offset, self.data.len() as u64, "in order, by offset");
-            self.data.extend_from_slice(bytes);
-            self.reads.push((conn.index, conn.id, bytes.len() as u32));
+            let data = if conn.dir == DIR_REPLY { &mut self.server_data } else { &mut self.data };
+            assert_eq!(offset, data.len() as u64, "in order, by offset");
+            data.extend_from_slice(bytes);
+            let reads = if self.hold_reads { &mut self.held_reads } else { &mut self.reads };
+            reads.push((conn.index, conn.id, bytes.len() as u32));
             true
         }
-        fn conn_end(&mut self, _conn: &ConnInfo, offset: u64, reason: u8, _ts: u64) {
-            self.ends.push((offset, reason));
+        fn conn_end(&mut self, conn: &ConnInfo, offset: u64, reason: u8, _ts: u64) {
+            if conn.dir == DIR_REPLY {
+                self.server_ends.push((offset, reason));
+            } else {
+                self.ends.push((offset, reason));
+            }
         }
         fn wants_backend_data(&self, _conn: &ConnInfo) -> bool {
             self.wants_backend
@@ -1561,6 +1638,7 @@ mod tests {
             buffer_memory: 1 << 30,
             splicer: None,
             l4: None,
+            proxy: None,
         }]
         .into()
     }
@@ -2127,28 +2205,28 @@ mod splice_tests {
     use mbox_stack::splicer::OpenConfig;
     use std::net::{Ipv4Addr, SocketAddr};
 
-    const CLIENT: (Ipv4Addr, u16, [u8; 6]) = (Ipv4Addr::new(198, 18, 0, 1), 40000, [2, 0, 0, 0, 0, 0xc1]);
-    const BACKEND: (Ipv4Addr, u16, [u8; 6]) = (Ipv4Addr::new(198, 18, 1, 5), 8080, [2, 0, 0, 0, 0, 0xb1]);
-    const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 80);
-    const SOURCE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 90);
+    pub(super) const CLIENT: (Ipv4Addr, u16, [u8; 6]) = (Ipv4Addr::new(198, 18, 0, 1), 40000, [2, 0, 0, 0, 0, 0xc1]);
+    pub(super) const BACKEND: (Ipv4Addr, u16, [u8; 6]) = (Ipv4Addr::new(198, 18, 1, 5), 8080, [2, 0, 0, 0, 0, 0xb1]);
+    pub(super) const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 80);
+    pub(super) const SOURCE: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 90);
 
     /// One TCP end: its connection (a backend's is made by the first SYN), its frames out.
-    struct Peer {
+    pub(super) struct Peer {
         me: (Ipv4Addr, u16, [u8; 6]),
         /// Where its segments go (the backend answers whoever connected).
         to: (Ipv4Addr, u16),
         cfg: mbox_stack::endpoint::Config,
-        conn: Option<Connection>,
-        frames: Vec<Vec<u8>>,
-        received: Vec<u8>,
-        closed: Option<CloseReason>,
+        pub(super) conn: Option<Connection>,
+        pub(super) frames: Vec<Vec<u8>>,
+        pub(super) received: Vec<u8>,
+        pub(super) closed: Option<CloseReason>,
         /// A backend with no listener: a SYN gets a RST.
-        refuses: bool,
+        pub(super) refuses: bool,
         /// The ISN a backend accepts with.
         isn: u32,
     }
 
-    struct PeerSink<'a> {
+    pub(super) struct PeerSink<'a> {
         me: (Ipv4Addr, u16, [u8; 6]),
         to: (Ipv4Addr, u16),
         frames: &'a mut Vec<Vec<u8>>,
@@ -2191,11 +2269,11 @@ mod splice_tests {
     }
 
     impl Peer {
-        fn new(me: (Ipv4Addr, u16, [u8; 6]), to: (Ipv4Addr, u16), cfg: mbox_stack::endpoint::Config) -> Peer {
+        pub(super) fn new(me: (Ipv4Addr, u16, [u8; 6]), to: (Ipv4Addr, u16), cfg: mbox_stack::endpoint::Config) -> Peer {
             Peer { me, to, cfg, conn: None, frames: Vec::new(), received: Vec::new(), closed: None, refuses: false, isn: 777_000 }
         }
 
-        fn with<R>(&mut self, f: impl FnOnce(&mut Option<Connection>, &mut PeerSink<'_>) -> R) -> R {
+        pub(super) fn with<R>(&mut self, f: impl FnOnce(&mut Option<Connection>, &mut PeerSink<'_>) -> R) -> R {
             let mut sink =
                 PeerSink { me: self.me, to: self.to, frames: &mut self.frames, received: &mut self.received, closed: &mut self.closed };
             f(&mut self.conn, &mut sink)
@@ -2258,6 +2336,7 @@ mod splice_tests {
             buffer_memory: 1 << 30,
             splicer: Some(splicer),
             l4: None,
+            proxy: None,
         }]
         .into()
     }
@@ -2271,7 +2350,7 @@ mod splice_tests {
 
     /// [`run`], with the TCP frames `drop` says are lost (each frame is shown to it once: on
     /// its way from a peer to the services, or from the services to a peer) not delivered.
-    fn run_dropping(
+    pub(super) fn run_dropping(
         served: &mut Served,
         shard: &mut FakeShard,
         client: &mut Peer,

@@ -992,7 +992,10 @@ impl ServeSink for Plane {
             return;
         }
         let ty = self.registry.types()[route].ty;
-        let ev = self.conn_tcp_event::<FlowTcpEvent>(ty, conn, DIR_NONE, reason, ts_ns);
+        // Room is a side's: a proxy's NFs write the side it names (`Host::send` on that
+        // direction); the rest are the flow's.
+        let dir = if kind == ConnEventKind::SendRoom { conn.dir } else { DIR_NONE };
+        let ev = self.conn_tcp_event::<FlowTcpEvent>(ty, conn, dir, reason, ts_ns);
         if kind_of_flow == 0 {
             self.emit(route, &ev, NO_HELD);
         } else {
@@ -1010,7 +1013,7 @@ impl ServeSink for Plane {
             self.reads_done.push(read);
             return true;
         }
-        if !self.emit_copy(route, conn, 0, offset, bytes, ts_ns, read) {
+        if !self.emit_copy(route, conn, conn.dir, offset, bytes, ts_ns, read) {
             // Not delivered (counted by the caller): read, so that the window opens again.
             self.reads_done.push(read);
             return false;
@@ -1050,7 +1053,7 @@ impl ServeSink for Plane {
         }
         let ty = self.registry.types()[route].ty;
         let ev = StreamEndEvent {
-            tcp: self.conn_tcp_event::<StreamEndEvent>(ty, conn, 0, REASON_NONE, ts_ns),
+            tcp: self.conn_tcp_event::<StreamEndEvent>(ty, conn, conn.dir, REASON_NONE, ts_ns),
             offset,
             reason,
             _reserved: [0; 7],

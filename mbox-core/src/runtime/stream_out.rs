@@ -114,7 +114,13 @@ struct Credit {
     /// The flow id the pending flags were left for: the shard applies them only while it is
     /// still the slot's (an NF may mark a connection the slot has just been given away from).
     pending_id: AtomicU64,
+    /// A split proxy's client connection: the table index of its server side (`NO_PEER`:
+    /// none), where an NF's requests on the flow's `DIR_REPLY` go.
+    peer: AtomicU32,
 }
+
+/// `Credit::peer` of a connection with no server side.
+const NO_PEER: u32 = u32::MAX;
 
 /// `Credit::flags`: mbox's side is closed (no more sends), an NF got less than it asked, and a
 /// close or reset that found the lane's rings full waits for the shard.
@@ -136,7 +142,8 @@ pub struct SendCredits {
 
 impl SendCredits {
     pub fn new(slot_base: u32, connections: usize) -> SendCredits {
-        SendCredits { slot_base, credits: (0..connections).map(|_| Credit::default()).collect() }
+        let credits = (0..connections).map(|_| Credit { peer: AtomicU32::new(NO_PEER), ..Credit::default() }).collect();
+        SendCredits { slot_base, credits }
     }
 
     /// Bytes the table takes for `connections` connections.
@@ -154,6 +161,23 @@ impl SendCredits {
         slot.checked_sub(self.slot_base).filter(|&c| (c as usize) < self.credits.len())
     }
 
+    /// Shard: requests on the `DIR_REPLY` side of client connection `conn`'s flow go to
+    /// connection `server` from now on (a split proxy's server side; `None`: it has none, and
+    /// the flow may be bound again).
+    pub fn set_peer(&self, conn: u32, server: Option<u32>) {
+        let c = &self.credits[conn as usize];
+        c.peer.store(server.unwrap_or(NO_PEER), Ordering::SeqCst);
+        if server.is_none() {
+            c.flags.fetch_and(!BOUND, Ordering::SeqCst);
+        }
+    }
+
+    /// Shard: whether an NF was refused room on connection `conn` and waits for it (its
+    /// `SEND_ROOM` not sent yet): it holds bytes it could not write.
+    pub fn waits_for_room(&self, conn: u32) -> bool {
+        self.credits[conn as usize].flags.load(Ordering::SeqCst) & WANTS_ROOM != 0
+    }
+
     /// Shard: connection `conn` (flow `id`) opens with no room yet. Returns its base: the
     /// credit's limits count from it ([`SendCredits::raise`] with base + bytes).
     pub fn open(&self, conn: u32, id: u64) -> u64 {
@@ -161,6 +185,7 @@ impl SendCredits {
         let base = c.queued.load(Ordering::SeqCst);
         c.limit.store(base, Ordering::SeqCst);
         c.flags.store(0, Ordering::SeqCst);
+        c.peer.store(NO_PEER, Ordering::SeqCst);
         // Last: an NF that sees the id sees the rest.
         c.id.store(id, Ordering::SeqCst);
         base
@@ -262,9 +287,20 @@ impl SendCredits {
         true
     }
 
-    /// NF: `flow`'s connection index, if it is a live connection of this table.
-    fn live(&self, flow: &FlowRef) -> Option<u32> {
+    /// NF: the connection index of the side of `flow` that a request goes to: the flow's own
+    /// connection, or on `DIR_REPLY` a split proxy's server side (`None` when it has none).
+    fn side(&self, flow: &FlowRef) -> Option<u32> {
         let conn = self.conn_of(flow.slot)?;
+        if flow.dir != mbox_abi::DIR_REPLY {
+            return Some(conn);
+        }
+        let peer = self.credits[conn as usize].peer.load(Ordering::SeqCst);
+        (peer != NO_PEER && (peer as usize) < self.credits.len()).then_some(peer)
+    }
+
+    /// NF: the index of `flow`'s side ([`SendCredits::side`]) if it is a live connection.
+    fn live(&self, flow: &FlowRef) -> Option<u32> {
+        let conn = self.side(flow)?;
         (self.credits[conn as usize].id.load(Ordering::Acquire) == flow.id).then_some(conn)
     }
 }
@@ -306,7 +342,11 @@ impl StreamWriter {
     /// Queues one request of an NF for the shard; returns its status and, for a send, the
     /// bytes taken. Must not panic: it runs inside a plugin call.
     pub fn request(&mut self, flow: &FlowRef, op: StreamOp, bytes: &[u8]) -> (StreamStatus, u32) {
-        let Some(conn) = self.credits.conn_of(flow.slot).filter(|_| flow.is_some()) else { return (StreamStatus::NoFlow, 0) };
+        if self.credits.conn_of(flow.slot).is_none() || !flow.is_some() {
+            return (StreamStatus::NoFlow, 0);
+        }
+        // A proxy flow's reply side with no server connection: nothing to write to.
+        let Some(conn) = self.credits.side(flow) else { return (StreamStatus::Ended, 0) };
         let closed = self.credits.credits[conn as usize].flags.load(Ordering::SeqCst) & CLOSED != 0;
         if self.credits.live(flow).is_none() || (closed && op == StreamOp::Send) {
             return (StreamStatus::Ended, 0);

@@ -177,6 +177,9 @@ pub struct Connection {
     fin_at: Option<u64>,
     /// Bytes delivered that the owner has not consumed yet ([`Connection::consumed`]).
     unread: u64,
+    /// The most the receive window may be whatever the owner read (`set_window_cap`): a
+    /// split proxy's side shows no more than the other side's send buffer can take.
+    window_cap: u32,
     // Negotiated in the handshake.
     /// Payload bytes per segment (the peer's MSS, our bound, less the timestamp option).
     send_mss: u32,
@@ -256,6 +259,7 @@ impl Connection {
             delivered: 0,
             fin_at: None,
             unread: 0,
+            window_cap: u32::MAX,
             send_mss,
             peer_mss: DEFAULT_MSS as u16,
             snd_shift: 0,
@@ -527,6 +531,23 @@ impl Connection {
         }
     }
 
+    /// Caps the receive window at `cap` bytes, what the owner has not consumed included
+    /// (`u32::MAX`: no cap), for an owner that passes the bytes on and can take no more than
+    /// `cap` (a split proxy: what it may still write on the other side). A window already advertised is honoured
+    /// (its right edge never moves left); one that grows past an MSS is told at once.
+    pub fn set_window_cap<S: ConnSink + ?Sized>(&mut self, cap: u32, now_ns: u64, sink: &mut S) {
+        let grew = cap > self.window_cap;
+        self.window_cap = cap;
+        if grew {
+            self.consumed(0, now_ns, sink);
+        }
+    }
+
+    /// The receive window's cap (`u32::MAX`: none).
+    pub fn window_cap(&self) -> u32 {
+        self.window_cap
+    }
+
     /// Closes mbox's side (RFC 9293 3.10.4): a FIN follows the queued data.
     pub fn close<S: ConnSink + ?Sized>(&mut self, now_ns: u64, sink: &mut S) {
         match self.state {
@@ -675,6 +696,10 @@ impl Connection {
     fn take_peer_syn(&mut self, syn: &SegmentIn<'_>) {
         self.irs = syn.seq;
         self.rcv_nxt = syn.seq.wrapping_add(1);
+        // Nothing advertised yet: the edge starts at RCV.NXT. Left at 0, an edge compared
+        // with a RCV.NXT half the sequence space away would look 2 GB ahead, and an active
+        // opener whose peer's ISN lay there accepted bytes far past its window.
+        self.rcv_adv = self.rcv_nxt;
         let o = &syn.options;
         self.peer_mss = o.mss.unwrap_or(DEFAULT_MSS as u16);
         let mut mss = u32::from(o.mss.unwrap_or(DEFAULT_MSS as u16)).clamp(64, u32::from(self.cfg.mss).max(64));
@@ -1351,10 +1376,11 @@ impl Connection {
         sink.transmit(&rst, Payload::EMPTY);
     }
 
-    /// The receive window from RCV.NXT: the configured one less what the owner has not
-    /// consumed. Out-of-order bytes held lie inside it (they do not move its right edge).
+    /// The receive window from RCV.NXT: the configured one (or the cap, if lower) less what
+    /// the owner has not consumed. Out-of-order bytes held lie inside it (they do not move
+    /// its right edge).
     fn receive_window(&self) -> u32 {
-        u64::from(self.cfg.recv_window).saturating_sub(self.unread) as u32
+        u64::from(self.cfg.recv_window.min(self.window_cap)).saturating_sub(self.unread) as u32
     }
 
     /// The window segments are accepted in: at least what was advertised, whose right edge

@@ -288,6 +288,28 @@ fn rfc9293_3_10_7_3_an_active_open_completes_on_the_syn_ack() {
     assert_eq!(rec.events, vec![ConnEvent::Established]);
 }
 
+/// RFC 9293 3.8.6.2: an active opener whose owner never reads takes no more than its window,
+/// whatever half of the sequence space the peer's ISN lies in (the advertised edge starts at
+/// RCV.NXT, not at 0).
+#[test]
+fn rfc9293_3_8_6_2_an_active_opener_takes_no_more_than_its_window_for_any_peer_isn() {
+    for peer_isn in [1_000, 0x7fff_ff00, 0x8000_0100, 0xd880_0000, u32::MAX - 10] {
+        let cfg = Config { recv_window: 4096, window_scaling: false, ..Config::default() };
+        let mut rec = Recorder::default();
+        let mut c = Connection::connect(&cfg, ISS, 0, &mut rec);
+        let mut synack = seg(peer_isn, ISS + 1, SYN | ACK, b"");
+        synack.options = TcpOptions { mss: Some(1000), ..TcpOptions::default() };
+        c.on_segment(&synack, MS, &mut rec);
+        let mut seq = peer_isn.wrapping_add(1);
+        for k in 0..10u64 {
+            c.on_segment(&seg(seq, ISS + 1, ACK, &[7; 1000]), (2 + k) * MS, &mut rec);
+            seq = seq.wrapping_add(1000);
+        }
+        assert_eq!(rec.received.len(), 4096, "peer ISN {peer_isn:#x}: a 4 KiB window takes 4 KiB");
+        assert_eq!(rec.last().window, 0, "peer ISN {peer_isn:#x}");
+    }
+}
+
 /// RFC 9293 3.10.7.3: a RST acknowledging our SYN refuses the connection; one with a wrong ACK
 /// is ignored, and a SYN-ACK with a wrong ACK gets a reset.
 #[test]

@@ -345,6 +345,7 @@ impl Served {
             vlan: l2.vlan,
             port: l2.port,
             service: 0,
+            dir: mbox_abi::DIR_ORIG,
         }
     }
 

@@ -228,10 +228,11 @@ impl Served {
     /// port), a reply gives a backend's MAC. `None`: not about a source address.
     pub(super) fn source_arp<S: ServeSink>(&mut self, arp: &ArpRepr, l2: &super::L2, ts_ns: u64, sink: &mut S) -> Option<Taken> {
         let target = IpAddr::V4(arp.target_ip);
-        let spec = self
-            .specs
-            .iter()
-            .find(|s| s.splicer.is_some_and(|p| p.source == target) || s.l4.is_some_and(|l| l.source.map(IpAddr::V4) == Some(target)))?;
+        let spec = self.specs.iter().find(|s| {
+            s.splicer.is_some_and(|p| p.source == target)
+                || s.proxy.is_some_and(|p| p.source == target)
+                || s.l4.is_some_and(|l| l.source.map(IpAddr::V4) == Some(target))
+        })?;
         let mac = self.service_mac(spec, l2.port);
         match arp.operation {
             Operation::Request => self.answer_arp(arp, mac, l2, ts_ns, sink),
@@ -272,7 +273,7 @@ impl Served {
             }
             self.open_backend(i, sink);
         }
-        self.l4_resolved(ip, sink)
+        self.proxy_resolved(ip, sink) && self.l4_resolved(ip, sink)
     }
 
     /// An NF answers held connection `i` itself (it sends or closes: a 400 or a 503 of its
@@ -294,6 +295,9 @@ impl Served {
 
     /// An NF bound connection `i` to `backend` (`Host::bind`).
     pub(super) fn bind<S: ServeSink>(&mut self, i: u32, backend: SocketAddr, sink: &mut S) {
+        if self.slots[i as usize].proxy.is_some() {
+            return self.proxy_bind(i, backend, sink);
+        }
         let now = self.now;
         let slot = &self.slots[i as usize];
         let fresh = slot.conn.as_ref().is_some_and(|c| {
@@ -645,6 +649,7 @@ impl Served {
     pub(super) fn timer<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
         let now = self.now;
         let Some(sp) = self.slots[i as usize].splice.as_deref_mut() else {
+            self.proxy_timer(i, sink);
             return self.operate(i, sink, |c, now, out| c.on_timer(now, out));
         };
         match sp.phase {

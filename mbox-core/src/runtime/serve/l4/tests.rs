@@ -112,6 +112,7 @@ fn spec(source: Option<Ipv4Addr>, max_connections: usize) -> Arc<[super::super::
         syn_backlog: max_connections,
         buffer_memory: 1 << 20,
         splicer: None,
+        proxy: None,
         l4: Some(L4Spec { source, connect_timeout_ns: 3 * SEC, tcp_idle_ns: 60 * SEC, udp_idle_ns: 10 * SEC, linger_ns: 2 * SEC }),
     }]
     .into()
