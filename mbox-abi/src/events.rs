@@ -30,6 +30,8 @@ pub struct FlowRef {
     pub shard: u16,
     /// [`DIR_ORIG`], [`DIR_REPLY`] or [`DIR_NONE`].
     pub dir: u8,
+    /// Read it with [`FlowRef::side`] (0 unless the flow is a split proxy's; named as it was
+    /// before it had a use, so that plugins built before still load).
     pub _reserved: u8,
 }
 
@@ -43,6 +45,15 @@ impl FlowRef {
     /// `DIR_REPLY` the server).
     pub const fn toward(self, dir: u8) -> FlowRef {
         FlowRef { dir, ..self }
+    }
+
+    /// On a split proxy's events, which of the flow's binds the event is about: the binds are
+    /// numbered from 1 (after 255, 1 again), and a server side's events (`DIR_REPLY` bytes and
+    /// ends, `BOUND`) carry its bind's number, the client's events the latest bind's. An NF
+    /// that binds again tells a late event of a server side it closed from the new one's by
+    /// it. 0 on any other flow, and before the first bind.
+    pub const fn side(&self) -> u8 {
+        self._reserved
     }
 }
 

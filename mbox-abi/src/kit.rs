@@ -765,6 +765,10 @@ pub mod testing {
         pub sent: Vec<u8>,
         pub closes: u32,
         pub resets: u32,
+        /// The same on a split proxy's server side (requests on the flow's `DIR_REPLY`).
+        pub sent_reply: Vec<u8>,
+        pub closes_reply: u32,
+        pub resets_reply: u32,
     }
 
     /// A fake host for an NF's unit tests that records, by flow id, what the NF asked of each
@@ -813,14 +817,19 @@ pub mod testing {
         // SAFETY: a STREAM_REQUEST of that size is a `StreamRequest` the caller owns mutably.
         let req = unsafe { &mut *(event as *mut StreamRequest) };
         let asked = rec.flows.entry(req.flow.id).or_default();
+        let reply = req.flow.dir == crate::DIR_REPLY;
+        let (sent, closes, resets) = match reply {
+            true => (&mut asked.sent_reply, &mut asked.closes_reply, &mut asked.resets_reply),
+            false => (&mut asked.sent, &mut asked.closes, &mut asked.resets),
+        };
         match req.op {
             StreamOp::Send => {
                 // SAFETY: the request points at `len` readable bytes during the call.
-                asked.sent.extend_from_slice(unsafe { std::slice::from_raw_parts(req.bytes, req.len as usize) });
+                sent.extend_from_slice(unsafe { std::slice::from_raw_parts(req.bytes, req.len as usize) });
                 req.accepted = req.len;
             }
-            StreamOp::Close => asked.closes += 1,
-            StreamOp::Reset => asked.resets += 1,
+            StreamOp::Close => *closes += 1,
+            StreamOp::Reset => *resets += 1,
         }
         req.answer = StreamStatus::Done as u8;
         PublishStatus::Published

@@ -844,6 +844,92 @@ fn live_load_balancing_through_the_splicer() {
     eprintln!("l7-lb services: {services}");
 }
 
+/// The l7-lb NF in full proxy mode on the Split Proxy, in front of three nginx backends:
+/// requests of one kept-alive client connection each routed on their own (`/name` by a path
+/// rule to the third backend, the rest round-robin to the first two), every body sha256-exact
+/// against its backend's file on the clean and the impaired wire, the connection reused for
+/// every request, the access logs holding exactly the requests routed to each; wrk's
+/// keep-alive load fails no request.
+#[test]
+fn live_per_request_routing_through_the_split_proxy() {
+    let Some(tb) = Testbed::up() else { return };
+    let out = Command::new(repo().join("tools/testbed.sh")).args(["backends", "3"]).output().unwrap();
+    assert!(out.status.success(), "testbed backends: {}", String::from_utf8_lossy(&out.stderr));
+    let backend_file = |k: usize, name: &str| tb.dir.path().join(format!("backend-{k}/{name}"));
+    let nfs = format!(
+        "[[nf]]\nname = \"lb\"\nplugin = \"l7-lb\"\n[nf.args]\nmode = \"proxy\"\n\
+         backends = [{{ name = \"web1\", address = \"198.18.1.11:80\" }}, {{ name = \"web2\", address = \"198.18.1.12:80\" }}, \
+                     {{ name = \"img\", address = \"198.18.1.13:80\" }}]\n\
+         rules = [{{ path_prefix = \"/name\", backends = [\"img\"] }}, {{ backends = [\"web1\", \"web2\"], balance = \"round-robin\" }}]\n\
+         [[service]]\nname = \"lb\"\naddress = \"{LB_SERVICE}\"\nport = 80\nstack = \"proxy\"\nsource = \"{LB_SOURCE}\"\nnfs = [\"lb\"]\n"
+    );
+    let m = Mbox::start(&tb, "proxy", 1, false, &nfs);
+    let diag = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--json").arg("-s").arg(&m.socket).arg("stats").output().unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let lb = stats["nfs"].as_array().and_then(|nfs| nfs.iter().find(|nf| nf["name"] == "lb").cloned()).unwrap_or_default();
+        format!("services {}; lb counters {}", stats["services"], lb["counters"])
+    };
+    let log = |k: usize| tb.dir.path().join(format!("nginx/backend-{k}.access.log"));
+    let lines = |k: usize| std::fs::read_to_string(log(k)).map(|t| t.lines().count()).unwrap_or(0);
+    for impaired in [false, true] {
+        if impaired {
+            tb.impair(Some((2, 25, 1)));
+        }
+        let before: Vec<usize> = (1..=3).map(lines).collect();
+        // One curl, one connection: /name, /8k, /name, /1m, ... each routed on its own.
+        let files = ["name", "8k", "name", "1m", "8k", "name", "1m", "8k"];
+        let mut args =
+            vec!["curl".to_string(), "-s".into(), "-m".into(), "120".into(), "-w".into(), "%{http_code} %{num_connects}\n".into()];
+        for (i, f) in files.iter().enumerate() {
+            args.extend(["-o".into(), tb.dir.path().join(format!("px-{i}")).display().to_string(), format!("http://{LB_SERVICE}/{f}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tb.client(&args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "curl: {text} {}; {}", String::from_utf8_lossy(&out.stderr), diag());
+        let answers: Vec<&str> = text.lines().collect();
+        let connects: Vec<&str> = answers.iter().map(|l| l.split(' ').nth(1).unwrap_or("?")).collect();
+        assert!(answers.iter().all(|l| l.starts_with("200 ")), "{text}; {}", diag());
+        assert_eq!(connects.iter().filter(|c| **c == "1").count(), 1, "one connection for every request (impaired {impaired}): {text}");
+        // The round robin alternates web1 and web2 over the other requests; which comes first
+        // depends on what went before, so each body is checked against the one that served it.
+        for (i, f) in files.iter().enumerate() {
+            let got = sha256_file(&tb.dir.path().join(format!("px-{i}")));
+            let from: Vec<usize> = (1..=3).filter(|&k| sha256_file(&backend_file(k, f)) == got).collect();
+            if *f == "name" {
+                assert_eq!(from, [3], "/name from img (request {i}, impaired {impaired})");
+            } else {
+                assert!(from == [1] || from == [2] || from.len() == 3, "{f} byte-exact from a backend (request {i}): {from:?}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let routed: Vec<usize> = (1..=3).map(|k| lines(k) - before[k - 1]).collect();
+        assert_eq!(routed[2], 3, "img logged the three /name requests: {routed:?}");
+        assert_eq!(routed[0] + routed[1], 5, "web1 and web2 the other five: {routed:?}");
+        assert!(routed[0] >= 2 && routed[1] >= 2, "round robin over them: {routed:?}");
+    }
+    let relay = tb.impair(None).expect("the relay's counts");
+    assert!(relay.as_object().unwrap().values().all(|c| c["lost"].as_u64() > Some(0)), "the wire lost nothing: {relay}");
+    // Keep-alive load: every request answered, each one routed (the logs count them all).
+    let before: usize = (1..=3).map(lines).sum();
+    let out = tb.client(&["wrk", "-t", "1", "-c", "16", "-d", "2s", "--timeout", "10s", &format!("http://{LB_SERVICE}/8k")]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.contains("requests in"), "wrk: {text}");
+    assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "wrk saw errors: {text}; {}", diag());
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let requests: usize = words.windows(2).find(|w| w[1] == "requests").and_then(|w| w[0].parse().ok()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let logged = (1..=3).map(lines).sum::<usize>() - before;
+    assert!(logged >= requests && logged <= requests + 16, "backends logged {logged}, wrk counted {requests}");
+    let report = m.stop();
+    let services = &report["services"];
+    let connects = services["proxy_connects"].as_u64().unwrap_or(0);
+    assert!(connects >= requests as u64 + 16, "a server side per request: {services}");
+    assert_eq!(services["proxy_server_aborts"], 0, "{services}");
+    eprintln!("proxy services: {services}; wrk: {text}");
+}
+
 /// The http-cache NF before the l7-lb NF on the Splicer (the paper's "L7 LB + cache"), in
 /// front of one nginx backend, with `hit_ratio` at 0%, 50% and 100%: every body sha256-exact
 /// against the backend's file on the clean and the impaired wire, hits and misses exactly what
@@ -1185,6 +1271,9 @@ fn the_bundled_testbed_config_loads() {
     // The load balancers' quick starts, on the addresses their live tests use.
     let l7 = mbox_core::config::Config::load(&repo().join("configs/l7-lb.toml")).unwrap();
     assert_eq!(l7.services[0].address, [LB_SERVICE.parse::<std::net::IpAddr>().unwrap()]);
+    let proxy = mbox_core::config::Config::load(&repo().join("configs/l7-proxy.toml")).unwrap();
+    assert_eq!(proxy.services[0].address, [LB_SERVICE.parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(proxy.services[0].stack, mbox_core::config::ServiceStack::Proxy);
     let cache = mbox_core::config::Config::load(&repo().join("configs/http-cache.toml")).unwrap();
     assert_eq!(cache.services[0].address, [LB_SERVICE.parse::<std::net::IpAddr>().unwrap()]);
     assert_eq!(cache.services[0].nfs, ["cache", "lb"], "the cache before the balancer");

@@ -334,6 +334,9 @@ pub struct ConnInfo {
     /// Whose connection it is: the client's (`DIR_ORIG`), or a proxy's server side
     /// (`DIR_REPLY`, its flow the client's).
     pub dir: u8,
+    /// A proxy's: the number of the bind its server side (or the client's latest) came from
+    /// (`FlowRef::side`); 0 otherwise.
+    pub side: u8,
 }
 
 /// Where a frame came from below IP: what an answer that keeps no state goes back by.
@@ -798,6 +801,9 @@ impl Served {
         let events = out.events();
         self.slots[index as usize].conn = Some(conn);
         let base = self.credits.open(index, id);
+        if self.specs[svc].proxy.is_some() {
+            self.credits.allow_rebinds(index);
+        }
         (self.slots[index as usize].credit_base, self.slots[index as usize].promised) = (base, base);
         self.after(index, events, sink);
     }
@@ -856,6 +862,7 @@ impl Served {
             port,
             service: 0,
             dir: DIR_ORIG,
+            side: 0,
         }
     }
 
@@ -1244,7 +1251,9 @@ impl Served {
 
     /// The input is over (offline): every connection ends where it is, its NFs told.
     /// On a live wire the clients are told: each connection is reset (RFC 9293 3.10.5), so
-    /// that none waits for answers that will not come; its NFs get `TERMINATE` (reset).
+    /// that none waits for answers that will not come; its NFs get `TERMINATE` (reset). One
+    /// in TIME-WAIT is closed already: it ends as closed (counted so, `TERMINATE` with FIN),
+    /// without a RST.
     pub fn drain<S: ServeSink>(&mut self, sink: &mut S) -> bool {
         if !self.l4_drain(sink) {
             return false;
@@ -1256,11 +1265,18 @@ impl Served {
             if !sink.has_room(EVENTS_PER_OPERATION, 0) {
                 return false;
             }
-            if self.live {
+            // One in TIME-WAIT is closed already: it ends as closed, and its peer gets no RST.
+            let closed = self.slots[i as usize].conn.as_ref().is_some_and(|c| c.state() == State::TimeWait);
+            if self.live && !closed {
                 self.operate(i, sink, |conn, _, out| conn.abort(out));
             }
             if self.slots[i as usize].conn.is_some() {
-                self.end_quietly(i, REASON_END_OF_INPUT, sink);
+                if closed && self.slots[i as usize].info.dir == DIR_REPLY {
+                    self.stats.proxy_server_closes += 1;
+                } else if closed {
+                    self.stats.closed += 1;
+                }
+                self.end_quietly(i, if closed { REASON_FIN } else { REASON_END_OF_INPUT }, sink);
             }
         }
         true

@@ -962,7 +962,7 @@ impl Plane {
 
     /// A `FlowTcpEvent` about a served connection, sized for the event struct `E` it begins.
     fn conn_tcp_event<E: mbox_abi::Event>(&self, ty: EventType, conn: &ConnInfo, dir: u8, reason: u8, ts_ns: u64) -> FlowTcpEvent {
-        let flow = FlowRef { id: conn.id, slot: conn.slot, shard: self.shard, dir, _reserved: 0 };
+        let flow = FlowRef { id: conn.id, slot: conn.slot, shard: self.shard, dir, _reserved: conn.side };
         let mut header = EventHeader::new::<FlowEvent>(ty, ts_ns, flow);
         header.size = std::mem::size_of::<E>() as u32;
         let flow = FlowEvent { header, tuple: conn.tuple, stats: Default::default(), reason, _reserved: [0; 7] };

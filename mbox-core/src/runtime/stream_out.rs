@@ -131,6 +131,9 @@ const PENDING_RESET: u8 = 8;
 /// The connection was bound (`Host::bind` once), and a bind waits in the credit.
 const BOUND: u8 = 16;
 const PENDING_BIND: u8 = 32;
+/// A split proxy's client connection: bound once per request, so `BOUND` refuses nothing (the
+/// shard refuses a bind while a server side the NFs have not closed is open).
+const REBINDS: u8 = 64;
 
 /// The send credits of one shard's connections, shared by the shard and the NFs' threads.
 #[derive(Debug)]
@@ -176,6 +179,12 @@ impl SendCredits {
     /// `SEND_ROOM` not sent yet): it holds bytes it could not write.
     pub fn waits_for_room(&self, conn: u32) -> bool {
         self.credits[conn as usize].flags.load(Ordering::SeqCst) & WANTS_ROOM != 0
+    }
+
+    /// Shard: connection `conn` is a split proxy's client connection, bound as often as its NFs
+    /// route a request.
+    pub fn allow_rebinds(&self, conn: u32) {
+        self.credits[conn as usize].flags.fetch_or(REBINDS, Ordering::SeqCst);
     }
 
     /// Shard: connection `conn` (flow `id`) opens with no room yet. Returns its base: the
@@ -420,7 +429,9 @@ impl StreamWriter {
             return BindStatus::Ended;
         }
         let c = &self.credits.credits[conn as usize];
-        if c.flags.load(Ordering::SeqCst) & (BOUND | CLOSED) != 0 || !self.credits.mark_for(conn, flow.id, BOUND) {
+        let flags = c.flags.load(Ordering::SeqCst);
+        let bound = flags & BOUND != 0 && flags & REBINDS == 0;
+        if bound || flags & CLOSED != 0 || !self.credits.mark_for(conn, flow.id, BOUND) {
             return BindStatus::Ended;
         }
         let bytes = encode_backend(backend);

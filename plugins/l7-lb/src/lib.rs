@@ -26,6 +26,7 @@
 //! reads the bytes after the bind (per-request routing needs the split proxy).
 
 pub mod policy;
+mod proxied;
 pub mod request;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,8 @@ enum Conn {
     Bound { backend: usize, counted: bool },
     /// Answered by the NF (400 or 503): nothing more to do.
     Refused,
+    /// Full proxy mode: its requests, each routed on its own.
+    Proxied(Box<proxied::Exchange>),
 }
 
 /// Counter names of one backend, made once.
@@ -79,6 +82,13 @@ struct Stats {
     client_gone: u64,
     bind_calls_refused: u64,
     heads_lost: u64,
+    /// Full proxy mode: requests routed, responses passed whole, servers that broke HTTP or
+    /// closed before their response was done (the client got a 502 or was closed), and
+    /// server bytes past a response (dropped).
+    requests: u64,
+    responses: u64,
+    bad_responses: u64,
+    unasked_bytes: u64,
 }
 
 pub struct L7Lb {
@@ -86,6 +96,8 @@ pub struct L7Lb {
     names: Vec<BackendNames>,
     conns: FlowMap<Conn>,
     max_head: usize,
+    /// Full proxy mode (`mode = "proxy"`): every request routed on its own.
+    proxy: bool,
     stats: Stats,
 }
 
@@ -98,6 +110,14 @@ impl L7Lb {
             Some(v) => match v.as_u64() {
                 Some(n @ 256..=1_048_576) => n as usize,
                 _ => return Err(format!("argument `max_head` must be a byte count from 256 to 1048576, not {v}")),
+            },
+        };
+        let proxy = match value.as_object_mut().and_then(|o| o.remove("mode")) {
+            None => false,
+            Some(v) => match v.as_str() {
+                Some("splice") => false,
+                Some("proxy") => true,
+                _ => return Err(format!("argument `mode` must be \"splice\" (a splicer service) or \"proxy\" (a proxy service), not {v}")),
             },
         };
         let policy = Policy::from_args(&value).map_err(|e| e.to_string())?;
@@ -114,7 +134,7 @@ impl L7Lb {
                 }
             })
             .collect();
-        Ok(L7Lb { policy, names, conns: FlowMap::new(shards, flow_slots), max_head, stats: Stats::default() })
+        Ok(L7Lb { policy, names, conns: FlowMap::new(shards, flow_slots), max_head, proxy, stats: Stats::default() })
     }
 
     /// Client bytes of connection `flow`: once its head is whole, a backend is picked and
@@ -159,11 +179,7 @@ impl L7Lb {
                     }
                 },
                 Err(why) => {
-                    match why {
-                        Refuse::NoRule => self.stats.refused_no_rule += 1,
-                        Refuse::NoBackend => self.stats.refused_no_backend += 1,
-                        Refuse::BadRequest => self.stats.bad_requests += 1,
-                    }
+                    self.count_refusal(why);
                     self.refuse(flow, if why == Refuse::BadRequest { BAD_REQUEST } else { UNAVAILABLE }, host)
                 }
             },
@@ -173,6 +189,15 @@ impl L7Lb {
             }
         };
         self.conns.insert(flow, next);
+    }
+
+    /// Counts why a request was refused.
+    fn count_refusal(&mut self, why: Refuse) {
+        match why {
+            Refuse::NoRule => self.stats.refused_no_rule += 1,
+            Refuse::NoBackend => self.stats.refused_no_backend += 1,
+            Refuse::BadRequest => self.stats.bad_requests += 1,
+        }
     }
 
     /// Answers the client itself (a 400 or 503 on mbox's connection) and closes.
@@ -215,8 +240,14 @@ impl L7Lb {
     }
 
     fn terminated(&mut self, flow: &FlowRef) {
-        if let Some(Conn::Bound { backend, counted: true }) = self.conns.remove(flow) {
-            self.policy.closed(backend);
+        match self.conns.remove(flow) {
+            Some(Conn::Bound { backend, counted: true }) => self.policy.closed(backend),
+            Some(Conn::Proxied(ex)) => {
+                if let Some(backend) = ex.counted_backend() {
+                    self.policy.closed(backend);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -244,7 +275,7 @@ impl Plugin for L7Lb {
         name: "l7-lb",
         version: env!("CARGO_PKG_VERSION"),
         description: "HTTP load balancer on the TCP Splicer: rules by Host, path and header; round robin, least connections or consistent hash; passive health; drain",
-        subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/STREAM_END", "FLOW/TCP/BOUND", "FLOW/TCP/TERMINATE"],
+        subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/STREAM_END", "FLOW/TCP/BOUND", "FLOW/TCP/SEND_ROOM", "FLOW/TCP/TERMINATE"],
         publishes: &[],
         read_only: true,
     };
@@ -259,6 +290,9 @@ impl NetworkFunction for L7Lb {
         let flow = event.flow;
         if !flow.is_some() {
             return Verdict::Pass;
+        }
+        if self.proxy {
+            return self.on_proxied_event(event, host);
         }
         if let Some(ev) = event.view::<StreamDataEvent>() {
             // Only the client's bytes are requests (the other direction is mbox's own 400/503).
@@ -283,6 +317,13 @@ impl NetworkFunction for L7Lb {
     }
 
     fn counters(&self, out: &mut Counters<'_>) {
+        if self.proxy {
+            let s = &self.stats;
+            out.set("requests", s.requests);
+            out.set("responses", s.responses);
+            out.set("bad_responses", s.bad_responses);
+            out.set("unasked_bytes", s.unasked_bytes);
+        }
         for (b, n) in self.policy.backends().zip(&self.names) {
             out.set(n.picked, b.picked);
             out.set(n.open, b.open);
@@ -381,6 +422,30 @@ impl NetworkFunction for L7Lb {
             self.conns.insert(&flow, Conn::Reading(kept));
         }
         Ok(())
+    }
+}
+
+impl L7Lb {
+    /// [`NetworkFunction::on_event`] in full proxy mode (see [`proxied`]).
+    fn on_proxied_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> Verdict {
+        let flow = event.flow;
+        if let Some(ev) = event.view::<StreamDataEvent>() {
+            if self.conns.get(&flow).is_none() {
+                self.stats.connections += 1;
+            }
+            self.proxy_data(&flow, ev, host);
+        } else if event.is_a(builtin::FLOW_TCP_STREAM_END) {
+            self.proxy_stream_end(&flow, flow.dir, event.ts_ns, host);
+        } else if event.is_a(builtin::FLOW_TCP_BOUND) {
+            if let Some(ev) = event.view::<FlowTcpEvent>() {
+                self.proxy_bound(&flow, ev.flow.reason, event.ts_ns, host);
+            }
+        } else if event.is_a(builtin::FLOW_TCP_SEND_ROOM) {
+            self.proxy_room(&flow, event.ts_ns, host);
+        } else if event.is_a(builtin::FLOW_TCP_TERMINATE) {
+            self.terminated(&flow);
+        }
+        Verdict::Pass
     }
 }
 

@@ -4,8 +4,8 @@
 use super::*;
 use mbox_abi::kit::testing;
 use mbox_abi::{
-    DirStats, Event, EventType, FlowEvent, FlowTuple, StreamEndEvent, TcpSnapshot, BIND_CONNECTED, BIND_REFUSED, DIR_NONE, END_FIN,
-    REASON_FIN,
+    DirStats, Event, EventType, FlowEvent, FlowTuple, StreamEndEvent, TcpSnapshot, BIND_CONNECTED, BIND_REFUSED, DIR_NONE, DIR_REPLY,
+    END_FIN, REASON_FIN,
 };
 use serde_json::json;
 use std::net::SocketAddr;
@@ -45,6 +45,9 @@ impl Harness {
     }
 
     fn tcp_event<E: Event>(&self, ty: EventType, flow: FlowRef, reason: u8) -> FlowTcpEvent {
+        // As a split proxy numbers them: the latest bind's (`FlowRef::side`), unless given.
+        let latest = self.fake.flows.get(&flow.id).map_or(0, |a| a.binds.len() as u8);
+        let flow = FlowRef { _reserved: if flow.side() == 0 { latest } else { flow.side() }, ..flow };
         let header = EventHeader::new::<E>(ty, self.now, flow);
         let tuple = FlowTuple::new(6, 0, ["198.18.9.1".parse().unwrap(), "198.18.1.80".parse().unwrap()], [40000 + flow.id as u16, 80]);
         let flow = FlowEvent { header, tuple, stats: [DirStats::default(); 2], reason, _reserved: [0; 7] };
@@ -223,4 +226,114 @@ fn a_head_half_read_at_a_reload_is_read_on_by_the_new_instance_and_a_lost_start_
     next.data(41, 500, b"ost: w\r\n\r\n");
     assert!(next.out(41).sent.starts_with(b"HTTP/1.1 503 ") && next.out(41).binds.is_empty());
     assert_eq!(next.counter("heads_lost"), 1);
+}
+
+// ---- full proxy mode (`mode = "proxy"`) ----
+
+fn proxy_args() -> serde_json::Value {
+    let mut a = args();
+    a["mode"] = json!("proxy");
+    a
+}
+
+impl Harness {
+    /// Bytes of flow `id` in direction `dir`, from `offset` of that side's stream.
+    fn data_dir(&mut self, id: u64, dir: u8, offset: u64, bytes: &[u8]) {
+        let f = FlowRef { dir, ..flow(id) };
+        let ev = StreamDataEvent::new(self.tcp_event::<StreamDataEvent>(builtin::FLOW_TCP_DATA_RDY, f, 0), offset, bytes);
+        self.deliver(ev.header());
+    }
+
+    fn stream_end(&mut self, id: u64, dir: u8, offset: u64) {
+        let ev = StreamEndEvent {
+            tcp: self.tcp_event::<StreamEndEvent>(builtin::FLOW_TCP_STREAM_END, FlowRef { dir, ..flow(id) }, 0),
+            offset,
+            reason: END_FIN,
+            _reserved: [0; 7],
+        };
+        self.deliver(ev.header());
+    }
+}
+
+#[test]
+fn in_proxy_mode_each_request_of_a_kept_alive_connection_goes_where_its_rule_says() {
+    let mut h = Harness::new(proxy_args());
+    let first = b"GET /a HTTP/1.1\r\nHost: img.example\r\n\r\n";
+    h.data_dir(1, DIR_ORIG, 0, first);
+    assert_eq!(h.out(1).binds, ["198.18.2.13:8080".parse::<SocketAddr>().unwrap()]);
+    assert!(h.out(1).sent_reply.is_empty(), "nothing to the server before it connected");
+    h.flow_event(builtin::FLOW_TCP_BOUND, 1, BIND_CONNECTED);
+    assert_eq!(h.out(1).sent_reply, first, "the request, as the client sent it");
+    // The answer in two pieces; the next request comes before it is done and waits.
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+    h.data_dir(1, DIR_REPLY, 0, &answer[..30]);
+    let second = b"GET /app/b HTTP/1.1\r\nHost: www.example\r\n\r\n";
+    h.data_dir(1, DIR_ORIG, first.len() as u64, second);
+    assert_eq!(h.out(1).binds.len(), 1, "not while the first answer is coming");
+    h.data_dir(1, DIR_REPLY, 30, &answer[30..]);
+    let out = h.out(1);
+    assert_eq!(out.sent, answer, "the answer, unchanged");
+    assert_eq!(out.closes_reply, 1, "http-server-close: the server side goes with its answer");
+    assert_eq!(out.binds.len(), 2, "the second request bound on its own");
+    assert!(out.binds[1].ip().to_string().starts_with("198.18.2.1") && out.binds[1].port() == 80, "{:?}", out.binds);
+    h.flow_event(builtin::FLOW_TCP_BOUND, 1, BIND_CONNECTED);
+    assert_eq!(h.out(1).sent_reply, [&first[..], &second[..]].concat());
+    // A chunked answer ends at its last chunk; the client's FIN then closes it.
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
+    h.data_dir(1, DIR_REPLY, 0, chunked);
+    assert_eq!(h.out(1).closes_reply, 2);
+    assert_eq!(h.out(1).closes, 0, "the client keeps its connection");
+    // A late end of the first server side (closed after its answer) is not the second's.
+    let third = b"GET /app/c HTTP/1.1\r\nHost: www.example\r\n\r\n";
+    h.data_dir(1, DIR_ORIG, (first.len() + second.len()) as u64, third);
+    assert_eq!(h.out(1).binds.len(), 3);
+    let late = StreamEndEvent {
+        tcp: h.tcp_event::<StreamEndEvent>(builtin::FLOW_TCP_STREAM_END, FlowRef { dir: DIR_REPLY, _reserved: 2, ..flow(1) }, 0),
+        offset: 10,
+        reason: END_FIN,
+        _reserved: [0; 7],
+    };
+    h.deliver(late.header());
+    assert_eq!(h.counter("bad_responses"), 0, "a stale end changes nothing");
+    h.flow_event(builtin::FLOW_TCP_BOUND, 1, BIND_CONNECTED);
+    h.data_dir(1, DIR_REPLY, 0, b"HTTP/1.1 204 No Content\r\n\r\n");
+    h.stream_end(1, DIR_ORIG, (first.len() + second.len() + third.len()) as u64);
+    assert_eq!(h.out(1).closes, 1, "closed once it has left and everything is answered");
+    assert_eq!((h.counter("requests"), h.counter("responses"), h.counter("bound")), (3, 3, 3));
+    h.flow_event(builtin::FLOW_TCP_TERMINATE, 1, REASON_FIN);
+    assert_eq!(h.counter("backend_img_open") + h.counter("backend_web1_open") + h.counter("backend_web2_open"), 0);
+}
+
+#[test]
+fn in_proxy_mode_a_request_body_goes_whole_to_its_server_and_no_further() {
+    let mut h = Harness::new(proxy_args());
+    let post = b"POST /app/up HTTP/1.1\r\nHost: w\r\nContent-Length: 12\r\n\r\nhello";
+    h.data_dir(2, DIR_ORIG, 0, post);
+    h.flow_event(builtin::FLOW_TCP_BOUND, 2, BIND_CONNECTED);
+    let rest = b" world!GET /app/next HTTP/1.1\r\nHost: w\r\n\r\n";
+    h.data_dir(2, DIR_ORIG, post.len() as u64, rest);
+    assert_eq!(h.out(2).sent_reply, [&post[..], b" world!"].concat(), "the body's 12 bytes, not the next request");
+    h.data_dir(2, DIR_REPLY, 0, b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(h.out(2).binds.len(), 2, "the next request routed after the answer");
+}
+
+#[test]
+fn in_proxy_mode_a_failed_bind_gets_a_503_and_an_answer_cut_short_a_502() {
+    let mut h = Harness::new(proxy_args());
+    h.data_dir(3, DIR_ORIG, 0, b"GET /app/ HTTP/1.1\r\nHost: w\r\n\r\n");
+    h.flow_event(builtin::FLOW_TCP_BOUND, 3, BIND_REFUSED);
+    assert!(h.out(3).sent.starts_with(b"HTTP/1.1 503 ") && h.out(3).closes == 1, "{:?}", h.out(3));
+    h.data_dir(4, DIR_ORIG, 0, b"GET /app/ HTTP/1.1\r\nHost: w\r\n\r\n");
+    h.flow_event(builtin::FLOW_TCP_BOUND, 4, BIND_CONNECTED);
+    h.stream_end(4, DIR_REPLY, 0);
+    assert!(h.out(4).sent.starts_with(b"HTTP/1.1 502 ") && h.out(4).closes == 1, "{:?}", h.out(4));
+    // An answer without a length runs to the server's close, then the client is closed.
+    h.data_dir(5, DIR_ORIG, 0, b"GET /app/ HTTP/1.0\r\nHost: w\r\n\r\n");
+    h.flow_event(builtin::FLOW_TCP_BOUND, 5, BIND_CONNECTED);
+    h.data_dir(5, DIR_REPLY, 0, b"HTTP/1.0 200 OK\r\n\r\nsome bytes");
+    assert_eq!(h.out(5).closes, 0);
+    h.stream_end(5, DIR_REPLY, 29);
+    assert_eq!((h.out(5).sent, h.out(5).closes), (b"HTTP/1.0 200 OK\r\n\r\nsome bytes".to_vec(), 1));
+    assert_eq!(h.counter("bad_responses"), 1);
+    assert!(L7Lb::new(r#"{"mode": "tunnel", "backends": [{"name": "a", "address": "198.18.2.1:80"}]}"#, 1, 8).is_err());
 }

@@ -346,6 +346,7 @@ impl Served {
             port: l2.port,
             service: 0,
             dir: mbox_abi::DIR_ORIG,
+            side: 0,
         }
     }
 

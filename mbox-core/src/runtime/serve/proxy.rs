@@ -134,8 +134,11 @@ impl Served {
     /// backend's MAC is known). Refused (`FLOW/TCP/BOUND` with `BIND_NOT_DONE`) while a server
     /// side the NFs have not closed is open or a bind waits; one they closed is detached.
     pub(super) fn proxy_bind<S: ServeSink>(&mut self, i: u32, backend: SocketAddr, sink: &mut S) {
-        let info = self.slots[i as usize].info;
         let Some(ProxySide::Client { server, resolving }) = self.slots[i as usize].proxy else { return };
+        // Numbered whatever becomes of it: the NF counts its binds alike.
+        let side = &mut self.slots[i as usize].info.side;
+        *side = side.checked_add(1).unwrap_or(1);
+        let info = self.slots[i as usize].info;
         let svc = usize::from(info.service);
         let Some(spec) = self.specs[svc].proxy else { return };
         let open_server = server.and_then(|j| self.slots[j as usize].conn.as_ref()).is_some_and(Connection::can_write);
