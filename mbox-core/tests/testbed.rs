@@ -930,6 +930,83 @@ fn live_per_request_routing_through_the_split_proxy() {
     eprintln!("proxy services: {services}; wrk: {text}");
 }
 
+/// The transcoder NF on the Split Proxy in front of nginx: text bodies from 1 B to 20 MB
+/// fetched with `curl --compressed` decode to exactly nginx's file, those past `min_size` sent
+/// gzip-compressed (fewer bytes on the wire, `Content-Encoding: gzip`), on the clean wire and
+/// (up to 1 MB) the impaired one; a client that does not ask gets the file as it is.
+#[test]
+fn live_gzip_transcoding_through_the_split_proxy() {
+    let Some(tb) = Testbed::up() else { return };
+    let out = Command::new(repo().join("tools/testbed.sh")).args(["backends", "1"]).output().unwrap();
+    assert!(out.status.success(), "testbed backends: {}", String::from_utf8_lossy(&out.stderr));
+    // Text that compresses (words in a varying order), as nginx serves it: text/plain.
+    let sizes = [("t1", 1), ("t300", 300), ("t64k", 65_536), ("t1m", 1 << 20), ("t20m", 20_000_000)];
+    let words: [&[u8]; 8] = [b"alpha ", b"beta ", b"gamma ", b"delta\n", b"epsilon ", b"zeta ", b"eta ", b"theta "];
+    let mut x: u32 = 12345;
+    for (name, len) in sizes {
+        let mut text = Vec::with_capacity(len + 8);
+        while text.len() < len {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            text.extend_from_slice(words[(x >> 16) as usize % 8]);
+        }
+        text.truncate(len);
+        std::fs::write(tb.dir.path().join(format!("backend-1/{name}")), text).unwrap();
+    }
+    let nfs = format!(
+        "[[nf]]\nname = \"tc\"\nplugin = \"transcoder\"\n[nf.args]\nbackend = \"198.18.1.11:80\"\n\
+         [[service]]\nname = \"tc\"\naddress = \"{LB_SERVICE}\"\nport = 80\nstack = \"proxy\"\nsource = \"{LB_SOURCE}\"\nnfs = [\"tc\"]\n"
+    );
+    let m = Mbox::start(&tb, "transcoder", 1, false, &nfs);
+    let diag = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--json").arg("-s").arg(&m.socket).arg("stats").output().unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let nf = stats["nfs"].as_array().and_then(|nfs| nfs.iter().find(|nf| nf["name"] == "tc").cloned()).unwrap_or_default();
+        format!("services {}; tc counters {}", stats["services"], nf["counters"])
+    };
+    for impaired in [false, true] {
+        if impaired {
+            tb.impair(Some((2, 25, 1)));
+        }
+        for (name, len) in sizes {
+            if impaired && len > 1 << 20 {
+                continue;
+            }
+            let got = tb.dir.path().join(format!("tc-{name}"));
+            let headers = tb.dir.path().join(format!("tc-{name}.h"));
+            let url = format!("http://{LB_SERVICE}/{name}");
+            let (g, h) = (got.to_str().unwrap(), headers.to_str().unwrap());
+            let out =
+                tb.client(&["curl", "-s", "-m", "120", "--compressed", "-D", h, "-o", g, "-w", "%{http_code} %{size_download}", &url]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(
+                out.status.success() && text.starts_with("200 "),
+                "curl {url}: {text} {}; {}",
+                String::from_utf8_lossy(&out.stderr),
+                diag()
+            );
+            let want = sha256_file(&tb.dir.path().join(format!("backend-1/{name}")));
+            assert_eq!(sha256_file(&got), want, "{name} decodes to nginx's bytes (impaired {impaired}); {}", diag());
+            let head = std::fs::read_to_string(&headers).unwrap().to_ascii_lowercase();
+            let wire: usize = text.split(' ').nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+            if len >= 256 {
+                assert!(head.contains("content-encoding: gzip") && wire < len / 2, "{name}: {wire} bytes on the wire; {head}");
+            } else {
+                assert!(!head.contains("content-encoding") && wire == len, "{name} is too short to compress: {head}");
+            }
+        }
+    }
+    tb.impair(None);
+    // Without Accept-Encoding: the file as it is.
+    let got = tb.dir.path().join("tc-plain");
+    let out = tb.client(&["curl", "-s", "-m", "60", "-o", got.to_str().unwrap(), &format!("http://{LB_SERVICE}/t1m")]);
+    assert!(out.status.success());
+    assert_eq!(sha256_file(&got), sha256_file(&tb.dir.path().join("backend-1/t1m")));
+    let counters = diag();
+    let report = m.stop();
+    assert_eq!(report["services"]["proxy_server_aborts"], 0, "{}", report["services"]);
+    eprintln!("transcoder: {counters}");
+}
+
 /// The http-cache NF before the l7-lb NF on the Splicer (the paper's "L7 LB + cache"), in
 /// front of one nginx backend, with `hit_ratio` at 0%, 50% and 100%: every body sha256-exact
 /// against the backend's file on the clean and the impaired wire, hits and misses exactly what

@@ -22,12 +22,13 @@
 //! `panic_picks` (connections sent to a down backend because every backend of their rule that
 //! is not drained was down: Envoy's panic routing, rather than a 503 for each).
 //!
-//! A kept-alive connection stays on the backend its first request picked: the splicer never
-//! reads the bytes after the bind (per-request routing needs the split proxy).
+//! On a splicer a kept-alive connection stays on the backend its first request picked (the
+//! splicer never reads the bytes after the bind). With `mode = "proxy"`, on a split proxy,
+//! every request is routed on its own by an `mbox_http::Proxy` asking the same policy.
 
 pub mod policy;
-mod proxied;
-pub mod request;
+/// Request heads are parsed by mbox-http (shared with the exchanges of full proxy mode).
+pub use mbox_http::request;
 #[cfg(test)]
 mod tests;
 
@@ -36,17 +37,16 @@ use mbox_abi::{
     bind_failed, builtin, export_nf, BindStatus, Counters, EventHeader, FlowRef, FlowTcpEvent, Host, NetworkFunction, NfInit, Plugin,
     PluginInfo, StreamDataEvent, Verdict, BIND_NOT_DONE, DIR_ORIG,
 };
+use mbox_http::{Proxy, Refused, Route, Target};
 use policy::{BackendState, Policy, Refuse};
 use request::{parse_request, Header, EMPTY_HEADER};
 use serde_json::{json, Value};
 
 /// Headers a request head may have (more: a 400).
 const MAX_HEADERS: usize = 64;
+use mbox_http::exchange::{BAD_REQUEST, UNAVAILABLE};
 /// The default `max_head`: the splicer's default `hold_bytes`.
 const DEFAULT_MAX_HEAD: usize = 16 << 10;
-
-const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// Where one client connection is.
 #[derive(Debug)]
@@ -57,8 +57,6 @@ enum Conn {
     Bound { backend: usize, counted: bool },
     /// Answered by the NF (400 or 503): nothing more to do.
     Refused,
-    /// Full proxy mode: its requests, each routed on its own.
-    Proxied(Box<proxied::Exchange>),
 }
 
 /// Counter names of one backend, made once.
@@ -82,13 +80,6 @@ struct Stats {
     client_gone: u64,
     bind_calls_refused: u64,
     heads_lost: u64,
-    /// Full proxy mode: requests routed, responses passed whole, servers that broke HTTP or
-    /// closed before their response was done (the client got a 502 or was closed), and
-    /// server bytes past a response (dropped).
-    requests: u64,
-    responses: u64,
-    bad_responses: u64,
-    unasked_bytes: u64,
 }
 
 pub struct L7Lb {
@@ -96,8 +87,8 @@ pub struct L7Lb {
     names: Vec<BackendNames>,
     conns: FlowMap<Conn>,
     max_head: usize,
-    /// Full proxy mode (`mode = "proxy"`): every request routed on its own.
-    proxy: bool,
+    /// Full proxy mode (`mode = "proxy"`): every request routed on its own, by these exchanges.
+    proxy: Option<Proxy>,
     stats: Stats,
 }
 
@@ -113,10 +104,10 @@ impl L7Lb {
             },
         };
         let proxy = match value.as_object_mut().and_then(|o| o.remove("mode")) {
-            None => false,
+            None => None,
             Some(v) => match v.as_str() {
-                Some("splice") => false,
-                Some("proxy") => true,
+                Some("splice") => None,
+                Some("proxy") => Some(Proxy::new(shards, flow_slots, max_head, None)),
                 _ => return Err(format!("argument `mode` must be \"splice\" (a splicer service) or \"proxy\" (a proxy service), not {v}")),
             },
         };
@@ -191,6 +182,17 @@ impl L7Lb {
         self.conns.insert(flow, next);
     }
 
+    /// The per-backend counters.
+    fn backend_counters(&self, out: &mut Counters<'_>) {
+        for (b, n) in self.policy.backends().zip(&self.names) {
+            out.set(n.picked, b.picked);
+            out.set(n.open, b.open);
+            out.set(n.failures, b.failures);
+            out.set(n.up, u64::from(matches!(b.state, BackendState::Up | BackendState::Retrying)));
+            out.set(n.drained, u64::from(b.state == BackendState::Drained));
+        }
+    }
+
     /// Counts why a request was refused.
     fn count_refusal(&mut self, why: Refuse) {
         match why {
@@ -240,14 +242,8 @@ impl L7Lb {
     }
 
     fn terminated(&mut self, flow: &FlowRef) {
-        match self.conns.remove(flow) {
-            Some(Conn::Bound { backend, counted: true }) => self.policy.closed(backend),
-            Some(Conn::Proxied(ex)) => {
-                if let Some(backend) = ex.counted_backend() {
-                    self.policy.closed(backend);
-                }
-            }
-            _ => {}
+        if let Some(Conn::Bound { backend, counted: true }) = self.conns.remove(flow) {
+            self.policy.closed(backend);
         }
     }
 
@@ -291,8 +287,9 @@ impl NetworkFunction for L7Lb {
         if !flow.is_some() {
             return Verdict::Pass;
         }
-        if self.proxy {
-            return self.on_proxied_event(event, host);
+        if let Some(proxy) = self.proxy.as_mut() {
+            let mut route = PolicyRoute { policy: &mut self.policy, stats: &mut self.stats };
+            return proxy.on_event(event, host, &mut route);
         }
         if let Some(ev) = event.view::<StreamDataEvent>() {
             // Only the client's bytes are requests (the other direction is mbox's own 400/503).
@@ -317,20 +314,16 @@ impl NetworkFunction for L7Lb {
     }
 
     fn counters(&self, out: &mut Counters<'_>) {
-        if self.proxy {
-            let s = &self.stats;
-            out.set("requests", s.requests);
-            out.set("responses", s.responses);
-            out.set("bad_responses", s.bad_responses);
-            out.set("unasked_bytes", s.unasked_bytes);
+        if let Some(proxy) = &self.proxy {
+            // The exchanges count the connections, binds and requests; the policy its own.
+            self.backend_counters(out);
+            proxy.counters(out);
+            out.set("refused_no_rule", self.stats.refused_no_rule);
+            out.set("refused_no_backend", self.stats.refused_no_backend);
+            out.set("panic_picks", self.policy.panic_picks());
+            return;
         }
-        for (b, n) in self.policy.backends().zip(&self.names) {
-            out.set(n.picked, b.picked);
-            out.set(n.open, b.open);
-            out.set(n.failures, b.failures);
-            out.set(n.up, u64::from(matches!(b.state, BackendState::Up | BackendState::Retrying)));
-            out.set(n.drained, u64::from(b.state == BackendState::Drained));
-        }
+        self.backend_counters(out);
         let s = &self.stats;
         out.set("connections", s.connections);
         out.set("bound", s.bound);
@@ -425,27 +418,34 @@ impl NetworkFunction for L7Lb {
     }
 }
 
-impl L7Lb {
-    /// [`NetworkFunction::on_event`] in full proxy mode (see [`proxied`]).
-    fn on_proxied_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> Verdict {
-        let flow = event.flow;
-        if let Some(ev) = event.view::<StreamDataEvent>() {
-            if self.conns.get(&flow).is_none() {
-                self.stats.connections += 1;
+/// The policy as the exchanges of full proxy mode ask it (`mbox_http::Route`).
+struct PolicyRoute<'a> {
+    policy: &'a mut Policy,
+    stats: &'a mut Stats,
+}
+
+impl Route for PolicyRoute<'_> {
+    fn route(&mut self, request: &request::Request<'_>, client: std::net::IpAddr, now_ns: u64) -> Result<Target, Refused> {
+        match self.policy.pick(request, client, now_ns) {
+            Ok(pick) => Ok(Target { backend: pick.backend, address: pick.address }),
+            Err(Refuse::BadRequest) => Err(Refused::BadRequest),
+            Err(why) => {
+                if why == Refuse::NoRule {
+                    self.stats.refused_no_rule += 1;
+                } else {
+                    self.stats.refused_no_backend += 1;
+                }
+                Err(Refused::Unavailable)
             }
-            self.proxy_data(&flow, ev, host);
-        } else if event.is_a(builtin::FLOW_TCP_STREAM_END) {
-            self.proxy_stream_end(&flow, flow.dir, event.ts_ns, host);
-        } else if event.is_a(builtin::FLOW_TCP_BOUND) {
-            if let Some(ev) = event.view::<FlowTcpEvent>() {
-                self.proxy_bound(&flow, ev.flow.reason, event.ts_ns, host);
-            }
-        } else if event.is_a(builtin::FLOW_TCP_SEND_ROOM) {
-            self.proxy_room(&flow, event.ts_ns, host);
-        } else if event.is_a(builtin::FLOW_TCP_TERMINATE) {
-            self.terminated(&flow);
         }
-        Verdict::Pass
+    }
+
+    fn outcome(&mut self, backend: usize, connected: bool, now_ns: u64) {
+        self.policy.outcome(backend, connected, now_ns);
+    }
+
+    fn closed(&mut self, backend: usize) {
+        self.policy.closed(backend);
     }
 }
 

@@ -131,7 +131,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> 
 }
 
 /// `host` without a `:port` suffix (`[v6]:port` keeps its brackets).
-pub(crate) fn without_port(host: &[u8]) -> &[u8] {
+pub fn without_port(host: &[u8]) -> &[u8] {
     if host.first() == Some(&b'[') {
         return match host.iter().position(|&b| b == b']') {
             Some(end) => &host[..=end],
