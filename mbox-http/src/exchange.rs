@@ -376,7 +376,10 @@ impl Proxy {
         self.stats.requests += 1;
         ex.close_after |= !keep_alive;
         ex.to_server.extend_from_slice(&buf[..head_len]);
-        ex.from_client = buf[head_len..].to_vec();
+        // What follows the head stays where it is: the buffer is the client's again.
+        let mut buf = buf;
+        buf.drain(..head_len);
+        ex.from_client = buf;
         // A request's body is never delimited by the close (RFC 9112 6.3): without a length it has none.
         let body = BodyDecoder::new(if body == BodyLength::UntilClose { BodyLength::None } else { body });
         let side = ex.binds.checked_add(1).unwrap_or(1);

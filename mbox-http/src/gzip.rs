@@ -158,7 +158,8 @@ impl GzipBody {
             return;
         }
         self.bytes_out += data.len() as u64;
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        // Writing into a Vec cannot fail; no string is made for the size line.
+        let _ = write!(out, "{:x}\r\n", data.len());
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
     }

@@ -1489,6 +1489,13 @@ impl ConnKey {
 }
 
 impl Slot {
+    /// Makes the slot a fresh connection's: `info`, `key`, counters at zero.
+    fn reset_for(&mut self, info: ConnInfo, key: ConnKey, half_open: bool) {
+        (self.info, self.key, self.written, self.delivered, self.announced, self.client_ended, self.half_open, self.in_time_wait) =
+            (info, key, 0, 0, false, false, half_open, false);
+        (self.splice, self.proxy) = (None, None);
+    }
+
     /// Bytes promised to its NFs that they have not written yet.
     fn outstanding(&self) -> usize {
         self.promised.saturating_sub(self.credit_base + self.written) as usize

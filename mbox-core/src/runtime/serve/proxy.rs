@@ -17,7 +17,7 @@
 //! finishes its close on its own, unheard.
 
 use super::splice::ARP_RETRY_NS;
-use super::{ConnEventKind, ConnInfo, ConnKey, Events, Out, ServeSink, Served, Slot};
+use super::{ConnEventKind, ConnInfo, ConnKey, Events, Out, ServeSink, Served};
 use crate::config::{ServiceConfig, ServiceStack};
 use mbox_abi::{BIND_NOT_DONE, BIND_REFUSED, BIND_TIMED_OUT, BIND_UNRESOLVED, DIR_REPLY};
 use mbox_stack::endpoint::{CloseReason, Connection, State};
@@ -350,15 +350,6 @@ impl Served {
             _ => {}
         }
         self.slots[i as usize].proxy = None;
-    }
-}
-
-impl Slot {
-    /// Makes the slot a fresh connection's: `info`, `key`, counters at zero.
-    pub(super) fn reset_for(&mut self, info: ConnInfo, key: ConnKey, half_open: bool) {
-        (self.info, self.key, self.written, self.delivered, self.announced, self.client_ended, self.half_open, self.in_time_wait) =
-            (info, key, 0, 0, false, false, half_open, false);
-        (self.splice, self.proxy) = (None, None);
     }
 }
 
