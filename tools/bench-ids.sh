@@ -63,7 +63,7 @@ suri_alerts=$(grep -c '"event_type":"alert"' "$dir/suri/eve.json" || true)
 small=testdata/pcaps/ndpi__smtp.pcap
 printf 'plugin_dir = "target/release"\n[input]\npcap = "%s"\n[[nf]]\nplugin = "sig-match"\nargs = { rules = "testdata/rules/et-open/et-open.rules" }\n' "$small" > "$dir/et.toml"
 /usr/bin/time -f "%e" -o "$dir/et-time.txt" ./target/release/mbox run "$dir/et.toml" --quiet > /dev/null 2> "$dir/et.err"
-et_loaded=$(grep -o '[0-9]* rules loaded, [0-9]* not supported' "$dir/et.err" | head -1)
+et_loaded=$(grep -o '[0-9]* rules loaded, [0-9]* \(not supported\|refused\)' "$dir/et.err" | head -1)
 et_mbox=$(cat "$dir/et-time.txt")
 /usr/bin/time -f "%e" -o "$dir/et-suri.txt" suricata -T -S testdata/rules/et-open/et-open.rules -l "$dir/suri" -c /etc/suricata/suricata.yaml > /dev/null 2>&1 || true
 et_suri=$(cat "$dir/et-suri.txt")

@@ -5,16 +5,17 @@ cd "$(dirname "$0")/.."
 
 # The DPDK backend's tests need the system DPDK 22.11 (Debian's packages; bindgen needs
 # libclang); the live testbed test (mbox-core/tests/testbed.rs, tools/testbed.sh) needs
-# network namespaces, nginx, curl, wrk, ab (apache2-utils), ethtool and python3; the control tests lint metrics with
+# network namespaces, nginx, curl, wrk, ab (apache2-utils), ethtool and python3 (which also reduces
+# eve.json for the comparison with Suricata's); the README's examples use jq; the control tests lint metrics with
 # promtool (Debian's prometheus package, installed without its recommendations: only promtool is
 # used) and draw the graph with graphviz; the service files (configs/systemd) are checked by
 # systemd-analyze and logrotate.
 # Installed when missing and possible (root with apt).
-packages=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev iproute2 ethtool python3 nginx-light curl wrk apache2-utils)
+packages=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev iproute2 ethtool python3 nginx-light curl wrk apache2-utils jq)
 lean_packages=(prometheus graphviz logrotate systemd)
 missing=()
 pkg-config --exists libdpdk 2>/dev/null || missing+=(dpdk)
-for tool in ip ethtool python3 nginx curl wrk ab promtool dot logrotate systemd-analyze; do
+for tool in ip ethtool python3 nginx curl wrk ab jq promtool dot logrotate systemd-analyze; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then

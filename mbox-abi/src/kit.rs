@@ -246,6 +246,19 @@ impl Args {
         }
     }
 
+    /// A string or a list of strings (`"a"` and `["a", "b"]` both work).
+    pub fn strings(&self, key: &str) -> Result<Vec<String>, String> {
+        match self.map.get(key) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::String(s)) => Ok(vec![s.clone()]),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("argument `{key}` must list strings, not {v}")))
+                .collect(),
+            Some(other) => Err(format!("argument `{key}` must be a string or a list of strings, not {other}")),
+        }
+    }
+
     /// A list of non-negative integers.
     pub fn u64_list(&self, key: &str) -> Result<Vec<u64>, String> {
         match self.map.get(key) {
@@ -313,8 +326,13 @@ impl StreamBuffer {
 
     /// Takes `data`'s bytes (an event of this buffer's direction).
     pub fn push(&mut self, data: &crate::events::StreamDataEvent) {
-        let mut bytes = data.bytes();
-        if self.cursor.advance(data.offset, bytes.len() as u64) > 0 {
+        self.push_bytes(data.offset, data.bytes());
+    }
+
+    /// Takes `bytes`, which start at stream offset `offset` (part of an event: one cut at a
+    /// depth the reader keeps to).
+    pub fn push_bytes(&mut self, offset: u64, mut bytes: &[u8]) {
+        if self.cursor.advance(offset, bytes.len() as u64) > 0 {
             // Not contiguous with what is held: neither completes the other.
             self.clear();
         }

@@ -14,6 +14,7 @@ pub mod elf;
 pub mod events;
 pub mod files;
 pub mod hint;
+pub mod ids;
 pub mod io;
 pub mod plugin;
 pub mod report;

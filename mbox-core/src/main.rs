@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mbox_core::config::Config;
 use mbox_core::files::{FileUse, RunFiles};
+use mbox_core::ids::{self, IdsRun, SuricataSettings};
 use mbox_core::io::capture::PcapWriter;
 use mbox_core::io::generator::{Generator, GeneratorConfig};
 use mbox_core::io::merge::{merge, MergeOptions};
@@ -46,6 +47,43 @@ enum Command {
         #[arg(long)]
         pcap: Option<PathBuf>,
     },
+    /// Suricata's command line on mbox: run the IDS chain (sig-match, eve-log) on a capture
+    /// and write eve.json and fast.log to the log directory, as `suricata -r` does.
+    Ids {
+        /// The capture to read (pcap or pcapng).
+        #[arg(short = 'r', value_name = "CAPTURE")]
+        capture: PathBuf,
+        /// A rule file (repeat for more; a sid is taken once). Default: the YAML's rule-files.
+        #[arg(short = 'S', value_name = "RULES")]
+        rules: Vec<PathBuf>,
+        /// Directory for eve.json and fast.log (created if needed).
+        #[arg(short = 'l', value_name = "DIR", default_value = ".")]
+        log_dir: PathBuf,
+        /// A suricata.yaml: its address and port groups, classification file, rule files and
+        /// stream depth and midstream setting are used.
+        #[arg(short = 'c', value_name = "YAML")]
+        yaml: Option<PathBuf>,
+        /// Override a setting, as Suricata's --set (vars.address-groups.HOME_NET=any, ...).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// No fast.log.
+        #[arg(long)]
+        no_fast: bool,
+        /// Print the config this run is (for `mbox run`) and stop.
+        #[arg(long)]
+        print_config: bool,
+        /// Also write the run's summary as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Rule files: `mbox rules check FILE...` loads them as sig-match would.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Print the service graph CONFIG compiles to, in Graphviz DOT.
     Graph { config: PathBuf },
     /// Reassemble every TCP connection of a capture: one file per direction, and an index
@@ -85,6 +123,22 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         traffic: GenArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load rule files as sig-match does (Suricata's -T) and list every rule refused with
+    /// its file, line, sid and reason, then a tally by keyword. Exits 2 when any is refused.
+    Check {
+        #[arg(required = true, value_name = "RULES")]
+        files: Vec<PathBuf>,
+        /// A suricata.yaml for the address and port groups and the classification file.
+        #[arg(short = 'c', value_name = "YAML")]
+        yaml: Option<PathBuf>,
+        /// Override a setting, as in `mbox ids`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
 }
 
@@ -148,51 +202,126 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Runs a config to its end: the summary printed, the report written, and the exit status
+/// that says what was lost. `after` runs once the NFs finished (more output for the run).
+fn run_config(
+    cfg: Config,
+    config_path: &std::path::Path,
+    report: Option<PathBuf>,
+    quiet: bool,
+    after: impl FnOnce(&mbox_core::report::RunReport, &mut Vec<String>),
+) -> Result<ExitCode> {
+    // Ctrl-C (or SIGTERM) ends the run as the end of its input would: NFs finish and
+    // the summary is printed. A live input runs until then.
+    // SIGHUP: under a service manager, "logs were rotated" (NFs reopen their outputs);
+    // from a terminal, the terminal went away (the run stops).
+    mbox_core::sys::stop::install(!std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A signal before the run begins ends mbox at once (plugin code creating an NF
+    // cannot be interrupted), removing the outputs start-up had begun.
+    let startup = mbox_core::sys::stop::Startup::watch();
+    let mut prepared = run::prepare(cfg, config_path)?;
+    if let Some(path) = &report {
+        prepared.files.writes.push(FileUse { role: "--report".into(), path: path.clone() });
+        prepared.files.check().with_context(|| config_path.display().to_string())?;
+    }
+    startup.outputs(prepared.files.writes.iter().map(|w| w.path.clone()));
+    let result = run::run(prepared, RunOptions { progress: !quiet })?;
+    print!("{}", summary::text(&result));
+    let mut lost = result.lost_output();
+    after(&result, &mut lost);
+    if let Some(path) = report {
+        let json = serde_json::to_string_pretty(&summary::json(&result))?;
+        if let Err(e) = std::fs::write(&path, json) {
+            lost.push(format!("--report {}: {e}", path.display()));
+        }
+    }
+    for what in &lost {
+        eprintln!("mbox: output lost: {what}");
+    }
+    // Output lost: the files do not hold all the results. The input ended early: results
+    // cover only what was read. Either way the status says so.
+    Ok(if !lost.is_empty() {
+        ExitCode::from(LOST_OUTPUT)
+    } else if result.nfs.iter().any(|nf| nf.failures > 0) {
+        ExitCode::from(NF_DISABLED)
+    } else if result.input.error.is_some() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The suricata.yaml settings with the `--set` overrides.
+fn suricata_settings(yaml: Option<&std::path::Path>, sets: &[String]) -> Result<SuricataSettings> {
+    let mut settings = match yaml {
+        Some(path) => SuricataSettings::load(path)?,
+        None => SuricataSettings::default(),
+    };
+    for s in sets {
+        settings.set(s)?;
+    }
+    Ok(settings)
+}
+
+/// `mbox rules check`: loads the files into one set and reports what was refused.
+fn rules_check(files: &[PathBuf], settings: &SuricataSettings) -> Result<ExitCode> {
+    let mut vars = mbox_sig::Vars::default();
+    vars.addresses.extend(settings.address_groups.clone());
+    vars.ports.extend(settings.port_groups.clone());
+    let classes = mbox_sig::Classifications::from_file_or_stock(settings.classification_file.as_deref()).map_err(anyhow::Error::msg)?;
+    let mut set = mbox_sig::RuleSet::new(vars, classes);
+    for f in files {
+        set.add_file(f).with_context(|| format!("cannot read rules {}", f.display()))?;
+    }
+    let loaded = set.finish();
+    for e in &loaded.refused {
+        println!("{e}");
+    }
+    let total = loaded.rules.len() + loaded.refused.len();
+    println!("{} of {total} rules load, {} refused", loaded.rules.len(), loaded.refused.len());
+    if !loaded.refused.is_empty() {
+        let tally: Vec<String> = loaded.refused_by_keyword().iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("refused by keyword: {}", tally.join(", "));
+    }
+    Ok(if loaded.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { config, report, quiet, pcap } => {
-            // Ctrl-C (or SIGTERM) ends the run as the end of its input would: NFs finish and
-            // the summary is printed. A live input runs until then.
-            // SIGHUP: under a service manager, "logs were rotated" (NFs reopen their outputs);
-            // from a terminal, the terminal went away (the run stops).
-            mbox_core::sys::stop::install(!std::io::IsTerminal::is_terminal(&std::io::stderr()));
-            // A signal before the run begins ends mbox at once (plugin code creating an NF
-            // cannot be interrupted), removing the outputs start-up had begun.
-            let startup = mbox_core::sys::stop::Startup::watch();
             let mut cfg = Config::load(&config)?;
             if let Some(path) = pcap {
                 cfg.input.pcap = vec![path];
                 cfg.input.generator = None;
             }
-            let mut prepared = run::prepare(cfg, &config)?;
-            if let Some(path) = &report {
-                prepared.files.writes.push(FileUse { role: "--report".into(), path: path.clone() });
-                prepared.files.check().with_context(|| config.display().to_string())?;
+            run_config(cfg, &config, report, quiet, |_, _| {})
+        }
+        Command::Ids { capture, rules, log_dir, yaml, sets, no_fast, print_config, report, quiet } => {
+            let settings = suricata_settings(yaml.as_deref(), &sets)?;
+            let ids = IdsRun { capture, rules, log_dir, settings, fast: !no_fast };
+            if print_config {
+                print!("{}", ids.config_toml()?);
+                return Ok(ExitCode::SUCCESS);
             }
-            startup.outputs(prepared.files.writes.iter().map(|w| w.path.clone()));
-            let result = run::run(prepared, RunOptions { progress: !quiet })?;
-            print!("{}", summary::text(&result));
-            let mut lost = result.lost_output();
-            if let Some(path) = report {
-                let json = serde_json::to_string_pretty(&summary::json(&result))?;
-                if let Err(e) = std::fs::write(&path, json) {
-                    lost.push(format!("--report {}: {e}", path.display()));
+            let cfg = ids.config()?;
+            std::fs::create_dir_all(&ids.log_dir).with_context(|| format!("log directory {}", ids.log_dir.display()))?;
+            let started = std::time::Instant::now();
+            run_config(cfg, std::path::Path::new("(mbox ids)"), report, quiet, |result, lost| {
+                // The run's counters as Suricata's stats record, after the NFs' records.
+                let eve = ids.eve_path();
+                let line = ids::stats_record(result, started.elapsed().as_secs()).to_string() + "\n";
+                let appended = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&eve)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+                if let Err(e) = appended {
+                    lost.push(format!("{} (stats record): {e}", eve.display()));
                 }
-            }
-            for what in &lost {
-                eprintln!("mbox: output lost: {what}");
-            }
-            // Output lost: the files do not hold all the results. The input ended early: results
-            // cover only what was read. Either way the status says so.
-            Ok(if !lost.is_empty() {
-                ExitCode::from(LOST_OUTPUT)
-            } else if result.nfs.iter().any(|nf| nf.failures > 0) {
-                ExitCode::from(NF_DISABLED)
-            } else if result.input.error.is_some() {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
             })
+        }
+        Command::Rules { command: RulesCommand::Check { files, yaml, sets } } => {
+            let settings = suricata_settings(yaml.as_deref(), &sets)?;
+            rules_check(&files, &settings)
         }
         Command::Graph { config } => {
             let cfg = Config::load(&config)?;

@@ -5,11 +5,6 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::Command;
-
-fn mbox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mbox"))
-}
 
 fn err_of(toml: &str) -> String {
     match try_run_toml(toml) {

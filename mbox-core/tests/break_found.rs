@@ -9,10 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn mbox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mbox"))
-}
-
 fn mboxctl(socket: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--socket").arg(socket).args(args).output().unwrap()
 }

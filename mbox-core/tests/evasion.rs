@@ -76,16 +76,6 @@ const CASES: &[Case] = &[
     ),
 ];
 
-fn captures() -> Vec<std::path::PathBuf> {
-    let mut c: Vec<_> = std::fs::read_dir(pcaps().join("evasion"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
-        .collect();
-    c.sort();
-    c
-}
-
 /// The sids sig-match raises on `capture` (each checked to come from the client's request).
 fn ours(capture: &Path, dir: &Path, verify: bool) -> BTreeSet<u64> {
     let out = dir.join("alerts.jsonl");
@@ -126,7 +116,7 @@ fn suricata() -> BTreeMap<(String, String), BTreeSet<u64>> {
 #[test]
 fn sig_match_alerts_where_suricata_does_on_every_evasion() {
     let reference = suricata();
-    let captures = captures();
+    let captures = captures_in(&pcaps().join("evasion"));
     let names: BTreeSet<String> = captures.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     let listed: BTreeSet<String> = CASES.iter().map(|c| c.name.to_string()).collect();
     assert_eq!(names, listed, "every capture is a case here, and every case has its capture");

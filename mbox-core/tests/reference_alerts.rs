@@ -21,16 +21,6 @@ fn key(pcap: &str, sid: u64, proto: &str, a: (&str, u64), b: (&str, u64), direct
     (pcap.to_string(), sid, proto.to_ascii_uppercase(), a, b, direction.to_string())
 }
 
-fn captures() -> Vec<std::path::PathBuf> {
-    let mut c: Vec<_> = std::fs::read_dir(pcaps())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    c.sort();
-    c
-}
-
 /// The alerts sig-match raises on `capture` with `rules`, as keys.
 fn ours(capture: &Path, rules: &Path, dir: &Path) -> BTreeSet<Key> {
     let out = dir.join("alerts.jsonl");

@@ -92,12 +92,7 @@ fn generated_capture(dir: &Path, flows: u64, response_bytes: u32) -> std::path::
 #[test]
 fn stream_events_carry_exactly_the_offline_reassembly_on_every_capture() {
     let dir = tempfile::tempdir().unwrap();
-    let mut captures: Vec<_> = std::fs::read_dir(pcaps())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    captures.sort();
+    let mut captures = captures();
     // The generated lossy traffic twice: as capture 67 (three shards, tiny rings) and as
     // capture 68 (out-of-order payloads copied).
     let generated = generated_capture(dir.path(), 150, 20_000);
@@ -275,12 +270,7 @@ fn the_own_stack_baseline_sees_the_same_streams_as_the_shared_stack() {
 #[test]
 fn a_stream_end_comes_once_where_a_directions_bytes_end_on_every_capture() {
     let dir = tempfile::tempdir().unwrap();
-    let mut captures: Vec<_> = std::fs::read_dir(pcaps())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
-        .collect();
-    captures.sort();
+    let mut captures = captures();
     captures.push(generated_capture(dir.path(), 150, 20_000));
     let (mut fin_ends, mut rst_ends, mut after) = (0, 0, 0);
     for (i, capture) in captures.iter().enumerate() {

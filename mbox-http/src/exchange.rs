@@ -243,9 +243,7 @@ impl Proxy {
             match &req.response {
                 Response::Body(b) if b.is_done() => {}
                 // Until the close: this is its end.
-                Response::Body(b) if *b == BodyDecoder::new(BodyLength::UntilClose) => {
-                    ex.response_ends(true, &mut self.stats, &mut self.gzip_streams)
-                }
+                Response::Body(b) if b.is_until_close() => ex.response_ends(true, &mut self.stats, &mut self.gzip_streams),
                 _ => {
                     // Cut short: a client that got nothing is told; one that got part of the
                     // answer can only be closed.

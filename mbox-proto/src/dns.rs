@@ -7,8 +7,13 @@ pub struct Header {
     pub id: u16,
     pub is_response: bool,
     pub opcode: u8,
+    /// The flags word (bytes 2 and 3: QR, opcode, AA, TC, RD, RA, Z, AD, CD, RCODE).
+    pub flags: u16,
+    /// The response code (the flags' low four bits).
+    pub rcode: u8,
     pub questions: u16,
     pub answers: u16,
+    pub authorities: u16,
 }
 
 /// Longest name (RFC 1035 3.1), and compression pointers followed before giving up on a name.
@@ -22,20 +27,29 @@ pub fn header(msg: &[u8]) -> Option<Header> {
         id: u16::from_be_bytes([h[0], h[1]]),
         is_response: h[2] & 0x80 != 0,
         opcode: (h[2] >> 3) & 0x0f,
+        flags: u16::from_be_bytes([h[2], h[3]]),
+        rcode: h[3] & 0x0f,
         questions: u16::from_be_bytes([h[4], h[5]]),
         answers: u16::from_be_bytes([h[6], h[7]]),
+        authorities: u16::from_be_bytes([h[8], h[9]]),
     })
 }
 
 /// Calls `f` with each question's name (dotted, no trailing dot, lower case as sent); false
 /// when the message is malformed (the names before the fault were still reported).
 pub fn for_each_question(msg: &[u8], mut f: impl FnMut(&[u8])) -> bool {
+    for_each_typed_question(msg, |name, _| f(name))
+}
+
+/// [`for_each_question`] with each question's QTYPE.
+pub fn for_each_typed_question(msg: &[u8], mut f: impl FnMut(&[u8], u16)) -> bool {
     let Some(h) = header(msg) else { return false };
     let mut at = 12;
     let mut name = [0u8; MAX_NAME];
     for _ in 0..h.questions {
         let Some((len, next)) = read_name(msg, at, &mut name) else { return false };
-        f(&name[..len]);
+        let Some(qtype) = msg.get(next..next + 2) else { return false };
+        f(&name[..len], u16::from_be_bytes([qtype[0], qtype[1]]));
         // QTYPE and QCLASS.
         at = next + 4;
         if at > msg.len() {
@@ -77,6 +91,97 @@ fn read_name(msg: &[u8], mut at: usize, out: &mut [u8; MAX_NAME]) -> Option<(usi
             _ => return None,
         }
     }
+}
+
+/// A record type's mnemonic as Suricata writes it (`A`, `AAAA`, ...), or its number.
+pub fn type_name(rrtype: u16) -> std::borrow::Cow<'static, str> {
+    let name = match rrtype {
+        1 => "A",
+        2 => "NS",
+        3 => "MD",
+        4 => "MF",
+        5 => "CNAME",
+        6 => "SOA",
+        7 => "MB",
+        8 => "MG",
+        9 => "MR",
+        10 => "NULL",
+        11 => "WKS",
+        12 => "PTR",
+        13 => "HINFO",
+        14 => "MINFO",
+        15 => "MX",
+        16 => "TXT",
+        17 => "RP",
+        18 => "AFSDB",
+        19 => "X25",
+        20 => "ISDN",
+        21 => "RT",
+        22 => "NSAP",
+        23 => "NSAPPTR",
+        24 => "SIG",
+        25 => "KEY",
+        26 => "PX",
+        27 => "GPOS",
+        28 => "AAAA",
+        29 => "LOC",
+        30 => "NXT",
+        33 => "SRV",
+        34 => "ATMA",
+        35 => "NAPTR",
+        36 => "KX",
+        37 => "CERT",
+        38 => "A6",
+        39 => "DNAME",
+        41 => "OPT",
+        42 => "APL",
+        43 => "DS",
+        44 => "SSHFP",
+        45 => "IPSECKEY",
+        46 => "RRSIG",
+        47 => "NSEC",
+        48 => "DNSKEY",
+        49 => "DHCID",
+        50 => "NSEC3",
+        51 => "NSEC3PARAM",
+        52 => "TLSA",
+        55 => "HIP",
+        59 => "CDS",
+        60 => "CDNSKEY",
+        64 => "SVCB",
+        65 => "HTTPS",
+        99 => "SPF",
+        249 => "TKEY",
+        250 => "TSIG",
+        251 => "IXFR",
+        252 => "AXFR",
+        253 => "MAILB",
+        254 => "MAILA",
+        255 => "ANY",
+        256 => "URI",
+        257 => "CAA",
+        other => return std::borrow::Cow::Owned(other.to_string()),
+    };
+    std::borrow::Cow::Borrowed(name)
+}
+
+/// A response code's name as Suricata writes it.
+pub fn rcode_name(rcode: u8) -> std::borrow::Cow<'static, str> {
+    let name = match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        other => return std::borrow::Cow::Owned(other.to_string()),
+    };
+    std::borrow::Cow::Borrowed(name)
 }
 
 /// Splits a DNS-over-TCP stream into messages: calls `f` with each complete one, and returns

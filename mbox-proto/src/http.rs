@@ -23,6 +23,9 @@ pub struct RequestHead<'a> {
     pub uri: &'a [u8],
     pub host: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    pub referer: Option<&'a [u8]>,
+    /// The minor version of `HTTP/1.x` (0 or 1).
+    pub version: u8,
     /// Bytes of the head, blank line included: the body starts here.
     pub head_len: usize,
     pub body: BodyLength,
@@ -32,6 +35,8 @@ pub struct RequestHead<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead<'a> {
     pub status: u16,
+    /// The minor version of `HTTP/1.x`.
+    pub version: u8,
     pub content_type: Option<&'a [u8]>,
     pub head_len: usize,
     pub body: BodyLength,
@@ -47,7 +52,7 @@ pub fn request_head(buf: &[u8]) -> Parse<RequestHead<'_>> {
     match req.parse(buf) {
         Ok(httparse::Status::Complete(head_len)) => {
             let (Some(method), Some(uri)) = (req.method, req.path) else { return Parse::Invalid };
-            request(method.as_bytes(), uri.as_bytes(), req.headers, head_len)
+            request(method.as_bytes(), uri.as_bytes(), req.version.unwrap_or(1), req.headers, head_len)
         }
         Ok(httparse::Status::Partial) => Parse::Partial,
         Err(_) => lenient_request(buf),
@@ -55,13 +60,22 @@ pub fn request_head(buf: &[u8]) -> Parse<RequestHead<'_>> {
 }
 
 /// The request a head with `headers` describes.
-fn request<'a>(method: &'a [u8], uri: &'a [u8], headers: &[httparse::Header<'a>], head_len: usize) -> Parse<RequestHead<'a>> {
+fn request<'a>(method: &'a [u8], uri: &'a [u8], version: u8, headers: &[httparse::Header<'a>], head_len: usize) -> Parse<RequestHead<'a>> {
     let header = |name: &str| headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
     let body = match body_length(headers) {
         Some(BodyLength::UntilClose) | None => BodyLength::None,
         Some(b) => b,
     };
-    Parse::Done(RequestHead { method, uri, host: header("host"), user_agent: header("user-agent"), head_len, body })
+    Parse::Done(RequestHead {
+        method,
+        uri,
+        host: header("host"),
+        user_agent: header("user-agent"),
+        referer: header("referer"),
+        version,
+        head_len,
+        body,
+    })
 }
 
 /// Longest request line the lenient parser looks for.
@@ -84,18 +98,23 @@ fn lenient_request(buf: &[u8]) -> Parse<RequestHead<'_>> {
     if version_at <= method_len + 1 || line.len() != version_at + 9 {
         return Parse::Invalid;
     }
-    let (method, uri) = (&buf[..method_len], &line[method_len + 1..version_at]);
+    // Spaces around the target are separators, as libhtp reads them, not part of the URI.
+    let (method, uri) = (&buf[..method_len], line[method_len + 1..version_at].trim_ascii());
+    if uri.is_empty() {
+        return Parse::Invalid;
+    }
+    let version = u8::from(line.ends_with(b"/1.1"));
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     match httparse::parse_headers(&buf[end + 1..], &mut headers) {
-        Ok(httparse::Status::Complete((n, parsed))) => request(method, uri, parsed, end + 1 + n),
+        Ok(httparse::Status::Complete((n, parsed))) => request(method, uri, version, parsed, end + 1 + n),
         Ok(httparse::Status::Partial) => Parse::Partial,
-        Err(_) => loose_headers(buf, end + 1, method, uri),
+        Err(_) => loose_headers(buf, end + 1, method, uri, version),
     }
 }
 
 /// Headers that break the grammar (control bytes in a value, as scanners send): lines of
 /// `name: value` up to the first blank line, read as they are, within LOOSE_HEAD_LIMIT bytes.
-fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8]) -> Parse<RequestHead<'a>> {
+fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8], version: u8) -> Parse<RequestHead<'a>> {
     let rest = &buf[start..];
     // The blank line is looked for only within the limit, so that a head whose first
     // LOOSE_HEAD_LIMIT bytes are not HTTP stays not HTTP with more bytes (its blank line
@@ -104,7 +123,7 @@ fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8
     let Some(head_end) = blank_line_end(within) else {
         return if buf.len() < LOOSE_HEAD_LIMIT { Parse::Partial } else { Parse::Invalid };
     };
-    let (mut host, mut user_agent, mut body) = (None, None, BodyLength::None);
+    let (mut host, mut user_agent, mut referer, mut body) = (None, None, None, BodyLength::None);
     for line in rest[..head_end].split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
@@ -113,6 +132,8 @@ fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8
             host = Some(value);
         } else if name.eq_ignore_ascii_case(b"user-agent") {
             user_agent = Some(value);
+        } else if name.eq_ignore_ascii_case(b"referer") {
+            referer = Some(value);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") && value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked")) {
             body = BodyLength::Chunked;
         } else if name.eq_ignore_ascii_case(b"content-length") && body != BodyLength::Chunked {
@@ -120,7 +141,7 @@ fn loose_headers<'a>(buf: &'a [u8], start: usize, method: &'a [u8], uri: &'a [u8
             body = if n == 0 { BodyLength::None } else { BodyLength::Length(n) };
         }
     }
-    Parse::Done(RequestHead { method, uri, host, user_agent, head_len: start + head_end, body })
+    Parse::Done(RequestHead { method, uri, host, user_agent, referer, version, head_len: start + head_end, body })
 }
 
 /// Where the first blank line of `rest` (`\r\n` or a bare `\n`) ends: the first, whichever
@@ -151,7 +172,7 @@ pub fn response_head(buf: &[u8], head_request: bool) -> Parse<ResponseHead<'_>> 
     let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
     let body = if no_body { BodyLength::None } else { body_length(res.headers).unwrap_or(BodyLength::UntilClose) };
     let content_type = res.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-type")).map(|h| h.value);
-    Parse::Done(ResponseHead { status, content_type, head_len, body })
+    Parse::Done(ResponseHead { status, version: res.version.unwrap_or(1), content_type, head_len, body })
 }
 
 /// The body length the headers declare: chunked wins over Content-Length (RFC 9112 6.3);
@@ -199,6 +220,9 @@ enum BodyState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyDecoder {
     state: BodyState,
+    /// Bytes of the body as sent, chunk-size lines and CRLFs counted, the trailer section not
+    /// (libhtp's message length, Suricata's `length`).
+    message_len: u64,
 }
 
 /// Bad framing in a body: the rest of the connection cannot be parsed as HTTP.
@@ -213,7 +237,37 @@ impl BodyDecoder {
             BodyLength::Chunked => BodyState::ChunkSize { size: 0, digits: 0, in_extension: false },
             BodyLength::UntilClose => BodyState::UntilClose,
         };
-        BodyDecoder { state }
+        BodyDecoder { state, message_len: 0 }
+    }
+
+    /// Accounts for `n` bytes of the body that were never seen (a capture's or a stream's gap):
+    /// true when they fall inside body data (a Content-Length body with at least `n` left, the
+    /// data of a chunk, a body read until close), so that decoding goes on after them; false
+    /// when framing was lost with them, and the rest cannot be decoded.
+    pub fn skip(&mut self, n: u64) -> bool {
+        match &mut self.state {
+            BodyState::UntilClose => {}
+            BodyState::Data { left, chunked } if *left > n || (*left == n && !*chunked) => {
+                *left -= n;
+                if *left == 0 {
+                    self.state = BodyState::Done;
+                }
+            }
+            BodyState::Data { left, chunked: true } if *left == n => self.state = BodyState::ChunkEnd { seen_cr: false },
+            _ => return false,
+        }
+        self.message_len += n;
+        true
+    }
+
+    /// True for a body that runs until the connection closes (no length, not chunked).
+    pub fn is_until_close(&self) -> bool {
+        self.state == BodyState::UntilClose
+    }
+
+    /// The body's bytes so far as sent: framing counted, a chunked body's trailer section not.
+    pub fn message_len(&self) -> u64 {
+        self.message_len
     }
 
     /// True once the body is complete (the next bytes start the next message).
@@ -225,68 +279,81 @@ impl BodyDecoder {
     /// Returns the bytes consumed: all of `input`, or fewer when the body ended inside it.
     pub fn feed<'a>(&mut self, input: &'a [u8], data: &mut dyn FnMut(&'a [u8])) -> Result<usize, BadChunk> {
         let mut at = 0;
-        while at < input.len() {
-            match &mut self.state {
-                BodyState::Done => break,
-                BodyState::UntilClose => {
-                    data(&input[at..]);
-                    at = input.len();
-                }
-                BodyState::Data { left, chunked } => {
-                    let n = (*left).min((input.len() - at) as u64) as usize;
-                    data(&input[at..at + n]);
-                    at += n;
-                    *left -= n as u64;
-                    if *left == 0 {
-                        self.state = if *chunked { BodyState::ChunkEnd { seen_cr: false } } else { BodyState::Done };
-                    }
-                }
-                BodyState::ChunkSize { size, digits, in_extension } => {
-                    let b = input[at];
-                    at += 1;
-                    match b {
-                        b'\n' if *digits > 0 => {
-                            self.state = if *size == 0 {
-                                BodyState::Trailer { line_empty: true }
-                            } else {
-                                BodyState::Data { left: *size, chunked: true }
-                            };
-                        }
-                        b'\r' => {}
-                        _ if *in_extension => {}
-                        b';' | b' ' | b'\t' if *digits > 0 => *in_extension = true,
-                        _ => {
-                            let digit = (b as char).to_digit(16).ok_or(BadChunk)?;
-                            *digits += 1;
-                            if *digits > 16 {
-                                return Err(BadChunk);
-                            }
-                            *size = (*size << 4) | u64::from(digit);
-                        }
-                    }
-                }
-                BodyState::ChunkEnd { seen_cr } => {
-                    let b = input[at];
-                    at += 1;
-                    match b {
-                        b'\r' if !*seen_cr => *seen_cr = true,
-                        b'\n' => self.state = BodyState::ChunkSize { size: 0, digits: 0, in_extension: false },
-                        _ => return Err(BadChunk),
-                    }
-                }
-                BodyState::Trailer { line_empty } => {
-                    let b = input[at];
-                    at += 1;
-                    match b {
-                        b'\n' if *line_empty => self.state = BodyState::Done,
-                        b'\n' => *line_empty = true,
-                        b'\r' => {}
-                        _ => *line_empty = false,
-                    }
-                }
+        while at < input.len() && !self.is_done() {
+            let start = at;
+            let counted = !matches!(self.state, BodyState::Trailer { .. });
+            self.step(input, &mut at, data)?;
+            if counted {
+                self.message_len += (at - start) as u64;
             }
         }
         Ok(at)
+    }
+
+    /// One step of [`feed`](Self::feed): a run of data or one framing byte from `input[*pos..]`.
+    fn step<'a>(&mut self, input: &'a [u8], pos: &mut usize, data: &mut dyn FnMut(&'a [u8])) -> Result<(), BadChunk> {
+        let mut at = *pos;
+        match &mut self.state {
+            BodyState::Done => {}
+            BodyState::UntilClose => {
+                data(&input[at..]);
+                at = input.len();
+            }
+            BodyState::Data { left, chunked } => {
+                let n = (*left).min((input.len() - at) as u64) as usize;
+                data(&input[at..at + n]);
+                at += n;
+                *left -= n as u64;
+                if *left == 0 {
+                    self.state = if *chunked { BodyState::ChunkEnd { seen_cr: false } } else { BodyState::Done };
+                }
+            }
+            BodyState::ChunkSize { size, digits, in_extension } => {
+                let b = input[at];
+                at += 1;
+                match b {
+                    b'\n' if *digits > 0 => {
+                        self.state = if *size == 0 {
+                            BodyState::Trailer { line_empty: true }
+                        } else {
+                            BodyState::Data { left: *size, chunked: true }
+                        };
+                    }
+                    b'\r' => {}
+                    _ if *in_extension => {}
+                    b';' | b' ' | b'\t' if *digits > 0 => *in_extension = true,
+                    _ => {
+                        let digit = (b as char).to_digit(16).ok_or(BadChunk)?;
+                        *digits += 1;
+                        if *digits > 16 {
+                            return Err(BadChunk);
+                        }
+                        *size = (*size << 4) | u64::from(digit);
+                    }
+                }
+            }
+            BodyState::ChunkEnd { seen_cr } => {
+                let b = input[at];
+                at += 1;
+                match b {
+                    b'\r' if !*seen_cr => *seen_cr = true,
+                    b'\n' => self.state = BodyState::ChunkSize { size: 0, digits: 0, in_extension: false },
+                    _ => return Err(BadChunk),
+                }
+            }
+            BodyState::Trailer { line_empty } => {
+                let b = input[at];
+                at += 1;
+                match b {
+                    b'\n' if *line_empty => self.state = BodyState::Done,
+                    b'\n' => *line_empty = true,
+                    b'\r' => {}
+                    _ => *line_empty = false,
+                }
+            }
+        }
+        *pos = at;
+        Ok(())
     }
 }
 
@@ -417,8 +484,36 @@ mod tests {
             assert_eq!(body, b"Wikipedia in\r\n\r\nchunks.", "step {step}");
             assert_eq!((used, done), (wire.len() - 4, true), "step {step}");
         }
+        // Suricata's `length`: the framing counts, the trailer section does not.
+        let mut d = BodyDecoder::new(BodyLength::Chunked);
+        for piece in wire.chunks(5) {
+            d.feed(piece, &mut |_| {}).unwrap();
+        }
+        assert_eq!(d.message_len(), (wire.len() - 4 - b"Trailer: x\r\n\r\n".len()) as u64);
+        let mut d = BodyDecoder::new(BodyLength::Length(3));
+        d.feed(b"abcdef", &mut |_| {}).unwrap();
+        assert_eq!(d.message_len(), 3);
         assert!(decode(BodyLength::Chunked, b"zz\r\n", 3).is_err());
         assert!(decode(BodyLength::Chunked, b"3\r\nabcX", 3).is_err());
+    }
+
+    #[test]
+    fn a_gap_inside_body_data_is_skipped_and_one_across_framing_is_not() {
+        let mut d = BodyDecoder::new(BodyLength::Length(10));
+        d.feed(b"abc", &mut |_| {}).unwrap();
+        assert!(d.skip(4));
+        assert_eq!(d.feed(b"xyzNEXT", &mut |_| {}), Ok(3));
+        assert!(d.is_done());
+        assert_eq!(d.message_len(), 10);
+        let mut d = BodyDecoder::new(BodyLength::Length(10));
+        assert!(!d.skip(11), "a gap past the body's end takes the next head with it");
+        let mut d = BodyDecoder::new(BodyLength::Chunked);
+        d.feed(b"5\r\nab", &mut |_| {}).unwrap();
+        assert!(d.skip(3));
+        assert_eq!(d.feed(b"\r\n0\r\n\r\n", &mut |_| {}), Ok(7));
+        assert!(d.is_done());
+        let mut d = BodyDecoder::new(BodyLength::Chunked);
+        assert!(!d.skip(2), "a gap in a chunk-size line loses the framing");
     }
 
     #[test]

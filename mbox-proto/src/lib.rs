@@ -1,10 +1,13 @@
 //! Application protocol parsers for NFs: HTTP/1 heads and bodies ([`http`]), the TLS
-//! ClientHello and its server name ([`tls`]), SSH identification lines ([`ssh`]) and DNS
-//! questions ([`dns`]). They read byte slices (a reassembled stream's start, a datagram),
+//! ClientHello and its server name and the ServerHello's version ([`tls`]), SSH
+//! identification lines ([`ssh`]), DNS headers and questions ([`dns`]) and SMTP commands
+//! ([`smtp`]), and recognising which of them a connection speaks ([`detect`]). They read byte slices (a reassembled stream's start, a datagram),
 //! return slices of them where they can, and never panic on any input.
 
+pub mod detect;
 pub mod dns;
 pub mod http;
+pub mod smtp;
 pub mod ssh;
 pub mod tls;
 

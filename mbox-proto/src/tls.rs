@@ -18,27 +18,91 @@ const MAX_HELLO: usize = 1 << 16;
 
 /// Parses the ClientHello at the start of `stream` (the client's first bytes).
 pub fn client_hello(stream: &[u8]) -> Parse<ClientHello> {
-    // Gather the handshake bytes from the records they are in.
+    handshake(stream, CLIENT_HELLO, parse_hello)
+}
+
+/// Whether `stream` starts like a ClientHello (a handshake record of TLS or SSL 3 whose first
+/// message is a ClientHello), however much of it has come: what protocol detection needs.
+pub fn starts_client_hello(stream: &[u8]) -> bool {
+    stream.len() >= 6 && stream[0] == 22 && stream[1] == 3 && stream[5] == CLIENT_HELLO
+}
+
+/// What a ServerHello tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerHello {
+    /// The version the server chose: its `supported_versions` extension (TLS 1.3), else the
+    /// legacy field.
+    pub version: u16,
+}
+
+/// Parses the ServerHello at the start of `stream` (the server's first bytes).
+pub fn server_hello(stream: &[u8]) -> Parse<ServerHello> {
+    handshake(stream, SERVER_HELLO, parse_server_hello)
+}
+
+/// A version's name as Suricata writes it in eve.json (`TLS 1.2`, `TLSv1`, ...).
+pub fn version_name(version: u16) -> &'static str {
+    match version {
+        0x0200 => "SSLv2",
+        0x0300 => "SSLv3",
+        0x0301 => "TLSv1",
+        0x0302 => "TLS 1.1",
+        0x0303 => "TLS 1.2",
+        0x0304 => "TLS 1.3",
+        0x7f1c => "TLS 1.3 draft-28",
+        0x7f1b => "TLS 1.3 draft-27",
+        0x7f1a => "TLS 1.3 draft-26",
+        0x7f19 => "TLS 1.3 draft-25",
+        0x7f18 => "TLS 1.3 draft-24",
+        0x7f17 => "TLS 1.3 draft-23",
+        0x7f16 => "TLS 1.3 draft-22",
+        0x7f15 => "TLS 1.3 draft-21",
+        0x7f14 => "TLS 1.3 draft-20",
+        0x7f13 => "TLS 1.3 draft-19",
+        0x7f12 => "TLS 1.3 draft-18",
+        0x7f11 => "TLS 1.3 draft-17",
+        0x7f10 => "TLS 1.3 draft-16",
+        0x7f01..=0x7f0f => "TLS 1.3 draft-<16",
+        0xfb14 => "TLS 1.3 draft-20-fb",
+        0xfb15 => "TLS 1.3 draft-21-fb",
+        0xfb16 => "TLS 1.3 draft-22-fb",
+        0xfb17 => "TLS 1.3 draft-23-fb",
+        0xfb1a => "TLS 1.3 draft-26-fb",
+        _ => "UNDETERMINED",
+    }
+}
+
+const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
+
+/// The first handshake message of a side's stream, of type `kind`, gathered from the records
+/// it is in and parsed by `parse` (its body, after the 4-byte handshake header).
+fn handshake<T>(stream: &[u8], kind: u8, parse: fn(&[u8]) -> Option<T>) -> Parse<T> {
     let mut handshake: Vec<u8> = Vec::new();
     let mut at = 0;
     let needed = loop {
-        let Some(header) = stream.get(at..at + 5) else { return Parse::Partial };
-        let (kind, major, len) = (header[0], header[1], usize::from(u16::from_be_bytes([header[3], header[4]])));
-        if kind != 22 || major != 3 || len == 0 || len > 16_384 + 2048 {
+        let Some(header) = stream.get(at..at + 5) else {
+            // A header still partial is already not one when its first bytes say so.
+            let start = &stream[at.min(stream.len())..];
+            let bad = start.first().is_some_and(|&c| c != 22) || start.get(1).is_some_and(|&v| v != 3);
+            return if bad { Parse::Invalid } else { Parse::Partial };
+        };
+        let (content, major, len) = (header[0], header[1], usize::from(u16::from_be_bytes([header[3], header[4]])));
+        if content != 22 || major != 3 || len == 0 || len > 16_384 + 2048 {
             return Parse::Invalid;
         }
         let Some(payload) = stream.get(at + 5..at + 5 + len) else {
-            // Use what has come so far to decide early that it is not a ClientHello.
+            // Use what has come so far to decide early that it is not the message looked for.
             let partial = &stream[at + 5..];
-            if handshake.is_empty() && !partial.is_empty() && partial[0] != 1 {
+            if handshake.is_empty() && !partial.is_empty() && partial[0] != kind {
                 return Parse::Invalid;
             }
             return Parse::Partial;
         };
         handshake.extend_from_slice(payload);
         at += 5 + len;
-        // Not a ClientHello as soon as its type says so, as when the record is still partial.
-        if handshake[0] != 1 {
+        // Not the message as soon as its type says so, as when the record is still partial.
+        if handshake[0] != kind {
             return Parse::Invalid;
         }
         if handshake.len() >= 4 {
@@ -51,10 +115,42 @@ pub fn client_hello(stream: &[u8]) -> Parse<ClientHello> {
             }
         }
     };
-    match parse_hello(&handshake[4..needed]) {
+    match parse(&handshake[4..needed]) {
         Some(hello) => Parse::Done(hello),
         None => Parse::Invalid,
     }
+}
+
+/// The ServerHello body: version, random, session id, cipher, compression, extensions.
+fn parse_server_hello(body: &[u8]) -> Option<ServerHello> {
+    let mut r = Reader(body);
+    let mut version = r.u16()?;
+    r.skip(32)?; // random
+    let session = usize::from(r.u8()?);
+    r.skip(session)?;
+    r.skip(3)?; // cipher suite, compression
+    extensions(&mut r, |kind, data| {
+        if kind == 43 && data.len() == 2 {
+            version = u16::from_be_bytes([data[0], data[1]]); // supported_versions
+        }
+    })?;
+    Some(ServerHello { version })
+}
+
+/// Hands each extension of a hello's extension block (its kind and data) to `each`: `None`
+/// when the block overruns the hello. A hello without a block has none.
+fn extensions(r: &mut Reader<'_>, mut each: impl FnMut(u16, &[u8])) -> Option<()> {
+    if r.0.is_empty() {
+        return Some(());
+    }
+    let len = usize::from(r.u16()?);
+    let mut ext = Reader(r.take(len)?);
+    while !ext.0.is_empty() {
+        let kind = ext.u16()?;
+        let len = usize::from(ext.u16()?);
+        each(kind, ext.take(len)?);
+    }
+    Some(())
 }
 
 /// The ClientHello body: version, random, session id, ciphers, compression, extensions.
@@ -69,18 +165,11 @@ fn parse_hello(body: &[u8]) -> Option<ClientHello> {
     let compression = usize::from(r.u8()?);
     r.skip(compression)?;
     let mut sni = None;
-    if !r.0.is_empty() {
-        let len = usize::from(r.u16()?);
-        let mut ext = Reader(r.take(len)?);
-        while !ext.0.is_empty() {
-            let kind = ext.u16()?;
-            let len = usize::from(ext.u16()?);
-            let data = ext.take(len)?;
-            if kind == 0 {
-                sni = server_name(data);
-            }
+    extensions(&mut r, |kind, data| {
+        if kind == 0 {
+            sni = server_name(data);
         }
-    }
+    })?;
     Some(ClientHello { sni, legacy_version })
 }
 
@@ -172,6 +261,22 @@ pub(crate) mod tests {
             assert_eq!(h.sni.as_deref(), Some(&b"www.netflix.com"[..]));
             assert_eq!(client_hello(&stream[..stream.len() - 1]), Parse::Partial);
         }
+    }
+
+    #[test]
+    fn a_server_hello_names_the_chosen_version() {
+        // TLS 1.3: legacy 1.2, supported_versions 1.3.
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[9; 32]);
+        body.extend_from_slice(&[0, 0x13, 0x01, 0]);
+        body.extend_from_slice(&[0, 6, 0, 43, 0, 2, 3, 4]);
+        let mut hs = vec![2, 0, 0, body.len() as u8];
+        hs.extend_from_slice(&body);
+        let Parse::Done(h) = server_hello(&records(&hs, 16_384)) else { panic!() };
+        assert_eq!(version_name(h.version), "TLS 1.3");
+        assert_eq!(server_hello(&records(&hello_record(b"a", 0), 16_384)), Parse::Invalid, "a ClientHello");
+        assert_eq!(version_name(0x0301), "TLSv1");
+        assert_eq!(version_name(0x1234), "UNDETERMINED");
     }
 
     #[test]

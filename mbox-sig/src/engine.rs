@@ -493,7 +493,13 @@ mod tests {
     use crate::rule::parse_rule;
 
     fn engine(rules: &[&str]) -> Engine {
-        Engine::new(rules.iter().enumerate().map(|(i, r)| parse_rule(r, i + 1, &Vars::default()).unwrap().unwrap()).collect())
+        Engine::new(
+            rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| parse_rule(r, None, i + 1, &Vars::default(), &crate::Classifications::stock()).unwrap().unwrap())
+                .collect(),
+        )
     }
 
     fn matching(e: &Engine, buffers: &Buffers<'_>) -> Vec<u32> {

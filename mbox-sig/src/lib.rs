@@ -1,12 +1,15 @@
-//! Signature detection for mbox NFs: rules in a subset of Suricata's syntax ([`rule`]), their
-//! addresses and ports ([`net`]), and matching them against streams and protocol buffers
-//! ([`engine`]). A library with no threads and no I/O, so that the sig-match
-//! plugin, its tests and its benches share one implementation.
+//! Signature detection for mbox NFs: rules in a subset of Suricata's syntax ([`rule`]), rule
+//! sets of several files with their classifications ([`ruleset`]), their addresses and ports
+//! ([`net`]), and matching them against streams and protocol buffers ([`engine`]). A library
+//! with no threads and no I/O beyond reading rule files, so that the sig-match plugin, the
+//! eve-log NF, `mbox rules check`, the tests and the benches share one implementation.
 
 pub mod engine;
 pub mod net;
 pub mod rule;
+pub mod ruleset;
 
 pub use engine::{Buffers, Direction, Engine};
 pub use net::Vars;
-pub use rule::{parse_rules, Buffer, Loaded, Proto, Rule, RuleError};
+pub use rule::{describe_rule, parse_rules, Action, Buffer, Loaded, Proto, Rule, RuleError, RuleInfo};
+pub use ruleset::{Classification, ClassificationError, Classifications, RuleIndex, RuleSet};

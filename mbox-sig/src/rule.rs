@@ -4,16 +4,42 @@
 //! matches.
 
 use crate::net::{AddrSet, PortSet, Vars};
+use crate::ruleset::Classifications;
 use regex::bytes::{Regex, RegexBuilder};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a rule was not loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("line {line}{}: {reason}", sid.map(|s| format!(" (sid {s})")).unwrap_or_default())]
+#[error("{}{line}{}: {reason}", file.as_ref().map(|f| format!("{f}:")).unwrap_or_else(|| "line ".into()), sid.map(|s| format!(" (sid {s})")).unwrap_or_default())]
 pub struct RuleError {
+    /// The rule file, when the rules came from one (see [`crate::RuleSet`]).
+    pub file: Option<Arc<str>>,
     pub line: usize,
     pub sid: Option<u32>,
+    /// The keyword (or header field) that could not be taken, for tallies such as `mbox rules
+    /// check`'s: an option's name (`flowbits`, `pcre`), or `action`, `protocol`, `address`,
+    /// `port`, `direction`, `sid`, `buffers`, `syntax`, `duplicate`.
+    pub keyword: String,
     pub reason: String,
+}
+
+/// What a rule does when it matches. mbox's IDS reports: a `drop` rule alerts as Suricata's IDS
+/// mode does (eve.json's `alert.action` is `allowed`: nothing was blocked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Action {
+    #[default]
+    Alert,
+    Drop,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Drop => "drop",
+        }
+    }
 }
 
 /// The protocol a rule applies to: a transport, or an application protocol the NF recognises.
@@ -118,12 +144,35 @@ pub struct FlowOpts {
     pub established: Option<bool>,
 }
 
+/// What a rule says about itself, for alerts (eve.json's `alert` object, fast.log): read
+/// without compiling its detection (see [`describe_rule`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuleInfo {
+    pub action: Action,
+    /// Generator id: 1 unless the rule says (`gid`).
+    pub gid: u32,
+    pub sid: u32,
+    pub rev: u32,
+    /// The whole message.
+    pub msg: String,
+    /// `classtype`, when given.
+    pub classtype: Option<String>,
+    /// The classtype's description (Suricata's `category`), empty without a classtype.
+    pub category: String,
+    /// `priority`, else the classtype's, else 3 (Suricata's `severity`).
+    pub severity: u8,
+    /// `metadata` pairs in rule order (`key value`).
+    pub metadata: Vec<(String, String)>,
+}
+
 /// A loaded rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub sid: u32,
     pub rev: u32,
     pub msg: String,
+    /// Action, gid, classtype, severity and metadata.
+    pub info: RuleInfo,
     pub proto: Proto,
     pub src: AddrSet,
     pub src_ports: PortSet,
@@ -136,6 +185,8 @@ pub struct Rule {
     pub items: Vec<(Buffer, Item)>,
     /// 1-based line in its file.
     pub line: usize,
+    /// The file, when the rules came from one.
+    pub file: Option<Arc<str>>,
 }
 
 impl Rule {
@@ -184,7 +235,7 @@ impl Rule {
     }
 }
 
-/// The outcome of loading a rule file: the rules, and those refused with their reasons.
+/// The outcome of loading rules: the rules, and those refused with their reasons.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub rules: Vec<Rule>,
@@ -192,9 +243,17 @@ pub struct Loaded {
 }
 
 /// Parses every rule in `text` (one per line; `#` comments and blank lines skipped; a line
-/// ending in `\` continues on the next).
+/// ending in `\` continues on the next), with the stock classifications. A later rule with a
+/// sid already loaded is refused. [`crate::RuleSet`] loads several files.
 pub fn parse_rules(text: &str, vars: &Vars) -> Loaded {
-    let mut loaded = Loaded::default();
+    let mut set = crate::RuleSet::new(vars.clone(), Classifications::stock());
+    set.add_text(None, text);
+    set.finish()
+}
+
+/// Each rule of a rule file's text with its first line (comments and blank lines skipped,
+/// continued lines joined), or an error for a file that ends inside a continued line.
+pub(crate) fn rule_lines(text: &str, mut each: impl FnMut(&str, usize)) -> Result<(), usize> {
     let mut pending = String::new();
     let mut first_line = 0;
     for (i, raw) in text.lines().enumerate() {
@@ -210,35 +269,118 @@ pub fn parse_rules(text: &str, vars: &Vars) -> Loaded {
             continue;
         }
         pending.push_str(line);
-        match parse_rule(&pending, first_line, vars) {
-            Ok(Some(rule)) => loaded.rules.push(rule),
-            Ok(None) => {}
-            Err(e) => loaded.refused.push(e),
-        }
+        each(&pending, first_line);
         pending.clear();
     }
-    if !pending.is_empty() {
-        loaded.refused.push(RuleError { line: first_line, sid: None, reason: "the file ends inside a continued line".into() });
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(first_line)
     }
-    loaded
 }
 
-/// Parses one rule. `Ok(None)` for rules that never alert by design (none here yet).
-pub fn parse_rule<'a>(text: &'a str, line: usize, vars: &Vars) -> Result<Option<Rule>, RuleError> {
-    let sid = find_sid(text);
-    let err = |reason: String| RuleError { line, sid, reason };
-    let open = text.find('(').ok_or_else(|| err("no option list `( ... )`".into()))?;
-    let close = text.rfind(')').filter(|&c| c > open).ok_or_else(|| err("the option list is not closed".into()))?;
+/// A rule's text split into its header fields and options.
+struct Parts<'a> {
+    header: Vec<&'a str>,
+    options: Vec<(&'a str, Option<&'a str>)>,
+}
+
+/// Splits a rule into header and options; the error names the keyword group (`syntax`).
+fn split_rule(text: &str) -> Result<Parts<'_>, (&'static str, String)> {
+    let open = text.find('(').ok_or(("syntax", "no option list `( ... )`".to_string()))?;
+    let close = text.rfind(')').filter(|&c| c > open).ok_or(("syntax", "the option list is not closed".to_string()))?;
     if !text[close + 1..].trim().is_empty() {
-        return Err(err("text after the option list".into()));
+        return Err(("syntax", "text after the option list".into()));
     }
-    let header: Vec<&str> = text[..open].split_whitespace().collect();
-    let [action, proto, src, sport, dir, dst, dport] = header[..] else {
-        return Err(err(format!("the header needs 7 fields (action proto src sport -> dst dport), found {}", header.len())));
+    let options = split_options(&text[open + 1..close]).map_err(|e| ("syntax", e))?;
+    Ok(Parts { header: text[..open].split_whitespace().collect(), options })
+}
+
+/// The options that describe a rule rather than what it matches.
+const DESCRIPTIVE: &[&str] = &["msg", "sid", "rev", "gid", "classtype", "priority", "metadata", "reference", "target"];
+
+/// Reads what a rule says about itself (action, ids, message, classtype, severity, metadata)
+/// without compiling its detection: for an output that names the rules alerts came from.
+/// `Err` holds the keyword and reason when even that cannot be read.
+pub fn describe_rule(text: &str, classes: &Classifications) -> Result<RuleInfo, (String, String)> {
+    let parts = split_rule(text).map_err(|(k, r)| (k.to_string(), r))?;
+    describe(&parts, classes)
+}
+
+fn describe(parts: &Parts<'_>, classes: &Classifications) -> Result<RuleInfo, (String, String)> {
+    let fail = |keyword: &str, reason: String| (keyword.to_string(), reason);
+    let action = match parts.header.first().copied() {
+        Some("alert") => Action::Alert,
+        Some("drop") => Action::Drop,
+        Some(other @ ("pass" | "reject" | "rejectsrc" | "rejectdst" | "rejectboth")) => {
+            return Err(fail("action", format!("action `{other}` (mbox's IDS reports; `alert` and `drop`, which alerts, are supported)")))
+        }
+        Some(other) => return Err(fail("action", format!("action `{other}`"))),
+        None => return Err(fail("syntax", "no header".into())),
     };
-    if action != "alert" {
-        return Err(err(format!("action `{action}` (only `alert` is supported: mbox's IDS reports, it does not block)")));
+    let mut info = RuleInfo { action, gid: 1, ..RuleInfo::default() };
+    let (mut have_sid, mut priority) = (false, None);
+    for &(name, value) in &parts.options {
+        if !DESCRIPTIVE.contains(&name) {
+            continue;
+        }
+        let value = value.map(str::trim).ok_or_else(|| fail(name, format!("`{name}` needs a value")))?;
+        let num = |v: &str| -> Result<u32, (String, String)> { number(v).map_err(|e| fail(name, format!("{name}: {e}"))) };
+        match name {
+            "msg" => info.msg = unquote_text(value),
+            "sid" => {
+                info.sid = num(value)?;
+                have_sid = true;
+            }
+            "rev" => info.rev = num(value)?,
+            "gid" => info.gid = num(value)?,
+            "priority" => {
+                let p = num(value)?;
+                priority = Some(u8::try_from(p).ok().filter(|&p| p >= 1).ok_or_else(|| fail(name, format!("priority {p} (1 to 255)")))?);
+            }
+            "classtype" => info.classtype = Some(value.to_string()),
+            "metadata" => {
+                for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (key, val) = pair.split_once(char::is_whitespace).unwrap_or((pair, ""));
+                    info.metadata.push((key.to_string(), val.trim().to_string()));
+                }
+            }
+            _ => {} // reference, target: nothing an alert reports here
+        }
     }
+    if !have_sid {
+        return Err(fail("sid", "no sid".into()));
+    }
+    let class = match &info.classtype {
+        Some(name) => Some(
+            classes.get(name).ok_or_else(|| fail("classtype", format!("unknown classtype `{name}` (not in the classification file)")))?,
+        ),
+        None => None,
+    };
+    info.category = class.map(|c| c.description.clone()).unwrap_or_default();
+    info.severity = priority.or(class.map(|c| c.priority)).unwrap_or(3);
+    Ok(info)
+}
+
+/// Parses one rule (`file`, `line`: where it is, for errors). `Ok(None)` for rules that never
+/// alert by design (none here yet).
+pub fn parse_rule<'a>(
+    text: &'a str,
+    file: Option<&Arc<str>>,
+    line: usize,
+    vars: &Vars,
+    classes: &Classifications,
+) -> Result<Option<Rule>, RuleError> {
+    let sid = find_sid(text);
+    let err = |keyword: &str, reason: String| RuleError { file: file.cloned(), line, sid, keyword: keyword.to_string(), reason };
+    let parts = split_rule(text).map_err(|(k, r)| err(k, r))?;
+    let info = describe(&parts, classes).map_err(|(k, r)| err(&k, r))?;
+    let [_, proto, src, sport, dir, dst, dport] = parts.header[..] else {
+        return Err(err(
+            "syntax",
+            format!("the header needs 7 fields (action proto src sport -> dst dport), found {}", parts.header.len()),
+        ));
+    };
     let proto = match proto {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
@@ -247,22 +389,23 @@ pub fn parse_rule<'a>(text: &'a str, line: usize, vars: &Vars) -> Result<Option<
         "ssh" => Proto::Ssh,
         "smtp" => Proto::Smtp,
         "dns" => Proto::Dns,
-        other => return Err(err(format!("protocol `{other}`"))),
+        other => return Err(err("protocol", format!("protocol `{other}`"))),
     };
     let bidirectional = match dir {
         "->" => false,
         "<>" => true,
-        other => return Err(err(format!("direction `{other}` (use -> or <>)"))),
+        other => return Err(err("direction", format!("direction `{other}` (use -> or <>)"))),
     };
-    let src = AddrSet::parse(src, vars).map_err(|e| err(format!("source address: {e}")))?;
-    let src_ports = PortSet::parse(sport, vars).map_err(|e| err(format!("source port: {e}")))?;
-    let dst = AddrSet::parse(dst, vars).map_err(|e| err(format!("destination address: {e}")))?;
-    let dst_ports = PortSet::parse(dport, vars).map_err(|e| err(format!("destination port: {e}")))?;
+    let src = AddrSet::parse(src, vars).map_err(|e| err("address", format!("source address: {e}")))?;
+    let src_ports = PortSet::parse(sport, vars).map_err(|e| err("port", format!("source port: {e}")))?;
+    let dst = AddrSet::parse(dst, vars).map_err(|e| err("address", format!("destination address: {e}")))?;
+    let dst_ports = PortSet::parse(dport, vars).map_err(|e| err("port", format!("destination port: {e}")))?;
 
     let mut rule = Rule {
-        sid: 0,
-        rev: 0,
-        msg: String::new(),
+        sid: info.sid,
+        rev: info.rev,
+        msg: info.msg.clone(),
+        info,
         proto,
         src,
         src_ports,
@@ -272,42 +415,37 @@ pub fn parse_rule<'a>(text: &'a str, line: usize, vars: &Vars) -> Result<Option<
         flow: FlowOpts::default(),
         items: Vec::new(),
         line,
+        file: file.cloned(),
     };
     let mut buffer = Buffer::Stream;
-    let mut have_sid = false;
-    for (name, value) in split_options(&text[open + 1..close]).map_err(&err)? {
+    for &(name, value) in &parts.options {
         let value = value.map(str::trim);
-        let need = |v: Option<&'a str>| -> Result<&'a str, RuleError> { v.ok_or_else(|| err(format!("`{name}` needs a value"))) };
+        let need = |v: Option<&'a str>| -> Result<&'a str, RuleError> { v.ok_or_else(|| err(name, format!("`{name}` needs a value"))) };
         match name {
-            "msg" => rule.msg = unquote_text(need(value)?),
-            "sid" => {
-                rule.sid = number(need(value)?).map_err(|e| err(format!("sid: {e}")))?;
-                have_sid = true;
-            }
-            "rev" => rule.rev = number(need(value)?).map_err(|e| err(format!("rev: {e}")))?,
-            // Metadata that does not change what a rule matches.
-            "metadata" | "classtype" | "reference" | "priority" | "gid" | "target" | "fast_pattern" | "rawbytes" => {}
-            "flow" => rule.flow = parse_flow(need(value)?).map_err(&err)?,
+            // What describes the rule was read above; these change nothing it matches.
+            _ if DESCRIPTIVE.contains(&name) => {}
+            "fast_pattern" | "rawbytes" => {}
+            "flow" => rule.flow = parse_flow(need(value)?).map_err(|e| err(name, e))?,
             "content" => {
-                let (negated, pattern) = parse_content(need(value)?).map_err(|e| err(format!("content: {e}")))?;
+                let (negated, pattern) = parse_content(need(value)?).map_err(|e| err(name, format!("content: {e}")))?;
                 let content =
                     Content { pattern, nocase: false, negated, offset: None, depth: None, distance: None, within: None, endswith: false };
                 rule.items.push((buffer, Item::Content(content)));
             }
             "nocase" | "offset" | "depth" | "distance" | "within" | "startswith" | "endswith" => {
                 let Some((_, Item::Content(c))) = rule.items.last_mut() else {
-                    return Err(err(format!("`{name}` without a content before it")));
+                    return Err(err(name, format!("`{name}` without a content before it")));
                 };
-                apply_modifier(c, name, value).map_err(|e| err(format!("{name}: {e}")))?;
+                apply_modifier(c, name, value).map_err(|e| err(name, format!("{name}: {e}")))?;
             }
             "pcre" => {
-                let (pcre, forced) = parse_pcre(need(value)?).map_err(|e| err(format!("pcre: {e}")))?;
+                let (pcre, forced) = parse_pcre(need(value)?).map_err(|e| err(name, format!("pcre: {e}")))?;
                 rule.items.push((forced.unwrap_or(buffer), Item::Pcre(pcre)));
             }
             // Legacy content modifiers: the content before them looks in that buffer.
             "http_uri" | "http_host" | "http_method" | "http_user_agent" if value.is_none() => {
                 let Some((b, Item::Content(_))) = rule.items.last_mut() else {
-                    return Err(err(format!("`{name}` without a content before it")));
+                    return Err(err(name, format!("`{name}` without a content before it")));
                 };
                 *b = match name {
                     "http_uri" => Buffer::HttpUri,
@@ -325,13 +463,10 @@ pub fn parse_rule<'a>(text: &'a str, line: usize, vars: &Vars) -> Result<Option<
             "tls.sni" | "tls_sni" if value.is_none() => buffer = Buffer::TlsSni,
             "ssh.software" if value.is_none() => buffer = Buffer::SshSoftware,
             "dns.query" | "dns_query" if value.is_none() => buffer = Buffer::DnsQuery,
-            other => return Err(err(format!("unsupported keyword `{other}`"))),
+            other => return Err(err(other, format!("unsupported keyword `{other}`"))),
         }
     }
-    if !have_sid {
-        return Err(err("no sid".into()));
-    }
-    check_buffers(&rule).map_err(&err)?;
+    check_buffers(&rule).map_err(|e| err("buffers", e))?;
     Ok(Some(rule))
 }
 
@@ -608,7 +743,7 @@ mod tests {
     use super::*;
 
     fn rule(text: &str) -> Result<Rule, RuleError> {
-        parse_rule(text, 1, &Vars::default()).map(|r| r.unwrap())
+        parse_rule(text, None, 1, &Vars::default(), &Classifications::stock()).map(|r| r.unwrap())
     }
 
     #[test]
@@ -639,7 +774,7 @@ mod tests {
     #[test]
     fn unsupported_rules_say_why() {
         let cases = [
-            (r#"drop tcp any any -> any any (msg:"m"; sid:1;)"#, "action `drop`"),
+            (r#"reject tcp any any -> any any (msg:"m"; sid:1;)"#, "action `reject`"),
             (r#"alert icmp any any -> any any (msg:"m"; sid:1;)"#, "protocol `icmp`"),
             (r#"alert tcp any any -> any any (msg:"m"; byte_test:1,>,2,0; sid:1;)"#, "unsupported keyword `byte_test`"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"a"; within:$x; sid:1;)"#, "not a number"),

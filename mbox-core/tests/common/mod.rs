@@ -20,6 +20,27 @@ pub fn pcaps() -> PathBuf {
     repo().join("testdata/pcaps")
 }
 
+/// The `mbox` binary of this build, to run as a user would.
+pub fn mbox() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mbox"))
+}
+
+/// The captures (pcap and pcapng) in `dir`, sorted.
+pub fn captures_in(dir: &Path) -> Vec<PathBuf> {
+    let mut c: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    c.sort();
+    c
+}
+
+/// The bundled captures, sorted.
+pub fn captures() -> Vec<PathBuf> {
+    captures_in(&pcaps())
+}
+
 /// Where the plugins of this build are; fails with instructions when they were not built.
 pub fn plugin_dir() -> PathBuf {
     let dir = default_plugin_dir();

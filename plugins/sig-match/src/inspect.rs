@@ -18,6 +18,7 @@
 //!   So the cost per inspected byte has a fixed bound whatever the rules and the bytes.
 
 use mbox_abi::app;
+use mbox_proto::detect::{AppProto, Detected};
 use mbox_proto::{dns, http, ssh, tls, Parse};
 use mbox_sig::engine::Verification;
 use mbox_sig::{Buffer, Buffers, Direction, Engine, Proto, Rule};
@@ -58,9 +59,6 @@ const VERIFY_WORK_MIN: u64 = 64 << 10;
 /// Spare buffers kept for new flows, and the largest kept (bigger ones are freed).
 const SPARE_BUFFERS: usize = 1024;
 const SPARE_MAX: usize = 64 << 10;
-
-/// Bytes of a client's stream after which an unrecognised protocol is given up.
-const DETECT_LIMIT: usize = 8192;
 
 /// An HTTP head still incomplete beyond this many bytes is parsed again only when a blank line
 /// may have arrived (parsing from its start on every segment would cost its length each time).
@@ -940,51 +938,23 @@ fn app_code(p: Proto) -> u8 {
     }
 }
 
-/// Recognises the application protocol from the first bytes of both directions, the way
-/// Suricata's probing parsers do: by content, with the port only for DNS over TCP.
+/// Recognises the application protocol from the first bytes of both directions
+/// (`mbox_proto::detect`, shared with eve-log).
 fn detect(flow: &FlowInspection) -> App {
     if flow.sides.iter().any(|s| s.base > 0) {
         // The starts of the streams are gone (a window slid before anything was recognised).
         return App::Other;
     }
-    let (client, server) = (&flow.sides[0].window, &flow.sides[1].window);
-    for side in [client, server] {
-        if matches!(ssh::banner(side), Parse::Done(_)) && side.starts_with(b"SSH-") {
-            return App::Known(app::SSH);
-        }
-    }
-    if !client.is_empty() {
-        // A valid start of a request or hello: wait for the rest, within the limit.
-        let wait = client.len() < DETECT_LIMIT;
-        match http::request_head(client) {
-            Parse::Done(_) => return App::Known(app::HTTP),
-            Parse::Partial if wait => return App::Unknown,
-            _ => {}
-        }
-        match tls::client_hello(client) {
-            Parse::Done(_) => return App::Known(app::TLS),
-            Parse::Partial if wait => return App::Unknown,
-            _ => {}
-        }
-        let word = |s: &[u8], w: &[u8]| s.len() >= w.len() && s[..w.len()].eq_ignore_ascii_case(w);
-        if word(client, b"EHLO") || word(client, b"HELO") {
-            return App::Known(app::SMTP);
-        }
-        if flow.ends.ports.contains(&53) && client.len() >= 14 {
-            let len = usize::from(u16::from_be_bytes([client[0], client[1]]));
-            if len >= 12 && dns::header(&client[2..]).is_some_and(|h| !h.is_response && h.questions > 0) {
-                return App::Known(app::DNS);
-            }
-        }
-    }
-    if server.starts_with(b"220") && client.is_empty() {
-        // An SMTP (or FTP) greeting: wait for the client's first command.
-        return App::Unknown;
-    }
-    if client.len() >= DETECT_LIMIT || (!client.is_empty() && !server.is_empty()) {
-        App::Other
-    } else {
-        App::Unknown
+    match mbox_proto::detect::tcp(&flow.sides[0].window, &flow.sides[1].window, flow.ends.ports) {
+        Detected::Proto(p) => App::Known(match p {
+            AppProto::Http => app::HTTP,
+            AppProto::Tls => app::TLS,
+            AppProto::Ssh => app::SSH,
+            AppProto::Smtp => app::SMTP,
+            AppProto::Dns => app::DNS,
+        }),
+        Detected::Wait => App::Unknown,
+        Detected::Other => App::Other,
     }
 }
 

@@ -4,8 +4,12 @@
 //! direction's stream (across segment boundaries) and the protocols' buffers, and publishes
 //! `ALERT/SIG_MATCH` (`mbox_abi::SigMatchEvent`) once per rule, flow and direction.
 //!
-//! Arguments: `rules` (a rule file; required); `vars` (a table overriding address and port
-//! variables, e.g. `{ HOME_NET = "any" }`; names ending in `_PORTS` are ports);
+//! Arguments: `rules` (a rule file or a list of them, loaded in order into one set; a sid is
+//! taken once, a later duplicate refused naming both); `vars` (a table overriding address and
+//! port variables, e.g. `{ HOME_NET = "any" }`; names ending in `_PORTS` are ports);
+//! `port_vars` (port variables whatever their names); `classification` (a
+//! classification.config giving classtypes their priority, the alerts' severity; default the
+//! stock list);
 //! `stream_depth` (stream bytes inspected per direction, default 1 MiB as Suricata's
 //! `stream.reassembly.depth`); `body_limit` (HTTP body bytes, default 100 KiB); `midstream`
 //! (inspect connections picked up without a handshake, default false as in Suricata);
@@ -23,7 +27,7 @@ use mbox_abi::{
     PktEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH,
     TCP_MIDSTREAM,
 };
-use mbox_sig::{parse_rules, Vars};
+use mbox_sig::{Classifications, Loaded, RuleSet, Vars};
 
 /// Per flow: the inspection state, the tuple to report and when the flow started.
 struct Tracked {
@@ -122,7 +126,7 @@ impl SigMatch {
     fn alert(&self, cause: &EventHeader, tuple: &FlowTuple, start_ns: u64, hit: Hit) -> SigMatchEvent {
         let rule = &self.matcher.rules()[hit.rule as usize];
         SigMatchEvent {
-            alert: AlertEvent::new::<SigMatchEvent>(self.alert_type, cause, rule.sid, 3, &rule.msg),
+            alert: AlertEvent::new::<SigMatchEvent>(self.alert_type, cause, rule.sid, rule.info.severity, &rule.msg),
             tuple: *tuple,
             rev: rule.rev,
             dir: hit.dir,
@@ -261,6 +265,48 @@ impl NetworkFunction for SigMatch {
     }
 }
 
+/// The rule set the arguments name: every file of `rules` in order (a sid taken once), with
+/// the `vars` overrides and the `classification` file (default: the stock list).
+fn load_rules(args: &Args) -> Result<Loaded, String> {
+    let files = args.strings("rules")?;
+    if files.is_empty() {
+        return Err("argument `rules` (a rule file, or a list of them) is required".into());
+    }
+    let mut set = RuleSet::new(vars_of(args)?, classifications_of(args)?);
+    for path in &files {
+        set.add_file(std::path::Path::new(path)).map_err(|e| format!("cannot read rules `{path}`: {e}"))?;
+    }
+    let loaded = set.finish();
+    let reasons: Vec<String> = loaded.refused.iter().take(3).map(|e| e.to_string()).collect();
+    eprintln!(
+        "sig-match: {}: {} rules loaded, {} refused{}",
+        files.join(", "),
+        loaded.rules.len(),
+        loaded.refused.len(),
+        if reasons.is_empty() { String::new() } else { format!(" (first: {}; all: mbox rules check)", reasons.join("; ")) }
+    );
+    Ok(loaded)
+}
+
+/// Suricata's stock address and port variables with the `vars` argument's overrides (names
+/// ending in `_PORTS` are ports) and `port_vars`' (all ports, as a suricata.yaml's
+/// `port-groups`).
+pub fn vars_of(args: &Args) -> Result<Vars, String> {
+    let mut vars = Vars::default();
+    for (name, value) in args.string_map("vars")? {
+        let table = if name.ends_with("_PORTS") { &mut vars.ports } else { &mut vars.addresses };
+        table.insert(name, value);
+    }
+    vars.ports.extend(args.string_map("port_vars")?);
+    Ok(vars)
+}
+
+/// The `classification` argument's file, or the stock list.
+pub fn classifications_of(args: &Args) -> Result<Classifications, String> {
+    let path = args.string("classification", "")?;
+    Classifications::from_file_or_stock(Some(std::path::Path::new(&path)).filter(|_| !path.is_empty()))
+}
+
 impl Plugin for SigMatch {
     const INFO: PluginInfo = PluginInfo {
         name: "sig-match",
@@ -274,26 +320,9 @@ impl Plugin for SigMatch {
     fn create(init: &NfInit<'_>) -> Result<Self, String> {
         let args = Args::parse(
             init.args_json.as_str(),
-            &["rules", "vars", "stream_depth", "body_limit", "midstream", "memory_limit", "inspect_window"],
+            &["rules", "vars", "port_vars", "classification", "stream_depth", "body_limit", "midstream", "memory_limit", "inspect_window"],
         )?;
-        let path = args.string("rules", "")?;
-        if path.is_empty() {
-            return Err("argument `rules` (a rule file) is required".into());
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read rules `{path}`: {e}"))?;
-        let mut vars = Vars::default();
-        for (name, value) in args.string_map("vars")? {
-            let table = if name.ends_with("_PORTS") { &mut vars.ports } else { &mut vars.addresses };
-            table.insert(name, value);
-        }
-        let loaded = parse_rules(&text, &vars);
-        let reasons: Vec<String> = loaded.refused.iter().take(3).map(|e| e.to_string()).collect();
-        eprintln!(
-            "sig-match: {path}: {} rules loaded, {} not supported{}",
-            loaded.rules.len(),
-            loaded.refused.len(),
-            if reasons.is_empty() { String::new() } else { format!(" (first: {})", reasons.join("; ")) }
-        );
+        let loaded = load_rules(&args)?;
         let settings = Settings {
             stream_depth: args.u64("stream_depth", 1 << 20)?.min(1 << 30) as usize,
             body_limit: args.u64("body_limit", 100 << 10)?.min(1 << 30) as usize,
