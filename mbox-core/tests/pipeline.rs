@@ -337,3 +337,22 @@ fn the_bundled_ids_config_raises_its_alert_and_classifies_its_flows() {
     assert_eq!(types, ["http", "http", "http"]);
     assert_eq!(read_jsonl(&dir.path().join("ids-flows.jsonl")).len(), 7);
 }
+
+#[test]
+fn flow_stats_and_dpi_report_their_own_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("flows.jsonl");
+    let report = run_toml(&format!(
+        "[input]\npcap = {}\n[[nf]]\nplugin = \"dpi\"\n[[nf]]\nplugin = \"flow-stats\"\nargs = {{ output = {} }}\n",
+        toml_path(&pcaps().join("ndpi__http_ipv6.pcap")),
+        toml_path(&out)
+    ));
+    let counter = |nf: usize, name: &str| report.nfs[nf].counters.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let flows = read_jsonl(&out).len() as u64;
+    assert_eq!(flows, 15);
+    assert_eq!((counter(1, "flows_written"), counter(1, "flows_open"), counter(1, "flows_overwritten")), (Some(flows), Some(0), Some(0)));
+    // dpi's classifications by protocol: every flow of this capture, 13 TLS and 2 QUIC.
+    let classified: u64 = report.nfs[0].counters.iter().filter(|(n, _)| n != "not_published").map(|(_, v)| v).sum();
+    assert_eq!((classified, counter(0, "tls"), counter(0, "quic")), (flows, Some(13), Some(2)), "{:?}", report.nfs[0].counters);
+    assert_eq!(counter(0, "not_published"), Some(0));
+}

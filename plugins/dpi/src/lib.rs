@@ -13,9 +13,9 @@ pub mod classify;
 use classify::Verdict;
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
-    app, builtin, export_nf, DirStats, EventHeader, EventType, FlowEvent, FlowRef, FlowTuple, FlowTypeEvent, Host, NetworkFunction, NfInit,
-    PktEvent, Plugin, PluginInfo, StreamDataEvent, UnsubscribeStatus, Verdict as NfVerdict, CONFIDENCE_DPI, CONFIDENCE_PORT,
-    FLOW_TYPE_PATH, REASON_NONE,
+    app, builtin, export_nf, Counters, DirStats, EventHeader, EventType, FlowEvent, FlowRef, FlowTuple, FlowTypeEvent, Host,
+    NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, StreamDataEvent, UnsubscribeStatus, Verdict as NfVerdict, CONFIDENCE_DPI,
+    CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
 };
 
 /// What dpi keeps per flow until it is classified.
@@ -160,6 +160,14 @@ impl NetworkFunction for Dpi {
             self.on_datagram(pkt, host);
         }
         NfVerdict::Pass
+    }
+
+    /// Flows classified, by protocol (the names `FLOW/TYPE` uses), and classifications lost.
+    fn counters(&self, out: &mut Counters<'_>) {
+        for a in app::ALL {
+            out.set(app::name(a), self.counts[usize::from(a)]);
+        }
+        out.set("not_published", self.queue.dropped + self.queue.waiting() as u64);
     }
 
     fn on_finish(&mut self) -> Result<(), String> {

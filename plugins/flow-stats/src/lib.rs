@@ -13,7 +13,9 @@
 
 use mbox_abi::kit::{proto_name, tcp_flag_letters, ts_epoch, Args, LineWriter};
 use mbox_abi::tcp_flags::{ACK, SYN};
-use mbox_abi::{export_nf, reason_name, EventHeader, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict};
+use mbox_abi::{
+    export_nf, reason_name, Counters, EventHeader, FlowEvent, Host, NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, Verdict,
+};
 use std::fmt::Write as _;
 
 /// What flow-stats counts in one direction.
@@ -53,6 +55,12 @@ pub struct FlowStats {
     flows: Vec<Vec<Option<FlowCounters>>>,
     /// Slots per shard's flow table (saved state naming another slot is refused).
     flow_slots: usize,
+    /// Flow records written.
+    flows_written: u64,
+    /// Flows with counters held (a gauge).
+    flows_open: u64,
+    /// Flows whose slot a newer flow took before their end came: no record for them.
+    flows_overwritten: u64,
 }
 
 impl FlowStats {
@@ -69,6 +77,11 @@ impl FlowStats {
         let h = &pkt.header;
         let dir = h.flow.dir.min(1);
         let ts = h.ts_ns;
+        match self.slot(h.flow.shard, h.flow.slot) {
+            Some(c) if c.id == h.flow.id => {}
+            Some(_) => self.flows_overwritten += 1,
+            None => self.flows_open += 1,
+        }
         let entry = self.slot(h.flow.shard, h.flow.slot);
         let c = match entry {
             Some(c) if c.id == h.flow.id => c,
@@ -97,6 +110,8 @@ impl FlowStats {
         let Some(c) = self.slot(h.flow.shard, h.flow.slot).take().filter(|c| c.id == h.flow.id) else {
             return; // no packet of this flow was delivered (e.g. a subscription without PKT)
         };
+        self.flows_open -= 1;
+        self.flows_written += 1;
         // The client's direction: 0 when the originator is the client.
         let (client, client_by) = match (c.first_syn, c.first_synack) {
             (Some(d), _) => (d, "syn"),
@@ -183,7 +198,15 @@ impl NetworkFunction for FlowStats {
     }
 
     fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        state::restore(bytes, &mut self.flows, self.flow_slots)
+        state::restore(bytes, &mut self.flows, self.flow_slots)?;
+        self.flows_open = self.flows.iter().flatten().filter(|c| c.is_some()).count() as u64;
+        Ok(())
+    }
+
+    fn counters(&self, out: &mut Counters<'_>) {
+        out.set("flows_written", self.flows_written);
+        out.set("flows_open", self.flows_open);
+        out.set("flows_overwritten", self.flows_overwritten);
     }
 }
 
@@ -330,6 +353,9 @@ impl Plugin for FlowStats {
             line: String::new(),
             flows: (0..init.shards).map(|_| Vec::new()).collect(),
             flow_slots: init.flow_slots as usize,
+            flows_written: 0,
+            flows_open: 0,
+            flows_overwritten: 0,
         })
     }
 }

@@ -282,6 +282,11 @@ pub struct FlowInspection {
 }
 
 impl Matcher {
+    /// The settings the matcher runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn new(rules: Vec<Rule>, settings: Settings) -> Matcher {
         let mut needs = Needs::default();
         for (buffer, _) in rules.iter().flat_map(|r| r.items.iter()) {
@@ -465,14 +470,8 @@ impl Matcher {
         }
         if self.kept_bytes + room > self.settings.memory_limit {
             // Every flow's kept bytes together are bounded: this direction is not inspected
-            // further (counted, and warned about once: an operator must know the IDS is
-            // not seeing everything).
-            if self.stats.directions_over_memory == 0 {
-                eprintln!(
-                    "sig-match: warning: memory_limit ({} bytes) reached: new stream bytes go uninspected (counted as bytes_over_memory)",
-                    self.settings.memory_limit
-                );
-            }
+            // further (counted, and the NF warns once through the host's log: an operator
+            // must know the IDS is not seeing everything).
             self.stats.directions_over_memory += 1;
             self.stats.bytes_over_memory += bytes.len() as u64;
             self.finish_side(flow, dir, hit);

@@ -23,9 +23,9 @@ pub mod inspect;
 use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings};
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
-    builtin, export_nf, AlertEvent, Counters, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTuple, Host, NetworkFunction, NfInit,
-    PktEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, SIG_MATCH_PATH,
-    TCP_MIDSTREAM,
+    builtin, export_nf, AlertEvent, Counters, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTuple, Host, LogLevel, NetworkFunction,
+    NfInit, PktEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict,
+    SIG_MATCH_PATH, TCP_MIDSTREAM,
 };
 use mbox_sig::{Classifications, Loaded, RuleSet, Vars};
 
@@ -47,6 +47,8 @@ pub struct SigMatch {
     hits: Vec<Hit>,
     /// Alerts of flows whose end was not seen, waiting for a moment to publish.
     stale: Vec<SigMatchEvent>,
+    /// The warning that memory_limit was reached went to the host's log.
+    memory_warned: bool,
 }
 
 /// What an event says about the flow it belongs to, for starting its inspection.
@@ -222,6 +224,14 @@ impl NetworkFunction for SigMatch {
         } else if let Some(pkt) = event.view::<PktEvent>() {
             self.on_datagram(pkt, host);
         }
+        if !self.memory_warned && self.matcher.stats.directions_over_memory > 0 {
+            self.memory_warned = true;
+            let limit = self.matcher.settings().memory_limit;
+            host.log(
+                LogLevel::Warn,
+                &format!("memory_limit ({limit} bytes) reached: new stream bytes go uninspected (counted as bytes_over_memory)"),
+            );
+        }
         Verdict::Pass
     }
 
@@ -338,6 +348,7 @@ impl Plugin for SigMatch {
             queue: PublishQueue::new(1 << 16),
             hits: Vec::new(),
             stale: Vec::new(),
+            memory_warned: false,
         })
     }
 }
