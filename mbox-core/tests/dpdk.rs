@@ -141,6 +141,40 @@ fn a_mempool_smaller_than_the_rings_is_refused_with_the_default_named_body() {
     assert!(e.contains("[dpdk] mbufs is below the 4096 the RX and TX rings hold alone"), "{e}");
 }
 
+/// An af_packet port nobody reads while traffic crosses its interface: the kernel drops what
+/// its ring cannot hold, and the port's `rx_missed` counts it (DPDK's driver alone says 0).
+fn an_af_packet_port_counts_the_frames_the_kernel_dropped_body() {
+    if unsafe { libc::geteuid() } != 0 {
+        return common::skip("an_af_packet_port_counts_the_frames_the_kernel_dropped", "af_packet sockets need root");
+    }
+    // Loopback: in every namespace, and each datagram crosses it on its way to `sink`.
+    let eal = Eal::start(&eal_args(&["net_af_packet0,iface=lo,framecnt=64"])).unwrap();
+    let pool = Mempool::new(eal, "test_pool", 4095).unwrap();
+    let port = Port::start(eal, 0, 1, 1, &pool, 0).unwrap();
+    assert_eq!(port.kernel_sockets(), 1);
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    const SENT: u64 = 2000;
+    for _ in 0..SENT {
+        sender.send_to(&[0; 100], sink.local_addr().unwrap()).unwrap();
+    }
+    let missed = port.stats().rx_missed;
+    assert!(missed >= SENT - 64, "a 64-frame ring took {SENT} datagrams unread, {missed} counted missed");
+    let (mut received, mut burst) = (0, Vec::new());
+    while port.rx_burst(0, &mut burst, 64) > 0 {
+        received += burst.len() as u64;
+        burst.clear();
+    }
+    assert!(received <= 64 && received + missed >= SENT, "{received} received, {missed} missed");
+    // The kernel's counter resets when read; the port's total stays.
+    assert!(port.stats().rx_missed >= missed);
+}
+
+#[test]
+fn an_af_packet_port_counts_the_frames_the_kernel_dropped() {
+    own_process("an_af_packet_port_counts_the_frames_the_kernel_dropped", an_af_packet_port_counts_the_frames_the_kernel_dropped_body);
+}
+
 #[test]
 fn null_ports_receive_and_send_bursts() {
     own_process("null_ports_receive_and_send_bursts", null_ports_receive_and_send_bursts_body);

@@ -1,7 +1,7 @@
 //! Live counters of a running pipeline, the control plane's side: the copies the shard and NF
 //! threads publish (`runtime::live`), put together as the run's report so far.
 
-use crate::io::device::InputReport;
+use crate::io::device::{InputReport, MissedFrames};
 use crate::io::dispatch::Progress;
 use crate::report::RunReport;
 use crate::run::memory::MemoryEstimate;
@@ -21,6 +21,8 @@ pub struct LiveView {
     /// queues, whose counts are in the shard reports).
     pub input_description: String,
     pub progress: Arc<Progress>,
+    /// The frames the devices dropped on arrival so far, where the input is a device.
+    pub missed: Option<MissedFrames>,
     pub type_paths: Vec<String>,
     pub shards: Vec<Arc<Snapshot<ShardReport>>>,
     pub nfs: Vec<Arc<Snapshot<NfReport>>>,
@@ -34,6 +36,7 @@ impl LiveView {
         let mut input = InputReport { description: self.input_description.clone(), ..Default::default() };
         input.packets = self.progress.packets.load(Ordering::Relaxed);
         input.bytes = self.progress.bytes.load(Ordering::Relaxed);
+        input.missed = self.missed.as_ref().map_or(0, |missed| missed());
         for s in &shards {
             if let Some(i) = &s.input {
                 input.packets += i.packets;

@@ -122,6 +122,12 @@ pub fn render(r: &RunReport) -> String {
     f.sample("input_packets_total", &[], r.input.packets);
     f.family("input_bytes_total", "counter", "Bytes of the packets the input delivered.");
     f.sample("input_bytes_total", &[], r.input.bytes);
+    f.family(
+        "input_missed_total",
+        "counter",
+        "Frames the ports dropped on arrival: mbox read too slowly (a full RX ring), or they came with errors.",
+    );
+    f.sample("input_missed_total", &[], r.input.missed);
 
     let shards = &r.shards;
     let id = |s: &crate::runtime::shard::ShardReport| s.id.to_string();

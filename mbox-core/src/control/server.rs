@@ -85,6 +85,7 @@ impl ControlState {
             cpu_start: Duration::ZERO,
             input_description: "none".into(),
             progress: Arc::default(),
+            missed: None,
             type_paths: vec![],
             shards: vec![],
             nfs: vec![],

@@ -310,6 +310,10 @@ impl ShardInput {
     }
 }
 
+/// Reads the frames the devices dropped on arrival so far (a running total, readable from any
+/// thread while the run goes on).
+pub type MissedFrames = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// What an input counted: the input thread's report at the end, or a shard's own input's.
 #[derive(Debug, Default, Clone)]
 pub struct InputReport {

@@ -101,7 +101,10 @@ impl Dispatcher {
                 Ok(Next::Packet { .. }) => idler.reset(),
                 Ok(Next::Idle) if filled > 0 => idler.reset(),
                 Ok(Next::Idle) => {
-                    // A live input with nothing now: hand over what is staged, then back off.
+                    // A live input with nothing now: hand over what is staged, publish the
+                    // exact counts (the control plane's, which otherwise lag by a batch), then
+                    // back off.
+                    self.publish_progress(&report);
                     for (shard, batch) in staged.iter_mut().enumerate() {
                         let mut b = std::mem::take(batch);
                         self.flush(shard, &mut b, &mut idler, &mut report);

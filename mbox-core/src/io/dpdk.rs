@@ -4,10 +4,11 @@
 //! (what a vdev whose probe failed looks like — a missing interface, or no CAP_NET_RAW).
 
 use crate::sys::cores::Affinity;
+use crate::sys::packet_drops::PacketDrops;
 use dpdk_sys as sys;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
 /// What can go wrong with DPDK.
@@ -188,6 +189,8 @@ pub struct PortInfo {
     /// its redirection table (hash -> queue).
     pub hash_key_size: u8,
     pub reta_size: u16,
+    /// The kernel interface behind the port (af_packet's), 0 when there is none.
+    pub if_index: u32,
 }
 
 /// The flow types mbox spreads over queues: IPv4 and IPv6, by addresses and (TCP, UDP) ports.
@@ -233,6 +236,8 @@ pub struct Port {
     pub id: u16,
     pub rx_queues: u16,
     pub tx_queues: u16,
+    /// An af_packet port's sockets, whose kernel drops its driver does not count.
+    kernel_drops: Option<Arc<PacketDrops>>,
 }
 
 /// Descriptors per queue.
@@ -261,6 +266,7 @@ impl Port {
             rss_offloads: info.flow_type_rss_offloads,
             hash_key_size: info.hash_key_size,
             reta_size: info.reta_size,
+            if_index: info.if_index,
         })
     }
 
@@ -339,7 +345,16 @@ impl Port {
                 return Err(fail("programming the RSS redirection table", rc));
             }
         }
-        Ok(Port { id, rx_queues, tx_queues })
+        // The driver made its sockets when the EAL probed the vdev.
+        let kernel_drops = match info.is_af_packet() && info.if_index != 0 {
+            true => Some(Arc::new(PacketDrops::find(info.if_index).map_err(|e| DpdkError::Port {
+                port: id,
+                what: "finding its packet sockets (to count what the kernel drops)",
+                reason: e.to_string(),
+            })?)),
+            false => None,
+        };
+        Ok(Port { id, rx_queues, tx_queues, kernel_drops })
     }
 
     /// Receives up to `max` packets from RX queue `queue` into `out`; returns how many came.
@@ -381,12 +396,25 @@ impl Port {
         }
     }
 
-    /// Packets received and sent, and what the port missed or failed.
+    /// Packets received and sent, and what the port missed or failed: for an af_packet port
+    /// the frames the kernel dropped at its full rings too (which its driver does not count).
     pub fn stats(&self) -> PortStats {
         let mut s = sys::rte_eth_stats::default();
         // SAFETY: the port exists; `s` is a valid struct to fill.
         unsafe { sys::rte_eth_stats_get(self.id, &mut s) };
-        PortStats { rx_packets: s.ipackets, tx_packets: s.opackets, rx_missed: s.imissed, rx_errors: s.ierrors, tx_errors: s.oerrors }
+        let kernel_drops = self.kernel_drops.as_ref().map_or(0, |k| k.dropped());
+        PortStats {
+            rx_packets: s.ipackets,
+            tx_packets: s.opackets,
+            rx_missed: s.imissed + kernel_drops,
+            rx_errors: s.ierrors,
+            tx_errors: s.oerrors,
+        }
+    }
+
+    /// How many kernel sockets the port's drops are read from (af_packet: one per queue pair).
+    pub fn kernel_sockets(&self) -> usize {
+        self.kernel_drops.as_ref().map_or(0, |k| k.sockets())
     }
 }
 

@@ -3,7 +3,7 @@
 //! generator) build it in [`super::offline`], live ones (DPDK ports) in `super::live`; either
 //! way the pieces are devices (`io::device`), and assembling only picks and wires them.
 
-use crate::io::device::{Sink, Source};
+use crate::io::device::{MissedFrames, Sink, Source};
 use crate::io::output::{OutputThread, Tx};
 use crate::io::pool::{lending_pool, Allocator, PacketPool, INITIAL_BUFFER};
 use crate::io::{RxPacket, ShardInput, RX_RING};
@@ -19,9 +19,9 @@ pub(super) struct Io {
     pub dispatcher: Option<InputThread>,
     /// The output thread, when one writes or sends what the shards forward.
     pub output: Option<OutputThread>,
-    /// Frames the devices dropped on arrival, read at the end when the shards read their own
-    /// sources (a port's count covers all its queues, so it is read once).
-    pub missed: Option<Box<dyn Fn() -> u64 + Send>>,
+    /// Frames the devices dropped on arrival so far (a port's count covers all its queues):
+    /// read while the run goes on (the control plane's counters) and at its end.
+    pub missed: Option<MissedFrames>,
     /// The input, for the summary when the shards read it themselves.
     pub description: String,
     /// Per port: its MAC address (DPDK ports; none offline), what services answer ARP with.

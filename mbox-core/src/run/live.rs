@@ -30,6 +30,8 @@ pub(super) fn build(d: &DpdkConfig, shards: usize, packet_buffers: usize, picks_
     let output = PortOutput::new(plan.ports.clone(), 0, plan.mempool.clone());
     let mut io = through_threads(input, Some(Box::new(output)), packet_buffers, shards, Some(give_back));
     io.macs = plan.ports.iter().map(Port::mac).collect();
+    let ports = plan.ports.clone();
+    io.missed = Some(Arc::new(move || missed(&ports)));
     Ok(io)
 }
 
@@ -177,7 +179,7 @@ fn queue_pairs(d: &DpdkConfig, plan: &DpdkPlan, shards: usize, packet_buffers: u
         dispatcher: None,
         output: None,
         macs: ports.iter().map(Port::mac).collect(),
-        missed: Some(Box::new(move || missed(&ports))),
+        missed: Some(Arc::new(move || missed(&ports))),
         description: plan.description.clone(),
     })
 }

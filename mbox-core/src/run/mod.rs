@@ -215,7 +215,7 @@ pub struct Running {
     shard_threads: Vec<JoinHandle<ShardReport>>,
     nf_threads: Vec<JoinHandle<NfReport>>,
     output_thread: Option<JoinHandle<(OutputStats, Option<crate::io::capture::CaptureError>)>>,
-    missed: Option<Box<dyn Fn() -> u64 + Send>>,
+    missed: Option<crate::io::device::MissedFrames>,
     /// Served while the run goes on; stopped when this is dropped.
     /// The NFs as SIGHUP reaches them (and the control socket, where there is one).
     reloader: Arc<Reloader>,
@@ -268,6 +268,7 @@ impl Assembled {
             cpu_start,
             input_description: description.clone(),
             progress: progress.clone(),
+            missed: missed.clone(),
             type_paths: type_paths.clone(),
             shards: (0..shards).map(|s| Arc::new(Snapshot::new(ShardReport::new(s as u16, registry.len(), nfs)))).collect(),
             nfs: graph
@@ -495,8 +496,9 @@ impl Running {
             }
             report.shards.push(shard);
         }
-        if let Some(missed) = self.missed.filter(|_| report.input.missed == 0) {
-            // Counted once for all the devices' queues (an input thread counted it already).
+        if let Some(missed) = self.missed {
+            // The devices' own total, read last (an input thread's read came a little earlier,
+            // and shards reading their own queues read none).
             report.input.missed = missed();
         }
         for t in self.nf_threads {

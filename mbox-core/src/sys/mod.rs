@@ -5,8 +5,10 @@
 //! - [`cores`]: pinning threads to cores (`[runtime] cores`, and undoing the EAL's pinning).
 //! - [`stop`]: stopping a run from outside (Ctrl-C, SIGTERM).
 //! - [`clock`]: CPU time of the process and of a thread.
+//! - [`packet_drops`]: what the kernel dropped at the process's packet sockets (af_packet ports).
 
 pub mod clock;
 pub mod cores;
+pub mod packet_drops;
 pub mod park;
 pub mod stop;
