@@ -528,9 +528,10 @@ pub struct ServiceConfig {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Half-open connections per shard at most: a SYN beyond is answered with a SYN cookie
-    /// (RFC 4987), which keeps no state until the client's ACK comes back.
-    #[serde(default = "default_syn_backlog")]
-    pub syn_backlog: usize,
+    /// (RFC 4987), which keeps no state until the client's ACK comes back. Unset: 1,024, or
+    /// `max_connections` where that is smaller ([`ServiceConfig::syn_backlog`]).
+    #[serde(default, rename = "syn_backlog")]
+    pub syn_backlog_set: Option<usize>,
     /// Bytes an NF may have sent on a connection that the client has not acknowledged.
     #[serde(default = "default_send_buffer", deserialize_with = "size")]
     pub send_buffer: u64,
@@ -612,9 +613,8 @@ fn default_max_connections() -> usize {
     8192
 }
 
-fn default_syn_backlog() -> usize {
-    1024
-}
+/// `syn_backlog` where none is set and `max_connections` allows it.
+const DEFAULT_SYN_BACKLOG: usize = 1024;
 
 fn default_send_buffer() -> u64 {
     64 << 10
@@ -704,6 +704,12 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
 }
 
 impl ServiceConfig {
+    /// Half-open connections per shard at most: as set, else 1,024 or `max_connections`,
+    /// whichever is smaller (so that a small table needs no second key).
+    pub fn syn_backlog(&self) -> usize {
+        self.syn_backlog_set.unwrap_or(DEFAULT_SYN_BACKLOG.min(self.max_connections))
+    }
+
     /// The name reports use.
     pub fn display_name(&self) -> String {
         match (&self.name, self.address.first(), self.port.first()) {
@@ -735,10 +741,10 @@ impl ServiceConfig {
         if !(1..=1 << 20).contains(&self.max_connections) {
             return Err((key("max_connections"), format!("must be between 1 and 1048576, not {}", self.max_connections)));
         }
-        if !(1..=self.max_connections).contains(&self.syn_backlog) {
+        if !(1..=self.max_connections).contains(&self.syn_backlog()) {
             return Err((
                 key("syn_backlog"),
-                format!("must be between 1 and max_connections ({}), not {}", self.max_connections, self.syn_backlog),
+                format!("must be between 1 and max_connections ({}), not {}", self.max_connections, self.syn_backlog()),
             ));
         }
         if !(4096..=64 << 20).contains(&self.send_buffer) {
@@ -1153,6 +1159,15 @@ mod tests {
             1 << 20
         );
         assert!(bad("max_connections = 0").contains("max_connections"));
+        // A table smaller than the default backlog needs no second key; a backlog beyond it is refused.
+        let syn_backlog = |extra: &str| {
+            parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = [\"a\"]\n{extra}")).unwrap().services[0]
+                .syn_backlog()
+        };
+        assert_eq!((syn_backlog(""), syn_backlog("max_connections = 256"), syn_backlog("syn_backlog = 16")), (1024, 256, 16));
+        assert!(
+            bad("max_connections = 256\nsyn_backlog = 512").contains("syn_backlog: must be between 1 and max_connections (256), not 512")
+        );
         assert!(bad("receive_window = \"40MiB\"").contains("needs [tcp] max_copied_bytes"), "the copy buffers must hold a window");
         assert!(bad("[[service]]\naddress = \"198.18.0.80\"\nport = [81, 80]\nnfs = [\"x\"]").contains("port 80 is served by"));
         let e = parse(&format!("{base}[[service]]\naddress = \"198.18.0.80\"\nport = 80\nnfs = []\n")).unwrap_err().to_string();

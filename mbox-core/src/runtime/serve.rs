@@ -109,7 +109,7 @@ impl ServiceSpec {
             nfs,
             endpoint,
             max_connections: cfg.max_connections,
-            syn_backlog: cfg.syn_backlog,
+            syn_backlog: cfg.syn_backlog(),
             buffer_memory: cfg.buffer_memory,
             splicer,
             l4: L4Spec::new(cfg),
@@ -399,8 +399,9 @@ pub struct Served {
     /// Live connections per service, and those of them not established yet.
     per_service: Vec<usize>,
     half_open: Vec<usize>,
-    /// Per service: connections (index, id) in the order they entered TIME-WAIT, the oldest
-    /// first (entries of connections gone since are skipped).
+    /// Per service: connections (index, id) in the order they entered TIME-WAIT (or a splice's
+    /// or an L4 flow's linger after both FINs), the oldest first; entries of connections gone
+    /// since are skipped.
     time_wait: Vec<VecDeque<(u32, u64)>>,
     wheel: TimerWheel,
     due: Vec<u32>,
@@ -759,16 +760,42 @@ impl Served {
     /// none is in TIME-WAIT.
     fn recycle_time_wait<S: ServeSink>(&mut self, svc: usize, sink: &mut S) -> bool {
         while let Some((i, id)) = self.time_wait[svc].pop_front() {
-            let s = &self.slots[i as usize];
-            let waiting = s.conn.as_ref().is_some_and(|c| c.state() == State::TimeWait) || s.splice.as_ref().is_some_and(|sp| sp.lingers());
-            if s.info.id == id && waiting {
-                self.stats.time_wait_recycled += 1;
+            if !self.lingers(i, id) {
+                continue;
+            }
+            self.stats.time_wait_recycled += 1;
+            if self.l4.owns(i) {
+                self.l4_recycle(i, sink);
+            } else {
                 self.stats.closed += 1;
                 self.end_quietly(i, REASON_FIN, sink);
-                return true;
             }
+            return true;
         }
         false
+    }
+
+    /// Whether connection `i` is still the one numbered `id`, finished but lingering: in
+    /// TIME-WAIT, a splice or an L4 flow after FINs both ways.
+    fn lingers(&self, i: u32, id: u64) -> bool {
+        if self.l4.owns(i) {
+            return self.l4_lingers(i, id);
+        }
+        let s = &self.slots[i as usize];
+        let waiting = s.conn.as_ref().is_some_and(|c| c.state() == State::TimeWait) || s.splice.as_ref().is_some_and(|sp| sp.lingers());
+        s.info.id == id && waiting
+    }
+
+    /// Connection `i` (numbered `id`) of service `svc` started to linger: the queue that
+    /// [`Served::recycle_time_wait`] ends the oldest of. Entries of connections gone since
+    /// go when the queue is as long as the service's connections may be.
+    fn note_lingering(&mut self, svc: usize, i: u32, id: u64) {
+        let mut queue = std::mem::take(&mut self.time_wait[svc]);
+        if queue.len() >= self.specs[svc].max_connections {
+            queue.retain(|&(j, id)| self.lingers(j, id));
+        }
+        queue.push_back((i, id));
+        self.time_wait[svc] = queue;
     }
 
     /// Takes a slot for a new connection of service `svc` and makes it with `make`.
@@ -950,13 +977,8 @@ impl Served {
         }
         if conn.state() == State::TimeWait && !slot.in_time_wait {
             slot.in_time_wait = true;
-            let queue = &mut self.time_wait[usize::from(slot.info.service)];
-            if queue.len() >= self.specs[usize::from(slot.info.service)].max_connections {
-                // Entries of connections gone since: the oldest are the first to go.
-                let slots = &self.slots;
-                queue.retain(|&(j, id)| slots[j as usize].info.id == id && slots[j as usize].in_time_wait);
-            }
-            queue.push_back((i, self.slots[i as usize].info.id));
+            let (svc, id) = (usize::from(slot.info.service), slot.info.id);
+            self.note_lingering(svc, i, id);
         }
         // NFs may write a step beyond what they wrote, as far as the send buffer and the
         // service's buffer memory allow.

@@ -269,7 +269,7 @@ impl Served {
         if at.proto == ip_proto::TCP && at.tcp_flags & RST != 0 {
             return Taken::Consumed; // a RST for no flow starts none
         }
-        if self.per_service[svc] >= self.specs[svc].max_connections {
+        if self.per_service[svc] >= self.specs[svc].max_connections && !self.recycle_time_wait(svc, sink) {
             self.stats.refused_full += 1;
             return Taken::Consumed;
         }
@@ -459,6 +459,7 @@ impl Served {
         }
         f.phase = Phase::Closing { until: now.saturating_add(l4.linger_ns), reset };
         let info = f.info;
+        self.note_lingering(svc, i, info.id);
         if reset {
             self.stats.aborted += 1;
         } else {
@@ -643,6 +644,20 @@ impl Served {
             _ => {}
         }
         self.wheel.set(i, self.l4_deadline(i));
+    }
+
+    /// Whether L4 flow `i` is still the one numbered `id`, in its linger after FINs both ways
+    /// or a RST.
+    pub(super) fn l4_lingers(&self, i: u32, id: u64) -> bool {
+        self.l4.flow(i).is_some_and(|f| f.info.id == id && matches!(f.phase, Phase::Closing { .. }))
+    }
+
+    /// Ends lingering flow `i` before its time: its service is full, and a flow that is over
+    /// must not keep a new client out (as the Endpoint recycles TIME-WAIT). Its NFs were told
+    /// when it closed; the translation of a late retransmission of its last segments is lost.
+    pub(super) fn l4_recycle<S: ServeSink>(&mut self, i: u32, sink: &mut S) {
+        let reset = self.l4.flow(i).is_some_and(|f| matches!(f.phase, Phase::Closing { reset: true, .. }));
+        self.l4_end(i, if reset { REASON_RST } else { REASON_FIN }, sink);
     }
 
     /// Flow `i` is forgotten; its NFs get `TERMINATE` with `reason` unless they had it already

@@ -808,7 +808,7 @@ impl Served {
         sp.phase = Phase::Lingering { until: now.saturating_add(sp.spec.linger_ns), reset: false };
         slot.in_time_wait = true;
         let (id, service) = (slot.info.id, slot.info.service);
-        self.time_wait[usize::from(service)].push_back((i, id));
+        self.note_lingering(usize::from(service), i, id);
         self.announce_end(i, REASON_FIN, sink);
         let deadline = self.deadline_of(i);
         self.wheel.set(i, deadline);

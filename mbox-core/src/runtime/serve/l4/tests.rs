@@ -377,6 +377,33 @@ fn fragments_to_a_service_address_are_dropped_counted_others_pass_untouched() {
 }
 
 #[test]
+fn a_full_table_makes_room_by_ending_its_oldest_lingering_flow() {
+    let vip = sa(VIP, 80);
+    let mut w = World::new(None, 2);
+    // Two flows fill the table; the first closes (FINs both ways) and lingers.
+    for n in 1..=2 {
+        w.take(&mut tcp((CLIENT_MAC, OURS), client(n), vip, SYN, b""), 0);
+        w.bind(usize::from(n - 1), backend());
+    }
+    w.take(&mut arp_reply((*backend().ip(), BACKEND_MAC), VIP), 1);
+    w.take(&mut tcp((BACKEND_MAC, CLIENT_MAC), backend(), client(1), SYN | ACK, b""), 1);
+    w.take(&mut tcp((CLIENT_MAC, OURS), client(1), vip, FIN | ACK, b""), 0);
+    w.take(&mut tcp((BACKEND_MAC, CLIENT_MAC), backend(), client(1), FIN | ACK, b""), 1);
+    let terminated = |w: &World| w.events().iter().filter(|e| e.0 == ConnEventKind::Terminate).count();
+    assert_eq!((w.served.connections(), terminated(&w)), (2, 1));
+    // A third client: the lingering flow makes room (its NFs were told already), the open one stays.
+    assert_eq!(w.take(&mut tcp((CLIENT_MAC, OURS), client(3), vip, SYN, b""), 0), Taken::Consumed);
+    let s = w.served.stats;
+    assert_eq!((s.refused_full, s.time_wait_recycled, s.closed), (0, 1, 1));
+    assert_eq!((w.served.connections(), w.shard.started.len(), terminated(&w)), (2, 3, 1));
+    let mut late = tcp((CLIENT_MAC, OURS), client(2), vip, ACK, b"");
+    assert_eq!(w.take(&mut late, 0), Taken::Forward, "the second flow is kept, still translated");
+    // No flow lingers now: a fourth is refused, counted.
+    assert_eq!(w.take(&mut tcp((CLIENT_MAC, OURS), client(4), vip, SYN, b""), 0), Taken::Consumed);
+    assert_eq!((w.served.stats.refused_full, w.shard.started.len()), (1, 3));
+}
+
+#[test]
 fn a_new_syn_on_a_lingering_flows_tuple_starts_a_new_flow() {
     let mut w = World::new(None, 4);
     let vip = sa(VIP, 80);
