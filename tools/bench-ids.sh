@@ -68,30 +68,10 @@ et_mbox=$(cat "$dir/et-time.txt")
 /usr/bin/time -f "%e" -o "$dir/et-suri.txt" suricata -T -S testdata/rules/et-open/et-open.rules -l "$dir/suri" -c /etc/suricata/suricata.yaml > /dev/null 2>&1 || true
 et_suri=$(cat "$dir/et-suri.txt")
 
-# ET Open's alerts on every capture, next to Suricata's (testdata/rules/EXPECTED-*et-open*.tsv):
-# (capture, sid) pairs found, missed and extra, with the stock variables and with HOME_NET and
-# EXTERNAL_NET set to any.
-et_alerts() {
-    local vars=$1 capture name
-    for capture in testdata/pcaps/*.pcap testdata/pcaps/*.pcapng; do
-        name=$(basename "$capture")
-        printf 'plugin_dir = "target/release"\n[input]\npcap = "%s"\n[[nf]]\nplugin = "sig-match"\nargs = { rules = "testdata/rules/et-open/et-open.rules"%s }\n[[nf]]\nplugin = "logger"\nsubscribe = ["ALERT"]\nargs = { output = "%s/et.jsonl" }\n' \
-            "$capture" "$vars" "$dir" > "$dir/et-run.toml"
-        ./target/release/mbox run "$dir/et-run.toml" --quiet > /dev/null 2>&1
-        jq -r --arg p "$name" '"\($p)\t\(.alert.signature_id)"' "$dir/et.jsonl"
-    done | sort -u
-}
-et_compare() {
-    local ours=$1 expected=$2
-    tail -n +2 "$expected" | cut -f1,2 | sort -u > "$dir/et-expected.tsv"
-    printf '%s of %s (capture, sid) pairs of Suricata found, %s extra' \
-        "$(comm -12 "$ours" "$dir/et-expected.tsv" | wc -l)" "$(wc -l < "$dir/et-expected.tsv")" "$(comm -23 "$ours" "$dir/et-expected.tsv" | wc -l)"
-    comm -23 "$ours" "$dir/et-expected.tsv" | awk 'NR == 1 { printf " (" } { printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 } END { if (NR) printf ")" }'
-}
-et_alerts "" > "$dir/et-stock.tsv"
-et_alerts ', vars = { HOME_NET = "any", EXTERNAL_NET = "any" }' > "$dir/et-any.tsv"
-et_stock=$(et_compare "$dir/et-stock.tsv" testdata/rules/EXPECTED-suricata-alerts-et-open.tsv)
-et_any=$(et_compare "$dir/et-any.tsv" testdata/rules/EXPECTED-suricata-alerts-et-open-anynet.tsv)
+# ET Open's alerts on every capture, next to Suricata's (tools/et-open-alerts.sh).
+et_lines=$(tools/et-open-alerts.sh)
+et_stock=$(printf '%s\n' "$et_lines" | sed -n 's/^stock variables: //p')
+et_any=$(printf '%s\n' "$et_lines" | sed -n 's/^HOME_NET and EXTERNAL_NET any: //p')
 
 {
     printf 'Input: %s packets (every bundled capture, %s passes, `mbox merge`). Median of %s runs in rounds.\n\n' "$packets" "$passes" "$repeat"

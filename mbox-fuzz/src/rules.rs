@@ -19,18 +19,6 @@ const MAX_PAYLOAD: usize = 4096;
 /// Work units a verification may spend (sig-match earns its budget per stream byte).
 const BUDGET: u64 = 1 << 20;
 
-const BUFFERS: [Buffer; 9] = [
-    Buffer::Stream,
-    Buffer::HttpUri,
-    Buffer::HttpHost,
-    Buffer::HttpMethod,
-    Buffer::HttpUserAgent,
-    Buffer::FileData,
-    Buffer::TlsSni,
-    Buffer::SshSoftware,
-    Buffer::DnsQuery,
-];
-
 fn vars() -> &'static Vars {
     static VARS: OnceLock<Vars> = OnceLock::new();
     VARS.get_or_init(Vars::default)
@@ -39,7 +27,7 @@ fn vars() -> &'static Vars {
 /// Every buffer set to `payload`, the stream's starting at stream offset `base`.
 fn buffers(payload: &[u8], base: u64) -> Buffers<'_> {
     let mut b = Buffers::default();
-    for buffer in BUFFERS {
+    for buffer in Buffer::ALL {
         b.set(buffer, payload);
     }
     b.set_stream_window(payload, base);

@@ -14,13 +14,13 @@
 //! compiled once (memchr's finder, a case-insensitive Aho-Corasick for `nocase`), so each is
 //! linear in the bytes it scans.
 
-use crate::rule::{Buffer, Content, Item, Pcre, Rule};
+use crate::rule::{Buffer, Content, Item, Pcre, Rule, SizeRange};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use memchr::memmem;
 use std::net::IpAddr;
 
 /// Number of [`Buffer`] kinds (the index space of per-buffer tables).
-pub const BUFFERS: usize = 9;
+pub const BUFFERS: usize = Buffer::ALL.len();
 
 fn index(b: Buffer) -> usize {
     b as usize
@@ -128,6 +128,8 @@ const LONG_PATTERN: usize = 256;
 enum Step {
     Content(Content, Finder),
     Pcre(Pcre),
+    Size(SizeRange),
+    IsDataAt { at: u32, relative: bool, negated: bool },
 }
 
 impl Step {
@@ -135,6 +137,8 @@ impl Step {
         match self {
             Step::Content(c, _) => c.is_relative(),
             Step::Pcre(p) => p.relative,
+            Step::Size(_) => false,
+            Step::IsDataAt { relative, .. } => *relative,
         }
     }
 }
@@ -244,6 +248,8 @@ fn plan(rule: &Rule) -> Vec<(Buffer, Vec<Step>)> {
         let step = match item {
             Item::Content(c) => Step::Content(c.clone(), Finder::new(c)),
             Item::Pcre(p) => Step::Pcre(p.clone()),
+            Item::Size(s) => Step::Size(*s),
+            &Item::IsDataAt { at, relative, negated } => Step::IsDataAt { at, relative, negated },
         };
         match groups.iter_mut().find(|(b, _)| b == buffer) {
             Some((_, steps)) => steps.push(step),
@@ -341,6 +347,22 @@ fn match_steps(steps: &[Step], subject: &Subject<'_>, prev_end: usize, budget: &
                 Steps::Never
             } else {
                 Steps::NoMatch
+            }
+        }
+        // The buffer's length holds or not, wherever the steps before matched.
+        Step::Size(size) if size.contains(bytes.len()) => match_steps(rest, subject, prev_end, budget),
+        Step::Size(_) => Steps::Never,
+        &Step::IsDataAt { at, relative, negated } => {
+            // Absolute positions count from the stream's start, which the window may lie past.
+            let end = subject.base + bytes.len() as u64;
+            // Suricata's test: relative, at least `at` bytes after the match; absolute, a byte at
+            // position `at`.
+            let there = if relative { (prev_end as u64).saturating_add(u64::from(at)) <= bytes.len() as u64 } else { u64::from(at) < end };
+            match (there != negated, relative) {
+                (true, _) => match_steps(rest, subject, prev_end, budget),
+                // Another occurrence of the match before may end elsewhere.
+                (false, true) => Steps::NoMatch,
+                (false, false) => Steps::Never,
             }
         }
         Step::Pcre(p) => {
@@ -537,6 +559,26 @@ mod tests {
         assert_eq!(matching(&e, &stream(b"GET /x")), [3]);
         assert_eq!(matching(&e, &stream(b" GET /x")), Vec::<u32>::new(), "depth");
         assert_eq!(matching(&e, &stream(b"GET /xy")), Vec::<u32>::new(), "endswith");
+    }
+
+    #[test]
+    fn sizes_and_isdataat_hold_on_the_buffer_and_after_the_match() {
+        let e = engine(&[
+            r#"alert http any any -> any any (msg:"s"; http.stat_code; content:"20"; bsize:3; sid:1;)"#,
+            r#"alert tcp any any -> any any (msg:"end"; content:"ab"; isdataat:!1,relative; sid:2;)"#,
+            r#"alert tcp any any -> any any (msg:"more"; content:"ab"; isdataat:2,relative; sid:3;)"#,
+            r#"alert tcp any any -> any any (msg:"abs"; content:"x"; isdataat:5; sid:4;)"#,
+        ]);
+        let mut b = Buffers::default();
+        b.set(Buffer::HttpStatCode, b"200");
+        assert_eq!(matching(&e, &b), [1]);
+        b.set(Buffer::HttpStatCode, b"2000");
+        assert!(matching(&e, &b).is_empty(), "bsize");
+        // The first "ab" has bytes after it, the last ends the buffer: backtracking finds it.
+        assert_eq!(matching(&e, &stream(b"ab..ab")), [2, 3]);
+        assert!(matching(&e, &stream(b"abc")).is_empty(), "one byte after ab: neither");
+        assert_eq!(matching(&e, &stream(b"x.....")), [4]);
+        assert!(matching(&e, &stream(b"x....")).is_empty(), "no byte at 5");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Signature detection for mbox NFs: rules in a subset of Suricata's syntax ([`rule`]), rule
 //! sets of several files with their classifications ([`ruleset`]), their addresses and ports
-//! ([`net`]), and matching them against streams and protocol buffers ([`engine`]). A library
+//! ([`net`]), matching them against streams and protocol buffers ([`engine`]), and how many
+//! matches alert ([`threshold`]). A library
 //! with no threads and no I/O beyond reading rule files, so that the sig-match plugin, the
 //! eve-log NF, `mbox rules check`, the tests and the benches share one implementation.
 
@@ -8,6 +9,7 @@ pub mod engine;
 pub mod net;
 pub mod rule;
 pub mod ruleset;
+pub mod threshold;
 
 pub use engine::{Buffers, Direction, Engine};
 pub use net::Vars;

@@ -5,6 +5,7 @@
 
 use crate::net::{AddrSet, PortSet, Vars};
 use crate::ruleset::Classifications;
+use crate::threshold::Threshold;
 use regex::bytes::{Regex, RegexBuilder};
 use std::sync::Arc;
 use thiserror::Error;
@@ -54,15 +55,38 @@ pub enum Proto {
     Dns,
 }
 
-/// Where a content or pcre looks.
+/// Where a content or pcre looks. The HTTP ones are Suricata's sticky buffers of the same
+/// names, filled per request or response (see sig-match's `http_fields`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Buffer {
     /// The reassembled TCP stream of one direction (or a UDP payload).
     Stream,
+    /// The request target as sent (mbox does not normalise it; `http.uri.raw` is the same).
     HttpUri,
+    HttpUriRaw,
+    /// The Host header, lower-cased.
     HttpHost,
     HttpMethod,
     HttpUserAgent,
+    HttpReferer,
+    HttpAccept,
+    /// Cookie (requests) or Set-Cookie (responses).
+    HttpCookie,
+    HttpContentType,
+    /// Every header but the cookies as `Name: value\r\n`.
+    HttpHeader,
+    /// `\r\n`, then every header's name followed by `\r\n`, then `\r\n`.
+    HttpHeaderNames,
+    /// `HTTP/1.1`.
+    HttpProtocol,
+    /// The request line, or the status line, without its line end.
+    HttpRequestLine,
+    HttpResponseLine,
+    /// The status code (`200`) and reason phrase (`OK`).
+    HttpStatCode,
+    HttpStatMsg,
+    /// A request's body (dechunked, up to the body limit).
+    HttpRequestBody,
     /// An HTTP body (responses, and requests with a body).
     FileData,
     TlsSni,
@@ -71,14 +95,61 @@ pub enum Buffer {
 }
 
 impl Buffer {
+    /// Every buffer, in index order.
+    pub const ALL: [Buffer; 22] = [
+        Buffer::Stream,
+        Buffer::HttpUri,
+        Buffer::HttpUriRaw,
+        Buffer::HttpHost,
+        Buffer::HttpMethod,
+        Buffer::HttpUserAgent,
+        Buffer::HttpReferer,
+        Buffer::HttpAccept,
+        Buffer::HttpCookie,
+        Buffer::HttpContentType,
+        Buffer::HttpHeader,
+        Buffer::HttpHeaderNames,
+        Buffer::HttpProtocol,
+        Buffer::HttpRequestLine,
+        Buffer::HttpResponseLine,
+        Buffer::HttpStatCode,
+        Buffer::HttpStatMsg,
+        Buffer::HttpRequestBody,
+        Buffer::FileData,
+        Buffer::TlsSni,
+        Buffer::SshSoftware,
+        Buffer::DnsQuery,
+    ];
+
     /// The application protocol a buffer belongs to (`None`: the stream itself).
     pub fn proto(self) -> Option<Proto> {
         match self {
             Buffer::Stream => None,
-            Buffer::HttpUri | Buffer::HttpHost | Buffer::HttpMethod | Buffer::HttpUserAgent | Buffer::FileData => Some(Proto::Http),
             Buffer::TlsSni => Some(Proto::Tls),
             Buffer::SshSoftware => Some(Proto::Ssh),
             Buffer::DnsQuery => Some(Proto::Dns),
+            _ => Some(Proto::Http),
+        }
+    }
+
+    /// Which HTTP messages fill it: (requests, responses); neither for other buffers.
+    pub fn http_sides(self) -> (bool, bool) {
+        match self {
+            Buffer::HttpUri
+            | Buffer::HttpUriRaw
+            | Buffer::HttpHost
+            | Buffer::HttpMethod
+            | Buffer::HttpUserAgent
+            | Buffer::HttpReferer
+            | Buffer::HttpAccept
+            | Buffer::HttpRequestLine
+            | Buffer::HttpRequestBody => (true, false),
+            Buffer::HttpResponseLine | Buffer::HttpStatCode | Buffer::HttpStatMsg => (false, true),
+            Buffer::HttpCookie | Buffer::HttpContentType | Buffer::HttpHeader | Buffer::HttpHeaderNames | Buffer::HttpProtocol => {
+                (true, true)
+            }
+            Buffer::FileData => (true, true),
+            Buffer::Stream | Buffer::TlsSni | Buffer::SshSoftware | Buffer::DnsQuery => (false, false),
         }
     }
 }
@@ -133,6 +204,112 @@ impl Eq for Pcre {}
 pub enum Item {
     Content(Content),
     Pcre(Pcre),
+    /// `bsize` (or `urilen` on the URI): the buffer's length must lie in the range.
+    Size(SizeRange),
+    /// `isdataat`: whether the buffer has a byte at position `at`, or with `relative` at
+    /// least `at` bytes after the end of the previous match; `negated`: it must not.
+    IsDataAt {
+        at: u32,
+        relative: bool,
+        negated: bool,
+    },
+}
+
+/// A length bound: `bsize:10`, `bsize:<10`, `bsize:>10`, `bsize:5<>10` (exclusive, as
+/// Suricata's), and the inclusive `5<=>10` of Suricata 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRange {
+    /// Inclusive bounds.
+    pub min: u64,
+    pub max: u64,
+}
+
+impl SizeRange {
+    pub fn contains(&self, len: usize) -> bool {
+        (self.min..=self.max).contains(&(len as u64))
+    }
+}
+
+/// Parses a `bsize` / `urilen` value (`urilen` may add `, raw` or `, norm`: the URI mbox has is
+/// the raw one either way).
+fn parse_size(text: &str) -> Result<SizeRange, String> {
+    let text = text.split(',').next().unwrap_or("").trim();
+    let num = |t: &str| -> Result<u64, String> { number(t) };
+    if let Some((lo, hi)) = text.split_once("<=>") {
+        return SizeRange { min: num(lo)?, max: num(hi)? }.checked(text);
+    }
+    if let Some((lo, hi)) = text.split_once("<>") {
+        let (lo, hi) = (num(lo)?, num(hi)?);
+        return SizeRange { min: lo.saturating_add(1), max: hi.saturating_sub(1) }.checked(text);
+    }
+    if let Some(n) = text.strip_prefix("<=") {
+        return Ok(SizeRange { min: 0, max: num(n)? });
+    }
+    if let Some(n) = text.strip_prefix(">=") {
+        return Ok(SizeRange { min: num(n)?, max: u64::MAX });
+    }
+    if let Some(n) = text.strip_prefix('<') {
+        let n = num(n)?;
+        return SizeRange { min: 0, max: n.checked_sub(1).ok_or(format!("`{text}`: no length is below 0"))? }.checked(text);
+    }
+    if let Some(n) = text.strip_prefix('>') {
+        return Ok(SizeRange { min: num(n)?.saturating_add(1), max: u64::MAX });
+    }
+    let n = num(text)?;
+    Ok(SizeRange { min: n, max: n })
+}
+
+impl SizeRange {
+    fn checked(self, text: &str) -> Result<SizeRange, String> {
+        if self.min > self.max {
+            return Err(format!("`{text}` is an empty range"));
+        }
+        Ok(self)
+    }
+}
+
+/// One `flowbits` option (Suricata's): a flow keeps named bits that rules set and test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flowbit {
+    /// The rule applies only while one of the bits is set (`isset,a|b`).
+    IsSet(Vec<String>),
+    /// ... only while the bit is not set.
+    IsNotSet(String),
+    /// What a match does to a bit.
+    Set(String),
+    Unset(String),
+    Toggle(String),
+    /// A match sets its bits but raises no alert.
+    NoAlert,
+}
+
+fn parse_flowbit(value: &str) -> Result<Flowbit, String> {
+    let (op, name) = match value.split_once(',') {
+        Some((op, name)) => (op.trim(), Some(name.trim())),
+        None => (value.trim(), None),
+    };
+    let single = |name: Option<&str>| -> Result<String, String> {
+        let name = name.filter(|n| !n.is_empty()).ok_or_else(|| format!("`{op}` needs a bit's name"))?;
+        if name.contains(['|', '&']) {
+            return Err(format!("`{op}` of several bits (`{name}`)"));
+        }
+        Ok(name.to_string())
+    };
+    Ok(match op {
+        "isset" => Flowbit::IsSet(
+            name.filter(|n| !n.is_empty() && !n.contains('&'))
+                .ok_or_else(|| "`isset` needs bits' names, `|` between them".to_string())?
+                .split('|')
+                .map(|n| n.trim().to_string())
+                .collect(),
+        ),
+        "isnotset" => Flowbit::IsNotSet(single(name)?),
+        "set" => Flowbit::Set(single(name)?),
+        "unset" => Flowbit::Unset(single(name)?),
+        "toggle" => Flowbit::Toggle(single(name)?),
+        "noalert" if name.is_none() => Flowbit::NoAlert,
+        other => return Err(format!("`{other}` (set, unset, toggle, isset, isnotset, noalert)")),
+    })
 }
 
 /// `flow:` options.
@@ -181,6 +358,11 @@ pub struct Rule {
     /// `<>`: either way round.
     pub bidirectional: bool,
     pub flow: FlowOpts,
+    /// `threshold` or `detection_filter`: which of its matches alert.
+    pub threshold: Option<Threshold>,
+    /// `flowbits`, in rule order: conditions on the flow's named bits, what a match does to
+    /// them, and `noalert`.
+    pub flowbits: Vec<Flowbit>,
     /// Detection steps in rule order, each with the buffer it looks at.
     pub items: Vec<(Buffer, Item)>,
     /// 1-based line in its file.
@@ -413,6 +595,8 @@ pub fn parse_rule<'a>(
         dst_ports,
         bidirectional,
         flow: FlowOpts::default(),
+        threshold: None,
+        flowbits: Vec::new(),
         items: Vec::new(),
         line,
         file: file.cloned(),
@@ -426,6 +610,14 @@ pub fn parse_rule<'a>(
             _ if DESCRIPTIVE.contains(&name) => {}
             "fast_pattern" | "rawbytes" => {}
             "flow" => rule.flow = parse_flow(need(value)?).map_err(|e| err(name, e))?,
+            "flowbits" => rule.flowbits.push(parse_flowbit(need(value)?).map_err(|e| err(name, format!("flowbits: {e}")))?),
+            "threshold" | "detection_filter" => {
+                if rule.threshold.is_some() {
+                    return Err(err(name, "a second threshold or detection_filter".into()));
+                }
+                let t = Threshold::parse(need(value)?, name == "detection_filter").map_err(|e| err(name, format!("{name}: {e}")))?;
+                rule.threshold = Some(t);
+            }
             "content" => {
                 let (negated, pattern) = parse_content(need(value)?).map_err(|e| err(name, format!("content: {e}")))?;
                 let content =
@@ -442,32 +634,133 @@ pub fn parse_rule<'a>(
                 let (pcre, forced) = parse_pcre(need(value)?).map_err(|e| err(name, format!("pcre: {e}")))?;
                 rule.items.push((forced.unwrap_or(buffer), Item::Pcre(pcre)));
             }
+            "isdataat" => {
+                let (item, b) = parse_isdataat(need(value)?, buffer).map_err(|e| err(name, format!("isdataat: {e}")))?;
+                rule.items.push((b, item));
+            }
+            "bsize" => {
+                if buffer == Buffer::Stream {
+                    return Err(err(name, "`bsize` needs a sticky buffer before it".into()));
+                }
+                let size = parse_size(need(value)?).map_err(|e| err(name, format!("bsize: {e}")))?;
+                rule.items.push((buffer, Item::Size(size)));
+            }
+            // A packet's payload size: a UDP datagram's is what the stream buffer holds. TCP is
+            // inspected as streams, whose pieces are not the packets.
+            "dsize" if rule.proto == Proto::Udp => {
+                let size = parse_size(need(value)?).map_err(|e| err(name, format!("dsize: {e}")))?;
+                rule.items.push((Buffer::Stream, Item::Size(size)));
+            }
+            "dsize" => return Err(err(name, "`dsize` on TCP (mbox inspects TCP as streams, not packets; UDP rules may use it)".into())),
+            "urilen" => {
+                let size = parse_size(need(value)?).map_err(|e| err(name, format!("urilen: {e}")))?;
+                rule.items.push((Buffer::HttpUri, Item::Size(size)));
+            }
             // Legacy content modifiers: the content before them looks in that buffer.
-            "http_uri" | "http_host" | "http_method" | "http_user_agent" if value.is_none() => {
+            _ if value.is_none() && legacy_modifier(name).is_some() => {
                 let Some((b, Item::Content(_))) = rule.items.last_mut() else {
                     return Err(err(name, format!("`{name}` without a content before it")));
                 };
-                *b = match name {
-                    "http_uri" => Buffer::HttpUri,
-                    "http_host" => Buffer::HttpHost,
-                    "http_method" => Buffer::HttpMethod,
-                    _ => Buffer::HttpUserAgent,
-                };
+                *b = legacy_modifier(name).expect("checked above");
             }
             // Sticky buffers: the contents after them look there.
-            "http.uri" if value.is_none() => buffer = Buffer::HttpUri,
-            "http.host" if value.is_none() => buffer = Buffer::HttpHost,
-            "http.method" if value.is_none() => buffer = Buffer::HttpMethod,
-            "http.user_agent" if value.is_none() => buffer = Buffer::HttpUserAgent,
-            "file.data" | "file_data" | "http.response_body" if value.is_none() => buffer = Buffer::FileData,
-            "tls.sni" | "tls_sni" if value.is_none() => buffer = Buffer::TlsSni,
-            "ssh.software" if value.is_none() => buffer = Buffer::SshSoftware,
-            "dns.query" | "dns_query" if value.is_none() => buffer = Buffer::DnsQuery,
+            _ if value.is_none() && sticky_buffer(name).is_some() => buffer = sticky_buffer(name).expect("checked above"),
             other => return Err(err(other, format!("unsupported keyword `{other}`"))),
         }
     }
+    anchor_first_relatives(&mut rule);
     check_buffers(&rule).map_err(|e| err("buffers", e))?;
     Ok(Some(rule))
+}
+
+/// The buffer a sticky-buffer keyword selects for the options after it.
+fn sticky_buffer(name: &str) -> Option<Buffer> {
+    Some(match name {
+        "http.uri" => Buffer::HttpUri,
+        "http.uri.raw" => Buffer::HttpUriRaw,
+        "http.host" => Buffer::HttpHost,
+        "http.method" => Buffer::HttpMethod,
+        "http.user_agent" => Buffer::HttpUserAgent,
+        "http.referer" => Buffer::HttpReferer,
+        "http.accept" => Buffer::HttpAccept,
+        "http.cookie" => Buffer::HttpCookie,
+        "http.content_type" => Buffer::HttpContentType,
+        "http.header" => Buffer::HttpHeader,
+        "http.header_names" => Buffer::HttpHeaderNames,
+        "http.protocol" => Buffer::HttpProtocol,
+        "http.request_line" => Buffer::HttpRequestLine,
+        "http.response_line" => Buffer::HttpResponseLine,
+        "http.stat_code" => Buffer::HttpStatCode,
+        "http.stat_msg" => Buffer::HttpStatMsg,
+        "http.request_body" => Buffer::HttpRequestBody,
+        "file.data" | "file_data" | "http.response_body" => Buffer::FileData,
+        "tls.sni" | "tls_sni" => Buffer::TlsSni,
+        "ssh.software" => Buffer::SshSoftware,
+        "dns.query" | "dns_query" => Buffer::DnsQuery,
+        _ => return None,
+    })
+}
+
+/// The buffer a legacy content modifier (`content:"x"; http_uri;`) moves its content to.
+fn legacy_modifier(name: &str) -> Option<Buffer> {
+    Some(match name {
+        "http_uri" => Buffer::HttpUri,
+        "http_raw_uri" => Buffer::HttpUriRaw,
+        "http_host" => Buffer::HttpHost,
+        "http_method" => Buffer::HttpMethod,
+        "http_user_agent" => Buffer::HttpUserAgent,
+        "http_cookie" => Buffer::HttpCookie,
+        "http_header" => Buffer::HttpHeader,
+        "http_client_body" => Buffer::HttpRequestBody,
+        "http_stat_code" => Buffer::HttpStatCode,
+        "http_stat_msg" => Buffer::HttpStatMsg,
+        _ => return None,
+    })
+}
+
+/// A relative step with nothing before it in its buffer counts from the buffer's start, as
+/// Suricata takes it: a content's `distance` becomes its `offset` and its `within` its `depth`,
+/// a pcre's `R` goes. (Made absolute so that a stream window that no longer starts at the
+/// stream's start still counts from there.) One that also has an absolute bound stays, and is
+/// refused.
+fn anchor_first_relatives(rule: &mut Rule) {
+    for i in 0..rule.items.len() {
+        let buffer = rule.items[i].0;
+        if rule.items[..i].iter().any(|(b, _)| *b == buffer) {
+            continue;
+        }
+        match &mut rule.items[i].1 {
+            Item::Content(c) if c.is_relative() && c.offset.is_none() && c.depth.is_none() => {
+                c.offset = c.distance.map(|d| d.max(0) as u32);
+                c.depth = c.within;
+                (c.distance, c.within) = (None, None);
+            }
+            Item::Pcre(p) if p.relative => p.relative = false,
+            Item::IsDataAt { relative, .. } => *relative = false,
+            _ => {}
+        }
+    }
+}
+
+/// `isdataat:[!]N[,relative][,rawbytes]`, on the sticky buffer (or the stream), relative to
+/// the previous match where it says so.
+fn parse_isdataat(value: &str, buffer: Buffer) -> Result<(Item, Buffer), String> {
+    let mut parts = value.split(',').map(str::trim);
+    let first = parts.next().unwrap_or("");
+    let (negated, at) = match first.strip_prefix('!') {
+        Some(n) => (true, n.trim()),
+        None => (false, first),
+    };
+    let at: u32 = number(at)?;
+    let mut relative = false;
+    for p in parts {
+        match p {
+            "relative" => relative = true,
+            "rawbytes" => {}
+            other => return Err(format!("`{other}` (relative, rawbytes)")),
+        }
+    }
+    Ok((Item::IsDataAt { at, relative, negated }, buffer))
 }
 
 /// A rule's buffers must belong to its protocol (`alert tls ... http.uri` can never match).
@@ -497,6 +790,8 @@ fn check_buffers(rule: &Rule) -> Result<(), String> {
         let relative = match item {
             Item::Content(c) => c.is_relative(),
             Item::Pcre(p) => p.relative,
+            Item::Size(_) => false,
+            Item::IsDataAt { relative, .. } => *relative,
         };
         if relative && !rule.items[..i].iter().any(|(b, _)| b == buffer) {
             return Err("a relative match (distance/within/R) with nothing before it in its buffer".into());
@@ -667,6 +962,14 @@ fn parse_pcre(value: &str) -> Result<(Pcre, Option<Buffer>), String> {
             'W' => forced = Some(Buffer::HttpHost),
             'M' => forced = Some(Buffer::HttpMethod),
             'V' => forced = Some(Buffer::HttpUserAgent),
+            // Suricata's other legacy buffer flags.
+            'I' => forced = Some(Buffer::HttpUriRaw),
+            'P' => forced = Some(Buffer::HttpRequestBody),
+            'Q' => forced = Some(Buffer::FileData),
+            'H' => forced = Some(Buffer::HttpHeader),
+            'C' => forced = Some(Buffer::HttpCookie),
+            'S' => forced = Some(Buffer::HttpStatCode),
+            'Y' => forced = Some(Buffer::HttpStatMsg),
             other => return Err(format!("flag `{other}`")),
         }
     }
@@ -772,6 +1075,52 @@ mod tests {
     }
 
     #[test]
+    fn http_buffers_sizes_and_thresholds() {
+        let r = rule(r#"alert http any any -> any any (msg:"m"; http.header_names; content:"|0d 0a|Host"; http.stat_code; content:"200"; bsize:3; content:"x"; http_cookie; urilen:>5; pcre:"/a/P"; threshold:type limit, track by_src, count 1, seconds 60; sid:1;)"#).unwrap();
+        let buffers: Vec<Buffer> = r.items.iter().map(|(b, _)| *b).collect();
+        assert_eq!(
+            buffers,
+            [
+                Buffer::HttpHeaderNames,
+                Buffer::HttpStatCode,
+                Buffer::HttpStatCode,
+                Buffer::HttpCookie,
+                Buffer::HttpUri,
+                Buffer::HttpRequestBody
+            ]
+        );
+        assert!(matches!(r.items[2].1, Item::Size(SizeRange { min: 3, max: 3 })));
+        assert!(matches!(r.items[4].1, Item::Size(SizeRange { min: 6, max: u64::MAX })));
+        assert_eq!(r.threshold.map(|t| (t.count, t.seconds)), Some((1, 60)));
+        let size = |t: &str| parse_size(t).map(|r| (r.min, r.max));
+        assert_eq!(size("<10"), Ok((0, 9)));
+        assert_eq!(size("5<>10"), Ok((6, 9)));
+        assert_eq!(size("5<=>10"), Ok((5, 10)));
+        assert_eq!(size(">=4"), Ok((4, u64::MAX)));
+        assert_eq!(size("12, raw"), Ok((12, 12)));
+        assert!(size("<0").is_err() && size("9<>10").is_err() && size("x").is_err());
+        // dsize is a UDP datagram's size; TCP is inspected as a stream.
+        let r = rule(r#"alert udp any any -> any 57621 (msg:"m"; dsize:44; content:"Spot"; depth:4; sid:2;)"#).unwrap();
+        assert!(matches!(r.items[0], (Buffer::Stream, Item::Size(SizeRange { min: 44, max: 44 }))));
+        assert!(rule(r#"alert tcp any any -> any any (msg:"m"; dsize:44; sid:3;)"#).unwrap_err().reason.contains("`dsize` on TCP"));
+        assert!(rule(r#"alert tcp any any -> any any (msg:"m"; bsize:4; sid:4;)"#).unwrap_err().reason.contains("sticky buffer"));
+        // A relative first content counts from its buffer's start.
+        let r = rule(r#"alert http any any -> any any (msg:"m"; file.data; content:"root:x"; distance:2; within:27; pcre:"/^a/R"; http.uri; pcre:"/b/R"; sid:9;)"#).unwrap();
+        let (_, Item::Content(c)) = &r.items[0] else { panic!() };
+        assert_eq!((c.offset, c.depth, c.distance, c.within), (Some(2), Some(27), None, None));
+        let (Item::Pcre(second), Item::Pcre(first_in_uri)) = (&r.items[1].1, &r.items[2].1) else { panic!() };
+        assert!(second.relative && !first_in_uri.relative);
+        let r = rule(r#"alert http any any -> any any (msg:"m"; flowbits:isset,a|b; flowbits:set,c; flowbits:noalert; http.uri; content:"x"; sid:6;)"#).unwrap();
+        assert_eq!(r.flowbits, [Flowbit::IsSet(vec!["a".into(), "b".into()]), Flowbit::Set("c".into()), Flowbit::NoAlert]);
+        assert!(rule(r#"alert http any any -> any any (msg:"m"; flowbits:set,a|b; sid:7;)"#).unwrap_err().reason.contains("several bits"));
+        assert!(rule(r#"alert http any any -> any any (msg:"m"; flowbits:flip,a; sid:8;)"#).unwrap_err().reason.contains("`flip`"));
+        let e = rule(
+            r#"alert tcp any any -> any any (msg:"m"; threshold:type limit, track by_src, count 1, seconds 9; detection_filter:track by_src, count 1, seconds 9; sid:5;)"#,
+        );
+        assert!(e.unwrap_err().reason.contains("a second threshold"));
+    }
+
+    #[test]
     fn unsupported_rules_say_why() {
         let cases = [
             (r#"reject tcp any any -> any any (msg:"m"; sid:1;)"#, "action `reject`"),
@@ -782,7 +1131,7 @@ mod tests {
             (r#"alert tcp any any -> any any (msg:"m"; pcre:"/(a)\1/"; sid:1;)"#, "pcre"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"a"; sid:1)"#, "lacks its `;`"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"|4|"; sid:1;)"#, "odd number"),
-            (r#"alert tcp any any -> any any (msg:"m"; content:"a"; distance:0; sid:1;)"#, "nothing before it"),
+            (r#"alert tcp any any -> any any (msg:"m"; content:"a"; offset:1; distance:0; sid:1;)"#, "nothing before it"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"a";)"#, "no sid"),
             (r#"alert tcp any any -> $NOPE any (msg:"m"; sid:1;)"#, "unknown address variable"),
             (r#"alert tcp any any <- any any (msg:"m"; sid:1;)"#, "direction"),

@@ -17,6 +17,7 @@
 //!   what they need), and a rule that cannot be decided within its share is given up, counted.
 //!   So the cost per inspected byte has a fixed bound whatever the rules and the bytes.
 
+use crate::http_fields::{decode_body, BodyEncoding, HttpFields};
 use mbox_abi::app;
 use mbox_proto::detect::{AppProto, Detected};
 use mbox_proto::{dns, http, ssh, tls, Parse};
@@ -105,8 +106,11 @@ pub struct Matcher {
     spare: Vec<Vec<u8>>,
     /// Stream and body bytes kept by every flow together (bounded by `Settings::memory_limit`).
     kept_bytes: usize,
-    /// The HTTP host being inspected, lower-cased (reused).
-    host: Vec<u8>,
+    /// Per rule, its flowbits with the bits numbered.
+    flowbits: Vec<Vec<Bit>>,
+    /// The HTTP buffers of the head being inspected, and a decoded body (both reused).
+    fields: HttpFields,
+    decoded: Vec<u8>,
     pub stats: Stats,
 }
 
@@ -121,8 +125,9 @@ struct StreamRules {
 /// Which buffers the loaded rules look at (parsers nobody needs do not run).
 #[derive(Debug, Default, Clone, Copy)]
 struct Needs {
-    http_request: bool,
-    file_data: bool,
+    /// HTTP requests, responses (which need the requests parsed too: a HEAD's answer has no
+    /// body).
+    http: [bool; 2],
     tls_sni: bool,
     ssh_software: bool,
     dns_query: bool,
@@ -184,8 +189,10 @@ struct Side {
     parsed: u64,
     /// The window's end when an incomplete HTTP head was last parsed.
     head_tried_at: u64,
-    /// HTTP: the body being read (decoder and the bytes kept for inspection).
+    /// HTTP: the body being read (decoder and the bytes kept for inspection), and the buffers
+    /// of its message's head (rules may look at both).
     body: Option<(http::BodyDecoder, Vec<u8>)>,
+    head_fields: HttpFields,
     /// SSH: the identification line was read.
     banner_done: bool,
     /// Stream rules whose fast pattern was seen but that are not decided yet: their other
@@ -276,6 +283,8 @@ pub struct FlowInspection {
     pending_methods: std::collections::VecDeque<bool>,
     /// (rule, direction) pairs that alerted.
     alerted: Vec<(u32, u8)>,
+    /// The flowbits set on the flow (numbers from [`Matcher`]'s names), in no order.
+    bits: Vec<u32>,
     skipped: bool,
     /// Transport: TCP or UDP.
     tcp: bool,
@@ -290,13 +299,14 @@ impl Matcher {
     pub fn new(rules: Vec<Rule>, settings: Settings) -> Matcher {
         let mut needs = Needs::default();
         for (buffer, _) in rules.iter().flat_map(|r| r.items.iter()) {
+            let (requests, responses) = buffer.http_sides();
+            needs.http[0] |= requests || responses;
+            needs.http[1] |= responses;
             match buffer {
-                Buffer::HttpUri | Buffer::HttpHost | Buffer::HttpMethod | Buffer::HttpUserAgent => needs.http_request = true,
-                Buffer::FileData => needs.file_data = true,
                 Buffer::TlsSni => needs.tls_sni = true,
                 Buffer::SshSoftware => needs.ssh_software = true,
                 Buffer::DnsQuery => needs.dns_query = true,
-                Buffer::Stream => {}
+                _ => {}
             }
         }
         let max_app = app::ALL.iter().copied().max().unwrap_or(0);
@@ -318,6 +328,7 @@ impl Matcher {
             })
             .collect();
         let settings = Settings { inspect_window: settings.inspect_window.max(1), ..settings };
+        let flowbits = number_flowbits(&rules);
         let overlap = stream_rules.iter().map(|s| s.engine.longest_fast_pattern(Buffer::Stream)).max().unwrap_or(1).saturating_sub(1);
         Matcher {
             engine: Engine::new(rules),
@@ -329,7 +340,9 @@ impl Matcher {
             overlap,
             spare: Vec::new(),
             kept_bytes: 0,
-            host: Vec::new(),
+            fields: HttpFields::default(),
+            decoded: Vec::new(),
+            flowbits,
             stats: Stats::default(),
         }
     }
@@ -357,6 +370,7 @@ impl Matcher {
             sides: [side(), side()],
             pending_methods: Default::default(),
             alerted: Vec::new(),
+            bits: Vec::new(),
             skipped,
             tcp,
         }
@@ -410,6 +424,17 @@ impl Matcher {
         self.recycle(window);
         if let Some((_, body)) = side.body.take() {
             self.recycle(body);
+        }
+        self.recycle_fields(std::mem::take(&mut side.head_fields));
+    }
+
+    /// Takes back a head's buffers kept across its body: they no longer count against the
+    /// memory limit, and serve the next head if the matcher's own have no room yet.
+    fn recycle_fields(&mut self, mut fields: HttpFields) {
+        self.kept_bytes = self.kept_bytes.saturating_sub(fields.len());
+        fields.clear();
+        if fields.capacity() > self.fields.capacity() {
+            self.fields = fields;
         }
     }
 
@@ -533,8 +558,7 @@ impl Matcher {
             }
         }
         match a {
-            app::HTTP if dir == 0 => self.needs.http_request || self.needs.file_data,
-            app::HTTP => self.needs.file_data,
+            app::HTTP => self.needs.http[usize::from(dir.min(1))],
             app::TLS => dir == 0 && self.needs.tls_sni && side.parsed == 0,
             app::SSH => self.needs.ssh_software && !side.banner_done,
             app::DNS => dir == 0 && self.needs.dns_query,
@@ -672,20 +696,10 @@ impl Matcher {
             let length = if dir == 0 {
                 match http::request_head(rest) {
                     Parse::Done(head) => {
-                        let mut b = Buffers::default();
-                        b.set(Buffer::HttpMethod, head.method).set(Buffer::HttpUri, head.uri);
-                        // Suricata's http.host is lower-cased.
-                        let mut host = std::mem::take(&mut self.host);
-                        host.clear();
-                        if let Some(h) = head.host {
-                            host.extend(h.iter().map(u8::to_ascii_lowercase));
-                            b.set(Buffer::HttpHost, &host);
-                        }
-                        if let Some(ua) = head.user_agent {
-                            b.set(Buffer::HttpUserAgent, ua);
-                        }
-                        self.evaluate(flow, dir, direction, &b, hit);
-                        self.host = host;
+                        let mut fields = std::mem::take(&mut self.fields);
+                        fields.request(&rest[..head.head_len], &head);
+                        self.evaluate(flow, dir, direction, &fields.buffers(), hit);
+                        self.fields = fields;
                         flow.pending_methods.push_back(head.method.eq_ignore_ascii_case(b"HEAD"));
                         flow.sides[d].parsed = parsed + head.head_len as u64;
                         head.body
@@ -704,6 +718,10 @@ impl Matcher {
                         if !(100..200).contains(&head.status) {
                             flow.pending_methods.pop_front();
                         }
+                        let mut fields = std::mem::take(&mut self.fields);
+                        fields.response(&rest[..head.head_len]);
+                        self.evaluate(flow, dir, direction, &fields.buffers(), hit);
+                        self.fields = fields;
                         flow.sides[d].parsed = parsed + head.head_len as u64;
                         head.body
                     }
@@ -716,18 +734,36 @@ impl Matcher {
             };
             if length != http::BodyLength::None {
                 flow.sides[d].body = Some((http::BodyDecoder::new(length), self.buffer()));
+                // The head's buffers wait with the body (counted as kept bytes).
+                self.kept_bytes += self.fields.len();
+                std::mem::swap(&mut self.fields, &mut flow.sides[d].head_fields);
             }
         }
         flow.sides[d].window = window;
     }
 
+    /// A message's body, with its head's buffers: `file.data`, and `http.request_body` for a
+    /// request's.
     fn inspect_body(&mut self, flow: &mut FlowInspection, dir: u8, body: &[u8], hit: &mut dyn FnMut(Hit)) {
-        if body.is_empty() {
-            return;
+        let fields = std::mem::take(&mut flow.sides[usize::from(dir.min(1))].head_fields);
+        let mut decoded = std::mem::take(&mut self.decoded);
+        let body = match fields.encoding {
+            BodyEncoding::Identity => body,
+            encoding => {
+                decode_body(encoding, body, self.settings.body_limit, &mut decoded);
+                &decoded[..]
+            }
+        };
+        if !body.is_empty() {
+            let mut b = fields.buffers();
+            b.set(Buffer::FileData, body);
+            if dir == 0 {
+                b.set(Buffer::HttpRequestBody, body);
+            }
+            self.evaluate(flow, dir, Direction { to_server: dir == 0, established: true }, &b, hit);
         }
-        let mut b = Buffers::default();
-        b.set(Buffer::FileData, body);
-        self.evaluate(flow, dir, Direction { to_server: dir == 0, established: true }, &b, hit);
+        self.decoded = decoded;
+        self.recycle_fields(fields);
     }
 
     /// Rules on the stream itself: bytes not scanned yet (and an overlap before them) go
@@ -877,6 +913,11 @@ impl Matcher {
         if !rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, direction) {
             return Checked::NotYet;
         }
+        // Its flowbit conditions may hold later (another rule sets or unsets them).
+        let bits = &self.flowbits[r as usize];
+        if !bits.iter().all(|b| b.holds(&flow.bits)) {
+            return Checked::NotYet;
+        }
         let longest = rule.items.iter().filter_map(|(b, _)| buffers.get(*b)).map(<[u8]>::len).max().unwrap_or(0) as u64;
         let share = VERIFY_WORK_MIN + VERIFY_WORK_PER_BYTE * longest;
         let credit = &mut flow.sides[d].credit;
@@ -889,6 +930,13 @@ impl Matcher {
         match verified {
             Verification::Match(end) => {
                 flow.alerted.push((r, dir));
+                let mut alert = true;
+                for b in &self.flowbits[r as usize] {
+                    alert &= b.apply(&mut flow.bits);
+                }
+                if !alert {
+                    return Checked::Alerted; // noalert: its bits are set, and it is done
+                }
                 self.stats.alerts += 1;
                 let base = if rule.items.iter().any(|(b, _)| *b == Buffer::Stream) { buffers.stream_base() } else { 0 };
                 hit(Hit { rule: r, dir, app: flow_app, stream_offset: base + end as u64 });
@@ -899,6 +947,67 @@ impl Matcher {
             Verification::OutOfBudget => Checked::OutOfBudget,
         }
     }
+}
+
+/// A rule's `flowbits` option with its bit numbered (see [`number_flowbits`]).
+#[derive(Debug, Clone)]
+enum Bit {
+    IsSet(Vec<u32>),
+    IsNotSet(u32),
+    Set(u32),
+    Unset(u32),
+    Toggle(u32),
+    NoAlert,
+}
+
+impl Bit {
+    /// Whether the condition holds for a flow with `bits` set (what is not a condition does).
+    fn holds(&self, bits: &[u32]) -> bool {
+        match self {
+            Bit::IsSet(any) => any.iter().any(|b| bits.contains(b)),
+            Bit::IsNotSet(b) => !bits.contains(b),
+            _ => true,
+        }
+    }
+
+    /// Does to `bits` what a match does; false for `noalert`.
+    fn apply(&self, bits: &mut Vec<u32>) -> bool {
+        match *self {
+            Bit::Set(b) if !bits.contains(&b) => bits.push(b),
+            Bit::Unset(b) => bits.retain(|&x| x != b),
+            Bit::Toggle(b) if bits.contains(&b) => bits.retain(|&x| x != b),
+            Bit::Toggle(b) => bits.push(b),
+            Bit::NoAlert => return false,
+            _ => {}
+        }
+        true
+    }
+}
+
+/// Every rule's flowbits, the bits' names numbered in the order they first appear.
+fn number_flowbits(rules: &[Rule]) -> Vec<Vec<Bit>> {
+    use mbox_sig::rule::Flowbit;
+    let mut names: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut number = |name: &String| -> u32 {
+        let next = names.len() as u32;
+        *names.entry(name.clone()).or_insert(next)
+    };
+    rules
+        .iter()
+        .map(|rule| {
+            rule.flowbits
+                .iter()
+                .map(|f| match f {
+                    Flowbit::IsSet(any) => Bit::IsSet(any.iter().map(&mut number).collect()),
+                    Flowbit::IsNotSet(n) => Bit::IsNotSet(number(n)),
+                    Flowbit::Set(n) => Bit::Set(number(n)),
+                    Flowbit::Unset(n) => Bit::Unset(number(n)),
+                    Flowbit::Toggle(n) => Bit::Toggle(number(n)),
+                    Flowbit::NoAlert => Bit::NoAlert,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Whether an incomplete HTTP head (`rest`, of which the first `tried` bytes were parsed
@@ -982,6 +1091,48 @@ mod tests {
         }
         m.end(flow, &mut |h| hits.push(h.rule));
         hits.into_iter().map(|r| m.rules()[r as usize].sid).collect()
+    }
+
+    /// A request from the client, then the server's response; returns the sids that alerted.
+    fn exchange(m: &mut Matcher, request: &[u8], response: &[u8]) -> Vec<u32> {
+        let mut flow = m.flow(1, ends(), true, false);
+        let mut hits = Vec::new();
+        m.stream_data(&mut flow, 0, 0, request, true, &mut |h| hits.push(h.rule));
+        m.stream_data(&mut flow, 1, 0, response, true, &mut |h| hits.push(h.rule));
+        m.end(flow, &mut |h| hits.push(h.rule));
+        let mut sids: Vec<u32> = hits.into_iter().map(|r| m.rules()[r as usize].sid).collect();
+        sids.sort_unstable();
+        sids
+    }
+
+    #[test]
+    fn http_buffers_of_a_head_and_its_body_match_together() {
+        let rules = r#"alert http any any -> any any (msg:"h"; flow:to_server; http.header; content:"X-Evil: 1|0d 0a|"; sid:1;)
+alert http any any -> any any (msg:"c"; http.cookie; content:"session=1"; http.header; content:!"session"; sid:2;)
+alert http any any -> any any (msg:"b"; http.method; content:"POST"; http.uri; content:"/up"; http.request_body; content:"payload"; sid:3;)
+alert http any any -> any any (msg:"s"; flow:from_server,established; http.stat_code; content:"200"; file.data; content:"SQL syntax"; sid:4;)
+alert http any any -> any any (msg:"n"; http.header_names; content:"|0d 0a|Host|0d 0a|Cookie|0d 0a|"; sid:5;)
+alert http any any -> any any (msg:"z"; http.stat_code; content:"200"; bsize:3; http.content_type; content:"text/html"; sid:6;)
+alert http any any -> any any (msg:"never"; http.stat_code; content:"404"; file.data; content:"SQL"; sid:7;)
+alert http any any -> any any (msg:"never"; http.request_body; content:"SQL syntax"; sid:8;)"#;
+        let mut m = matcher(rules);
+        let request = b"POST /up HTTP/1.1\r\nHost: a\r\nCookie: session=1\r\nX-Evil: 1\r\nContent-Length: 7\r\n\r\npayload";
+        let response = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 20\r\n\r\nerror in SQL syntax!";
+        assert_eq!(exchange(&mut m, request, response), [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn flowbits_set_by_one_rule_gate_another_and_noalert_stays_quiet() {
+        let rules = r#"alert http any any -> any any (msg:"set"; flow:to_server; http.user_agent; content:"Java/1.8"; flowbits:set,java; flowbits:noalert; sid:1;)
+alert http any any -> any any (msg:"gated"; flow:to_client; flowbits:isset,other|java; file.data; content:"CAFE"; sid:2;)
+alert http any any -> any any (msg:"not if java"; flow:to_client; flowbits:isnotset,java; file.data; content:"CAFE"; sid:3;)
+alert http any any -> any any (msg:"never set"; flow:to_client; flowbits:isset,other; file.data; content:"CAFE"; sid:4;)"#;
+        let mut m = matcher(rules);
+        let java = b"GET /a HTTP/1.1\r\nUser-Agent: Java/1.8.0_40\r\n\r\n";
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nCAFE";
+        assert_eq!(exchange(&mut m, java, response), [2], "the setter raises nothing; the bit lets sid 2 through, keeps sid 3 out");
+        let curl = b"GET /a HTTP/1.1\r\nUser-Agent: curl\r\n\r\n";
+        assert_eq!(exchange(&mut m, curl, response), [3], "another flow: no bit");
     }
 
     #[test]

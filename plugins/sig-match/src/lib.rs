@@ -18,6 +18,7 @@
 //! match may span, default 64 KiB: each direction keeps that much of its stream). What is kept
 //! and the work spent per byte are bounded: see [`inspect`].
 
+mod http_fields;
 pub mod inspect;
 
 use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings};
@@ -27,6 +28,7 @@ use mbox_abi::{
     NfInit, PktEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict,
     SIG_MATCH_PATH, TCP_MIDSTREAM,
 };
+use mbox_sig::threshold::Thresholds;
 use mbox_sig::{Classifications, Loaded, RuleSet, Vars};
 
 /// Per flow: the inspection state, the tuple to report and when the flow started.
@@ -49,6 +51,8 @@ pub struct SigMatch {
     stale: Vec<SigMatchEvent>,
     /// The warning that memory_limit was reached went to the host's log.
     memory_warned: bool,
+    /// Rules' thresholds: how many of their matches alert.
+    thresholds: Thresholds,
 }
 
 /// What an event says about the flow it belongs to, for starting its inspection.
@@ -95,8 +99,9 @@ impl SigMatch {
         let mut hits = Vec::new();
         self.matcher.end(inspection, &mut |h| hits.push(h));
         for h in hits {
-            let event = self.alert(&header, &tuple, start_ns, h);
-            self.stale.push(event);
+            if let Some(event) = self.alert(&header, &tuple, start_ns, h) {
+                self.stale.push(event);
+            }
         }
     }
 
@@ -120,14 +125,22 @@ impl SigMatch {
     }
 
     fn publish(&mut self, cause: &EventHeader, tuple: &FlowTuple, start_ns: u64, hit: Hit, host: &mut Host<'_>) {
-        let event = self.alert(cause, tuple, start_ns, hit);
-        self.queue.publish(host, event);
+        if let Some(event) = self.alert(cause, tuple, start_ns, hit) {
+            self.queue.publish(host, event);
+        }
     }
 
-    /// The event for a match.
-    fn alert(&self, cause: &EventHeader, tuple: &FlowTuple, start_ns: u64, hit: Hit) -> SigMatchEvent {
+    /// The event for a match, unless the rule's threshold keeps it from alerting.
+    fn alert(&mut self, cause: &EventHeader, tuple: &FlowTuple, start_ns: u64, hit: Hit) -> Option<SigMatchEvent> {
         let rule = &self.matcher.rules()[hit.rule as usize];
-        SigMatchEvent {
+        if let Some(t) = &rule.threshold {
+            // The match's source is the sender of the bytes that matched.
+            let (src, dst) = (tuple.addr(usize::from(hit.dir.min(1))), tuple.addr(usize::from(hit.dir.min(1) ^ 1)));
+            if !self.thresholds.alerts(hit.rule, t, src, dst, cause.ts_ns) {
+                return None;
+            }
+        }
+        Some(SigMatchEvent {
             alert: AlertEvent::new::<SigMatchEvent>(self.alert_type, cause, rule.sid, rule.info.severity, &rule.msg),
             tuple: *tuple,
             rev: rule.rev,
@@ -136,7 +149,7 @@ impl SigMatch {
             _reserved: [0; 2],
             stream_offset: hit.stream_offset,
             flow_start_ns: start_ns,
-        }
+        })
     }
 
     /// Publishes what an inspection step found.
@@ -238,7 +251,8 @@ impl NetworkFunction for SigMatch {
     fn counters(&self, out: &mut Counters<'_>) {
         let s = &self.matcher.stats;
         for (name, value) in [
-            ("alerts", s.alerts),
+            // Matches that alerted: thresholds kept the others (counted below) from it.
+            ("alerts", s.alerts.saturating_sub(self.thresholds.suppressed)),
             ("bytes_inspected", s.bytes_inspected),
             ("work", s.work),
             ("bytes_beyond_depth", s.bytes_beyond_depth),
@@ -250,6 +264,8 @@ impl NetworkFunction for SigMatch {
             ("midstream_flows_skipped", s.midstream_flows_skipped),
             ("kept_bytes", self.matcher.kept_bytes() as u64),
             ("alerts_not_published", self.queue.dropped),
+            ("alerts_thresholded", self.thresholds.suppressed),
+            ("threshold_untracked", self.thresholds.untracked),
         ] {
             out.set(name, value);
         }
@@ -259,8 +275,12 @@ impl NetworkFunction for SigMatch {
         let s = self.matcher.stats;
         let lost = self.queue.dropped + (self.queue.waiting() + self.stale.len()) as u64;
         eprintln!(
-            "sig-match: {} alerts; {} stream bytes inspected ({:.1} units of work per byte), {} beyond the depth, {} over the memory limit ({} directions); {} rule checks given up for work; {} directions stopped at a gap; {} connections picked up mid-stream not inspected{}",
-            s.alerts,
+            "sig-match: {} alerts{}; {} stream bytes inspected ({:.1} units of work per byte), {} beyond the depth, {} over the memory limit ({} directions); {} rule checks given up for work; {} directions stopped at a gap; {} connections picked up mid-stream not inspected{}",
+            s.alerts.saturating_sub(self.thresholds.suppressed),
+            match self.thresholds.suppressed {
+                0 => String::new(),
+                n => format!(" ({n} more matches kept from alerting by their rules' thresholds)"),
+            },
             s.bytes_inspected,
             s.work as f64 / s.bytes_inspected.max(1) as f64,
             s.bytes_beyond_depth,
@@ -349,6 +369,7 @@ impl Plugin for SigMatch {
             hits: Vec::new(),
             stale: Vec::new(),
             memory_warned: false,
+            thresholds: Thresholds::default(),
         })
     }
 }
