@@ -14,6 +14,7 @@
 //! compiled once (memchr's finder, a case-insensitive Aho-Corasick for `nocase`), so each is
 //! linear in the bytes it scans.
 
+use crate::bytes::{ByteJump, ByteTest};
 use crate::rule::{Buffer, Content, Item, Pcre, Rule, SizeRange};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use memchr::memmem;
@@ -130,6 +131,8 @@ enum Step {
     Pcre(Pcre),
     Size(SizeRange),
     IsDataAt { at: u32, relative: bool, negated: bool },
+    ByteTest(ByteTest),
+    ByteJump(ByteJump),
 }
 
 impl Step {
@@ -139,6 +142,8 @@ impl Step {
             Step::Pcre(p) => p.relative,
             Step::Size(_) => false,
             Step::IsDataAt { relative, .. } => *relative,
+            Step::ByteTest(t) => t.reading.relative,
+            Step::ByteJump(j) => j.reading.relative,
         }
     }
 }
@@ -250,6 +255,8 @@ fn plan(rule: &Rule) -> Vec<(Buffer, Vec<Step>)> {
             Item::Pcre(p) => Step::Pcre(p.clone()),
             Item::Size(s) => Step::Size(*s),
             &Item::IsDataAt { at, relative, negated } => Step::IsDataAt { at, relative, negated },
+            Item::ByteTest(t) => Step::ByteTest(*t),
+            Item::ByteJump(j) => Step::ByteJump(*j),
         };
         match groups.iter_mut().find(|(b, _)| b == buffer) {
             Some((_, steps)) => steps.push(step),
@@ -352,6 +359,19 @@ fn match_steps(steps: &[Step], subject: &Subject<'_>, prev_end: usize, budget: &
         // The buffer's length holds or not, wherever the steps before matched.
         Step::Size(size) if size.contains(bytes.len()) => match_steps(rest, subject, prev_end, budget),
         Step::Size(_) => Steps::Never,
+        // A number that is not there, or fails, may be there after another occurrence of the
+        // match before (relative), or nowhere (absolute).
+        Step::ByteTest(t) => match t.holds(bytes, prev_end) {
+            Some(true) => match_steps(rest, subject, prev_end, budget),
+            _ if t.reading.relative => Steps::NoMatch,
+            _ => Steps::Never,
+        },
+        // The steps after it count from where it lands.
+        Step::ByteJump(j) => match j.target(bytes, prev_end) {
+            Some(to) => match_steps(rest, subject, to, budget),
+            None if j.reading.relative => Steps::NoMatch,
+            None => Steps::Never,
+        },
         &Step::IsDataAt { at, relative, negated } => {
             // Absolute positions count from the stream's start, which the window may lie past.
             let end = subject.base + bytes.len() as u64;
@@ -579,6 +599,28 @@ mod tests {
         assert!(matching(&e, &stream(b"abc")).is_empty(), "one byte after ab: neither");
         assert_eq!(matching(&e, &stream(b"x.....")), [4]);
         assert!(matching(&e, &stream(b"x....")).is_empty(), "no byte at 5");
+    }
+
+    #[test]
+    fn byte_jump_moves_the_next_relative_step_and_byte_test_compares() {
+        // ET Open's PE download rule (sid 2018959's detection): the PE header's offset at 0x3c.
+        let e = engine(&[
+            r#"alert http any any -> any any (msg:"pe"; file.data; content:"MZ"; within:2; byte_jump:4,58,relative,little; content:"PE|00 00|"; distance:-64; within:4; sid:1;)"#,
+            r#"alert http any any -> any any (msg:"t"; file.data; content:"MZ"; byte_test:2,>,1000,0,relative; sid:2;)"#,
+        ]);
+        let mut file = vec![b'.'; 256];
+        file[..2].copy_from_slice(b"MZ");
+        file[60..64].copy_from_slice(&128u32.to_le_bytes());
+        file[128..132].copy_from_slice(b"PE\0\0");
+        file[2..4].copy_from_slice(&[0x10, 0x00]);
+        let mut b = Buffers::default();
+        b.set(Buffer::FileData, &file);
+        assert_eq!(matching(&e, &b), [1, 2]);
+        file[60..64].copy_from_slice(&120u32.to_le_bytes());
+        file[2..4].copy_from_slice(&[0x00, 0x10]);
+        let mut b = Buffers::default();
+        b.set(Buffer::FileData, &file);
+        assert!(matching(&e, &b).is_empty(), "the jump lands 8 bytes short of the PE header; 16 is not above 1000");
     }
 
     #[test]

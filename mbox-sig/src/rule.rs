@@ -3,6 +3,7 @@
 //! Anything else makes the rule unsupported, with a reason, never silently changes what it
 //! matches.
 
+use crate::bytes::{parse_byte_jump, parse_byte_test, ByteJump, ByteTest};
 use crate::net::{AddrSet, PortSet, Vars};
 use crate::ruleset::Classifications;
 use crate::threshold::Threshold;
@@ -213,6 +214,10 @@ pub enum Item {
         relative: bool,
         negated: bool,
     },
+    /// `byte_test`: a number read from the buffer, compared.
+    ByteTest(ByteTest),
+    /// `byte_jump`: a number read from the buffer moves where the next relative step counts from.
+    ByteJump(ByteJump),
 }
 
 /// A length bound: `bsize:10`, `bsize:<10`, `bsize:>10`, `bsize:5<>10` (exclusive, as
@@ -634,6 +639,14 @@ pub fn parse_rule<'a>(
                 let (pcre, forced) = parse_pcre(need(value)?).map_err(|e| err(name, format!("pcre: {e}")))?;
                 rule.items.push((forced.unwrap_or(buffer), Item::Pcre(pcre)));
             }
+            "byte_test" => {
+                let t = parse_byte_test(need(value)?).map_err(|e| err(name, format!("byte_test: {e}")))?;
+                rule.items.push((buffer, Item::ByteTest(t)));
+            }
+            "byte_jump" => {
+                let j = parse_byte_jump(need(value)?).map_err(|e| err(name, format!("byte_jump: {e}")))?;
+                rule.items.push((buffer, Item::ByteJump(j)));
+            }
             "isdataat" => {
                 let (item, b) = parse_isdataat(need(value)?, buffer).map_err(|e| err(name, format!("isdataat: {e}")))?;
                 rule.items.push((b, item));
@@ -737,6 +750,7 @@ fn anchor_first_relatives(rule: &mut Rule) {
             }
             Item::Pcre(p) if p.relative => p.relative = false,
             Item::IsDataAt { relative, .. } => *relative = false,
+            Item::ByteTest(ByteTest { reading, .. }) | Item::ByteJump(ByteJump { reading, .. }) => reading.relative = false,
             _ => {}
         }
     }
@@ -792,6 +806,8 @@ fn check_buffers(rule: &Rule) -> Result<(), String> {
             Item::Pcre(p) => p.relative,
             Item::Size(_) => false,
             Item::IsDataAt { relative, .. } => *relative,
+            Item::ByteTest(t) => t.reading.relative,
+            Item::ByteJump(j) => j.reading.relative,
         };
         if relative && !rule.items[..i].iter().any(|(b, _)| b == buffer) {
             return Err("a relative match (distance/within/R) with nothing before it in its buffer".into());
@@ -1075,6 +1091,13 @@ mod tests {
     }
 
     #[test]
+    fn every_buffer_is_listed_at_its_index() {
+        // The engine's per-buffer tables are indexed by `buffer as usize`.
+        assert!(Buffer::ALL.iter().enumerate().all(|(i, b)| *b as usize == i));
+        assert_eq!(Buffer::ALL.len(), Buffer::DnsQuery as usize + 1);
+    }
+
+    #[test]
     fn http_buffers_sizes_and_thresholds() {
         let r = rule(r#"alert http any any -> any any (msg:"m"; http.header_names; content:"|0d 0a|Host"; http.stat_code; content:"200"; bsize:3; content:"x"; http_cookie; urilen:>5; pcre:"/a/P"; threshold:type limit, track by_src, count 1, seconds 60; sid:1;)"#).unwrap();
         let buffers: Vec<Buffer> = r.items.iter().map(|(b, _)| *b).collect();
@@ -1125,7 +1148,8 @@ mod tests {
         let cases = [
             (r#"reject tcp any any -> any any (msg:"m"; sid:1;)"#, "action `reject`"),
             (r#"alert icmp any any -> any any (msg:"m"; sid:1;)"#, "protocol `icmp`"),
-            (r#"alert tcp any any -> any any (msg:"m"; byte_test:1,>,2,0; sid:1;)"#, "unsupported keyword `byte_test`"),
+            (r#"alert tcp any any -> any any (msg:"m"; byte_extract:1,0,x; sid:1;)"#, "unsupported keyword `byte_extract`"),
+            (r#"alert tcp any any -> any any (msg:"m"; byte_test:1,~,2,0; sid:1;)"#, "operator `~`"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"a"; within:$x; sid:1;)"#, "not a number"),
             (r#"alert tcp any any -> any any (msg:"m"; pcre:"/a(?=b)/"; sid:1;)"#, "look-ahead"),
             (r#"alert tcp any any -> any any (msg:"m"; pcre:"/(a)\1/"; sid:1;)"#, "pcre"),
