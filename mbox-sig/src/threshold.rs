@@ -97,7 +97,8 @@ struct Key {
 /// One tracked window.
 #[derive(Debug, Clone, Copy)]
 struct Window {
-    start_ns: u64,
+    /// When it ends (its rule's `seconds` after the match that opened it).
+    end_ns: u64,
     matches: u32,
     alerted: bool,
 }
@@ -128,17 +129,17 @@ impl Thresholds {
         let key = Key { rule, addrs };
         let window_ns = u64::from(t.seconds) * 1_000_000_000;
         if !self.windows.contains_key(&key) && self.windows.len() >= Self::MAX_TRACKED {
-            // Windows that ended hold nothing a later match needs. (Each has its own rule's
-            // length; a generous bound of a day keeps this simple and safe.)
-            self.windows.retain(|_, w| now_ns.saturating_sub(w.start_ns) < 86_400 * 1_000_000_000);
+            // Windows that ended hold nothing a later match needs.
+            self.windows.retain(|_, w| now_ns < w.end_ns);
             if self.windows.len() >= Self::MAX_TRACKED {
                 self.untracked += 1;
                 return true;
             }
         }
-        let w = self.windows.entry(key).or_insert(Window { start_ns: now_ns, matches: 0, alerted: false });
-        if now_ns.saturating_sub(w.start_ns) >= window_ns {
-            *w = Window { start_ns: now_ns, matches: 0, alerted: false };
+        let fresh = Window { end_ns: now_ns.saturating_add(window_ns), matches: 0, alerted: false };
+        let w = self.windows.entry(key).or_insert(fresh);
+        if now_ns >= w.end_ns {
+            *w = fresh;
         }
         w.matches = w.matches.saturating_add(1);
         let alert = match t.kind {
