@@ -125,6 +125,11 @@ fn from_captures(seeds: &mut Seeds) {
                     seeds.add("tls_hello", n, payload);
                 }
             }
+            if payload.len() > 5 && payload[0] == 0x16 && payload[1] == 3 && payload[5] == 2 {
+                if let Some(n) = take(seeds, "tls_server", 16, 1) {
+                    seeds.add("tls_server", n, payload);
+                }
+            }
             if payload.starts_with(b"SSH-") {
                 if let Some(n) = take(seeds, "ssh_banner", 8, 2) {
                     seeds.add("ssh_banner", n, payload);
@@ -334,7 +339,8 @@ fn rules(seeds: &mut Seeds) {
 }
 
 fn configs(seeds: &mut Seeds) {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("configs")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(repo().join("configs")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
     files.sort();
     for path in files {
         seeds.add("config", stem(&path), std::fs::read(&path).unwrap());

@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http_response", http::fuzz_http_response),
     ("http_body", http::fuzz_http_body),
     ("tls_hello", tls::fuzz_tls_hello),
+    ("tls_server", tls::fuzz_tls_server),
     ("ssh_banner", ssh::fuzz_ssh_banner),
     ("dns", dns::fuzz_dns),
     ("rules", rules::fuzz_rules),

@@ -1,12 +1,13 @@
 //! TLS (mbox_proto::tls): the ClientHello at the start of a client's stream, gathered from
-//! the records it is split into, and its server name.
+//! the records it is split into, and its server name; the server's first flight and its
+//! certificates (described by mbox_proto::x509).
 //!
 //! Like the HTTP heads it is parsed as the stream grows, so a prefix's parse must agree with
 //! the whole's (see `crate::http`). And a ClientHello written with any server name and cut
 //! into records of any size parses back to that name and version.
 
-use mbox_proto::tls::client_hello;
-use mbox_proto::Parse;
+use mbox_proto::tls::{client_hello, server_flight};
+use mbox_proto::{x509, Parse};
 
 /// A ClientHello handshake message with `sni` (if any) and `pad` bytes of padding extension.
 fn hello(version: u16, sni: Option<&[u8]>, pad: usize) -> Vec<u8> {
@@ -77,4 +78,28 @@ pub fn fuzz_tls_hello(data: &[u8]) {
         message.len()
     );
     assert_eq!(client_hello(&stream[..stream.len() - 1]), Parse::Partial, "cut one byte short");
+}
+
+/// A server's first flight at the start of arbitrary bytes: a prefix's parse agrees with the
+/// whole's, every certificate lies within the input, and describing any certificate (or the
+/// input itself as one) never panics.
+pub fn fuzz_tls_server(data: &[u8]) {
+    let full = server_flight(data);
+    if let Parse::Done(f) = &full {
+        assert!(f.certificates.iter().map(Vec::len).sum::<usize>() < data.len(), "certificates longer than their input");
+        for der in &f.certificates {
+            let _ = x509::certificate_fields(der);
+        }
+    }
+    let _ = x509::certificate_fields(data);
+    for cut in [5, 6, 9, data.len() / 2, data.len().saturating_sub(1)] {
+        if cut >= data.len() {
+            continue;
+        }
+        match server_flight(&data[..cut]) {
+            p @ Parse::Done(_) => assert_eq!(p, full, "a flight in the first {cut} bytes differs from the whole input's"),
+            Parse::Invalid => assert_eq!(full, Parse::Invalid, "not TLS in the first {cut} bytes, yet a flight in the whole input"),
+            Parse::Partial => {}
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! TLS: the ClientHello at the start of a client's stream, and the server name (SNI) in it.
-//! A ClientHello split over several records is put back together (in a small buffer: this is
-//! once per connection).
+//! TLS: the ClientHello at the start of a client's stream and the server name (SNI) in it, and
+//! the server's first flight (the version it chose, its certificates). Handshake messages
+//! split over several records are put back together (in a small buffer: this is once per
+//! connection).
 
 use crate::Parse;
 
@@ -18,7 +19,7 @@ const MAX_HELLO: usize = 1 << 16;
 
 /// Parses the ClientHello at the start of `stream` (the client's first bytes).
 pub fn client_hello(stream: &[u8]) -> Parse<ClientHello> {
-    handshake(stream, CLIENT_HELLO, parse_hello)
+    handshake(stream, CLIENT_HELLO, MAX_HELLO, |message| first_message(message, parse_hello))
 }
 
 /// Whether `stream` starts like a ClientHello (a handshake record of TLS or SSL 3 whose first
@@ -37,7 +38,15 @@ pub struct ServerHello {
 
 /// Parses the ServerHello at the start of `stream` (the server's first bytes).
 pub fn server_hello(stream: &[u8]) -> Parse<ServerHello> {
-    handshake(stream, SERVER_HELLO, parse_server_hello)
+    handshake(stream, SERVER_HELLO, MAX_HELLO, |message| first_message(message, parse_server_hello))
+}
+
+/// A hello is its side's first message: parsed from its body, whatever follows.
+fn first_message<T>(message: Option<(u8, &[u8])>, parse: fn(&[u8]) -> Option<T>) -> Step<T> {
+    match message.and_then(|(_, body)| parse(body)) {
+        Some(hello) => Step::Done(hello),
+        None => Step::Invalid,
+    }
 }
 
 /// A version's name as Suricata writes it in eve.json (`TLS 1.2`, `TLSv1`, ...).
@@ -72,52 +81,153 @@ pub fn version_name(version: u16) -> &'static str {
     }
 }
 
+/// Record types.
+const ALERT: u8 = 21;
+const HANDSHAKE: u8 = 22;
+
+/// Handshake message types.
 const CLIENT_HELLO: u8 = 1;
 const SERVER_HELLO: u8 = 2;
+const CERTIFICATE: u8 = 11;
+const SERVER_KEY_EXCHANGE: u8 = 12;
+const CERTIFICATE_REQUEST: u8 = 13;
+const SERVER_HELLO_DONE: u8 = 14;
 
-/// The first handshake message of a side's stream, of type `kind`, gathered from the records
-/// it is in and parsed by `parse` (its body, after the 4-byte handshake header).
-fn handshake<T>(stream: &[u8], kind: u8, parse: fn(&[u8]) -> Option<T>) -> Parse<T> {
+/// Handshake bytes accepted in a server's first flight (its certificate chain is most of it;
+/// Zeek's test of a fragmented handshake has a certificate of 340 KB).
+pub const MAX_FLIGHT: usize = 1 << 20;
+
+/// What a server's first flight tells: the version it chose and the certificates it sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFlight {
+    pub version: u16,
+    /// The `Certificate` message's chain, leaf first, each certificate's DER. Empty in TLS 1.3
+    /// (the server encrypts it) and when the server sent none (a resumed session, PSK).
+    pub certificates: Vec<Vec<u8>>,
+}
+
+/// Parses the server's first flight at the start of `stream` (the server's first bytes): the
+/// ServerHello, then the messages after it up to the `Certificate` message, or to whatever
+/// shows it has none (`ServerHelloDone`, a key exchange, a record that is not handshake, TLS
+/// 1.3).
+pub fn server_flight(stream: &[u8]) -> Parse<ServerFlight> {
+    let mut version = None;
+    handshake(stream, SERVER_HELLO, MAX_FLIGHT, |message| {
+        let Some((kind, body)) = message else {
+            // Another record type (ChangeCipherSpec of a resumed session): no certificates.
+            return version.map_or(Step::Invalid, |version| Step::Done(ServerFlight { version, certificates: Vec::new() }));
+        };
+        let Some(chosen) = version else {
+            // The first message, a ServerHello (`handshake` checked its type).
+            return match parse_server_hello(body) {
+                Some(hello) if is_tls13(hello.version) => Step::Done(ServerFlight { version: hello.version, certificates: Vec::new() }),
+                Some(hello) => {
+                    version = Some(hello.version);
+                    Step::More
+                }
+                None => Step::Invalid,
+            };
+        };
+        match kind {
+            CERTIFICATE => match certificate_list(body) {
+                Some(certificates) => Step::Done(ServerFlight { version: chosen, certificates }),
+                None => Step::Invalid,
+            },
+            SERVER_KEY_EXCHANGE | CERTIFICATE_REQUEST | SERVER_HELLO_DONE => {
+                Step::Done(ServerFlight { version: chosen, certificates: Vec::new() })
+            }
+            _ => Step::More, // CertificateStatus and the like come after the certificates
+        }
+    })
+}
+
+/// Whether a version is TLS 1.3 or one of its drafts (whose flights after the ServerHello are
+/// encrypted).
+fn is_tls13(version: u16) -> bool {
+    version == 0x0304 || (version >> 8) == 0x7f || (version >> 8) == 0xfb
+}
+
+/// A `Certificate` message's body: a 3-byte length, then each certificate with a 3-byte
+/// length. `None` when the lengths disagree.
+fn certificate_list(body: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut r = Reader(body);
+    let len = r.u24()?;
+    let mut list = Reader(r.take(len)?);
+    let mut certificates = Vec::new();
+    while !list.0.is_empty() {
+        let len = list.u24()?;
+        certificates.push(list.take(len)?.to_vec());
+    }
+    Some(certificates)
+}
+
+/// What a visitor of handshake messages decides after one.
+enum Step<T> {
+    Done(T),
+    /// The next message is needed.
+    More,
+    Invalid,
+}
+
+/// Gathers a side's handshake messages from the records at the start of its stream and hands
+/// each (its type and body) to `visit` until it decides; `None` when a record of another type
+/// follows them. The first message must be of type `first`, and none may exceed `max` bytes.
+fn handshake<T>(stream: &[u8], first: u8, max: usize, mut visit: impl FnMut(Option<(u8, &[u8])>) -> Step<T>) -> Parse<T> {
+    let decide = |step: Step<T>| match step {
+        Step::Done(t) => Some(Parse::Done(t)),
+        Step::More => None,
+        Step::Invalid => Some(Parse::Invalid),
+    };
     let mut handshake: Vec<u8> = Vec::new();
+    // Where the next message starts in `handshake`.
+    let mut message = 0;
     let mut at = 0;
-    let needed = loop {
+    loop {
+        let start = &stream[at.min(stream.len())..];
+        // A record of another type: after whole messages, the handshake's end; else not TLS.
+        if start.first().is_some_and(|&c| c != HANDSHAKE && c != ALERT) {
+            return match message > 0 && message == handshake.len() {
+                true => decide(visit(None)).unwrap_or(Parse::Invalid),
+                false => Parse::Invalid,
+            };
+        }
         let Some(header) = stream.get(at..at + 5) else {
-            // A header still partial is already not one when its first bytes say so.
-            let start = &stream[at.min(stream.len())..];
-            let bad = start.first().is_some_and(|&c| c != 22) || start.get(1).is_some_and(|&v| v != 3);
-            return if bad { Parse::Invalid } else { Parse::Partial };
+            // A header still partial is already not one when its version says so.
+            return if start.get(1).is_some_and(|&v| v != 3) { Parse::Invalid } else { Parse::Partial };
         };
         let (content, major, len) = (header[0], header[1], usize::from(u16::from_be_bytes([header[3], header[4]])));
-        if content != 22 || major != 3 || len == 0 || len > 16_384 + 2048 {
+        if major != 3 || len == 0 || len > 16_384 + 2048 {
             return Parse::Invalid;
         }
         let Some(payload) = stream.get(at + 5..at + 5 + len) else {
             // Use what has come so far to decide early that it is not the message looked for.
             let partial = &stream[at + 5..];
-            if handshake.is_empty() && !partial.is_empty() && partial[0] != kind {
+            if content == HANDSHAKE && handshake.is_empty() && !partial.is_empty() && partial[0] != first {
                 return Parse::Invalid;
             }
             return Parse::Partial;
         };
-        handshake.extend_from_slice(payload);
         at += 5 + len;
+        if content == ALERT {
+            // A warning (a server's `unrecognized_name` before its hello): the handshake goes on.
+            continue;
+        }
+        handshake.extend_from_slice(payload);
         // Not the message as soon as its type says so, as when the record is still partial.
-        if handshake[0] != kind {
+        if handshake[0] != first {
             return Parse::Invalid;
         }
-        if handshake.len() >= 4 {
-            let needed = 4 + (usize::from(handshake[1]) << 16 | usize::from(handshake[2]) << 8 | usize::from(handshake[3]));
-            if needed > MAX_HELLO {
+        while let Some(head) = handshake.get(message..message + 4) {
+            let needed = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            if needed > max {
                 return Parse::Invalid;
             }
-            if handshake.len() >= needed {
-                break needed;
+            let Some(body) = handshake.get(message + 4..message + 4 + needed) else { break };
+            if let Some(parse) = decide(visit(Some((head[0], body)))) {
+                return parse;
             }
+            message += 4 + needed;
         }
-    };
-    match parse(&handshake[4..needed]) {
-        Some(hello) => Parse::Done(hello),
-        None => Parse::Invalid,
     }
 }
 
@@ -210,6 +320,9 @@ impl<'a> Reader<'a> {
     fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
+    fn u24(&mut self) -> Option<usize> {
+        self.take(3).map(|b| usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +390,81 @@ pub(crate) mod tests {
         assert_eq!(server_hello(&records(&hello_record(b"a", 0), 16_384)), Parse::Invalid, "a ClientHello");
         assert_eq!(version_name(0x0301), "TLSv1");
         assert_eq!(version_name(0x1234), "UNDETERMINED");
+    }
+
+    /// A handshake message of `kind` with `body`.
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let len = body.len();
+        let mut m = vec![kind, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// A server's first flight: ServerHello (TLS 1.2, or 1.3 by supported_versions), then a
+    /// Certificate message with `certs` and ServerHelloDone.
+    fn flight(tls13: bool, certs: &[&[u8]]) -> Vec<u8> {
+        let mut hello = vec![3, 3];
+        hello.extend_from_slice(&[9; 32]);
+        hello.extend_from_slice(&[0, 0x13, 0x01, 0]);
+        if tls13 {
+            hello.extend_from_slice(&[0, 6, 0, 43, 0, 2, 3, 4]);
+        }
+        let mut list = Vec::new();
+        for cert in certs {
+            list.extend_from_slice(&(cert.len() as u32).to_be_bytes()[1..]);
+            list.extend_from_slice(cert);
+        }
+        let mut body = (list.len() as u32).to_be_bytes()[1..].to_vec();
+        body.extend_from_slice(&list);
+        let mut out = message(SERVER_HELLO, &hello);
+        out.extend(message(CERTIFICATE, &body));
+        out.extend(message(SERVER_HELLO_DONE, &[]));
+        out
+    }
+
+    #[test]
+    fn a_server_flight_gives_its_certificates_from_records_of_any_size() {
+        let (leaf, ca) = (vec![0x30; 3000], vec![0x31; 1200]);
+        let hs = flight(false, &[&leaf, &ca]);
+        for max in [16_384, 1000, 7] {
+            let stream = records(&hs, max);
+            let Parse::Done(f) = server_flight(&stream) else { panic!("max {max}") };
+            assert_eq!((f.version, f.certificates), (0x0303, vec![leaf.clone(), ca.clone()]));
+            // Cut before the Certificate message is whole: more is needed.
+            assert_eq!(server_flight(&stream[..stream.len() - 10]), Parse::Partial, "max {max}");
+        }
+        // A warning alert before the hello (a server's unrecognized_name) is passed over.
+        let mut stream = vec![ALERT, 3, 3, 0, 2, 1, 112];
+        stream.extend(records(&hs, 16_384));
+        assert!(matches!(server_flight(&stream), Parse::Done(f) if f.certificates.len() == 2));
+        assert!(matches!(server_hello(&stream), Parse::Done(h) if h.version == 0x0303));
+    }
+
+    #[test]
+    fn a_flight_without_certificates_in_the_clear() {
+        // TLS 1.3: whatever follows the hello is encrypted.
+        let hs = flight(true, &[b"x"]);
+        let stream = records(&hs, 50); // the hello is the first record's 50 bytes
+        assert_eq!(server_flight(&stream[..55 + 3]), Parse::Done(ServerFlight { version: 0x0304, certificates: vec![] }));
+        // A resumed session: the hello, then ChangeCipherSpec.
+        let hello_only = {
+            let mut body = vec![3, 3];
+            body.extend_from_slice(&[9; 32]);
+            body.extend_from_slice(&[0, 0x13, 0x01, 0]);
+            message(SERVER_HELLO, &body)
+        };
+        let mut stream = records(&hello_only, 16_384);
+        assert_eq!(server_flight(&stream), Parse::Partial);
+        stream.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+        assert_eq!(server_flight(&stream), Parse::Done(ServerFlight { version: 0x0303, certificates: vec![] }));
+        assert_eq!(server_flight(&stream[..stream.len() - 5]), Parse::Done(ServerFlight { version: 0x0303, certificates: vec![] }));
+        // Not a server's flight: a ClientHello, a broken list, plain text.
+        assert_eq!(server_flight(&records(&hello_record(b"a", 0), 16_384)), Parse::Invalid);
+        let mut hs = flight(false, &[b"abc"]);
+        let at = hs.len() - 4 - 3 - 1; // the certificate's last length byte
+        hs[at - 3] += 1;
+        assert_eq!(server_flight(&records(&hs, 16_384)), Parse::Invalid);
+        assert_eq!(server_flight(b"220 mail.example.com ESMTP\r\n"), Parse::Invalid);
     }
 
     #[test]

@@ -28,12 +28,19 @@ fn index(b: Buffer) -> usize {
 }
 
 /// The buffers one inspection can see: a window of the stream, or a protocol field.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Buffers<'a> {
     slots: [Option<&'a [u8]>; BUFFERS],
     /// Stream offset of the stream buffer's first byte: absolute positions (`offset`, `depth`)
     /// count from the stream's start, which may lie before the window inspected.
     stream_base: u64,
+}
+
+impl Default for Buffers<'_> {
+    // By hand: arrays of more than 32 have no derived Default.
+    fn default() -> Self {
+        Buffers { slots: [None; BUFFERS], stream_base: 0 }
+    }
 }
 
 impl<'a> Buffers<'a> {

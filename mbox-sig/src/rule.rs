@@ -90,14 +90,39 @@ pub enum Buffer {
     HttpRequestBody,
     /// An HTTP body (responses, and requests with a body).
     FileData,
+    /// Single headers' values (the first of each): Accept-Encoding, Accept-Language (requests),
+    /// Connection, Content-Length (both), Server, Location (responses).
+    HttpAcceptEnc,
+    HttpAcceptLang,
+    HttpConnection,
+    HttpContentLen,
+    HttpServer,
+    HttpLocation,
+    /// The head as sent: its first line and header lines and the blank line (`http.start`),
+    /// and the header lines and blank line alone (`http.header.raw`, cookies included).
+    HttpStart,
+    HttpHeaderRaw,
+    /// `.` and the name (`dotprefix` after `dns.query`, `tls.sni` or `http.host`), so that
+    /// `content:".example.com"; endswith;` matches the domain and its subdomains only.
+    HttpHostDotted,
     TlsSni,
+    TlsSniDotted,
+    /// Each certificate of the server's chain (DER), one at a time.
+    TlsCerts,
+    /// The server certificate's subject and issuer (`C=US, O=..., CN=...`), serial
+    /// (`0A:E1:...`) and SHA-1 fingerprint (`4a:a3:...`).
+    TlsCertSubject,
+    TlsCertIssuer,
+    TlsCertSerial,
+    TlsCertFingerprint,
     SshSoftware,
     DnsQuery,
+    DnsQueryDotted,
 }
 
 impl Buffer {
     /// Every buffer, in index order.
-    pub const ALL: [Buffer; 22] = [
+    pub const ALL: [Buffer; 38] = [
         Buffer::Stream,
         Buffer::HttpUri,
         Buffer::HttpUriRaw,
@@ -117,19 +142,53 @@ impl Buffer {
         Buffer::HttpStatMsg,
         Buffer::HttpRequestBody,
         Buffer::FileData,
+        Buffer::HttpAcceptEnc,
+        Buffer::HttpAcceptLang,
+        Buffer::HttpConnection,
+        Buffer::HttpContentLen,
+        Buffer::HttpServer,
+        Buffer::HttpLocation,
+        Buffer::HttpStart,
+        Buffer::HttpHeaderRaw,
+        Buffer::HttpHostDotted,
         Buffer::TlsSni,
+        Buffer::TlsSniDotted,
+        Buffer::TlsCerts,
+        Buffer::TlsCertSubject,
+        Buffer::TlsCertIssuer,
+        Buffer::TlsCertSerial,
+        Buffer::TlsCertFingerprint,
         Buffer::SshSoftware,
         Buffer::DnsQuery,
+        Buffer::DnsQueryDotted,
     ];
 
     /// The application protocol a buffer belongs to (`None`: the stream itself).
     pub fn proto(self) -> Option<Proto> {
         match self {
             Buffer::Stream => None,
-            Buffer::TlsSni => Some(Proto::Tls),
+            Buffer::TlsSni
+            | Buffer::TlsSniDotted
+            | Buffer::TlsCerts
+            | Buffer::TlsCertSubject
+            | Buffer::TlsCertIssuer
+            | Buffer::TlsCertSerial
+            | Buffer::TlsCertFingerprint => Some(Proto::Tls),
             Buffer::SshSoftware => Some(Proto::Ssh),
-            Buffer::DnsQuery => Some(Proto::Dns),
+            Buffer::DnsQuery | Buffer::DnsQueryDotted => Some(Proto::Dns),
             _ => Some(Proto::Http),
+        }
+    }
+
+    /// Whether only the client's side (`Some(true)`) or only the server's (`Some(false)`) fills
+    /// it, for the buffers whose rules Suricata holds to one direction.
+    pub fn sent_by_client(self) -> Option<bool> {
+        match self {
+            Buffer::TlsSni | Buffer::TlsSniDotted => Some(true),
+            Buffer::TlsCerts | Buffer::TlsCertSubject | Buffer::TlsCertIssuer | Buffer::TlsCertSerial | Buffer::TlsCertFingerprint => {
+                Some(false)
+            }
+            _ => None,
         }
     }
 
@@ -143,14 +202,35 @@ impl Buffer {
             | Buffer::HttpUserAgent
             | Buffer::HttpReferer
             | Buffer::HttpAccept
+            | Buffer::HttpAcceptEnc
+            | Buffer::HttpAcceptLang
+            | Buffer::HttpHostDotted
             | Buffer::HttpRequestLine
             | Buffer::HttpRequestBody => (true, false),
-            Buffer::HttpResponseLine | Buffer::HttpStatCode | Buffer::HttpStatMsg => (false, true),
-            Buffer::HttpCookie | Buffer::HttpContentType | Buffer::HttpHeader | Buffer::HttpHeaderNames | Buffer::HttpProtocol => {
-                (true, true)
+            Buffer::HttpResponseLine | Buffer::HttpStatCode | Buffer::HttpStatMsg | Buffer::HttpServer | Buffer::HttpLocation => {
+                (false, true)
             }
+            Buffer::HttpCookie
+            | Buffer::HttpContentType
+            | Buffer::HttpHeader
+            | Buffer::HttpHeaderNames
+            | Buffer::HttpProtocol
+            | Buffer::HttpConnection
+            | Buffer::HttpContentLen
+            | Buffer::HttpStart
+            | Buffer::HttpHeaderRaw => (true, true),
             Buffer::FileData => (true, true),
-            Buffer::Stream | Buffer::TlsSni | Buffer::SshSoftware | Buffer::DnsQuery => (false, false),
+            Buffer::Stream
+            | Buffer::TlsSni
+            | Buffer::TlsSniDotted
+            | Buffer::TlsCerts
+            | Buffer::TlsCertSubject
+            | Buffer::TlsCertIssuer
+            | Buffer::TlsCertSerial
+            | Buffer::TlsCertFingerprint
+            | Buffer::SshSoftware
+            | Buffer::DnsQuery
+            | Buffer::DnsQueryDotted => (false, false),
         }
     }
 }
@@ -630,7 +710,15 @@ pub fn parse_rule<'a>(
                 rule.items.push((buffer, Item::Content(content)));
             }
             "nocase" | "offset" | "depth" | "distance" | "within" | "startswith" | "endswith" => {
-                let Some((_, Item::Content(c))) = rule.items.last_mut() else {
+                // The content just before (a legacy modifier may have moved it to its buffer),
+                // or the last in the current buffer whatever came after it (`bsize`,
+                // `isdataat`), as Suricata finds it.
+                let just_before = buffer == Buffer::Stream && matches!(rule.items.last(), Some((_, Item::Content(_))));
+                let last = rule.items.iter_mut().rev().take_while(|(b, _)| just_before || *b == buffer).find_map(|(_, item)| match item {
+                    Item::Content(c) => Some(c),
+                    _ => None,
+                });
+                let Some(c) = last else {
                     return Err(err(name, format!("`{name}` without a content before it")));
                 };
                 apply_modifier(c, name, value).map_err(|e| err(name, format!("{name}: {e}")))?;
@@ -676,6 +764,19 @@ pub fn parse_rule<'a>(
                 };
                 *b = legacy_modifier(name).expect("checked above");
             }
+            // A transform of the sticky buffer: the contents after it look at the dotted name.
+            "dotprefix" => {
+                // A transform comes before the contents it transforms.
+                if rule.items.last().is_some_and(|(b, _)| *b == buffer) {
+                    return Err(err(name, "`dotprefix` after contents in its buffer".into()));
+                }
+                buffer = match buffer {
+                    Buffer::DnsQuery => Buffer::DnsQueryDotted,
+                    Buffer::TlsSni => Buffer::TlsSniDotted,
+                    Buffer::HttpHost => Buffer::HttpHostDotted,
+                    other => return Err(err(name, format!("`dotprefix` on {other:?} (mbox has it on dns.query, tls.sni and http.host)"))),
+                };
+            }
             // Sticky buffers: the contents after them look there.
             _ if value.is_none() && sticky_buffer(name).is_some() => buffer = sticky_buffer(name).expect("checked above"),
             other => return Err(err(other, format!("unsupported keyword `{other}`"))),
@@ -707,7 +808,20 @@ fn sticky_buffer(name: &str) -> Option<Buffer> {
         "http.stat_msg" => Buffer::HttpStatMsg,
         "http.request_body" => Buffer::HttpRequestBody,
         "file.data" | "file_data" | "http.response_body" => Buffer::FileData,
+        "http.accept_enc" => Buffer::HttpAcceptEnc,
+        "http.accept_lang" => Buffer::HttpAcceptLang,
+        "http.connection" => Buffer::HttpConnection,
+        "http.content_len" => Buffer::HttpContentLen,
+        "http.server" => Buffer::HttpServer,
+        "http.location" => Buffer::HttpLocation,
+        "http.start" => Buffer::HttpStart,
+        "http.header.raw" => Buffer::HttpHeaderRaw,
         "tls.sni" | "tls_sni" => Buffer::TlsSni,
+        "tls.certs" => Buffer::TlsCerts,
+        "tls.cert_subject" | "tls_cert_subject" => Buffer::TlsCertSubject,
+        "tls.cert_issuer" | "tls_cert_issuer" => Buffer::TlsCertIssuer,
+        "tls.cert_serial" | "tls_cert_serial" => Buffer::TlsCertSerial,
+        "tls.cert_fingerprint" | "tls_cert_fingerprint" => Buffer::TlsCertFingerprint,
         "ssh.software" => Buffer::SshSoftware,
         "dns.query" | "dns_query" => Buffer::DnsQuery,
         _ => return None,
@@ -798,6 +912,21 @@ fn check_buffers(rule: &Rule) -> Result<(), String> {
         };
         if !fits {
             return Err(format!("a {first:?} buffer in a {:?} rule", rule.proto));
+        }
+    }
+    // As Suricata: a client's buffer and a server's cannot be in one rule, nor either against the
+    // rule's flow direction.
+    let sides: Vec<bool> = rule.items.iter().filter_map(|(b, _)| b.sent_by_client()).collect();
+    if let Some(&first) = sides.first() {
+        if sides.iter().any(|&s| s != first) || rule.flow.to_server.is_some_and(|t| t != first) {
+            return Err("keywords with conflicting directions".into());
+        }
+    }
+    for (buffer, item) in &rule.items {
+        if let (Buffer::TlsCertFingerprint, Item::Content(c)) = (buffer, item) {
+            if c.pattern.len() != 59 {
+                return Err("a tls.cert_fingerprint content is a whole fingerprint (59 characters)".into());
+            }
         }
     }
     for (i, (buffer, item)) in rule.items.iter().enumerate() {
@@ -1091,10 +1220,58 @@ mod tests {
     }
 
     #[test]
+    fn a_modifier_after_isdataat_or_bsize_is_its_contents() {
+        let r = rule(r#"alert tls any any -> any any (msg:"m"; tls_sni; content:"Example.cn"; isdataat:!1,relative; nocase; bsize:10; endswith; sid:1;)"#).unwrap();
+        let (Buffer::TlsSni, Item::Content(c)) = &r.items[0] else { panic!() };
+        assert!(c.nocase && c.endswith);
+        // A legacy modifier's content takes the modifiers after it.
+        let r = rule(r#"alert http any any -> any any (msg:"m"; content:"get"; http_method; nocase; sid:1;)"#).unwrap();
+        assert!(matches!(&r.items[0], (Buffer::HttpMethod, Item::Content(c)) if c.nocase));
+        // But not one of another buffer.
+        let r = rule(r#"alert http any any -> any any (msg:"m"; http.uri; content:"a"; http.host; nocase; sid:1;)"#);
+        assert!(r.unwrap_err().reason.contains("without a content"));
+    }
+
+    #[test]
+    fn dotprefix_and_single_headers() {
+        let r = rule(r#"alert dns any any -> any any (msg:"m"; dns.query; dotprefix; content:".example.com"; endswith; sid:1;)"#).unwrap();
+        assert_eq!(r.items[0].0, Buffer::DnsQueryDotted);
+        let r =
+            rule(r#"alert http any any -> any any (msg:"m"; http.server; content:"nginx"; http.location; content:"/x"; sid:1;)"#).unwrap();
+        assert_eq!([r.items[0].0, r.items[1].0], [Buffer::HttpServer, Buffer::HttpLocation]);
+        let on_uri = rule(r#"alert http any any -> any any (msg:"m"; http.uri; dotprefix; content:".a"; sid:1;)"#);
+        assert!(on_uri.unwrap_err().reason.contains("dotprefix"));
+        let late = rule(r#"alert dns any any -> any any (msg:"m"; dns.query; content:"a"; dotprefix; content:".b"; sid:1;)"#);
+        assert!(late.unwrap_err().reason.contains("after contents"));
+    }
+
+    #[test]
+    fn certificate_buffers_are_the_servers_side() {
+        let r = rule(r#"alert tls any any -> any any (msg:"m"; flow:established,to_client; tls.certs; content:"|06 03 55 04 03|"; content:"x"; distance:0; tls.cert_subject; content:"CN=a"; tls_cert_issuer; content:"O=b"; sid:1;)"#).unwrap();
+        let buffers: Vec<Buffer> = r.items.iter().map(|(b, _)| *b).collect();
+        assert_eq!(buffers, [Buffer::TlsCerts, Buffer::TlsCerts, Buffer::TlsCertSubject, Buffer::TlsCertIssuer]);
+        assert_eq!(r.app_proto(), Some(Proto::Tls));
+        // As Suricata: the client's name and the server's certificates are not one rule's, and
+        // a certificate rule is not a client's.
+        for text in [
+            r#"alert tls any any -> any any (msg:"m"; tls.sni; content:"a"; tls.cert_subject; content:"b"; sid:1;)"#,
+            r#"alert tls any any -> any any (msg:"m"; flow:to_server; tls.cert_serial; content:"0A"; sid:1;)"#,
+            r#"alert tls any any -> any any (msg:"m"; flow:to_client; tls.sni; content:"a"; sid:1;)"#,
+        ] {
+            assert!(rule(text).unwrap_err().reason.contains("conflicting directions"), "{text}");
+        }
+        // A fingerprint is matched whole (Suricata: "Invalid length ... will never match").
+        let fp = "db:a7:e4:3e:6d:bb:21:ab:68:47:35:e8:0b:8f:15:df:db:c7:c9:6f";
+        assert!(rule(&format!(r#"alert tls any any -> any any (msg:"m"; tls.cert_fingerprint; content:"{fp}"; sid:1;)"#)).is_ok());
+        let short = rule(r#"alert tls any any -> any any (msg:"m"; tls.cert_fingerprint; content:"db:a7"; sid:1;)"#);
+        assert!(short.unwrap_err().reason.contains("59 characters"));
+    }
+
+    #[test]
     fn every_buffer_is_listed_at_its_index() {
         // The engine's per-buffer tables are indexed by `buffer as usize`.
         assert!(Buffer::ALL.iter().enumerate().all(|(i, b)| *b as usize == i));
-        assert_eq!(Buffer::ALL.len(), Buffer::DnsQuery as usize + 1);
+        assert_eq!(Buffer::ALL.len(), Buffer::DnsQueryDotted as usize + 1);
     }
 
     #[test]

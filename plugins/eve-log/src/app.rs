@@ -8,7 +8,7 @@ use crate::dns;
 use mbox_abi::kit::StreamBuffer;
 use mbox_proto::detect::{self, AppProto, Detected};
 use mbox_proto::http::{self, BodyDecoder};
-use mbox_proto::{smtp, ssh, tls, Parse};
+use mbox_proto::{smtp, ssh, tls, x509, Parse};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 
@@ -75,6 +75,8 @@ struct TlsState {
     reply_first: bool,
     sni: Option<String>,
     version: Option<u16>,
+    /// The server's (leaf) certificate, from its first flight before TLS 1.3.
+    certificate: Option<x509::CertificateFields>,
     decided: [bool; 2],
     logged: bool,
 }
@@ -463,9 +465,17 @@ impl Conn {
                 Parse::Invalid => true,
             }
         } else {
-            match tls::server_hello(bytes) {
-                Parse::Done(h) => {
+            // The version as soon as the hello is whole, the certificates once they came (a
+            // first flight beyond what is held leaves the bytes after it, which are not TLS's
+            // start, or none: the record has the version alone).
+            if self.tls.version.is_none() {
+                if let Parse::Done(h) = tls::server_hello(bytes) {
                     self.tls.version = Some(h.version);
+                }
+            }
+            match tls::server_flight(bytes) {
+                Parse::Done(flight) => {
+                    self.tls.certificate = flight.certificates.first().and_then(|der| x509::certificate_fields(der));
                     true
                 }
                 Parse::Partial => false,
@@ -482,12 +492,24 @@ impl Conn {
         }
     }
 
+    /// The `tls` object, its fields in Suricata's order.
     fn tls_body(&self) -> Value {
         let mut t = Map::new();
+        let cert = self.tls.certificate.as_ref();
+        if let Some(cert) = cert {
+            t.insert("subject".into(), json!(cert.subject));
+            t.insert("issuerdn".into(), json!(cert.issuer));
+            t.insert("serial".into(), json!(cert.serial));
+            t.insert("fingerprint".into(), json!(cert.fingerprint));
+        }
         if let Some(sni) = &self.tls.sni {
             t.insert("sni".into(), json!(sni));
         }
         t.insert("version".into(), json!(self.tls.version.map_or("UNDETERMINED", tls::version_name)));
+        if let Some(cert) = cert {
+            t.insert("notbefore".into(), json!(cert.not_before));
+            t.insert("notafter".into(), json!(cert.not_after));
+        }
         Value::Object(t)
     }
 
@@ -774,7 +796,8 @@ mod tests {
         let mut server = vec![3, 3];
         server.extend([0; 32]);
         server.extend([0, 0x13, 0x01, 0, 0, 0]);
-        (record(1, &body), record(2, &server))
+        // The server's flight: its hello, then (no certificate) ServerHelloDone.
+        (record(1, &body), [record(2, &server), record(14, &[])].concat())
     }
 
     #[test]
@@ -782,6 +805,12 @@ mod tests {
         let (client, server) = hellos();
         let mut w = Wire::new(443);
         w.send(0, &client).send(1, &server);
+        w.end();
+        assert_eq!(w.of("tls"), [r#"{"sni":"a.io","version":"TLS 1.2"}"#]);
+        // A hello alone waits for the rest of the flight (its certificates), or the end.
+        let mut w = Wire::new(443);
+        w.send(0, &client).send(1, &server[..server.len() - 9]);
+        assert!(w.of("tls").is_empty(), "{:?}", w.of("tls"));
         w.end();
         assert_eq!(w.of("tls"), [r#"{"sni":"a.io","version":"TLS 1.2"}"#]);
     }

@@ -7,7 +7,7 @@ use mbox_proto::http::RequestHead;
 use mbox_sig::{Buffer, Buffers};
 
 /// The buffers of one HTTP message's head.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct HttpFields {
     bytes: Vec<u8>,
     /// Per buffer (by index), its bytes' range in `bytes`.
@@ -27,6 +27,13 @@ pub enum BodyEncoding {
     Deflate,
 }
 
+impl Default for HttpFields {
+    // By hand: arrays of more than 32 have no derived Default.
+    fn default() -> Self {
+        HttpFields { bytes: Vec::new(), spans: [None; Buffer::ALL.len()], encoding: BodyEncoding::Identity }
+    }
+}
+
 impl HttpFields {
     /// Bytes held (what a copy kept across a body costs).
     pub fn len(&self) -> usize {
@@ -40,14 +47,16 @@ impl HttpFields {
 
     pub fn clear(&mut self) {
         self.bytes.clear();
-        self.spans = Default::default();
+        self.spans = [None; Buffer::ALL.len()];
         self.encoding = BodyEncoding::Identity;
     }
 
     /// The fields of a request whose head (`head`: its bytes, blank line included) parsed as
-    /// `parsed`.
-    pub fn request(&mut self, head: &[u8], parsed: &RequestHead<'_>) {
+    /// `parsed`; with `raw`, the head as sent too (`http.start`, `http.header.raw`: copies of
+    /// the whole head, made only when a rule looks at them).
+    pub fn request(&mut self, head: &[u8], parsed: &RequestHead<'_>, raw: bool) {
         self.clear();
+        self.raw(head, raw);
         let line = first_line(head);
         self.put(Buffer::HttpRequestLine, line);
         self.put(Buffer::HttpMethod, parsed.method);
@@ -59,20 +68,31 @@ impl HttpFields {
         if let Some(host) = parsed.host {
             // Suricata's http.host is lower-cased.
             let start = self.bytes.len();
+            self.bytes.push(b'.');
             self.bytes.extend(host.iter().map(u8::to_ascii_lowercase));
-            self.span(Buffer::HttpHost, start);
+            self.span(Buffer::HttpHostDotted, start);
+            self.spans[Buffer::HttpHost as usize] = Some((start as u32 + 1, self.bytes.len() as u32));
         }
         for (buffer, value) in [(Buffer::HttpUserAgent, parsed.user_agent), (Buffer::HttpReferer, parsed.referer)] {
             if let Some(value) = value {
                 self.put(buffer, value);
             }
         }
-        self.headers(head, b"cookie", &[(b"accept", Buffer::HttpAccept), (b"content-type", Buffer::HttpContentType)]);
+        let named: [(&[u8], Buffer); 6] = [
+            (b"accept", Buffer::HttpAccept),
+            (b"content-type", Buffer::HttpContentType),
+            (b"accept-encoding", Buffer::HttpAcceptEnc),
+            (b"accept-language", Buffer::HttpAcceptLang),
+            (b"connection", Buffer::HttpConnection),
+            (b"content-length", Buffer::HttpContentLen),
+        ];
+        self.headers(head, b"cookie", &named);
     }
 
     /// The fields of a response whose head (its bytes, blank line included) parsed.
-    pub fn response(&mut self, head: &[u8]) {
+    pub fn response(&mut self, head: &[u8], raw: bool) {
         self.clear();
+        self.raw(head, raw);
         let line = first_line(head);
         self.put(Buffer::HttpResponseLine, line);
         // `HTTP/1.1 200 OK`: the protocol, the code, and the reason phrase (possibly empty).
@@ -84,7 +104,25 @@ impl HttpFields {
             self.put(Buffer::HttpStatCode, code);
         }
         self.put(Buffer::HttpStatMsg, parts.next().unwrap_or(b""));
-        self.headers(head, b"set-cookie", &[(b"content-type", Buffer::HttpContentType)]);
+        let named: [(&[u8], Buffer); 5] = [
+            (b"content-type", Buffer::HttpContentType),
+            (b"server", Buffer::HttpServer),
+            (b"location", Buffer::HttpLocation),
+            (b"connection", Buffer::HttpConnection),
+            (b"content-length", Buffer::HttpContentLen),
+        ];
+        self.headers(head, b"set-cookie", &named);
+    }
+
+    /// `http.start` (the head) and `http.header.raw` (its header lines and blank line), when
+    /// `wanted`.
+    fn raw(&mut self, head: &[u8], wanted: bool) {
+        if wanted {
+            self.put(Buffer::HttpStart, head);
+            let lines = head.iter().position(|&b| b == b'\n').map_or(head.len(), |i| i + 1);
+            let start = self.bytes.len() - (head.len() - lines);
+            self.spans[Buffer::HttpHeaderRaw as usize] = Some((start as u32, self.bytes.len() as u32));
+        }
     }
 
     /// The header lines of `head`: `http.header` gets every one but `cookie` (the message's
@@ -114,7 +152,7 @@ impl HttpFields {
         self.bytes.extend_from_slice(b"\r\n");
         self.span(Buffer::HttpHeaderNames, start);
         let mut cookie_seen = false;
-        let mut seen = [false; 4];
+        let mut seen = [false; 8];
         for (name, value) in header_lines(head) {
             if !cookie_seen && name.eq_ignore_ascii_case(cookie) {
                 cookie_seen = true;
@@ -240,11 +278,20 @@ mod tests {
 
     #[test]
     fn a_requests_buffers_are_suricatas() {
-        let head: &[u8] = b"POST /a%20b?x=1 HTTP/1.1\r\nHost: Example.COM\r\nUser-Agent: curl/8\r\nCookie: s=1\r\nAccept:  */*  \r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\n";
+        let head: &[u8] = b"POST /a%20b?x=1 HTTP/1.1\r\nHost: Example.COM\r\nUser-Agent: curl/8\r\nCookie: s=1\r\nAccept:  */*  \r\nContent-Type: text/plain\r\nContent-Length: 3\r\nAccept-Encoding: gzip\r\nAccept-Language: de\r\nConnection: close\r\n\r\n";
         let Parse::Done(parsed) = request_head(head) else { panic!() };
         let mut f = HttpFields::default();
-        f.request(&head[..parsed.head_len], &parsed);
+        f.request(&head[..parsed.head_len], &parsed, false);
+        assert_eq!(f.buffers().get(Buffer::HttpStart), None, "the raw head only when asked for");
+        f.request(&head[..parsed.head_len], &parsed, true);
         let b = f.buffers();
+        assert_eq!(get(&b, Buffer::HttpStart), Some(head));
+        assert_eq!(get(&b, Buffer::HttpHeaderRaw), Some(&head[26..]));
+        assert_eq!(get(&b, Buffer::HttpHostDotted), Some(&b".example.com"[..]));
+        assert_eq!(get(&b, Buffer::HttpContentLen), Some(&b"3"[..]));
+        assert_eq!(get(&b, Buffer::HttpAcceptEnc), Some(&b"gzip"[..]));
+        assert_eq!(get(&b, Buffer::HttpAcceptLang), Some(&b"de"[..]));
+        assert_eq!(get(&b, Buffer::HttpConnection), Some(&b"close"[..]));
         assert_eq!(get(&b, Buffer::HttpRequestLine), Some(&b"POST /a%20b?x=1 HTTP/1.1"[..]));
         assert_eq!(get(&b, Buffer::HttpMethod), Some(&b"POST"[..]));
         assert_eq!(get(&b, Buffer::HttpUriRaw), Some(&b"/a%20b?x=1"[..]));
@@ -256,11 +303,11 @@ mod tests {
         // Every header but the cookie, as Suricata's http.header: no blank line at the end.
         assert_eq!(
             get(&b, Buffer::HttpHeader),
-            Some(&b"Host: Example.COM\r\nUser-Agent: curl/8\r\nAccept: */*\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"[..])
+            Some(&b"Host: Example.COM\r\nUser-Agent: curl/8\r\nAccept: */*\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nAccept-Encoding: gzip\r\nAccept-Language: de\r\nConnection: close\r\n"[..])
         );
         assert_eq!(
             get(&b, Buffer::HttpHeaderNames),
-            Some(&b"\r\nHost\r\nUser-Agent\r\nCookie\r\nAccept\r\nContent-Type\r\nContent-Length\r\n\r\n"[..])
+            Some(&b"\r\nHost\r\nUser-Agent\r\nCookie\r\nAccept\r\nContent-Type\r\nContent-Length\r\nAccept-Encoding\r\nAccept-Language\r\nConnection\r\n\r\n"[..])
         );
         assert_eq!((get(&b, Buffer::HttpStatCode), get(&b, Buffer::HttpReferer)), (None, None));
     }
@@ -288,7 +335,7 @@ mod tests {
         assert!(out.is_empty());
         let head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Encoding:  GZIP \r\n\r\n";
         let mut f = HttpFields::default();
-        f.response(head);
+        f.response(head, false);
         assert_eq!(f.encoding, BodyEncoding::Gzip);
     }
 
@@ -297,8 +344,11 @@ mod tests {
         let head: &[u8] = b"HTTP/1.1 404 Not Found\r\nSet-Cookie: id=2\r\nContent-Type: text/html\r\nServer: nginx\r\n\r\n";
         let Parse::Done(parsed) = response_head(head, false) else { panic!() };
         let mut f = HttpFields::default();
-        f.response(&head[..parsed.head_len]);
+        f.response(&head[..parsed.head_len], true);
         let b = f.buffers();
+        assert_eq!(get(&b, Buffer::HttpServer), Some(&b"nginx"[..]));
+        assert_eq!(get(&b, Buffer::HttpHeaderRaw), Some(&head[24..]));
+        assert_eq!(get(&b, Buffer::HttpLocation), None);
         assert_eq!(get(&b, Buffer::HttpResponseLine), Some(&b"HTTP/1.1 404 Not Found"[..]));
         assert_eq!(get(&b, Buffer::HttpStatCode), Some(&b"404"[..]));
         assert_eq!(get(&b, Buffer::HttpStatMsg), Some(&b"Not Found"[..]));
@@ -309,7 +359,7 @@ mod tests {
         let head: &[u8] = b"HTTP/1.0 200\r\n\r\n";
         let Parse::Done(parsed) = response_head(head, false) else { panic!() };
         assert_eq!(parsed.head_len, head.len());
-        f.response(head);
+        f.response(head, false);
         let b = f.buffers();
         assert_eq!((get(&b, Buffer::HttpStatCode), get(&b, Buffer::HttpStatMsg)), (Some(&b"200"[..]), Some(&b""[..])));
         assert_eq!((get(&b, Buffer::HttpHeader), get(&b, Buffer::HttpHeaderNames)), (None, Some(&b"\r\n\r\n"[..])));

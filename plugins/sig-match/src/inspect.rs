@@ -20,7 +20,7 @@
 use crate::http_fields::{decode_body, BodyEncoding, HttpFields};
 use mbox_abi::app;
 use mbox_proto::detect::{AppProto, Detected};
-use mbox_proto::{dns, http, ssh, tls, Parse};
+use mbox_proto::{dns, http, ssh, tls, x509, Parse};
 use mbox_sig::engine::Verification;
 use mbox_sig::{Buffer, Buffers, Direction, Engine, Proto, Rule};
 use std::net::IpAddr;
@@ -111,6 +111,8 @@ pub struct Matcher {
     /// The HTTP buffers of the head being inspected, and a decoded body (both reused).
     fields: HttpFields,
     decoded: Vec<u8>,
+    /// A name with a dot before it (`dotprefix`), reused.
+    dotted: Vec<u8>,
     pub stats: Stats,
 }
 
@@ -129,6 +131,14 @@ struct Needs {
     /// body).
     http: [bool; 2],
     tls_sni: bool,
+    /// The server's certificates (`tls.certs`), and the leaf's fields (subject, ...).
+    tls_certs: bool,
+    tls_cert_fields: bool,
+    /// `http.start` / `http.header.raw` (copies of the head).
+    http_raw: bool,
+    /// `dotprefix` on the SNI or a DNS name.
+    tls_sni_dotted: bool,
+    dns_query_dotted: bool,
     ssh_software: bool,
     dns_query: bool,
 }
@@ -187,7 +197,7 @@ struct Side {
     scanned_app: u64,
     /// Where the protocol parser goes on (a stream offset; [`PARSE_STOPPED`]).
     parsed: u64,
-    /// The window's end when an incomplete HTTP head was last parsed.
+    /// The window's end when an incomplete HTTP head (or TLS flight) was last parsed.
     head_tried_at: u64,
     /// HTTP: the body being read (decoder and the bytes kept for inspection), and the buffers
     /// of its message's head (rules may look at both).
@@ -247,6 +257,23 @@ fn window_from(window: &[u8], base: u64, from: u64) -> &[u8] {
     &window[from.saturating_sub(base).min(window.len() as u64) as usize..]
 }
 
+/// A TLS side's start parsed again with every new segment up to this many bytes; beyond, only
+/// once it grew by half (certificate chains are a few KB; a huge one would be parsed anew for
+/// every segment).
+const TLS_EAGER_BYTES: u64 = 32 * 1024;
+
+/// `.` and `name`, in `scratch`: Suricata's `dotprefix` transform.
+fn dotted<'s>(scratch: &'s mut Vec<u8>, name: &[u8]) -> &'s [u8] {
+    scratch.clear();
+    scratch.push(b'.');
+    scratch.extend_from_slice(name);
+    scratch
+}
+
+/// Certificates of a server's chain inspected at most (chains are 2 to 4 long; the rest of an
+/// absurd one is not looked at).
+const MAX_CERTIFICATES: usize = 16;
+
 /// Rules a direction keeps waiting at most (the rest are given up, counted).
 const MAX_PENDING: usize = 64;
 
@@ -304,6 +331,20 @@ impl Matcher {
             needs.http[1] |= responses;
             match buffer {
                 Buffer::TlsSni => needs.tls_sni = true,
+                Buffer::TlsSniDotted => {
+                    needs.tls_sni = true;
+                    needs.tls_sni_dotted = true;
+                }
+                Buffer::DnsQueryDotted => {
+                    needs.dns_query = true;
+                    needs.dns_query_dotted = true;
+                }
+                Buffer::HttpStart | Buffer::HttpHeaderRaw => needs.http_raw = true,
+                Buffer::TlsCerts => needs.tls_certs = true,
+                Buffer::TlsCertSubject | Buffer::TlsCertIssuer | Buffer::TlsCertSerial | Buffer::TlsCertFingerprint => {
+                    needs.tls_certs = true;
+                    needs.tls_cert_fields = true;
+                }
                 Buffer::SshSoftware => needs.ssh_software = true,
                 Buffer::DnsQuery => needs.dns_query = true,
                 _ => {}
@@ -342,6 +383,7 @@ impl Matcher {
             kept_bytes: 0,
             fields: HttpFields::default(),
             decoded: Vec::new(),
+            dotted: Vec::new(),
             flowbits,
             stats: Stats::default(),
         }
@@ -400,6 +442,9 @@ impl Matcher {
     fn finish_side(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
         let d = usize::from(dir.min(1));
         if !flow.skipped && flow.sides[d].state == SideState::Inspecting {
+            if flow.app == App::Known(app::TLS) {
+                self.parse_tls(flow, dir, true, hit);
+            }
             self.scan_stream(flow, dir, true, true, hit);
         }
         if let Some((_, body)) = flow.sides[d].body.take() {
@@ -518,7 +563,7 @@ impl Matcher {
         // Bytes about to leave the window are scanned whatever the budget says.
         let window = self.settings.inspect_window;
         let side = &flow.sides[d];
-        let slide = side.window.len() > 2 * window;
+        let slide = side.window.len() > 2 * window && !Self::keeps_start(flow, side);
         self.scan_stream(flow, dir, established, slide, hit);
         if slide {
             self.slide(&mut flow.sides[d]);
@@ -559,7 +604,7 @@ impl Matcher {
         }
         match a {
             app::HTTP => self.needs.http[usize::from(dir.min(1))],
-            app::TLS => dir == 0 && self.needs.tls_sni && side.parsed == 0,
+            app::TLS => side.parsed == 0 && if dir == 0 { self.needs.tls_sni } else { self.needs.tls_certs },
             app::SSH => self.needs.ssh_software && !side.banner_done,
             app::DNS => dir == 0 && self.needs.dns_query,
             _ => false,
@@ -590,17 +635,31 @@ impl Matcher {
         let is_dns = (sport == 53 || dport == 53) && dns::header(payload).is_some();
         if is_dns {
             flow.app = App::Known(app::DNS);
-            if dns::header(payload).is_some_and(|h| !h.is_response) {
-                dns::for_each_question(payload, |name| {
-                    let mut b = Buffers::default();
-                    b.set(Buffer::DnsQuery, name);
-                    self.evaluate(flow, dir, direction, &b, hit);
-                });
-            }
+            self.inspect_dns_query(flow, dir, payload, hit);
         }
         let mut b = Buffers::default();
         b.set(Buffer::Stream, payload);
         self.evaluate(flow, dir, direction, &b, hit);
+    }
+
+    /// A DNS message sent in direction `dir`: if a query, each question's name in `dns.query`
+    /// (and dotted, for `dotprefix`).
+    fn inspect_dns_query(&mut self, flow: &mut FlowInspection, dir: u8, msg: &[u8], hit: &mut dyn FnMut(Hit)) {
+        if dns::header(msg).is_none_or(|h| h.is_response) {
+            return;
+        }
+        let mut scratch = std::mem::take(&mut self.dotted);
+        let direction = Direction { to_server: dir == 0, established: true };
+        let with_dot = self.needs.dns_query_dotted;
+        dns::for_each_question(msg, |name| {
+            let mut b = Buffers::default();
+            b.set(Buffer::DnsQuery, name);
+            if with_dot {
+                b.set(Buffer::DnsQueryDotted, dotted(&mut scratch, name));
+            }
+            self.evaluate(flow, dir, direction, &b, hit);
+        });
+        self.dotted = scratch;
     }
 
     /// Runs the protocol parser on what came in direction `dir`.
@@ -608,17 +667,7 @@ impl Matcher {
         let d = usize::from(dir.min(1));
         match flow.app {
             App::Known(app::HTTP) => self.parse_http(flow, dir, hit),
-            // The hello is the stream's first message: parsed while the window holds its start.
-            App::Known(app::TLS) if dir == 0 && flow.sides[0].parsed == 0 && flow.sides[0].base == 0 => {
-                if let Parse::Done(hello) = tls::client_hello(&flow.sides[0].window) {
-                    flow.sides[0].parsed = flow.sides[0].end();
-                    if let Some(sni) = hello.sni {
-                        let mut b = Buffers::default();
-                        b.set(Buffer::TlsSni, &sni);
-                        self.evaluate(flow, 0, Direction { to_server: true, established: true }, &b, hit);
-                    }
-                }
-            }
+            App::Known(app::TLS) => self.parse_tls(flow, dir, false, hit),
             App::Known(app::SSH) if !flow.sides[d].banner_done && flow.sides[d].base == 0 => {
                 let window = std::mem::take(&mut flow.sides[d].window);
                 if let Parse::Done(banner) = ssh::banner(&window) {
@@ -632,19 +681,79 @@ impl Matcher {
             App::Known(app::DNS) if dir == 0 && flow.sides[0].parsed != PARSE_STOPPED => {
                 let window = std::mem::take(&mut flow.sides[0].window);
                 let (from, base) = (flow.sides[0].parsed, flow.sides[0].base);
-                let used = dns::tcp_messages(window_from(&window, base, from), |msg| {
-                    if dns::header(msg).is_some_and(|h| !h.is_response) {
-                        dns::for_each_question(msg, |name| {
-                            let mut b = Buffers::default();
-                            b.set(Buffer::DnsQuery, name);
-                            self.evaluate(flow, 0, Direction { to_server: true, established: true }, &b, hit);
-                        });
-                    }
-                });
+                let used = dns::tcp_messages(window_from(&window, base, from), |msg| self.inspect_dns_query(flow, 0, msg, hit));
                 flow.sides[0].parsed = from.max(base) + used as u64;
                 flow.sides[0].window = window;
             }
             _ => {}
+        }
+    }
+
+    /// TLS: the client's hello and the server's first flight, each parsed while the window holds
+    /// its side's start (the window waits for them: see [`Matcher::keeps_start`]). A flight
+    /// beyond [`TLS_EAGER_BYTES`] is parsed again only once it grew by half (`force`: at the
+    /// stream's end), so that a huge one costs a bounded number of passes per byte.
+    fn parse_tls(&mut self, flow: &mut FlowInspection, dir: u8, force: bool, hit: &mut dyn FnMut(Hit)) {
+        let d = usize::from(dir.min(1));
+        let side = &mut flow.sides[d];
+        if side.parsed != 0 || side.base != 0 {
+            return;
+        }
+        let end = side.end();
+        if !force && end > TLS_EAGER_BYTES && end - side.head_tried_at < side.head_tried_at / 2 {
+            return;
+        }
+        side.head_tried_at = end;
+        if dir == 0 {
+            match tls::client_hello(&side.window) {
+                Parse::Done(hello) => {
+                    side.parsed = end;
+                    if let Some(sni) = hello.sni {
+                        let mut scratch = std::mem::take(&mut self.dotted);
+                        let mut b = Buffers::default();
+                        b.set(Buffer::TlsSni, &sni);
+                        if self.needs.tls_sni_dotted {
+                            b.set(Buffer::TlsSniDotted, dotted(&mut scratch, &sni));
+                        }
+                        self.evaluate(flow, 0, Direction { to_server: true, established: true }, &b, hit);
+                        self.dotted = scratch;
+                    }
+                }
+                Parse::Partial => {}
+                Parse::Invalid => side.parsed = PARSE_STOPPED,
+            }
+        } else {
+            match tls::server_flight(&side.window) {
+                Parse::Done(flight) => {
+                    side.parsed = end;
+                    self.inspect_certificates(flow, &flight.certificates, hit);
+                }
+                Parse::Partial => {}
+                Parse::Invalid => side.parsed = PARSE_STOPPED,
+            }
+        }
+    }
+
+    /// Whether a direction's window must keep the stream's start for a parser still waiting for
+    /// its first message (a TLS flight, up to its bound).
+    fn keeps_start(flow: &FlowInspection, side: &Side) -> bool {
+        flow.app == App::Known(app::TLS) && side.parsed == 0 && side.base == 0 && side.end() <= tls::MAX_FLIGHT as u64
+    }
+
+    /// The server's certificates, each in `tls.certs` with the leaf's subject, issuer, serial and
+    /// fingerprint beside it.
+    fn inspect_certificates(&mut self, flow: &mut FlowInspection, certificates: &[Vec<u8>], hit: &mut dyn FnMut(Hit)) {
+        let leaf = certificates.first().filter(|_| self.needs.tls_cert_fields).and_then(|der| x509::certificate_fields(der));
+        for der in certificates.iter().take(MAX_CERTIFICATES) {
+            let mut b = Buffers::default();
+            b.set(Buffer::TlsCerts, der);
+            if let Some(leaf) = &leaf {
+                b.set(Buffer::TlsCertSubject, leaf.subject.as_bytes())
+                    .set(Buffer::TlsCertIssuer, leaf.issuer.as_bytes())
+                    .set(Buffer::TlsCertSerial, leaf.serial.as_bytes())
+                    .set(Buffer::TlsCertFingerprint, leaf.fingerprint.as_bytes());
+            }
+            self.evaluate(flow, 1, Direction { to_server: false, established: true }, &b, hit);
         }
     }
 
@@ -697,7 +806,7 @@ impl Matcher {
                 match http::request_head(rest) {
                     Parse::Done(head) => {
                         let mut fields = std::mem::take(&mut self.fields);
-                        fields.request(&rest[..head.head_len], &head);
+                        fields.request(&rest[..head.head_len], &head, self.needs.http_raw);
                         self.evaluate(flow, dir, direction, &fields.buffers(), hit);
                         self.fields = fields;
                         flow.pending_methods.push_back(head.method.eq_ignore_ascii_case(b"HEAD"));
@@ -719,7 +828,7 @@ impl Matcher {
                             flow.pending_methods.pop_front();
                         }
                         let mut fields = std::mem::take(&mut self.fields);
-                        fields.response(&rest[..head.head_len]);
+                        fields.response(&rest[..head.head_len], self.needs.http_raw);
                         self.evaluate(flow, dir, direction, &fields.buffers(), hit);
                         self.fields = fields;
                         flow.sides[d].parsed = parsed + head.head_len as u64;
