@@ -7,18 +7,9 @@
 //! not HTTP does not become HTTP with more bytes. A body decoder must decode the same bytes
 //! however its input is split, and decode what a chunked encoder writes back to the data.
 
-use crate::{cuts, is_within};
+use crate::{agrees, cuts, is_within};
 use mbox_proto::http::{request_head, response_head, BadChunk, BodyDecoder, BodyLength, RequestHead, ResponseHead};
 use mbox_proto::Parse;
-
-/// A parse of a prefix must agree with the parse of the whole.
-fn agrees<T: PartialEq + std::fmt::Debug>(prefix: &Parse<T>, full: &Parse<T>, cut: usize) {
-    match prefix {
-        Parse::Done(_) => assert_eq!(prefix, full, "a head parsed from the first {cut} bytes differs from the whole input's"),
-        Parse::Invalid => assert_eq!(full, &Parse::Invalid, "not HTTP in the first {cut} bytes, yet HTTP in the whole input"),
-        Parse::Partial => {}
-    }
-}
 
 fn check_request(h: &RequestHead<'_>, data: &[u8]) {
     assert!(h.head_len <= data.len(), "head_len {} past the input ({} bytes)", h.head_len, data.len());
@@ -47,7 +38,7 @@ pub fn fuzz_http_request(data: &[u8]) {
         check_request(h, data);
     }
     for cut in cuts(data) {
-        agrees(&request_head(&data[..cut]), &full, cut);
+        agrees(&request_head(&data[..cut]), &full, cut, "an HTTP head");
     }
 }
 
@@ -59,7 +50,7 @@ pub fn fuzz_http_response(data: &[u8]) {
             check_response(h, data, head_request);
         }
         for cut in cuts(data) {
-            agrees(&response_head(&data[..cut], head_request), &full, cut);
+            agrees(&response_head(&data[..cut], head_request), &full, cut, "an HTTP head");
         }
     }
     // Whether the request was HEAD changes the body, not whether this is a head.

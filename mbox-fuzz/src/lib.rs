@@ -59,6 +59,17 @@ pub fn is_within(part: &[u8], whole: &[u8]) -> bool {
     part.is_empty() || (p >= start && p + part.len() <= end)
 }
 
+/// A parse of a prefix (the first `cut` bytes) must agree with the parse of the whole: what
+/// is found in it is the whole's, and what is not `what` in it is not in the whole either.
+pub fn agrees<T: PartialEq + std::fmt::Debug>(prefix: &mbox_proto::Parse<T>, full: &mbox_proto::Parse<T>, cut: usize, what: &str) {
+    use mbox_proto::Parse;
+    match prefix {
+        Parse::Done(_) => assert_eq!(prefix, full, "{what} parsed from the first {cut} bytes differs from the whole input's"),
+        Parse::Invalid => assert_eq!(full, &Parse::Invalid, "not {what} in the first {cut} bytes, yet in the whole input"),
+        Parse::Partial => {}
+    }
+}
+
 /// A few cut points in `data` where a stream may have been split: after each of the first
 /// line ends, in the middle, and one byte short of the end.
 pub fn cuts(data: &[u8]) -> Vec<usize> {

@@ -6,6 +6,7 @@
 //! the whole's (see `crate::http`). And a ClientHello written with any server name and cut
 //! into records of any size parses back to that name and version.
 
+use crate::agrees;
 use mbox_proto::tls::{client_hello, server_flight};
 use mbox_proto::{x509, Parse};
 
@@ -46,21 +47,20 @@ fn records(handshake: &[u8], max: usize) -> Vec<u8> {
     out
 }
 
+/// Where to cut a TLS stream to check prefixes: inside the first record header, just after
+/// it, a little into its body, halfway, one byte short.
+fn record_cuts(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    [5, 6, 9, data.len() / 2, data.len().saturating_sub(1)].into_iter().filter(|&cut| cut < data.len())
+}
+
 /// A ClientHello at the start of arbitrary bytes; and one written from them, parsed back.
 pub fn fuzz_tls_hello(data: &[u8]) {
     let full = client_hello(data);
     if let Parse::Done(h) = &full {
         assert!(h.sni.as_ref().is_none_or(|s| s.len() < data.len()), "a server name longer than its input");
     }
-    for cut in [5, 6, 9, data.len() / 2, data.len().saturating_sub(1)] {
-        if cut >= data.len() {
-            continue;
-        }
-        match client_hello(&data[..cut]) {
-            p @ Parse::Done(_) => assert_eq!(p, full, "a ClientHello in the first {cut} bytes differs from the whole input's"),
-            Parse::Invalid => assert_eq!(full, Parse::Invalid, "not TLS in the first {cut} bytes, yet a ClientHello in the whole input"),
-            Parse::Partial => {}
-        }
+    for cut in record_cuts(data) {
+        agrees(&client_hello(&data[..cut]), &full, cut, "a ClientHello");
     }
     // Written and read back: the name is the first bytes (up to 300), the record size and
     // padding come from the last two.
@@ -92,14 +92,7 @@ pub fn fuzz_tls_server(data: &[u8]) {
         }
     }
     let _ = x509::certificate_fields(data);
-    for cut in [5, 6, 9, data.len() / 2, data.len().saturating_sub(1)] {
-        if cut >= data.len() {
-            continue;
-        }
-        match server_flight(&data[..cut]) {
-            p @ Parse::Done(_) => assert_eq!(p, full, "a flight in the first {cut} bytes differs from the whole input's"),
-            Parse::Invalid => assert_eq!(full, Parse::Invalid, "not TLS in the first {cut} bytes, yet a flight in the whole input"),
-            Parse::Partial => {}
-        }
+    for cut in record_cuts(data) {
+        agrees(&server_flight(&data[..cut]), &full, cut, "a server's flight");
     }
 }

@@ -400,12 +400,20 @@ fn match_steps(steps: &[Step], subject: &Subject<'_>, prev_end: usize, budget: &
             // An anchored pattern needs the buffer's start, which a window of a stream that
             // began earlier does not hold.
             let beheaded = !p.relative && p.anchored && subject.base > 0;
-            if !affords(*budget, text.len()) {
+            // A PCRE2 search may backtrack as well as scan (up to its match limit).
+            let backtracking = if p.regex.is_linear() { 0 } else { crate::pcre::BACKTRACKING_WORK };
+            if !affords(*budget, text.len() + backtracking) {
                 return Steps::OutOfBudget;
             }
             if p.negated {
-                spend(budget, text.len());
-                return if !beheaded && p.regex.is_match(text) { Steps::NoMatch } else { match_steps(rest, subject, prev_end, budget) };
+                spend(budget, text.len() + backtracking);
+                let found = if beheaded { Ok(false) } else { p.regex.is_match(text) };
+                return match found {
+                    Ok(true) => Steps::NoMatch,
+                    Ok(false) => match_steps(rest, subject, prev_end, budget),
+                    // Neither found nor not: given up.
+                    Err(_) => Steps::OutOfBudget,
+                };
             }
             if beheaded {
                 return Steps::Never;
@@ -414,21 +422,25 @@ fn match_steps(steps: &[Step], subject: &Subject<'_>, prev_end: usize, budget: &
             let mut at = 0;
             let mut found_any = false;
             loop {
-                if !affords(*budget, text.len() - at) {
+                if !affords(*budget, text.len() - at + backtracking) {
                     return Steps::OutOfBudget;
                 }
-                let found = p.regex.find_at(text, at);
+                // A search that reached PCRE2's match limits decides nothing: given up.
+                let Ok(found) = p.regex.find_at(text, at) else {
+                    spend(budget, text.len() - at + backtracking);
+                    return Steps::OutOfBudget;
+                };
                 // A search scans at most to the end of the text from where it starts; a match
                 // ends where it was decided (the lazy DFA may look one byte further).
-                spend(budget, found.map_or(text.len(), |m| m.end() + 1).min(text.len()) - at);
-                let Some(m) = found else { break };
+                spend(budget, found.map_or(text.len(), |(_, end)| end + 1).min(text.len()) - at + backtracking);
+                let Some((m_start, m_end)) = found else { break };
                 found_any = true;
-                match match_steps(rest, subject, start + m.end(), budget) {
+                match match_steps(rest, subject, start + m_end, budget) {
                     Steps::NoMatch if retry => {}
                     Steps::NoMatch => return Steps::Never,
                     done => return done,
                 }
-                at = m.start() + 1;
+                at = m_start + 1;
                 if at > text.len() {
                     break;
                 }

@@ -5,9 +5,9 @@
 
 use crate::bytes::{parse_byte_jump, parse_byte_test, ByteJump, ByteTest};
 use crate::net::{AddrSet, PortSet, Vars};
+use crate::pcre::{PcreFlags, PcreRegex};
 use crate::ruleset::Classifications;
 use crate::threshold::Threshold;
-use regex::bytes::{Regex, RegexBuilder};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -259,11 +259,11 @@ impl Content {
     }
 }
 
-/// A `pcre` (compiled with the regex crate; see [`compile_pcre`] for what is refused).
+/// A `pcre` (compiled with the regex crate, or PCRE2 for what it lacks: see [`PcreRegex`]).
 #[derive(Debug, Clone)]
 pub struct Pcre {
     pub source: String,
-    pub regex: Regex,
+    pub regex: PcreRegex,
     /// `R`: searched from the end of the previous match.
     pub relative: bool,
     pub negated: bool,
@@ -1095,6 +1095,7 @@ fn parse_pcre(value: &str) -> Result<(Pcre, Option<Buffer>), String> {
     let end = body.rfind('/').ok_or("the expression must end with `/` and flags")?;
     let (pattern, flags) = (&body[..end], &body[end + 1..]);
     let mut builder = PcreFlags::default();
+    let mut relative = false;
     let mut forced = None;
     for f in flags.chars() {
         match f {
@@ -1102,7 +1103,7 @@ fn parse_pcre(value: &str) -> Result<(Pcre, Option<Buffer>), String> {
             's' => builder.dotall = true,
             'm' => builder.multiline = true,
             'x' => builder.extended = true,
-            'R' => builder.relative = true,
+            'R' => relative = true,
             'U' => forced = Some(Buffer::HttpUri),
             'W' => forced = Some(Buffer::HttpHost),
             'M' => forced = Some(Buffer::HttpMethod),
@@ -1118,40 +1119,9 @@ fn parse_pcre(value: &str) -> Result<(Pcre, Option<Buffer>), String> {
             other => return Err(format!("flag `{other}`")),
         }
     }
-    let regex = compile_pcre(pattern, &builder)?;
+    let regex = PcreRegex::new(pattern, &builder)?;
     let anchored = starts_anchored(pattern, &builder);
-    Ok((Pcre { source: inner.to_string(), regex, relative: builder.relative, negated, anchored }, forced))
-}
-
-#[derive(Default)]
-struct PcreFlags {
-    caseless: bool,
-    dotall: bool,
-    multiline: bool,
-    extended: bool,
-    relative: bool,
-}
-
-/// Compiles a PCRE pattern with the regex crate, over bytes. What the regex crate cannot do
-/// (look-around, backreferences, possessive or atomic groups, recursion) makes the rule
-/// unsupported with the regex crate's own message; `\x` escapes and classes work as in PCRE.
-fn compile_pcre(pattern: &str, flags: &PcreFlags) -> Result<Regex, String> {
-    for (needle, what) in
-        [("(?=", "look-ahead"), ("(?!", "look-ahead"), ("(?<=", "look-behind"), ("(?<!", "look-behind"), ("(?>", "atomic groups")]
-    {
-        if pattern.contains(needle) {
-            return Err(format!("{what} (not in the regex crate)"));
-        }
-    }
-    RegexBuilder::new(pattern)
-        .unicode(false)
-        .case_insensitive(flags.caseless)
-        .dot_matches_new_line(flags.dotall)
-        .multi_line(flags.multiline)
-        .ignore_whitespace(flags.extended)
-        .size_limit(1 << 22)
-        .build()
-        .map_err(|e| e.to_string().lines().last().unwrap_or("does not compile").trim().to_string())
+    Ok((Pcre { source: inner.to_string(), regex, relative, negated, anchored }, forced))
 }
 
 /// Whether every match of `pattern` must begin at the start of the subject.
@@ -1165,9 +1135,11 @@ fn starts_anchored(pattern: &str, flags: &PcreFlags) -> bool {
         .ignore_whitespace(flags.extended)
         .build()
         .parse(pattern);
-    // The pattern compiled with the regex crate, so it parses; if not, "not anchored" only
-    // means a window is searched as if it could match.
-    parsed.is_ok_and(|hir| hir.properties().look_set_prefix().contains(regex_syntax::hir::Look::Start))
+    match parsed {
+        Ok(hir) => hir.properties().look_set_prefix().contains(regex_syntax::hir::Look::Start),
+        // A pattern only PCRE2 takes: anchored when it plainly starts so.
+        Err(_) => pattern.starts_with("\\A") || (pattern.starts_with('^') && !flags.multiline),
+    }
 }
 
 fn parse_flow(value: &str) -> Result<FlowOpts, String> {
@@ -1215,7 +1187,13 @@ mod tests {
         let r = rule(r#"alert http any any -> any any (msg:"m"; http.uri; content:"union"; nocase; content:"select"; distance:0; pcre:"/(cmd\.exe|\/bin\/sh)/iR"; sid:1;)"#).unwrap();
         assert!(r.items.iter().all(|(b, _)| *b == Buffer::HttpUri));
         let (_, Item::Pcre(p)) = &r.items[2] else { panic!() };
-        assert!(p.relative && p.regex.is_match(b"x/BIN/SH"));
+        assert!(p.relative && p.regex.is_match(b"x/BIN/SH") == Ok(true));
+        // Anchoring is known for patterns only PCRE2 takes too.
+        for (pcre, anchored) in [(r"/^(a)\1/", true), (r"/^(a)\1/m", false), (r"/x(a)\1/", false), (r"/\A(?=a)/", true)] {
+            let r = rule(&format!(r#"alert tcp any any -> any any (msg:"m"; pcre:"{pcre}"; sid:1;)"#)).unwrap();
+            let (_, Item::Pcre(p)) = &r.items[0] else { panic!() };
+            assert_eq!((p.anchored, p.regex.is_linear()), (anchored, false), "{pcre}");
+        }
         assert_eq!(r.app_proto(), Some(Proto::Http));
     }
 
@@ -1328,8 +1306,7 @@ mod tests {
             (r#"alert tcp any any -> any any (msg:"m"; byte_extract:1,0,x; sid:1;)"#, "unsupported keyword `byte_extract`"),
             (r#"alert tcp any any -> any any (msg:"m"; byte_test:1,~,2,0; sid:1;)"#, "operator `~`"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"a"; within:$x; sid:1;)"#, "not a number"),
-            (r#"alert tcp any any -> any any (msg:"m"; pcre:"/a(?=b)/"; sid:1;)"#, "look-ahead"),
-            (r#"alert tcp any any -> any any (msg:"m"; pcre:"/(a)\1/"; sid:1;)"#, "pcre"),
+            (r#"alert tcp any any -> any any (msg:"m"; pcre:"/a(b/"; sid:1;)"#, "nor PCRE2"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"a"; sid:1)"#, "lacks its `;`"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"|4|"; sid:1;)"#, "odd number"),
             (r#"alert tcp any any -> any any (msg:"m"; content:"a"; offset:1; distance:0; sid:1;)"#, "nothing before it"),

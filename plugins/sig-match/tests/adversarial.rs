@@ -123,6 +123,8 @@ fn catastrophic_patterns_do_bounded_work() {
         r#"alert tcp any any -> any any (msg:"open"; content:"a"; content:"a"; distance:0; content:"a"; distance:0; content:"b"; distance:0; sid:2;)"#,
         r#"alert tcp any any -> any any (msg:"pcre"; content:"aa"; pcre:"/(a+)+b/R"; content:"c"; distance:0; sid:3;)"#,
         r#"alert tcp any any -> any any (msg:"neg"; content:"a"; content:!"aaaaaaaaab"; distance:0; within:100; content:"z"; distance:0; sid:4;)"#,
+        // A backreference and a look-ahead: PCRE2's backtracking, under its match limits.
+        r#"alert tcp any any -> any any (msg:"backtracking"; content:"aa"; pcre:"/(a+)+\1(?!x)b/R"; sid:5;)"#,
     ]
     .join("\n");
     let mut m = matcher(&rules);
@@ -136,4 +138,6 @@ fn catastrophic_patterns_do_bounded_work() {
     // Bounded, and still a matcher: the rules alert where they should.
     let (alerts, _, _) = feed(&mut m, 80, b"xx aaab aac", 1448);
     assert_eq!(alerts, 3, "nested, open and pcre");
+    let (alerts, _, _) = feed(&mut m, 80, b"xx aaaab", 1448);
+    assert_eq!(alerts, 3, "nested, open and backtracking");
 }
