@@ -112,8 +112,6 @@ fn certificate_alerts_match_suricata_on_every_capture() {
             // The stacks start the connection at different SYN/ACKs (as in the eve reference's
             // KNOWN-DIFFERENCES): Suricata parses no TLS there.
             ("ndpi__tls_multiple_synack_different_seq.pcapng", "handshake-anomaly"),
-            // sig-match does not follow SMTP's STARTTLS into TLS (eve-log does).
-            ("ndpi__smtp-starttls.pcap", "starttls"),
         ],
     );
 }

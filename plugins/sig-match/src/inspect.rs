@@ -205,6 +205,9 @@ struct Side {
     head_fields: HttpFields,
     /// SSH: the identification line was read.
     banner_done: bool,
+    /// TLS: the side's first message (hello, or the server's flight) starts at `parsed` and
+    /// is not parsed yet.
+    tls_pending: bool,
     /// Stream rules whose fast pattern was seen but that are not decided yet: their other
     /// steps do not hold yet, or their verification waits for work budget. Checked again as
     /// the stream grows.
@@ -250,6 +253,12 @@ impl Side {
     fn end(&self) -> u64 {
         self.base + self.window.len() as u64
     }
+
+    /// TLS: the first message is still to be parsed, and the window holds where it starts (a
+    /// parser stopped, or a window that slid past it, gives it up).
+    fn tls_waits(&self) -> bool {
+        self.tls_pending && self.base <= self.parsed && self.parsed <= self.end()
+    }
 }
 
 /// The part of `window` (which starts at stream offset `base`) from stream offset `from` on.
@@ -291,6 +300,22 @@ enum Checked {
     OutOfBudget,
 }
 
+/// SMTP's STARTTLS, followed so that the TLS after it is parsed as TLS (as Suricata does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartTls {
+    /// Looking for the client's command (in its first [`STARTTLS_WATCH`] bytes).
+    Watching,
+    /// The client asked: its TLS starts at `client`; the server's answer is its first line
+    /// from `server` on.
+    Asked { client: u64, server: u64 },
+    /// Not (any more) looked for.
+    Done,
+}
+
+/// Client bytes of an SMTP session searched for STARTTLS (it comes after the greeting and
+/// EHLO, in the first few hundred bytes).
+const STARTTLS_WATCH: u64 = 16 * 1024;
+
 /// The application protocol as recognised so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum App {
@@ -312,6 +337,8 @@ pub struct FlowInspection {
     alerted: Vec<(u32, u8)>,
     /// The flowbits set on the flow (numbers from [`Matcher`]'s names), in no order.
     bits: Vec<u32>,
+    /// SMTP: where STARTTLS stands.
+    starttls: StartTls,
     skipped: bool,
     /// Transport: TCP or UDP.
     tcp: bool,
@@ -413,6 +440,7 @@ impl Matcher {
             pending_methods: Default::default(),
             alerted: Vec::new(),
             bits: Vec::new(),
+            starttls: StartTls::Watching,
             skipped,
             tcp,
         }
@@ -558,6 +586,10 @@ impl Matcher {
         self.stats.bytes_inspected += room as u64;
         if flow.app == App::Unknown {
             flow.app = detect(flow);
+            if flow.app == App::Known(app::TLS) {
+                // Each side starts with its hello (parsed from offset 0).
+                flow.sides.iter_mut().for_each(|s| s.tls_pending = true);
+            }
         }
         self.parse_app(flow, dir, hit);
         // Bytes about to leave the window are scanned whatever the budget says.
@@ -604,7 +636,8 @@ impl Matcher {
         }
         match a {
             app::HTTP => self.needs.http[usize::from(dir.min(1))],
-            app::TLS => side.parsed == 0 && if dir == 0 { self.needs.tls_sni } else { self.needs.tls_certs },
+            app::TLS => side.tls_waits() && if dir == 0 { self.needs.tls_sni } else { self.needs.tls_certs },
+            app::SMTP => self.follows_starttls() && flow.starttls != StartTls::Done,
             app::SSH => self.needs.ssh_software && !side.banner_done,
             app::DNS => dir == 0 && self.needs.dns_query,
             _ => false,
@@ -668,6 +701,7 @@ impl Matcher {
         match flow.app {
             App::Known(app::HTTP) => self.parse_http(flow, dir, hit),
             App::Known(app::TLS) => self.parse_tls(flow, dir, false, hit),
+            App::Known(app::SMTP) if self.follows_starttls() => self.watch_starttls(flow, dir, hit),
             App::Known(app::SSH) if !flow.sides[d].banner_done && flow.sides[d].base == 0 => {
                 let window = std::mem::take(&mut flow.sides[d].window);
                 if let Parse::Done(banner) = ssh::banner(&window) {
@@ -690,23 +724,27 @@ impl Matcher {
     }
 
     /// TLS: the client's hello and the server's first flight, each parsed while the window holds
-    /// its side's start (the window waits for them: see [`Matcher::keeps_start`]). A flight
+    /// where it starts (the stream's start, or after STARTTLS; the window waits for it: see
+    /// [`Matcher::keeps_start`]). A flight
     /// beyond [`TLS_EAGER_BYTES`] is parsed again only once it grew by half (`force`: at the
     /// stream's end), so that a huge one costs a bounded number of passes per byte.
     fn parse_tls(&mut self, flow: &mut FlowInspection, dir: u8, force: bool, hit: &mut dyn FnMut(Hit)) {
         let d = usize::from(dir.min(1));
         let side = &mut flow.sides[d];
-        if side.parsed != 0 || side.base != 0 {
+        if !side.tls_waits() {
             return;
         }
-        let end = side.end();
-        if !force && end > TLS_EAGER_BYTES && end - side.head_tried_at < side.head_tried_at / 2 {
+        let (from, end) = (side.parsed, side.end());
+        let (had, tried) = (end - from, side.head_tried_at.saturating_sub(from));
+        if !force && had > TLS_EAGER_BYTES && had - tried < tried / 2 {
             return;
         }
         side.head_tried_at = end;
+        let start = window_from(&side.window, side.base, from);
         if dir == 0 {
-            match tls::client_hello(&side.window) {
+            match tls::client_hello(start) {
                 Parse::Done(hello) => {
+                    side.tls_pending = false;
                     side.parsed = end;
                     if let Some(sni) = hello.sni {
                         let mut scratch = std::mem::take(&mut self.dotted);
@@ -720,24 +758,81 @@ impl Matcher {
                     }
                 }
                 Parse::Partial => {}
-                Parse::Invalid => side.parsed = PARSE_STOPPED,
+                Parse::Invalid => (side.tls_pending, side.parsed) = (false, PARSE_STOPPED),
             }
         } else {
-            match tls::server_flight(&side.window) {
+            match tls::server_flight(start) {
                 Parse::Done(flight) => {
+                    side.tls_pending = false;
                     side.parsed = end;
                     self.inspect_certificates(flow, &flight.certificates, hit);
                 }
                 Parse::Partial => {}
-                Parse::Invalid => side.parsed = PARSE_STOPPED,
+                Parse::Invalid => (side.tls_pending, side.parsed) = (false, PARSE_STOPPED),
             }
         }
     }
 
-    /// Whether a direction's window must keep the stream's start for a parser still waiting for
-    /// its first message (a TLS flight, up to its bound).
+    /// Whether SMTP sessions are followed through STARTTLS: some rule looks at TLS's buffers.
+    fn follows_starttls(&self) -> bool {
+        self.needs.tls_sni || self.needs.tls_certs
+    }
+
+    /// SMTP: the client's STARTTLS and the server's answer; a `220` makes the rest of both
+    /// streams TLS, from the bytes after the command and after the answer.
+    fn watch_starttls(&mut self, flow: &mut FlowInspection, dir: u8, hit: &mut dyn FnMut(Hit)) {
+        let d = usize::from(dir.min(1));
+        match flow.starttls {
+            StartTls::Watching if d == 0 => {
+                let side = &mut flow.sides[0];
+                let from = side.parsed;
+                if from == PARSE_STOPPED || from >= STARTTLS_WATCH {
+                    flow.starttls = StartTls::Done;
+                    return;
+                }
+                let rest = window_from(&side.window, side.base, from);
+                let mut at = 0;
+                while let Some(len) = memchr::memchr(b'\n', &rest[at..]).map(|i| i + 1) {
+                    let line = rest[at..at + len].trim_ascii_end();
+                    at += len;
+                    if line.eq_ignore_ascii_case(b"STARTTLS") {
+                        // The answer comes after what the server has sent so far.
+                        flow.starttls = StartTls::Asked { client: from + at as u64, server: flow.sides[1].end() };
+                        break;
+                    }
+                }
+                flow.sides[0].parsed = from + at as u64;
+            }
+            StartTls::Asked { client, server } if d == 1 => {
+                let side = &flow.sides[1];
+                if side.base > server {
+                    flow.starttls = StartTls::Done;
+                    return;
+                }
+                let rest = window_from(&side.window, side.base, server);
+                let Some(len) = memchr::memchr(b'\n', rest).map(|i| i + 1) else { return };
+                if !rest.starts_with(b"220") {
+                    // Refused: the session goes on in the clear (the client may ask again).
+                    flow.starttls = StartTls::Watching;
+                    return;
+                }
+                flow.starttls = StartTls::Done;
+                flow.app = App::Known(app::TLS);
+                for (side, at) in flow.sides.iter_mut().zip([client, server + len as u64]) {
+                    (side.parsed, side.tls_pending, side.head_tried_at) = (at, true, 0);
+                }
+                // The client's hello may have come already.
+                self.parse_tls(flow, 0, false, hit);
+                self.parse_tls(flow, 1, false, hit);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether a direction's window must keep the start of a message a parser still waits for
+    /// (a TLS hello or flight, up to its bound).
     fn keeps_start(flow: &FlowInspection, side: &Side) -> bool {
-        flow.app == App::Known(app::TLS) && side.parsed == 0 && side.base == 0 && side.end() <= tls::MAX_FLIGHT as u64
+        flow.app == App::Known(app::TLS) && side.tls_waits() && side.end() - side.parsed <= tls::MAX_FLIGHT as u64
     }
 
     /// The server's certificates, each in `tls.certs` with the leaf's subject, issuer, serial and
@@ -1200,6 +1295,51 @@ mod tests {
         }
         m.end(flow, &mut |h| hits.push(h.rule));
         hits.into_iter().map(|r| m.rules()[r as usize].sid).collect()
+    }
+
+    /// A ClientHello record naming `sni`.
+    fn client_hello(sni: &[u8]) -> Vec<u8> {
+        let mut name = vec![0u8];
+        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        name.extend_from_slice(sni);
+        let mut ext = vec![0, 0];
+        ext.extend_from_slice(&(name.len() as u16 + 2).to_be_bytes());
+        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&name);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext);
+        let mut record = vec![22, 3, 1, 0, 0, 1, 0, (body.len() >> 8) as u8, body.len() as u8];
+        record[3..5].copy_from_slice(&(body.len() as u16 + 4).to_be_bytes());
+        record.extend_from_slice(&body);
+        record
+    }
+
+    #[test]
+    fn smtp_is_followed_through_starttls_once_the_server_agrees() {
+        let mut m = matcher(r#"alert tls any any -> any any (msg:"sni"; tls.sni; content:"mx.example"; sid:1;)"#);
+        let hello = client_hello(b"mx.example");
+        for (answer, alerts) in [(&b"220 2.0.0 Ready to start TLS\r\n"[..], vec![1]), (&b"454 4.7.0 TLS not available\r\n"[..], vec![])] {
+            let mut flow = m.flow(1, Endpoints { ports: [40000, 25], ..ends() }, true, false);
+            let (mut at, mut hits) = ([0u64; 2], Vec::new());
+            let conversation: [(u8, &[u8]); 6] = [
+                (1, b"220 mx.example ESMTP\r\n"),
+                (0, b"EHLO c.example\r\n"),
+                (1, b"250-mx.example\r\n250 STARTTLS\r\n"),
+                (0, b"STARTTLS\r\n"),
+                (1, answer),
+                (0, &hello),
+            ];
+            for (dir, bytes) in conversation {
+                m.stream_data(&mut flow, dir, at[usize::from(dir)], bytes, true, &mut |h| hits.push(h.rule));
+                at[usize::from(dir)] += bytes.len() as u64;
+            }
+            m.end(flow, &mut |h| hits.push(h.rule));
+            let sids: Vec<u32> = hits.into_iter().map(|r| m.rules()[r as usize].sid).collect();
+            assert_eq!(sids, alerts, "answered {:?}", String::from_utf8_lossy(answer));
+        }
     }
 
     /// A request from the client, then the server's response; returns the sids that alerted.
