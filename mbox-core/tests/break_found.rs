@@ -276,6 +276,7 @@ fn the_memory_estimate_is_close_to_the_measured_peak() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let guard = KillOnFailure(child.id() as i32);
     let started = Instant::now();
     while !socket.exists() {
         assert!(started.elapsed() < Duration::from_secs(20), "no control socket after 20 s");
@@ -289,6 +290,7 @@ fn the_memory_estimate_is_close_to_the_measured_peak() {
     let peak = peak_rss(child.id());
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
+    guard.disarm();
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let estimate = report["memory"]["preallocated_bytes"].as_u64().unwrap();
     assert!(report["memory"]["limit_bytes"].as_u64() > Some(estimate), "{}", report["memory"]);
@@ -627,6 +629,7 @@ fn a_signal_during_start_up_stops_mbox_at_once_without_leaving_outputs() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let guard = KillOnFailure(child.id() as i32);
         // The outputs exist once start-up has opened them; sig-match then loads its rules.
         let started = Instant::now();
         while !(pcap.exists() && flows.exists()) {
@@ -645,6 +648,7 @@ fn a_signal_during_start_up_stops_mbox_at_once_without_leaving_outputs() {
             std::thread::sleep(Duration::from_millis(10));
         }
         let out = child.wait_with_output().unwrap();
+        guard.disarm();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{stderr}");
         assert!(stderr.contains("stopped by SIG") && stderr.contains("during start-up"), "{stderr}");

@@ -197,14 +197,10 @@ impl ControlServer {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        // Created 0600 from the start: no moment where others could connect. (umask is the
-        // process's; no other mbox thread creates files yet.)
-        // SAFETY: umask only swaps the process's file-creation mask.
-        let umask = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        unsafe { libc::umask(umask) };
-        let listener = bound.map_err(io)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let listener = bind_in_place(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::AddrInUse => ControlError::InUse { path: path.to_path_buf() },
+            _ => io(source),
+        })?;
         let busy_state = state.clone();
         let acceptor = Acceptor::start(
             "mbox-control",
@@ -216,6 +212,37 @@ impl ControlServer {
         .map_err(io)?;
         Ok(ControlServer { path: path.to_path_buf(), acceptor: Some(acceptor) })
     }
+}
+
+/// A socket listening at `path`, mode 0600. It is bound and listening under a name of its own
+/// in the same folder, then linked into place: a client that waits for the path to appear never
+/// finds it between bind and listen (where a connect is refused), and a path that another mbox
+/// took meanwhile is not replaced. A folder whose names leave no room for the staging name
+/// (sockets' paths are short) or no links binds `path` directly.
+fn bind_in_place(path: &Path) -> std::io::Result<UnixListener> {
+    let staging = path.with_file_name(format!(".mbox-{}.binding", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let Ok(listener) = bind_private(&staging) else { return bind_private(path) };
+    let placed = std::fs::hard_link(&staging, path);
+    let _ = std::fs::remove_file(&staging);
+    match placed {
+        Ok(()) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        // A file system without links for sockets.
+        Err(_) => bind_private(path),
+    }
+}
+
+/// A socket bound at `path`, created 0600: no moment where others could connect. (umask is the
+/// process's; no other mbox thread creates files yet.)
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    // SAFETY: umask only swaps the process's file-creation mask.
+    let umask = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    unsafe { libc::umask(umask) };
+    let listener = bound?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 impl Drop for ControlServer {
