@@ -41,6 +41,19 @@ impl FlowRef {
         self.id != 0
     }
 
+    /// Every flow of shard `shard`, present and future: for [`Host::unsubscribe`] and
+    /// [`Host::subscribe`](crate::Host::subscribe) of a type for all of them at once.
+    ///
+    /// [`Host::unsubscribe`]: crate::Host::unsubscribe
+    pub const fn every_flow(shard: u16) -> FlowRef {
+        FlowRef { id: 0, slot: u32::MAX, shard, dir: DIR_NONE, _reserved: 0 }
+    }
+
+    /// True for [`FlowRef::every_flow`].
+    pub fn is_every_flow(&self) -> bool {
+        self.id == 0 && self.slot == u32::MAX
+    }
+
     /// The same flow, direction `dir` (a split proxy's side to write: `DIR_ORIG` the client,
     /// `DIR_REPLY` the server).
     pub const fn toward(self, dir: u8) -> FlowRef {
@@ -823,8 +836,8 @@ pub struct SigMatchEvent {
     /// The flow's application protocol as the matcher saw it (`app::*`).
     pub app_proto: u8,
     pub _reserved: [u8; 2],
-    /// Where the match ended in that direction's stream (bytes from its start); 0 for a
-    /// datagram.
+    /// Where the match ended in that direction's stream (bytes from its start); for a TCP
+    /// packet rule, where the packet ends in it; 0 for a datagram.
     pub stream_offset: u64,
     /// Time of the flow's first packet (ns since the epoch).
     pub flow_start_ns: u64,

@@ -174,7 +174,11 @@ impl<'a> Host<'a> {
 
     /// Stops events of type `ty` (and its subtree) of `flow` for this NF: a classifier done
     /// with a flow unsubscribes from its data, and when no NF wants a flow's bytes any more the
-    /// stack stops reassembling it. Lasts until the flow ends.
+    /// stack stops reassembling it. Lasts until the flow ends. With
+    /// [`FlowRef::every_flow`]`(shard)` (the shard of the event being handled), for every flow
+    /// of that shard, present and future: an NF whose arguments leave it no use for a type it
+    /// subscribes to by default says so at its first event from each shard (a host that
+    /// predates it answers `NoFlow`).
     pub fn unsubscribe(&mut self, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus {
         // SAFETY: as for `publish`.
         unsafe { (self.calls.unsubscribe)(self.calls.state, flow, ty) }

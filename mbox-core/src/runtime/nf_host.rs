@@ -386,9 +386,10 @@ impl PublishCtx<'_> {
         PublishStatus::Published
     }
 
-    /// Queues an unsubscription for the lane's shard. Must not panic (runs inside a plugin call).
+    /// Queues an unsubscription for the lane's shard (for one flow, or every flow of it). Must
+    /// not panic (runs inside a plugin call).
     fn unsubscribe(&mut self, flow: &FlowRef, ty: EventType) -> UnsubscribeStatus {
-        if !flow.is_some() || flow.shard != self.shard {
+        if !(flow.is_some() || flow.is_every_flow()) || flow.shard != self.shard {
             return UnsubscribeStatus::NoFlow;
         }
         if !self.queue(flow, ty, false) {
@@ -401,7 +402,7 @@ impl PublishCtx<'_> {
     /// Queues a subscription for the lane's shard, if anything routes `ty` to the NF. Must not
     /// panic.
     fn subscribe(&mut self, flow: &FlowRef, ty: EventType) -> SubscribeStatus {
-        if !flow.is_some() || flow.shard != self.shard {
+        if !(flow.is_some() || flow.is_every_flow()) || flow.shard != self.shard {
             return SubscribeStatus::NoFlow;
         }
         if !self.graph.may_route(self.nf, ty) {

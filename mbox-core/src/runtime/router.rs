@@ -99,6 +99,33 @@ struct FlowMutes {
 /// are counted and ignored).
 pub const MAX_MUTES: usize = 8;
 
+/// `FlowSubscription::slot` of a change for every flow of the shard
+/// ([`mbox_abi::FlowRef::every_flow`]).
+pub const EVERY_FLOW: u32 = u32::MAX;
+
+impl FlowSubscription {
+    /// Applies this change of NF `nf` to one flow's mutes; false when it had no room left.
+    fn apply(&self, m: &mut FlowMutes, nf: usize) -> bool {
+        let bit = 1u64 << nf;
+        let len = usize::from(m.len);
+        if self.subscribe {
+            for mute in m.entries[..len].iter_mut().filter(|mute| mute.ty.is_a(self.ty) || self.ty.is_a(mute.ty)) {
+                mute.excluded &= !bit;
+                mute.declined &= !bit;
+            }
+        } else if let Some(mute) = m.entries[..len].iter_mut().find(|mute| mute.ty == self.ty) {
+            mute.excluded |= bit;
+            mute.declined |= bit;
+        } else if len < MAX_MUTES {
+            m.entries[len] = Mute { ty: self.ty, excluded: bit, declined: bit };
+            m.len += 1;
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
 impl FlowMutes {
     fn entries(&self) -> &[Mute] {
         &self.entries[..usize::from(self.len)]
@@ -207,25 +234,24 @@ impl Router {
     /// has ended). A subscription undoes the mutes of the type's subtree and of the types above
     /// it: subscribing to `FLOW/TCP/DATA_RDY` after unsubscribing from `FLOW/TCP` turns all of
     /// `FLOW/TCP` back on.
+    /// A change for [`EVERY_FLOW`] applies to every flow the shard has and to those it will
+    /// have (what new flows start with).
     pub fn change_subscription(&mut self, nf: usize, change: FlowSubscription) {
+        if change.slot == EVERY_FLOW {
+            let mut applied = change.apply(&mut self.initial_mutes, nf);
+            for m in &mut self.mutes {
+                applied &= change.apply(m, nf);
+            }
+            if !applied {
+                self.stale_unsubscriptions += 1;
+            }
+            return;
+        }
         let Some(m) = self.mutes.get_mut(change.slot as usize).filter(|m| m.id == change.flow_id) else {
             self.stale_unsubscriptions += 1;
             return;
         };
-        let bit = 1u64 << nf;
-        let len = usize::from(m.len);
-        if change.subscribe {
-            for mute in m.entries[..len].iter_mut().filter(|mute| mute.ty.is_a(change.ty) || change.ty.is_a(mute.ty)) {
-                mute.excluded &= !bit;
-                mute.declined &= !bit;
-            }
-        } else if let Some(mute) = m.entries[..len].iter_mut().find(|mute| mute.ty == change.ty) {
-            mute.excluded |= bit;
-            mute.declined |= bit;
-        } else if len < MAX_MUTES {
-            m.entries[len] = Mute { ty: change.ty, excluded: bit, declined: bit };
-            m.len += 1;
-        } else {
+        if !change.apply(m, nf) {
             self.stale_unsubscriptions += 1;
         }
     }
@@ -534,6 +560,29 @@ mod tests {
         s.router.change_subscription(0, FlowSubscription { flow_id: 1, slot: 0, ty: data, subscribe: false });
         assert_eq!(s.router.stale_unsubscriptions, 1);
         assert!(s.router.still_wanted(0, data, 0b11));
+    }
+
+    #[test]
+    fn an_unsubscription_for_every_flow_covers_the_flows_there_are_and_those_to_come() {
+        let mut s = Sim::new(&[(true, &["PKT/TCP", "FLOW/TCP/DATA_RDY"]), (true, &["PKT/TCP"])]);
+        s.router.flow_started(0, 1);
+        let pkt = s.reg.type_of("PKT/TCP").unwrap();
+        let route = s.reg.index_of("PKT/TCP").unwrap();
+        s.router.change_subscription(0, FlowSubscription { flow_id: 0, slot: EVERY_FLOW, ty: pkt, subscribe: false });
+        s.router.flow_started(1, 2);
+        s.emit(1, "PKT/TCP", 0);
+        s.emit(2, "PKT/TCP", 1);
+        s.emit(3, "FLOW/TCP/DATA_RDY", 1);
+        assert_eq!((s.inbox(0), s.inbox(1)), (vec![3], vec![1, 2]), "nf0's packets gone for the old flow and the new");
+        assert!(s.router.wanted_now(1, 2, pkt, s.router.nfs_of(route)), "nf1 still gets them");
+        assert!(!s.router.wanted_now(1, 2, pkt, 0b01));
+        assert!(!s.router.wanted_now(5, 9, pkt, 0b01), "a flow the slot does not know yet starts without them");
+        // And back for every flow.
+        s.router.change_subscription(0, FlowSubscription { flow_id: 0, slot: EVERY_FLOW, ty: pkt, subscribe: true });
+        s.router.flow_started(2, 3);
+        s.emit(4, "PKT/TCP", 0);
+        s.emit(5, "PKT/TCP", 2);
+        assert_eq!(s.inbox(0), vec![3, 4, 5]);
     }
 
     /// A type an NF gets on demand reaches it only for the flows it subscribed to, from the

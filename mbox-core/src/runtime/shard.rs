@@ -447,6 +447,8 @@ impl Shard {
         self.plane.current_held = NO_HELD;
         let outcome = self.stack.process(data, pkt.link, pkt.wire_len, pkt.ts_ns, &mut self.plane);
         self.plane.current = None;
+        // Only a delivered packet is held (the stack checks for room before it reports anything).
+        debug_assert!(matches!(outcome, Disposition::Delivered) || self.plane.current_held == NO_HELD);
         match outcome {
             Disposition::Blocked => return false,
             Disposition::Delivered => {
@@ -456,6 +458,11 @@ impl Shard {
                         self.plane.release_datagrams.push(slot);
                     }
                     self.plane.forward(pkt);
+                } else {
+                    // The stack is done with it: its own reference goes, and the packet with it
+                    // once no event holds it any more.
+                    let held = std::mem::replace(&mut self.plane.current_held, NO_HELD);
+                    self.plane.release_held(held);
                 }
             }
             Disposition::Fragment => {
@@ -582,13 +589,16 @@ impl Plane {
         true
     }
 
-    /// The held entry of the packet being processed, creating it on first use.
+    /// The held entry of the packet being processed, creating it on first use. It starts with
+    /// one reference, the stack's own, released when the stack is done with the packet: an
+    /// event of the packet that no NF gets finishes at once, and must not let the packet go
+    /// while the stack may still point later events into it.
     fn hold_current(&mut self) -> u32 {
         if self.current_held == NO_HELD {
             let (Some(rx), Some(idx)) = (self.current, self.free_held.pop()) else { return NO_HELD };
             let h = &mut self.held[idx as usize];
             (h.rx, h.datagram, h.payload, h.refs, h.dropped, h.is_copy) =
-                (rx, self.current_datagram, self.current_payload, 0, false, false);
+                (rx, self.current_datagram, self.current_payload, 1, false, false);
             self.current_held = idx;
         }
         self.current_held
@@ -889,13 +899,18 @@ impl StackSink for Plane {
         if !self.graph.wants(route) {
             return;
         }
-        let held = self.hold_current();
         let flow = match pkt.flow {
             Some((slot, dir)) => FlowRef { id: flows.get(slot).id, slot, shard: self.shard, dir, _reserved: 0 },
             None => FlowRef { shard: self.shard, dir: DIR_NONE, ..FlowRef::default() },
         };
-        let ts_ns = self.current.map_or(0, |c| c.ts_ns);
         let ty = self.registry.types()[route].ty;
+        // Every NF of the route unsubscribed from the flow's packets (or from every flow's):
+        // no event at all rather than one that finishes at once.
+        if flow.is_some() && !self.router.wanted_now(flow.slot, flow.id, ty, self.router.nfs_of(route)) {
+            return;
+        }
+        let held = self.hold_current();
+        let ts_ns = self.current.map_or(0, |c| c.ts_ns);
         let mut ev = PktEvent::new(EventHeader::new::<PktEvent>(ty, ts_ns, flow), pkt.data);
         ev.wire_len = pkt.wire_len;
         ev.port = self.current.map_or(0, |c| c.port);
