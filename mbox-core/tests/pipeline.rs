@@ -356,3 +356,58 @@ fn flow_stats_and_dpi_report_their_own_counters() {
     assert_eq!((classified, counter(0, "tls"), counter(0, "quic")), (flows, Some(13), Some(2)), "{:?}", report.nfs[0].counters);
     assert_eq!(counter(0, "not_published"), Some(0));
 }
+
+/// A packet's first event that no NF gets (sig-match unsubscribes a flow from `PKT/TCP` when no
+/// packet rule fits it, and the packets already on their way still come) finishes at once; the
+/// packet must stay held for the events the stack emits after it (its stream bytes). It once
+/// went on at that moment, and its buffer came back refilled while `DATA_RDY` still pointed
+/// into it: streams read other packets' bytes, frames went out twice or not at all (and a debug
+/// build's shard died of the reference count's underflow). With few packet buffers (so they
+/// are reused at once), every frame comes out unchanged and sig-match alerts as it does
+/// without the packets; without packet rules, it declines every flow's packets at once.
+#[test]
+fn a_packet_stays_held_for_its_later_events_when_no_nf_gets_its_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = pcaps().join("ndpi__1kxun.pcap");
+    let demo = std::fs::read_to_string(repo().join("testdata/rules/custom.rules")).unwrap();
+    // A packet rule no flow of the capture fits: each flow is let go at its first packet.
+    let rules = dir.path().join("rules");
+    std::fs::write(&rules, format!("{demo}\nalert tcp any any -> any 1 (msg:\"port 1 SYN\"; flags:S; sid:1;)\n")).unwrap();
+    let run = |name: &str, rules: &Path, subscribe: &str| {
+        let (pcap, alerts) = (dir.path().join(format!("{name}.pcap")), dir.path().join(format!("{name}.jsonl")));
+        let report = run_toml(&format!(
+            "[input]\npcap = {}\n[runtime]\npacket_buffers = 64\n[output]\npcap = {}\n\
+             [[nf]]\nplugin = \"sig-match\"\n{subscribe}args = {{ rules = {} }}\n\
+             [[nf]]\nplugin = \"logger\"\nsubscribe = [\"ALERT\"]\nargs = {{ output = {} }}\n",
+            toml_path(&input),
+            toml_path(&pcap),
+            toml_path(rules),
+            toml_path(&alerts)
+        ));
+        let mut frames: Vec<Vec<u8>> = mbox_core::io::capture::read_all(&pcap).unwrap().into_iter().map(|(_, f)| f).collect();
+        frames.sort();
+        let mut sids: Vec<u64> = read_jsonl(&alerts).iter().map(|a| a["alert"]["signature_id"].as_u64().unwrap()).collect();
+        sids.sort();
+        (report, frames, sids)
+    };
+    let tcp_packets =
+        |report: &RunReport| ["PKT/TCP", "PKT/TCP/SYN", "PKT/TCP/FIN", "PKT/TCP/RST"].iter().map(|t| events_of(report, t)).sum::<u64>();
+    let (report, frames, sids) = run("packets", &rules, "");
+    let counter = |name: &str| report.nfs[0].counters.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v);
+    assert!(counter("flows_without_packet_rules") > 50, "{:?}", report.nfs[0].counters);
+    assert!(report.nfs[0].unsubscriptions >= counter("flows_without_packet_rules"));
+    assert!(tcp_packets(&report) > 0, "sig-match got packets before it unsubscribed");
+    let mut input_frames: Vec<Vec<u8>> = mbox_core::io::capture::read_all(&input).unwrap().into_iter().map(|(_, f)| f).collect();
+    input_frames.sort();
+    assert_eq!(frames.len(), input_frames.len(), "every frame out once");
+    assert!(frames == input_frames, "every frame out unchanged");
+    let (_, _, without) = run("streams", &rules, "subscribe = [\"FLOW/TCP\", \"PKT/UDP\", \"FLOW/UDP/TERMINATE\"]\n");
+    assert!(!sids.is_empty());
+    assert_eq!(sids, without, "the same alerts with and without the packets");
+    // The demo rules alone have no packet rule: hardly a packet event reaches sig-match.
+    std::fs::write(&rules, demo).unwrap();
+    let (report, frames, sids) = run("demo", &rules, "");
+    let total = input_frames.len() as u64;
+    assert!(tcp_packets(&report) * 20 < total, "{} TCP packet events of {total} packets", tcp_packets(&report));
+    assert_eq!((frames, sids), (input_frames, without));
+}

@@ -127,7 +127,7 @@ fn et_open_alerts_are_suricatas_and_none_extra() {
     let dir = tempfile::tempdir().unwrap();
     for (reference, args, found) in [
         ("EXPECTED-suricata-alerts-et-open.tsv", "", 8),
-        ("EXPECTED-suricata-alerts-et-open-anynet.tsv", ", vars = { HOME_NET = \"any\", EXTERNAL_NET = \"any\" }", 22),
+        ("EXPECTED-suricata-alerts-et-open-anynet.tsv", ", vars = { HOME_NET = \"any\", EXTERNAL_NET = \"any\" }", 32),
     ] {
         let expected: BTreeSet<(String, u64)> = read_tsv(&repo().join("testdata/rules").join(reference))
             .iter()

@@ -5,7 +5,7 @@
 //! buffer; the prefilter is sound (a rule that matches is among the candidates); a verdict
 //! does not depend on the budget once one is reached; and a rule's `stream_reach` holds
 //! (the stream's bytes past it do not change the verdict — sig-match stops inspecting a
-//! stream there).
+//! stream there); a `stream_size` that cannot hold later holds at no larger sizes.
 
 use mbox_sig::engine::Verification;
 use mbox_sig::{parse_rules, Buffer, Buffers, Direction, Engine, Vars};
@@ -103,5 +103,19 @@ pub fn fuzz_rules(input: &[u8]) {
         let dst = IpAddr::from([0xfe80, 0, 0, 0, 0, 0, u16::from(at(4)), u16::from(at(5))]);
         let dir = Direction { to_server: at(6) & 1 == 1, established: at(6) & 2 == 2 };
         let _ = rule.header_matches(src, u16::from(at(7)), dst, 80, dir);
+        // Packet conditions on a packet with flags and sizes from the payload.
+        if let Some(opts) = rule.packet {
+            let _ = opts.admits(at(8), payload.len());
+        }
+        if let Some(size) = rule.stream_size {
+            let sizes = [u32::from(at(9)), u32::from(at(10))];
+            // What holds now may hold later; what cannot hold later does not hold at any
+            // larger sizes (sig-match drops a packet rule for a flow on it).
+            assert!(!size.holds(sizes) || size.may_hold_later(sizes), "{size:?} at {sizes:?}");
+            if !size.may_hold_later(sizes) {
+                let grown = [sizes[0] + u32::from(at(11)), sizes[1] + u32::from(at(12))];
+                assert!(!size.holds(grown), "{size:?} holds at {grown:?} after not at {sizes:?}");
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 pub mod bytes;
 pub mod engine;
 pub mod net;
+pub mod packet;
 pub mod pcre;
 pub mod rule;
 pub mod ruleset;

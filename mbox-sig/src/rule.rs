@@ -5,6 +5,7 @@
 
 use crate::bytes::{parse_byte_jump, parse_byte_test, ByteJump, ByteTest};
 use crate::net::{AddrSet, PortSet, Vars};
+use crate::packet::{PacketOpts, StreamSize, TcpFlags};
 use crate::pcre::{PcreFlags, PcreRegex};
 use crate::ruleset::Classifications;
 use crate::threshold::Threshold;
@@ -450,6 +451,11 @@ pub struct Rule {
     pub flowbits: Vec<Flowbit>,
     /// Detection steps in rule order, each with the buffer it looks at.
     pub items: Vec<(Buffer, Item)>,
+    /// A TCP packet rule's conditions (`flags`, `dsize`; also for `tcp-pkt`): such a rule is
+    /// checked on each packet, its stream steps on the packet's payload (see [`crate::packet`]).
+    pub packet: Option<PacketOpts>,
+    /// `stream_size`: checked when the rule matches, on the sizes of the moment.
+    pub stream_size: Option<StreamSize>,
     /// 1-based line in its file.
     pub line: usize,
     /// The file, when the rules came from one.
@@ -648,8 +654,9 @@ pub fn parse_rule<'a>(
             format!("the header needs 7 fields (action proto src sport -> dst dport), found {}", parts.header.len()),
         ));
     };
+    let packet_only = proto == "tcp-pkt";
     let proto = match proto {
-        "tcp" => Proto::Tcp,
+        "tcp" | "tcp-pkt" => Proto::Tcp,
         "udp" => Proto::Udp,
         "http" | "http1" => Proto::Http,
         "tls" => Proto::Tls,
@@ -683,6 +690,8 @@ pub fn parse_rule<'a>(
         threshold: None,
         flowbits: Vec::new(),
         items: Vec::new(),
+        packet: packet_only.then(PacketOpts::default),
+        stream_size: None,
         line,
         file: file.cloned(),
     };
@@ -694,7 +703,17 @@ pub fn parse_rule<'a>(
             // What describes the rule was read above; these change nothing it matches.
             _ if DESCRIPTIVE.contains(&name) => {}
             "fast_pattern" | "rawbytes" => {}
-            "flow" => rule.flow = parse_flow(need(value)?).map_err(|e| err(name, e))?,
+            "flow" => {
+                let (flow, packets_only) = parse_flow(need(value)?).map_err(|e| err(name, e))?;
+                rule.flow = flow;
+                match packets_only {
+                    false => {}
+                    true if rule.proto == Proto::Tcp => {
+                        rule.packet.get_or_insert_default();
+                    }
+                    true => return Err(err(name, format!("flow option `no_stream` in a {:?} rule (TCP packets)", rule.proto))),
+                }
+            }
             "flowbits" => rule.flowbits.push(parse_flowbit(need(value)?).map_err(|e| err(name, format!("flowbits: {e}")))?),
             "threshold" | "detection_filter" => {
                 if rule.threshold.is_some() {
@@ -746,13 +765,26 @@ pub fn parse_rule<'a>(
                 let size = parse_size(need(value)?).map_err(|e| err(name, format!("bsize: {e}")))?;
                 rule.items.push((buffer, Item::Size(size)));
             }
-            // A packet's payload size: a UDP datagram's is what the stream buffer holds. TCP is
-            // inspected as streams, whose pieces are not the packets.
+            // A packet's payload size: a UDP datagram's is what the stream buffer holds; a TCP
+            // rule with it is checked per packet.
             "dsize" if rule.proto == Proto::Udp => {
                 let size = parse_size(need(value)?).map_err(|e| err(name, format!("dsize: {e}")))?;
                 rule.items.push((Buffer::Stream, Item::Size(size)));
             }
-            "dsize" => return Err(err(name, "`dsize` on TCP (mbox inspects TCP as streams, not packets; UDP rules may use it)".into())),
+            "dsize" if rule.proto == Proto::Tcp => {
+                let size = parse_size(need(value)?).map_err(|e| err(name, format!("dsize: {e}")))?;
+                rule.packet.get_or_insert_default().dsize = Some(size);
+            }
+            "flags" | "tcp.flags" if rule.proto == Proto::Tcp => {
+                let flags = TcpFlags::parse(need(value)?).map_err(|e| err(name, format!("flags: {e}")))?;
+                rule.packet.get_or_insert_default().flags = Some(flags);
+            }
+            "dsize" | "flags" | "tcp.flags" => {
+                return Err(err(name, format!("`{name}` in a {:?} rule (a TCP packet's or a UDP datagram's)", rule.proto)))
+            }
+            "stream_size" if rule.proto != Proto::Udp => {
+                rule.stream_size = Some(StreamSize::parse(need(value)?).map_err(|e| err(name, format!("stream_size: {e}")))?);
+            }
             "urilen" => {
                 let size = parse_size(need(value)?).map_err(|e| err(name, format!("urilen: {e}")))?;
                 rule.items.push((Buffer::HttpUri, Item::Size(size)));
@@ -893,6 +925,12 @@ fn parse_isdataat(value: &str, buffer: Buffer) -> Result<(Item, Buffer), String>
 
 /// A rule's buffers must belong to its protocol (`alert tls ... http.uri` can never match).
 fn check_buffers(rule: &Rule) -> Result<(), String> {
+    if rule.packet.is_some() {
+        if let Some(p) = rule.items.iter().find_map(|(b, _)| b.proto()) {
+            // A packet's payload is not a protocol's buffer (Suricata refuses these too).
+            return Err(format!("a {p:?} buffer in a packet rule (flags, dsize or tcp-pkt)"));
+        }
+    }
     let mut apps = rule.items.iter().filter_map(|(b, _)| b.proto());
     let on_stream = rule.items.iter().any(|(b, _)| *b == Buffer::Stream);
     if let Some(first) = apps.next() {
@@ -1142,10 +1180,13 @@ fn starts_anchored(pattern: &str, flags: &PcreFlags) -> bool {
     }
 }
 
-fn parse_flow(value: &str) -> Result<FlowOpts, String> {
+/// `flow:` options, and whether they say `no_stream` (packets only: a packet rule).
+fn parse_flow(value: &str) -> Result<(FlowOpts, bool), String> {
     let mut flow = FlowOpts::default();
+    let mut no_stream = false;
     for part in value.split(',').map(str::trim) {
         match part {
+            "no_stream" => no_stream = true,
             "to_server" | "from_client" => flow.to_server = Some(true),
             "to_client" | "from_server" => flow.to_server = Some(false),
             "established" => flow.established = Some(true),
@@ -1155,7 +1196,7 @@ fn parse_flow(value: &str) -> Result<FlowOpts, String> {
             other => return Err(format!("flow option `{other}`")),
         }
     }
-    Ok(flow)
+    Ok((flow, no_stream))
 }
 
 #[cfg(test)]
@@ -1277,10 +1318,37 @@ mod tests {
         assert_eq!(size(">=4"), Ok((4, u64::MAX)));
         assert_eq!(size("12, raw"), Ok((12, 12)));
         assert!(size("<0").is_err() && size("9<>10").is_err() && size("x").is_err());
-        // dsize is a UDP datagram's size; TCP is inspected as a stream.
+        // dsize is a UDP datagram's size; on TCP it makes a packet rule, as flags and tcp-pkt do.
         let r = rule(r#"alert udp any any -> any 57621 (msg:"m"; dsize:44; content:"Spot"; depth:4; sid:2;)"#).unwrap();
         assert!(matches!(r.items[0], (Buffer::Stream, Item::Size(SizeRange { min: 44, max: 44 }))));
-        assert!(rule(r#"alert tcp any any -> any any (msg:"m"; dsize:44; sid:3;)"#).unwrap_err().reason.contains("`dsize` on TCP"));
+        assert!(r.packet.is_none());
+        let r = rule(r#"alert tcp any any -> any any (msg:"m"; stream_size:server,<,5; dsize:14; content:"|30 0c|"; startswith; sid:3;)"#)
+            .unwrap();
+        let packet = r.packet.unwrap();
+        assert_eq!((packet.dsize, packet.flags), (Some(SizeRange { min: 14, max: 14 }), None));
+        assert!(r.stream_size.is_some_and(|s| s.holds([1, 4]) && !s.holds([1, 5])));
+        assert!(rule(r#"alert tcp any any -> any 5432 (msg:"m"; flow:to_server; flags:S,12; sid:5;)"#)
+            .unwrap()
+            .packet
+            .unwrap()
+            .flags
+            .is_some());
+        assert!(rule(r#"alert tcp-pkt any any -> any 22 (msg:"m"; content:"SSH-"; sid:6;)"#).unwrap().packet.is_some());
+        assert!(rule(r#"alert tcp any any -> any 22 (msg:"m"; flow:established,no_stream; content:"SSH-"; sid:9;)"#)
+            .unwrap()
+            .packet
+            .is_some());
+        // A stream rule may have stream_size; a packet's payload holds no protocol buffer.
+        assert!(rule(r#"alert tcp any any -> any any (msg:"m"; stream_size:client,<,10000; content:"x"; sid:7;)"#)
+            .unwrap()
+            .packet
+            .is_none());
+        let e = rule(r#"alert tcp any any -> any any (msg:"m"; dsize:>10; http.uri; content:"x"; sid:8;)"#).unwrap_err();
+        assert!(e.reason.contains("packet rule"), "{e}");
+        assert!(rule(r#"alert http any any -> any any (msg:"m"; flags:S; sid:10;)"#)
+            .unwrap_err()
+            .reason
+            .contains("`flags` in a Http rule"));
         assert!(rule(r#"alert tcp any any -> any any (msg:"m"; bsize:4; sid:4;)"#).unwrap_err().reason.contains("sticky buffer"));
         // A relative first content counts from its buffer's start.
         let r = rule(r#"alert http any any -> any any (msg:"m"; file.data; content:"root:x"; distance:2; within:27; pcre:"/^a/R"; http.uri; pcre:"/b/R"; sid:9;)"#).unwrap();

@@ -1,7 +1,8 @@
 //! What sig-match does with a flow's bytes, apart from the ABI: keeps a window of each
 //! direction's stream, recognises the application protocol, feeds the protocol parsers, and
-//! asks the engine which rules match the stream and the protocol buffers. Matches come out
-//! through a callback; each rule alerts at most once per flow and direction.
+//! asks the engine which rules match the stream and the protocol buffers; checks TCP packet
+//! rules (`flags`, `dsize`, `tcp-pkt`) on each packet of the flows they may apply to. Matches
+//! come out through a callback; each rule alerts at most once per flow and direction.
 //!
 //! What it keeps and what it spends are bounded, so that no traffic can make it blind without
 //! saying so, or stall it:
@@ -95,10 +96,15 @@ pub struct Matcher {
     /// The distinct sets of stream rules, each compiled once (contexts of protocols no rule
     /// names share the set of the rules that name none).
     stream_rules: Vec<StreamRules>,
+    /// The TCP packet rules, compiled on their own (their prefilter finds candidates in a
+    /// packet's payload), and their indices among all rules.
+    packet_rules: StreamRules,
     /// Which protocol parsers some rule needs.
     needs: Needs,
     settings: Settings,
     candidates: Vec<u32>,
+    /// The packet prefilter's finds, reused.
+    found: Vec<u32>,
     /// Longest fast pattern among stream rules, less one: how far back a scan of new stream
     /// bytes starts, so a pattern split across two deliveries is found.
     overlap: usize,
@@ -116,7 +122,8 @@ pub struct Matcher {
     pub stats: Stats,
 }
 
-/// The stream rules of one or more contexts, and their indices among all rules.
+/// Some of the rules compiled on their own — the stream rules of one or more contexts, or the
+/// packet rules — and their indices among all rules.
 struct StreamRules {
     engine: Engine,
     global: Vec<u32>,
@@ -151,7 +158,10 @@ fn context(app: u8, dir: u8) -> usize {
 
 /// Whether `rule` looks at the stream of a TCP connection of `app` in direction `dir`.
 fn applies_to_stream(rule: &Rule, app: u8, dir: u8) -> bool {
-    if !rule.items.iter().any(|(b, _)| *b == Buffer::Stream) || rule.flow.to_server.is_some_and(|t| t != (dir == 0)) {
+    if rule.packet.is_some()
+        || !rule.items.iter().any(|(b, _)| *b == Buffer::Stream)
+        || rule.flow.to_server.is_some_and(|t| t != (dir == 0))
+    {
         return false;
     }
     match rule.proto {
@@ -180,6 +190,28 @@ pub struct Stats {
     /// Directions whose bytes were let go before the flow ended: at the stream's end, or once
     /// no rule could reach further.
     pub directions_released: u64,
+    /// TCP packets checked against packet rules, and the flows whose packets were no longer
+    /// wanted (no packet rule could match them any more, or they are not inspected).
+    pub packets_inspected: u64,
+    pub flows_without_packet_rules: u64,
+}
+
+/// A packet rule that fits a flow: its index in the packet engine and the directions it fits
+/// (bit 0: the client's packets, bit 1: the server's).
+#[derive(Debug, Clone, Copy)]
+struct FlowPacketRule {
+    local: u32,
+    directions: u8,
+}
+
+/// What a TCP packet rule is checked on: one packet of a flow.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpPacket<'a> {
+    /// The header's flags byte (CWR and ECE included).
+    pub flags: u8,
+    pub payload: &'a [u8],
+    /// The handshake is over.
+    pub established: bool,
 }
 
 /// One direction of a TCP connection.
@@ -243,6 +275,11 @@ struct Pending {
     /// bytes in proportion to its cost.
     retry_at: u64,
 }
+
+/// Packet rules admitted by a packet's flags and size that are verified one by one; beyond
+/// it, the packet prefilter (one pass over the payload for all of them) picks the candidates
+/// (not for a packet without payload, where every content fails at once).
+const PACKET_RULES_WITHOUT_PREFILTER: usize = 4;
 
 /// Stream bytes a pending rule waits before its next check, per unit of work its last check
 /// cost: re-checking the pending rules costs at most a quarter of a unit per byte each.
@@ -339,9 +376,23 @@ pub struct FlowInspection {
     bits: Vec<u32>,
     /// SMTP: where STARTTLS stands.
     starttls: StartTls,
+    /// Each side's stream size as of the flow's latest event, as Suricata's `stream_size`
+    /// counts it (`[client, server]`).
+    stream_sizes: [u32; 2],
+    /// The packet rules that may still match this flow's packets (`None`: not worked out yet,
+    /// until its first packet), in the packet engine's order.
+    packet_rules: Option<Vec<FlowPacketRule>>,
     skipped: bool,
     /// Transport: TCP or UDP.
     tcp: bool,
+}
+
+impl FlowInspection {
+    /// Each side's stream size (`[client, server]`, Suricata's `stream_size` counting) as of
+    /// the event being handled.
+    pub fn set_stream_sizes(&mut self, sizes: [u32; 2]) {
+        self.stream_sizes = sizes;
+    }
 }
 
 impl Matcher {
@@ -397,14 +448,19 @@ impl Matcher {
             .collect();
         let settings = Settings { inspect_window: settings.inspect_window.max(1), ..settings };
         let flowbits = number_flowbits(&rules);
+        let global: Vec<u32> = (0..rules.len() as u32).filter(|&r| rules[r as usize].packet.is_some()).collect();
+        let engine = Engine::new(global.iter().map(|&r| rules[r as usize].clone()).collect());
+        let packet_rules = StreamRules { engine, global, reach: None };
         let overlap = stream_rules.iter().map(|s| s.engine.longest_fast_pattern(Buffer::Stream)).max().unwrap_or(1).saturating_sub(1);
         Matcher {
             engine: Engine::new(rules),
             contexts,
             stream_rules,
+            packet_rules,
             needs,
             settings,
             candidates: Vec::new(),
+            found: Vec::new(),
             overlap,
             spare: Vec::new(),
             kept_bytes: 0,
@@ -418,6 +474,11 @@ impl Matcher {
 
     pub fn rules(&self) -> &[Rule] {
         self.engine.rules()
+    }
+
+    /// Whether some rule is a TCP packet rule (else no TCP packet is of use).
+    pub fn has_packet_rules(&self) -> bool {
+        !self.packet_rules.global.is_empty()
     }
 
     /// Stream and body bytes kept by all flows now.
@@ -441,6 +502,8 @@ impl Matcher {
             alerted: Vec::new(),
             bits: Vec::new(),
             starttls: StartTls::Watching,
+            stream_sizes: [0; 2],
+            packet_rules: None,
             skipped,
             tcp,
         }
@@ -673,6 +736,96 @@ impl Matcher {
         let mut b = Buffers::default();
         b.set(Buffer::Stream, payload);
         self.evaluate(flow, dir, direction, &b, hit);
+    }
+
+    /// A TCP packet sent in direction `dir`: the packet rules that may apply to the flow are
+    /// checked on it (flags and payload size first, then their contents on its payload, within
+    /// the work its bytes earn). Returns whether a packet rule may still match a later packet
+    /// of the flow: when none can, its packets need not come.
+    pub fn packet(&mut self, flow: &mut FlowInspection, dir: u8, packet: &TcpPacket<'_>, hit: &mut dyn FnMut(Hit)) -> bool {
+        if flow.skipped {
+            if flow.packet_rules.replace(Vec::new()).is_none() {
+                self.stats.flows_without_packet_rules += 1;
+            }
+            return false;
+        }
+        let (mut rules, had_rules) = match flow.packet_rules.take() {
+            Some(rules) => {
+                let had = !rules.is_empty();
+                (rules, had)
+            }
+            None => (self.packet_rules_for(&flow.ends), true),
+        };
+        let bit = 1u8 << dir.min(1);
+        if rules.iter().any(|r| r.directions & bit != 0) {
+            self.stats.packets_inspected += 1;
+            let d = usize::from(dir.min(1));
+            flow.sides[d].credit = flow.sides[d].credit.saturating_add(WORK_PER_BYTE * packet.payload.len() as u64);
+            let direction = Direction { to_server: dir == 0, established: packet.established };
+            let mut b = Buffers::default();
+            b.set(Buffer::Stream, packet.payload);
+            // The rules this packet's flags and size admit; with more than a few, the
+            // prefilter's pass over the payload (for all of them at once) keeps those whose
+            // fast pattern is there.
+            let mut admitted = std::mem::take(&mut self.candidates);
+            admitted.clear();
+            let engine = &self.packet_rules.engine;
+            admitted.extend(rules.iter().filter(|r| r.directions & bit != 0).map(|r| r.local).filter(|&local| {
+                engine.rules()[local as usize].packet.is_some_and(|opts| opts.admits(packet.flags, packet.payload.len()))
+            }));
+            if admitted.len() > PACKET_RULES_WITHOUT_PREFILTER && !packet.payload.is_empty() {
+                let mut found = std::mem::take(&mut self.found);
+                found.clear();
+                engine.candidates(&b, &mut found);
+                admitted.retain(|r| found.binary_search(r).is_ok());
+                self.found = found;
+            }
+            // An alert says where the packet ends in its direction's stream (the SYN counts
+            // one in the size), not where in the packet the match ended.
+            let packet_end = u64::from(flow.stream_sizes[d].saturating_sub(1));
+            let hit = &mut |h: Hit| hit(Hit { stream_offset: packet_end, ..h });
+            for &local in &admitted {
+                let global = self.packet_rules.global[local as usize];
+                if matches!(self.check(flow, global, dir, direction, &b, hit), Checked::Deferred | Checked::OutOfBudget) {
+                    self.stats.rules_given_up += 1;
+                }
+            }
+            self.candidates = admitted;
+        }
+        rules.retain_mut(|r| {
+            r.directions = self.directions_left(flow, r, packet.established);
+            r.directions != 0
+        });
+        if had_rules && rules.is_empty() {
+            self.stats.flows_without_packet_rules += 1;
+        }
+        let wanted = !rules.is_empty();
+        flow.packet_rules = Some(rules);
+        wanted
+    }
+
+    /// The packet rules whose addresses, ports and direction fit a flow between `ends` one way
+    /// or the other, with the directions they fit.
+    fn packet_rules_for(&self, ends: &Endpoints) -> Vec<FlowPacketRule> {
+        let rules = self.packet_rules.engine.rules();
+        (0..rules.len() as u32)
+            .filter_map(|local| {
+                let directions = (0..2).filter(|&d| fits_direction(&rules[local as usize], ends, d)).fold(0, |m, d| m | 1 << d);
+                (directions != 0).then_some(FlowPacketRule { local, directions })
+            })
+            .collect()
+    }
+
+    /// The directions in which packet rule `r` may still alert on a later packet of `flow`:
+    /// none once it alerted in every direction it fits, its `stream_size` bound is passed or
+    /// its `not_established` is over.
+    fn directions_left(&self, flow: &FlowInspection, r: &FlowPacketRule, established: bool) -> u8 {
+        let global = self.packet_rules.global[r.local as usize];
+        let rule = &self.engine.rules()[global as usize];
+        if rule.stream_size.is_some_and(|s| !s.may_hold_later(flow.stream_sizes)) || (established && rule.flow.established == Some(false)) {
+            return 0;
+        }
+        (0..2u8).filter(|&d| r.directions & (1 << d) != 0 && !flow.alerted.contains(&(global, d))).fold(0, |m, d| m | 1 << d)
     }
 
     /// A DNS message sent in direction `dir`: if a query, each question's name in `dns.query`
@@ -1066,6 +1219,10 @@ impl Matcher {
         candidates.clear();
         self.engine.candidates(buffers, &mut candidates);
         for &r in &candidates {
+            // Packet rules see packets only (one without contents is a candidate anywhere).
+            if self.engine.rules()[r as usize].packet.is_some() {
+                continue;
+            }
             if matches!(self.check(flow, r, dir, direction, buffers, hit), Checked::Deferred | Checked::OutOfBudget) {
                 self.stats.rules_given_up += 1;
             }
@@ -1102,16 +1259,7 @@ impl Matcher {
         }
         let d = usize::from(dir.min(1));
         let (sport, dport) = ports(&flow.ends, dir);
-        let addresses_ok =
-            rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, Direction { established: true, ..direction })
-                || rule.header_matches(
-                    flow.ends.addrs[d],
-                    sport,
-                    flow.ends.addrs[1 - d],
-                    dport,
-                    Direction { established: false, ..direction },
-                );
-        if !addresses_ok {
+        if !fits_direction(rule, &flow.ends, dir) {
             return Checked::Never;
         }
         if !rule.header_matches(flow.ends.addrs[d], sport, flow.ends.addrs[1 - d], dport, direction) {
@@ -1121,6 +1269,9 @@ impl Matcher {
         let bits = &self.flowbits[r as usize];
         if !bits.iter().all(|b| b.holds(&flow.bits)) {
             return Checked::NotYet;
+        }
+        if let Some(size) = rule.stream_size.filter(|s| !s.holds(flow.stream_sizes)) {
+            return if size.may_hold_later(flow.stream_sizes) { Checked::NotYet } else { Checked::Never };
         }
         let longest = rule.items.iter().filter_map(|(b, _)| buffers.get(*b)).map(<[u8]>::len).max().unwrap_or(0) as u64;
         let share = VERIFY_WORK_MIN + VERIFY_WORK_PER_BYTE * longest;
@@ -1226,6 +1377,17 @@ fn worth_parsing_head(rest: &[u8], tried: usize) -> bool {
 }
 
 /// The ports of data sent in direction `dir`: (sender's, receiver's).
+/// Whether `rule`'s addresses, ports and direction fit what is sent in direction `dir` between
+/// `ends`, before or after the handshake.
+fn fits_direction(rule: &Rule, ends: &Endpoints, dir: u8) -> bool {
+    let d = usize::from(dir.min(1));
+    let (sport, dport) = ports(ends, dir);
+    [true, false].into_iter().any(|established| {
+        let direction = Direction { to_server: d == 0, established };
+        rule.header_matches(ends.addrs[d], sport, ends.addrs[1 - d], dport, direction)
+    })
+}
+
 fn ports(ends: &Endpoints, dir: u8) -> (u16, u16) {
     let d = usize::from(dir.min(1));
     (ends.ports[d], ends.ports[1 - d])
@@ -1382,6 +1544,85 @@ alert http any any -> any any (msg:"never set"; flow:to_client; flowbits:isset,o
         assert_eq!(exchange(&mut m, java, response), [2], "the setter raises nothing; the bit lets sid 2 through, keeps sid 3 out");
         let curl = b"GET /a HTTP/1.1\r\nUser-Agent: curl\r\n\r\n";
         assert_eq!(exchange(&mut m, curl, response), [3], "another flow: no bit");
+    }
+
+    /// A packet of `flow` with these flags and payload, the stream sizes as they stand after
+    /// it; returns the sids that alerted and whether the flow's packets are still wanted.
+    fn packet(m: &mut Matcher, flow: &mut FlowInspection, dir: u8, flags: u8, payload: &[u8], sizes: [u32; 2]) -> (Vec<u32>, bool) {
+        flow.set_stream_sizes(sizes);
+        let mut hits = Vec::new();
+        let established = sizes[1] > 0;
+        let wanted = m.packet(flow, dir, &TcpPacket { flags, payload, established }, &mut |h| hits.push(h.rule));
+        (hits.into_iter().map(|r| m.rules()[r as usize].sid).collect(), wanted)
+    }
+
+    #[test]
+    fn packet_rules_see_each_packet_its_flags_size_and_payload() {
+        use mbox_sig::packet::tcp_flag::*;
+        // ET Open's SYN-scan rule (its threshold is the plugin's), the LDAP anonymous bind pair
+        // (packet rules with dsize, stream_size and a flowbit between them), a stream rule the
+        // flowbit gates, and a tcp-pkt rule.
+        let rules = r#"alert tcp any any -> any 8000 (msg:"syn"; flow:to_server; flags:S,12; sid:1;)
+alert tcp any any -> any any (msg:"bind"; flow:established,to_server; flowbits:set,bind; flowbits:isnotset,bind; stream_size:server,<,5; dsize:14; content:"|30 0c 02 01|"; startswith; content:"|60 07 02 01 03 04 00 80 00|"; endswith; sid:2;)
+alert tcp any any -> any any (msg:"bound"; flow:established,to_client; flowbits:isset,bind; stream_size:server,<,50; dsize:14; content:"|30 0c 02 01|"; startswith; content:"|61 07 0a 01 00 04 00 04 00|"; endswith; sid:3;)
+alert tcp any any -> any any (msg:"java"; flow:established,to_client; flowbits:isset,bind; content:"javaClassName"; sid:4;)
+alert tcp-pkt any any -> any 8000 (msg:"pkt"; content:"PKTONLY"; sid:5;)"#;
+        let mut m = matcher(rules);
+        let mut flow = m.flow(1, ends(), true, false);
+        assert_eq!(packet(&mut m, &mut flow, 0, SYN | ECE | CWR, b"", [1, 0]), (vec![1], true), "an ECN-setup SYN is flags:S,12");
+        assert_eq!(packet(&mut m, &mut flow, 1, SYN | ACK, b"", [1, 1]).0, Vec::<u32>::new());
+        let bind = b"\x30\x0c\x02\x01\x01\x60\x07\x02\x01\x03\x04\x00\x80\x00";
+        assert_eq!(packet(&mut m, &mut flow, 0, PSH | ACK, bind, [15, 1]).0, vec![2], "isnotset holds before the set");
+        let answer = b"\x30\x0c\x02\x01\x01\x61\x07\x0a\x01\x00\x04\x00\x04\x00";
+        assert_eq!(packet(&mut m, &mut flow, 1, PSH | ACK, answer, [15, 15]).0, vec![3]);
+        // The stream rule the bit gates, on the stream.
+        let mut hits = Vec::new();
+        m.stream_data(&mut flow, 1, 0, b"..javaClassName..", true, &mut |h| hits.push(h.rule));
+        m.stream_end(&mut flow, 1, &mut |h| hits.push(h.rule));
+        assert_eq!(hits.iter().map(|&r| m.rules()[r as usize].sid).collect::<Vec<_>>(), [4]);
+        // Packet rules are not stream rules: the tcp-pkt content in the stream is not an alert.
+        let mut hits = Vec::new();
+        m.stream_data(&mut flow, 0, 14, b"PKTONLY", true, &mut |h| hits.push(h.rule));
+        m.stream_end(&mut flow, 0, &mut |h| hits.push(h.rule));
+        assert!(hits.is_empty());
+        // The same rule on a packet alerts; then every packet rule has alerted or is past its
+        // stream_size bound: the flow's packets are no longer wanted.
+        let (sids, wanted) = packet(&mut m, &mut flow, 0, PSH | ACK, b"xPKTONLYx", [60, 60]);
+        assert_eq!(sids, [5]);
+        assert!(!wanted, "every packet rule alerted or is past its stream_size");
+        // Another flow's wrong sizes, flags and directions.
+        let mut other = m.flow(2, ends(), true, false);
+        assert_eq!(packet(&mut m, &mut other, 0, SYN | ACK, b"", [1, 0]).0, Vec::<u32>::new(), "not exactly S");
+        assert_eq!(packet(&mut m, &mut other, 1, SYN, b"", [1, 1]).0, Vec::<u32>::new(), "to_server only");
+        assert_eq!(packet(&mut m, &mut other, 0, PSH | ACK, bind, [15, 6]).0, Vec::<u32>::new(), "the server spoke first");
+        let mut long = bind.to_vec();
+        long.push(0);
+        assert_eq!(packet(&mut m, &mut other, 0, PSH | ACK, &long, [16, 1]).0, Vec::<u32>::new(), "dsize:14");
+    }
+
+    #[test]
+    fn a_flow_no_packet_rule_fits_is_let_go_at_its_first_packet() {
+        let mut m = matcher(
+            r#"alert tcp any any -> any 5432 (msg:"syn"; flow:to_server; flags:S; sid:1;)
+alert tcp any any -> any any (msg:"stream"; content:"x"; sid:2;)"#,
+        );
+        let mut flow = m.flow(1, ends(), true, false);
+        assert_eq!(packet(&mut m, &mut flow, 0, mbox_sig::packet::tcp_flag::SYN, b"", [1, 0]), (vec![], false));
+        // A packet that was on its way when the flow was let go: nothing more counted.
+        assert_eq!(packet(&mut m, &mut flow, 1, mbox_sig::packet::tcp_flag::SYN, b"", [1, 1]), (vec![], false));
+        assert_eq!((m.stats.packets_inspected, m.stats.flows_without_packet_rules), (0, 1));
+        assert!(m.has_packet_rules());
+        // A stream rule with stream_size decides it when it matches.
+        let mut m =
+            matcher(r#"alert tcp any any -> any any (msg:"first words"; flow:to_server; stream_size:server,<,5; content:"hello"; sid:1;)"#);
+        for (server, alerts) in [(1, 1), (9, 0)] {
+            let mut flow = m.flow(1, ends(), true, false);
+            flow.set_stream_sizes([7, server]);
+            let mut hits = Vec::new();
+            m.stream_data(&mut flow, 0, 0, b"hello!", true, &mut |h| hits.push(h.rule));
+            m.end(flow, &mut |h| hits.push(h.rule));
+            assert_eq!(hits.len(), alerts, "server stream size {server}");
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! Suricata's syntax (see mbox-sig; rules it cannot support are counted and the first reasons
 //! printed at load), recognises HTTP, TLS, SSH, SMTP and DNS, matches the rules against each
 //! direction's stream (across segment boundaries) and the protocols' buffers, and publishes
-//! `ALERT/SIG_MATCH` (`mbox_abi::SigMatchEvent`) once per rule, flow and direction.
+//! `ALERT/SIG_MATCH` (`mbox_abi::SigMatchEvent`) once per rule, flow and direction. TCP packet
+//! rules (`flags`, `dsize`, `tcp-pkt`) are checked on `PKT/TCP`: a flow no packet rule can
+//! match (any more) is unsubscribed from its packets, and a rule set without packet rules
+//! unsubscribes every flow's at once.
 //!
 //! Arguments: `rules` (a rule file or a list of them, loaded in order into one set; a sid is
 //! taken once, a later duplicate refused naming both); `vars` (a table overriding address and
@@ -21,12 +24,12 @@
 mod http_fields;
 pub mod inspect;
 
-use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings};
+use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings, TcpPacket};
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
-    builtin, export_nf, AlertEvent, Counters, EventHeader, EventType, FlowEvent, FlowTcpEvent, FlowTuple, Host, LogLevel, NetworkFunction,
-    NfInit, PktEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict,
-    SIG_MATCH_PATH, TCP_MIDSTREAM,
+    builtin, export_nf, AlertEvent, Counters, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, FlowTuple, Host, LogLevel,
+    NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent,
+    TcpSnapshot, UnsubscribeStatus, Verdict, SIG_MATCH_PATH, TCP_MIDSTREAM,
 };
 use mbox_sig::threshold::Thresholds;
 use mbox_sig::{Classifications, Loaded, RuleSet, Vars};
@@ -36,6 +39,8 @@ struct Tracked {
     inspection: FlowInspection,
     tuple: FlowTuple,
     start_ns: u64,
+    /// The host was asked to stop this flow's `PKT/TCP` for this NF.
+    packets_stopped: bool,
 }
 
 pub struct SigMatch {
@@ -53,6 +58,8 @@ pub struct SigMatch {
     memory_warned: bool,
     /// Rules' thresholds: how many of their matches alert.
     thresholds: Thresholds,
+    /// By shard: the host was told that no flow's `PKT/TCP` is wanted (no packet rules).
+    packets_declined: Vec<bool>,
 }
 
 /// What an event says about the flow it belongs to, for starting its inspection.
@@ -69,7 +76,7 @@ impl SigMatch {
     /// [`SigMatch::put`].
     fn take(&mut self, header: &EventHeader, facts: &FlowFacts<'_>) -> Box<Tracked> {
         let flow = header.flow;
-        let shard = usize::from(flow.shard).min(self.flows.len() - 1);
+        let shard = self.shard_index(flow.shard);
         let slot = flow.slot as usize;
         let table = &mut self.flows[shard];
         if table.len() <= slot {
@@ -84,16 +91,28 @@ impl SigMatch {
                 let t = facts.tuple;
                 let ends = Endpoints { addrs: [t.addr(0), t.addr(1)], ports: t.ports };
                 let inspection = self.matcher.flow(flow.id, ends, facts.tcp, facts.midstream);
-                Box::new(Tracked { inspection, tuple: *t, start_ns: facts.start_ns })
+                Box::new(Tracked { inspection, tuple: *t, start_ns: facts.start_ns, packets_stopped: false })
             }
         }
+    }
+
+    /// The state of the flow an event belongs to, if the table has it.
+    fn tracked_mut(&mut self, header: &EventHeader) -> Option<&mut Tracked> {
+        let flow = header.flow;
+        let shard = self.shard_index(flow.shard);
+        self.flows[shard].get_mut(flow.slot as usize)?.as_deref_mut().filter(|t| t.inspection.id == flow.id)
+    }
+
+    /// The table of shard `shard` (the last for a shard number beyond them).
+    fn shard_index(&self, shard: u16) -> usize {
+        usize::from(shard).min(self.flows.len() - 1)
     }
 
     /// An older flow in a slot whose end this NF did not see (its TERMINATE was lost): what it
     /// still had pending is inspected, and alerts go out under that flow's identity. They are
     /// published with the next event that lets this NF publish.
     fn finish_stale(&mut self, cause: &EventHeader, old: Tracked) {
-        let Tracked { inspection, tuple, start_ns } = old;
+        let Tracked { inspection, tuple, start_ns, .. } = old;
         let mut header = *cause;
         header.flow.id = inspection.id;
         let mut hits = Vec::new();
@@ -106,17 +125,17 @@ impl SigMatch {
     }
 
     fn put(&mut self, header: &EventHeader, tracked: Box<Tracked>) {
-        let shard = usize::from(header.flow.shard).min(self.flows.len() - 1);
+        let shard = self.shard_index(header.flow.shard);
         self.flows[shard][header.flow.slot as usize] = Some(tracked);
     }
 
     fn end(&mut self, header: &EventHeader, host: &mut Host<'_>) {
         let flow = header.flow;
-        let shard = usize::from(flow.shard).min(self.flows.len() - 1);
+        let shard = self.shard_index(flow.shard);
         let Some(table) = self.flows.get_mut(shard) else { return };
         let Some(entry) = table.get_mut(flow.slot as usize) else { return };
         let Some(tracked) = entry.take_if(|t| t.inspection.id == flow.id) else { return };
-        let Tracked { inspection, tuple, start_ns } = *tracked;
+        let Tracked { inspection, tuple, start_ns, .. } = *tracked;
         let mut hits = Vec::new();
         self.matcher.end(inspection, &mut |h| hits.push(h));
         for h in hits {
@@ -161,19 +180,20 @@ impl SigMatch {
 
     /// Runs `step` on the inspection of the flow an event belongs to (creating it if new), and
     /// publishes what it found.
-    fn inspect(
+    fn inspect<R>(
         &mut self,
         header: &EventHeader,
         facts: FlowFacts<'_>,
         host: &mut Host<'_>,
-        step: impl FnOnce(&mut Matcher, &mut FlowInspection, &mut dyn FnMut(Hit)),
-    ) {
+        step: impl FnOnce(&mut Matcher, &mut FlowInspection, &mut dyn FnMut(Hit)) -> R,
+    ) -> R {
         let mut tracked = self.take(header, &facts);
         let mut hits = std::mem::take(&mut self.hits);
-        step(&mut self.matcher, &mut tracked.inspection, &mut |h| hits.push(h));
+        let result = step(&mut self.matcher, &mut tracked.inspection, &mut |h| hits.push(h));
         self.report(header, &tracked, &mut hits, host);
         self.hits = hits;
         self.put(header, tracked);
+        result
     }
 
     /// [`SigMatch::inspect`] for an event of a TCP connection.
@@ -185,7 +205,40 @@ impl SigMatch {
     ) {
         let midstream = tcp.snapshot.flags & TCP_MIDSTREAM != 0;
         let facts = FlowFacts { tuple: &tcp.flow.tuple, start_ns: flow_start(&tcp.flow), tcp: true, midstream };
-        self.inspect(&tcp.flow.header, facts, host, step);
+        let sizes = stream_sizes(&tcp.snapshot);
+        self.inspect(&tcp.flow.header, facts, host, |m, flow, hit| {
+            flow.set_stream_sizes(sizes);
+            step(m, flow, hit)
+        });
+    }
+
+    /// A TCP packet, for the packet rules; a flow none of them can match any more stops
+    /// sending its packets here.
+    fn on_tcp_packet(&mut self, ev: &PktTcpEvent, host: &mut Host<'_>) {
+        let (pkt, header) = (&ev.pkt, ev.pkt.header);
+        if !header.flow.is_some() {
+            return;
+        }
+        // The tuple (from the addresses) only for a flow seen first now.
+        let tuple = match self.tracked_mut(&header) {
+            Some(_) => FlowTuple::default(),
+            None => {
+                let Some(tuple) = packet_tuple(pkt) else { return };
+                tuple
+            }
+        };
+        let midstream = ev.snapshot.flags & TCP_MIDSTREAM != 0;
+        let facts = FlowFacts { tuple: &tuple, start_ns: header.ts_ns, tcp: true, midstream };
+        let packet = TcpPacket { flags: tcp_flags_byte(pkt), payload: pkt.payload(), established: is_established(&ev.snapshot) };
+        let (dir, sizes) = (header.flow.dir, stream_sizes(&ev.snapshot));
+        let wanted = self.inspect(&header, facts, host, |m, flow, hit| {
+            flow.set_stream_sizes(sizes);
+            m.packet(flow, dir, &packet, hit)
+        });
+        if let Some(tracked) = self.tracked_mut(&header).filter(|t| !wanted && !t.packets_stopped) {
+            // Refused for a full queue: asked again at the next packet.
+            tracked.packets_stopped = host.unsubscribe(&header.flow, builtin::PKT_TCP) != UnsubscribeStatus::Full;
+        }
     }
 
     fn on_datagram(&mut self, pkt: &PktEvent, host: &mut Host<'_>) {
@@ -193,13 +246,30 @@ impl SigMatch {
         if !header.flow.is_some() {
             return;
         }
-        let (Some(src), Some(dst)) = (pkt.src_addr(), pkt.dst_addr()) else { return };
+        let Some(tuple) = packet_tuple(pkt) else { return };
         let dir = header.flow.dir;
-        let (addrs, ports) = if dir == 0 { ([src, dst], [pkt.src_port, pkt.dst_port]) } else { ([dst, src], [pkt.dst_port, pkt.src_port]) };
-        let tuple = FlowTuple::new(pkt.ip_proto, pkt.vlan, addrs, ports);
         let facts = FlowFacts { tuple: &tuple, start_ns: header.ts_ns, tcp: false, midstream: false };
         self.inspect(&header, facts, host, |m, flow, hit| m.datagram(flow, dir, pkt.payload(), hit));
     }
+}
+
+/// The tuple of the flow a packet belongs to, its originator first.
+fn packet_tuple(pkt: &PktEvent) -> Option<FlowTuple> {
+    let (src, dst) = (pkt.src_addr()?, pkt.dst_addr()?);
+    let (addrs, ports) =
+        if pkt.header.flow.dir == 0 { ([src, dst], [pkt.src_port, pkt.dst_port]) } else { ([dst, src], [pkt.dst_port, pkt.src_port]) };
+    Some(FlowTuple::new(pkt.ip_proto, pkt.vlan, addrs, ports))
+}
+
+/// The TCP header's whole flags byte (the event's `tcp_flags` lacks CWR and ECE).
+fn tcp_flags_byte(pkt: &PktEvent) -> u8 {
+    pkt.bytes().get(pkt.l4_offset as usize + 13).copied().unwrap_or(pkt.tcp_flags)
+}
+
+/// Each side's stream size as Suricata's `stream_size` counts it: the next sequence number
+/// less the initial one (`[client, server]`; 0 for a side not seen yet).
+fn stream_sizes(s: &TcpSnapshot) -> [u32; 2] {
+    s.sides.map(|side| side.next_seq.wrapping_sub(side.isn))
 }
 
 /// When the flow's first packet was seen.
@@ -217,6 +287,13 @@ fn is_established(s: &TcpSnapshot) -> bool {
 impl NetworkFunction for SigMatch {
     fn on_event(&mut self, event: &EventHeader, host: &mut Host<'_>) -> Verdict {
         self.queue.retry(host);
+        let shard = self.shard_index(event.flow.shard);
+        if !self.packets_declined[shard] && !self.matcher.has_packet_rules() {
+            // Without packet rules, no flow's packets are of use: said once per shard, at its
+            // first event (a full queue: at the next one).
+            let every = FlowRef::every_flow(event.flow.shard);
+            self.packets_declined[shard] = host.unsubscribe(&every, builtin::PKT_TCP) != UnsubscribeStatus::Full;
+        }
         for stale in std::mem::take(&mut self.stale) {
             self.queue.publish(host, stale);
         }
@@ -234,6 +311,8 @@ impl NetworkFunction for SigMatch {
             self.inspect_tcp(&ev.tcp, host, |m, flow, hit| m.stream_end(flow, dir, hit));
         } else if event.is_a(builtin::FLOW_TCP_TERMINATE) || event.is_a(builtin::FLOW_UDP_TERMINATE) {
             self.end(event, host);
+        } else if let Some(pkt) = event.view::<PktTcpEvent>() {
+            self.on_tcp_packet(pkt, host);
         } else if let Some(pkt) = event.view::<PktEvent>() {
             self.on_datagram(pkt, host);
         }
@@ -262,6 +341,8 @@ impl NetworkFunction for SigMatch {
             ("directions_with_gaps", s.directions_with_gaps),
             ("directions_released", s.directions_released),
             ("midstream_flows_skipped", s.midstream_flows_skipped),
+            ("packets_inspected", s.packets_inspected),
+            ("flows_without_packet_rules", s.flows_without_packet_rules),
             ("kept_bytes", self.matcher.kept_bytes() as u64),
             ("alerts_not_published", self.queue.dropped),
             ("alerts_thresholded", self.thresholds.suppressed),
@@ -342,7 +423,15 @@ impl Plugin for SigMatch {
         name: "sig-match",
         version: env!("CARGO_PKG_VERSION"),
         description: "signature IDS: Suricata-subset rules on reassembled streams and HTTP/TLS/SSH/DNS buffers",
-        subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/GAP", "FLOW/TCP/STREAM_END", "FLOW/TCP/TERMINATE", "PKT/UDP", "FLOW/UDP/TERMINATE"],
+        subscribes: &[
+            "FLOW/TCP/DATA_RDY",
+            "FLOW/TCP/GAP",
+            "FLOW/TCP/STREAM_END",
+            "FLOW/TCP/TERMINATE",
+            "PKT/TCP",
+            "PKT/UDP",
+            "FLOW/UDP/TERMINATE",
+        ],
         publishes: &[SIG_MATCH_PATH],
         read_only: true,
     };
@@ -370,6 +459,7 @@ impl Plugin for SigMatch {
             stale: Vec::new(),
             memory_warned: false,
             thresholds: Thresholds::default(),
+            packets_declined: vec![false; init.shards.max(1) as usize],
         })
     }
 }
