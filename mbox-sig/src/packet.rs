@@ -5,18 +5,6 @@
 
 use crate::rule::SizeRange;
 
-/// TCP header flag bits, as in the header's byte 13.
-pub mod tcp_flag {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ECE: u8 = 0x40;
-    pub const CWR: u8 = 0x80;
-}
-
 /// How `flags:` compares the packet's flags with its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlagsModifier {
@@ -102,7 +90,7 @@ impl TcpFlags {
 }
 
 fn flag_bit(c: char) -> Option<u8> {
-    use tcp_flag::*;
+    use mbox_abi::tcp_flags::*;
     Some(match c.to_ascii_uppercase() {
         'F' => FIN,
         'S' => SYN,
@@ -229,8 +217,8 @@ impl StreamSize {
 
 #[cfg(test)]
 mod tests {
-    use super::tcp_flag::*;
     use super::*;
+    use mbox_abi::tcp_flags::*;
 
     #[test]
     fn flags_follow_suricatas_examples() {

@@ -1558,7 +1558,7 @@ alert http any any -> any any (msg:"never set"; flow:to_client; flowbits:isset,o
 
     #[test]
     fn packet_rules_see_each_packet_its_flags_size_and_payload() {
-        use mbox_sig::packet::tcp_flag::*;
+        use mbox_abi::tcp_flags::*;
         // ET Open's SYN-scan rule (its threshold is the plugin's), the LDAP anonymous bind pair
         // (packet rules with dsize, stream_size and a flowbit between them), a stream rule the
         // flowbit gates, and a tcp-pkt rule.
@@ -1607,9 +1607,9 @@ alert tcp-pkt any any -> any 8000 (msg:"pkt"; content:"PKTONLY"; sid:5;)"#;
 alert tcp any any -> any any (msg:"stream"; content:"x"; sid:2;)"#,
         );
         let mut flow = m.flow(1, ends(), true, false);
-        assert_eq!(packet(&mut m, &mut flow, 0, mbox_sig::packet::tcp_flag::SYN, b"", [1, 0]), (vec![], false));
+        assert_eq!(packet(&mut m, &mut flow, 0, mbox_abi::tcp_flags::SYN, b"", [1, 0]), (vec![], false));
         // A packet that was on its way when the flow was let go: nothing more counted.
-        assert_eq!(packet(&mut m, &mut flow, 1, mbox_sig::packet::tcp_flag::SYN, b"", [1, 1]), (vec![], false));
+        assert_eq!(packet(&mut m, &mut flow, 1, mbox_abi::tcp_flags::SYN, b"", [1, 1]), (vec![], false));
         assert_eq!((m.stats.packets_inspected, m.stats.flows_without_packet_rules), (0, 1));
         assert!(m.has_packet_rules());
         // A stream rule with stream_size decides it when it matches.
