@@ -963,7 +963,11 @@ fn live_per_request_routing_through_the_split_proxy() {
     let services = &report["services"];
     let connects = services["proxy_connects"].as_u64().unwrap_or(0);
     assert!(connects >= requests as u64 + 16, "a server side per request: {services}");
-    assert_eq!(services["proxy_server_aborts"], 0, "{services}");
+    // A server side is aborted only with its client: wrk ends its connections when its time
+    // is up, resetting those with an answer still coming (more of them on a loaded machine),
+    // and the request's server side goes with it.
+    let server_aborts = services["proxy_server_aborts"].as_u64().unwrap_or(u64::MAX);
+    assert!(server_aborts <= services["aborted"].as_u64().unwrap_or(0), "{services}");
     eprintln!("proxy services: {services}; wrk: {text}");
 }
 
