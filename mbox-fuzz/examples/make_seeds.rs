@@ -93,6 +93,12 @@ fn from_captures(seeds: &mut Seeds) {
                     seeds.add("dns", n, payload);
                 }
             }
+            if p.ip_proto == ip_proto::UDP && p.dst_port == 443 {
+                // One client datagram (the selector byte 0: no more after it).
+                if let Some(n) = take(seeds, "quic", 16, 2) {
+                    seeds.add("quic", n, [&[0][..], payload].concat());
+                }
+            }
             if p.ip_proto != ip_proto::TCP || payload.len() > 2000 {
                 continue;
             }

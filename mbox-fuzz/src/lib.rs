@@ -21,6 +21,7 @@ pub mod endpoint;
 pub mod flow_state;
 pub mod http;
 pub mod nat;
+pub mod quic;
 pub mod rules;
 pub mod splice;
 pub mod ssh;
@@ -43,6 +44,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http_body", http::fuzz_http_body),
     ("tls_hello", tls::fuzz_tls_hello),
     ("tls_server", tls::fuzz_tls_server),
+    ("quic", quic::fuzz_quic),
     ("ssh_banner", ssh::fuzz_ssh_banner),
     ("dns", dns::fuzz_dns),
     ("rules", rules::fuzz_rules),

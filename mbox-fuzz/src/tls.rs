@@ -7,45 +7,9 @@
 //! into records of any size parses back to that name and version.
 
 use crate::agrees;
+use mbox_proto::tls::testing::{client_hello_message as hello, records};
 use mbox_proto::tls::{client_hello, server_flight};
 use mbox_proto::{x509, Parse};
-
-/// A ClientHello handshake message with `sni` (if any) and `pad` bytes of padding extension.
-fn hello(version: u16, sni: Option<&[u8]>, pad: usize) -> Vec<u8> {
-    let mut ext = Vec::new();
-    if let Some(sni) = sni {
-        let mut name = vec![0u8];
-        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-        name.extend_from_slice(sni);
-        ext.extend_from_slice(&0u16.to_be_bytes());
-        ext.extend_from_slice(&(name.len() as u16 + 2).to_be_bytes());
-        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        ext.extend_from_slice(&name);
-    }
-    ext.extend_from_slice(&21u16.to_be_bytes());
-    ext.extend_from_slice(&(pad as u16).to_be_bytes());
-    ext.resize(ext.len() + pad, 0);
-    let mut body = version.to_be_bytes().to_vec();
-    body.extend_from_slice(&[7; 32]); // random
-    body.push(0); // no session id
-    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]); // one cipher suite, null compression
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut message = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
-    message.extend_from_slice(&body);
-    message
-}
-
-/// Handshake bytes in TLS records of at most `max` bytes each.
-fn records(handshake: &[u8], max: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for part in handshake.chunks(max) {
-        out.extend_from_slice(&[22, 3, 1]);
-        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
-        out.extend_from_slice(part);
-    }
-    out
-}
 
 /// Where to cut a TLS stream to check prefixes: inside the first record header, just after
 /// it, a little into its body, halfway, one byte short.
@@ -73,7 +37,7 @@ pub fn fuzz_tls_hello(data: &[u8]) {
     let back = client_hello(&stream);
     assert_eq!(
         back,
-        Parse::Done(mbox_proto::tls::ClientHello { sni: sni.map(<[u8]>::to_vec), legacy_version: version }),
+        Parse::Done(mbox_proto::tls::ClientHello { sni: sni.map(<[u8]>::to_vec), legacy_version: version, alpn: Vec::new() }),
         "a ClientHello of {} bytes in records of {max}",
         message.len()
     );

@@ -2,12 +2,14 @@
 //! ClientHello and its server name, the server's version and certificates ([`tls`], described
 //! by [`x509`]), SSH
 //! identification lines ([`ssh`]), DNS headers and questions ([`dns`]) and SMTP commands
-//! ([`smtp`]), and recognising which of them a connection speaks ([`detect`]). They read byte slices (a reassembled stream's start, a datagram),
+//! ([`smtp`]), QUIC headers and the client's first flight, decrypted ([`quic`]), and recognising
+//! which of them a connection speaks ([`detect`]). They read byte slices (a reassembled stream's start, a datagram),
 //! return slices of them where they can, and never panic on any input.
 
 pub mod detect;
 pub mod dns;
 pub mod http;
+pub mod quic;
 pub mod smtp;
 pub mod ssh;
 pub mod tls;

@@ -12,6 +12,8 @@ pub struct ClientHello {
     pub sni: Option<Vec<u8>>,
     /// The highest version offered in the legacy field (0x0303 for TLS 1.2 and 1.3).
     pub legacy_version: u16,
+    /// The protocols of the `application_layer_protocol_negotiation` extension, in order.
+    pub alpn: Vec<Vec<u8>>,
 }
 
 /// Handshake bytes accepted in a ClientHello before it is taken for garbage.
@@ -20,6 +22,22 @@ const MAX_HELLO: usize = 1 << 16;
 /// Parses the ClientHello at the start of `stream` (the client's first bytes).
 pub fn client_hello(stream: &[u8]) -> Parse<ClientHello> {
     handshake(stream, CLIENT_HELLO, MAX_HELLO, |message| first_message(message, parse_hello))
+}
+
+/// Parses a ClientHello handshake message at the start of `message` (its type, length and
+/// body, without the record layer: QUIC carries it so, in CRYPTO frames).
+pub fn client_hello_message(message: &[u8]) -> Parse<ClientHello> {
+    let Some(head) = message.get(..4) else {
+        return if message.first().is_some_and(|&t| t != CLIENT_HELLO) { Parse::Invalid } else { Parse::Partial };
+    };
+    let len = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+    if head[0] != CLIENT_HELLO || len > MAX_HELLO {
+        return Parse::Invalid;
+    }
+    match message.get(4..4 + len) {
+        Some(body) => parse_hello(body).map_or(Parse::Invalid, Parse::Done),
+        None => Parse::Partial,
+    }
 }
 
 /// Whether `stream` starts like a ClientHello (a handshake record of TLS or SSL 3 whose first
@@ -274,13 +292,26 @@ fn parse_hello(body: &[u8]) -> Option<ClientHello> {
     r.skip(ciphers)?;
     let compression = usize::from(r.u8()?);
     r.skip(compression)?;
-    let mut sni = None;
-    extensions(&mut r, |kind, data| {
-        if kind == 0 {
-            sni = server_name(data);
-        }
+    let (mut sni, mut alpn) = (None, Vec::new());
+    extensions(&mut r, |kind, data| match kind {
+        0 => sni = server_name(data),
+        16 => alpn = protocols(data).unwrap_or_default(),
+        _ => {}
     })?;
-    Some(ClientHello { sni, legacy_version })
+    Some(ClientHello { sni, legacy_version, alpn })
+}
+
+/// The protocol names of an ALPN extension (`None` when its list overruns it).
+fn protocols(data: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut r = Reader(data);
+    let list = usize::from(r.u16()?);
+    let mut names = Reader(r.take(list)?);
+    let mut out = Vec::new();
+    while !names.0.is_empty() {
+        let len = usize::from(names.u8()?);
+        out.push(names.take(len)?.to_vec());
+    }
+    Some(out)
 }
 
 /// The host name in a `server_name` extension.
@@ -325,37 +356,38 @@ impl<'a> Reader<'a> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A ClientHello record with the given server name (and a padding extension of `pad`
-    /// bytes, to make it as big as needed).
-    pub(crate) fn hello_record(sni: &[u8], pad: usize) -> Vec<u8> {
+/// Handshakes written as a client writes them, for tests (here, of the NFs, of QUIC's first
+/// flight) and fuzzing.
+pub mod testing {
+    /// A ClientHello handshake message of `version` with `sni` (if any) and `pad` bytes of
+    /// padding extension.
+    pub fn client_hello_message(version: u16, sni: Option<&[u8]>, pad: usize) -> Vec<u8> {
         let mut ext = Vec::new();
-        let mut name = vec![0u8];
-        name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
-        name.extend_from_slice(sni);
-        let mut list = (name.len() as u16).to_be_bytes().to_vec();
-        list.extend_from_slice(&name);
-        ext.extend_from_slice(&0u16.to_be_bytes());
-        ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
-        ext.extend_from_slice(&list);
+        if let Some(sni) = sni {
+            let mut name = vec![0u8];
+            name.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+            name.extend_from_slice(sni);
+            ext.extend_from_slice(&0u16.to_be_bytes());
+            ext.extend_from_slice(&(name.len() as u16 + 2).to_be_bytes());
+            ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            ext.extend_from_slice(&name);
+        }
         ext.extend_from_slice(&21u16.to_be_bytes());
         ext.extend_from_slice(&(pad as u16).to_be_bytes());
-        ext.extend(std::iter::repeat_n(0u8, pad));
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.push(0);
-        body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+        ext.resize(ext.len() + pad, 0);
+        let mut body = version.to_be_bytes().to_vec();
+        body.extend_from_slice(&[7; 32]); // random
+        body.push(0); // no session id
+        body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]); // one cipher suite, null compression
         body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
         body.extend_from_slice(&ext);
-        let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
-        hs.extend_from_slice(&body);
-        hs
+        let mut message = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+        message.extend_from_slice(&body);
+        message
     }
 
-    fn records(handshake: &[u8], max: usize) -> Vec<u8> {
+    /// Handshake bytes in TLS records of at most `max` bytes each.
+    pub fn records(handshake: &[u8], max: usize) -> Vec<u8> {
         let mut out = Vec::new();
         for part in handshake.chunks(max) {
             out.extend_from_slice(&[22, 3, 1]);
@@ -363,6 +395,19 @@ pub(crate) mod tests {
             out.extend_from_slice(part);
         }
         out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    use super::testing::records;
+
+    /// A ClientHello handshake message with the given server name (and a padding extension of
+    /// `pad` bytes, to make it as big as needed).
+    pub(crate) fn hello_record(sni: &[u8], pad: usize) -> Vec<u8> {
+        testing::client_hello_message(0x0303, Some(sni), pad)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! protocol is registered for — the order nDPI works in. Pure functions over byte slices.
 
 use mbox_abi::app;
-use mbox_proto::{dns, http, ssh, tls, Parse};
+use mbox_proto::{dns, http, quic, ssh, tls, Parse};
 
 /// What the bytes so far say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +153,11 @@ pub fn udp(payload: &[u8], sport: u16, dport: u16) -> Verdict {
     if is_stun(payload) {
         return known(app::STUN);
     }
+    // Google QUIC's hello names its server in the clear, on any port. (IETF QUIC's first
+    // flight, over one datagram or more, is the NF's: see `Dpi::quic_flight`.)
+    if let Parse::Done(hello) = quic::google_client_hello(payload) {
+        return Verdict::Known(app::QUIC, hello.sni.unwrap_or_default());
+    }
     if is_quic(payload) {
         return known(app::QUIC);
     }
@@ -190,7 +195,7 @@ fn is_stun(p: &[u8]) -> bool {
 
 /// A QUIC long-header packet (Initial, 0-RTT, Handshake) of a known version: 1, 2, or an IETF
 /// draft.
-fn is_quic(p: &[u8]) -> bool {
+pub fn is_quic(p: &[u8]) -> bool {
     if p.len() < 7 || p[0] & 0xc0 != 0xc0 {
         return false;
     }

@@ -1,6 +1,7 @@
 //! dpi: classifies each flow's application protocol — HTTP (with its host), TLS (with its
 //! server name), SSH, SMTP, IMAP, POP3 (and their TLS forms), FTP, DNS over TCP and UDP,
-//! BitTorrent, QUIC, mDNS, LLMNR, SSDP, NetBIOS, DHCP, DHCPv6, STUN, NTP — publishes
+//! BitTorrent, QUIC (with the server name of the client's first flight, decrypted), mDNS,
+//! LLMNR, SSDP, NetBIOS, DHCP, DHCPv6, STUN, NTP — publishes
 //! `FLOW/TYPE` (`mbox_abi::FlowTypeEvent`) once per flow, and then unsubscribes from the flow's
 //! data, so that the stack stops reassembling it when no other NF wants its bytes. A flow
 //! whose content said nothing is reported at its end with the protocol of its port
@@ -17,6 +18,8 @@ use mbox_abi::{
     NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, StreamDataEvent, UnsubscribeStatus, Verdict as NfVerdict, CONFIDENCE_DPI,
     CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
 };
+use mbox_proto::quic::ClientInitials;
+use mbox_proto::Parse;
 
 /// What dpi keeps per flow until it is classified.
 #[derive(Default)]
@@ -33,7 +36,13 @@ struct Flow {
     /// Data still comes although this NF is done with it: its unsubscription is to be sent
     /// (again, if the host's queue for it was full).
     unsubscribe: bool,
+    /// QUIC: the client's first flight, while its ClientHello waits for a later datagram.
+    quic: Option<Box<ClientInitials>>,
 }
+
+/// QUIC first flights kept at once waiting for their next datagram (each keeps at most its
+/// ClientHello's bytes); past it, a flight's protocol is published without its server name.
+const MAX_QUIC_FLIGHTS: usize = 1024;
 
 pub struct Dpi {
     flow_type: EventType,
@@ -42,6 +51,8 @@ pub struct Dpi {
     /// Classifications waiting for room in the host's queue.
     queue: PublishQueue<FlowTypeEvent>,
     counts: [u64; 256],
+    /// Flows whose `Flow::quic` holds a flight.
+    quic_flights: usize,
 }
 
 impl Dpi {
@@ -54,9 +65,33 @@ impl Dpi {
         }
         let f = &mut table[slot];
         if f.id != flow.id {
+            if f.quic.is_some() {
+                self.quic_flights -= 1;
+            }
             *f = Flow { id: flow.id, ..Flow::default() };
         }
         f
+    }
+
+    /// A client datagram of a QUIC connection (a long header of a version of the IETF's): its
+    /// first flight, gathered over as many datagrams as its ClientHello takes. The server name
+    /// once it is whole; `None` while it waits for the next datagram.
+    fn quic_flight(&mut self, r: FlowRef, payload: &[u8]) -> Option<Vec<u8>> {
+        let f = self.flow(r);
+        let had = f.quic.is_some();
+        let mut flight = f.quic.take().unwrap_or_default();
+        let name = match flight.push(payload) {
+            Parse::Partial if had || self.quic_flights < MAX_QUIC_FLIGHTS => {
+                self.flow(r).quic = Some(flight);
+                self.quic_flights += usize::from(!had);
+                return None;
+            }
+            Parse::Done(hello) => hello.sni.unwrap_or_default(),
+            // A version whose Initial packets cannot be opened, or too many flights waiting.
+            _ => Vec::new(),
+        };
+        self.quic_flights -= usize::from(had);
+        Some(name)
     }
 
     fn publish(&mut self, flow: &FlowEvent, app: u8, confidence: u8, host_name: &[u8], host: &mut Host<'_>) {
@@ -111,7 +146,17 @@ impl Dpi {
         if f.done {
             return;
         }
-        match classify::udp(pkt.payload(), pkt.src_port, pkt.dst_port) {
+        let waiting = f.quic.is_some();
+        let verdict = match r.dir == 0 && (waiting || classify::is_quic(pkt.payload())) {
+            true => match self.quic_flight(r, pkt.payload()) {
+                Some(name) => Verdict::Known(app::QUIC, name),
+                None => return,
+            },
+            // The server's datagrams of a flight in waiting say nothing about its hello.
+            false if waiting => return,
+            false => classify::udp(pkt.payload(), pkt.src_port, pkt.dst_port),
+        };
+        match verdict {
             Verdict::Known(app, host_name) => {
                 let (Some(src), Some(dst)) = (pkt.src_addr(), pkt.dst_addr()) else { return };
                 self.flow(r).done = true;
@@ -140,6 +185,10 @@ impl Dpi {
             return;
         }
         f.done = true;
+        // A QUIC flight that never became whole: its memory goes now, the port says QUIC.
+        if f.quic.take().is_some() {
+            self.quic_flights -= 1;
+        }
         let guess = classify::by_port(flow.tuple.ip_proto == mbox_abi::ip_proto::TCP, flow.tuple.ports);
         if guess == app::UNKNOWN {
             self.counts[usize::from(app::UNKNOWN)] += 1;
@@ -203,6 +252,7 @@ impl Plugin for Dpi {
             flows: (0..init.shards.max(1)).map(|_| Vec::new()).collect(),
             queue: PublishQueue::new(1 << 16),
             counts: [0; 256],
+            quic_flights: 0,
         })
     }
 }

@@ -105,6 +105,8 @@ impl Logger {
             if !name.is_empty() {
                 match t.app {
                     app::HTTP | app::HTTP_PROXY => line.insert("http".into(), json!({ "hostname": name })),
+                    // As Suricata's eve.json names them: the server name of a QUIC connection.
+                    app::QUIC => line.insert("quic".into(), json!({ "sni": name })),
                     _ => line.insert("tls".into(), json!({ "sni": name })),
                 };
             }

@@ -1,0 +1,150 @@
+//! QUIC on the bundled captures: the server name of each connection's first flight (IETF QUIC
+//! Initial packets decrypted per RFC 9001, Google QUIC's cleartext hello), against nDPI's
+//! reference (testdata/pcaps/EXPECTED-ndpi.tsv, `hostname_sni` of its QUIC flows): as
+//! mbox-proto reads it, and as dpi publishes it in `FLOW/TYPE`.
+
+mod common;
+
+use common::*;
+use mbox_core::io::capture::read_all;
+use mbox_proto::quic::ClientInitials;
+use mbox_proto::Parse;
+use mbox_stack::wire::dissect::{parse_frame, Packet, ParseOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// A UDP conversation seen from its client: (client, client port, server, server port).
+type Conversation = (IpAddr, u16, IpAddr, u16);
+
+fn addr(bytes: [u8; 16], version: u8) -> IpAddr {
+    match version {
+        4 => IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        _ => IpAddr::from(bytes),
+    }
+}
+
+/// The server name of each UDP conversation to port 443 in `capture` whose client's first
+/// flight names one.
+fn server_names(capture: &str) -> HashMap<Conversation, String> {
+    let mut flights: HashMap<Conversation, ClientInitials> = HashMap::new();
+    let mut names = HashMap::new();
+    for (meta, frame) in read_all(&pcaps().join(capture)).unwrap() {
+        let Ok(Packet::Ip(p)) = parse_frame(&frame, meta.wire_len, meta.link, ParseOptions::default()) else { continue };
+        if p.ip_proto != 17 || p.dst_port != 443 || p.fragment.is_some() {
+            continue;
+        }
+        let key = (addr(p.src, p.ip_version), p.src_port, addr(p.dst, p.ip_version), p.dst_port);
+        let payload = &frame[p.payload_offset as usize..(p.payload_offset + p.payload_len) as usize];
+        if let Parse::Done(hello) = flights.entry(key).or_default().push(payload) {
+            if let Some(sni) = hello.sni {
+                names.insert(key, String::from_utf8_lossy(&sni).into_owned());
+            }
+        }
+    }
+    names
+}
+
+/// nDPI's QUIC flows with a server name, by capture.
+fn ndpi_quic_names() -> BTreeMap<String, Vec<(Conversation, String)>> {
+    let mut expected: BTreeMap<String, Vec<(Conversation, String)>> = BTreeMap::new();
+    for r in read_tsv(&pcaps().join("EXPECTED-ndpi.tsv")) {
+        if r["master"] != "QUIC" && !r["ndpi_proto"].starts_with("QUIC") || r["hostname_sni"].is_empty() {
+            continue;
+        }
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let port = |s: &str| s.parse::<u16>().unwrap();
+        let key = (ip(&r["src_ip"]), port(&r["src_port"]), ip(&r["dst_ip"]), port(&r["dst_port"]));
+        expected.entry(r["pcap"].clone()).or_default().push((key, r["hostname_sni"].clone()));
+    }
+    expected
+}
+
+#[test]
+fn the_first_flight_of_every_bundled_quic_connection_names_ndpis_server() {
+    let expected = ndpi_quic_names();
+    let mut found = 0;
+    for (capture, flows) in &expected {
+        let ours = server_names(capture);
+        for (key, sni) in flows {
+            assert_eq!(ours.get(key), Some(sni), "{capture} {key:?}: ours {ours:?}");
+            found += 1;
+        }
+    }
+    // IETF QUIC v1 (ndpi__sites: 4 connections), Google QUIC Q025 and Q035 (http_ipv6, wechat).
+    assert_eq!(found, 8, "{expected:?}");
+    assert_eq!(expected.len(), 3);
+}
+
+#[test]
+fn dpi_names_the_server_of_every_bundled_quic_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    for (capture, flows) in ndpi_quic_names() {
+        let out = dir.path().join("types.jsonl");
+        run_toml(&format!(
+            "[input]\npcap = {}\n[[nf]]\nplugin = \"dpi\"\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TYPE\"]\nargs = {{ output = {} }}\n",
+            toml_path(&pcaps().join(&capture)),
+            toml_path(&out)
+        ));
+        let ours: HashMap<Conversation, (String, String)> = read_jsonl(&out)
+            .iter()
+            .map(|t| {
+                let ip = |k: &str| t[k].as_str().unwrap().parse::<IpAddr>().unwrap();
+                let port = |k: &str| t[k].as_u64().unwrap() as u16;
+                let sni = t["quic"]["sni"].as_str().unwrap_or("").to_string();
+                ((ip("src_ip"), port("src_port"), ip("dest_ip"), port("dest_port")), (t["app_proto"].as_str().unwrap().to_string(), sni))
+            })
+            .collect();
+        for (key, sni) in flows {
+            assert_eq!(ours.get(&key), Some(&("quic".to_string(), sni)), "{capture} {key:?}");
+        }
+    }
+}
+
+/// A raw IPv4 frame of a UDP datagram (checksum left out, as IPv4 allows).
+fn udp_frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + 8 + payload.len();
+    let mut ip = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let sum = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip.extend_from_slice(&sport.to_be_bytes());
+    ip.extend_from_slice(&dport.to_be_bytes());
+    ip.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0, 0]);
+    ip.extend_from_slice(payload);
+    ip
+}
+
+/// A ClientHello too big for one datagram (as post-quantum key shares make them) comes in two
+/// Initial packets, the second first here, with a server datagram between: dpi waits for the
+/// whole hello and names its server, on a port that is not QUIC's.
+#[test]
+fn dpi_puts_a_client_hello_over_two_datagrams_back_together() {
+    use mbox_proto::quic::testing::{client_initial, crypto_frame};
+    let hello = mbox_proto::tls::testing::client_hello_message(0x0303, Some(b"two.example"), 1500);
+    let dcid = [9u8; 8];
+    let (client, server) = ([198, 18, 0, 1], [198, 18, 1, 1]);
+    let datagrams = [
+        udp_frame(client, 50000, server, 8443, &client_initial(&dcid, 1, &crypto_frame(1000, &hello[1000..]))),
+        udp_frame(server, 8443, client, 50000, &[0x40, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        udp_frame(client, 50000, server, 8443, &client_initial(&dcid, 0, &crypto_frame(0, &hello[..1000]))),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("quic.pcap"), dir.path().join("types.jsonl"));
+    let mut w = mbox_core::io::capture::PcapWriter::create(&input, mbox_stack::wire::LinkType::RawIp).unwrap();
+    for (i, d) in datagrams.iter().enumerate() {
+        w.write(1_000_000_000 + i as u64 * 1_000_000, d.len() as u32, d).unwrap();
+    }
+    w.finish().unwrap();
+    run_toml(&format!(
+        "[input]\npcap = {}\n[[nf]]\nplugin = \"dpi\"\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"FLOW/TYPE\"]\nargs = {{ output = {} }}\n",
+        toml_path(&input),
+        toml_path(&out)
+    ));
+    let types = read_jsonl(&out);
+    assert_eq!(types.len(), 1, "{types:?}");
+    assert_eq!((types[0]["app_proto"].as_str(), types[0]["quic"]["sni"].as_str()), (Some("quic"), Some("two.example")), "{types:?}");
+    assert_eq!(types[0]["confidence"], "dpi");
+}
