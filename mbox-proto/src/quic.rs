@@ -75,7 +75,7 @@ fn long(datagram: &[u8]) -> Option<Long<'_>> {
         return Some(Long { header, pn_offset: datagram.len(), end: datagram.len() });
     }
     // Versions of the IETF's QUIC bound the connection IDs; Google's own had fixed ones.
-    if is_ietf(version) && (dcid_len > MAX_CID || scid_len > MAX_CID) {
+    if is_ietf_version(version) && (dcid_len > MAX_CID || scid_len > MAX_CID) {
         return None;
     }
     let bits = (first >> 4) & 3;
@@ -105,7 +105,7 @@ const VERSION_2: u32 = 0x6b33_43cf;
 
 /// Whether `version` is one of the IETF's (v1, v2, drafts, or a reserved one), not Google's
 /// (`Q0xx`, `T0xx`) nor another vendor's.
-fn is_ietf(version: u32) -> bool {
+pub fn is_ietf_version(version: u32) -> bool {
     matches!(version, VERSION_1 | VERSION_2) || version >> 8 == 0x00ff_0000 || version & 0x0f0f_0f0f == 0x0a0a_0a0a
 }
 
@@ -229,7 +229,9 @@ impl ClientInitials {
             return Parse::Invalid;
         }
         let parsed = match datagram.first() {
-            Some(first) if first & 0x80 != 0 && long(datagram).is_some_and(|l| is_ietf(l.header.version)) => self.push_ietf(datagram),
+            Some(first) if first & 0x80 != 0 && long(datagram).is_some_and(|l| is_ietf_version(l.header.version)) => {
+                self.push_ietf(datagram)
+            }
             _ => google_client_hello(datagram),
         };
         if !matches!(parsed, Parse::Partial) {

@@ -55,6 +55,7 @@ pub enum Proto {
     Ssh,
     Smtp,
     Dns,
+    Quic,
 }
 
 /// Where a content or pcre looks. The HTTP ones are Suricata's sticky buffers of the same
@@ -119,11 +120,15 @@ pub enum Buffer {
     SshSoftware,
     DnsQuery,
     DnsQueryDotted,
+    /// The server name of a QUIC connection's first flight (its Initial packets decrypted).
+    QuicSni,
+    /// A QUIC long header's version, its 4 bytes as sent.
+    QuicVersion,
 }
 
 impl Buffer {
     /// Every buffer, in index order.
-    pub const ALL: [Buffer; 38] = [
+    pub const ALL: [Buffer; 40] = [
         Buffer::Stream,
         Buffer::HttpUri,
         Buffer::HttpUriRaw,
@@ -162,6 +167,8 @@ impl Buffer {
         Buffer::SshSoftware,
         Buffer::DnsQuery,
         Buffer::DnsQueryDotted,
+        Buffer::QuicSni,
+        Buffer::QuicVersion,
     ];
 
     /// The application protocol a buffer belongs to (`None`: the stream itself).
@@ -177,6 +184,7 @@ impl Buffer {
             | Buffer::TlsCertFingerprint => Some(Proto::Tls),
             Buffer::SshSoftware => Some(Proto::Ssh),
             Buffer::DnsQuery | Buffer::DnsQueryDotted => Some(Proto::Dns),
+            Buffer::QuicSni | Buffer::QuicVersion => Some(Proto::Quic),
             _ => Some(Proto::Http),
         }
     }
@@ -185,7 +193,7 @@ impl Buffer {
     /// it, for the buffers whose rules Suricata holds to one direction.
     pub fn sent_by_client(self) -> Option<bool> {
         match self {
-            Buffer::TlsSni | Buffer::TlsSniDotted => Some(true),
+            Buffer::TlsSni | Buffer::TlsSniDotted | Buffer::QuicSni => Some(true),
             Buffer::TlsCerts | Buffer::TlsCertSubject | Buffer::TlsCertIssuer | Buffer::TlsCertSerial | Buffer::TlsCertFingerprint => {
                 Some(false)
             }
@@ -231,7 +239,9 @@ impl Buffer {
             | Buffer::TlsCertFingerprint
             | Buffer::SshSoftware
             | Buffer::DnsQuery
-            | Buffer::DnsQueryDotted => (false, false),
+            | Buffer::DnsQueryDotted
+            | Buffer::QuicSni
+            | Buffer::QuicVersion => (false, false),
         }
     }
 }
@@ -663,6 +673,7 @@ pub fn parse_rule<'a>(
         "ssh" => Proto::Ssh,
         "smtp" => Proto::Smtp,
         "dns" => Proto::Dns,
+        "quic" => Proto::Quic,
         other => return Err(err("protocol", format!("protocol `{other}`"))),
     };
     let bidirectional = match dir {
@@ -856,6 +867,8 @@ fn sticky_buffer(name: &str) -> Option<Buffer> {
         "tls.cert_fingerprint" | "tls_cert_fingerprint" => Buffer::TlsCertFingerprint,
         "ssh.software" => Buffer::SshSoftware,
         "dns.query" | "dns_query" => Buffer::DnsQuery,
+        "quic.sni" => Buffer::QuicSni,
+        "quic.version" => Buffer::QuicVersion,
         _ => return None,
     })
 }
@@ -945,7 +958,7 @@ fn check_buffers(rule: &Rule) -> Result<(), String> {
         let fits = match rule.proto {
             // A tcp rule may look into any TCP application's buffers (DNS over TCP included).
             Proto::Tcp => true,
-            Proto::Udp => first == Proto::Dns,
+            Proto::Udp => first == Proto::Dns || first == Proto::Quic,
             p => p == first,
         };
         if !fits {
@@ -1290,7 +1303,7 @@ mod tests {
     fn every_buffer_is_listed_at_its_index() {
         // The engine's per-buffer tables are indexed by `buffer as usize`.
         assert!(Buffer::ALL.iter().enumerate().all(|(i, b)| *b as usize == i));
-        assert_eq!(Buffer::ALL.len(), Buffer::DnsQueryDotted as usize + 1);
+        assert_eq!(Buffer::ALL.len(), Buffer::QuicVersion as usize + 1);
     }
 
     #[test]

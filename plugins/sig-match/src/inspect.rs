@@ -21,6 +21,7 @@
 use crate::http_fields::{decode_body, BodyEncoding, HttpFields};
 use mbox_abi::app;
 use mbox_proto::detect::{AppProto, Detected};
+use mbox_proto::quic::{self, ClientInitials, PacketType};
 use mbox_proto::{dns, http, ssh, tls, x509, Parse};
 use mbox_sig::engine::Verification;
 use mbox_sig::{Buffer, Buffers, Direction, Engine, Proto, Rule};
@@ -148,6 +149,9 @@ struct Needs {
     dns_query_dotted: bool,
     ssh_software: bool,
     dns_query: bool,
+    /// `quic.version`, `quic.sni` (the first flight decrypted).
+    quic_version: bool,
+    quic_sni: bool,
 }
 
 /// The index of a stream context: an application protocol (`app::*`, `app::UNKNOWN` while
@@ -376,6 +380,10 @@ pub struct FlowInspection {
     bits: Vec<u32>,
     /// SMTP: where STARTTLS stands.
     starttls: StartTls,
+    /// QUIC: the client's first flight while its ClientHello is not whole (`quic.sni`), and
+    /// whether it was decided.
+    quic_flight: Option<Box<ClientInitials>>,
+    quic_flight_done: bool,
     /// Each side's stream size as of the flow's latest event, as Suricata's `stream_size`
     /// counts it (`[client, server]`).
     stream_sizes: [u32; 2],
@@ -425,6 +433,8 @@ impl Matcher {
                 }
                 Buffer::SshSoftware => needs.ssh_software = true,
                 Buffer::DnsQuery => needs.dns_query = true,
+                Buffer::QuicVersion => needs.quic_version = true,
+                Buffer::QuicSni => needs.quic_sni = true,
                 _ => {}
             }
         }
@@ -502,6 +512,8 @@ impl Matcher {
             alerted: Vec::new(),
             bits: Vec::new(),
             starttls: StartTls::Watching,
+            quic_flight: None,
+            quic_flight_done: false,
             stream_sizes: [0; 2],
             packet_rules: None,
             skipped,
@@ -732,6 +744,8 @@ impl Matcher {
         if is_dns {
             flow.app = App::Known(app::DNS);
             self.inspect_dns_query(flow, dir, payload, hit);
+        } else if flow.app == App::Unknown || flow.app == App::Known(app::QUIC) {
+            self.inspect_quic(flow, dir, payload, hit);
         }
         let mut b = Buffers::default();
         b.set(Buffer::Stream, payload);
@@ -826,6 +840,41 @@ impl Matcher {
             return 0;
         }
         (0..2u8).filter(|&d| r.directions & (1 << d) != 0 && !flow.alerted.contains(&(global, d))).fold(0, |m, d| m | 1 << d)
+    }
+
+    /// A datagram that may be QUIC's: a long header of an IETF version makes the flow QUIC's
+    /// and its version is `quic.version`; the client's Initial packets, decrypted, give
+    /// `quic.sni` once its ClientHello is whole (over as many datagrams as it takes). As
+    /// Suricata, Google QUIC's own versions fill neither.
+    fn inspect_quic(&mut self, flow: &mut FlowInspection, dir: u8, payload: &[u8], hit: &mut dyn FnMut(Hit)) {
+        let Some(header) = quic::header(payload).filter(|h| h.packet_type != PacketType::Short) else { return };
+        if !quic::is_ietf_version(header.version) {
+            return;
+        }
+        flow.app = App::Known(app::QUIC);
+        let direction = Direction { to_server: dir == 0, established: true };
+        if self.needs.quic_version {
+            let version = header.version.to_be_bytes();
+            let mut b = Buffers::default();
+            b.set(Buffer::QuicVersion, &version);
+            self.evaluate(flow, dir, direction, &b, hit);
+        }
+        if !self.needs.quic_sni || dir != 0 || flow.quic_flight_done || header.packet_type != PacketType::Initial {
+            return;
+        }
+        let mut flight = flow.quic_flight.take().unwrap_or_default();
+        match flight.push(payload) {
+            Parse::Partial => flow.quic_flight = Some(flight),
+            Parse::Done(hello) => {
+                flow.quic_flight_done = true;
+                if let Some(sni) = hello.sni {
+                    let mut b = Buffers::default();
+                    b.set(Buffer::QuicSni, &sni);
+                    self.evaluate(flow, dir, direction, &b, hit);
+                }
+            }
+            Parse::Invalid => flow.quic_flight_done = true,
+        }
     }
 
     /// A DNS message sent in direction `dir`: if a query, each question's name in `dns.query`
@@ -1408,6 +1457,7 @@ fn app_code(p: Proto) -> u8 {
         Proto::Ssh => app::SSH,
         Proto::Smtp => app::SMTP,
         Proto::Dns => app::DNS,
+        Proto::Quic => app::QUIC,
         Proto::Tcp | Proto::Udp => app::UNKNOWN,
     }
 }
@@ -1623,6 +1673,30 @@ alert tcp any any -> any any (msg:"stream"; content:"x"; sid:2;)"#,
             m.end(flow, &mut |h| hits.push(h.rule));
             assert_eq!(hits.len(), alerts, "server stream size {server}");
         }
+    }
+
+    #[test]
+    fn quic_buffers_come_from_long_headers_and_the_first_flight_over_two_datagrams() {
+        use mbox_proto::quic::testing::{client_initial, crypto_frame};
+        let mut m = matcher(
+            r#"alert quic any any -> any any (msg:"sni"; quic.sni; content:"big.example"; sid:1;)
+alert quic any any -> any any (msg:"v1"; flow:to_client; quic.version; content:"|00 00 00 01|"; sid:2;)"#,
+        );
+        let hello = mbox_proto::tls::testing::client_hello_message(0x0303, Some(b"big.example"), 1500);
+        let dcid = [3u8; 8];
+        let mut flow = m.flow(1, ends(), false, false);
+        let mut hits = Vec::new();
+        m.datagram(&mut flow, 0, &client_initial(&dcid, 0, &crypto_frame(0, &hello[..900])), &mut |h| hits.push(h.rule));
+        assert!(hits.is_empty(), "the hello is not whole yet");
+        // The server's long header (any packet of it: the version is in the clear).
+        let mut server = vec![0xe0, 0, 0, 0, 1, 0, 8];
+        server.extend_from_slice(&[5; 8]);
+        server.extend_from_slice(&[0x40, 0x20]);
+        server.extend_from_slice(&[0; 40]);
+        m.datagram(&mut flow, 1, &server, &mut |h| hits.push(h.rule));
+        m.datagram(&mut flow, 0, &client_initial(&dcid, 1, &crypto_frame(900, &hello[900..])), &mut |h| hits.push(h.rule));
+        let sids: Vec<u32> = hits.iter().map(|&r| m.rules()[r as usize].sid).collect();
+        assert_eq!(sids, [2, 1], "the server's version, then the name once the hello is whole");
     }
 
     #[test]
