@@ -132,6 +132,11 @@ impl ServiceGraph {
         &self.routes[idx]
     }
 
+    /// How many routes there are (one per registered type).
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
     /// True when anybody subscribes to the type with dense index `idx`.
     #[inline]
     pub fn wants(&self, idx: usize) -> bool {

@@ -149,6 +149,8 @@ pub struct Router {
     meta: Vec<EventMeta>,
     /// Per NF: handles of the events it will see (or skip), in emission order.
     order: Vec<VecDeque<u32>>,
+    /// Per route (dense type index), the NFs (by bit) on it.
+    route_nfs: Vec<u64>,
     /// Mutes by flow slot (grown as slots are used).
     mutes: Vec<FlowMutes>,
     /// What every new flow starts with: the on-demand types, muted for the NFs that get them.
@@ -172,8 +174,12 @@ impl Router {
             initial_mutes.entries[usize::from(initial_mutes.len)] = Mute { ty, excluded: nfs, declined: 0 };
             initial_mutes.len += 1;
         }
+        // Asked for every packet event: worked out once.
+        let route_nfs =
+            (0..graph.route_count()).map(|r| graph.route(r).stages.iter().flatten().fold(0, |acc, &nf| acc | 1 << nf)).collect();
         Router {
             initial_mutes,
+            route_nfs,
             graph,
             meta: vec![EventMeta::IDLE; slots],
             order: (0..nfs).map(|_| VecDeque::with_capacity(backlog)).collect(),
@@ -287,8 +293,9 @@ impl Router {
     }
 
     /// NFs (by bit) on the route of the type with dense index `route`.
+    #[inline]
     pub fn nfs_of(&self, route: usize) -> u64 {
-        self.graph.route(route).stages.iter().flatten().fold(0, |acc, &nf| acc | 1 << nf)
+        self.route_nfs[route]
     }
 
     /// Takes event `handle` (of the type with dense index `route`, described by `header`) onto
