@@ -324,6 +324,52 @@ impl ClientInitials {
     }
 }
 
+/// The first flights of many connections of one reader that wait for their next datagram,
+/// each kept by its connection (`Option<Box<ClientInitials>>`, `None` while none waits): at
+/// most `max` wait at once (each with at most its ClientHello's bytes), so that half-sent
+/// hellos cannot take memory without bound.
+#[derive(Debug)]
+pub struct WaitingFlights {
+    waiting: usize,
+    max: usize,
+    /// Flights not kept because `max` were waiting (their hellos go unread).
+    pub refused: u64,
+}
+
+impl WaitingFlights {
+    pub fn new(max: usize) -> WaitingFlights {
+        WaitingFlights { waiting: 0, max, refused: 0 }
+    }
+
+    /// Pushes a client datagram into the connection's flight (`slot`; a new one if none
+    /// waits): `Done` with the ClientHello once whole, `Partial` while it waits in `slot`,
+    /// `Invalid` when it cannot be read or too many wait already. `slot` is empty unless
+    /// `Partial`.
+    pub fn push(&mut self, slot: &mut Option<Box<ClientInitials>>, datagram: &[u8]) -> Parse<ClientHello> {
+        let had = slot.is_some();
+        let mut flight = slot.take().unwrap_or_default();
+        let parsed = flight.push(datagram);
+        if matches!(parsed, Parse::Partial) {
+            if !had && self.waiting >= self.max {
+                self.refused += 1;
+                return Parse::Invalid;
+            }
+            *slot = Some(flight);
+            self.waiting += usize::from(!had);
+        } else {
+            self.waiting -= usize::from(had);
+        }
+        parsed
+    }
+
+    /// Lets go of a connection's flight that will not be finished (the connection ended).
+    pub fn release(&mut self, slot: &mut Option<Box<ClientInitials>>) {
+        if slot.take().is_some() {
+            self.waiting -= 1;
+        }
+    }
+}
+
 /// Google QUIC's cleartext client hello, in one datagram: a public header with a `Q0xx`
 /// version (the version flag 0x01 set), then somewhere in the first frame a `CHLO` message —
 /// tag, entry count, padding, (tag, end offset) pairs, values — whose `SNI` value is the
@@ -512,6 +558,23 @@ mod tests {
         sealed[100] ^= 1;
         assert_eq!(ClientInitials::default().push(&sealed), Parse::Invalid);
         assert!(header(&sealed[..5]).is_none(), "a long header cut short");
+    }
+
+    #[test]
+    fn waiting_flights_are_bounded() {
+        let hello = crate::tls::testing::client_hello_message(0x0303, Some(b"a.example"), 1500);
+        let part = |dcid: u8| seal(&[dcid; 8], 0, &crypto_frame(0, &hello[..900]));
+        let mut flights = WaitingFlights::new(1);
+        let (mut a, mut b) = (None, None);
+        assert_eq!(flights.push(&mut a, &part(1)), Parse::Partial);
+        assert!(a.is_some());
+        assert_eq!(flights.push(&mut b, &part(2)), Parse::Invalid, "one waits already");
+        assert_eq!((b.is_none(), flights.refused), (true, 1));
+        flights.release(&mut a);
+        assert_eq!(flights.push(&mut b, &part(2)), Parse::Partial, "room again");
+        let rest = seal(&[2; 8], 1, &crypto_frame(900, &hello[900..]));
+        assert!(matches!(flights.push(&mut b, &rest), Parse::Done(_)));
+        assert!(b.is_none() && flights.waiting == 0);
     }
 
     #[test]

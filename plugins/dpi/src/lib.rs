@@ -18,7 +18,7 @@ use mbox_abi::{
     NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, StreamDataEvent, UnsubscribeStatus, Verdict as NfVerdict, CONFIDENCE_DPI,
     CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
 };
-use mbox_proto::quic::ClientInitials;
+use mbox_proto::quic::{ClientInitials, WaitingFlights};
 use mbox_proto::Parse;
 
 /// What dpi keeps per flow until it is classified.
@@ -51,8 +51,8 @@ pub struct Dpi {
     /// Classifications waiting for room in the host's queue.
     queue: PublishQueue<FlowTypeEvent>,
     counts: [u64; 256],
-    /// Flows whose `Flow::quic` holds a flight.
-    quic_flights: usize,
+    /// The flights that `Flow::quic` holds.
+    quic_flights: WaitingFlights,
 }
 
 impl Dpi {
@@ -65,9 +65,7 @@ impl Dpi {
         }
         let f = &mut table[slot];
         if f.id != flow.id {
-            if f.quic.is_some() {
-                self.quic_flights -= 1;
-            }
+            self.quic_flights.release(&mut f.quic);
             *f = Flow { id: flow.id, ..Flow::default() };
         }
         f
@@ -77,21 +75,15 @@ impl Dpi {
     /// first flight, gathered over as many datagrams as its ClientHello takes. The server name
     /// once it is whole; `None` while it waits for the next datagram.
     fn quic_flight(&mut self, r: FlowRef, payload: &[u8]) -> Option<Vec<u8>> {
-        let f = self.flow(r);
-        let had = f.quic.is_some();
-        let mut flight = f.quic.take().unwrap_or_default();
-        let name = match flight.push(payload) {
-            Parse::Partial if had || self.quic_flights < MAX_QUIC_FLIGHTS => {
-                self.flow(r).quic = Some(flight);
-                self.quic_flights += usize::from(!had);
-                return None;
-            }
-            Parse::Done(hello) => hello.sni.unwrap_or_default(),
+        let mut slot = self.flow(r).quic.take();
+        let parsed = self.quic_flights.push(&mut slot, payload);
+        self.flow(r).quic = slot;
+        match parsed {
+            Parse::Partial => None,
+            Parse::Done(hello) => Some(hello.sni.unwrap_or_default()),
             // A version whose Initial packets cannot be opened, or too many flights waiting.
-            _ => Vec::new(),
-        };
-        self.quic_flights -= usize::from(had);
-        Some(name)
+            Parse::Invalid => Some(Vec::new()),
+        }
     }
 
     fn publish(&mut self, flow: &FlowEvent, app: u8, confidence: u8, host_name: &[u8], host: &mut Host<'_>) {
@@ -186,9 +178,8 @@ impl Dpi {
         }
         f.done = true;
         // A QUIC flight that never became whole: its memory goes now, the port says QUIC.
-        if f.quic.take().is_some() {
-            self.quic_flights -= 1;
-        }
+        let mut flight = f.quic.take();
+        self.quic_flights.release(&mut flight);
         let guess = classify::by_port(flow.tuple.ip_proto == mbox_abi::ip_proto::TCP, flow.tuple.ports);
         if guess == app::UNKNOWN {
             self.counts[usize::from(app::UNKNOWN)] += 1;
@@ -252,7 +243,7 @@ impl Plugin for Dpi {
             flows: (0..init.shards.max(1)).map(|_| Vec::new()).collect(),
             queue: PublishQueue::new(1 << 16),
             counts: [0; 256],
-            quic_flights: 0,
+            quic_flights: WaitingFlights::new(MAX_QUIC_FLIGHTS),
         })
     }
 }

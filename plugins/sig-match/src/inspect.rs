@@ -21,7 +21,7 @@
 use crate::http_fields::{decode_body, BodyEncoding, HttpFields};
 use mbox_abi::app;
 use mbox_proto::detect::{AppProto, Detected};
-use mbox_proto::quic::{self, ClientInitials, PacketType};
+use mbox_proto::quic::{self, ClientInitials, PacketType, WaitingFlights};
 use mbox_proto::{dns, http, ssh, tls, x509, Parse};
 use mbox_sig::engine::Verification;
 use mbox_sig::{Buffer, Buffers, Direction, Engine, Proto, Rule};
@@ -106,6 +106,8 @@ pub struct Matcher {
     candidates: Vec<u32>,
     /// The packet prefilter's finds, reused.
     found: Vec<u32>,
+    /// QUIC first flights that wait for their next datagram (`quic.sni`), bounded.
+    quic_flights: WaitingFlights,
     /// Longest fast pattern among stream rules, less one: how far back a scan of new stream
     /// bytes starts, so a pattern split across two deliveries is found.
     overlap: usize,
@@ -279,6 +281,10 @@ struct Pending {
     /// bytes in proportion to its cost.
     retry_at: u64,
 }
+
+/// QUIC first flights kept at once waiting for their next datagram, all flows together (past
+/// it a flight's `quic.sni` goes unread, counted `quic_flights_refused`).
+const MAX_QUIC_FLIGHTS: usize = 1024;
 
 /// Packet rules admitted by a packet's flags and size that are verified one by one; beyond
 /// it, the packet prefilter (one pass over the payload for all of them) picks the candidates
@@ -471,6 +477,7 @@ impl Matcher {
             settings,
             candidates: Vec::new(),
             found: Vec::new(),
+            quic_flights: WaitingFlights::new(MAX_QUIC_FLIGHTS),
             overlap,
             spare: Vec::new(),
             kept_bytes: 0,
@@ -484,6 +491,11 @@ impl Matcher {
 
     pub fn rules(&self) -> &[Rule] {
         self.engine.rules()
+    }
+
+    /// QUIC first flights whose `quic.sni` went unread for the bound on flights waiting.
+    pub fn quic_flights_refused(&self) -> u64 {
+        self.quic_flights.refused
     }
 
     /// Whether some rule is a TCP packet rule (else no TCP packet is of use).
@@ -524,6 +536,7 @@ impl Matcher {
     /// Takes a flow's state back at its end: decides what is still pending (rules waiting for
     /// work, a body the connection's close ended) and recycles its buffers.
     pub fn end(&mut self, mut flow: FlowInspection, hit: &mut dyn FnMut(Hit)) {
+        self.quic_flights.release(&mut flow.quic_flight);
         for dir in 0..2 {
             self.finish_side(&mut flow, dir, hit);
         }
@@ -862,9 +875,8 @@ impl Matcher {
         if !self.needs.quic_sni || dir != 0 || flow.quic_flight_done || header.packet_type != PacketType::Initial {
             return;
         }
-        let mut flight = flow.quic_flight.take().unwrap_or_default();
-        match flight.push(payload) {
-            Parse::Partial => flow.quic_flight = Some(flight),
+        match self.quic_flights.push(&mut flow.quic_flight, payload) {
+            Parse::Partial => {}
             Parse::Done(hello) => {
                 flow.quic_flight_done = true;
                 if let Some(sni) = hello.sni {

@@ -343,6 +343,7 @@ impl NetworkFunction for SigMatch {
             ("midstream_flows_skipped", s.midstream_flows_skipped),
             ("packets_inspected", s.packets_inspected),
             ("flows_without_packet_rules", s.flows_without_packet_rules),
+            ("quic_flights_refused", self.matcher.quic_flights_refused()),
             ("kept_bytes", self.matcher.kept_bytes() as u64),
             ("alerts_not_published", self.queue.dropped),
             ("alerts_thresholded", self.thresholds.suppressed),
