@@ -129,6 +129,13 @@ pub fn text(r: &RunReport) -> String {
     if r.input.missed > 0 {
         let _ = writeln!(s, "          MISSED {} packets: the ports dropped them on arrival (input too slow)", n(r.input.missed));
     }
+    if r.input.rolled_over > 0 {
+        let _ = writeln!(
+            s,
+            "          ROLLED OVER {} packets to another shard's queue than their flow's (a ring nearly full: raise af_packet's framecnt); their flows have holes",
+            n(r.input.rolled_over)
+        );
+    }
     let malformed: u64 = t.malformed.iter().map(|(_, v)| v).sum();
     let _ = writeln!(
         s,
@@ -169,10 +176,11 @@ pub fn text(r: &RunReport) -> String {
     if st.delivered + st.gap_bytes + st.kept > 0 {
         let _ = writeln!(
             s,
-            "streams   {} bytes reassembled, {} gaps ({} bytes), {} repeated or old bytes, {} not accepted by the receiver; {} segments kept out of order, {} not kept (bounds)",
+            "streams   {} bytes reassembled, {} gaps ({} bytes, {} acknowledged by the receiver), {} repeated or old bytes, {} not accepted by the receiver; {} segments kept out of order, {} not kept (bounds)",
             n(st.delivered),
             n(st.gaps),
             n(st.gap_bytes),
+            n(st.gaps_acknowledged),
             n(st.old_bytes),
             n(st.not_accepted),
             n(st.kept),
@@ -346,6 +354,7 @@ pub fn json(r: &RunReport) -> Value {
             "bytes": r.input.bytes,
             "skipped": r.input.skipped,
             "missed": r.input.missed,
+            "rolled_over": r.input.rolled_over,
             "impaired": r.input.impaired.map(|w| json!({ "sent": w.sent, "lost": w.lost, "reordered": w.reordered, "duplicated": w.duplicated, "overtaken": w.overtaken })),
             "pool_waits": r.input.pool_waits,
             "ring_waits": r.input.ring_waits,
@@ -372,6 +381,7 @@ pub fn json(r: &RunReport) -> Value {
             "delivered_bytes": t.streams.delivered,
             "gaps": t.streams.gaps,
             "gap_bytes": t.streams.gap_bytes,
+            "gaps_acknowledged": t.streams.gaps_acknowledged,
             "old_bytes": t.streams.old_bytes,
             "kept_segments": t.streams.kept,
             "not_kept_segments": t.streams.not_kept,

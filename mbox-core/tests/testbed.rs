@@ -103,6 +103,11 @@ impl Mbox {
     /// (af_packet's `qpairs`, a fanout group the kernel fills by flow hash), else one, which an
     /// input thread reads and steers in software.
     fn start(tb: &Testbed, name: &str, shards: usize, queues: bool, nfs: &str) -> Mbox {
+        Mbox::start_with_rings(tb, name, shards, queues, 8192, nfs)
+    }
+
+    /// [`Mbox::start`] with af_packet rings of `frames` frames per queue.
+    fn start_with_rings(tb: &Testbed, name: &str, shards: usize, queues: bool, frames: usize, nfs: &str) -> Mbox {
         let qpairs = if queues { shards } else { 1 };
         let steering = if queues { "queues" } else { "software" };
         let config = tb.dir.path().join(format!("{name}.toml"));
@@ -117,8 +122,8 @@ impl Mbox {
             "0",
             "--log-level",
             "error",
-            &format!("--vdev=net_af_packet0,iface=mb-c1,framecnt=8192,qpairs={qpairs}"),
-            &format!("--vdev=net_af_packet1,iface=mb-s1,framecnt=8192,qpairs={qpairs}"),
+            &format!("--vdev=net_af_packet0,iface=mb-c1,framecnt={frames},qpairs={qpairs}"),
+            &format!("--vdev=net_af_packet1,iface=mb-s1,framecnt={frames},qpairs={qpairs}"),
         ];
         let eal: Vec<String> = eal.iter().map(|a| format!("{a:?}")).collect();
         let socket = tb.dir.path().join(format!("{name}.sock"));
@@ -346,7 +351,13 @@ fn live_traffic_through_mbox() {
         // Every hole was filled by a retransmission, but where a connection was aborted (wrk
         // closes its connections when its time is up, responses still in flight, and the
         // client's kernel resets them) or still open when mbox stopped: a hole there may never
-        // be sent again, and the stream ends with a gap.
+        // be sent again, and the stream ends with a gap. And where af_packet's fanout put a
+        // frame on the other shard's queue (its own queue's ring nearly full: the loaded 2-core
+        // CI machine), its flow's shard never saw it: a hole the report counts (`rolled_over`),
+        // so that many gaps at most are not the monitor's.
+        let rolled_over = report["input"]["rolled_over"].as_u64().expect("the input's rolled_over");
+        eprintln!("{run}: input {}", report["input"]);
+        let mut gaps_of_rolled_over = 0;
         let flows_seen = read_jsonl(&flows);
         // Steering is symmetric: both directions of every connection reached the same shard,
         // so flow-stats saw each connection as one flow with packets both ways. (Connections
@@ -371,7 +382,16 @@ fn live_traffic_through_mbox() {
             let open = flow["end_reason"] == "end_of_input";
             // A connection opened before this mbox started has no beginning to reassemble from.
             let mid_stream = !opened_here(&flow);
-            assert!(reset || open || mid_stream, "{run}: a gap in a connection that ended normally: {stream} {flow} {}", report["streams"]);
+            if !(reset || open || mid_stream) {
+                gaps_of_rolled_over += stream["gaps"].as_u64().unwrap();
+                assert!(
+                    gaps_of_rolled_over <= rolled_over,
+                    "{run}: a gap in a connection that ended normally: {stream} {flow} {} {}",
+                    report["streams"],
+                    report["input"]
+                );
+                eprintln!("{run}: a gap where the input rolled {rolled_over} frames over to another shard: {stream}");
+            }
         }
         if impairment.is_some() {
             // Without this the impaired run would prove nothing about reordering.
@@ -388,10 +408,12 @@ fn live_traffic_through_mbox() {
         let streams = read_jsonl(&hashes);
         for (name, headers, (request, head, body)) in &fetched {
             let want = response_sha(headers, &tb.www().join(name));
-            let reply = streams
-                .iter()
-                .find(|l| l["src_port"] == 80 && l["hash"] == want.as_str())
-                .unwrap_or_else(|| panic!("{run}: no server stream of {name} hashes to what the server sent"));
+            let Some(reply) = streams.iter().find(|l| l["src_port"] == 80 && l["hash"] == want.as_str()) else {
+                // A frame of it on the other shard (counted above) leaves its stream a hole.
+                assert!(gaps_of_rolled_over > 0, "{run}: no server stream of {name} hashes to what the server sent");
+                eprintln!("{run}: {name}'s stream not checked: {rolled_over} frames rolled over to another shard");
+                continue;
+            };
             assert_eq!((reply["gaps"].as_u64(), reply["lost_bytes"].as_u64()), (Some(0), Some(0)), "{reply}");
             // flow-stats counts at least what the endpoints sent on the connection; more only
             // when TCP sent something again (a tail-loss probe can, even on a clean wire).
@@ -414,8 +436,38 @@ fn live_traffic_through_mbox() {
         );
     }
 
+    rollover_is_counted(&tb);
     flood_of_small_flows(&tb);
     serve_http_from_mbox(&tb);
+}
+
+/// With rings too small for the load (af_packet `framecnt=32`), the kernel's fanout puts frames
+/// of a busy flow on the other shard's queue (DPDK's driver asks for rollover), so their flow's
+/// shard never sees them: mbox cannot prevent it, but counts it, while it runs and at the end.
+fn rollover_is_counted(tb: &Testbed) {
+    let hashes = tb.dir.path().join("tiny-rings-hash.jsonl");
+    let nfs = format!("[[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {} }}\n", toml_path(&hashes));
+    let m = Mbox::start_with_rings(tb, "tiny-rings", 2, true, 32, &nfs);
+    let rolled_over = || -> u64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_mboxctl")).arg("--json").arg("-s").arg(&m.socket).arg("stats").output().unwrap();
+        let live: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("mboxctl stats: {e}: {out:?}"));
+        live["input"]["rolled_over"].as_u64().unwrap()
+    };
+    // A 20 MB download outruns 32 frames at once; a few tries at most, for a scheduler that
+    // happens to keep up.
+    for _ in 0..5 {
+        fetch(tb, "f20m", &tb.dir.path().join("tiny-rings.h"));
+        if rolled_over() > 0 {
+            break;
+        }
+    }
+    let live = rolled_over();
+    let report = m.stop();
+    assert!(live > 0, "no frame rolled over to another queue with 32-frame rings: {}", report["input"]);
+    assert!(report["input"]["rolled_over"].as_u64() >= Some(live), "{}", report["input"]);
+    // Their flows' shards saw holes the receivers acknowledged past.
+    assert!(report["streams"]["gaps_acknowledged"].as_u64() > Some(0), "{}", report["streams"]);
+    eprintln!("tiny rings: {live} frames rolled over while running; {} {}", report["input"], report["streams"]);
 }
 
 /// 300,000 small flows from spoofed sources (UDP datagrams, SYNs, data segments picked up

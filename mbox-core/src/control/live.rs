@@ -36,7 +36,8 @@ impl LiveView {
         let mut input = InputReport { description: self.input_description.clone(), ..Default::default() };
         input.packets = self.progress.packets.load(Ordering::Relaxed);
         input.bytes = self.progress.bytes.load(Ordering::Relaxed);
-        input.missed = self.missed.as_ref().map_or(0, |missed| missed());
+        let losses = self.missed.as_ref().map(|missed| missed()).unwrap_or_default();
+        (input.missed, input.rolled_over) = (losses.missed, losses.rolled_over);
         for s in &shards {
             if let Some(i) = &s.input {
                 input.packets += i.packets;

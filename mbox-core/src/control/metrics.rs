@@ -128,6 +128,12 @@ pub fn render(r: &RunReport) -> String {
         "Frames the ports dropped on arrival: mbox read too slowly (a full RX ring), or they came with errors.",
     );
     f.sample("input_missed_total", &[], r.input.missed);
+    f.family(
+        "input_rolled_over_total",
+        "counter",
+        "Frames a port put on another queue than their flow's (af_packet's fanout, when a queue's ring is nearly full): their flow's shard did not see them.",
+    );
+    f.sample("input_rolled_over_total", &[], r.input.rolled_over);
 
     let shards = &r.shards;
     let id = |s: &crate::runtime::shard::ShardReport| s.id.to_string();

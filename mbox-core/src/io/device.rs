@@ -62,9 +62,10 @@ pub trait Source: Send {
     fn progress(&self) -> (u64, u64) {
         (0, 0)
     }
-    /// Frames the device dropped on arrival or received with errors (live ports).
-    fn missed(&self) -> u64 {
-        0
+    /// Frames the device dropped on arrival or received with errors, or put on another queue
+    /// than their flow's (live ports).
+    fn missed(&self) -> DeviceLosses {
+        DeviceLosses::default()
     }
     /// Frames the reader skipped (pcapng interfaces of unsupported link types).
     fn skipped(&self) -> u64 {
@@ -116,7 +117,7 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn progress(&self) -> (u64, u64) {
         (**self).progress()
     }
-    fn missed(&self) -> u64 {
+    fn missed(&self) -> DeviceLosses {
         (**self).missed()
     }
     fn skipped(&self) -> u64 {
@@ -310,9 +311,20 @@ impl ShardInput {
     }
 }
 
-/// Reads the frames the devices dropped on arrival so far (a running total, readable from any
-/// thread while the run goes on).
-pub type MissedFrames = std::sync::Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Reads what the devices lost on arrival so far (running totals, readable from any thread
+/// while the run goes on).
+pub type MissedFrames = std::sync::Arc<dyn Fn() -> DeviceLosses + Send + Sync>;
+
+/// What devices lost on arrival, as running totals.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLosses {
+    /// Frames dropped on arrival (a full RX ring) or received with errors.
+    pub missed: u64,
+    /// Frames put on another queue than the one their flow hashes to (af_packet's fanout rolls
+    /// a frame over when that queue's ring is nearly full): another shard than their flow's
+    /// saw them, and the flow's own shard has a hole where they were.
+    pub rolled_over: u64,
+}
 
 /// What an input counted: the input thread's report at the end, or a shard's own input's.
 #[derive(Debug, Default, Clone)]
@@ -325,6 +337,8 @@ pub struct InputReport {
     /// Packets the ports dropped on arrival, or received with errors: the RX ring was full
     /// because the input did not read in time (live ports only).
     pub missed: u64,
+    /// Packets a shard other than their flow's received (see [`DeviceLosses::rolled_over`]).
+    pub rolled_over: u64,
     /// Fragments that arrived before their first fragment (steered by addresses only).
     pub fragments_unsteered: u64,
     /// Times the input waited for a free buffer, or for room in a shard's ring: back-pressure

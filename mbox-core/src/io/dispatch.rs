@@ -128,7 +128,8 @@ impl Dispatcher {
             self.flush(shard, &mut batch, &mut idler, &mut report);
         }
         report.skipped = self.source.skipped();
-        report.missed = self.source.missed();
+        let losses = self.source.missed();
+        (report.missed, report.rolled_over) = (losses.missed, losses.rolled_over);
         report.impaired = self.source.impaired();
         report.cpu = thread_cpu_time();
         self.publish_progress(&report);

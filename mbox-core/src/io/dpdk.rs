@@ -3,8 +3,9 @@
 //! failed EAL start with DPDK's reason, a missing port, and "EAL started but found 0 ports"
 //! (what a vdev whose probe failed looks like — a missing interface, or no CAP_NET_RAW).
 
+use super::device::DeviceLosses;
 use crate::sys::cores::Affinity;
-use crate::sys::packet_drops::PacketDrops;
+use crate::sys::packet_sockets::PacketSockets;
 use dpdk_sys as sys;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
@@ -236,8 +237,8 @@ pub struct Port {
     pub id: u16,
     pub rx_queues: u16,
     pub tx_queues: u16,
-    /// An af_packet port's sockets, whose kernel drops its driver does not count.
-    kernel_drops: Option<Arc<PacketDrops>>,
+    /// An af_packet port's sockets, whose kernel drops and rollovers its driver does not count.
+    sockets: Option<Arc<PacketSockets>>,
 }
 
 /// Descriptors per queue.
@@ -346,15 +347,15 @@ impl Port {
             }
         }
         // The driver made its sockets when the EAL probed the vdev.
-        let kernel_drops = match info.is_af_packet() && info.if_index != 0 {
-            true => Some(Arc::new(PacketDrops::find(info.if_index).map_err(|e| DpdkError::Port {
+        let sockets = match info.is_af_packet() && info.if_index != 0 {
+            true => Some(Arc::new(PacketSockets::find(info.if_index).map_err(|e| DpdkError::Port {
                 port: id,
                 what: "finding its packet sockets (to count what the kernel drops)",
                 reason: e.to_string(),
             })?)),
             false => None,
         };
-        Ok(Port { id, rx_queues, tx_queues, kernel_drops })
+        Ok(Port { id, rx_queues, tx_queues, sockets })
     }
 
     /// Receives up to `max` packets from RX queue `queue` into `out`; returns how many came.
@@ -397,24 +398,26 @@ impl Port {
     }
 
     /// Packets received and sent, and what the port missed or failed: for an af_packet port
-    /// the frames the kernel dropped at its full rings too (which its driver does not count).
+    /// the frames the kernel dropped at its full rings too (which its driver does not count),
+    /// and those its fanout put on another queue than their flow's.
     pub fn stats(&self) -> PortStats {
         let mut s = sys::rte_eth_stats::default();
         // SAFETY: the port exists; `s` is a valid struct to fill.
         unsafe { sys::rte_eth_stats_get(self.id, &mut s) };
-        let kernel_drops = self.kernel_drops.as_ref().map_or(0, |k| k.dropped());
+        let kernel_drops = self.sockets.as_ref().map_or(0, |k| k.dropped());
         PortStats {
             rx_packets: s.ipackets,
             tx_packets: s.opackets,
             rx_missed: s.imissed + kernel_drops,
             rx_errors: s.ierrors,
+            rx_rolled_over: self.sockets.as_ref().map_or(0, |k| k.rolled_over()),
             tx_errors: s.oerrors,
         }
     }
 
     /// How many kernel sockets the port's drops are read from (af_packet: one per queue pair).
     pub fn kernel_sockets(&self) -> usize {
-        self.kernel_drops.as_ref().map_or(0, |k| k.sockets())
+        self.sockets.as_ref().map_or(0, |k| k.sockets())
     }
 }
 
@@ -425,6 +428,9 @@ pub struct PortStats {
     pub tx_packets: u64,
     pub rx_missed: u64,
     pub rx_errors: u64,
+    /// Frames received on another queue than their flow's (af_packet's fanout rolls a frame
+    /// over when its own queue's ring is nearly full): another shard saw them.
+    pub rx_rolled_over: u64,
     pub tx_errors: u64,
 }
 
@@ -451,9 +457,13 @@ impl Mbuf {
     }
 }
 
-/// Packets `ports` dropped on arrival (an RX ring was full) or received with errors.
-pub fn missed(ports: &[Port]) -> u64 {
-    ports.iter().map(|p| p.stats()).map(|s| s.rx_missed + s.rx_errors).sum()
+/// What `ports` lost on arrival: dropped (an RX ring was full) or received with errors, and
+/// put on another queue than their flow's.
+pub fn missed(ports: &[Port]) -> DeviceLosses {
+    ports.iter().map(|p| p.stats()).fold(DeviceLosses::default(), |sum, s| DeviceLosses {
+        missed: sum.missed + s.rx_missed + s.rx_errors,
+        rolled_over: sum.rolled_over + s.rx_rolled_over,
+    })
 }
 
 /// What the pool calls to give a lent mbuf back: it is freed to its mempool.
@@ -515,7 +525,7 @@ impl super::device::Source for DpdkInput {
     }
 
     /// Packets the ports dropped on arrival (RX ring full) or received with errors.
-    fn missed(&self) -> u64 {
+    fn missed(&self) -> DeviceLosses {
         missed(&self.ports)
     }
 

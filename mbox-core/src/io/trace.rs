@@ -3,7 +3,7 @@
 //! unchanged; a trace that cannot be written stops being written, and says so at the end.
 
 use super::capture::{CaptureError, PcapWriter};
-use super::device::{Next, OutputStats, RxPacket, Sink, Source};
+use super::device::{DeviceLosses, Next, OutputStats, RxPacket, Sink, Source};
 use super::pool::PacketPool;
 use mbox_stack::wire::LinkType;
 use std::path::Path;
@@ -71,7 +71,7 @@ impl<S: Source> Source for Traced<S> {
     fn progress(&self) -> (u64, u64) {
         self.inner.progress()
     }
-    fn missed(&self) -> u64 {
+    fn missed(&self) -> DeviceLosses {
         self.inner.missed()
     }
     fn skipped(&self) -> u64 {

@@ -499,7 +499,8 @@ impl Running {
         if let Some(missed) = self.missed {
             // The devices' own total, read last (an input thread's read came a little earlier,
             // and shards reading their own queues read none).
-            report.input.missed = missed();
+            let losses = missed();
+            (report.input.missed, report.input.rolled_over) = (losses.missed, losses.rolled_over);
         }
         for t in self.nf_threads {
             report.nfs.push(join("NF", t)?);

@@ -5,10 +5,11 @@
 //! - [`cores`]: pinning threads to cores (`[runtime] cores`, and undoing the EAL's pinning).
 //! - [`stop`]: stopping a run from outside (Ctrl-C, SIGTERM).
 //! - [`clock`]: CPU time of the process and of a thread.
-//! - [`packet_drops`]: what the kernel dropped at the process's packet sockets (af_packet ports).
+//! - [`packet_sockets`]: what the kernel dropped or rolled over to another queue at the
+//!   process's packet sockets (af_packet ports).
 
 pub mod clock;
 pub mod cores;
-pub mod packet_drops;
+pub mod packet_sockets;
 pub mod park;
 pub mod stop;

@@ -84,6 +84,9 @@ pub struct StreamStats {
     /// Bytes reported as gaps, and how many gaps.
     pub gap_bytes: u64,
     pub gaps: u64,
+    /// Of the gaps, those the receiver acknowledged past: bytes it got that the monitor never
+    /// saw (lost before the capture, or on another shard's queue).
+    pub gaps_acknowledged: u64,
     /// Bytes dropped because they lay before the stream's start or were already reported.
     pub old_bytes: u64,
     /// Segments kept out of order.
@@ -100,6 +103,7 @@ impl std::ops::AddAssign for StreamStats {
         self.delivered += o.delivered;
         self.gap_bytes += o.gap_bytes;
         self.gaps += o.gaps;
+        self.gaps_acknowledged += o.gaps_acknowledged;
         self.old_bytes += o.old_bytes;
         self.kept += o.kept;
         self.not_kept += o.not_kept;
@@ -430,6 +434,7 @@ impl Stream {
         }
         let lowest_seq = self.next_seq.wrapping_add((lowest - self.next_off) as u32);
         if seq_diff(ack, lowest_seq) > 0 {
+            self.stats.gaps_acknowledged += 1;
             self.skip_to(dir, lowest, GAP_NOT_CAPTURED, sink);
             self.drain(dir, sink);
         }

@@ -1,5 +1,5 @@
-//! Frames the kernel dropped at this process's packet sockets on an interface: what DPDK's
-//! af_packet driver leaves uncounted.
+//! What the kernel counted at this process's packet sockets on an interface, which DPDK's
+//! af_packet driver leaves unread: frames dropped, and frames rolled over to another queue.
 //!
 //! An af_packet port receives through a packet socket with a memory-mapped ring; when the ring
 //! is full (mbox reads too slowly) the kernel drops the frame and counts it in the socket's
@@ -8,9 +8,16 @@
 //! driver does not expose its sockets either: they are found as the process's file descriptors
 //! whose socket inode `/proc/net/packet` lists as bound to the interface.
 //!
+//! With `qpairs=N` the driver joins its sockets to a fanout group that spreads flows by hash,
+//! with `PACKET_FANOUT_FLAG_ROLLOVER` (hard-wired in the driver): a frame whose socket's ring is
+//! nearly full (under a quarter free, for a flow that takes most of the socket's recent frames)
+//! or full goes to another socket, so another shard than its flow's sees it and the flow's own
+//! shard has a hole where it was. `PACKET_ROLLOVER_STATS` (`tp_all`) counts them per socket they
+//! were meant for; the kernel answers it only where rollover is on.
+//!
 //! Reading `PACKET_STATISTICS` resets the kernel's counters, so the drops read are added up
 //! here, and any number of readers (the control plane's metrics, the end-of-run report) see
-//! one running total.
+//! one running total. The rollover counters are never reset: they are read as they are.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -18,15 +25,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The packet sockets of this process bound to one interface, and the drops read from them.
 #[derive(Debug)]
-pub struct PacketDrops {
+pub struct PacketSockets {
     sockets: Vec<RawFd>,
     dropped: AtomicU64,
 }
 
-impl PacketDrops {
+impl PacketSockets {
     /// The process's packet sockets bound to interface `if_index` (of the process's network
     /// namespace); none found is not an error (the counter then stays 0).
-    pub fn find(if_index: u32) -> io::Result<PacketDrops> {
+    pub fn find(if_index: u32) -> io::Result<PacketSockets> {
         let table = std::fs::read_to_string("/proc/net/packet")?;
         let inodes = socket_inodes(&table, if_index);
         let mut sockets = Vec::new();
@@ -40,7 +47,7 @@ impl PacketDrops {
             }
         }
         sockets.sort_unstable();
-        Ok(PacketDrops { sockets, dropped: AtomicU64::new(0) })
+        Ok(PacketSockets { sockets, dropped: AtomicU64::new(0) })
     }
 
     /// How many sockets were found.
@@ -48,7 +55,7 @@ impl PacketDrops {
         self.sockets.len()
     }
 
-    /// Frames dropped since [`PacketDrops::find`]: what the sockets counted since the last read,
+    /// Frames dropped since [`PacketSockets::find`]: what the sockets counted since the last read,
     /// added to the total.
     pub fn dropped(&self) -> u64 {
         let mut new = 0;
@@ -65,6 +72,30 @@ impl PacketDrops {
             }
         }
         self.dropped.fetch_add(new, Ordering::Relaxed) + new
+    }
+
+    /// Frames the kernel's fanout put on another of the sockets than the one their flow hashes
+    /// to, since the sockets were made (0 where the sockets do not roll over).
+    pub fn rolled_over(&self) -> u64 {
+        let mut total = 0;
+        for &fd in &self.sockets {
+            let mut stats = libc::tpacket_rollover_stats { tp_all: 0, tp_huge: 0, tp_failed: 0 };
+            let mut len = std::mem::size_of::<libc::tpacket_rollover_stats>() as libc::socklen_t;
+            // SAFETY: as in `dropped`; a socket without rollover makes the call fail (EINVAL).
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_PACKET,
+                    libc::PACKET_ROLLOVER_STATS,
+                    (&mut stats as *mut libc::tpacket_rollover_stats).cast(),
+                    &mut len,
+                )
+            };
+            if rc == 0 {
+                total += stats.tp_all;
+            }
+        }
+        total
     }
 }
 
@@ -109,7 +140,7 @@ mod tests {
     #[test]
     fn an_interface_without_packet_sockets_counts_nothing() {
         // Loopback's index is 1 in every namespace; this process has no packet socket on it.
-        let drops = PacketDrops::find(1).unwrap();
-        assert_eq!((drops.sockets(), drops.dropped()), (0, 0));
+        let drops = PacketSockets::find(1).unwrap();
+        assert_eq!((drops.sockets(), drops.dropped(), drops.rolled_over()), (0, 0, 0));
     }
 }
