@@ -329,6 +329,7 @@ fn live_traffic_through_mbox() {
         }
         // An attack-looking request (SQL injection in the URI: sid 9000002).
         let _ = tb.client(&["curl", "-s", "-o", "/dev/null", &format!("http://{SERVER}/x?id=1%20union%20select%201")]);
+        let traces = m.traces.clone();
         let report = m.stop();
         if impairment.is_some() {
             // The relay really lost, swapped and repeated frames, in both directions.
@@ -386,9 +387,10 @@ fn live_traffic_through_mbox() {
                 gaps_of_rolled_over += stream["gaps"].as_u64().unwrap();
                 assert!(
                     gaps_of_rolled_over <= rolled_over,
-                    "{run}: a gap in a connection that ended normally: {stream} {flow} {} {}",
+                    "{run}: a gap in a connection that ended normally: {stream} {flow} {} {}; {}",
                     report["streams"],
-                    report["input"]
+                    report["input"],
+                    replay_traces(&tb, run, &traces, stream)
                 );
                 eprintln!("{run}: a gap where the input rolled {rolled_over} frames over to another shard: {stream}");
             }
@@ -439,6 +441,32 @@ fn live_traffic_through_mbox() {
     rollover_is_counted(&tb);
     flood_of_small_flows(&tb);
     serve_http_from_mbox(&tb);
+}
+
+/// What replaying each shard's trace offline (out-of-order payload copied, as on the live
+/// ports) makes of the connection of `stream`: for a failure's message, to tell a monitor that
+/// errs on what it received from a shard that never received a segment.
+fn replay_traces(tb: &Testbed, run: &str, traces: &[PathBuf], stream: &serde_json::Value) -> String {
+    let mut found = Vec::new();
+    for (i, trace) in traces.iter().enumerate() {
+        let (config, hashes) = (tb.dir.path().join(format!("{run}-replay{i}.toml")), tb.dir.path().join(format!("{run}-replay{i}.jsonl")));
+        let text = format!(
+            "plugin_dir = {:?}\n[input]\npcap = {}\n[tcp]\nout_of_order = \"copy\"\n[[nf]]\nplugin = \"stream-hash\"\nargs = {{ output = {}, algorithm = \"sha256\" }}\n",
+            plugin_dir().display().to_string(),
+            toml_path(trace),
+            toml_path(&hashes)
+        );
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_mbox")).args(["run", config.to_str().unwrap(), "--quiet"]).output().unwrap();
+        if !out.status.success() {
+            found.push(format!("replay of {trace:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+            continue;
+        }
+        let same = |l: &serde_json::Value| l["src_port"] == stream["src_port"] && l["dst_port"] == stream["dst_port"];
+        let lines: Vec<String> = read_jsonl(&hashes).iter().filter(|l| same(l)).map(|l| l.to_string()).collect();
+        found.push(format!("replay of shard {i}'s trace: {lines:?}"));
+    }
+    found.join("; ")
 }
 
 /// With rings too small for the load (af_packet `framecnt=32`), the kernel's fanout puts frames
