@@ -133,6 +133,11 @@ pub mod builtin {
     pub const PKT_TCP_RST: EventType = node(PKT_TCP, 3);
     /// A UDP datagram.
     pub const PKT_UDP: EventType = node(PKT, 2);
+    /// A UDP datagram that begins with a QUIC packet (the seed's `PKT/QUIC`, under `PKT/UDP`
+    /// so that a UDP subscriber still gets every datagram): a long header of an IETF or Google
+    /// version, or a short header on a flow whose long headers were seen (which gave the
+    /// connection ID lengths). A `PktQuicEvent`.
+    pub const PKT_UDP_QUIC: EventType = node(PKT_UDP, 1);
 
     /// Flow-level events: carry the 5-tuple and per-direction counters.
     pub const FLOW: EventType = node(EventType::ROOT, 2);
@@ -195,6 +200,7 @@ pub mod builtin {
         ("PKT/TCP/FIN", PKT_TCP_FIN),
         ("PKT/TCP/RST", PKT_TCP_RST),
         ("PKT/UDP", PKT_UDP),
+        ("PKT/UDP/QUIC", PKT_UDP_QUIC),
         ("FLOW", FLOW),
         ("FLOW/TCP", FLOW_TCP),
         ("FLOW/TCP/NEW", FLOW_TCP_NEW),

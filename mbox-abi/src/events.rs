@@ -405,6 +405,81 @@ unsafe impl EventView for PktTcpEvent {
     const TYPE: EventType = builtin::PKT_TCP;
 }
 
+/// `PktQuicEvent::packet_type`: the datagram's first QUIC packet is an Initial.
+pub const QUIC_INITIAL: u8 = 1;
+/// A 0-RTT packet.
+pub const QUIC_ZERO_RTT: u8 = 2;
+/// A Handshake packet.
+pub const QUIC_HANDSHAKE: u8 = 3;
+/// A Retry.
+pub const QUIC_RETRY: u8 = 4;
+/// A version negotiation (version 0: the server's list of versions).
+pub const QUIC_VERSION_NEGOTIATION: u8 = 5;
+/// A short header (1-RTT): its destination connection ID is as long as the one its receiver
+/// gave in its long headers; it has no source connection ID.
+pub const QUIC_SHORT: u8 = 6;
+
+/// The name of a `QUIC_*` packet type (`"?"` for another value).
+pub fn quic_packet_type_name(packet_type: u8) -> &'static str {
+    match packet_type {
+        QUIC_INITIAL => "initial",
+        QUIC_ZERO_RTT => "0rtt",
+        QUIC_HANDSHAKE => "handshake",
+        QUIC_RETRY => "retry",
+        QUIC_VERSION_NEGOTIATION => "version_negotiation",
+        QUIC_SHORT => "short",
+        _ => "?",
+    }
+}
+
+/// Connection IDs are at most 20 bytes (RFC 9000 section 17.2); longer ones (Google's own
+/// versions, version negotiation) are cut to this in a [`PktQuicEvent`], their length kept.
+pub const QUIC_MAX_CID: usize = 20;
+
+/// `PKT/UDP/QUIC`: a UDP datagram that begins with a QUIC packet, and what its header says.
+/// Coalesced packets after the first are not described (their bytes are in the datagram).
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct PktQuicEvent {
+    pub pkt: PktEvent,
+    pub quic: QuicHeader,
+}
+
+/// What a QUIC packet's header says, as a [`PktQuicEvent`] carries it.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug, PartialEq, Eq)]
+pub struct QuicHeader {
+    /// The long header's version; for a short header, the last version the flow's long
+    /// headers named.
+    pub version: u32,
+    /// `QUIC_*`.
+    pub packet_type: u8,
+    /// Connection ID lengths as the header gives them (a short header has no source ID: 0);
+    /// the IDs' first [`QUIC_MAX_CID`] bytes are in `dcid` and `scid`.
+    pub dcid_len: u8,
+    pub scid_len: u8,
+    pub _reserved: u8,
+    pub dcid: [u8; QUIC_MAX_CID],
+    pub scid: [u8; QUIC_MAX_CID],
+}
+
+unsafe impl Event for PktQuicEvent {}
+unsafe impl EventView for PktQuicEvent {
+    const TYPE: EventType = builtin::PKT_UDP_QUIC;
+}
+
+impl QuicHeader {
+    /// The destination connection ID (as much of it as the event holds).
+    pub fn dcid(&self) -> &[u8] {
+        &self.dcid[..usize::from(self.dcid_len).min(QUIC_MAX_CID)]
+    }
+
+    /// The source connection ID (as much of it as the event holds).
+    pub fn scid(&self) -> &[u8] {
+        &self.scid[..usize::from(self.scid_len).min(QUIC_MAX_CID)]
+    }
+}
+
 /// `FlowEvent::reason`: the event is not a termination.
 pub const REASON_NONE: u8 = 0;
 /// Closed by FIN in both directions, then idle past the close linger time.
@@ -851,6 +926,7 @@ unsafe impl Event for SigMatchEvent {}
 pub const MAX_EVENT_SIZE: usize = 320;
 
 const _: () = assert!(size_of::<PktTcpEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<PktQuicEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamDataEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamGapEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamEndEvent>() <= MAX_EVENT_SIZE);
@@ -863,6 +939,8 @@ const _: () = assert!(size_of::<AlertEvent>() <= MAX_EVENT_SIZE);
 pub fn builtin_min_size(ty: EventType) -> usize {
     if ty.is_a(builtin::PKT_TCP) {
         size_of::<PktTcpEvent>()
+    } else if ty.is_a(builtin::PKT_UDP_QUIC) {
+        size_of::<PktQuicEvent>()
     } else if ty.is_a(builtin::PKT) {
         size_of::<PktEvent>()
     } else if ty.is_a(builtin::FLOW_TCP_DATA_RDY) || ty.is_a(builtin::FLOW_TCP_BACKEND_DATA) {

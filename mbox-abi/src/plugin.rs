@@ -8,8 +8,8 @@
 
 use crate::event_type::EventType;
 use crate::events::{
-    AlertEvent, FlowEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent, StreamEndEvent,
-    StreamGapEvent,
+    AlertEvent, FlowEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktQuicEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent,
+    StreamEndEvent, StreamGapEvent,
 };
 use crate::nf::{
     guard, BindRequest, CommandEvent, CommandReply, Guarded, LogRequest, NetworkFunction, NfBox, NfObject_TO, StreamRequest,
@@ -179,6 +179,7 @@ fn quiet_panics() {
 pub const EVENT_LAYOUTS: &[&TypeLayout] = &[
     <PktEvent as StableAbi>::LAYOUT,
     <PktTcpEvent as StableAbi>::LAYOUT,
+    <PktQuicEvent as StableAbi>::LAYOUT,
     <FlowEvent as StableAbi>::LAYOUT,
     <FlowTcpEvent as StableAbi>::LAYOUT,
     <StreamDataEvent as StableAbi>::LAYOUT,

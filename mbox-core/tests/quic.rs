@@ -148,3 +148,77 @@ fn dpi_puts_a_client_hello_over_two_datagrams_back_together() {
     assert_eq!((types[0]["app_proto"].as_str(), types[0]["quic"]["sni"].as_str()), (Some("quic"), Some("two.example")), "{types:?}");
     assert_eq!(types[0]["confidence"], "dpi");
 }
+
+/// `PKT/UDP/QUIC` on the bundled captures with UDP: every datagram of nDPI's QUIC connections
+/// on the IETF header is one, both ways (a short header's destination ID must be one its
+/// receiver gave in its long headers); Google's versions before Q046 (their own public header:
+/// `http_ipv6`, `wechat`, `weibo`) and every other UDP flow (DNS, LLMNR, STUN, RTP, ...) are
+/// plain `PKT/UDP`. The captures' IETF QUIC is 6 datagrams (the Initials of `ndpi__sites`' 4
+/// connections); short headers are covered by `runtime::quic`'s unit tests.
+#[test]
+fn every_datagram_of_an_ietf_quic_connection_is_a_quic_packet_and_no_other_udp_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let ndpi = read_tsv(&pcaps().join("EXPECTED-ndpi.tsv"));
+    let captures: std::collections::BTreeSet<&String> = ndpi.iter().filter(|r| r["l4"] == "UDP").map(|r| &r["pcap"]).collect();
+    let (mut quic_datagrams, mut other_datagrams) = (0, 0);
+    for capture in captures {
+        let out = dir.path().join("packets.jsonl");
+        run_toml(&format!(
+            "[input]\npcap = {}\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"PKT/UDP\"]\nargs = {{ output = {} }}\n",
+            toml_path(&pcaps().join(capture)),
+            toml_path(&out)
+        ));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let port = |s: &str| s.parse::<u16>().unwrap();
+        // nDPI's UDP flows, either way round: QUIC or not.
+        let mut is_quic: HashMap<Conversation, bool> = HashMap::new();
+        for r in ndpi.iter().filter(|r| r["pcap"] == *capture && r["l4"] == "UDP") {
+            let quic = r["master"] == "QUIC" || r["ndpi_proto"].starts_with("QUIC");
+            let (a, b) = ((ip(&r["src_ip"]), port(&r["src_port"])), (ip(&r["dst_ip"]), port(&r["dst_port"])));
+            is_quic.insert((a.0, a.1, b.0, b.1), quic);
+            is_quic.insert((b.0, b.1, a.0, a.1), quic);
+        }
+        // Per conversation: its datagrams, and the source IDs each side's long headers gave.
+        let mut conversations: HashMap<Conversation, Vec<serde_json::Value>> = HashMap::new();
+        for line in read_jsonl(&out).into_iter().filter(|l| l["src_ip"].is_string()) {
+            let key = (
+                ip(line["src_ip"].as_str().unwrap()),
+                line["src_port"].as_u64().unwrap() as u16,
+                ip(line["dest_ip"].as_str().unwrap()),
+                line["dest_port"].as_u64().unwrap() as u16,
+            );
+            conversations.entry(key).or_default().push(line);
+        }
+        for (key, datagrams) in &conversations {
+            let back = (key.2, key.3, key.0, key.1);
+            let ietf = conversations
+                .get(key)
+                .into_iter()
+                .chain(conversations.get(&back))
+                .flatten()
+                .any(|d| d["quic"]["packet_type"] == "initial" && d["quic"]["version"] == "00000001");
+            match is_quic.get(key) {
+                Some(true) if ietf => {
+                    let ours: Vec<&str> =
+                        conversations.get(&back).into_iter().flatten().filter_map(|d| d["quic"]["scid"].as_str()).collect();
+                    for d in datagrams {
+                        assert_eq!(d["mbox_type"], "PKT/UDP/QUIC", "{capture} {key:?}: {d}");
+                        if d["quic"]["packet_type"] == "short" {
+                            let dcid = d["quic"]["dcid"].as_str().unwrap();
+                            assert!(ours.contains(&dcid), "{capture} {key:?}: a short header to an ID its receiver never gave: {d}");
+                        }
+                        quic_datagrams += 1;
+                    }
+                }
+                _ => {
+                    for d in datagrams {
+                        assert_eq!(d["mbox_type"], "PKT/UDP", "{capture} {key:?} ({:?} in nDPI): {d}", is_quic.get(key));
+                        other_datagrams += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{quic_datagrams} QUIC datagrams, {other_datagrams} other UDP datagrams");
+    assert!(quic_datagrams >= 6 && other_datagrams > 1000, "{quic_datagrams} QUIC, {other_datagrams} other");
+}

@@ -15,6 +15,7 @@ pub mod buffer_budget;
 pub mod lane;
 pub mod live;
 pub mod nf_host;
+pub mod quic;
 pub mod router;
 pub mod serve;
 pub mod shard;

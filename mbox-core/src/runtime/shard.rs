@@ -8,6 +8,7 @@
 
 use super::lane::LaneTx;
 use super::live::{Publisher, Snapshot};
+use super::quic::QuicFlows;
 use super::router::{Router, NO_HELD};
 use super::serve::{ConnEventKind, ConnInfo, ServeSink, ServeStats, Served, Taken};
 use crate::config::RingFullPolicy;
@@ -131,6 +132,7 @@ struct StackTypes {
     pkt_tcp_fin: usize,
     pkt_tcp_rst: usize,
     pkt_udp: usize,
+    pkt_udp_quic: usize,
     /// By flow kind: TCP, UDP, other IP.
     flow_new: [usize; 3],
     flow_end: [usize; 3],
@@ -152,6 +154,7 @@ impl StackTypes {
             pkt_tcp_fin: idx(builtin::PKT_TCP_FIN),
             pkt_tcp_rst: idx(builtin::PKT_TCP_RST),
             pkt_udp: idx(builtin::PKT_UDP),
+            pkt_udp_quic: idx(builtin::PKT_UDP_QUIC),
             flow_new: [idx(builtin::FLOW_TCP_NEW), idx(builtin::FLOW_UDP_NEW), idx(builtin::FLOW_IP_NEW)],
             flow_end: [idx(builtin::FLOW_TCP_TERMINATE), idx(builtin::FLOW_UDP_TERMINATE), idx(builtin::FLOW_IP_TERMINATE)],
             data_rdy: idx(builtin::FLOW_TCP_DATA_RDY),
@@ -200,6 +203,8 @@ struct Plane {
     current: Option<RxPacket>,
     current_datagram: Option<u32>,
     current_payload: (*const u8, u32),
+    /// What each UDP flow's QUIC long headers told (for its short headers).
+    quic: QuicFlows,
     current_held: u32,
     /// Packets kept for out-of-order TCP data, and the bound.
     kept: usize,
@@ -284,6 +289,7 @@ impl Shard {
             current: None,
             current_datagram: None,
             current_payload: (std::ptr::null(), 0),
+            quic: QuicFlows::default(),
             current_held: NO_HELD,
             kept: 0,
             max_kept: s.max_kept,
@@ -878,22 +884,30 @@ impl StackSink for Plane {
 
     fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable) {
         self.current_datagram = pkt.datagram;
-        self.current_payload = match pkt.parsed {
-            Some(p) => {
-                let start = (p.payload_offset as usize).min(pkt.data.len());
-                let captured = (pkt.data.len() - start).min(p.payload_len as usize);
-                (pkt.data[start..].as_ptr(), captured as u32)
+        let payload = pkt.parsed.map(|p| {
+            let start = (p.payload_offset as usize).min(pkt.data.len());
+            let captured = (pkt.data.len() - start).min(p.payload_len as usize);
+            &pkt.data[start..start + captured]
+        });
+        self.current_payload = payload.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len() as u32));
+        let tcp = pkt.parsed.filter(|p| p.ip_proto == ip_proto::TCP && p.has_l4_header());
+        let udp = pkt.parsed.is_some_and(|p| p.ip_proto == ip_proto::UDP && p.has_l4_header());
+        // A datagram of a flow that starts with a QUIC packet is PKT/UDP/QUIC (looked at only
+        // when someone gets those: a PKT/UDP subscriber does).
+        let quic = match (udp, pkt.flow) {
+            (true, Some((slot, dir))) if self.graph.wants(self.types.pkt_udp_quic) => {
+                self.quic.recognise(slot, flows.get(slot).id, dir, payload.unwrap_or_default())
             }
-            None => (std::ptr::null(), 0),
+            _ => None,
         };
         let t = &self.types;
-        let tcp = pkt.parsed.filter(|p| p.ip_proto == ip_proto::TCP && p.has_l4_header());
         let route = match (pkt.parsed, tcp) {
             (_, Some(p)) if p.tcp.flags & tcp_flags::SYN != 0 => t.pkt_tcp_syn,
             (_, Some(p)) if p.tcp.flags & tcp_flags::FIN != 0 => t.pkt_tcp_fin,
             (_, Some(p)) if p.tcp.flags & tcp_flags::RST != 0 => t.pkt_tcp_rst,
             (_, Some(_)) => t.pkt_tcp,
-            (Some(p), None) if p.ip_proto == ip_proto::UDP && p.has_l4_header() => t.pkt_udp,
+            _ if quic.is_some() => t.pkt_udp_quic,
+            _ if udp => t.pkt_udp,
             _ => t.pkt,
         };
         if !self.graph.wants(route) {
@@ -946,7 +960,10 @@ impl StackSink for Plane {
                 };
                 self.emit(route, &tcp_ev, held);
             }
-            None => self.emit(route, &ev, held),
+            None => match quic {
+                Some(h) => self.emit(route, &super::quic::event(ev, h), held),
+                None => self.emit(route, &ev, held),
+            },
         }
     }
 }

@@ -11,9 +11,10 @@ use mbox_abi::events::tcp_state;
 use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter, Results};
 use mbox_abi::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use mbox_abi::{
-    app, end_reason_name, export_nf, gap_reason_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent, FlowTcpEvent,
-    FlowTypeEvent, Host, NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent,
-    StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE, SIG_MATCH_PATH,
+    app, end_reason_name, export_nf, gap_reason_name, quic_packet_type_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent,
+    FlowTcpEvent, FlowTypeEvent, Host, NetworkFunction, NfInit, PktEvent, PktQuicEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent,
+    StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
+    SIG_MATCH_PATH,
 };
 
 /// The TCP monitor's view of a connection, for logs.
@@ -69,6 +70,16 @@ impl Logger {
                     }
                 }
                 line.insert("tcp".into(), t);
+            }
+            if let Some(q) = event.view::<PktQuicEvent>().map(|e| &e.quic) {
+                let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+                let quic = json!({
+                    "version": format!("{:08x}", q.version),
+                    "packet_type": quic_packet_type_name(q.packet_type),
+                    "dcid": hex(q.dcid()),
+                    "scid": hex(q.scid()),
+                });
+                line.insert("quic".into(), quic);
             }
         } else if let Some(gap) = event.view::<StreamGapEvent>() {
             // Stream events before other flow events: they are flow events too.
