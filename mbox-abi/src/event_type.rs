@@ -182,6 +182,11 @@ pub mod builtin {
     pub const FLOW_UDP_NEW: EventType = node(FLOW_UDP, 1);
     /// A UDP flow ended; the event says why.
     pub const FLOW_UDP_TERMINATE: EventType = node(FLOW_UDP, 2);
+    /// A QUIC connection's first flight was read (the seed's `FLOW/QUIC`, under `FLOW/UDP`):
+    /// the server name and ALPN of the client's ClientHello, from its Initial packets
+    /// decrypted as RFC 9001 says (or Google's cleartext hello). Once per flow, right after
+    /// the datagram that completed it. A `FlowQuicEvent`.
+    pub const FLOW_UDP_QUIC: EventType = node(FLOW_UDP, 3);
     /// A flow of another IP protocol (ICMP, GRE, ...), keyed by addresses and protocol.
     pub const FLOW_IP: EventType = node(FLOW, 3);
     /// The first packet of such a flow.
@@ -214,6 +219,7 @@ pub mod builtin {
         ("FLOW/UDP", FLOW_UDP),
         ("FLOW/UDP/NEW", FLOW_UDP_NEW),
         ("FLOW/UDP/TERMINATE", FLOW_UDP_TERMINATE),
+        ("FLOW/UDP/QUIC", FLOW_UDP_QUIC),
         ("FLOW/IP", FLOW_IP),
         ("FLOW/IP/NEW", FLOW_IP_NEW),
         ("FLOW/IP/TERMINATE", FLOW_IP_TERMINATE),

@@ -608,6 +608,68 @@ unsafe impl EventView for FlowEvent {
     const TYPE: EventType = builtin::FLOW;
 }
 
+/// `FlowQuicEvent::flags`: the first flight held a ClientHello, read: `sni` and `alpn` are
+/// its. Without it the flight was QUIC but could not be read (a version whose Initials have
+/// keys mbox does not know, a flight that does not parse, or too many flights waiting at
+/// once), and both are empty.
+pub const QUIC_HELLO_READ: u8 = 1;
+
+/// `FLOW/UDP/QUIC`: what the client's first flight of a QUIC connection said.
+#[repr(C)]
+#[derive(StableAbi, Copy, Clone, Debug)]
+pub struct FlowQuicEvent {
+    pub flow: FlowEvent,
+    /// The version of the client's long headers (0 for Google's public header, which does not
+    /// name it where mbox reads it).
+    pub version: u32,
+    /// Lengths of the server name and of the ALPN list at `data`.
+    pub sni_len: u16,
+    pub alpn_len: u16,
+    /// The server name, then the ALPN protocols as the hello lists them (each a length byte
+    /// and the name): read with [`FlowQuicEvent::sni`] and [`FlowQuicEvent::alpn`].
+    data: *const u8,
+    /// [`QUIC_HELLO_READ`].
+    pub flags: u8,
+    pub _reserved: [u8; 7],
+}
+
+unsafe impl Event for FlowQuicEvent {}
+unsafe impl EventView for FlowQuicEvent {
+    const TYPE: EventType = builtin::FLOW_UDP_QUIC;
+}
+
+impl FlowQuicEvent {
+    /// An event over `bytes` (the server name, then `alpn_len` bytes of ALPN list), which must
+    /// stay valid while the event is in flight.
+    pub fn new(flow: FlowEvent, version: u32, flags: u8, bytes: &[u8], sni_len: u16) -> FlowQuicEvent {
+        let sni_len = sni_len.min(bytes.len() as u16);
+        let alpn_len = (bytes.len() - usize::from(sni_len)).min(usize::from(u16::MAX)) as u16;
+        FlowQuicEvent { flow, version, sni_len, alpn_len, data: bytes.as_ptr(), flags, _reserved: [0; 7] }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: as for `PktEvent::bytes`: the host keeps the bytes alive and unchanged until
+        // every NF that received the event has returned from the call.
+        unsafe { core::slice::from_raw_parts(self.data, usize::from(self.sni_len) + usize::from(self.alpn_len)) }
+    }
+
+    /// The server name the ClientHello asked for (empty when it named none).
+    pub fn sni(&self) -> &[u8] {
+        &self.bytes()[..usize::from(self.sni_len)]
+    }
+
+    /// The ALPN protocols the ClientHello offered, in its order.
+    pub fn alpn(&self) -> impl Iterator<Item = &[u8]> {
+        let mut list = &self.bytes()[usize::from(self.sni_len)..];
+        core::iter::from_fn(move || {
+            let (&len, rest) = list.split_first()?;
+            let name = rest.get(..usize::from(len))?;
+            list = &rest[usize::from(len)..];
+            Some(name)
+        })
+    }
+}
+
 /// `FLOW/TCP` and every `FLOW/TCP/*` event: a flow event and the connection's state.
 #[repr(C)]
 #[derive(StableAbi, Copy, Clone, Debug)]
@@ -927,6 +989,7 @@ pub const MAX_EVENT_SIZE: usize = 320;
 
 const _: () = assert!(size_of::<PktTcpEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<PktQuicEvent>() <= MAX_EVENT_SIZE);
+const _: () = assert!(size_of::<FlowQuicEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamDataEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamGapEvent>() <= MAX_EVENT_SIZE);
 const _: () = assert!(size_of::<StreamEndEvent>() <= MAX_EVENT_SIZE);
@@ -951,6 +1014,8 @@ pub fn builtin_min_size(ty: EventType) -> usize {
         size_of::<StreamEndEvent>()
     } else if ty.is_a(builtin::FLOW_TCP) {
         size_of::<FlowTcpEvent>()
+    } else if ty.is_a(builtin::FLOW_UDP_QUIC) {
+        size_of::<FlowQuicEvent>()
     } else if ty.is_a(builtin::FLOW) {
         size_of::<FlowEvent>()
     } else if ty.is_a(builtin::ALERT) {

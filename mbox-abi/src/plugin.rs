@@ -8,7 +8,7 @@
 
 use crate::event_type::EventType;
 use crate::events::{
-    AlertEvent, FlowEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktQuicEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent,
+    AlertEvent, FlowEvent, FlowQuicEvent, FlowTcpEvent, FlowTypeEvent, PktEvent, PktQuicEvent, PktTcpEvent, SigMatchEvent, StreamDataEvent,
     StreamEndEvent, StreamGapEvent,
 };
 use crate::nf::{
@@ -182,6 +182,7 @@ pub const EVENT_LAYOUTS: &[&TypeLayout] = &[
     <PktQuicEvent as StableAbi>::LAYOUT,
     <FlowEvent as StableAbi>::LAYOUT,
     <FlowTcpEvent as StableAbi>::LAYOUT,
+    <FlowQuicEvent as StableAbi>::LAYOUT,
     <StreamDataEvent as StableAbi>::LAYOUT,
     <StreamGapEvent as StableAbi>::LAYOUT,
     <StreamEndEvent as StableAbi>::LAYOUT,

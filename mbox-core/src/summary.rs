@@ -28,6 +28,8 @@ struct Totals {
     publications: u64,
     lost_to_dead_nf: u64,
     events_without_slot: u64,
+    /// QUIC first flights refused (too many waiting) and read but not reported (no copy room).
+    quic_flights: [u64; 2],
     /// Both directions of every TCP connection reassembled, summed.
     streams: StreamStats,
     /// What the shards' services did (none when nothing is served), and the packets built.
@@ -55,6 +57,8 @@ fn totals(r: &RunReport) -> Totals {
         t.publications += s.publications;
         t.lost_to_dead_nf += s.lost_to_dead_nf;
         t.events_without_slot += s.events_without_slot;
+        t.quic_flights[0] += s.quic_flights_refused;
+        t.quic_flights[1] += s.quic_flights_unreported;
         t.streams += s.stack.streams;
         if let Some(sv) = &s.serve {
             t.serve.get_or_insert_with(Default::default).add(sv);
@@ -220,6 +224,14 @@ pub fn text(r: &RunReport) -> String {
     if t.events_without_slot > 0 {
         let _ =
             writeln!(s, "          {} events lost for want of an event slot (a bug in mbox: please report it)", n(t.events_without_slot));
+    }
+    if t.quic_flights.iter().any(|&v| v > 0) {
+        let _ = writeln!(
+            s,
+            "          QUIC first flights: {} refused (too many waited at once: reported unreadable), {} read but not reported (no copy budget)",
+            n(t.quic_flights[0]),
+            n(t.quic_flights[1])
+        );
     }
     for (path, count) in &t.events {
         let _ = writeln!(s, "          {path:<22} {:>12}", n(*count));
@@ -398,6 +410,7 @@ pub fn json(r: &RunReport) -> Value {
         "publications": t.publications,
         "lost_to_dead_nf": t.lost_to_dead_nf,
         "events_without_slot": t.events_without_slot,
+        "quic_flights": { "refused": t.quic_flights[0], "unreported": t.quic_flights[1] },
         "nfs": nfs,
         "shards": r.shards.iter().map(|s| json!({
             "id": s.id,

@@ -149,6 +149,25 @@ fn dpi_puts_a_client_hello_over_two_datagrams_back_together() {
     assert_eq!(types[0]["confidence"], "dpi");
 }
 
+/// What the logger writes of the events of type `subscribe` on each bundled capture that
+/// nDPI found UDP flows in, by capture.
+fn logged_on_udp_captures(ndpi: &[HashMap<String, String>], subscribe: &str) -> Vec<(String, Vec<serde_json::Value>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let captures: std::collections::BTreeSet<&String> = ndpi.iter().filter(|r| r["l4"] == "UDP").map(|r| &r["pcap"]).collect();
+    let out = dir.path().join("events.jsonl");
+    captures
+        .into_iter()
+        .map(|capture| {
+            run_toml(&format!(
+                "[input]\npcap = {}\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"{subscribe}\"]\nargs = {{ output = {} }}\n",
+                toml_path(&pcaps().join(capture)),
+                toml_path(&out)
+            ));
+            (capture.clone(), read_jsonl(&out))
+        })
+        .collect()
+}
+
 /// `PKT/UDP/QUIC` on the bundled captures with UDP: every datagram of nDPI's QUIC connections
 /// on the IETF header is one, both ways (a short header's destination ID must be one its
 /// receiver gave in its long headers); Google's versions before Q046 (their own public header:
@@ -157,17 +176,10 @@ fn dpi_puts_a_client_hello_over_two_datagrams_back_together() {
 /// connections); short headers are covered by `runtime::quic`'s unit tests.
 #[test]
 fn every_datagram_of_an_ietf_quic_connection_is_a_quic_packet_and_no_other_udp_is() {
-    let dir = tempfile::tempdir().unwrap();
     let ndpi = read_tsv(&pcaps().join("EXPECTED-ndpi.tsv"));
-    let captures: std::collections::BTreeSet<&String> = ndpi.iter().filter(|r| r["l4"] == "UDP").map(|r| &r["pcap"]).collect();
     let (mut quic_datagrams, mut other_datagrams) = (0, 0);
-    for capture in captures {
-        let out = dir.path().join("packets.jsonl");
-        run_toml(&format!(
-            "[input]\npcap = {}\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"PKT/UDP\"]\nargs = {{ output = {} }}\n",
-            toml_path(&pcaps().join(capture)),
-            toml_path(&out)
-        ));
+    for (capture, lines) in logged_on_udp_captures(&ndpi, "PKT/UDP") {
+        let capture = &capture;
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let port = |s: &str| s.parse::<u16>().unwrap();
         // nDPI's UDP flows, either way round: QUIC or not.
@@ -180,7 +192,7 @@ fn every_datagram_of_an_ietf_quic_connection_is_a_quic_packet_and_no_other_udp_i
         }
         // Per conversation: its datagrams, and the source IDs each side's long headers gave.
         let mut conversations: HashMap<Conversation, Vec<serde_json::Value>> = HashMap::new();
-        for line in read_jsonl(&out).into_iter().filter(|l| l["src_ip"].is_string()) {
+        for line in lines.into_iter().filter(|l| l["src_ip"].is_string()) {
             let key = (
                 ip(line["src_ip"].as_str().unwrap()),
                 line["src_port"].as_u64().unwrap() as u16,
@@ -221,4 +233,36 @@ fn every_datagram_of_an_ietf_quic_connection_is_a_quic_packet_and_no_other_udp_i
     }
     eprintln!("{quic_datagrams} QUIC datagrams, {other_datagrams} other UDP datagrams");
     assert!(quic_datagrams >= 6 && other_datagrams > 1000, "{quic_datagrams} QUIC, {other_datagrams} other");
+}
+
+/// `FLOW/UDP/QUIC` on the bundled captures: once per QUIC connection, the server name nDPI
+/// found for each (IETF Initials decrypted, Google's cleartext hello), the hello read, and for
+/// the IETF ones the ALPN list the client offered (`h3` among it); no other UDP flow has one.
+#[test]
+fn the_stack_reports_each_quic_connections_first_flight_once_with_ndpis_server_name() {
+    let expected = ndpi_quic_names();
+    let ndpi = read_tsv(&pcaps().join("EXPECTED-ndpi.tsv"));
+    let mut named = 0;
+    for (capture, lines) in logged_on_udp_captures(&ndpi, "FLOW/UDP/QUIC") {
+        let capture = &capture;
+        let mut ours: HashMap<Conversation, Vec<serde_json::Value>> = HashMap::new();
+        for q in lines {
+            let ip = |k: &str| q[k].as_str().unwrap().parse::<IpAddr>().unwrap();
+            let port = |k: &str| q[k].as_u64().unwrap() as u16;
+            ours.entry((ip("src_ip"), port("src_port"), ip("dest_ip"), port("dest_port"))).or_default().push(q["quic"].clone());
+        }
+        let want = expected.get(capture).cloned().unwrap_or_default();
+        assert_eq!(ours.len(), want.len(), "{capture}: ours {ours:?}, nDPI's {want:?}");
+        for (key, sni) in want {
+            let events = ours.get(&key).unwrap_or_else(|| panic!("{capture} {key:?}: no FLOW/UDP/QUIC"));
+            assert_eq!(events.len(), 1, "{capture} {key:?}: {events:?}");
+            let q = &events[0];
+            assert_eq!((q["sni"].as_str(), q["hello_read"].as_bool()), (Some(sni.as_str()), Some(true)), "{capture} {key:?}");
+            if q["version"] == "00000001" {
+                assert!(q["alpn"].as_array().unwrap().iter().any(|a| a == "h3"), "{capture} {key:?}: {q}");
+            }
+            named += 1;
+        }
+    }
+    assert_eq!(named, 8);
 }

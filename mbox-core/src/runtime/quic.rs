@@ -1,4 +1,5 @@
-//! Which UDP datagrams are QUIC packets (`PKT/UDP/QUIC`), and what their headers say.
+//! Which UDP datagrams are QUIC packets (`PKT/UDP/QUIC`), what their headers say, and what a
+//! connection's first flight says (`FLOW/UDP/QUIC`).
 //!
 //! A long header carries its version and both connection IDs, so a datagram that starts with
 //! one of an IETF version (v1, v2, drafts, greased) or of Google's (`Q0xx`, `T0xx`: Q046 on
@@ -8,29 +9,61 @@
 //! direction, the length of the source IDs its long headers gave; a short-header datagram is
 //! QUIC only on a flow where the receiver's length is known, which keeps other UDP (DNS, RTP,
 //! games) from passing for it. Google's versions up to Q043 use another header (the public
-//! header) and are not recognised here (dpi names their servers from their cleartext hello).
+//! header) and are not recognised as packets here.
+//!
+//! The first flight: the client's Initial packets, decrypted as RFC 9001 says and gathered
+//! over as many datagrams as its ClientHello takes (`mbox_proto::quic::ClientInitials`; at
+//! most [`MAX_WAITING_FLIGHTS`] flights wait at once per shard, each at most its hello's
+//! bytes), or Google's cleartext hello in the client's first datagram. Once per flow it is
+//! decided: read (the server name and ALPN), or QUIC that cannot be read, or not QUIC at all
+//! (nothing is reported then).
 
 use mbox_abi::{
     PktEvent, PktQuicEvent, QuicHeader, QUIC_HANDSHAKE, QUIC_INITIAL, QUIC_MAX_CID, QUIC_RETRY, QUIC_SHORT, QUIC_VERSION_NEGOTIATION,
     QUIC_ZERO_RTT,
 };
-use mbox_proto::quic::{self, PacketType};
+use mbox_proto::quic::{self, ClientInitials, PacketType, WaitingFlights};
+use mbox_proto::tls::ClientHello;
+use mbox_proto::Parse;
+
+/// First flights waiting for their next datagram at once, per shard.
+pub const MAX_WAITING_FLIGHTS: usize = 1024;
 
 /// What one flow's long headers told: the version, and each direction's own connection ID
-/// length (what a short header towards that side carries).
-#[derive(Debug, Clone, Copy, Default)]
+/// length (what a short header towards that side carries); and its first flight.
+#[derive(Debug, Default)]
 struct QuicFlow {
     /// The flow this slot describes; another id in the slot is a flow that came after.
     id: u64,
     version: u32,
     /// By direction of the long headers: their source ID's length, `None` until one is seen.
     cid_len: [Option<u8>; 2],
+    /// The client's Initials while their ClientHello waits for a later datagram.
+    flight: Option<Box<ClientInitials>>,
+    /// The first flight was decided (read, unreadable, or not QUIC).
+    decided: bool,
 }
 
-/// Per flow slot of a shard: what its QUIC long headers told.
-#[derive(Debug, Default)]
+/// Per flow slot of a shard: what its QUIC long headers and first flight told.
+#[derive(Debug)]
 pub struct QuicFlows {
     slots: Vec<QuicFlow>,
+    flights: WaitingFlights,
+}
+
+impl Default for QuicFlows {
+    fn default() -> QuicFlows {
+        QuicFlows { slots: Vec::new(), flights: WaitingFlights::new(MAX_WAITING_FLIGHTS) }
+    }
+}
+
+/// What a QUIC connection's first flight said.
+#[derive(Debug)]
+pub enum FirstFlight {
+    /// Its ClientHello, with the version of its long headers (0 for Google's public header).
+    Read(ClientHello, u32),
+    /// QUIC, but not readable (see `QUIC_HELLO_READ`), of this version.
+    Unreadable(u32),
 }
 
 /// The `PKT/UDP/QUIC` event of a datagram whose `PKT` part is `pkt` (its size set) and whose
@@ -60,14 +93,7 @@ impl QuicFlows {
     /// `dir`) starts with, if it is one; long headers teach the flow their lengths.
     pub fn recognise(&mut self, slot: u32, flow_id: u64, dir: u8, payload: &[u8]) -> Option<QuicHeader> {
         let dir = usize::from(dir.min(1));
-        let slot = slot as usize;
-        if self.slots.len() <= slot {
-            self.slots.resize(slot + 1, QuicFlow::default());
-        }
-        let flow = &mut self.slots[slot];
-        if flow.id != flow_id {
-            *flow = QuicFlow { id: flow_id, ..QuicFlow::default() };
-        }
+        let flow = self.flow(slot, flow_id);
         let header = quic::header(payload)?;
         let packet_type = match header.packet_type {
             PacketType::Initial => QUIC_INITIAL,
@@ -104,6 +130,68 @@ impl QuicFlows {
         }
         let ((dcid_len, dcid), (scid_len, scid)) = (cid(header.dcid), cid(header.scid));
         Some(QuicHeader { version: header.version, packet_type, dcid_len, scid_len, _reserved: 0, dcid, scid })
+    }
+
+    /// The state of the flow `flow_id` in `slot` (a new one if the slot held another).
+    fn flow(&mut self, slot: u32, flow_id: u64) -> &mut QuicFlow {
+        let slot = slot as usize;
+        if self.slots.len() <= slot {
+            self.slots.resize_with(slot + 1, QuicFlow::default);
+        }
+        let flow = &mut self.slots[slot];
+        if flow.id != flow_id {
+            self.flights.release(&mut flow.flight);
+            *flow = QuicFlow { id: flow_id, ..QuicFlow::default() };
+        }
+        flow
+    }
+
+    /// A datagram of the flow `flow_id` in `slot` in direction `dir`, whose QUIC header (as
+    /// [`QuicFlows::recognise`] found it) is `header`: what the first flight said, once the
+    /// datagram decides it (the client's datagrams only; `None` before and after).
+    pub fn first_flight(&mut self, slot: u32, flow_id: u64, dir: u8, payload: &[u8], header: Option<&QuicHeader>) -> Option<FirstFlight> {
+        if dir != 0 {
+            return None;
+        }
+        let QuicFlows { slots, flights } = self;
+        let flow = slots.get_mut(slot as usize).filter(|f| f.id == flow_id)?;
+        if flow.decided {
+            return None;
+        }
+        let initial = header.is_some_and(|h| h.packet_type == QUIC_INITIAL);
+        let (parsed, quic) = match header {
+            _ if initial || flow.flight.is_some() => (flights.push(&mut flow.flight, payload), true),
+            // Google's public header (no long header of its own): its cleartext hello, in the
+            // client's first datagram or not at all; anything else is not QUIC.
+            None => (quic::google_client_hello(payload), false),
+            // Another QUIC packet before an Initial (a connection picked up late): wait.
+            Some(_) => return None,
+        };
+        let version = header.map_or(0, |h| h.version);
+        match parsed {
+            Parse::Partial => None,
+            Parse::Done(hello) => {
+                flow.decided = true;
+                Some(FirstFlight::Read(hello, version))
+            }
+            Parse::Invalid => {
+                flow.decided = true;
+                quic.then_some(FirstFlight::Unreadable(version))
+            }
+        }
+    }
+
+    /// The flow in `slot` ended: its waiting flight is let go.
+    pub fn ended(&mut self, slot: u32) {
+        if let Some(flow) = self.slots.get_mut(slot as usize) {
+            self.flights.release(&mut flow.flight);
+            flow.decided = true;
+        }
+    }
+
+    /// First flights refused because too many waited at once.
+    pub fn flights_refused(&self) -> u64 {
+        self.flights.refused
     }
 }
 

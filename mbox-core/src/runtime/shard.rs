@@ -8,7 +8,7 @@
 
 use super::lane::LaneTx;
 use super::live::{Publisher, Snapshot};
-use super::quic::QuicFlows;
+use super::quic::{FirstFlight, QuicFlows};
 use super::router::{Router, NO_HELD};
 use super::serve::{ConnEventKind, ConnInfo, ServeSink, ServeStats, Served, Taken};
 use crate::config::RingFullPolicy;
@@ -21,13 +21,13 @@ use crate::io::pool::PacketPool;
 use crate::io::{Read, RxPacket, ShardInput};
 use crate::sys::park::{IdlePolicy, Idler, Waker};
 use mbox_abi::{
-    builtin, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, PktEvent, PktTcpEvent, StreamDataEvent, StreamEndEvent,
-    StreamGapEvent, TcpSnapshot, DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, REASON_NONE,
+    builtin, EventHeader, EventType, FlowEvent, FlowQuicEvent, FlowRef, FlowTcpEvent, PktEvent, PktTcpEvent, QuicHeader, StreamDataEvent,
+    StreamEndEvent, StreamGapEvent, TcpSnapshot, DIR_NONE, PKT_REASSEMBLED, PKT_TUNNELLED, QUIC_HELLO_READ, REASON_NONE,
 };
 use mbox_stack::flow_table::{FlowEntry, FlowTable};
 use mbox_stack::l23::{Disposition, L23Stack, StackConfig, StackPacket, StackSink, StackStats, StreamContext};
 use mbox_stack::tcp::stream::Source;
-use mbox_stack::wire::{ip_proto, tcp_flags, LinkType};
+use mbox_stack::wire::{ip_proto, tcp_flags, LinkType, Parsed};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -98,6 +98,10 @@ pub struct ShardReport {
     /// packet's worst case before it starts (`mbox_stack::l23::events_per_packet`), so this
     /// stays 0 unless that bound is wrong; counted rather than silent if it ever is.
     pub events_without_slot: u64,
+    /// QUIC first flights refused because too many waited at once (reported unreadable), and
+    /// those read whose `FLOW/UDP/QUIC` found no copy budget left (not reported).
+    pub quic_flights_refused: u64,
+    pub quic_flights_unreported: u64,
     /// With a queue pair per shard, what the shard received and sent itself.
     pub input: Option<crate::io::device::InputReport>,
     pub output: Option<crate::io::device::OutputStats>,
@@ -133,6 +137,7 @@ struct StackTypes {
     pkt_tcp_rst: usize,
     pkt_udp: usize,
     pkt_udp_quic: usize,
+    flow_udp_quic: usize,
     /// By flow kind: TCP, UDP, other IP.
     flow_new: [usize; 3],
     flow_end: [usize; 3],
@@ -155,6 +160,7 @@ impl StackTypes {
             pkt_tcp_rst: idx(builtin::PKT_TCP_RST),
             pkt_udp: idx(builtin::PKT_UDP),
             pkt_udp_quic: idx(builtin::PKT_UDP_QUIC),
+            flow_udp_quic: idx(builtin::FLOW_UDP_QUIC),
             flow_new: [idx(builtin::FLOW_TCP_NEW), idx(builtin::FLOW_UDP_NEW), idx(builtin::FLOW_IP_NEW)],
             flow_end: [idx(builtin::FLOW_TCP_TERMINATE), idx(builtin::FLOW_UDP_TERMINATE), idx(builtin::FLOW_IP_TERMINATE)],
             data_rdy: idx(builtin::FLOW_TCP_DATA_RDY),
@@ -203,8 +209,10 @@ struct Plane {
     current: Option<RxPacket>,
     current_datagram: Option<u32>,
     current_payload: (*const u8, u32),
-    /// What each UDP flow's QUIC long headers told (for its short headers).
+    /// What each UDP flow's QUIC long headers and first flight told.
     quic: QuicFlows,
+    /// Where a first flight's server name and ALPN are put together (reused).
+    flight_bytes: Vec<u8>,
     current_held: u32,
     /// Packets kept for out-of-order TCP data, and the bound.
     kept: usize,
@@ -290,6 +298,7 @@ impl Shard {
             current_datagram: None,
             current_payload: (std::ptr::null(), 0),
             quic: QuicFlows::default(),
+            flight_bytes: Vec::new(),
             current_held: NO_HELD,
             kept: 0,
             max_kept: s.max_kept,
@@ -411,6 +420,7 @@ impl Shard {
     fn update_report(&mut self) {
         let report = &mut self.plane.report;
         report.stack = self.stack.stats();
+        report.quic_flights_refused = self.plane.quic.flights_refused();
         for (i, lane) in self.plane.lanes.iter().enumerate() {
             report.delivered[i] = lane.delivered;
             report.ring_full_drops[i] = lane.ring_full_drops;
@@ -763,7 +773,8 @@ fn flow_kind(proto: u8) -> usize {
 
 impl StackSink for Plane {
     fn has_room(&self, events: usize) -> bool {
-        self.free_stack.len() >= events && !self.free_held.is_empty()
+        // Two held entries: the packet's own, and a copy for a QUIC first flight's names.
+        self.free_stack.len() >= events && self.free_held.len() >= 2
     }
 
     fn flow_started(&mut self, flow: &FlowEntry, slot: u32, ts_ns: u64) {
@@ -773,6 +784,9 @@ impl StackSink for Plane {
     }
 
     fn flow_ended(&mut self, flow: &FlowEntry, slot: u32, reason: u8, ts_ns: u64, tcp: Option<&TcpSnapshot>) {
+        if flow.tuple.ip_proto == ip_proto::UDP {
+            self.quic.ended(slot);
+        }
         let route = self.types.flow_end[flow_kind(flow.tuple.ip_proto)];
         self.emit_flow(route, flow, slot, reason, ts_ns, tcp);
     }
@@ -892,14 +906,27 @@ impl StackSink for Plane {
         self.current_payload = payload.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len() as u32));
         let tcp = pkt.parsed.filter(|p| p.ip_proto == ip_proto::TCP && p.has_l4_header());
         let udp = pkt.parsed.is_some_and(|p| p.ip_proto == ip_proto::UDP && p.has_l4_header());
-        // A datagram of a flow that starts with a QUIC packet is PKT/UDP/QUIC (looked at only
-        // when someone gets those: a PKT/UDP subscriber does).
-        let quic = match (udp, pkt.flow) {
-            (true, Some((slot, dir))) if self.graph.wants(self.types.pkt_udp_quic) => {
-                self.quic.recognise(slot, flows.get(slot).id, dir, payload.unwrap_or_default())
+        // A datagram of a flow that starts with a QUIC packet is PKT/UDP/QUIC, and the client's
+        // first flight becomes FLOW/UDP/QUIC (looked at only when someone gets one of those: a
+        // PKT/UDP subscriber does).
+        let (quic, first_flight) = match (udp, pkt.flow) {
+            (true, Some((slot, dir))) if self.graph.wants(self.types.pkt_udp_quic) || self.graph.wants(self.types.flow_udp_quic) => {
+                let (id, payload) = (flows.get(slot).id, payload.unwrap_or_default());
+                let quic = self.quic.recognise(slot, id, dir, payload);
+                (quic, self.quic.first_flight(slot, id, dir, payload, quic.as_ref()))
             }
-            _ => None,
+            _ => (None, None),
         };
+        self.emit_packet(pkt, flows, tcp, udp, quic);
+        if let (Some(flight), Some((slot, _))) = (first_flight, pkt.flow) {
+            self.emit_first_flight(flows.get(slot), slot, flight);
+        }
+    }
+}
+
+impl Plane {
+    /// The packet's own event (`PKT` or a child), unless nobody gets it.
+    fn emit_packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable, tcp: Option<&Parsed>, udp: bool, quic: Option<QuicHeader>) {
         let t = &self.types;
         let route = match (pkt.parsed, tcp) {
             (_, Some(p)) if p.tcp.flags & tcp_flags::SYN != 0 => t.pkt_tcp_syn,
@@ -966,6 +993,65 @@ impl StackSink for Plane {
             },
         }
     }
+
+    /// `FLOW/UDP/QUIC` for a flow whose first flight was decided: its server name and ALPN
+    /// list in a copy the event holds.
+    fn emit_first_flight(&mut self, flow: &FlowEntry, slot: u32, flight: FirstFlight) {
+        let route = self.types.flow_udp_quic;
+        if !self.graph.wants(route) {
+            return;
+        }
+        let (hello, version, flags) = match flight {
+            FirstFlight::Read(hello, version) => (Some(hello), version, QUIC_HELLO_READ),
+            FirstFlight::Unreadable(version) => (None, version, 0),
+        };
+        // The copy: the server name, then the ALPN protocols (a length byte and the name each).
+        let mut bytes = std::mem::take(&mut self.flight_bytes);
+        bytes.clear();
+        let sni = hello.as_ref().and_then(|h| h.sni.as_deref()).unwrap_or_default();
+        let sni = &sni[..sni.len().min(usize::from(u16::MAX))];
+        bytes.extend_from_slice(sni);
+        for name in hello.iter().flat_map(|h| &h.alpn).filter(|n| n.len() <= 255) {
+            bytes.push(name.len() as u8);
+            bytes.extend_from_slice(name);
+        }
+        let sni_len = sni.len() as u16;
+        let copied = self.copy_of(&bytes);
+        self.flight_bytes = bytes;
+        let Some(idx) = copied else {
+            self.report.quic_flights_unreported += 1;
+            return;
+        };
+        let ts_ns = self.current.map_or(0, |c| c.ts_ns);
+        let ty = self.registry.types()[route].ty;
+        let mut ev = self.flow_event(ty, flow, slot, REASON_NONE, ts_ns);
+        ev.header.size = std::mem::size_of::<FlowQuicEvent>() as u32;
+        let ev = FlowQuicEvent::new(ev, version, flags, self.copied(idx), sni_len);
+        self.emit(route, &ev, idx);
+    }
+
+    /// A held entry whose copy is `bytes`, for an event to hold and point at; `None` when no
+    /// entry or copy budget is left.
+    fn copy_of(&mut self, bytes: &[u8]) -> Option<u32> {
+        let idx = self.free_held.pop()?;
+        let h = &mut self.held[idx as usize];
+        h.copy.clear();
+        (h.refs, h.dropped, h.datagram, h.is_copy) = (0, false, None, true);
+        if !self.append(idx, bytes) {
+            self.held[idx as usize].is_copy = false;
+            self.free_held.push(idx);
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// The bytes of held entry `idx`'s copy.
+    fn copied(&self, idx: u32) -> &[u8] {
+        let (base, len) = self.held[idx as usize].payload;
+        // SAFETY: the copy's buffer holds `len` bytes, and lives unchanged while an event
+        // holds the entry (it returns to the free list only when none does).
+        unsafe { std::slice::from_raw_parts(base, len as usize) }
+    }
 }
 
 impl Plane {
@@ -974,20 +1060,9 @@ impl Plane {
     /// [`Plane::emit_read`]. False when no copy buffer or room is left (nothing emitted).
     #[allow(clippy::too_many_arguments)]
     fn emit_copy(&mut self, route: usize, conn: &ConnInfo, dir: u8, offset: u64, bytes: &[u8], ts_ns: u64, read: (u32, u64, u32)) -> bool {
-        let Some(idx) = self.free_held.pop() else { return false };
-        let h = &mut self.held[idx as usize];
-        h.copy.clear();
-        (h.refs, h.dropped, h.datagram, h.is_copy) = (0, false, None, true);
-        if !self.append(idx, bytes) {
-            self.held[idx as usize].is_copy = false;
-            self.free_held.push(idx);
-            return false;
-        }
-        let (base, len) = self.held[idx as usize].payload;
-        // SAFETY: the copy's buffer holds `len` bytes and lives while the event holds it.
-        let copy = unsafe { std::slice::from_raw_parts(base, len as usize) };
+        let Some(idx) = self.copy_of(bytes) else { return false };
         let ty = self.registry.types()[route].ty;
-        let ev = StreamDataEvent::new(self.conn_tcp_event::<StreamDataEvent>(ty, conn, dir, REASON_NONE, ts_ns), offset, copy);
+        let ev = StreamDataEvent::new(self.conn_tcp_event::<StreamDataEvent>(ty, conn, dir, REASON_NONE, ts_ns), offset, self.copied(idx));
         self.emit_read(route, &ev, idx, read);
         true
     }

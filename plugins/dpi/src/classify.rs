@@ -3,7 +3,7 @@
 //! protocol is registered for — the order nDPI works in. Pure functions over byte slices.
 
 use mbox_abi::app;
-use mbox_proto::{dns, http, quic, ssh, tls, Parse};
+use mbox_proto::{dns, http, ssh, tls, Parse};
 
 /// What the bytes so far say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,11 +153,8 @@ pub fn udp(payload: &[u8], sport: u16, dport: u16) -> Verdict {
     if is_stun(payload) {
         return known(app::STUN);
     }
-    // Google QUIC's hello names its server in the clear, on any port. (IETF QUIC's first
-    // flight, over one datagram or more, is the NF's: see `Dpi::quic_flight`.)
-    if let Parse::Done(hello) = quic::google_client_hello(payload) {
-        return Verdict::Known(app::QUIC, hello.sni.unwrap_or_default());
-    }
+    // A QUIC connection's first flight (IETF Initials, Google's cleartext hello) is named by
+    // the stack's FLOW/UDP/QUIC; a long header without one (a connection picked up late).
     if is_quic(payload) {
         return known(app::QUIC);
     }

@@ -1,6 +1,7 @@
 //! dpi: classifies each flow's application protocol — HTTP (with its host), TLS (with its
 //! server name), SSH, SMTP, IMAP, POP3 (and their TLS forms), FTP, DNS over TCP and UDP,
-//! BitTorrent, QUIC (with the server name of the client's first flight, decrypted), mDNS,
+//! BitTorrent, QUIC (with the server name of the client's first flight: the stack's
+//! `FLOW/UDP/QUIC`), mDNS,
 //! LLMNR, SSDP, NetBIOS, DHCP, DHCPv6, STUN, NTP — publishes
 //! `FLOW/TYPE` (`mbox_abi::FlowTypeEvent`) once per flow, and then unsubscribes from the flow's
 //! data, so that the stack stops reassembling it when no other NF wants its bytes. A flow
@@ -14,12 +15,10 @@ pub mod classify;
 use classify::Verdict;
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
-    app, builtin, export_nf, Counters, DirStats, EventHeader, EventType, FlowEvent, FlowRef, FlowTuple, FlowTypeEvent, Host,
-    NetworkFunction, NfInit, PktEvent, Plugin, PluginInfo, StreamDataEvent, UnsubscribeStatus, Verdict as NfVerdict, CONFIDENCE_DPI,
-    CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
+    app, builtin, export_nf, Counters, DirStats, EventHeader, EventType, FlowEvent, FlowQuicEvent, FlowRef, FlowTuple, FlowTypeEvent, Host,
+    NetworkFunction, NfInit, PktEvent, PktQuicEvent, Plugin, PluginInfo, StreamDataEvent, UnsubscribeStatus, Verdict as NfVerdict,
+    CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, QUIC_INITIAL, REASON_NONE,
 };
-use mbox_proto::quic::{ClientInitials, WaitingFlights};
-use mbox_proto::Parse;
 
 /// What dpi keeps per flow until it is classified.
 #[derive(Default)]
@@ -36,13 +35,10 @@ struct Flow {
     /// Data still comes although this NF is done with it: its unsubscription is to be sent
     /// (again, if the host's queue for it was full).
     unsubscribe: bool,
-    /// QUIC: the client's first flight, while its ClientHello waits for a later datagram.
-    quic: Option<Box<ClientInitials>>,
+    /// QUIC: the client sent an Initial; the stack's `FLOW/UDP/QUIC` will say what its first
+    /// flight named (the datagrams meanwhile say nothing more).
+    quic_pending: bool,
 }
-
-/// QUIC first flights kept at once waiting for their next datagram (each keeps at most its
-/// ClientHello's bytes); past it, a flight's protocol is published without its server name.
-const MAX_QUIC_FLIGHTS: usize = 1024;
 
 pub struct Dpi {
     flow_type: EventType,
@@ -51,8 +47,6 @@ pub struct Dpi {
     /// Classifications waiting for room in the host's queue.
     queue: PublishQueue<FlowTypeEvent>,
     counts: [u64; 256],
-    /// The flights that `Flow::quic` holds.
-    quic_flights: WaitingFlights,
 }
 
 impl Dpi {
@@ -65,25 +59,9 @@ impl Dpi {
         }
         let f = &mut table[slot];
         if f.id != flow.id {
-            self.quic_flights.release(&mut f.quic);
             *f = Flow { id: flow.id, ..Flow::default() };
         }
         f
-    }
-
-    /// A client datagram of a QUIC connection (a long header of a version of the IETF's): its
-    /// first flight, gathered over as many datagrams as its ClientHello takes. The server name
-    /// once it is whole; `None` while it waits for the next datagram.
-    fn quic_flight(&mut self, r: FlowRef, payload: &[u8]) -> Option<Vec<u8>> {
-        let mut slot = self.flow(r).quic.take();
-        let parsed = self.quic_flights.push(&mut slot, payload);
-        self.flow(r).quic = slot;
-        match parsed {
-            Parse::Partial => None,
-            Parse::Done(hello) => Some(hello.sni.unwrap_or_default()),
-            // A version whose Initial packets cannot be opened, or too many flights waiting.
-            Parse::Invalid => Some(Vec::new()),
-        }
     }
 
     fn publish(&mut self, flow: &FlowEvent, app: u8, confidence: u8, host_name: &[u8], host: &mut Host<'_>) {
@@ -138,20 +116,17 @@ impl Dpi {
         if f.done {
             return;
         }
-        let waiting = f.quic.is_some();
-        let verdict = match r.dir == 0 && (waiting || classify::is_quic(pkt.payload())) {
-            true => match self.quic_flight(r, pkt.payload()) {
-                Some(name) => Verdict::Known(app::QUIC, name),
-                None => return,
-            },
-            // The server's datagrams of a flight in waiting say nothing about its hello.
-            false if waiting => return,
-            false => classify::udp(pkt.payload(), pkt.src_port, pkt.dst_port),
-        };
-        match verdict {
+        if f.quic_pending {
+            return; // the first flight's names come with FLOW/UDP/QUIC
+        }
+        let initial = pkt.header.view::<PktQuicEvent>().is_some_and(|q| q.quic.packet_type == QUIC_INITIAL);
+        if r.dir == 0 && initial {
+            f.quic_pending = true;
+            return;
+        }
+        match classify::udp(pkt.payload(), pkt.src_port, pkt.dst_port) {
             Verdict::Known(app, host_name) => {
                 let (Some(src), Some(dst)) = (pkt.src_addr(), pkt.dst_addr()) else { return };
-                self.flow(r).done = true;
                 let (addrs, ports) =
                     if r.dir == 0 { ([src, dst], [pkt.src_port, pkt.dst_port]) } else { ([dst, src], [pkt.dst_port, pkt.src_port]) };
                 let flow = FlowEvent {
@@ -161,11 +136,27 @@ impl Dpi {
                     reason: REASON_NONE,
                     _reserved: [0; 7],
                 };
-                self.publish(&flow, app, CONFIDENCE_DPI, &host_name, host);
-                host.unsubscribe(&r, builtin::PKT_UDP);
+                self.classified_datagram_flow(&flow, app, &host_name, host);
             }
             Verdict::Unknown | Verdict::Undecided => {}
         }
+    }
+
+    /// The stack read a QUIC connection's first flight: QUIC, with the server name it asked
+    /// for (none where the flight could not be read).
+    fn on_first_flight(&mut self, q: &FlowQuicEvent, host: &mut Host<'_>) {
+        if self.flow(q.flow.header.flow).done {
+            return;
+        }
+        self.classified_datagram_flow(&q.flow, app::QUIC, q.sni(), host);
+    }
+
+    /// Publishes the protocol of a UDP (or other datagram) flow, and lets go of its datagrams.
+    fn classified_datagram_flow(&mut self, flow: &FlowEvent, app: u8, host_name: &[u8], host: &mut Host<'_>) {
+        let r = flow.header.flow;
+        self.flow(r).done = true;
+        self.publish(flow, app, CONFIDENCE_DPI, host_name, host);
+        host.unsubscribe(&r, builtin::PKT_UDP);
     }
 
     /// A flow ended: if nothing was published, the port's protocol, if it has one (flows of
@@ -176,10 +167,8 @@ impl Dpi {
         if f.done {
             return;
         }
+        // A QUIC flight that never became whole: the port says QUIC.
         f.done = true;
-        // A QUIC flight that never became whole: its memory goes now, the port says QUIC.
-        let mut flight = f.quic.take();
-        self.quic_flights.release(&mut flight);
         let guess = classify::by_port(flow.tuple.ip_proto == mbox_abi::ip_proto::TCP, flow.tuple.ports);
         if guess == app::UNKNOWN {
             self.counts[usize::from(app::UNKNOWN)] += 1;
@@ -194,6 +183,8 @@ impl NetworkFunction for Dpi {
         self.queue.retry(host);
         if let Some(ev) = event.view::<StreamDataEvent>() {
             self.on_stream_data(ev, host);
+        } else if let Some(q) = event.view::<FlowQuicEvent>() {
+            self.on_first_flight(q, host);
         } else if let Some(flow) = event.view::<FlowEvent>().filter(|f| f.reason != REASON_NONE) {
             self.on_end(flow, host);
         } else if let Some(pkt) = event.view::<PktEvent>() {
@@ -230,7 +221,7 @@ impl Plugin for Dpi {
         name: "dpi",
         version: env!("CARGO_PKG_VERSION"),
         description: "classifies flows (HTTP, TLS, SSH, mail, FTP, DNS, BitTorrent, QUIC, ...) and publishes FLOW/TYPE",
-        subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/TERMINATE", "PKT/UDP", "FLOW/UDP/TERMINATE"],
+        subscribes: &["FLOW/TCP/DATA_RDY", "FLOW/TCP/TERMINATE", "PKT/UDP", "FLOW/UDP/TERMINATE", "FLOW/UDP/QUIC"],
         publishes: &[FLOW_TYPE_PATH],
         read_only: true,
     };
@@ -243,7 +234,6 @@ impl Plugin for Dpi {
             flows: (0..init.shards.max(1)).map(|_| Vec::new()).collect(),
             queue: PublishQueue::new(1 << 16),
             counts: [0; 256],
-            quic_flights: WaitingFlights::new(MAX_QUIC_FLIGHTS),
         })
     }
 }

@@ -12,10 +12,22 @@ use mbox_abi::kit::{proto_name, ts_iso8601, Args, LineWriter, Results};
 use mbox_abi::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use mbox_abi::{
     app, end_reason_name, export_nf, gap_reason_name, quic_packet_type_name, reason_name, AlertEvent, EventHeader, EventType, FlowEvent,
-    FlowTcpEvent, FlowTypeEvent, Host, NetworkFunction, NfInit, PktEvent, PktQuicEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent,
-    StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, CONFIDENCE_DPI, CONFIDENCE_PORT, FLOW_TYPE_PATH, REASON_NONE,
-    SIG_MATCH_PATH,
+    FlowQuicEvent, FlowTcpEvent, FlowTuple, FlowTypeEvent, Host, NetworkFunction, NfInit, PktEvent, PktQuicEvent, PktTcpEvent, Plugin,
+    PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent, TcpSnapshot, Verdict, CONFIDENCE_DPI, CONFIDENCE_PORT,
+    FLOW_TYPE_PATH, QUIC_HELLO_READ, REASON_NONE, SIG_MATCH_PATH,
 };
+
+/// A flow's addresses, ports, protocol and VLAN, as eve.json names them.
+fn insert_tuple(line: &mut Map<String, Value>, t: &FlowTuple) {
+    line.insert("src_ip".into(), json!(t.addr(0).to_string()));
+    line.insert("src_port".into(), json!(t.ports[0]));
+    line.insert("dest_ip".into(), json!(t.addr(1).to_string()));
+    line.insert("dest_port".into(), json!(t.ports[1]));
+    line.insert("proto".into(), json!(proto_name(t.ip_proto)));
+    if t.vlan != 0 {
+        line.insert("vlan".into(), json!([t.vlan]));
+    }
+}
 
 /// The TCP monitor's view of a connection, for logs.
 fn snapshot_json(s: &TcpSnapshot) -> Value {
@@ -93,18 +105,24 @@ impl Logger {
         } else if let Some(data) = event.view::<StreamDataEvent>() {
             line.insert("event_type".into(), json!("stream_data"));
             line.insert("stream".into(), json!({ "direction": data.tcp.flow.header.flow.dir, "offset": data.offset, "len": data.len }));
+        } else if let Some(q) = event.view::<FlowQuicEvent>() {
+            // A QUIC connection's first flight, as Suricata's `quic` records name its fields.
+            let t = &q.flow.tuple;
+            line.insert("event_type".into(), json!("quic"));
+            insert_tuple(&mut line, t);
+            let alpn: Vec<String> = q.alpn().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let quic = json!({
+                "version": format!("{:08x}", q.version),
+                "sni": String::from_utf8_lossy(q.sni()),
+                "alpn": alpn,
+                "hello_read": q.flags & QUIC_HELLO_READ != 0,
+            });
+            line.insert("quic".into(), quic);
         } else if let Some(t) = self.flow_type.view(event) {
             // A classification: the flow and its application protocol.
             let tuple = &t.flow.tuple;
             line.insert("event_type".into(), json!("flow_type"));
-            line.insert("src_ip".into(), json!(tuple.addr(0).to_string()));
-            line.insert("src_port".into(), json!(tuple.ports[0]));
-            line.insert("dest_ip".into(), json!(tuple.addr(1).to_string()));
-            line.insert("dest_port".into(), json!(tuple.ports[1]));
-            line.insert("proto".into(), json!(proto_name(tuple.ip_proto)));
-            if tuple.vlan != 0 {
-                line.insert("vlan".into(), json!([tuple.vlan]));
-            }
+            insert_tuple(&mut line, tuple);
             line.insert("app_proto".into(), json!(app::name(t.app)));
             let confidence = match t.confidence {
                 CONFIDENCE_DPI => "dpi",
@@ -125,14 +143,7 @@ impl Logger {
             let t = &flow.tuple;
             let ended = flow.reason != REASON_NONE;
             line.insert("event_type".into(), json!(if ended { "flow" } else { "flow_start" }));
-            line.insert("src_ip".into(), json!(t.addr(0).to_string()));
-            line.insert("src_port".into(), json!(t.ports[0]));
-            line.insert("dest_ip".into(), json!(t.addr(1).to_string()));
-            line.insert("dest_port".into(), json!(t.ports[1]));
-            line.insert("proto".into(), json!(proto_name(t.ip_proto)));
-            if t.vlan != 0 {
-                line.insert("vlan".into(), json!([t.vlan]));
-            }
+            insert_tuple(&mut line, t);
             let [o, r] = flow.stats;
             let start = [o.first_ts_ns, r.first_ts_ns].into_iter().filter(|&x| x != 0).min().unwrap_or(event.ts_ns);
             let end = o.last_ts_ns.max(r.last_ts_ns).max(start);

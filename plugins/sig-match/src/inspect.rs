@@ -21,7 +21,7 @@
 use crate::http_fields::{decode_body, BodyEncoding, HttpFields};
 use mbox_abi::app;
 use mbox_proto::detect::{AppProto, Detected};
-use mbox_proto::quic::{self, ClientInitials, PacketType, WaitingFlights};
+use mbox_proto::quic;
 use mbox_proto::{dns, http, ssh, tls, x509, Parse};
 use mbox_sig::engine::Verification;
 use mbox_sig::{Buffer, Buffers, Direction, Engine, Proto, Rule};
@@ -106,8 +106,6 @@ pub struct Matcher {
     candidates: Vec<u32>,
     /// The packet prefilter's finds, reused.
     found: Vec<u32>,
-    /// QUIC first flights that wait for their next datagram (`quic.sni`), bounded.
-    quic_flights: WaitingFlights,
     /// Longest fast pattern among stream rules, less one: how far back a scan of new stream
     /// bytes starts, so a pattern split across two deliveries is found.
     overlap: usize,
@@ -282,10 +280,6 @@ struct Pending {
     retry_at: u64,
 }
 
-/// QUIC first flights kept at once waiting for their next datagram, all flows together (past
-/// it a flight's `quic.sni` goes unread, counted `quic_flights_refused`).
-const MAX_QUIC_FLIGHTS: usize = 1024;
-
 /// Packet rules admitted by a packet's flags and size that are verified one by one; beyond
 /// it, the packet prefilter (one pass over the payload for all of them) picks the candidates
 /// (not for a packet without payload, where every content fails at once).
@@ -386,10 +380,6 @@ pub struct FlowInspection {
     bits: Vec<u32>,
     /// SMTP: where STARTTLS stands.
     starttls: StartTls,
-    /// QUIC: the client's first flight while its ClientHello is not whole (`quic.sni`), and
-    /// whether it was decided.
-    quic_flight: Option<Box<ClientInitials>>,
-    quic_flight_done: bool,
     /// Each side's stream size as of the flow's latest event, as Suricata's `stream_size`
     /// counts it (`[client, server]`).
     stream_sizes: [u32; 2],
@@ -477,7 +467,6 @@ impl Matcher {
             settings,
             candidates: Vec::new(),
             found: Vec::new(),
-            quic_flights: WaitingFlights::new(MAX_QUIC_FLIGHTS),
             overlap,
             spare: Vec::new(),
             kept_bytes: 0,
@@ -491,11 +480,6 @@ impl Matcher {
 
     pub fn rules(&self) -> &[Rule] {
         self.engine.rules()
-    }
-
-    /// QUIC first flights whose `quic.sni` went unread for the bound on flights waiting.
-    pub fn quic_flights_refused(&self) -> u64 {
-        self.quic_flights.refused
     }
 
     /// Whether some rule is a TCP packet rule (else no TCP packet is of use).
@@ -524,8 +508,6 @@ impl Matcher {
             alerted: Vec::new(),
             bits: Vec::new(),
             starttls: StartTls::Watching,
-            quic_flight: None,
-            quic_flight_done: false,
             stream_sizes: [0; 2],
             packet_rules: None,
             skipped,
@@ -536,7 +518,6 @@ impl Matcher {
     /// Takes a flow's state back at its end: decides what is still pending (rules waiting for
     /// work, a body the connection's close ended) and recycles its buffers.
     pub fn end(&mut self, mut flow: FlowInspection, hit: &mut dyn FnMut(Hit)) {
-        self.quic_flights.release(&mut flow.quic_flight);
         for dir in 0..2 {
             self.finish_side(&mut flow, dir, hit);
         }
@@ -747,8 +728,9 @@ impl Matcher {
         self.stats.directions_with_gaps += 1;
     }
 
-    /// A UDP datagram's payload, sent in direction `dir`.
-    pub fn datagram(&mut self, flow: &mut FlowInspection, dir: u8, payload: &[u8], hit: &mut dyn FnMut(Hit)) {
+    /// A UDP datagram's payload, sent in direction `dir`; `quic_version` is the version of the
+    /// QUIC long header it starts with, as the stack read it (`PKT/UDP/QUIC`).
+    pub fn datagram(&mut self, flow: &mut FlowInspection, dir: u8, payload: &[u8], quic_version: Option<u32>, hit: &mut dyn FnMut(Hit)) {
         let (sport, dport) = ports(&flow.ends, dir);
         let direction = Direction { to_server: dir == 0, established: true };
         let d = usize::from(dir.min(1));
@@ -758,7 +740,9 @@ impl Matcher {
             flow.app = App::Known(app::DNS);
             self.inspect_dns_query(flow, dir, payload, hit);
         } else if flow.app == App::Unknown || flow.app == App::Known(app::QUIC) {
-            self.inspect_quic(flow, dir, payload, hit);
+            if let Some(version) = quic_version {
+                self.inspect_quic(flow, dir, version, hit);
+            }
         }
         let mut b = Buffers::default();
         b.set(Buffer::Stream, payload);
@@ -855,38 +839,38 @@ impl Matcher {
         (0..2u8).filter(|&d| r.directions & (1 << d) != 0 && !flow.alerted.contains(&(global, d))).fold(0, |m, d| m | 1 << d)
     }
 
-    /// A datagram that may be QUIC's: a long header of an IETF version makes the flow QUIC's
-    /// and its version is `quic.version`; the client's Initial packets, decrypted, give
-    /// `quic.sni` once its ClientHello is whole (over as many datagrams as it takes). As
-    /// Suricata, Google QUIC's own versions fill neither.
-    fn inspect_quic(&mut self, flow: &mut FlowInspection, dir: u8, payload: &[u8], hit: &mut dyn FnMut(Hit)) {
-        let Some(header) = quic::header(payload).filter(|h| h.packet_type != PacketType::Short) else { return };
-        if !quic::is_ietf_version(header.version) {
+    /// A datagram with a QUIC long header of `version`: an IETF version makes the flow QUIC's
+    /// and is its `quic.version` (as Suricata, Google QUIC's own versions fill it not;
+    /// `quic.sni` comes from [`Matcher::quic_first_flight`]).
+    fn inspect_quic(&mut self, flow: &mut FlowInspection, dir: u8, version: u32, hit: &mut dyn FnMut(Hit)) {
+        if !quic::is_ietf_version(version) {
             return;
         }
         flow.app = App::Known(app::QUIC);
         let direction = Direction { to_server: dir == 0, established: true };
         if self.needs.quic_version {
-            let version = header.version.to_be_bytes();
+            let version = version.to_be_bytes();
             let mut b = Buffers::default();
             b.set(Buffer::QuicVersion, &version);
             self.evaluate(flow, dir, direction, &b, hit);
         }
-        if !self.needs.quic_sni || dir != 0 || flow.quic_flight_done || header.packet_type != PacketType::Initial {
+    }
+
+    /// The client's first flight of a QUIC connection of an IETF `version`, read (its Initial
+    /// packets decrypted, over as many datagrams as its ClientHello took: the stack's
+    /// `FLOW/UDP/QUIC`): its server name is `quic.sni`, sent to the server. As Suricata,
+    /// Google QUIC's own versions fill it not.
+    pub fn quic_first_flight(&mut self, flow: &mut FlowInspection, version: u32, sni: &[u8], hit: &mut dyn FnMut(Hit)) {
+        if !quic::is_ietf_version(version) {
             return;
         }
-        match self.quic_flights.push(&mut flow.quic_flight, payload) {
-            Parse::Partial => {}
-            Parse::Done(hello) => {
-                flow.quic_flight_done = true;
-                if let Some(sni) = hello.sni {
-                    let mut b = Buffers::default();
-                    b.set(Buffer::QuicSni, &sni);
-                    self.evaluate(flow, dir, direction, &b, hit);
-                }
-            }
-            Parse::Invalid => flow.quic_flight_done = true,
+        flow.app = App::Known(app::QUIC);
+        if !self.needs.quic_sni || sni.is_empty() {
+            return;
         }
+        let mut b = Buffers::default();
+        b.set(Buffer::QuicSni, sni);
+        self.evaluate(flow, 0, Direction { to_server: true, established: true }, &b, hit);
     }
 
     /// A DNS message sent in direction `dir`: if a query, each question's name in `dns.query`
@@ -1688,27 +1672,24 @@ alert tcp any any -> any any (msg:"stream"; content:"x"; sid:2;)"#,
     }
 
     #[test]
-    fn quic_buffers_come_from_long_headers_and_the_first_flight_over_two_datagrams() {
-        use mbox_proto::quic::testing::{client_initial, crypto_frame};
+    fn quic_buffers_come_from_long_headers_and_the_first_flight() {
         let mut m = matcher(
             r#"alert quic any any -> any any (msg:"sni"; quic.sni; content:"big.example"; sid:1;)
 alert quic any any -> any any (msg:"v1"; flow:to_client; quic.version; content:"|00 00 00 01|"; sid:2;)"#,
         );
-        let hello = mbox_proto::tls::testing::client_hello_message(0x0303, Some(b"big.example"), 1500);
-        let dcid = [3u8; 8];
         let mut flow = m.flow(1, ends(), false, false);
         let mut hits = Vec::new();
-        m.datagram(&mut flow, 0, &client_initial(&dcid, 0, &crypto_frame(0, &hello[..900])), &mut |h| hits.push(h.rule));
-        assert!(hits.is_empty(), "the hello is not whole yet");
         // The server's long header (any packet of it: the version is in the clear).
         let mut server = vec![0xe0, 0, 0, 0, 1, 0, 8];
         server.extend_from_slice(&[5; 8]);
         server.extend_from_slice(&[0x40, 0x20]);
         server.extend_from_slice(&[0; 40]);
-        m.datagram(&mut flow, 1, &server, &mut |h| hits.push(h.rule));
-        m.datagram(&mut flow, 0, &client_initial(&dcid, 1, &crypto_frame(900, &hello[900..])), &mut |h| hits.push(h.rule));
+        m.datagram(&mut flow, 1, &server, Some(1), &mut |h| hits.push(h.rule));
+        m.quic_first_flight(&mut flow, u32::from_be_bytes(*b"Q050"), b"big.example", &mut |h| hits.push(h.rule));
+        assert_eq!(hits.len(), 1, "a Google version's hello fills no quic.sni");
+        m.quic_first_flight(&mut flow, 1, b"big.example", &mut |h| hits.push(h.rule));
         let sids: Vec<u32> = hits.iter().map(|&r| m.rules()[r as usize].sid).collect();
-        assert_eq!(sids, [2, 1], "the server's version, then the name once the hello is whole");
+        assert_eq!(sids, [2, 1], "the server's version, then the name of the first flight");
     }
 
     #[test]

@@ -27,9 +27,10 @@ pub mod inspect;
 use inspect::{Endpoints, FlowInspection, Hit, Matcher, Settings, TcpPacket};
 use mbox_abi::kit::{Args, PublishQueue};
 use mbox_abi::{
-    builtin, export_nf, AlertEvent, Counters, EventHeader, EventType, FlowEvent, FlowRef, FlowTcpEvent, FlowTuple, Host, LogLevel,
-    NetworkFunction, NfInit, PktEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent, StreamEndEvent, StreamGapEvent,
-    TcpSnapshot, UnsubscribeStatus, Verdict, SIG_MATCH_PATH, TCP_MIDSTREAM,
+    builtin, export_nf, AlertEvent, Counters, EventHeader, EventType, FlowEvent, FlowQuicEvent, FlowRef, FlowTcpEvent, FlowTuple, Host,
+    LogLevel, NetworkFunction, NfInit, PktEvent, PktQuicEvent, PktTcpEvent, Plugin, PluginInfo, SigMatchEvent, StreamDataEvent,
+    StreamEndEvent, StreamGapEvent, TcpSnapshot, UnsubscribeStatus, Verdict, QUIC_SHORT, QUIC_VERSION_NEGOTIATION, SIG_MATCH_PATH,
+    TCP_MIDSTREAM,
 };
 use mbox_sig::threshold::Thresholds;
 use mbox_sig::{Classifications, Loaded, RuleSet, Vars};
@@ -249,7 +250,10 @@ impl SigMatch {
         let Some(tuple) = packet_tuple(pkt) else { return };
         let dir = header.flow.dir;
         let facts = FlowFacts { tuple: &tuple, start_ns: header.ts_ns, tcp: false, midstream: false };
-        self.inspect(&header, facts, host, |m, flow, hit| m.datagram(flow, dir, pkt.payload(), hit));
+        // A long header's version (a version negotiation's 0 or a short header's none).
+        let long = |q: &&PktQuicEvent| q.quic.packet_type != QUIC_SHORT && q.quic.packet_type != QUIC_VERSION_NEGOTIATION;
+        let quic_version = pkt.header.view::<PktQuicEvent>().filter(long).map(|q| q.quic.version);
+        self.inspect(&header, facts, host, |m, flow, hit| m.datagram(flow, dir, pkt.payload(), quic_version, hit));
     }
 }
 
@@ -311,6 +315,9 @@ impl NetworkFunction for SigMatch {
             self.inspect_tcp(&ev.tcp, host, |m, flow, hit| m.stream_end(flow, dir, hit));
         } else if event.is_a(builtin::FLOW_TCP_TERMINATE) || event.is_a(builtin::FLOW_UDP_TERMINATE) {
             self.end(event, host);
+        } else if let Some(q) = event.view::<FlowQuicEvent>() {
+            let facts = FlowFacts { tuple: &q.flow.tuple, start_ns: flow_start(&q.flow), tcp: false, midstream: false };
+            self.inspect(&q.flow.header, facts, host, |m, flow, hit| m.quic_first_flight(flow, q.version, q.sni(), hit));
         } else if let Some(pkt) = event.view::<PktTcpEvent>() {
             self.on_tcp_packet(pkt, host);
         } else if let Some(pkt) = event.view::<PktEvent>() {
@@ -343,7 +350,6 @@ impl NetworkFunction for SigMatch {
             ("midstream_flows_skipped", s.midstream_flows_skipped),
             ("packets_inspected", s.packets_inspected),
             ("flows_without_packet_rules", s.flows_without_packet_rules),
-            ("quic_flights_refused", self.matcher.quic_flights_refused()),
             ("kept_bytes", self.matcher.kept_bytes() as u64),
             ("alerts_not_published", self.queue.dropped),
             ("alerts_thresholded", self.thresholds.suppressed),
@@ -431,6 +437,7 @@ impl Plugin for SigMatch {
             "FLOW/TCP/TERMINATE",
             "PKT/TCP",
             "PKT/UDP",
+            "FLOW/UDP/QUIC",
             "FLOW/UDP/TERMINATE",
         ],
         publishes: &[SIG_MATCH_PATH],
