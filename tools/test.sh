@@ -32,6 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "tools/test.sh: ${missing[*]} missing (not root): the live testbed and promtool checks will skip" >&2
     fi
 fi
+# The live QUIC test runs aioquic's client and server (tools/quic-peer.py): from PyPI.
+if command -v python3 >/dev/null && ! python3 -c 'import aioquic' 2>/dev/null; then
+    python3 -m pip install -q aioquic || echo "tools/test.sh: aioquic could not be installed: the live QUIC test will fail as root" >&2
+fi
 features=(--features mbox-core/dpdk)
 # As root (as in CI) the testbed can be built and promtool installed, so the tests that need
 # them must run rather than skip.

@@ -594,6 +594,85 @@ fn flood_of_small_flows(tb: &Testbed) {
     assert_eq!(report["output"]["tx_dropped"], 0);
 }
 
+/// A real QUIC connection (aioquic's client and server, `tools/quic-peer.py`: 300 kB echoed on
+/// a stream) through the monitor with dpi and the logger: every datagram of it is a
+/// `PKT/UDP/QUIC` event, short headers both ways, each one's destination ID an ID its receiver
+/// gave as the source of its long headers; one `FLOW/UDP/QUIC` with the server name and ALPN
+/// the client asked for; dpi's `FLOW/TYPE` says QUIC with that name.
+#[test]
+fn live_quic_through_mbox() {
+    let Some(tb) = Testbed::up() else { return };
+    if !Command::new("python3").args(["-c", "import aioquic"]).status().is_ok_and(|s| s.success()) {
+        skip("live_quic_through_mbox", "aioquic is not installed (python3 -m pip install aioquic)");
+        return;
+    }
+    let peer = repo().join("tools/quic-peer.py");
+    let dir = tb.dir.path().to_str().unwrap().to_string();
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", "mbox-tb-s", "python3", peer.to_str().unwrap(), "serve", SERVER, "4433", &dir])
+        .spawn()
+        .unwrap();
+    struct Killed<'a>(&'a mut Child);
+    impl Drop for Killed<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Killed(&mut server);
+    let started = Instant::now();
+    while !tb.dir.path().join("quic.ready").exists() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the QUIC server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let events = tb.dir.path().join("quic-events.jsonl");
+    let nfs = format!(
+        "[[nf]]\nplugin = \"dpi\"\n[[nf]]\nplugin = \"logger\"\nsubscribe = [\"PKT/UDP\", \"FLOW/UDP/QUIC\", \"FLOW/TYPE\"]\nargs = {{ output = {} }}\n",
+        toml_path(&events)
+    );
+    let m = Mbox::start(&tb, "quic", 1, false, &nfs);
+    let out = tb.client(&["python3", peer.to_str().unwrap(), "fetch", SERVER, "4433", "quic.mbox.test", "300000"]);
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("quic-peer fetch: {e}: {out:?}"));
+    assert_eq!((got["same"].as_bool(), got["alpn"].as_str()), (Some(true), Some("mbox-echo")), "{got}");
+    let report = m.stop();
+    drop(server);
+    let lines = read_jsonl(&events);
+    let of_quic = |l: &&serde_json::Value| l["src_port"] == 4433 || l["dest_port"] == 4433;
+    let datagrams: Vec<&serde_json::Value> = lines.iter().filter(of_quic).filter(|l| l["event_type"] == "packet").collect();
+    assert!(datagrams.len() > 200, "{} datagrams: {}", datagrams.len(), report["events"]);
+    let from_server = |l: &serde_json::Value| l["src_port"] == 4433;
+    let (mut scids, mut shorts) = ([Vec::new(), Vec::new()], [0, 0]);
+    for d in &datagrams {
+        assert_eq!(d["mbox_type"], "PKT/UDP/QUIC", "every datagram of the connection: {d}");
+        if d["quic"]["packet_type"] != "short" {
+            scids[usize::from(from_server(d))].push(d["quic"]["scid"].as_str().unwrap().to_string());
+        }
+    }
+    for d in &datagrams {
+        if d["quic"]["packet_type"] == "short" {
+            let side = usize::from(from_server(d));
+            shorts[side] += 1;
+            let dcid = d["quic"]["dcid"].as_str().unwrap();
+            assert!(scids[side ^ 1].iter().any(|s| s == dcid), "a short header to an ID its receiver never gave: {d} ({scids:?})");
+            assert_eq!(d["quic"]["version"], "00000001", "{d}");
+        }
+    }
+    assert!(shorts[0] > 10 && shorts[1] > 10, "short headers, client and server: {shorts:?}");
+    let flights: Vec<&serde_json::Value> = lines.iter().filter(of_quic).filter(|l| l["event_type"] == "quic").collect();
+    assert_eq!(flights.len(), 1, "one first flight: {flights:?}");
+    let q = &flights[0]["quic"];
+    assert_eq!(
+        (q["sni"].as_str(), q["hello_read"].as_bool(), q["version"].as_str()),
+        (Some("quic.mbox.test"), Some(true), Some("00000001")),
+        "{q}"
+    );
+    assert_eq!(q["alpn"], serde_json::json!(["mbox-echo"]), "{q}");
+    let types: Vec<&serde_json::Value> = lines.iter().filter(of_quic).filter(|l| l["event_type"] == "flow_type").collect();
+    assert_eq!(types.len(), 1, "{types:?}");
+    assert_eq!((types[0]["app_proto"].as_str(), types[0]["quic"]["sni"].as_str()), (Some("quic"), Some("quic.mbox.test")), "{}", types[0]);
+    eprintln!("QUIC through mbox: {} datagrams, short headers {shorts:?}, first flight {q}", datagrams.len());
+}
+
 /// The address mbox serves itself in the testbed's client subnet (a `[[service]]`).
 const SERVICE: &str = "198.18.1.80";
 /// The service's address on the client's VLAN (802.1Q id 100 over the same wire).
