@@ -8,6 +8,8 @@
 #   BASE=DIR   also run each row with the mbox and plugins in DIR (another build's
 #              target/release, e.g. of an older commit), interleaved with this build's: an A/B
 #              comparison measured in the same run
+#   CAPTURES=N replay every bundled capture merged N times over (`mbox merge`: real TCP,
+#              UDP, DNS, QUIC) instead of generated traffic (FLOWS is then unused)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flows=${1:-20000}
@@ -19,13 +21,19 @@ builds=("$PWD/target/release")
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 # Generate once, replay from the page cache: the rows then measure mbox, not the generator.
-./target/release/mbox gen --out "$dir/traffic.pcap" --flows "$flows" --udp-flows $((flows / 10)) --response-bytes 8192 --concurrency 256 2> /dev/null
+if [ -n "${CAPTURES:-}" ]; then
+    ./target/release/mbox merge --out "$dir/traffic.pcap" --repeat "$CAPTURES" testdata/pcaps/*.pcap testdata/pcaps/*.pcapng 2> /dev/null
+else
+    ./target/release/mbox gen --out "$dir/traffic.pcap" --flows "$flows" --udp-flows $((flows / 10)) --response-bytes 8192 --concurrency 256 2> /dev/null
+fi
 gen="pcap = \"$dir/traffic.pcap\""
-names=("stack only (no NF)" "flow-stats" "flow-stats + heavy-hitter + logger")
+rules="$PWD/testdata/rules/custom.rules"
+names=("stack only (no NF)" "flow-stats" "flow-stats + heavy-hitter + logger" "dpi + sig-match (demo rules)")
 chains=(
     ""
     '[[nf]]\nplugin = "flow-stats"\nargs = { output = "'"$dir"'/flows.jsonl" }\n'
     '[[nf]]\nplugin = "flow-stats"\nargs = { output = "'"$dir"'/flows.jsonl" }\n[[nf]]\nplugin = "heavy-hitter"\n[[nf]]\nplugin = "logger"\nsubscribe = ["ALERT", "FLOW/TCP/NEW", "FLOW/TCP/TERMINATE", "FLOW/UDP"]\nargs = { output = "'"$dir"'/events.jsonl" }\n'
+    '[[nf]]\nplugin = "dpi"\n[[nf]]\nplugin = "sig-match"\nargs = { rules = "'"$rules"'" }\n'
 )
 # One run of chain $1 with build $2; appends "cpu_s cpu_s_per_Mpkt kpps packets" to a file.
 run() {

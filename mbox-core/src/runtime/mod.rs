@@ -10,6 +10,8 @@
 //! - [`buffer_budget`]: how much memory those connections' buffers may hold and promise.
 //! - [`stream_out`]: what NFs write to those connections, from their threads to the shard.
 //! - [`nf_host`]: an NF instance's loop.
+//! - [`quic`]: which UDP datagrams are QUIC packets, and what a connection's first flight
+//!   says (`PKT/UDP/QUIC`, `FLOW/UDP/QUIC`).
 
 pub mod buffer_budget;
 pub mod lane;
