@@ -868,13 +868,38 @@ pub mod app {
     pub const DHCPV6: u8 = 19;
     pub const STUN: u8 = 20;
     pub const NTP: u8 = 21;
-    /// HTTP to a proxy port (8080, 3128) where the content said nothing more.
+    /// HTTP to a proxy: a request for an absolute URI (`GET http://...`), or to a proxy port
+    /// (8080, 3128) where the content said nothing more.
     pub const HTTP_PROXY: u8 = 22;
+    /// HTTP's `CONNECT`: a tunnel through a proxy.
+    pub const HTTP_CONNECT: u8 = 23;
 
     /// Every protocol, for tables.
-    pub const ALL: [u8; 23] = [
-        UNKNOWN, HTTP, TLS, SSH, SMTP, IMAP, POP3, FTP, DNS, BITTORRENT, QUIC, SMTPS, IMAPS, POPS, MDNS, LLMNR, SSDP, NETBIOS, DHCP,
-        DHCPV6, STUN, NTP, HTTP_PROXY,
+    pub const ALL: [u8; 24] = [
+        UNKNOWN,
+        HTTP,
+        TLS,
+        SSH,
+        SMTP,
+        IMAP,
+        POP3,
+        FTP,
+        DNS,
+        BITTORRENT,
+        QUIC,
+        SMTPS,
+        IMAPS,
+        POPS,
+        MDNS,
+        LLMNR,
+        SSDP,
+        NETBIOS,
+        DHCP,
+        DHCPV6,
+        STUN,
+        NTP,
+        HTTP_PROXY,
+        HTTP_CONNECT,
     ];
 
     /// The protocol's name as logs print it (Suricata's `app_proto` names where they exist).
@@ -902,6 +927,7 @@ pub mod app {
             STUN => "stun",
             NTP => "ntp",
             HTTP_PROXY => "http_proxy",
+            HTTP_CONNECT => "http_connect",
             _ => "unknown",
         }
     }

@@ -33,7 +33,7 @@ pub fn tcp(client: &[u8], server: &[u8], server_port: u16) -> Verdict {
     let mut undecided = false;
     if !client.is_empty() {
         match http::request_head(client) {
-            Parse::Done(h) => return Verdict::Known(app::HTTP, h.host.unwrap_or_default().to_vec()),
+            Parse::Done(h) => return Verdict::Known(http_app(&h), h.host.unwrap_or_default().to_vec()),
             // A valid start of a request (what httparse and the lenient line parser call partial).
             Parse::Partial => undecided = true,
             _ => {}
@@ -56,6 +56,14 @@ pub fn tcp(client: &[u8], server: &[u8], server_port: u16) -> Verdict {
     if let Some(mail) = mail_or_ftp(client, server) {
         return mail;
     }
+    // TLS picked up after its handshake: whole records of the record layer, either way.
+    for side in [client, server] {
+        match tls_records(side) {
+            Some(true) => return Verdict::Known(tls_app(server_port), Vec::new()),
+            Some(false) => undecided = true,
+            None => {}
+        }
+    }
     // Still possible: a request or hello not yet complete, a server that has not spoken (or a
     // client that has not answered its greeting), within the limit.
     let waiting = undecided || client.is_empty() || server.is_empty();
@@ -64,6 +72,48 @@ pub fn tcp(client: &[u8], server: &[u8], server_port: u16) -> Verdict {
     } else {
         Verdict::Unknown
     }
+}
+
+/// A request to a proxy is HTTP_Proxy (an absolute URI) or HTTP_Connect (a tunnel), as nDPI
+/// names them; any other is HTTP.
+fn http_app(h: &http::RequestHead<'_>) -> u8 {
+    if h.method == b"CONNECT" {
+        app::HTTP_CONNECT
+    } else if h.uri.starts_with(b"http://") {
+        app::HTTP_PROXY
+    } else {
+        app::HTTP
+    }
+}
+
+/// TLS's record layer, as a connection picked up after its handshake shows it (nDPI's test):
+/// `Some(true)` when `bytes` are whole records (a content type of 20 to 26, version 3.x, a
+/// length a record can have) ending exactly where the bytes do, with at least one that is not
+/// a handshake (change cipher spec, alert, application data: the handshake's own start is
+/// `tls::client_hello`'s); or when the bytes reach [`TCP_LIMIT`] inside such records. `Some(false)`
+/// while the last record is still coming, `None` when the bytes are not TLS records.
+fn tls_records(bytes: &[u8]) -> Option<bool> {
+    const MAX_RECORD: usize = (1 << 14) + 2048;
+    let (mut at, mut not_handshake) = (0, false);
+    while at < bytes.len() {
+        let Some(head) = bytes.get(at..at + 5) else {
+            // A header still coming: of a record, as far as it has come.
+            let part = &bytes[at..];
+            let fits = (20..=26).contains(&part[0]) && part.get(1).is_none_or(|&v| v == 3) && part.get(2).is_none_or(|&v| v <= 4);
+            return (fits && bytes.len() < TCP_LIMIT).then_some(false);
+        };
+        let len = usize::from(u16::from_be_bytes([head[3], head[4]]));
+        if !(20..=26).contains(&head[0]) || head[1] != 3 || head[2] > 4 || len == 0 || len > MAX_RECORD {
+            return None;
+        }
+        not_handshake |= head[0] != 22;
+        at += 5 + len;
+        if at > bytes.len() {
+            // A record still coming: TLS once the bytes reach the limit inside it.
+            return Some(not_handshake && bytes.len() >= TCP_LIMIT);
+        }
+    }
+    (at > 0 && not_handshake).then_some(true)
 }
 
 /// TLS is reported under the mail protocol its port is for (nDPI's IMAPS, POPS, SMTPS).
@@ -272,6 +322,35 @@ mod tests {
         assert_eq!(known(tcp(b"a001 CAPABILITY\r\n", b"* OK IMAP4rev1\r\n", 143)), app::IMAP);
         assert_eq!(known(tcp(b"\x13BitTorrent protocol\x00\x00", b"", 6881)), app::BITTORRENT);
         assert_eq!(tcp(b"\x00\x01\x02garbage that is nothing", b"\x05\x06 more", 9999), Verdict::Unknown);
+    }
+
+    #[test]
+    fn requests_to_proxies_are_named_as_ndpi_names_them() {
+        let proxy = b"GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        assert_eq!(tcp(proxy, b"", 12345), Verdict::Known(app::HTTP_PROXY, b"example.com".to_vec()), "an absolute URI, any port");
+        let connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        assert_eq!(known(tcp(connect, b"", 8080)), app::HTTP_CONNECT);
+        assert_eq!(known(tcp(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n", b"", 8080)), app::HTTP, "an origin-form URI is plain HTTP");
+    }
+
+    #[test]
+    fn tls_picked_up_after_its_handshake_is_known_by_its_records() {
+        let record = |ty: u8, len: usize| {
+            let mut r = vec![ty, 3, 3, (len >> 8) as u8, len as u8];
+            r.extend(std::iter::repeat_n(0xa5, len));
+            r
+        };
+        let data = record(23, 100);
+        assert_eq!(known(tcp(&data, b"", 8443)), app::TLS, "application data, on no TLS port");
+        let mut two = record(23, 40);
+        two.extend(record(21, 2));
+        assert_eq!(known(tcp(b"", &two, 993)), app::IMAPS, "the server's records; the port's TLS name");
+        assert_eq!(tcp(&data[..60], b"", 8443), Verdict::Undecided, "a record still coming");
+        assert_eq!(known(tcp(&record(23, 9000)[..TCP_LIMIT], b"", 8443)), app::TLS, "a record longer than the bytes kept");
+        assert_eq!(tcp(b"\x00\x01", &record(22, 100), 8443), Verdict::Unknown, "a handshake record alone says nothing here");
+        let mut bad = record(23, 10);
+        bad[2] = 9;
+        assert_eq!(tcp(&bad, b"\x00", 8443), Verdict::Unknown, "not a TLS version");
     }
 
     #[test]

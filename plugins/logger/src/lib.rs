@@ -133,7 +133,7 @@ impl Logger {
             let name = String::from_utf8_lossy(t.host());
             if !name.is_empty() {
                 match t.app {
-                    app::HTTP | app::HTTP_PROXY => line.insert("http".into(), json!({ "hostname": name })),
+                    app::HTTP | app::HTTP_PROXY | app::HTTP_CONNECT => line.insert("http".into(), json!({ "hostname": name })),
                     // As Suricata's eve.json names them: the server name of a QUIC connection.
                     app::QUIC => line.insert("quic".into(), json!({ "sni": name })),
                     _ => line.insert("tls".into(), json!({ "sni": name })),
