@@ -301,9 +301,28 @@ EXPECTED = os.path.join(REPO, "testdata", "rules", "EXPECTED-suricata-alerts-eva
 RUNS = [("default", ["-k", "none"]), ("checksums", [])]
 
 
-def suricata_command(capture, outdir, extra):
+def suricata_command(capture, outdir, extra, rules=RULES):
     """The exact command each run uses."""
-    return ["suricata", "-r", capture, "-c", "/etc/suricata/suricata.yaml", "-S", RULES, "-l", outdir, "--runmode", "single", *extra]
+    return ["suricata", "-r", capture, "-c", "/etc/suricata/suricata.yaml", "-S", rules, "-l", outdir, "--runmode", "single", *extra]
+
+
+def suricata_alerts(capture, extra, rules=RULES):
+    """Suricata's alerts on `capture` (one process, only `rules`, the stock suricata.yaml and the
+    options `extra`): a Counter of (sid, signature, the sending port)."""
+    outdir = tempfile.mkdtemp(prefix="suricata-")
+    try:
+        done = subprocess.run(suricata_command(capture, outdir, extra, rules), capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"suricata failed on {capture}: {done.stderr or done.stdout}")
+        alerts = collections.Counter()
+        with open(os.path.join(outdir, "eve.json")) as eve:
+            for line in eve:
+                event = json.loads(line)
+                if event.get("event_type") == "alert":
+                    alerts[(event["alert"]["signature_id"], event["alert"]["signature"], event["src_port"])] += 1
+        return alerts
+    finally:
+        shutil.rmtree(outdir)
 
 
 def run_suricata(paths):
@@ -311,22 +330,11 @@ def run_suricata(paths):
     rows = ["pcap\trun\tsid\tsignature\tcount"]
     for path in paths:
         for run, extra in RUNS:
-            outdir = tempfile.mkdtemp(prefix="evasion-suricata-")
-            try:
-                done = subprocess.run(suricata_command(path, outdir, extra), capture_output=True, text=True)
-                if done.returncode != 0:
-                    sys.exit(f"suricata failed on {path}: {done.stderr or done.stdout}")
-                counts = collections.Counter()
-                names = {}
-                with open(os.path.join(outdir, "eve.json")) as eve:
-                    for line in eve:
-                        event = json.loads(line)
-                        if event.get("event_type") == "alert":
-                            sid = event["alert"]["signature_id"]
-                            counts[sid] += 1
-                            names[sid] = event["alert"]["signature"]
-            finally:
-                shutil.rmtree(outdir)
+            counts = collections.Counter()
+            names = {}
+            for (sid, signature, _), n in suricata_alerts(path, extra).items():
+                counts[sid] += n
+                names[sid] = signature
             name = os.path.basename(path)
             for sid in sorted(counts):
                 rows.append(f"{name}\t{run}\t{sid}\t{names[sid]}\t{counts[sid]}")

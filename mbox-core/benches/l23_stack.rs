@@ -88,6 +88,7 @@ fn stack(tcp: Option<Depth>) -> L23Stack {
             tcp,
             stream_limits: StreamLimits::default(),
             verify_tcp_checksums: false,
+            midstream_client: Default::default(),
         },
         0,
     )

@@ -387,6 +387,18 @@ pub struct FlowConfig {
     pub max_fragmented_datagrams: usize,
     #[serde(deserialize_with = "duration")]
     pub fragment_timeout: Duration,
+    /// Who is the client of a TCP connection picked up mid-stream.
+    pub midstream_client: MidstreamClientConfig,
+}
+
+/// `[flow] midstream_client`: `"first"` (the sender of the first packet seen) or `"detect"`
+/// (the side that does not look like the server: `mbox_stack::l23::MidstreamClient`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MidstreamClientConfig {
+    #[default]
+    First,
+    Detect,
 }
 
 impl Default for FlowConfig {
@@ -401,6 +413,7 @@ impl Default for FlowConfig {
             decap_tunnels: true,
             max_fragmented_datagrams: 256,
             fragment_timeout: Duration::from_secs(30),
+            midstream_client: MidstreamClientConfig::First,
         }
     }
 }

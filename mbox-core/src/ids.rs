@@ -216,6 +216,12 @@ impl IdsRun {
         input.insert("pcap".into(), toml::Value::Array(vec![path(&self.capture)]));
         let mut top = toml::Table::new();
         top.insert("input".into(), toml::Value::Table(input));
+        if self.settings.midstream == Some(true) {
+            // Picked-up connections oriented as Suricata turns them round.
+            let mut flow = toml::Table::new();
+            flow.insert("midstream_client".into(), toml::Value::String("detect".into()));
+            top.insert("flow".into(), toml::Value::Table(flow));
+        }
         top.insert("nf".into(), toml::Value::Array(vec![nf("sig-match", sig), nf("eve-log", eve)]));
         let header = format!("# What `mbox ids` runs on {}: `mbox run` this file for the same run.\n", self.capture.display());
         Ok(header + &toml::to_string(&top).unwrap_or_default())

@@ -96,6 +96,10 @@ enum Command {
         /// Flows open at once.
         #[arg(long, default_value_t = 65_536)]
         max_flows: usize,
+        /// The client of a connection picked up mid-stream: "first" (the sender of its first
+        /// packet) or "detect" (as `[flow] midstream_client`, docs/config.md).
+        #[arg(long, default_value = "first", value_parser = ["first", "detect"])]
+        midstream_client: String,
     },
     /// Merge captures into one Ethernet pcap, repeated with moved addresses and times: the same
     /// input for mbox and for other tools (Suricata, ndpiReader) to compare on.
@@ -329,8 +333,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", prepared.graph.to_dot(&prepared.registry));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Streams { capture, out, max_flows } => {
-            let report = mbox_core::streams::write_streams(&capture, &out, max_flows.max(1))?;
+        Command::Streams { capture, out, max_flows, midstream_client } => {
+            let midstream_client = match midstream_client.as_str() {
+                "detect" => mbox_stack::l23::MidstreamClient::Detect,
+                _ => mbox_stack::l23::MidstreamClient::First,
+            };
+            let report = mbox_core::streams::write_streams(&capture, &out, max_flows.max(1), midstream_client)?;
             eprintln!("{} packets, {} TCP connections: {}", report.packets, report.connections, out.join("streams.tsv").display());
             Ok(ExitCode::SUCCESS)
         }

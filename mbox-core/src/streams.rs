@@ -10,7 +10,7 @@ use crate::io::capture::{CaptureError, CaptureReader};
 use mbox_abi::kit::ts_epoch;
 use mbox_abi::TcpSnapshot;
 use mbox_stack::flow_table::{FlowEntry, FlowTable, Timeouts};
-use mbox_stack::l23::{L23Stack, StackConfig, StackPacket, StackSink, StreamContext};
+use mbox_stack::l23::{L23Stack, MidstreamClient, StackConfig, StackPacket, StackSink, StreamContext};
 use mbox_stack::tcp::stream::{Source, StreamLimits};
 use mbox_stack::tcp::Depth;
 use mbox_stack::wire::{ip_proto, ParseOptions};
@@ -168,8 +168,14 @@ pub struct StreamsReport {
 
 /// Reassembles every TCP connection of `capture` into `out` (created if needed), writing
 /// `out/streams.tsv` as the index. `max_flows` bounds the flows open at once (the least recent
-/// is ended when a new one needs room).
-pub fn write_streams(capture: &Path, out: &Path, max_flows: usize) -> Result<StreamsReport, StreamsError> {
+/// is ended when a new one needs room); `midstream_client` orients the connections picked up
+/// mid-stream, as `[flow] midstream_client` does for a run.
+pub fn write_streams(
+    capture: &Path,
+    out: &Path,
+    max_flows: usize,
+    midstream_client: MidstreamClient,
+) -> Result<StreamsReport, StreamsError> {
     std::fs::create_dir_all(out).map_err(|source| StreamsError::Write { path: out.to_path_buf(), source })?;
     let mut reader = CaptureReader::open(capture)?;
     let mut stack = L23Stack::new(
@@ -184,6 +190,7 @@ pub fn write_streams(capture: &Path, out: &Path, max_flows: usize) -> Result<Str
             // An offline tool keeps whatever a capture holds out of order.
             stream_limits: StreamLimits { max_kept: 1 << 20, max_distance: u32::MAX / 2 },
             verify_tcp_checksums: false,
+            midstream_client,
         },
         0,
     );

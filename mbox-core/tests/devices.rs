@@ -89,7 +89,7 @@ fn an_impaired_wire_is_the_same_on_every_run_and_reassembled_as_its_trace() {
     assert_ne!(other, trace);
     // What the stack made of the wire is what offline reassembly makes of the trace.
     let offline = dir.path().join("offline");
-    write_streams(&dir.path().join("a.pcap"), &offline, 65_536).unwrap();
+    write_streams(&dir.path().join("a.pcap"), &offline, 65_536, Default::default()).unwrap();
     let expected: BTreeMap<String, String> = read_tsv(&offline.join("streams.tsv"))
         .into_iter()
         .map(|r| {

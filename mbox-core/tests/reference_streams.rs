@@ -27,7 +27,7 @@ fn reassembled_streams_match_the_reference() {
     let mut failures = Vec::new();
     for (pcap, expected) in &by_pcap {
         let out = dir.path().join(pcap);
-        write_streams(&pcaps().join(pcap), &out, 65_536).unwrap_or_else(|e| panic!("{pcap}: {e}"));
+        write_streams(&pcaps().join(pcap), &out, 65_536, Default::default()).unwrap_or_else(|e| panic!("{pcap}: {e}"));
         // Our directions by (sender, receiver).
         let mut ours: HashMap<(String, String, String, String), HashMap<String, String>> = HashMap::new();
         for r in read_tsv(&out.join("streams.tsv")) {

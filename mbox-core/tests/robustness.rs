@@ -112,6 +112,7 @@ fn small_stack() -> L23Stack {
             tcp: Some(Depth::Reassembly),
             stream_limits: StreamLimits { max_kept: 4, max_distance: 100_000 },
             verify_tcp_checksums: false,
+            midstream_client: Default::default(),
         },
         0,
     )

@@ -39,7 +39,7 @@ fn hashed(path: &Path) -> HashMap<Direction, Carried> {
 
 /// The same, from `mbox streams`' index.
 fn offline(capture: &Path, dir: &Path) -> HashMap<Direction, Carried> {
-    write_streams(capture, dir, 65_536).unwrap();
+    write_streams(capture, dir, 65_536, Default::default()).unwrap();
     read_tsv(&dir.join("streams.tsv"))
         .into_iter()
         .map(|r| {

@@ -162,6 +162,7 @@ pub fn fuzz_stack(input: &[u8]) {
             tcp: Some(Depth::Reassembly),
             stream_limits: StreamLimits { max_kept: 4, max_distance: 1 << 20 },
             verify_tcp_checksums: false,
+            midstream_client: Default::default(),
         },
         0,
     );

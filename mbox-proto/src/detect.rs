@@ -75,6 +75,11 @@ pub fn tcp(client: &[u8], server: &[u8], ports: [u16; 2]) -> Detected {
             }
         }
     }
+    // A response without its request (a connection picked up after it): HTTP all the same, as
+    // Suricata's detection takes "HTTP/1." from the server.
+    if server.starts_with(b"HTTP/1.") {
+        return Detected::Proto(AppProto::Http);
+    }
     if server.starts_with(b"220") && client.is_empty() {
         // An SMTP (or FTP) greeting: wait for the client's first command.
         return Detected::Wait;
@@ -102,5 +107,6 @@ mod tests {
         assert_eq!(tcp(b"\x16\x03\x01\x40\x00\x01\x00\x3f\xfc\x03\x03", b"", [1, 443]), Detected::Proto(AppProto::Tls));
         assert_eq!(tcp(b"\x16\x03", b"", [1, 443]), Detected::Wait);
         assert_eq!(tcp(b"\x17\x03", b"x", [1, 443]), Detected::Other);
+        assert_eq!(tcp(b"", b"HTTP/1.1 200 OK\r\n", [1, 80]), Detected::Proto(AppProto::Http), "a response, its request not seen");
     }
 }

@@ -31,6 +31,33 @@ pub struct StackConfig {
     /// The monitor leaves out TCP segments whose checksum is wrong (the receiver drops them);
     /// off, it trusts them, as captures taken where checksums are offloaded need.
     pub verify_tcp_checksums: bool,
+    /// Who is the client of a TCP connection picked up mid-stream (its SYN and SYN+ACK not
+    /// seen).
+    pub midstream_client: MidstreamClient,
+}
+
+/// The client of a TCP connection whose first packet seen is neither a SYN nor a SYN+ACK.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MidstreamClient {
+    /// The sender of that first packet (tshark's conversations, Suricata without
+    /// `stream.midstream`).
+    #[default]
+    First,
+    /// The side that does not look like the server, as Suricata with `stream.midstream` turns
+    /// such a flow round: a first packet that opens a server's message (an HTTP response, a
+    /// TLS ServerHello) was sent by the server; one without payload was, when it goes from a
+    /// well-known port (below 1024) to another; else its sender is the client.
+    Detect,
+}
+
+/// Whether the packet that starts a flow picked up mid-stream (`payload`: its captured TCP
+/// payload; `ports`: source, destination) was sent by the server (see
+/// [`MidstreamClient::Detect`]).
+fn sent_by_server(payload: &[u8], ports: [u16; 2]) -> bool {
+    match payload {
+        [] => ports[0] < 1024 && ports[1] >= 1024,
+        _ => payload.starts_with(b"HTTP/1.") || matches!(payload, [0x16, 3, _, _, _, 2, ..]),
+    }
 }
 
 /// Events one packet may cause at most, so the sink can promise room before the stack starts.
@@ -379,7 +406,14 @@ impl StackParts<'_> {
         }
         let slot = match slot {
             Some(s) => s,
-            None => self.new_flow(key, hash, side, p, sink),
+            None => {
+                let server_sent = is_tcp && flags & tcp_flags::SYN == 0 && self.cfg.midstream_client == MidstreamClient::Detect && {
+                    let start = (p.payload_offset as usize).min(data.len());
+                    let payload = &data[start..(start + p.payload_len as usize).min(data.len())];
+                    sent_by_server(payload, [p.src_port, p.dst_port])
+                };
+                self.new_flow(key, hash, side, p, server_sent, sink)
+            }
         };
         let entry = self.flows.get_mut(slot);
         let dir = entry.dir_of(side);
@@ -473,7 +507,9 @@ impl StackParts<'_> {
         sink.flow_ended(&entry, slot, reason, self.clock_ns, last_state.as_ref());
     }
 
-    fn new_flow<S: StackSink>(&mut self, key: FlowKey, hash: u64, side: u8, p: &Parsed, sink: &mut S) -> u32 {
+    /// A new flow for the packet `p`; `server_sent`: it was sent by the flow's server (a
+    /// mid-stream pickup, [`MidstreamClient::Detect`]).
+    fn new_flow<S: StackSink>(&mut self, key: FlowKey, hash: u64, side: u8, p: &Parsed, server_sent: bool, sink: &mut S) -> u32 {
         if self.flows.is_full() {
             if let Some(victim) = self.flows.lru_victim() {
                 self.end_flow(victim, EndReason::Exactly(REASON_EVICTED), sink);
@@ -495,13 +531,14 @@ impl StackParts<'_> {
         };
         let mut tuple = FlowTuple { ip_version: p.ip_version, ip_proto: p.ip_proto, vlan: p.vlan, ports, addrs: [p.src, p.dst] };
         // The originator is the client: a TCP connection first seen at its SYN+ACK (its SYN not
-        // captured) was opened by the packet's receiver. Decided here once, so that every part
-        // of mbox (flow records, the monitor's directions, NFs' to_server) orients it alike.
+        // captured) was opened by the packet's receiver, and one picked up later by the side
+        // `[flow] midstream_client` names. Decided here once, so that every part of mbox (flow
+        // records, the monitor's directions, NFs' to_server) orients it alike.
         let mut side = side;
         let synack = p.ip_proto == ip_proto::TCP
             && p.has_l4_header()
             && p.tcp.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK;
-        if synack {
+        if synack || server_sent {
             tuple.addrs.swap(0, 1);
             tuple.ports.swap(0, 1);
             side ^= 1;
@@ -576,5 +613,17 @@ mod tests {
             let cut = &buf[..buf.len() - 1];
             assert!(!wrong_tcp_checksum(cut, &parsed(cut)), "{src}: cut by the snaplen, nothing to tell");
         }
+    }
+
+    #[test]
+    fn a_midstream_first_packet_is_the_servers_when_it_opens_a_servers_message_or_leaves_a_low_port_empty() {
+        assert!(sent_by_server(b"HTTP/1.1 200 OK\r\n", [8080, 50000]), "an HTTP response, whatever the ports");
+        assert!(sent_by_server(&[0x16, 3, 3, 0, 80, 2, 0, 0, 76], [50000, 50001]), "a TLS ServerHello");
+        assert!(!sent_by_server(&[0x16, 3, 1, 0, 80, 1, 0, 0, 76], [50000, 443]), "a ClientHello");
+        assert!(!sent_by_server(b"GET / HTTP/1.1\r\n", [80, 50000]), "a request, whatever the ports");
+        assert!(sent_by_server(b"", [443, 50000]), "an empty segment from a well-known port to an ephemeral one");
+        assert!(!sent_by_server(b"", [50000, 443]));
+        assert!(!sent_by_server(b"", [8080, 50000]), "no port below 1024: the sender stays the client");
+        assert!(!sent_by_server(b"\x17\x03\x03\x00\x10", [443, 50000]), "data that says nothing: the sender stays the client");
     }
 }

@@ -139,6 +139,10 @@ pub fn assemble(prepared: Prepared) -> Result<Assembled, RunError> {
         tcp: tcp_depth(config.tcp.monitor, &registry, &graph),
         stream_limits: StreamLimits { max_kept: config.tcp.max_kept_segments_per_flow, max_distance: config.tcp.max_out_of_order_distance },
         verify_tcp_checksums: config.tcp.verify_checksums,
+        midstream_client: match config.flow.midstream_client {
+            crate::config::MidstreamClientConfig::First => mbox_stack::l23::MidstreamClient::First,
+            crate::config::MidstreamClientConfig::Detect => mbox_stack::l23::MidstreamClient::Detect,
+        },
     };
     Ok(Assembled {
         config,

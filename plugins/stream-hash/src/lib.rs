@@ -421,6 +421,7 @@ impl Plugin for StreamHash {
                     tcp: Some(Depth::Reassembly),
                     stream_limits: StreamLimits::default(),
                     verify_tcp_checksums: false,
+                    midstream_client: Default::default(),
                 };
                 Some(Box::new(OwnStack { stack: L23Stack::new(cfg, 0), kept: Vec::new(), free: Vec::new() }))
             }
