@@ -416,6 +416,7 @@ fn prometheus_metrics_pass_promtool_and_agree_with_stats() {
     assert!(sample(&text, "mbox_input_bytes_total") > 0.0);
     assert_eq!(sample(&text, "mbox_input_missed_total"), 0.0, "a capture misses nothing");
     assert_eq!(sample(&text, "mbox_input_rolled_over_total"), 0.0, "nor puts a packet on another shard");
+    assert_eq!(sample(&text, "mbox_shard_quic_flights_total{shard=\"0\",outcome=\"refused\"}"), 0.0, "no QUIC flight refused");
     assert!(sample(&text, "mbox_shard_flows_active{shard=\"0\"}") > 0.0);
     assert_eq!(sample(&text, "mbox_shard_flows_ended_total{shard=\"1\",reason=\"evicted\"}"), 0.0);
     assert!(text.contains("mbox_shard_malformed_total{shard=\"0\",cause=\""), "{text}");

@@ -146,6 +146,17 @@ pub fn render(r: &RunReport) -> String {
     f.each("shard_dropped_by_nf_total", "counter", "Packets dropped by an NF's verdict.", shards, |f, s| {
         f.sample("shard_dropped_by_nf_total", &[("shard", &id(s))], s.dropped_by_nf)
     });
+    f.each(
+        "shard_quic_flights_total",
+        "counter",
+        "QUIC first flights not read for a bound: refused (too many waited at once: reported unreadable), or read but not reported (no copy budget).",
+        shards,
+        |f, s| {
+            for (outcome, n) in [("refused", s.quic_flights_refused), ("unreported", s.quic_flights_unreported)] {
+                f.sample("shard_quic_flights_total", &[("shard", &id(s)), ("outcome", outcome)], n);
+            }
+        },
+    );
     f.each("shard_flows_total", "counter", "Flows a shard saw start, by protocol.", shards, |f, s| {
         for (proto, n) in [("tcp", s.stack.flows_tcp), ("udp", s.stack.flows_udp), ("other", s.stack.flows_other)] {
             f.sample("shard_flows_total", &[("shard", &id(s)), ("proto", proto)], n);
