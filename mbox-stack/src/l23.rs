@@ -407,11 +407,10 @@ impl StackParts<'_> {
         let slot = match slot {
             Some(s) => s,
             None => {
-                let server_sent = is_tcp && flags & tcp_flags::SYN == 0 && self.cfg.midstream_client == MidstreamClient::Detect && {
-                    let start = (p.payload_offset as usize).min(data.len());
-                    let payload = &data[start..(start + p.payload_len as usize).min(data.len())];
-                    sent_by_server(payload, [p.src_port, p.dst_port])
-                };
+                let server_sent = is_tcp
+                    && flags & tcp_flags::SYN == 0
+                    && self.cfg.midstream_client == MidstreamClient::Detect
+                    && sent_by_server(p.captured_payload(data), [p.src_port, p.dst_port]);
                 self.new_flow(key, hash, side, p, server_sent, sink)
             }
         };
@@ -459,7 +458,7 @@ impl StackParts<'_> {
         // The TCP monitor: state first, so the packet's event carries it; then the streams.
         let options =
             data.get(p.l4_offset as usize + 20..(p.l4_offset as usize + usize::from(p.tcp.header_len)).min(data.len())).unwrap_or(&[]);
-        let captured = data.len().saturating_sub(p.payload_offset as usize).min(p.payload_len as usize) as u32;
+        let captured = p.captured_payload(data).len() as u32;
         let seg = Segment { seq: p.tcp.seq, ack: p.tcp.ack, flags, window: p.tcp.window, len: p.payload_len, captured, options };
         let Some(conn) = self.tcp.get_mut(slot as usize) else {
             // Cannot happen (new TCP flows get a connection); report the packet without state.

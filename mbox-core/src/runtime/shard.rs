@@ -898,11 +898,7 @@ impl StackSink for Plane {
 
     fn packet(&mut self, pkt: &StackPacket<'_>, flows: &FlowTable) {
         self.current_datagram = pkt.datagram;
-        let payload = pkt.parsed.map(|p| {
-            let start = (p.payload_offset as usize).min(pkt.data.len());
-            let captured = (pkt.data.len() - start).min(p.payload_len as usize);
-            &pkt.data[start..start + captured]
-        });
+        let payload = pkt.parsed.map(|p| p.captured_payload(pkt.data));
         self.current_payload = payload.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len() as u32));
         let tcp = pkt.parsed.filter(|p| p.ip_proto == ip_proto::TCP && p.has_l4_header());
         let udp = pkt.parsed.is_some_and(|p| p.ip_proto == ip_proto::UDP && p.has_l4_header());

@@ -219,6 +219,13 @@ impl Parsed {
             None => self.ip_proto == ip_proto::TCP || self.ip_proto == ip_proto::UDP,
         }
     }
+
+    /// The L4 payload's captured bytes in `data` (the packet these offsets were parsed from):
+    /// at most `payload_len`, fewer where the capture cut the packet.
+    pub fn captured_payload<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        let start = (self.payload_offset as usize).min(data.len());
+        &data[start..start + (data.len() - start).min(self.payload_len as usize)]
+    }
 }
 
 /// A parsed packet: IP (with its headers) or something the stack only forwards.
