@@ -902,14 +902,16 @@ impl StackSink for Plane {
         self.current_payload = payload.map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len() as u32));
         let tcp = pkt.parsed.filter(|p| p.ip_proto == ip_proto::TCP && p.has_l4_header());
         let udp = pkt.parsed.is_some_and(|p| p.ip_proto == ip_proto::UDP && p.has_l4_header());
-        // A datagram of a flow that starts with a QUIC packet is PKT/UDP/QUIC, and the client's
-        // first flight becomes FLOW/UDP/QUIC (looked at only when someone gets one of those: a
-        // PKT/UDP subscriber does).
+        // A datagram of a flow that starts with a QUIC packet is PKT/UDP/QUIC (its header read
+        // when someone gets those, as a PKT/UDP subscriber does, or FLOW/UDP/QUIC), and the
+        // client's first flight becomes FLOW/UDP/QUIC (decrypted only when someone gets that).
+        let first_flight_wanted = self.graph.wants(self.types.flow_udp_quic);
         let (quic, first_flight) = match (udp, pkt.flow) {
-            (true, Some((slot, dir))) if self.graph.wants(self.types.pkt_udp_quic) || self.graph.wants(self.types.flow_udp_quic) => {
+            (true, Some((slot, dir))) if first_flight_wanted || self.graph.wants(self.types.pkt_udp_quic) => {
                 let (id, payload) = (flows.get(slot).id, payload.unwrap_or_default());
                 let quic = self.quic.recognise(slot, id, dir, payload);
-                (quic, self.quic.first_flight(slot, id, dir, payload, quic.as_ref()))
+                let flight = first_flight_wanted.then(|| self.quic.first_flight(slot, id, dir, payload, quic.as_ref())).flatten();
+                (quic, flight)
             }
             _ => (None, None),
         };
@@ -990,13 +992,10 @@ impl Plane {
         }
     }
 
-    /// `FLOW/UDP/QUIC` for a flow whose first flight was decided: its server name and ALPN
-    /// list in a copy the event holds.
+    /// `FLOW/UDP/QUIC` for a flow whose first flight was decided (read only when some NF gets
+    /// the type): its server name and ALPN list in a copy the event holds.
     fn emit_first_flight(&mut self, flow: &FlowEntry, slot: u32, flight: FirstFlight) {
         let route = self.types.flow_udp_quic;
-        if !self.graph.wants(route) {
-            return;
-        }
         let (hello, version, flags) = match flight {
             FirstFlight::Read(hello, version) => (Some(hello), version, QUIC_HELLO_READ),
             FirstFlight::Unreadable(version) => (None, version, 0),
@@ -1048,9 +1047,7 @@ impl Plane {
         // holds the entry (it returns to the free list only when none does).
         unsafe { std::slice::from_raw_parts(base, len as usize) }
     }
-}
 
-impl Plane {
     /// Emits a stream data event of `route` about a served connection (direction `dir`) with
     /// a copy of `bytes`, which the event holds until the NFs are done; `read` as for
     /// [`Plane::emit_read`]. False when no copy buffer or room is left (nothing emitted).
